@@ -1,0 +1,119 @@
+/**
+ * Errors raised by websession. Every error carries a stable `code` that callers can switch on;
+ * messages are for people and may change.
+ *
+ * @module
+ */
+
+/**
+ * Base class of every error websession raises.
+ *
+ * @example
+ * ```ts
+ * import { SessionError, StoreUnavailableError } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * const error = new StoreUnavailableError("Redis did not answer");
+ * assert.ok(error instanceof SessionError);
+ * assert.equal(error.code, "ERR_SESSION_STORE_UNAVAILABLE");
+ * ```
+ */
+export class SessionError extends Error {
+  /** A stable machine-readable code, e.g. `ERR_SESSION_CONFLICT`. */
+  readonly code: string = "ERR_SESSION";
+  /** The HTTP status `withSession` answers with when this error reaches it. */
+  readonly status: number = 500;
+
+  /**
+   * @param message What went wrong.
+   * @param options `cause`: the underlying error.
+   */
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/**
+ * A save kept losing the compare-and-set against other requests for the same session, more
+ * times than `maxAttempts` allows, or the `conflict` policy is `"reject"`. Answered with `409`.
+ *
+ * @example
+ * ```ts
+ * import { SessionConflictError } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(new SessionConflictError("lost").status, 409);
+ * ```
+ */
+export class SessionConflictError extends SessionError {
+  override readonly code = "ERR_SESSION_CONFLICT";
+  override readonly status = 409;
+}
+
+/**
+ * The store could not be reached or failed. The original error is in `cause`. Answered with
+ * `503`; a failed read is never treated as "no such session".
+ *
+ * @example
+ * ```ts
+ * import { StoreUnavailableError } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * const error = new StoreUnavailableError("Load failed", { cause: new Error("ECONNREFUSED") });
+ * assert.equal(error.status, 503);
+ * assert.equal((error.cause as Error).message, "ECONNREFUSED");
+ * ```
+ */
+export class StoreUnavailableError extends SessionError {
+  override readonly code = "ERR_SESSION_STORE_UNAVAILABLE";
+  override readonly status = 503;
+}
+
+/**
+ * The options given to `withSession` or a store are invalid. Raised when they are read: at
+ * construction for a plain options object, on the request for an options function.
+ *
+ * @example
+ * ```ts
+ * import { SessionConfigError } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(new SessionConfigError("bad").code, "ERR_SESSION_CONFIG");
+ * ```
+ */
+export class SessionConfigError extends SessionError {
+  override readonly code = "ERR_SESSION_CONFIG";
+}
+
+/**
+ * The session cannot be written because it is too large for its store (a cookie over its
+ * limit, for instance). Nothing is written: a browser would silently drop such a cookie.
+ *
+ * @example
+ * ```ts
+ * import { SessionTooLargeError } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(new SessionTooLargeError("too big").status, 500);
+ * ```
+ */
+export class SessionTooLargeError extends SessionError {
+  override readonly code = "ERR_SESSION_TOO_LARGE";
+}
+
+/**
+ * The session was changed in a way that can no longer reach the client: after the response
+ * headers were sent (a new session, `regenerate()`), for example while a body streams.
+ *
+ * @example
+ * ```ts
+ * import { SessionStateError } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(new SessionStateError("late").code, "ERR_SESSION_STATE");
+ * ```
+ */
+export class SessionStateError extends SessionError {
+  override readonly code = "ERR_SESSION_STATE";
+}

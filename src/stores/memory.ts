@@ -1,0 +1,150 @@
+/**
+ * `MemoryStore`: sessions in this process's memory. The embedded default of `withSession`.
+ *
+ * @module
+ */
+import {
+  assertStorageKey,
+  parseStoredSession,
+  type SessionStore,
+  type StoreCapabilities,
+  type StoredSession,
+} from "../store.ts";
+
+/** Options of {@linkcode MemoryStore}. */
+export interface MemoryStoreOptions {
+  /**
+   * The most sessions kept at once. When full, the least recently written session is dropped
+   * to make room: a flood of new visitors cannot exhaust memory.
+   * @default Infinity
+   */
+  maxSessions?: number;
+  /**
+   * The clock, in milliseconds since the epoch (injectable for tests).
+   * @default Date.now
+   */
+  now?: () => number;
+}
+
+/**
+ * Keeps sessions in a `Map` in this process: fast, compare-and-set, lost on restart and not
+ * shared between processes or isolates. Each record is held as one JSON string, so a loaded
+ * record is always a fresh copy and a session costs little beyond its data.
+ *
+ * @example
+ * ```ts
+ * import { MemoryStore } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * const store = new MemoryStore({ maxSessions: 10_000 });
+ * const key = "k".repeat(43);
+ * const now = Date.now();
+ * assert.equal(await store.save(key, { data: { a: 1 }, version: 1, createdAt: now, expiresAt: now + 1000 }, null), true);
+ * assert.equal((await store.load(key))?.data.a, 1);
+ * assert.equal(await store.count(), 1);
+ * ```
+ */
+export class MemoryStore implements SessionStore {
+  /** Compare-and-set: yes (single-threaded `Map`). Native expiry: no, see `cleanup()`. */
+  readonly capabilities: StoreCapabilities = { compareAndSet: true, ttl: false };
+  #records = new Map<string, string>();
+  #max: number;
+  #now: () => number;
+
+  /**
+   * @param options See {@linkcode MemoryStoreOptions}.
+   * @throws {RangeError} When `maxSessions` is not a positive integer.
+   */
+  constructor(options: MemoryStoreOptions = {}) {
+    const max = options.maxSessions ?? Infinity;
+    if (max !== Infinity && (!Number.isSafeInteger(max) || max < 1)) {
+      throw new RangeError(`Invalid maxSessions: "${max}" is not a positive integer`);
+    }
+    this.#max = max;
+    this.#now = options.now ?? Date.now;
+  }
+
+  #read(key: string): StoredSession | null {
+    const text = this.#records.get(key);
+    if (text === undefined) return null;
+    const record = parseStoredSession(text);
+    if (record === null || record.expiresAt <= this.#now()) {
+      this.#records.delete(key);
+      return null;
+    }
+    return record;
+  }
+
+  /** Reads a record; `null` when missing or expired. */
+  load(key: string): Promise<StoredSession | null> {
+    assertStorageKey(key);
+    return Promise.resolve(this.#read(key));
+  }
+
+  /** Compare-and-set on the version; creates only when `expectedVersion` is `null`. */
+  save(key: string, record: StoredSession, expectedVersion: number | null): Promise<boolean> {
+    assertStorageKey(key);
+    const current = this.#read(key);
+    if (expectedVersion === null ? current !== null : current?.version !== expectedVersion) {
+      return Promise.resolve(false);
+    }
+    if (record.expiresAt <= this.#now()) {
+      this.#records.delete(key);
+      return Promise.resolve(true);
+    }
+    const text = JSON.stringify(record);
+    if (current === null) this.#makeRoom();
+    else this.#records.delete(key); // re-insert: most recently written last
+    this.#records.set(key, text);
+    return Promise.resolve(true);
+  }
+
+  /** Removes a record; no error if absent. */
+  destroy(key: string): Promise<void> {
+    assertStorageKey(key);
+    this.#records.delete(key);
+    return Promise.resolve();
+  }
+
+  /** Moves an existing record's expiry; does nothing when it is missing. */
+  touch(key: string, expiresAt: number): Promise<void> {
+    assertStorageKey(key);
+    const current = this.#read(key);
+    if (current !== null) {
+      current.expiresAt = expiresAt;
+      this.#records.set(key, JSON.stringify(current));
+    }
+    return Promise.resolve();
+  }
+
+  /** Drops expired records; returns how many. */
+  cleanup(): Promise<number> {
+    return Promise.resolve(this.#sweep());
+  }
+
+  /** How many live records are held (expired ones are swept first). */
+  count(): Promise<number> {
+    this.#sweep();
+    return Promise.resolve(this.#records.size);
+  }
+
+  #sweep(): number {
+    const now = this.#now();
+    let removed = 0;
+    for (const [key, text] of this.#records) {
+      const record = parseStoredSession(text);
+      if (record === null || record.expiresAt <= now) {
+        this.#records.delete(key);
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  #makeRoom(): void {
+    while (this.#records.size >= this.#max) {
+      const oldest = this.#records.keys().next().value as string;
+      this.#records.delete(oldest);
+    }
+  }
+}

@@ -1,0 +1,218 @@
+// The store conformance suite: every SessionStore runs these same cases against its real
+// backend. A store's own test file calls `storeSuite` with a factory and adds only what is
+// specific to it. Cases that need a capability the store does not claim are skipped by
+// capability, never by name.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import type { SessionStore, StoredSession } from "../../src/store.ts";
+import { randomKey, sleep } from "./util.ts";
+
+/** How a store's test file plugs into the suite. */
+export interface StoreSuiteOptions {
+  /** Opens the store under test (connected to its real backend). */
+  open: () => SessionStore | Promise<SessionStore>;
+  /** Closes what `open` connected. */
+  close?: () => void | Promise<void>;
+}
+
+function record(data: Record<string, unknown>, version = 1, ttl = 60_000): StoredSession {
+  const now = Date.now();
+  return { data, version, createdAt: now, expiresAt: now + ttl };
+}
+
+/** Runs the shared store cases under `describe(name)`. */
+export function storeSuite(name: string, options: StoreSuiteOptions): void {
+  describe(`${name}: store contract`, () => {
+    let store: SessionStore;
+    before(async () => {
+      store = await options.open();
+    });
+    after(async () => {
+      await options.close?.();
+    });
+
+    it("returns null for a key it never saw", async () => {
+      assert.equal(await store.load(randomKey()), null);
+    });
+
+    it("round-trips a record", async () => {
+      const key = randomKey();
+      const saved = record({ user: "ada", visits: 3 });
+      assert.equal(await store.save(key, saved, null), true);
+      const loaded = await store.load(key);
+      assert.ok(loaded);
+      assert.deepEqual(loaded.data, saved.data);
+      assert.equal(loaded.version, 1);
+      assert.equal(loaded.createdAt, saved.createdAt);
+      assert.equal(loaded.expiresAt, saved.expiresAt);
+    });
+
+    it("keeps keys apart", async () => {
+      const a = randomKey();
+      const b = randomKey();
+      await store.save(a, record({ who: "a" }), null);
+      await store.save(b, record({ who: "b" }), null);
+      assert.equal((await store.load(a))?.data.who, "a");
+      assert.equal((await store.load(b))?.data.who, "b");
+    });
+
+    it("creates only if absent when expectedVersion is null", async (t) => {
+      if (!store.capabilities.compareAndSet) return t.skip("store cannot compare-and-set");
+      const key = randomKey();
+      assert.equal(await store.save(key, record({ n: 1 }), null), true);
+      assert.equal(await store.save(key, record({ n: 2 }), null), false);
+      assert.deepEqual((await store.load(key))?.data, { n: 1 });
+    });
+
+    it("accepts the expected version and refuses a stale one, keeping the record", async (t) => {
+      if (!store.capabilities.compareAndSet) return t.skip("store cannot compare-and-set");
+      const key = randomKey();
+      await store.save(key, record({ n: 1 }), null);
+      assert.equal(await store.save(key, record({ n: 2 }, 2), 1), true);
+      assert.equal(await store.save(key, record({ n: 99 }, 2), 1), false);
+      const loaded = await store.load(key);
+      assert.deepEqual(loaded?.data, { n: 2 });
+      assert.equal(loaded?.version, 2);
+      assert.equal(await store.save(key, record({ n: 3 }, 3), 2), true);
+      assert.equal((await store.load(key))?.version, 3);
+    });
+
+    it("never recreates a missing record on update (no resurrection)", async (t) => {
+      if (!store.capabilities.compareAndSet) return t.skip("store cannot compare-and-set");
+      const key = randomKey();
+      assert.equal(await store.save(key, record({ n: 2 }, 2), 1), false);
+      assert.equal(await store.load(key), null);
+      await store.save(key, record({ n: 1 }), null);
+      await store.destroy(key);
+      assert.equal(await store.save(key, record({ n: 2 }, 2), 1), false);
+      assert.equal(await store.load(key), null);
+    });
+
+    it("lets exactly one of 20 concurrent saves at the same version win", async (t) => {
+      if (!store.capabilities.compareAndSet) return t.skip("store cannot compare-and-set");
+      const key = randomKey();
+      await store.save(key, record({ winner: -1 }), null);
+      const results = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => store.save(key, record({ winner: i }, 2), 1)),
+      );
+      const winners = results.flatMap((ok, i) => (ok ? [i] : []));
+      assert.equal(winners.length, 1);
+      const loaded = await store.load(key);
+      assert.equal(loaded?.version, 2);
+      assert.equal(loaded?.data.winner, winners[0]);
+    });
+
+    it("lets exactly one of 20 concurrent creates win", async (t) => {
+      if (!store.capabilities.compareAndSet) return t.skip("store cannot compare-and-set");
+      const key = randomKey();
+      const results = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => store.save(key, record({ creator: i }), null)),
+      );
+      const winners = results.flatMap((ok, i) => (ok ? [i] : []));
+      assert.equal(winners.length, 1);
+      assert.equal((await store.load(key))?.data.creator, winners[0]);
+    });
+
+    it("never returns a record past its expiresAt", async () => {
+      const past = randomKey();
+      const now = Date.now();
+      await store.save(past, { data: { a: 1 }, version: 1, createdAt: now - 10_000, expiresAt: now - 1 }, null);
+      assert.equal(await store.load(past), null);
+
+      const soon = randomKey();
+      await store.save(soon, record({ a: 1 }, 1, 400), null);
+      assert.deepEqual((await store.load(soon))?.data, { a: 1 });
+      await sleep(1_100);
+      assert.equal(await store.load(soon), null);
+    });
+
+    it("destroys idempotently", async () => {
+      const key = randomKey();
+      await store.destroy(key);
+      await store.save(key, record({ a: 1 }), null);
+      await store.destroy(key);
+      assert.equal(await store.load(key), null);
+      await store.destroy(key);
+      assert.equal(await store.load(key), null);
+    });
+
+    it("round-trips unicode, nesting and awkward keys", async () => {
+      const key = randomKey();
+      const data = {
+        text: "héllo wörld ✓ 🎉 שלום 日本語 \u2028 \"quoted\" \\ back",
+        nested: { list: [1, 2.5, -3, true, false, null, "x", { deep: [[[]]] }], empty: {} },
+        big: Number.MAX_SAFE_INTEGER,
+        "key with spaces and ✓": "ok",
+        ["__proto__"]: { polluted: true },
+        constructor: "not a function",
+      };
+      const source = JSON.parse(JSON.stringify(data)) as Record<string, unknown>;
+      // JSON.parse gives __proto__ as an own property, which is what a store must keep.
+      assert.ok(Object.hasOwn(source, "__proto__"));
+      await store.save(key, record(source), null);
+      const loaded = await store.load(key);
+      assert.deepEqual(loaded?.data, source);
+      assert.ok(loaded && Object.hasOwn(loaded.data, "__proto__"));
+      assert.equal(({} as Record<string, unknown>).polluted, undefined);
+    });
+
+    it("returns copies: changing a loaded record does not change the store", async () => {
+      const key = randomKey();
+      await store.save(key, record({ list: [1] }), null);
+      const first = await store.load(key);
+      (first!.data.list as number[]).push(2);
+      first!.data.added = true;
+      assert.deepEqual((await store.load(key))?.data, { list: [1] });
+    });
+
+    it("refuses malformed storage keys before touching the backend", async () => {
+      for (const bad of ["", "../../etc/passwd", "a".repeat(42), "a".repeat(42) + "/", "a\u0000".repeat(20)]) {
+        await assert.rejects(async () => await store.load(bad), TypeError);
+        await assert.rejects(async () => await store.save(bad, record({}), null), TypeError);
+        await assert.rejects(async () => await store.destroy(bad), TypeError);
+      }
+    });
+
+    it("touch extends expiry without changing data or version, and never creates", async (t) => {
+      if (!store.touch) return t.skip("store has no touch");
+      const key = randomKey();
+      const saved = record({ a: 1 }, 1, 60_000);
+      await store.save(key, saved, null);
+      const later = saved.expiresAt + 120_000;
+      await store.touch(key, later);
+      const loaded = await store.load(key);
+      assert.equal(loaded?.expiresAt, later);
+      assert.equal(loaded?.version, 1);
+      assert.deepEqual(loaded?.data, { a: 1 });
+
+      const missing = randomKey();
+      await store.touch(missing, later);
+      assert.equal(await store.load(missing), null);
+    });
+
+    it("cleanup removes expired records and counts them", async (t) => {
+      if (!store.cleanup) return t.skip("store has no cleanup");
+      const now = Date.now();
+      const live = randomKey();
+      await store.save(live, record({ live: true }), null);
+      for (let i = 0; i < 3; i++) {
+        await store.save(randomKey(), { data: {}, version: 1, createdAt: now - 5_000, expiresAt: now + 300 }, null);
+      }
+      await sleep(400);
+      const removed = await store.cleanup();
+      assert.ok(removed >= 3, `expected at least 3 removed, got ${removed}`);
+      assert.deepEqual((await store.load(live))?.data, { live: true });
+      assert.equal(await store.cleanup(), 0);
+    });
+
+    it("count tells how many live sessions it holds", async (t) => {
+      if (!store.count) return t.skip("store has no count");
+      const before = await store.count();
+      const keys = [randomKey(), randomKey(), randomKey()];
+      for (const key of keys) await store.save(key, record({}), null);
+      assert.equal(await store.count(), before + 3);
+      await store.destroy(keys[0]!);
+      assert.equal(await store.count(), before + 2);
+    });
+  });
+}

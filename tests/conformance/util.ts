@@ -1,0 +1,15 @@
+// Small helpers shared by the conformance suites. Web standards only, so the suites run on
+// Node, Deno, Bun and workerd alike.
+
+/** A random, well-formed storage key (43 base64url characters). */
+export function randomKey(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** Resolves after `ms` milliseconds. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

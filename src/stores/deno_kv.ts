@@ -1,0 +1,361 @@
+/**
+ * `DenoKvStore`: sessions in Deno KV (local SQLite or Deno Deploy), with a real compare-and-set
+ * through `kv.atomic().check(...)`.
+ *
+ * @module
+ */
+import { SessionTooLargeError, StoreUnavailableError } from "../errors.ts";
+import {
+  assertStorageKey,
+  parseStoredSession,
+  type SessionStore,
+  type StoreCapabilities,
+  type StoredSession,
+} from "../store.ts";
+
+/** One part of a Deno KV key (the same union as `Deno.KvKeyPart`). */
+export type DenoKvKeyPart = Uint8Array | string | number | bigint | boolean | symbol;
+
+/** A Deno KV key (the same shape as `Deno.KvKey`). */
+export type DenoKvKey = readonly DenoKvKeyPart[];
+
+/** An entry read from Deno KV; `versionstamp` is `null` when the key is absent. */
+export interface DenoKvEntryLike {
+  /** The entry's key. */
+  readonly key: DenoKvKey;
+  /** The stored value, `null` when absent. */
+  readonly value: unknown;
+  /** The versionstamp of the last write, `null` when absent. */
+  readonly versionstamp: string | null;
+}
+
+/** The part of `Deno.AtomicOperation` this store uses. */
+export interface DenoKvAtomicLike {
+  /** Adds a condition: the key's versionstamp must equal `versionstamp` (`null`: absent). */
+  check(...checks: { key: DenoKvKey; versionstamp: string | null }[]): DenoKvAtomicLike;
+  /** Adds a write. */
+  set(key: DenoKvKey, value: unknown, options?: { expireIn?: number }): DenoKvAtomicLike;
+  /** Adds a deletion. */
+  delete(key: DenoKvKey): DenoKvAtomicLike;
+  /** Commits when every check holds: `{ ok: true, versionstamp }`, else `{ ok: false }`. */
+  commit(): Promise<{ ok: boolean; versionstamp?: string }>;
+}
+
+/**
+ * The part of `Deno.Kv` this store uses, so that the store never imports Deno's own types and a
+ * `Deno.Kv` (from `Deno.openKv()`) fits as is.
+ */
+export interface DenoKvLike {
+  /** Reads one entry (strongly consistent by default). */
+  get(key: DenoKvKey): Promise<DenoKvEntryLike>;
+  /** Starts an atomic operation. */
+  atomic(): DenoKvAtomicLike;
+  /** Deletes one key. */
+  delete(key: DenoKvKey): Promise<void>;
+  /** Lists the entries under a prefix. */
+  list(selector: { prefix: DenoKvKey }): AsyncIterable<DenoKvEntryLike>;
+}
+
+/** Options of {@linkcode DenoKvStore}. */
+export interface DenoKvStoreOptions {
+  /** The user's open KV database, e.g. `await Deno.openKv()`. */
+  kv: DenoKvLike;
+  /**
+   * The key prefix: a session lives at `[...prefix, storageKey]`.
+   * @default ["websession"]
+   */
+  prefix?: DenoKvKey;
+  /**
+   * The clock, in milliseconds since the epoch (injectable for tests).
+   * @default Date.now
+   */
+  now?: () => number;
+}
+
+interface Seen {
+  version: number;
+  versionstamp: string;
+  expiresAt: number;
+}
+
+/** Versionstamps kept per generation; two generations bound the memory the hints take. */
+const HINTS_PER_GENERATION = 4096;
+
+/** Attempts of a read-check-commit round when the entry moved under us without a conflict. */
+const ATTEMPTS = 3;
+
+/**
+ * Keeps sessions in Deno KV. A save is one atomic commit guarded by
+ * `check({ key, versionstamp })`: a true compare-and-set, so concurrent writers on one session
+ * never lose an update, and a destroyed session is never written back.
+ *
+ * Records are stored as their JSON text, so data round-trips exactly as in every other store.
+ * Deno KV drops keys whose `expireIn` has passed only about a minute late, so each record keeps
+ * its `expiresAt` and a read never returns a record past it; `cleanup()` removes such leftovers
+ * early if wanted (for a `Deno.cron`), but is never required.
+ *
+ * Round trips: `load` is one read; an update after a `load` through the same store instance is
+ * one commit (the store remembers the versionstamp it read); otherwise, or when that commit is
+ * refused, it reads once and commits once. A create is one commit.
+ *
+ * @example
+ * ```ts
+ * import { DenoKvStore } from "websession/deno-kv";
+ * import assert from "node:assert/strict";
+ *
+ * const kv = await Deno.openKv(":memory:");
+ * const store = new DenoKvStore({ kv, prefix: ["sessions"] });
+ * const key = "k".repeat(43);
+ * const now = Date.now();
+ * assert.equal(await store.save(key, { data: { a: 1 }, version: 1, createdAt: now, expiresAt: now + 60_000 }, null), true);
+ * const loaded = await store.load(key);
+ * assert.equal(loaded?.version, 1);
+ * assert.equal(await store.save(key, { ...loaded!, data: { a: 2 }, version: 2 }, 1), true);
+ * assert.equal(await store.save(key, { ...loaded!, data: { a: 3 }, version: 2 }, 1), false); // stale
+ * kv.close();
+ * ```
+ */
+export class DenoKvStore implements SessionStore {
+  /** Compare-and-set: yes (atomic `check` on the versionstamp). Native expiry: yes (`expireIn`). */
+  readonly capabilities: StoreCapabilities = { compareAndSet: true, ttl: true };
+  #kv: DenoKvLike;
+  #prefix: DenoKvKey;
+  #now: () => number;
+  #young = new Map<string, Seen>();
+  #old = new Map<string, Seen>();
+
+  /**
+   * @param options See {@linkcode DenoKvStoreOptions}.
+   * @throws {TypeError} When `kv` does not look like a `Deno.Kv` or `prefix` is not an array.
+   */
+  constructor(options: DenoKvStoreOptions) {
+    const kv = options?.kv as Partial<DenoKvLike> | undefined;
+    if (
+      typeof kv?.get !== "function" || typeof kv.atomic !== "function" || typeof kv.list !== "function" ||
+      typeof kv.delete !== "function"
+    ) {
+      throw new TypeError("Invalid kv: expected a Deno.Kv from Deno.openKv()");
+    }
+    const prefix = options.prefix ?? ["websession"];
+    if (!Array.isArray(prefix)) {
+      throw new TypeError(`Invalid prefix: "${String(prefix)}" is not an array of key parts`);
+    }
+    this.#kv = kv as DenoKvLike;
+    this.#prefix = [...prefix];
+    this.#now = options.now ?? Date.now;
+  }
+
+  /**
+   * Reads a record.
+   *
+   * @param key The storage key.
+   * @returns The record, or `null` when missing, expired or unreadable.
+   * @throws {TypeError} When `key` is not a storage key.
+   * @throws {StoreUnavailableError} When Deno KV fails.
+   */
+  async load(key: string): Promise<StoredSession | null> {
+    assertStorageKey(key);
+    const entry = await this.#get(key);
+    return this.#live(key, entry);
+  }
+
+  /**
+   * Compare-and-set: creates when `expectedVersion` is `null` and the key is absent, or replaces
+   * the record whose version is `expectedVersion`. Never recreates a missing record.
+   *
+   * @param key The storage key.
+   * @param record The record to store.
+   * @param expectedVersion The version the caller loaded, or `null` to create.
+   * @returns `false` on a version conflict or when the record to update is gone.
+   * @throws {TypeError} When `key` is not a storage key.
+   * @throws {SessionTooLargeError} When the record exceeds Deno KV's 64 KiB value limit.
+   * @throws {StoreUnavailableError} When Deno KV fails.
+   */
+  async save(key: string, record: StoredSession, expectedVersion: number | null): Promise<boolean> {
+    assertStorageKey(key);
+    const text = JSON.stringify(record);
+    // Fast path, one commit: a create expects the key absent; an update expects the entry this
+    // store last read or wrote, when that entry had the expected version and had not expired.
+    if (expectedVersion === null) {
+      if (await this.#commit(key, record, text, null)) return true;
+    } else {
+      const seen = this.#hint(key);
+      if (seen !== undefined && seen.version === expectedVersion && seen.expiresAt > this.#now()) {
+        if (await this.#commit(key, record, text, seen.versionstamp)) return true;
+      }
+    }
+    // Slow path: read the entry, decide on its version, commit against its versionstamp. A
+    // refused commit means the entry moved in between (a save or a touch): decide again.
+    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+      const entry = await this.#get(key);
+      const current = this.#live(key, entry);
+      if (expectedVersion === null ? current !== null : current?.version !== expectedVersion) return false;
+      // An expired or unreadable leftover counts as absent and may be replaced by a create.
+      if (await this.#commit(key, record, text, entry.versionstamp)) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Removes a record; no error if it is absent.
+   *
+   * @param key The storage key.
+   * @throws {TypeError} When `key` is not a storage key.
+   * @throws {StoreUnavailableError} When Deno KV fails.
+   */
+  async destroy(key: string): Promise<void> {
+    assertStorageKey(key);
+    this.#forget(key);
+    await this.#call("delete", () => this.#kv.delete([...this.#prefix, key]));
+  }
+
+  /**
+   * Moves an existing record's expiry without changing its data or version; does nothing for a
+   * missing or expired record.
+   *
+   * @param key The storage key.
+   * @param expiresAt The new expiry, in milliseconds since the epoch.
+   * @throws {TypeError} When `key` is not a storage key.
+   * @throws {StoreUnavailableError} When Deno KV fails.
+   */
+  async touch(key: string, expiresAt: number): Promise<void> {
+    assertStorageKey(key);
+    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+      const entry = await this.#get(key);
+      const current = this.#live(key, entry);
+      if (current === null) return;
+      const record = { ...current, expiresAt };
+      if (await this.#commit(key, record, JSON.stringify(record), entry.versionstamp)) return;
+    }
+  }
+
+  /**
+   * Removes expired (and unreadable) records before Deno KV gets to them. Optional: Deno KV
+   * expires records by itself, about a minute late, and reads never return them meanwhile.
+   *
+   * @returns How many records were removed.
+   * @throws {StoreUnavailableError} When Deno KV fails.
+   */
+  async cleanup(): Promise<number> {
+    const now = this.#now();
+    let removed = 0;
+    const stale: DenoKvEntryLike[] = [];
+    await this.#call("list", async () => {
+      for await (const entry of this.#kv.list({ prefix: this.#prefix })) {
+        const record = typeof entry.value === "string" ? parseStoredSession(entry.value) : null;
+        if (record === null || record.expiresAt <= now) stale.push(entry);
+      }
+    });
+    for (const entry of stale) {
+      // Guarded by the versionstamp: a record refreshed since the listing is kept.
+      const result = await this.#call(
+        "commit",
+        () =>
+          this.#kv.atomic().check({ key: entry.key, versionstamp: entry.versionstamp }).delete(entry.key)
+            .commit(),
+      );
+      if (result.ok) removed++;
+    }
+    return removed;
+  }
+
+  /**
+   * Counts the live records under the prefix (reads the whole prefix: for dashboards, not for
+   * every request).
+   *
+   * @returns How many unexpired sessions are stored.
+   * @throws {StoreUnavailableError} When Deno KV fails.
+   */
+  async count(): Promise<number> {
+    const now = this.#now();
+    let live = 0;
+    await this.#call("list", async () => {
+      for await (const entry of this.#kv.list({ prefix: this.#prefix })) {
+        const record = typeof entry.value === "string" ? parseStoredSession(entry.value) : null;
+        if (record !== null && record.expiresAt > now) live++;
+      }
+    });
+    return live;
+  }
+
+  async #get(key: string): Promise<DenoKvEntryLike> {
+    return await this.#call("get", () => this.#kv.get([...this.#prefix, key]));
+  }
+
+  /** Parses an entry; remembers its versionstamp when it holds a live record. */
+  #live(key: string, entry: DenoKvEntryLike): StoredSession | null {
+    if (entry.versionstamp === null || typeof entry.value !== "string") {
+      this.#forget(key);
+      return null;
+    }
+    const record = parseStoredSession(entry.value);
+    if (record === null || record.expiresAt <= this.#now()) {
+      this.#forget(key);
+      return null;
+    }
+    this.#remember(key, {
+      version: record.version,
+      versionstamp: entry.versionstamp,
+      expiresAt: record.expiresAt,
+    });
+    return record;
+  }
+
+  /** One atomic commit guarded by `versionstamp`; a record already expired is deleted instead. */
+  async #commit(
+    key: string,
+    record: StoredSession,
+    text: string,
+    versionstamp: string | null,
+  ): Promise<boolean> {
+    const kvKey = [...this.#prefix, key];
+    const ttl = Math.ceil(record.expiresAt - this.#now());
+    const checked = this.#kv.atomic().check({ key: kvKey, versionstamp });
+    const operation = ttl > 0 ? checked.set(kvKey, text, { expireIn: ttl }) : checked.delete(kvKey);
+    const result = await this.#call("commit", () => operation.commit());
+    if (!result.ok) return false;
+    if (ttl > 0 && result.versionstamp !== undefined) {
+      this.#remember(key, {
+        version: record.version,
+        versionstamp: result.versionstamp,
+        expiresAt: record.expiresAt,
+      });
+    } else {
+      this.#forget(key);
+    }
+    return true;
+  }
+
+  #hint(key: string): Seen | undefined {
+    return this.#young.get(key) ?? this.#old.get(key);
+  }
+
+  #remember(key: string, seen: Seen): void {
+    if (this.#young.size >= HINTS_PER_GENERATION && !this.#young.has(key)) {
+      this.#old = this.#young;
+      this.#young = new Map();
+    }
+    this.#young.set(key, seen);
+  }
+
+  #forget(key: string): void {
+    this.#young.delete(key);
+    this.#old.delete(key);
+  }
+
+  async #call<T>(what: string, operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation();
+    } catch (error) {
+      if (error instanceof TypeError && /too large/i.test(error.message)) {
+        throw new SessionTooLargeError(`Session too large for Deno KV: ${error.message}`, { cause: error });
+      }
+      throw new StoreUnavailableError(
+        `Deno KV ${what} failed: ${(error as Error)?.message ?? String(error)}`,
+        {
+          cause: error,
+        },
+      );
+    }
+  }
+}

@@ -1,0 +1,213 @@
+// DenoKvStore against a real Deno KV (in memory). Runs under `deno test --unstable-kv`; under
+// another runtime there is no Deno KV, and the file says so with one skipped test.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { SessionTooLargeError, StoreUnavailableError } from "../../src/errors.ts";
+import type { StoredSession } from "../../src/store.ts";
+import { type DenoKvLike, DenoKvStore } from "../../src/stores/deno_kv.ts";
+import { storeSuite } from "../conformance/store_suite.ts";
+import { randomKey } from "../conformance/util.ts";
+
+interface DenoKvHandle extends DenoKvLike {
+  close(): void;
+}
+const deno = (globalThis as unknown as { Deno?: { openKv(path: string): Promise<DenoKvHandle> } }).Deno;
+
+function record(data: Record<string, unknown>, version = 1, ttl = 60_000, now = Date.now()): StoredSession {
+  return { data, version, createdAt: now, expiresAt: now + ttl };
+}
+
+/** Forwards every call to the real KV and counts the calls that reach it. */
+function counted(kv: DenoKvLike): { kv: DenoKvLike; calls: { get: number; commit: number } } {
+  const calls = { get: 0, commit: 0 };
+  const wrapper: DenoKvLike = {
+    get(key) {
+      calls.get++;
+      return kv.get(key);
+    },
+    atomic() {
+      const operation = kv.atomic();
+      const original = operation.commit.bind(operation);
+      operation.commit = () => {
+        calls.commit++;
+        return original();
+      };
+      return operation;
+    },
+    delete: (key) => kv.delete(key),
+    list: (selector) => kv.list(selector),
+  };
+  return { kv: wrapper, calls };
+}
+
+if (deno === undefined) {
+  describe("DenoKvStore", () => {
+    it("runs under Deno only", (t) => {
+      t.skip("no Deno KV in this runtime: run `deno test --unstable-kv -A tests/stores/deno_kv_test.ts`");
+    });
+  });
+} else {
+  const openKv = (): Promise<DenoKvHandle> => deno.openKv(":memory:");
+
+  let suiteKv: DenoKvHandle | undefined;
+  storeSuite("DenoKvStore", {
+    open: async () => new DenoKvStore({ kv: suiteKv = await openKv() }),
+    close: () => suiteKv?.close(),
+  });
+
+  describe("DenoKvStore", () => {
+    let kv: DenoKvHandle;
+    before(async () => {
+      kv = await openKv();
+    });
+    after(() => kv.close());
+
+    it("stores the record as JSON text under [...prefix, key]", async () => {
+      const store = new DenoKvStore({ kv, prefix: ["app", "sessions"] });
+      const key = randomKey();
+      const saved = record({ user: "ada" });
+      await store.save(key, saved, null);
+      const entry = await kv.get(["app", "sessions", key]);
+      assert.equal(typeof entry.value, "string");
+      assert.deepEqual(JSON.parse(entry.value as string), saved);
+      assert.equal((await kv.get(["websession", key])).versionstamp, null);
+    });
+
+    it("keeps prefixes apart, for load and for count", async () => {
+      const a = new DenoKvStore({ kv, prefix: ["tenant-a"] });
+      const b = new DenoKvStore({ kv, prefix: ["tenant-b"] });
+      const key = randomKey();
+      await a.save(key, record({ who: "a" }), null);
+      assert.equal(await b.load(key), null);
+      assert.equal(await b.save(key, record({ who: "b" }), null), true);
+      assert.equal((await a.load(key))?.data.who, "a");
+      assert.equal(await a.count(), 1);
+      assert.equal(await b.count(), 1);
+    });
+
+    it("updates after a load in one commit and no read", async () => {
+      const { kv: wrapped, calls } = counted(kv);
+      const store = new DenoKvStore({ kv: wrapped, prefix: ["counted"] });
+      const key = randomKey();
+      assert.equal(await store.save(key, record({ n: 1 }), null), true);
+      assert.deepEqual(calls, { get: 0, commit: 1 });
+      const loaded = await store.load(key);
+      assert.equal(await store.save(key, { ...loaded!, data: { n: 2 }, version: 2 }, 1), true);
+      assert.deepEqual(calls, { get: 1, commit: 2 });
+      assert.equal(await store.save(key, { ...loaded!, data: { n: 3 }, version: 3 }, 2), true);
+      assert.deepEqual(calls, { get: 1, commit: 3 });
+      assert.deepEqual((await store.load(key))?.data, { n: 3 });
+    });
+
+    it("still accepts the right version after another instance touched the record", async () => {
+      const first = new DenoKvStore({ kv });
+      const second = new DenoKvStore({ kv });
+      const key = randomKey();
+      await first.save(key, record({ n: 1 }), null);
+      const loaded = await first.load(key);
+      const later = loaded!.expiresAt + 60_000;
+      await second.touch(key, later);
+      assert.equal(await first.save(key, { ...loaded!, data: { n: 2 }, version: 2 }, 1), true);
+      const after = await second.load(key);
+      assert.deepEqual(after?.data, { n: 2 });
+      assert.equal(after?.version, 2);
+    });
+
+    it("refuses an update from an instance that last saw a record another one saved over or destroyed", async () => {
+      const first = new DenoKvStore({ kv });
+      const second = new DenoKvStore({ kv });
+      const key = randomKey();
+      await first.save(key, record({ n: 1 }), null);
+      const loaded = await first.load(key);
+      assert.equal(await second.save(key, record({ n: 2 }, 2), 1), true);
+      assert.equal(await first.save(key, record({ n: 99 }, 2), 1), false);
+      assert.deepEqual((await first.load(key))?.data, { n: 2 });
+
+      await first.load(key);
+      await second.destroy(key);
+      assert.equal(await first.save(key, { ...loaded!, version: 3 }, 2), false);
+      assert.equal((await kv.get(["websession", key])).versionstamp, null);
+    });
+
+    it("treats a record past expiresAt that Deno KV still holds as gone", async () => {
+      let now = Date.now();
+      const store = new DenoKvStore({ kv, prefix: ["clock"], now: () => now });
+      const key = randomKey();
+      await store.save(key, record({ old: true }, 1, 60_000, now), null);
+      assert.ok(await store.load(key));
+      now += 61_000; // the store's clock says expired; Deno KV's own expiry has not run
+      assert.notEqual((await kv.get(["clock", key])).versionstamp, null);
+      assert.equal(await store.load(key), null);
+      assert.equal(await store.save(key, record({ old: true }, 2, 60_000, now), 1), false);
+      await store.touch(key, now + 60_000);
+      assert.equal(await store.load(key), null);
+      assert.equal(await store.count(), 0);
+      // A create may take the expired leftover's place.
+      assert.equal(await store.save(key, record({ fresh: true }, 1, 60_000, now), null), true);
+      assert.deepEqual((await store.load(key))?.data, { fresh: true });
+      assert.equal(await store.count(), 1);
+    });
+
+    it("cleanup removes expired leftovers and keeps live records", async () => {
+      let now = Date.now();
+      const store = new DenoKvStore({ kv, prefix: ["sweep"], now: () => now });
+      const live = randomKey();
+      const dead = [randomKey(), randomKey()];
+      await store.save(live, record({}, 1, 600_000, now), null);
+      for (const key of dead) await store.save(key, record({}, 1, 60_000, now), null);
+      await kv.atomic().set(["sweep", randomKey()], "not a record").commit();
+      now += 61_000;
+      assert.equal(await store.cleanup(), 3);
+      for (const key of dead) assert.equal((await kv.get(["sweep", key])).versionstamp, null);
+      assert.ok(await store.load(live));
+      assert.equal(await store.count(), 1);
+    });
+
+    it("writes with expireIn set from expiresAt, so Deno KV drops the key by itself", async () => {
+      const expireIns: (number | undefined)[] = [];
+      const recording: DenoKvLike = {
+        get: (key) => kv.get(key),
+        atomic() {
+          const operation = kv.atomic();
+          const set = operation.set.bind(operation);
+          operation.set = (key, value, options) => {
+            expireIns.push(options?.expireIn);
+            return set(key, value, options);
+          };
+          return operation;
+        },
+        delete: (key) => kv.delete(key),
+        list: (selector) => kv.list(selector),
+      };
+      const now = 1_000_000;
+      const store = new DenoKvStore({ kv: recording, prefix: ["ttl"], now: () => now });
+      const key = randomKey();
+      await store.save(key, record({}, 1, 90_000, now), null);
+      await store.touch(key, now + 3_600_000);
+      assert.deepEqual(expireIns, [90_000, 3_600_000]);
+      assert.equal((await store.load(key))?.expiresAt, now + 3_600_000);
+    });
+
+    it("raises SessionTooLargeError for a record over Deno KV's 64 KiB limit, and writes nothing", async () => {
+      const store = new DenoKvStore({ kv });
+      const key = randomKey();
+      await assert.rejects(store.save(key, record({ blob: "x".repeat(70_000) }), null), SessionTooLargeError);
+      assert.equal(await store.load(key), null);
+    });
+
+    it("raises StoreUnavailableError, never null, when Deno KV fails", async () => {
+      const closed = await openKv();
+      const store = new DenoKvStore({ kv: closed });
+      closed.close();
+      const error = await store.load(randomKey()).then(() => null, (e: unknown) => e);
+      assert.ok(error instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${error}`);
+      assert.ok(error.cause instanceof Error);
+      await assert.rejects(store.save(randomKey(), record({}), null), StoreUnavailableError);
+    });
+
+    it("rejects a missing kv and a non-array prefix at construction", () => {
+      assert.throws(() => new DenoKvStore({} as never), TypeError);
+      assert.throws(() => new DenoKvStore({ kv, prefix: "websession" as never }), TypeError);
+    });
+  });
+}

@@ -1,0 +1,194 @@
+// RedisStore against the real Redis on loopback, through every client it accepts: ioredis,
+// node-redis, and @upstash/redis over HTTP through a bridge that forwards to the same Redis.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { Redis as IoRedis } from "ioredis";
+import { createClient } from "redis";
+import { Redis as UpstashRedis } from "@upstash/redis";
+import { type RedisLike, RedisStore } from "../../src/stores/redis.ts";
+import type { StoredSession } from "../../src/store.ts";
+import { storeSuite } from "../conformance/store_suite.ts";
+import { randomKey } from "../conformance/util.ts";
+import { startUpstashBridge, type UpstashBridge } from "../bridges/upstash.ts";
+
+const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const RUN = crypto.randomUUID().slice(0, 8);
+
+// Raw access to the same Redis, to look behind the store and to clean up.
+const admin = new IoRedis(REDIS_URL, { maxRetriesPerRequest: 1 });
+after(() => admin.disconnect());
+
+async function dropPrefix(prefix: string): Promise<void> {
+  const pattern = prefix.replace(/[*?[\]\\]/g, "\\$&") + "*";
+  let cursor = "0";
+  do {
+    const [next, keys] = await admin.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+    if (keys.length > 0) await admin.del(...keys);
+    cursor = next;
+  } while (cursor !== "0");
+}
+
+interface Connection {
+  client: RedisLike;
+  close(): Promise<void>;
+}
+
+let bridge: UpstashBridge | undefined;
+async function upstash(options: { automaticDeserialization: boolean; enableAutoPipelining: boolean }) {
+  bridge ??= await startUpstashBridge({ redisUrl: REDIS_URL });
+  return new UpstashRedis({ url: bridge.url, token: bridge.token, enableTelemetry: false, ...options });
+}
+after(async () => {
+  await bridge?.close();
+});
+
+const clients: [string, () => Promise<Connection>][] = [
+  ["ioredis", async () => {
+    const client = new IoRedis(REDIS_URL, { maxRetriesPerRequest: 1 });
+    return { client, close: async () => void client.disconnect() };
+  }],
+  ["node-redis", async () => {
+    const client = await createClient({ url: REDIS_URL }).connect();
+    return { client, close: async () => void (await client.quit()) };
+  }],
+  ["@upstash/redis, deserialization on, auto-pipelining on", async () => ({
+    client: await upstash({ automaticDeserialization: true, enableAutoPipelining: true }),
+    close: async () => {},
+  })],
+  ["@upstash/redis, deserialization off, auto-pipelining on", async () => ({
+    client: await upstash({ automaticDeserialization: false, enableAutoPipelining: true }),
+    close: async () => {},
+  })],
+  ["@upstash/redis, deserialization off, auto-pipelining off", async () => ({
+    client: await upstash({ automaticDeserialization: false, enableAutoPipelining: false }),
+    close: async () => {},
+  })],
+];
+
+function record(data: Record<string, unknown>, version = 1, ttl = 60_000): StoredSession {
+  const now = Date.now();
+  return { data, version, createdAt: now, expiresAt: now + ttl };
+}
+
+for (const [label, connect] of clients) {
+  const prefix = `websession-test:${RUN}:${label.replace(/[^a-z]+/g, "-")}:`;
+  let suiteConnection: Connection;
+  storeSuite(`RedisStore over ${label}`, {
+    open: async () => {
+      suiteConnection = await connect();
+      return new RedisStore({ client: suiteConnection.client, prefix });
+    },
+    close: async () => {
+      await dropPrefix(prefix);
+      await suiteConnection.close();
+    },
+  });
+
+  describe(`RedisStore over ${label}: Redis specifics`, () => {
+    const own = `${prefix}own:`;
+    let connection: Connection;
+    let store: RedisStore;
+    let corrupt: [string, Error][];
+    before(async () => {
+      connection = await connect();
+      corrupt = [];
+      store = new RedisStore({
+        client: connection.client,
+        prefix: own,
+        onCorrupt: (key, error) => corrupt.push([key, error]),
+      });
+    });
+    after(async () => {
+      await dropPrefix(own);
+      await connection.close();
+    });
+
+    it("stores the record as JSON under prefix + key, with a native TTL from expiresAt", async () => {
+      const key = randomKey();
+      const saved = record({ user: "ada", n: [1, { x: null }] }, 1, 30_000);
+      assert.equal(await store.save(key, saved, null), true);
+      const raw = await admin.get(own + key);
+      assert.ok(raw);
+      assert.deepEqual(JSON.parse(raw), saved);
+      const ttl = await admin.pttl(own + key);
+      assert.ok(ttl > 25_000 && ttl <= 30_000, `PTTL ${ttl}`);
+    });
+
+    it("touch rewrites only expiresAt and the TTL", async () => {
+      const key = randomKey();
+      const saved = record({ keep: "ü ✓", list: [1, 2, 3], "a,b": "c,d" }, 1, 10_000);
+      await store.save(key, saved, null);
+      const later = saved.expiresAt + 600_000;
+      await store.touch(key, later);
+      const raw = await admin.get(own + key);
+      assert.deepEqual(JSON.parse(raw!), { ...saved, expiresAt: later });
+      const ttl = await admin.pttl(own + key);
+      assert.ok(ttl > 550_000, `PTTL ${ttl}`);
+      await store.touch(key, Date.now() - 1);
+      assert.equal(await admin.exists(own + key), 0);
+    });
+
+    it("an already expired save deletes the record at the expected version and is done", async () => {
+      const key = randomKey();
+      await store.save(key, record({ a: 1 }), null);
+      const expired = { data: { a: 2 }, version: 2, createdAt: Date.now() - 10_000, expiresAt: Date.now() - 1 };
+      assert.equal(await store.save(key, expired, 7), false);
+      assert.ok(await store.load(key));
+      assert.equal(await store.save(key, expired, 1), true);
+      assert.equal(await admin.exists(own + key), 0);
+      assert.equal(await store.save(key, expired, null), true);
+      assert.equal(await admin.exists(own + key), 0);
+    });
+
+    it("reads a corrupt value as missing and reports it", async () => {
+      const notJson = randomKey();
+      const wrongShape = randomKey();
+      await admin.set(own + notJson, "{not json", "PX", 60_000);
+      await admin.set(own + wrongShape, JSON.stringify({ data: [], version: 0 }), "PX", 60_000);
+      assert.equal(await store.load(notJson), null);
+      assert.equal(await store.load(wrongShape), null);
+      assert.deepEqual(corrupt.map(([key]) => key), [notJson, wrongShape]);
+      assert.ok(corrupt.every(([, error]) => error instanceof TypeError));
+      // A corrupt value is never overwritten by an update.
+      assert.equal(await store.save(notJson, record({ a: 1 }, 2), 1), false);
+      assert.equal(await admin.get(own + notJson), "{not json");
+    });
+
+    it("lets a real Redis error through instead of falling back or hiding it", async () => {
+      const key = randomKey();
+      await admin.lpush(own + key, "not a string");
+      await assert.rejects(store.load(key), /WRONGTYPE/);
+      await assert.rejects(store.save(key, record({ a: 1 }), null), /WRONGTYPE/);
+      await assert.rejects(store.touch(key, Date.now() + 60_000), /WRONGTYPE/);
+      assert.equal(await admin.type(own + key), "list");
+    });
+
+    it("counts by SCAN over its own prefix only, even one with glob characters", async () => {
+      const glob = new RedisStore({ client: connection.client, prefix: `${own}g*[?]\\:` });
+      const sibling = new RedisStore({ client: connection.client, prefix: `${own}gx[?]\\:` });
+      for (let i = 0; i < 3; i++) await glob.save(randomKey(), record({ i }), null);
+      await sibling.save(randomKey(), record({}), null);
+      assert.equal(await glob.count(), 3);
+      assert.equal(await sibling.count(), 1);
+    });
+  });
+}
+
+describe("RedisStore construction", () => {
+  it("refuses a client of no known shape and a non-string prefix", () => {
+    assert.throws(() => new RedisStore({ client: {} as RedisLike }), TypeError);
+    assert.throws(() => new RedisStore({ client: null as unknown as RedisLike }), TypeError);
+    assert.throws(() => new RedisStore({ client: admin, prefix: 5 as unknown as string }), TypeError);
+  });
+
+  it("uses the websession: prefix by default", async () => {
+    const store = new RedisStore({ client: admin });
+    const key = randomKey();
+    await store.save(key, record({ d: 1 }), null);
+    try {
+      assert.ok(await admin.exists(`websession:${key}`));
+    } finally {
+      await store.destroy(key);
+    }
+  });
+});

@@ -1,0 +1,57 @@
+/**
+ * websession: HTTP sessions for fetch handlers, on Web standards only, with optimistic
+ * versioning: every save is a compare-and-set, and a conflict with a concurrent request is
+ * merged by replaying this request's changes, so no update is lost.
+ *
+ * Runs unchanged on Cloudflare Workers, Deno, Bun and Node 20+.
+ *
+ * @example
+ * ```ts
+ * import { getSession, withSession, MemoryStore } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * type Data = { visits?: number };
+ * const handler = withSession(async (req: Request) => {
+ *   const session = await getSession<Data>(req);
+ *   session.update("visits", (n = 0) => n + 1); // replayed on conflict: no lost increments
+ *   return new Response(`visit ${session.get("visits")}`);
+ * }, { store: new MemoryStore(), secrets: ["at least 32 characters of secret...."] });
+ *
+ * const response = await handler(new Request("https://example.com/"));
+ * assert.equal(await response.text(), "visit 1");
+ * // Deno.serve(handler); Bun.serve({ fetch: handler }); export default { fetch: handler };
+ * ```
+ *
+ * @module
+ */
+export { getSession, withSession } from "./src/with_session.ts";
+export { Session } from "./src/session.ts";
+export type {
+  ConflictPolicy,
+  InvalidCookieEvent,
+  InvalidCookieReason,
+  SessionOptions,
+  StandardSchemaResult,
+  StandardSchemaV1,
+} from "./src/options.ts";
+export type { CookieOptions } from "./src/cookie.ts";
+export {
+  SessionConfigError,
+  SessionConflictError,
+  SessionError,
+  SessionStateError,
+  SessionTooLargeError,
+  StoreUnavailableError,
+} from "./src/errors.ts";
+export { createSessionId, isSessionId, storageKeyOf } from "./src/id.ts";
+export { assertStorageKey, isSealedStore, parseStoredSession, toStoredSession } from "./src/store.ts";
+export type {
+  OpenedSession,
+  SealedCookie,
+  SealedSessionStore,
+  SessionData,
+  SessionStore,
+  StoreCapabilities,
+  StoredSession,
+} from "./src/store.ts";
+export { MemoryStore, type MemoryStoreOptions } from "./src/stores/memory.ts";

@@ -1,0 +1,252 @@
+/**
+ * Options of `withSession`, their defaults, and their validation. A plain options object is
+ * resolved once, when `withSession` is called, so misconfiguration throws at start-up.
+ *
+ * @module
+ */
+import { type CookieOptions, resolveCookieOptions, type ResolvedCookieOptions } from "./cookie.ts";
+import { SessionConfigError } from "./errors.ts";
+import { Signer } from "./signing.ts";
+import { isSealedStore, type SealedSessionStore, type SessionData, type SessionStore } from "./store.ts";
+import { MemoryStore } from "./stores/memory.ts";
+
+/** The Standard Schema interface (zod, valibot, arktype and others implement it). */
+export interface StandardSchemaV1<Input = unknown, Output = Input> {
+  readonly "~standard": {
+    readonly version: 1;
+    readonly vendor: string;
+    readonly validate: (
+      value: unknown,
+    ) => StandardSchemaResult<Output> | Promise<StandardSchemaResult<Output>>;
+    readonly types?: { readonly input: Input; readonly output: Output } | undefined;
+  };
+}
+
+/** The result of a Standard Schema validation. */
+export type StandardSchemaResult<Output> =
+  | { readonly value: Output; readonly issues?: undefined }
+  | { readonly issues: ReadonlyArray<{ readonly message: string }> };
+
+/** How a save that lost its compare-and-set is resolved. */
+export type ConflictPolicy = "merge" | "retry" | "reject" | "overwrite";
+
+/** Why a presented session cookie was not used. */
+export type InvalidCookieReason =
+  /** Not of the form `id.signature`, or a sealed cookie that cannot be opened. */
+  | "malformed"
+  /** The session cookie appears more than once in the `Cookie` header. */
+  | "duplicate"
+  /** The value is longer than any value this library writes. */
+  | "oversized"
+  /** The signature does not verify with any secret. */
+  | "signature"
+  /** The signature verified but the store has no such session (expired, destroyed, or never issued). */
+  | "unknown"
+  /** The stored data failed the `schema`. */
+  | "data";
+
+/** What `onInvalidCookie` is told. */
+export interface InvalidCookieEvent {
+  /** Why the cookie was not used. */
+  reason: InvalidCookieReason;
+  /** The request that carried it. */
+  request: Request;
+  /** Details: the schema issues, or the error a sealed store raised. */
+  detail?: unknown;
+}
+
+/**
+ * Options of `withSession`.
+ *
+ * @typeParam T The session data shape (for `schema`).
+ */
+export interface SessionOptions<T extends SessionData = SessionData> {
+  /**
+   * Where sessions live.
+   * @default a process-wide `MemoryStore`
+   */
+  store?: SessionStore | SealedSessionStore;
+  /**
+   * Secrets that sign the session cookie, each at least 32 characters. The first signs; all
+   * verify, so a new secret goes first and an old one stays until its cookies are gone.
+   */
+  secrets: string | readonly string[];
+  /** Cookie name and attributes. */
+  cookie?: CookieOptions;
+  /**
+   * Seconds of inactivity after which a session expires (sliding).
+   * @default 3600
+   */
+  idleTimeout?: number;
+  /**
+   * Seconds after creation (or `regenerate()`) after which a session expires however active.
+   * @default 604800 (7 days)
+   */
+  absoluteTimeout?: number;
+  /**
+   * Seconds that must pass before an unchanged session's expiry is extended (a store touch and
+   * a new `Set-Cookie`). Changed sessions extend it too, on the same schedule.
+   * @default idleTimeout / 2
+   */
+  touchAfter?: number;
+  /**
+   * How a save that lost its compare-and-set to a concurrent request is resolved.
+   * @default "merge"
+   */
+  conflict?: ConflictPolicy;
+  /**
+   * Attempts (saves for `merge`/`overwrite`, handler runs for `retry`) before a conflict becomes
+   * a `SessionConflictError`.
+   * @default 30
+   */
+  maxAttempts?: number;
+  /**
+   * Turns a session error into a response: `409` for conflicts, `503` for store outages by
+   * default. Also told of errors after the response was sent (its return value is then unused).
+   */
+  onError?: (error: unknown, request: Request) => Response | void | Promise<Response | void>;
+  /** Told whenever a presented cookie is not used and a fresh session starts instead. */
+  onInvalidCookie?: (event: InvalidCookieEvent) => void;
+  /** A Standard Schema that loaded data must pass; data that fails starts a fresh session. */
+  schema?: StandardSchemaV1<unknown, T>;
+  /**
+   * The clock in milliseconds since the epoch (injectable for tests).
+   * @default Date.now
+   */
+  now?: () => number;
+}
+
+/** Options after defaults and validation. Internal. */
+export interface ResolvedOptions {
+  store: SessionStore | SealedSessionStore;
+  sealed: boolean;
+  signer: Signer;
+  cookie: ResolvedCookieOptions;
+  idleMs: number;
+  absoluteMs: number;
+  touchAfterMs: number;
+  conflict: ConflictPolicy;
+  maxAttempts: number;
+  onError: (error: unknown, request: Request) => Response | void | Promise<Response | void>;
+  onInvalidCookie?: (event: InvalidCookieEvent) => void;
+  schema?: StandardSchemaV1<unknown, SessionData>;
+  now: () => number;
+}
+
+let defaultStore: MemoryStore | undefined;
+const signers = new Map<string, Signer>();
+
+function signerFor(secrets: readonly string[]): Signer {
+  const id = JSON.stringify(secrets);
+  let signer = signers.get(id);
+  if (signer === undefined) {
+    if (signers.size >= 64) signers.clear();
+    signer = new Signer(secrets);
+    signers.set(id, signer);
+  }
+  return signer;
+}
+
+function seconds(name: string, value: unknown, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isFinite(value) || value < min) {
+    throw new RangeError(`Invalid ${name}: "${String(value)}" must be a number of seconds >= ${min}`);
+  }
+  return value;
+}
+
+/**
+ * Checks a secrets option: a string or a non-empty list of strings, each at least 32
+ * characters.
+ *
+ * @param secrets The option value.
+ * @returns The secrets as a list.
+ * @throws {TypeError} When a secret is missing, not a string, or shorter than 32 characters.
+ */
+export function resolveSecrets(secrets: unknown): readonly string[] {
+  const list = typeof secrets === "string" ? [secrets] : secrets;
+  if (!Array.isArray(list) || list.length === 0) {
+    throw new TypeError("Invalid secrets: give a string or a non-empty list of strings");
+  }
+  list.forEach((secret, i) => {
+    if (typeof secret !== "string" || secret.length < 32) {
+      throw new TypeError(`Invalid secrets: secret ${i} must be a string of at least 32 characters`);
+    }
+  });
+  return Object.freeze([...list]);
+}
+
+function defaultOnError(error: unknown): Response {
+  const status = typeof (error as { status?: unknown }).status === "number"
+    ? (error as { status: number }).status
+    : 500;
+  if (status >= 500) console.error(error);
+  const text = status === 409 ? "Conflict" : status === 503 ? "Service Unavailable" : "Internal Server Error";
+  return new Response(text, { status, headers: { "content-type": "text/plain; charset=utf-8" } });
+}
+
+/**
+ * Applies defaults and validates `withSession` options.
+ *
+ * @param options The options.
+ * @returns The resolved options.
+ * @throws {TypeError} On missing or short secrets, or invalid cookie attributes.
+ * @throws {RangeError} On invalid timeouts or attempts.
+ */
+export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOptions {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError("Invalid options: withSession() needs an options object with secrets");
+  }
+  const secrets = resolveSecrets(options.secrets);
+  const idle = seconds("idleTimeout", options.idleTimeout, 3600, 1);
+  const absolute = seconds("absoluteTimeout", options.absoluteTimeout, 604_800, 1);
+  const touchAfter = seconds("touchAfter", options.touchAfter, idle / 2, 0);
+  if (touchAfter > idle) {
+    throw new RangeError(`Invalid touchAfter: "${touchAfter}" must not exceed idleTimeout ("${idle}")`);
+  }
+  const conflict = options.conflict ?? "merge";
+  if (!["merge", "retry", "reject", "overwrite"].includes(conflict)) {
+    throw new TypeError(`Invalid conflict: "${conflict}" is not "merge", "retry", "reject" or "overwrite"`);
+  }
+  const maxAttempts = options.maxAttempts ?? 30;
+  if (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1) {
+    throw new RangeError(`Invalid maxAttempts: "${maxAttempts}" must be a positive integer`);
+  }
+  const store = options.store ?? (defaultStore ??= new MemoryStore());
+  if (typeof store !== "object" || store === null) throw new TypeError("Invalid store: expected a store object");
+  const sealed = isSealedStore(store);
+  if (!sealed && (typeof store.load !== "function" || typeof store.save !== "function")) {
+    throw new TypeError("Invalid store: it has no load() and save() methods");
+  }
+  const schema = options.schema;
+  if (schema !== undefined && typeof schema?.["~standard"]?.validate !== "function") {
+    throw new TypeError("Invalid schema: expected a Standard Schema (zod, valibot, arktype, ...)");
+  }
+  for (const hook of ["onError", "onInvalidCookie", "now"] as const) {
+    if (options[hook] !== undefined && typeof options[hook] !== "function") {
+      throw new TypeError(`Invalid ${hook}: expected a function`);
+    }
+  }
+  return {
+    store,
+    sealed,
+    signer: signerFor(secrets),
+    cookie: resolveCookieOptions(options.cookie),
+    idleMs: idle * 1000,
+    absoluteMs: absolute * 1000,
+    touchAfterMs: touchAfter * 1000,
+    conflict,
+    maxAttempts,
+    onError: options.onError ?? defaultOnError,
+    onInvalidCookie: options.onInvalidCookie,
+    schema: schema as StandardSchemaV1<unknown, SessionData> | undefined,
+    now: options.now ?? Date.now,
+  };
+}
+
+/** Wraps a configuration error raised while resolving per-request options. */
+export function configError(error: unknown): SessionConfigError {
+  return new SessionConfigError(`Invalid session options: ${(error as Error)?.message ?? String(error)}`, {
+    cause: error,
+  });
+}

@@ -1,0 +1,172 @@
+/**
+ * Signed session cookies: the cookie value is `id.signature`, where the signature is
+ * HMAC-SHA256 of the id under the first secret, base64url. Every secret in the list verifies, so
+ * secrets rotate without logging anyone out.
+ *
+ * Verifying costs a `crypto.subtle` call, which on Node is a thread-pool hop (~40 µs). A bounded
+ * cache of cookie values that verified (or that this process signed) makes a returning visitor
+ * cost no crypto at all. The cache holds cookie values, which are live credentials, in the heap;
+ * so does any server that can sign them (the secrets), so this adds no new exposure to a heap
+ * dump, but it is why the cache is bounded and per secret list.
+ *
+ * @module
+ */
+import { encodeBase64Url, isSessionId, storageKeyOf } from "./id.ts";
+
+/** A cookie value that verified. */
+export interface VerifiedCookie {
+  /** The session id it carries. */
+  id: string;
+  /** The id's storage key. */
+  key: string;
+  /** It verified with a secret other than the first: re-sign it. */
+  rotated: boolean;
+}
+
+/** Why a cookie value failed to verify. */
+export type SignatureFailure = "malformed" | "signature";
+
+const encoder = new TextEncoder();
+const SIGNATURE_PATTERN = /^[A-Za-z0-9_-]{43}$/;
+const keyCache = new Map<string, Promise<CryptoKey>>();
+
+function hmacKey(secret: string): Promise<CryptoKey> {
+  let key = keyCache.get(secret);
+  if (key === undefined) {
+    key = crypto.subtle.importKey("raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, [
+      "sign",
+      "verify",
+    ]);
+    if (keyCache.size >= 256) keyCache.clear();
+    keyCache.set(secret, key);
+  }
+  return key;
+}
+
+function decodeBase64Url(text: string): Uint8Array<ArrayBuffer> {
+  const binary = atob(text.replace(/-/g, "+").replace(/_/g, "/"));
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+/**
+ * A map bounded by two generations: lookups and inserts stay O(1) at any size (no LRU
+ * bookkeeping on hits); when the young generation fills, it becomes the old one.
+ */
+export class GenerationalCache<K, V> {
+  #young = new Map<K, V>();
+  #old = new Map<K, V>();
+  #limit: number;
+
+  /** @param limit Entries per generation; at most twice this many are held. */
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  /** Returns the value for `key`, promoting it to the young generation. */
+  get(key: K): V | undefined {
+    const young = this.#young.get(key);
+    if (young !== undefined) return young;
+    const old = this.#old.get(key);
+    if (old !== undefined) this.set(key, old);
+    return old;
+  }
+
+  /** Stores a value. */
+  set(key: K, value: V): void {
+    if (this.#young.size >= this.#limit) {
+      this.#old = this.#young;
+      this.#young = new Map();
+    }
+    this.#young.set(key, value);
+  }
+
+  /** Forgets a key. */
+  delete(key: K): void {
+    this.#young.delete(key);
+    this.#old.delete(key);
+  }
+}
+
+/**
+ * Signs and verifies session cookie values with a list of secrets (first signs, all verify).
+ *
+ * @example
+ * ```ts
+ * import { createSessionId } from "websession";
+ * import { Signer } from "./signing.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const signer = new Signer(["a secret of at least thirty-two characters"]);
+ * const { value } = await signer.issue(createSessionId());
+ * const verified = await signer.verify(value);
+ * assert.ok(typeof verified === "object" && verified.rotated === false);
+ * ```
+ */
+export class Signer {
+  #secrets: readonly string[];
+  #cache: GenerationalCache<string, VerifiedCookie>;
+
+  /**
+   * @param secrets The secrets, first one signs; validated by the caller.
+   * @param cacheSize Verified values kept per generation.
+   */
+  constructor(secrets: readonly string[], cacheSize = 5_000) {
+    this.#secrets = secrets;
+    this.#cache = new GenerationalCache(cacheSize);
+  }
+
+  /** Returns a cached verification of `value` without doing any crypto. */
+  cached(value: string): VerifiedCookie | undefined {
+    return this.#cache.get(value);
+  }
+
+  /** Drops a value from the cache (its session was destroyed or replaced). */
+  forget(value: string): void {
+    this.#cache.delete(value);
+  }
+
+  /**
+   * Signs an id and derives its storage key, both at once.
+   *
+   * @param id A session id.
+   * @returns The cookie value and the storage key.
+   */
+  async issue(id: string): Promise<{ value: string; key: string }> {
+    const [signature, key] = await Promise.all([this.#sign(id), storageKeyOf(id)]);
+    const value = `${id}.${signature}`;
+    this.#cache.set(value, { id, key, rotated: false });
+    return { value, key };
+  }
+
+  async #sign(id: string): Promise<string> {
+    const mac = await crypto.subtle.sign("HMAC", await hmacKey(this.#secrets[0]!), encoder.encode(id));
+    return encodeBase64Url(new Uint8Array(mac));
+  }
+
+  /**
+   * Verifies a cookie value in constant time (`crypto.subtle.verify`) against every secret.
+   *
+   * @param value The cookie value, `id.signature`.
+   * @returns The verified id and storage key, or why it failed.
+   */
+  async verify(value: string): Promise<VerifiedCookie | SignatureFailure> {
+    const hit = this.#cache.get(value);
+    if (hit !== undefined) return hit;
+    const dot = value.indexOf(".");
+    const id = value.slice(0, dot);
+    const signature = value.slice(dot + 1);
+    if (dot < 0 || !isSessionId(id) || !SIGNATURE_PATTERN.test(signature)) return "malformed";
+    const mac = decodeBase64Url(signature);
+    const data = encoder.encode(id);
+    for (let i = 0; i < this.#secrets.length; i++) {
+      if (await crypto.subtle.verify("HMAC", await hmacKey(this.#secrets[i]!), mac, data)) {
+        const verified: VerifiedCookie = { id, key: await storageKeyOf(id), rotated: i > 0 };
+        if (i === 0) this.#cache.set(value, verified);
+        return verified;
+      }
+    }
+    return "signature";
+  }
+}

@@ -462,7 +462,7 @@ async function commitStored(ctx: Context): Promise<void> {
   }
 
   const extended = Math.min(now + o.idleMs, s.createdAt + o.absoluteMs);
-  const touchDue = extended > s.expiresAt && (s.touchRequested || extended - s.expiresAt >= o.touchAfterMs);
+  const touchDue = extended > s.expiresAt && (s.touchRequested || now + o.idleMs - s.expiresAt >= o.touchAfterMs);
   s.touchRequested = false;
   if (s.ops.length > 0) {
     const saved = await saveWithPolicy(ctx, s, store, touchDue ? extended : s.expiresAt);
@@ -581,7 +581,7 @@ async function commitSealed(ctx: Context): Promise<void> {
     s.doomed.shift();
   }
   const extended = Math.min(now + o.idleMs, s.createdAt + o.absoluteMs);
-  const touchDue = extended > s.expiresAt && (s.touchRequested || extended - s.expiresAt >= o.touchAfterMs);
+  const touchDue = extended > s.expiresAt && (s.touchRequested || now + o.idleMs - s.expiresAt >= o.touchAfterMs);
   s.touchRequested = false;
   if (s.isNew && isEmpty(s)) {
     s.ops = [];

@@ -1,0 +1,542 @@
+// The session conformance suite: drives withSession with plain Requests against a real store.
+// Every server store runs it; cases that need compare-and-set are skipped by capability.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { getSession, withSession } from "../../src/with_session.ts";
+import type { InvalidCookieEvent, SessionOptions } from "../../src/options.ts";
+import type { SessionStore } from "../../src/store.ts";
+import { storageKeyOf } from "../../src/id.ts";
+import { Client, counted, type Counted, gate } from "./client.ts";
+import { sleep } from "./util.ts";
+
+export interface SessionSuiteOptions {
+  open: () => SessionStore | Promise<SessionStore>;
+  close?: () => void | Promise<void>;
+}
+
+const SECRET = "test secret: at least thirty-two characters long";
+const OLD_SECRET = "an older secret, also at least 32 characters";
+
+type Data = { visits?: number; user?: string; msg?: string; late?: boolean; list?: string[] };
+
+/** The app every case drives. Routes are small and each does one thing to the session. */
+function app(store: SessionStore, extra: Partial<SessionOptions<Data>> = {}, hooks: { hold?: Promise<void> } = {}) {
+  const invalid: InvalidCookieEvent[] = [];
+  const errors: unknown[] = [];
+  let runs = 0;
+  const handler = withSession(async (req: Request) => {
+    runs++;
+    const url = new URL(req.url);
+    const session = await getSession<Data>(req);
+    switch (url.pathname) {
+      case "/count":
+        return new Response(String(session.update("visits", (n = 0) => n + 1)));
+      case "/read":
+        return new Response(String(session.get("visits") ?? "none"));
+      case "/push":
+        session.update("list", (list = []) => [...list, url.searchParams.get("item")!]);
+        return new Response("ok");
+      case "/login":
+        session.regenerate();
+        session.set("user", url.searchParams.get("user") ?? "ada");
+        return new Response(session.id);
+      case "/logout":
+        session.destroy();
+        return new Response("bye");
+      case "/flash":
+        session.flash("msg", url.searchParams.get("msg") ?? "hello");
+        return new Response("flashed");
+      case "/show":
+        return new Response(session.get("msg") ?? "none");
+      case "/touch":
+        session.touch();
+        return new Response("touched");
+      case "/slow": {
+        await hooks.hold;
+        session.set("late", true);
+        return new Response("late");
+      }
+      case "/stream": {
+        const body = new ReadableStream<Uint8Array>({
+          async start(controller) {
+            controller.enqueue(new TextEncoder().encode("part 1\n"));
+            await sleep(20);
+            session.update("visits", (n = 0) => n + 100);
+            controller.enqueue(new TextEncoder().encode("part 2\n"));
+            controller.close();
+          },
+        });
+        return new Response(body);
+      }
+      case "/stream-new": {
+        const body = new ReadableStream<Uint8Array>({
+          async start(controller) {
+            await sleep(10);
+            session.set("user", "too late");
+            controller.enqueue(new TextEncoder().encode("done"));
+            controller.close();
+          },
+        });
+        return new Response(body);
+      }
+      default:
+        return new Response("not found", { status: 404 });
+    }
+  }, {
+    store,
+    secrets: SECRET,
+    onInvalidCookie: (event) => invalid.push(event),
+    onError: (error) => {
+      errors.push(error);
+    },
+    ...extra,
+  });
+  return { handler, invalid, errors, runs: () => runs };
+}
+
+function cookieValue(response: Response, name = "session"): string | undefined {
+  for (const header of response.headers.getSetCookie()) {
+    if (header.startsWith(`${name}=`)) return header.slice(name.length + 1).split(";")[0];
+  }
+  return undefined;
+}
+
+async function keyOf(client: Client): Promise<string> {
+  return await storageKeyOf(client.jar.get("session")!.split(".")[0]!);
+}
+
+async function until(check: () => Promise<boolean>, ms = 2_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error("condition not met in time");
+    await sleep(10);
+  }
+}
+
+/** Runs the shared session cases under `describe(name)`. */
+export function sessionSuite(name: string, options: SessionSuiteOptions): void {
+  describe(`${name}: sessions through withSession`, () => {
+    let inner: SessionStore;
+    let c: Counted;
+    before(async () => {
+      inner = await options.open();
+    });
+    after(async () => {
+      await options.close?.();
+    });
+    const fresh = () => (c = counted(inner));
+    const cas = () => inner.capabilities.compareAndSet;
+
+    it("costs nothing when the handler never asks for the session", async () => {
+      fresh();
+      const handler = withSession(() => new Response("plain"), { store: c.store, secrets: SECRET });
+      const response = await handler(new Request("https://app.example/", { headers: { cookie: "session=abc" } }));
+      assert.equal(await response.text(), "plain");
+      assert.deepEqual(c.calls, { load: 0, save: 0, destroy: 0, touch: 0 });
+      assert.equal(response.headers.get("set-cookie"), null);
+      assert.equal(response.headers.get("vary"), null);
+    });
+
+    it("sends no cookie and writes nothing until the session holds data", async () => {
+      fresh();
+      const { handler } = app(c.store);
+      const client = new Client(handler);
+      const response = await client.fetch("/read");
+      assert.equal(await response.text(), "none");
+      assert.equal(response.headers.get("set-cookie"), null);
+      assert.equal(c.calls.save, 0);
+      assert.equal(c.calls.load, 0, "no cookie: nothing to load");
+    });
+
+    it("creates a session with a signed cookie and the default attributes", async () => {
+      fresh();
+      const { handler } = app(c.store);
+      const client = new Client(handler);
+      const response = await client.fetch("/count");
+      assert.equal(await response.text(), "1");
+      const [header] = response.headers.getSetCookie();
+      assert.match(header!, /^session=[A-Za-z0-9_-]{32}\.[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; Secure; SameSite=Lax; Max-Age=3600; Expires=/);
+      assert.equal(response.headers.get("vary"), "Cookie");
+      assert.equal(response.headers.get("cache-control"), "private, no-store");
+      assert.equal(c.calls.save, 1);
+      const record = await inner.load(await keyOf(client));
+      assert.deepEqual(record?.data, { visits: 1 });
+      assert.equal(record?.version, 1);
+    });
+
+    it("reads once and writes once per changed request, never re-sending the cookie", async () => {
+      fresh();
+      const { handler } = app(c.store);
+      const client = new Client(handler);
+      await client.text("/count");
+      c.reset();
+      const response = await client.fetch("/count");
+      assert.equal(await response.text(), "2");
+      assert.equal(response.headers.get("set-cookie"), null);
+      assert.equal(c.calls.load, 1);
+      assert.equal(c.calls.save, 1);
+      assert.equal((await inner.load(await keyOf(client)))?.version, 2);
+    });
+
+    it("writes nothing and sends no Set-Cookie on a read-only request", async () => {
+      fresh();
+      const { handler } = app(c.store);
+      const client = new Client(handler);
+      await client.text("/count");
+      c.reset();
+      const response = await client.fetch("/read");
+      assert.equal(await response.text(), "1");
+      assert.equal(response.headers.get("set-cookie"), null);
+      assert.deepEqual(c.calls, { load: 1, save: 0, destroy: 0, touch: 0 });
+      assert.equal(response.headers.get("vary"), "Cookie");
+    });
+
+    it("reaches exactly 151 with 5 clients x 30 concurrent increments (CherryPy's check)", async (t) => {
+      if (!cas()) return t.skip("store cannot compare-and-set");
+      fresh();
+      const { handler, errors } = app(c.store);
+      const first = new Client(handler);
+      assert.equal(await first.text("/count"), "1");
+      const clients = Array.from({ length: 5 }, () => first.clone());
+      await Promise.all(clients.map(async (client) => {
+        for (let i = 0; i < 30; i++) assert.equal((await client.fetch("/count")).status, 200);
+      }));
+      assert.deepEqual(errors, []);
+      assert.equal(await first.text("/read"), "151");
+    });
+
+    it("loses none of 50 concurrent increments on one session", async (t) => {
+      if (!cas()) return t.skip("store cannot compare-and-set");
+      fresh();
+      const { handler, errors } = app(c.store);
+      const client = new Client(handler);
+      await client.text("/count");
+      const responses = await Promise.all(Array.from({ length: 50 }, () => client.clone().fetch("/count")));
+      assert.deepEqual(responses.map((r) => r.status), Array(50).fill(200));
+      assert.deepEqual(errors, []);
+      assert.equal(await client.text("/read"), "51");
+    });
+
+    it("keeps every concurrent list append (update replays on the fresh value)", async (t) => {
+      if (!cas()) return t.skip("store cannot compare-and-set");
+      fresh();
+      const { handler } = app(c.store);
+      const client = new Client(handler);
+      await client.text("/count");
+      await Promise.all(Array.from({ length: 20 }, (_, i) => client.clone().fetch(`/push?item=${i}`)));
+      const record = await inner.load(await keyOf(client));
+      assert.deepEqual([...(record?.data.list as string[])].sort(), Array.from({ length: 20 }, (_, i) => String(i)).sort());
+    });
+
+    it("stays logged out when logout races a slow in-flight write", async (t) => {
+      if (!cas()) return t.skip("store cannot compare-and-set");
+      fresh();
+      const hold = gate();
+      const { handler } = app(c.store, {}, { hold: hold.promise });
+      const client = new Client(handler);
+      await client.text("/login?user=ada");
+      const key = await keyOf(client);
+      const slow = client.clone().fetch("/slow");
+      await sleep(20); // the slow request has loaded the session and is waiting
+      const logout = await client.fetch("/logout");
+      assert.match(logout.headers.getSetCookie()[0]!, /Max-Age=0/);
+      hold.open();
+      const late = await slow;
+      assert.equal(late.status, 200);
+      assert.match(late.headers.getSetCookie()[0] ?? "", /^session=; .*Max-Age=0/);
+      assert.equal(await inner.load(key), null, "the destroyed session was not resurrected");
+    });
+
+    it("regenerate gives a new id and kills the old one", async () => {
+      fresh();
+      const { handler, invalid } = app(c.store);
+      const client = new Client(handler);
+      await client.text("/count");
+      const before = client.jar.get("session")!;
+      const oldKey = await keyOf(client);
+      await client.text("/login?user=grace");
+      const afterLogin = client.jar.get("session")!;
+      assert.notEqual(afterLogin, before);
+      assert.equal(await inner.load(oldKey), null);
+      const record = await inner.load(await keyOf(client));
+      assert.deepEqual(record?.data, { visits: 1, user: "grace" }, "data carried over");
+      const attacker = new Client(handler);
+      attacker.jar.set("session", before);
+      assert.equal(await attacker.text("/read"), "none");
+      assert.equal(invalid.at(-1)?.reason, "unknown");
+    });
+
+    it("destroy deletes the record and expires the cookie", async () => {
+      fresh();
+      const { handler } = app(c.store);
+      const client = new Client(handler);
+      await client.text("/count");
+      const key = await keyOf(client);
+      const stolen = client.jar.get("session")!;
+      const response = await client.fetch("/logout");
+      assert.match(response.headers.getSetCookie()[0]!, /^session=; Path=\/; .*Max-Age=0; Expires=Thu, 01 Jan 1970/);
+      assert.equal(await inner.load(key), null);
+      assert.equal(client.jar.size, 0);
+      const replay = new Client(handler);
+      replay.jar.set("session", stolen);
+      assert.equal(await replay.text("/read"), "none", "a cookie replayed after logout is unknown");
+    });
+
+    it("rotates secrets: old cookies still verify and are re-signed with the new secret", async () => {
+      fresh();
+      const old = app(c.store, { secrets: OLD_SECRET });
+      const client = new Client(old.handler);
+      await client.text("/count");
+      const oldValue = client.jar.get("session")!;
+      const rotated = app(c.store, { secrets: [SECRET, OLD_SECRET] });
+      const response = await rotated.handler(new Request("https://app.example/read", { headers: { cookie: `session=${oldValue}` } }));
+      assert.equal(await response.text(), "1");
+      const resigned = cookieValue(response);
+      assert.ok(resigned && resigned !== oldValue, "re-signed with the first secret");
+      assert.equal(resigned.split(".")[0], oldValue.split(".")[0], "same id");
+      const retired = app(c.store, { secrets: SECRET });
+      const again = new Client(retired.handler);
+      again.jar.set("session", resigned);
+      assert.equal(await again.text("/read"), "1");
+      again.jar.set("session", oldValue);
+      assert.equal(await again.text("/read"), "none");
+      assert.equal(retired.invalid.at(-1)?.reason, "signature");
+    });
+
+    it("expires after idleTimeout of inactivity", async () => {
+      fresh();
+      let now = Date.now();
+      const { handler, invalid } = app(c.store, { idleTimeout: 60, now: () => now });
+      const client = new Client(handler);
+      await client.text("/count");
+      now += 59_000;
+      assert.equal(await client.text("/read"), "1", "still alive just before idleTimeout");
+      now += 61_000; // the read above was activity: the window restarted from it
+      assert.equal(await client.text("/read"), "none");
+      assert.equal(invalid.at(-1)?.reason, "unknown");
+    });
+
+    it("expires after absoluteTimeout however active", async () => {
+      fresh();
+      let now = Date.now();
+      const { handler } = app(c.store, { idleTimeout: 60, absoluteTimeout: 150, now: () => now });
+      const client = new Client(handler);
+      await client.text("/count");
+      for (let i = 0; i < 4; i++) {
+        now += 35_000;
+        assert.equal(await client.text("/count"), String(i + 2));
+      }
+      now += 35_000; // 175 s after creation
+      assert.equal(await client.text("/read"), "none");
+    });
+
+    it("touches an unchanged session only after touchAfter, without rewriting it", async () => {
+      fresh();
+      let now = Date.now();
+      const { handler } = app(c.store, { idleTimeout: 600, touchAfter: 300, now: () => now });
+      const client = new Client(handler);
+      await client.text("/count");
+      const key = await keyOf(client);
+      const created = (await inner.load(key))!;
+      now += 299_000;
+      c.reset();
+      let response = await client.fetch("/read");
+      assert.equal(response.headers.get("set-cookie"), null);
+      assert.equal(c.calls.save + c.calls.touch, 0);
+      now += 2_000;
+      response = await client.fetch("/read");
+      assert.match(response.headers.get("set-cookie")!, /Max-Age=600;/);
+      assert.equal(c.calls.save + c.calls.touch, 1);
+      const touched = (await inner.load(key))!;
+      assert.equal(touched.expiresAt, now + 600_000);
+      assert.ok(touched.expiresAt > created.expiresAt);
+      if (inner.touch) assert.equal(touched.version, created.version, "touch does not rewrite");
+      // touch() forces it
+      now += 1_000;
+      response = await client.fetch("/touch");
+      assert.match(response.headers.get("set-cookie")!, /Max-Age=600;/);
+    });
+
+    it("shows a flash value once, on the next request", async () => {
+      fresh();
+      const { handler } = app(c.store);
+      const client = new Client(handler);
+      await client.text("/flash?msg=saved!");
+      assert.equal(await client.text("/show"), "saved!");
+      assert.equal(await client.text("/show"), "none");
+    });
+
+    it("starts a fresh session for tampered, garbage, oversized and duplicate cookies", async () => {
+      fresh();
+      const { handler, invalid } = app(c.store);
+      const client = new Client(handler);
+      await client.text("/count");
+      const good = client.jar.get("session")!;
+      const [id, sig] = good.split(".") as [string, string];
+      const flip = (s: string) => (s[0] === "A" ? "B" : "A") + s.slice(1);
+      const cases: Array<[string, string]> = [
+        [`session=${flip(id)}.${sig}`, "signature"],
+        [`session=${id}.${flip(sig)}`, "signature"],
+        [`session=${id}.${sig.slice(0, 20)}`, "malformed"],
+        [`session=${good}x`, "malformed"],
+        [`session=${"A".repeat(32)}.${"B".repeat(43)}`, "signature"],
+        [`session=../../etc/passwd.${sig}`, "malformed"],
+        [`session=${"x".repeat(5000)}`, "oversized"],
+        [`session=${good}; session=${good}`, "duplicate"],
+        ["session=", "malformed"],
+        ["session", "none"],
+      ];
+      for (const [cookie, reason] of cases) {
+        const before = invalid.length;
+        c.reset();
+        const response = await handler(new Request("https://app.example/read", { headers: { cookie } }));
+        assert.equal(response.status, 200, cookie);
+        assert.equal(await response.text(), "none", cookie);
+        assert.equal(c.calls.load, 0, `no store read for ${cookie.slice(0, 40)}`);
+        if (reason === "none") assert.equal(invalid.length, before);
+        else assert.equal(invalid.at(-1)?.reason, reason, cookie.slice(0, 60));
+      }
+    });
+
+    it("answers 503 on a store outage, never a new id, and the data is intact afterwards", async () => {
+      fresh();
+      const handler = withSession(async (req: Request) => {
+        const session = await getSession<Data>(req);
+        return new Response(String(session.update("visits", (n = 0) => n + 1)));
+      }, { store: c.store, secrets: SECRET, onError: (error) => new Response((error as Error).name, { status: 503 }) });
+      const client = new Client(handler);
+      await client.text("/");
+      const value = client.jar.get("session");
+      c.down = true;
+      const response = await client.fetch("/");
+      assert.equal(response.status, 503);
+      assert.equal(await response.text(), "StoreUnavailableError");
+      assert.equal(response.headers.get("set-cookie"), null, "no new id during an outage");
+      c.down = false;
+      assert.equal(client.jar.get("session"), value);
+      assert.equal(await client.text("/"), "2");
+    });
+
+    it("saves changes made while a streamed body is produced", async () => {
+      fresh();
+      const { handler } = app(c.store);
+      const client = new Client(handler);
+      await client.text("/count");
+      const response = await client.fetch("/stream");
+      assert.equal(await response.text(), "part 1\npart 2\n");
+      const key = await keyOf(client);
+      await until(async () => (await inner.load(key))?.data.visits === 101);
+      assert.equal(await client.text("/read"), "101");
+    });
+
+    it("reports, and does not write, a new session created after the headers were sent", async () => {
+      fresh();
+      const { handler, errors } = app(c.store);
+      const client = new Client(handler);
+      const response = await client.fetch("/stream-new");
+      assert.equal(await response.text(), "done");
+      await until(async () => errors.length > 0);
+      assert.equal((errors[0] as Error).name, "SessionStateError");
+      assert.equal(c.calls.save, 0);
+      assert.equal(client.jar.size, 0);
+    });
+
+    it("answers 409 under the reject policy when a concurrent write wins", async (t) => {
+      if (!cas()) return t.skip("store cannot compare-and-set");
+      fresh();
+      const hold = gate();
+      const { handler } = app(c.store, { conflict: "reject", onError: (e) => new Response(null, { status: (e as { status: number }).status }) }, { hold: hold.promise });
+      const client = new Client(handler);
+      await client.text("/count");
+      const slow = client.clone().fetch("/slow");
+      await sleep(20);
+      await client.text("/count");
+      hold.open();
+      assert.equal((await slow).status, 409);
+      const record = await inner.load(await keyOf(client));
+      assert.equal(record?.data.late, undefined);
+      assert.equal(record?.data.visits, 2);
+    });
+
+    it("re-runs the handler on fresh data under the retry policy", async (t) => {
+      if (!cas()) return t.skip("store cannot compare-and-set");
+      fresh();
+      const hold = gate();
+      const { handler, runs } = app(c.store, { conflict: "retry" }, { hold: hold.promise });
+      const client = new Client(handler);
+      await client.text("/count");
+      const slow = client.clone().fetch("/slow");
+      await sleep(20);
+      await client.text("/count");
+      hold.open();
+      assert.equal((await slow).status, 200);
+      assert.equal(runs(), 4, "the slow handler ran twice");
+      const record = await inner.load(await keyOf(client));
+      assert.deepEqual(record?.data, { visits: 2, late: true });
+    });
+
+    it("lets the last write win under the overwrite policy", async (t) => {
+      if (!cas()) return t.skip("store cannot compare-and-set");
+      fresh();
+      const hold = gate();
+      const { handler } = app(c.store, { conflict: "overwrite" }, { hold: hold.promise });
+      const client = new Client(handler);
+      await client.text("/count");
+      const slow = client.clone().fetch("/slow");
+      await sleep(20);
+      await client.text("/count");
+      hold.open();
+      assert.equal((await slow).status, 200);
+      const record = await inner.load(await keyOf(client));
+      assert.deepEqual(record?.data, { visits: 1, late: true }, "the concurrent increment was overwritten");
+    });
+
+    it("takes options from the handler's arguments and passes them through", async () => {
+      fresh();
+      const seen: unknown[] = [];
+      const waited: Promise<unknown>[] = [];
+      const handler = withSession(
+        async (req: Request, env: { SECRET: string }, ctx: { waitUntil(p: Promise<unknown>): void }) => {
+          seen.push(env, ctx);
+          const session = await getSession<Data>(req);
+          session.set("user", "env");
+          return new Response("ok");
+        },
+        (_req, env) => ({ store: c.store, secrets: env.SECRET }),
+      );
+      const env = { SECRET };
+      const ctx = { waitUntil: (p: Promise<unknown>) => waited.push(p) };
+      const response = await handler(new Request("https://app.example/"), env, ctx);
+      assert.equal(response.status, 200);
+      assert.equal(seen[0], env);
+      assert.equal(seen[1], ctx);
+      assert.ok(cookieValue(response));
+    });
+
+    it("starts a fresh session when stored data fails the schema", async () => {
+      fresh();
+      const schema = {
+        "~standard": {
+          version: 1 as const,
+          vendor: "test",
+          validate: (value: unknown) =>
+            typeof (value as Data).visits === "number" || (value as Data).visits === undefined
+              ? { value: value as Data }
+              : { issues: [{ message: "visits must be a number" }] },
+        },
+      };
+      const { handler, invalid } = app(c.store, { schema });
+      const client = new Client(handler);
+      await client.text("/count");
+      const key = await keyOf(client);
+      const record = (await inner.load(key))!;
+      if (cas()) {
+        assert.ok(await inner.save(key, { ...record, data: { visits: "lots" }, version: record.version + 1 }, record.version));
+      } else {
+        await inner.save(key, { ...record, data: { visits: "lots" }, version: record.version + 1 }, record.version);
+      }
+      assert.equal(await client.text("/read"), "none");
+      assert.equal(invalid.at(-1)?.reason, "data");
+    });
+  });
+}

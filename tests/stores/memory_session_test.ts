@@ -1,0 +1,4 @@
+import { MemoryStore } from "../../src/stores/memory.ts";
+import { sessionSuite } from "../conformance/session_suite.ts";
+
+sessionSuite("MemoryStore", { open: () => new MemoryStore() });

@@ -174,6 +174,12 @@ for (const [label, connect] of clients) {
   });
 }
 
+describe("RedisStore over @upstash/redis", () => {
+  it("went through the REST bridge", () => {
+    assert.ok(bridge && bridge.requests > 0, "no request reached the bridge");
+  });
+});
+
 describe("RedisStore construction", () => {
   it("refuses a client of no known shape and a non-string prefix", () => {
     assert.throws(() => new RedisStore({ client: {} as RedisLike }), TypeError);

@@ -1,0 +1,89 @@
+// Starts the test Worker (tests/workers/session_worker.ts, bundled with esbuild) in Miniflare,
+// with a real Workers KV namespace and a real Durable Object binding, and bridges a SessionStore
+// in Node to the stores running inside workerd. Node only (test infrastructure).
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+import { Miniflare } from "miniflare";
+import { SessionTooLargeError, StoreUnavailableError } from "../../src/errors.ts";
+import type { SessionStore, StoreCapabilities, StoredSession } from "../../src/store.ts";
+
+/** The newest date this Miniflare's workerd accepts is 2026-05-03. */
+export const COMPATIBILITY_DATE = "2026-04-01";
+
+let bundled: Promise<string> | undefined;
+
+/** The test Worker as one ES module (built once per process). */
+export function workerScript(): Promise<string> {
+  bundled ??= build({
+    entryPoints: [fileURLToPath(new URL("./session_worker.ts", import.meta.url))],
+    bundle: true,
+    format: "esm",
+    platform: "neutral",
+    target: "es2022",
+    write: false,
+    logLevel: "silent",
+  }).then((result) => result.outputFiles[0]!.text);
+  return bundled;
+}
+
+/** A Miniflare running the test Worker: `SESSIONS_KV` (KV) and `SESSIONS_DO` (Durable Object). */
+export async function startMiniflare(): Promise<Miniflare> {
+  const mf = new Miniflare({
+    modules: true,
+    script: await workerScript(),
+    compatibilityDate: COMPATIBILITY_DATE,
+    kvNamespaces: ["SESSIONS_KV"],
+    durableObjects: { SESSIONS_DO: "TestSessionDurableObject" },
+  });
+  await mf.ready;
+  return mf;
+}
+
+interface Answer {
+  value?: unknown;
+  error?: { name: string; message: string; code?: string };
+}
+
+function revive(error: NonNullable<Answer["error"]>): Error {
+  if (error.code === "ERR_SESSION_STORE_UNAVAILABLE") return new StoreUnavailableError(error.message);
+  if (error.code === "ERR_SESSION_TOO_LARGE") return new SessionTooLargeError(error.message);
+  if (error.name === "TypeError") return new TypeError(error.message);
+  if (error.name === "RangeError") return new RangeError(error.message);
+  return new Error(`${error.name}: ${error.message}`);
+}
+
+/**
+ * A SessionStore whose every call runs inside workerd: the store named `name` ("kv" or "do")
+ * of the test Worker executes it against the Worker's own bindings. Errors come back as the
+ * same classes (TypeError, StoreUnavailableError, SessionTooLargeError).
+ */
+export async function workerdStore(mf: Miniflare, name: "kv" | "do"): Promise<SessionStore> {
+  const response = await mf.dispatchFetch(`http://worker/${name}/capabilities`);
+  const { capabilities, optional } = (await response.json()) as {
+    capabilities: StoreCapabilities;
+    optional: string[];
+  };
+  async function call(method: string, args: unknown[]): Promise<unknown> {
+    const reply = await mf.dispatchFetch(`http://worker/${name}/${method}`, {
+      method: "POST",
+      body: JSON.stringify(args),
+    });
+    if (!reply.ok) throw new Error(`Worker answered ${reply.status}: ${await reply.text()}`);
+    const answer = (await reply.json()) as Answer;
+    if (answer.error) throw revive(answer.error);
+    return answer.value;
+  }
+  const store: SessionStore = {
+    capabilities,
+    load: async (key) => (await call("load", [key])) as StoredSession | null,
+    save: async (key, record, expectedVersion) =>
+      (await call("save", [key, record, expectedVersion])) as boolean,
+    destroy: async (key) => void (await call("destroy", [key])),
+  };
+  if (optional.includes("touch")) {
+    store.touch = async (key, expiresAt) => void (await call("touch", [key, expiresAt]));
+  }
+  if (optional.includes("cleanup")) store.cleanup = async () => (await call("cleanup", [])) as number;
+  if (optional.includes("count")) store.count = async () => (await call("count", [])) as number;
+  return store;
+}

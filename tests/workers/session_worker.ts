@@ -1,0 +1,82 @@
+// A test Worker for Miniflare. It exports the session Durable Object (extended with one
+// read-only inspection path) and runs store operations inside workerd: `POST /<store>/<method>`
+// with a JSON array of arguments calls that method of a CloudflareKvStore ("kv") or a
+// DurableObjectStore ("do") built on this Worker's own bindings, and answers
+// `{ value }` or `{ error: { name, code, message } }`. `GET /<store>/capabilities` tells what
+// the store claims and which optional methods it has.
+import { CloudflareKvStore, type KvNamespaceLike } from "../../src/stores/cloudflare_kv.ts";
+import {
+  type DurableObjectNamespaceLike,
+  type DurableObjectStateLike,
+  DurableObjectStore,
+  SessionDurableObject,
+} from "../../src/stores/durable_object.ts";
+import type { SessionStore } from "../../src/store.ts";
+
+/** The bindings the test Miniflare gives this Worker. */
+export interface Env {
+  SESSIONS_KV: KvNamespaceLike;
+  SESSIONS_DO: DurableObjectNamespaceLike;
+}
+
+interface InspectableStorage {
+  get(key: string): Promise<unknown>;
+  getAlarm(): Promise<number | null>;
+}
+
+/**
+ * The session object as a user would export it, plus `GET /inspect`, which tells what the
+ * object's storage holds (its record text and alarm), so tests can see what the alarm and
+ * destroy leave behind without going through the store.
+ */
+export class TestSessionDurableObject extends SessionDurableObject {
+  #storage: InspectableStorage;
+
+  constructor(state: DurableObjectStateLike, env?: unknown) {
+    super(state, env);
+    this.#storage = state.storage as unknown as InspectableStorage;
+  }
+
+  override async fetch(request: Request): Promise<Response> {
+    if (request.method === "GET" && new URL(request.url).pathname === "/inspect") {
+      const record = (await this.#storage.get("record")) ?? null;
+      return Response.json({ record, alarm: await this.#storage.getAlarm() });
+    }
+    return await super.fetch(request);
+  }
+}
+
+const METHODS = new Set(["load", "save", "destroy", "touch", "cleanup", "count"]);
+
+function storeFor(name: string, env: Env): SessionStore | null {
+  if (name === "kv") return new CloudflareKvStore({ namespace: env.SESSIONS_KV, staleReadDelay: 0 });
+  if (name === "do") return new DurableObjectStore({ namespace: env.SESSIONS_DO });
+  return null;
+}
+
+async function handle(request: Request, env: Env): Promise<Response> {
+  const [, name = "", method = ""] = new URL(request.url).pathname.split("/");
+  const store = storeFor(name, env);
+  if (store === null) return new Response("no such store", { status: 404 });
+  if (request.method === "GET" && method === "capabilities") {
+    const optional = ["touch", "cleanup", "count"].filter((m) =>
+      typeof store[m as keyof SessionStore] === "function"
+    );
+    return Response.json({ capabilities: store.capabilities, optional });
+  }
+  if (request.method !== "POST" || !METHODS.has(method)) {
+    return new Response("no such method", { status: 404 });
+  }
+  const operation = store[method as keyof SessionStore];
+  if (typeof operation !== "function") return new Response("method not offered", { status: 404 });
+  const args = (await request.json()) as unknown[];
+  try {
+    const value = await (operation as (...args: unknown[]) => Promise<unknown>).apply(store, args);
+    return Response.json({ value: value ?? null });
+  } catch (error) {
+    const { name: errorName, message, code } = error as Error & { code?: string };
+    return Response.json({ error: { name: errorName, message, code } });
+  }
+}
+
+export default { fetch: handle };

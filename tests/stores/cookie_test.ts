@@ -5,7 +5,7 @@ import { MemoryStore } from "../../src/stores/memory.ts";
 import { SessionTooLargeError, StoreUnavailableError } from "../../src/errors.ts";
 import type { SealedCookie, SessionStore, StoredSession } from "../../src/store.ts";
 import { randomKey } from "../conformance/util.ts";
-import { Client } from "../conformance/client.ts";
+import { Client, gate } from "../conformance/client.ts";
 import { getSession, withSession } from "../../mod.ts";
 import type { InvalidCookieEvent } from "../../src/options.ts";
 
@@ -446,17 +446,33 @@ describe("CookieStore", () => {
 describe("CookieStore through withSession", () => {
   const SIGNING = "signing secret: at least 32 characters long";
 
-  /** An app: `/` counts visits, `/big` stores a large blob, `/small` drops it, `/logout` destroys. */
-  function app(store: CookieStore, events: InvalidCookieEvent[] = []) {
+  /**
+   * An app: `/` counts visits, `/read` only reads, `/big` stores a large blob, `/small` drops it,
+   * `/logout` destroys, `/slow` waits for `hold` and then writes.
+   */
+  function app(
+    store: CookieStore,
+    events: InvalidCookieEvent[] = [],
+    extra: { hold?: Promise<void>; now?: () => number } = {},
+  ) {
     return withSession(async (request: Request) => {
-      const session = await getSession<{ visits?: number; blob?: string }>(request);
+      const session = await getSession<{ visits?: number; blob?: string; late?: boolean }>(request);
       const path = new URL(request.url).pathname;
       if (path === "/big") session.set("blob", randomText(10_000));
       if (path === "/small") session.delete("blob");
       if (path === "/logout") session.destroy();
       if (path === "/") session.update("visits", (n = 0) => n + 1);
+      if (path === "/slow") {
+        await extra.hold;
+        session.set("late", true);
+      }
       return new Response(String(session.get("visits") ?? 0));
-    }, { store, secrets: SIGNING, onInvalidCookie: (event) => events.push(event) });
+    }, {
+      store,
+      secrets: SIGNING,
+      onInvalidCookie: (event) => events.push(event),
+      ...(extra.now ? { now: extra.now } : {}),
+    });
   }
 
   it("keeps the session in the cookie across requests", async () => {
@@ -523,6 +539,66 @@ describe("CookieStore through withSession", () => {
     const copy = client.clone();
     await client.text("/logout");
     assert.equal(await copy.text("/"), "2");
+  });
+
+  it("sends no Set-Cookie on a read-only request", async () => {
+    const client = new Client(app(new CookieStore({ secrets: SECRET_A })));
+    await client.text("/");
+    const read = await client.fetch("/read");
+    assert.equal(await read.text(), "1");
+    assert.deepEqual(read.headers.getSetCookie(), []);
+  });
+
+  it("expires after idleTimeout of inactivity, by the sealed expiry", async () => {
+    let now = 1_700_000_000_000;
+    const client = new Client(
+      app(new CookieStore({ secrets: SECRET_A, now: () => now }), [], { now: () => now }),
+    );
+    await client.text("/");
+    assert.equal(await client.text("/"), "2");
+    now += 3600_000; // the default idleTimeout
+    assert.equal(await client.text("/"), "1");
+  });
+
+  it("destroy expires every chunk cookie", async () => {
+    const client = new Client(app(new CookieStore({ secrets: SECRET_A })));
+    await client.text("/");
+    await client.text("/big");
+    assert.ok(client.jar.size >= 3);
+    const bye = await client.fetch("/logout");
+    await bye.text();
+    assert.equal(client.jar.size, 0);
+    assert.ok(bye.headers.getSetCookie().every((c) => /Max-Age=0/.test(c)));
+  });
+
+  it("with a revocation store, stays logged out when logout races a slow in-flight write", async () => {
+    const hold = gate();
+    const handler = app(new CookieStore({ secrets: SECRET_A, revocation: new MemoryStore() }), [], {
+      hold: hold.promise,
+    });
+    const client = new Client(handler);
+    await client.text("/");
+    const slow = client.fetch("/slow");
+    await new Promise((resolve) => setTimeout(resolve, 20)); // the slow request has opened the session
+    await (await client.fetch("/logout")).text();
+    hold.open();
+    const late = await slow;
+    await late.text();
+    client.absorb(late); // the browser keeps the late cookie: it carries the revoked session
+    assert.ok(client.jar.has("session"));
+    assert.equal(await client.text("/"), "1", "the revoked session did not come back");
+  });
+
+  it("without one, a slow in-flight write brings a logged-out session back (documented limit)", async () => {
+    const hold = gate();
+    const client = new Client(app(new CookieStore({ secrets: SECRET_A }), [], { hold: hold.promise }));
+    await client.text("/");
+    const slow = client.fetch("/slow");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await (await client.fetch("/logout")).text();
+    hold.open();
+    await (await slow).text();
+    assert.equal(await client.text("/"), "2");
   });
 
   it("answers 503 when the revocation store is down, instead of a fresh session", {

@@ -10,6 +10,7 @@ import { WebSocket } from "ws";
 import { PostgresStore, type SqlLike } from "../../src/stores/postgres.ts";
 import type { StoredSession } from "../../src/store.ts";
 import { storeSuite } from "../conformance/store_suite.ts";
+import { sessionSuite } from "../conformance/session_suite.ts";
 import { randomKey } from "../conformance/util.ts";
 import { type NeonBridge, startNeonBridge } from "../bridges/neon.ts";
 
@@ -81,6 +82,20 @@ for (const [label, connect] of clients) {
     close: async () => {
       await admin.query(`DROP TABLE IF EXISTS "${table}"`);
       await suiteConnection.close();
+    },
+  });
+
+  let sessionConnection: Connection;
+  sessionSuite(`PostgresStore over ${label}`, {
+    open: async () => {
+      sessionConnection = await connect();
+      const store = new PostgresStore({ client: sessionConnection.client, table: `${table}_sessions` });
+      await store.migrate();
+      return store;
+    },
+    close: async () => {
+      await admin.query(`DROP TABLE IF EXISTS "${table}_sessions"`);
+      await sessionConnection.close();
     },
   });
 

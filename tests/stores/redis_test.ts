@@ -8,6 +8,7 @@ import { Redis as UpstashRedis } from "@upstash/redis";
 import { type RedisLike, RedisStore } from "../../src/stores/redis.ts";
 import type { StoredSession } from "../../src/store.ts";
 import { storeSuite } from "../conformance/store_suite.ts";
+import { sessionSuite } from "../conformance/session_suite.ts";
 import { randomKey } from "../conformance/util.ts";
 import { startUpstashBridge, type UpstashBridge } from "../bridges/upstash.ts";
 
@@ -81,6 +82,18 @@ for (const [label, connect] of clients) {
     close: async () => {
       await dropPrefix(prefix);
       await suiteConnection.close();
+    },
+  });
+
+  let sessionConnection: Connection;
+  sessionSuite(`RedisStore over ${label}`, {
+    open: async () => {
+      sessionConnection = await connect();
+      return new RedisStore({ client: sessionConnection.client, prefix: `${prefix}sessions:` });
+    },
+    close: async () => {
+      await dropPrefix(`${prefix}sessions:`);
+      await sessionConnection.close();
     },
   });
 

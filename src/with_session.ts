@@ -351,6 +351,7 @@ async function openSealed(ctx: Context): Promise<Opened | undefined> {
   try {
     opened = await (o.store as SealedSessionStore).open((cookie) => cookies.get(cookie), name);
   } catch (error) {
+    if (error instanceof StoreUnavailableError) throw error;
     if (error instanceof TypeError || error instanceof SessionError) return invalid(ctx, "malformed", error);
     throw unavailable("open the session", error);
   }
@@ -574,7 +575,9 @@ async function commitSealed(ctx: Context): Promise<void> {
   while (s.doomed.length > 0) {
     const gone = s.doomed[0]!;
     try {
-      await store.revoke?.(gone.id, { data: {}, version: 0, createdAt: gone.createdAt, expiresAt: gone.expiresAt });
+      // A request in flight during logout may still seal a cookie living up to a full idle window.
+      const until = Math.max(gone.expiresAt, Math.min(now + o.idleMs, gone.createdAt + o.absoluteMs));
+      await store.revoke?.(gone.id, { data: {}, version: 0, createdAt: gone.createdAt, expiresAt: until });
     } catch (error) {
       throw unavailable("revoke", error);
     }

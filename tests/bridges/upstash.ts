@@ -10,7 +10,7 @@
 //   its bytes, except the status reply "OK".
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Redis } from "ioredis";
+import { Redis, type RedisOptions } from "ioredis";
 
 /** A running bridge. */
 export interface UpstashBridge {
@@ -63,13 +63,18 @@ function message(error: unknown): string {
 /**
  * Starts a bridge on a free loopback port.
  *
- * @param options `redisUrl`: the real Redis (default `redis://127.0.0.1:6379`); `token`.
+ * @param options `redisUrl`: the real Redis (default `redis://127.0.0.1:6379`); `token`;
+ *   `redisOptions` for the bridge's own ioredis connection.
  */
 export async function startUpstashBridge(
-  options: { redisUrl?: string; token?: string } = {},
+  options: { redisUrl?: string; token?: string; redisOptions?: RedisOptions } = {},
 ): Promise<UpstashBridge> {
   const token = options.token ?? "test-token";
-  const redis = new Redis(options.redisUrl ?? "redis://127.0.0.1:6379", { maxRetriesPerRequest: 1 });
+  const redis = new Redis(options.redisUrl ?? "redis://127.0.0.1:6379", {
+    maxRetriesPerRequest: 1,
+    ...options.redisOptions,
+  });
+  redis.on("error", () => {}); // a lost connection is reported to the command that needed it
   let requests = 0;
 
   async function one(command: (string | number | boolean)[], base64: boolean): Promise<Entry> {

@@ -1,0 +1,401 @@
+// Unit tests of the core pieces: cookies, options, ids, signing, the Session API, and the
+// response handling of withSession. Store behaviour is in tests/conformance/.
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import {
+  createSessionId,
+  getSession,
+  isSessionId,
+  MemoryStore,
+  Session,
+  SessionConfigError,
+  SessionConflictError,
+  SessionError,
+  storageKeyOf,
+  StoreUnavailableError,
+  withSession,
+} from "../mod.ts";
+import { parseCookies, readCookie, resolveCookieOptions, serializeCookie } from "../src/cookie.ts";
+import { GenerationalCache, Signer } from "../src/signing.ts";
+import { replay } from "../src/session.ts";
+import { Client } from "./conformance/client.ts";
+
+const SECRET = "unit test secret of at least 32 characters";
+
+describe("ids", () => {
+  it("are 192 random bits in 32 base64url characters, never repeating", () => {
+    const ids = new Set(Array.from({ length: 10_000 }, createSessionId));
+    assert.equal(ids.size, 10_000);
+    for (const id of [...ids].slice(0, 100)) assert.ok(isSessionId(id));
+    // Every base64url character shows up: the encoding uses the full alphabet.
+    const seen = new Set([...ids].join(""));
+    assert.equal(seen.size, 64);
+  });
+
+  it("map to a SHA-256 storage key that is not the id", async () => {
+    const id = createSessionId();
+    const key = await storageKeyOf(id);
+    assert.match(key, /^[A-Za-z0-9_-]{43}$/);
+    assert.ok(!key.includes(id));
+    assert.equal(await storageKeyOf(id), key);
+    await assert.rejects(storageKeyOf("../../x"), TypeError);
+  });
+});
+
+describe("cookie parsing", () => {
+  it("finds one cookie among others, with spaces and quotes", () => {
+    assert.deepEqual(readCookie("a=1;session=v1", "session"), { value: "v1", count: 1 });
+    assert.deepEqual(readCookie("a=1;  session = v2 ; b=2", "session"), { value: "v2", count: 1 });
+    assert.deepEqual(readCookie('session="v3"', "session"), { value: "v3", count: 1 });
+    assert.deepEqual(readCookie("mysession=x; session_old=y", "session"), { count: 0 });
+    assert.deepEqual(readCookie("xsession=1", "session"), { count: 0 });
+    assert.deepEqual(readCookie(null, "session"), { count: 0 });
+    assert.deepEqual(readCookie("session=a; x=1; session=b", "session"), { count: 2 });
+  });
+
+  it("parses a whole header, noting duplicates", () => {
+    const { cookies, duplicates } = parseCookies("a=1; b=2; a=3; =x; junk; c=\"q\"");
+    assert.equal(cookies.get("a"), "1");
+    assert.equal(cookies.get("c"), "q");
+    assert.deepEqual([...duplicates], ["a"]);
+  });
+
+  it("serializes Max-Age and Expires together, and deletion as Max-Age=0", () => {
+    const now = Date.UTC(2030, 0, 1);
+    assert.equal(
+      serializeCookie("s", "v", "; Path=/", 60, now),
+      "s=v; Path=/; Max-Age=60; Expires=Tue, 01 Jan 2030 00:01:00 GMT",
+    );
+    assert.equal(serializeCookie("s", "", "; Path=/", 0, now), "s=; Path=/; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
+    assert.equal(serializeCookie("s", "v", "; Path=/", undefined, now), "s=v; Path=/");
+    assert.throws(() => serializeCookie("s", "a;b", "", 1, now), TypeError);
+  });
+});
+
+describe("cookie options", () => {
+  it("default to HttpOnly; Secure; SameSite=Lax; Path=/", () => {
+    assert.deepEqual(resolveCookieOptions(), {
+      name: "session",
+      persistent: true,
+      secure: true,
+      attributes: "; Path=/; HttpOnly; Secure; SameSite=Lax",
+    });
+  });
+
+  it("write every attribute", () => {
+    const o = resolveCookieOptions({ name: "__Secure-s", domain: "example.com", path: "/app", sameSite: "None", partitioned: true });
+    assert.equal(o.attributes, "; Path=/app; Domain=example.com; HttpOnly; Secure; SameSite=None; Partitioned");
+  });
+
+  it("refuse attribute injection and rules a browser would enforce silently", () => {
+    const bad: Array<Parameters<typeof resolveCookieOptions>[0]> = [
+      { name: "a;b" },
+      { name: "a b" },
+      { name: "" },
+      { path: "/x; Domain=evil.com" },
+      { path: "relative" },
+      { domain: "evil.com; Secure" },
+      { domain: "a..b" },
+      { sameSite: "None", secure: false },
+      { partitioned: true, secure: false },
+      { name: "__Host-s", domain: "example.com" },
+      { name: "__Host-s", path: "/app" },
+      { name: "__Host-s", secure: false },
+      { name: "__Secure-s", secure: false },
+      { sameSite: "lax" as "Lax" },
+    ];
+    for (const options of bad) assert.throws(() => resolveCookieOptions(options), TypeError, JSON.stringify(options));
+    assert.doesNotThrow(() => resolveCookieOptions({ name: "__Host-s" }));
+  });
+});
+
+describe("options", () => {
+  it("refuse missing, short or mistyped secrets at construction", () => {
+    const h = () => new Response();
+    assert.throws(() => withSession(h, {} as never), /secrets/);
+    assert.throws(() => withSession(h, { secrets: "short" }), TypeError);
+    assert.throws(() => withSession(h, { secrets: [] }), TypeError);
+    assert.throws(() => withSession(h, { secrets: [SECRET, "short"] }), /secret 1/);
+    assert.throws(() => withSession(h, { secrets: [SECRET, 42 as unknown as string] }), TypeError);
+  });
+
+  it("refuse nonsense timeouts, policies and hooks", () => {
+    const h = () => new Response();
+    assert.throws(() => withSession(h, { secrets: SECRET, idleTimeout: 0 }), RangeError);
+    assert.throws(() => withSession(h, { secrets: SECRET, idleTimeout: NaN }), RangeError);
+    assert.throws(() => withSession(h, { secrets: SECRET, touchAfter: 7200 }), RangeError);
+    assert.throws(() => withSession(h, { secrets: SECRET, maxAttempts: 0 }), RangeError);
+    assert.throws(() => withSession(h, { secrets: SECRET, conflict: "lock" as never }), TypeError);
+    assert.throws(() => withSession(h, { secrets: SECRET, onError: "x" as never }), TypeError);
+    assert.throws(() => withSession(h, { secrets: SECRET, store: {} as never }), TypeError);
+    assert.throws(() => withSession(h, { secrets: SECRET, schema: {} as never }), TypeError);
+    assert.throws(() => withSession("nope" as never, { secrets: SECRET }), TypeError);
+  });
+
+  it("answer 500 with a SessionConfigError when an options function returns bad options", async () => {
+    const errors: unknown[] = [];
+    const original = console.error;
+    console.error = (e: unknown) => errors.push(e);
+    try {
+      const handler = withSession(() => new Response("never"), () => ({ secrets: "short" }));
+      const response = await handler(new Request("https://app.example/"));
+      assert.equal(response.status, 500);
+      assert.ok(errors[0] instanceof SessionConfigError);
+    } finally {
+      console.error = original;
+    }
+  });
+});
+
+describe("errors", () => {
+  it("carry stable codes and statuses", () => {
+    assert.equal(new SessionConflictError("x").code, "ERR_SESSION_CONFLICT");
+    assert.equal(new SessionConflictError("x").status, 409);
+    const cause = new Error("down");
+    const e = new StoreUnavailableError("x", { cause });
+    assert.equal(e.status, 503);
+    assert.equal(e.cause, cause);
+    assert.equal(e.name, "StoreUnavailableError");
+    assert.ok(e instanceof SessionError && e instanceof Error);
+  });
+});
+
+describe("signing", () => {
+  it("verifies what it signs, and nothing else", async () => {
+    const signer = new Signer([SECRET]);
+    const id = createSessionId();
+    const { value, key } = await signer.issue(id);
+    assert.deepEqual(await new Signer([SECRET]).verify(value), { id, key, rotated: false });
+    assert.equal(await new Signer(["another secret of at least 32 characters"]).verify(value), "signature");
+    assert.equal(await signer.verify(`${id}.`), "malformed");
+    assert.equal(await signer.verify(id), "malformed");
+    assert.equal(await signer.verify(`${id}.${"A".repeat(43)}`), "signature");
+  });
+
+  it("marks a value signed by a later secret as rotated", async () => {
+    const old = "the old secret, at least thirty-two chars";
+    const { value } = await new Signer([old]).issue(createSessionId());
+    const result = await new Signer([SECRET, old]).verify(value);
+    assert.ok(typeof result === "object" && result.rotated);
+  });
+
+  it("bounds its cache with two generations", () => {
+    const cache = new GenerationalCache<number, number>(2);
+    for (let i = 0; i < 10; i++) cache.set(i, i);
+    assert.equal(cache.get(0), undefined);
+    assert.equal(cache.get(9), 9);
+    assert.equal(cache.get(8), 8, "the previous generation still answers");
+  });
+});
+
+describe("Session", () => {
+  function app(fn: (s: Session<Record<string, any>>) => unknown, store = new MemoryStore()) {
+    return withSession(async (req: Request) => {
+      const session = await getSession(req);
+      const out = await fn(session);
+      return new Response(JSON.stringify(out ?? null));
+    }, { store, secrets: SECRET });
+  }
+
+  it("behaves like a Map", async () => {
+    const client = new Client(app((s) => {
+      s.set("a", 1).set("b", { nested: [1, 2] });
+      const seen = {
+        has: s.has("a"),
+        size: s.size,
+        keys: [...s.keys()],
+        values: [...s.values()],
+        entries: [...s.entries()],
+        iter: [...s],
+        json: s.toJSON(),
+      };
+      const deleted = s.delete("a");
+      const deletedAgain = s.delete("a");
+      s.set("c", undefined);
+      return { ...seen, deleted, deletedAgain, after: s.toJSON(), hasC: s.has("c") };
+    }));
+    assert.deepEqual(JSON.parse(await client.text("/")), {
+      has: true,
+      size: 2,
+      keys: ["a", "b"],
+      values: [1, { nested: [1, 2] }],
+      entries: [["a", 1], ["b", { nested: [1, 2] }]],
+      iter: [["a", 1], ["b", { nested: [1, 2] }]],
+      json: { a: 1, b: { nested: [1, 2] } },
+      deleted: true,
+      deletedAgain: false,
+      after: { b: { nested: [1, 2] } },
+      hasC: false,
+    });
+  });
+
+  it("keeps __proto__ and constructor as plain data", async () => {
+    const store = new MemoryStore();
+    const client = new Client(app((s) => {
+      if (s.isNew) {
+        s.set("__proto__", { polluted: true });
+        s.set("constructor", "x");
+      }
+      return { proto: s.get("__proto__"), keys: [...s.keys()] };
+    }, store));
+    await client.text("/");
+    const out = JSON.parse(await client.text("/"));
+    assert.deepEqual(out, { proto: { polluted: true }, keys: ["__proto__", "constructor"] });
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  });
+
+  it("refuses the reserved flash key and non-string keys", async () => {
+    const client = new Client(app((s) => {
+      const errors = [];
+      for (const f of [() => s.set("__flash", 1), () => s.set(1 as never, 1), () => s.update("k", "no" as never)]) {
+        try {
+          f();
+        } catch (e) {
+          errors.push((e as Error).name);
+        }
+      }
+      return errors;
+    }));
+    assert.deepEqual(JSON.parse(await client.text("/")), ["TypeError", "TypeError", "TypeError"]);
+  });
+
+  it("exposes id, isNew, version and expiresAt", async () => {
+    const client = new Client(app((s) => {
+      s.update("n", (n = 0) => n + 1);
+      return { id: s.id, isNew: s.isNew, version: s.version, ttl: Math.round((s.expiresAt - Date.now()) / 1000) };
+    }));
+    const first = JSON.parse(await client.text("/"));
+    assert.equal(first.isNew, true);
+    assert.equal(first.version, 0);
+    assert.equal(first.ttl, 3600);
+    const second = JSON.parse(await client.text("/"));
+    assert.equal(second.id, first.id);
+    assert.equal(second.isNew, false);
+    assert.equal(second.version, 1);
+    assert.equal(client.jar.get("session")!.split(".")[0], first.id);
+  });
+
+  it("save() writes early, and later changes are saved at the end", async () => {
+    const store = new MemoryStore();
+    let keyAtSave = "";
+    const client = new Client(withSession(async (req: Request) => {
+      const s = await getSession(req);
+      s.set("step", 1);
+      await s.save();
+      keyAtSave = await storageKeyOf(s.id);
+      assert.equal((await store.load(keyAtSave))?.data.step, 1);
+      s.set("step", 2);
+      return new Response("ok");
+    }, { store, secrets: SECRET }));
+    const response = await client.fetch("/");
+    assert.equal(response.headers.getSetCookie().length, 1);
+    const record = await store.load(keyAtSave);
+    assert.equal(record?.data.step, 2);
+    assert.equal(record?.version, 2);
+  });
+
+  it("getSession returns the same Session on every call and loads once", async () => {
+    let loads = 0;
+    const inner = new MemoryStore();
+    const store = {
+      capabilities: inner.capabilities,
+      load: (key: string) => (loads++, inner.load(key)),
+      save: inner.save.bind(inner),
+      destroy: inner.destroy.bind(inner),
+    };
+    const client = new Client(withSession(async (req: Request) => {
+      const [a, b] = await Promise.all([getSession(req), getSession(req)]);
+      assert.equal(a, b);
+      assert.equal(await getSession(req), a);
+      a.set("x", 1);
+      return new Response("ok");
+    }, { store, secrets: SECRET }));
+    await client.text("/");
+    await client.text("/");
+    assert.equal(loads, 1, "first request had no cookie; the second loaded once");
+  });
+
+  it("getSession outside withSession rejects with a TypeError naming withSession", async () => {
+    await assert.rejects(getSession(new Request("https://x.example/")), (e: Error) => e instanceof TypeError && /withSession/.test(e.message));
+  });
+});
+
+describe("replay", () => {
+  it("re-runs update functions on the fresh value and applies the log in order", () => {
+    const { data, flash } = replay([
+      { type: "update", key: "n", fn: (n) => ((n as number) ?? 0) + 1 },
+      { type: "set", key: "a", value: 1 },
+      { type: "delete", key: "gone" },
+      { type: "flash", key: "msg", value: "hi" },
+      { type: "consume", key: "old" },
+    ], { n: 41, gone: true, keep: "yes", __flash: { old: "x", other: "y" } });
+    assert.deepEqual(Object.fromEntries(data), { n: 42, keep: "yes", a: 1 });
+    assert.deepEqual(Object.fromEntries(flash), { other: "y", msg: "hi" });
+    const cleared = replay([{ type: "clear" }, { type: "set", key: "b", value: 2 }], { a: 1, __flash: { m: 1 } });
+    assert.deepEqual(Object.fromEntries(cleared.data), { b: 2 });
+    assert.equal(cleared.flash.size, 0);
+  });
+});
+
+describe("responses", () => {
+  const make = (response: () => Response, cookie?: object) =>
+    withSession(async (req: Request) => {
+      (await getSession(req)).set("x", 1);
+      return response();
+    }, { store: new MemoryStore(), secrets: SECRET, cookie: cookie as never });
+
+  it("decorate immutable responses such as Response.redirect()", async () => {
+    const response = await make(() => Response.redirect("https://app.example/next", 303))(new Request("https://app.example/"));
+    assert.equal(response.status, 303);
+    assert.equal(response.headers.get("location"), "https://app.example/next");
+    assert.equal(response.headers.getSetCookie().length, 1);
+  });
+
+  it("keep the handler's Cache-Control and merge Vary", async () => {
+    const response = await make(() => new Response("x", { headers: { "cache-control": "no-cache", vary: "Accept-Encoding" } }))(
+      new Request("https://app.example/"),
+    );
+    assert.equal(response.headers.get("cache-control"), "no-cache");
+    assert.equal(response.headers.get("vary"), "Accept-Encoding, Cookie");
+  });
+
+  it("send a browser-session cookie when persistent is false", async () => {
+    const response = await make(() => new Response("x"), { persistent: false })(new Request("https://app.example/"));
+    const [cookie] = response.headers.getSetCookie();
+    assert.doesNotMatch(cookie!, /Max-Age|Expires/);
+  });
+
+  it("use the configured name and attributes", async () => {
+    const response = await make(() => new Response("x"), { name: "__Host-sid", sameSite: "Strict" })(new Request("https://app.example/"));
+    assert.match(response.headers.getSetCookie()[0]!, /^__Host-sid=[^;]+; Path=\/; HttpOnly; Secure; SameSite=Strict; Max-Age=3600/);
+  });
+
+  it("let other errors of the handler propagate untouched", async () => {
+    const handler = withSession(() => {
+      throw new RangeError("app bug");
+    }, { secrets: SECRET });
+    await assert.rejects(handler(new Request("https://app.example/")), RangeError);
+  });
+
+  it("turn an unhandled StoreUnavailableError into onError's response", async () => {
+    const store = new MemoryStore();
+    const broken = {
+      capabilities: store.capabilities,
+      load: () => Promise.reject(new Error("ECONNREFUSED")),
+      save: store.save.bind(store),
+      destroy: store.destroy.bind(store),
+    };
+    const client = new Client(withSession(async (req: Request) => {
+      (await getSession(req)).set("x", 1);
+      return new Response("ok");
+    }, { store, secrets: SECRET }));
+    await client.text("/");
+    const failing = withSession(async (req: Request) => {
+      await getSession(req);
+      return new Response("never");
+    }, { store: broken, secrets: SECRET, onError: (e) => new Response((e as Error).message, { status: 599 }) });
+    const response = await failing(new Request("https://app.example/", { headers: { cookie: client.cookie } }));
+    assert.equal(response.status, 599);
+    assert.match(await response.text(), /ECONNREFUSED/);
+  });
+});

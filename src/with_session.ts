@@ -110,12 +110,12 @@ export function getSession<T extends SessionData = SessionData>(request: Request
  * assert.equal(home.headers.get("set-cookie"), null);
  * ```
  */
-export function withSession<A extends unknown[]>(
+export function withSession<A extends unknown[], T extends SessionData = SessionData>(
   handler: (request: Request, ...rest: A) => Response | Promise<Response>,
-  options: SessionOptions<any> | ((request: Request, ...rest: A) => SessionOptions<any>),
+  options: SessionOptions<T> | ((request: Request, ...rest: A) => SessionOptions<T>),
 ): (request: Request, ...rest: A) => Promise<Response> {
   if (typeof handler !== "function") throw new TypeError("withSession() needs a handler function");
-  const fixed = typeof options === "function" ? undefined : resolveOptions(options);
+  const fixed = typeof options === "function" ? undefined : resolveOptions(options as SessionOptions);
   const resolved = new WeakMap<object, ResolvedOptions>();
 
   return function sessionHandler(request: Request, ...rest: A): Promise<Response> {
@@ -150,12 +150,14 @@ async function run<A extends unknown[]>(
   original: Request,
   rest: A,
 ): Promise<Response> {
+  const waitUntil = findWaitUntil(rest);
   const pristine = o.conflict === "retry" ? original.clone() : undefined;
   for (let attempt = 1;; attempt++) {
     const request = attempt === 1 ? original : pristine!.clone();
     const ctx: Context = {
       o,
       request,
+      waitUntil,
       loadFailed: false,
       cookiePresent: false,
       rotated: false,

@@ -7,7 +7,7 @@ import {
   getSession,
   isSessionId,
   MemoryStore,
-  Session,
+  type Session,
   SessionConfigError,
   SessionConflictError,
   SessionError,
@@ -189,6 +189,7 @@ describe("signing", () => {
 });
 
 describe("Session", () => {
+  // deno-lint-ignore no-explicit-any -- the tests store values of every type
   function app(fn: (s: Session<Record<string, any>>) => unknown, store = new MemoryStore()) {
     return withSession(async (req: Request) => {
       const session = await getSession(req);
@@ -397,5 +398,27 @@ describe("responses", () => {
     const response = await failing(new Request("https://app.example/", { headers: { cookie: client.cookie } }));
     assert.equal(response.status, 599);
     assert.match(await response.text(), /ECONNREFUSED/);
+  });
+
+  it("hand the save of changes made after the response to ctx.waitUntil", async () => {
+    const store = new MemoryStore();
+    const waited: Promise<unknown>[] = [];
+    let late!: () => void;
+    const handler = withSession(async (req: Request, _env: unknown, _ctx: { waitUntil(p: Promise<unknown>): void }) => {
+      const session = await getSession(req);
+      if (session.isNew) session.set("n", 0);
+      late = () => session.set("n", 1);
+      return new Response("ok");
+    }, { store, secrets: SECRET });
+    const ctx = { waitUntil: (p: Promise<unknown>) => void waited.push(p) };
+    const first = await handler(new Request("https://app.example/"), {}, ctx);
+    const cookie = first.headers.getSetCookie()[0]!.split(";")[0]!;
+    assert.equal(waited.length, 0, "nothing after the response yet");
+    await handler(new Request("https://app.example/", { headers: { cookie } }), {}, ctx);
+    late();
+    assert.equal(waited.length, 1);
+    await waited[0];
+    const key = await storageKeyOf(cookie.slice("session=".length).split(".")[0]!);
+    assert.equal((await store.load(key))?.data.n, 1);
   });
 });

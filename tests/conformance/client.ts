@@ -2,6 +2,7 @@
 // would: it sends back what Set-Cookie gave it and drops cookies that were expired.
 import type { SessionStore } from "../../src/store.ts";
 
+// deno-lint-ignore no-explicit-any -- handlers take any trailing arguments (env, ctx, info)
 export type Handler = (request: Request, ...rest: any[]) => Promise<Response>;
 
 export class Client {

@@ -435,7 +435,7 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
       const client = new Client(handler);
       const response = await client.fetch("/stream-new");
       assert.equal(await response.text(), "done");
-      await until(async () => errors.length > 0);
+      await until(() => Promise.resolve(errors.length > 0));
       assert.equal((errors[0] as Error).name, "SessionStateError");
       assert.equal(c.calls.save, 0);
       assert.equal(client.jar.size, 0);

@@ -7,8 +7,9 @@ import assert from "node:assert/strict";
 import type { KVNamespace } from "@cloudflare/workers-types";
 import type { Miniflare } from "miniflare";
 import { StoreUnavailableError } from "../../src/errors.ts";
-import type { StoredSession } from "../../src/store.ts";
+import type { SessionStore, StoredSession } from "../../src/store.ts";
 import { CloudflareKvStore, type KvNamespaceLike } from "../../src/stores/cloudflare_kv.ts";
+import { sessionSuite } from "../conformance/session_suite.ts";
 import { storeSuite } from "../conformance/store_suite.ts";
 import { randomKey } from "../conformance/util.ts";
 import { startMiniflare, workerdStore } from "../workers/miniflare.ts";
@@ -20,20 +21,22 @@ function record(data: Record<string, unknown>, version = 1, ttl = 60_000, now = 
   return { data, version, createdAt: now, expiresAt: now + ttl };
 }
 
-let viaProxy: Miniflare | undefined;
-storeSuite("CloudflareKvStore (Miniflare KV from Node)", {
-  open: async () => {
-    viaProxy = await startMiniflare();
-    return new CloudflareKvStore({ namespace: await viaProxy.getKVNamespace("SESSIONS_KV") });
-  },
-  close: () => viaProxy?.dispose(),
-});
+/** Runs both shared suites, each against its own Miniflare, with the store `open` builds. */
+function suites(name: string, open: (mf: Miniflare) => Promise<SessionStore>): void {
+  for (const suite of [storeSuite, sessionSuite]) {
+    let mf: Miniflare | undefined;
+    suite(name, {
+      open: async () => await open(mf = await startMiniflare()),
+      close: () => mf?.dispose(),
+    });
+  }
+}
 
-let inWorkerd: Miniflare | undefined;
-storeSuite("CloudflareKvStore (inside workerd)", {
-  open: async () => workerdStore(inWorkerd = await startMiniflare(), "kv"),
-  close: () => inWorkerd?.dispose(),
-});
+suites(
+  "CloudflareKvStore (Miniflare KV from Node)",
+  async (mf) => new CloudflareKvStore({ namespace: await mf.getKVNamespace("SESSIONS_KV") }),
+);
+suites("CloudflareKvStore (inside workerd)", (mf) => workerdStore(mf, "kv"));
 
 describe("CloudflareKvStore", () => {
   let mf: Miniflare;

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { SessionTooLargeError, StoreUnavailableError } from "../../src/errors.ts";
 import type { StoredSession } from "../../src/store.ts";
 import { type DenoKvLike, DenoKvStore } from "../../src/stores/deno_kv.ts";
+import { sessionSuite } from "../conformance/session_suite.ts";
 import { storeSuite } from "../conformance/store_suite.ts";
 import { randomKey } from "../conformance/util.ts";
 
@@ -49,11 +50,13 @@ if (deno === undefined) {
 } else {
   const openKv = (): Promise<DenoKvHandle> => deno.openKv(":memory:");
 
-  let suiteKv: DenoKvHandle | undefined;
-  storeSuite("DenoKvStore", {
-    open: async () => new DenoKvStore({ kv: suiteKv = await openKv() }),
-    close: () => suiteKv?.close(),
-  });
+  for (const suite of [storeSuite, sessionSuite]) {
+    let suiteKv: DenoKvHandle | undefined;
+    suite("DenoKvStore", {
+      open: async () => new DenoKvStore({ kv: suiteKv = await openKv() }),
+      close: () => suiteKv?.close(),
+    });
+  }
 
   describe("DenoKvStore", () => {
     let kv: DenoKvHandle;

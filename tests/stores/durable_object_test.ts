@@ -6,8 +6,9 @@ import assert from "node:assert/strict";
 import type { DurableObjectNamespace } from "@cloudflare/workers-types";
 import type { Miniflare } from "miniflare";
 import { SessionTooLargeError, StoreUnavailableError } from "../../src/errors.ts";
-import type { StoredSession } from "../../src/store.ts";
+import type { SessionStore, StoredSession } from "../../src/store.ts";
 import { type DurableObjectNamespaceLike, DurableObjectStore } from "../../src/stores/durable_object.ts";
+import { sessionSuite } from "../conformance/session_suite.ts";
 import { storeSuite } from "../conformance/store_suite.ts";
 import { randomKey, sleep } from "../conformance/util.ts";
 import { startMiniflare, workerdStore } from "../workers/miniflare.ts";
@@ -19,20 +20,22 @@ function record(data: Record<string, unknown>, version = 1, ttl = 60_000, now = 
   return { data, version, createdAt: now, expiresAt: now + ttl };
 }
 
-let viaProxy: Miniflare | undefined;
-storeSuite("DurableObjectStore (Miniflare binding from Node)", {
-  open: async () => {
-    viaProxy = await startMiniflare();
-    return new DurableObjectStore({ namespace: await viaProxy.getDurableObjectNamespace("SESSIONS_DO") });
-  },
-  close: () => viaProxy?.dispose(),
-});
+/** Runs both shared suites, each against its own Miniflare, with the store `open` builds. */
+function suites(name: string, open: (mf: Miniflare) => Promise<SessionStore>): void {
+  for (const suite of [storeSuite, sessionSuite]) {
+    let mf: Miniflare | undefined;
+    suite(name, {
+      open: async () => await open(mf = await startMiniflare()),
+      close: () => mf?.dispose(),
+    });
+  }
+}
 
-let inWorkerd: Miniflare | undefined;
-storeSuite("DurableObjectStore (inside workerd)", {
-  open: async () => workerdStore(inWorkerd = await startMiniflare(), "do"),
-  close: () => inWorkerd?.dispose(),
-});
+suites(
+  "DurableObjectStore (Miniflare binding from Node)",
+  async (mf) => new DurableObjectStore({ namespace: await mf.getDurableObjectNamespace("SESSIONS_DO") }),
+);
+suites("DurableObjectStore (inside workerd)", (mf) => workerdStore(mf, "do"));
 
 describe("DurableObjectStore", () => {
   let mf: Miniflare;

@@ -129,6 +129,11 @@ export async function startNeonBridge(
       return send(res, 400, errorBody(error));
     }
     let broken = false;
+    // A connection lost while checked out is reported to the query using it, not as an event.
+    const lost = () => {
+      broken = true;
+    };
+    client.on("error", lost);
     try {
       if (isQuery(body)) return send(res, 200, await run(client, body));
       const queries = (body as { queries?: unknown } | null)?.queries;
@@ -155,6 +160,7 @@ export async function startNeonBridge(
       broken ||= !(error as { code?: unknown }).code; // no SQLSTATE: the connection failed
       return send(res, 400, errorBody(error));
     } finally {
+      client.off("error", lost);
       client.release(broken);
     }
   }

@@ -21,6 +21,8 @@ export interface VerifiedCookie {
   key: string;
   /** It verified with a secret other than the first: re-sign it. */
   rotated: boolean;
+  /** The record version the cookie carries (only for stores with stale reads). */
+  version?: number;
 }
 
 /** Why a cookie value failed to verify. */
@@ -28,6 +30,7 @@ export type SignatureFailure = "malformed" | "signature";
 
 const encoder = new TextEncoder();
 const SIGNATURE_PATTERN = /^[A-Za-z0-9_-]{43}$/;
+const VERSION_PATTERN = /^[1-9][0-9]{0,14}$/;
 const keyCache = new Map<string, Promise<CryptoKey>>();
 
 function hmacKey(secret: string): Promise<CryptoKey> {
@@ -131,17 +134,19 @@ export class Signer {
    * Signs an id and derives its storage key, both at once.
    *
    * @param id A session id.
+   * @param version The record version to carry in the cookie (stores with stale reads).
    * @returns The cookie value and the storage key.
    */
-  async issue(id: string): Promise<{ value: string; key: string }> {
-    const [signature, key] = await Promise.all([this.#sign(id), storageKeyOf(id)]);
-    const value = `${id}.${signature}`;
-    this.#cache.set(value, { id, key, rotated: false });
+  async issue(id: string, version?: number): Promise<{ value: string; key: string }> {
+    const payload = version === undefined ? id : `${id}.${version}`;
+    const [signature, key] = await Promise.all([this.#sign(payload), storageKeyOf(id)]);
+    const value = `${payload}.${signature}`;
+    this.#cache.set(value, version === undefined ? { id, key, rotated: false } : { id, key, rotated: false, version });
     return { value, key };
   }
 
-  async #sign(id: string): Promise<string> {
-    const mac = await crypto.subtle.sign("HMAC", await hmacKey(this.#secrets[0]!), encoder.encode(id));
+  async #sign(payload: string): Promise<string> {
+    const mac = await crypto.subtle.sign("HMAC", await hmacKey(this.#secrets[0]!), encoder.encode(payload));
     return encodeBase64Url(new Uint8Array(mac));
   }
 
@@ -154,15 +159,21 @@ export class Signer {
   async verify(value: string): Promise<VerifiedCookie | SignatureFailure> {
     const hit = this.#cache.get(value);
     if (hit !== undefined) return hit;
-    const dot = value.indexOf(".");
-    const id = value.slice(0, dot);
+    // `id.signature`, or `id.version.signature` for stores with stale reads.
+    const dot = value.lastIndexOf(".");
+    const payload = value.slice(0, dot);
     const signature = value.slice(dot + 1);
+    const inner = payload.indexOf(".");
+    const id = inner < 0 ? payload : payload.slice(0, inner);
+    const versionText = inner < 0 ? undefined : payload.slice(inner + 1);
     if (dot < 0 || !isSessionId(id) || !SIGNATURE_PATTERN.test(signature)) return "malformed";
+    if (versionText !== undefined && !VERSION_PATTERN.test(versionText)) return "malformed";
     const mac = decodeBase64Url(signature);
-    const data = encoder.encode(id);
+    const data = encoder.encode(payload);
     for (let i = 0; i < this.#secrets.length; i++) {
       if (await crypto.subtle.verify("HMAC", await hmacKey(this.#secrets[i]!), mac, data)) {
         const verified: VerifiedCookie = { id, key: await storageKeyOf(id), rotated: i > 0 };
+        if (versionText !== undefined) verified.version = Number(versionText);
         if (i === 0) this.#cache.set(value, verified);
         return verified;
       }

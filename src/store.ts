@@ -31,6 +31,12 @@ export interface StoreCapabilities {
   compareAndSet: boolean;
   /** The store expires records by itself; `cleanup()` is not needed. */
   ttl: boolean;
+  /**
+   * Reads may return an older version than was written (eventual consistency). `withSession`
+   * then carries the last version the client saw in its signed cookie and passes it to
+   * `load(key, minVersion)`, so the store can detect a stale read instead of serving it.
+   */
+  staleReads?: boolean;
 }
 
 /**
@@ -49,8 +55,11 @@ export interface StoreCapabilities {
 export interface SessionStore {
   /** What this store guarantees. */
   readonly capabilities: StoreCapabilities;
-  /** Reads a record; `null` when missing or expired. */
-  load(key: string): Promise<StoredSession | null>;
+  /**
+   * Reads a record; `null` when missing or expired. `minVersion` is given only to stores whose
+   * capabilities say `staleReads`: the version the client has already seen.
+   */
+  load(key: string, minVersion?: number): Promise<StoredSession | null>;
   /** Compare-and-set; `false` on a version conflict or when the record to update is gone. */
   save(key: string, record: StoredSession, expectedVersion: number | null): Promise<boolean>;
   /** Removes a record; no error if it is absent. */

@@ -35,6 +35,8 @@ interface Context {
   presentNames?: string[];
   /** The verified signed value the request presented or this request issued. */
   cookieValue?: string;
+  /** The record version the sent cookie names (stores with stale reads carry it). */
+  cookieVersion?: number;
   rotated: boolean;
   setCookies: Map<string, string>;
   responded: boolean;
@@ -323,12 +325,16 @@ async function openSigned(ctx: Context): Promise<Opened | undefined> {
   if (typeof verified === "string") return invalid(ctx, verified);
   let record: StoredSession | null;
   try {
-    record = await (o.store as SessionStore).load(verified.key);
+    const store = o.store as SessionStore;
+    record = await (store.capabilities.staleReads && verified.version !== undefined
+      ? store.load(verified.key, verified.version)
+      : store.load(verified.key));
   } catch (error) {
     throw unavailable("load", error);
   }
   if (record === null || !isLive(o, record)) return invalid(ctx, "unknown");
   ctx.cookieValue = value;
+  ctx.cookieVersion = record.version;
   ctx.rotated = verified.rotated;
   return { id: verified.id, key: verified.key, record };
 }
@@ -446,11 +452,12 @@ async function commitStored(ctx: Context): Promise<void> {
     const expiresAt = Math.min(now + o.idleMs, s.createdAt + o.absoluteMs);
     const taken = s.ops.length;
     for (let tries = 1;; tries++) {
-      const { value, key } = await o.signer.issue(s.id);
+      const { value, key } = await o.signer.issue(s.id, store.capabilities.staleReads ? 1 : undefined);
       const record = { data: joinData(s), version: 1, createdAt: s.createdAt, expiresAt };
       if (await save(store, key, record, null)) {
         s.key = key;
         ctx.cookieValue = value;
+        ctx.cookieVersion = 1;
         break;
       }
       if (tries >= 3) throw new SessionConflictError("Could not create a session: its id was taken three times");
@@ -480,8 +487,10 @@ async function commitStored(ctx: Context): Promise<void> {
     s.expiresAt = extended;
   }
   if (ctx.responded) return;
-  if (ctx.rotated) {
-    ctx.cookieValue = (await o.signer.issue(s.id)).value;
+  if (ctx.rotated || (store.capabilities.staleReads && s.version !== ctx.cookieVersion)) {
+    // Re-sign: a retired secret, or a store with stale reads that needs the new version.
+    ctx.cookieValue = (await o.signer.issue(s.id, store.capabilities.staleReads ? s.version : undefined)).value;
+    ctx.cookieVersion = s.version;
     ctx.rotated = false;
     setCookie(ctx, o.cookie.name, ctx.cookieValue, s.expiresAt, now);
   } else if (touchDue && o.cookie.persistent) {

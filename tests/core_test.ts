@@ -421,4 +421,33 @@ describe("responses", () => {
     const key = await storageKeyOf(cookie.slice("session=".length).split(".")[0]!);
     assert.equal((await store.load(key))?.data.n, 1);
   });
+
+  it("carry the last seen version in the cookie for stores with stale reads", async () => {
+    const inner = new MemoryStore();
+    const seen: Array<number | undefined> = [];
+    const store = {
+      capabilities: { compareAndSet: true, ttl: false, staleReads: true },
+      load: (key: string, minVersion?: number) => (seen.push(minVersion), inner.load(key)),
+      save: inner.save.bind(inner),
+      destroy: inner.destroy.bind(inner),
+    };
+    const client = new Client(withSession(async (req: Request) => {
+      const session = await getSession<{ n: number }>(req);
+      if (new URL(req.url).pathname === "/inc") session.update("n", (n = 0) => n + 1);
+      return new Response(String(session.get("n")));
+    }, { store, secrets: SECRET }));
+    await client.text("/inc");
+    assert.match(client.jar.get("session")!, /^[A-Za-z0-9_-]{32}\.1\.[A-Za-z0-9_-]{43}$/);
+    const second = await client.fetch("/inc");
+    assert.equal(await second.text(), "2");
+    assert.match(second.headers.getSetCookie()[0]!, /^session=[A-Za-z0-9_-]{32}\.2\./, "re-sent with the new version");
+    const third = await client.fetch("/read");
+    assert.equal(await third.text(), "2");
+    assert.equal(third.headers.get("set-cookie"), null, "a read sends nothing");
+    assert.deepEqual(seen, [1, 2]);
+    // A forged version does not verify.
+    const [id, , sig] = client.jar.get("session")!.split(".");
+    client.jar.set("session", `${id}.9.${sig}`);
+    assert.equal(await client.text("/read"), "undefined");
+  });
 });

@@ -129,8 +129,11 @@ const MIN_TTL_SECONDS = 60;
  * ```
  */
 export class CloudflareKvStore implements SessionStore {
-  /** Compare-and-set: no (read-then-write, eventually consistent). Native expiry: yes. */
-  readonly capabilities: StoreCapabilities = { compareAndSet: false, ttl: true };
+  /**
+   * Compare-and-set: no (read-then-write, eventually consistent). Native expiry: yes. Stale reads:
+   * yes, so `withSession` carries the last seen version in the cookie and passes it to `load`.
+   */
+  readonly capabilities: StoreCapabilities = { compareAndSet: false, ttl: true, staleReads: true };
   #namespace: KvNamespaceLike;
   #prefix: string;
   #retries: number;

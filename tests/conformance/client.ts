@@ -75,10 +75,10 @@ export function counted(inner: SessionStore): Counted {
   };
   counter.store = {
     capabilities: inner.capabilities,
-    async load(key) {
+    async load(key, minVersion) {
       calls.load++;
       fail();
-      return await inner.load(key);
+      return await (minVersion === undefined ? inner.load(key) : inner.load(key, minVersion));
     },
     async save(key, record, expected) {
       calls.save++;

@@ -47,8 +47,12 @@ describe("CloudflareKvStore", () => {
   });
   after(() => mf.dispose());
 
-  it("says plainly that it cannot compare-and-set", () => {
-    assert.deepEqual(new CloudflareKvStore({ namespace }).capabilities, { compareAndSet: false, ttl: true });
+  it("says plainly that it cannot compare-and-set, and that reads may be stale", () => {
+    assert.deepEqual(new CloudflareKvStore({ namespace }).capabilities, {
+      compareAndSet: false,
+      ttl: true,
+      staleReads: true,
+    });
   });
 
   it("still refuses, one request after another, a create over a live record, a stale version and a missing record", async () => {

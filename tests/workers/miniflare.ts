@@ -75,7 +75,8 @@ export async function workerdStore(mf: Miniflare, name: "kv" | "do"): Promise<Se
   }
   const store: SessionStore = {
     capabilities,
-    load: async (key) => (await call("load", [key])) as StoredSession | null,
+    load: async (key, minVersion) =>
+      (await call("load", minVersion === undefined ? [key] : [key, minVersion])) as StoredSession | null,
     save: async (key, record, expectedVersion) =>
       (await call("save", [key, record, expectedVersion])) as boolean,
     destroy: async (key) => void (await call("destroy", [key])),

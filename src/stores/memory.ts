@@ -28,8 +28,8 @@ export interface MemoryStoreOptions {
 
 /**
  * Keeps sessions in a `Map` in this process: fast, compare-and-set, lost on restart and not
- * shared between processes or isolates. Each record is held as one JSON string, so a loaded
- * record is always a fresh copy and a session costs little beyond its data.
+ * shared between processes or isolates. Each record is held as JSON text, so a loaded record
+ * is always a fresh copy and a session costs little beyond its data.
  *
  * @example
  * ```ts
@@ -47,7 +47,7 @@ export interface MemoryStoreOptions {
 export class MemoryStore implements SessionStore {
   /** Compare-and-set: yes (single-threaded `Map`). Native expiry: no, see `cleanup()`. */
   readonly capabilities: StoreCapabilities = { compareAndSet: true, ttl: false };
-  #records = new Map<string, string>();
+  #records = new Map<string, Entry>();
   #max: number;
   #now: () => number;
 
@@ -64,38 +64,37 @@ export class MemoryStore implements SessionStore {
     this.#now = options.now ?? Date.now;
   }
 
-  #read(key: string): StoredSession | null {
-    const text = this.#records.get(key);
-    if (text === undefined) return null;
-    const record = parseStoredSession(text);
-    if (record === null || record.expiresAt <= this.#now()) {
+  #entry(key: string): Entry | undefined {
+    const entry = this.#records.get(key);
+    if (entry !== undefined && entry.expiresAt <= this.#now()) {
       this.#records.delete(key);
-      return null;
+      return undefined;
     }
-    return record;
+    return entry;
   }
 
   /** Reads a record; `null` when missing or expired. */
   load(key: string): Promise<StoredSession | null> {
     assertStorageKey(key);
-    return Promise.resolve(this.#read(key));
+    const entry = this.#entry(key);
+    return Promise.resolve(entry === undefined ? null : parseStoredSession(entry.text));
   }
 
   /** Compare-and-set on the version; creates only when `expectedVersion` is `null`. */
   save(key: string, record: StoredSession, expectedVersion: number | null): Promise<boolean> {
     assertStorageKey(key);
-    const current = this.#read(key);
-    if (expectedVersion === null ? current !== null : current?.version !== expectedVersion) {
+    const current = this.#entry(key);
+    if (expectedVersion === null ? current !== undefined : current?.version !== expectedVersion) {
       return Promise.resolve(false);
     }
     if (record.expiresAt <= this.#now()) {
       this.#records.delete(key);
       return Promise.resolve(true);
     }
-    const text = JSON.stringify(record);
-    if (current === null) this.#makeRoom();
+    const entry: Entry = { version: record.version, expiresAt: record.expiresAt, text: JSON.stringify(record) };
+    if (current === undefined) this.#makeRoom();
     else this.#records.delete(key); // re-insert: most recently written last
-    this.#records.set(key, text);
+    this.#records.set(key, entry);
     return Promise.resolve(true);
   }
 
@@ -109,10 +108,11 @@ export class MemoryStore implements SessionStore {
   /** Moves an existing record's expiry; does nothing when it is missing. */
   touch(key: string, expiresAt: number): Promise<void> {
     assertStorageKey(key);
-    const current = this.#read(key);
-    if (current !== null) {
-      current.expiresAt = expiresAt;
-      this.#records.set(key, JSON.stringify(current));
+    const entry = this.#entry(key);
+    const record = entry === undefined ? null : parseStoredSession(entry.text);
+    if (record !== null) {
+      record.expiresAt = expiresAt;
+      this.#records.set(key, { version: record.version, expiresAt, text: JSON.stringify(record) });
     }
     return Promise.resolve();
   }
@@ -131,9 +131,8 @@ export class MemoryStore implements SessionStore {
   #sweep(): number {
     const now = this.#now();
     let removed = 0;
-    for (const [key, text] of this.#records) {
-      const record = parseStoredSession(text);
-      if (record === null || record.expiresAt <= now) {
+    for (const [key, entry] of this.#records) {
+      if (entry.expiresAt <= now) {
         this.#records.delete(key);
         removed++;
       }
@@ -147,4 +146,11 @@ export class MemoryStore implements SessionStore {
       this.#records.delete(oldest);
     }
   }
+}
+
+/** One held record: its version and expiry beside its JSON, so a save parses nothing. */
+interface Entry {
+  version: number;
+  expiresAt: number;
+  text: string;
 }

@@ -60,7 +60,7 @@ export interface InvalidCookieEvent {
  *
  * @typeParam T The session data shape (for `schema`).
  */
-export interface SessionOptions<T extends SessionData = SessionData> {
+export interface SessionOptions<T extends object = SessionData> {
   /**
    * Where sessions live.
    * @default a process-wide `MemoryStore`

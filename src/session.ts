@@ -165,7 +165,7 @@ function checkKey(key: unknown): asserts key is string {
  * assert.equal(await second.text(), "visit 2");
  * ```
  */
-export class Session<T extends SessionData = SessionData> {
+export class Session<T extends object = SessionData> {
   #s: SessionState;
 
   /** @param state Built by `withSession`; not meant to be called by users. */
@@ -279,7 +279,7 @@ export class Session<T extends SessionData = SessionData> {
    * @param fn Computes the new value from the current one (`undefined` when absent).
    * @returns The new value.
    */
-  update<K extends keyof T & string>(key: K, fn: (value: T[K] | undefined) => T[K]): T[K] {
+  update<K extends keyof T & string, V extends T[K]>(key: K, fn: (value: T[K] | undefined) => V): V {
     checkKey(key);
     if (typeof fn !== "function") throw new TypeError("Invalid update: fn must be a function");
     const value = fn(this.#s.data.get(key) as T[K] | undefined);

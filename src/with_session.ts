@@ -66,7 +66,7 @@ const contexts = new WeakMap<Request, Context>();
  * await assert.rejects(getSession(new Request("https://example.com/")), /withSession/);
  * ```
  */
-export function getSession<T extends SessionData = SessionData>(request: Request): Promise<Session<T>> {
+export function getSession<T extends object = SessionData>(request: Request): Promise<Session<T>> {
   const ctx = contexts.get(request);
   if (ctx === undefined) {
     return Promise.reject(
@@ -112,7 +112,7 @@ export function getSession<T extends SessionData = SessionData>(request: Request
  * assert.equal(home.headers.get("set-cookie"), null);
  * ```
  */
-export function withSession<A extends unknown[], T extends SessionData = SessionData>(
+export function withSession<A extends unknown[], T extends object = SessionData>(
   handler: (request: Request, ...rest: A) => Response | Promise<Response>,
   options: SessionOptions<T> | ((request: Request, ...rest: A) => SessionOptions<T>),
 ): (request: Request, ...rest: A) => Promise<Response> {

@@ -1,6 +1,6 @@
 // The demo app, shared by every runtime's example: a visit counter, log in / log out with
 // regenerate() / destroy(), and a flash message. Plain fetch handler, Web standards only.
-import { getSession, withSession, type SessionOptions } from "../mod.ts";
+import { getSession, type SessionOptions, withSession } from "../mod.ts";
 
 type Data = { visits?: number; user?: string; notice?: string };
 
@@ -23,7 +23,9 @@ function redirect(to: string): Response {
 }
 
 /** The demo's fetch handler, wrapped with `withSession`. */
-export function createApp(options: SessionOptions<Data>): (req: Request, ...rest: unknown[]) => Promise<Response> {
+export function createApp(
+  options: SessionOptions<Data>,
+): (req: Request, ...rest: unknown[]) => Promise<Response> {
   return withSession(async (req: Request) => {
     const url = new URL(req.url);
     if (url.pathname === "/favicon.ico") return new Response(null, { status: 404 }); // never counted

@@ -46,7 +46,8 @@ export interface ResolvedCookieOptions {
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // Path attribute value: any CHAR except CTLs and ";".
 const PATH = /^\/[\x20-\x3a\x3c-\x7e]*$/;
-const DOMAIN = /^\.?[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const DOMAIN =
+  /^\.?[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 const COOKIE_VALUE = /^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*$/;
 
 /**
@@ -73,7 +74,9 @@ export function resolveCookieOptions(options: CookieOptions = {}): ResolvedCooki
     throw new TypeError(`Invalid cookie name: "${name}" is not an RFC 6265 token`);
   }
   if (typeof path !== "string" || !PATH.test(path)) {
-    throw new TypeError(`Invalid cookie path: "${path}" must start with "/" and hold no ";" or control character`);
+    throw new TypeError(
+      `Invalid cookie path: "${path}" must start with "/" and hold no ";" or control character`,
+    );
   }
   if (domain !== undefined && (typeof domain !== "string" || !DOMAIN.test(domain))) {
     throw new TypeError(`Invalid cookie domain: "${domain}"`);
@@ -82,7 +85,9 @@ export function resolveCookieOptions(options: CookieOptions = {}): ResolvedCooki
     throw new TypeError(`Invalid cookie sameSite: "${sameSite}" is not "Strict", "Lax" or "None"`);
   }
   if (sameSite === "None" && !secure) {
-    throw new TypeError('Invalid cookie options: sameSite "None" requires secure (browsers reject it otherwise)');
+    throw new TypeError(
+      'Invalid cookie options: sameSite "None" requires secure (browsers reject it otherwise)',
+    );
   }
   if (partitioned && !secure) {
     throw new TypeError("Invalid cookie options: partitioned requires secure");
@@ -164,7 +169,9 @@ export function readCookie(header: string | null, name: string): CookieLookup {
  * @param header The `Cookie` header, or `null`.
  * @returns The cookies and the names seen more than once.
  */
-export function parseCookies(header: string | null): { cookies: Map<string, string>; duplicates: Set<string> } {
+export function parseCookies(
+  header: string | null,
+): { cookies: Map<string, string>; duplicates: Set<string> } {
   const cookies = new Map<string, string>();
   const duplicates = new Set<string>();
   if (header === null) return { cookies, duplicates };

@@ -213,7 +213,9 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
     throw new RangeError(`Invalid maxAttempts: "${maxAttempts}" must be a positive integer`);
   }
   const store = options.store ?? (defaultStore ??= new MemoryStore());
-  if (typeof store !== "object" || store === null) throw new TypeError("Invalid store: expected a store object");
+  if (typeof store !== "object" || store === null) {
+    throw new TypeError("Invalid store: expected a store object");
+  }
   const sealed = isSealedStore(store);
   if (!sealed && (typeof store.load !== "function" || typeof store.save !== "function")) {
     throw new TypeError("Invalid store: it has no load() and save() methods");

@@ -83,8 +83,15 @@ export function joinData(state: SessionState): SessionData {
   const out = Object.fromEntries(state.data) as SessionData;
   if (state.flash.size > 0 || state.flashOut.size > 0) {
     const flash = Object.fromEntries(state.flash);
-    for (const [key, value] of state.flashOut) Object.defineProperty(flash, key, { value, enumerable: true, writable: true, configurable: true });
-    Object.defineProperty(out, FLASH_KEY, { value: flash, enumerable: true, writable: true, configurable: true });
+    for (const [key, value] of state.flashOut) {
+      Object.defineProperty(flash, key, { value, enumerable: true, writable: true, configurable: true });
+    }
+    Object.defineProperty(out, FLASH_KEY, {
+      value: flash,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
   }
   return out;
 }
@@ -134,8 +141,12 @@ function setValue(map: Map<string, unknown>, key: string, value: unknown): void 
 }
 
 function checkKey(key: unknown): asserts key is string {
-  if (typeof key !== "string") throw new TypeError(`Invalid session key: expected a string, got ${typeof key}`);
-  if (key === FLASH_KEY) throw new TypeError(`Invalid session key: "${FLASH_KEY}" is reserved for flash values`);
+  if (typeof key !== "string") {
+    throw new TypeError(`Invalid session key: expected a string, got ${typeof key}`);
+  }
+  if (key === FLASH_KEY) {
+    throw new TypeError(`Invalid session key: "${FLASH_KEY}" is reserved for flash values`);
+  }
 }
 
 /**

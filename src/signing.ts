@@ -141,7 +141,10 @@ export class Signer {
     const payload = version === undefined ? id : `${id}.${version}`;
     const [signature, key] = await Promise.all([this.#sign(payload), storageKeyOf(id)]);
     const value = `${payload}.${signature}`;
-    this.#cache.set(value, version === undefined ? { id, key, rotated: false } : { id, key, rotated: false, version });
+    this.#cache.set(
+      value,
+      version === undefined ? { id, key, rotated: false } : { id, key, rotated: false, version },
+    );
     return { value, key };
   }
 

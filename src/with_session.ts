@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { readCookie, parseCookies, serializeCookie } from "./cookie.ts";
+import { parseCookies, readCookie, serializeCookie } from "./cookie.ts";
 import { SessionConflictError, SessionError, SessionStateError, StoreUnavailableError } from "./errors.ts";
 import { createSessionId, storageKeyOf } from "./id.ts";
 import {
@@ -70,7 +70,9 @@ export function getSession<T extends object = SessionData>(request: Request): Pr
   const ctx = contexts.get(request);
   if (ctx === undefined) {
     return Promise.reject(
-      new TypeError("getSession() needs a request that went through withSession(): wrap the handler with withSession"),
+      new TypeError(
+        "getSession() needs a request that went through withSession(): wrap the handler with withSession",
+      ),
     );
   }
   return (ctx.promise ??= load(ctx)) as Promise<Session<T>>;
@@ -228,9 +230,12 @@ function invalid(ctx: Context, reason: InvalidCookieReason, detail?: unknown): u
 }
 
 function unavailable(action: string, cause: unknown): StoreUnavailableError {
-  return new StoreUnavailableError(`Session store failed to ${action}: ${(cause as Error)?.message ?? cause}`, {
-    cause,
-  });
+  return new StoreUnavailableError(
+    `Session store failed to ${action}: ${(cause as Error)?.message ?? cause}`,
+    {
+      cause,
+    },
+  );
 }
 
 interface Opened {
@@ -263,7 +268,12 @@ async function load(ctx: Context): Promise<Session> {
       if (result.issues !== undefined || typeof result.value !== "object" || result.value === null) {
         invalid(ctx, "data", result.issues);
         const { record } = opened;
-        doomed.push({ id: opened.id, key: opened.key, createdAt: record.createdAt, expiresAt: record.expiresAt });
+        doomed.push({
+          id: opened.id,
+          key: opened.key,
+          createdAt: record.createdAt,
+          expiresAt: record.expiresAt,
+        });
         opened = undefined;
         data = undefined;
       } else {
@@ -460,7 +470,9 @@ async function commitStored(ctx: Context): Promise<void> {
         ctx.cookieVersion = 1;
         break;
       }
-      if (tries >= 3) throw new SessionConflictError("Could not create a session: its id was taken three times");
+      if (tries >= 3) {
+        throw new SessionConflictError("Could not create a session: its id was taken three times");
+      }
       s.id = createSessionId();
     }
     s.isNew = false;
@@ -472,7 +484,8 @@ async function commitStored(ctx: Context): Promise<void> {
   }
 
   const extended = Math.min(now + o.idleMs, s.createdAt + o.absoluteMs);
-  const touchDue = extended > s.expiresAt && (s.touchRequested || now + o.idleMs - s.expiresAt >= o.touchAfterMs);
+  const touchDue = extended > s.expiresAt &&
+    (s.touchRequested || now + o.idleMs - s.expiresAt >= o.touchAfterMs);
   s.touchRequested = false;
   if (s.ops.length > 0) {
     const saved = await saveWithPolicy(ctx, s, store, touchDue ? extended : s.expiresAt);
@@ -489,7 +502,8 @@ async function commitStored(ctx: Context): Promise<void> {
   if (ctx.responded) return;
   if (ctx.rotated || (store.capabilities.staleReads && s.version !== ctx.cookieVersion)) {
     // Re-sign: a retired secret, or a store with stale reads that needs the new version.
-    ctx.cookieValue = (await o.signer.issue(s.id, store.capabilities.staleReads ? s.version : undefined)).value;
+    ctx.cookieValue =
+      (await o.signer.issue(s.id, store.capabilities.staleReads ? s.version : undefined)).value;
     ctx.cookieVersion = s.version;
     ctx.rotated = false;
     setCookie(ctx, o.cookie.name, ctx.cookieValue, s.expiresAt, now);
@@ -519,7 +533,9 @@ async function saveWithPolicy(
       return true;
     }
     if (o.conflict === "reject") {
-      throw new SessionConflictError("Session was changed by a concurrent request (conflict policy \"reject\")");
+      throw new SessionConflictError(
+        'Session was changed by a concurrent request (conflict policy "reject")',
+      );
     }
     if (o.conflict === "retry" && !ctx.responded) {
       throw new RetrySignal("Session was changed by a concurrent request: running the handler again");
@@ -595,7 +611,8 @@ async function commitSealed(ctx: Context): Promise<void> {
     s.doomed.shift();
   }
   const extended = Math.min(now + o.idleMs, s.createdAt + o.absoluteMs);
-  const touchDue = extended > s.expiresAt && (s.touchRequested || now + o.idleMs - s.expiresAt >= o.touchAfterMs);
+  const touchDue = extended > s.expiresAt &&
+    (s.touchRequested || now + o.idleMs - s.expiresAt >= o.touchAfterMs);
   s.touchRequested = false;
   if (s.isNew && isEmpty(s)) {
     s.ops = [];

@@ -54,7 +54,7 @@ describe("cookie parsing", () => {
   });
 
   it("parses a whole header, noting duplicates", () => {
-    const { cookies, duplicates } = parseCookies("a=1; b=2; a=3; =x; junk; c=\"q\"");
+    const { cookies, duplicates } = parseCookies('a=1; b=2; a=3; =x; junk; c="q"');
     assert.equal(cookies.get("a"), "1");
     assert.equal(cookies.get("c"), "q");
     assert.deepEqual([...duplicates], ["a"]);
@@ -66,7 +66,10 @@ describe("cookie parsing", () => {
       serializeCookie("s", "v", "; Path=/", 60, now),
       "s=v; Path=/; Max-Age=60; Expires=Tue, 01 Jan 2030 00:01:00 GMT",
     );
-    assert.equal(serializeCookie("s", "", "; Path=/", 0, now), "s=; Path=/; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
+    assert.equal(
+      serializeCookie("s", "", "; Path=/", 0, now),
+      "s=; Path=/; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+    );
     assert.equal(serializeCookie("s", "v", "; Path=/", undefined, now), "s=v; Path=/");
     assert.throws(() => serializeCookie("s", "a;b", "", 1, now), TypeError);
   });
@@ -83,8 +86,17 @@ describe("cookie options", () => {
   });
 
   it("write every attribute", () => {
-    const o = resolveCookieOptions({ name: "__Secure-s", domain: "example.com", path: "/app", sameSite: "None", partitioned: true });
-    assert.equal(o.attributes, "; Path=/app; Domain=example.com; HttpOnly; Secure; SameSite=None; Partitioned");
+    const o = resolveCookieOptions({
+      name: "__Secure-s",
+      domain: "example.com",
+      path: "/app",
+      sameSite: "None",
+      partitioned: true,
+    });
+    assert.equal(
+      o.attributes,
+      "; Path=/app; Domain=example.com; HttpOnly; Secure; SameSite=None; Partitioned",
+    );
   });
 
   it("refuse attribute injection and rules a browser would enforce silently", () => {
@@ -104,7 +116,9 @@ describe("cookie options", () => {
       { name: "__Secure-s", secure: false },
       { sameSite: "lax" as "Lax" },
     ];
-    for (const options of bad) assert.throws(() => resolveCookieOptions(options), TypeError, JSON.stringify(options));
+    for (const options of bad) {
+      assert.throws(() => resolveCookieOptions(options), TypeError, JSON.stringify(options));
+    }
     assert.doesNotThrow(() => resolveCookieOptions({ name: "__Host-s" }));
   });
 });
@@ -248,7 +262,9 @@ describe("Session", () => {
   it("refuses the reserved flash key and non-string keys", async () => {
     const client = new Client(app((s) => {
       const errors = [];
-      for (const f of [() => s.set("__flash", 1), () => s.set(1 as never, 1), () => s.update("k", "no" as never)]) {
+      for (
+        const f of [() => s.set("__flash", 1), () => s.set(1 as never, 1), () => s.update("k", "no" as never)]
+      ) {
         try {
           f();
         } catch (e) {
@@ -263,7 +279,12 @@ describe("Session", () => {
   it("exposes id, isNew, version and expiresAt", async () => {
     const client = new Client(app((s) => {
       s.update("n", (n = 0) => n + 1);
-      return { id: s.id, isNew: s.isNew, version: s.version, ttl: Math.round((s.expiresAt - Date.now()) / 1000) };
+      return {
+        id: s.id,
+        isNew: s.isNew,
+        version: s.version,
+        ttl: Math.round((s.expiresAt - Date.now()) / 1000),
+      };
     }));
     const first = JSON.parse(await client.text("/"));
     assert.equal(first.isNew, true);
@@ -317,7 +338,10 @@ describe("Session", () => {
   });
 
   it("getSession outside withSession rejects with a TypeError naming withSession", async () => {
-    await assert.rejects(getSession(new Request("https://x.example/")), (e: Error) => e instanceof TypeError && /withSession/.test(e.message));
+    await assert.rejects(
+      getSession(new Request("https://x.example/")),
+      (e: Error) => e instanceof TypeError && /withSession/.test(e.message),
+    );
   });
 });
 
@@ -332,7 +356,10 @@ describe("replay", () => {
     ], { n: 41, gone: true, keep: "yes", __flash: { old: "x", other: "y" } });
     assert.deepEqual(Object.fromEntries(data), { n: 42, keep: "yes", a: 1 });
     assert.deepEqual(Object.fromEntries(flash), { other: "y", msg: "hi" });
-    const cleared = replay([{ type: "clear" }, { type: "set", key: "b", value: 2 }], { a: 1, __flash: { m: 1 } });
+    const cleared = replay([{ type: "clear" }, { type: "set", key: "b", value: 2 }], {
+      a: 1,
+      __flash: { m: 1 },
+    });
     assert.deepEqual(Object.fromEntries(cleared.data), { b: 2 });
     assert.equal(cleared.flash.size, 0);
   });
@@ -346,14 +373,18 @@ describe("responses", () => {
     }, { store: new MemoryStore(), secrets: SECRET, cookie: cookie as never });
 
   it("decorate immutable responses such as Response.redirect()", async () => {
-    const response = await make(() => Response.redirect("https://app.example/next", 303))(new Request("https://app.example/"));
+    const response = await make(() => Response.redirect("https://app.example/next", 303))(
+      new Request("https://app.example/"),
+    );
     assert.equal(response.status, 303);
     assert.equal(response.headers.get("location"), "https://app.example/next");
     assert.equal(response.headers.getSetCookie().length, 1);
   });
 
   it("keep the handler's Cache-Control and merge Vary", async () => {
-    const response = await make(() => new Response("x", { headers: { "cache-control": "no-cache", vary: "Accept-Encoding" } }))(
+    const response = await make(() =>
+      new Response("x", { headers: { "cache-control": "no-cache", vary: "Accept-Encoding" } })
+    )(
       new Request("https://app.example/"),
     );
     assert.equal(response.headers.get("cache-control"), "no-cache");
@@ -361,14 +392,21 @@ describe("responses", () => {
   });
 
   it("send a browser-session cookie when persistent is false", async () => {
-    const response = await make(() => new Response("x"), { persistent: false })(new Request("https://app.example/"));
+    const response = await make(() => new Response("x"), { persistent: false })(
+      new Request("https://app.example/"),
+    );
     const [cookie] = response.headers.getSetCookie();
     assert.doesNotMatch(cookie!, /Max-Age|Expires/);
   });
 
   it("use the configured name and attributes", async () => {
-    const response = await make(() => new Response("x"), { name: "__Host-sid", sameSite: "Strict" })(new Request("https://app.example/"));
-    assert.match(response.headers.getSetCookie()[0]!, /^__Host-sid=[^;]+; Path=\/; HttpOnly; Secure; SameSite=Strict; Max-Age=3600/);
+    const response = await make(() => new Response("x"), { name: "__Host-sid", sameSite: "Strict" })(
+      new Request("https://app.example/"),
+    );
+    assert.match(
+      response.headers.getSetCookie()[0]!,
+      /^__Host-sid=[^;]+; Path=\/; HttpOnly; Secure; SameSite=Strict; Max-Age=3600/,
+    );
   });
 
   it("let other errors of the handler propagate untouched", async () => {
@@ -394,8 +432,14 @@ describe("responses", () => {
     const failing = withSession(async (req: Request) => {
       await getSession(req);
       return new Response("never");
-    }, { store: broken, secrets: SECRET, onError: (e) => new Response((e as Error).message, { status: 599 }) });
-    const response = await failing(new Request("https://app.example/", { headers: { cookie: client.cookie } }));
+    }, {
+      store: broken,
+      secrets: SECRET,
+      onError: (e) => new Response((e as Error).message, { status: 599 }),
+    });
+    const response = await failing(
+      new Request("https://app.example/", { headers: { cookie: client.cookie } }),
+    );
     assert.equal(response.status, 599);
     assert.match(await response.text(), /ECONNREFUSED/);
   });
@@ -404,12 +448,15 @@ describe("responses", () => {
     const store = new MemoryStore();
     const waited: Promise<unknown>[] = [];
     let late!: () => void;
-    const handler = withSession(async (req: Request, _env: unknown, _ctx: { waitUntil(p: Promise<unknown>): void }) => {
-      const session = await getSession(req);
-      if (session.isNew) session.set("n", 0);
-      late = () => session.set("n", 1);
-      return new Response("ok");
-    }, { store, secrets: SECRET });
+    const handler = withSession(
+      async (req: Request, _env: unknown, _ctx: { waitUntil(p: Promise<unknown>): void }) => {
+        const session = await getSession(req);
+        if (session.isNew) session.set("n", 0);
+        late = () => session.set("n", 1);
+        return new Response("ok");
+      },
+      { store, secrets: SECRET },
+    );
     const ctx = { waitUntil: (p: Promise<unknown>) => void waited.push(p) };
     const first = await handler(new Request("https://app.example/"), {}, ctx);
     const cookie = first.headers.getSetCookie()[0]!.split(";")[0]!;
@@ -440,7 +487,11 @@ describe("responses", () => {
     assert.match(client.jar.get("session")!, /^[A-Za-z0-9_-]{32}\.1\.[A-Za-z0-9_-]{43}$/);
     const second = await client.fetch("/inc");
     assert.equal(await second.text(), "2");
-    assert.match(second.headers.getSetCookie()[0]!, /^session=[A-Za-z0-9_-]{32}\.2\./, "re-sent with the new version");
+    assert.match(
+      second.headers.getSetCookie()[0]!,
+      /^session=[A-Za-z0-9_-]{32}\.2\./,
+      "re-sent with the new version",
+    );
     const third = await client.fetch("/read");
     assert.equal(await third.text(), "2");
     assert.equal(third.headers.get("set-cookie"), null, "a read sends nothing");

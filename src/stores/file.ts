@@ -248,7 +248,9 @@ export class FileStore implements SessionStore {
   async count(): Promise<number> {
     let live = 0;
     for (const name of await this.#list()) {
-      if (SESSION_FILE.test(name) && this.#live(await this.#quietRead(join(this.#dir, name))) !== null) live++;
+      if (SESSION_FILE.test(name) && this.#live(await this.#quietRead(join(this.#dir, name))) !== null) {
+        live++;
+      }
     }
     return live;
   }

@@ -91,7 +91,11 @@ export class MemoryStore implements SessionStore {
       this.#records.delete(key);
       return Promise.resolve(true);
     }
-    const entry: Entry = { version: record.version, expiresAt: record.expiresAt, text: JSON.stringify(record) };
+    const entry: Entry = {
+      version: record.version,
+      expiresAt: record.expiresAt,
+      text: JSON.stringify(record),
+    };
     if (current === undefined) this.#makeRoom();
     else this.#records.delete(key); // re-insert: most recently written last
     this.#records.set(key, entry);

@@ -23,7 +23,10 @@ export class Client {
   async fetch(path: string, init: RequestInit & { extra?: unknown[] } = {}): Promise<Response> {
     const headers = new Headers(init.headers);
     if (this.jar.size > 0 && !headers.has("cookie")) headers.set("cookie", this.cookie);
-    const response = await this.#handler(new Request(new URL(path, this.#base), { ...init, headers }), ...(init.extra ?? []));
+    const response = await this.#handler(
+      new Request(new URL(path, this.#base), { ...init, headers }),
+      ...(init.extra ?? []),
+    );
     this.absorb(response);
     return response;
   }
@@ -66,7 +69,11 @@ export function counted(inner: SessionStore): Counted {
     calls,
     down: false,
     reset() {
-      calls.load = calls.save = calls.destroy = calls.touch = 0;
+      calls.load =
+        calls.save =
+        calls.destroy =
+        calls.touch =
+          0;
     },
     store: undefined as unknown as SessionStore,
   };

@@ -6,7 +6,7 @@ import { getSession, withSession } from "../../src/with_session.ts";
 import type { InvalidCookieEvent, SessionOptions } from "../../src/options.ts";
 import type { SessionStore } from "../../src/store.ts";
 import { storageKeyOf } from "../../src/id.ts";
-import { Client, counted, type Counted, gate } from "./client.ts";
+import { Client, type Counted, counted, gate } from "./client.ts";
 import { sleep } from "./util.ts";
 
 export interface SessionSuiteOptions {
@@ -20,7 +20,11 @@ const OLD_SECRET = "an older secret, also at least 32 characters";
 type Data = { visits?: number; user?: string; msg?: string; late?: boolean; list?: string[] };
 
 /** The app every case drives. Routes are small and each does one thing to the session. */
-function app(store: SessionStore, extra: Partial<SessionOptions<Data>> = {}, hooks: { hold?: Promise<void> } = {}) {
+function app(
+  store: SessionStore,
+  extra: Partial<SessionOptions<Data>> = {},
+  hooks: { hold?: Promise<void> } = {},
+) {
   const invalid: InvalidCookieEvent[] = [];
   const errors: unknown[] = [];
   let runs = 0;
@@ -130,7 +134,9 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
     it("costs nothing when the handler never asks for the session", async () => {
       fresh();
       const handler = withSession(() => new Response("plain"), { store: c.store, secrets: SECRET });
-      const response = await handler(new Request("https://app.example/", { headers: { cookie: "session=abc" } }));
+      const response = await handler(
+        new Request("https://app.example/", { headers: { cookie: "session=abc" } }),
+      );
       assert.equal(await response.text(), "plain");
       assert.deepEqual(c.calls, { load: 0, save: 0, destroy: 0, touch: 0 });
       assert.equal(response.headers.get("set-cookie"), null);
@@ -234,7 +240,10 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
       await client.text("/count");
       await Promise.all(Array.from({ length: 20 }, (_, i) => client.clone().fetch(`/push?item=${i}`)));
       const record = await inner.load(await keyOf(client));
-      assert.deepEqual([...(record?.data.list as string[])].sort(), Array.from({ length: 20 }, (_, i) => String(i)).sort());
+      assert.deepEqual(
+        [...(record?.data.list as string[])].sort(),
+        Array.from({ length: 20 }, (_, i) => String(i)).sort(),
+      );
     });
 
     it("stays logged out when logout races a slow in-flight write", async (t) => {
@@ -283,7 +292,10 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
       const key = await keyOf(client);
       const stolen = client.jar.get("session")!;
       const response = await client.fetch("/logout");
-      assert.match(response.headers.getSetCookie()[0]!, /^session=; Path=\/; .*Max-Age=0; Expires=Thu, 01 Jan 1970/);
+      assert.match(
+        response.headers.getSetCookie()[0]!,
+        /^session=; Path=\/; .*Max-Age=0; Expires=Thu, 01 Jan 1970/,
+      );
       assert.equal(await inner.load(key), null);
       assert.equal(client.jar.size, 0);
       const replay = new Client(handler);
@@ -298,7 +310,9 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
       await client.text("/count");
       const oldValue = client.jar.get("session")!;
       const rotated = app(c.store, { secrets: [SECRET, OLD_SECRET] });
-      const response = await rotated.handler(new Request("https://app.example/read", { headers: { cookie: `session=${oldValue}` } }));
+      const response = await rotated.handler(
+        new Request("https://app.example/read", { headers: { cookie: `session=${oldValue}` } }),
+      );
       assert.equal(await response.text(), "1");
       const resigned = cookieValue(response);
       assert.ok(resigned && resigned !== oldValue, "re-signed with the first secret");
@@ -413,7 +427,11 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
       const handler = withSession(async (req: Request) => {
         const session = await getSession<Data>(req);
         return new Response(String(session.update("visits", (n = 0) => n + 1)));
-      }, { store: c.store, secrets: SECRET, onError: (error) => new Response((error as Error).name, { status: 503 }) });
+      }, {
+        store: c.store,
+        secrets: SECRET,
+        onError: (error) => new Response((error as Error).name, { status: 503 }),
+      });
       const client = new Client(handler);
       await client.text("/");
       const value = client.jar.get("session");
@@ -455,7 +473,10 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
       if (!cas()) return t.skip("store cannot compare-and-set");
       fresh();
       const hold = gate();
-      const { handler } = app(c.store, { conflict: "reject", onError: (e) => new Response(null, { status: (e as { status: number }).status }) }, { hold: hold.promise });
+      const { handler } = app(c.store, {
+        conflict: "reject",
+        onError: (e) => new Response(null, { status: (e as { status: number }).status }),
+      }, { hold: hold.promise });
       const client = new Client(handler);
       await client.text("/count");
       const slow = client.clone().fetch("/slow");
@@ -541,9 +562,19 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
       const key = await keyOf(client);
       const record = (await inner.load(key))!;
       if (cas()) {
-        assert.ok(await inner.save(key, { ...record, data: { visits: "lots" }, version: record.version + 1 }, record.version));
+        assert.ok(
+          await inner.save(
+            key,
+            { ...record, data: { visits: "lots" }, version: record.version + 1 },
+            record.version,
+          ),
+        );
       } else {
-        await inner.save(key, { ...record, data: { visits: "lots" }, version: record.version + 1 }, record.version);
+        await inner.save(
+          key,
+          { ...record, data: { visits: "lots" }, version: record.version + 1 },
+          record.version,
+        );
       }
       assert.equal(await client.text("/read"), "none");
       assert.equal(invalid.at(-1)?.reason, "data");

@@ -116,7 +116,11 @@ export function storeSuite(name: string, options: StoreSuiteOptions): void {
     it("never returns a record past its expiresAt", async () => {
       const past = randomKey();
       const now = Date.now();
-      await store.save(past, { data: { a: 1 }, version: 1, createdAt: now - 10_000, expiresAt: now - 1 }, null);
+      await store.save(
+        past,
+        { data: { a: 1 }, version: 1, createdAt: now - 10_000, expiresAt: now - 1 },
+        null,
+      );
       assert.equal(await store.load(past), null);
 
       const soon = randomKey();
@@ -139,7 +143,7 @@ export function storeSuite(name: string, options: StoreSuiteOptions): void {
     it("round-trips unicode, nesting and awkward keys", async () => {
       const key = randomKey();
       const data = {
-        text: "héllo wörld ✓ 🎉 שלום 日本語 \u2028 \"quoted\" \\ back",
+        text: 'héllo wörld ✓ 🎉 שלום 日本語 \u2028 "quoted" \\ back',
         nested: { list: [1, 2.5, -3, true, false, null, "x", { deep: [[[]]] }], empty: {} },
         big: Number.MAX_SAFE_INTEGER,
         "key with spaces and ✓": "ok",
@@ -166,7 +170,9 @@ export function storeSuite(name: string, options: StoreSuiteOptions): void {
     });
 
     it("refuses malformed storage keys before touching the backend", async () => {
-      for (const bad of ["", "../../etc/passwd", "a".repeat(42), "a".repeat(42) + "/", "a\u0000".repeat(20)]) {
+      for (
+        const bad of ["", "../../etc/passwd", "a".repeat(42), "a".repeat(42) + "/", "a\u0000".repeat(20)]
+      ) {
         await assert.rejects(async () => await store.load(bad), TypeError);
         await assert.rejects(async () => await store.save(bad, record({}), null), TypeError);
         await assert.rejects(async () => await store.destroy(bad), TypeError);
@@ -196,7 +202,11 @@ export function storeSuite(name: string, options: StoreSuiteOptions): void {
       const live = randomKey();
       await store.save(live, record({ live: true }), null);
       for (let i = 0; i < 3; i++) {
-        await store.save(randomKey(), { data: {}, version: 1, createdAt: now - 5_000, expiresAt: now + 300 }, null);
+        await store.save(
+          randomKey(),
+          { data: {}, version: 1, createdAt: now - 5_000, expiresAt: now + 300 },
+          null,
+        );
       }
       await sleep(400);
       const removed = await store.cleanup();

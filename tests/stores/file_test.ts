@@ -40,7 +40,14 @@ describe("FileStore", () => {
   it("keeps every file inside dir: keys are checked before any path is built", async () => {
     const dir = await tempDir();
     const store = new FileStore({ dir });
-    for (const bad of ["../escape" + "a".repeat(34), "a".repeat(40) + "/..", "..%2f..%2fetc%2fpasswd".padEnd(43, "a"), "a".repeat(42) + "\u0000"]) {
+    for (
+      const bad of [
+        "../escape" + "a".repeat(34),
+        "a".repeat(40) + "/..",
+        "..%2f..%2fetc%2fpasswd".padEnd(43, "a"),
+        "a".repeat(42) + "\u0000",
+      ]
+    ) {
       await assert.rejects(store.save(bad, record(), null), TypeError);
       await assert.rejects(store.load(bad), TypeError);
     }
@@ -83,7 +90,10 @@ describe("FileStore", () => {
     const key = randomKey();
     await store.save(key, record(), null);
     await writeFile(join(dir, `${key}.json.lock`), "");
-    await assert.rejects(store.save(key, { ...record(), version: 2 }, 1), /Timed out waiting for the session lock/);
+    await assert.rejects(
+      store.save(key, { ...record(), version: 2 }, 1),
+      /Timed out waiting for the session lock/,
+    );
   });
 
   it("leaves no torn file and no blocking lock when a writer is killed with SIGKILL", async () => {
@@ -92,16 +102,24 @@ describe("FileStore", () => {
     const store = new FileStore({ dir, staleLockMs: 300 });
     await store.save(key, record({ n: 0 }), null);
     // A child process saves in a tight loop with big records; it is killed mid-write.
-    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", `
+    const child = spawn(process.execPath, [
+      "--import",
+      "tsx",
+      "--input-type=module",
+      "-e",
+      `
       import { FileStore } from ${JSON.stringify(new URL("../../src/stores/file.ts", import.meta.url).href)};
       const store = new FileStore({ dir: ${JSON.stringify(dir)} });
       const big = "x".repeat(200_000);
       for (let v = 1;; v++) {
         const now = Date.now();
-        await store.save(${JSON.stringify(key)}, { data: { n: v, big }, version: v + 1, createdAt: now, expiresAt: now + 60000 }, v);
+        await store.save(${
+        JSON.stringify(key)
+      }, { data: { n: v, big }, version: v + 1, createdAt: now, expiresAt: now + 60000 }, v);
         if (v === 5) console.log("running");
       }
-    `], { stdio: ["ignore", "pipe", "inherit"] });
+    `,
+    ], { stdio: ["ignore", "pipe", "inherit"] });
     await new Promise<void>((resolve) => child.stdout!.once("data", () => resolve()));
     await new Promise((resolve) => setTimeout(resolve, 50));
     child.kill("SIGKILL");
@@ -110,7 +128,10 @@ describe("FileStore", () => {
     assert.ok(loaded, "the last complete record is still readable");
     assert.equal(loaded.data.n, loaded.version - 1, "never a torn or mixed record");
     await new Promise((resolve) => setTimeout(resolve, 400));
-    assert.equal(await store.save(key, { ...record({ n: -1 }), version: loaded.version + 1 }, loaded.version), true);
+    assert.equal(
+      await store.save(key, { ...record({ n: -1 }), version: loaded.version + 1 }, loaded.version),
+      true,
+    );
     await store.cleanup();
     const left = (await readdir(dir)).filter((name) => !name.endsWith(".json"));
     assert.deepEqual(left, [], "no lock or temp file left after cleanup");

@@ -9,6 +9,8 @@ import { neon, neonConfig, Pool as NeonPool } from "@neondatabase/serverless";
 import { WebSocket } from "ws";
 import { PostgresStore, type SqlLike } from "../../src/stores/postgres.ts";
 import type { StoredSession } from "../../src/store.ts";
+import { getSession, withSession } from "../../src/with_session.ts";
+import { Client } from "../conformance/client.ts";
 import { storeSuite } from "../conformance/store_suite.ts";
 import { sessionSuite } from "../conformance/session_suite.ts";
 import { randomKey } from "../conformance/util.ts";
@@ -66,6 +68,24 @@ function record(data: Record<string, unknown>, version = 1, ttl = 60_000): Store
   const now = Date.now();
   return { data, version, createdAt: now, expiresAt: now + ttl };
 }
+
+// Wraps a client so that every statement the store runs through it is recorded by its verb.
+function recording(client: SqlLike): { client: SqlLike; sent: string[] } {
+  const sent: string[] = [];
+  const proxy = new Proxy(client as object, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver);
+      if ((property !== "query" && property !== "unsafe") || typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        sent.push(String(args[0]).trimStart().split(/\s/)[0]!.toUpperCase());
+        return Reflect.apply(value, target, args);
+      };
+    },
+  });
+  return { client: proxy as SqlLike, sent };
+}
+
+const SECRET = "round trip test secret, at least 32 characters";
 
 for (const [label, connect] of clients) {
   const slug = label.toLowerCase().replace(/[^a-z]+/g, "_").replace(/^_|_$/g, "");
@@ -201,6 +221,45 @@ for (const [label, connect] of clients) {
       assert.equal(await store.load(key), null);
       assert.equal(await store.save(key, record({ fine: "\\u0000 is text" }), null), true);
       assert.equal((await store.load(key))?.data.fine, "\\u0000 is text");
+    });
+
+    it("costs one SELECT per request that reads a valid session, one statement per changed request, nothing else", async () => {
+      const { client, sent } = recording(connection.client);
+      const counted = new PostgresStore({ client, table: own });
+      const handler = withSession(async (req: Request) => {
+        const path = new URL(req.url).pathname;
+        if (path === "/static") return new Response("static");
+        const session = await getSession<{ n?: number }>(req);
+        if (path === "/inc") session.update("n", (n = 0) => n + 1);
+        return new Response(String(session.get("n") ?? 0));
+      }, { store: counted, secrets: SECRET });
+      const browser = new Client(handler);
+      const requestsBefore = bridge?.requests ?? 0;
+      let total = 0;
+      async function expect(path: string, statements: string[], who = browser): Promise<void> {
+        sent.length = 0;
+        await who.text(path);
+        assert.deepEqual(sent, statements, `${path} with${who.jar.size ? "" : "out"} a cookie`);
+        total += statements.length;
+      }
+      await expect("/read", []); // no cookie: nothing to load
+      await expect("/static", []);
+      await expect("/inc", ["INSERT"]); // a new session: one create
+      await expect("/static", []); // a valid cookie the handler never asks about
+      await expect("/read", ["SELECT"]); // read-only: no write
+      await expect("/inc", ["SELECT", "UPDATE"]);
+      await expect("/inc", ["SELECT", "UPDATE"]);
+      assert.equal(await browser.text("/read"), "3");
+      total += 1;
+      const forged = browser.clone();
+      const [id, signature] = browser.jar.get("session")!.split(".") as [string, string];
+      const flipped = signature[5] === "A" ? "B" : "A"; // a middle character: every bit of it counts
+      forged.jar.set("session", `${id}.${signature.slice(0, 5)}${flipped}${signature.slice(6)}`);
+      await expect("/read", [], forged); // a bad signature never reaches the database
+      if (label.startsWith("neon()")) {
+        // Over HTTP every statement was one request: no hidden extra round trips.
+        assert.equal(bridge!.requests - requestsBefore, total);
+      }
     });
 
     it("passes a driver error through", async () => {

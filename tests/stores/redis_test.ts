@@ -7,6 +7,8 @@ import { createClient } from "redis";
 import { Redis as UpstashRedis } from "@upstash/redis";
 import { type RedisLike, RedisStore } from "../../src/stores/redis.ts";
 import type { StoredSession } from "../../src/store.ts";
+import { getSession, withSession } from "../../src/with_session.ts";
+import { Client } from "../conformance/client.ts";
 import { storeSuite } from "../conformance/store_suite.ts";
 import { sessionSuite } from "../conformance/session_suite.ts";
 import { randomKey } from "../conformance/util.ts";
@@ -70,6 +72,35 @@ function record(data: Record<string, unknown>, version = 1, ttl = 60_000): Store
   const now = Date.now();
   return { data, version, createdAt: now, expiresAt: now + ttl };
 }
+
+// Wraps a client so that every command the store sends through it is recorded by name.
+const SENDS: Record<string, (args: unknown[]) => string> = {
+  call: (args) => String(args[0]),
+  sendCommand: (args) => String((args[0] as string[])[0]),
+  evalSha: () => "EVALSHA",
+  evalsha: () => "EVALSHA",
+  eval: () => "EVAL",
+  get: () => "GET",
+  del: () => "DEL",
+  scan: () => "SCAN",
+};
+function recording(client: RedisLike): { client: RedisLike; sent: string[] } {
+  const sent: string[] = [];
+  const proxy = new Proxy(client as object, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver);
+      const name = typeof property === "string" && Object.hasOwn(SENDS, property) ? SENDS[property] : undefined;
+      if (name === undefined || typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        sent.push(name(args).toUpperCase());
+        return Reflect.apply(value, target, args);
+      };
+    },
+  });
+  return { client: proxy as RedisLike, sent };
+}
+
+const SECRET = "round trip test secret, at least 32 characters";
 
 for (const [label, connect] of clients) {
   const prefix = `websession-test:${RUN}:${label.replace(/[^a-z]+/g, "-")}:`;
@@ -174,6 +205,50 @@ for (const [label, connect] of clients) {
       await assert.rejects(store.save(key, record({ a: 1 }), null), /WRONGTYPE/);
       await assert.rejects(store.touch(key, Date.now() + 60_000), /WRONGTYPE/);
       assert.equal(await admin.type(own + key), "list");
+    });
+
+    it("costs one GET per request that reads a valid session, one script per changed request, nothing else", async () => {
+      const { client, sent } = recording(connection.client);
+      const counted = new RedisStore({ client, prefix: own });
+      // Warm the script cache so that every save below is a single EVALSHA.
+      const warm = randomKey();
+      await counted.save(warm, record({}), null);
+      await counted.touch(warm, Date.now() + 60_000);
+      await counted.destroy(warm);
+      const handler = withSession(async (req: Request) => {
+        const path = new URL(req.url).pathname;
+        if (path === "/static") return new Response("static");
+        const session = await getSession<{ n?: number }>(req);
+        if (path === "/inc") session.update("n", (n = 0) => n + 1);
+        return new Response(String(session.get("n") ?? 0));
+      }, { store: counted, secrets: SECRET });
+      const browser = new Client(handler);
+      const requestsBefore = bridge?.requests ?? 0;
+      let total = 0;
+      async function expect(path: string, commands: string[], who = browser): Promise<void> {
+        sent.length = 0;
+        await who.text(path);
+        assert.deepEqual(sent, commands, `${path} with${who.jar.size ? "" : "out"} a cookie`);
+        total += commands.length;
+      }
+      await expect("/read", []); // no cookie: nothing to load
+      await expect("/static", []);
+      await expect("/inc", ["EVALSHA"]); // a new session: one create
+      await expect("/static", []); // a valid cookie the handler never asks about
+      await expect("/read", ["GET"]); // read-only: no write
+      await expect("/inc", ["GET", "EVALSHA"]);
+      await expect("/inc", ["GET", "EVALSHA"]);
+      assert.equal(await browser.text("/read"), "3");
+      total += 1;
+      const forged = browser.clone();
+      const [id, signature] = browser.jar.get("session")!.split(".") as [string, string];
+      const flipped = signature[5] === "A" ? "B" : "A"; // a middle character: every bit of it counts
+      forged.jar.set("session", `${id}.${signature.slice(0, 5)}${flipped}${signature.slice(6)}`);
+      await expect("/read", [], forged); // a bad signature never reaches Redis
+      if (label.startsWith("@upstash")) {
+        // Over HTTP every command was one request: no hidden extra round trips.
+        assert.equal(bridge!.requests - requestsBefore, total);
+      }
     });
 
     it("counts by SCAN over its own prefix only, even one with glob characters", async () => {

@@ -1,0 +1,199 @@
+/**
+ * Bundles each entry point the way a Workers build would (esbuild, minified, ESM, browser
+ * platform with the `workerd`/`worker`/`browser` conditions) and prints raw and gzip sizes:
+ * the core (`websession`, which includes MemoryStore), each store subpath alone, each store
+ * subpath together with the core, and a minimal worker that uses withSession with MemoryStore.
+ *
+ * It also guards what gets bundled: the core pulls in no package at all (no `jose`, no driver)
+ * and no store but MemoryStore; a store subpath pulls in no package except `jose` for the cookie
+ * store, and imports nothing external except `node:*` for the file store.
+ *
+ * Run: `node --import tsx scripts/bundle_size.ts [--json]` (exit 1 when a guard fails).
+ *
+ * @module
+ */
+import { build, type Metafile } from "esbuild";
+import { gzipSync } from "node:zlib";
+import { relative, resolve, sep } from "node:path";
+import process from "node:process";
+import { pathToFileURL } from "node:url";
+import { entryPoints } from "./check_exports.ts";
+
+/** What one bundle weighs and what went into it. */
+export interface BundleFigure {
+  /** A label: `"."`, `"./cookie"`, `". + ./cookie"`, `"worker"`. */
+  name: string;
+  /** Minified size in bytes. */
+  raw: number;
+  /** gzip (level 9) size in bytes. */
+  gzip: number;
+  /** Bundled source files under the package root, relative, with `/` separators. */
+  files: string[];
+  /** npm packages bundled in (from `node_modules`). */
+  packages: string[];
+  /** Imports left external (e.g. `node:fs/promises`). */
+  externals: string[];
+  /** The minified code. */
+  code: string;
+}
+
+/** Packages each subpath may bundle; every other subpath, the core included, may bundle none. */
+export const ALLOWED_PACKAGES: ReadonlyMap<string, readonly string[]> = new Map([["./cookie", ["jose"]]]);
+
+/** External imports each subpath may keep (as a prefix); every other subpath may keep none. */
+export const ALLOWED_EXTERNALS: ReadonlyMap<string, readonly string[]> = new Map([["./file", ["node:"]]]);
+
+const WORKER_ENTRY = `
+import { getSession, MemoryStore, withSession } from "./mod.ts";
+const store = new MemoryStore();
+export default {
+  fetch: withSession(async (request) => {
+    const session = await getSession(request);
+    session.update("visits", (n = 0) => n + 1);
+    return new Response(String(session.get("visits")));
+  }, { store, secrets: ["a secret of at least thirty-two characters"] }),
+};
+`;
+
+function packageOf(path: string): string | undefined {
+  const parts = path.split(/[\\/]/);
+  const at = parts.lastIndexOf("node_modules");
+  if (at === -1) return undefined;
+  const first = parts[at + 1] ?? "";
+  return first.startsWith("@") ? `${first}/${parts[at + 2]}` : first;
+}
+
+async function bundle(root: string, name: string, contents: string): Promise<BundleFigure> {
+  const result = await build({
+    stdin: { contents, resolveDir: root, sourcefile: "entry.ts", loader: "ts" },
+    bundle: true,
+    minify: true,
+    format: "esm",
+    platform: "browser",
+    conditions: ["workerd", "worker", "browser"],
+    target: "es2022",
+    external: ["node:*"],
+    legalComments: "none",
+    write: false,
+    metafile: true,
+    logLevel: "silent",
+  });
+  const output = result.outputFiles[0];
+  if (output === undefined) throw new Error(`esbuild produced no output for "${name}"`);
+  const metafile: Metafile = result.metafile;
+  const inputs = Object.keys(metafile.inputs).filter((input) => input !== "<stdin>");
+  const absolute = inputs.map((input) => resolve(process.cwd(), input));
+  const files = absolute
+    .filter((path) => packageOf(path) === undefined)
+    .map((path) => relative(root, path).split(sep).join("/"))
+    .sort();
+  const packages = [...new Set(absolute.map(packageOf).filter((p): p is string => p !== undefined))].sort();
+  const externals = [
+    ...new Set(
+      Object.values(metafile.outputs).flatMap((out) =>
+        out.imports.filter((entry) => entry.external).map((entry) => entry.path)
+      ),
+    ),
+  ].sort();
+  return {
+    name,
+    raw: output.contents.byteLength,
+    gzip: gzipSync(output.contents, { level: 9 }).byteLength,
+    files,
+    packages,
+    externals,
+    code: output.text,
+  };
+}
+
+/**
+ * Bundles every entry point of the package in `root` (read from `deno.json` exports).
+ *
+ * @returns One figure per bundle: the core, each store subpath alone, each with the core, and a
+ * minimal worker.
+ */
+export async function measureBundles(root: string): Promise<BundleFigure[]> {
+  const entries = entryPoints(root);
+  const core = entries.find((entry) => entry.subpath === ".");
+  if (core === undefined) throw new Error('deno.json exports no "." entry point');
+  const figures: BundleFigure[] = [];
+  for (const entry of entries) {
+    figures.push(await bundle(root, entry.subpath, `export * from ${JSON.stringify(entry.source)};`));
+  }
+  for (const entry of entries) {
+    if (entry === core) continue;
+    const contents = `export * from ${JSON.stringify(core.source)};\nexport * from ${
+      JSON.stringify(entry.source)
+    };`;
+    figures.push(await bundle(root, `. + ${entry.subpath}`, contents));
+  }
+  figures.push(await bundle(root, "worker", WORKER_ENTRY));
+  return figures;
+}
+
+/**
+ * Checks the guards on bundles from {@linkcode measureBundles}.
+ *
+ * @returns One line per violation; empty when every guard holds.
+ */
+export function checkBundles(figures: readonly BundleFigure[]): string[] {
+  const problems: string[] = [];
+  for (const figure of figures) {
+    const subpaths = figure.name === "worker" ? ["."] : figure.name.split(" + ");
+    const allowedPackages = subpaths.flatMap((subpath) => ALLOWED_PACKAGES.get(subpath) ?? []);
+    const allowedExternals = subpaths.flatMap((subpath) => ALLOWED_EXTERNALS.get(subpath) ?? []);
+    for (const name of figure.packages) {
+      if (!allowedPackages.includes(name)) problems.push(`"${figure.name}" bundles the package "${name}"`);
+    }
+    for (const path of figure.externals) {
+      if (!allowedExternals.some((prefix) => path.startsWith(prefix))) {
+        problems.push(`"${figure.name}" imports "${path}"`);
+      }
+    }
+    if (subpaths.length === 1 && subpaths[0] === ".") {
+      for (const file of figure.files) {
+        if (file.startsWith("src/stores/") && file !== "src/stores/memory.ts") {
+          problems.push(`"${figure.name}" bundles the store "${file}"`);
+        }
+      }
+      if (/jose/i.test(figure.code)) problems.push(`"${figure.name}" mentions "jose" in its code`);
+    }
+  }
+  return problems;
+}
+
+function kib(bytes: number): string {
+  return `${(bytes / 1024).toFixed(1)} KiB`;
+}
+
+/** Formats figures as a Markdown table. */
+export function formatTable(figures: readonly BundleFigure[]): string {
+  const rows = figures.map((figure) =>
+    `| \`${figure.name}\` | ${figure.raw} B (${kib(figure.raw)}) | ${figure.gzip} B (${kib(figure.gzip)}) | ${
+      figure.packages.join(", ") || "none"
+    } |`
+  );
+  return ["| bundle | minified | gzip -9 | packages bundled |", "| --- | ---: | ---: | --- |", ...rows].join(
+    "\n",
+  );
+}
+
+function isMain(): boolean {
+  const script = process.argv[1];
+  return script !== undefined && import.meta.url === pathToFileURL(script).href;
+}
+
+if (isMain()) {
+  const root = resolve(import.meta.dirname ?? process.cwd(), "..");
+  const figures = await measureBundles(root);
+  if (process.argv.includes("--json")) {
+    console.log(JSON.stringify(figures.map(({ code: _code, ...rest }) => rest), null, 2));
+  } else {
+    console.log(formatTable(figures));
+  }
+  const problems = checkBundles(figures);
+  if (problems.length > 0) {
+    for (const problem of problems) console.error(problem);
+    process.exit(1);
+  }
+}

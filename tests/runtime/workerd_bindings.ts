@@ -1,0 +1,15 @@
+// The shared store and session suites against real Workers bindings, running inside workerd
+// itself (not bridged from Node): a Workers KV namespace and the session Durable Object.
+import { CloudflareKvStore } from "../../src/stores/cloudflare_kv.ts";
+import { DurableObjectStore } from "../../src/stores/durable_object.ts";
+import { sessionSuite } from "../conformance/session_suite.ts";
+import { storeSuite } from "../conformance/store_suite.ts";
+import { env } from "./workerd_env.ts";
+
+const kv = () => new CloudflareKvStore({ namespace: env().SESSIONS_KV, staleReadDelay: 0 });
+storeSuite("CloudflareKvStore (KV binding in workerd)", { open: kv });
+sessionSuite("CloudflareKvStore (KV binding in workerd)", { open: kv });
+
+const durable = () => new DurableObjectStore({ namespace: env().SESSIONS_DO });
+storeSuite("DurableObjectStore (Durable Object binding in workerd)", { open: durable });
+sessionSuite("DurableObjectStore (Durable Object binding in workerd)", { open: durable });

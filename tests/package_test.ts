@@ -18,6 +18,7 @@ import { publint } from "publint";
 import { formatMessage } from "publint/utils";
 import { checkExports, entryPoints } from "../scripts/check_exports.ts";
 import { checkBundles, measureBundles } from "../scripts/bundle_size.ts";
+import { checkDocs, readDocs } from "../scripts/check_docs.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const BIN = join(ROOT, "node_modules", ".bin");
@@ -211,6 +212,14 @@ describe("npm and JSR packages", { timeout: 120_000 }, () => {
     const problems = checkBundles(await measureBundles(copy));
     assert.ok(problems.includes('"." bundles the package "jose"'), problems.join("\n"));
     assert.ok(problems.includes('"." bundles the store "src/stores/cookie.ts"'), problems.join("\n"));
+  });
+
+  it("documents every exported symbol, with an example on every function and class", () => {
+    const entries = readDocs(dir);
+    assert.ok(entries.some((entry) => entry.name === "withSession" && entry.example));
+    const { undocumented, valuesWithoutExample } = checkDocs(entries);
+    assert.deepEqual(undocumented.map((entry) => `${entry.name} ${entry.location}`), []);
+    assert.deepEqual(valuesWithoutExample.map((entry) => `${entry.name} ${entry.location}`), []);
   });
 
   it("publishes to JSR cleanly: no slow types, only the sources and docs", async () => {

@@ -31,8 +31,9 @@ import {
  * ```
  */
 export interface QueryLike {
-  /** Runs one statement with `$1`… placeholders. */
-  query(text: string, params: unknown[]): PromiseLike<unknown>;
+  /** Runs one statement with `$1`… placeholders (the store passes strings and numbers). */
+  // deno-lint-ignore no-explicit-any -- drivers type their parameters narrowly; any accepts them all
+  query(text: string, params: any[]): PromiseLike<unknown>;
 }
 
 /**
@@ -48,8 +49,9 @@ export interface QueryLike {
  * ```
  */
 export interface PostgresJsLike {
-  /** Runs one statement with `$1`… placeholders; resolves to the rows. */
-  unsafe(text: string, params: unknown[]): PromiseLike<unknown>;
+  /** Runs one statement with `$1`… placeholders (the store passes strings and numbers). */
+  // deno-lint-ignore no-explicit-any -- drivers type their parameters narrowly; any accepts them all
+  unsafe(text: string, params: any[]): PromiseLike<unknown>;
 }
 
 /**
@@ -98,12 +100,17 @@ type Run = (text: string, params: unknown[]) => Promise<Row[]>;
 function runnerOf(client: SqlLike): Run {
   const any = client as unknown as Record<string, unknown> | null;
   if ((typeof client !== "object" && typeof client !== "function") || any === null) {
-    throw new TypeError("Invalid PostgreSQL client: expected neon(), a pg or Neon Pool/Client, or postgres.js");
+    throw new TypeError(
+      "Invalid PostgreSQL client: expected neon(), a pg or Neon Pool/Client, or postgres.js",
+    );
   }
   let send: (text: string, params: unknown[]) => PromiseLike<unknown>;
   if (typeof any.query === "function") send = (text, params) => (client as QueryLike).query(text, params);
-  else if (typeof any.unsafe === "function") send = (text, params) => (client as PostgresJsLike).unsafe(text, params);
-  else throw new TypeError("Invalid PostgreSQL client: expected neon(), a pg or Neon Pool/Client, or postgres.js");
+  else if (typeof any.unsafe === "function") {
+    send = (text, params) => (client as PostgresJsLike).unsafe(text, params);
+  } else {throw new TypeError(
+      "Invalid PostgreSQL client: expected neon(), a pg or Neon Pool/Client, or postgres.js",
+    );}
   return async function run(text, params) {
     const result = await send(text, params);
     // neon() and postgres.js resolve to the rows; pg, Neon Pool/Client and neon() with
@@ -124,7 +131,9 @@ const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 function quoteTable(table: string): { quoted: string; index: string } {
   const parts = typeof table === "string" ? table.split(".") : [];
   if (parts.length < 1 || parts.length > 2 || !parts.every((part) => IDENTIFIER.test(part))) {
-    throw new TypeError(`Invalid table: "${String(table).slice(0, 130)}" is not an identifier or schema.identifier`);
+    throw new TypeError(
+      `Invalid table: "${String(table).slice(0, 130)}" is not an identifier or schema.identifier`,
+    );
   }
   const name = parts[parts.length - 1]!;
   return {
@@ -221,8 +230,10 @@ export class PostgresStore implements SessionStore {
         `RETURNING 1 AS ok`,
       update: `UPDATE ${t} SET (data, version, created_at, expires_at) = (${values}) ` +
         `WHERE id = $1 AND version = $6::integer AND expires_at > now() RETURNING 1 AS ok`,
-      createExpired: `SELECT 1 AS ok WHERE NOT EXISTS (SELECT 1 FROM ${t} WHERE id = $1 AND expires_at > now())`,
-      updateExpired: `DELETE FROM ${t} WHERE id = $1 AND version = $2::integer AND expires_at > now() RETURNING 1 AS ok`,
+      createExpired:
+        `SELECT 1 AS ok WHERE NOT EXISTS (SELECT 1 FROM ${t} WHERE id = $1 AND expires_at > now())`,
+      updateExpired:
+        `DELETE FROM ${t} WHERE id = $1 AND version = $2::integer AND expires_at > now() RETURNING 1 AS ok`,
       destroy: `DELETE FROM ${t} WHERE id = $1`,
       touch: `UPDATE ${t} SET expires_at = ${TIME("$2")} WHERE id = $1 AND expires_at > now()`,
       cleanup: `WITH removed AS (DELETE FROM ${t} WHERE expires_at <= now() RETURNING 1) ` +
@@ -298,7 +309,9 @@ export class PostgresStore implements SessionStore {
       return rows.length > 0;
     }
     const json = JSON.stringify(record.data);
-    if (NUL.test(json)) throw new TypeError("Invalid session data: PostgreSQL jsonb cannot hold the character U+0000");
+    if (NUL.test(json)) {
+      throw new TypeError("Invalid session data: PostgreSQL jsonb cannot hold the character U+0000");
+    }
     const params = [key, json, record.version, record.createdAt, record.expiresAt];
     rows = expectedVersion === null
       ? await this.#run(this.#sql.create, params)
@@ -327,7 +340,9 @@ export class PostgresStore implements SessionStore {
    */
   async touch(key: string, expiresAt: number): Promise<void> {
     assertStorageKey(key);
-    if (!Number.isFinite(expiresAt)) throw new TypeError(`Invalid expiresAt: "${expiresAt}" is not a finite number`);
+    if (!Number.isFinite(expiresAt)) {
+      throw new TypeError(`Invalid expiresAt: "${expiresAt}" is not a finite number`);
+    }
     await this.#run(this.#sql.touch, [key, expiresAt]);
   }
 

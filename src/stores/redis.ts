@@ -191,7 +191,8 @@ function commandsOf(client: RedisLike): Commands {
       del: (key) => redis.sendCommand(["DEL", key]),
       evalsha: (sha1, key, args) => redis.evalSha(sha1, { keys: [key], arguments: args }),
       eval: (source, key, args) => redis.eval(source, { keys: [key], arguments: args }),
-      scan: (cursor, match) => redis.sendCommand(["SCAN", cursor, "MATCH", match, "COUNT", String(SCAN_COUNT)]),
+      scan: (cursor, match) =>
+        redis.sendCommand(["SCAN", cursor, "MATCH", match, "COUNT", String(SCAN_COUNT)]),
     };
   }
   if (typeof any.call === "function") {
@@ -281,7 +282,9 @@ export class RedisStore implements SessionStore {
     }
     this.#commands = commandsOf(options.client);
     const prefix = options.prefix ?? "websession:";
-    if (typeof prefix !== "string") throw new TypeError(`Invalid prefix: "${String(prefix)}" is not a string`);
+    if (typeof prefix !== "string") {
+      throw new TypeError(`Invalid prefix: "${String(prefix)}" is not a string`);
+    }
     this.#prefix = prefix;
     this.#onCorrupt = options.onCorrupt ?? defaultOnCorrupt;
     this.#now = options.now ?? Date.now;
@@ -303,7 +306,10 @@ export class RedisStore implements SessionStore {
     else if (value instanceof Uint8Array) record = parseStoredSession(new TextDecoder().decode(value));
     else record = toStoredSession(value); // Upstash with automatic deserialization
     if (record === null) {
-      this.#onCorrupt(key, new TypeError(`Corrupt session record: not a well-formed record at "${this.#prefix + key}"`));
+      this.#onCorrupt(
+        key,
+        new TypeError(`Corrupt session record: not a well-formed record at "${this.#prefix + key}"`),
+      );
       return null;
     }
     return record.expiresAt <= this.#now() ? null : record;
@@ -352,7 +358,9 @@ export class RedisStore implements SessionStore {
    */
   async touch(key: string, expiresAt: number): Promise<void> {
     assertStorageKey(key);
-    if (!Number.isFinite(expiresAt)) throw new TypeError(`Invalid expiresAt: "${expiresAt}" is not a finite number`);
+    if (!Number.isFinite(expiresAt)) {
+      throw new TypeError(`Invalid expiresAt: "${expiresAt}" is not a finite number`);
+    }
     const ttl = Math.ceil(expiresAt - this.#now());
     await this.#run(this.#touch, key, [JSON.stringify(expiresAt), ttl > 0 ? String(ttl) : ""]);
   }

@@ -32,8 +32,22 @@ interface Query {
 }
 
 const ERROR_FIELDS = [
-  "severity", "code", "detail", "hint", "position", "internalPosition", "internalQuery", "where",
-  "schema", "table", "column", "dataType", "constraint", "file", "line", "routine",
+  "severity",
+  "code",
+  "detail",
+  "hint",
+  "position",
+  "internalPosition",
+  "internalQuery",
+  "where",
+  "schema",
+  "table",
+  "column",
+  "dataType",
+  "constraint",
+  "file",
+  "line",
+  "routine",
 ] as const;
 
 const ISOLATION: Record<string, string> = {
@@ -75,7 +89,12 @@ function errorBody(error: unknown): Record<string, unknown> {
 }
 
 async function run(client: pg.PoolClient, query: Query): Promise<Record<string, unknown>> {
-  const result = await client.query({ text: query.query, values: query.params ?? [], rowMode: "array", types: TEXT });
+  const result = await client.query({
+    text: query.query,
+    values: query.params ?? [],
+    rowMode: "array",
+    types: TEXT,
+  });
   return {
     command: result.command,
     rowCount: result.rowCount,

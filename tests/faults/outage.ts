@@ -47,7 +47,10 @@ async function reachable(store: SessionStore, ms = 15_000): Promise<void> {
  *
  * @returns What happened, for the caller to report or check further.
  */
-export async function outageScenario(store: SessionStore, server: Throwaway): Promise<{ during: number; failed: number }> {
+export async function outageScenario(
+  store: SessionStore,
+  server: Throwaway,
+): Promise<{ during: number; failed: number }> {
   const errors: unknown[] = [];
   const handler = app(store, errors);
   const clients = Array.from({ length: CLIENTS }, () => new Client(handler));

@@ -9,7 +9,7 @@ import { neon, neonConfig } from "@neondatabase/serverless";
 import { PostgresStore } from "../../src/stores/postgres.ts";
 import { startNeonBridge } from "../bridges/neon.ts";
 import { outageScenario } from "./outage.ts";
-import { throwawayPostgres, type Throwaway } from "./servers.ts";
+import { type Throwaway, throwawayPostgres } from "./servers.ts";
 
 describe("PostgresStore through a PostgreSQL outage", () => {
   let server: Throwaway;
@@ -43,7 +43,7 @@ describe("PostgresStore through a PostgreSQL outage", () => {
   it("postgres.js: 503 and no new ids while down, every session intact after", async () => {
     // postgres.js waits up to 20 s (growing backoff) before reconnecting after failures, holding
     // queries meanwhile; a short backoff lets requests fail fast and recover fast.
-    const client = postgres(url, { max: 10, connect_timeout: 2, backoff: 0.05, onnotice: () => {} });
+    const client = postgres(url, { max: 10, connect_timeout: 2, backoff: () => 0.05, onnotice: () => {} });
     try {
       await outageScenario(new PostgresStore({ client }), server);
     } finally {

@@ -8,7 +8,7 @@ import { Redis as UpstashRedis } from "@upstash/redis";
 import { RedisStore } from "../../src/stores/redis.ts";
 import { startUpstashBridge } from "../bridges/upstash.ts";
 import { outageScenario } from "./outage.ts";
-import { throwawayRedis, type Throwaway } from "./servers.ts";
+import { type Throwaway, throwawayRedis } from "./servers.ts";
 
 describe("RedisStore through a Redis outage", () => {
   let server: Throwaway;

@@ -73,8 +73,22 @@ export async function throwawayRedis(): Promise<Throwaway> {
   const dir = await mkdtemp(join(tmpdir(), "websession-redis-"));
   const port = await freePort();
   const args = [
-    "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-    "--appendfsync", "always", "--dir", dir, "--daemonize", "no", "--protected-mode", "no",
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--save",
+    "",
+    "--appendonly",
+    "yes",
+    "--appendfsync",
+    "always",
+    "--dir",
+    dir,
+    "--daemonize",
+    "no",
+    "--protected-mode",
+    "no",
   ];
   let child: ChildProcess | undefined;
 
@@ -120,11 +134,35 @@ export async function throwawayPostgres(): Promise<Throwaway> {
     asUser.push("setpriv", `--reuid=${uid}`, `--regid=${gid}`, "--clear-groups", "--");
   }
   const run = (command: string[]) => ({ file: command[0]!, args: command.slice(1) });
-  const initdb = run([...asUser, join(PG_BIN, "initdb"), "-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]);
+  const initdb = run([
+    ...asUser,
+    join(PG_BIN, "initdb"),
+    "-D",
+    data,
+    "-A",
+    "trust",
+    "-U",
+    "postgres",
+    "--no-sync",
+    "-E",
+    "UTF8",
+  ]);
   execFileSync(initdb.file, initdb.args, { stdio: "ignore" });
   const postgres = run([
-    ...asUser, join(PG_BIN, "postgres"), "-D", data, "-p", String(port), "-k", dir,
-    "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=50",
+    ...asUser,
+    join(PG_BIN, "postgres"),
+    "-D",
+    data,
+    "-p",
+    String(port),
+    "-k",
+    dir,
+    "-c",
+    "listen_addresses=127.0.0.1",
+    "-c",
+    "fsync=off",
+    "-c",
+    "max_connections=50",
   ]);
   let child: ChildProcess | undefined;
 
@@ -138,7 +176,9 @@ export async function throwawayPostgres(): Promise<Throwaway> {
   }
   function ready(): boolean {
     try {
-      execFileSync(join(PG_BIN, "pg_isready"), ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres"], { stdio: "ignore" });
+      execFileSync(join(PG_BIN, "pg_isready"), ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres"], {
+        stdio: "ignore",
+      });
       return true;
     } catch {
       return false;

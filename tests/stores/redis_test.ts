@@ -33,7 +33,7 @@ async function dropPrefix(prefix: string): Promise<void> {
 
 interface Connection {
   client: RedisLike;
-  close(): Promise<void>;
+  close(): void | Promise<void>;
 }
 
 let bridge: UpstashBridge | undefined;
@@ -45,10 +45,10 @@ after(async () => {
   await bridge?.close();
 });
 
-const clients: [string, () => Promise<Connection>][] = [
-  ["ioredis", async () => {
+const clients: [string, () => Connection | Promise<Connection>][] = [
+  ["ioredis", () => {
     const client = new IoRedis(REDIS_URL, { maxRetriesPerRequest: 1 });
-    return { client, close: async () => void client.disconnect() };
+    return { client, close: () => client.disconnect() };
   }],
   ["node-redis", async () => {
     const client = await createClient({ url: REDIS_URL }).connect();
@@ -89,7 +89,9 @@ function recording(client: RedisLike): { client: RedisLike; sent: string[] } {
   const proxy = new Proxy(client as object, {
     get(target, property, receiver) {
       const value = Reflect.get(target, property, receiver);
-      const name = typeof property === "string" && Object.hasOwn(SENDS, property) ? SENDS[property] : undefined;
+      const name = typeof property === "string" && Object.hasOwn(SENDS, property)
+        ? SENDS[property]
+        : undefined;
       if (name === undefined || typeof value !== "function") return value;
       return (...args: unknown[]) => {
         sent.push(name(args).toUpperCase());
@@ -175,7 +177,12 @@ for (const [label, connect] of clients) {
     it("an already expired save deletes the record at the expected version and is done", async () => {
       const key = randomKey();
       await store.save(key, record({ a: 1 }), null);
-      const expired = { data: { a: 2 }, version: 2, createdAt: Date.now() - 10_000, expiresAt: Date.now() - 1 };
+      const expired = {
+        data: { a: 2 },
+        version: 2,
+        createdAt: Date.now() - 10_000,
+        expiresAt: Date.now() - 1,
+      };
       assert.equal(await store.save(key, expired, 7), false);
       assert.ok(await store.load(key));
       assert.equal(await store.save(key, expired, 1), true);

@@ -31,6 +31,7 @@ export type SignatureFailure = "malformed" | "signature";
 const encoder = new TextEncoder();
 const SIGNATURE_PATTERN = /^[A-Za-z0-9_-]{43}$/;
 const VERSION_PATTERN = /^[1-9][0-9]{0,14}$/;
+const ALPHABET_INDEX = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 const keyCache = new Map<string, Promise<CryptoKey>>();
 
 function hmacKey(secret: string): Promise<CryptoKey> {
@@ -171,6 +172,9 @@ export class Signer {
     const versionText = inner < 0 ? undefined : payload.slice(inner + 1);
     if (dot < 0 || !isSessionId(id) || !SIGNATURE_PATTERN.test(signature)) return "malformed";
     if (versionText !== undefined && !VERSION_PATTERN.test(versionText)) return "malformed";
+    // 43 characters carry 258 bits for a 256-bit MAC: only the canonical encoding (the last
+    // character's two low bits zero) is accepted, so no altered value verifies.
+    if ((ALPHABET_INDEX.indexOf(signature[42]!) & 3) !== 0) return "signature";
     const mac = decodeBase64Url(signature);
     const data = encoder.encode(payload);
     for (let i = 0; i < this.#secrets.length; i++) {

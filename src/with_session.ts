@@ -655,5 +655,14 @@ function decorate(ctx: Context, headers: Headers): void {
   else if (!/(^|,)\s*(cookie|\*)\s*(,|$)/i.test(vary)) headers.set("vary", `${vary}, Cookie`);
   if (ctx.setCookies.size === 0) return;
   for (const cookie of ctx.setCookies.values()) headers.append("set-cookie", cookie);
-  if (!headers.has("cache-control")) headers.set("cache-control", "private, no-store");
+  const cacheControl = headers.get("cache-control");
+  if (cacheControl === null) headers.set("cache-control", "private, no-store");
+  else if (!/(^|,)\s*(private|no-store)\s*(,|$)/i.test(cacheControl)) {
+    // A response that sets a session cookie belongs to one user: a shared cache must not keep
+    // it. The handler's other directives (max-age, ...) stay for the browser's own cache.
+    const kept = cacheControl.split(",").map((d) => d.trim()).filter((d) =>
+      d !== "" && !/^(public|s-maxage\s*=.*)$/i.test(d)
+    );
+    headers.set("cache-control", ["private", ...kept].join(", "));
+  }
 }

@@ -381,14 +381,20 @@ describe("responses", () => {
     assert.equal(response.headers.getSetCookie().length, 1);
   });
 
-  it("keep the handler's Cache-Control and merge Vary", async () => {
-    const response = await make(() =>
-      new Response("x", { headers: { "cache-control": "no-cache", vary: "Accept-Encoding" } })
-    )(
-      new Request("https://app.example/"),
+  it("keep the handler's Cache-Control, made private when it sets a cookie, and merge Vary", async () => {
+    const respond = (cacheControl: string) =>
+      make(() => new Response("x", { headers: { "cache-control": cacheControl, vary: "Accept-Encoding" } }))(
+        new Request("https://app.example/"),
+      );
+    const kept = await respond("private, max-age=60");
+    assert.equal(kept.headers.get("cache-control"), "private, max-age=60");
+    assert.equal(kept.headers.get("vary"), "Accept-Encoding, Cookie");
+    assert.equal((await respond("no-store")).headers.get("cache-control"), "no-store");
+    assert.equal((await respond("no-cache")).headers.get("cache-control"), "private, no-cache");
+    assert.equal(
+      (await respond("public, max-age=600, s-maxage=3600")).headers.get("cache-control"),
+      "private, max-age=600",
     );
-    assert.equal(response.headers.get("cache-control"), "no-cache");
-    assert.equal(response.headers.get("vary"), "Accept-Encoding, Cookie");
   });
 
   it("send a browser-session cookie when persistent is false", async () => {

@@ -13,15 +13,27 @@ export interface CookieOptions {
    * @default "session"
    */
   name?: string;
-  /** @default "/" */
+  /**
+   * The `Path` attribute.
+   * @default "/"
+   */
   path?: string;
   /** The `Domain` attribute; omitted (host-only cookie) by default. */
   domain?: string;
-  /** @default true */
+  /**
+   * The `Secure` attribute: sent over HTTPS only (browsers also keep it on http://localhost).
+   * @default true
+   */
   secure?: boolean;
-  /** @default true */
+  /**
+   * The `HttpOnly` attribute: not readable from JavaScript.
+   * @default true
+   */
   httpOnly?: boolean;
-  /** @default "Lax" */
+  /**
+   * The `SameSite` attribute. `"None"` requires `secure`.
+   * @default "Lax"
+   */
   sameSite?: "Strict" | "Lax" | "None";
   /** The CHIPS `Partitioned` attribute; requires `secure`. @default false */
   partitioned?: boolean;

@@ -25,6 +25,8 @@ export class SessionError extends Error {
   readonly status: number = 500;
 
   /**
+   * Creates an error.
+   *
    * @param message What went wrong.
    * @param options `cause`: the underlying error.
    */
@@ -47,7 +49,9 @@ export class SessionError extends Error {
  * ```
  */
 export class SessionConflictError extends SessionError {
+  /** The stable code of this error. */
   override readonly code = "ERR_SESSION_CONFLICT";
+  /** The HTTP status `withSession` answers with. */
   override readonly status = 409;
 }
 
@@ -66,7 +70,9 @@ export class SessionConflictError extends SessionError {
  * ```
  */
 export class StoreUnavailableError extends SessionError {
+  /** The stable code of this error. */
   override readonly code = "ERR_SESSION_STORE_UNAVAILABLE";
+  /** The HTTP status `withSession` answers with. */
   override readonly status = 503;
 }
 
@@ -83,6 +89,7 @@ export class StoreUnavailableError extends SessionError {
  * ```
  */
 export class SessionConfigError extends SessionError {
+  /** The stable code of this error. */
   override readonly code = "ERR_SESSION_CONFIG";
 }
 
@@ -99,6 +106,7 @@ export class SessionConfigError extends SessionError {
  * ```
  */
 export class SessionTooLargeError extends SessionError {
+  /** The stable code of this error. */
   override readonly code = "ERR_SESSION_TOO_LARGE";
 }
 
@@ -115,5 +123,6 @@ export class SessionTooLargeError extends SessionError {
  * ```
  */
 export class SessionStateError extends SessionError {
+  /** The stable code of this error. */
   override readonly code = "ERR_SESSION_STATE";
 }

@@ -12,6 +12,7 @@ import { MemoryStore } from "./stores/memory.ts";
 
 /** The Standard Schema interface (zod, valibot, arktype and others implement it). */
 export interface StandardSchemaV1<Input = unknown, Output = Input> {
+  /** The Standard Schema properties: version, vendor, and the `validate` function. */
   readonly "~standard": {
     readonly version: 1;
     readonly vendor: string;

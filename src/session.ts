@@ -179,7 +179,11 @@ function checkKey(key: unknown): asserts key is string {
 export class Session<T extends object = SessionData> {
   #s: SessionState;
 
-  /** @param state Built by `withSession`; not meant to be called by users. */
+  /**
+   * Creates the view of one request's session. `withSession` does this; use `getSession`.
+   *
+   * @param state Built by `withSession`.
+   */
   constructor(state: SessionState) {
     this.#s = state;
   }

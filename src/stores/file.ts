@@ -96,6 +96,8 @@ export class FileStore implements SessionStore {
   #ready: Promise<unknown> | undefined;
 
   /**
+   * Creates a store over a directory (created on first write).
+   *
    * @param options See {@linkcode FileStoreOptions}.
    * @throws {TypeError} When `dir` is missing.
    */

@@ -52,6 +52,8 @@ export class MemoryStore implements SessionStore {
   #now: () => number;
 
   /**
+   * Creates an empty store.
+   *
    * @param options See {@linkcode MemoryStoreOptions}.
    * @throws {RangeError} When `maxSessions` is not a positive integer.
    */

@@ -117,11 +117,11 @@ function macBytes(sig: string): string {
 
 /** Whether a Cookie header carries owner k's credential somewhere (same id, same MAC bytes). */
 function carries(header: string, k: Known): boolean {
-  const at = header.indexOf(`${k.id}.`);
-  if (at < 0) return false;
-  const rest = header.slice(at + k.id.length + 1);
-  const sig = /^[A-Za-z0-9_-]*/.exec(rest)![0];
-  return sig.length >= 43 && macBytes(sig.slice(0, 43)) === k.mac;
+  for (let at = header.indexOf(`${k.id}.`); at >= 0; at = header.indexOf(`${k.id}.`, at + 1)) {
+    const sig = /^[A-Za-z0-9_-]*/.exec(header.slice(at + k.id.length + 1))![0];
+    if (sig.length >= 43 && macBytes(sig.slice(0, 43)) === k.mac) return true;
+  }
+  return false;
 }
 
 function ownerOf(body: string): number | null {
@@ -324,7 +324,9 @@ describe(`fuzz (${TOTAL} cases)`, () => {
       const created = await handler(new Request("https://app.example/claim?owner=7"));
       const cookie = created.headers.getSetCookie()[0]!.split(";")[0]!;
       const key = await storageKeyOf(cookie.slice("session=".length).split(".")[0]!);
-      const other = await handler(new Request("https://app.example/claim?owner=8"));
+      // The neighbour's mark is a number the generators never produce.
+      const mark = 2 ** 52 + Math.floor(Math.random() * 2 ** 40);
+      const other = await handler(new Request(`https://app.example/claim?owner=${mark}`));
       const otherCookie = other.headers.getSetCookie()[0]!.split(";")[0]!;
       await overwrite(key);
       for (const path of ["/read", "/hit", "/hit", "/read"]) {
@@ -332,14 +334,14 @@ describe(`fuzz (${TOTAL} cases)`, () => {
         assert.ok(response.status < 500, `status ${response.status}: ${String(errors.at(-1))}`);
         const body = await response.text();
         if (response.status !== 200) continue;
-        assert.notEqual(ownerOf(body), 8, "never another session's data");
+        assert.notEqual(ownerOf(body), mark, "never another session's data");
         const next = response.headers.getSetCookie()[0]?.split(";")[0];
         if (next !== undefined && next !== "session=") assert.notEqual(next, otherCookie);
       }
       const again = await handler(
         new Request("https://app.example/read", { headers: { cookie: otherCookie } }),
       );
-      assert.equal(ownerOf(await again.text()), 8, "the neighbouring session is untouched");
+      assert.equal(ownerOf(await again.text()), mark, "the neighbouring session is untouched");
       assert.deepEqual(errors.filter((error) => !allowed(error)), []);
       errors.length = 0;
       await store.destroy(key);
@@ -426,9 +428,8 @@ describe(`fuzz (${TOTAL} cases)`, () => {
         NaN,
         Infinity,
         -Infinity,
-        1e12,
-        1e15,
-        1e300,
+        1e9,
+        1e12, // larger values: see the todo below
         "60" as unknown as number,
         null as unknown as number,
       ),
@@ -532,6 +533,23 @@ describe(`fuzz (${TOTAL} cases)`, () => {
       }),
       share(0.2),
     );
+  });
+
+  it("huge timeouts still give a well-formed Set-Cookie (found by fuzzing)", {
+    todo: "idleTimeout and absoluteTimeout accept any finite number: from about 8.6e12 s on, Expires is " +
+      '"Invalid Date" (and Max-Age turns to exponent notation above 1e21 s)',
+  }, async () => {
+    for (const timeout of [1e13, 1e15, 1e300]) {
+      let handler: (r: Request) => Promise<Response>;
+      try {
+        handler = app(new MemoryStore(), [], { idleTimeout: timeout, absoluteTimeout: timeout });
+      } catch (error) {
+        assert.ok(error instanceof RangeError); // refusing such a timeout is as good
+        continue;
+      }
+      const response = await handler(new Request("https://app.example/hit"));
+      for (const set of response.headers.getSetCookie()) assertWellFormed(set);
+    }
   });
 });
 

@@ -73,8 +73,11 @@ export async function startUpstashBridge(
   const redis = new Redis(options.redisUrl ?? "redis://127.0.0.1:6379", {
     maxRetriesPerRequest: 1,
     ...options.redisOptions,
+    lazyConnect: true,
   });
   redis.on("error", () => {}); // a lost connection is reported to the command that needed it
+  // Connected before the first request, even when the options forbid queueing commands.
+  await redis.connect();
   let requests = 0;
 
   async function one(command: (string | number | boolean)[], base64: boolean): Promise<Entry> {

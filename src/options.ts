@@ -75,12 +75,14 @@ export interface SessionOptions<T extends object = SessionData> {
   /** Cookie name and attributes. */
   cookie?: CookieOptions;
   /**
-   * Seconds of inactivity after which a session expires (sliding).
+   * Seconds of inactivity after which a session expires (sliding); at most 400 days, the
+   * longest a browser keeps a cookie.
    * @default 3600
    */
   idleTimeout?: number;
   /**
-   * Seconds after creation (or `regenerate()`) after which a session expires however active.
+   * Seconds after creation (or `regenerate()`) after which a session expires however active;
+   * `Infinity` for no cap.
    * @default 604800 (7 days)
    */
   absoluteTimeout?: number;
@@ -148,10 +150,21 @@ function signerFor(secrets: readonly string[]): Signer {
   return signer;
 }
 
-function seconds(name: string, value: unknown, fallback: number, min: number): number {
+/** Browsers keep a cookie at most 400 days (RFC 6265bis); a longer idle window cannot work. */
+const MAX_COOKIE_SECONDS = 400 * 24 * 3600;
+
+function seconds(
+  name: string,
+  value: unknown,
+  fallback: number,
+  min: number,
+  max = MAX_COOKIE_SECONDS,
+): number {
   if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isFinite(value) || value < min) {
-    throw new RangeError(`Invalid ${name}: "${String(value)}" must be a number of seconds >= ${min}`);
+  if (typeof value !== "number" || Number.isNaN(value) || value < min || value > max) {
+    throw new RangeError(
+      `Invalid ${name}: "${String(value)}" must be a number of seconds from ${min} to ${max}`,
+    );
   }
   return value;
 }
@@ -200,7 +213,7 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
   }
   const secrets = resolveSecrets(options.secrets);
   const idle = seconds("idleTimeout", options.idleTimeout, 3600, 1);
-  const absolute = seconds("absoluteTimeout", options.absoluteTimeout, 604_800, 1);
+  const absolute = seconds("absoluteTimeout", options.absoluteTimeout, 604_800, 1, Infinity);
   const touchAfter = seconds("touchAfter", options.touchAfter, idle / 2, 0);
   if (touchAfter > idle) {
     throw new RangeError(`Invalid touchAfter: "${touchAfter}" must not exceed idleTimeout ("${idle}")`);

@@ -137,6 +137,9 @@ describe("options", () => {
     const h = () => new Response();
     assert.throws(() => withSession(h, { secrets: SECRET, idleTimeout: 0 }), RangeError);
     assert.throws(() => withSession(h, { secrets: SECRET, idleTimeout: NaN }), RangeError);
+    assert.throws(() => withSession(h, { secrets: SECRET, idleTimeout: 401 * 86400 }), /at most|from 1 to/);
+    assert.throws(() => withSession(h, { secrets: SECRET, idleTimeout: Infinity }), RangeError);
+    assert.doesNotThrow(() => withSession(h, { secrets: SECRET, absoluteTimeout: Infinity }));
     assert.throws(() => withSession(h, { secrets: SECRET, touchAfter: 7200 }), RangeError);
     assert.throws(() => withSession(h, { secrets: SECRET, maxAttempts: 0 }), RangeError);
     assert.throws(() => withSession(h, { secrets: SECRET, conflict: "lock" as never }), TypeError);

@@ -397,10 +397,7 @@ describe(`fuzz (${TOTAL} cases)`, () => {
         share(0.05),
       );
     });
-    it("RedisStore: a record it loads, it can also update (found by fuzzing)", {
-      todo: "load() accepts any well-formed JSON record, but the save script only reads the version from a " +
-        'value starting with {"version":N, so a record written with another field order can never be updated',
-    }, async () => {
+    it("RedisStore: a record it loads, it can also update (found by fuzzing)", async () => {
       const store = new RedisStore({ client: redis, prefix, onCorrupt: () => {} });
       const handler = app(store, [], { maxAttempts: 2 });
       const created = await handler(new Request("https://app.example/claim?owner=1"));
@@ -535,10 +532,7 @@ describe(`fuzz (${TOTAL} cases)`, () => {
     );
   });
 
-  it("huge timeouts still give a well-formed Set-Cookie (found by fuzzing)", {
-    todo: "idleTimeout and absoluteTimeout accept any finite number: from about 8.6e12 s on, Expires is " +
-      '"Invalid Date" (and Max-Age turns to exponent notation above 1e21 s)',
-  }, async () => {
+  it("huge timeouts still give a well-formed Set-Cookie (found by fuzzing)", async () => {
     for (const timeout of [1e13, 1e15, 1e300]) {
       let handler: (r: Request) => Promise<Response>;
       try {

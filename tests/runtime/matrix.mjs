@@ -81,7 +81,14 @@ export function nodeModuleUsed(file) {
 export function workerdFiles() {
   const files = [];
   const skipped = [];
-  for (const file of [...coreFiles(), "tests/stores/memory_test.ts", "tests/stores/memory_session_test.ts", "tests/stores/cookie_test.ts"]) {
+  for (
+    const file of [
+      ...coreFiles(),
+      "tests/stores/memory_test.ts",
+      "tests/stores/memory_session_test.ts",
+      "tests/stores/cookie_test.ts",
+    ]
+  ) {
     const used = nodeModuleUsed(file);
     if (used === undefined) files.push(file);
     else skipped.push({ file, reason: `imports ${used}` });

@@ -158,7 +158,12 @@ function describeError(error: unknown): string {
   return String(error);
 }
 
-async function bounded<T>(promise: Promise<T>, ms: number, what: string, abort?: AbortController): Promise<T> {
+async function bounded<T>(
+  promise: Promise<T>,
+  ms: number,
+  what: string,
+  abort?: AbortController,
+): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
@@ -184,7 +189,9 @@ function hasOnly(node: TestNode | SuiteNode): boolean {
 }
 
 /** Runs every registered test in order; `report` hears of each one as it finishes. */
-export async function run(report: (result: TestResult) => void): Promise<{ pass: number; fail: number; skip: number }> {
+export async function run(
+  report: (result: TestResult) => void,
+): Promise<{ pass: number; fail: number; skip: number }> {
   const totals = { pass: 0, fail: 0, skip: 0 };
   const emit = (result: TestResult) => {
     if (result.status === "pass") totals.pass++;
@@ -204,7 +211,13 @@ export async function run(report: (result: TestResult) => void): Promise<{ pass:
     for (const hook of hooks) await bounded(Promise.resolve().then(hook), DEFAULT_TIMEOUT, what);
   }
 
-  async function runTest(node: TestNode, path: string[], eachBefore: HookFn[][], eachAfter: HookFn[][], inherited: string | undefined): Promise<void> {
+  async function runTest(
+    node: TestNode,
+    path: string[],
+    eachBefore: HookFn[][],
+    eachAfter: HookFn[][],
+    inherited: string | undefined,
+  ): Promise<void> {
     const name = [...path, node.name].join(" > ");
     const reason = inherited ?? skipReason(node.options);
     if (reason !== undefined) {
@@ -212,7 +225,12 @@ export async function run(report: (result: TestResult) => void): Promise<{ pass:
       return;
     }
     if (node.options.todo || node.fn === undefined) {
-      emit({ name, status: "todo", durationMs: 0, message: typeof node.options.todo === "string" ? node.options.todo : "todo" });
+      emit({
+        name,
+        status: "todo",
+        durationMs: 0,
+        message: typeof node.options.todo === "string" ? node.options.todo : "todo",
+      });
       return;
     }
     const started = Date.now();
@@ -232,7 +250,12 @@ export async function run(report: (result: TestResult) => void): Promise<{ pass:
     try {
       for (const hooks of eachBefore) await runHooks(hooks, "beforeEach hook");
       const fn = node.fn;
-      await bounded(Promise.resolve().then(() => fn(context)), node.options.timeout ?? DEFAULT_TIMEOUT, `Test "${name}"`, abort);
+      await bounded(
+        Promise.resolve().then(() => fn(context)),
+        node.options.timeout ?? DEFAULT_TIMEOUT,
+        `Test "${name}"`,
+        abort,
+      );
     } catch (error) {
       failed = true;
       failure = error;
@@ -254,7 +277,13 @@ export async function run(report: (result: TestResult) => void): Promise<{ pass:
     else emit({ name, status: "pass", durationMs });
   }
 
-  async function runSuite(node: SuiteNode, path: string[], eachBefore: HookFn[][], eachAfter: HookFn[][], inherited: string | undefined): Promise<void> {
+  async function runSuite(
+    node: SuiteNode,
+    path: string[],
+    eachBefore: HookFn[][],
+    eachAfter: HookFn[][],
+    inherited: string | undefined,
+  ): Promise<void> {
     const reason = inherited ?? skipReason(node.options);
     if (reason !== undefined) {
       forEachTest(node, path, (name) => emit({ name, status: "skip", durationMs: 0, message: reason }));

@@ -32,8 +32,10 @@ function shims(compat: boolean): Plugin {
     name: "runtime-shims",
     setup(build) {
       build.onResolve({ filter: /^node:test$/ }, () => ({ path: here("./test_shim.ts") }));
-      build.onResolve({ filter: /^node:assert(\/strict)?$/ }, (args) =>
-        compat ? { path: args.path, external: true } : { path: here("./assert_shim.ts") });
+      build.onResolve(
+        { filter: /^node:assert(\/strict)?$/ },
+        (args) => compat ? { path: args.path, external: true } : { path: here("./assert_shim.ts") },
+      );
       // Anything else from Node stays an import: workerd then resolves it, or refuses to load.
       build.onResolve({ filter: /^node:/ }, (args) => ({ path: args.path, external: true }));
     },
@@ -96,7 +98,10 @@ function print(line: Line, label: string): void {
 /** Runs every bundled test once in a fresh Miniflare and returns the counts. */
 export async function runWorkerd(compat: boolean): Promise<Totals> {
   const label = compat ? "workerd with nodejs_compat" : "workerd without nodejs_compat";
-  const { files, skipped } = workerdFiles() as { files: string[]; skipped: { file: string; reason: string }[] };
+  const { files, skipped } = workerdFiles() as {
+    files: string[];
+    skipped: { file: string; reason: string }[];
+  };
   console.log(`# ${label}: ${files.length} files, compatibility date ${COMPATIBILITY_DATE}`);
   for (const { file, reason } of skipped) console.log(`# not bundled: ${file} (${reason})`);
   const script = await bundle(compat, files);
@@ -105,7 +110,9 @@ export async function runWorkerd(compat: boolean): Promise<Totals> {
     console.log(`  FAIL the bundle imports Node modules without nodejs_compat: ${imports.join(", ")}`);
     return { pass: 0, fail: 1, skip: 0 };
   }
-  console.log(`# bundle: ${(script.length / 1024).toFixed(0)} KiB, node: imports: ${imports.join(", ") || "none"}`);
+  console.log(
+    `# bundle: ${(script.length / 1024).toFixed(0)} KiB, node: imports: ${imports.join(", ") || "none"}`,
+  );
 
   const mf = new Miniflare({
     modules: true,
@@ -158,7 +165,9 @@ export async function runWorkerd(compat: boolean): Promise<Totals> {
       totals.fail++;
     }
   } catch (error) {
-    console.log(`  FAIL ${label}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    console.log(
+      `  FAIL ${label}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+    );
     totals.fail++;
   } finally {
     clearTimeout(timer);

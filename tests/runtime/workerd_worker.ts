@@ -8,7 +8,7 @@ export { SessionDurableObject } from "../../src/stores/durable_object.ts";
 
 let started = false;
 
-async function runAll(request: Request, env: RunnerEnv, ctx: { waitUntil(p: Promise<unknown>): void }): Promise<Response> {
+function runAll(request: Request, env: RunnerEnv, ctx: { waitUntil(p: Promise<unknown>): void }): Response {
   if (new URL(request.url).pathname !== "/run") return new Response("Not found", { status: 404 });
   if (started) return new Response("The tests already ran in this Worker", { status: 409 });
   started = true;
@@ -22,7 +22,10 @@ async function runAll(request: Request, env: RunnerEnv, ctx: { waitUntil(p: Prom
       const totals = await run((result: TestResult) => void line({ type: "test", ...result }));
       await line({ type: "summary", ...totals });
     } catch (error) {
-      await line({ type: "crash", message: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+      await line({
+        type: "crash",
+        message: error instanceof Error ? (error.stack ?? error.message) : String(error),
+      });
     } finally {
       await writer.close();
     }

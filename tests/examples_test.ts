@@ -1,0 +1,406 @@
+// Starts every runnable example on a free loopback port, each in its own runtime, and drives it
+// over real HTTP the way a browser would (a cookie jar, no redirects followed): count visits,
+// /favicon.ico not counted, log in (a new cookie, the old one dead, a flash shown once), log
+// out (the cookie cleared, the session gone), and the cookie's attributes.
+// Node (node:http adapter), Deno (Deno.serve), Bun (Bun.serve), a Cloudflare Worker in
+// Miniflare (KV and the secret from env), and Hono's app.fetch under `deno serve` and Bun.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+import { Log, LogLevel, Miniflare } from "miniflare";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const bin = (name: string) => join(ROOT, "node_modules", ".bin", name);
+const SECRET = "examples test secret: at least 32 characters long";
+const START_TIMEOUT_MS = 30_000;
+const COMPATIBILITY_DATE = "2026-05-01";
+
+/** A running example: where it answers, and how to stop it. */
+interface Running {
+  base: string;
+  stop(): Promise<void>;
+  /** What it printed so far (for failure messages). */
+  output(): string;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Resolves once `base` answers any HTTP request; rejects if `exited()` or after the timeout. */
+async function waitUntilAnswering(
+  base: string,
+  exited: () => string | undefined,
+  output: () => string,
+): Promise<void> {
+  const end = Date.now() + START_TIMEOUT_MS;
+  for (;;) {
+    const gone = exited();
+    if (gone !== undefined) throw new Error(`The example exited (${gone}) before answering:\n${output()}`);
+    try {
+      const response = await fetch(`${base}/favicon.ico`, { signal: AbortSignal.timeout(2_000) });
+      await response.body?.cancel();
+      return;
+    } catch {
+      if (Date.now() > end) {
+        throw new Error(`The example did not answer within ${START_TIMEOUT_MS} ms:\n${output()}`);
+      }
+      await sleep(100);
+    }
+  }
+}
+
+/** Starts `command` in its own process group, with PORT set, and waits until it answers. */
+async function startProcess(
+  command: string,
+  args: (port: number) => string[],
+  env: Record<string, string> = {},
+): Promise<Running> {
+  const port = await freePort();
+  const child: ChildProcess = spawn(command, args(port), {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      NO_COLOR: "1",
+      DENO_NO_UPDATE_CHECK: "1",
+      PORT: String(port),
+      SESSION_SECRET: SECRET,
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  let output = "";
+  child.stdout!.on("data", (chunk) => (output += chunk));
+  child.stderr!.on("data", (chunk) => (output += chunk));
+  let exit: string | undefined;
+  const exited = new Promise<void>((resolve) => {
+    child.once("exit", (code, signal) => {
+      exit = `code ${code}, signal ${signal}`;
+      resolve();
+    });
+    child.once("error", (error) => {
+      exit = error.message;
+      resolve();
+    });
+  });
+  const signalGroup = (signal: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, signal);
+    } catch {
+      // already gone
+    }
+  };
+  const running: Running = {
+    base: `http://127.0.0.1:${port}`,
+    output: () => output,
+    async stop() {
+      if (exit !== undefined) return;
+      signalGroup("SIGTERM");
+      const timer = setTimeout(() => signalGroup("SIGKILL"), 5_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+  try {
+    await waitUntilAnswering(running.base, () => exit, running.output);
+  } catch (error) {
+    await running.stop();
+    throw error;
+  }
+  return running;
+}
+
+/** Bundles the Worker example and serves it from Miniflare on a loopback port. */
+async function startWorker(): Promise<Running> {
+  const bundled = await build({
+    entryPoints: [join(ROOT, "examples/workers/worker.ts")],
+    bundle: true,
+    format: "esm",
+    platform: "neutral",
+    target: "es2022",
+    write: false,
+    logLevel: "silent",
+  });
+  const port = await freePort();
+  const mf = new Miniflare({
+    modules: true,
+    script: bundled.outputFiles[0]!.text,
+    compatibilityDate: COMPATIBILITY_DATE,
+    kvNamespaces: ["SESSIONS"],
+    bindings: { SESSION_SECRET: SECRET },
+    host: "127.0.0.1",
+    port,
+    cf: false,
+    log: new Log(LogLevel.WARN),
+  });
+  const url = await mf.ready;
+  return {
+    base: url.origin,
+    output: () => "",
+    stop: () => mf.dispose(),
+  };
+}
+
+interface SetCookie {
+  name: string;
+  value: string;
+  attributes: Map<string, string>;
+  raw: string;
+}
+
+function parseSetCookie(header: string): SetCookie {
+  const [pair, ...rest] = header.split(";");
+  const eq = pair!.indexOf("=");
+  const attributes = new Map<string, string>();
+  for (const part of rest) {
+    const [key, ...value] = part.trim().split("=");
+    attributes.set(key!.toLowerCase(), value.join("="));
+  }
+  return { name: pair!.slice(0, eq).trim(), value: pair!.slice(eq + 1).trim(), attributes, raw: header };
+}
+
+/** A browser-like client: keeps cookies, sends them back, drops expired ones, never follows redirects. */
+class Browser {
+  jar = new Map<string, string>();
+  constructor(readonly base: string) {}
+
+  async fetch(
+    path: string,
+    init: RequestInit = {},
+  ): Promise<{ response: Response; body: string; cookies: SetCookie[] }> {
+    const headers = new Headers(init.headers);
+    if (this.jar.size > 0) headers.set("cookie", [...this.jar].map(([k, v]) => `${k}=${v}`).join("; "));
+    const response = await fetch(new URL(path, this.base), {
+      ...init,
+      headers,
+      redirect: "manual",
+      signal: AbortSignal.timeout(10_000),
+    });
+    const body = await response.text();
+    const cookies = response.headers.getSetCookie().map(parseSetCookie);
+    for (const cookie of cookies) {
+      if (cookie.attributes.get("max-age") === "0" || cookie.value === "") this.jar.delete(cookie.name);
+      else this.jar.set(cookie.name, cookie.value);
+    }
+    return { response, body, cookies };
+  }
+
+  async visits(): Promise<{ visits: number; user: string | null }> {
+    const { response, body } = await this.fetch("/api/visits");
+    assert.equal(response.status, 200);
+    return JSON.parse(body);
+  }
+
+  postForm(path: string, fields: Record<string, string> = {}) {
+    return this.fetch(path, { method: "POST", body: new URLSearchParams(fields) });
+  }
+}
+
+function visitsOnPage(body: string): number {
+  const match = /id="visits">(\d+)</.exec(body);
+  assert.ok(match, `no visit count in the page:\n${body.slice(0, 500)}`);
+  return Number(match[1]);
+}
+
+/**
+ * The same walk through the demo for every example. `versioned`: the store can serve stale
+ * reads (Workers KV), so the cookie also carries the last version written, and is re-sent
+ * whenever the session changes.
+ */
+function demoWalk(name: string, start: () => Promise<Running>, { versioned = false } = {}): void {
+  describe(`example: ${name}`, () => {
+    let app: Running | undefined;
+    let browser: Browser;
+    let firstCookie = "";
+    let loggedInCookie = "";
+
+    before(async () => {
+      app = await start();
+      browser = new Browser(app.base);
+    });
+    after(async () => {
+      await app?.stop();
+    });
+
+    it("counts visits, with one session cookie of the expected attributes", async () => {
+      const first = await browser.fetch("/");
+      assert.equal(first.response.status, 200);
+      assert.match(first.response.headers.get("content-type") ?? "", /^text\/html/);
+      assert.equal(visitsOnPage(first.body), 1);
+      assert.equal(first.cookies.length, 1);
+      const cookie = first.cookies[0]!;
+      assert.equal(cookie.name, "session");
+      assert.match(
+        cookie.value,
+        versioned ? /^[A-Za-z0-9_-]{32}\.1\.[A-Za-z0-9_-]{43}$/ : /^[A-Za-z0-9_-]{32}\.[A-Za-z0-9_-]{43}$/,
+      );
+      assert.equal(cookie.attributes.get("path"), "/");
+      assert.ok(cookie.attributes.has("httponly"), cookie.raw);
+      assert.equal(cookie.attributes.get("samesite"), "Lax");
+      assert.ok(!cookie.attributes.has("secure"), `plain http: no Secure (${cookie.raw})`);
+      assert.equal(cookie.attributes.get("max-age"), "3600");
+      const expires = Date.parse(cookie.attributes.get("expires") ?? "");
+      assert.ok(
+        Math.abs(expires - (Date.now() + 3_600_000)) < 120_000,
+        `Expires about an hour ahead: ${cookie.raw}`,
+      );
+      assert.match(first.response.headers.get("vary") ?? "", /Cookie/i);
+      assert.match(first.response.headers.get("cache-control") ?? "", /no-store/);
+      firstCookie = cookie.value;
+
+      const second = await browser.fetch("/");
+      assert.equal(visitsOnPage(second.body), 2);
+      if (versioned) {
+        assert.equal(second.cookies.length, 1);
+        assert.equal(second.cookies[0]!.value.split(".")[0], firstCookie.split(".")[0], "the same id");
+        assert.equal(second.cookies[0]!.value.split(".")[1], "2", "the version seen");
+      } else {
+        assert.deepEqual(second.cookies, [], "the cookie is not sent again");
+      }
+    });
+
+    it("does not count /favicon.ico", async () => {
+      const icon = await browser.fetch("/favicon.ico");
+      assert.equal(icon.response.status, 404);
+      assert.deepEqual(icon.cookies, []);
+      assert.deepEqual(await browser.visits(), { visits: 2, user: null });
+    });
+
+    it("logs in with a new cookie, kills the old one, and shows the flash once", async () => {
+      const login = await browser.postForm("/login", { user: "ada" });
+      assert.equal(login.response.status, 303);
+      assert.equal(new URL(login.response.headers.get("location")!, app!.base).pathname, "/");
+      const session = login.cookies.find((c) => c.name === "session" && c.value !== "");
+      assert.ok(session, `a new session cookie: ${login.cookies.map((c) => c.raw).join(" | ")}`);
+      assert.notEqual(session.value, firstCookie, "regenerated");
+      assert.notEqual(session.value.split(".")[0], firstCookie.split(".")[0], "a new id");
+      assert.ok(session.attributes.has("httponly"));
+      loggedInCookie = session.value;
+
+      const home = await browser.fetch("/");
+      assert.equal(visitsOnPage(home.body), 3, "the data came along");
+      assert.match(home.body, /Welcome, ada!/);
+      assert.match(home.body, /id="user">ada</);
+      const again = await browser.fetch("/");
+      assert.equal(visitsOnPage(again.body), 4);
+      assert.doesNotMatch(again.body, /Welcome/, "a flash shows once");
+
+      const fixated = new Browser(app!.base);
+      fixated.jar.set("session", firstCookie);
+      assert.deepEqual(await fixated.visits(), { visits: 0, user: null }, "the pre-login cookie is dead");
+    });
+
+    it("logs out: the cookie is cleared and the session is gone", async () => {
+      const logout = await browser.postForm("/logout");
+      assert.equal(logout.response.status, 303);
+      const cleared = logout.cookies.find((c) => c.name === "session" && c.attributes.get("max-age") === "0");
+      const replaced = logout.cookies.find((c) => c.name === "session" && c.value !== "");
+      assert.ok(
+        cleared || replaced,
+        `the session cookie is cleared or replaced: ${logout.cookies.map((c) => c.raw).join(" | ")}`,
+      );
+      if (cleared) assert.match(cleared.attributes.get("expires") ?? "", /1970/);
+      assert.notEqual(browser.jar.get("session"), loggedInCookie);
+
+      const home = await browser.fetch("/");
+      assert.doesNotMatch(home.body, /id="user"/, "logged out");
+      assert.match(home.body, /Goodbye, ada\./);
+      const { user } = await browser.visits();
+      assert.equal(user, null);
+
+      const replay = new Browser(app!.base);
+      replay.jar.set("session", loggedInCookie);
+      assert.deepEqual(
+        await replay.visits(),
+        { visits: 0, user: null },
+        "a cookie replayed after logout opens nothing",
+      );
+    });
+  });
+}
+
+const dirs: string[] = [];
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "websession-example-"));
+  dirs.push(dir);
+  return dir;
+}
+after(async () => {
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+});
+
+demoWalk(
+  "Node (node:http, FileStore)",
+  async () =>
+    startProcess(process.execPath, () => ["--import", "tsx", "examples/node/main.ts"], {
+      SESSION_DIR: await tempDir(),
+    }),
+);
+
+demoWalk(
+  "Deno (Deno.serve, Deno KV)",
+  () =>
+    startProcess(
+      bin("deno"),
+      () => ["run", "--allow-net", "--allow-env", "--unstable-kv", "examples/deno/main.ts"],
+      {
+        KV_PATH: ":memory:",
+      },
+    ),
+);
+
+demoWalk(
+  "Bun (Bun.serve, FileStore)",
+  async () => startProcess(bin("bun"), () => ["examples/bun/main.ts"], { SESSION_DIR: await tempDir() }),
+);
+
+demoWalk("Cloudflare Worker in Miniflare (Workers KV, secret from env)", startWorker, { versioned: true });
+
+demoWalk(
+  "Hono app.fetch under deno serve",
+  () =>
+    startProcess(
+      bin("deno"),
+      (
+        port,
+      ) => ["serve", "--allow-env", "--host", "127.0.0.1", "--port", String(port), "examples/hono/main.ts"],
+    ),
+);
+
+demoWalk("Hono app.fetch under Bun", () => startProcess(bin("bun"), () => ["examples/hono/main.ts"]));
+
+describe("example: SECURE_COOKIES=1", () => {
+  it("marks the session cookie Secure", async () => {
+    const app = await startProcess(process.execPath, () => ["--import", "tsx", "examples/node/main.ts"], {
+      SESSION_DIR: await tempDir(),
+      SECURE_COOKIES: "1",
+    });
+    try {
+      const { cookies } = await new Browser(app.base).fetch("/");
+      assert.equal(cookies.length, 1);
+      assert.ok(cookies[0]!.attributes.has("secure"), cookies[0]!.raw);
+      assert.ok(cookies[0]!.attributes.has("httponly"), cookies[0]!.raw);
+    } finally {
+      await app.stop();
+    }
+  });
+});

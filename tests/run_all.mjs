@@ -160,7 +160,7 @@ async function section(title, command, args, count) {
     counts.fail++;
     notes.push(`exited with ${result.signal ?? result.code} but reported no failed test`);
   }
-  if (counts.pass + counts.fail === 0) {
+  if (counts.pass + counts.fail + counts.skip === 0) {
     counts.fail++;
     notes.push("ran no test");
   }

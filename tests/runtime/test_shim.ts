@@ -63,9 +63,30 @@ function newSuite(name: string, options: TestOptions): SuiteNode {
   return { kind: "suite", name, options, children: [], before: [], after: [], beforeEach: [], afterEach: [] };
 }
 
-const root = newSuite("", {});
-let current = root;
-let onlyUsed = false;
+/** One registry of suites and tests, with node:test's registration functions and a runner. */
+export interface Collector {
+  describe: Register<SuiteFn>;
+  suite: Register<SuiteFn>;
+  it: Register<TestFn>;
+  test: Register<TestFn>;
+  /** Runs once before the tests of the current suite (or of the whole run at top level). */
+  before(fn: HookFn): void;
+  /** Runs once after the tests of the current suite, even when some failed. */
+  after(fn: HookFn): void;
+  /** Runs before each test of the current suite and of its nested suites. */
+  beforeEach(fn: HookFn): void;
+  /** Runs after each test of the current suite and of its nested suites. */
+  afterEach(fn: HookFn): void;
+  /** Runs every registered test in order; `report` hears of each one as it finishes. */
+  run(report: (result: TestResult) => void): Promise<Totals>;
+}
+
+/** How many tests passed, failed, and were skipped (todo counts as skipped). */
+export interface Totals {
+  pass: number;
+  fail: number;
+  skip: number;
+}
 
 function parseArgs<F>(args: unknown[]): { name: string; options: TestOptions; fn: F | undefined } {
   let name = "<anonymous>";
@@ -99,54 +120,47 @@ function withShorthands<F>(register: (args: unknown[], extra: TestOptions) => vo
   return fn;
 }
 
-/** Registers a suite; its function runs now, registering what it contains. */
-export const describe: Register<SuiteFn> = withShorthands<SuiteFn>((args, extra) => {
-  const { name, options, fn } = parseArgs<SuiteFn>(args);
-  const suite = newSuite(name, { ...options, ...extra });
-  if (suite.options.only) onlyUsed = true;
-  current.children.push(suite);
-  const parent = current;
-  current = suite;
-  try {
-    const result = fn?.();
-    if (result && typeof (result as Promise<unknown>).then === "function") {
-      throw new TypeError(`Suite "${name}" returned a promise: register tests synchronously`);
+/** A fresh, independent registry (the module's own functions use one made at load). */
+export function collect(): Collector {
+  const root = newSuite("", {});
+  let current = root;
+  let onlyUsed = false;
+
+  const describe = withShorthands<SuiteFn>((args, extra) => {
+    const { name, options, fn } = parseArgs<SuiteFn>(args);
+    const suite = newSuite(name, { ...options, ...extra });
+    if (suite.options.only) onlyUsed = true;
+    current.children.push(suite);
+    const parent = current;
+    current = suite;
+    try {
+      const result = fn?.();
+      if (result && typeof (result as Promise<unknown>).then === "function") {
+        throw new TypeError(`Suite "${name}" returned a promise: register tests synchronously`);
+      }
+    } finally {
+      current = parent;
     }
-  } finally {
-    current = parent;
-  }
-});
+  });
 
-/** Registers a test in the current suite. */
-export const it: Register<TestFn> = withShorthands<TestFn>((args, extra) => {
-  const { name, options, fn } = parseArgs<TestFn>(args);
-  const merged = { ...options, ...extra };
-  if (merged.only) onlyUsed = true;
-  current.children.push({ kind: "test", name, fn, options: merged });
-});
+  const it = withShorthands<TestFn>((args, extra) => {
+    const { name, options, fn } = parseArgs<TestFn>(args);
+    const merged = { ...options, ...extra };
+    if (merged.only) onlyUsed = true;
+    current.children.push({ kind: "test", name, fn, options: merged });
+  });
 
-/** node:test's other names for the same functions. */
-export const test: Register<TestFn> = it;
-export const suite: Register<SuiteFn> = describe;
-
-/** Runs once before the tests of the current suite (or of the whole run at top level). */
-export function before(fn: HookFn): void {
-  current.before.push(fn);
-}
-
-/** Runs once after the tests of the current suite, even when some failed. */
-export function after(fn: HookFn): void {
-  current.after.push(fn);
-}
-
-/** Runs before each test of the current suite and of its nested suites. */
-export function beforeEach(fn: HookFn): void {
-  current.beforeEach.push(fn);
-}
-
-/** Runs after each test of the current suite and of its nested suites. */
-export function afterEach(fn: HookFn): void {
-  current.afterEach.push(fn);
+  return {
+    describe,
+    suite: describe,
+    it,
+    test: it,
+    before: (fn) => void current.before.push(fn),
+    after: (fn) => void current.after.push(fn),
+    beforeEach: (fn) => void current.beforeEach.push(fn),
+    afterEach: (fn) => void current.afterEach.push(fn),
+    run: (report) => runTree(root, onlyUsed, report),
+  };
 }
 
 function describeError(error: unknown): string {
@@ -188,10 +202,11 @@ function hasOnly(node: TestNode | SuiteNode): boolean {
   return node.kind === "suite" && node.children.some(hasOnly);
 }
 
-/** Runs every registered test in order; `report` hears of each one as it finishes. */
-export async function run(
+async function runTree(
+  root: SuiteNode,
+  onlyUsed: boolean,
   report: (result: TestResult) => void,
-): Promise<{ pass: number; fail: number; skip: number }> {
+): Promise<Totals> {
   const totals = { pass: 0, fail: 0, skip: 0 };
   const emit = (result: TestResult) => {
     if (result.status === "pass") totals.pass++;
@@ -216,10 +231,9 @@ export async function run(
     path: string[],
     eachBefore: HookFn[][],
     eachAfter: HookFn[][],
-    inherited: string | undefined,
   ): Promise<void> {
     const name = [...path, node.name].join(" > ");
-    const reason = inherited ?? skipReason(node.options);
+    const reason = skipReason(node.options);
     if (reason !== undefined) {
       emit({ name, status: "skip", durationMs: 0, message: reason });
       return;
@@ -277,14 +291,15 @@ export async function run(
     else emit({ name, status: "pass", durationMs });
   }
 
+  /** `included`: an enclosing suite is marked `only` (or nothing is), so every child runs. */
   async function runSuite(
     node: SuiteNode,
     path: string[],
     eachBefore: HookFn[][],
     eachAfter: HookFn[][],
-    inherited: string | undefined,
+    included: boolean,
   ): Promise<void> {
-    const reason = inherited ?? skipReason(node.options);
+    const reason = skipReason(node.options);
     if (reason !== undefined) {
       forEachTest(node, path, (name) => emit({ name, status: "skip", durationMs: 0, message: reason }));
       return;
@@ -301,9 +316,15 @@ export async function run(
       return;
     }
     for (const child of node.children) {
-      if (onlyUsed && !hasOnly(child) && !hasOnly(node)) continue;
-      if (child.kind === "test") await runTest(child, path, before, after, undefined);
-      else await runSuite(child, [...path, child.name], before, after, undefined);
+      if (!included && !hasOnly(child)) continue;
+      if (child.kind === "test") await runTest(child, path, before, after);
+      else {await runSuite(
+          child,
+          [...path, child.name],
+          before,
+          after,
+          included || child.options.only === true,
+        );}
     }
     try {
       await runHooks(node.after, `after hook of ${where}`);
@@ -312,6 +333,27 @@ export async function run(
     }
   }
 
-  await runSuite(root, [], [], [], undefined);
+  await runSuite(root, [], [], [], !onlyUsed);
   return totals;
 }
+
+const main = collect();
+
+/** Registers a suite; its function runs now, registering what it contains. */
+export const describe: Register<SuiteFn> = main.describe;
+/** Registers a test in the current suite. */
+export const it: Register<TestFn> = main.it;
+/** node:test's other name for `it`. */
+export const test: Register<TestFn> = main.it;
+/** node:test's other name for `describe`. */
+export const suite: Register<SuiteFn> = main.describe;
+/** Runs once before the tests of the current suite (or of the whole run at top level). */
+export const before: Collector["before"] = main.before;
+/** Runs once after the tests of the current suite, even when some failed. */
+export const after: Collector["after"] = main.after;
+/** Runs before each test of the current suite and of its nested suites. */
+export const beforeEach: Collector["beforeEach"] = main.beforeEach;
+/** Runs after each test of the current suite and of its nested suites. */
+export const afterEach: Collector["afterEach"] = main.afterEach;
+/** Runs every test registered through this module's functions. */
+export const run: Collector["run"] = main.run;

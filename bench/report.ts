@@ -1,0 +1,572 @@
+// Targets and the RESULTS.md writer.
+import type { CryptoCalls, Step } from "./ablation.ts";
+import type { ContentionRow } from "./contention.ts";
+import type { HttpRun } from "./http.ts";
+import { type InProcessResults, SCENARIO_TITLES, SCENARIOS } from "./inprocess.ts";
+import type { ProfileSummary } from "./profile.ts";
+import type { Subject } from "./subjects.ts";
+
+/** MemoryStore's footprint, measured in its own process. */
+export interface MemoryFigure {
+  sessions: number;
+  heapBytes: number;
+  perSession: number;
+  dataPerSession: number;
+  beyondData: number;
+}
+
+/** The concurrency suite's figures, as its tests reported them. */
+export interface Reliability {
+  lines: string[];
+  passed: number;
+  failed: number;
+  seconds: number;
+}
+
+/** One target of the issue, computed from this run. */
+export interface Target {
+  id: string;
+  text: string;
+  measured: string;
+  goal: string;
+  met: boolean | undefined;
+  /** What to profile when it is missed. */
+  profile?: { subject: string; scenario: string } | { http: string };
+}
+
+/** Everything one run produced. */
+export interface Run {
+  date: string;
+  machine: {
+    cpu: string;
+    cores: number;
+    memoryGiB: number;
+    os: string;
+    node: string;
+    load: [number[], number[]];
+  };
+  versions: Array<[string, string]>;
+  subjects: Subject[];
+  inProcess?: InProcessResults;
+  http?: HttpRun[];
+  contention?: ContentionRow[];
+  memory?: MemoryFigure;
+  reliability?: Reliability;
+  ablation?: { core: Step[]; mechanisms: Step[] };
+  cryptoCalls?: CryptoCalls;
+  targets: Target[];
+  profiles: Map<string, ProfileSummary>;
+  seconds: number;
+  settings: string;
+}
+
+const fmt = (n: number, digits = 0) =>
+  Number.isFinite(n)
+    ? n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })
+    : "-";
+const us = (ns: number) => fmt(ns / 1000, ns < 100_000 ? 1 : 0);
+const ratio = (r: number) => (Number.isFinite(r) ? `${r >= 10 ? fmt(r, 1) : fmt(r, 2)}x` : "-");
+
+function ops(run: Run, subject: string, scenario: string): number {
+  return run.inProcess?.timings.get(subject)?.get(scenario as never)?.ops ?? NaN;
+}
+
+/** Computes every target of the issue from the run's figures. */
+export function targets(run: Omit<Run, "targets" | "profiles">): Target[] {
+  const r = run as Run;
+  const out: Target[] = [];
+  const mem = "websession MemoryStore";
+  const rrMem = "react-router memory";
+  if (run.inProcess) {
+    const returning = ops(r, mem, "returning");
+    const a = returning / ops(r, rrMem, "returning");
+    out.push({
+      id: "returning-vs-rr",
+      text: "Returning visitor, MemoryStore vs react-router memory storage",
+      measured: ratio(a),
+      goal: ">= 10x",
+      met: a >= 10,
+      profile: { subject: mem, scenario: "returning" },
+    });
+    const b = returning / ops(r, "bare handler", "returning");
+    out.push({
+      id: "returning-vs-bare",
+      text: "Returning visitor, MemoryStore vs the bare handler",
+      measured: `${fmt(100 * b, 0)}%`,
+      goal: ">= 40%",
+      met: b >= 0.4,
+      profile: { subject: mem, scenario: "returning" },
+    });
+    const c = ops(r, mem, "read") / ops(r, "bare handler", "read");
+    out.push({
+      id: "read-vs-bare",
+      text: "Read-only visitor, MemoryStore vs the bare handler",
+      measured: `${fmt(100 * c, 0)}%`,
+      goal: ">= 60%",
+      met: c >= 0.6,
+      profile: { subject: mem, scenario: "read" },
+    });
+    const f = run.inProcess.footprints.get(mem)?.get("read");
+    out.push({
+      id: "read-writes",
+      text: "Read-only visitor: store writes and Set-Cookie headers per request",
+      measured: f ? `${fmt(f.writes ?? NaN, 2)} writes, ${fmt(f.setCookies, 2)} Set-Cookie` : "-",
+      goal: "0 and 0",
+      met: f ? f.writes === 0 && f.setCookies === 0 : undefined,
+    });
+    const d = ops(r, mem, "new") / ops(r, rrMem, "new");
+    out.push({
+      id: "new-vs-rr",
+      text: "New visitor, MemoryStore vs react-router memory storage",
+      measured: ratio(d),
+      goal: ">= 1.5x",
+      met: d >= 1.5,
+      profile: { subject: mem, scenario: "new" },
+    });
+    const cookie = ops(r, "websession CookieStore", "returning");
+    const e = cookie / ops(r, "iron-session", "returning");
+    out.push({
+      id: "cookie-vs-iron",
+      text: "Returning visitor, CookieStore (encrypted) vs iron-session v8",
+      measured: ratio(e),
+      goal: ">= 2x",
+      met: e >= 2,
+      profile: { subject: "websession CookieStore", scenario: "returning" },
+    });
+    const g = cookie / ops(r, "react-router cookie", "returning");
+    out.push({
+      id: "cookie-vs-rr",
+      text: "Returning visitor, CookieStore (encrypted) vs react-router cookie storage (signed only)",
+      measured: ratio(g),
+      goal: ">= 1x",
+      met: g >= 1,
+      profile: { subject: "websession CookieStore", scenario: "returning" },
+    });
+  }
+  for (const h of run.http ?? []) {
+    const x = h.session && h.bare ? h.session.rps / h.bare.rps : NaN;
+    out.push({
+      id: `http-${h.runtime.toLowerCase()}`,
+      text: `Real HTTP on loopback, ${h.runtime}: withSession(MemoryStore) vs a bare server`,
+      measured: h.error ? `error: ${h.error.slice(0, 80)}` : `${fmt(100 * x, 0)}%`,
+      goal: ">= 80%",
+      met: h.error ? undefined : x >= 0.8,
+      profile: { http: h.runtime },
+    });
+  }
+  if (run.contention) {
+    const merge = run.contention.filter((row) => row.policy === "merge");
+    const lost = merge.reduce((n, row) => n + row.lost, 0);
+    const failed = merge.reduce((n, row) => n + row.conflicts, 0);
+    out.push({
+      id: "contention-lost",
+      text: "50 concurrent writers on one session under merge: updates lost, requests refused",
+      measured: `${lost} lost, ${failed} refused (of ${
+        merge.reduce((n, row) => n + row.rounds * row.writers, 0)
+      })`,
+      goal: "0 lost, 0 refused",
+      met: lost === 0 && failed === 0,
+    });
+    for (const row of merge) {
+      const x = row.contended.p99 / row.spread.p99;
+      out.push({
+        id: `contention-p99-${row.store}`,
+        text: `50 writers on one session under merge, ${row.store}: p99 vs 50 writers on 50 sessions`,
+        measured: ratio(x),
+        goal: "<= 5x",
+        met: x <= 5,
+      });
+    }
+  }
+  if (run.memory) {
+    out.push({
+      id: "memory",
+      text: `MemoryStore bytes per session beyond its data (${fmt(run.memory.sessions)} small sessions)`,
+      measured: `${fmt(run.memory.beyondData, 0)} bytes`,
+      goal: "<= 300 bytes",
+      met: run.memory.beyondData <= 300,
+    });
+  }
+  return out;
+}
+
+/**
+ * Why each target can be missed on this machine, from the profiles taken while writing the
+ * benchmark; printed under a missed target next to this run's own profile.
+ */
+const WHY: Record<string, string> = {
+  "returning-vs-bare":
+    "A returning visitor pays, on top of the bare handler, for one MemoryStore read (`JSON.parse` of the record and " +
+    "`parseStoredSession`), one compare-and-set write (`JSON.stringify`), the `Session` state and its operation log, " +
+    "the `Vary` header, and the garbage all of that makes. On Node 20 the bare handler itself is mostly `new Request()` " +
+    "(undici builds an `AbortSignal` through `makeTransferable` for every Request) and `new Response()`, so the ratio " +
+    "moves with how much the machine's other jobs slow the allocator and the garbage collector.",
+  "read-vs-bare":
+    "A read-only visitor still reads and parses the record and adds `Vary: Cookie`; the profile shows what is left.",
+  "returning-vs-rr":
+    "react-router verifies and re-signs its cookie with `crypto.subtle` (a thread-pool hop on Node) on every request; " +
+    "websession serves a returning visitor from its verified-cookie cache with no crypto at all. The ratio falls when " +
+    "the machine is loaded, because the thread-pool hop that dominates react-router waits on an idle core, while " +
+    "websession's cost is pure main-thread CPU that competes with the other jobs.",
+  "new-vs-rr":
+    "A new visitor needs a fresh id, an HMAC signature and a SHA-256 storage key: two `crypto.subtle` calls, issued " +
+    "in parallel, each a thread-pool hop on Node (the `idle` share of the profile). react-router needs one HMAC " +
+    "(`sign`) and a `crypto.randomUUID()`.",
+  "cookie-vs-iron":
+    "Sealing and opening with jose (JWE `dir` + A256GCM, HKDF-derived keys) costs one `crypto.subtle` decrypt and one " +
+    "encrypt per returning visit, each a thread-pool hop on Node; iron-session does AES-CBC + HMAC with its key " +
+    "derivation cached.",
+  "cookie-vs-rr":
+    "react-router's cookie storage only signs (HMAC) and base64-encodes JSON; an encrypted cookie costs an AES-GCM " +
+    "encrypt and decrypt instead of an HMAC sign and verify, plus JWE's JSON header and base64url work in jose.",
+};
+
+function table(head: string[], rows: string[][]): string {
+  const align = head.map((_, i) => (i === 0 || i === 1 ? "---" : "---:"));
+  return [
+    `| ${head.join(" | ")} |`,
+    `| ${align.join(" | ")} |`,
+    ...rows.map((row) => `| ${row.join(" | ")} |`),
+  ].join("\n");
+}
+
+function profileTable(summary: ProfileSummary): string {
+  const groups = summary.groups.slice(0, 8).map((g) => `${fmt(g.percent, 1)}% ${g.name}`);
+  const functions = summary.functions.slice(0, 10).map((f) => `${fmt(f.percent, 1)}% \`${f.name}\``);
+  return `Self time by area: ${groups.join("; ")}.\n\nTop functions: ${functions.join("; ")}.`;
+}
+
+/** Renders RESULTS.md. */
+export function render(run: Run): string {
+  const out: string[] = [];
+  const m = run.machine;
+  out.push("# Benchmarks", "");
+  out.push(
+    `Generated by \`npm run bench\` (\`bench/run.ts\`) on ${run.date}, in ${
+      fmt(run.seconds / 60, 1)
+    } minutes. ` +
+      `Settings: ${run.settings}.`,
+    "",
+    `Machine: ${m.cpu}, ${m.cores} cores, ${fmt(m.memoryGiB, 0)} GiB, ${m.os}; Node ${m.node}. ` +
+      `Load average at start ${m.load[0].map((n) => fmt(n, 2)).join(" / ")}, at end ${
+        m.load[1].map((n) => fmt(n, 2)).join(" / ")
+      }.`,
+    "",
+    "**Read the ratios, not the absolute numbers.** This machine has 2 cores and is shared with other jobs " +
+      "(test suites of other engineers run at the same time), so absolute throughput moves from run to run. " +
+      "Every figure here comes from one process and one run; each library's scenarios are interleaved with the " +
+      "others' over several rounds and the best round is kept, so a burst of outside load hits one round of " +
+      "one library, not a whole column.",
+    "",
+    "Every library is used through its documented public API on Web `Request`s built the same way for all " +
+      "(the harness builds the `Request` and reads the `Set-Cookie` headers; bodies are not read). " +
+      "Cookie bytes are the session cookies the browser holds after the request (`name=value; ...`); writes are " +
+      "server-side store writes per request (`-` where the session lives only in the cookie).",
+    "",
+  );
+
+  out.push("## Targets", "");
+  out.push(
+    table(
+      ["Target", "Measured", "Goal", "Status"],
+      run.targets.map((
+        t,
+      ) => [t.text, t.measured, t.goal, t.met === undefined ? "n/a" : t.met ? "met" : "**missed**"]),
+    ),
+    "",
+  );
+
+  const missed = run.targets.filter((t) => t.met === false);
+  if (missed.length > 0) {
+    out.push("### Why the missed targets are missed", "");
+    for (const t of missed) {
+      out.push(`**${t.text}** (${t.measured}, goal ${t.goal}).`, "");
+      const why = WHY[t.id] ?? (t.id.startsWith("http-") ? WHY_HTTP : undefined);
+      if (why) out.push(why, "");
+      const key = t.profile
+        ? ("http" in t.profile ? `http:${t.profile.http}` : `${t.profile.subject}:${t.profile.scenario}`)
+        : "";
+      const summary = run.profiles.get(key);
+      if (summary) {
+        out.push(
+          `Profile of this run (${
+            "http" in t.profile! ? "the Node server under load" : "a focused loop of the scenario"
+          }, steady state): ${profileTable(summary)}`,
+          "",
+        );
+      }
+    }
+    out.push(ANALYSIS, "");
+  }
+
+  if (run.ablation) {
+    out.push("## Where the time goes", "");
+    out.push(
+      "The core's request flow on MemoryStore, one step at a time (same harness, mean µs per request, best of the " +
+        "rounds). Each row adds to the one above it.",
+      "",
+    );
+    const bare = run.ablation.core[0]!.us;
+    out.push(
+      table(
+        ["Step", "What it adds", "µs / request", "+ µs", "% of bare ops/s"],
+        run.ablation.core.map((step, i) => [
+          step.name,
+          step.what,
+          fmt(step.us, 2),
+          i === 0 ? "" : `+${fmt(step.us - run.ablation!.core[i - 1]!.us, 2)}`,
+          `${fmt((100 * bare) / step.us, 0)}%`,
+        ]),
+      ),
+      "",
+    );
+    out.push(
+      "Harness-only experiments (not websession code): an async handler that keeps a small per-request context " +
+        "(the request, a Map, a Promise) in four ways.",
+      "",
+    );
+    const base = run.ablation.mechanisms[0]!.us;
+    out.push(
+      table(
+        ["Context kept in", "Note", "µs / request", "+ µs"],
+        run.ablation.mechanisms.map((
+          step,
+          i,
+        ) => [step.name, step.what, fmt(step.us, 2), i === 0 ? "" : `+${fmt(step.us - base, 2)}`]),
+      ),
+      "",
+    );
+  }
+  if (run.cryptoCalls) {
+    out.push(
+      "`crypto.subtle` calls per request. On Node every `sign`, `verify`, `digest`, `encrypt`, `decrypt` and " +
+        "`deriveBits` is a job for libuv's thread pool, and the request waits for it; `importKey` of a raw key is " +
+        "done on the main thread.",
+      "",
+    );
+    const show = (calls: Record<string, number>) =>
+      Object.entries(calls).filter(([, n]) => n > 0).map(([op, n]) => `${op} ${fmt(n, n % 1 === 0 ? 0 : 2)}`)
+        .join(", ") || "none";
+    out.push(
+      table(
+        ["Library", "returning visitor", "new visitor", "read-only visitor"],
+        [...run.cryptoCalls].map(([name, row]) => [name, show(row.returning), show(row.new), show(row.read)]),
+      ),
+      "",
+    );
+  }
+
+  if (run.inProcess) {
+    const ip = run.inProcess;
+    const peers = run.subjects.filter((s) => s.kind === "peer").map((s) => s.name);
+    out.push("## In-process scenarios", "");
+    out.push(
+      `mitata, one request per sample (one batch of 16 for the in-flight scenario), ${ip.rounds} interleaved rounds, ` +
+        "best round kept. `x bare` is ops/s over the bare fetch handler's; `x fastest peer` is over the fastest " +
+        "other library in the same scenario.",
+      "",
+    );
+    for (const scenario of SCENARIOS) {
+      const bare = ops(run, "bare handler", scenario);
+      const fastestPeer = Math.max(...peers.map((p) => ops(run, p, scenario)).filter(Number.isFinite));
+      const rows = run.subjects.map((s) => {
+        const t = ip.timings.get(s.name)?.get(scenario);
+        const f = ip.footprints.get(s.name)?.get(scenario);
+        const error = ip.errors.get(s.name);
+        if (!t) {
+          return [
+            s.name,
+            s.storage,
+            error ? `error: ${error.slice(0, 60)}` : "-",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+          ];
+        }
+        return [
+          s.kind === "websession" ? `**${s.name}**` : s.name,
+          s.storage,
+          fmt(t.ops),
+          us(t.mean),
+          us(t.p99),
+          ratio(t.ops / bare),
+          s.kind === "baseline" ? "" : ratio(t.ops / fastestPeer),
+          f ? fmt(f.cookieBytes) : "",
+          f ? fmt(f.setCookies, 2) : "",
+          f ? (f.writes === undefined ? "-" : fmt(f.writes, 2)) : "",
+        ];
+      });
+      out.push(`### ${SCENARIO_TITLES[scenario]}`, "");
+      out.push(
+        table(
+          [
+            "Library",
+            "Storage",
+            "ops/s",
+            scenario === "inflight16" ? "mean µs / batch" : "mean µs",
+            scenario === "inflight16" ? "p99 µs / batch" : "p99 µs",
+            "x bare",
+            "x fastest peer",
+            "cookie bytes",
+            "Set-Cookie / req",
+            "writes / req",
+          ],
+          rows,
+        ),
+        "",
+      );
+    }
+  }
+
+  if (run.http) {
+    out.push("## Real HTTP on loopback", "");
+    out.push(
+      "autocannon (in the benchmark process) against a server process; 16 connections, each a returning visitor " +
+        "with its own valid cookie (load, +1, save). Each runtime's bare and session servers alternate; the best " +
+        "run of each is kept. The bare server is the same server with a handler that returns the same body.",
+      "",
+    );
+    out.push(
+      table(
+        [
+          "Runtime",
+          "Version",
+          "bare req/s",
+          "session req/s",
+          "session / bare",
+          "server CPU µs/req, bare",
+          "server CPU µs/req, session",
+          "CPU bare / session",
+          "p99 ms bare / session",
+          "errors / non-2xx",
+        ],
+        run.http.map((h) => [
+          h.runtime,
+          h.version,
+          h.bare ? fmt(h.bare.rps) : "-",
+          h.session ? fmt(h.session.rps) : "-",
+          h.bare && h.session ? `${fmt((100 * h.session.rps) / h.bare.rps, 0)}%` : h.error ?? "-",
+          h.bare ? fmt(h.bare.cpuUs, 1) : "-",
+          h.session ? fmt(h.session.cpuUs, 1) : "-",
+          h.bare && h.session ? `${fmt((100 * h.bare.cpuUs) / h.session.cpuUs, 0)}%` : "-",
+          h.bare && h.session ? `${fmt(h.bare.p99Ms, 0)} / ${fmt(h.session.p99Ms, 0)}` : "-",
+          `${(h.bare?.errors ?? 0) + (h.session?.errors ?? 0)} / ${
+            (h.bare?.non2xx ?? 0) + (h.session?.non2xx ?? 0)
+          }`,
+        ]),
+      ),
+      "",
+    );
+    out.push(
+      "Server CPU is the server process's user + system time over the measured run (`/proc`), divided by the " +
+        "requests it answered: unlike req/s it does not depend on whether the load generator, which shares the 2 " +
+        "cores, kept up. When the bare server is faster than autocannon can drive it (Deno and Bun usually are), " +
+        "its req/s is the generator's ceiling and `session / bare` overstates the session's share; the CPU column " +
+        "shows the cost itself.",
+      "",
+    );
+  }
+
+  if (run.contention) {
+    out.push("## Contention: 50 concurrent writers on one session", "");
+    out.push(
+      "Each round creates a session and fires 50 concurrent increments at it; `lost` counts successful increments " +
+        "missing from the final value. The same 50 writers on 50 different sessions (same load, no contention) " +
+        "and one writer at a time are the baselines. Latency is from building the Request to the response.",
+      "",
+    );
+    out.push(
+      table(
+        [
+          "Store",
+          "Policy",
+          "requests",
+          "200",
+          "409",
+          "lost",
+          "saves / req",
+          "p50 ms",
+          "p99 ms",
+          "max ms",
+          "spread p99 ms",
+          "alone p99 ms",
+          "p99 / spread p99",
+        ],
+        run.contention.map((row) => [
+          row.store,
+          row.policy,
+          fmt(row.rounds * row.writers),
+          fmt(row.ok),
+          fmt(row.conflicts),
+          fmt(row.lost),
+          fmt(row.savesPerRequest, 2),
+          fmt(row.contended.p50, 2),
+          fmt(row.contended.p99, 2),
+          fmt(row.contended.max, 2),
+          fmt(row.spread.p99, 2),
+          fmt(row.alone.p99, 2),
+          ratio(row.contended.p99 / row.spread.p99),
+        ]),
+      ),
+      "",
+    );
+    out.push(
+      "`merge` replays each request's operation log on the fresh record, so every increment lands; `retry` re-runs " +
+        "the whole handler; `reject` answers 409 to every request that lost its compare-and-set (nothing is lost: " +
+        "the refused increments were never acknowledged).",
+      "",
+    );
+  }
+
+  if (run.memory) {
+    const mf = run.memory;
+    out.push("## MemoryStore memory per session", "");
+    out.push(
+      `${
+        fmt(mf.sessions)
+      } sessions saved through the store API, keys built by the core's own encoder, data ` +
+        `\`{ visits: n }\` (${
+          fmt(mf.dataPerSession, 1)
+        } bytes of JSON). Heap growth after full garbage collections ` +
+        `(\`--expose-gc\`): ${fmt(mf.heapBytes / 2 ** 20, 1)} MiB, **${
+          fmt(mf.perSession, 0)
+        } bytes per session, ` +
+        `${
+          fmt(mf.beyondData, 0)
+        } beyond its data** (the 43-character key, the record's JSON envelope with its ` +
+        "version and timestamps, and the Map entry).",
+      "",
+    );
+  }
+
+  if (run.reliability) {
+    const rel = run.reliability;
+    out.push("## Reliability figures", "");
+    out.push(
+      `From \`tests/concurrency_test.ts\` (run by this benchmark: ${rel.passed} passed, ${rel.failed} failed, ` +
+        `${fmt(rel.seconds, 0)} s), through withSession with plain Requests on the real stores:`,
+      "",
+      ...rel.lines.map((line) => `- ${line}`),
+      "",
+      "The attack checklist (`tests/security_test.ts`), the fuzz suite (`tests/fuzz_test.ts`, `npm run fuzz` for " +
+        "100,000 cases) and the Redis/PostgreSQL outage tests (`tests/faults/`) run in `npm test`.",
+      "",
+    );
+  }
+
+  out.push("## Versions", "");
+  out.push(table(["Package", "Version"], run.versions), "");
+  return out.join("\n");
+}
+
+const WHY_HTTP =
+  "Over HTTP the session layer adds the same per-request work as in-process (one store read and write, the " +
+  "`Session`, `Vary`), but the fixed cost it is compared with is much smaller on Deno and Bun than on Node: their " +
+  "native servers answer the bare handler in a few microseconds, so the same added microseconds are a larger " +
+  "share. With the load generator on the same 2 cores, the generator's own CPU also caps the bare server first.";
+
+const ANALYSIS = "";

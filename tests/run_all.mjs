@@ -45,7 +45,8 @@ function currentNode() {
 }
 
 const scratch = mkdtempSync(join(tmpdir(), "websession-run-"));
-const childEnv = { ...process.env, NO_COLOR: "1", FORCE_COLOR: "0", DENO_NO_UPDATE_CHECK: "1" };
+const childEnv = { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" };
+delete childEnv.FORCE_COLOR; // Deno forces colour when it is set at all
 delete childEnv.NODE_OPTIONS;
 
 /** Runs a command, echoing its output as it comes, and returns its exit code and output. */

@@ -7,6 +7,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
+import { createHmac } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -252,6 +253,12 @@ function demoWalk(name: string, start: () => Promise<Running>, { versioned = fal
       assert.match(
         cookie.value,
         versioned ? /^[A-Za-z0-9_-]{32}\.1\.[A-Za-z0-9_-]{43}$/ : /^[A-Za-z0-9_-]{32}\.[A-Za-z0-9_-]{43}$/,
+      );
+      const dot = cookie.value.lastIndexOf(".");
+      assert.equal(
+        cookie.value.slice(dot + 1),
+        createHmac("sha256", SECRET).update(cookie.value.slice(0, dot)).digest("base64url"),
+        "signed with the secret the example was given through its environment",
       );
       assert.equal(cookie.attributes.get("path"), "/");
       assert.ok(cookie.attributes.has("httponly"), cookie.raw);

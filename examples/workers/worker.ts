@@ -30,7 +30,7 @@ export interface Env {
 // options (and its cache of verified cookies) instead of rebuilding them each time.
 const optionsByEnv = new WeakMap<Env, SessionOptions>();
 
-function sessionOptions(_request: Request, env: Env): SessionOptions {
+function sessionOptions(_request: Request, env: Env, _ctx: ExecutionContext): SessionOptions {
   let options = optionsByEnv.get(env);
   if (options === undefined) {
     options = {
@@ -43,12 +43,9 @@ function sessionOptions(_request: Request, env: Env): SessionOptions {
   return options;
 }
 
-// createApp hands its options to withSession, which takes either form.
-const app = createApp(sessionOptions as unknown as SessionOptions) as (
-  request: Request,
-  env: Env,
-  ctx: ExecutionContext,
-) => Promise<Response>;
+// createApp's parameter is typed for the options object; withSession, which receives it, takes
+// this function form as well.
+const app = createApp(sessionOptions as unknown as SessionOptions);
 
 export default {
   fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {

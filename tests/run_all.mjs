@@ -150,6 +150,10 @@ function banner(title) {
 /** Runs one section and turns its outcome into counts that never hide a crash or a timeout. */
 async function section(title, command, args, count) {
   banner(title);
+  const files = args.filter((arg) => /_test\.ts$|\/file_suites\.ts$/.test(arg));
+  if (files.length > 0) {
+    console.log(`# ${files.length} files: ${files.map((f) => f.replace(/^\.\//, "")).join(" ")}\n`);
+  }
   const started = Date.now();
   const result = await run(command, args);
   const counts = count(result.output);

@@ -23,10 +23,10 @@ function redirect(to: string): Response {
 }
 
 /** The demo's fetch handler, wrapped with `withSession`. */
-export function createApp(
-  options: SessionOptions<Data>,
-): (req: Request, ...rest: unknown[]) => Promise<Response> {
-  return withSession(async (req: Request) => {
+export function createApp<A extends unknown[] = unknown[]>(
+  options: SessionOptions<Data> | ((req: Request, ...rest: A) => SessionOptions<Data>),
+): (req: Request, ...rest: A) => Promise<Response> {
+  return withSession(async (req: Request, ..._rest: A) => {
     const url = new URL(req.url);
     if (url.pathname === "/favicon.ico") return new Response(null, { status: 404 }); // never counted
     const session = await getSession<Data>(req);

@@ -32,10 +32,17 @@ const NODE20 = process.env.npm_node_execpath && existsSync(process.env.npm_node_
  */
 function currentNode() {
   if (process.env.CURRENT_NODE) return process.env.CURRENT_NODE;
-  const require = createRequire(join(ROOT, "package.json"));
-  for (const name of [`node-${process.platform}-${process.arch}`]) {
+  // tests/runtime/current-node is a package of its own (installed by .ci/run), so that its
+  // `node` binary never shadows the project's Node in npm scripts.
+  for (const base of [join(ROOT, "tests", "runtime", "current-node"), ROOT]) {
+    const require = createRequire(join(base, "package.json"));
     try {
-      const path = join(require.resolve(`${name}/package.json`), "..", "bin", "node");
+      const path = join(
+        require.resolve(`node-${process.platform}-${process.arch}/package.json`),
+        "..",
+        "bin",
+        "node",
+      );
       if (existsSync(path)) return path;
     } catch {
       // not installed
@@ -198,7 +205,10 @@ const SECTIONS = {
   "node-current": () => {
     const node = currentNode();
     if (node === undefined) {
-      return skipped("Node (current)", `no node-${process.platform}-${process.arch} package in node_modules`);
+      return skipped(
+        "Node (current)",
+        `no node-${process.platform}-${process.arch} package: npm ci --prefix tests/runtime/current-node`,
+      );
     }
     // The library on a current Node: every suite but the tooling tests (package, examples),
     // which are about this repository rather than the runtime.

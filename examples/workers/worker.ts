@@ -43,9 +43,7 @@ function sessionOptions(_request: Request, env: Env, _ctx: ExecutionContext): Se
   return options;
 }
 
-// createApp's parameter is typed for the options object; withSession, which receives it, takes
-// this function form as well.
-const app = createApp(sessionOptions as unknown as SessionOptions);
+const app = createApp(sessionOptions);
 
 export default {
   fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {

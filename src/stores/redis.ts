@@ -164,6 +164,14 @@ end
 redis.call('SET', KEYS[1], string.sub(current, 1, from - 1) .. ARGV[1] .. string.sub(current, to), 'PX', ARGV[2])
 return 1`;
 
+/** Redis takes PX as a 64-bit integer: a far-off or non-finite expiry is capped, never sent as `1e+308`. */
+const MAX_TTL_MS = Number.MAX_SAFE_INTEGER;
+
+function ttlOf(expiresAt: number, now: number): number {
+  const ttl = Math.ceil(expiresAt - now);
+  return Number.isNaN(ttl) ? 0 : Math.min(ttl, MAX_TTL_MS);
+}
+
 interface Script {
   source: string;
   sha1: Promise<string>;
@@ -338,7 +346,7 @@ export class RedisStore implements SessionStore {
    */
   async save(key: string, record: StoredSession, expectedVersion: number | null): Promise<boolean> {
     assertStorageKey(key);
-    const ttl = Math.ceil(record.expiresAt - this.#now());
+    const ttl = ttlOf(record.expiresAt, this.#now());
     const args = [
       expectedVersion === null ? "" : String(expectedVersion),
       ttl > 0 ? encode(record) : "",
@@ -371,7 +379,7 @@ export class RedisStore implements SessionStore {
     if (!Number.isFinite(expiresAt)) {
       throw new TypeError(`Invalid expiresAt: "${expiresAt}" is not a finite number`);
     }
-    const ttl = Math.ceil(expiresAt - this.#now());
+    const ttl = ttlOf(expiresAt, this.#now());
     await this.#run(this.#touch, key, [JSON.stringify(expiresAt), ttl > 0 ? String(ttl) : ""]);
   }
 

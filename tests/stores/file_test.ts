@@ -102,7 +102,9 @@ describe("FileStore", () => {
     const store = new FileStore({ dir, staleLockMs: 300 });
     await store.save(key, record({ n: 0 }), null);
     // A child process saves in a tight loop with big records; it is killed mid-write.
-    const child = spawn(process.execPath, [
+    // A Node child (under Deno or Bun, the `node` on PATH), whatever runtime runs this test.
+    const runtime = globalThis as { Deno?: unknown; Bun?: unknown };
+    const child = spawn(runtime.Deno || runtime.Bun ? "node" : process.execPath, [
       "--import",
       "tsx",
       "--input-type=module",

@@ -4,9 +4,10 @@
 // - Node runs every test file.
 // - The core tests (tests/*_test.ts) are meant to run everywhere; NODE_ONLY names the few that
 //   drive other processes and cannot.
-// - Each store runs where its backend exists: Redis and PostgreSQL under Node only (they need
-//   the machine's servers and Node drivers); Deno KV under Deno only; Workers KV and Durable
-//   Objects inside workerd (and, through Miniflare, from Node).
+// - Each store runs where its backend exists: Redis and PostgreSQL under Node, Deno and Bun
+//   (every client variant, against the machine's servers; their outage tests under Node only);
+//   Deno KV under Deno only; Workers KV and Durable Objects inside workerd (and, through
+//   Miniflare, from Node).
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -41,7 +42,7 @@ function coreFiles() {
   return testFiles("tests").filter((file) => !NODE_ONLY.includes(file));
 }
 
-/** Deno: the core, the in-process stores, FileStore's suites and Deno KV. */
+/** Deno: the core, the in-process stores, FileStore's suites, Deno KV, Redis and PostgreSQL. */
 export function denoFiles() {
   return [
     ...coreFiles(),
@@ -50,10 +51,12 @@ export function denoFiles() {
     "tests/stores/cookie_test.ts",
     "tests/runtime/file_suites.ts",
     "tests/stores/deno_kv_test.ts",
+    "tests/stores/redis_test.ts",
+    "tests/stores/postgres_test.ts",
   ];
 }
 
-/** Bun: the core, the in-process stores and FileStore (its whole file, SIGKILL case included). */
+/** Bun: the core, the in-process stores, FileStore (SIGKILL case included), Redis and PostgreSQL. */
 export function bunFiles() {
   return [
     ...coreFiles(),
@@ -61,6 +64,8 @@ export function bunFiles() {
     "tests/stores/memory_session_test.ts",
     "tests/stores/cookie_test.ts",
     "tests/stores/file_test.ts",
+    "tests/stores/redis_test.ts",
+    "tests/stores/postgres_test.ts",
   ];
 }
 

@@ -92,7 +92,7 @@ export function targets(run: Omit<Run, "targets" | "profiles">): Target[] {
     out.push({
       id: "returning-vs-bare",
       text: "Returning visitor, MemoryStore vs the bare handler",
-      measured: `${fmt(100 * b, 0)}%`,
+      measured: `${fmt(100 * b, 1)}%`,
       goal: ">= 40%",
       met: b >= 0.4,
       profile: { subject: mem, scenario: "returning" },
@@ -101,7 +101,7 @@ export function targets(run: Omit<Run, "targets" | "profiles">): Target[] {
     out.push({
       id: "read-vs-bare",
       text: "Read-only visitor, MemoryStore vs the bare handler",
-      measured: `${fmt(100 * c, 0)}%`,
+      measured: `${fmt(100 * c, 1)}%`,
       goal: ">= 60%",
       met: c >= 0.6,
       profile: { subject: mem, scenario: "read" },
@@ -217,8 +217,12 @@ function why(id: string, run: Run): string | undefined {
   const cycle = mech("WeakMap(request -> context), context references") - mech("context in a local only");
   const symbol = mech("symbol-keyed") - mech("context in a local only");
   const steps = run.ablation
-    ? `In "Where the time goes" above: the wrapper alone adds ${fmt(wrapper - bareUs, 1)} µs, reading the session ` +
-      `${fmt(readOnly - wrapper, 1)} µs more, changing and writing it ${fmt(returning - readOnly, 1)} µs more, over a ` +
+    ? `In "Where the time goes" above: the wrapper alone adds ${
+      fmt(wrapper - bareUs, 1)
+    } µs, reading the session ` +
+      `${fmt(readOnly - wrapper, 1)} µs more, changing and writing it ${
+        fmt(returning - readOnly, 1)
+      } µs more, over a ` +
       `bare handler of ${fmt(bareUs, 1)} µs. `
     : "";
   const context = run.ablation
@@ -233,8 +237,15 @@ function why(id: string, run: Run): string | undefined {
       return "websession serves a returning visitor with no crypto at all (see the `crypto.subtle` table: none), " +
         "while react-router verifies and re-signs its cookie on every request (two thread-pool jobs plus two " +
         "`importKey`). So the ratio is bounded by the bare handler: in this run react-router runs at " +
-        `${fmt(100 * rrBare, 1)}% of the bare handler, so 10x needs websession at ${fmt(1000 * rrBare, 0)}% of the ` +
-        `bare handler, where it is at ${fmt((100 * ops(run, "websession MemoryStore", "returning")) / ops(run, "bare handler", "returning"), 0)}%. ` +
+        `${fmt(100 * rrBare, 1)}% of the bare handler, so 10x needs websession at ${
+          fmt(1000 * rrBare, 0)
+        }% of the ` +
+        `bare handler, where it is at ${
+          fmt(
+            (100 * ops(run, "websession MemoryStore", "returning")) / ops(run, "bare handler", "returning"),
+            0,
+          )
+        }%. ` +
         "The gap is the core's own per-request cost. " + steps + context;
     case "returning-vs-bare":
     case "read-vs-bare":
@@ -280,12 +291,18 @@ function why(id: string, run: Run): string | undefined {
     const h = run.http?.find((r) => `http-${r.runtime.toLowerCase()}` === id);
     if (!h?.bare || !h.session) return undefined;
     const saturated = (h.bare.rps * h.bare.cpuUs) / 1e6 >= 0.85;
-    return `The session server spends ${fmt(h.session.cpuUs - h.bare.cpuUs, 1)} µs more CPU per request than the ` +
-      `bare one (${fmt(h.bare.cpuUs, 1)} -> ${fmt(h.session.cpuUs, 1)} µs): the same work as in-process (see ` +
+    return `The session server spends ${
+      fmt(h.session.cpuUs - h.bare.cpuUs, 1)
+    } µs more CPU per request than the ` +
+      `bare one (${fmt(h.bare.cpuUs, 1)} -> ${
+        fmt(h.session.cpuUs, 1)
+      } µs): the same work as in-process (see ` +
       '"Where the time goes"), now against the runtime\'s whole HTTP cost. ' +
       (saturated
         ? ""
-        : `The bare server used only ${fmt((h.bare.rps * h.bare.cpuUs) / 1e6, 2)} of a core: autocannon, on the ` +
+        : `The bare server used only ${
+          fmt((h.bare.rps * h.bare.cpuUs) / 1e6, 2)
+        } of a core: autocannon, on the ` +
           "same 2 cores, could not drive it harder, so its req/s is the generator's ceiling and the CPU ratio is " +
           "the fair measure of capacity here. ") +
       (h.runtime === "Node"

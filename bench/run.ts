@@ -36,8 +36,8 @@ const settings = quick
     profileMs: 1500,
   }
   : {
-    rounds: 2,
-    budgetMs: 500,
+    rounds: 3,
+    budgetMs: 400,
     httpRounds: 2,
     httpSeconds: 4,
     contentionRounds: 20,

@@ -141,6 +141,8 @@ export class CloudflareKvStore implements SessionStore {
   #now: () => number;
 
   /**
+   * Creates a store over a Workers KV namespace binding.
+   *
    * @param options See {@linkcode CloudflareKvStoreOptions}.
    * @throws {TypeError} When `namespace` does not look like a KV binding or `prefix` is not a string.
    * @throws {RangeError} When `staleReadRetries` or `staleReadDelay` is negative or not an integer.

@@ -170,6 +170,8 @@ export class CookieStore implements SealedSessionStore {
   #now: () => number;
 
   /**
+   * Creates a store that seals with the first secret and opens with any of them.
+   *
    * @param options See {@linkcode CookieStoreOptions}.
    * @throws {TypeError} When `secrets` is missing or empty, or a secret is shorter than 32
    *   characters.

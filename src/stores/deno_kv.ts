@@ -125,6 +125,8 @@ export class DenoKvStore implements SessionStore {
   #old = new Map<string, Seen>();
 
   /**
+   * Creates a store over an open Deno KV database.
+   *
    * @param options See {@linkcode DenoKvStoreOptions}.
    * @throws {TypeError} When `kv` does not look like a `Deno.Kv` or `prefix` is not an array.
    */

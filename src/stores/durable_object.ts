@@ -241,6 +241,8 @@ export class DurableObjectStore implements SessionStore {
   #namespace: DurableObjectNamespaceLike;
 
   /**
+   * Creates a store that sends each session's operations to its own object in `namespace`.
+   *
    * @param options See {@linkcode DurableObjectStoreOptions}.
    * @throws {TypeError} When `namespace` does not look like a Durable Object namespace binding.
    */

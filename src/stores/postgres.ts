@@ -204,6 +204,8 @@ export class PostgresStore implements SessionStore {
   };
 
   /**
+   * Creates a store over the user's PostgreSQL client; `migrate()` creates the table.
+   *
    * @param options See {@linkcode PostgresStoreOptions}.
    * @throws {TypeError} When `client` has neither `query` nor `unsafe`, or `table` is not a
    *   valid identifier.

@@ -291,6 +291,8 @@ export class RedisStore implements SessionStore {
   #touch = script(TOUCH);
 
   /**
+   * Creates a store over the user's connected Redis client.
+   *
    * @param options See {@linkcode RedisStoreOptions}.
    * @throws {TypeError} When `client` is none of the supported shapes or `prefix` is not a string.
    */

@@ -80,7 +80,9 @@ export function nodeModuleUsed(file) {
 
 /**
  * workerd: the core and the in-process stores, plus the KV and Durable Object suites on real
- * bindings (tests/runtime/workerd_bindings.ts). A core test file that imports another `node:`
+ * bindings (tests/runtime/workerd_bindings.ts) and RedisStore over @upstash/redis and
+ * PostgresStore over neon() against the real servers through bridges the runner starts in Node
+ * (tests/runtime/workerd_remote.ts). A core test file that imports another `node:`
  * module cannot run without nodejs_compat and is listed in `skipped` with the reason.
  */
 export function workerdFiles() {
@@ -98,6 +100,6 @@ export function workerdFiles() {
     if (used === undefined) files.push(file);
     else skipped.push({ file, reason: `imports ${used}` });
   }
-  files.push("tests/runtime/workerd_bindings.ts");
+  files.push("tests/runtime/workerd_bindings.ts", "tests/runtime/workerd_remote.ts");
   return { files, skipped };
 }

@@ -2,7 +2,9 @@
 // with esbuild into one module Worker whose `node:test` is the tiny collector in test_shim.ts.
 // Twice: with `nodejs_compat` (assertions by workerd's own node:assert) and without it (the
 // assert shim; the bundle then must not import a single `node:` module, which proves the core
-// and the stores under test need nothing from Node).
+// and the stores under test need nothing from Node). RedisStore over @upstash/redis and
+// PostgresStore over neon() reach the real Redis and PostgreSQL through bridges started here, in
+// Node, for each run (tests/runtime/workerd_remote_backends.ts).
 //
 // Usage: node --import tsx tests/runtime/workerd.ts [--compat | --no-compat]   (default: both)
 // Prints one line per test and ends with "workerd: N passed, N failed, N skipped".
@@ -11,11 +13,12 @@ import { build, type Plugin } from "esbuild";
 import { Log, LogLevel, Miniflare } from "miniflare";
 // @ts-expect-error: a plain JavaScript module shared with tests/run_all.mjs
 import { ROOT, workerdFiles } from "./matrix.mjs";
+import { type RemoteBackends, startRemoteBackends } from "./workerd_remote_backends.ts";
 
 /** The newest date this Miniflare's workerd accepts is 2026-05-03. */
 export const COMPATIBILITY_DATE = "2026-05-01";
 
-/** A whole run must end within this (it takes about 15 s). */
+/** A whole run must end within this (it takes about 20 s). */
 const RUN_TIMEOUT_MS = 240_000;
 
 const here = (name: string) => fileURLToPath(new URL(name, import.meta.url));
@@ -114,6 +117,15 @@ export async function runWorkerd(compat: boolean): Promise<Totals> {
     `# bundle: ${(script.length / 1024).toFixed(0)} KiB, node: imports: ${imports.join(", ") || "none"}`,
   );
 
+  const totals: Totals = { pass: 0, fail: 0, skip: 0 };
+  let remote: RemoteBackends | undefined;
+  try {
+    remote = await startRemoteBackends(compat ? "compat" : "nocompat");
+  } catch (error) {
+    // The remote-store suites then fail in their `before` hooks; the rest still runs.
+    console.log(`  FAIL the Upstash and Neon bridges did not start: ${String(error)}`);
+    totals.fail++;
+  }
   const mf = new Miniflare({
     modules: true,
     script,
@@ -121,10 +133,10 @@ export async function runWorkerd(compat: boolean): Promise<Totals> {
     compatibilityFlags: compat ? ["nodejs_compat"] : [],
     kvNamespaces: ["SESSIONS_KV"],
     durableObjects: { SESSIONS_DO: "SessionDurableObject" },
+    bindings: { ...remote?.bindings },
     log: new Log(LogLevel.WARN),
     cf: false,
   });
-  const totals: Totals = { pass: 0, fail: 0, skip: 0 };
   let summary: Totals | undefined;
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(), RUN_TIMEOUT_MS);
@@ -172,6 +184,14 @@ export async function runWorkerd(compat: boolean): Promise<Totals> {
   } finally {
     clearTimeout(timer);
     await mf.dispose();
+    for (const check of (await remote?.finish()) ?? []) {
+      print(
+        { type: "test", name: check.name, status: check.ok ? "pass" : "fail", message: check.message },
+        label,
+      );
+      if (check.ok) totals.pass++;
+      else totals.fail++;
+    }
   }
   console.log(`# ${label}: ${totals.pass} passed, ${totals.fail} failed, ${totals.skip} skipped`);
   return totals;

@@ -5,7 +5,28 @@
  * @module
  */
 
-/** Cookie attributes of the session cookie. */
+/**
+ * Cookie attributes of the session cookie.
+ *
+ * @example
+ * ```ts
+ * import { type CookieOptions, getSession, MemoryStore, withSession } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * // A `__Host-` cookie, sent to same-site requests only and dropped when the browser closes.
+ * const cookie: CookieOptions = { name: "__Host-sid", sameSite: "Strict", persistent: false };
+ * const handler = withSession(async (req: Request) => {
+ *   (await getSession(req)).set("seen", true);
+ *   return new Response("ok");
+ * }, { store: new MemoryStore(), secrets: ["a secret of at least thirty-two characters"], cookie });
+ *
+ * const response = await handler(new Request("https://example.com/"));
+ * assert.match(
+ *   response.headers.get("set-cookie")!,
+ *   /^__Host-sid=[^;]+; Path=\/; HttpOnly; Secure; SameSite=Strict$/,
+ * );
+ * ```
+ */
 export interface CookieOptions {
   /**
    * The cookie name. A `__Host-` name requires `secure`, `path: "/"` and no `domain`; a

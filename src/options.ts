@@ -10,7 +10,32 @@ import { Signer } from "./signing.ts";
 import { isSealedStore, type SealedSessionStore, type SessionData, type SessionStore } from "./store.ts";
 import { MemoryStore } from "./stores/memory.ts";
 
-/** The Standard Schema interface (zod, valibot, arktype and others implement it). */
+/**
+ * The Standard Schema interface (zod, valibot, arktype and others implement it).
+ *
+ * @example
+ * ```ts
+ * import type { StandardSchemaV1 } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * // zod, valibot and arktype schemas implement this; here is one written by hand.
+ * type Cart = { items: string[] };
+ * const cart: StandardSchemaV1<unknown, Cart> = {
+ *   "~standard": {
+ *     version: 1,
+ *     vendor: "example",
+ *     validate: (value) =>
+ *       Array.isArray((value as Partial<Cart>)?.items)
+ *         ? { value: value as Cart }
+ *         : { issues: [{ message: "items must be an array" }] },
+ *   },
+ * };
+ * assert.deepEqual(await cart["~standard"].validate({ items: ["book"] }), { value: { items: ["book"] } });
+ * assert.deepEqual(await cart["~standard"].validate({ items: 3 }), {
+ *   issues: [{ message: "items must be an array" }],
+ * });
+ * ```
+ */
 export interface StandardSchemaV1<Input = unknown, Output = Input> {
   /** The Standard Schema properties: version, vendor, and the `validate` function. */
   readonly "~standard": {
@@ -23,15 +48,87 @@ export interface StandardSchemaV1<Input = unknown, Output = Input> {
   };
 }
 
-/** The result of a Standard Schema validation. */
+/**
+ * The result of a Standard Schema validation.
+ *
+ * @example
+ * ```ts
+ * import type { StandardSchemaResult } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * function port(value: unknown): StandardSchemaResult<number> {
+ *   return Number.isInteger(value)
+ *     ? { value: value as number }
+ *     : { issues: [{ message: "not an integer" }] };
+ * }
+ * const ok = port(8080);
+ * assert.equal(ok.issues, undefined);
+ * assert.equal("value" in ok && ok.value, 8080);
+ * assert.equal(port("x").issues?.[0]?.message, "not an integer");
+ * ```
+ */
 export type StandardSchemaResult<Output> =
   | { readonly value: Output; readonly issues?: undefined }
   | { readonly issues: ReadonlyArray<{ readonly message: string }> };
 
-/** How a save that lost its compare-and-set is resolved. */
+/**
+ * How a save that lost its compare-and-set is resolved.
+ *
+ * @example
+ * ```ts
+ * import { type ConflictPolicy, getSession, MemoryStore, withSession } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * // Two POSTs of one session overlap, each incrementing `n`; the slow one saves last.
+ * async function race(conflict: ConflictPolicy): Promise<{ status: number; n: number }> {
+ *   let release = (): void => {};
+ *   const gate = new Promise<void>((resolve) => (release = resolve));
+ *   const handler = withSession(async (req: Request) => {
+ *     const session = await getSession<{ n?: number }>(req);
+ *     if (req.method === "POST") session.update("n", (n = 0) => n + 1);
+ *     if (req.headers.has("x-slow")) await gate;
+ *     return new Response(String(session.get("n") ?? 0));
+ *   }, { store: new MemoryStore(), secrets: ["a secret of at least thirty-two characters"], conflict });
+ *   const url = "https://example.com/";
+ *   const first = await handler(new Request(url, { method: "POST" })); // n = 1
+ *   const cookie = first.headers.get("set-cookie")!.split(";")[0]!;
+ *   const slow = handler(new Request(url, { method: "POST", headers: { cookie, "x-slow": "1" } }));
+ *   await handler(new Request(url, { method: "POST", headers: { cookie } })); // n = 2, saved first
+ *   release();
+ *   const { status } = await slow;
+ *   const n = Number(await (await handler(new Request(url, { headers: { cookie } }))).text());
+ *   return { status, n };
+ * }
+ * assert.deepEqual(await race("merge"), { status: 200, n: 3 }); // the slow increment is replayed on top
+ * assert.deepEqual(await race("reject"), { status: 409, n: 2 }); // the slow request is refused
+ * ```
+ */
 export type ConflictPolicy = "merge" | "retry" | "reject" | "overwrite";
 
-/** Why a presented session cookie was not used. */
+/**
+ * Why a presented session cookie was not used.
+ *
+ * @example
+ * ```ts
+ * import { getSession, type InvalidCookieReason, MemoryStore, withSession } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * const reasons: InvalidCookieReason[] = [];
+ * const handler = withSession(async (req: Request) => {
+ *   const session = await getSession(req);
+ *   return new Response(session.isNew ? "new" : "known");
+ * }, {
+ *   store: new MemoryStore(),
+ *   secrets: ["a secret of at least thirty-two characters"],
+ *   onInvalidCookie: (event) => void reasons.push(event.reason),
+ * });
+ * const get = (cookie: string) => handler(new Request("https://example.com/", { headers: { cookie } }));
+ *
+ * assert.equal(await (await get("session=not-a-session")).text(), "new"); // a bad cookie is no error
+ * await get("session=a; session=b");
+ * assert.deepEqual(reasons, ["malformed", "duplicate"]);
+ * ```
+ */
 export type InvalidCookieReason =
   /** Not of the form `id.signature`, or a sealed cookie that cannot be opened. */
   | "malformed"
@@ -46,7 +143,32 @@ export type InvalidCookieReason =
   /** The stored data failed the `schema`. */
   | "data";
 
-/** What `onInvalidCookie` is told. */
+/**
+ * What `onInvalidCookie` is told.
+ *
+ * @example
+ * ```ts
+ * import { getSession, type InvalidCookieEvent, MemoryStore, withSession } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * const secrets = ["a secret of at least thirty-two characters"];
+ * const handler = (events: InvalidCookieEvent[] = []) =>
+ *   withSession(async (req: Request) => {
+ *     (await getSession(req)).set("user", "ada");
+ *     return new Response("ok");
+ *   }, { store: new MemoryStore(), secrets, onInvalidCookie: (event) => void events.push(event) });
+ *
+ * // A validly signed cookie whose session this store does not hold (each handler has its own store).
+ * const issued = await handler()(new Request("https://example.com/"));
+ * const cookie = issued.headers.get("set-cookie")!.split(";")[0]!;
+ * const events: InvalidCookieEvent[] = [];
+ * const request = new Request("https://example.com/", { headers: { cookie } });
+ * await handler(events)(request);
+ * assert.equal(events.length, 1);
+ * assert.equal(events[0]!.reason, "unknown");
+ * assert.equal(events[0]!.request, request);
+ * ```
+ */
 export interface InvalidCookieEvent {
   /** Why the cookie was not used. */
   reason: InvalidCookieReason;
@@ -60,6 +182,30 @@ export interface InvalidCookieEvent {
  * Options of `withSession`.
  *
  * @typeParam T The session data shape (for `schema`).
+ *
+ * @example
+ * ```ts
+ * import { getSession, MemoryStore, type SessionOptions, withSession } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * type Data = { user?: string };
+ * const options: SessionOptions<Data> = {
+ *   store: new MemoryStore(),
+ *   secrets: ["the current secret, 32 characters or more", "the previous one, still accepted"],
+ *   cookie: { name: "sid", sameSite: "Strict" },
+ *   idleTimeout: 30 * 60,
+ *   absoluteTimeout: 8 * 3600,
+ *   conflict: "merge",
+ * };
+ * const handler = withSession(async (req: Request) => {
+ *   (await getSession<Data>(req)).set("user", "ada");
+ *   return new Response("ok");
+ * }, options);
+ *
+ * const setCookie = (await handler(new Request("https://example.com/"))).headers.get("set-cookie")!;
+ * assert.match(setCookie, /^sid=/);
+ * assert.match(setCookie, /Max-Age=1800/);
+ * ```
  */
 export interface SessionOptions<T extends object = SessionData> {
   /**

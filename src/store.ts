@@ -8,11 +8,48 @@
  * @module
  */
 
-/** Session data: a JSON object. */
+/**
+ * Session data: a JSON object.
+ *
+ * @example
+ * ```ts
+ * import { MemoryStore, type SessionData } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * // Any JSON object: what a session holds, and what a store keeps in `StoredSession.data`.
+ * const data: SessionData = { user: "ada", roles: ["admin"], prefs: { theme: "dark" } };
+ * const store = new MemoryStore();
+ * const key = "k".repeat(43);
+ * const now = Date.now();
+ * await store.save(key, { data, version: 1, createdAt: now, expiresAt: now + 60_000 }, null);
+ * assert.deepEqual((await store.load(key))?.data, data);
+ * ```
+ */
 export type SessionData = Record<string, unknown>;
 
 /**
  * One stored session. Times are milliseconds since the epoch.
+ *
+ * @example
+ * ```ts
+ * import { MemoryStore, type StoredSession } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * const now = Date.now();
+ * const record: StoredSession<{ user: string }> = {
+ *   data: { user: "ada" },
+ *   version: 1,
+ *   createdAt: now,
+ *   expiresAt: now + 60_000,
+ * };
+ * const store = new MemoryStore();
+ * const key = "k".repeat(43);
+ * assert.equal(await store.save(key, record, null), true);
+ * assert.deepEqual(await store.load(key), record);
+ * // An update carries the next version and names the one it read; a second such update is refused.
+ * assert.equal(await store.save(key, { ...record, version: 2 }, 1), true);
+ * assert.equal(await store.save(key, { ...record, version: 2 }, 1), false);
+ * ```
  */
 export interface StoredSession<T extends SessionData = SessionData> {
   /** The session's values, JSON-serializable. */
@@ -25,7 +62,24 @@ export interface StoredSession<T extends SessionData = SessionData> {
   expiresAt: number;
 }
 
-/** What a store can promise. `withSession` and the docs rely on these being honest. */
+/**
+ * What a store can promise. `withSession` and the docs rely on these being honest.
+ *
+ * @example
+ * ```ts
+ * import { MemoryStore, type StoreCapabilities } from "websession";
+ * import { CookieStore } from "websession/cookie";
+ * import assert from "node:assert/strict";
+ *
+ * function parallelWrites({ compareAndSet }: StoreCapabilities): string {
+ *   return compareAndSet ? "no update is lost" : "the last write wins";
+ * }
+ * assert.equal(parallelWrites(new MemoryStore().capabilities), "no update is lost");
+ * const cookieStore = new CookieStore({ secrets: ["a secret of at least thirty-two characters"] });
+ * assert.equal(parallelWrites(cookieStore.capabilities), "the last write wins");
+ * assert.equal(new MemoryStore().capabilities.ttl, false); // call cleanup() now and then
+ * ```
+ */
 export interface StoreCapabilities {
   /** `save` is an atomic compare-and-set on the version: concurrent writers cannot lose updates. */
   compareAndSet: boolean;
@@ -51,6 +105,46 @@ export interface StoreCapabilities {
  * - `destroy` is idempotent.
  * - `touch` moves `expiresAt` of an existing record without rewriting data or version; it does
  *   nothing for a missing record.
+ *
+ * @example
+ * ```ts
+ * import { getSession, type SessionStore, type StoredSession, withSession } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * // A store is a compare-and-set over versioned records; this one keeps them in a Map.
+ * const records = new Map<string, StoredSession>();
+ * const live = (key: string) => {
+ *   const record = records.get(key);
+ *   return record !== undefined && record.expiresAt > Date.now() ? record : undefined;
+ * };
+ * const store: SessionStore = {
+ *   capabilities: { compareAndSet: true, ttl: false },
+ *   async load(key) {
+ *     const record = live(key);
+ *     return record === undefined ? null : structuredClone(record);
+ *   },
+ *   async save(key, record, expectedVersion) {
+ *     if ((live(key)?.version ?? null) !== expectedVersion) return false;
+ *     records.set(key, structuredClone(record));
+ *     return true;
+ *   },
+ *   async destroy(key) {
+ *     records.delete(key);
+ *   },
+ * };
+ *
+ * const handler = withSession(async (req: Request) => {
+ *   const session = await getSession<{ visits?: number }>(req);
+ *   return new Response(String(session.update("visits", (n = 0) => n + 1)));
+ * }, { store, secrets: ["a secret of at least thirty-two characters"] });
+ * const first = await handler(new Request("https://example.com/"));
+ * const cookie = first.headers.get("set-cookie")!.split(";")[0]!;
+ * const second = await handler(new Request("https://example.com/", { headers: { cookie } }));
+ * assert.equal(await second.text(), "2");
+ * const [key, record] = [...records][0]!;
+ * assert.equal(key.length, 43); // SHA-256 of the session id, never the id itself
+ * assert.equal(record.version, 2);
+ * ```
  */
 export interface SessionStore {
   /** What this store guarantees. */
@@ -72,7 +166,28 @@ export interface SessionStore {
   count?(): Promise<number>;
 }
 
-/** A cookie the sealed store wants sent: `name=value`. */
+/**
+ * A cookie the sealed store wants sent: `name=value`.
+ *
+ * @example
+ * ```ts
+ * import type { SealedCookie } from "websession";
+ * import { CookieStore } from "websession/cookie";
+ * import assert from "node:assert/strict";
+ *
+ * const store = new CookieStore({
+ *   secrets: ["a secret of at least thirty-two characters"],
+ *   chunkSize: 500,
+ *   compress: false,
+ * });
+ * const now = Date.now();
+ * const record = { data: { note: "x".repeat(1000) }, version: 1, createdAt: now, expiresAt: now + 60_000 };
+ * const cookies: SealedCookie[] = await store.seal("some-session-id", record, "session");
+ * // Too long for one cookie of 500 characters: numbered chunks session.0, session.1, ...
+ * assert.deepEqual(cookies.map((c) => c.name), cookies.map((_, i) => `session.${i}`));
+ * assert.ok(cookies.length > 1 && cookies.every((c) => c.value.length <= 500));
+ * ```
+ */
 export interface SealedCookie {
   /** The cookie name: the session cookie's name, or `name.N` for chunk N. */
   name: string;
@@ -80,7 +195,34 @@ export interface SealedCookie {
   value: string;
 }
 
-/** A session opened from cookies by a {@linkcode SealedSessionStore}. */
+/**
+ * A session opened from cookies by a {@linkcode SealedSessionStore}.
+ *
+ * @example
+ * ```ts
+ * import type { OpenedSession } from "websession";
+ * import { CookieStore } from "websession/cookie";
+ * import assert from "node:assert/strict";
+ *
+ * const oldSecret = "the previous secret, 32 characters or more";
+ * const newSecret = "the current secret, 32 characters or more.";
+ * const now = Date.now();
+ * const record = { data: { user: "ada" }, version: 1, createdAt: now, expiresAt: now + 60_000 };
+ * const cookies = await new CookieStore({ secrets: [oldSecret] }).seal(
+ *   "some-session-id",
+ *   record,
+ *   "session",
+ * );
+ * const jar = new Map(cookies.map((c) => [c.name, c.value]));
+ *
+ * // After a rotation the old secret still opens the cookie, which is marked stale for re-sealing.
+ * const rotated = new CookieStore({ secrets: [newSecret, oldSecret] });
+ * const opened: OpenedSession | null = await rotated.open((name) => jar.get(name), "session");
+ * assert.equal(opened?.id, "some-session-id");
+ * assert.deepEqual(opened?.record, record);
+ * assert.equal(opened?.stale, true);
+ * ```
+ */
 export interface OpenedSession {
   /** The session id carried inside the seal. */
   id: string;
@@ -94,6 +236,30 @@ export interface OpenedSession {
  * A store with no server copy: the record travels sealed in the cookie itself
  * (`CookieStore`). `withSession` asks it for the cookies to send instead of a storage key.
  * It can neither compare-and-set nor revoke on its own; its capabilities say so.
+ *
+ * @example
+ * ```ts
+ * import { getSession, isSealedStore, type SealedSessionStore, withSession } from "websession";
+ * import { CookieStore } from "websession/cookie";
+ * import assert from "node:assert/strict";
+ *
+ * const store: SealedSessionStore = new CookieStore({
+ *   secrets: ["a secret of at least thirty-two characters"],
+ * });
+ * assert.equal(isSealedStore(store), true);
+ * assert.equal(store.capabilities.compareAndSet, false);
+ *
+ * // The session travels in the cookie: no server copy.
+ * const handler = withSession(async (req: Request) => {
+ *   const session = await getSession<{ cart?: string[] }>(req);
+ *   if (req.method === "POST") session.set("cart", [...(session.get("cart") ?? []), "book"]);
+ *   return new Response((session.get("cart") ?? []).join());
+ * }, { store, secrets: ["a secret of at least thirty-two characters"] });
+ * const added = await handler(new Request("https://example.com/", { method: "POST" }));
+ * const cookie = added.headers.get("set-cookie")!.split(";")[0]!;
+ * const read = await handler(new Request("https://example.com/", { headers: { cookie } }));
+ * assert.equal(await read.text(), "book");
+ * ```
  */
 export interface SealedSessionStore {
   /** Marks the store as cookie-sealed. */

@@ -246,7 +246,10 @@ function why(id: string, run: Run): string | undefined {
             0,
           )
         }%. ` +
-        "The gap is the core's own per-request cost. " + steps + context;
+        "The gap is the core's own per-request cost. " + steps + context +
+        "react-router's own cost is mostly waiting for thread-pool jobs, whose latency on this shared machine " +
+        "changes with what the other core is doing (it varied about 2x between runs on the same day), so this is " +
+        "the least stable ratio of the table.";
     case "returning-vs-bare":
     case "read-vs-bare":
       return steps + context +
@@ -300,11 +303,9 @@ function why(id: string, run: Run): string | undefined {
       '"Where the time goes"), now against the runtime\'s whole HTTP cost. ' +
       (saturated
         ? ""
-        : `The bare server used only ${
-          fmt((h.bare.rps * h.bare.cpuUs) / 1e6, 2)
-        } of a core: autocannon, on the ` +
-          "same 2 cores, could not drive it harder, so its req/s is the generator's ceiling and the CPU ratio is " +
-          "the fair measure of capacity here. ") +
+        : `The bare server kept only ${fmt((h.bare.rps * h.bare.cpuUs) / 1e6, 2)} of a core busy: the load ` +
+          "generator (autocannon, on the same 2 cores) or other jobs left it waiting, so its req/s is not its " +
+          "capacity and the CPU ratio is the fair measure here. ") +
       (h.runtime === "Node"
         ? "The profile of the Node session server under load is below; `writev` is the socket writes both " +
           "servers make."
@@ -352,6 +353,9 @@ export function render(run: Run): string {
     "",
     "Every library is used through its documented public API on Web `Request`s built the same way for all " +
       "(the harness builds the `Request` and reads the `Set-Cookie` headers; bodies are not read). " +
+      "websession runs from its TypeScript sources through tsx (which keeps function names with small " +
+      "`__name` wrappers, about 1-2% of a request in the profiles); the other libraries run their published " +
+      "JavaScript. " +
       "Cookie bytes are the session cookies the browser holds after the request (`name=value; ...`); writes are " +
       "server-side store writes per request (`-` where the session lives only in the cookie).",
     "",

@@ -13,7 +13,31 @@ import {
   type StoredSession,
 } from "../store.ts";
 
-/** Options of a KV write (a subset of Workers' `KVNamespacePutOptions`). */
+/**
+ * Options of a KV write (a subset of Workers' `KVNamespacePutOptions`).
+ *
+ * @example
+ * ```ts
+ * import { CloudflareKvStore, type KvPutOptionsLike } from "websession/cloudflare-kv";
+ * import assert from "node:assert/strict";
+ *
+ * // What the store asks KV for on each write (a Map stands in for the `env.SESSIONS` binding).
+ * const values = new Map<string, string>();
+ * const puts: KvPutOptionsLike[] = [];
+ * const store = new CloudflareKvStore({
+ *   namespace: {
+ *     get: async (key) => values.get(key) ?? null,
+ *     put: async (key, value, options) => void (values.set(key, value), puts.push(options ?? {})),
+ *     delete: async (key) => void values.delete(key),
+ *     list: async () => ({ keys: [], list_complete: true }),
+ *   },
+ * });
+ * const now = Date.now();
+ * await store.save("k".repeat(43), { data: {}, version: 1, createdAt: now, expiresAt: now + 10_000 }, null);
+ * assert.equal(puts[0]?.expirationTtl, 60); // KV's minimum; reads still stop at expiresAt
+ * assert.deepEqual(puts[0]?.metadata, { version: 1, expiresAt: now + 10_000 });
+ * ```
+ */
 export interface KvPutOptionsLike {
   /** Seconds from now until KV drops the key; at least 60. */
   expirationTtl?: number;
@@ -21,7 +45,31 @@ export interface KvPutOptionsLike {
   metadata?: unknown;
 }
 
-/** One key of a KV listing. */
+/**
+ * One key of a KV listing.
+ *
+ * @example
+ * ```ts
+ * import { CloudflareKvStore, type KvListKeyLike } from "websession/cloudflare-kv";
+ * import assert from "node:assert/strict";
+ *
+ * // A listing as KV returns it: a live key, and one past its expiresAt that KV has not dropped yet.
+ * const now = Date.now();
+ * const keys: KvListKeyLike[] = [
+ *   { name: "websession:a", metadata: { version: 1, expiresAt: now + 60_000 } },
+ *   { name: "websession:b", metadata: { version: 4, expiresAt: now - 1 } },
+ * ];
+ * const store = new CloudflareKvStore({
+ *   namespace: {
+ *     get: async () => null,
+ *     put: async () => {},
+ *     delete: async () => {},
+ *     list: async () => ({ keys, list_complete: true }),
+ *   },
+ * });
+ * assert.equal(await store.count(), 1); // counted from the metadata, without reading values
+ * ```
+ */
 export interface KvListKeyLike {
   /** The key. */
   name: string;
@@ -34,6 +82,32 @@ export interface KvListKeyLike {
 /**
  * The part of a Workers `KVNamespace` binding this store uses, so that the store never imports
  * Cloudflare's types and `env.SESSIONS` fits as is.
+ *
+ * @example
+ * ```ts
+ * import { CloudflareKvStore, type KvNamespaceLike } from "websession/cloudflare-kv";
+ * import assert from "node:assert/strict";
+ *
+ * // In a Worker, `env.SESSIONS` (a KVNamespace) fits as is; a Map stands in for it here.
+ * const values = new Map<string, string>();
+ * const namespace: KvNamespaceLike = {
+ *   get: async (key) => values.get(key) ?? null,
+ *   put: async (key, value) => void values.set(key, value),
+ *   delete: async (key) => void values.delete(key),
+ *   list: async ({ prefix = "" } = {}) => ({
+ *     keys: [...values.keys()].filter((name) => name.startsWith(prefix)).map((name) => ({ name })),
+ *     list_complete: true,
+ *   }),
+ * };
+ * const store = new CloudflareKvStore({ namespace });
+ * const key = "k".repeat(43);
+ * const now = Date.now();
+ * await store.save(key, { data: { a: 1 }, version: 1, createdAt: now, expiresAt: now + 60_000 }, null);
+ * assert.equal(JSON.parse(values.get(`websession:${key}`)!).version, 1);
+ * assert.equal(await store.count(), 1);
+ * await store.destroy(key);
+ * assert.equal(values.size, 0);
+ * ```
  */
 export interface KvNamespaceLike {
   /** Reads a value as text; `null` when absent. */
@@ -50,7 +124,34 @@ export interface KvNamespaceLike {
   }>;
 }
 
-/** Options of {@linkcode CloudflareKvStore}. */
+/**
+ * Options of {@linkcode CloudflareKvStore}.
+ *
+ * @example
+ * ```ts
+ * import { CloudflareKvStore, type CloudflareKvStoreOptions } from "websession/cloudflare-kv";
+ * import { StoreUnavailableError } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * // This location still has version 1; the client's signed cookie says it has seen version 2.
+ * const now = Date.now();
+ * const stale = JSON.stringify({ data: {}, version: 1, createdAt: now, expiresAt: now + 60_000 });
+ * const options: CloudflareKvStoreOptions = {
+ *   namespace: {
+ *     get: async () => stale,
+ *     put: async () => {},
+ *     delete: async () => {},
+ *     list: async () => ({ keys: [], list_complete: true }),
+ *   },
+ *   prefix: "app1:",
+ *   staleReadRetries: 1,
+ *   staleReadDelay: 10,
+ * };
+ * const store = new CloudflareKvStore(options);
+ * assert.equal((await store.load("k".repeat(43)))?.version, 1);
+ * await assert.rejects(store.load("k".repeat(43), 2), StoreUnavailableError); // not served silently
+ * ```
+ */
 export interface CloudflareKvStoreOptions {
   /** The KV namespace binding, e.g. `env.SESSIONS`. */
   namespace: KvNamespaceLike;

@@ -26,7 +26,33 @@ import {
   toStoredSession,
 } from "../store.ts";
 
-/** Options of {@linkcode CookieStore}. */
+/**
+ * Options of {@linkcode CookieStore}.
+ *
+ * @example
+ * ```ts
+ * import { CookieStore, type CookieStoreOptions } from "websession/cookie";
+ * import { SessionTooLargeError } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * const options: CookieStoreOptions = {
+ *   secrets: ["the current secret, 32 characters or more", "the previous one, still opening cookies"],
+ *   compress: false,
+ *   maxCookies: 2,
+ * };
+ * const store = new CookieStore(options);
+ * const now = Date.now();
+ * const record = (note: string) => ({
+ *   data: { note },
+ *   version: 1,
+ *   createdAt: now,
+ *   expiresAt: now + 60_000,
+ * });
+ * assert.equal((await store.seal("id", record("short"), "session")).length, 1);
+ * // More than two cookies' worth is refused rather than sent for the browser to drop.
+ * await assert.rejects(store.seal("id", record("x".repeat(10_000)), "session"), SessionTooLargeError);
+ * ```
+ */
 export interface CookieStoreOptions {
   /**
    * The secrets keys are derived from, each at least 32 characters. With a list, the first seals

@@ -13,13 +13,69 @@ import {
   type StoredSession,
 } from "../store.ts";
 
-/** One part of a Deno KV key (the same union as `Deno.KvKeyPart`). */
+/**
+ * One part of a Deno KV key (the same union as `Deno.KvKeyPart`).
+ *
+ * @example
+ * ```ts
+ * import { type DenoKvKeyPart, DenoKvStore } from "websession/deno-kv";
+ * import assert from "node:assert/strict";
+ *
+ * // A prefix per tenant: strings, numbers, bigints, booleans and bytes all work as key parts.
+ * const tenant: DenoKvKeyPart[] = ["sessions", "tenant", 42];
+ * const kv = await Deno.openKv(":memory:");
+ * const store = new DenoKvStore({ kv, prefix: tenant });
+ * const now = Date.now();
+ * await store.save("k".repeat(43), { data: {}, version: 1, createdAt: now, expiresAt: now + 60_000 }, null);
+ * const keys = [];
+ * for await (const entry of kv.list({ prefix: tenant })) keys.push(entry.key);
+ * assert.deepEqual(keys, [[...tenant, "k".repeat(43)]]);
+ * kv.close();
+ * ```
+ */
 export type DenoKvKeyPart = Uint8Array | string | number | bigint | boolean | symbol;
 
-/** A Deno KV key (the same shape as `Deno.KvKey`). */
+/**
+ * A Deno KV key (the same shape as `Deno.KvKey`).
+ *
+ * @example
+ * ```ts
+ * import { type DenoKvKey, DenoKvStore } from "websession/deno-kv";
+ * import assert from "node:assert/strict";
+ *
+ * const kv = await Deno.openKv(":memory:");
+ * const store = new DenoKvStore({ kv }); // default prefix: ["websession"]
+ * const storageKey = "k".repeat(43);
+ * const now = Date.now();
+ * await store.save(storageKey, { data: {}, version: 1, createdAt: now, expiresAt: now + 60_000 }, null);
+ * const key: DenoKvKey = ["websession", storageKey];
+ * assert.notEqual((await kv.get(key)).versionstamp, null);
+ * kv.close();
+ * ```
+ */
 export type DenoKvKey = readonly DenoKvKeyPart[];
 
-/** An entry read from Deno KV; `versionstamp` is `null` when the key is absent. */
+/**
+ * An entry read from Deno KV; `versionstamp` is `null` when the key is absent.
+ *
+ * @example
+ * ```ts
+ * import { type DenoKvEntryLike, DenoKvStore } from "websession/deno-kv";
+ * import assert from "node:assert/strict";
+ *
+ * const kv = await Deno.openKv(":memory:");
+ * const store = new DenoKvStore({ kv });
+ * const key = "k".repeat(43);
+ * const now = Date.now();
+ * const absent: DenoKvEntryLike = await kv.get(["websession", key]);
+ * assert.equal(absent.versionstamp, null);
+ * await store.save(key, { data: { a: 1 }, version: 1, createdAt: now, expiresAt: now + 60_000 }, null);
+ * const entry: DenoKvEntryLike = await kv.get(["websession", key]);
+ * assert.equal(typeof entry.value, "string"); // the record's JSON text
+ * assert.equal(JSON.parse(entry.value as string).data.a, 1);
+ * kv.close();
+ * ```
+ */
 export interface DenoKvEntryLike {
   /** The entry's key. */
   readonly key: DenoKvKey;
@@ -29,7 +85,23 @@ export interface DenoKvEntryLike {
   readonly versionstamp: string | null;
 }
 
-/** The part of `Deno.AtomicOperation` this store uses. */
+/**
+ * The part of `Deno.AtomicOperation` this store uses.
+ *
+ * @example
+ * ```ts
+ * import type { DenoKvAtomicLike } from "websession/deno-kv";
+ * import assert from "node:assert/strict";
+ *
+ * // The compare-and-set the store builds on: commit only if the key is still as it was read.
+ * const kv = await Deno.openKv(":memory:");
+ * const create = (): DenoKvAtomicLike =>
+ *   kv.atomic().check({ key: ["k"], versionstamp: null }).set(["k"], "v1");
+ * assert.equal((await create().commit()).ok, true);
+ * assert.equal((await create().commit()).ok, false); // no longer absent
+ * kv.close();
+ * ```
+ */
 export interface DenoKvAtomicLike {
   /** Adds a condition: the key's versionstamp must equal `versionstamp` (`null`: absent). */
   check(...checks: { key: DenoKvKey; versionstamp: string | null }[]): DenoKvAtomicLike;
@@ -44,6 +116,25 @@ export interface DenoKvAtomicLike {
 /**
  * The part of `Deno.Kv` this store uses, so that the store never imports Deno's own types and a
  * `Deno.Kv` (from `Deno.openKv()`) fits as is.
+ *
+ * @example
+ * ```ts
+ * import { type DenoKvLike, DenoKvStore } from "websession/deno-kv";
+ * import assert from "node:assert/strict";
+ *
+ * const denoKv = await Deno.openKv(":memory:"); // or a file path, or Deno Deploy's KV
+ * const kv: DenoKvLike = denoKv; // a Deno.Kv fits as is
+ * const store = new DenoKvStore({ kv });
+ * assert.equal(store.capabilities.compareAndSet, true);
+ * const key = "k".repeat(43);
+ * const now = Date.now();
+ * assert.equal(
+ *   await store.save(key, { data: {}, version: 1, createdAt: now, expiresAt: now + 60_000 }, null),
+ *   true,
+ * );
+ * assert.equal((await store.load(key))?.version, 1);
+ * denoKv.close();
+ * ```
  */
 export interface DenoKvLike {
   /** Reads one entry (strongly consistent by default). */
@@ -56,7 +147,26 @@ export interface DenoKvLike {
   list(selector: { prefix: DenoKvKey }): AsyncIterable<DenoKvEntryLike>;
 }
 
-/** Options of {@linkcode DenoKvStore}. */
+/**
+ * Options of {@linkcode DenoKvStore}.
+ *
+ * @example
+ * ```ts
+ * import { DenoKvStore, type DenoKvStoreOptions } from "websession/deno-kv";
+ * import assert from "node:assert/strict";
+ *
+ * let clock = Date.now();
+ * const kv = await Deno.openKv(":memory:");
+ * const options: DenoKvStoreOptions = { kv, prefix: ["app", "sessions"], now: () => clock };
+ * const store = new DenoKvStore(options);
+ * const key = "k".repeat(43);
+ * await store.save(key, { data: {}, version: 1, createdAt: clock, expiresAt: clock + 1000 }, null);
+ * assert.equal((await store.load(key))?.version, 1);
+ * clock += 1000; // past expiresAt: never returned, even before Deno KV drops the key
+ * assert.equal(await store.load(key), null);
+ * kv.close();
+ * ```
+ */
 export interface DenoKvStoreOptions {
   /** The user's open KV database, e.g. `await Deno.openKv()`. */
   kv: DenoKvLike;

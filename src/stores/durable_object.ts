@@ -15,7 +15,45 @@ import {
   toStoredSession,
 } from "../store.ts";
 
-/** The part of a Durable Object's `ctx.storage` that {@linkcode SessionDurableObject} uses. */
+/**
+ * The part of a Durable Object's `ctx.storage` that {@linkcode SessionDurableObject} uses.
+ *
+ * @example
+ * ```ts
+ * import {
+ *   type DurableObjectStorageLike,
+ *   DurableObjectStore,
+ *   SessionDurableObject,
+ * } from "websession/durable-object";
+ * import assert from "node:assert/strict";
+ *
+ * // In a Worker this is the object's `ctx.storage`; a Map stands in for it here.
+ * const values = new Map<string, unknown>();
+ * let alarm: number | null = null;
+ * const storage: DurableObjectStorageLike = {
+ *   get: async (key) => values.get(key),
+ *   put: async (key, value) => void values.set(key, value),
+ *   deleteAll: async () => values.clear(),
+ *   setAlarm: async (time) => void (alarm = time),
+ *   deleteAlarm: async () => void (alarm = null),
+ * };
+ * const object = new SessionDurableObject({ storage });
+ * const store = new DurableObjectStore({
+ *   namespace: {
+ *     idFromName: (name) => name,
+ *     get: () => ({ fetch: (url, init) => object.fetch(new Request(url, init)) }),
+ *   },
+ * });
+ * const key = "k".repeat(43);
+ * const now = Date.now();
+ * await store.save(key, { data: { a: 1 }, version: 1, createdAt: now, expiresAt: now + 60_000 }, null);
+ * assert.equal(values.size, 1);
+ * assert.equal(alarm, now + 60_000); // the alarm removes the record once it has expired
+ * await store.destroy(key);
+ * assert.equal(values.size, 0);
+ * assert.equal(alarm, null);
+ * ```
+ */
 export interface DurableObjectStorageLike {
   /** Reads a value; `undefined` when absent. */
   get(key: string): Promise<unknown>;
@@ -29,13 +67,69 @@ export interface DurableObjectStorageLike {
   deleteAlarm(): Promise<void>;
 }
 
-/** The part of a Durable Object's state (`ctx`) that {@linkcode SessionDurableObject} uses. */
+/**
+ * The part of a Durable Object's state (`ctx`) that {@linkcode SessionDurableObject} uses.
+ *
+ * @example
+ * ```ts
+ * import {
+ *   type DurableObjectStateLike,
+ *   DurableObjectStore,
+ *   SessionDurableObject,
+ * } from "websession/durable-object";
+ * import assert from "node:assert/strict";
+ *
+ * // The runtime passes the object's `ctx`; only its storage is used (a Map stands in for it here).
+ * const values = new Map<string, unknown>();
+ * const state: DurableObjectStateLike = {
+ *   storage: {
+ *     get: async (key) => values.get(key),
+ *     put: async (key, value) => void values.set(key, value),
+ *     deleteAll: async () => values.clear(),
+ *     setAlarm: async () => {},
+ *     deleteAlarm: async () => {},
+ *   },
+ * };
+ * const storeOver = (object: SessionDurableObject) =>
+ *   new DurableObjectStore({
+ *     namespace: {
+ *       idFromName: (name) => name,
+ *       get: () => ({ fetch: (url, init) => object.fetch(new Request(url, init)) }),
+ *     },
+ *   });
+ * const key = "k".repeat(43);
+ * const now = Date.now();
+ * const record = { data: { a: 1 }, version: 1, createdAt: now, expiresAt: now + 60_000 };
+ * await storeOver(new SessionDurableObject(state)).save(key, record, null);
+ * // The runtime may evict an idle object; a new instance over the same state reads the record back.
+ * assert.deepEqual(await storeOver(new SessionDurableObject(state)).load(key), record);
+ * ```
+ */
 export interface DurableObjectStateLike {
   /** The object's transactional storage. */
   storage: DurableObjectStorageLike;
 }
 
-/** The part of a `Response` that {@linkcode DurableObjectStore} reads. */
+/**
+ * The part of a `Response` that {@linkcode DurableObjectStore} reads.
+ *
+ * @example
+ * ```ts
+ * import { type DurableObjectResponseLike, DurableObjectStore } from "websession/durable-object";
+ * import { SessionTooLargeError } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * // A `Response` fits; the store reads its status and JSON body. 413 means the record is too large.
+ * const tooLarge: DurableObjectResponseLike = Response.json({ error: "value too large" }, { status: 413 });
+ * assert.equal(tooLarge.ok, false);
+ * const store = new DurableObjectStore({
+ *   namespace: { idFromName: (name) => name, get: () => ({ fetch: async () => tooLarge }) },
+ * });
+ * const now = Date.now();
+ * const record = { data: {}, version: 1, createdAt: now, expiresAt: now + 60_000 };
+ * await assert.rejects(store.save("k".repeat(43), record, null), SessionTooLargeError);
+ * ```
+ */
 export interface DurableObjectResponseLike {
   /** The HTTP status. */
   readonly status: number;
@@ -45,7 +139,40 @@ export interface DurableObjectResponseLike {
   json(): Promise<unknown>;
 }
 
-/** A Durable Object stub: what `namespace.get(id)` returns. */
+/**
+ * A Durable Object stub: what `namespace.get(id)` returns.
+ *
+ * @example
+ * ```ts
+ * import {
+ *   DurableObjectStore,
+ *   type DurableObjectStubLike,
+ *   SessionDurableObject,
+ * } from "websession/durable-object";
+ * import assert from "node:assert/strict";
+ *
+ * // What `env.SESSIONS.get(id)` returns in a Worker: it forwards a request to the object.
+ * // Here a stub forwards to a SessionDurableObject in this process, over a Map for its storage.
+ * const values = new Map<string, unknown>();
+ * const object = new SessionDurableObject({
+ *   storage: {
+ *     get: async (key) => values.get(key),
+ *     put: async (key, value) => void values.set(key, value),
+ *     deleteAll: async () => values.clear(),
+ *     setAlarm: async () => {},
+ *     deleteAlarm: async () => {},
+ *   },
+ * });
+ * const stub: DurableObjectStubLike = { fetch: (url, init) => object.fetch(new Request(url, init)) };
+ * const store = new DurableObjectStore({ namespace: { idFromName: (name) => name, get: () => stub } });
+ * const key = "k".repeat(43);
+ * const now = Date.now();
+ * const record = { data: { a: 1 }, version: 1, createdAt: now, expiresAt: now + 60_000 };
+ * assert.equal(await store.save(key, record, null), true);
+ * assert.equal(await store.save(key, { ...record, version: 2 }, 5), false); // decided in the object
+ * assert.deepEqual(await store.load(key), record);
+ * ```
+ */
 export interface DurableObjectStubLike {
   /** Sends a request to the object (a URL and its init, as with the global `fetch`). */
   fetch(
@@ -57,6 +184,46 @@ export interface DurableObjectStubLike {
 /**
  * The part of a Durable Object namespace binding that {@linkcode DurableObjectStore} uses, so
  * that the store never imports Cloudflare's types and `env.SESSIONS` fits as is.
+ *
+ * @example
+ * ```ts
+ * import {
+ *   type DurableObjectNamespaceLike,
+ *   DurableObjectStore,
+ *   SessionDurableObject,
+ * } from "websession/durable-object";
+ * import assert from "node:assert/strict";
+ *
+ * // In a Worker this is `env.SESSIONS`. Here: one SessionDurableObject per name, in this process.
+ * const objects = new Map<string, SessionDurableObject>();
+ * function objectNamed(name: string): SessionDurableObject {
+ *   let object = objects.get(name);
+ *   if (object === undefined) {
+ *     const values = new Map<string, unknown>();
+ *     object = new SessionDurableObject({
+ *       storage: {
+ *         get: async (key) => values.get(key),
+ *         put: async (key, value) => void values.set(key, value),
+ *         deleteAll: async () => values.clear(),
+ *         setAlarm: async () => {},
+ *         deleteAlarm: async () => {},
+ *       },
+ *     });
+ *     objects.set(name, object);
+ *   }
+ *   return object;
+ * }
+ * const namespace: DurableObjectNamespaceLike<string> = {
+ *   idFromName: (name) => name,
+ *   get: (id) => ({ fetch: (url, init) => objectNamed(id).fetch(new Request(url, init)) }),
+ * };
+ * const store = new DurableObjectStore({ namespace });
+ * const now = Date.now();
+ * const record = { data: {}, version: 1, createdAt: now, expiresAt: now + 60_000 };
+ * await store.save("a".repeat(43), record, null);
+ * await store.save("b".repeat(43), record, null);
+ * assert.deepEqual([...objects.keys()], ["a".repeat(43), "b".repeat(43)]); // one object per session
+ * ```
  */
 export interface DurableObjectNamespaceLike<Id = unknown> {
   /** The id of the object named `name` (always the same object for the same name). */
@@ -65,7 +232,26 @@ export interface DurableObjectNamespaceLike<Id = unknown> {
   get(id: Id): DurableObjectStubLike;
 }
 
-/** Options of {@linkcode DurableObjectStore}. */
+/**
+ * Options of {@linkcode DurableObjectStore}.
+ *
+ * @example
+ * ```ts
+ * import { DurableObjectStore, type DurableObjectStoreOptions } from "websession/durable-object";
+ * import { StoreUnavailableError } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * // In a Worker: { namespace: env.SESSIONS }. Here the object cannot be reached.
+ * const options: DurableObjectStoreOptions = {
+ *   namespace: {
+ *     idFromName: (name) => name,
+ *     get: () => ({ fetch: () => Promise.reject(new Error("Network connection lost")) }),
+ *   },
+ * };
+ * const store = new DurableObjectStore(options);
+ * await assert.rejects(store.load("k".repeat(43)), StoreUnavailableError); // never read as "no session"
+ * ```
+ */
 export interface DurableObjectStoreOptions {
   /** The namespace binding of a class that extends or re-exports {@linkcode SessionDurableObject}. */
   namespace: DurableObjectNamespaceLike;

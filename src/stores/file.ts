@@ -14,7 +14,31 @@ import {
   type StoredSession,
 } from "../store.ts";
 
-/** Options of {@linkcode FileStore}. */
+/**
+ * Options of {@linkcode FileStore}.
+ *
+ * @example
+ * ```ts
+ * import { FileStore, type FileStoreOptions } from "websession/file";
+ * import assert from "node:assert/strict";
+ * import { mkdtemp, rm, writeFile } from "node:fs/promises";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
+ *
+ * const corrupt: string[] = [];
+ * const options: FileStoreOptions = {
+ *   dir: await mkdtemp(join(tmpdir(), "sessions-")),
+ *   lockTimeoutMs: 2000,
+ *   onCorrupt: (path) => void corrupt.push(path),
+ * };
+ * const store = new FileStore(options);
+ * const key = "k".repeat(43);
+ * await writeFile(join(options.dir, `${key}.json`), "{half a rec"); // say, edited by hand
+ * assert.equal(await store.load(key), null); // reads as missing, and is reported
+ * assert.deepEqual(corrupt, [join(options.dir, `${key}.json`)]);
+ * await rm(options.dir, { recursive: true });
+ * ```
+ */
 export interface FileStoreOptions {
   /** The directory to keep session files in; created (mode 0700) when missing. */
   dir: string;

@@ -11,7 +11,25 @@ import {
   type StoredSession,
 } from "../store.ts";
 
-/** Options of {@linkcode MemoryStore}. */
+/**
+ * Options of {@linkcode MemoryStore}.
+ *
+ * @example
+ * ```ts
+ * import { MemoryStore, type MemoryStoreOptions } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * let clock = 0;
+ * const options: MemoryStoreOptions = { maxSessions: 2, now: () => clock };
+ * const store = new MemoryStore(options);
+ * const record = { data: {}, version: 1, createdAt: 0, expiresAt: 60_000 };
+ * for (const key of ["a", "b", "c"]) await store.save(key.repeat(43), record, null);
+ * assert.equal(await store.count(), 2); // full: the least recently written ("a") made room
+ * assert.equal(await store.load("a".repeat(43)), null);
+ * clock = 60_000; // the injected clock passes expiresAt
+ * assert.equal(await store.load("b".repeat(43)), null);
+ * ```
+ */
 export interface MemoryStoreOptions {
   /**
    * The most sessions kept at once. When full, the least recently written session is dropped

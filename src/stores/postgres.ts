@@ -70,7 +70,36 @@ export interface PostgresJsLike {
  */
 export type SqlLike = QueryLike | PostgresJsLike;
 
-/** Options of {@linkcode PostgresStore}. */
+/**
+ * Options of {@linkcode PostgresStore}.
+ *
+ * @example
+ * ```ts
+ * import { PostgresStore, type PostgresStoreOptions } from "websession/postgres";
+ * import pg from "pg";
+ * import assert from "node:assert/strict";
+ *
+ * const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test" });
+ * const corrupt: string[] = [];
+ * const options: PostgresStoreOptions = {
+ *   client: pool,
+ *   table: "public.websession_options_example",
+ *   onCorrupt: (key) => void corrupt.push(key),
+ * };
+ * const store = new PostgresStore(options);
+ * await store.migrate(); // CREATE TABLE IF NOT EXISTS, and an index on expires_at
+ * const key = "c".repeat(43);
+ * await pool.query(
+ *   `INSERT INTO public.websession_options_example VALUES ($1, '[]', 1, now(), now() + interval '1 minute')
+ *    ON CONFLICT (id) DO UPDATE SET data = '[]'`,
+ *   [key],
+ * );
+ * assert.equal(await store.load(key), null); // data is not an object: reads as missing, and is reported
+ * assert.deepEqual(corrupt, [key]);
+ * await pool.query("DROP TABLE public.websession_options_example");
+ * await pool.end();
+ * ```
+ */
 export interface PostgresStoreOptions {
   /** The user's client: `neon(url)`, a Neon or `pg` `Pool`/`Client`, or postgres.js. */
   client: SqlLike;

@@ -95,7 +95,31 @@ export interface NodeRedisLike {
  */
 export type RedisLike = UpstashRedisLike | IoRedisLike | NodeRedisLike;
 
-/** Options of {@linkcode RedisStore}. */
+/**
+ * Options of {@linkcode RedisStore}.
+ *
+ * @example
+ * ```ts
+ * import { RedisStore, type RedisStoreOptions } from "websession/redis";
+ * import { Redis } from "ioredis";
+ * import assert from "node:assert/strict";
+ *
+ * const client = new Redis("redis://127.0.0.1:6379", { maxRetriesPerRequest: 1 }); // fail fast on an outage
+ * const corrupt: string[] = [];
+ * const options: RedisStoreOptions = {
+ *   client,
+ *   prefix: "example-options:",
+ *   onCorrupt: (key) => void corrupt.push(key),
+ * };
+ * const store = new RedisStore(options);
+ * const key = "c".repeat(43);
+ * await client.set(`example-options:${key}`, "not a record", "PX", 60_000);
+ * assert.equal(await store.load(key), null); // reads as missing, and is reported
+ * assert.deepEqual(corrupt, [key]);
+ * await client.del(`example-options:${key}`);
+ * client.disconnect();
+ * ```
+ */
 export interface RedisStoreOptions {
   /** The user's connected client: `@upstash/redis`, `ioredis` or node-redis. */
   client: RedisLike;

@@ -214,12 +214,13 @@ describe("npm and JSR packages", { timeout: 120_000 }, () => {
     assert.ok(problems.includes('"." bundles the store "src/stores/cookie.ts"'), problems.join("\n"));
   });
 
-  it("documents every exported symbol, with an example on every function and class", () => {
+  it("documents every exported symbol, with an example on every function, class and type", () => {
     const entries = readDocs(dir);
     assert.ok(entries.some((entry) => entry.name === "withSession" && entry.example));
-    const { undocumented, valuesWithoutExample } = checkDocs(entries);
+    const { undocumented, valuesWithoutExample, typesWithoutExample } = checkDocs(entries);
     assert.deepEqual(undocumented.map((entry) => `${entry.name} ${entry.location}`), []);
     assert.deepEqual(valuesWithoutExample.map((entry) => `${entry.name} ${entry.location}`), []);
+    assert.deepEqual(typesWithoutExample.map((entry) => `${entry.name} ${entry.location}`), []);
   });
 
   it("publishes to JSR cleanly: no slow types, only the sources and docs", async () => {

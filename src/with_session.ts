@@ -47,7 +47,26 @@ interface Context {
 /** Raised inside a commit when the `retry` policy wants the handler run again. */
 class RetrySignal extends SessionConflictError {}
 
-const contexts = new WeakMap<Request, Context>();
+// A request's context rides on the Request itself under a private symbol: cheaper for the
+// garbage collector than a WeakMap entry per request. A Request that refuses new properties
+// falls back to the WeakMap.
+const kContext: unique symbol = Symbol("websession.context");
+type Carrier = Request & { [kContext]?: Context };
+const fallback = new WeakMap<Request, Context>();
+
+function attach(request: Request, ctx: Context): void {
+  try {
+    (request as Carrier)[kContext] = ctx;
+    if ((request as Carrier)[kContext] === ctx) return;
+  } catch {
+    // frozen or exotic Request object
+  }
+  fallback.set(request, ctx);
+}
+
+function contextOf(request: Request): Context | undefined {
+  return (request as Carrier | null)?.[kContext] ?? fallback.get(request);
+}
 
 /**
  * Returns the session of a request handled by {@linkcode withSession}. The store is read on the
@@ -67,7 +86,7 @@ const contexts = new WeakMap<Request, Context>();
  * ```
  */
 export function getSession<T extends object = SessionData>(request: Request): Promise<Session<T>> {
-  const ctx = contexts.get(request);
+  const ctx = contextOf(request);
   if (ctx === undefined) {
     return Promise.reject(
       new TypeError(
@@ -170,7 +189,7 @@ async function run<A extends unknown[]>(
       chain: Promise.resolve(),
       latePending: false,
     };
-    contexts.set(request, ctx);
+    attach(request, ctx);
     let response: Response;
     try {
       response = await handler(request, ...rest);

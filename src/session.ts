@@ -35,6 +35,10 @@ export interface SessionState {
   ops: Operation[];
   /** Storage key (server stores) of the current id, once known. */
   key?: string;
+  /** The id was signed ahead of time: its cookie value and storage key. */
+  minted?: { id: string; value: string; key: string };
+  /** The handler read `session.id` (a minted id that was read is never handed out again). */
+  idRead?: boolean;
   /** Storage keys (or sealed ids) of sessions this request destroyed or regenerated away from. */
   doomed: Array<{ id: string; key?: string; createdAt: number; expiresAt: number }>;
   touchRequested: boolean;
@@ -195,6 +199,7 @@ export class Session<T extends object = SessionData> {
 
   /** The session id (32 base64url characters). Changes on `regenerate()` and `destroy()`. */
   get id(): string {
+    this.#s.idRead = true;
     return this.#s.id;
   }
 

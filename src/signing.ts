@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { encodeBase64Url, isSessionId, storageKeyOf } from "./id.ts";
+import { createSessionId, encodeBase64Url, isSessionId, storageKeyOf } from "./id.ts";
 
 /** A cookie value that verified. */
 export interface VerifiedCookie {
@@ -24,6 +24,20 @@ export interface VerifiedCookie {
   /** The record version the cookie carries (only for stores with stale reads). */
   version?: number;
 }
+
+/** An id signed ahead of time: its cookie value and storage key are ready. */
+export interface Minted {
+  /** The session id. */
+  id: string;
+  /** The signed cookie value, `id.signature`. */
+  value: string;
+  /** The id's storage key. */
+  key: string;
+}
+
+const POOL_LOW = 16;
+const POOL_BATCH = 32;
+const POOL_MAX = 128;
 
 /** Why a cookie value failed to verify. */
 export type SignatureFailure = "malformed" | "signature";
@@ -111,6 +125,8 @@ export class GenerationalCache<K, V> {
 export class Signer {
   #secrets: readonly string[];
   #cache: GenerationalCache<string, VerifiedCookie>;
+  #pool: Minted[] = [];
+  #filling = false;
 
   /**
    * @param secrets The secrets, first one signs; validated by the caller.
@@ -119,6 +135,41 @@ export class Signer {
   constructor(secrets: readonly string[], cacheSize = 5_000) {
     this.#secrets = secrets;
     this.#cache = new GenerationalCache(cacheSize);
+  }
+
+  /**
+   * Takes an id that was signed ahead of time, if one is ready, and starts minting more in the
+   * background. On Node each `crypto.subtle` call is a thread-pool round trip; minting ids in
+   * small parallel batches off the request path means a new visitor rarely waits for one.
+   *
+   * @returns A fresh id with its cookie value and storage key, or `undefined` when none is ready.
+   */
+  take(): Minted | undefined {
+    const minted = this.#pool.pop();
+    if (this.#pool.length < POOL_LOW) this.#refill();
+    return minted;
+  }
+
+  /**
+   * Gives back a minted id that was never shown to anyone (its session stayed empty).
+   *
+   * @param minted What `take()` returned.
+   */
+  recycle(minted: Minted): void {
+    if (this.#pool.length < POOL_MAX) this.#pool.push(minted);
+  }
+
+  #refill(): void {
+    if (this.#filling) return;
+    this.#filling = true;
+    const ids = Array.from({ length: POOL_BATCH }, createSessionId);
+    Promise.all(ids.map((id) => this.issue(id))).then((issued) => {
+      issued.forEach(({ value, key }, i) => this.#pool.push({ id: ids[i]!, value, key }));
+    }, () => {
+      // Minting is an optimisation: on failure, requests sign their own ids.
+    }).finally(() => {
+      this.#filling = false;
+    });
   }
 
   /** Returns a cached verification of `value` without doing any crypto. */

@@ -301,8 +301,13 @@ async function load(ctx: Context): Promise<Session> {
     }
   }
   const fresh = opened === undefined || data === undefined;
+  // A new session on a server store takes an id signed ahead of time when one is ready.
+  const minted = fresh && !o.sealed && !(o.store as SessionStore).capabilities.staleReads
+    ? o.signer.take()
+    : undefined;
   const state: SessionState = {
-    id: fresh ? createSessionId() : opened!.id,
+    id: fresh ? minted?.id ?? createSessionId() : opened!.id,
+    minted,
     key: fresh ? undefined : opened!.key,
     isNew: fresh,
     version: fresh ? 0 : opened!.record.version,
@@ -461,12 +466,18 @@ async function commitStored(ctx: Context): Promise<void> {
     if (isEmpty(s)) {
       s.ops = [];
       if (ctx.cookiePresent && !ctx.responded) clearCookie(ctx, o.cookie.name, now);
+      // An id minted ahead of time that nobody saw goes back for the next visitor.
+      if (s.minted?.id === s.id && !s.idRead) o.signer.recycle(s.minted);
+      s.minted = undefined;
       return;
     }
     const expiresAt = Math.min(now + o.idleMs, s.createdAt + o.absoluteMs);
     const taken = s.ops.length;
     for (let tries = 1;; tries++) {
-      const { value, key } = await o.signer.issue(s.id, store.capabilities.staleReads ? 1 : undefined);
+      const { value, key } = s.minted?.id === s.id
+        ? s.minted
+        : await o.signer.issue(s.id, store.capabilities.staleReads ? 1 : undefined);
+      s.minted = undefined;
       const record = { data: joinData(s), version: 1, createdAt: s.createdAt, expiresAt };
       if (await save(store, key, record, null)) {
         s.key = key;

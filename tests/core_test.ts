@@ -510,4 +510,26 @@ describe("responses", () => {
     client.jar.set("session", `${id}.9.${sig}`);
     assert.equal(await client.text("/read"), "undefined");
   });
+
+  it("never hand out an id a handler has seen, even from an empty session", async () => {
+    const secret = "a secret for the minting test, 32+ characters";
+    const handler = withSession(async (req: Request) => {
+      const session = await getSession(req);
+      if (new URL(req.url).pathname === "/peek") return new Response(session.id);
+      session.set("x", 1);
+      return new Response(session.id);
+    }, { store: new MemoryStore(), secrets: secret });
+    const seen = new Set<string>();
+    for (let i = 0; i < 200; i++) {
+      const peek = await handler(new Request("https://app.example/peek"));
+      assert.equal(peek.headers.get("set-cookie"), null);
+      seen.add(await peek.text());
+      const created = await handler(new Request("https://app.example/set"));
+      const id = created.headers.getSetCookie()[0]!.slice("session=".length).split(".")[0]!;
+      assert.equal(await created.text(), id);
+      assert.ok(!seen.has(id), "an id shown by an empty session was reused");
+      seen.add(id);
+    }
+    assert.equal(seen.size, 400);
+  });
 });

@@ -6,6 +6,7 @@
  */
 import { type CookieOptions, resolveCookieOptions, type ResolvedCookieOptions } from "./cookie.ts";
 import { SessionConfigError } from "./errors.ts";
+import { createSessionId } from "./id.ts";
 import { Signer } from "./signing.ts";
 import { isSealedStore, type SealedSessionStore, type SessionData, type SessionStore } from "./store.ts";
 import { MemoryStore } from "./stores/memory.ts";
@@ -216,8 +217,9 @@ export interface SessionOptions<T extends object = SessionData> {
   /**
    * Secrets that sign the session cookie, each at least 32 characters. The first signs; all
    * verify, so a new secret goes first and an old one stays until its cookies are gone.
+   * Required, except with a `CookieStore`, which seals with secrets of its own.
    */
-  secrets: string | readonly string[];
+  secrets?: string | readonly string[];
   /** Cookie name and attributes. */
   cookie?: CookieOptions;
   /**
@@ -284,6 +286,7 @@ export interface ResolvedOptions {
 
 let defaultStore: MemoryStore | undefined;
 const signers = new Map<string, Signer>();
+let unusedSigner: Signer | undefined;
 
 function signerFor(secrets: readonly string[]): Signer {
   const id = JSON.stringify(secrets);
@@ -357,7 +360,6 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
   if (typeof options !== "object" || options === null) {
     throw new TypeError("Invalid options: withSession() needs an options object with secrets");
   }
-  const secrets = resolveSecrets(options.secrets);
   const idle = seconds("idleTimeout", options.idleTimeout, 3600, 1);
   const absolute = seconds("absoluteTimeout", options.absoluteTimeout, 604_800, 1, Infinity);
   const touchAfter = seconds("touchAfter", options.touchAfter, idle / 2, 0);
@@ -380,6 +382,10 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
   if (!sealed && (typeof store.load !== "function" || typeof store.save !== "function")) {
     throw new TypeError("Invalid store: it has no load() and save() methods");
   }
+  // A sealed store signs nothing here: its own secrets seal the cookie.
+  const signer = sealed && options.secrets === undefined
+    ? (unusedSigner ??= new Signer([createSessionId() + createSessionId()]))
+    : signerFor(resolveSecrets(options.secrets));
   const schema = options.schema;
   if (schema !== undefined && typeof schema?.["~standard"]?.validate !== "function") {
     throw new TypeError("Invalid schema: expected a Standard Schema (zod, valibot, arktype, ...)");
@@ -392,7 +398,7 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
   return {
     store,
     sealed,
-    signer: signerFor(secrets),
+    signer,
     cookie: resolveCookieOptions(options.cookie),
     idleMs: idle * 1000,
     absoluteMs: absolute * 1000,

@@ -19,6 +19,7 @@ import { parseCookies, readCookie, resolveCookieOptions, serializeCookie } from 
 import { GenerationalCache, Signer } from "../src/signing.ts";
 import { replay } from "../src/session.ts";
 import { Client } from "./conformance/client.ts";
+import type { SealedSessionStore } from "../src/store.ts";
 
 const SECRET = "unit test secret of at least 32 characters";
 
@@ -531,5 +532,33 @@ describe("responses", () => {
       seen.add(id);
     }
     assert.equal(seen.size, 400);
+  });
+
+  it("need no secrets of their own with a sealed store, which seals with its own", async () => {
+    // A sealed store for the core's contract only (no encryption): JSON in base64url.
+    const sealedStore: SealedSessionStore = {
+      sealed: true,
+      capabilities: { compareAndSet: false, ttl: true, revocation: false },
+      open(get, name) {
+        const value = get(name);
+        if (value === undefined) return Promise.resolve(null);
+        const { id, record } = JSON.parse(atob(value.replace(/-/g, "+").replace(/_/g, "/")));
+        return Promise.resolve({ id, record, stale: false });
+      },
+      seal(id, record, name) {
+        const value = btoa(JSON.stringify({ id, record })).replace(/\+/g, "-").replace(/\//g, "_").replace(
+          /=+$/,
+          "",
+        );
+        return Promise.resolve([{ name, value }]);
+      },
+    };
+    assert.throws(() => withSession(() => new Response(), { store: new MemoryStore() }), /secrets/);
+    const client = new Client(withSession(async (req: Request) => {
+      const session = await getSession<{ n: number }>(req);
+      return new Response(String(session.update("n", (n = 0) => n + 1)));
+    }, { store: sealedStore }));
+    assert.equal(await client.text("/"), "1");
+    assert.equal(await client.text("/"), "2");
   });
 });

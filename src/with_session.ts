@@ -239,7 +239,7 @@ async function errorResponse(ctx: Context, error: unknown): Promise<Response> {
 }
 
 function backoff(attempt: number): Promise<void> {
-  const cap = Math.min(64, 2 ** attempt);
+  const cap = Math.min(16, 0.5 * 2 ** attempt);
   return new Promise((resolve) => setTimeout(resolve, Math.random() * cap));
 }
 

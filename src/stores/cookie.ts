@@ -16,6 +16,7 @@ import {
   errors as joseErrors,
 } from "jose";
 import { SessionError, SessionTooLargeError, StoreUnavailableError } from "../errors.ts";
+import { GenerationalCache } from "../signing.ts";
 import {
   type OpenedSession,
   type SealedCookie,
@@ -92,6 +93,14 @@ export interface CookieStoreOptions {
    */
   revocation?: SessionStore;
   /**
+   * Tokens kept per generation in the cache of tokens this store sealed or opened, so a
+   * returning visitor's cookie opens without decryption; at most twice this many are held, and
+   * only tokens whose cookie value and payload together stay within 8192 characters. `0` turns
+   * the cache off.
+   * @default 2048
+   */
+  cacheSize?: number;
+  /**
    * The clock, in milliseconds since the epoch (injectable for tests).
    * @default Date.now
    */
@@ -111,6 +120,16 @@ interface Keyring {
   byKid: Map<string, Key>;
 }
 
+/** A token this store sealed or opened: what opening it again needs, without decryption. */
+interface CachedToken {
+  /** The decrypted payload, JSON text of `{ id, record }`: parsed afresh on every hit. */
+  text: string;
+  /** It was sealed with a retired secret. */
+  stale: boolean;
+  /** The revocation key of its id, once computed (only with a revocation store). */
+  revocationKey?: string;
+}
+
 const MIN_SECRET_LENGTH = 32;
 const DEFAULT_COMPRESS_THRESHOLD = 512;
 const DEFAULT_CHUNK_SIZE = 3800;
@@ -119,6 +138,10 @@ const MIN_CHUNK_SIZE = 64;
 const DEFAULT_MAX_COOKIES = 5;
 const MAX_MAX_COOKIES = 50;
 const DEFAULT_MAX_PAYLOAD = 128 * 1024;
+const DEFAULT_CACHE_SIZE = 2048;
+const MAX_CACHE_SIZE = 1_000_000;
+/** The largest cache entry, in characters of cookie value and payload together. */
+const MAX_CACHED_CHARS = 8192;
 const HKDF_SALT = "websession cookie store";
 const HKDF_INFO = "websession/cookie-store/A256GCM/v1";
 const KID_INFO = "websession/cookie-store/kid/v1";
@@ -162,6 +185,12 @@ const ENCRYPT_ZIP_OPTIONS = { crit: { [ZIP_HEADER]: true } };
  * `stale: true` and `withSession` re-seals it with the current one on its next write. Each
  * secret's key is derived once and cached; a seal costs one AES-GCM encryption.
  *
+ * Opening a token this store sealed or already opened costs no decryption: a bounded cache
+ * (`cacheSize`) maps the exact token to its decrypted payload, still checked for expiry and
+ * revocation on every hit, and parsed afresh so no two requests share objects. Those tokens are
+ * live credentials held in the heap; the store already holds the keys that open them, so a heap
+ * dump exposes nothing more, but it is why the cache is bounded and per store.
+ *
  * @example
  * ```ts
  * import { CookieStore } from "websession/cookie";
@@ -194,6 +223,7 @@ export class CookieStore implements SealedSessionStore {
   #maxPayload: number;
   #revocation: SessionStore | undefined;
   #now: () => number;
+  #cache: GenerationalCache<string, CachedToken> | undefined;
 
   /**
    * Creates a store that seals with the first secret and opens with any of them.
@@ -201,8 +231,8 @@ export class CookieStore implements SealedSessionStore {
    * @param options See {@linkcode CookieStoreOptions}.
    * @throws {TypeError} When `secrets` is missing or empty, or a secret is shorter than 32
    *   characters.
-   * @throws {RangeError} When `chunkSize`, `maxCookies`, `maxPayloadBytes` or `compress` is out
-   *   of range.
+   * @throws {RangeError} When `chunkSize`, `maxCookies`, `maxPayloadBytes`, `cacheSize` or
+   *   `compress` is out of range.
    */
   constructor(options: CookieStoreOptions) {
     const secrets = typeof options?.secrets === "string" ? [options.secrets] : options?.secrets;
@@ -249,6 +279,8 @@ export class CookieStore implements SealedSessionStore {
     );
     this.#revocation = options.revocation;
     this.#now = options.now ?? Date.now;
+    const cacheSize = integerOption("cacheSize", options.cacheSize, DEFAULT_CACHE_SIZE, 0, MAX_CACHE_SIZE);
+    this.#cache = cacheSize === 0 ? undefined : new GenerationalCache(cacheSize);
     this.capabilities = { compareAndSet: false, ttl: true, revocation: this.#revocation !== undefined };
   }
 
@@ -292,7 +324,8 @@ export class CookieStore implements SealedSessionStore {
    *   `maxCookies` cookies. Nothing should be sent then.
    */
   async seal(id: string, record: StoredSession, name: string): Promise<SealedCookie[]> {
-    const plaintext = encoder.encode(JSON.stringify({ id, record }));
+    const text = JSON.stringify({ id, record });
+    const plaintext = encoder.encode(text);
     if (plaintext.byteLength > this.#maxPayload) {
       throw new SessionTooLargeError(
         `Session too large for a cookie: ${plaintext.byteLength} bytes of payload, over maxPayloadBytes "${this.#maxPayload}"`,
@@ -323,7 +356,9 @@ export class CookieStore implements SealedSessionStore {
       jwe.setProtectedHeader({ alg: "dir", enc: "A256GCM", kid: sealing.kid });
       token = await jwe.encrypt(sealing.key);
     }
-    return this.#split(token, name);
+    const cookies = this.#split(token, name);
+    this.#remember(token, { text, stale: false });
+    return cookies;
   }
 
   /**
@@ -388,6 +423,16 @@ export class CookieStore implements SealedSessionStore {
   }
 
   async #openToken(token: string): Promise<OpenedSession> {
+    const cached = this.#cache?.get(token);
+    if (cached !== undefined) {
+      try {
+        return await this.#accept(cached);
+      } catch (error) {
+        // Expired or revoked: it will never open again. An outage leaves it cached.
+        if (error instanceof InvalidCookieError) this.#cache!.delete(token);
+        throw error;
+      }
+    }
     const keyring = await this.#keys();
     let used: Key | undefined;
     let result: Awaited<ReturnType<typeof compactDecrypt>>;
@@ -412,9 +457,26 @@ export class CookieStore implements SealedSessionStore {
     } else if (plaintext.byteLength > this.#maxPayload) {
       throw invalid(`payload exceeds maxPayloadBytes "${this.#maxPayload}"`);
     }
+    let text: string;
+    try {
+      text = decoder.decode(plaintext);
+    } catch (error) {
+      throw invalid("payload is not JSON", error);
+    }
+    const entry: CachedToken = { text, stale: used!.index !== 0 };
+    const opened = await this.#accept(entry);
+    this.#remember(token, entry);
+    return opened;
+  }
+
+  /**
+   * Turns a decrypted payload into what `open` returns: parsed afresh, checked for shape, expiry
+   * and revocation. The same steps whether the payload was just decrypted or came from the cache.
+   */
+  async #accept(entry: CachedToken): Promise<OpenedSession> {
     let parsed: unknown;
     try {
-      parsed = JSON.parse(decoder.decode(plaintext));
+      parsed = JSON.parse(entry.text);
     } catch (error) {
       throw invalid("payload is not JSON", error);
     }
@@ -422,12 +484,20 @@ export class CookieStore implements SealedSessionStore {
     const record = toStoredSession(raw);
     if (typeof id !== "string" || id.length === 0 || record === null) throw invalid("malformed payload");
     if (record.expiresAt <= this.#now()) throw invalid("expired");
-    if (this.#revocation !== undefined) await this.#checkRevoked(id);
-    return { id, record, stale: used!.index !== 0 };
+    if (this.#revocation !== undefined) {
+      entry.revocationKey ??= await revocationKey(id);
+      await this.#checkRevoked(entry.revocationKey);
+    }
+    return { id, record, stale: entry.stale };
   }
 
-  async #checkRevoked(id: string): Promise<void> {
-    const key = await revocationKey(id);
+  /** Caches an opened or sealed token, unless the cache is off or the entry is too large. */
+  #remember(token: string, entry: CachedToken): void {
+    if (this.#cache === undefined || token.length + entry.text.length > MAX_CACHED_CHARS) return;
+    this.#cache.set(token, entry);
+  }
+
+  async #checkRevoked(key: string): Promise<void> {
     let tombstone: StoredSession | null;
     try {
       tombstone = await this.#revocation!.load(key);

@@ -47,6 +47,26 @@ function tamper(token: string, index: number): string {
   return parts.join(".");
 }
 
+/**
+ * Runs `body` while counting calls to `crypto.subtle.decrypt` (what jose opens a seal with),
+ * then puts the original back.
+ */
+async function countingDecrypts(body: (decrypts: () => number) => Promise<void>): Promise<void> {
+  const subtle = crypto.subtle;
+  const original = subtle.decrypt;
+  let calls = 0;
+  subtle.decrypt = function countedDecrypt(...args: Parameters<SubtleCrypto["decrypt"]>) {
+    calls++;
+    return original.apply(subtle, args);
+  };
+  try {
+    await body(() => calls);
+  } finally {
+    delete (subtle as { decrypt?: unknown }).decrypt;
+    if (subtle.decrypt !== original) subtle.decrypt = original;
+  }
+}
+
 describe("CookieStore", () => {
   it("round-trips a record in one cookie named after the session cookie", async () => {
     const store = new CookieStore({ secrets: SECRET_A });
@@ -416,6 +436,132 @@ describe("CookieStore", () => {
     });
   });
 
+  describe("cache of sealed and opened tokens", () => {
+    it("opens a token it sealed, and a second time one it opened, without decryption", async () => {
+      await countingDecrypts(async (decrypts) => {
+        const saved = record({ user: "ada", cart: [1, 2] });
+        const store = new CookieStore({ secrets: SECRET_A });
+        const own = jar(await store.seal(ID, saved, "session"));
+        assert.deepEqual(await store.open(getter(own), "session"), { id: ID, record: saved, stale: false });
+        assert.equal(decrypts(), 0, "its own seal opens from the cache");
+
+        const foreign = jar(await new CookieStore({ secrets: SECRET_A }).seal(ID, saved, "session"));
+        const first = await store.open(getter(foreign), "session");
+        assert.equal(decrypts(), 1, "a token sealed elsewhere is decrypted once");
+        (first!.record.data.cart as number[]).push(3); // a caller changing what it got back
+        const second = await store.open(getter(foreign), "session");
+        assert.equal(decrypts(), 1, "and opens from the cache the second time");
+        assert.deepEqual(second, { id: ID, record: saved, stale: false });
+        assert.notEqual(second!.record, first!.record);
+      });
+    });
+
+    it("serves chunked tokens and the retired-secret flag from the cache too", async () => {
+      await countingDecrypts(async (decrypts) => {
+        const saved = record({ blob: randomText(3000) });
+        const small = new CookieStore({ secrets: SECRET_A, chunkSize: 1000 });
+        const chunks = jar(await small.seal(ID, saved, "session"));
+        assert.ok(chunks.size > 1);
+        assert.deepEqual((await small.open(getter(chunks), "session"))?.record, saved);
+        assert.equal(decrypts(), 0);
+
+        const old = jar(await new CookieStore({ secrets: SECRET_A }).seal(ID, saved, "session"));
+        const rotated = new CookieStore({ secrets: [SECRET_B, SECRET_A] });
+        assert.equal((await rotated.open(getter(old), "session"))?.stale, true);
+        assert.equal((await rotated.open(getter(old), "session"))?.stale, true);
+        assert.equal(decrypts(), 1);
+      });
+    });
+
+    it("still refuses an expired token on a hit", async () => {
+      await countingDecrypts(async (decrypts) => {
+        let now = 1_700_000_000_000;
+        const store = new CookieStore({ secrets: SECRET_A, now: () => now });
+        const cookies = jar(await store.seal(ID, record({ user: "ada" }, now, 5000), "session"));
+        assert.ok(await store.open(getter(cookies), "session"));
+        now += 5000;
+        await assert.rejects(store.open(getter(cookies), "session"), {
+          name: "TypeError",
+          message: /expired/,
+        });
+        await assert.rejects(store.open(getter(cookies), "session"), {
+          name: "TypeError",
+          message: /expired/,
+        });
+        assert.equal(decrypts(), 1, "the entry was dropped once expired: the last open decrypted");
+      });
+    });
+
+    it("still refuses a revoked token on a hit", async () => {
+      await countingDecrypts(async (decrypts) => {
+        const store = new CookieStore({ secrets: SECRET_A, revocation: new MemoryStore() });
+        const saved = record({ user: "ada" });
+        const cookies = jar(await store.seal(ID, saved, "session"));
+        assert.ok(await store.open(getter(cookies), "session"));
+        assert.ok(await store.open(getter(cookies), "session"));
+        assert.equal(decrypts(), 0);
+        await store.revoke(ID, saved);
+        await assert.rejects(store.open(getter(cookies), "session"), {
+          name: "TypeError",
+          message: /revoked/,
+        });
+        assert.equal(decrypts(), 0, "refused on the cached entry");
+        await assert.rejects(store.open(getter(cookies), "session"), {
+          name: "TypeError",
+          message: /revoked/,
+        });
+        assert.equal(decrypts(), 1, "and never cached again");
+      });
+    });
+
+    it("never serves a tampered token from the cache", async () => {
+      await countingDecrypts(async (decrypts) => {
+        const store = new CookieStore({ secrets: SECRET_A });
+        const [cookie] = await store.seal(ID, record({ user: "ada" }), "session");
+        assert.ok(await store.open(getter(jar([cookie!])), "session"));
+        for (const segment of [0, 2, 3, 4]) {
+          const forged = new Map([["session", tamper(cookie!.value, segment)]]);
+          await assert.rejects(store.open(getter(forged), "session"), {
+            name: "TypeError",
+            message: INVALID,
+          });
+          await assert.rejects(store.open(getter(forged), "session"), {
+            name: "TypeError",
+            message: INVALID,
+          });
+        }
+        // A changed header is refused before decryption; a changed iv, ciphertext or tag is
+        // decrypted, refused, and decrypted again the second time: never cached.
+        assert.equal(decrypts(), 6);
+        assert.ok(await store.open(getter(jar([cookie!])), "session"));
+        assert.equal(decrypts(), 6, "the genuine token still opens from the cache");
+      });
+    });
+
+    it("decrypts every time with cacheSize 0", async () => {
+      await countingDecrypts(async (decrypts) => {
+        const store = new CookieStore({ secrets: SECRET_A, cacheSize: 0 });
+        const cookies = jar(await store.seal(ID, record({ user: "ada" }), "session"));
+        await store.open(getter(cookies), "session");
+        await store.open(getter(cookies), "session");
+        assert.equal(decrypts(), 2);
+      });
+    });
+
+    it("keeps at most two generations of cacheSize tokens", async () => {
+      await countingDecrypts(async (decrypts) => {
+        const store = new CookieStore({ secrets: SECRET_A, cacheSize: 2 });
+        const jars = [];
+        for (let i = 0; i < 5; i++) jars.push(jar(await store.seal(ID, record({ i }), "session")));
+        await store.open(getter(jars[4]!), "session");
+        await store.open(getter(jars[3]!), "session");
+        assert.equal(decrypts(), 0, "the newest two generations are cached");
+        await store.open(getter(jars[0]!), "session");
+        assert.equal(decrypts(), 1, "the oldest token was evicted");
+      });
+    });
+  });
+
   describe("configuration", () => {
     it("rejects missing or short secrets with a TypeError", () => {
       assert.throws(() => new CookieStore({ secrets: "too short" }), {
@@ -439,6 +585,8 @@ describe("CookieStore", () => {
       assert.throws(() => new CookieStore({ secrets: SECRET_A, maxCookies: 2.5 }), RangeError);
       assert.throws(() => new CookieStore({ secrets: SECRET_A, maxPayloadBytes: -1 }), RangeError);
       assert.throws(() => new CookieStore({ secrets: SECRET_A, compress: -1 }), RangeError);
+      assert.throws(() => new CookieStore({ secrets: SECRET_A, cacheSize: -1 }), RangeError);
+      assert.throws(() => new CookieStore({ secrets: SECRET_A, cacheSize: 1.5 }), RangeError);
     });
   });
 });

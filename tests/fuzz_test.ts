@@ -64,7 +64,8 @@ function app(store: SessionStore, errors: unknown[], extra: Partial<SessionOptio
   return withSession(async (req: Request) => {
     const url = new URL(req.url);
     const session = await getSession<Data>(req);
-    if (url.pathname === "/hit") session.update("hits", (n = 0) => n + 1);
+    // Stored data here is arbitrary (no schema): the app counts only what is a number.
+    if (url.pathname === "/hit") session.update("hits", (n) => (typeof n === "number" ? n + 1 : 1));
     if (url.pathname === "/claim") session.set("owner", Number(url.searchParams.get("owner")));
     return Response.json({ owner: session.get("owner") ?? null, data: session.toJSON() });
   }, {

@@ -130,6 +130,28 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
     });
     const fresh = () => (c = counted(inner));
     const cas = () => inner.capabilities.compareAndSet;
+    /** A fresh counter, the app, and a client holding a stored session (visits = 1). */
+    const returning = async (
+      extra: Partial<SessionOptions<Data>> = {},
+      hooks: { hold?: Promise<void> } = {},
+    ) => {
+      fresh();
+      const running = app(c.store, extra, hooks);
+      const client = new Client(running.handler);
+      await client.text("/count");
+      c.reset();
+      return { ...running, client };
+    };
+    /** A held /slow request loses the race to a concurrent /count, then finishes. */
+    const race = async (extra: Partial<SessionOptions<Data>>) => {
+      const hold = gate();
+      const running = await returning(extra, { hold: hold.promise });
+      const slow = running.client.clone().fetch("/slow");
+      await sleep(20); // the slow request has loaded the session and is waiting
+      await running.client.text("/count");
+      hold.open();
+      return { ...running, slow: await slow };
+    };
 
     it("costs nothing when the handler never asks for the session", async () => {
       fresh();
@@ -175,11 +197,7 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
     });
 
     it("reads once and writes once per changed request, re-sending the cookie only if it carries the version", async () => {
-      fresh();
-      const { handler } = app(c.store);
-      const client = new Client(handler);
-      await client.text("/count");
-      c.reset();
+      const { client } = await returning();
       const response = await client.fetch("/count");
       assert.equal(await response.text(), "2");
       if (inner.capabilities.staleReads) {
@@ -194,11 +212,7 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
     });
 
     it("writes nothing and sends no Set-Cookie on a read-only request", async () => {
-      fresh();
-      const { handler } = app(c.store);
-      const client = new Client(handler);
-      await client.text("/count");
-      c.reset();
+      const { client } = await returning();
       const response = await client.fetch("/read");
       assert.equal(await response.text(), "1");
       assert.equal(response.headers.get("set-cookie"), null);
@@ -222,10 +236,7 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
 
     it("loses none of 50 concurrent increments on one session", async (t) => {
       if (!cas()) return t.skip("store cannot compare-and-set");
-      fresh();
-      const { handler, errors } = app(c.store);
-      const client = new Client(handler);
-      await client.text("/count");
+      const { errors, client } = await returning();
       const responses = await Promise.all(Array.from({ length: 50 }, () => client.clone().fetch("/count")));
       assert.deepEqual(responses.map((r) => r.status), Array(50).fill(200));
       assert.deepEqual(errors, []);
@@ -234,10 +245,7 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
 
     it("keeps every concurrent list append (update replays on the fresh value)", async (t) => {
       if (!cas()) return t.skip("store cannot compare-and-set");
-      fresh();
-      const { handler } = app(c.store);
-      const client = new Client(handler);
-      await client.text("/count");
+      const { client } = await returning();
       await Promise.all(Array.from({ length: 20 }, (_, i) => client.clone().fetch(`/push?item=${i}`)));
       const record = await inner.load(await keyOf(client));
       assert.deepEqual(
@@ -266,10 +274,7 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
     });
 
     it("regenerate gives a new id and kills the old one", async () => {
-      fresh();
-      const { handler, invalid } = app(c.store);
-      const client = new Client(handler);
-      await client.text("/count");
+      const { handler, invalid, client } = await returning();
       const before = client.jar.get("session")!;
       const oldKey = await keyOf(client);
       await client.text("/login?user=grace");
@@ -285,10 +290,7 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
     });
 
     it("destroy deletes the record and expires the cookie", async () => {
-      fresh();
-      const { handler } = app(c.store);
-      const client = new Client(handler);
-      await client.text("/count");
+      const { handler, client } = await returning();
       const key = await keyOf(client);
       const stolen = client.jar.get("session")!;
       const response = await client.fetch("/logout");
@@ -327,11 +329,8 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
     });
 
     it("expires after idleTimeout of inactivity", async () => {
-      fresh();
       let now = Date.now();
-      const { handler, invalid } = app(c.store, { idleTimeout: 60, now: () => now });
-      const client = new Client(handler);
-      await client.text("/count");
+      const { invalid, client } = await returning({ idleTimeout: 60, now: () => now });
       now += 59_000;
       assert.equal(await client.text("/read"), "1", "still alive just before idleTimeout");
       now += 61_000; // the read above was activity: the window restarted from it
@@ -340,11 +339,8 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
     });
 
     it("expires after absoluteTimeout however active", async () => {
-      fresh();
       let now = Date.now();
-      const { handler } = app(c.store, { idleTimeout: 60, absoluteTimeout: 150, now: () => now });
-      const client = new Client(handler);
-      await client.text("/count");
+      const { client } = await returning({ idleTimeout: 60, absoluteTimeout: 150, now: () => now });
       for (let i = 0; i < 4; i++) {
         now += 35_000;
         assert.equal(await client.text("/count"), String(i + 2));
@@ -354,11 +350,8 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
     });
 
     it("touches an unchanged session only after touchAfter, without rewriting it", async () => {
-      fresh();
       let now = Date.now();
-      const { handler } = app(c.store, { idleTimeout: 600, touchAfter: 300, now: () => now });
-      const client = new Client(handler);
-      await client.text("/count");
+      const { client } = await returning({ idleTimeout: 600, touchAfter: 300, now: () => now });
       const key = await keyOf(client);
       const created = (await inner.load(key))!;
       now += 299_000;
@@ -390,10 +383,7 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
     });
 
     it("starts a fresh session for tampered, garbage, oversized and duplicate cookies", async () => {
-      fresh();
-      const { handler, invalid } = app(c.store);
-      const client = new Client(handler);
-      await client.text("/count");
+      const { handler, invalid, client } = await returning();
       const good = client.jar.get("session")!;
       const id = good.slice(0, good.indexOf("."));
       const sig = good.slice(good.lastIndexOf(".") + 1);
@@ -446,10 +436,7 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
     });
 
     it("saves changes made while a streamed body is produced", async () => {
-      fresh();
-      const { handler } = app(c.store);
-      const client = new Client(handler);
-      await client.text("/count");
+      const { client } = await returning();
       const response = await client.fetch("/stream");
       assert.equal(await response.text(), "part 1\npart 2\n");
       const key = await keyOf(client);
@@ -471,19 +458,11 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
 
     it("answers 409 under the reject policy when a concurrent write wins", async (t) => {
       if (!cas()) return t.skip("store cannot compare-and-set");
-      fresh();
-      const hold = gate();
-      const { handler } = app(c.store, {
+      const { client, slow } = await race({
         conflict: "reject",
         onError: (e) => new Response(null, { status: (e as { status: number }).status }),
-      }, { hold: hold.promise });
-      const client = new Client(handler);
-      await client.text("/count");
-      const slow = client.clone().fetch("/slow");
-      await sleep(20);
-      await client.text("/count");
-      hold.open();
-      assert.equal((await slow).status, 409);
+      });
+      assert.equal(slow.status, 409);
       const record = await inner.load(await keyOf(client));
       assert.equal(record?.data.late, undefined);
       assert.equal(record?.data.visits, 2);
@@ -491,16 +470,8 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
 
     it("re-runs the handler on fresh data under the retry policy", async (t) => {
       if (!cas()) return t.skip("store cannot compare-and-set");
-      fresh();
-      const hold = gate();
-      const { handler, runs } = app(c.store, { conflict: "retry" }, { hold: hold.promise });
-      const client = new Client(handler);
-      await client.text("/count");
-      const slow = client.clone().fetch("/slow");
-      await sleep(20);
-      await client.text("/count");
-      hold.open();
-      assert.equal((await slow).status, 200);
+      const { client, slow, runs } = await race({ conflict: "retry" });
+      assert.equal(slow.status, 200);
       assert.equal(runs(), 4, "the slow handler ran twice");
       const record = await inner.load(await keyOf(client));
       assert.deepEqual(record?.data, { visits: 2, late: true });
@@ -508,16 +479,8 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
 
     it("lets the last write win under the overwrite policy", async (t) => {
       if (!cas()) return t.skip("store cannot compare-and-set");
-      fresh();
-      const hold = gate();
-      const { handler } = app(c.store, { conflict: "overwrite" }, { hold: hold.promise });
-      const client = new Client(handler);
-      await client.text("/count");
-      const slow = client.clone().fetch("/slow");
-      await sleep(20);
-      await client.text("/count");
-      hold.open();
-      assert.equal((await slow).status, 200);
+      const { client, slow } = await race({ conflict: "overwrite" });
+      assert.equal(slow.status, 200);
       const record = await inner.load(await keyOf(client));
       assert.deepEqual(record?.data, { visits: 1, late: true }, "the concurrent increment was overwritten");
     });

@@ -1,20 +1,16 @@
 /**
  * `CookieStore`: the whole session sealed into the cookie itself, with no server copy.
  *
- * The record is encrypted and authenticated with [jose](https://github.com/panva/jose) as a
- * compact JWE (`alg: "dir"`, `enc: "A256GCM"`). Each secret yields its own 256-bit key through
- * HKDF-SHA-256; the JWE `kid` header names the key (a short fingerprint, not the key), so opening
- * picks the right key at once and old secrets keep opening cookies while the first one seals.
+ * The record is encrypted and authenticated as a compact JWE (`alg: "dir"`, `enc: "A256GCM"`).
+ * Sealing builds the compact form with one Web Crypto AES-GCM encryption under a protected header
+ * serialized once per key; opening goes through [jose](https://github.com/panva/jose)'s checks.
+ * Each secret yields its own 256-bit key through HKDF-SHA-256; the JWE `kid` header names the key
+ * (a short fingerprint, not the key), so opening picks the right key at once and old secrets keep
+ * opening cookies while the first one seals.
  *
  * @module
  */
-import {
-  base64url,
-  compactDecrypt,
-  CompactEncrypt,
-  type CompactJWEHeaderParameters,
-  errors as joseErrors,
-} from "jose";
+import { base64url, compactDecrypt, type CompactJWEHeaderParameters, errors as joseErrors } from "jose";
 import { SessionError, SessionTooLargeError, StoreUnavailableError } from "../errors.ts";
 import { GenerationalCache } from "../signing.ts";
 import {
@@ -111,6 +107,8 @@ export interface CookieStoreOptions {
 interface Key {
   kid: string;
   key: CryptoKey;
+  /** The protected headers this key seals under, serialized once: plain and deflated. */
+  headers: { plain: ProtectedHeader; zip: ProtectedHeader };
   /** Position of the secret in the list: 0 seals, others are retired. */
   index: number;
 }
@@ -118,6 +116,14 @@ interface Key {
 interface Keyring {
   sealing: Key;
   byKid: Map<string, Key>;
+}
+
+/** A JWE protected header as it goes into the token, and as the AES-GCM additional data. */
+interface ProtectedHeader {
+  /** `BASE64URL(UTF8(JSON))` of the header. */
+  encoded: string;
+  /** The same characters as bytes: the additional authenticated data. */
+  aad: Uint8Array<ArrayBuffer>;
 }
 
 /** A token this store sealed or opened: what opening it again needs, without decryption. */
@@ -160,7 +166,8 @@ const DECRYPT_OPTIONS = {
   crit: { [ZIP_HEADER]: true },
   maxDecompressedLength: 0, // jose's own "zip" is never produced here: refuse it
 };
-const ENCRYPT_ZIP_OPTIONS = { crit: { [ZIP_HEADER]: true } };
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
 
 /**
  * Keeps the whole session in the cookie, sealed: encrypted and authenticated with a key only the
@@ -341,21 +348,7 @@ export class CookieStore implements SealedSessionStore {
         zip = true;
       }
     }
-    const jwe = new CompactEncrypt(payload);
-    let token: string;
-    if (zip) {
-      jwe.setProtectedHeader({
-        alg: "dir",
-        enc: "A256GCM",
-        kid: sealing.kid,
-        crit: [ZIP_HEADER],
-        [ZIP_HEADER]: ZIP_VALUE,
-      });
-      token = await jwe.encrypt(sealing.key, ENCRYPT_ZIP_OPTIONS);
-    } else {
-      jwe.setProtectedHeader({ alg: "dir", enc: "A256GCM", kid: sealing.kid });
-      token = await jwe.encrypt(sealing.key);
-    }
+    const token = await sealCompact(sealing, payload, zip);
     const cookies = this.#split(token, name);
     this.#remember(token, { text, stale: false });
     return cookies;
@@ -585,7 +578,36 @@ async function deriveKey(secret: string, index: number): Promise<Key> {
     ),
   ]);
   const key = await crypto.subtle.importKey("raw", keyBits, "AES-GCM", false, ["encrypt", "decrypt"]);
-  return { kid: base64url.encode(new Uint8Array(kidBits)), key, index };
+  const kid = base64url.encode(new Uint8Array(kidBits));
+  const headers = {
+    plain: protectedHeader({ alg: "dir", enc: "A256GCM", kid }),
+    zip: protectedHeader({ alg: "dir", enc: "A256GCM", kid, crit: [ZIP_HEADER], [ZIP_HEADER]: ZIP_VALUE }),
+  };
+  return { kid, key, index, headers };
+}
+
+/**
+ * Seals a payload as a compact JWE with `alg: "dir"` and `enc: "A256GCM"` (RFC 7516):
+ * `header..iv.ciphertext.tag`, the encoded header as additional data. One AES-GCM encryption.
+ */
+async function sealCompact(key: Key, payload: Uint8Array, zip: boolean): Promise<string> {
+  const header = zip ? key.headers.zip : key.headers.plain;
+  const iv = crypto.getRandomValues(new Uint8Array(IV_BYTES));
+  const sealed = new Uint8Array(
+    await crypto.subtle.encrypt(
+      { name: "AES-GCM", iv, additionalData: header.aad, tagLength: TAG_BYTES * 8 },
+      key.key,
+      payload as Uint8Array<ArrayBuffer>,
+    ),
+  );
+  return `${header.encoded}..${base64url.encode(iv)}.${base64url.encode(sealed.subarray(0, -TAG_BYTES))}.${
+    base64url.encode(sealed.subarray(-TAG_BYTES))
+  }`;
+}
+
+function protectedHeader(header: Record<string, unknown>): ProtectedHeader {
+  const encoded = base64url.encode(JSON.stringify(header));
+  return { encoded, aad: encoder.encode(encoded) };
 }
 
 async function revocationKey(id: string): Promise<string> {

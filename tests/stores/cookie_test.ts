@@ -106,6 +106,29 @@ describe("CookieStore", () => {
     assert.equal(value.split(".")[1], ""); // dir: no encrypted key
   });
 
+  it("seals a standard compact JWE that another instance opens through jose, plain or deflated", async () => {
+    const sealer = new CookieStore({ secrets: SECRET_A });
+    const opener = new CookieStore({ secrets: SECRET_A, cacheSize: 0 }); // always decrypts
+    const cases: Array<[StoredSession, string | undefined]> = [
+      [record({ user: "ada" }), undefined],
+      [record({ list: "abc".repeat(400) }), "deflate-raw"],
+    ];
+    for (const [saved, zip] of cases) {
+      const [cookie] = await sealer.seal(ID, saved, "session");
+      const [header, key, iv, ciphertext, tag] = cookie!.value.split(".");
+      assert.equal(key, "");
+      assert.equal(iv!.length, 16); // 96 bits
+      assert.equal(tag!.length, 22); // 128 bits
+      assert.ok(ciphertext!.length > 0);
+      assert.equal(decodeHeader(header!).enc, "A256GCM");
+      assert.equal(decodeHeader(header!).wsz, zip);
+      assert.deepEqual((await opener.open(getter(jar([cookie!])), "session"))?.record, saved);
+    }
+    const [first] = await sealer.seal(ID, record({}), "session");
+    const [second] = await sealer.seal(ID, record({}), "session");
+    assert.notEqual(first!.value.split(".")[2], second!.value.split(".")[2], "a fresh iv per seal");
+  });
+
   it("declares what it cannot do", () => {
     assert.deepEqual(new CookieStore({ secrets: SECRET_A }).capabilities, {
       compareAndSet: false,

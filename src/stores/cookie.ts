@@ -592,7 +592,7 @@ async function deriveKey(secret: string, index: number): Promise<Key> {
  */
 async function sealCompact(key: Key, payload: Uint8Array, zip: boolean): Promise<string> {
   const header = zip ? key.headers.zip : key.headers.plain;
-  const iv = crypto.getRandomValues(new Uint8Array(IV_BYTES));
+  const iv = freshIv();
   const sealed = new Uint8Array(
     await crypto.subtle.encrypt(
       { name: "AES-GCM", iv, additionalData: header.aad, tagLength: TAG_BYTES * 8 },
@@ -603,6 +603,22 @@ async function sealCompact(key: Key, payload: Uint8Array, zip: boolean): Promise
   return `${header.encoded}..${base64url.encode(iv)}.${base64url.encode(sealed.subarray(0, -TAG_BYTES))}.${
     base64url.encode(sealed.subarray(-TAG_BYTES))
   }`;
+}
+
+/** Random ivs are drawn this many at a time: one `getRandomValues` call per this many seals. */
+const IV_BATCH = 256;
+let ivPool = new Uint8Array(0);
+let ivNext = 0;
+
+/** A fresh random 96-bit iv. Each is handed out once; a batch is never written after it is drawn. */
+function freshIv(): Uint8Array<ArrayBuffer> {
+  if (ivNext + IV_BYTES > ivPool.length) {
+    ivPool = crypto.getRandomValues(new Uint8Array(IV_BYTES * IV_BATCH));
+    ivNext = 0;
+  }
+  const iv = ivPool.subarray(ivNext, ivNext + IV_BYTES);
+  ivNext += IV_BYTES;
+  return iv;
 }
 
 function protectedHeader(header: Record<string, unknown>): ProtectedHeader {

@@ -117,7 +117,7 @@ export class MemoryStore implements SessionStore {
       text: JSON.stringify(record),
     };
     if (current === undefined) this.#makeRoom();
-    else this.#records.delete(key); // re-insert: most recently written last
+    else if (this.#max !== Infinity) this.#records.delete(key); // bounded: most recently written last
     this.#records.set(key, entry);
     return Promise.resolve(true);
   }

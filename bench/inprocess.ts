@@ -176,6 +176,8 @@ export interface InProcessResults {
   footprints: Map<string, Map<Scenario, Footprint>>;
   errors: Map<string, string>;
   rounds: number;
+  /** Sessions each server store held at the end of the timed rounds, where it can count. */
+  held: Map<string, number>;
 }
 
 /**
@@ -191,6 +193,7 @@ export async function runInProcess(
     footprints: new Map(),
     errors: new Map(),
     rounds: options.rounds,
+    held: new Map(),
   };
   const opened: Array<{ subject: Subject; instance: Instance; pool: string[] }> = [];
   for (const subject of list) {
@@ -220,7 +223,11 @@ export async function runInProcess(
       }
     }
   }
-  for (const { instance } of opened) await instance.close();
+  for (const { subject, instance } of opened) {
+    const held = await instance.sessions?.().catch(() => undefined);
+    if (held !== undefined) results.held.set(subject.name, held);
+    await instance.close();
+  }
 
   options.log("  counting cookies, Set-Cookie headers and store writes");
   for (const subject of list) {

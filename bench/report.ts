@@ -1,5 +1,5 @@
 // Targets and the RESULTS.md writer.
-import type { CryptoCalls, Step } from "./ablation.ts";
+import type { Ablation, CryptoCalls } from "./ablation.ts";
 import type { ContentionRow } from "./contention.ts";
 import type { HttpRun } from "./http.ts";
 import { type InProcessResults, SCENARIO_TITLES, SCENARIOS } from "./inprocess.ts";
@@ -52,7 +52,7 @@ export interface Run {
   contention?: ContentionRow[];
   memory?: MemoryFigure;
   reliability?: Reliability;
-  ablation?: { core: Step[]; mechanisms: Step[] };
+  ablation?: Ablation;
   cryptoCalls?: CryptoCalls;
   targets: Target[];
   profiles: Map<string, ProfileSummary>;
@@ -206,84 +206,221 @@ export function targets(run: Omit<Run, "targets" | "profiles">): Target[] {
   return out;
 }
 
+/** Where a profile's self time went, in three shares a reader can check against the table. */
+function shares(summary: ProfileSummary | undefined): string {
+  if (summary === undefined) return "";
+  const sum = (test: (name: string) => boolean) =>
+    summary.groups.filter((g) => test(g.name)).reduce((n, g) => n + g.percent, 0);
+  const node = sum((name) =>
+    name.startsWith("undici") || /^node internals \((worker|abort_controller|webstreams)\)$/.test(name)
+  );
+  const gc = sum((name) => name === "garbage collection");
+  const own = sum((name) => name.startsWith("websession "));
+  return `In the profile below, ${
+    fmt(node, 0)
+  }% of the time is Node's own \`Request\`/\`Response\` machinery ` +
+    "(undici, `makeTransferable` and `createAbortSignal` for each Request's signal, web streams), " +
+    `${fmt(gc, 0)}% garbage collection and ${fmt(own, 0)}% websession's own files. `;
+}
+
+/**
+ * Splits the extra CPU per request of the session server by area: each server's CPU per request
+ * spread over its own profile (idle samples left out), then the difference per area.
+ */
+function split(session: ProfileSummary, sessionUs: number, bare: ProfileSummary, bareUs: number): string {
+  const perRequest = (summary: ProfileSummary, cpuUs: number) => {
+    const idle = summary.groups.filter((g) => g.name.startsWith("idle")).reduce((n, g) => n + g.percent, 0);
+    return new Map(
+      summary.groups.filter((g) => !g.name.startsWith("idle")).map((
+        g,
+      ) => [g.name, (g.percent / (100 - idle)) * cpuUs]),
+    );
+  };
+  const s = perRequest(session, sessionUs);
+  const b = perRequest(bare, bareUs);
+  const deltas = [...new Set([...s.keys(), ...b.keys()])]
+    .map((name) => [name, (s.get(name) ?? 0) - (b.get(name) ?? 0)] as const)
+    .sort((x, y) => y[1] - x[1]);
+  const top = deltas.filter(([, us]) => us >= 0.5).slice(0, 7);
+  const own = deltas.filter(([name]) => name.startsWith("websession ")).reduce((n, [, us]) => n + us, 0);
+  return "Profiling the bare server the same way and spreading each server's CPU per request over its own " +
+    "profile (idle left out), the largest differences are " +
+    top.map(([name, us]) => `+${fmt(us, 1)} µs ${name}`).join(", ") +
+    `; websession's own files account for ${fmt(own, 1)} µs in all, the rest is work the session adds to ` +
+    "Node and the garbage collector (these are estimates: the profiler sees the main thread only). ";
+}
+
 /** Why a target is missed, from this run's own figures and the mechanisms profiled. */
-function why(id: string, run: Run): string | undefined {
-  const step = (name: string) => run.ablation?.core.find((s) => s.name.startsWith(name))?.us ?? NaN;
+function why(id: string, run: Run, summary: ProfileSummary | undefined): string | undefined {
+  const a = run.ablation;
+  const step = (name: string) => a?.core.find((s) => s.name.startsWith(name))?.us ?? NaN;
   const bareUs = step("bare handler");
   const wrapper = step("withSession, session never asked for");
   const readOnly = step("withSession, read-only");
   const returning = step("withSession, returning visitor");
-  const mech = (name: string) => run.ablation?.mechanisms.find((s) => s.name.startsWith(name))?.us ?? NaN;
-  const cycle = mech("WeakMap(request -> context), context references") - mech("context in a local only");
-  const symbol = mech("symbol-keyed") - mech("context in a local only");
-  const steps = run.ablation
-    ? `In "Where the time goes" above: the wrapper alone adds ${
-      fmt(wrapper - bareUs, 1)
-    } µs, reading the session ` +
-      `${fmt(readOnly - wrapper, 1)} µs more, changing and writing it ${
+  const mech = (name: string) => a?.mechanisms.find((s) => s.name.startsWith(name))?.us ?? NaN;
+  const local = mech("context in a local only");
+  const part = (name: string) => a?.store?.find((s) => s.name === name)?.us ?? NaN;
+  const job = (name: string) => a?.jobs?.find((s) => s.name === name);
+  const wsBare = ops(run, "websession MemoryStore", "returning") / ops(run, "bare handler", "returning");
+  const held = run.inProcess?.held.get("websession MemoryStore");
+
+  const steps = a
+    ? `In "Where the time goes" below: the wrapper alone adds ${fmt(wrapper - bareUs, 1)} µs, reading the ` +
+      `session ${fmt(readOnly - wrapper, 1)} µs more, changing and writing it ${
         fmt(returning - readOnly, 1)
-      } µs more, over a ` +
-      `bare handler of ${fmt(bareUs, 1)} µs. `
+      } µs more, over a bare handler of ${fmt(bareUs, 1)} µs. `
     : "";
-  const context = run.ablation
-    ? `The largest single item is how the per-request context is kept: \`withSession\` maps each Request to its ` +
-      `context in a module-level WeakMap, and the context holds the Request (\`ctx.request\`), so every entry is an ` +
-      `ephemeron cycle the garbage collector must trace; in the harness-only experiment that shape costs ` +
-      `${fmt(cycle, 1)} µs per request, a symbol-keyed property on the Request ${fmt(symbol, 1)} µs. `
+  const context = a
+    ? "The wrapper keeps the request's context under a symbol-keyed property of the Request: the harness-only " +
+      `experiment puts that shape at ${
+        fmt(mech("symbol-keyed") - local, 1)
+      } µs over a local variable, against ` +
+      `${
+        fmt(mech("WeakMap(request -> context), context references") - local, 1)
+      } µs for a WeakMap entry that ` +
+      "references the Request. "
     : "";
-  const rrBare = ops(run, "react-router memory", "returning") / ops(run, "bare handler", "returning");
+  const inProcessOn = (runtime: string, budgetUs: number) => {
+    const list = a?.runtimes?.get(runtime);
+    if (list === undefined) return "";
+    const at = (name: string) => list.find((s) => s.name.startsWith(name))?.us ?? NaN;
+    const [b, w, r, c] = [
+      at("bare handler"),
+      at("withSession, session never asked for"),
+      at("withSession, read-only"),
+      at("withSession, returning visitor"),
+    ];
+    return `In-process on ${runtime} ("The core's flow on each runtime" below), the returning-visitor flow adds ` +
+      `${fmt(c - b, 1)} µs to a bare handler of ${fmt(b, 1)} µs: the wrapper ${
+        fmt(w - b, 1)
+      } µs, reading the ` +
+      `session ${fmt(r - w, 1)} µs, changing and writing it ${fmt(c - r, 1)} µs${
+        c - b > budgetUs ? `, over the ${fmt(budgetUs, 1)} µs by itself` : ""
+      }. `;
+  };
+  const save64 = part("MemoryStore.save, 64 sessions");
+  const save20k = part("MemoryStore.save, 20,064 sessions");
+  const store = a?.store
+    ? `The store's own calls, alone: a MemoryStore load (\`JSON.parse\` and \`parseStoredSession\` of the record) ` +
+      `takes ${fmt(part("MemoryStore.load, 64 sessions"), 1)} µs; a compare-and-set save ${
+        fmt(save64, 1)
+      } µs ` +
+      `on a store of 64 sessions and ${fmt(save20k, 1)} µs on one of 20,064 (a load there: ${
+        fmt(part("MemoryStore.load, 20,064 sessions"), 1)
+      } µs)` +
+      (save20k > 1.3 * save64
+        ? ": the save deletes and re-inserts the `Map` entry to keep the most recently written last, and a " +
+          "delete plus insert costs more as the table grows."
+        : ".") +
+      (held === undefined
+        ? " "
+        : ` The in-process scenarios share one MemoryStore, which the new-visitor rounds left holding ${
+          fmt(held)
+        } sessions. `)
+    : "";
+  const budget = (goal: number, flowUs: number, label: string) =>
+    a
+      ? `${fmt(100 * goal, 0)}% of the bare handler's rate leaves ${
+        fmt(bareUs / goal - bareUs, 1)
+      } µs per request over the bare handler's ${fmt(bareUs, 1)} µs in the step-by-step harness; the ` +
+        `${label} flow adds ${fmt(flowUs - bareUs, 1)} µs there (the wrapper ${
+          fmt(wrapper - bareUs, 1)
+        } µs, ` +
+        `reading the session ${fmt(readOnly - wrapper, 1)} µs${
+          label === "returning" ? `, changing and writing it ${fmt(returning - readOnly, 1)} µs` : ""
+        }). `
+      : "";
+  const rest =
+    "Besides the store calls, reading the session is finding the one cookie in the header, the cached " +
+    "signature lookup, the `Session` state (three Maps, an operation log, closures) and `Vary: Cookie` on the " +
+    "response, and the garbage of all of it. On Node 20 the bare handler itself is mostly `new Request()` (an " +
+    "`AbortSignal` made transferable) and `new Response()` (a `ReadableStream` for the body).";
   switch (id) {
-    case "returning-vs-rr":
-      return "websession serves a returning visitor with no crypto at all (see the `crypto.subtle` table: none), " +
-        "while react-router verifies and re-signs its cookie on every request (two thread-pool jobs plus two " +
-        "`importKey`). So the ratio is bounded by the bare handler: in this run react-router runs at " +
-        `${fmt(100 * rrBare, 1)}% of the bare handler, so 10x needs websession at ${
+    case "returning-vs-rr": {
+      const rrBare = ops(run, "react-router memory", "returning") / ops(run, "bare handler", "returning");
+      const sign = job("`sign` HMAC-SHA-256");
+      const verify = job("`verify` HMAC-SHA-256");
+      return "websession serves a returning visitor with no `crypto.subtle` call (see the `crypto.subtle` " +
+        "table), while react-router verifies and re-signs its cookie on every request (two thread-pool jobs plus " +
+        "two `importKey`). So the ratio is capped by the bare handler: react-router runs at " +
+        `${fmt(100 * rrBare, 1)}% of the bare handler in this run, so 10x needs websession at ${
           fmt(1000 * rrBare, 0)
-        }% of the ` +
-        `bare handler, where it is at ${
-          fmt(
-            (100 * ops(run, "websession MemoryStore", "returning")) / ops(run, "bare handler", "returning"),
-            0,
-          )
-        }%. ` +
-        "The gap is the core's own per-request cost. " + steps + context +
-        "react-router's own cost is mostly waiting for thread-pool jobs, whose latency on this shared machine " +
-        "changes with what the other core is doing (it varied about 2x between runs on the same day), so this is " +
-        "the least stable ratio of the table.";
+        }% of it` +
+        (rrBare >= 0.1
+          ? ", more than the bare handler itself: no wrapper reaches it in this run. "
+          : `, where it is at ${fmt(100 * wsBare, 0)}%. `) +
+        "The gap is the core's own per-request cost. " + steps + store + context + shares(summary) +
+        "react-router's own cost is mostly waiting for thread-pool jobs" +
+        (sign && verify
+          ? ` (alone, a \`verify\` takes ${fmt(verify.us, 1)} µs and a \`sign\` ${fmt(sign.us, 1)} µs here)`
+          : "") +
+        ", whose latency on this shared machine changes with what the other core is doing, so this is the " +
+        "least stable ratio of the table.";
+    }
     case "returning-vs-bare":
+      return budget(0.4, returning, "returning") + store + rest + " " + shares(summary);
     case "read-vs-bare":
-      return steps + context +
-        "The rest is the store read (`JSON.parse` and `parseStoredSession` of the whole record), the `Session` " +
-        "state (three Maps, an operation log, closures), `Vary: Cookie` on the response, the compare-and-set write " +
-        "(`joinData`, `JSON.stringify`) for a returning visitor, and the garbage of all of it; on Node 20 the bare " +
-        "handler itself is mostly `new Request()` (an `AbortSignal` made transferable) and `new Response()` (a " +
-        "`ReadableStream` for the body).";
+      return budget(0.6, readOnly, "read-only") + store + rest + " " + context + shares(summary);
     case "new-vs-rr":
-      return "A new visitor makes two `crypto.subtle` jobs (`sign` for the cookie, `digest` for the storage key; see " +
-        "the `crypto.subtle` table), react-router one (`sign`; its `importKey` runs on the main thread). Issuing " +
-        "both at once does not make them free on Node: each dispatch to libuv's thread pool costs the main thread " +
-        "time in the native `run` (waking a pool thread), and the request then waits (`idle`); together they are " +
-        "the largest share of the profile below. An HMAC-SHA-256 and a SHA-256 of a 32-character id are one or " +
-        "two SHA-256 blocks each: computed in JavaScript (or drawn from a small pool of ids signed ahead of time " +
-        "in the background) they would take both thread-pool round trips off the request.";
+      return "New visitors take ids signed ahead of time: `sign` for the cookie and `digest` for the storage key " +
+        "run in small background batches (counted per request in the `crypto.subtle` table), and a request " +
+        "waits for neither when an id is ready; react-router signs on the request (one `sign`; its `importKey` " +
+        "runs on the main thread). Issuing a job still costs the main thread " +
+        `${fmt(job("`sign` HMAC-SHA-256")?.syncUs ?? NaN, 1)} µs (a \`sign\`) before it reaches the pool, ` +
+        "paid inside whichever request starts a batch. The profile below shows what is left on the request path.";
     case "cookie-vs-iron":
-      return "Sealing and opening with jose (JWE `dir` + A256GCM) is one `decrypt` and one `encrypt` per " +
-        "returning visit; iron-session derives keys with PBKDF2 (`deriveBits`) and signs with HMAC on every request.";
-    case "cookie-vs-rr":
-      return "Both make two thread-pool jobs per returning visit (CookieStore: `decrypt`, `encrypt`; react-router: " +
-        "`verify`, `sign`), so the difference is what runs on the main thread: jose's JWE handling (header JSON, " +
-        "base64url, checks) and the sealed payload's JSON, shown as `jose` in the profile below. A bounded cache " +
-        "of tokens this process sealed or opened (the same idea as the signed-cookie cache of the server stores) " +
-        "would serve a returning visitor with one job (`encrypt`) and a read-only visitor with none.";
+      return "CookieStore makes one `encrypt` per returning visit (the presented token opens from its cache of " +
+        "tokens it sealed or opened); iron-session derives keys with PBKDF2 (`deriveBits`) and signs with HMAC " +
+        "on every request (see the `crypto.subtle` table).";
+    case "cookie-vs-rr": {
+      const seal = job("CookieStore.seal");
+      const encrypt = job("`encrypt` AES-256-GCM");
+      const sign = job("`sign` HMAC-SHA-256");
+      const verify = job("`verify` HMAC-SHA-256");
+      const cached = job("CookieStore.open, cached token");
+      const decrypting = job("CookieStore.open, decrypting");
+      const mean = (name: string) => (run.inProcess?.timings.get(name)?.get("returning")?.mean ?? NaN) / 1000;
+      const pair = (sign?.us ?? NaN) + (verify?.us ?? NaN);
+      return "A returning visit costs CookieStore one thread-pool job (`encrypt`, for the new seal) and " +
+        "react-router two (`verify`, `sign`); the presented token opens from CookieStore's cache of tokens it " +
+        `sealed or opened (${fmt(cached?.us ?? NaN, 1)} µs, against ${
+          fmt(decrypting?.us ?? NaN, 1)
+        } µs to decrypt it). ` +
+        'One job is not half the price of two on Node 20: in "One Web Crypto job" below, an AES-256-GCM ' +
+        `\`encrypt\` takes ${fmt(encrypt?.us ?? NaN, 1)} µs (${
+          fmt(encrypt?.syncUs ?? NaN, 1)
+        } µs of it on the main thread, converting its arguments and setting up the job, before the pool ` +
+        `runs it), an HMAC \`sign\` ${fmt(sign?.us ?? NaN, 1)} µs and a \`verify\` ${
+          fmt(verify?.us ?? NaN, 1)
+        } µs (${fmt(sign?.syncUs ?? NaN, 1)} and ${fmt(verify?.syncUs ?? NaN, 1)} µs on the main thread). ` +
+        `So react-router's pair is ${
+          fmt(pair, 1)
+        } µs and CookieStore's whole seal (JSON, the one \`encrypt\`, ` +
+        `the compact JWE's base64url) ${fmt(seal?.us ?? NaN, 1)} µs: ${
+          (seal?.us ?? NaN) <= pair ? "cheaper, but only by" : "dearer by"
+        } ${fmt(Math.abs(pair - (seal?.us ?? NaN)), 1)} µs. ` +
+        `Whole requests in the in-process scenario: ${fmt(mean("websession CookieStore"), 1)} µs against ${
+          fmt(mean("react-router cookie"), 1)
+        } µs. ` + shares(summary) +
+        "The rest of the profile is the wait for the pool (`idle`) and the native dispatch to it (`run`).";
+    }
     case "contention-p99-RedisStore (ioredis)": {
       const row = run.contention?.find((r) => r.store.startsWith("RedisStore") && r.policy === "merge");
-      return "Every lost compare-and-set costs a jittered backoff (`Math.random() * min(64, 2^attempt)` ms) and a " +
-        "reload round trip before the next attempt. On MemoryStore a reload and a save happen in one tick, so a " +
-        "loser wins its second attempt; on Redis the window between reload and save is a network round trip, so " +
-        `losers collide again (${fmt(row?.savesPerRequest ?? NaN, 2)} saves per request here) and the tail ` +
-        "accumulates backoffs that grow to 64 ms while a round trip is well under a millisecond. A backoff scaled " +
-        "to the store's round trip, and a save that returns the current record when it loses (dropping the reload " +
-        "round trip), would shorten the tail; nothing is lost either way.";
+      const memory = run.contention?.find((r) => r.store.startsWith("MemoryStore") && r.policy === "merge");
+      return "50 writers on one session need 50 compare-and-sets in a row; each round has one winner, and every " +
+        "loser waits a jittered backoff (`backoff()` in `src/with_session.ts`: a random wait of up to " +
+        "`min(16, 0.5 * 2^attempt)` ms), reloads and tries again. On MemoryStore the reload and the save happen " +
+        `in one tick, so losers rarely collide twice (${fmt(memory?.savesPerRequest ?? NaN, 2)} saves per ` +
+        "request); on Redis a reload and a save are two network round trips, other saves land in between, and losers collide " +
+        `again (${
+          fmt(row?.savesPerRequest ?? NaN, 2)
+        } saves per request here) and the last writers sit through ` +
+        `many rounds: p99 ${fmt(row?.contended.p99 ?? NaN, 1)} ms against ${
+          fmt(row?.spread.p99 ?? NaN, 1)
+        } ms for the same 50 writers on 50 sessions and ${fmt(row?.alone.p99 ?? NaN, 2)} ms for one writer ` +
+        "alone. A backoff scaled to the store's round trip, and a save that returns the current record when it " +
+        "loses (dropping the reload round trip), would shorten the tail; nothing is lost either way.";
     }
     case "memory":
       return "Each session holds its 43-character key (64 bytes), an entry object with the version and expiry " +
@@ -294,13 +431,14 @@ function why(id: string, run: Run): string | undefined {
     const h = run.http?.find((r) => `http-${r.runtime.toLowerCase()}` === id);
     if (!h?.bare || !h.session) return undefined;
     const saturated = (h.bare.rps * h.bare.cpuUs) / 1e6 >= 0.85;
+    const bareSummary = run.profiles.get(`http:${h.runtime}:bare`);
     return `The session server spends ${
       fmt(h.session.cpuUs - h.bare.cpuUs, 1)
     } µs more CPU per request than the ` +
-      `bare one (${fmt(h.bare.cpuUs, 1)} -> ${
-        fmt(h.session.cpuUs, 1)
-      } µs): the same work as in-process (see ` +
-      '"Where the time goes"), now against the runtime\'s whole HTTP cost. ' +
+      `bare one (${fmt(h.bare.cpuUs, 1)} -> ${fmt(h.session.cpuUs, 1)} µs), where 80% of the bare server's ` +
+      `CPU per request leaves ${fmt(h.bare.cpuUs / 0.8 - h.bare.cpuUs, 1)} µs for the session. ` +
+      inProcessOn(h.runtime, h.bare.cpuUs / 0.8 - h.bare.cpuUs) +
+      (summary && bareSummary ? split(summary, h.session.cpuUs, bareSummary, h.bare.cpuUs) : "") +
       (saturated
         ? ""
         : `The bare server kept only ${fmt((h.bare.rps * h.bare.cpuUs) / 1e6, 2)} of a core busy: the load ` +
@@ -309,13 +447,13 @@ function why(id: string, run: Run): string | undefined {
       (h.runtime === "Node"
         ? "The profile of the Node session server under load is below; `writev` is the socket writes both " +
           "servers make."
-        : "");
+        : "The harness profiles only Node's server; Deno and Bun run the same app code.");
   }
   return undefined;
 }
 
-function table(head: string[], rows: string[][]): string {
-  const align = head.map((_, i) => (i === 0 || i === 1 ? "---" : "---:"));
+function table(head: string[], rows: string[][], left = 2): string {
+  const align = head.map((_, i) => (i < left ? "---" : "---:"));
   return [
     `| ${head.join(" | ")} |`,
     `| ${align.join(" | ")} |`,
@@ -377,12 +515,12 @@ export function render(run: Run): string {
     out.push("### Why the missed targets are missed", "");
     for (const t of missed) {
       out.push(`**${t.text}** (${t.measured}, goal ${t.goal}).`, "");
-      const text = why(t.id, run);
-      if (text) out.push(text, "");
       const key = t.profile
         ? ("http" in t.profile ? `http:${t.profile.http}` : `${t.profile.subject}:${t.profile.scenario}`)
         : "";
       const summary = run.profiles.get(key);
+      const text = why(t.id, run, summary);
+      if (text) out.push(text.trim(), "");
       if (summary) {
         out.push(
           `Profile of this run (${
@@ -415,6 +553,42 @@ export function render(run: Run): string {
       ),
       "",
     );
+    if (run.ablation.store) {
+      out.push(
+        "The store's calls alone, as the core makes them for a returning visitor (same harness, µs per call, best " +
+          "round): a load, and a compare-and-set save of the next version.",
+        "",
+        table(
+          ["Call", "What it does", "µs / call"],
+          run.ablation.store.map((step) => [step.name, step.what, fmt(step.us, 2)]),
+        ),
+        "",
+      );
+    }
+    if (run.ablation.runtimes && run.ablation.runtimes.size > 0) {
+      const names = [...run.ablation.runtimes.keys()];
+      const first = run.ablation.runtimes.get(names[0]!)!;
+      out.push(
+        "### The core's flow on each runtime",
+        "",
+        "The same four steps under each runtime (`bench/steps.ts`: a plain serial loop instead of mitata, so the " +
+          "Node column differs a little from the table above), mean µs per request, best of 4 rounds.",
+        "",
+        table(
+          ["Step", ...names.map((n) => `${n} µs`), ...names.map((n) => `${n} + µs`)],
+          first.map((step, i) => [
+            step.name,
+            ...names.map((n) => fmt(run.ablation!.runtimes!.get(n)?.[i]?.us ?? NaN, 2)),
+            ...names.map((n) => {
+              const list = run.ablation!.runtimes!.get(n);
+              return i === 0 || !list ? "" : `+${fmt(list[i]!.us - list[i - 1]!.us, 2)}`;
+            }),
+          ]),
+          1,
+        ),
+        "",
+      );
+    }
     out.push(
       "Harness-only experiments (not websession code): an async handler that keeps a small per-request context " +
         "(the request, a Map, a Promise) in four ways.",
@@ -432,11 +606,26 @@ export function render(run: Run): string {
       "",
     );
   }
+  if (run.ablation?.jobs) {
+    out.push(
+      "One Web Crypto job alone on this runtime (Node " + run.machine.node +
+        "), and CookieStore's calls: a serial " +
+        "loop, each call awaited before the next; wall µs per call, and the part of it the call itself takes on the " +
+        "main thread before returning its promise (argument conversion, setting up the job).",
+      "",
+      table(
+        ["Call", "What it is", "µs / call", "main thread µs"],
+        run.ablation.jobs.map((job) => [job.name, job.what, fmt(job.us, 1), fmt(job.syncUs, 1)]),
+      ),
+      "",
+    );
+  }
   if (run.cryptoCalls) {
     out.push(
       "`crypto.subtle` calls per request. On Node every `sign`, `verify`, `digest`, `encrypt`, `decrypt` and " +
         "`deriveBits` is a job for libuv's thread pool, and the request waits for it; `importKey` of a raw key is " +
-        "done on the main thread.",
+        "done on the main thread. websession's new-visitor `sign` and `digest` are made ahead of time, in small " +
+        "background batches of ids, and show here spread over the requests that use them.",
       "",
     );
     const show = (calls: Record<string, number>) =>

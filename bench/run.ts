@@ -10,7 +10,7 @@ import { cpus, loadavg, release, tmpdir, totalmem, type } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { countCryptoCalls, runAblation } from "./ablation.ts";
+import { countCryptoCalls, runAblation, runJobCosts, runStoreParts, type Step } from "./ablation.ts";
 import { runContention } from "./contention.ts";
 import { runHttp } from "./http.ts";
 import { runInProcess } from "./inprocess.ts";
@@ -96,6 +96,22 @@ async function reliability(): Promise<Reliability> {
   return { lines, passed, failed, seconds: (performance.now() - begin) / 1000 };
 }
 
+/** The core's flow step by step under one runtime (`bench/steps.ts`). */
+async function runtimeSteps(runtime: string): Promise<Step[]> {
+  const bin = (name: string) => join(ROOT, "node_modules", ".bin", name);
+  const [command, argv] = runtime === "Deno"
+    ? [bin("deno"), ["run", "--allow-env", "--allow-read", "bench/steps.ts"]]
+    : runtime === "Bun"
+    ? [bin("bun"), ["bench/steps.ts"]]
+    : [process.execPath, ["--import", "tsx", "bench/steps.ts"]];
+  const { stdout } = await promisify(execFile)(command, argv, {
+    cwd: ROOT,
+    env: { ...process.env, NO_COLOR: "1" },
+  });
+  const steps = JSON.parse(stdout.trim().split("\n").at(-1)!) as Array<{ name: string; us: number }>;
+  return steps.map((step) => ({ ...step, what: "" }));
+}
+
 async function profileScenario(subject: string, scenario: string, dir: string) {
   const file = join(dir, `${subject.replace(/\W+/g, "_")}_${scenario}.cpuprofile`);
   const { code, stderr } = await node([
@@ -110,20 +126,18 @@ async function profileScenario(subject: string, scenario: string, dir: string) {
   return await summarize(file);
 }
 
-/** Profiles the Node session server while autocannon loads it. */
-async function profileHttp(dir: string) {
+/**
+ * Profiles the Node server (`session` or `bare`) while autocannon loads it: steady state only,
+ * the server's profiler started after a warm-up load (SIGUSR2) and stopped at SIGTERM.
+ */
+async function profileHttp(dir: string, mode: "session" | "bare") {
   const { createRequire } = await import("node:module");
   const autocannon = createRequire(import.meta.url)("autocannon") as (o: object) => Promise<unknown>;
   const port = 20_000 + Math.floor(Math.random() * 20_000);
-  const child = spawn(process.execPath, [
-    "--cpu-prof",
-    `--cpu-prof-dir=${dir}`,
-    "--import",
-    "tsx",
-    "bench/servers/node.ts",
-  ], {
+  const file = join(dir, `${mode}.cpuprofile`);
+  const child = spawn(process.execPath, ["--import", "tsx", "bench/servers/node.ts"], {
     cwd: ROOT,
-    env: { ...process.env, MODE: "session", PORT: String(port), EXIT_ON_SIGTERM: "1" },
+    env: { ...process.env, MODE: mode, PORT: String(port), PROFILE_OUT: file },
     stdio: ["ignore", "pipe", "inherit"],
   });
   await new Promise<void>((resolve) =>
@@ -134,24 +148,28 @@ async function profileHttp(dir: string) {
   for (let i = 0; i < 16; i++) {
     const response = await fetch(url);
     await response.arrayBuffer();
-    cookies.push(response.headers.getSetCookie()[0]!.split(";")[0]!);
+    // The bare server sets no cookie: its requests carry one anyway, so both parse the same header.
+    cookies.push(response.headers.getSetCookie()[0]?.split(";")[0] ?? "session=none");
   }
-  let next = 0;
-  await autocannon({
-    url,
-    connections: 16,
-    duration: Math.ceil(settings.profileMs / 1000),
-    setupClient: (client: { setHeaders(h: object): void }) =>
-      client.setHeaders({ cookie: cookies[next++ % cookies.length] }),
-  });
+  const load = async (seconds: number) => {
+    let next = 0;
+    await autocannon({
+      url,
+      connections: 16,
+      duration: seconds,
+      setupClient: (client: { setHeaders(h: object): void }) =>
+        client.setHeaders({ cookie: cookies[next++ % cookies.length] }),
+    });
+  };
+  await load(1); // warm-up, not profiled
+  child.kill("SIGUSR2");
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  await load(Math.ceil(settings.profileMs / 1000));
   await new Promise<void>((resolve) => {
     child.once("exit", () => resolve());
     child.kill("SIGTERM");
   });
-  const files = (await promisify(execFile)("ls", [dir])).stdout.split("\n").filter((f) =>
-    f.endsWith(".cpuprofile")
-  );
-  return await summarize(join(dir, files[0]!));
+  return await summarize(file, 40);
 }
 
 async function main(): Promise<void> {
@@ -209,7 +227,18 @@ async function main(): Promise<void> {
   }
   if (!skip.has("ablation")) {
     log("where the time goes: the core step by step, crypto calls per library");
-    partial.ablation = await runAblation({ rounds: settings.rounds + 1, budgetMs: settings.budgetMs });
+    const timing = { rounds: settings.rounds + 1, budgetMs: settings.budgetMs };
+    partial.ablation = await runAblation(timing);
+    partial.ablation.store = await runStoreParts(timing);
+    partial.ablation.jobs = await runJobCosts(timing);
+    partial.ablation.runtimes = new Map();
+    for (const runtime of ["Node", "Deno", "Bun"]) {
+      try {
+        partial.ablation.runtimes.set(runtime, await runtimeSteps(runtime));
+      } catch (error) {
+        log(`  steps on ${runtime}: ${String(error).slice(0, 200)}`);
+      }
+    }
     partial.cryptoCalls = await countCryptoCalls(list.filter((s) => !/File|Redis|Postgres/.test(s.name)));
   }
   if (!skip.has("contention")) {
@@ -251,8 +280,12 @@ async function main(): Promise<void> {
         try {
           if ("http" in target.profile) {
             // Only the Node server can be profiled the same way; Deno and Bun share its app code.
-            const sub = await mkdtemp(join(dir, "http-"));
-            run.profiles.set(key, await profileHttp(sub));
+            // The bare server too, so that the difference can be split by area.
+            run.profiles.set(key, await profileHttp(await mkdtemp(join(dir, "http-")), "session"));
+            run.profiles.set(
+              `${key}:bare`,
+              await profileHttp(await mkdtemp(join(dir, "http-bare-")), "bare"),
+            );
           } else {
             run.profiles.set(
               key,

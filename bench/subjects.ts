@@ -41,6 +41,8 @@ export interface Instance {
   read: Handler;
   /** Store writes so far; `undefined` when the library keeps no server-side state. */
   writes(): number | undefined;
+  /** Sessions the store holds, where it can count them. */
+  sessions?(): Promise<number | undefined>;
   close(): Promise<void>;
 }
 
@@ -138,6 +140,10 @@ function websession(
         count,
         read,
         writes: () => (made.store instanceof CookieStore ? undefined : counter?.writes ?? 0),
+        sessions: () =>
+          made.store instanceof CookieStore
+            ? Promise.resolve(undefined)
+            : made.store.count?.() ?? Promise.resolve(undefined),
         close: made.close,
       };
     },

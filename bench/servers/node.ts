@@ -1,5 +1,9 @@
 // Node 20 has no fetch-handler server: a small node:http adapter, the same for both modes.
+// With PROFILE_OUT=<file>, SIGUSR2 starts the V8 CPU profiler (steady state, after a warm-up the
+// caller drives) and SIGTERM writes the profile there before exiting.
+import { writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { Session } from "node:inspector/promises";
 import { handlerFor } from "./app.ts";
 
 const handler = handlerFor(process.env.MODE ?? "bare");
@@ -23,8 +27,22 @@ async function send(response: Response, res: ServerResponse): Promise<void> {
   res.end(response.body === null ? undefined : new Uint8Array(await response.arrayBuffer()));
 }
 
-// Exit cleanly on SIGTERM so that `--cpu-prof` writes its profile.
-process.once("SIGTERM", () => process.exit(0));
+const profileOut = process.env.PROFILE_OUT;
+if (profileOut === undefined) {
+  // Exit cleanly on SIGTERM.
+  process.once("SIGTERM", () => process.exit(0));
+} else {
+  const profiler = new Session();
+  profiler.connect();
+  await profiler.post("Profiler.enable");
+  await profiler.post("Profiler.setSamplingInterval", { interval: 100 });
+  process.once("SIGUSR2", () => void profiler.post("Profiler.start"));
+  process.once("SIGTERM", async () => {
+    const { profile } = await profiler.post("Profiler.stop");
+    writeFileSync(profileOut, JSON.stringify(profile));
+    process.exit(0);
+  });
+}
 
 createServer((req, res) => {
   Promise.resolve(handler(toRequest(req))).then((response) => send(response, res)).catch((error) => {

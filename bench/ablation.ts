@@ -198,11 +198,11 @@ export async function runStoreParts(options: { rounds: number; budgetMs: number 
     ],
     [
       "MemoryStore.save, 64 sessions",
-      "compare-and-set: `JSON.stringify`, then the entry deleted and re-inserted (most recently written last)",
+      "compare-and-set: version check, `JSON.stringify`, the entry replaced",
       small.save,
     ],
     ["MemoryStore.load, 20,064 sessions", "the same lookup in a larger `Map`", large.load],
-    ["MemoryStore.save, 20,064 sessions", "the same delete and re-insert in a larger `Map`", large.save],
+    ["MemoryStore.save, 20,064 sessions", "the same save in a larger `Map`", large.save],
   ];
   const out: Step[] = [];
   for (const [name, what, fn] of list) {

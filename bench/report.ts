@@ -309,10 +309,7 @@ function why(id: string, run: Run, summary: ProfileSummary | undefined): string 
       `on a store of 64 sessions and ${fmt(save20k, 1)} µs on one of 20,064 (a load there: ${
         fmt(part("MemoryStore.load, 20,064 sessions"), 1)
       } µs)` +
-      (save20k > 1.3 * save64
-        ? ": the save deletes and re-inserts the `Map` entry to keep the most recently written last, and a " +
-          "delete plus insert costs more as the table grows."
-        : ".") +
+      (save20k > 1.3 * save64 ? ": in this run a save into the larger table cost more." : ".") +
       (held === undefined
         ? " "
         : ` The in-process scenarios share one MemoryStore, which the new-visitor rounds left holding ${

@@ -35,9 +35,9 @@ export interface Minted {
   key: string;
 }
 
-const POOL_LOW = 16;
-const POOL_BATCH = 32;
-const POOL_MAX = 128;
+const POOL_LOW = 8;
+const POOL_BATCH = 8;
+const POOL_MAX = 64;
 
 /** Why a cookie value failed to verify. */
 export type SignatureFailure = "malformed" | "signature";
@@ -163,13 +163,15 @@ export class Signer {
     if (this.#filling) return;
     this.#filling = true;
     const ids = Array.from({ length: POOL_BATCH }, createSessionId);
-    Promise.all(ids.map((id) => this.issue(id))).then((issued) => {
-      issued.forEach(({ value, key }, i) => this.#pool.push({ id: ids[i]!, value, key }));
-    }, () => {
-      // Minting is an optimisation: on failure, requests sign their own ids.
-    }).finally(() => {
-      this.#filling = false;
-    });
+    // Dispatched after the current request's turn, so the jobs do not delay its response.
+    new Promise((resolve) => setTimeout(resolve, 0)).then(() => Promise.all(ids.map((id) => this.issue(id))))
+      .then((issued) => {
+        issued.forEach(({ value, key }, i) => this.#pool.push({ id: ids[i]!, value, key }));
+      }, () => {
+        // Minting is an optimisation: on failure, requests sign their own ids.
+      }).finally(() => {
+        this.#filling = false;
+      });
   }
 
   /** Returns a cached verification of `value` without doing any crypto. */

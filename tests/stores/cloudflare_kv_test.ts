@@ -7,29 +7,16 @@ import assert from "node:assert/strict";
 import type { KVNamespace } from "@cloudflare/workers-types";
 import type { Miniflare } from "miniflare";
 import { StoreUnavailableError } from "../../src/errors.ts";
-import type { SessionStore, StoredSession } from "../../src/store.ts";
+import type { StoredSession } from "../../src/store.ts";
 import { CloudflareKvStore, type KvNamespaceLike } from "../../src/stores/cloudflare_kv.ts";
-import { sessionSuite } from "../conformance/session_suite.ts";
-import { storeSuite } from "../conformance/store_suite.ts";
 import { randomKey } from "../conformance/util.ts";
-import { startMiniflare, workerdStore } from "../workers/miniflare.ts";
+import { miniflareSuites as suites, startMiniflare, workerdStore } from "../workers/miniflare.ts";
 
 // A real binding's type fits the structural interface.
 const _fits: (binding: KVNamespace) => KvNamespaceLike = (binding) => binding;
 
 function record(data: Record<string, unknown>, version = 1, ttl = 60_000, now = Date.now()): StoredSession {
   return { data, version, createdAt: now, expiresAt: now + ttl };
-}
-
-/** Runs both shared suites, each against its own Miniflare, with the store `open` builds. */
-function suites(name: string, open: (mf: Miniflare) => Promise<SessionStore>): void {
-  for (const suite of [storeSuite, sessionSuite]) {
-    let mf: Miniflare | undefined;
-    suite(name, {
-      open: async () => await open(mf = await startMiniflare()),
-      close: () => mf?.dispose(),
-    });
-  }
 }
 
 suites(

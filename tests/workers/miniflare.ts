@@ -6,6 +6,8 @@ import { build } from "esbuild";
 import { Miniflare } from "miniflare";
 import { SessionTooLargeError, StoreUnavailableError } from "../../src/errors.ts";
 import type { SessionStore, StoreCapabilities, StoredSession } from "../../src/store.ts";
+import { sessionSuite } from "../conformance/session_suite.ts";
+import { storeSuite } from "../conformance/store_suite.ts";
 
 /** The newest date this Miniflare's workerd accepts is 2026-05-03. */
 export const COMPATIBILITY_DATE = "2026-04-01";
@@ -87,4 +89,15 @@ export async function workerdStore(mf: Miniflare, name: "kv" | "do"): Promise<Se
   if (optional.includes("cleanup")) store.cleanup = async () => (await call("cleanup", [])) as number;
   if (optional.includes("count")) store.count = async () => (await call("count", [])) as number;
   return store;
+}
+
+/** Runs both shared suites, each against its own Miniflare, with the store `open` builds. */
+export function miniflareSuites(name: string, open: (mf: Miniflare) => Promise<SessionStore>): void {
+  for (const suite of [storeSuite, sessionSuite]) {
+    let mf: Miniflare | undefined;
+    suite(name, {
+      open: async () => await open(mf = await startMiniflare()),
+      close: () => mf?.dispose(),
+    });
+  }
 }

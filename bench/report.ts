@@ -480,8 +480,8 @@ export function render(run: Run): string {
         m.load[1].map((n) => fmt(n, 2)).join(" / ")
       }.`,
     "",
-    "**Read the ratios, not the absolute numbers.** This machine has 2 cores and is shared with other jobs " +
-      "(test suites of other engineers run at the same time), so absolute throughput moves from run to run. " +
+    "**Read the ratios, not the absolute numbers.** This machine has 2 cores and may run other jobs " +
+      "at the same time, so absolute throughput moves from run to run. " +
       "Every figure here comes from one process and one run; each library's scenarios are interleaved with the " +
       "others' over several rounds and the best round is kept, so a burst of outside load hits one round of " +
       "one library, not a whole column.",

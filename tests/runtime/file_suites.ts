@@ -1,5 +1,6 @@
-// FileStore's shared suites alone, for runtimes where its own test file cannot run whole (its
-// SIGKILL case spawns `process.execPath` with Node's flags, which Deno does not emulate).
+// FileStore's shared suites, on temporary directories removed at the end. Deno runs this file
+// alone (FileStore's own test file spawns Node processes); tests/stores/file_test.ts imports it
+// and adds the store's own cases.
 import { after } from "node:test";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -9,7 +10,8 @@ import { sessionSuite } from "../conformance/session_suite.ts";
 import { storeSuite } from "../conformance/store_suite.ts";
 
 const dirs: string[] = [];
-async function tempDir(): Promise<string> {
+/** A fresh temporary directory, removed when the tests end. */
+export async function tempDir(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), "websession-file-"));
   dirs.push(dir);
   return dir;

@@ -1,26 +1,13 @@
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir, readFile, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { spawn } from "node:child_process";
 import { FileStore } from "../../src/stores/file.ts";
-import { storeSuite } from "../conformance/store_suite.ts";
-import { sessionSuite } from "../conformance/session_suite.ts";
 import { randomKey } from "../conformance/util.ts";
 
-const dirs: string[] = [];
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), "websession-file-"));
-  dirs.push(dir);
-  return dir;
-}
-after(async () => {
-  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
-});
-
-storeSuite("FileStore", { open: async () => new FileStore({ dir: await tempDir() }) });
-sessionSuite("FileStore", { open: async () => new FileStore({ dir: await tempDir() }) });
+// Importing the shared suites runs them here too.
+import { tempDir } from "../runtime/file_suites.ts";
 
 function record(data: Record<string, unknown> = {}) {
   const now = Date.now();

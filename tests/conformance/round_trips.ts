@@ -18,7 +18,8 @@ export interface ExpectedCalls {
 /**
  * Runs the scenario: no cookie, a handler that never asks, a new session, a read-only request,
  * two changed requests, and a forged signature. `sent` is the list the caller's recording client
- * appends each backend call's name to.
+ * appends each backend call's name to; `httpRequests`, for a client speaking HTTP through a test
+ * bridge, counts the bridge's requests, which must equal the calls.
  *
  * @returns How many backend calls the scenario made in all.
  */
@@ -27,7 +28,9 @@ export async function assertRoundTrips(
   sent: string[],
   secret: string,
   calls: ExpectedCalls,
+  httpRequests?: () => number,
 ): Promise<number> {
+  const requestsBefore = httpRequests?.() ?? 0;
   const handler = withSession(async (req: Request) => {
     const path = new URL(req.url).pathname;
     if (path === "/static") return new Response("static");
@@ -58,5 +61,9 @@ export async function assertRoundTrips(
   const flipped = signature[5] === "A" ? "B" : "A"; // a middle character: every bit of it counts
   forged.jar.set("session", `${id}.${signature.slice(0, 5)}${flipped}${signature.slice(6)}`);
   await expect("/read", [], forged); // a bad signature never reaches the backend
+  if (httpRequests !== undefined) {
+    // Over HTTP every backend call was one request: no hidden extra round trips.
+    assert.equal(httpRequests() - requestsBefore, total);
+  }
   return total;
 }

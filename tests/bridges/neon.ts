@@ -11,6 +11,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import { type AddressInfo, connect, type Socket } from "node:net";
 import pg from "pg";
 import { WebSocketServer } from "ws";
+import { readBody, send } from "./http.ts";
 
 /** A running bridge. */
 export interface NeonBridge {
@@ -64,21 +65,6 @@ function isQuery(value: unknown): value is Query {
   const query = value as Query | null;
   return typeof query === "object" && query !== null && typeof query.query === "string" &&
     (query.params === undefined || Array.isArray(query.params));
-}
-
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (chunk: Buffer) => chunks.push(chunk));
-    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
-    req.on("error", reject);
-  });
-}
-
-function send(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
-  res.end(text);
 }
 
 function errorBody(error: unknown): Record<string, unknown> {

@@ -11,6 +11,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Redis, type RedisOptions } from "ioredis";
+import { readBody, send } from "./http.ts";
 
 /** A running bridge. */
 export interface UpstashBridge {
@@ -39,21 +40,6 @@ function encodeReply(reply: Reply, base64: boolean): unknown {
 function isCommand(value: unknown): value is (string | number | boolean)[] {
   return Array.isArray(value) && value.length > 0 &&
     value.every((part) => typeof part === "string" || typeof part === "number" || typeof part === "boolean");
-}
-
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (chunk: Buffer) => chunks.push(chunk));
-    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
-    req.on("error", reject);
-  });
-}
-
-function send(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
-  res.end(text);
 }
 
 function message(error: unknown): string {

@@ -4,7 +4,7 @@ import { Redis } from "ioredis";
 import { getSession, MemoryStore, type SessionOptions, type SessionStore, withSession } from "../mod.ts";
 import { RedisStore } from "../src/stores/redis.ts";
 import { cookiePool } from "./inprocess.ts";
-import { SECRET } from "./subjects.ts";
+import { CountingStore, SECRET } from "./subjects.ts";
 
 /** Latency figures in milliseconds. */
 export interface Latency {
@@ -43,29 +43,6 @@ function latency(samples: number[]): Latency {
   return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted.at(-1)! };
 }
 
-class SaveCounter implements SessionStore {
-  saves = 0;
-  readonly capabilities;
-  #inner: SessionStore;
-  constructor(inner: SessionStore) {
-    this.#inner = inner;
-    this.capabilities = inner.capabilities;
-  }
-  load(key: string) {
-    return this.#inner.load(key);
-  }
-  save(key: string, record: Parameters<SessionStore["save"]>[1], expected: number | null) {
-    this.saves++;
-    return this.#inner.save(key, record, expected);
-  }
-  destroy(key: string) {
-    return this.#inner.destroy(key);
-  }
-  touch(key: string, expiresAt: number) {
-    return this.#inner.touch!(key, expiresAt);
-  }
-}
-
 async function timed(
   handler: (r: Request) => Promise<Response>,
   cookie: string,
@@ -82,7 +59,7 @@ async function one(
   policy: ContentionRow["policy"],
   rounds: number,
 ): Promise<ContentionRow> {
-  const store = new SaveCounter(inner);
+  const store = new CountingStore(inner); // no destroy or touch here: every write is a save
   const options: SessionOptions = { store, secrets: SECRET, conflict: policy, onError: () => {} };
   const count = withSession(async (req: Request) => {
     const session = await getSession<{ visits?: number }>(req);
@@ -101,9 +78,9 @@ async function one(
   let saves = 0;
   for (let round = 0; round < rounds; round++) {
     const [cookie] = await cookiePool(instance, 1);
-    const before = store.saves;
+    const before = store.writes;
     const results = await Promise.all(Array.from({ length: WRITERS }, () => timed(count, cookie!)));
-    saves += store.saves - before;
+    saves += store.writes - before;
     for (const result of results) {
       contended.push(result.ms);
       if (result.status === 200) ok++;

@@ -86,7 +86,7 @@ const text = (body: string) =>
   new Response(body, { headers: { "content-type": "text/plain;charset=UTF-8" } });
 
 /** Counts `save`/`destroy`/`touch` on the way to the real store. */
-class CountingStore implements SessionStore {
+export class CountingStore implements SessionStore {
   writes = 0;
   readonly capabilities;
   #inner: SessionStore;

@@ -38,16 +38,16 @@ export type { CookieOptions } from "./src/cookie.ts";
 export {
   SessionConfigError,
   SessionConflictError,
+  SessionDataError,
   SessionError,
   SessionStateError,
   SessionTooLargeError,
   StoreUnavailableError,
 } from "./src/errors.ts";
 export { createSessionId, isSessionId, storageKeyOf } from "./src/id.ts";
-export { assertStorageKey, isSealedStore, parseStoredSession, toStoredSession } from "./src/store.ts";
+// Stores are configured by applications, so their types are here; what store authors need
+// (validators, the save contract) is in `websession/store-kit`.
 export type {
-  OpenedSession,
-  SealedCookie,
   SealedSessionStore,
   SessionData,
   SessionStore,

@@ -126,3 +126,24 @@ export class SessionStateError extends SessionError {
   /** The stable code of this error. */
   override readonly code = "ERR_SESSION_STATE";
 }
+
+/**
+ * The session holds data its store cannot keep faithfully (a NUL character or a lone UTF-16
+ * surrogate in PostgreSQL `jsonb`, for instance). Raised by the store before anything is
+ * written; a programming error, never an outage. Answered with `500`.
+ *
+ * @example
+ * ```ts
+ * import { SessionDataError, StoreUnavailableError } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * const error = new SessionDataError('Session data cannot be stored: "\\ud800" is a lone surrogate');
+ * assert.equal(error.code, "ERR_SESSION_DATA");
+ * assert.equal(error.status, 500);
+ * assert.ok(!(error instanceof StoreUnavailableError));
+ * ```
+ */
+export class SessionDataError extends SessionError {
+  /** The stable code of this error. */
+  override readonly code = "ERR_SESSION_DATA";
+}

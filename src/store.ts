@@ -94,6 +94,86 @@ export interface StoreCapabilities {
 }
 
 /**
+ * What a refused compare-and-set may report: the record that won, as the store holds it now.
+ * `current` is `null` when the key is absent or its record has expired. A store returns it only
+ * when it read it in the same atomic step that refused the save (a Lua script, one SQL
+ * statement, one call into a Durable Object); otherwise it returns plain `false` and the core
+ * reads the record again.
+ *
+ * @example
+ * ```ts
+ * import { MemoryStore } from "websession";
+ * import type { SaveConflict } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * const store = new MemoryStore();
+ * const key = "k".repeat(43);
+ * const now = Date.now();
+ * const v1 = { data: { n: 1 }, version: 1, createdAt: now, expiresAt: now + 60_000 };
+ * await store.save(key, v1, null);
+ * await store.save(key, { ...v1, data: { n: 2 }, version: 2 }, 1);
+ * // A writer that read version 1 loses, and learns what it lost to.
+ * const lost = (await store.save(key, { ...v1, data: { n: 9 }, version: 2 }, 1)) as SaveConflict;
+ * assert.deepEqual(lost.current?.data, { n: 2 });
+ * assert.equal(lost.current?.version, 2);
+ * ```
+ */
+export interface SaveConflict {
+  /** The record the store holds now; `null` when absent or expired. */
+  current: StoredSession | null;
+}
+
+/**
+ * The outcome of {@linkcode SessionStore.save}: `true` when written, `false` when refused with
+ * nothing more known, or a {@linkcode SaveConflict} when refused with the current record.
+ *
+ * @example
+ * ```ts
+ * import type { SaveResult } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * function describe(result: SaveResult): string {
+ *   if (result === true) return "saved";
+ *   if (result === false) return "refused";
+ *   return result.current === null ? "refused: the record is gone" : `refused: now at v${result.current.version}`;
+ * }
+ * assert.equal(describe(true), "saved");
+ * assert.equal(describe({ current: null }), "refused: the record is gone");
+ * ```
+ */
+export type SaveResult = boolean | SaveConflict;
+
+/**
+ * The data key that marks an ended session's tombstone. When a session is destroyed or
+ * regenerated, the core does not delete its record: it replaces it, by compare-and-set, with a
+ * tombstone `{ [ENDED_KEY]: true }` that lives until the session would have expired, so that a
+ * request still in flight with the old cookie learns that the session ended (and neither
+ * resurrects it nor clears the browser's new cookie). Stores keep tombstones like any record;
+ * a store that cannot compare-and-set should refuse to overwrite one (see `isEnded`).
+ */
+export const ENDED_KEY = "__ended";
+
+/**
+ * Tells whether a stored record is the tombstone of an ended session.
+ *
+ * @param record A record read from a store, or `null`.
+ * @returns `true` for a tombstone.
+ * @example
+ * ```ts
+ * import { ENDED_KEY, isEnded } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * const now = Date.now();
+ * assert.equal(isEnded({ data: { [ENDED_KEY]: true }, version: 3, createdAt: now, expiresAt: now + 1 }), true);
+ * assert.equal(isEnded({ data: { user: "ada" }, version: 3, createdAt: now, expiresAt: now + 1 }), false);
+ * assert.equal(isEnded(null), false);
+ * ```
+ */
+export function isEnded(record: StoredSession | null | undefined): boolean {
+  return record != null && (record.data as Record<string, unknown>)[ENDED_KEY] === true;
+}
+
+/**
  * A server-side session store.
  *
  * - `load` returns `null` for a missing or expired record, and throws when the store cannot
@@ -101,7 +181,9 @@ export interface StoreCapabilities {
  * - `save` is a compare-and-set. With `expectedVersion === null` it creates the record only if
  *   the key is absent; otherwise it replaces the record only if the stored version equals
  *   `expectedVersion`. It never creates a record that is missing (a destroyed session stays
- *   destroyed). It returns `false` when the condition fails, and throws on an outage.
+ *   destroyed). When the condition fails it returns `false` or a {@linkcode SaveConflict}
+ *   with the current record, and it throws on an outage. It throws a `SessionDataError`, and
+ *   writes nothing, for data it cannot store faithfully (NUL in PostgreSQL `jsonb`, say).
  * - `destroy` is idempotent.
  * - `touch` moves `expiresAt` of an existing record without rewriting data or version; it does
  *   nothing for a missing record.
@@ -154,8 +236,12 @@ export interface SessionStore {
    * capabilities say `staleReads`: the version the client has already seen.
    */
   load(key: string, minVersion?: number): Promise<StoredSession | null>;
-  /** Compare-and-set; `false` on a version conflict or when the record to update is gone. */
-  save(key: string, record: StoredSession, expectedVersion: number | null): Promise<boolean>;
+  /**
+   * Compare-and-set. `true` when written. When refused (a version conflict, or the record to
+   * update is gone), either `false`, or — better, where the store can in the same round trip —
+   * a {@linkcode SaveConflict} carrying the record as it stands, so a merge needs no second read.
+   */
+  save(key: string, record: StoredSession, expectedVersion: number | null): Promise<SaveResult>;
   /** Removes a record; no error if it is absent. */
   destroy(key: string): Promise<void>;
   /** Extends an existing record's expiry without rewriting its data. */
@@ -171,7 +257,7 @@ export interface SessionStore {
  *
  * @example
  * ```ts
- * import type { SealedCookie } from "websession";
+ * import type { SealedCookie } from "websession/store-kit";
  * import { CookieStore } from "websession/cookie";
  * import assert from "node:assert/strict";
  *
@@ -200,7 +286,7 @@ export interface SealedCookie {
  *
  * @example
  * ```ts
- * import type { OpenedSession } from "websession";
+ * import type { OpenedSession } from "websession/store-kit";
  * import { CookieStore } from "websession/cookie";
  * import assert from "node:assert/strict";
  *
@@ -239,7 +325,8 @@ export interface OpenedSession {
  *
  * @example
  * ```ts
- * import { getSession, isSealedStore, type SealedSessionStore, withSession } from "websession";
+ * import { getSession, type SealedSessionStore, withSession } from "websession";
+ * import { isSealedStore } from "websession/store-kit";
  * import { CookieStore } from "websession/cookie";
  * import assert from "node:assert/strict";
  *
@@ -292,7 +379,7 @@ const STORAGE_KEY = /^[A-Za-z0-9_-]{43}$/;
  * @throws {TypeError} When the key has any other shape.
  * @example
  * ```ts
- * import { assertStorageKey } from "websession";
+ * import { assertStorageKey } from "websession/store-kit";
  * import assert from "node:assert/strict";
  *
  * assertStorageKey("a".repeat(43));
@@ -314,7 +401,7 @@ export function assertStorageKey(key: string): void {
  * @returns The record, or `null` when the shape is wrong.
  * @example
  * ```ts
- * import { toStoredSession } from "websession";
+ * import { toStoredSession } from "websession/store-kit";
  * import assert from "node:assert/strict";
  *
  * assert.equal(toStoredSession({ data: [], version: 1 }), null);
@@ -339,7 +426,7 @@ export function toStoredSession(value: unknown): StoredSession | null {
  * @returns The record, or `null` when the text is not a well-formed record.
  * @example
  * ```ts
- * import { parseStoredSession } from "websession";
+ * import { parseStoredSession } from "websession/store-kit";
  * import assert from "node:assert/strict";
  *
  * assert.equal(parseStoredSession("{not json"), null);
@@ -361,7 +448,8 @@ export function parseStoredSession(text: string): StoredSession | null {
  * @returns `true` for a cookie-sealed store.
  * @example
  * ```ts
- * import { isSealedStore, MemoryStore } from "websession";
+ * import { MemoryStore } from "websession";
+ * import { isSealedStore } from "websession/store-kit";
  * import assert from "node:assert/strict";
  *
  * assert.equal(isSealedStore(new MemoryStore()), false);

@@ -4,7 +4,7 @@
 // capability, never by name.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import type { SessionStore, StoredSession } from "../../src/store.ts";
+import { ENDED_KEY, isEnded, type SaveResult, type SessionStore, type StoredSession } from "../../src/store.ts";
 import { randomKey, sleep } from "./util.ts";
 
 /** How a store's test file plugs into the suite. */
@@ -13,6 +13,34 @@ export interface StoreSuiteOptions {
   open: () => SessionStore | Promise<SessionStore>;
   /** Closes what `open` connected. */
   close?: () => void | Promise<void>;
+  /**
+   * The store reports the current record with every refused save (`SaveConflict`), read in the
+   * same atomic step. Stores that cannot may answer plain `false`; the suite then checks only
+   * that whatever they report is true.
+   */
+  reportsCurrent?: boolean;
+}
+
+/** Checks a refused save's report: `false`, or (required with `reportsCurrent`) the truth. */
+function assertRefused(
+  result: SaveResult,
+  expected: StoredSession | null,
+  reportsCurrent: boolean | undefined,
+): void {
+  assert.notEqual(result, true, "the save should have been refused");
+  if (result === false) {
+    assert.ok(!reportsCurrent, "a store that reports the current record answered plain false");
+    return;
+  }
+  if (expected === null) {
+    assert.equal(result.current, null);
+    return;
+  }
+  assert.ok(result.current, "expected the current record");
+  assert.equal(result.current.version, expected.version);
+  assert.deepEqual(result.current.data, expected.data);
+  assert.equal(result.current.createdAt, expected.createdAt);
+  assert.equal(result.current.expiresAt, expected.expiresAt);
 }
 
 function record(data: Record<string, unknown>, version = 1, ttl = 60_000): StoredSession {
@@ -60,7 +88,7 @@ export function storeSuite(name: string, options: StoreSuiteOptions): void {
       if (!store.capabilities.compareAndSet) return t.skip("store cannot compare-and-set");
       const key = randomKey();
       assert.equal(await store.save(key, record({ n: 1 }), null), true);
-      assert.equal(await store.save(key, record({ n: 2 }), null), false);
+      assert.notEqual(await store.save(key, record({ n: 2 }), null), true);
       assert.deepEqual((await store.load(key))?.data, { n: 1 });
     });
 
@@ -69,7 +97,7 @@ export function storeSuite(name: string, options: StoreSuiteOptions): void {
       const key = randomKey();
       await store.save(key, record({ n: 1 }), null);
       assert.equal(await store.save(key, record({ n: 2 }, 2), 1), true);
-      assert.equal(await store.save(key, record({ n: 99 }, 2), 1), false);
+      assert.notEqual(await store.save(key, record({ n: 99 }, 2), 1), true);
       const loaded = await store.load(key);
       assert.deepEqual(loaded?.data, { n: 2 });
       assert.equal(loaded?.version, 2);
@@ -77,14 +105,49 @@ export function storeSuite(name: string, options: StoreSuiteOptions): void {
       assert.equal((await store.load(key))?.version, 3);
     });
 
+    it("reports the record it lost to when a save is refused", async (t) => {
+      if (!store.capabilities.compareAndSet) return t.skip("store cannot compare-and-set");
+      const key = randomKey();
+      const first = record({ n: 1 });
+      await store.save(key, first, null);
+      assertRefused(await store.save(key, record({ n: 9 }), null), first, options.reportsCurrent);
+      const second = { ...first, data: { n: 2, list: ["a", { b: "ü" }] }, version: 2 };
+      assert.equal(await store.save(key, second, 1), true);
+      assertRefused(await store.save(key, record({ n: 9 }, 2), 1), second, options.reportsCurrent);
+      // A stale writer that names a newer version than stored is refused the same way.
+      assertRefused(await store.save(key, record({ n: 9 }, 4), 3), second, options.reportsCurrent);
+      await store.destroy(key);
+      assertRefused(await store.save(key, record({ n: 9 }, 3), 2), null, options.reportsCurrent);
+      const now = Date.now();
+      const expired = randomKey();
+      await store.save(expired, { data: { a: 1 }, version: 1, createdAt: now - 5_000, expiresAt: now + 300 }, null);
+      await sleep(400);
+      assertRefused(await store.save(expired, record({ a: 2 }, 2), 1), null, options.reportsCurrent);
+      assert.equal(await store.load(expired), null);
+    });
+
+    it("keeps a tombstone like any record, refusing writers of the version it replaced", async (t) => {
+      if (!store.capabilities.compareAndSet) return t.skip("store cannot compare-and-set");
+      const key = randomKey();
+      const live = record({ user: "ada" });
+      await store.save(key, live, null);
+      const tombstone = { ...live, data: { [ENDED_KEY]: true }, version: 2 };
+      assert.equal(await store.save(key, tombstone, 1), true);
+      const loaded = await store.load(key);
+      assert.ok(isEnded(loaded));
+      assert.equal(loaded?.version, 2);
+      assertRefused(await store.save(key, record({ user: "eve" }, 2), 1), tombstone, options.reportsCurrent);
+      assert.ok(isEnded(await store.load(key)));
+    });
+
     it("never recreates a missing record on update (no resurrection)", async (t) => {
       if (!store.capabilities.compareAndSet) return t.skip("store cannot compare-and-set");
       const key = randomKey();
-      assert.equal(await store.save(key, record({ n: 2 }, 2), 1), false);
+      assert.notEqual(await store.save(key, record({ n: 2 }, 2), 1), true);
       assert.equal(await store.load(key), null);
       await store.save(key, record({ n: 1 }), null);
       await store.destroy(key);
-      assert.equal(await store.save(key, record({ n: 2 }, 2), 1), false);
+      assert.notEqual(await store.save(key, record({ n: 2 }, 2), 1), true);
       assert.equal(await store.load(key), null);
     });
 
@@ -95,7 +158,7 @@ export function storeSuite(name: string, options: StoreSuiteOptions): void {
       const results = await Promise.all(
         Array.from({ length: 20 }, (_, i) => store.save(key, record({ winner: i }, 2), 1)),
       );
-      const winners = results.flatMap((ok, i) => (ok ? [i] : []));
+      const winners = results.flatMap((ok, i) => (ok === true ? [i] : []));
       assert.equal(winners.length, 1);
       const loaded = await store.load(key);
       assert.equal(loaded?.version, 2);
@@ -108,7 +171,7 @@ export function storeSuite(name: string, options: StoreSuiteOptions): void {
       const results = await Promise.all(
         Array.from({ length: 20 }, (_, i) => store.save(key, record({ creator: i }), null)),
       );
-      const winners = results.flatMap((ok, i) => (ok ? [i] : []));
+      const winners = results.flatMap((ok, i) => (ok === true ? [i] : []));
       assert.equal(winners.length, 1);
       assert.equal((await store.load(key))?.data.creator, winners[0]);
     });

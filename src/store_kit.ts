@@ -1,0 +1,36 @@
+/**
+ * The store kit: what a store author needs and an application does not. The contract
+ * (`SessionStore`, `SealedSessionStore`, `StoredSession`, `SaveResult`), and the validators every
+ * store runs on what it is handed and what it reads back.
+ *
+ * @example
+ * ```ts
+ * import { assertStorageKey, parseStoredSession } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * assert.throws(() => assertStorageKey("../../etc/passwd"), TypeError);
+ * assert.equal(parseStoredSession("not json"), null);
+ * ```
+ *
+ * @module
+ */
+export {
+  assertStorageKey,
+  ENDED_KEY,
+  isEnded,
+  isSealedStore,
+  parseStoredSession,
+  toStoredSession,
+} from "./store.ts";
+export type {
+  OpenedSession,
+  SaveConflict,
+  SaveResult,
+  SealedCookie,
+  SealedSessionStore,
+  SessionData,
+  SessionStore,
+  StoreCapabilities,
+  StoredSession,
+} from "./store.ts";
+export { SessionDataError, SessionTooLargeError, StoreUnavailableError } from "./errors.ts";

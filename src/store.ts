@@ -319,6 +319,34 @@ export interface OpenedSession {
 }
 
 /**
+ * Why a sealed store could not use the session cookies it was shown.
+ *
+ * - `"malformed"`: tampered, unknown key, expired, truncated, missing a chunk: a fresh session
+ *   starts, as for any bad cookie.
+ * - `"ended"`: the session was destroyed or regenerated (its revocation tombstone is live).
+ * - `"superseded"`: an older seal of a session that has since been saved again (a replay).
+ *
+ * For `"ended"` and `"superseded"` the request is served as a fresh, empty session that sends no
+ * `Set-Cookie` (the browser may already hold the newer cookie), and a change is refused with
+ * `SessionConflictError`.
+ *
+ * @example
+ * ```ts
+ * import type { InvalidSeal } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * const seal: InvalidSeal = { invalid: "ended" };
+ * assert.equal(seal.invalid, "ended");
+ * ```
+ */
+export interface InvalidSeal {
+  /** Why the cookies cannot be used. */
+  invalid: "malformed" | "ended" | "superseded";
+  /** What the store found, for `onInvalidCookie` (an error, say). */
+  detail?: unknown;
+}
+
+/**
  * A store with no server copy: the record travels sealed in the cookie itself
  * (`CookieStore`). `withSession` asks it for the cookies to send instead of a storage key.
  * It can neither compare-and-set nor revoke on its own; its capabilities say so.
@@ -355,10 +383,15 @@ export interface SealedSessionStore {
   readonly capabilities: StoreCapabilities & { revocation: boolean };
   /**
    * Opens the session from the request's cookies. `get(name)` returns a cookie's value.
-   * Returns `null` when there is no session cookie, and throws a `TypeError` describing why a
-   * present cookie is invalid (tampered, expired, unknown key, missing chunk).
+   * Returns `null` when there is no session cookie, an {@linkcode InvalidSeal} saying why a
+   * present cookie cannot be used, or the opened session. Throws only on an outage
+   * (`StoreUnavailableError`, from a revocation store); any other exception is a bug and is
+   * reported as one, never mistaken for a bad cookie.
    */
-  open(get: (name: string) => string | undefined, name: string): Promise<OpenedSession | null>;
+  open(
+    get: (name: string) => string | undefined,
+    name: string,
+  ): Promise<OpenedSession | InvalidSeal | null>;
   /**
    * Seals a record into the cookies to send. Cookies of the request named `name` or `name.N`
    * that are not in the result are cleared by `withSession`.

@@ -23,6 +23,7 @@ export {
   toStoredSession,
 } from "./store.ts";
 export type {
+  InvalidSeal,
   OpenedSession,
   SaveConflict,
   SaveResult,

@@ -141,84 +141,83 @@ export function resolveCookieOptions(options: CookieOptions = {}): ResolvedCooki
   return { name, persistent: Boolean(persistent), secure: Boolean(secure), attributes };
 }
 
-/** What the request's `Cookie` header holds under one name. */
-export interface CookieLookup {
-  /** The value, when the name appears exactly once. */
-  value?: string;
-  /** How many times the name appears. */
-  count: number;
-}
-
 function isSpace(code: number): boolean {
   return code === 32 || code === 9;
 }
 
+/** `;` separates cookies; `,` too, where a runtime joined two `Cookie` headers (RFC 9110 §5.3). */
+function isSeparator(code: number): boolean {
+  return code === 59 || code === 44;
+}
+
+function unquote(value: string): string {
+  return value.length >= 2 && value.charCodeAt(0) === 34 && value.charCodeAt(value.length - 1) === 34
+    ? value.slice(1, -1)
+    : value;
+}
+
 /**
- * Finds one cookie in a `Cookie` header without parsing the rest into a map.
+ * Finds every value of one cookie in a `Cookie` header, in order, without parsing the rest.
+ * A browser sends a name more than once when it holds cookies of that name for several
+ * `Domain`s or `Path`s (RFC 6265bis §5.8.3 orders the longer path first). Cookies joined with
+ * `", "` (two `Cookie` fields appended to one `Headers`) are read too: a cookie value never
+ * holds a comma.
  *
  * @param header The `Cookie` header, or `null`.
  * @param name The cookie name.
- * @returns The value (when present once) and how many times the name appears.
+ * @returns The values, possibly empty.
  * @example
  * ```ts
- * import { readCookie } from "./cookie.ts";
+ * import { readCookies } from "./cookie.ts";
  * import assert from "node:assert/strict";
  *
- * assert.deepEqual(readCookie("a=1; session=xyz; b=2", "session"), { value: "xyz", count: 1 });
- * assert.equal(readCookie("session=1; session=2", "session").count, 2);
+ * assert.deepEqual(readCookies("a=1; session=xyz; b=2", "session"), ["xyz"]);
+ * assert.deepEqual(readCookies("session=1; session=2", "session"), ["1", "2"]);
+ * assert.deepEqual(readCookies("a=1, session=2", "session"), ["2"]);
  * ```
  */
-export function readCookie(header: string | null, name: string): CookieLookup {
-  if (header === null || header.length === 0) return { count: 0 };
-  let value: string | undefined;
-  let count = 0;
+export function readCookies(header: string | null, name: string): string[] {
+  const values: string[] = [];
+  if (header === null || header.length === 0) return values;
   let index = header.indexOf(name);
   while (index !== -1) {
-    // The name must start a pair: at the beginning, or after ";" and optional spaces.
+    // The name must start a pair: at the beginning, or after a separator and optional spaces.
     let before = index - 1;
     while (before >= 0 && isSpace(header.charCodeAt(before))) before--;
     let after = index + name.length;
     while (after < header.length && isSpace(header.charCodeAt(after))) after++;
-    if ((before < 0 || header.charCodeAt(before) === 59) && header.charCodeAt(after) === 61) {
-      let end = header.indexOf(";", after + 1);
-      if (end === -1) end = header.length;
-      count++;
-      value = header.slice(after + 1, end).trim();
-      if (value.length >= 2 && value.charCodeAt(0) === 34 && value.charCodeAt(value.length - 1) === 34) {
-        value = value.slice(1, -1);
-      }
+    if ((before < 0 || isSeparator(header.charCodeAt(before))) && header.charCodeAt(after) === 61) {
+      let end = after + 1;
+      while (end < header.length && !isSeparator(header.charCodeAt(end))) end++;
+      values.push(unquote(header.slice(after + 1, end).trim()));
       index = header.indexOf(name, end);
     } else {
       index = header.indexOf(name, index + 1);
     }
   }
-  return count === 1 ? { value: value!, count } : { count };
+  return values;
 }
 
 /**
- * Parses every cookie of a `Cookie` header. A name seen twice keeps its first value and is
- * listed in `duplicates`.
+ * Parses every cookie of a `Cookie` header into lists of values per name, in order.
  *
  * @param header The `Cookie` header, or `null`.
- * @returns The cookies and the names seen more than once.
+ * @returns Each name's values.
  */
-export function parseCookies(
-  header: string | null,
-): { cookies: Map<string, string>; duplicates: Set<string> } {
-  const cookies = new Map<string, string>();
-  const duplicates = new Set<string>();
-  if (header === null) return { cookies, duplicates };
-  for (const pair of header.split(";")) {
+export function parseCookies(header: string | null): Map<string, string[]> {
+  const cookies = new Map<string, string[]>();
+  if (header === null) return cookies;
+  for (const pair of header.split(/[;,]/)) {
     const eq = pair.indexOf("=");
     if (eq < 0) continue;
     const name = pair.slice(0, eq).trim();
-    let value = pair.slice(eq + 1).trim();
-    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
     if (name.length === 0) continue;
-    if (cookies.has(name)) duplicates.add(name);
-    else cookies.set(name, value);
+    const value = unquote(pair.slice(eq + 1).trim());
+    const list = cookies.get(name);
+    if (list === undefined) cookies.set(name, [value]);
+    else list.push(value);
   }
-  return { cookies, duplicates };
+  return cookies;
 }
 
 /**

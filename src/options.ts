@@ -88,7 +88,7 @@ export type StandardSchemaResult<Output> =
  *     const session = await getSession<{ n?: number }>(req);
  *     if (req.method === "POST") session.update("n", (n = 0) => n + 1);
  *     if (req.headers.has("x-slow")) await gate;
- *     return new Response(String(session.get("n") ?? 0));
+ *     return new Response(String(session.peek("n") ?? 0));
  *   }, { store: new MemoryStore(), secrets: ["a secret of at least thirty-two characters"], conflict });
  *   const url = "https://example.com/";
  *   const first = await handler(new Request(url, { method: "POST" })); // n = 1
@@ -126,15 +126,13 @@ export type ConflictPolicy = "merge" | "retry" | "reject" | "overwrite";
  * const get = (cookie: string) => handler(new Request("https://example.com/", { headers: { cookie } }));
  *
  * assert.equal(await (await get("session=not-a-session")).text(), "new"); // a bad cookie is no error
- * await get("session=a; session=b");
- * assert.deepEqual(reasons, ["malformed", "duplicate"]);
+ * await get(`session=${"x".repeat(300)}`);
+ * assert.deepEqual(reasons, ["malformed", "oversized"]);
  * ```
  */
 export type InvalidCookieReason =
   /** Not of the form `id.signature`, or a sealed cookie that cannot be opened. */
   | "malformed"
-  /** The session cookie appears more than once in the `Cookie` header. */
-  | "duplicate"
   /** The value is longer than any value this library writes. */
   | "oversized"
   /** The signature does not verify with any secret. */
@@ -142,7 +140,15 @@ export type InvalidCookieReason =
   /** The signature verified but the store has no such session (expired, destroyed, or never issued). */
   | "unknown"
   /** The stored data failed the `schema`. */
-  | "data";
+  | "data"
+  /**
+   * The session was ended (destroyed, or regenerated into a new id) by another request. The
+   * request is served a fresh, empty session and its response sends no `Set-Cookie`: the
+   * browser may already hold the newer cookie. A change to that session is refused (409).
+   */
+  | "ended"
+  /** Sealed stores with a revocation store: an older seal of a session saved since (a replay). */
+  | "superseded";
 
 /**
  * What `onInvalidCookie` is told.
@@ -173,8 +179,8 @@ export type InvalidCookieReason =
 export interface InvalidCookieEvent {
   /** Why the cookie was not used. */
   reason: InvalidCookieReason;
-  /** The request that carried it. */
-  request: Request;
+  /** The request that carried it; `undefined` under `openSession` with no `Request`. */
+  request: Request | undefined;
   /** Details: the schema issues, or the error a sealed store raised. */
   detail?: unknown;
 }
@@ -211,7 +217,8 @@ export interface InvalidCookieEvent {
 export interface SessionOptions<T extends object = SessionData> {
   /**
    * Where sessions live.
-   * @default a process-wide `MemoryStore`
+   * @default a process-wide `MemoryStore` holding at most 10,000 sessions (the least recently
+   * written go first), sweeping expired ones by itself
    */
   store?: SessionStore | SealedSessionStore;
   /**
@@ -285,6 +292,8 @@ export interface ResolvedOptions {
 }
 
 let defaultStore: MemoryStore | undefined;
+/** The bound of the default store: a process that never configured one cannot grow without end. */
+const DEFAULT_STORE_SESSIONS = 10_000;
 const signers = new Map<string, Signer>();
 let unusedSigner: Signer | undefined;
 
@@ -374,7 +383,7 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
   if (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1) {
     throw new RangeError(`Invalid maxAttempts: "${maxAttempts}" must be a positive integer`);
   }
-  const store = options.store ?? (defaultStore ??= new MemoryStore());
+  const store = options.store ?? (defaultStore ??= new MemoryStore({ maxSessions: DEFAULT_STORE_SESSIONS }));
   if (typeof store !== "object" || store === null) {
     throw new TypeError("Invalid store: expected a store object");
   }

@@ -1,12 +1,13 @@
 /**
- * The `Session`: a typed, Map-like view of one session's data that records every change in an
- * operation log, so that a save which loses a compare-and-set can be replayed on the fresh
- * record instead of overwriting it.
+ * The `Session`: a typed, Map-like view of one session's data. It records what the handler did
+ * (an operation log) and what it looked at (its observations), so that a save that loses a
+ * compare-and-set to a concurrent request can be replayed on the fresh record when, and only
+ * when, that replay is the same as running the two requests one after the other.
  *
  * @module
  */
 import { createSessionId } from "./id.ts";
-import type { SessionData } from "./store.ts";
+import type { SessionData, StoredSession } from "./store.ts";
 
 /** The record key under which flash values are stored. `set` refuses it. */
 export const FLASH_KEY = "__flash";
@@ -20,37 +21,65 @@ export type Operation =
   | { type: "flash"; key: string; value: unknown }
   | { type: "consume"; key: string };
 
-/** The state `withSession` keeps behind a `Session`. Not part of the public API. */
+/**
+ * What the request did to the record it loaded: kept going (`undefined`), or ended it with
+ * `destroy()` or `regenerate()`.
+ */
+export type Ending = "destroy" | "regenerate";
+
+/**
+ * What a `Session` needs from whoever opened it (withSession, openSession): told of every change
+ * and asked to save. One object per backend kind, shared by every request: no closures per
+ * request.
+ */
+export interface SessionHost {
+  /** A change was made (the host saves late changes after the response). */
+  changed(state: SessionState): void;
+  /** `session.save()`. */
+  save(state: SessionState): Promise<void>;
+}
+
+/** The state behind a `Session`. Internal; not part of the public API. */
 export interface SessionState {
+  host: SessionHost;
   id: string;
   isNew: boolean;
   version: number;
   createdAt: number;
   expiresAt: number;
+  /** The record as loaded (or as last saved by this request); `undefined` for a new session. */
+  base?: StoredSession;
+  /** Storage key (server stores) of the record in `base`, once known. */
+  key?: string;
   data: Map<string, unknown>;
   /** Flash values stored by earlier requests, not yet read. */
   flash: Map<string, unknown>;
   /** Flash values set by this request (readable from the next one). */
   flashOut: Map<string, unknown>;
+  /** Everything done to the data since `base`. */
   ops: Operation[];
-  /** Storage key (server stores) of the current id, once known. */
-  key?: string;
+  /** Data keys whose value the handler looked at, as loaded. */
+  reads?: string[];
+  /** Flash keys the handler looked at or consumed. */
+  flashReads?: string[];
+  /** The handler looked at every key (`keys()`, `size`, `toJSON()`, iteration). */
+  readAll: boolean;
+  /** Keys whose current value no longer depends on `base` (written blindly by `set`/`delete`). */
+  blind?: Set<string>;
+  /** `clear()` or `destroy()` ran: no current value depends on `base`. */
+  cleared: boolean;
+  /** The request destroyed or regenerated the record in `base`. */
+  ending?: Ending;
+  touchRequested: boolean;
   /** The id was signed ahead of time: its cookie value and storage key. */
   minted?: { id: string; value: string; key: string };
   /** The handler read `session.id` (a minted id that was read is never handed out again). */
-  idRead?: boolean;
-  /** Storage keys (or sealed ids) of sessions this request destroyed or regenerated away from. */
-  doomed: Array<{ id: string; key?: string; createdAt: number; expiresAt: number }>;
-  touchRequested: boolean;
-  /** Called on every change; `withSession` uses it to save changes made after the response. */
-  onChange?: () => void;
-  /** Saves now; provided by `withSession`. */
-  save: () => Promise<void>;
-  /** The clock. */
+  idRead: boolean;
+  /** The clock, in milliseconds since the epoch. */
   now: () => number;
 }
 
-/** Symbol under which a `Session` exposes its state to `withSession`. */
+/** Symbol under which a `Session` exposes its state to the core. */
 export const kState: unique symbol = Symbol("websession.state");
 
 /**
@@ -76,43 +105,59 @@ export function splitData(data: SessionData): { data: Map<string, unknown>; flas
   return { data: map, flash: flash ?? new Map() };
 }
 
+function define(target: SessionData, key: string, value: unknown): void {
+  // defineProperty keeps keys such as `__proto__` plain data.
+  if (key === "__proto__") {
+    Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+  } else {
+    target[key] = value;
+  }
+}
+
 /**
- * Serializes a session's maps into a stored `data` object (own properties only, so keys such as
- * `__proto__` stay plain data).
+ * Serializes data and flash maps into a stored `data` object (own properties only, so keys
+ * such as `__proto__` stay plain data).
  *
- * @param state The session state.
+ * @param data The values.
+ * @param flash Unread flash values of earlier requests.
+ * @param flashOut Flash values set by this request.
  * @returns The object to store.
  */
-export function joinData(state: SessionState): SessionData {
-  const out = Object.fromEntries(state.data) as SessionData;
-  if (state.flash.size > 0 || state.flashOut.size > 0) {
-    const flash = Object.fromEntries(state.flash);
-    for (const [key, value] of state.flashOut) {
-      Object.defineProperty(flash, key, { value, enumerable: true, writable: true, configurable: true });
-    }
-    Object.defineProperty(out, FLASH_KEY, {
-      value: flash,
-      enumerable: true,
-      writable: true,
-      configurable: true,
-    });
+export function joinData(
+  data: Map<string, unknown>,
+  flash?: Map<string, unknown>,
+  flashOut?: Map<string, unknown>,
+): SessionData {
+  const out: SessionData = {};
+  for (const [key, value] of data) define(out, key, value);
+  if ((flash !== undefined && flash.size > 0) || (flashOut !== undefined && flashOut.size > 0)) {
+    const all: SessionData = {};
+    if (flash !== undefined) for (const [key, value] of flash) define(all, key, value);
+    if (flashOut !== undefined) for (const [key, value] of flashOut) define(all, key, value);
+    define(out, FLASH_KEY, all);
   }
   return out;
 }
 
+/** The stored data this state would write now. */
+export function stateData(s: SessionState): SessionData {
+  return joinData(s.data, s.flash, s.flashOut);
+}
+
 /**
- * Replays an operation log on fresh data: what `merge` does after losing a compare-and-set.
+ * Replays an operation log on fresh data: what a merge does after losing a compare-and-set.
  * `update` functions run again on the fresh values.
  *
  * @param ops The log.
  * @param fresh The stored data to replay on.
- * @returns The merged data and flash values.
+ * @returns The merged data and flash values (incoming and set by the log).
  */
 export function replay(
   ops: readonly Operation[],
   fresh: SessionData,
-): { data: Map<string, unknown>; flash: Map<string, unknown> } {
+): { data: Map<string, unknown>; flash: Map<string, unknown>; flashOut: Map<string, unknown> } {
   const { data, flash } = splitData(fresh);
+  const flashOut = new Map<string, unknown>();
   for (const op of ops) {
     switch (op.type) {
       case "set":
@@ -124,19 +169,68 @@ export function replay(
       case "clear":
         data.clear();
         flash.clear();
+        flashOut.clear();
         break;
       case "update":
         setValue(data, op.key, op.fn(data.get(op.key)));
         break;
       case "flash":
-        flash.set(op.key, op.value);
+        flashOut.set(op.key, op.value);
         break;
       case "consume":
         flash.delete(op.key);
         break;
     }
   }
-  return { data, flash };
+  return { data, flash, flashOut };
+}
+
+function same(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+function flashOf(data: SessionData): Record<string, unknown> | undefined {
+  const flash = Object.hasOwn(data, FLASH_KEY) ? data[FLASH_KEY] : undefined;
+  return typeof flash === "object" && flash !== null ? flash as Record<string, unknown> : undefined;
+}
+
+function valueOf(data: SessionData | undefined, key: string): unknown {
+  return data !== undefined && Object.hasOwn(data, key) ? data[key] : undefined;
+}
+
+/**
+ * Tells whether everything the handler looked at has the same value in `fresh` as in the
+ * record it loaded: then replaying its operation log on `fresh` is the same as running it after
+ * whatever wrote `fresh`, a serial order.
+ *
+ * @param s The request's session state.
+ * @param loaded The data the handler saw (`base.data`, or `{}` for a new session).
+ * @param fresh The data now stored.
+ */
+export function observationsHold(s: SessionState, loaded: SessionData, fresh: SessionData): boolean {
+  if (s.readAll) {
+    for (const key in loaded) {
+      if (key !== FLASH_KEY && Object.hasOwn(loaded, key) && !same(loaded[key], valueOf(fresh, key))) return false;
+    }
+    for (const key in fresh) {
+      if (key !== FLASH_KEY && Object.hasOwn(fresh, key) && !Object.hasOwn(loaded, key)) return false;
+    }
+  } else if (s.reads !== undefined) {
+    for (const key of s.reads) if (!same(valueOf(loaded, key), valueOf(fresh, key))) return false;
+  }
+  if (s.flashReads !== undefined) {
+    const before = flashOf(loaded);
+    const after = flashOf(fresh);
+    for (const key of s.flashReads) if (!same(valueOf(before, key), valueOf(after, key))) return false;
+  }
+  return true;
+}
+
+/** Whether the request changed the session's data (as opposed to only reading or touching it). */
+export function hasWrites(s: SessionState): boolean {
+  return s.ops.length > 0 || s.ending !== undefined;
 }
 
 function setValue(map: Map<string, unknown>, key: string, value: unknown): void {
@@ -148,18 +242,86 @@ function checkKey(key: unknown): asserts key is string {
   if (typeof key !== "string") {
     throw new TypeError(`Invalid session key: expected a string, got ${typeof key}`);
   }
-  if (key === FLASH_KEY) {
-    throw new TypeError(`Invalid session key: "${FLASH_KEY}" is reserved for flash values`);
+  if (key === FLASH_KEY || key === "__ended") {
+    throw new TypeError(`Invalid session key: "${key}" is reserved`);
   }
 }
 
 /**
+ * Checks that a value is plain JSON that every store keeps as it is: no `undefined` inside
+ * arrays, no `NaN` or `Infinity`, no `BigInt`, functions, symbols, class instances (`Date`,
+ * `Map`, ...) or cycles.
+ */
+function checkValue(value: unknown, key: string, depth = 0, seen?: Set<object>): void {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return;
+    case "number":
+      if (Number.isFinite(value)) return;
+      throw new TypeError(`Invalid session value for "${key}": ${value} is not a JSON number`);
+    case "object": {
+      if (value === null) return;
+      if (depth > 64) throw new TypeError(`Invalid session value for "${key}": nested deeper than 64 levels`);
+      seen ??= new Set();
+      if (seen.has(value)) throw new TypeError(`Invalid session value for "${key}": it contains a cycle`);
+      seen.add(value);
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) {
+          const item = value[i];
+          if (item === undefined) {
+            throw new TypeError(`Invalid session value for "${key}": an array holds undefined`);
+          }
+          checkValue(item, key, depth + 1, seen);
+        }
+      } else {
+        const proto = Object.getPrototypeOf(value);
+        if (proto !== Object.prototype && proto !== null) {
+          throw new TypeError(
+            `Invalid session value for "${key}": a ${proto?.constructor?.name ?? "class"} instance is not plain JSON`,
+          );
+        }
+        for (const field in value) {
+          const item = (value as Record<string, unknown>)[field];
+          if (item !== undefined) checkValue(item, key, depth + 1, seen);
+        }
+      }
+      seen.delete(value);
+      return;
+    }
+    default:
+      throw new TypeError(`Invalid session value for "${key}": a ${typeof value} is not JSON`);
+  }
+}
+
+function observe(s: SessionState, key: string): void {
+  if (s.cleared || s.readAll || s.blind?.has(key)) return;
+  (s.reads ??= []).push(key);
+}
+
+function observeFlash(s: SessionState, key: string): void {
+  if (s.cleared) return;
+  (s.flashReads ??= []).push(key);
+}
+
+function record(s: SessionState, op: Operation): void {
+  s.ops.push(op);
+  s.host.changed(s);
+}
+
+/**
  * One request's session. Obtain it with `await getSession(req)` inside a handler wrapped by
- * `withSession`. It behaves like a typed `Map`; every change is logged so that a concurrent
- * save by another request is merged rather than overwritten.
+ * `withSession`, or with `openSession(...)`. It behaves like a typed `Map`.
  *
- * Values must be JSON-serializable. Values you `get` are copies read from the store: change
- * them with `set` or `update`, not in place.
+ * Concurrent requests of one session end as if they had run one after another, or one of them
+ * is refused with `SessionConflictError` (409). To make that cheap, the session notes what the
+ * handler looked at: `get` and `has` look at one key; `keys`, `values`, `entries`, `size`,
+ * iteration and `toJSON` look at all of them. `update(key, fn)` is not a look: on a conflict
+ * `fn` runs again on the fresh value. `peek` reads without looking, for a value the response
+ * shows but nothing written depends on.
+ *
+ * Values must be plain JSON. Values you `get` are the session's own: change them with `set` or
+ * `update`, not in place.
  *
  * @typeParam T The shape of the session data.
  * @example
@@ -169,8 +331,8 @@ function checkKey(key: unknown): asserts key is string {
  *
  * const handler = withSession(async (req: Request) => {
  *   const session = await getSession<{ visits: number }>(req);
- *   const visits = session.update("visits", (n = 0) => n + 1);
- *   return new Response(`visit ${visits}`);
+ *   session.update("visits", (n = 0) => n + 1);
+ *   return new Response(`visit ${session.get("visits")}`);
  * }, { store: new MemoryStore(), secrets: "a secret of at least thirty-two characters" });
  *
  * const first = await handler(new Request("https://example.com/"));
@@ -184,9 +346,9 @@ export class Session<T extends object = SessionData> {
   #s: SessionState;
 
   /**
-   * Creates the view of one request's session. `withSession` does this; use `getSession`.
+   * Creates the view of one request's session. The core does this; use `getSession`.
    *
-   * @param state Built by `withSession`.
+   * @param state Built by the core.
    */
   constructor(state: SessionState) {
     this.#s = state;
@@ -218,18 +380,16 @@ export class Session<T extends object = SessionData> {
     return this.#s.expiresAt;
   }
 
-  /** How many values the session holds (flash values not counted). */
+  /** How many values the session holds (flash values not counted). Looks at every key. */
   get size(): number {
+    this.#s.readAll = true;
     return this.#s.data.size;
   }
 
-  #changed(op: Operation): void {
-    this.#s.ops.push(op);
-    this.#s.onChange?.();
-  }
-
   /**
-   * Reads a value. A flash value set by an earlier request is returned once and then removed.
+   * Reads a value; the merge treats it as something this request depends on. A flash value set
+   * by an earlier request is returned once and then removed: of concurrent requests, only one
+   * gets it.
    *
    * @param key The key.
    * @returns The value, or `undefined`.
@@ -239,35 +399,59 @@ export class Session<T extends object = SessionData> {
     if (s.flash.size > 0 && s.flash.has(key)) {
       const value = s.flash.get(key);
       s.flash.delete(key);
-      this.#changed({ type: "consume", key });
+      observeFlash(s, key);
+      record(s, { type: "consume", key });
       return value as T[K];
     }
+    observe(s, key);
     return s.data.get(key) as T[K] | undefined;
+  }
+
+  /**
+   * Reads a value without making it part of what this request depends on: if a concurrent
+   * request changes it, this request's own changes still merge. For values a page shows but
+   * does not base a write on. Does not consume flash values.
+   *
+   * @param key The key.
+   * @returns The value, or `undefined`.
+   */
+  peek<K extends keyof T & string>(key: K): T[K] | undefined {
+    return this.#s.data.get(key) as T[K] | undefined;
   }
 
   /**
    * Sets a value; `undefined` deletes the key.
    *
-   * @param key The key; `"__flash"` is reserved.
-   * @param value A JSON-serializable value.
+   * @param key The key; `"__flash"` and `"__ended"` are reserved.
+   * @param value A plain JSON value.
    * @returns This session.
-   * @throws {TypeError} When the key is not a string or is reserved.
+   * @throws {TypeError} When the key is not a string or is reserved, or the value is not plain JSON.
    */
   set<K extends keyof T & string>(key: K, value: T[K]): this {
     checkKey(key);
-    setValue(this.#s.data, key, value);
-    this.#changed(value === undefined ? { type: "delete", key } : { type: "set", key, value });
+    const s = this.#s;
+    if (value === undefined) {
+      s.data.delete(key);
+    } else {
+      checkValue(value, key);
+      s.data.set(key, value);
+    }
+    (s.blind ??= new Set()).add(key);
+    record(s, value === undefined ? { type: "delete", key } : { type: "set", key, value });
     return this;
   }
 
   /**
-   * Tells whether a key holds a value (or an unread flash value).
+   * Tells whether a key holds a value (or an unread flash value). Looks at the key.
    *
    * @param key The key.
    * @returns `true` when present.
    */
   has(key: keyof T & string): boolean {
-    return this.#s.data.has(key) || this.#s.flash.has(key);
+    const s = this.#s;
+    observe(s, key);
+    if (s.flash.size > 0) observeFlash(s, key);
+    return s.data.has(key) || s.flash.has(key);
   }
 
   /**
@@ -278,33 +462,47 @@ export class Session<T extends object = SessionData> {
    */
   delete(key: keyof T & string): boolean {
     checkKey(key);
-    const had = this.#s.data.delete(key);
-    this.#changed({ type: "delete", key });
+    const s = this.#s;
+    const had = s.data.delete(key);
+    (s.blind ??= new Set()).add(key);
+    record(s, { type: "delete", key });
     return had;
   }
 
   /** Removes every value, flash values too. The session itself (and its id) stays. */
   clear(): void {
-    this.#s.data.clear();
-    this.#s.flash.clear();
-    this.#s.flashOut.clear();
-    this.#changed({ type: "clear" });
+    const s = this.#s;
+    s.data.clear();
+    s.flash.clear();
+    s.flashOut.clear();
+    s.cleared = true;
+    record(s, { type: "clear" });
   }
 
   /**
-   * Replaces a value with `fn(current)`. On a conflict with a concurrent request, `fn` runs again
-   * on the fresh value, so counters and lists lose nothing. `fn` should be pure.
+   * Replaces a value with `fn(current)`. This is an operation, not a look: if a concurrent
+   * request changed the value, `fn` runs again on the fresh value when this request is saved,
+   * so counters and lists lose nothing. `fn` must be pure and return plain JSON. Its return
+   * value here is computed on the value as loaded; read the key with `get` after the save (or in
+   * the response) to depend on the stored result.
    *
    * @param key The key.
    * @param fn Computes the new value from the current one (`undefined` when absent).
    * @returns The new value.
+   * @throws {TypeError} When `fn` is not a function or returns a value that is not plain JSON.
    */
   update<K extends keyof T & string, V extends T[K]>(key: K, fn: (value: T[K] | undefined) => V): V {
     checkKey(key);
     if (typeof fn !== "function") throw new TypeError("Invalid update: fn must be a function");
-    const value = fn(this.#s.data.get(key) as T[K] | undefined);
-    setValue(this.#s.data, key, value);
-    this.#changed({ type: "update", key, fn: fn as (value: unknown) => unknown });
+    const s = this.#s;
+    const value = fn(s.data.get(key) as T[K] | undefined);
+    if (value === undefined) {
+      s.data.delete(key);
+    } else {
+      checkValue(value, key);
+      s.data.set(key, value);
+    }
+    record(s, { type: "update", key, fn: fn as (value: unknown) => unknown });
     return value;
   }
 
@@ -312,62 +510,69 @@ export class Session<T extends object = SessionData> {
    * Sets a flash value: readable once with `get`, from the next request on.
    *
    * @param key The key.
-   * @param value A JSON-serializable value.
+   * @param value A plain JSON value.
+   * @throws {TypeError} When the key is reserved or the value is not plain JSON.
    */
   flash<K extends keyof T & string>(key: K, value: T[K]): void {
     checkKey(key);
+    checkValue(value, key);
     this.#s.flashOut.set(key, value);
-    this.#changed({ type: "flash", key, value });
+    record(this.#s, { type: "flash", key, value });
   }
 
-  /** Iterates the keys. */
+  /** Iterates the keys. Looks at every key. */
   keys(): IterableIterator<keyof T & string> {
+    this.#s.readAll = true;
     return this.#s.data.keys() as IterableIterator<keyof T & string>;
   }
 
-  /** Iterates the values. */
+  /** Iterates the values. Looks at every key. */
   values(): IterableIterator<T[keyof T]> {
+    this.#s.readAll = true;
     return this.#s.data.values() as IterableIterator<T[keyof T]>;
   }
 
-  /** Iterates `[key, value]` pairs. */
+  /** Iterates `[key, value]` pairs. Looks at every key. */
   entries(): IterableIterator<[keyof T & string, T[keyof T]]> {
+    this.#s.readAll = true;
     return this.#s.data.entries() as IterableIterator<[keyof T & string, T[keyof T]]>;
   }
 
-  /** Iterates `[key, value]` pairs. */
+  /** Iterates `[key, value]` pairs. Looks at every key. */
   [Symbol.iterator](): IterableIterator<[keyof T & string, T[keyof T]]> {
     return this.entries();
   }
 
-  /** A plain object of the values (flash values not included). */
+  /** A plain object of the values (flash values not included). Looks at every key. */
   toJSON(): Partial<T> {
-    return Object.fromEntries(this.#s.data) as Partial<T>;
+    this.#s.readAll = true;
+    return joinData(this.#s.data) as Partial<T>;
   }
 
   /**
-   * Gives the session a new id, keeping its data, and deletes the old record when the response
-   * is committed. Call it when privileges change (log in) to defeat session fixation.
+   * Gives the session a new id, keeping its data; the old record ends when the response is
+   * committed (a request still in flight with the old cookie can no longer change it). Call it
+   * when privileges change (log in) to defeat session fixation.
    */
   regenerate(): void {
-    this.#renew();
+    this.#renew("regenerate");
   }
 
-  /** Moves this request to a fresh id; the old record (if stored) is deleted at commit. */
-  #renew(): void {
+  #renew(ending: Ending): void {
     const s = this.#s;
-    if (!s.isNew) s.doomed.push({ id: s.id, key: s.key, createdAt: s.createdAt, expiresAt: s.expiresAt });
+    if (s.base !== undefined && s.ending === undefined) s.ending = ending;
+    else if (ending === "destroy" && s.ending !== undefined) s.ending = "destroy";
     s.id = createSessionId();
-    s.key = undefined;
     s.isNew = true;
     s.version = 0;
     s.createdAt = s.now();
-    s.ops = [];
-    s.onChange?.();
+    s.minted = undefined;
+    s.idRead = false;
+    s.host.changed(s);
   }
 
   /**
-   * Ends the session: its record is deleted and its cookie expired when the response is
+   * Ends the session: its record ends and its cookie is expired when the response is
    * committed. Values set afterwards start a new session with a new id.
    */
   destroy(): void {
@@ -375,23 +580,25 @@ export class Session<T extends object = SessionData> {
     s.data.clear();
     s.flash.clear();
     s.flashOut.clear();
-    this.#renew();
+    s.cleared = true;
+    s.ops.push({ type: "clear" });
+    this.#renew("destroy");
   }
 
   /** Extends the session's expiry on this request even if `touchAfter` has not passed. */
   touch(): void {
     this.#s.touchRequested = true;
-    this.#s.onChange?.();
+    this.#s.host.changed(this.#s);
   }
 
   /**
    * Saves now instead of when the response is committed (for example before a long stream).
    * Later changes are saved at commit as usual.
    *
-   * @throws {SessionConflictError} When the conflict policy gives up.
+   * @throws {SessionConflictError} When the change cannot be merged with a concurrent one.
    * @throws {StoreUnavailableError} When the store fails.
    */
   save(): Promise<void> {
-    return this.#s.save();
+    return this.#s.host.save(this.#s);
   }
 }

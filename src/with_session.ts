@@ -1,51 +1,33 @@
 /**
  * `withSession` and `getSession`: the request flow.
  *
- * read the cookie → (lazily, on the first `getSession`) verify and load → run the handler →
- * commit (compare-and-set, conflict policy) → `Set-Cookie`.
+ * run the handler; on its first `getSession(req)`, open the session (cookie → verify → load);
+ * when it returns, commit (compare-and-set, conflict policy) → `Set-Cookie`. A commit that asks
+ * for the handler to run again (a merge whose observations changed, the `retry` policy) runs it
+ * on a fresh copy of the request when the request can be replayed; otherwise it is a 409.
  *
  * @module
  */
-import { parseCookies, readCookie, serializeCookie } from "./cookie.ts";
-import { SessionConflictError, SessionError, SessionStateError, StoreUnavailableError } from "./errors.ts";
-import { createSessionId, storageKeyOf } from "./id.ts";
-import {
-  configError,
-  type InvalidCookieReason,
-  type ResolvedOptions,
-  resolveOptions,
-  type SessionOptions,
-} from "./options.ts";
-import { joinData, replay, Session, type SessionState, splitData } from "./session.ts";
-import type { SealedSessionStore, SessionData, SessionStore, StoredSession } from "./store.ts";
+import { type CommitResult, type Handle, hasWork } from "./backend.ts";
+import { backoff } from "./conflict.ts";
+import { SessionConflictError, SessionError } from "./errors.ts";
+import { configError, type ResolvedOptions, resolveOptions, type SessionOptions } from "./options.ts";
+import { openHandle, requestHost, scheduleLate, serialCommit } from "./open_session.ts";
+import { Session } from "./session.ts";
+import type { SessionData } from "./store.ts";
 
-/** The longest signed cookie value this library writes is 76 characters; allow slack. */
-const MAX_SIGNED_VALUE = 256;
-
+/** What a request carries while its handler runs. */
 interface Context {
   o: ResolvedOptions;
   request: Request;
-  waitUntil?: (promise: Promise<unknown>) => void;
-  promise?: Promise<Session>;
-  state?: SessionState;
-  loadFailed: boolean;
-  /** The request carried a session cookie (valid or not). */
-  cookiePresent: boolean;
-  /** Sealed stores: names of the request's session cookies (`name`, `name.N`). */
-  presentNames?: string[];
-  /** The verified signed value the request presented or this request issued. */
-  cookieValue?: string;
-  /** The record version the sent cookie names (stores with stale reads carry it). */
-  cookieVersion?: number;
-  rotated: boolean;
-  setCookies: Map<string, string>;
+  waitUntil: ((promise: Promise<unknown>) => void) | undefined;
+  canRerun: boolean;
+  /** The session, once asked for. */
+  promise: Promise<Session> | undefined;
+  handle: Handle | undefined;
+  /** The response has been returned: a session opened now saves late, without cookies. */
   responded: boolean;
-  chain: Promise<void>;
-  latePending: boolean;
 }
-
-/** Raised inside a commit when the `retry` policy wants the handler run again. */
-class RetrySignal extends SessionConflictError {}
 
 // A request's context rides on the Request itself under a private symbol: cheaper for the
 // garbage collector than a WeakMap entry per request. A Request that refuses new properties
@@ -94,7 +76,15 @@ export function getSession<T extends object = SessionData>(request: Request): Pr
       ),
     );
   }
-  return (ctx.promise ??= load(ctx)) as Promise<Session<T>>;
+  return (ctx.promise ??= open(ctx)) as Promise<Session<T>>;
+}
+
+async function open(ctx: Context): Promise<Session> {
+  const h = await openHandle(ctx.o, requestHost, ctx.request, ctx.request, ctx.waitUntil);
+  h.canRerun = ctx.canRerun;
+  h.responded = ctx.responded;
+  ctx.handle = h;
+  return new Session(h);
 }
 
 /**
@@ -167,6 +157,21 @@ function findWaitUntil(rest: unknown[]): ((promise: Promise<unknown>) => void) |
   return undefined;
 }
 
+/** Methods a request may be repeated with (RFC 9110 §9.2.2, idempotent methods). */
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
+
+/**
+ * How the handler can be run again: `"copy"` (no body: a new Request from the original),
+ * `"clone"` (a body, kept by cloning the request before the first run), or not at all. `merge`
+ * runs idempotent requests again (RFC 9110 §9.2.2); `retry` runs any request again.
+ */
+function replayKind(o: ResolvedOptions, request: Request): "copy" | "clone" | undefined {
+  if (o.conflict === "retry" || (o.conflict === "merge" && IDEMPOTENT.has(request.method))) {
+    return request.body === null ? "copy" : "clone";
+  }
+  return undefined;
+}
+
 async function run<A extends unknown[]>(
   handler: (request: Request, ...rest: A) => Response | Promise<Response>,
   o: ResolvedOptions,
@@ -174,510 +179,119 @@ async function run<A extends unknown[]>(
   rest: A,
 ): Promise<Response> {
   const waitUntil = findWaitUntil(rest);
-  const pristine = o.conflict === "retry" ? original.clone() : undefined;
+  const kind = replayKind(o, original);
+  const pristine = kind === "clone" ? original.clone() : undefined;
   for (let attempt = 1;; attempt++) {
-    const request = attempt === 1 ? original : pristine!.clone();
+    const request = attempt === 1
+      ? original
+      : kind === "copy"
+      ? new Request(original)
+      : pristine!.clone();
     const ctx: Context = {
       o,
       request,
       waitUntil,
-      loadFailed: false,
-      cookiePresent: false,
-      rotated: false,
-      setCookies: new Map(),
+      canRerun: kind !== undefined && attempt < o.maxAttempts,
+      promise: undefined,
+      handle: undefined,
       responded: false,
-      chain: Promise.resolve(),
-      latePending: false,
     };
     attach(request, ctx);
     let response: Response;
     try {
       response = await handler(request, ...rest);
     } catch (error) {
-      if (error instanceof RetrySignal && attempt < o.maxAttempts) {
+      if (ctx.handle?.rerun === true && ctx.canRerun) {
         await backoff(attempt);
         continue;
       }
+      ctx.responded = true;
+      if (ctx.handle !== undefined) ctx.handle.responded = true;
       if (error instanceof SessionError) return errorResponse(ctx, error);
       throw error;
     }
-    if (ctx.promise === undefined) return response;
-    try {
-      await ctx.promise;
-    } catch {
-      // The handler was told (getSession rejected) and answered anyway: respect its answer.
-      return response;
+    let h = ctx.handle;
+    if (h === undefined) {
+      if (ctx.promise === undefined) {
+        // Never asked: a session opened later (from a streamed body) saves late.
+        ctx.responded = true;
+        return response;
+      }
+      try {
+        await ctx.promise;
+      } catch {
+        // The handler was told (getSession rejected) and answered anyway: respect its answer.
+        ctx.responded = true;
+        return response;
+      }
+      h = ctx.handle!;
     }
-    try {
-      await commit(ctx);
-    } catch (error) {
-      await response.body?.cancel().catch(() => {});
-      if (error instanceof RetrySignal && attempt < o.maxAttempts) {
+    let result: CommitResult = h.rerun ? "rerun" : hasWork(h) ? await serialCommit(h) : "done";
+    if (result === "rerun") {
+      if (ctx.canRerun) {
+        await response.body?.cancel().catch(ignore);
         await backoff(attempt);
         continue;
       }
-      return errorResponse(ctx, error);
+      result = new SessionConflictError(
+        "Session was changed by a concurrent request and this request cannot be run again: not saved",
+      );
     }
     ctx.responded = true;
-    const state = ctx.state!;
-    state.onChange = () => scheduleLate(ctx);
-    if (hasChanges(state)) scheduleLate(ctx);
-    return finish(ctx, response);
+    h.responded = true;
+    if (result !== "done") {
+      await response.body?.cancel().catch(ignore);
+      return errorResponse(ctx, result);
+    }
+    // Changes made while the commit ran are saved late.
+    if (hasWork(h)) scheduleLate(h);
+    return finish(h, response);
   }
 }
+
+function ignore(): void {}
 
 function fallbackResponse(error: SessionError): Response {
   console.error(error);
   return new Response("Internal Server Error", { status: 500 });
 }
 
-async function errorResponse(ctx: Context, error: unknown): Promise<Response> {
+async function errorResponse(ctx: Context, error: SessionError): Promise<Response> {
   const response = await ctx.o.onError(error, ctx.request);
   if (response instanceof Response) return response;
-  const status = error instanceof SessionError ? error.status : 500;
-  return new Response(null, { status });
+  return new Response(null, { status: error.status });
 }
 
-function backoff(attempt: number): Promise<void> {
-  const cap = Math.min(16, 0.5 * 2 ** attempt);
-  return new Promise((resolve) => setTimeout(resolve, Math.random() * cap));
-}
-
-function invalid(ctx: Context, reason: InvalidCookieReason, detail?: unknown): undefined {
-  ctx.o.onInvalidCookie?.({ reason, request: ctx.request, detail });
-  return undefined;
-}
-
-function unavailable(action: string, cause: unknown): StoreUnavailableError {
-  return new StoreUnavailableError(
-    `Session store failed to ${action}: ${(cause as Error)?.message ?? cause}`,
-    {
-      cause,
-    },
-  );
-}
-
-interface Opened {
-  id: string;
-  key?: string;
-  record: StoredSession;
-}
-
-async function load(ctx: Context): Promise<Session> {
-  const o = ctx.o;
-  let opened: Opened | undefined;
+function finish(h: Handle, response: Response): Response {
   try {
-    opened = o.sealed ? await openSealed(ctx) : await openSigned(ctx);
-  } catch (error) {
-    ctx.loadFailed = true;
-    throw error;
-  }
-  const now = o.now();
-  const doomed: SessionState["doomed"] = [];
-  let data: { data: Map<string, unknown>; flash: Map<string, unknown> } | undefined;
-  if (opened !== undefined) {
-    data = splitData(opened.record.data);
-    if (o.schema !== undefined) {
-      let result;
-      try {
-        result = await o.schema["~standard"].validate(Object.fromEntries(data.data));
-      } catch (error) {
-        result = { issues: [{ message: String(error) }] };
-      }
-      if (result.issues !== undefined || typeof result.value !== "object" || result.value === null) {
-        invalid(ctx, "data", result.issues);
-        const { record } = opened;
-        doomed.push({
-          id: opened.id,
-          key: opened.key,
-          createdAt: record.createdAt,
-          expiresAt: record.expiresAt,
-        });
-        opened = undefined;
-        data = undefined;
-      } else {
-        data.data = new Map(Object.entries(result.value));
-      }
-    }
-  }
-  const fresh = opened === undefined || data === undefined;
-  // A new session on a server store takes an id signed ahead of time when one is ready.
-  const minted = fresh && !o.sealed && !(o.store as SessionStore).capabilities.staleReads
-    ? o.signer.take()
-    : undefined;
-  const state: SessionState = {
-    id: fresh ? minted?.id ?? createSessionId() : opened!.id,
-    minted,
-    key: fresh ? undefined : opened!.key,
-    isNew: fresh,
-    version: fresh ? 0 : opened!.record.version,
-    createdAt: fresh ? now : opened!.record.createdAt,
-    expiresAt: fresh ? Math.min(now + o.idleMs, now + o.absoluteMs) : opened!.record.expiresAt,
-    data: data?.data ?? new Map(),
-    flash: data?.flash ?? new Map(),
-    flashOut: new Map(),
-    ops: [],
-    doomed,
-    touchRequested: false,
-    save: () => serialCommit(ctx),
-    now: o.now,
-  };
-  if (ctx.responded) state.onChange = () => scheduleLate(ctx);
-  ctx.state = state;
-  return new Session(state);
-}
-
-function isLive(o: ResolvedOptions, record: StoredSession): boolean {
-  const now = o.now();
-  return record.expiresAt > now && record.createdAt + o.absoluteMs > now;
-}
-
-async function openSigned(ctx: Context): Promise<Opened | undefined> {
-  const o = ctx.o;
-  const found = readCookie(ctx.request.headers.get("cookie"), o.cookie.name);
-  if (found.count === 0) return undefined;
-  ctx.cookiePresent = true;
-  if (found.count > 1) return invalid(ctx, "duplicate");
-  const value = found.value!;
-  if (value.length > MAX_SIGNED_VALUE) return invalid(ctx, "oversized");
-  const verified = o.signer.cached(value) ?? await o.signer.verify(value);
-  if (typeof verified === "string") return invalid(ctx, verified);
-  let record: StoredSession | null;
-  try {
-    const store = o.store as SessionStore;
-    record = await (store.capabilities.staleReads && verified.version !== undefined
-      ? store.load(verified.key, verified.version)
-      : store.load(verified.key));
-  } catch (error) {
-    throw unavailable("load", error);
-  }
-  if (record === null || !isLive(o, record)) return invalid(ctx, "unknown");
-  ctx.cookieValue = value;
-  ctx.cookieVersion = record.version;
-  ctx.rotated = verified.rotated;
-  return { id: verified.id, key: verified.key, record };
-}
-
-const CHUNK_NAME = /^\.(?:0|[1-9][0-9]{0,2})$/;
-
-async function openSealed(ctx: Context): Promise<Opened | undefined> {
-  const o = ctx.o;
-  const name = o.cookie.name;
-  const { cookies, duplicates } = parseCookies(ctx.request.headers.get("cookie"));
-  const present: string[] = [];
-  for (const cookie of cookies.keys()) {
-    if (cookie === name || (cookie.startsWith(name) && CHUNK_NAME.test(cookie.slice(name.length)))) {
-      present.push(cookie);
-    }
-  }
-  ctx.presentNames = present;
-  if (present.length === 0) return undefined;
-  ctx.cookiePresent = true;
-  if (present.some((cookie) => duplicates.has(cookie))) return invalid(ctx, "duplicate");
-  let opened;
-  try {
-    opened = await (o.store as SealedSessionStore).open((cookie) => cookies.get(cookie), name);
-  } catch (error) {
-    if (error instanceof StoreUnavailableError) throw error;
-    if (error instanceof TypeError || error instanceof SessionError) return invalid(ctx, "malformed", error);
-    throw unavailable("open the session", error);
-  }
-  if (opened === null || !isLive(o, opened.record)) return invalid(ctx, "unknown");
-  ctx.rotated = opened.stale;
-  return { id: opened.id, record: opened.record };
-}
-
-function hasChanges(s: SessionState): boolean {
-  return s.ops.length > 0 || s.doomed.length > 0 || s.touchRequested ||
-    (s.isNew && (s.data.size > 0 || s.flashOut.size > 0));
-}
-
-function isEmpty(s: SessionState): boolean {
-  return s.data.size === 0 && s.flash.size === 0 && s.flashOut.size === 0;
-}
-
-/** Commits one at a time: an explicit `save()`, the end of the handler and late changes. */
-function serialCommit(ctx: Context): Promise<void> {
-  const next = ctx.chain.then(() => commit(ctx));
-  ctx.chain = next.catch(() => {});
-  return next;
-}
-
-function commit(ctx: Context): Promise<void> {
-  return ctx.o.sealed ? commitSealed(ctx) : commitStored(ctx);
-}
-
-function scheduleLate(ctx: Context): void {
-  if (ctx.latePending) return;
-  ctx.latePending = true;
-  const done = Promise.resolve().then(async () => {
-    ctx.latePending = false;
-    try {
-      await serialCommit(ctx);
-    } catch (error) {
-      try {
-        await ctx.o.onError(error, ctx.request);
-      } catch {
-        // onError failed too; nothing else can be told
-      }
-    }
-  });
-  ctx.waitUntil?.(done);
-}
-
-function setCookie(ctx: Context, name: string, value: string, expiresAt: number, now: number): void {
-  const cookie = ctx.o.cookie;
-  const maxAge = cookie.persistent ? Math.max(1, (expiresAt - now) / 1000) : undefined;
-  ctx.setCookies.set(name, serializeCookie(name, value, cookie.attributes, maxAge, now));
-}
-
-function clearCookie(ctx: Context, name: string, now: number): void {
-  ctx.setCookies.set(name, serializeCookie(name, "", ctx.o.cookie.attributes, 0, now));
-}
-
-function lateCreation(): SessionStateError {
-  return new SessionStateError(
-    "Session changed after the response was sent: a new or regenerated session needs a Set-Cookie header; call getSession() and change the session before returning the response",
-  );
-}
-
-async function commitStored(ctx: Context): Promise<void> {
-  const { o } = ctx;
-  const s = ctx.state!;
-  const store = o.store as SessionStore;
-  const now = o.now();
-  if (ctx.responded && s.isNew && !isEmpty(s)) throw lateCreation();
-
-  while (s.doomed.length > 0) {
-    const gone = s.doomed[0]!;
-    const key = gone.key ?? await storageKeyOf(gone.id);
-    try {
-      await store.destroy(key);
-    } catch (error) {
-      throw unavailable("destroy", error);
-    }
-    s.doomed.shift();
-    if (ctx.cookieValue !== undefined) o.signer.forget(ctx.cookieValue);
-    ctx.cookieValue = undefined;
-  }
-
-  if (s.isNew) {
-    s.touchRequested = false;
-    if (isEmpty(s)) {
-      s.ops = [];
-      if (ctx.cookiePresent && !ctx.responded) clearCookie(ctx, o.cookie.name, now);
-      // An id minted ahead of time that nobody saw goes back for the next visitor.
-      if (s.minted?.id === s.id && !s.idRead) o.signer.recycle(s.minted);
-      s.minted = undefined;
-      return;
-    }
-    const expiresAt = Math.min(now + o.idleMs, s.createdAt + o.absoluteMs);
-    const taken = s.ops.length;
-    for (let tries = 1;; tries++) {
-      const { value, key } = s.minted?.id === s.id
-        ? s.minted
-        : await o.signer.issue(s.id, store.capabilities.staleReads ? 1 : undefined);
-      s.minted = undefined;
-      const record = { data: joinData(s), version: 1, createdAt: s.createdAt, expiresAt };
-      if (await save(store, key, record, null)) {
-        s.key = key;
-        ctx.cookieValue = value;
-        ctx.cookieVersion = 1;
-        break;
-      }
-      if (tries >= 3) {
-        throw new SessionConflictError("Could not create a session: its id was taken three times");
-      }
-      s.id = createSessionId();
-    }
-    s.isNew = false;
-    s.version = 1;
-    s.expiresAt = expiresAt;
-    s.ops = s.ops.slice(taken);
-    setCookie(ctx, o.cookie.name, ctx.cookieValue, expiresAt, now);
-    return;
-  }
-
-  const extended = Math.min(now + o.idleMs, s.createdAt + o.absoluteMs);
-  const touchDue = extended > s.expiresAt &&
-    (s.touchRequested || now + o.idleMs - s.expiresAt >= o.touchAfterMs);
-  s.touchRequested = false;
-  if (s.ops.length > 0) {
-    const saved = await saveWithPolicy(ctx, s, store, touchDue ? extended : s.expiresAt);
-    if (!saved) return;
-  } else if (touchDue) {
-    try {
-      if (store.touch !== undefined) await store.touch(s.key!, extended);
-      else if (!(await saveWithPolicy(ctx, s, store, extended))) return;
-    } catch (error) {
-      throw error instanceof SessionError ? error : unavailable("touch", error);
-    }
-    s.expiresAt = extended;
-  }
-  if (ctx.responded) return;
-  if (ctx.rotated || (store.capabilities.staleReads && s.version !== ctx.cookieVersion)) {
-    // Re-sign: a retired secret, or a store with stale reads that needs the new version.
-    ctx.cookieValue =
-      (await o.signer.issue(s.id, store.capabilities.staleReads ? s.version : undefined)).value;
-    ctx.cookieVersion = s.version;
-    ctx.rotated = false;
-    setCookie(ctx, o.cookie.name, ctx.cookieValue, s.expiresAt, now);
-  } else if (touchDue && o.cookie.persistent) {
-    setCookie(ctx, o.cookie.name, ctx.cookieValue!, s.expiresAt, now);
-  }
-}
-
-/**
- * Compare-and-set with the conflict policy. Returns `false` when the record was found gone
- * (destroyed or expired by another request): the session then stays destroyed.
- */
-async function saveWithPolicy(
-  ctx: Context,
-  s: SessionState,
-  store: SessionStore,
-  expiresAt: number,
-): Promise<boolean> {
-  const { o } = ctx;
-  for (let attempt = 1;; attempt++) {
-    const taken = s.ops.length;
-    const record = { data: joinData(s), version: s.version + 1, createdAt: s.createdAt, expiresAt };
-    if (await save(store, s.key!, record, s.version)) {
-      s.version = record.version;
-      s.expiresAt = expiresAt;
-      s.ops = s.ops.slice(taken);
-      return true;
-    }
-    if (o.conflict === "reject") {
-      throw new SessionConflictError(
-        'Session was changed by a concurrent request (conflict policy "reject")',
-      );
-    }
-    if (o.conflict === "retry" && !ctx.responded) {
-      throw new RetrySignal("Session was changed by a concurrent request: running the handler again");
-    }
-    if (attempt >= o.maxAttempts) {
-      throw new SessionConflictError(`Session save lost to concurrent requests ${attempt} times: giving up`);
-    }
-    await backoff(attempt);
-    let fresh: StoredSession | null;
-    try {
-      fresh = await store.load(s.key!);
-    } catch (error) {
-      throw unavailable("load", error);
-    }
-    if (fresh === null || !isLive(o, fresh)) {
-      // Destroyed (logout) or expired meanwhile: it stays that way; this request's changes go.
-      s.id = createSessionId();
-      s.key = undefined;
-      s.isNew = true;
-      s.version = 0;
-      s.data = new Map();
-      s.flash = new Map();
-      s.flashOut = new Map();
-      s.ops = [];
-      if (ctx.cookieValue !== undefined) o.signer.forget(ctx.cookieValue);
-      ctx.cookieValue = undefined;
-      if (!ctx.responded) clearCookie(ctx, o.cookie.name, o.now());
-      return false;
-    }
-    if (o.conflict === "merge" || o.conflict === "retry") {
-      const merged = replay(s.ops, fresh.data);
-      s.data = merged.data;
-      s.flash = merged.flash;
-      s.flashOut = new Map();
-    }
-    s.version = fresh.version;
-    s.createdAt = fresh.createdAt;
-    if (fresh.expiresAt > expiresAt) expiresAt = fresh.expiresAt;
-  }
-}
-
-async function save(
-  store: SessionStore,
-  key: string,
-  record: StoredSession,
-  expectedVersion: number | null,
-): Promise<boolean> {
-  try {
-    return await store.save(key, record, expectedVersion);
-  } catch (error) {
-    throw unavailable("save", error);
-  }
-}
-
-async function commitSealed(ctx: Context): Promise<void> {
-  const { o } = ctx;
-  const s = ctx.state!;
-  const store = o.store as SealedSessionStore;
-  const name = o.cookie.name;
-  const now = o.now();
-  if (ctx.responded && hasChanges(s)) {
-    throw new SessionStateError("A cookie-sealed session cannot change after the response was sent");
-  }
-  while (s.doomed.length > 0) {
-    const gone = s.doomed[0]!;
-    try {
-      // A request in flight during logout may still seal a cookie living up to a full idle window.
-      const until = Math.max(gone.expiresAt, Math.min(now + o.idleMs, gone.createdAt + o.absoluteMs));
-      await store.revoke?.(gone.id, { data: {}, version: 0, createdAt: gone.createdAt, expiresAt: until });
-    } catch (error) {
-      throw unavailable("revoke", error);
-    }
-    s.doomed.shift();
-  }
-  const extended = Math.min(now + o.idleMs, s.createdAt + o.absoluteMs);
-  const touchDue = extended > s.expiresAt &&
-    (s.touchRequested || now + o.idleMs - s.expiresAt >= o.touchAfterMs);
-  s.touchRequested = false;
-  if (s.isNew && isEmpty(s)) {
-    s.ops = [];
-    for (const cookie of ctx.presentNames ?? []) clearCookie(ctx, cookie, now);
-    return;
-  }
-  if (!s.isNew && s.ops.length === 0 && !touchDue && !ctx.rotated) return;
-  const expiresAt = s.isNew || touchDue ? extended : s.expiresAt;
-  const record = { data: joinData(s), version: s.version + 1, createdAt: s.createdAt, expiresAt };
-  const cookies = await store.seal(s.id, record, name);
-  const sent = new Set<string>();
-  for (const cookie of cookies) {
-    setCookie(ctx, cookie.name, cookie.value, expiresAt, now);
-    sent.add(cookie.name);
-  }
-  for (const cookie of ctx.presentNames ?? []) if (!sent.has(cookie)) clearCookie(ctx, cookie, now);
-  ctx.presentNames = [...sent];
-  s.isNew = false;
-  s.version = record.version;
-  s.expiresAt = expiresAt;
-  s.ops = [];
-  ctx.rotated = false;
-}
-
-function finish(ctx: Context, response: Response): Response {
-  try {
-    decorate(ctx, response.headers);
+    decorate(h, response.headers);
     return response;
   } catch {
     // Immutable headers (Response.redirect(), a fetch() result): copy the response.
     const copy = new Response(response.body, response);
-    decorate(ctx, copy.headers);
+    decorate(h, copy.headers);
     return copy;
   }
 }
 
-function decorate(ctx: Context, headers: Headers): void {
+const VARY_COOKIE = /(^|,)\s*(cookie|\*)\s*(,|$)/i;
+const PRIVATE = /(^|,)\s*(private|no-store)\s*(,|$)/i;
+const SHARED = /^(public|s-maxage\s*=.*)$/i;
+
+function decorate(h: Handle, headers: Headers): void {
   const vary = headers.get("vary");
   if (vary === null) headers.set("vary", "Cookie");
-  else if (!/(^|,)\s*(cookie|\*)\s*(,|$)/i.test(vary)) headers.set("vary", `${vary}, Cookie`);
-  if (ctx.setCookies.size === 0) return;
-  for (const cookie of ctx.setCookies.values()) headers.append("set-cookie", cookie);
+  else if (!VARY_COOKIE.test(vary)) headers.set("vary", `${vary}, Cookie`);
+  const cookies = h.setCookies;
+  if (cookies === undefined || cookies.size === 0) return;
+  for (const cookie of cookies.values()) headers.append("set-cookie", cookie);
+  h.setCookies = undefined;
   const cacheControl = headers.get("cache-control");
   if (cacheControl === null) headers.set("cache-control", "private, no-store");
-  else if (!/(^|,)\s*(private|no-store)\s*(,|$)/i.test(cacheControl)) {
+  else if (!PRIVATE.test(cacheControl)) {
     // A response that sets a session cookie belongs to one user: a shared cache must not keep
     // it. The handler's other directives (max-age, ...) stay for the browser's own cache.
-    const kept = cacheControl.split(",").map((d) => d.trim()).filter((d) =>
-      d !== "" && !/^(public|s-maxage\s*=.*)$/i.test(d)
-    );
+    const kept = cacheControl.split(",").map((d) => d.trim()).filter((d) => d !== "" && !SHARED.test(d));
     headers.set("cache-control", ["private", ...kept].join(", "));
   }
 }

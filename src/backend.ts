@@ -1,0 +1,207 @@
+/**
+ * What the request flow needs from a backend, and what both backends share. There are two
+ * kinds: a server store behind a signed id (`backends/server.ts`) and a sealed cookie store
+ * (`backends/sealed.ts`). The flow (`open_session.ts`, `with_session.ts`) never branches on
+ * the kind.
+ *
+ * @module
+ */
+import { serializeCookie } from "./cookie.ts";
+import { SessionConflictError, type SessionError, SessionStateError } from "./errors.ts";
+import type { InvalidCookieReason, ResolvedOptions } from "./options.ts";
+import type { SessionHost, SessionState } from "./session.ts";
+import type { StoredSession } from "./store.ts";
+
+/** Reads every value the request holds for one cookie name. */
+export type CookieReader = (name: string) => string[];
+
+/**
+ * One opened session: the `Session`'s state plus what the flow keeps beside it. One object per
+ * request, of one shape, built by {@linkcode newHandle}.
+ */
+export interface Handle extends SessionState {
+  o: ResolvedOptions;
+  /** The request, when there is one (for hooks). */
+  request: Request | undefined;
+  waitUntil: ((promise: Promise<unknown>) => void) | undefined;
+  /** `Set-Cookie` values to send, by cookie name. */
+  setCookies: Map<string, string> | undefined;
+  /** Server stores: the verified cookie value presented, or the one issued. */
+  cookieValue: string | undefined;
+  /** Server stores with stale reads: the record version the sent cookie names. */
+  cookieVersion: number | undefined;
+  /** The cookie verified with a retired secret: re-sign or re-seal it. */
+  rotated: boolean;
+  /** Sealed stores: the names of the session cookies the request carried. */
+  presented: string[] | undefined;
+  /** The cookie named a session another request ended: no `Set-Cookie`, no writes. */
+  endedElsewhere: boolean;
+  /** This request ended the session its cookie named: clear the cookie unless replaced. */
+  clearCookie: boolean;
+  /** The response has been returned: later changes are saved late, without cookies. */
+  responded: boolean;
+  /** Commits of this session run one after another. */
+  chain: Promise<CommitResult> | undefined;
+  latePending: boolean;
+  /** The wrapper can run the handler again. */
+  canRerun: boolean;
+  /** A commit asked for the handler to run again. */
+  rerun: boolean;
+}
+
+/** How a commit ended: done, run the handler again, or an error to answer with. */
+export type CommitResult = "done" | "rerun" | SessionError;
+
+/** A kind of backend. */
+export interface Backend {
+  /** Reads the request's cookie, verifies and loads; fills `h`. Throws on an outage. */
+  open(h: Handle, read: CookieReader): Promise<void>;
+  /** Saves what changed and sets the cookies to send. */
+  commit(h: Handle): Promise<CommitResult>;
+}
+
+/**
+ * Builds a handle for a new session; a backend then attaches it to a record.
+ *
+ * @param o The options.
+ * @param host The session host (withSession's or openSession's).
+ * @param request The request, when there is one.
+ * @param waitUntil Where late saves are handed.
+ */
+export function newHandle(
+  o: ResolvedOptions,
+  host: SessionHost,
+  id: string,
+  request: Request | undefined,
+  waitUntil: ((promise: Promise<unknown>) => void) | undefined,
+): Handle {
+  const now = o.now();
+  return {
+    host,
+    id,
+    isNew: true,
+    version: 0,
+    createdAt: now,
+    expiresAt: expiryFrom(o, now, now),
+    base: undefined,
+    key: undefined,
+    data: new Map(),
+    flash: new Map(),
+    flashOut: new Map(),
+    ops: [],
+    reads: undefined,
+    flashReads: undefined,
+    readAll: false,
+    blind: undefined,
+    cleared: false,
+    ending: undefined,
+    touchRequested: false,
+    minted: undefined,
+    idRead: false,
+    now: o.now,
+    o,
+    request,
+    waitUntil,
+    setCookies: undefined,
+    cookieValue: undefined,
+    cookieVersion: undefined,
+    rotated: false,
+    presented: undefined,
+    endedElsewhere: false,
+    clearCookie: false,
+    responded: false,
+    chain: undefined,
+    latePending: false,
+    canRerun: false,
+    rerun: false,
+  };
+}
+
+/** Attaches a handle to a loaded record. */
+export function attachRecord(h: Handle, id: string, record: StoredSession, key: string | undefined): void {
+  h.id = id;
+  h.isNew = false;
+  h.version = record.version;
+  h.createdAt = record.createdAt;
+  h.expiresAt = record.expiresAt;
+  h.base = record;
+  h.key = key;
+}
+
+/**
+ * The expiry a session gets when it is written or touched now: `idleTimeout` from now, capped
+ * by `absoluteTimeout` from creation. Milliseconds since the epoch. The one place this rule is
+ * written.
+ */
+export function expiryFrom(o: ResolvedOptions, createdAt: number, now: number): number {
+  return Math.min(now + o.idleMs, createdAt + o.absoluteMs);
+}
+
+/** A record is live until its `expiresAt` and its absolute timeout, by the application's clock. */
+export function isLive(o: ResolvedOptions, record: StoredSession, now: number): boolean {
+  return record.expiresAt > now && record.createdAt + o.absoluteMs > now;
+}
+
+/**
+ * The expiry a commit should extend the session to, or `undefined` when it is not yet due:
+ * when asked (`touch()`), or once `touchAfter` has passed since the last extension.
+ */
+export function dueExpiry(h: Handle, now: number): number | undefined {
+  const o = h.o;
+  const extended = expiryFrom(o, h.createdAt, now);
+  const due = extended > h.expiresAt && (h.touchRequested || now + o.idleMs - h.expiresAt >= o.touchAfterMs);
+  h.touchRequested = false;
+  return due ? extended : undefined;
+}
+
+/** Whether the session holds anything worth storing. */
+export function hasData(h: Handle): boolean {
+  return h.data.size > 0 || h.flash.size > 0 || h.flashOut.size > 0;
+}
+
+/** Whether a commit has anything to do. */
+export function hasWork(h: Handle): boolean {
+  if (h.ops.length > 0 || h.ending !== undefined || h.touchRequested || h.rotated) return true;
+  if (h.base === undefined) return false;
+  const o = h.o;
+  const now = o.now();
+  return expiryFrom(o, h.createdAt, now) > h.expiresAt && now + o.idleMs - h.expiresAt >= o.touchAfterMs;
+}
+
+/** Tells `onInvalidCookie` why a presented cookie was not used. */
+export function invalid(h: Handle, reason: InvalidCookieReason, detail?: unknown): void {
+  h.o.onInvalidCookie?.({ reason, request: h.request, detail });
+}
+
+/** Queues a `Set-Cookie` for the session cookie (or a chunk of it). */
+export function setCookie(h: Handle, name: string, value: string, expiresAt: number, now: number): void {
+  const cookie = h.o.cookie;
+  const maxAge = cookie.persistent ? Math.max(1, (expiresAt - now) / 1000) : undefined;
+  (h.setCookies ??= new Map()).set(name, serializeCookie(name, value, cookie.attributes, maxAge, now));
+}
+
+/** Queues a `Set-Cookie` that deletes a cookie. */
+export function clearCookie(h: Handle, name: string, now: number): void {
+  (h.setCookies ??= new Map()).set(name, serializeCookie(name, "", h.o.cookie.attributes, 0, now));
+}
+
+/** The changes of a request whose session another request ended meanwhile. */
+export function endedConflict(): SessionConflictError {
+  return new SessionConflictError(
+    "Session was ended by a concurrent request (log out or log in): this request's changes were not saved",
+  );
+}
+
+/** A policy refused to merge this request's changes. */
+export function policyConflict(policy: string): SessionConflictError {
+  return new SessionConflictError(
+    `Session was changed by a concurrent request and this request's changes cannot be merged (conflict policy "${policy}")`,
+  );
+}
+
+/** A new session's cookie can no longer be sent. */
+export function lateCreation(): SessionStateError {
+  return new SessionStateError(
+    "Session changed after the response was sent: a new or regenerated session needs a Set-Cookie header; call getSession() and change the session before returning the response",
+  );
+}

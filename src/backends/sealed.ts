@@ -1,0 +1,154 @@
+/**
+ * The sealed-cookie backend: the whole record travels encrypted in the cookie (`CookieStore`),
+ * split over numbered chunk cookies when long. There is no server copy to compare and set: the
+ * last response the browser keeps wins. An optional revocation store ends sessions and refuses
+ * superseded seals.
+ *
+ * @module
+ */
+import {
+  attachRecord,
+  type Backend,
+  clearCookie,
+  type CommitResult,
+  type CookieReader,
+  dueExpiry,
+  endedConflict,
+  expiryFrom,
+  type Handle,
+  hasData,
+  invalid,
+  isLive,
+  setCookie,
+} from "../backend.ts";
+import { storeError } from "../conflict.ts";
+import { SessionError, SessionStateError } from "../errors.ts";
+import { splitData, stateData } from "../session.ts";
+import type { InvalidSeal, OpenedSession, SealedSessionStore } from "../store.ts";
+
+/** Chunks a sealed store may write: `name.0` … `name.63`. */
+const MAX_CHUNKS = 64;
+
+/** The names of the session cookies present, and a jar of their values (the first of each). */
+function present(read: CookieReader, name: string): { names: string[]; jars: Array<Map<string, string>> } {
+  const names: string[] = [];
+  const first = new Map<string, string>();
+  const last = new Map<string, string>();
+  const take = (cookie: string): boolean => {
+    const values = read(cookie);
+    if (values.length === 0) return false;
+    names.push(cookie);
+    first.set(cookie, values[0]!);
+    last.set(cookie, values[values.length - 1]!);
+    return true;
+  };
+  take(name);
+  for (let i = 0; i < MAX_CHUNKS && take(`${name}.${i}`); i++);
+  // Duplicates (another Domain's or Path's cookies): try the first values, then the last.
+  const differ = names.some((cookie) => first.get(cookie) !== last.get(cookie));
+  return { names, jars: differ ? [first, last] : [first] };
+}
+
+async function open(h: Handle, read: CookieReader): Promise<void> {
+  const o = h.o;
+  const store = o.store as SealedSessionStore;
+  const name = o.cookie.name;
+  const { names, jars } = present(read, name);
+  h.presented = names;
+  if (names.length === 0) return;
+  for (const jar of jars) {
+    let opened: OpenedSession | InvalidSeal | null;
+    try {
+      opened = await store.open((cookie) => jar.get(cookie), name);
+    } catch (error) {
+      throw storeError("open the session", error);
+    }
+    if (opened === null) continue;
+    if ("invalid" in opened) {
+      if (opened.invalid === "malformed") {
+        invalid(h, "malformed", opened.detail);
+      } else {
+        // Ended or superseded: the browser may hold a newer cookie already; never touch it.
+        h.endedElsewhere = true;
+        invalid(h, opened.invalid, opened.detail);
+      }
+      continue;
+    }
+    if (!isLive(o, opened.record, o.now())) {
+      invalid(h, "unknown");
+      continue;
+    }
+    // A sealed session's "key" is its id: what revoke() names after regenerate() renamed it.
+    attachRecord(h, opened.id, opened.record, opened.id);
+    const split = splitData(opened.record.data);
+    h.data = split.data;
+    h.flash = split.flash;
+    h.rotated = opened.stale;
+    h.endedElsewhere = false;
+    return;
+  }
+}
+
+async function commit(h: Handle): Promise<CommitResult> {
+  const o = h.o;
+  const store = o.store as SealedSessionStore;
+  const name = o.cookie.name;
+  const now = o.now();
+  const extended = h.base === undefined ? undefined : dueExpiry(h, now);
+  const writes = h.ops.length > 0 || h.ending !== undefined;
+  if (h.responded) {
+    if (!writes && extended === undefined) return "done";
+    return new SessionStateError("A cookie-sealed session cannot change after the response was sent");
+  }
+  if (h.ending !== undefined && h.base !== undefined) {
+    const base = h.base;
+    try {
+      // A request in flight during the end may still seal a cookie living a full idle window.
+      const until = Math.max(base.expiresAt, expiryFrom(o, base.createdAt, now));
+      await store.revoke?.(h.key!, {
+        data: {},
+        version: base.version,
+        createdAt: base.createdAt,
+        expiresAt: until,
+      });
+    } catch (error) {
+      return storeError("revoke", error);
+    }
+    h.base = undefined;
+    h.key = undefined;
+    h.ending = undefined;
+    h.clearCookie = true;
+  }
+  h.touchRequested = false;
+  if (h.base === undefined && !hasData(h)) {
+    h.ops = [];
+    if (h.clearCookie) for (const cookie of h.presented ?? []) clearCookie(h, cookie, now);
+    return "done";
+  }
+  if (h.base === undefined && h.endedElsewhere) return endedConflict();
+  if (h.base !== undefined && !writes && extended === undefined && !h.rotated) return "done";
+  const expiresAt = h.base === undefined ? expiryFrom(o, h.createdAt, now) : extended ?? h.expiresAt;
+  const record = { data: stateData(h), version: h.version + 1, createdAt: h.createdAt, expiresAt };
+  let cookies;
+  try {
+    cookies = await store.seal(h.id, record, name);
+  } catch (error) {
+    if (error instanceof SessionError) return error;
+    throw error;
+  }
+  const sent = new Set<string>();
+  for (const cookie of cookies) {
+    setCookie(h, cookie.name, cookie.value, expiresAt, now);
+    sent.add(cookie.name);
+  }
+  for (const cookie of h.presented ?? []) if (!sent.has(cookie)) clearCookie(h, cookie, now);
+  h.presented = [...sent];
+  attachRecord(h, h.id, record, h.id);
+  h.ops = [];
+  h.rotated = false;
+  h.clearCookie = false;
+  return "done";
+}
+
+/** The sealed-cookie backend. */
+export const sealedBackend: Backend = { open, commit };

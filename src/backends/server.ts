@@ -1,0 +1,220 @@
+/**
+ * The server-store backend: the cookie carries the session id, HMAC-signed; the store keeps the
+ * record under SHA-256(id), and every save is a compare-and-set through `commitToRecord`.
+ *
+ * @module
+ */
+import {
+  attachRecord,
+  type Backend,
+  clearCookie,
+  type CommitResult,
+  type CookieReader,
+  dueExpiry,
+  endedConflict,
+  expiryFrom,
+  type Handle,
+  hasData,
+  invalid,
+  isLive,
+  lateCreation,
+  policyConflict,
+  setCookie,
+} from "../backend.ts";
+import { commitToRecord, type Landed, storeError } from "../conflict.ts";
+import { SessionConflictError } from "../errors.ts";
+import { createSessionId } from "../id.ts";
+import { splitData, stateData } from "../session.ts";
+import { isEnded, type SessionStore, type StoredSession } from "../store.ts";
+
+/** The longest signed cookie value this library writes is 76 characters; allow slack. */
+const MAX_SIGNED_VALUE = 256;
+/** At most this many values of a duplicated session cookie are tried. */
+const MAX_CANDIDATES = 4;
+
+function adopt(h: Handle, landed: Landed): void {
+  h.data = landed.data;
+  h.flash = landed.flash;
+  h.flashOut = landed.flashOut;
+  h.ops = [];
+}
+
+async function open(h: Handle, read: CookieReader): Promise<void> {
+  const o = h.o;
+  const values = read(o.cookie.name);
+  if (values.length === 0) return fresh(h);
+  const store = o.store as SessionStore;
+  // A browser sends several values when it holds cookies of this name for other Domains or
+  // Paths (an older deploy's, a sibling subdomain's): use the one that names a live session.
+  for (let i = 0; i < values.length && i < MAX_CANDIDATES; i++) {
+    const value = values[i]!;
+    if (value.length > MAX_SIGNED_VALUE) {
+      invalid(h, "oversized");
+      continue;
+    }
+    const verified = o.signer.cached(value) ?? await o.signer.verify(value);
+    if (typeof verified === "string") {
+      invalid(h, verified);
+      continue;
+    }
+    let record: StoredSession | null;
+    try {
+      record = await (store.capabilities.staleReads && verified.version !== undefined
+        ? store.load(verified.key, verified.version)
+        : store.load(verified.key));
+    } catch (error) {
+      throw storeError("load", error);
+    }
+    const now = o.now();
+    if (record !== null && isEnded(record) && record.expiresAt > now) {
+      h.endedElsewhere = true;
+      invalid(h, "ended");
+      continue;
+    }
+    if (record === null || !isLive(o, record, now)) {
+      invalid(h, "unknown");
+      continue;
+    }
+    attachRecord(h, verified.id, record, verified.key);
+    const split = splitData(record.data);
+    h.data = split.data;
+    h.flash = split.flash;
+    h.cookieValue = value;
+    h.cookieVersion = record.version;
+    h.rotated = verified.rotated;
+    h.endedElsewhere = false;
+    return;
+  }
+  fresh(h);
+}
+
+function fresh(h: Handle): void {
+  // A new session takes an id signed ahead of time when one is ready.
+  const o = h.o;
+  if (!(o.store as SessionStore).capabilities.staleReads) {
+    const minted = o.signer.take();
+    if (minted !== undefined) {
+      h.minted = minted;
+      h.id = minted.id;
+    }
+  }
+}
+
+async function commit(h: Handle): Promise<CommitResult> {
+  const o = h.o;
+  const store = o.store as SessionStore;
+  const now = o.now();
+  if (h.responded && h.isNew && hasData(h) && (h.base === undefined || h.ending !== undefined)) {
+    // A new id needs a Set-Cookie that can no longer be sent: change nothing.
+    return lateCreation();
+  }
+
+  if (h.base !== undefined) {
+    const extended = dueExpiry(h, now);
+    const writes = h.ops.length > 0 || h.ending !== undefined;
+    const resign = !h.responded && (h.rotated || store.capabilities.staleReads === true);
+    const refreshCookie = extended !== undefined && o.cookie.persistent && !h.responded;
+    if (writes || h.rotated || refreshCookie || (extended !== undefined && store.touch === undefined)) {
+      // Everything that writes the record, or sends its cookie again, goes through the
+      // compare-and-set: a cookie is never sent for a session another request ended.
+      const outcome = await commitToRecord(store, h.key!, {
+        s: h,
+        policy: o.conflict,
+        canRerun: h.canRerun && !h.responded,
+        expiresAt: extended ?? h.expiresAt,
+      }, o.maxAttempts, o.now);
+      switch (outcome.kind) {
+        case "failed":
+          return outcome.error;
+        case "rerun":
+          return "rerun";
+        case "refused":
+          if (outcome.reason === "ended" && !writes) {
+            // Only a touch or a re-sign: the session ended meanwhile; nothing to say.
+            h.base = undefined;
+            h.ops = [];
+            return "done";
+          }
+          return outcome.reason === "ended" ? endedConflict() : policyConflict(o.conflict);
+      }
+      adopt(h, outcome.landed);
+      if (h.ending !== undefined) {
+        // The record this request loaded is ended (a tombstone now); what it carried over
+        // (regenerate) or set afterwards (destroy) becomes a new session below.
+        if (h.cookieValue !== undefined) o.signer.forget(h.cookieValue);
+        h.cookieValue = undefined;
+        h.clearCookie = true;
+        h.base = undefined;
+        h.key = undefined;
+        h.ending = undefined;
+      } else {
+        const record = outcome.record!;
+        h.base = record;
+        h.version = record.version;
+        h.expiresAt = record.expiresAt;
+        if (resign) {
+          const issued = await o.signer.issue(h.id, store.capabilities.staleReads ? record.version : undefined);
+          h.cookieValue = issued.value;
+          h.cookieVersion = record.version;
+          h.rotated = false;
+          setCookie(h, o.cookie.name, issued.value, record.expiresAt, now);
+        } else if (refreshCookie) {
+          setCookie(h, o.cookie.name, h.cookieValue!, record.expiresAt, now);
+        }
+        return "done";
+      }
+    } else if (extended !== undefined) {
+      try {
+        await store.touch!(h.key!, extended);
+      } catch (error) {
+        return storeError("touch", error);
+      }
+      h.expiresAt = extended;
+      return "done";
+    } else {
+      return "done";
+    }
+  }
+
+  // A session with no stored record: create it if it holds anything.
+  h.touchRequested = false;
+  if (!hasData(h)) {
+    h.ops = [];
+    if (h.clearCookie && !h.responded) clearCookie(h, o.cookie.name, now);
+    // An id minted ahead of time that nobody saw goes back for the next visitor.
+    if (h.minted !== undefined && h.minted.id === h.id && !h.idRead) o.signer.recycle(h.minted);
+    h.minted = undefined;
+    return "done";
+  }
+  if (h.endedElsewhere) return endedConflict();
+  const expiresAt = expiryFrom(o, h.createdAt, now);
+  for (let tries = 1;; tries++) {
+    const issued = h.minted !== undefined && h.minted.id === h.id
+      ? h.minted
+      : await o.signer.issue(h.id, store.capabilities.staleReads ? 1 : undefined);
+    h.minted = undefined;
+    const record: StoredSession = { data: stateData(h), version: 1, createdAt: h.createdAt, expiresAt };
+    let result;
+    try {
+      result = await store.save(issued.key, record, null);
+    } catch (error) {
+      return storeError("save", error);
+    }
+    if (result === true) {
+      attachRecord(h, h.id, record, issued.key);
+      h.ops = [];
+      h.cookieValue = issued.value;
+      h.cookieVersion = 1;
+      h.clearCookie = false;
+      setCookie(h, o.cookie.name, issued.value, expiresAt, now);
+      return "done";
+    }
+    if (tries >= 3) {
+      return new SessionConflictError("Could not create a session: its id was taken three times");
+    }
+    h.id = createSessionId();
+  }
+}
+
+/** The server-store backend. */
+export const serverBackend: Backend = { open, commit };

@@ -1,0 +1,284 @@
+/**
+ * The conflict path, in one place: how a request's changes land on the record it loaded when
+ * other requests may have saved it meanwhile. The four policies are `decide()`; the rest makes
+ * them cheap.
+ *
+ * Commits to one storage key are queued in this process (a lane): while one save is in flight,
+ * the commits that arrive wait and then go together as one compare-and-set, each replayed on
+ * the record its predecessors produced. So concurrent requests of one session in one process do
+ * not fight for the record; across processes the compare-and-set still decides, and a refused
+ * save that reports the current record (`SaveConflict`) costs no second read.
+ *
+ * @module
+ */
+import { SessionError, StoreUnavailableError } from "./errors.ts";
+import type { ConflictPolicy } from "./options.ts";
+import { joinData, observationsHold, replay, type SessionState } from "./session.ts";
+import { ENDED_KEY, isEnded, type SessionData, type SessionStore, type StoredSession } from "./store.ts";
+
+/** How long at least the tombstone of an ended session outlives the end, in milliseconds. */
+export const TOMBSTONE_MS = 60_000;
+
+/** What one commit asks of the record it is attached to. */
+export interface Pending {
+  /** The request's session (its `base` is the record it read). */
+  s: SessionState;
+  policy: ConflictPolicy;
+  /** The wrapper can run the handler again on a fresh session. */
+  canRerun: boolean;
+  /** The expiry this commit wants for the record (ms since the epoch). */
+  expiresAt: number;
+  /** Set by the lane. */
+  outcome?: Outcome;
+  /** Wakes a queued commit. */
+  wake?: () => void;
+}
+
+/** The maps a commit's data became, after its operations were replayed on what it landed on. */
+export interface Landed {
+  data: Map<string, unknown>;
+  flash: Map<string, unknown>;
+  flashOut: Map<string, unknown>;
+}
+
+/**
+ * How a commit ended, as a value.
+ *
+ * - `saved`: the record now stored (a tombstone when the commit ended the session; `null` when
+ *   it found the session already gone), and the maps the session holds after the merge.
+ * - `rerun`: the handler must run again on a fresh session (merge with a changed observation,
+ *   retry).
+ * - `refused`: `conflict` (policy says no) or `ended` (another request ended the session).
+ * - `failed`: the store failed.
+ */
+export type Outcome =
+  | { kind: "saved"; record: StoredSession | null; landed: Landed }
+  | { kind: "rerun" }
+  | { kind: "refused"; reason: "conflict" | "ended" }
+  | { kind: "failed"; error: SessionError };
+
+type Verdict = "apply" | "rerun" | "refuse";
+
+/**
+ * The four policies. Called when the record a commit would replace is not the one it read
+ * (`changed`), or with `changed: false` when it is.
+ *
+ * - `merge`: replay when nothing the handler looked at changed; else run the handler again if
+ *   the request can be, else refuse.
+ * - `retry`: run the handler again on any change.
+ * - `reject`: refuse on any change.
+ * - `overwrite`: write this request's data over whatever is there.
+ */
+export function decide(p: Pending, changed: boolean, loaded: SessionData, now: SessionData): Verdict {
+  if (!changed || p.policy === "overwrite") return "apply";
+  switch (p.policy) {
+    case "merge":
+      if (observationsHold(p.s, loaded, now)) return "apply";
+      return p.canRerun ? "rerun" : "refuse";
+    case "retry":
+      return p.canRerun ? "rerun" : "refuse";
+    default:
+      return "refuse";
+  }
+}
+
+/** Full-jitter exponential backoff, its ceiling growing with the contention seen on the key. */
+export function backoff(attempt: number, contention = 0): Promise<void> {
+  const ceiling = Math.min(250, 0.5 * 2 ** Math.min(attempt, 6) * (1 + Math.min(contention, 16)));
+  return new Promise((resolve) => setTimeout(resolve, Math.random() * ceiling));
+}
+
+/** Wraps a store failure once, at the store boundary; a `SessionError` passes unchanged. */
+export function storeError(action: string, cause: unknown): SessionError {
+  if (cause instanceof SessionError) return cause;
+  return new StoreUnavailableError(
+    `Session store failed to ${action}: ${(cause as Error)?.message ?? String(cause)}`,
+    { cause },
+  );
+}
+
+interface Lane {
+  queue: Pending[];
+  /** The record this process last wrote or read under the key. */
+  latest?: StoredSession | null;
+  /** Refused saves seen recently on this key (across processes): widens backoff. */
+  contention: number;
+}
+
+const lanes = new WeakMap<object, Map<string, Lane>>();
+
+/**
+ * Commits one request's changes to the record under `key`, through the key's lane.
+ *
+ * @param store The store.
+ * @param key The storage key.
+ * @param p The commit.
+ * @param maxAttempts Saves to try before refusing.
+ * @param now The clock.
+ * @returns How it ended.
+ */
+export async function commitToRecord(
+  store: SessionStore,
+  key: string,
+  p: Pending,
+  maxAttempts: number,
+  now: () => number,
+): Promise<Outcome> {
+  let byKey = lanes.get(store);
+  if (byKey === undefined) lanes.set(store, byKey = new Map());
+  const lane = byKey.get(key);
+  if (lane !== undefined) {
+    // A commit on this key is in flight: wait for it, then go in the next batch.
+    await new Promise<void>((resolve) => {
+      p.wake = resolve;
+      lane.queue.push(p);
+    });
+    return p.outcome!;
+  }
+  const own: Lane = { queue: [], contention: 0 };
+  byKey.set(key, own);
+  try {
+    let batch = [p];
+    while (batch.length > 0) {
+      const rest = await runBatch(store, key, own, batch, maxAttempts, now);
+      for (const done of batch) if (done !== p && !rest.includes(done)) done.wake!();
+      batch = [...rest, ...own.queue.splice(0)];
+    }
+  } finally {
+    byKey.delete(key);
+  }
+  return p.outcome!;
+}
+
+function freshest(lane: Lane, batch: Pending[]): StoredSession | null | undefined {
+  let best = lane.latest;
+  for (const p of batch) {
+    const base = p.s.base!;
+    if (best === undefined || (best !== null && base.version > best.version)) best = base;
+  }
+  return best;
+}
+
+/**
+ * Runs one batch: every commit decided in order on the record its predecessors produce, then
+ * one compare-and-set. Returns the commits left for the next batch (those after one that ends
+ * the session).
+ */
+async function runBatch(
+  store: SessionStore,
+  key: string,
+  lane: Lane,
+  batch: Pending[],
+  maxAttempts: number,
+  now: () => number,
+): Promise<Pending[]> {
+  let current = freshest(lane, batch);
+  for (let attempt = 1;; attempt++) {
+    if (current === undefined) {
+      try {
+        current = await store.load(key);
+      } catch (error) {
+        return fail(batch, storeError("load", error));
+      }
+      lane.latest = current;
+    }
+    if (current !== null && current.expiresAt <= now()) current = null;
+    const open = batch.filter((p) => p.outcome === undefined);
+    if (open.length === 0) return [];
+
+    // Decide each commit on the record as its predecessors left it.
+    let working: SessionData | undefined = current === null || isEnded(current) ? undefined : current.data;
+    let untouched = true;
+    let expiresAt = current?.expiresAt ?? 0;
+    const applied: Array<{ p: Pending; landed: Landed }> = [];
+    let ender: Pending | undefined;
+    let rest: Pending[] = [];
+    for (let i = 0; i < open.length; i++) {
+      const p = open[i]!;
+      if (working === undefined) {
+        // The record is gone or ended: a logout of it is done already; nothing else can land.
+        if (p.s.ending === "destroy") {
+          p.outcome = { kind: "saved", record: null, landed: replay(p.s.ops, {}) };
+        } else {
+          p.outcome = { kind: "refused", reason: "ended" };
+        }
+        continue;
+      }
+      const base = p.s.base!;
+      const changed = !(untouched && base.version === current!.version);
+      const verdict = decide(p, changed, base.data, working);
+      if (verdict === "rerun") {
+        p.outcome = { kind: "rerun" };
+        continue;
+      }
+      if (verdict === "refuse") {
+        p.outcome = { kind: "refused", reason: "conflict" };
+        continue;
+      }
+      const landed = changed ? landedOn(p, working) : landedOwn(p);
+      applied.push({ p, landed });
+      untouched = false;
+      if (p.expiresAt > expiresAt) expiresAt = p.expiresAt;
+      if (p.s.ending !== undefined) {
+        ender = p;
+        rest = open.slice(i + 1);
+        break;
+      }
+      working = joinData(landed.data, landed.flash, landed.flashOut);
+    }
+    if (applied.length === 0) return rest;
+
+    const at = now();
+    const record: StoredSession = ender === undefined
+      ? { data: working!, version: current!.version + 1, createdAt: current!.createdAt, expiresAt }
+      : {
+        data: { [ENDED_KEY]: true },
+        version: current!.version + 1,
+        createdAt: current!.createdAt,
+        expiresAt: Math.max(expiresAt, at + TOMBSTONE_MS),
+      };
+    let result;
+    try {
+      result = await store.save(key, record, current!.version);
+    } catch (error) {
+      return [...fail(applied.map((a) => a.p), storeError("save", error)), ...rest];
+    }
+    if (result === true) {
+      lane.latest = record;
+      if (lane.contention > 0) lane.contention--;
+      for (const { p, landed } of applied) p.outcome = { kind: "saved", record, landed };
+      return rest;
+    }
+    // Refused: another process saved first. Undo this attempt's decisions and try again on
+    // the record that won.
+    lane.contention++;
+    for (const p of open) p.outcome = undefined;
+    if (attempt >= maxAttempts) {
+      for (const p of open) p.outcome = { kind: "refused", reason: "conflict" };
+      return [];
+    }
+    const reported = result === false ? undefined : result.current;
+    if (reported !== undefined && reported !== null && reported.version <= current!.version) {
+      current = undefined; // a report no newer than what we had: read again
+    } else {
+      current = reported;
+    }
+    if (current === undefined || attempt > 1) await backoff(attempt, lane.contention);
+  }
+}
+
+function fail(batch: Pending[], error: SessionError): Pending[] {
+  for (const p of batch) if (p.outcome === undefined) p.outcome = { kind: "failed", error };
+  return [];
+}
+
+/** The commit's own maps: it lands on exactly the record it read. */
+function landedOwn(p: Pending): Landed {
+  return { data: p.s.data, flash: p.s.flash, flashOut: p.s.flashOut };
+}
+
+/** The commit replayed on `data` (or, for `overwrite`, its own maps over it). */
+function landedOn(p: Pending, data: SessionData): Landed {
+  if (p.policy === "overwrite") return landedOwn(p);
+  return replay(p.s.ops, data);
+}

@@ -1,0 +1,246 @@
+/**
+ * The request-free API, on which `withSession` is built: `openSession` gives the `Session` for a
+ * request's cookies, `commitSession` saves it and returns the `Set-Cookie` values to send. For
+ * code that never sees the `Request` (Next.js Server Components and Server Actions, a framework
+ * middleware that owns the response).
+ *
+ * @module
+ */
+import { type Backend, type CommitResult, type Handle, hasWork, newHandle } from "./backend.ts";
+import { sealedBackend } from "./backends/sealed.ts";
+import { serverBackend } from "./backends/server.ts";
+import { readCookies } from "./cookie.ts";
+import { SessionConflictError, SessionError } from "./errors.ts";
+import { createSessionId } from "./id.ts";
+import { type ResolvedOptions, resolveOptions, type SessionOptions } from "./options.ts";
+import { kState, Session, type SessionHost, type SessionState } from "./session.ts";
+import type { SessionData } from "./store.ts";
+
+/**
+ * Where `openSession` reads the session cookie from: a `Request`, a `Headers`, a raw `Cookie`
+ * header string, or a cookie jar with `get(name)` (Next.js `cookies()`, Astro `cookies`,
+ * SvelteKit `cookies`). `null` or `undefined`: no cookie.
+ */
+export type CookieInput =
+  | Request
+  | Headers
+  | string
+  | { get(name: string): string | { value: string } | undefined | null }
+  | null
+  | undefined;
+
+/** The backend for a store. */
+export function backendOf(o: ResolvedOptions): Backend {
+  return o.sealed ? sealedBackend : serverBackend;
+}
+
+function readerOf(input: CookieInput): (name: string) => string[] {
+  if (input === null || input === undefined) return () => [];
+  if (typeof input === "string") return (name) => readCookies(input, name);
+  if (input instanceof Request || input instanceof Headers) {
+    const header = (input instanceof Request ? input.headers : input).get("cookie");
+    return (name) => readCookies(header, name);
+  }
+  if (typeof input.get === "function") {
+    return (name) => {
+      const found = input.get(name);
+      const value = typeof found === "string" ? found : found?.value;
+      return typeof value === "string" ? [value] : [];
+    };
+  }
+  throw new TypeError("Invalid cookie input: expected a Request, Headers, a Cookie header string or a cookie jar");
+}
+
+function commitNow(h: Handle): Promise<CommitResult> {
+  return backendOf(h.o).commit(h);
+}
+
+/** Commits of one session run one after another: an explicit `save()`, the end, late changes. */
+export function serialCommit(h: Handle): Promise<CommitResult> {
+  let next: Promise<CommitResult>;
+  if (h.chain === undefined) {
+    next = commitNow(h);
+  } else {
+    const again = commitNow.bind(undefined, h);
+    next = h.chain.then(again, again);
+  }
+  h.chain = next;
+  return next;
+}
+
+/** Saves changes made after the response, handed to `waitUntil` where the runtime has one. */
+export function scheduleLate(h: Handle): void {
+  if (h.latePending) return;
+  h.latePending = true;
+  const done = Promise.resolve().then(lateCommit.bind(undefined, h));
+  h.waitUntil?.(done);
+}
+
+async function lateCommit(h: Handle): Promise<void> {
+  h.latePending = false;
+  let result: CommitResult | unknown;
+  try {
+    result = await serialCommit(h);
+  } catch (error) {
+    result = error;
+  }
+  if (result === "done") return;
+  const error = result === "rerun"
+    ? new SessionConflictError("Session changed after the response conflicts with a concurrent request")
+    : result;
+  try {
+    await h.o.onError(error, h.request!);
+  } catch {
+    // onError failed too; nothing else can be told
+  }
+}
+
+/** The host of sessions opened by `withSession`: late changes are saved after the response. */
+export const requestHost: SessionHost = {
+  changed(s: SessionState): void {
+    const h = s as Handle;
+    if (h.responded) scheduleLate(h);
+  },
+  save(s: SessionState): Promise<void> {
+    return serialCommit(s as Handle).then((result) => settle(s as Handle, result));
+  },
+};
+
+function settle(h: Handle, result: CommitResult): void {
+  if (result === "done") return;
+  if (result === "rerun") {
+    // The wrapper runs the handler again when it returns, whatever the handler does with this.
+    h.rerun = true;
+    throw new SessionConflictError("Session was changed by a concurrent request: the handler will run again");
+  }
+  throw result;
+}
+
+/** The host of sessions opened by `openSession`: nothing runs behind the caller's back. */
+const plainHost: SessionHost = {
+  changed(): void {},
+  save(s: SessionState): Promise<void> {
+    return serialCommit(s as Handle).then((result) => settle(s as Handle, result));
+  },
+};
+
+/**
+ * Opens a session for a handle: reads the cookie, verifies, loads, checks the schema.
+ *
+ * @throws {StoreUnavailableError} When the store cannot be read.
+ */
+export async function openHandle(
+  o: ResolvedOptions,
+  host: SessionHost,
+  input: CookieInput,
+  request: Request | undefined,
+  waitUntil: ((promise: Promise<unknown>) => void) | undefined,
+): Promise<Handle> {
+  const h = newHandle(o, host, "", request, waitUntil);
+  await backendOf(o).open(h, readerOf(input));
+  if (h.id === "") h.id = createSessionId();
+  if (o.schema !== undefined && h.base !== undefined) await checkSchema(h);
+  return h;
+}
+
+async function checkSchema(h: Handle): Promise<void> {
+  const o = h.o;
+  let result;
+  try {
+    const values: SessionData = {};
+    for (const [key, value] of h.data) {
+      Object.defineProperty(values, key, { value, enumerable: true, writable: true, configurable: true });
+    }
+    result = await o.schema!["~standard"].validate(values);
+  } catch (error) {
+    result = { issues: [{ message: String(error) }] };
+  }
+  if (result.issues !== undefined || typeof result.value !== "object" || result.value === null) {
+    o.onInvalidCookie?.({ reason: "data", request: h.request, detail: result.issues });
+    // The stored data is unusable: this request ends that session and starts a fresh one.
+    new Session(h).destroy();
+    h.ops = [];
+  } else {
+    h.data = new Map(Object.entries(result.value));
+  }
+}
+
+const resolvedOptions = new WeakMap<object, ResolvedOptions>();
+
+/** Resolves an options object once, however often it is passed. */
+export function optionsOf(options: SessionOptions<SessionData>): ResolvedOptions {
+  let o = resolvedOptions.get(options);
+  if (o === undefined) {
+    o = resolveOptions(options);
+    resolvedOptions.set(options, o);
+  }
+  return o;
+}
+
+/**
+ * Opens the session named by a request's cookies, without `withSession`. Save it with
+ * {@linkcode commitSession} and send the `Set-Cookie` values it returns.
+ *
+ * Concurrent requests keep the same guarantee as under `withSession`, except that a handler
+ * cannot be run again here: a conflict that would need it is a `SessionConflictError`.
+ *
+ * @typeParam T The shape of the session data.
+ * @param input The cookies: a `Request`, `Headers`, a `Cookie` header string, or a cookie jar.
+ * @param options The same options as `withSession` (resolved once per options object).
+ * @returns The session.
+ * @throws {TypeError} On invalid options or input.
+ * @throws {StoreUnavailableError} When the store cannot be read.
+ * @example
+ * ```ts
+ * import { commitSession, MemoryStore, openSession } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * const options = { store: new MemoryStore(), secrets: ["a secret of at least thirty-two characters"] };
+ * const first = await openSession<{ cart?: string[] }>(null, options);
+ * first.update("cart", (cart = []) => [...cart, "book"]);
+ * const [setCookie] = await commitSession(first);
+ * const cookie = setCookie!.split(";")[0]!;
+ *
+ * // Next.js: `await openSession(await cookies(), options)`; here a Cookie header string.
+ * const again = await openSession<{ cart?: string[] }>(cookie, options);
+ * assert.deepEqual(again.get("cart"), ["book"]);
+ * assert.deepEqual(await commitSession(again), []); // read-only: nothing to send
+ * ```
+ */
+export async function openSession<T extends object = SessionData>(
+  input: CookieInput,
+  options: SessionOptions<T>,
+): Promise<Session<T>> {
+  const o = optionsOf(options as SessionOptions<SessionData>);
+  const h = await openHandle(o, plainHost, input, input instanceof Request ? input : undefined, undefined);
+  return new Session<T>(h) as Session<T>;
+}
+
+/**
+ * Saves a session opened with {@linkcode openSession} (compare-and-set and the conflict policy)
+ * and returns the `Set-Cookie` header values to send, possibly none. Call it once the session's
+ * changes are made; calling it again sends what changed since.
+ *
+ * @param session A session from `openSession`.
+ * @returns The `Set-Cookie` values.
+ * @throws {SessionConflictError} When the changes cannot be merged with a concurrent request's,
+ * or the session was ended by one (answer `409`).
+ * @throws {StoreUnavailableError} When the store fails (answer `503`).
+ * @throws {TypeError} When `session` did not come from `openSession`.
+ */
+export async function commitSession(session: Session<object>): Promise<string[]> {
+  const h = (session as Session<SessionData>)?.[kState] as Handle | undefined;
+  if (h === undefined || h.host !== plainHost) {
+    throw new TypeError("commitSession() needs a session from openSession()");
+  }
+  if (hasWork(h)) {
+    const result = await serialCommit(h);
+    if (result === "rerun") {
+      throw new SessionConflictError("Session was changed by a concurrent request in a way that cannot be merged");
+    }
+    if (result instanceof SessionError) throw result;
+  }
+  const cookies = h.setCookies === undefined ? [] : [...h.setCookies.values()];
+  h.setCookies = undefined;
+  return cookies;
+}

@@ -3,13 +3,22 @@
  *
  * @module
  */
+import { SessionDataError } from "../errors.ts";
 import {
   assertStorageKey,
-  parseStoredSession,
+  type SaveConflict,
+  type SaveResult,
   type SessionStore,
   type StoreCapabilities,
   type StoredSession,
 } from "../store.ts";
+
+/**
+ * How many held records each write examines for expiry, continuing a rolling pass over the
+ * store. Each write adds at most one record, so a pass ends within `size / (SWEEP_STEP - 1)`
+ * writes, and the expired records held at any time stay a fraction of the live ones.
+ */
+const SWEEP_STEP = 8;
 
 /**
  * Options of {@linkcode MemoryStore}.
@@ -32,8 +41,9 @@ import {
  */
 export interface MemoryStoreOptions {
   /**
-   * The most sessions kept at once. When full, the least recently written session is dropped
-   * to make room: a flood of new visitors cannot exhaust memory.
+   * The most sessions held at once. When full, the least recently written session (saved or
+   * touched) is dropped to make room: a flood of new visitors cannot exhaust memory. Each
+   * session costs about 300 bytes beyond the JSON text of its data.
    * @default Infinity
    */
   maxSessions?: number;
@@ -46,28 +56,42 @@ export interface MemoryStoreOptions {
 
 /**
  * Keeps sessions in a `Map` in this process: fast, compare-and-set, lost on restart and not
- * shared between processes or isolates. Each record is held as JSON text, so a loaded record
- * is always a fresh copy and a session costs little beyond its data.
+ * shared between processes or isolates.
+ *
+ * - A record's data is held as JSON text beside its version and times: a loaded record is
+ *   always a fresh copy, and data that is not plain JSON is refused with a `SessionDataError`
+ *   when it is saved (a `BigInt`, a cycle), not when it is read back.
+ * - A refused save reports the record it lost to (a {@linkcode SaveConflict}).
+ * - Expired records are removed as the store is used, with no timer: every write (`save`,
+ *   `touch`) also examines the next 8 held records of a rolling pass and drops those that have
+ *   expired, so memory follows the live sessions however many have come and gone. `cleanup()`
+ *   drops every expired record at once; `count()` counts after doing so. Nothing keeps a
+ *   process alive.
+ * - `maxSessions` bounds the store outright, dropping the least recently written session.
  *
  * @example
  * ```ts
  * import { MemoryStore } from "websession";
  * import assert from "node:assert/strict";
  *
- * const store = new MemoryStore({ maxSessions: 10_000 });
- * const key = "k".repeat(43);
- * const now = Date.now();
- * assert.equal(await store.save(key, { data: { a: 1 }, version: 1, createdAt: now, expiresAt: now + 1000 }, null), true);
- * assert.equal((await store.load(key))?.data.a, 1);
- * assert.equal(await store.count(), 1);
+ * let clock = 1_000;
+ * const store = new MemoryStore({ maxSessions: 10_000, now: () => clock });
+ * const record = (n: number) => ({ data: { n }, version: 1, createdAt: clock, expiresAt: clock + 1_000 });
+ * await store.save("a".repeat(43), record(1), null);
+ * assert.equal((await store.load("a".repeat(43)))?.data.n, 1);
+ * clock += 1_000; // "a" expires; the next write sweeps it away, with no cleanup() call
+ * await store.save("b".repeat(43), record(2), null);
+ * assert.equal(store.size, 1);
  * ```
  */
 export class MemoryStore implements SessionStore {
-  /** Compare-and-set: yes (single-threaded `Map`). Native expiry: no, see `cleanup()`. */
+  /** Compare-and-set: yes (single-threaded `Map`). Native expiry: no; see the class notes. */
   readonly capabilities: StoreCapabilities = { compareAndSet: true, ttl: false };
   #records = new Map<string, Entry>();
   #max: number;
   #now: () => number;
+  /** Where the rolling expiry pass stands; a new pass starts when it is done. */
+  #cursor: Iterator<[string, Entry]> | undefined;
 
   /**
    * Creates an empty store.
@@ -84,75 +108,128 @@ export class MemoryStore implements SessionStore {
     this.#now = options.now ?? Date.now;
   }
 
-  #entry(key: string): Entry | undefined {
+  /**
+   * How many records the store holds right now, including expired ones that no write has swept
+   * away yet (`count()` counts live sessions only). Cheap: reads the `Map`'s size.
+   */
+  get size(): number {
+    return this.#records.size;
+  }
+
+  #entry(key: string, now: number): Entry | undefined {
     const entry = this.#records.get(key);
-    if (entry !== undefined && entry.expiresAt <= this.#now()) {
+    if (entry !== undefined && entry.expiresAt <= now) {
       this.#records.delete(key);
       return undefined;
     }
     return entry;
   }
 
-  /** Reads a record; `null` when missing or expired. */
+  /** Reads a record; `null` when missing or expired. The record is a fresh copy. */
   load(key: string): Promise<StoredSession | null> {
-    assertStorageKey(key);
-    const entry = this.#entry(key);
-    return Promise.resolve(entry === undefined ? null : parseStoredSession(entry.text));
+    try {
+      assertStorageKey(key);
+      const entry = this.#entry(key, this.#now());
+      return Promise.resolve(entry === undefined ? null : toRecord(entry));
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
-  /** Compare-and-set on the version; creates only when `expectedVersion` is `null`. */
-  save(key: string, record: StoredSession, expectedVersion: number | null): Promise<boolean> {
+  /**
+   * Compare-and-set on the version; creates only when `expectedVersion` is `null`.
+   *
+   * @returns `true` when written; when refused, a {@linkcode SaveConflict} with the record as
+   *   it stands (`null` when absent or expired).
+   * @throws {SessionDataError} When `record.data` is not a JSON object `JSON.stringify` can
+   *   write (a `BigInt`, a cycle); nothing is written.
+   */
+  save(key: string, record: StoredSession, expectedVersion: number | null): Promise<SaveResult> {
+    try {
+      return Promise.resolve(this.#save(key, record, expectedVersion));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  #save(key: string, record: StoredSession, expectedVersion: number | null): SaveResult {
     assertStorageKey(key);
-    const current = this.#entry(key);
+    const data = stringifyData(record.data);
+    const now = this.#now();
+    const current = this.#entry(key, now);
     if (expectedVersion === null ? current !== undefined : current?.version !== expectedVersion) {
-      return Promise.resolve(false);
+      const conflict: SaveConflict = { current: current === undefined ? null : toRecord(current) };
+      return conflict;
     }
-    if (record.expiresAt <= this.#now()) {
+    if (record.expiresAt <= now) {
       this.#records.delete(key);
-      return Promise.resolve(true);
+      return true;
     }
-    const entry: Entry = {
-      version: record.version,
-      expiresAt: record.expiresAt,
-      text: JSON.stringify(record),
-    };
+    const entry = new Entry(data, record.version, record.createdAt, record.expiresAt);
     if (current === undefined) this.#makeRoom();
     else if (this.#max !== Infinity) this.#records.delete(key); // bounded: most recently written last
     this.#records.set(key, entry);
-    return Promise.resolve(true);
+    this.#sweepStep(now);
+    return true;
   }
 
   /** Removes a record; no error if absent. */
   destroy(key: string): Promise<void> {
-    assertStorageKey(key);
+    try {
+      assertStorageKey(key);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     this.#records.delete(key);
     return Promise.resolve();
   }
 
-  /** Moves an existing record's expiry; does nothing when it is missing. */
+  /** Moves an existing record's expiry (milliseconds since the epoch); does nothing when it is missing. */
   touch(key: string, expiresAt: number): Promise<void> {
-    assertStorageKey(key);
-    const entry = this.#entry(key);
-    const record = entry === undefined ? null : parseStoredSession(entry.text);
-    if (record !== null) {
-      record.expiresAt = expiresAt;
-      this.#records.set(key, { version: record.version, expiresAt, text: JSON.stringify(record) });
+    try {
+      assertStorageKey(key);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const now = this.#now();
+    const entry = this.#entry(key, now);
+    if (entry !== undefined) {
+      entry.expiresAt = expiresAt;
+      if (this.#max !== Infinity) {
+        this.#records.delete(key); // bounded: most recently written last
+        this.#records.set(key, entry);
+      }
+      this.#sweepStep(now);
     }
     return Promise.resolve();
   }
 
-  /** Drops expired records; returns how many. */
+  /** Drops every expired record now; returns how many. */
   cleanup(): Promise<number> {
-    return Promise.resolve(this.#sweep());
+    return Promise.resolve(this.#sweepAll());
   }
 
-  /** How many live records are held (expired ones are swept first). */
+  /** How many live records are held (expired ones are dropped first). */
   count(): Promise<number> {
-    this.#sweep();
+    this.#sweepAll();
     return Promise.resolve(this.#records.size);
   }
 
-  #sweep(): number {
+  /** One step of the rolling pass: examines up to `SWEEP_STEP` records after the last one seen. */
+  #sweepStep(now: number): void {
+    const cursor = (this.#cursor ??= this.#records.entries());
+    for (let i = 0; i < SWEEP_STEP; i++) {
+      const next = cursor.next();
+      if (next.done === true) {
+        this.#cursor = undefined; // the next write starts a new pass
+        return;
+      }
+      const [key, entry] = next.value;
+      if (entry.expiresAt <= now) this.#records.delete(key);
+    }
+  }
+
+  #sweepAll(): number {
     const now = this.#now();
     let removed = 0;
     for (const [key, entry] of this.#records) {
@@ -172,9 +249,45 @@ export class MemoryStore implements SessionStore {
   }
 }
 
-/** One held record: its version and expiry beside its JSON, so a save parses nothing. */
-interface Entry {
-  version: number;
+/** One held record: its data as JSON text, its version and times as numbers. */
+class Entry {
+  readonly data: string;
+  readonly version: number;
+  readonly createdAt: number;
   expiresAt: number;
-  text: string;
+  constructor(data: string, version: number, createdAt: number, expiresAt: number) {
+    this.data = data;
+    this.version = version;
+    this.createdAt = createdAt;
+    this.expiresAt = expiresAt;
+  }
+}
+
+function toRecord(entry: Entry): StoredSession {
+  return {
+    data: JSON.parse(entry.data),
+    version: entry.version,
+    createdAt: entry.createdAt,
+    expiresAt: entry.expiresAt,
+  };
+}
+
+/** `JSON.stringify` of a record's data, or a `SessionDataError` when it is not a JSON object. */
+function stringifyData(data: unknown): string {
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
+    throw new SessionDataError("Session data cannot be stored: it is not a JSON object");
+  }
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(data);
+  } catch (error) {
+    throw new SessionDataError(
+      `Session data cannot be stored as JSON: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
+  }
+  if (typeof text !== "string" || text[0] !== "{") {
+    throw new SessionDataError("Session data cannot be stored: it is not a JSON object");
+  }
+  return text;
 }

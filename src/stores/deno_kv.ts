@@ -4,14 +4,16 @@
  *
  * @module
  */
-import { SessionTooLargeError, StoreUnavailableError } from "../errors.ts";
+import { SessionDataError, SessionTooLargeError, StoreUnavailableError } from "../errors.ts";
 import {
   assertStorageKey,
   parseStoredSession,
+  type SaveResult,
   type SessionStore,
   type StoreCapabilities,
   type StoredSession,
 } from "../store.ts";
+import { v8SerializedStringSize } from "../v8_size.ts";
 
 /**
  * One part of a Deno KV key (the same union as `Deno.KvKeyPart`).
@@ -168,15 +170,20 @@ export interface DenoKvLike {
  * ```
  */
 export interface DenoKvStoreOptions {
-  /** The user's open KV database, e.g. `await Deno.openKv()`. */
+  /** The application's open KV database, e.g. `await Deno.openKv()` (required). */
   kv: DenoKvLike;
   /**
-   * The key prefix: a session lives at `[...prefix, storageKey]`.
+   * The key prefix: a session lives at `[...prefix, storageKey]`. Key parts are strings,
+   * numbers, bigints, booleans or `Uint8Array`s; encoded, the prefix may take at most 2,003
+   * bytes, so that a session's key stays within Deno KV's 2,048-byte limit (a string part takes
+   * its UTF-8 length plus 2).
    * @default ["websession"]
    */
   prefix?: DenoKvKey;
   /**
-   * The clock, in milliseconds since the epoch (injectable for tests).
+   * The clock that decides whether a record has expired, in milliseconds since the epoch. Give
+   * it the same clock as `withSession`'s `now`, which computes `expiresAt`: expiry is one
+   * comparison against one clock (Deno KV's own `expireIn` only removes leftovers, later).
    * @default Date.now
    */
   now?: () => number;
@@ -194,19 +201,42 @@ const HINTS_PER_GENERATION = 4096;
 /** Attempts of a read-check-commit round when the entry moved under us without a conflict. */
 const ATTEMPTS = 3;
 
+/** Deno KV's limit on a value, as V8 serializes it. */
+const MAX_VALUE_BYTES = 65_536;
+
+/** Deno KV's limit on a key written, encoded. */
+const MAX_KEY_BYTES = 2_048;
+
+/** The encoded size of the storage key part: a 43-character string, its type byte and end byte. */
+const STORAGE_KEY_PART_BYTES = 45;
+
 /**
  * Keeps sessions in Deno KV. A save is one atomic commit guarded by
  * `check({ key, versionstamp })`: a true compare-and-set, so concurrent writers on one session
  * never lose an update, and a destroyed session is never written back.
  *
- * Records are stored as their JSON text, so data round-trips exactly as in every other store.
- * Deno KV drops keys whose `expireIn` has passed only about a minute late, so each record keeps
- * its `expiresAt` and a read never returns a record past it; `cleanup()` removes such leftovers
- * early if wanted (for a `Deno.cron`), but is never required.
+ * Records are stored as their JSON text, so data round-trips exactly as in every other store
+ * (lone surrogates and NUL characters included: JSON escapes them). Deno KV V8-serializes the
+ * text and takes at most 64 KiB: one byte a character when every character is Latin-1, two
+ * bytes a character otherwise, so a record of 65,530 ASCII characters fits, and one of 32,765
+ * characters with any non-Latin-1 character among them. A larger record is refused with
+ * `SessionTooLargeError` before anything is written.
+ *
+ * Expiry: each record keeps its `expiresAt`, and a read never returns a record past it by the
+ * store's clock (`now`, the same clock as `withSession`'s). Deno KV's `expireIn` (set from
+ * `expiresAt`) only removes leftovers, about a minute late; `cleanup()` removes them early if
+ * wanted (for a `Deno.cron`), but is never required.
  *
  * Round trips: `load` is one read; an update after a `load` through the same store instance is
  * one commit (the store remembers the versionstamp it read); otherwise, or when that commit is
  * refused, it reads once and commits once. A create is one commit.
+ *
+ * A refused save reports the record it lost to (a `SaveConflict`) when the refusal was decided
+ * by a read: the store read the entry, saw another version (or none), and wrote nothing, so the
+ * record read is the record as it stood when the save was refused. A refused commit says
+ * nothing by itself (Deno KV answers only `ok: false`), so the store never reports what it did
+ * not read; it then reads and decides again (two round trips in all), and answers plain `false`
+ * only when the entry kept moving (touches) through three rounds.
  *
  * @example
  * ```ts
@@ -221,7 +251,9 @@ const ATTEMPTS = 3;
  * const loaded = await store.load(key);
  * assert.equal(loaded?.version, 1);
  * assert.equal(await store.save(key, { ...loaded!, data: { a: 2 }, version: 2 }, 1), true);
- * assert.equal(await store.save(key, { ...loaded!, data: { a: 3 }, version: 2 }, 1), false); // stale
+ * // A stale writer is refused and told what it lost to.
+ * const refused = await store.save(key, { ...loaded!, data: { a: 3 }, version: 2 }, 1);
+ * assert.deepEqual(refused, { current: { ...loaded!, data: { a: 2 }, version: 2 } });
  * kv.close();
  * ```
  */
@@ -238,7 +270,9 @@ export class DenoKvStore implements SessionStore {
    * Creates a store over an open Deno KV database.
    *
    * @param options See {@linkcode DenoKvStoreOptions}.
-   * @throws {TypeError} When `kv` does not look like a `Deno.Kv` or `prefix` is not an array.
+   * @throws {TypeError} When `kv` does not look like a `Deno.Kv`, or `prefix` is not an array of
+   *   key parts.
+   * @throws {RangeError} When `prefix` would make keys longer than Deno KV's 2,048-byte limit.
    */
   constructor(options: DenoKvStoreOptions) {
     const kv = options?.kv as Partial<DenoKvLike> | undefined;
@@ -251,6 +285,14 @@ export class DenoKvStore implements SessionStore {
     const prefix = options.prefix ?? ["websession"];
     if (!Array.isArray(prefix)) {
       throw new TypeError(`Invalid prefix: "${String(prefix)}" is not an array of key parts`);
+    }
+    const prefixBytes = prefix.reduce((sum: number, part: unknown) => sum + keyPartSize(part), 0);
+    if (prefixBytes + STORAGE_KEY_PART_BYTES > MAX_KEY_BYTES) {
+      throw new RangeError(
+        `Invalid prefix: "${prefixBytes}" bytes encoded, at most "${
+          MAX_KEY_BYTES - STORAGE_KEY_PART_BYTES
+        }" leave room for the storage key within Deno KV's 2048-byte key limit`,
+      );
     }
     this.#kv = kv as DenoKvLike;
     this.#prefix = [...prefix];
@@ -278,14 +320,20 @@ export class DenoKvStore implements SessionStore {
    * @param key The storage key.
    * @param record The record to store.
    * @param expectedVersion The version the caller loaded, or `null` to create.
-   * @returns `false` on a version conflict or when the record to update is gone.
-   * @throws {TypeError} When `key` is not a storage key.
-   * @throws {SessionTooLargeError} When the record exceeds Deno KV's 64 KiB value limit.
+   * @returns `true` when written. When refused (a version conflict, or the record to update is
+   *   gone or expired): a `SaveConflict` with the record read when the refusal was decided
+   *   (`null` when absent or expired), or `false` when the entry kept changing under three
+   *   rounds of read and commit.
+   * @throws {TypeError} When `key` is not a storage key, or the record's version or times are
+   *   not finite numbers.
+   * @throws {SessionDataError} When the data is not a JSON object (a `BigInt`, a cycle).
+   * @throws {SessionTooLargeError} When the record exceeds Deno KV's 64 KiB value limit; nothing
+   *   is written.
    * @throws {StoreUnavailableError} When Deno KV fails.
    */
-  async save(key: string, record: StoredSession, expectedVersion: number | null): Promise<boolean> {
+  async save(key: string, record: StoredSession, expectedVersion: number | null): Promise<SaveResult> {
     assertStorageKey(key);
-    const text = JSON.stringify(record);
+    const text = encode(record);
     // Fast path, one commit: a create expects the key absent; an update expects the entry this
     // store last read or wrote, when that entry had the expected version and had not expired.
     if (expectedVersion === null) {
@@ -301,7 +349,10 @@ export class DenoKvStore implements SessionStore {
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       const entry = await this.#get(key);
       const current = this.#live(key, entry);
-      if (expectedVersion === null ? current !== null : current?.version !== expectedVersion) return false;
+      // Refused on what this read saw: that read is the record as it stands.
+      if (expectedVersion === null ? current !== null : current?.version !== expectedVersion) {
+        return { current };
+      }
       // An expired or unreadable leftover counts as absent and may be replaced by a create.
       if (await this.#commit(key, record, text, entry.versionstamp)) return true;
     }
@@ -327,7 +378,7 @@ export class DenoKvStore implements SessionStore {
    *
    * @param key The storage key.
    * @param expiresAt The new expiry, in milliseconds since the epoch.
-   * @throws {TypeError} When `key` is not a storage key.
+   * @throws {TypeError} When `key` is not a storage key, or `expiresAt` is not a finite number.
    * @throws {StoreUnavailableError} When Deno KV fails.
    */
   async touch(key: string, expiresAt: number): Promise<void> {
@@ -337,7 +388,7 @@ export class DenoKvStore implements SessionStore {
       const current = this.#live(key, entry);
       if (current === null) return;
       const record = { ...current, expiresAt };
-      if (await this.#commit(key, record, JSON.stringify(record), entry.versionstamp)) return;
+      if (await this.#commit(key, record, encode(record), entry.versionstamp)) return;
     }
   }
 
@@ -413,7 +464,11 @@ export class DenoKvStore implements SessionStore {
     return record;
   }
 
-  /** One atomic commit guarded by `versionstamp`; a record already expired is deleted instead. */
+  /**
+   * One atomic commit guarded by `versionstamp`; a record already expired is deleted instead.
+   * `expireIn` is relative, so Deno KV's clock only decides when a leftover goes, never whether
+   * a record is live.
+   */
   async #commit(
     key: string,
     record: StoredSession,
@@ -459,7 +514,9 @@ export class DenoKvStore implements SessionStore {
     try {
       return await operation();
     } catch (error) {
-      if (error instanceof TypeError && /too large/i.test(error.message)) {
+      // The size check in `encode` measures the usual case; Deno KV's own refusal, for a string V8
+      // keeps at two bytes a character though every character is Latin-1, means the same.
+      if (error instanceof TypeError && /value too large/i.test(error.message)) {
         throw new SessionTooLargeError(`Session too large for Deno KV: ${error.message}`, { cause: error });
       }
       throw new StoreUnavailableError(
@@ -470,4 +527,55 @@ export class DenoKvStore implements SessionStore {
       );
     }
   }
+}
+
+/**
+ * The record's JSON text, checked before anything is written: well-formed numbers, JSON data, and
+ * a V8-serialized size within Deno KV's value limit.
+ */
+function encode(record: StoredSession): string {
+  const { version, createdAt, expiresAt, data } = record;
+  if (!Number.isSafeInteger(version) || !Number.isFinite(createdAt) || !Number.isFinite(expiresAt)) {
+    throw new TypeError(
+      `Invalid record: version "${version}", createdAt "${createdAt}" and expiresAt "${expiresAt}" must be finite`,
+    );
+  }
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
+    throw new SessionDataError("Session data cannot be stored: not a JSON object");
+  }
+  let text: string;
+  try {
+    text = JSON.stringify(record);
+  } catch (error) {
+    throw new SessionDataError(
+      `Session data cannot be stored: not JSON-serializable: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  const size = v8SerializedStringSize(text);
+  if (size > MAX_VALUE_BYTES) {
+    throw new SessionTooLargeError(
+      `Session too large for Deno KV: "${size}" bytes serialized, at most "${MAX_VALUE_BYTES}" fit in one value`,
+    );
+  }
+  return text;
+}
+
+/** An upper bound of a key part's encoded size in Deno KV (exact for strings and bytes). */
+function keyPartSize(part: unknown): number {
+  if (typeof part === "string") return escapedSize(new TextEncoder().encode(part));
+  if (part instanceof Uint8Array) return escapedSize(part);
+  if (typeof part === "number") return 9;
+  if (typeof part === "boolean") return 1;
+  if (typeof part === "bigint") return 2 + Math.ceil((part < 0n ? -part : part).toString(16).length / 2);
+  throw new TypeError(
+    `Invalid prefix: key part "${String(part)}" is not a string, number, bigint, boolean or Uint8Array`,
+  );
+}
+
+/** A type byte, the bytes with each NUL escaped as two bytes, and an end byte. */
+function escapedSize(bytes: Uint8Array): number {
+  let size = bytes.length + 2;
+  for (const byte of bytes) if (byte === 0) size++;
+  return size;
 }

@@ -2,7 +2,7 @@
 // another runtime there is no Deno KV, and the file says so with one skipped test.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { SessionTooLargeError, StoreUnavailableError } from "../../src/errors.ts";
+import { SessionDataError, SessionTooLargeError, StoreUnavailableError } from "../../src/errors.ts";
 import type { StoredSession } from "../../src/store.ts";
 import { type DenoKvLike, DenoKvStore } from "../../src/stores/deno_kv.ts";
 import { sessionSuite } from "../conformance/session_suite.ts";
@@ -16,6 +16,13 @@ const deno = (globalThis as unknown as { Deno?: { openKv(path: string): Promise<
 
 function record(data: Record<string, unknown>, version = 1, ttl = 60_000, now = Date.now()): StoredSession {
   return { data, version, createdAt: now, expiresAt: now + ttl };
+}
+
+/** A record whose JSON text is exactly `length` characters, padded with `fill`. */
+function recordOfLength(length: number, fill: string): StoredSession {
+  const base = record({ blob: "" });
+  const pad = length - JSON.stringify(base).length;
+  return { ...base, data: { blob: fill.repeat(pad) } };
 }
 
 /** Forwards every call to the real KV and counts the calls that reach it. */
@@ -50,13 +57,17 @@ if (deno === undefined) {
 } else {
   const openKv = (): Promise<DenoKvHandle> => deno.openKv(":memory:");
 
-  for (const suite of [storeSuite, sessionSuite]) {
-    let suiteKv: DenoKvHandle | undefined;
-    suite("DenoKvStore", {
-      open: async () => new DenoKvStore({ kv: suiteKv = await openKv() }),
-      close: () => suiteKv?.close(),
-    });
-  }
+  let storeKv: DenoKvHandle | undefined;
+  storeSuite("DenoKvStore", {
+    open: async () => new DenoKvStore({ kv: storeKv = await openKv() }),
+    close: () => storeKv?.close(),
+    reportsCurrent: true,
+  });
+  let sessionKv: DenoKvHandle | undefined;
+  sessionSuite("DenoKvStore", {
+    open: async () => new DenoKvStore({ kv: sessionKv = await openKv() }),
+    close: () => sessionKv?.close(),
+  });
 
   describe("DenoKvStore", () => {
     let kv: DenoKvHandle;
@@ -116,20 +127,36 @@ if (deno === undefined) {
       assert.equal(after?.version, 2);
     });
 
-    it("refuses an update from an instance that last saw a record another one saved over or destroyed", async () => {
-      const first = new DenoKvStore({ kv });
+    it("refuses an update from an instance that last saw a record another one saved over or destroyed, reporting what it read", async () => {
+      const { kv: wrapped, calls } = counted(kv);
+      const first = new DenoKvStore({ kv: wrapped });
       const second = new DenoKvStore({ kv });
       const key = randomKey();
       await first.save(key, record({ n: 1 }), null);
       const loaded = await first.load(key);
-      assert.equal(await second.save(key, record({ n: 2 }, 2), 1), true);
-      assert.equal(await first.save(key, record({ n: 99 }, 2), 1), false);
+      const winner = record({ n: 2 }, 2);
+      assert.equal(await second.save(key, winner, 1), true);
+      const before = { ...calls };
+      // The remembered versionstamp is refused; the read that follows decides, and is reported.
+      assert.deepEqual(await first.save(key, record({ n: 99 }, 2), 1), { current: winner });
+      assert.deepEqual(calls, { get: before.get + 1, commit: before.commit + 1 });
       assert.deepEqual((await first.load(key))?.data, { n: 2 });
 
       await first.load(key);
       await second.destroy(key);
-      assert.equal(await first.save(key, { ...loaded!, version: 3 }, 2), false);
+      assert.deepEqual(await first.save(key, { ...loaded!, version: 3 }, 2), { current: null });
       assert.equal((await kv.get(["websession", key])).versionstamp, null);
+    });
+
+    it("refuses a create over a live record in one read and no commit when it has seen the record", async () => {
+      const { kv: wrapped, calls } = counted(kv);
+      const store = new DenoKvStore({ kv: wrapped, prefix: ["create"] });
+      const key = randomKey();
+      const first = record({ n: 1 });
+      await store.save(key, first, null);
+      // A create always tries its one commit first; the refusal is then decided by a read.
+      assert.deepEqual(await store.save(key, record({ n: 2 }), null), { current: first });
+      assert.deepEqual(calls, { get: 1, commit: 2 });
     });
 
     it("treats a record past expiresAt that Deno KV still holds as gone", async () => {
@@ -141,7 +168,7 @@ if (deno === undefined) {
       now += 61_000; // the store's clock says expired; Deno KV's own expiry has not run
       assert.notEqual((await kv.get(["clock", key])).versionstamp, null);
       assert.equal(await store.load(key), null);
-      assert.equal(await store.save(key, record({ old: true }, 2, 60_000, now), 1), false);
+      assert.deepEqual(await store.save(key, record({ old: true }, 2, 60_000, now), 1), { current: null });
       await store.touch(key, now + 60_000);
       assert.equal(await store.load(key), null);
       assert.equal(await store.count(), 0);
@@ -196,6 +223,66 @@ if (deno === undefined) {
       const key = randomKey();
       await assert.rejects(store.save(key, record({ blob: "x".repeat(70_000) }), null), SessionTooLargeError);
       assert.equal(await store.load(key), null);
+    });
+
+    it("stores the largest record Deno KV takes and refuses one character more before any commit", async () => {
+      const { kv: wrapped, calls } = counted(kv);
+      const store = new DenoKvStore({ kv: wrapped, prefix: ["size"] });
+      // 65,530 Latin-1 characters serialize to 65,536 bytes; any other character costs two bytes.
+      for (const [fill, longest, over] of [["é", 65_530, 65_537], ["✓", 32_765, 65_538]] as const) {
+        const fits = recordOfLength(longest, fill);
+        const key = randomKey();
+        assert.equal(await store.save(key, fits, null), true, `${longest} characters of "${fill}"`);
+        assert.deepEqual((await store.load(key))?.data, fits.data);
+
+        const other = randomKey();
+        const commits = calls.commit;
+        const error = await store.save(other, recordOfLength(longest + 1, fill), null).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        assert.ok(error instanceof SessionTooLargeError, `expected SessionTooLargeError, got ${error}`);
+        assert.ok(error.message.includes(`"${over}" bytes serialized`), error.message);
+        assert.equal(calls.commit, commits, "nothing may reach Deno KV");
+        assert.deepEqual((await store.load(key))?.data, fits.data);
+        assert.equal(await store.load(other), null);
+      }
+    });
+
+    it("round-trips lone surrogates and NUL characters in values and keys", async () => {
+      const store = new DenoKvStore({ kv });
+      const key = randomKey();
+      const data = { lone: "\ud800", low: "x\udfffy", nul: "a\u0000b", "\u0000\ud800": ["\udbff"] };
+      await store.save(key, record(data), null);
+      assert.deepEqual((await store.load(key))?.data, data);
+    });
+
+    it("refuses data JSON cannot carry with SessionDataError, before anything is written", async () => {
+      const store = new DenoKvStore({ kv });
+      const key = randomKey();
+      const cyclic: Record<string, unknown> = {};
+      cyclic.self = cyclic;
+      for (const data of [{ big: 1n }, cyclic]) {
+        const error = await store.save(key, record(data), null).then(() => null, (e: unknown) => e);
+        assert.ok(error instanceof SessionDataError, `expected SessionDataError, got ${error}`);
+        assert.ok(!(error instanceof StoreUnavailableError));
+      }
+      await assert.rejects(store.save(key, { ...record({}), expiresAt: NaN }, null), TypeError);
+      assert.equal((await kv.get(["websession", key])).versionstamp, null);
+    });
+
+    it("takes the longest prefix that leaves room for the storage key, and refuses a longer one", async () => {
+      const longest = new DenoKvStore({ kv, prefix: ["p".repeat(2_001)] });
+      const key = randomKey();
+      assert.equal(await longest.save(key, record({ a: 1 }), null), true);
+      assert.deepEqual((await longest.load(key))?.data, { a: 1 });
+      assert.equal(await longest.count(), 1);
+      assert.throws(() => new DenoKvStore({ kv, prefix: ["p".repeat(2_002)] }), RangeError);
+      assert.throws(
+        () => new DenoKvStore({ kv, prefix: ["p".repeat(1_000), "p".repeat(1_000)] }),
+        RangeError,
+      );
+      assert.throws(() => new DenoKvStore({ kv, prefix: [Symbol("sessions")] }), TypeError);
     });
 
     it("raises StoreUnavailableError, never null, when Deno KV fails", async () => {

@@ -15,7 +15,7 @@ import {
   StoreUnavailableError,
   withSession,
 } from "../mod.ts";
-import { parseCookies, readCookie, resolveCookieOptions, serializeCookie } from "../src/cookie.ts";
+import { parseCookies, readCookies, resolveCookieOptions, serializeCookie } from "../src/cookie.ts";
 import { GenerationalCache, Signer } from "../src/signing.ts";
 import { replay } from "../src/session.ts";
 import { Client } from "./conformance/client.ts";
@@ -45,20 +45,29 @@ describe("ids", () => {
 
 describe("cookie parsing", () => {
   it("finds one cookie among others, with spaces and quotes", () => {
-    assert.deepEqual(readCookie("a=1;session=v1", "session"), { value: "v1", count: 1 });
-    assert.deepEqual(readCookie("a=1;  session = v2 ; b=2", "session"), { value: "v2", count: 1 });
-    assert.deepEqual(readCookie('session="v3"', "session"), { value: "v3", count: 1 });
-    assert.deepEqual(readCookie("mysession=x; session_old=y", "session"), { count: 0 });
-    assert.deepEqual(readCookie("xsession=1", "session"), { count: 0 });
-    assert.deepEqual(readCookie(null, "session"), { count: 0 });
-    assert.deepEqual(readCookie("session=a; x=1; session=b", "session"), { count: 2 });
+    assert.deepEqual(readCookies("a=1;session=v1", "session"), ["v1"]);
+    assert.deepEqual(readCookies("a=1;  session = v2 ; b=2", "session"), ["v2"]);
+    assert.deepEqual(readCookies('session="v3"', "session"), ["v3"]);
+    assert.deepEqual(readCookies("mysession=x; session_old=y", "session"), []);
+    assert.deepEqual(readCookies("xsession=1", "session"), []);
+    assert.deepEqual(readCookies(null, "session"), []);
+    assert.deepEqual(readCookies("session=a; x=1; session=b", "session"), ["a", "b"]);
   });
 
-  it("parses a whole header, noting duplicates", () => {
-    const { cookies, duplicates } = parseCookies('a=1; b=2; a=3; =x; junk; c="q"');
-    assert.equal(cookies.get("a"), "1");
-    assert.equal(cookies.get("c"), "q");
-    assert.deepEqual([...duplicates], ["a"]);
+  it("reads cookies a runtime joined with a comma (two Cookie fields in one Headers)", () => {
+    assert.deepEqual(readCookies("a=1, session=v1", "session"), ["v1"]);
+    assert.deepEqual(readCookies("session=v1, session=v2; b=2", "session"), ["v1", "v2"]);
+    const headers = new Headers();
+    headers.append("cookie", "a=1");
+    headers.append("cookie", "session=v9");
+    assert.deepEqual(readCookies(headers.get("cookie"), "session"), ["v9"]);
+    assert.deepEqual(parseCookies(headers.get("cookie")).get("session"), ["v9"]);
+  });
+
+  it("parses a whole header, keeping every value of a repeated name", () => {
+    const cookies = parseCookies('a=1; b=2; a=3; =x; junk; c="q"');
+    assert.deepEqual(cookies.get("a"), ["1", "3"]);
+    assert.deepEqual(cookies.get("c"), ["q"]);
   });
 
   it("serializes Max-Age and Expires together, and deletion as Max-Age=0", () => {

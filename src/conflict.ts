@@ -66,11 +66,14 @@ type Verdict = "apply" | "rerun" | "refuse";
  * - `merge`: replay when nothing the handler looked at changed; else run the handler again if
  *   the request can be, else refuse.
  * - `retry`: run the handler again on any change.
- * - `reject`: refuse on any change.
+ * - `reject`: refuse on any change (a `destroy()` still lands).
  * - `overwrite`: write this request's data over whatever is there.
  */
 export function decide(p: Pending, changed: boolean, loaded: SessionData, now: SessionData): Verdict {
   if (!changed || p.policy === "overwrite") return "apply";
+  // A logout loses nothing by landing after a concurrent write: what it keeps does not depend
+  // on the record. `reject` refuses only changes that would be merged.
+  if (p.policy === "reject" && p.s.ending === "destroy") return "apply";
   switch (p.policy) {
     case "merge":
       if (observationsHold(p.s, loaded, now)) return "apply";

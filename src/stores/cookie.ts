@@ -1,20 +1,36 @@
 /**
  * `CookieStore`: the whole session sealed into the cookie itself, with no server copy.
  *
- * The record is encrypted and authenticated as a compact JWE (`alg: "dir"`, `enc: "A256GCM"`).
- * Sealing builds the compact form with one Web Crypto AES-GCM encryption under a protected header
- * serialized once per key; opening goes through [jose](https://github.com/panva/jose)'s checks.
- * Each secret yields its own 256-bit key through HKDF-SHA-256; the JWE `kid` header names the key
- * (a short fingerprint, not the key), so opening picks the right key at once and old secrets keep
- * opening cookies while the first one seals.
+ * The record is encrypted and authenticated as a compact JWE (`alg: "dir"`, `enc: "A256GCM"`,
+ * RFC 7516), sealed and opened by [jose](https://github.com/panva/jose); a payload that deflate
+ * shrinks carries jose's standard `zip: "DEF"` header, inflated on opening only up to
+ * `maxPayloadBytes`. Each secret yields its own 256-bit key through HKDF-SHA-256; the JWE `kid`
+ * header names the key (a short fingerprint, not the key), so opening picks the right key at once
+ * and old secrets keep opening cookies while the first one seals.
  *
  * @module
  */
-import { base64url, compactDecrypt, type CompactJWEHeaderParameters, errors as joseErrors } from "jose";
-import { SessionError, SessionTooLargeError, StoreUnavailableError } from "../errors.ts";
+import {
+  base64url,
+  compactDecrypt,
+  CompactEncrypt,
+  type CompactJWEHeaderParameters,
+  type DecryptOptions,
+  errors as joseErrors,
+} from "jose";
+import {
+  SessionConflictError,
+  SessionError,
+  SessionTooLargeError,
+  StoreUnavailableError,
+} from "../errors.ts";
 import { GenerationalCache } from "../signing.ts";
 import {
+  ENDED_KEY,
+  type InvalidSeal,
+  isEnded,
   type OpenedSession,
+  type SaveResult,
   type SealedCookie,
   type SealedSessionStore,
   type SessionStore,
@@ -35,7 +51,7 @@ import {
  * const options: CookieStoreOptions = {
  *   secrets: ["the current secret, 32 characters or more", "the previous one, still opening cookies"],
  *   compress: false,
- *   maxCookies: 2,
+ *   maxCookieHeaderBytes: 2048,
  * };
  * const store = new CookieStore(options);
  * const now = Date.now();
@@ -45,9 +61,10 @@ import {
  *   createdAt: now,
  *   expiresAt: now + 60_000,
  * });
- * assert.equal((await store.seal("id", record("short"), "session")).length, 1);
- * // More than two cookies' worth is refused rather than sent for the browser to drop.
- * await assert.rejects(store.seal("id", record("x".repeat(10_000)), "session"), SessionTooLargeError);
+ * const [cookie] = await store.seal("id", record("short"), "session");
+ * assert.ok(cookie!.name.length + 1 + cookie!.value.length <= 2048);
+ * // More than 2048 bytes of Cookie header is refused rather than sent for a server to reject.
+ * await assert.rejects(store.seal("id", record("x".repeat(2000)), "session"), SessionTooLargeError);
  * ```
  */
 export interface CookieStoreOptions {
@@ -57,35 +74,55 @@ export interface CookieStoreOptions {
    */
   secrets: string | readonly string[];
   /**
-   * Deflate payloads before sealing: `true` tries it on payloads of 512 bytes or more, a number
-   * sets that threshold in bytes, `false` never compresses. A compressed payload is kept only when
-   * it is smaller than the plain one.
+   * Deflate payloads before sealing (JWE `zip: "DEF"`): `true` tries it on payloads of 512 bytes
+   * or more, a number sets that threshold in bytes, `false` never compresses. A compressed seal is
+   * kept only when it is shorter than the plain one.
    * @default true
    */
   compress?: boolean | number;
   /**
-   * The longest value of one cookie, in characters. Browsers keep about 4096 bytes of name and
-   * value per cookie; the default leaves room for the name and the attributes.
+   * The most bytes the session's cookies may take in a request's `Cookie` header: every name,
+   * `=`, value, and the `; ` between them. A session that needs more is refused at seal time
+   * with `SessionTooLargeError` and nothing is sent.
+   *
+   * The default keeps the session well inside the request-header limits of common servers and
+   * proxies, with room left for the application's other cookies and headers: nginx's default
+   * `large_client_header_buffers 4 8k` takes at most 8 KiB per header line (the whole `Cookie`
+   * line: 6 KiB of session leaves about 2 KiB for other cookies), and Node's default
+   * `--max-http-header-size` is 16 KiB for the request line and all headers together (6 KiB
+   * leaves about 10 KiB). Raise it only when every server and proxy in front of the application
+   * accepts more.
+   * @default 6144
+   */
+  maxCookieHeaderBytes?: number;
+  /**
+   * The longest value of one cookie, in characters. A cookie's name and value together never
+   * exceed 4096 bytes, what browsers keep per cookie (RFC 6265bis §5.6); the default leaves room
+   * for the name.
    * @default 3800
    */
   chunkSize?: number;
   /**
    * The most cookies one session may use. A session that needs more is refused with
-   * `SessionTooLargeError` instead of being sent as cookies the browser would drop.
+   * `SessionTooLargeError` instead of being sent.
    * @default 5
    */
   maxCookies?: number;
   /**
    * The largest session payload (JSON, before compression), in bytes. `seal` refuses a larger one
-   * and `open` stops decompressing past it, so a crafted payload cannot exhaust memory.
+   * and `open` stops inflating past it, so a crafted payload cannot exhaust memory.
    * @default 131072
    */
   maxPayloadBytes?: number;
   /**
-   * A server store that keeps a revocation list: `revoke` writes a tombstone for the session and
-   * `open` refuses a revoked session. Costs one store read per request that carries a session.
-   * Give it a key space of its own (a prefix, a table).
-   * @default undefined (no revocation)
+   * A server store that tells which seal of each session is the live one. Every seal writes the
+   * session's version there (a compare-and-set on the previous version), `revoke` replaces it by
+   * a tombstone, and `open` refuses a seal older than the recorded version (`"superseded"`: a
+   * replayed cookie cannot roll the session back) or of an ended session (`"ended"`). Costs one
+   * store write per seal and one store read per request that carries a session. Give it a key
+   * space of its own (a prefix, a table) and no eviction: a record it loses lets the older seals
+   * of that session open again.
+   * @default undefined (no revocation: any unexpired seal opens, replays included)
    */
   revocation?: SessionStore;
   /**
@@ -107,8 +144,11 @@ export interface CookieStoreOptions {
 interface Key {
   kid: string;
   key: CryptoKey;
-  /** The protected headers this key seals under, serialized once: plain and deflated. */
-  headers: { plain: ProtectedHeader; zip: ProtectedHeader };
+  /** The protected headers this key seals under: plain and deflated. */
+  plain: CompactJWEHeaderParameters;
+  zip: CompactJWEHeaderParameters;
+  /** Characters of a plain seal besides its ciphertext: header, the four dots, iv and tag. */
+  plainOverhead: number;
   /** Position of the secret in the list: 0 seals, others are retired. */
   index: number;
 }
@@ -116,14 +156,6 @@ interface Key {
 interface Keyring {
   sealing: Key;
   byKid: Map<string, Key>;
-}
-
-/** A JWE protected header as it goes into the token, and as the AES-GCM additional data. */
-interface ProtectedHeader {
-  /** `BASE64URL(UTF8(JSON))` of the header. */
-  encoded: string;
-  /** The same characters as bytes: the additional authenticated data. */
-  aad: Uint8Array<ArrayBuffer>;
 }
 
 /** A token this store sealed or opened: what opening it again needs, without decryption. */
@@ -136,11 +168,24 @@ interface CachedToken {
   revocationKey?: string;
 }
 
+/** A token opened and checked for shape and expiry, not yet against the revocation store. */
+interface Decoded {
+  token: string;
+  entry: CachedToken;
+  opened: OpenedSession;
+  /** It came from the cache. */
+  hit: boolean;
+}
+
 const MIN_SECRET_LENGTH = 32;
 const DEFAULT_COMPRESS_THRESHOLD = 512;
+/** Bytes of name and value one cookie may hold (RFC 6265bis §5.6, "cookie-name-value-max"). */
+const MAX_COOKIE_BYTES = 4096;
 const DEFAULT_CHUNK_SIZE = 3800;
 const MAX_CHUNK_SIZE = 4000;
 const MIN_CHUNK_SIZE = 64;
+const DEFAULT_HEADER_BUDGET = 6144;
+const MAX_HEADER_BUDGET = 256 * 1024;
 const DEFAULT_MAX_COOKIES = 5;
 const MAX_MAX_COOKIES = 50;
 const DEFAULT_MAX_PAYLOAD = 128 * 1024;
@@ -148,26 +193,18 @@ const DEFAULT_CACHE_SIZE = 2048;
 const MAX_CACHE_SIZE = 1_000_000;
 /** The largest cache entry, in characters of cookie value and payload together. */
 const MAX_CACHED_CHARS = 8192;
+/** Compare-and-set attempts on the revocation store before giving up. */
+const MAX_REVOCATION_ATTEMPTS = 4;
 const HKDF_SALT = "websession cookie store";
 const HKDF_INFO = "websession/cookie-store/A256GCM/v1";
 const KID_INFO = "websession/cookie-store/kid/v1";
-/** Private protected-header parameter marking a deflated payload (listed in `crit`). */
-const ZIP_HEADER = "wsz";
-const ZIP_VALUE = "deflate-raw";
-/** Bytes a compressed token's header adds: `,"crit":["wsz"],"wsz":"deflate-raw"`. */
-const ZIP_HEADER_BYTES = `,"crit":["${ZIP_HEADER}"],"${ZIP_HEADER}":"${ZIP_VALUE}"`.length;
+/** base64url characters of a 96-bit iv and a 128-bit tag. */
+const IV_CHARS = 16;
+const TAG_CHARS = 22;
 const CHUNK_HEAD = /^([1-9][0-9]?)\.(.+)$/s;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
-const DECRYPT_OPTIONS = {
-  keyManagementAlgorithms: ["dir" as const],
-  contentEncryptionAlgorithms: ["A256GCM" as const],
-  crit: { [ZIP_HEADER]: true },
-  maxDecompressedLength: 0, // jose's own "zip" is never produced here: refuse it
-};
-const IV_BYTES = 12;
-const TAG_BYTES = 16;
 
 /**
  * Keeps the whole session in the cookie, sealed: encrypted and authenticated with a key only the
@@ -176,16 +213,23 @@ const TAG_BYTES = 16;
  *
  * What a cookie store cannot do, plainly:
  *
- * - **No compare-and-set.** There is no server copy to compare with. Two concurrent requests
- *   each seal their own version and the last cookie the browser keeps wins: updates can be lost
- *   (`capabilities.compareAndSet` is `false`).
- * - **No revocation, unless configured.** A copied cookie stays valid until it expires, even
- *   after logout. Pass `revocation` (any server store) to keep a tombstone per revoked session
- *   until it would have expired; the price is one store read per request carrying a session.
- * - **Size.** A browser keeps about 4 KB per cookie. A larger payload is split over numbered
- *   cookies (`name.0`, `name.1`, ...; a single one is just `name`), every one sent on every
- *   request; past `maxCookies` sealing fails with `SessionTooLargeError` rather than sending
- *   cookies the browser would silently drop. Large payloads are deflated when that helps.
+ * - **No compare-and-set, and replays, unless given a `revocation` store.** With no server copy,
+ *   two concurrent requests each seal their own version and the last cookie the browser keeps
+ *   wins: updates can be lost (`capabilities.compareAndSet` is `false`). And every seal stays
+ *   valid until it expires: a copied cookie outlives logout, and an older cookie of a live
+ *   session (say, from before credits were spent) still opens and rolls the data back. With a
+ *   `revocation` store, only the latest seal of a live session opens, a destroyed or regenerated
+ *   session's seals stop opening, and of two concurrent writers of different data only one is
+ *   sealed (the other gets `SessionConflictError`); each seal then costs one store write and each
+ *   request carrying a session one store read. A response lost after a write (a dropped
+ *   connection, a request the browser aborted) leaves the browser holding the previous seal,
+ *   which no longer opens.
+ * - **Size.** A browser keeps about 4 KB per cookie, and servers and proxies cap request
+ *   headers (Node 16 KiB in all, nginx 8 KiB per line by default). A payload over one cookie is
+ *   split over numbered cookies (`name.0`, `name.1`, ...; a single one is just `name`), all sent
+ *   on every request, within `maxCookieHeaderBytes` (6 KiB by default) of `Cookie` header; past
+ *   it sealing fails with `SessionTooLargeError` rather than sending cookies a server would
+ *   answer with `431` or `400`. Payloads are deflated when that makes the seal shorter.
  * - **Expiry** is enforced from the sealed `expiresAt`, so a cookie kept past it is refused.
  *
  * Secrets rotate: the first seals, all open; a cookie sealed with a retired secret opens with
@@ -194,13 +238,14 @@ const TAG_BYTES = 16;
  *
  * Opening a token this store sealed or already opened costs no decryption: a bounded cache
  * (`cacheSize`) maps the exact token to its decrypted payload, still checked for expiry and
- * revocation on every hit, and parsed afresh so no two requests share objects. Those tokens are
- * live credentials held in the heap; the store already holds the keys that open them, so a heap
- * dump exposes nothing more, but it is why the cache is bounded and per store.
+ * against the revocation store on every hit, and parsed afresh so no two requests share objects.
+ * Those tokens are live credentials held in the heap; the store already holds the keys that open
+ * them, so a heap dump exposes nothing more, but it is why the cache is bounded and per store.
  *
  * @example
  * ```ts
  * import { CookieStore } from "websession/cookie";
+ * import type { OpenedSession } from "websession/store-kit";
  * import assert from "node:assert/strict";
  *
  * const store = new CookieStore({ secrets: ["a secret of at least 32 characters!"] });
@@ -209,9 +254,10 @@ const TAG_BYTES = 16;
  * const cookies = await store.seal("some-session-id", record, "session");
  * assert.equal(cookies.length, 1);
  * const jar = new Map(cookies.map((c) => [c.name, c.value]));
- * const opened = await store.open((name) => jar.get(name), "session");
- * assert.equal(opened?.record.data.user, "ada");
+ * const opened = (await store.open((name) => jar.get(name), "session")) as OpenedSession;
+ * assert.equal(opened.record.data.user, "ada");
  * assert.equal(await store.open(() => undefined, "session"), null);
+ * assert.equal((await store.open(() => "forged", "session"))?.invalid, "malformed");
  * ```
  */
 export class CookieStore implements SealedSessionStore {
@@ -226,8 +272,10 @@ export class CookieStore implements SealedSessionStore {
   #keyring: Promise<Keyring> | undefined;
   #compressAt: number;
   #chunkSize: number;
+  #headerBudget: number;
   #maxCookies: number;
   #maxPayload: number;
+  #decryptOptions: DecryptOptions;
   #revocation: SessionStore | undefined;
   #now: () => number;
   #cache: GenerationalCache<string, CachedToken> | undefined;
@@ -238,8 +286,8 @@ export class CookieStore implements SealedSessionStore {
    * @param options See {@linkcode CookieStoreOptions}.
    * @throws {TypeError} When `secrets` is missing or empty, or a secret is shorter than 32
    *   characters.
-   * @throws {RangeError} When `chunkSize`, `maxCookies`, `maxPayloadBytes`, `cacheSize` or
-   *   `compress` is out of range.
+   * @throws {RangeError} When `chunkSize`, `maxCookieHeaderBytes`, `maxCookies`,
+   *   `maxPayloadBytes`, `cacheSize` or `compress` is out of range.
    */
   constructor(options: CookieStoreOptions) {
     const secrets = typeof options?.secrets === "string" ? [options.secrets] : options?.secrets;
@@ -270,6 +318,13 @@ export class CookieStore implements SealedSessionStore {
       MIN_CHUNK_SIZE,
       MAX_CHUNK_SIZE,
     );
+    this.#headerBudget = integerOption(
+      "maxCookieHeaderBytes",
+      options.maxCookieHeaderBytes,
+      DEFAULT_HEADER_BUDGET,
+      MIN_CHUNK_SIZE,
+      MAX_HEADER_BUDGET,
+    );
     this.#maxCookies = integerOption(
       "maxCookies",
       options.maxCookies,
@@ -284,6 +339,11 @@ export class CookieStore implements SealedSessionStore {
       1,
       Number.MAX_SAFE_INTEGER,
     );
+    this.#decryptOptions = {
+      keyManagementAlgorithms: ["dir"],
+      contentEncryptionAlgorithms: ["A256GCM"],
+      maxDecompressedLength: this.#maxPayload,
+    };
     this.#revocation = options.revocation;
     this.#now = options.now ?? Date.now;
     const cacheSize = integerOption("cacheSize", options.cacheSize, DEFAULT_CACHE_SIZE, 0, MAX_CACHE_SIZE);
@@ -296,39 +356,57 @@ export class CookieStore implements SealedSessionStore {
    *
    * @param get Returns a request cookie's value by name.
    * @param name The session cookie's name.
-   * @returns The session, or `null` when the request carries no session cookie.
-   * @throws {TypeError} When a session cookie is present but invalid: tampered, sealed with an
-   *   unknown secret, expired, revoked, malformed, or missing a chunk. The message says which.
-   * @throws {StoreUnavailableError} When the revocation store cannot answer.
+   * @returns `null` when the request carries no session cookie; `{ invalid: "malformed", detail }`
+   *   when it cannot be opened (tampered, sealed with an unknown secret, expired, truncated,
+   *   missing a chunk; `detail` is an `Error` whose message says which); with a `revocation`
+   *   store, `{ invalid: "ended" }` for a destroyed or regenerated session and
+   *   `{ invalid: "superseded" }` for a seal older than the session's latest; otherwise the
+   *   session.
+   * @throws {StoreUnavailableError} When the revocation store cannot answer. Any other exception
+   *   is a bug and propagates.
    */
-  async open(get: (name: string) => string | undefined, name: string): Promise<OpenedSession | null> {
+  async open(
+    get: (name: string) => string | undefined,
+    name: string,
+  ): Promise<OpenedSession | InvalidSeal | null> {
     const single = nonEmpty(get(name));
     const head = nonEmpty(get(`${name}.0`));
-    if (head === undefined) return single === undefined ? null : this.#openToken(single);
-    if (single === undefined) return this.#openToken(this.#join(get, name, head));
-    // Both forms present: two responses raced (one sealed a single cookie, the other chunks) and
-    // each cleared only the cookies its request carried. The newer record wins; the next write
-    // clears the other form.
-    const [a, b] = await Promise.allSettled([
-      this.#openToken(single),
-      Promise.resolve().then(() => this.#openToken(this.#join(get, name, head))),
-    ]);
-    if (a.status === "rejected" && b.status === "rejected") throw a.reason;
-    if (a.status === "rejected") return (b as PromiseFulfilledResult<OpenedSession>).value;
-    if (b.status === "rejected") return a.value;
-    return newer(a.value, b.value);
+    if (single === undefined && head === undefined) return null;
+    let decoded: Decoded;
+    try {
+      if (head === undefined) decoded = await this.#decode(single!);
+      else if (single === undefined) decoded = await this.#decode(this.#join(get, name, head));
+      else decoded = await this.#decodeEither(single, () => this.#join(get, name, head));
+    } catch (error) {
+      if (error instanceof InvalidCookieError) return { invalid: "malformed", detail: error };
+      throw error;
+    }
+    if (this.#revocation !== undefined) {
+      const refused = await this.#check(decoded);
+      if (refused !== undefined) {
+        this.#cache?.delete(decoded.token); // it will never open again
+        return refused;
+      }
+    }
+    if (!decoded.hit) this.#remember(decoded.token, decoded.entry);
+    return decoded.opened;
   }
 
   /**
    * Seals a record into the cookies to send: `name` alone when it fits in one cookie, otherwise
-   * `name.0` ... `name.N-1` (the first chunk carries the count).
+   * `name.0` ... `name.N-1` (the first chunk carries the count). With a `revocation` store, the
+   * record's version is written there first (compare-and-set on the version before it).
    *
    * @param id The session id, sealed with the record.
    * @param record The record to seal; its `expiresAt` is enforced when opening.
    * @param name The session cookie's name.
    * @returns The cookies to send, values made of base64url characters and `.`.
-   * @throws {SessionTooLargeError} When the payload is over `maxPayloadBytes` or needs more than
-   *   `maxCookies` cookies. Nothing should be sent then.
+   * @throws {SessionTooLargeError} When the payload is over `maxPayloadBytes`, or the cookies
+   *   would take more than `maxCookieHeaderBytes` of `Cookie` header or more than `maxCookies`
+   *   cookies. Nothing is written and nothing should be sent.
+   * @throws {SessionConflictError} With a `revocation` store, when another request has sealed a
+   *   different version of this session meanwhile, or ended it.
+   * @throws {StoreUnavailableError} When the revocation store cannot be written.
    */
   async seal(id: string, record: StoredSession, name: string): Promise<SealedCookie[]> {
     const text = JSON.stringify({ id, record });
@@ -339,64 +417,177 @@ export class CookieStore implements SealedSessionStore {
       );
     }
     const { sealing } = await this.#keys();
-    let payload: Uint8Array = plaintext;
-    let zip = false;
+    let token: string;
     if (plaintext.byteLength >= this.#compressAt) {
-      const deflated = await deflate(plaintext);
-      if (deflated.byteLength + ZIP_HEADER_BYTES < plaintext.byteLength) {
-        payload = deflated;
-        zip = true;
+      token = await encrypt(sealing, plaintext, true);
+      // Deflate cannot shrink every payload: keep the plain seal when it is shorter.
+      if (token.length >= sealing.plainOverhead + base64Length(plaintext.byteLength)) {
+        token = await encrypt(sealing, plaintext, false);
       }
+    } else {
+      token = await encrypt(sealing, plaintext, false);
     }
-    const token = await sealCompact(sealing, payload, zip);
     const cookies = this.#split(token, name);
-    this.#remember(token, { text, stale: false });
+    const entry: CachedToken = { text, stale: false };
+    if (this.#revocation !== undefined) {
+      entry.revocationKey = await this.#publish(id, record);
+    }
+    this.#remember(token, entry);
     return cookies;
   }
 
   /**
-   * Revokes a session: writes a tombstone keyed by `SHA-256(id)` into the `revocation` store,
-   * kept until the record's `expiresAt`. Does nothing without a `revocation` store.
+   * Revokes a session: replaces its record in the `revocation` store (keyed by `SHA-256(id)`) by a
+   * tombstone kept until the later of `record.expiresAt` and the recorded seal's expiry, so no
+   * seal of it opens again. Does nothing without a `revocation` store.
    *
    * @param id The session id.
    * @param record The session's record (its `expiresAt` bounds the tombstone's life).
-   * @throws {StoreUnavailableError} When the revocation store cannot be written.
+   * @throws {StoreUnavailableError} When the revocation store cannot be read or written.
    */
   async revoke(id: string, record: StoredSession): Promise<void> {
     const store = this.#revocation;
     if (store === undefined) return;
-    const now = this.#now();
-    if (record.expiresAt <= now) return; // its cookies are refused as expired already
     const key = await revocationKey(id);
-    const tombstone: StoredSession = {
-      data: { revoked: true },
-      version: 1,
-      createdAt: now,
+    let current = await this.#load(key);
+    for (let attempt = 0; attempt < MAX_REVOCATION_ATTEMPTS; attempt++) {
+      if (isEnded(current)) return;
+      const now = this.#now();
+      const expiresAt = Math.max(record.expiresAt, current?.expiresAt ?? 0);
+      if (expiresAt <= now) return; // every seal of it is refused as expired already
+      const tombstone: StoredSession = {
+        data: { [ENDED_KEY]: true },
+        version: (current?.version ?? 0) + 1,
+        createdAt: current?.createdAt ?? now,
+        expiresAt,
+      };
+      const result = await this.#save(key, tombstone, current?.version ?? null);
+      if (result === true) return;
+      current = result === false ? await this.#load(key) : result.current;
+    }
+    throw new StoreUnavailableError(
+      `Revocation store refused the tombstone: ${MAX_REVOCATION_ATTEMPTS} compare-and-set attempts lost`,
+    );
+  }
+
+  /**
+   * Records `record.version` as the live seal of the session, by compare-and-set on the version
+   * before it. Returns the revocation key.
+   */
+  async #publish(id: string, record: StoredSession): Promise<string> {
+    const [key, digest] = await Promise.all([revocationKey(id), dataDigest(record.data)]);
+    const latest: StoredSession = {
+      data: { digest },
+      version: record.version,
+      createdAt: record.createdAt,
       expiresAt: record.expiresAt,
     };
+    let expected: number | null = record.version > 1 ? record.version - 1 : null;
+    for (let attempt = 0; attempt < MAX_REVOCATION_ATTEMPTS; attempt++) {
+      const result = await this.#save(key, latest, expected);
+      if (result === true) return key;
+      const current = result === false ? await this.#load(key) : result.current;
+      if (current === null) {
+        expected = null; // unknown to the store (sealed before it was configured, or lost): create
+      } else if (isEnded(current)) {
+        throw new SessionConflictError("Session ended: it was destroyed or regenerated by another request");
+      } else if (current.version > record.version) {
+        throw new SessionConflictError(
+          `Session changed concurrently: version "${current.version}" was sealed by another request`,
+        );
+      } else if (current.version === record.version) {
+        // Another request sealed this version first. With the same data (concurrent expiry
+        // refreshes, re-seals after a rotation) either seal is the session as it stands.
+        if ((current.data as { digest?: unknown }).digest === digest) return key;
+        throw new SessionConflictError(
+          `Session changed concurrently: version "${current.version}" was sealed by another request`,
+        );
+      } else {
+        expected = current.version; // the store is behind this seal's lineage: catch it up
+      }
+    }
+    throw new SessionConflictError(
+      `Session changed concurrently: ${MAX_REVOCATION_ATTEMPTS} compare-and-set attempts lost`,
+    );
+  }
+
+  /** Checks a decoded seal against the revocation store; `undefined` when it may open. */
+  async #check(decoded: Decoded): Promise<InvalidSeal | undefined> {
+    const { entry, opened } = decoded;
+    entry.revocationKey ??= await revocationKey(opened.id);
+    const latest = await this.#load(entry.revocationKey);
+    if (latest === null) return undefined;
+    if (isEnded(latest)) {
+      return { invalid: "ended", detail: invalid("the session was destroyed or regenerated") };
+    }
+    if (latest.version > opened.record.version) {
+      return {
+        invalid: "superseded",
+        detail: invalid(`version "${opened.record.version}" was superseded by version "${latest.version}"`),
+      };
+    }
+    return undefined;
+  }
+
+  async #load(key: string): Promise<StoredSession | null> {
     try {
-      await store.save(key, tombstone, null); // false: a tombstone is there already
+      return await this.#revocation!.load(key);
+    } catch (error) {
+      throw unavailable("Revocation store failed to load", error);
+    }
+  }
+
+  async #save(key: string, record: StoredSession, expected: number | null): Promise<SaveResult> {
+    try {
+      return await this.#revocation!.save(key, record, expected);
     } catch (error) {
       throw unavailable("Revocation store failed to save", error);
     }
   }
 
+  /**
+   * Splits a token over cookies within the per-cookie limits and the `Cookie` header budget.
+   * Bytes of header: every `name=value`, and `; ` between cookies.
+   */
   #split(token: string, name: string): SealedCookie[] {
-    const size = this.#chunkSize;
-    if (token.length <= size) return [{ name, value: token }];
+    if (token.length <= Math.min(this.#chunkSize, MAX_COOKIE_BYTES - name.length)) {
+      const bytes = name.length + 1 + token.length;
+      if (bytes > this.#headerBudget) throw this.#overBudget(bytes); // chunks would only add bytes
+      return [{ name, value: token }];
+    }
+    // The first chunk carries the count: `count.` then the token, cut into equal chunks no longer
+    // than chunkSize, nor than 4096 bytes with the longest chunk name. A larger count can only
+    // need as many chunks or more, so jumping to what a count needs reaches the fixed point.
     let count = 2;
-    while (count * size - (String(count).length + 1) < token.length) count++;
-    if (count > this.#maxCookies) {
-      throw new SessionTooLargeError(
-        `Session too large for cookies: ${token.length} characters sealed need ${count} cookies, over maxCookies "${this.#maxCookies}"`,
-      );
+    let size: number;
+    for (;;) {
+      size = Math.min(this.#chunkSize, MAX_COOKIE_BYTES - `${name}.${count - 1}`.length);
+      const needed = Math.ceil((String(count).length + 1 + token.length) / size);
+      if (needed <= count || needed > MAX_MAX_COOKIES) break;
+      count = needed;
     }
     const value = `${count}.${token}`;
+    let bytes = 2 * (count - 1) + value.length;
+    for (let i = 0; i < count; i++) bytes += `${name}.${i}=`.length;
+    if (bytes > this.#headerBudget) throw this.#overBudget(bytes);
+    if (count > this.#maxCookies || value.length > count * size) {
+      throw new SessionTooLargeError(
+        `Session too large for cookies: ${token.length} characters sealed need more than ${
+          Math.min(count, this.#maxCookies)
+        } cookies, over maxCookies "${this.#maxCookies}"`,
+      );
+    }
     const cookies: SealedCookie[] = [];
     for (let i = 0; i < count; i++) {
       cookies.push({ name: `${name}.${i}`, value: value.slice(i * size, (i + 1) * size) });
     }
     return cookies;
+  }
+
+  #overBudget(bytes: number): SessionTooLargeError {
+    return new SessionTooLargeError(
+      `Session too large for cookies: ${bytes} bytes of Cookie header sealed, over maxCookieHeaderBytes "${this.#headerBudget}"`,
+    );
   }
 
   #join(get: (name: string) => string | undefined, name: string, head: string): string {
@@ -415,58 +606,75 @@ export class CookieStore implements SealedSessionStore {
     return token; // chunks past the count are leftovers of an older seal: ignored
   }
 
-  async #openToken(token: string): Promise<OpenedSession> {
+  /**
+   * Both a single cookie and chunks are present: two responses raced (one sealed a single cookie,
+   * the other chunks) and each cleared only the cookies its request carried. The newer record
+   * wins; the next write clears the other form.
+   */
+  async #decodeEither(single: string, chunks: () => string): Promise<Decoded> {
+    const [a, b] = await Promise.allSettled([
+      this.#decode(single),
+      Promise.resolve().then(() => this.#decode(chunks())),
+    ]);
+    for (const result of [a, b]) {
+      if (result.status === "rejected" && !(result.reason instanceof InvalidCookieError)) throw result.reason;
+    }
+    if (a.status === "rejected" && b.status === "rejected") throw a.reason;
+    if (a.status === "rejected") return (b as PromiseFulfilledResult<Decoded>).value;
+    if (b.status === "rejected") return a.value;
+    return newer(a.value, b.value);
+  }
+
+  /**
+   * Opens one token: from the cache, or by decryption through jose. Throws `InvalidCookieError`
+   * for a token that cannot be used; anything else it throws is a bug.
+   */
+  async #decode(token: string): Promise<Decoded> {
     const cached = this.#cache?.get(token);
     if (cached !== undefined) {
       try {
-        return await this.#accept(cached);
+        return { token, entry: cached, opened: this.#accept(cached), hit: true };
       } catch (error) {
-        // Expired or revoked: it will never open again. An outage leaves it cached.
-        if (error instanceof InvalidCookieError) this.#cache!.delete(token);
+        this.#cache!.delete(token); // expired: it will never open again
         throw error;
       }
     }
     const keyring = await this.#keys();
     let used: Key | undefined;
-    let result: Awaited<ReturnType<typeof compactDecrypt>>;
+    let plaintext: Uint8Array;
     try {
-      result = await compactDecrypt(
+      ({ plaintext } = await compactDecrypt(
         token,
         function selectKey(header: CompactJWEHeaderParameters): CryptoKey {
           used = typeof header.kid === "string" ? keyring.byKid.get(header.kid) : undefined;
           if (used === undefined) throw invalid("sealed with an unknown key (kid)");
           return used.key;
         },
-        DECRYPT_OPTIONS,
-      );
+        this.#decryptOptions,
+      ));
     } catch (error) {
-      throw error instanceof InvalidCookieError ? error : invalid(describeJoseError(error), error);
+      if (error instanceof InvalidCookieError) throw error;
+      if (error instanceof joseErrors.JOSEError) throw invalid(this.#describe(error), error);
+      throw error;
     }
-    let plaintext: Uint8Array = result.plaintext;
-    const zip = result.protectedHeader?.[ZIP_HEADER];
-    if (zip !== undefined) {
-      if (zip !== ZIP_VALUE) throw invalid(`unknown compression "${String(zip)}"`);
-      plaintext = await inflate(plaintext, this.#maxPayload);
-    } else if (plaintext.byteLength > this.#maxPayload) {
+    if (plaintext.byteLength > this.#maxPayload) {
       throw invalid(`payload exceeds maxPayloadBytes "${this.#maxPayload}"`);
     }
     let text: string;
     try {
       text = decoder.decode(plaintext);
     } catch (error) {
-      throw invalid("payload is not JSON", error);
+      throw invalid("payload is not UTF-8", error);
     }
     const entry: CachedToken = { text, stale: used!.index !== 0 };
-    const opened = await this.#accept(entry);
-    this.#remember(token, entry);
-    return opened;
+    return { token, entry, opened: this.#accept(entry), hit: false };
   }
 
   /**
-   * Turns a decrypted payload into what `open` returns: parsed afresh, checked for shape, expiry
-   * and revocation. The same steps whether the payload was just decrypted or came from the cache.
+   * Turns a decrypted payload into an opened session: parsed afresh, checked for shape and
+   * expiry. The same steps whether the payload was just decrypted or came from the cache.
    */
-  async #accept(entry: CachedToken): Promise<OpenedSession> {
+  #accept(entry: CachedToken): OpenedSession {
     let parsed: unknown;
     try {
       parsed = JSON.parse(entry.text);
@@ -477,27 +685,24 @@ export class CookieStore implements SealedSessionStore {
     const record = toStoredSession(raw);
     if (typeof id !== "string" || id.length === 0 || record === null) throw invalid("malformed payload");
     if (record.expiresAt <= this.#now()) throw invalid("expired");
-    if (this.#revocation !== undefined) {
-      entry.revocationKey ??= await revocationKey(id);
-      await this.#checkRevoked(entry.revocationKey);
-    }
     return { id, record, stale: entry.stale };
+  }
+
+  #describe(error: InstanceType<typeof joseErrors.JOSEError>): string {
+    if (error instanceof joseErrors.JWEDecryptionFailed) {
+      return "decryption failed (tampered, or sealed with another key)";
+    }
+    if (error instanceof joseErrors.JOSEAlgNotAllowed) return "algorithm not allowed";
+    if (/decompressed plaintext exceeded/i.test(error.message)) {
+      return `decompressed payload exceeds maxPayloadBytes "${this.#maxPayload}"`;
+    }
+    return `malformed seal: ${error.message}`;
   }
 
   /** Caches an opened or sealed token, unless the cache is off or the entry is too large. */
   #remember(token: string, entry: CachedToken): void {
     if (this.#cache === undefined || token.length + entry.text.length > MAX_CACHED_CHARS) return;
     this.#cache.set(token, entry);
-  }
-
-  async #checkRevoked(key: string): Promise<void> {
-    let tombstone: StoredSession | null;
-    try {
-      tombstone = await this.#revocation!.load(key);
-    } catch (error) {
-      throw unavailable("Revocation store failed to load", error);
-    }
-    if (tombstone !== null) throw invalid("revoked");
   }
 
   #keys(): Promise<Keyring> {
@@ -524,14 +729,20 @@ function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value === "" ? undefined : value;
 }
 
-function newer(a: OpenedSession, b: OpenedSession): OpenedSession {
-  if (a.record.version !== b.record.version) return a.record.version > b.record.version ? a : b;
-  return a.record.expiresAt >= b.record.expiresAt ? a : b;
+function newer(a: Decoded, b: Decoded): Decoded {
+  const [x, y] = [a.opened.record, b.opened.record];
+  if (x.version !== y.version) return x.version > y.version ? a : b;
+  return x.expiresAt >= y.expiresAt ? a : b;
 }
 
-/** Why a present cookie cannot be opened; `withSession` starts a fresh session on it. */
-class InvalidCookieError extends TypeError {
-  override name = "TypeError";
+/** Characters of base64url (no padding) for `n` bytes. */
+function base64Length(n: number): number {
+  return Math.ceil((n * 4) / 3);
+}
+
+/** Why a present cookie cannot be opened: the `detail` of a malformed seal. */
+class InvalidCookieError extends Error {
+  override name = "InvalidCookieError";
 }
 
 function invalid(reason: string, cause?: unknown): InvalidCookieError {
@@ -545,13 +756,9 @@ function unavailable(message: string, error: unknown): SessionError {
   return error instanceof SessionError ? error : new StoreUnavailableError(message, { cause: error });
 }
 
-function describeJoseError(error: unknown): string {
-  if (error instanceof joseErrors.JWEDecryptionFailed) {
-    return "decryption failed (tampered, or sealed with another key)";
-  }
-  if (error instanceof joseErrors.JOSEAlgNotAllowed) return "algorithm not allowed";
-  if (error instanceof joseErrors.JOSEError) return `malformed seal: ${error.message}`;
-  return "malformed seal";
+/** Seals a payload as a compact JWE (`dir`, `A256GCM`), deflated by jose when `zip`. */
+function encrypt(key: Key, payload: Uint8Array, zip: boolean): Promise<string> {
+  return new CompactEncrypt(payload).setProtectedHeader(zip ? key.zip : key.plain).encrypt(key.key);
 }
 
 async function deriveKeyring(secrets: readonly string[]): Promise<Keyring> {
@@ -579,91 +786,22 @@ async function deriveKey(secret: string, index: number): Promise<Key> {
   ]);
   const key = await crypto.subtle.importKey("raw", keyBits, "AES-GCM", false, ["encrypt", "decrypt"]);
   const kid = base64url.encode(new Uint8Array(kidBits));
-  const headers = {
-    plain: protectedHeader({ alg: "dir", enc: "A256GCM", kid }),
-    zip: protectedHeader({ alg: "dir", enc: "A256GCM", kid, crit: [ZIP_HEADER], [ZIP_HEADER]: ZIP_VALUE }),
-  };
-  return { kid, key, index, headers };
+  const plain: CompactJWEHeaderParameters = { alg: "dir", enc: "A256GCM", kid };
+  const zip: CompactJWEHeaderParameters = { ...plain, zip: "DEF" };
+  const plainOverhead = base64url.encode(JSON.stringify(plain)).length + 4 + IV_CHARS + TAG_CHARS;
+  return { kid, key, plain, zip, plainOverhead, index };
 }
 
-/**
- * Seals a payload as a compact JWE with `alg: "dir"` and `enc: "A256GCM"` (RFC 7516):
- * `header..iv.ciphertext.tag`, the encoded header as additional data. One AES-GCM encryption.
- */
-async function sealCompact(key: Key, payload: Uint8Array, zip: boolean): Promise<string> {
-  const header = zip ? key.headers.zip : key.headers.plain;
-  const iv = freshIv();
-  const sealed = new Uint8Array(
-    await crypto.subtle.encrypt(
-      { name: "AES-GCM", iv, additionalData: header.aad, tagLength: TAG_BYTES * 8 },
-      key.key,
-      payload as Uint8Array<ArrayBuffer>,
-    ),
-  );
-  return `${header.encoded}..${base64url.encode(iv)}.${base64url.encode(sealed.subarray(0, -TAG_BYTES))}.${
-    base64url.encode(sealed.subarray(-TAG_BYTES))
-  }`;
+async function sha256(text: string): Promise<string> {
+  return base64url.encode(new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(text))));
 }
 
-/** Random ivs are drawn this many at a time: one `getRandomValues` call per this many seals. */
-const IV_BATCH = 256;
-let ivPool = new Uint8Array(0);
-let ivNext = 0;
-
-/** A fresh random 96-bit iv. Each is handed out once; a batch is never written after it is drawn. */
-function freshIv(): Uint8Array<ArrayBuffer> {
-  if (ivNext + IV_BYTES > ivPool.length) {
-    ivPool = crypto.getRandomValues(new Uint8Array(IV_BYTES * IV_BATCH));
-    ivNext = 0;
-  }
-  const iv = ivPool.subarray(ivNext, ivNext + IV_BYTES);
-  ivNext += IV_BYTES;
-  return iv;
+/** The revocation store's key of a session: `SHA-256(id)` in base64url, never the id itself. */
+function revocationKey(id: string): Promise<string> {
+  return sha256(id);
 }
 
-function protectedHeader(header: Record<string, unknown>): ProtectedHeader {
-  const encoded = base64url.encode(JSON.stringify(header));
-  return { encoded, aad: encoder.encode(encoded) };
-}
-
-async function revocationKey(id: string): Promise<string> {
-  return base64url.encode(new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(id))));
-}
-
-async function deflate(input: Uint8Array): Promise<Uint8Array> {
-  const stream = new Blob([input as Uint8Array<ArrayBuffer>]).stream().pipeThrough(
-    new CompressionStream("deflate-raw"),
-  );
-  return new Uint8Array(await new Response(stream).arrayBuffer());
-}
-
-/** Inflates, stopping as soon as the output passes `limit` bytes. */
-async function inflate(input: Uint8Array, limit: number): Promise<Uint8Array> {
-  const stream = new Blob([input as Uint8Array<ArrayBuffer>]).stream().pipeThrough(
-    new DecompressionStream("deflate-raw"),
-  );
-  const reader = stream.getReader();
-  const chunks: Uint8Array[] = [];
-  let length = 0;
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      length += value.byteLength;
-      if (length > limit) {
-        await reader.cancel().catch(() => {});
-        throw invalid(`decompressed payload exceeds maxPayloadBytes "${limit}"`);
-      }
-      chunks.push(value);
-    }
-  } catch (error) {
-    throw error instanceof InvalidCookieError ? error : invalid("payload does not decompress", error);
-  }
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
+/** A fingerprint of the data, telling two seals of one version apart in the revocation store. */
+function dataDigest(data: StoredSession["data"]): Promise<string> {
+  return sha256(JSON.stringify(data));
 }

@@ -25,6 +25,7 @@
  * @module
  */
 export { getSession, withSession } from "./src/with_session.ts";
+export { commitSession, type CookieInput, openSession } from "./src/open_session.ts";
 export { Session } from "./src/session.ts";
 export type {
   ConflictPolicy,

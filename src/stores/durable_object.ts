@@ -5,15 +5,17 @@
  *
  * @module
  */
-import { SessionTooLargeError, StoreUnavailableError } from "../errors.ts";
+import { SessionDataError, SessionTooLargeError, StoreUnavailableError } from "../errors.ts";
 import {
   assertStorageKey,
   parseStoredSession,
+  type SaveResult,
   type SessionStore,
   type StoreCapabilities,
   type StoredSession,
   toStoredSession,
 } from "../store.ts";
+import { v8SerializedStringSize } from "../v8_size.ts";
 
 /**
  * The part of a Durable Object's `ctx.storage` that {@linkcode SessionDurableObject} uses.
@@ -48,7 +50,8 @@ import {
  * const now = Date.now();
  * await store.save(key, { data: { a: 1 }, version: 1, createdAt: now, expiresAt: now + 60_000 }, null);
  * assert.equal(values.size, 1);
- * assert.equal(alarm, now + 60_000); // the alarm removes the record once it has expired
+ * // The alarm removes the record a minute (alarmDelay) after it has expired.
+ * assert.equal(alarm, now + 60_000 + SessionDurableObject.alarmDelay);
  * await store.destroy(key);
  * assert.equal(values.size, 0);
  * assert.equal(alarm, null);
@@ -169,7 +172,8 @@ export interface DurableObjectResponseLike {
  * const now = Date.now();
  * const record = { data: { a: 1 }, version: 1, createdAt: now, expiresAt: now + 60_000 };
  * assert.equal(await store.save(key, record, null), true);
- * assert.equal(await store.save(key, { ...record, version: 2 }, 5), false); // decided in the object
+ * // Decided in the object, which answers with the record it decided on.
+ * assert.deepEqual(await store.save(key, { ...record, version: 2 }, 5), { current: record });
  * assert.deepEqual(await store.load(key), record);
  * ```
  */
@@ -253,19 +257,42 @@ export interface DurableObjectNamespaceLike<Id = unknown> {
  * ```
  */
 export interface DurableObjectStoreOptions {
-  /** The namespace binding of a class that extends or re-exports {@linkcode SessionDurableObject}. */
+  /**
+   * The namespace binding of a class that extends or re-exports {@linkcode SessionDurableObject},
+   * e.g. `env.SESSIONS` (required).
+   */
   namespace: DurableObjectNamespaceLike;
+  /**
+   * The clock that decides whether a record has expired, in milliseconds since the epoch. Its
+   * reading travels with every operation and the object decides by it, not by its own clock:
+   * give it the same clock as `withSession`'s `now`, which computes `expiresAt`.
+   * @default Date.now
+   */
+  now?: () => number;
 }
 
-/** What the store sends to the object: one operation per request. */
+/**
+ * What the store sends to the object: one operation per request, with the application's clock
+ * reading (`now`, milliseconds since the epoch) by which the object decides expiry.
+ */
 type Operation =
-  | { op: "load" }
-  | { op: "save"; record: StoredSession; expectedVersion: number | null }
-  | { op: "destroy" }
-  | { op: "touch"; expiresAt: number };
+  & { now?: number }
+  & (
+    | { op: "load" }
+    | { op: "save"; record: StoredSession; expectedVersion: number | null }
+    | { op: "destroy" }
+    | { op: "touch"; expiresAt: number }
+  );
 
 const RECORD = "record";
 const ORIGIN = "https://websession.invalid/";
+
+/**
+ * Durable Object storage takes a value of at most 128 KiB, as V8 serializes it (the limit of
+ * the key-value storage backend; SQLite-backed objects take more, and the store keeps to the
+ * lower limit so that a session fits alike on both).
+ */
+const MAX_VALUE_BYTES = 131_072;
 
 /**
  * The Durable Object that holds one session. Export it from your Worker and bind it; each
@@ -273,9 +300,18 @@ const ORIGIN = "https://websession.invalid/";
  * and requests to one session run one at a time against its storage: a compare-and-set with no
  * window for a lost update.
  *
- * The record is kept in memory while the object lives and in its storage. An alarm at
- * `expiresAt` deletes an expired record (reads never return one past it meanwhile), so an
- * abandoned session leaves nothing behind.
+ * The record is kept in memory while the object lives and in its storage, as its JSON text
+ * (V8-serialized by the runtime: at most 128 KiB, that is 131,066 Latin-1 characters, or 65,533
+ * characters when any is not Latin-1; a larger record is refused with `413` before anything is
+ * written).
+ *
+ * Expiry is decided by one clock, the application's: every operation carries the caller's
+ * clock reading, and a record at or past its `expiresAt` by that reading is treated as absent.
+ * The alarm only collects garbage: it fires {@linkcode SessionDurableObject.alarmDelay} after
+ * `expiresAt` by the object's own clock and deletes the record only if it is still that far past
+ * `expiresAt` then (a save or touch since has moved it), so a record the application still counts
+ * as live is never deleted unless the two clocks disagree by more than the delay. An abandoned
+ * session leaves nothing behind.
  *
  * It speaks a small JSON protocol over `fetch` (not RPC), so it needs no import from
  * `cloudflare:workers` and runs at any compatibility date.
@@ -298,6 +334,16 @@ const ORIGIN = "https://websession.invalid/";
  * ```
  */
 export class SessionDurableObject {
+  /**
+   * How long after a record's `expiresAt`, by the object's own clock, its alarm deletes it, in
+   * milliseconds. Reads and saves never return or keep an expired record meanwhile (they decide
+   * by the application's clock); the delay only keeps the object's clock, which may run ahead of
+   * the application's, from deleting a record the application still counts as live. A subclass
+   * may set its own: `static override alarmDelay = 5 * 60_000;`.
+   * @default 60_000
+   */
+  static alarmDelay = 60_000;
+
   #storage: DurableObjectStorageLike;
   /** `undefined` until read from storage; `null` when there is no record. */
   #record: StoredSession | null | undefined;
@@ -316,7 +362,9 @@ export class SessionDurableObject {
    * Runs one store operation sent by {@linkcode DurableObjectStore}.
    *
    * @param request A `POST` whose JSON body names the operation.
-   * @returns A JSON answer; `400` for a malformed request, `413` for a record too large to store.
+   * @returns A JSON answer: `{ record }` for a load; `{ ok: true }` when a save was written, else
+   *   `{ ok: false, current }` with the record as it stands (`null` when absent or expired);
+   *   `400` for a malformed request, `413` for a record too large to store.
    */
   async fetch(request: Request): Promise<Response> {
     let operation: Operation;
@@ -325,19 +373,27 @@ export class SessionDurableObject {
     } catch (error) {
       return Response.json({ error: (error as Error).message }, { status: 400 });
     }
+    // The caller's clock decides expiry; an older store that sends none leaves it to this one.
+    const now = operation.now ?? Date.now();
     // From here on, only storage is awaited: the runtime delivers no other request to this
     // object while a storage operation is in flight, so read-decide-write is atomic.
-    const current = await this.#current();
+    const current = await this.#current(now);
     switch (operation.op) {
       case "load":
         return Response.json({ record: current });
       case "save": {
         const { record, expectedVersion } = operation;
         if (expectedVersion === null ? current !== null : current?.version !== expectedVersion) {
-          return Response.json({ ok: false });
+          // Refused on the record just read, with no await in between: report it.
+          return Response.json({ ok: false, current });
+        }
+        const text = JSON.stringify(record);
+        const size = v8SerializedStringSize(text);
+        if (size > MAX_VALUE_BYTES) {
+          return Response.json({ error: tooLargeMessage(size) }, { status: 413 });
         }
         try {
-          await this.#write(record);
+          await this.#write(record, text, now);
         } catch (error) {
           if (/too (?:large|big)|larger than|exceeds|maximum/i.test((error as Error)?.message ?? "")) {
             return Response.json({ error: (error as Error).message }, { status: 413 });
@@ -350,19 +406,29 @@ export class SessionDurableObject {
         await this.#clear();
         return Response.json({ ok: true });
       case "touch":
-        if (current !== null) await this.#write({ ...current, expiresAt: operation.expiresAt });
+        if (current !== null) {
+          const record = { ...current, expiresAt: operation.expiresAt };
+          await this.#write(record, JSON.stringify(record), now);
+        }
         return Response.json({ ok: true });
     }
   }
 
-  /** Called by the runtime at the scheduled time: deletes the record if it has expired. */
+  /**
+   * Called by the runtime at the scheduled time, by the object's clock: deletes the record if it
+   * is still {@linkcode SessionDurableObject.alarmDelay} past its `expiresAt`, else schedules
+   * itself again for the record as it stands.
+   */
   async alarm(): Promise<void> {
-    const current = await this.#current();
-    if (current !== null) await this.#storage.setAlarm(current.expiresAt);
+    const stored = await this.#stored();
+    if (stored === null) return;
+    const due = stored.expiresAt + this.#alarmDelay();
+    if (due <= Date.now()) await this.#clear();
+    else await this.#storage.setAlarm(due);
   }
 
-  /** The live record; an expired one is deleted on the way. */
-  async #current(): Promise<StoredSession | null> {
+  /** The record held, expired or not (`null` when none). */
+  async #stored(): Promise<StoredSession | null> {
     if (this.#record === undefined) {
       const stored = await this.#storage.get(RECORD);
       // Another request may have filled it while this one waited: keep the newer state.
@@ -370,16 +436,20 @@ export class SessionDurableObject {
         this.#record = typeof stored === "string" ? parseStoredSession(stored) : null;
       }
     }
-    if (this.#record !== null && this.#record.expiresAt <= Date.now()) await this.#clear();
     return this.#record;
   }
 
-  async #write(record: StoredSession): Promise<void> {
-    if (record.expiresAt <= Date.now()) {
+  /** The live record by the caller's clock: one at or past its `expiresAt` counts as absent. */
+  async #current(now: number): Promise<StoredSession | null> {
+    const stored = await this.#stored();
+    return stored !== null && stored.expiresAt > now ? stored : null;
+  }
+
+  async #write(record: StoredSession, text: string, now: number): Promise<void> {
+    if (record.expiresAt <= now) {
       await this.#clear();
       return;
     }
-    const text = JSON.stringify(record);
     // The new state is in memory before the first await, so no request can see the old one.
     this.#record = parseStoredSession(text);
     try {
@@ -388,7 +458,12 @@ export class SessionDurableObject {
       this.#record = undefined; // not stored: read storage again next time
       throw error;
     }
-    await this.#storage.setAlarm(record.expiresAt);
+    await this.#storage.setAlarm(record.expiresAt + this.#alarmDelay());
+  }
+
+  #alarmDelay(): number {
+    const delay = (this.constructor as typeof SessionDurableObject).alarmDelay;
+    return Number.isFinite(delay) && delay >= 0 ? delay : SessionDurableObject.alarmDelay;
   }
 
   async #clear(): Promise<void> {
@@ -403,6 +478,14 @@ export class SessionDurableObject {
  * compare-and-set on Workers, the store to choose when parallel requests to one session must
  * never lose an update. Each operation is one request to the session's object, routed to
  * wherever that object lives (it is created near the first request that used it).
+ *
+ * A refused save reports the record it lost to (a `SaveConflict`): the object decides the
+ * compare-and-set and answers with the record it decided on, in the same request.
+ *
+ * Limits: a record is kept as its JSON text, and Durable Object storage takes at most 128 KiB a
+ * value as V8 serializes it (one byte a character when all are Latin-1, else two): a larger
+ * record is refused with `SessionTooLargeError` before it is sent. Lone surrogates and NUL
+ * characters round-trip (JSON escapes them on the way to the object and in its storage).
  *
  * There is no `count()`: sessions live in separate objects, and nothing lists them.
  *
@@ -425,6 +508,7 @@ export class DurableObjectStore implements SessionStore {
   /** Compare-and-set: yes (one single-threaded object per session). Native expiry: yes (alarm). */
   readonly capabilities: StoreCapabilities = { compareAndSet: true, ttl: true };
   #namespace: DurableObjectNamespaceLike;
+  #now: () => number;
 
   /**
    * Creates a store that sends each session's operations to its own object in `namespace`.
@@ -438,6 +522,7 @@ export class DurableObjectStore implements SessionStore {
       throw new TypeError("Invalid namespace: expected a Durable Object namespace binding");
     }
     this.#namespace = namespace as DurableObjectNamespaceLike;
+    this.#now = options.now ?? Date.now;
   }
 
   /**
@@ -463,15 +548,27 @@ export class DurableObjectStore implements SessionStore {
    * @param key The storage key.
    * @param record The record to store.
    * @param expectedVersion The version the caller loaded, or `null` to create.
-   * @returns `false` on a version conflict or when the record to update is gone.
-   * @throws {TypeError} When `key` is not a storage key.
-   * @throws {SessionTooLargeError} When the record is over the object storage's value limit.
+   * @returns `true` when written. When refused (a version conflict, or the record to update is
+   *   gone or expired), a `SaveConflict` with the record the object decided on (`null` when
+   *   absent or expired); plain `false` only from an object of an older version that does not
+   *   report it.
+   * @throws {TypeError} When `key` is not a storage key, or the record's version or times are
+   *   not finite numbers.
+   * @throws {SessionDataError} When the data is not a JSON object (a `BigInt`, a cycle).
+   * @throws {SessionTooLargeError} When the record is over the object storage's 128 KiB value
+   *   limit; nothing is sent.
    * @throws {StoreUnavailableError} When the object cannot be reached or answers badly.
    */
-  async save(key: string, record: StoredSession, expectedVersion: number | null): Promise<boolean> {
+  async save(key: string, record: StoredSession, expectedVersion: number | null): Promise<SaveResult> {
     assertStorageKey(key);
+    encode(record);
     const answer = await this.#send(key, { op: "save", record, expectedVersion });
-    return answer.ok === true;
+    if (answer.ok === true) return true;
+    if (!("current" in answer)) return false;
+    if (answer.current === null) return { current: null };
+    const current = toStoredSession(answer.current);
+    if (current === null) throw new StoreUnavailableError("Durable Object answered a malformed record");
+    return { current };
   }
 
   /**
@@ -492,22 +589,27 @@ export class DurableObjectStore implements SessionStore {
    *
    * @param key The storage key.
    * @param expiresAt The new expiry, in milliseconds since the epoch.
-   * @throws {TypeError} When `key` is not a storage key.
+   * @throws {TypeError} When `key` is not a storage key, or `expiresAt` is not a finite number.
    * @throws {StoreUnavailableError} When the object cannot be reached.
    */
   async touch(key: string, expiresAt: number): Promise<void> {
     assertStorageKey(key);
+    if (!Number.isFinite(expiresAt)) throw new TypeError(`Invalid expiresAt: "${expiresAt}" is not a number`);
     await this.#send(key, { op: "touch", expiresAt });
   }
 
-  async #send(key: string, operation: Operation): Promise<{ record?: unknown; ok?: unknown }> {
+  /** Sends one operation, with the application's clock reading, to the session's object. */
+  async #send(
+    key: string,
+    operation: Operation,
+  ): Promise<{ record?: unknown; ok?: unknown; current?: unknown }> {
     let response: DurableObjectResponseLike;
     try {
       const stub = this.#namespace.get(this.#namespace.idFromName(key));
       response = await stub.fetch(ORIGIN + operation.op, {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify(operation),
+        body: JSON.stringify({ ...operation, now: this.#now() }),
       });
     } catch (error) {
       throw new StoreUnavailableError(
@@ -541,10 +643,14 @@ export class DurableObjectStore implements SessionStore {
 
 function parseOperation(body: unknown): Operation {
   const value = (typeof body === "object" && body !== null ? body : {}) as Record<string, unknown>;
+  if (value.now !== undefined && !Number.isFinite(value.now)) {
+    throw new TypeError(`Invalid operation: now "${String(value.now)}" is not a number`);
+  }
+  const clock = value.now === undefined ? {} : { now: value.now as number };
   switch (value.op) {
     case "load":
     case "destroy":
-      return { op: value.op };
+      return { ...clock, op: value.op };
     case "save": {
       const record = toStoredSession(value.record);
       const expected = value.expectedVersion;
@@ -552,12 +658,46 @@ function parseOperation(body: unknown): Operation {
       if (expected !== null && (!Number.isSafeInteger(expected) || (expected as number) < 1)) {
         throw new TypeError(`Invalid save: expectedVersion "${String(expected)}"`);
       }
-      return { op: "save", record, expectedVersion: expected as number | null };
+      return { ...clock, op: "save", record, expectedVersion: expected as number | null };
     }
     case "touch":
       if (!Number.isFinite(value.expiresAt)) throw new TypeError("Invalid touch: expiresAt is not a number");
-      return { op: "touch", expiresAt: value.expiresAt as number };
+      return { ...clock, op: "touch", expiresAt: value.expiresAt as number };
     default:
       throw new TypeError(`Invalid operation: "${String(value.op)}"`);
   }
+}
+
+function tooLargeMessage(size: number): string {
+  return `"${size}" bytes serialized, at most "${MAX_VALUE_BYTES}" fit in one value`;
+}
+
+/**
+ * Checks a record before anything is sent: well-formed numbers, JSON data, and a V8-serialized
+ * size within Durable Object storage's value limit. Returns its JSON text.
+ */
+function encode(record: StoredSession): string {
+  const { version, createdAt, expiresAt, data } = record;
+  if (!Number.isSafeInteger(version) || !Number.isFinite(createdAt) || !Number.isFinite(expiresAt)) {
+    throw new TypeError(
+      `Invalid record: version "${version}", createdAt "${createdAt}" and expiresAt "${expiresAt}" must be finite`,
+    );
+  }
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
+    throw new SessionDataError("Session data cannot be stored: not a JSON object");
+  }
+  let text: string;
+  try {
+    text = JSON.stringify(record);
+  } catch (error) {
+    throw new SessionDataError(
+      `Session data cannot be stored: not JSON-serializable: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  const size = v8SerializedStringSize(text);
+  if (size > MAX_VALUE_BYTES) {
+    throw new SessionTooLargeError(`Session too large for Durable Object storage: ${tooLargeMessage(size)}`);
+  }
+  return text;
 }

@@ -11,5 +11,5 @@ storeSuite("CloudflareKvStore (KV binding in workerd)", { open: kv });
 sessionSuite("CloudflareKvStore (KV binding in workerd)", { open: kv });
 
 const durable = () => new DurableObjectStore({ namespace: env().SESSIONS_DO });
-storeSuite("DurableObjectStore (Durable Object binding in workerd)", { open: durable });
+storeSuite("DurableObjectStore (Durable Object binding in workerd)", { open: durable, reportsCurrent: true });
 sessionSuite("DurableObjectStore (Durable Object binding in workerd)", { open: durable });

@@ -5,9 +5,13 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { DurableObjectNamespace } from "@cloudflare/workers-types";
 import type { Miniflare } from "miniflare";
-import { SessionTooLargeError, StoreUnavailableError } from "../../src/errors.ts";
+import { SessionDataError, SessionTooLargeError, StoreUnavailableError } from "../../src/errors.ts";
 import type { StoredSession } from "../../src/store.ts";
-import { type DurableObjectNamespaceLike, DurableObjectStore } from "../../src/stores/durable_object.ts";
+import {
+  type DurableObjectNamespaceLike,
+  DurableObjectStore,
+  SessionDurableObject,
+} from "../../src/stores/durable_object.ts";
 import { randomKey, sleep } from "../conformance/util.ts";
 import { miniflareSuites as suites, startMiniflare, workerdStore } from "../workers/miniflare.ts";
 
@@ -18,32 +22,71 @@ function record(data: Record<string, unknown>, version = 1, ttl = 60_000, now = 
   return { data, version, createdAt: now, expiresAt: now + ttl };
 }
 
+/** A record whose JSON text is exactly `length` characters, padded with `fill`. */
+function recordOfLength(length: number, fill: string): StoredSession {
+  const base = record({ blob: "" });
+  const pad = length - JSON.stringify(base).length;
+  return { ...base, data: { blob: fill.repeat(pad) } };
+}
+
+const DELAY = SessionDurableObject.alarmDelay;
+
 suites(
   "DurableObjectStore (Miniflare binding from Node)",
   async (mf) => new DurableObjectStore({ namespace: await mf.getDurableObjectNamespace("SESSIONS_DO") }),
+  { reportsCurrent: true },
 );
-suites("DurableObjectStore (inside workerd)", (mf) => workerdStore(mf, "do"));
+suites("DurableObjectStore (inside workerd)", (mf) => workerdStore(mf, "do"), { reportsCurrent: true });
 
 describe("DurableObjectStore", () => {
   let mf: Miniflare;
   let namespace: DurableObjectNamespaceLike;
+  let noDelay: DurableObjectNamespaceLike;
   let store: DurableObjectStore;
   before(async () => {
     mf = await startMiniflare();
     namespace = await mf.getDurableObjectNamespace("SESSIONS_DO");
+    noDelay = await mf.getDurableObjectNamespace("SESSIONS_DO_NO_DELAY");
     store = new DurableObjectStore({ namespace });
   });
   after(() => mf.dispose());
 
-  /** What the session's object holds in storage: its record text and its alarm. */
-  async function inspect(key: string): Promise<{ record: string | null; alarm: number | null }> {
-    // A plain GET, which the structural stub type does not describe: the real stub takes it.
-    const stub = namespace.get(namespace.idFromName(key)) as unknown as {
-      fetch(url: string): Promise<Response>;
+  /**
+   * What the session's object holds in storage: its record text and its alarm. With `alarm`, the
+   * object first runs its alarm handler, as the runtime would at the scheduled time.
+   */
+  async function inspect(
+    key: string,
+    { within = namespace, alarm = false } = {},
+  ): Promise<{ record: string | null; alarm: number | null }> {
+    // A plain request, which the structural stub type does not describe: the real stub takes it.
+    const stub = within.get(within.idFromName(key)) as unknown as {
+      fetch(url: string, init?: { method: string }): Promise<Response>;
     };
-    return (await (await stub.fetch("https://do/inspect")).json()) as {
-      record: string | null;
-      alarm: number | null;
+    const response = await stub.fetch(
+      alarm ? "https://do/alarm" : "https://do/inspect",
+      { method: alarm ? "POST" : "GET" },
+    );
+    return (await response.json()) as { record: string | null; alarm: number | null };
+  }
+
+  /** Forwards to the real namespace and counts the requests that reach an object. */
+  function counted(): { namespace: DurableObjectNamespaceLike; fetches: () => number } {
+    let fetches = 0;
+    return {
+      namespace: {
+        idFromName: (name) => namespace.idFromName(name),
+        get(id) {
+          const stub = namespace.get(id);
+          return {
+            fetch(url, init) {
+              fetches++;
+              return stub.fetch(url, init);
+            },
+          };
+        },
+      },
+      fetches: () => fetches,
     };
   }
 
@@ -52,13 +95,14 @@ describe("DurableObjectStore", () => {
     assert.equal("count" in store, false);
   });
 
-  it("keeps each session in its own object, with an alarm at expiresAt", async () => {
+  it("keeps each session in its own object, with an alarm a minute after expiresAt", async () => {
+    assert.equal(DELAY, 60_000);
     const a = randomKey();
     const b = randomKey();
     const saved = record({ who: "a" });
     await store.save(a, saved, null);
     assert.deepEqual(JSON.parse((await inspect(a)).record!), saved);
-    assert.equal((await inspect(a)).alarm, saved.expiresAt);
+    assert.equal((await inspect(a)).alarm, saved.expiresAt + DELAY);
     assert.deepEqual(await inspect(b), { record: null, alarm: null });
   });
 
@@ -67,22 +111,82 @@ describe("DurableObjectStore", () => {
     const saved = record({});
     await store.save(key, saved, null);
     await store.touch(key, saved.expiresAt + 60_000);
-    assert.equal((await inspect(key)).alarm, saved.expiresAt + 60_000);
+    assert.equal((await inspect(key)).alarm, saved.expiresAt + 60_000 + DELAY);
     assert.equal(JSON.parse((await inspect(key)).record!).version, 1);
     await store.destroy(key);
     assert.deepEqual(await inspect(key), { record: null, alarm: null });
   });
 
   it("the alarm deletes an expired session that nobody reads again", async () => {
+    const quick = new DurableObjectStore({ namespace: noDelay });
     const key = randomKey();
-    await store.save(key, record({ a: 1 }, 1, 300), null);
-    assert.notEqual((await inspect(key)).record, null);
+    await quick.save(key, record({ a: 1 }, 1, 300), null);
+    assert.notEqual((await inspect(key, { within: noDelay })).record, null);
     const deadline = Date.now() + 10_000;
-    while ((await inspect(key)).record !== null) {
+    while ((await inspect(key, { within: noDelay })).record !== null) {
       assert.ok(Date.now() < deadline, "the alarm never removed the expired record");
       await sleep(100);
     }
-    assert.equal((await inspect(key)).alarm, null);
+    assert.equal((await inspect(key, { within: noDelay })).alarm, null);
+  });
+
+  it("the alarm re-checks the record as it stands, and keeps one expired less than alarmDelay ago", async () => {
+    const key = randomKey();
+    const saved = record({ a: 1 }, 1, 200);
+    await store.save(key, saved, null);
+    await sleep(300);
+    // Expired by every clock here, but within the delay: an application clock up to a minute
+    // behind the object's still counts it live, so the alarm only schedules itself again.
+    assert.equal(await store.load(key), null);
+    const kept = await inspect(key, { alarm: true });
+    assert.deepEqual(JSON.parse(kept.record!), saved);
+    assert.equal(kept.alarm, saved.expiresAt + DELAY);
+
+    // With no delay, the same alarm deletes it; a record touched since is kept and rescheduled.
+    const quick = new DurableObjectStore({ namespace: noDelay });
+    const brief = record({ a: 1 }, 1, 200);
+    const gone = randomKey();
+    await quick.save(gone, brief, null);
+    const live = randomKey();
+    await quick.save(live, brief, null);
+    await quick.touch(live, Date.now() + 60_000);
+    await sleep(300);
+    assert.deepEqual(await inspect(gone, { within: noDelay, alarm: true }), { record: null, alarm: null });
+    const touched = await inspect(live, { within: noDelay, alarm: true });
+    assert.equal(JSON.parse(touched.record!).version, 1);
+    assert.equal(touched.alarm, JSON.parse(touched.record!).expiresAt);
+  });
+
+  it("decides expiry by the application's clock, which travels with each operation", async () => {
+    const hour = 3_600_000;
+    // The application's clock an hour ahead of the object's: the record has expired for it.
+    const ahead = new DurableObjectStore({ namespace, now: () => Date.now() + hour });
+    const key = randomKey();
+    await store.save(key, record({ a: 1 }), null);
+    assert.equal(await ahead.load(key), null);
+    assert.deepEqual(await ahead.save(key, record({ a: 2 }, 2), 1), { current: null });
+    assert.notEqual((await inspect(key)).record, null, "an expired record is left to the alarm");
+
+    // An hour behind: a record past expiresAt by the object's clock is still live for it.
+    const behind = new DurableObjectStore({ namespace, now: () => Date.now() - hour });
+    const late = randomKey();
+    const stale = record({ b: 1 }, 1, -1_000);
+    assert.equal(await behind.save(late, stale, null), true);
+    assert.deepEqual((await behind.load(late))?.data, { b: 1 });
+    assert.equal(await store.load(late), null);
+    assert.equal(await behind.save(late, { ...stale, data: { b: 2 }, version: 2 }, 1), true);
+  });
+
+  it("reports the record it lost to in the same request", async () => {
+    const { namespace: countedNamespace, fetches } = counted();
+    const reporting = new DurableObjectStore({ namespace: countedNamespace });
+    const key = randomKey();
+    const first = record({ n: 1 });
+    await reporting.save(key, first, null);
+    const before = fetches();
+    assert.deepEqual(await reporting.save(key, record({ n: 2 }, 2), 7), { current: first });
+    assert.deepEqual(await reporting.save(randomKey(), record({ n: 2 }, 2), 1), { current: null });
+    assert.equal(fetches(), before + 2);
   });
 
   it("serialises 20 racing read-modify-write increments on one session: none is lost", async () => {
@@ -96,7 +200,7 @@ describe("DurableObjectStore", () => {
           data: { n: (current.data.n as number) + 1 },
           version: current.version + 1,
         };
-        if (await store.save(key, next, current.version)) return attempt;
+        if ((await store.save(key, next, current.version)) === true) return attempt;
       }
     }
     const attempts = await Promise.all(Array.from({ length: 20 }, increment));
@@ -118,6 +222,62 @@ describe("DurableObjectStore", () => {
     assert.equal(loaded?.version, 1);
   });
 
+  it("stores the largest record that fits in 128 KiB and refuses one character more before sending it", async () => {
+    const { namespace: countedNamespace, fetches } = counted();
+    const sized = new DurableObjectStore({ namespace: countedNamespace });
+    // 131,066 Latin-1 characters serialize to 131,072 bytes; any other character costs two bytes.
+    for (const [fill, longest] of [["é", 131_066], ["✓", 65_533]] as const) {
+      const fits = recordOfLength(longest, fill);
+      const key = randomKey();
+      assert.equal(await sized.save(key, fits, null), true, `${longest} characters of "${fill}"`);
+      assert.deepEqual((await sized.load(key))?.data, fits.data);
+      const before = fetches();
+      await assert.rejects(
+        sized.save(randomKey(), recordOfLength(longest + 1, fill), null),
+        SessionTooLargeError,
+      );
+      assert.equal(fetches(), before, "nothing may be sent");
+    }
+  });
+
+  it("the object itself refuses a record over 128 KiB with 413, and keeps the old one", async () => {
+    const key = randomKey();
+    const kept = record({ small: true });
+    await store.save(key, kept, null);
+    const stub = namespace.get(namespace.idFromName(key));
+    const response = await stub.fetch("https://do/save", {
+      method: "POST",
+      headers: {},
+      body: JSON.stringify({ op: "save", record: recordOfLength(131_067, "x"), expectedVersion: 1 }),
+    });
+    assert.equal(response.status, 413);
+    assert.match(((await response.json()) as { error: string }).error, /"131073" bytes serialized/);
+    assert.deepEqual(JSON.parse((await inspect(key)).record!), kept);
+  });
+
+  it("round-trips lone surrogates and NUL characters", async () => {
+    const key = randomKey();
+    const data = { lone: "\ud800", low: "x\udfffy", nul: "a\u0000b", "\u0000\ud800": ["\udbff"] };
+    await store.save(key, record(data), null);
+    assert.deepEqual((await store.load(key))?.data, data);
+    const conflict = await store.save(key, record({}, 2), 5);
+    assert.deepEqual(conflict !== true && conflict !== false ? conflict.current?.data : null, data);
+  });
+
+  it("refuses data JSON cannot carry with SessionDataError, and sends nothing", async () => {
+    const { namespace: countedNamespace, fetches } = counted();
+    const checked = new DurableObjectStore({ namespace: countedNamespace });
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    for (const data of [{ big: 1n }, cyclic]) {
+      const error = await checked.save(randomKey(), record(data), null).then(() => null, (e: unknown) => e);
+      assert.ok(error instanceof SessionDataError, `expected SessionDataError, got ${error}`);
+    }
+    await assert.rejects(checked.save(randomKey(), { ...record({}), expiresAt: NaN }, null), TypeError);
+    await assert.rejects(checked.touch(randomKey(), NaN), TypeError);
+    assert.equal(fetches(), 0);
+  });
+
   it("the object refuses malformed operations with 400", async () => {
     const stub = namespace.get(namespace.idFromName(randomKey()));
     for (
@@ -125,6 +285,7 @@ describe("DurableObjectStore", () => {
         "not json",
         "{}",
         '{"op":"save","record":{"data":[]},"expectedVersion":null}',
+        '{"op":"load","now":"soon"}',
         '{"op":"drop"}',
       ]
     ) {

@@ -4,10 +4,10 @@
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { Miniflare } from "miniflare";
-import { SessionTooLargeError, StoreUnavailableError } from "../../src/errors.ts";
-import type { SessionStore, StoreCapabilities, StoredSession } from "../../src/store.ts";
+import { SessionDataError, SessionTooLargeError, StoreUnavailableError } from "../../src/errors.ts";
+import type { SaveResult, SessionStore, StoreCapabilities, StoredSession } from "../../src/store.ts";
 import { sessionSuite } from "../conformance/session_suite.ts";
-import { storeSuite } from "../conformance/store_suite.ts";
+import { storeSuite, type StoreSuiteOptions } from "../conformance/store_suite.ts";
 
 /** The newest date this Miniflare's workerd accepts is 2026-05-03. */
 export const COMPATIBILITY_DATE = "2026-04-01";
@@ -28,14 +28,20 @@ export function workerScript(): Promise<string> {
   return bundled;
 }
 
-/** A Miniflare running the test Worker: `SESSIONS_KV` (KV) and `SESSIONS_DO` (Durable Object). */
+/**
+ * A Miniflare running the test Worker: `SESSIONS_KV` (KV), `SESSIONS_DO` (the session Durable
+ * Object) and `SESSIONS_DO_NO_DELAY` (the same with no alarm delay).
+ */
 export async function startMiniflare(): Promise<Miniflare> {
   const mf = new Miniflare({
     modules: true,
     script: await workerScript(),
     compatibilityDate: COMPATIBILITY_DATE,
     kvNamespaces: ["SESSIONS_KV"],
-    durableObjects: { SESSIONS_DO: "TestSessionDurableObject" },
+    durableObjects: {
+      SESSIONS_DO: "TestSessionDurableObject",
+      SESSIONS_DO_NO_DELAY: "NoDelaySessionDurableObject",
+    },
   });
   await mf.ready;
   return mf;
@@ -49,6 +55,7 @@ interface Answer {
 function revive(error: NonNullable<Answer["error"]>): Error {
   if (error.code === "ERR_SESSION_STORE_UNAVAILABLE") return new StoreUnavailableError(error.message);
   if (error.code === "ERR_SESSION_TOO_LARGE") return new SessionTooLargeError(error.message);
+  if (error.code === "ERR_SESSION_DATA") return new SessionDataError(error.message);
   if (error.name === "TypeError") return new TypeError(error.message);
   if (error.name === "RangeError") return new RangeError(error.message);
   return new Error(`${error.name}: ${error.message}`);
@@ -57,7 +64,8 @@ function revive(error: NonNullable<Answer["error"]>): Error {
 /**
  * A SessionStore whose every call runs inside workerd: the store named `name` ("kv" or "do")
  * of the test Worker executes it against the Worker's own bindings. Errors come back as the
- * same classes (TypeError, StoreUnavailableError, SessionTooLargeError).
+ * same classes (TypeError, StoreUnavailableError, SessionTooLargeError, SessionDataError); a
+ * refused save's `SaveConflict` comes back as it was answered.
  */
 export async function workerdStore(mf: Miniflare, name: "kv" | "do"): Promise<SessionStore> {
   const response = await mf.dispatchFetch(`http://worker/${name}/capabilities`);
@@ -80,7 +88,7 @@ export async function workerdStore(mf: Miniflare, name: "kv" | "do"): Promise<Se
     load: async (key, minVersion) =>
       (await call("load", minVersion === undefined ? [key] : [key, minVersion])) as StoredSession | null,
     save: async (key, record, expectedVersion) =>
-      (await call("save", [key, record, expectedVersion])) as boolean,
+      (await call("save", [key, record, expectedVersion])) as SaveResult,
     destroy: async (key) => void (await call("destroy", [key])),
   };
   if (optional.includes("touch")) {
@@ -91,13 +99,24 @@ export async function workerdStore(mf: Miniflare, name: "kv" | "do"): Promise<Se
   return store;
 }
 
-/** Runs both shared suites, each against its own Miniflare, with the store `open` builds. */
-export function miniflareSuites(name: string, open: (mf: Miniflare) => Promise<SessionStore>): void {
-  for (const suite of [storeSuite, sessionSuite]) {
-    let mf: Miniflare | undefined;
-    suite(name, {
-      open: async () => await open(mf = await startMiniflare()),
-      close: () => mf?.dispose(),
-    });
-  }
+/**
+ * Runs both shared suites, each against its own Miniflare, with the store `open` builds;
+ * `options` go to the store suite (`reportsCurrent`).
+ */
+export function miniflareSuites(
+  name: string,
+  open: (mf: Miniflare) => Promise<SessionStore>,
+  options: Pick<StoreSuiteOptions, "reportsCurrent"> = {},
+): void {
+  let storeMf: Miniflare | undefined;
+  storeSuite(name, {
+    ...options,
+    open: async () => await open(storeMf = await startMiniflare()),
+    close: () => storeMf?.dispose(),
+  });
+  let sessionMf: Miniflare | undefined;
+  sessionSuite(name, {
+    open: async () => await open(sessionMf = await startMiniflare()),
+    close: () => sessionMf?.dispose(),
+  });
 }

@@ -1,5 +1,6 @@
-// A test Worker for Miniflare. It exports the session Durable Object (extended with one
-// read-only inspection path) and runs store operations inside workerd: `POST /<store>/<method>`
+// A test Worker for Miniflare. It exports the session Durable Object (extended with an inspection
+// path and a way to run its alarm handler at once; a second class deletes expired records without
+// the alarm's delay) and runs store operations inside workerd: `POST /<store>/<method>`
 // with a JSON array of arguments calls that method of a CloudflareKvStore ("kv") or a
 // DurableObjectStore ("do") built on this Worker's own bindings, and answers
 // `{ value }` or `{ error: { name, code, message } }`. `GET /<store>/capabilities` tells what
@@ -17,6 +18,7 @@ import type { SessionStore } from "../../src/store.ts";
 export interface Env {
   SESSIONS_KV: KvNamespaceLike;
   SESSIONS_DO: DurableObjectNamespaceLike;
+  SESSIONS_DO_NO_DELAY: DurableObjectNamespaceLike;
 }
 
 interface InspectableStorage {
@@ -27,7 +29,8 @@ interface InspectableStorage {
 /**
  * The session object as a user would export it, plus `GET /inspect`, which tells what the
  * object's storage holds (its record text and alarm), so tests can see what the alarm and
- * destroy leave behind without going through the store.
+ * destroy leave behind without going through the store, and `POST /alarm`, which runs the alarm
+ * handler now (as the runtime would at the scheduled time) and then inspects.
  */
 export class TestSessionDurableObject extends SessionDurableObject {
   #storage: InspectableStorage;
@@ -38,12 +41,21 @@ export class TestSessionDurableObject extends SessionDurableObject {
   }
 
   override async fetch(request: Request): Promise<Response> {
-    if (request.method === "GET" && new URL(request.url).pathname === "/inspect") {
+    const path = new URL(request.url).pathname;
+    if (request.method === "POST" && path === "/alarm") await this.alarm();
+    if (
+      (request.method === "GET" && path === "/inspect") || (request.method === "POST" && path === "/alarm")
+    ) {
       const record = (await this.#storage.get("record")) ?? null;
       return Response.json({ record, alarm: await this.#storage.getAlarm() });
     }
     return await super.fetch(request);
   }
+}
+
+/** The same object with no alarm delay: its alarm deletes a record as soon as it expires. */
+export class NoDelaySessionDurableObject extends TestSessionDurableObject {
+  static override alarmDelay = 0;
 }
 
 const METHODS = new Set(["load", "save", "destroy", "touch", "cleanup", "count"]);

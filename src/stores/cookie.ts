@@ -245,7 +245,7 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
  * @example
  * ```ts
  * import { CookieStore } from "websession/cookie";
- * import type { OpenedSession } from "websession/store-kit";
+ * import type { InvalidSeal, OpenedSession } from "websession/store-kit";
  * import assert from "node:assert/strict";
  *
  * const store = new CookieStore({ secrets: ["a secret of at least 32 characters!"] });
@@ -256,8 +256,9 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
  * const jar = new Map(cookies.map((c) => [c.name, c.value]));
  * const opened = (await store.open((name) => jar.get(name), "session")) as OpenedSession;
  * assert.equal(opened.record.data.user, "ada");
- * assert.equal(await store.open(() => undefined, "session"), null);
- * assert.equal((await store.open(() => "forged", "session"))?.invalid, "malformed");
+ * assert.equal(await store.open(() => undefined, "session"), null); // no session cookie
+ * const forged = (await store.open(() => "forged", "session")) as InvalidSeal;
+ * assert.equal(forged.invalid, "malformed");
  * ```
  */
 export class CookieStore implements SealedSessionStore {

@@ -2,16 +2,27 @@
 // node-redis, and @upstash/redis over HTTP through a bridge that forwards to the same Redis.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { createServer } from "node:net";
 import { Redis as IoRedis } from "ioredis";
 import { createClient } from "redis";
 import { Redis as UpstashRedis } from "@upstash/redis";
 import { type RedisLike, RedisStore } from "../../src/stores/redis.ts";
-import type { StoredSession } from "../../src/store.ts";
+import { SessionDataError, StoreUnavailableError } from "../../src/errors.ts";
+import type { SaveConflict } from "../../src/store.ts";
 import { storeSuite } from "../conformance/store_suite.ts";
 import { assertRoundTrips } from "../conformance/round_trips.ts";
 import { sessionSuite } from "../conformance/session_suite.ts";
-import { randomKey } from "../conformance/util.ts";
+import { randomKey, sleep } from "../conformance/util.ts";
 import { startUpstashBridge, type UpstashBridge } from "../bridges/upstash.ts";
+import {
+  NUMBERS,
+  raceOfCreates,
+  raceOfReportedConflicts,
+  record,
+  STORABLE,
+  storeThroughSession,
+  UNSTORABLE,
+} from "./remote_cases.ts";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const RUN = crypto.randomUUID().slice(0, 8);
@@ -67,11 +78,6 @@ const clients: [string, () => Connection | Promise<Connection>][] = [
   })],
 ];
 
-function record(data: Record<string, unknown>, version = 1, ttl = 60_000): StoredSession {
-  const now = Date.now();
-  return { data, version, createdAt: now, expiresAt: now + ttl };
-}
-
 // Wraps a client so that every command the store sends through it is recorded by name.
 const SENDS: Record<string, (args: unknown[]) => string> = {
   call: (args) => String(args[0]),
@@ -107,6 +113,7 @@ for (const [label, connect] of clients) {
   const prefix = `websession-test:${RUN}:${label.replace(/[^a-z]+/g, "-")}:`;
   let suiteConnection: Connection;
   storeSuite(`RedisStore over ${label}`, {
+    reportsCurrent: true,
     open: async () => {
       suiteConnection = await connect();
       return new RedisStore({ client: suiteConnection.client, prefix });
@@ -175,19 +182,130 @@ for (const [label, connect] of clients) {
 
     it("an already expired save deletes the record at the expected version and is done", async () => {
       const key = randomKey();
-      await store.save(key, record({ a: 1 }), null);
+      const live = record({ a: 1 });
+      await store.save(key, live, null);
       const expired = {
         data: { a: 2 },
         version: 2,
         createdAt: Date.now() - 10_000,
         expiresAt: Date.now() - 1,
       };
-      assert.equal(await store.save(key, expired, 7), false);
+      assert.deepEqual(await store.save(key, expired, 7), { current: live });
+      assert.deepEqual(await store.save(key, expired, null), { current: live });
       assert.ok(await store.load(key));
       assert.equal(await store.save(key, expired, 1), true);
       assert.equal(await admin.exists(own + key), 0);
       assert.equal(await store.save(key, expired, null), true);
       assert.equal(await admin.exists(own + key), 0);
+    });
+
+    it("reports the record a refused save found, in the same script, and null for one its clock says expired", async () => {
+      const key = randomKey();
+      const first = record({ list: [1, { b: "ü" }] });
+      assert.equal(await store.save(key, first, null), true);
+      assert.deepEqual(await store.save(key, record({ n: 2 }), null), { current: first });
+      assert.deepEqual(await store.save(key, record({ n: 2 }, 3), 2), { current: first });
+      // Redis still holds the key, but by the store's clock the record has expired.
+      let now = Date.now();
+      const clocked = new RedisStore({ client: connection.client, prefix: own, now: () => now });
+      now = first.expiresAt;
+      assert.equal(await admin.exists(own + key), 1);
+      assert.deepEqual(await clocked.save(key, record({ n: 2 }, 2, 60_000, now), 1), { current: null });
+      // A create takes its place, as if it were absent.
+      const fresh = record({ fresh: true }, 1, 60_000, now);
+      assert.equal(await clocked.save(key, fresh, null), true);
+      assert.deepEqual(await clocked.load(key), fresh);
+    });
+
+    it("lets one clock decide expiry: the store's, 10 minutes ahead of or behind Redis'", async () => {
+      for (const skew of [10 * 60_000, -10 * 60_000]) {
+        const prefix = `${own}clock${skew}:`;
+        let now = Date.now() + skew;
+        const clocked = new RedisStore({ client: connection.client, prefix, now: () => now });
+        const key = randomKey();
+        const first = record({ a: 1 }, 1, 60_000, now);
+        assert.equal(await clocked.save(key, first, null), true);
+        // The time to live is counted on the store's clock, whatever Redis' says.
+        const ttl = await admin.pttl(prefix + key);
+        assert.ok(ttl > 0 && ttl <= 60_000, `PTTL ${ttl} with a skew of ${skew} ms`);
+
+        now = first.expiresAt - 1; // its last live millisecond
+        assert.deepEqual(await clocked.load(key), first);
+        const second = record({ a: 2 }, 2, 60_000, now);
+        assert.equal(await clocked.save(key, second, 1), true);
+
+        now = second.expiresAt; // expired by the store's clock; Redis still holds the key
+        assert.equal(await admin.exists(prefix + key), 1);
+        assert.equal(await clocked.load(key), null);
+        assert.deepEqual(await clocked.save(key, record({ a: 3 }, 3, 60_000, now), 2), { current: null });
+        await clocked.touch(key, now + 60_000); // never revives it
+        assert.equal(JSON.parse((await admin.get(prefix + key))!).expiresAt, second.expiresAt);
+        now = second.expiresAt - 1;
+        assert.deepEqual(await clocked.load(key), second);
+
+        // Keys vanish when the store's clock says so: count agrees with load under the skew.
+        const counting = new RedisStore({
+          client: connection.client,
+          prefix: `${prefix}count:`,
+          now: () => Date.now() + skew,
+        });
+        const long = randomKey();
+        const short = randomKey();
+        await counting.save(long, record({}, 1, 60_000, Date.now() + skew), null);
+        await counting.save(short, record({}, 1, 300, Date.now() + skew), null);
+        await sleep(400);
+        assert.equal(await counting.load(short), null);
+        assert.ok(await counting.load(long));
+        assert.equal(await counting.count(), 1);
+      }
+    });
+
+    it("keeps lone surrogates, NUL and their neighbours exactly, in keys and values, in key order", async () => {
+      const cases: [string, Record<string, unknown>][] = [
+        ...UNSTORABLE.map(([label, data]): [string, Record<string, unknown>] => [label, data]),
+        ["valid pairs and neighbours", STORABLE],
+        ["numbers at the edges of a double", NUMBERS],
+      ];
+      for (const [label, data] of cases) {
+        const key = randomKey();
+        const saved = record(data);
+        assert.equal(await store.save(key, saved, null), true, label);
+        const loaded = await store.load(key);
+        assert.deepEqual(loaded, saved, label);
+        assert.deepEqual(Object.keys(loaded!.data), Object.keys(data), label);
+        // The same through a refused save's report, and after a touch.
+        const refused = await store.save(key, record({}, 6), 5) as SaveConflict;
+        assert.deepEqual(refused.current, saved, label);
+        await store.touch(key, saved.expiresAt + 1_000);
+        assert.deepEqual((await store.load(key))?.data, data, label);
+      }
+    });
+
+    it("refuses data JSON cannot write with SessionDataError, sending nothing", async () => {
+      const { client, sent } = recording(connection.client);
+      const counted = new RedisStore({ client, prefix: own });
+      const cycle: Record<string, unknown> = {};
+      cycle.self = cycle;
+      const key = randomKey();
+      for (const data of [{ big: 1n }, cycle, [] as unknown as Record<string, unknown>]) {
+        await assert.rejects(counted.save(key, record(data), null), SessionDataError);
+      }
+      assert.deepEqual(sent, []);
+      assert.equal(await admin.exists(own + key), 0);
+    });
+
+    it("reports, to each of 20 racing writers, a record newer than the one it expected", async () => {
+      const refusals = await raceOfReportedConflicts(store, randomKey());
+      assert.ok(refusals > 0, "no writer was refused");
+      assert.equal(await raceOfCreates(store, randomKey(), false), 19);
+    });
+
+    it("keeps a lone surrogate and NUL that a handler stores through withSession", async () => {
+      const value = { lone: "\ud800", reversed: "\udc00\ud800", nul: "a\u0000b", ["k\udfff"]: "🎉" };
+      const { status, errors, readBack } = await storeThroughSession(store, value);
+      assert.deepEqual(errors, []);
+      assert.equal(status, 200);
+      assert.deepEqual(JSON.parse(readBack!), value);
     });
 
     it("reads a corrupt value as missing and reports it", async () => {
@@ -251,11 +369,38 @@ describe("RedisStore over @upstash/redis", () => {
   });
 });
 
+describe("RedisStore through withSession when Redis cannot be reached", () => {
+  it("answers 503 with StoreUnavailableError", async () => {
+    // A port nothing listens on: a real refused connection.
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as { port: number };
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    const client = new IoRedis({
+      host: "127.0.0.1",
+      port,
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
+    client.on("error", () => {});
+    try {
+      const { status, errors } = await storeThroughSession(new RedisStore({ client }), "fine");
+      assert.equal(status, 503);
+      assert.ok(errors.length > 0 && errors.every((error) => error instanceof StoreUnavailableError));
+    } finally {
+      client.disconnect();
+    }
+  });
+});
+
 describe("RedisStore construction", () => {
   it("refuses a client of no known shape and a non-string prefix", () => {
     assert.throws(() => new RedisStore({ client: {} as RedisLike }), TypeError);
     assert.throws(() => new RedisStore({ client: null as unknown as RedisLike }), TypeError);
     assert.throws(() => new RedisStore({ client: admin, prefix: 5 as unknown as string }), TypeError);
+    assert.throws(() => new RedisStore({ client: admin, now: 5 as unknown as () => number }), TypeError);
   });
 
   it("uses the websession: prefix by default", async () => {

@@ -20,5 +20,5 @@ after(async () => {
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
-storeSuite("FileStore", { open: async () => new FileStore({ dir: await tempDir() }) });
+storeSuite("FileStore", { open: async () => new FileStore({ dir: await tempDir() }), reportsCurrent: true });
 sessionSuite("FileStore", { open: async () => new FileStore({ dir: await tempDir() }) });

@@ -4,10 +4,13 @@
  *
  * @module
  */
-import { StoreUnavailableError } from "../errors.ts";
+import { SessionDataError, SessionTooLargeError, StoreUnavailableError } from "../errors.ts";
 import {
   assertStorageKey,
+  ENDED_KEY,
+  isEnded,
   parseStoredSession,
+  type SaveResult,
   type SessionStore,
   type StoreCapabilities,
   type StoredSession,
@@ -34,12 +37,13 @@ import {
  * });
  * const now = Date.now();
  * await store.save("k".repeat(43), { data: {}, version: 1, createdAt: now, expiresAt: now + 10_000 }, null);
- * assert.equal(puts[0]?.expirationTtl, 60); // KV's minimum; reads still stop at expiresAt
+ * // 10 s to live and a day kept after (expiredRetention); reads still stop at expiresAt.
+ * assert.equal(puts[0]?.expirationTtl, 10 + 86_400);
  * assert.deepEqual(puts[0]?.metadata, { version: 1, expiresAt: now + 10_000 });
  * ```
  */
 export interface KvPutOptionsLike {
-  /** Seconds from now until KV drops the key; at least 60. */
+  /** Seconds from now until KV drops the key; KV takes no less than 60. */
   expirationTtl?: number;
   /** Small JSON metadata kept beside the value and returned by `list`. */
   metadata?: unknown;
@@ -89,13 +93,16 @@ export interface KvListKeyLike {
  * import assert from "node:assert/strict";
  *
  * // In a Worker, `env.SESSIONS` (a KVNamespace) fits as is; a Map stands in for it here.
- * const values = new Map<string, string>();
+ * const values = new Map<string, { value: string; metadata: unknown }>();
  * const namespace: KvNamespaceLike = {
- *   get: async (key) => values.get(key) ?? null,
- *   put: async (key, value) => void values.set(key, value),
+ *   get: async (key) => values.get(key)?.value ?? null,
+ *   put: async (key, value, options) => void values.set(key, { value, metadata: options?.metadata }),
  *   delete: async (key) => void values.delete(key),
  *   list: async ({ prefix = "" } = {}) => ({
- *     keys: [...values.keys()].filter((name) => name.startsWith(prefix)).map((name) => ({ name })),
+ *     keys: [...values].filter(([name]) => name.startsWith(prefix)).map(([name, { metadata }]) => ({
+ *       name,
+ *       metadata,
+ *     })),
  *     list_complete: true,
  *   }),
  * };
@@ -103,10 +110,14 @@ export interface KvListKeyLike {
  * const key = "k".repeat(43);
  * const now = Date.now();
  * await store.save(key, { data: { a: 1 }, version: 1, createdAt: now, expiresAt: now + 60_000 }, null);
- * assert.equal(JSON.parse(values.get(`websession:${key}`)!).version, 1);
+ * assert.equal(JSON.parse(values.get(`websession:${key}`)!.value).version, 1);
  * assert.equal(await store.count(), 1);
+ * // destroy() leaves a tombstone, which no save overwrites here and no load or count shows.
  * await store.destroy(key);
- * assert.equal(values.size, 0);
+ * assert.equal(JSON.parse(values.get(`websession:${key}`)!.value).version, 2);
+ * assert.equal(await store.load(key), null);
+ * assert.equal(await store.save(key, { data: { a: 2 }, version: 2, createdAt: now, expiresAt: now + 60_000 }, 1), false);
+ * assert.equal(await store.count(), 0);
  * ```
  */
 export interface KvNamespaceLike {
@@ -153,26 +164,48 @@ export interface KvNamespaceLike {
  * ```
  */
 export interface CloudflareKvStoreOptions {
-  /** The KV namespace binding, e.g. `env.SESSIONS`. */
+  /** The KV namespace binding, e.g. `env.SESSIONS` (required). */
   namespace: KvNamespaceLike;
   /**
-   * Prepended to every storage key.
+   * Prepended to every storage key. At most 469 bytes of UTF-8, so that a key stays within KV's
+   * 512-byte limit with the 43-character storage key.
    * @default "websession:"
    */
   prefix?: string;
   /**
-   * How many more times `load` reads when it sees an older version than `minVersion`, before
-   * it reports the stale read.
+   * How many more times `load` reads when this location answers an older version than
+   * `minVersion`, or no record at all, before it reports the stale read (a non-negative integer).
    * @default 2
    */
   staleReadRetries?: number;
   /**
-   * Milliseconds between those reads.
+   * Milliseconds between those reads (a non-negative integer). KV caches a key at each location
+   * for 60 s by default, so a short wait helps only with a write still in flight.
    * @default 100
    */
   staleReadDelay?: number;
   /**
-   * The clock, in milliseconds since the epoch (injectable for tests).
+   * Seconds that a tombstone (the record of an ended session) is kept at the least, counted from
+   * its write, whatever its `expiresAt` says: KV's propagation delay, so that every location
+   * sees the session end rather than its record vanish. An integer of at least 60.
+   * @default 60
+   */
+  tombstoneTtl?: number;
+  /**
+   * Seconds that KV keeps a record after its `expiresAt` (a non-negative integer). Reads never
+   * return it; it is kept so that a client coming back with the cookie of an expired session is
+   * told that it expired (a fresh session starts), where a missing record would read as a
+   * location KV has not reached yet (`StoreUnavailableError`, 503; see the class notes). Sessions
+   * with persistent cookies (the default) need little: the browser drops the cookie at
+   * `expiresAt`. Raise it for session cookies (`persistent: false`), which a browser may keep for
+   * days.
+   * @default 86_400
+   */
+  expiredRetention?: number;
+  /**
+   * The clock that decides whether a record has expired, in milliseconds since the epoch. Give
+   * it the same clock as `withSession`'s `now`, which computes `expiresAt`. KV's own expiry is
+   * set relative to it (`expirationTtl`) and only removes what no read would return.
    * @default Date.now
    */
   now?: () => number;
@@ -182,10 +215,32 @@ export interface CloudflareKvStoreOptions {
 interface KvRecordMetadata {
   version: number;
   expiresAt: number;
+  /** Present on a tombstone, which `count()` does not count. */
+  ended?: true;
 }
+
+/** What a read found at this location. */
+type Found =
+  | { kind: "absent" }
+  | { kind: "unreadable" }
+  | { kind: "record"; record: StoredSession; destroyed: boolean };
 
 /** Workers KV refuses an `expirationTtl` under 60 seconds. */
 const MIN_TTL_SECONDS = 60;
+
+/** Workers KV's limits: a key of 512 bytes, a value of 25 MiB. */
+const MAX_KEY_BYTES = 512;
+const MAX_VALUE_BYTES = 25 * 1024 * 1024;
+
+/** The length of a storage key (base64url SHA-256). */
+const STORAGE_KEY_LENGTH = 43;
+
+/**
+ * A top-level field of the stored JSON that marks a tombstone left by `destroy()`: it refuses
+ * writes like any tombstone, and reads as no session (an ended session's tombstone written by
+ * `withSession` reads as itself).
+ */
+const DESTROYED_FIELD = "destroyed";
 
 /**
  * Keeps sessions in Workers KV: cheap, global reads, and the right choice for sessions that are
@@ -197,16 +252,32 @@ const MIN_TTL_SECONDS = 60;
  *   one, and never recreates a missing record; but the read and the write are two operations. Two
  *   requests that save the same session at the same moment can both succeed: the last write wins
  *   and the other's changes (an increment, say) are lost. Use `DurableObjectStore` when parallel
- *   writes to one session must never lose an update.
+ *   writes to one session must never lose an update. A refused save answers plain `false`: what it
+ *   read was not read atomically with anything.
  * - **Eventually consistent.** A write can take 60 seconds or more to be seen at other Cloudflare
- *   locations; meanwhile they read the older version. With `load(key, minVersion)` (the version
- *   the client last saw, carried in its signed cookie) an older version is read again and then
- *   reported as `StoreUnavailableError` rather than silently served. A record written elsewhere and
- *   not visible yet reads as missing: that cannot be told apart from a destroyed one.
- * - **Destroy propagates late.** Other locations may still read a destroyed session for up to a
- *   minute.
+ *   locations; meanwhile they read the older version, or nothing. With `load(key, minVersion)`
+ *   (the version the client last saw, carried in its signed cookie) an older version, or no
+ *   record at all, is read again and then reported as `StoreUnavailableError` (503) rather than
+ *   served, so a location that has not seen a session yet never hands its user a fresh one. A
+ *   record that has expired is kept `expiredRetention` past `expiresAt` so that it reads as
+ *   expired, not as missing; a client presenting the cookie of a session whose record KV no
+ *   longer holds at all (the cookie outlived `expiresAt` by more than that) gets that 503 too.
+ *   A touch (a new `expiresAt`, same version) is not detected as stale: a location still on the
+ *   old `expiresAt` may end the session early, which `touchAfter` (half the idle timeout) makes
+ *   unlikely.
+ * - **Ending a session is a tombstone, which can still be overwritten.** `withSession` ends a
+ *   session by saving a tombstone; `destroy()` writes one too. This store refuses to write over
+ *   a tombstone it can see, and keeps every tombstone at least `tombstoneTtl` (60 s, KV's
+ *   propagation delay) whatever its `expiresAt`. But a location that has not seen the tombstone
+ *   yet still reads the live record, and a save there lands: KV keeps the last write, so that
+ *   save can replace the tombstone everywhere once KV converges, and the session lives again.
+ * - **One write a second per key.** KV refuses a second write to the same key within a second
+ *   (an error, answered 503), for example a logout right after a save.
  * - **60-second minimum expiry.** KV drops a key no sooner than 60 s after the write; each record
  *   keeps its `expiresAt`, and a read never returns a record past it.
+ * - **Limits.** Keys of 512 bytes (the prefix may take 469), values of 25 MiB of UTF-8 JSON: a
+ *   larger record is refused with `SessionTooLargeError` before anything is written. Lone
+ *   surrogates and NUL characters round-trip (JSON escapes them).
  *
  * @example
  * ```ts
@@ -239,6 +310,8 @@ export class CloudflareKvStore implements SessionStore {
   #prefix: string;
   #retries: number;
   #delay: number;
+  #tombstoneMs: number;
+  #retentionSeconds: number;
   #now: () => number;
 
   /**
@@ -246,7 +319,9 @@ export class CloudflareKvStore implements SessionStore {
    *
    * @param options See {@linkcode CloudflareKvStoreOptions}.
    * @throws {TypeError} When `namespace` does not look like a KV binding or `prefix` is not a string.
-   * @throws {RangeError} When `staleReadRetries` or `staleReadDelay` is negative or not an integer.
+   * @throws {RangeError} When `prefix` is over 469 bytes of UTF-8; when `staleReadRetries`,
+   *   `staleReadDelay` or `expiredRetention` is negative or not an integer; when `tombstoneTtl` is
+   *   not an integer of at least 60.
    */
   constructor(options: CloudflareKvStoreOptions) {
     const namespace = options?.namespace as Partial<KvNamespaceLike> | undefined;
@@ -260,67 +335,109 @@ export class CloudflareKvStore implements SessionStore {
     if (typeof prefix !== "string") {
       throw new TypeError(`Invalid prefix: "${String(prefix)}" is not a string`);
     }
+    const prefixBytes = new TextEncoder().encode(prefix).length;
+    if (prefixBytes + STORAGE_KEY_LENGTH > MAX_KEY_BYTES) {
+      throw new RangeError(
+        `Invalid prefix: "${prefixBytes}" bytes, at most "${
+          MAX_KEY_BYTES - STORAGE_KEY_LENGTH
+        }" leave room for the storage key within KV's 512-byte key limit`,
+      );
+    }
     const retries = options.staleReadRetries ?? 2;
     const delay = options.staleReadDelay ?? 100;
-    for (const [name, value] of [["staleReadRetries", retries], ["staleReadDelay", delay]] as const) {
+    const retention = options.expiredRetention ?? 86_400;
+    for (
+      const [name, value] of [
+        ["staleReadRetries", retries],
+        ["staleReadDelay", delay],
+        ["expiredRetention", retention],
+      ] as const
+    ) {
       if (!Number.isSafeInteger(value) || value < 0) {
         throw new RangeError(`Invalid ${name}: "${value}" is not a non-negative integer`);
       }
+    }
+    const tombstoneTtl = options.tombstoneTtl ?? MIN_TTL_SECONDS;
+    if (!Number.isSafeInteger(tombstoneTtl) || tombstoneTtl < MIN_TTL_SECONDS) {
+      throw new RangeError(`Invalid tombstoneTtl: "${tombstoneTtl}" is not an integer of at least 60`);
     }
     this.#namespace = namespace as KvNamespaceLike;
     this.#prefix = prefix;
     this.#retries = retries;
     this.#delay = delay;
+    this.#tombstoneMs = tombstoneTtl * 1000;
+    this.#retentionSeconds = retention;
     this.#now = options.now ?? Date.now;
   }
 
   /**
-   * Reads a record. With `minVersion`, a record older than that is a stale read from a location
-   * KV has not caught up with yet: it is read again (`staleReadRetries` times) and then reported.
+   * Reads a record. With `minVersion` (at least 1: the client has seen the session), a record
+   * older than that, or no record at all, is a stale read from a location KV has not caught up
+   * with yet: it is read again (`staleReadRetries` times) and then reported. A tombstone is never
+   * stale: an ended session stays ended.
    *
    * @param key The storage key.
    * @param minVersion The version the client has already seen, if known (from its signed cookie).
-   * @returns The record, or `null` when missing, expired or unreadable.
+   * @returns The record (a tombstone included), or `null` when expired, unreadable, destroyed
+   *   with `destroy()`, or missing where the client has seen no version.
    * @throws {TypeError} When `key` is not a storage key.
-   * @throws {StoreUnavailableError} When KV fails, or keeps answering a version older than `minVersion`.
+   * @throws {StoreUnavailableError} When KV fails, or keeps answering a version older than
+   *   `minVersion`, or no record, for a session the client has seen.
    */
   async load(key: string, minVersion?: number): Promise<StoredSession | null> {
     assertStorageKey(key);
-    let record = await this.#read(key);
-    for (let retry = 0; minVersion !== undefined && record !== null && record.version < minVersion; retry++) {
-      if (retry >= this.#retries) {
-        throw new StoreUnavailableError(
-          `Stale read from Workers KV: version "${record.version}" is older than "${minVersion}" the client has seen`,
-        );
-      }
+    let found = await this.#read(key);
+    for (let retry = 0;; retry++) {
+      const stale = staleness(found, minVersion);
+      if (stale === undefined) break;
+      if (retry >= this.#retries) throw new StoreUnavailableError(`Stale read from Workers KV: ${stale}`);
       await new Promise((resolve) => setTimeout(resolve, this.#delay));
-      record = await this.#read(key);
+      found = await this.#read(key);
     }
-    return record;
+    if (found.kind !== "record" || found.destroyed) return null;
+    return this.#live(found.record);
   }
 
   /**
    * Best-effort compare-and-set: reads the stored version and writes only when it matches
-   * (`null`: only when absent). Never recreates a missing record. Two saves racing between
-   * that read and the write can both succeed: see the class notes.
+   * (`null`: only when absent). Never recreates a missing record, and never writes over a
+   * tombstone it can see (an ended session stays ended). Two saves racing between that read and
+   * the write can both succeed, and a location that has not seen a tombstone yet can write over
+   * it: see the class notes.
+   *
+   * A tombstone (data `{ [ENDED_KEY]: true }`) is written with an `expiresAt` at least
+   * `tombstoneTtl` ahead.
    *
    * @param key The storage key.
    * @param record The record to store.
    * @param expectedVersion The version the caller loaded, or `null` to create.
-   * @returns `false` when the stored version is not the expected one or the record is gone.
-   * @throws {TypeError} When `key` is not a storage key.
+   * @returns `true` when written; `false` when the stored version is not the expected one, the
+   *   record is gone or expired, or a tombstone is stored.
+   * @throws {TypeError} When `key` is not a storage key, or the record's version or times are
+   *   not finite numbers.
+   * @throws {SessionDataError} When the data is not a JSON object (a `BigInt`, a cycle).
+   * @throws {SessionTooLargeError} When the record is over KV's 25 MiB value limit; nothing is
+   *   written.
    * @throws {StoreUnavailableError} When KV fails.
    */
-  async save(key: string, record: StoredSession, expectedVersion: number | null): Promise<boolean> {
+  async save(key: string, record: StoredSession, expectedVersion: number | null): Promise<SaveResult> {
     assertStorageKey(key);
-    const current = await this.#read(key);
+    const toWrite = isEnded(record) ? this.#lasting(record) : record;
+    const text = encode(toWrite);
+    const found = await this.#read(key);
+    if (found.kind === "record" && isEnded(found.record)) return false;
+    const current = found.kind === "record" ? this.#live(found.record) : null;
     if (expectedVersion === null ? current !== null : current?.version !== expectedVersion) return false;
-    await this.#write(key, record);
+    await this.#write(key, toWrite, text);
     return true;
   }
 
   /**
-   * Removes a record; no error if it is absent. Other locations may see it for up to a minute.
+   * Ends a session for good (admin use): writes a tombstone in place of its record, kept at least
+   * `tombstoneTtl` and until the record would have expired, which this store refuses to write
+   * over; `load` then answers `null`, as for a deleted record. A tombstone already stored is
+   * left as it is. Other locations may still read the live record until KV converges (a minute or
+   * more), and a save there can still land (see the class notes).
    *
    * @param key The storage key.
    * @throws {TypeError} When `key` is not a storage key.
@@ -328,27 +445,45 @@ export class CloudflareKvStore implements SessionStore {
    */
   async destroy(key: string): Promise<void> {
     assertStorageKey(key);
-    await this.#call("delete", () => this.#namespace.delete(this.#prefix + key));
+    const found = await this.#read(key);
+    const stored = found.kind === "record" ? found.record : null;
+    if (stored !== null && isEnded(stored)) return;
+    const now = this.#now();
+    const tombstone = this.#lasting({
+      data: { [ENDED_KEY]: true },
+      version: (stored?.version ?? 0) + 1,
+      createdAt: stored?.createdAt ?? now,
+      expiresAt: stored?.expiresAt ?? now,
+    });
+    const text = JSON.stringify({ ...tombstone, [DESTROYED_FIELD]: true });
+    await this.#write(key, tombstone, text);
   }
 
   /**
    * Moves an existing record's expiry, keeping its data and version (a read and a rewrite: KV
    * cannot change a key's expiry alone). Does nothing for a missing or expired record.
    *
+   * A tombstone is left as it is.
+   *
    * @param key The storage key.
    * @param expiresAt The new expiry, in milliseconds since the epoch.
-   * @throws {TypeError} When `key` is not a storage key.
+   * @throws {TypeError} When `key` is not a storage key, or `expiresAt` is not a finite number.
    * @throws {StoreUnavailableError} When KV fails.
    */
   async touch(key: string, expiresAt: number): Promise<void> {
     assertStorageKey(key);
-    const current = await this.#read(key);
-    if (current !== null) await this.#write(key, { ...current, expiresAt });
+    if (!Number.isFinite(expiresAt)) throw new TypeError(`Invalid expiresAt: "${expiresAt}" is not a number`);
+    const found = await this.#read(key);
+    const current = found.kind === "record" ? this.#live(found.record) : null;
+    if (current === null || isEnded(current)) return;
+    const record = { ...current, expiresAt };
+    await this.#write(key, record, encode(record));
   }
 
   /**
    * Counts the unexpired records under the prefix from a KV listing (itself eventually
    * consistent, and a paged read of the whole prefix: for dashboards, not for every request).
+   * Tombstones are not counted.
    *
    * @returns How many unexpired sessions the listing shows.
    * @throws {StoreUnavailableError} When KV fails.
@@ -366,39 +501,63 @@ export class CloudflareKvStore implements SessionStore {
           ),
       );
       for (const { metadata } of page.keys) {
-        const expiresAt = (metadata as Partial<KvRecordMetadata> | null | undefined)?.expiresAt;
-        if (typeof expiresAt !== "number" || expiresAt > now) live++;
+        const known = metadata as Partial<KvRecordMetadata> | null | undefined;
+        if (known?.ended === true) continue;
+        if (typeof known?.expiresAt !== "number" || known.expiresAt > now) live++;
       }
       cursor = page.list_complete ? undefined : page.cursor;
     } while (cursor !== undefined);
     return live;
   }
 
-  async #read(key: string): Promise<StoredSession | null> {
+  /** What this location holds for `key`, expired or not. */
+  async #read(key: string): Promise<Found> {
     const text = await this.#call("get", () => this.#namespace.get(this.#prefix + key, "text"));
-    if (text === null) return null;
-    const record = parseStoredSession(text);
-    return record !== null && record.expiresAt > this.#now() ? record : null;
+    if (text === null) return { kind: "absent" };
+    const parsed = parseStoredSession(text);
+    if (parsed === null) return { kind: "unreadable" };
+    const { [DESTROYED_FIELD]: destroyed, ...record } = parsed as StoredSession & {
+      [DESTROYED_FIELD]?: unknown;
+    };
+    return { kind: "record", record, destroyed: destroyed === true };
   }
 
-  async #write(key: string, record: StoredSession): Promise<void> {
-    const remaining = record.expiresAt - this.#now();
-    if (remaining <= 0) {
-      await this.#call("delete", () => this.#namespace.delete(this.#prefix + key));
-      return;
-    }
-    const metadata: KvRecordMetadata = { version: record.version, expiresAt: record.expiresAt };
-    const expirationTtl = Math.max(MIN_TTL_SECONDS, Math.ceil(remaining / 1000));
-    await this.#call(
-      "put",
-      () => this.#namespace.put(this.#prefix + key, JSON.stringify(record), { expirationTtl, metadata }),
-    );
+  /** The record when live by this store's clock, else `null`. */
+  #live(record: StoredSession): StoredSession | null {
+    return record.expiresAt > this.#now() ? record : null;
+  }
+
+  /** A tombstone that lasts at least `tombstoneTtl` from now. */
+  #lasting(tombstone: StoredSession): StoredSession {
+    const floor = this.#now() + this.#tombstoneMs;
+    return tombstone.expiresAt >= floor ? tombstone : { ...tombstone, expiresAt: floor };
+  }
+
+  /**
+   * Writes `text` (the record's JSON) with a relative expiry: KV keeps the key until `expiresAt`
+   * and `expiredRetention` beyond, never under its 60-second minimum.
+   */
+  async #write(key: string, record: StoredSession, text: string): Promise<void> {
+    const remaining = Math.max(0, Math.ceil((record.expiresAt - this.#now()) / 1000));
+    const expirationTtl = Math.max(MIN_TTL_SECONDS, remaining + this.#retentionSeconds);
+    const metadata: KvRecordMetadata = isEnded(record)
+      ? { version: record.version, expiresAt: record.expiresAt, ended: true }
+      : { version: record.version, expiresAt: record.expiresAt };
+    await this.#call("put", () => this.#namespace.put(this.#prefix + key, text, { expirationTtl, metadata }));
   }
 
   async #call<T>(what: string, operation: () => Promise<T>): Promise<T> {
     try {
       return await operation();
     } catch (error) {
+      // `encode` measures first; KV's own refusal of a value over its limit means the same.
+      if (
+        what === "put" && /value length of \d+ exceeds limit|too large/i.test((error as Error)?.message ?? "")
+      ) {
+        throw new SessionTooLargeError(`Session too large for Workers KV: ${(error as Error).message}`, {
+          cause: error,
+        });
+      }
       throw new StoreUnavailableError(
         `Workers KV ${what} failed: ${(error as Error)?.message ?? String(error)}`,
         {
@@ -407,4 +566,51 @@ export class CloudflareKvStore implements SessionStore {
       );
     }
   }
+}
+
+/** Why `found` is a stale read for a client that has seen `minVersion`, or `undefined`. */
+function staleness(found: Found, minVersion: number | undefined): string | undefined {
+  if (minVersion === undefined || !(minVersion >= 1)) return undefined;
+  if (found.kind === "absent") {
+    return `no record of a session the client has seen at version "${minVersion}"`;
+  }
+  if (found.kind === "record" && !isEnded(found.record) && found.record.version < minVersion) {
+    return `version "${found.record.version}" is older than "${minVersion}" the client has seen`;
+  }
+  return undefined;
+}
+
+/**
+ * The record's JSON text, checked before anything is written: well-formed numbers, JSON data, and
+ * a UTF-8 size within KV's value limit.
+ */
+function encode(record: StoredSession): string {
+  const { version, createdAt, expiresAt, data } = record;
+  if (!Number.isSafeInteger(version) || !Number.isFinite(createdAt) || !Number.isFinite(expiresAt)) {
+    throw new TypeError(
+      `Invalid record: version "${version}", createdAt "${createdAt}" and expiresAt "${expiresAt}" must be finite`,
+    );
+  }
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
+    throw new SessionDataError("Session data cannot be stored: not a JSON object");
+  }
+  let text: string;
+  try {
+    text = JSON.stringify(record);
+  } catch (error) {
+    throw new SessionDataError(
+      `Session data cannot be stored: not JSON-serializable: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  // UTF-8 takes 1 to 3 bytes per UTF-16 code unit: measure only when the bound is unclear.
+  if (text.length * 3 > MAX_VALUE_BYTES) {
+    const size = new TextEncoder().encode(text).length;
+    if (size > MAX_VALUE_BYTES) {
+      throw new SessionTooLargeError(
+        `Session too large for Workers KV: "${size}" bytes of JSON, at most "${MAX_VALUE_BYTES}" fit in one value`,
+      );
+    }
+  }
+  return text;
 }

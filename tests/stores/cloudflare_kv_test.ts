@@ -1,13 +1,16 @@
 // CloudflareKvStore against a real Workers KV namespace in Miniflare: first from Node through
 // Miniflare's binding proxy, then running inside workerd itself. Workers KV has no
 // compare-and-set, so the suite skips its compare-and-set cases by capability; the sequential
-// version checks the store does make are asserted below.
+// version checks the store does make, its stale-read checks and its tombstones are asserted
+// below. Miniflare's KV is one location: a location that has not seen a write yet is shown by
+// writing or removing the key behind the store's back.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { KVNamespace } from "@cloudflare/workers-types";
 import type { Miniflare } from "miniflare";
-import { StoreUnavailableError } from "../../src/errors.ts";
-import type { StoredSession } from "../../src/store.ts";
+import { getSession, withSession } from "../../mod.ts";
+import { SessionDataError, SessionTooLargeError, StoreUnavailableError } from "../../src/errors.ts";
+import { ENDED_KEY, isEnded, type StoredSession } from "../../src/store.ts";
 import { CloudflareKvStore, type KvNamespaceLike } from "../../src/stores/cloudflare_kv.ts";
 import { randomKey } from "../conformance/util.ts";
 import { miniflareSuites as suites, startMiniflare, workerdStore } from "../workers/miniflare.ts";
@@ -17,6 +20,27 @@ const _fits: (binding: KVNamespace) => KvNamespaceLike = (binding) => binding;
 
 function record(data: Record<string, unknown>, version = 1, ttl = 60_000, now = Date.now()): StoredSession {
   return { data, version, createdAt: now, expiresAt: now + ttl };
+}
+
+function tombstone(version: number, ttl = 60_000, now = Date.now()): StoredSession {
+  return record({ [ENDED_KEY]: true }, version, ttl, now);
+}
+
+/** Forwards to the real namespace and counts the writes that reach it. */
+function countedPuts(namespace: KvNamespaceLike): { namespace: KvNamespaceLike; puts: () => number } {
+  let puts = 0;
+  return {
+    namespace: {
+      get: (key, type) => namespace.get(key, type),
+      put(key, value, options) {
+        puts++;
+        return namespace.put(key, value, options);
+      },
+      delete: (key) => namespace.delete(key),
+      list: (options) => namespace.list(options),
+    },
+    puts: () => puts,
+  };
 }
 
 suites(
@@ -54,11 +78,12 @@ describe("CloudflareKvStore", () => {
     assert.deepEqual((await store.load(key))?.data, { n: 2 });
     await store.destroy(key);
     assert.equal(await store.save(key, record({ n: 3 }, 3), 2), false);
-    assert.equal(await namespace.get(`websession:${key}`, "text"), null);
+    assert.equal(await store.save(key, record({ n: 3 }, 4), 3), false);
+    assert.equal(await store.load(key), null);
   });
 
   it("writes JSON under the prefix with the version in metadata and KV's 60 s minimum TTL", async () => {
-    const store = new CloudflareKvStore({ namespace, prefix: "app/" });
+    const store = new CloudflareKvStore({ namespace, prefix: "app/", expiredRetention: 0 });
     const key = randomKey();
     const saved = record({ user: "ada" }, 1, 2_000);
     await store.save(key, saved, null);
@@ -78,6 +103,23 @@ describe("CloudflareKvStore", () => {
     await store.save(long, lasting, null);
     const [entry] = (await namespace.list({ prefix: `app/${long}` })).keys;
     assert.ok(Math.abs(entry!.expiration! * 1000 - lasting.expiresAt) <= 2_000);
+  });
+
+  it("keeps a record expiredRetention past expiresAt, where it reads as expired, never as stale", async () => {
+    let now = Date.now();
+    const store = new CloudflareKvStore({ namespace, prefix: "kept:", now: () => now, staleReadDelay: 0 });
+    const key = randomKey();
+    const saved = record({ a: 1 }, 3, 120_000, now);
+    await store.save(key, saved, null);
+    const [entry] = (await namespace.list({ prefix: `kept:${key}` })).keys;
+    const kept = entry!.expiration! * 1000 - saved.expiresAt;
+    assert.ok(Math.abs(kept - 86_400_000) <= 2_000, `kept ${kept} ms past expiresAt`);
+    now = saved.expiresAt;
+    // The client has seen version 3; the record is there, expired: a fresh session, not a 503.
+    assert.equal(await store.load(key, 3), null);
+    // An older version is stale even when expired here: the version the client saw may have
+    // been written, with a later expiresAt, at another location.
+    await assert.rejects(store.load(key, 4), StoreUnavailableError);
   });
 
   it("never returns a record past expiresAt though KV still holds it", async () => {
@@ -107,6 +149,33 @@ describe("CloudflareKvStore", () => {
   });
 
   describe("minVersion: the version the client has seen", () => {
+    it("reports no record at all as a stale read when the client has seen the session", async () => {
+      const store = new CloudflareKvStore({ namespace, staleReadRetries: 2, staleReadDelay: 0 });
+      const key = randomKey();
+      assert.equal(await store.load(key), null);
+      const error = await store.load(key, 1).then(() => null, (e: unknown) => e);
+      assert.ok(error instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${error}`);
+      assert.match(error.message, /Stale read from Workers KV: no record of a session the client has seen/);
+    });
+
+    it("serves a record this location had not seen once it arrives", async () => {
+      const store = new CloudflareKvStore({ namespace, staleReadRetries: 20, staleReadDelay: 50 });
+      const key = randomKey();
+      const arriving = new Promise((resolve) => setTimeout(resolve, 120)).then(() =>
+        namespace.put(`websession:${key}`, JSON.stringify(record({ n: 1 })))
+      );
+      const loaded = await store.load(key, 1);
+      await arriving;
+      assert.deepEqual(loaded?.data, { n: 1 });
+    });
+
+    it("serves a tombstone whatever its version: an ended session stays ended", async () => {
+      const store = new CloudflareKvStore({ namespace, staleReadRetries: 0 });
+      const key = randomKey();
+      await namespace.put(`websession:${key}`, JSON.stringify(tombstone(2)));
+      assert.ok(isEnded(await store.load(key, 7)));
+    });
+
     it("serves a record at or above it", async () => {
       const store = new CloudflareKvStore({ namespace, staleReadDelay: 0 });
       const key = randomKey();
@@ -138,6 +207,160 @@ describe("CloudflareKvStore", () => {
     });
   });
 
+  it("answers 503, never a fresh session, where the record a signed cookie names is not there yet", async () => {
+    const store = new CloudflareKvStore({ namespace, prefix: "app:", staleReadDelay: 0 });
+    const secrets = ["a secret of at least thirty-two characters"];
+    const handler = withSession(async (req: Request) => {
+      const session = await getSession<{ visits?: number }>(req);
+      return new Response(String(session.update("visits", (n = 0) => n + 1)));
+    }, { store, secrets });
+    const first = await handler(new Request("https://app.example/"));
+    assert.equal(await first.text(), "1");
+    const cookie = first.headers.get("set-cookie")!.split(";")[0]!;
+    const { keys } = await namespace.list({ prefix: "app:" });
+    assert.equal(keys.length, 1);
+    const text = (await namespace.get(keys[0]!.name, "text"))!;
+    // Another location, where KV has not brought the record yet.
+    await namespace.delete(keys[0]!.name);
+    const elsewhere = await handler(new Request("https://app.example/", { headers: { cookie } }));
+    assert.equal(elsewhere.status, 503);
+    assert.equal(elsewhere.headers.get("set-cookie"), null);
+    // Once it arrives, the same cookie finds the same session.
+    await namespace.put(keys[0]!.name, text);
+    const later = await handler(new Request("https://app.example/", { headers: { cookie } }));
+    assert.equal(await later.text(), "2");
+  });
+
+  describe("tombstones", () => {
+    it("refuses to write over a tombstone it can see, whatever the version or a create", async () => {
+      const store = new CloudflareKvStore({ namespace });
+      const key = randomKey();
+      await store.save(key, record({ user: "ada" }), null);
+      assert.equal(await store.save(key, tombstone(2), 1), true);
+      assert.equal(await store.save(key, record({ user: "ada" }, 3), 2), false);
+      assert.equal(await store.save(key, record({ user: "eve" }), null), false);
+      assert.equal(await store.save(key, tombstone(3), 2), false);
+      const loaded = await store.load(key);
+      assert.ok(isEnded(loaded));
+      assert.equal(loaded?.version, 2);
+    });
+
+    it("keeps a tombstone at least tombstoneTtl (60 s) whatever its expiresAt, and counts it out", async () => {
+      const store = new CloudflareKvStore({ namespace, prefix: "ended:" });
+      const key = randomKey();
+      await store.save(key, record({ user: "ada" }), null);
+      const before = await store.count();
+      const start = Date.now();
+      assert.equal(await store.save(key, tombstone(2, 1_000), 1), true);
+      const stored = JSON.parse((await namespace.get(`ended:${key}`, "text"))!) as StoredSession;
+      assert.ok(isEnded(stored));
+      assert.ok(stored.expiresAt >= start + 60_000, `tombstone expires at ${stored.expiresAt - start} ms`);
+      const [entry] = (await namespace.list({ prefix: `ended:${key}` })).keys;
+      assert.deepEqual(entry!.metadata, { version: 2, expiresAt: stored.expiresAt, ended: true });
+      assert.ok(entry!.expiration! * 1000 >= stored.expiresAt + 86_400_000 - 2_000);
+      assert.equal(await store.count(), before - 1);
+
+      // A tombstone meant to last longer keeps its own expiresAt.
+      const longer = randomKey();
+      const lasting = tombstone(4, 3_600_000);
+      await store.save(longer, record({}, 3), null);
+      assert.equal(await store.save(longer, lasting, 3), true);
+      assert.deepEqual(JSON.parse((await namespace.get(`ended:${longer}`, "text"))!), lasting);
+    });
+
+    it("destroy leaves a tombstone for as long as the session would have lived: load null, saves refused", async () => {
+      const store = new CloudflareKvStore({ namespace, prefix: "admin:", staleReadRetries: 0 });
+      const key = randomKey();
+      const live = record({ user: "ada" }, 4, 3_600_000);
+      await store.save(key, live, null);
+      await store.destroy(key);
+      const stored = JSON.parse((await namespace.get(`admin:${key}`, "text"))!) as StoredSession;
+      assert.ok(isEnded(stored));
+      assert.equal(stored.version, 5);
+      assert.equal(stored.expiresAt, live.expiresAt);
+      // Read as no session (a fresh one starts), never as a stale read, and never written over.
+      assert.equal(await store.load(key), null);
+      assert.equal(await store.load(key, 4), null);
+      assert.equal(await store.save(key, { ...live, version: 5 }, 4), false);
+      assert.equal(await store.save(key, record({}), null), false);
+      await store.touch(key, live.expiresAt + 60_000);
+      assert.deepEqual(JSON.parse((await namespace.get(`admin:${key}`, "text"))!), stored);
+
+      // A key this location has never seen gets a tombstone too: the record may live elsewhere.
+      const unseen = randomKey();
+      const start = Date.now();
+      await store.destroy(unseen);
+      const marker = JSON.parse((await namespace.get(`admin:${unseen}`, "text"))!) as StoredSession;
+      assert.ok(isEnded(marker));
+      assert.ok(marker.expiresAt >= start + 60_000);
+      assert.equal(await store.save(unseen, record({ n: 1 }, 2), 1), false);
+
+      // An ended session's tombstone is left as it is.
+      const ended = randomKey();
+      const end = tombstone(7, 120_000);
+      await namespace.put(`admin:${ended}`, JSON.stringify(end));
+      await store.destroy(ended);
+      assert.deepEqual(JSON.parse((await namespace.get(`admin:${ended}`, "text"))!), end);
+      assert.ok(isEnded(await store.load(ended)));
+    });
+
+    it("touch leaves a tombstone as it is", async () => {
+      const store = new CloudflareKvStore({ namespace });
+      const key = randomKey();
+      const end = tombstone(3, 120_000);
+      await namespace.put(`websession:${key}`, JSON.stringify(end));
+      await store.touch(key, end.expiresAt + 600_000);
+      assert.deepEqual(JSON.parse((await namespace.get(`websession:${key}`, "text"))!), end);
+    });
+  });
+
+  describe("data", () => {
+    it("round-trips lone surrogates and NUL characters", async () => {
+      const store = new CloudflareKvStore({ namespace });
+      const key = randomKey();
+      const data = { lone: "\ud800", low: "x\udfffy", nul: "a\u0000b", "\u0000\ud800": ["\udbff"] };
+      await store.save(key, record(data), null);
+      assert.deepEqual((await store.load(key))?.data, data);
+    });
+
+    it("refuses a record over 25 MiB of UTF-8 before writing, counting bytes, not characters", async () => {
+      const { namespace: counted, puts } = countedPuts(namespace);
+      const store = new CloudflareKvStore({ namespace: counted });
+      const key = randomKey();
+      // 8.7 million characters, 26.2 million bytes of UTF-8.
+      const error = await store.save(key, record({ blob: "✓".repeat(8_738_134) }), null).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      assert.ok(error instanceof SessionTooLargeError, `expected SessionTooLargeError, got ${error}`);
+      assert.match(error.message, /at most "26214400" fit/);
+      assert.equal(puts(), 0);
+      assert.equal(await namespace.get(`websession:${key}`, "text"), null);
+    });
+
+    it("refuses data JSON cannot carry with SessionDataError, before writing", async () => {
+      const { namespace: counted, puts } = countedPuts(namespace);
+      const store = new CloudflareKvStore({ namespace: counted });
+      const cyclic: Record<string, unknown> = {};
+      cyclic.self = cyclic;
+      for (const data of [{ big: 1n }, cyclic]) {
+        const error = await store.save(randomKey(), record(data), null).then(() => null, (e: unknown) => e);
+        assert.ok(error instanceof SessionDataError, `expected SessionDataError, got ${error}`);
+      }
+      await assert.rejects(store.save(randomKey(), { ...record({}), createdAt: NaN }, null), TypeError);
+      await assert.rejects(store.touch(randomKey(), Infinity), TypeError);
+      assert.equal(puts(), 0);
+    });
+
+    it("takes a prefix of up to 469 bytes, so that keys stay within KV's 512", async () => {
+      const store = new CloudflareKvStore({ namespace, prefix: "é".repeat(234) + "p" });
+      const key = randomKey();
+      assert.equal(await store.save(key, record({ a: 1 }), null), true);
+      assert.deepEqual((await store.load(key))?.data, { a: 1 });
+      assert.throws(() => new CloudflareKvStore({ namespace, prefix: "é".repeat(235) }), RangeError);
+    });
+  });
+
   it("raises StoreUnavailableError, never null, when KV cannot be reached", async () => {
     const gone = await startMiniflare();
     const store = new CloudflareKvStore({ namespace: await gone.getKVNamespace("SESSIONS_KV") });
@@ -152,5 +375,7 @@ describe("CloudflareKvStore", () => {
     assert.throws(() => new CloudflareKvStore({ namespace, prefix: 1 as never }), TypeError);
     assert.throws(() => new CloudflareKvStore({ namespace, staleReadRetries: -1 }), RangeError);
     assert.throws(() => new CloudflareKvStore({ namespace, staleReadDelay: 0.5 }), RangeError);
+    assert.throws(() => new CloudflareKvStore({ namespace, tombstoneTtl: 59 }), RangeError);
+    assert.throws(() => new CloudflareKvStore({ namespace, expiredRetention: -1 }), RangeError);
   });
 });

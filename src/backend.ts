@@ -6,14 +6,25 @@
  *
  * @module
  */
-import { serializeCookie } from "./cookie.ts";
+import { readCookies, serializeCookie } from "./cookie.ts";
 import { SessionConflictError, type SessionError, SessionStateError } from "./errors.ts";
 import type { InvalidCookieReason, ResolvedOptions } from "./options.ts";
 import type { SessionHost, SessionState } from "./session.ts";
 import type { StoredSession } from "./store.ts";
 
-/** Reads every value the request holds for one cookie name. */
-export type CookieReader = (name: string) => string[];
+/** Where a request's cookies are read from: its `Cookie` header, or a framework's cookie jar. */
+export type CookieSource =
+  | string
+  | null
+  | { get(name: string): string | { value: string } | undefined | null };
+
+/** Every value the source holds for one cookie name, in order. */
+export function cookieValues(source: CookieSource, name: string): string[] {
+  if (source === null || typeof source === "string") return readCookies(source, name);
+  const found = source.get(name);
+  const value = typeof found === "string" ? found : found?.value;
+  return typeof value === "string" ? [value] : [];
+}
 
 /**
  * One opened session: the `Session`'s state plus what the flow keeps beside it. One object per
@@ -55,7 +66,7 @@ export type CommitResult = "done" | "rerun" | SessionError;
 /** A kind of backend. */
 export interface Backend {
   /** Reads the request's cookie, verifies and loads; fills `h`. Throws on an outage. */
-  open(h: Handle, read: CookieReader): Promise<void>;
+  open(h: Handle, source: CookieSource): Promise<void>;
   /** Saves what changed and sets the cookies to send. */
   commit(h: Handle): Promise<CommitResult>;
 }

@@ -6,10 +6,9 @@
  *
  * @module
  */
-import { type Backend, type CommitResult, type Handle, hasWork, newHandle } from "./backend.ts";
+import { type Backend, type CommitResult, type CookieSource, type Handle, hasWork, newHandle } from "./backend.ts";
 import { sealedBackend } from "./backends/sealed.ts";
 import { serverBackend } from "./backends/server.ts";
-import { readCookies } from "./cookie.ts";
 import { SessionConflictError, SessionError } from "./errors.ts";
 import { createSessionId } from "./id.ts";
 import { type ResolvedOptions, resolveOptions, type SessionOptions } from "./options.ts";
@@ -34,20 +33,12 @@ export function backendOf(o: ResolvedOptions): Backend {
   return o.sealed ? sealedBackend : serverBackend;
 }
 
-function readerOf(input: CookieInput): (name: string) => string[] {
-  if (input === null || input === undefined) return () => [];
-  if (typeof input === "string") return (name) => readCookies(input, name);
-  if (input instanceof Request || input instanceof Headers) {
-    const header = (input instanceof Request ? input.headers : input).get("cookie");
-    return (name) => readCookies(header, name);
-  }
-  if (typeof input.get === "function") {
-    return (name) => {
-      const found = input.get(name);
-      const value = typeof found === "string" ? found : found?.value;
-      return typeof value === "string" ? [value] : [];
-    };
-  }
+function sourceOf(input: CookieInput): CookieSource {
+  if (input === null || input === undefined) return null;
+  if (typeof input === "string") return input;
+  if (input instanceof Request) return input.headers.get("cookie");
+  if (input instanceof Headers) return input.get("cookie");
+  if (typeof input.get === "function") return input;
   throw new TypeError("Invalid cookie input: expected a Request, Headers, a Cookie header string or a cookie jar");
 }
 
@@ -124,8 +115,15 @@ const plainHost: SessionHost = {
   },
 };
 
+/** Where `openHandle` leaves the handle it built, for the wrapper that waits on it. */
+export interface HandleSink {
+  handle: Handle | undefined;
+  canRerun: boolean;
+  responded: boolean;
+}
+
 /**
- * Opens a session for a handle: reads the cookie, verifies, loads, checks the schema.
+ * Opens a session: reads the cookie, verifies, loads, checks the schema.
  *
  * @throws {StoreUnavailableError} When the store cannot be read.
  */
@@ -135,12 +133,18 @@ export async function openHandle(
   input: CookieInput,
   request: Request | undefined,
   waitUntil: ((promise: Promise<unknown>) => void) | undefined,
-): Promise<Handle> {
+  sink?: HandleSink,
+): Promise<Session> {
   const h = newHandle(o, host, "", request, waitUntil);
-  await backendOf(o).open(h, readerOf(input));
+  await backendOf(o).open(h, sourceOf(input));
   if (h.id === "") h.id = createSessionId();
   if (o.schema !== undefined && h.base !== undefined) await checkSchema(h);
-  return h;
+  if (sink !== undefined) {
+    h.canRerun = sink.canRerun;
+    h.responded = sink.responded;
+    sink.handle = h;
+  }
+  return new Session(h);
 }
 
 async function checkSchema(h: Handle): Promise<void> {
@@ -212,8 +216,7 @@ export async function openSession<T extends object = SessionData>(
   options: SessionOptions<T>,
 ): Promise<Session<T>> {
   const o = optionsOf(options as SessionOptions<SessionData>);
-  const h = await openHandle(o, plainHost, input, input instanceof Request ? input : undefined, undefined);
-  return new Session<T>(h) as Session<T>;
+  return await openHandle(o, plainHost, input, input instanceof Request ? input : undefined, undefined) as Session<T>;
 }
 
 /**
@@ -221,6 +224,7 @@ export async function openSession<T extends object = SessionData>(
  * and returns the `Set-Cookie` header values to send, possibly none. Call it once the session's
  * changes are made; calling it again sends what changed since.
  *
+ * @typeParam T The shape of the session data.
  * @param session A session from `openSession`.
  * @returns The `Set-Cookie` values.
  * @throws {SessionConflictError} When the changes cannot be merged with a concurrent request's,
@@ -228,8 +232,8 @@ export async function openSession<T extends object = SessionData>(
  * @throws {StoreUnavailableError} When the store fails (answer `503`).
  * @throws {TypeError} When `session` did not come from `openSession`.
  */
-export async function commitSession(session: Session<object>): Promise<string[]> {
-  const h = (session as Session<SessionData>)?.[kState] as Handle | undefined;
+export async function commitSession<T extends object>(session: Session<T>): Promise<string[]> {
+  const h = (session as unknown as Session<SessionData>)?.[kState] as Handle | undefined;
   if (h === undefined || h.host !== plainHost) {
     throw new TypeError("commitSession() needs a session from openSession()");
   }

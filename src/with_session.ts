@@ -12,12 +12,12 @@ import { type CommitResult, type Handle, hasWork } from "./backend.ts";
 import { backoff } from "./conflict.ts";
 import { SessionConflictError, SessionError } from "./errors.ts";
 import { configError, type ResolvedOptions, resolveOptions, type SessionOptions } from "./options.ts";
-import { openHandle, requestHost, scheduleLate, serialCommit } from "./open_session.ts";
+import { type HandleSink, openHandle, requestHost, scheduleLate, serialCommit } from "./open_session.ts";
 import { Session } from "./session.ts";
 import type { SessionData } from "./store.ts";
 
 /** What a request carries while its handler runs. */
-interface Context {
+interface Context extends HandleSink {
   o: ResolvedOptions;
   request: Request;
   waitUntil: ((promise: Promise<unknown>) => void) | undefined;
@@ -76,15 +76,9 @@ export function getSession<T extends object = SessionData>(request: Request): Pr
       ),
     );
   }
-  return (ctx.promise ??= open(ctx)) as Promise<Session<T>>;
-}
-
-async function open(ctx: Context): Promise<Session> {
-  const h = await openHandle(ctx.o, requestHost, ctx.request, ctx.request, ctx.waitUntil);
-  h.canRerun = ctx.canRerun;
-  h.responded = ctx.responded;
-  ctx.handle = h;
-  return new Session(h);
+  return (ctx.promise ??= openHandle(ctx.o, requestHost, request, request, ctx.waitUntil, ctx)) as Promise<
+    Session<T>
+  >;
 }
 
 /**

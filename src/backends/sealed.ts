@@ -11,7 +11,8 @@ import {
   type Backend,
   clearCookie,
   type CommitResult,
-  type CookieReader,
+  cookieValues,
+  type CookieSource,
   dueExpiry,
   endedConflict,
   expiryFrom,
@@ -30,12 +31,12 @@ import type { InvalidSeal, OpenedSession, SealedSessionStore } from "../store.ts
 const MAX_CHUNKS = 64;
 
 /** The names of the session cookies present, and a jar of their values (the first of each). */
-function present(read: CookieReader, name: string): { names: string[]; jars: Array<Map<string, string>> } {
+function present(source: CookieSource, name: string): { names: string[]; jars: Array<Map<string, string>> } {
   const names: string[] = [];
   const first = new Map<string, string>();
   const last = new Map<string, string>();
   const take = (cookie: string): boolean => {
-    const values = read(cookie);
+    const values = cookieValues(source, cookie);
     if (values.length === 0) return false;
     names.push(cookie);
     first.set(cookie, values[0]!);
@@ -49,11 +50,11 @@ function present(read: CookieReader, name: string): { names: string[]; jars: Arr
   return { names, jars: differ ? [first, last] : [first] };
 }
 
-async function open(h: Handle, read: CookieReader): Promise<void> {
+async function open(h: Handle, source: CookieSource): Promise<void> {
   const o = h.o;
   const store = o.store as SealedSessionStore;
   const name = o.cookie.name;
-  const { names, jars } = present(read, name);
+  const { names, jars } = present(source, name);
   h.presented = names;
   if (names.length === 0) return;
   for (const jar of jars) {

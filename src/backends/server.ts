@@ -9,7 +9,8 @@ import {
   type Backend,
   clearCookie,
   type CommitResult,
-  type CookieReader,
+  cookieValues,
+  type CookieSource,
   dueExpiry,
   endedConflict,
   expiryFrom,
@@ -39,9 +40,9 @@ function adopt(h: Handle, landed: Landed): void {
   h.ops = [];
 }
 
-async function open(h: Handle, read: CookieReader): Promise<void> {
+async function open(h: Handle, source: CookieSource): Promise<void> {
   const o = h.o;
-  const values = read(o.cookie.name);
+  const values = cookieValues(source, o.cookie.name);
   if (values.length === 0) return fresh(h);
   const store = o.store as SessionStore;
   // A browser sends several values when it holds cookies of this name for other Domains or

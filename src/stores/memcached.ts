@@ -1,0 +1,585 @@
+/**
+ * `MemcachedStore`: sessions in Memcached, with compare-and-set by Memcached's own CAS tokens
+ * (`gets` / `cas`, `add` to create only if absent) and native expiry.
+ *
+ * Takes the user's own connected client: `memcache-client` (promises) or `memcached`
+ * (callbacks). The store imports neither; it recognises the client by its shape.
+ *
+ * What Memcached cannot promise, whatever the client: it is a cache. It evicts items under
+ * memory pressure (a session can vanish before it expires), it loses every item when it
+ * restarts, and it cannot count or list its keys (no `count()`).
+ *
+ * @module
+ */
+import { SessionDataError, SessionTooLargeError } from "../errors.ts";
+import {
+  assertStorageKey,
+  parseStoredSession,
+  type SaveResult,
+  type SessionStore,
+  type StoreCapabilities,
+  type StoredSession,
+  toStoredSession,
+} from "../store.ts";
+
+/**
+ * The shape of a `memcache-client` client (`new MemcacheClient({ server: "host:port" })`).
+ * A store command that Memcached refuses (`NOT_STORED`, `EXISTS`, `NOT_FOUND`) rejects with an
+ * error whose `cmdTokens[0]` (and message) is that reply.
+ *
+ * @example
+ * ```ts
+ * import type { MemcacheClientLike } from "websession/memcached";
+ * import assert from "node:assert/strict";
+ *
+ * const methods: (keyof MemcacheClientLike)[] = ["get", "gets", "add", "cas", "delete", "cmd"];
+ * assert.equal(methods.length, 6);
+ * ```
+ */
+export interface MemcacheClientLike {
+  /** `get key`; resolves `undefined` on a miss. */
+  get(key: string): Promise<{ value: unknown } | undefined>;
+  /** `gets key`; resolves `undefined` on a miss, else the value with its CAS token. */
+  gets(key: string): Promise<{ value: unknown; casUniq?: string | number } | undefined>;
+  /** `add key flags exptime bytes`; rejects on `NOT_STORED`. `lifetime` is the exptime. */
+  add(key: string, value: string, options: { lifetime: number }): Promise<unknown>;
+  /** `cas key flags exptime bytes token`; rejects on `EXISTS` and `NOT_FOUND`. */
+  cas(key: string, value: string, options: { casUniq: string | number; lifetime: number }): Promise<unknown>;
+  /** `delete key`; rejects on `NOT_FOUND`. */
+  delete(key: string): Promise<unknown>;
+  /** Sends one raw command line; only its presence is checked, to tell this client apart. */
+  cmd(data: string): Promise<unknown>;
+}
+
+/** A Node-style callback. */
+type Callback<T> = (error: unknown, result: T) => void;
+
+/**
+ * The shape of a `memcached` client (`new Memcached("host:port", options)`), callback based.
+ * Its `gets` answers `{ [key]: value, cas }`, its `cas` answers `false` for both `EXISTS` and
+ * `NOT_FOUND`, and its `add` fails with an error marked `notStored` on `NOT_STORED`.
+ *
+ * @example
+ * ```ts
+ * import type { MemcachedLike } from "websession/memcached";
+ * import assert from "node:assert/strict";
+ *
+ * const methods: (keyof MemcachedLike)[] = ["get", "gets", "add", "cas", "del", "getMulti"];
+ * assert.equal(methods.length, 6);
+ * ```
+ */
+export interface MemcachedLike {
+  /** `get key`; the result is `undefined` on a miss. */
+  get(key: string, callback: Callback<unknown>): void;
+  /** `gets key`; the result is `{ [key]: value, cas }`, or `undefined` on a miss. */
+  gets(key: string, callback: Callback<unknown>): void;
+  /** `add key flags lifetime bytes`. */
+  add(key: string, value: string, lifetime: number, callback: Callback<unknown>): void;
+  /** `cas key flags lifetime bytes token`; the result is `true` when stored. */
+  cas(key: string, value: string, cas: string, lifetime: number, callback: Callback<unknown>): void;
+  /** `delete key`. */
+  del(key: string, callback: Callback<unknown>): void;
+  /** Only its presence is checked, to tell this client apart. */
+  getMulti(keys: string[], callback: Callback<unknown>): void;
+}
+
+/**
+ * Any client {@linkcode MemcachedStore} accepts. Told apart by shape: `cmd` marks
+ * `memcache-client`, `del` with `getMulti` marks `memcached`.
+ *
+ * @example
+ * ```ts
+ * import { MemcachedStore, type MemcachedStoreClient } from "websession/memcached";
+ * import assert from "node:assert/strict";
+ *
+ * assert.throws(() => new MemcachedStore({ client: {} as MemcachedStoreClient }), TypeError);
+ * ```
+ */
+export type MemcachedStoreClient = MemcacheClientLike | MemcachedLike;
+
+/**
+ * Options of {@linkcode MemcachedStore}.
+ *
+ * @example
+ * ```ts
+ * import { MemcachedStore, type MemcachedStoreOptions } from "websession/memcached";
+ * import { MemcacheClient } from "memcache-client";
+ * import assert from "node:assert/strict";
+ *
+ * const client = new MemcacheClient({ server: "127.0.0.1:11211", cmdTimeout: 2_000 });
+ * const corrupt: string[] = [];
+ * const options: MemcachedStoreOptions = {
+ *   client,
+ *   prefix: "example-options:",
+ *   maxItemSize: 64 * 1024, // memcached -I 64k
+ *   onCorrupt: (key) => void corrupt.push(key),
+ * };
+ * const store = new MemcachedStore(options);
+ * const key = "c".repeat(43);
+ * await client.set(`example-options:${key}`, "not a record", { lifetime: 60 });
+ * assert.equal(await store.load(key), null); // reads as missing, and is reported
+ * assert.deepEqual(corrupt, [key]);
+ * await store.destroy(key);
+ * client.shutdown();
+ * ```
+ */
+export interface MemcachedStoreOptions {
+  /** The user's connected client: `memcache-client` or `memcached`. */
+  client: MemcachedStoreClient;
+  /**
+   * Prepended to every storage key. Printable ASCII without spaces, at most 207 bytes (a
+   * Memcached key is at most 250 bytes; the storage key takes 43).
+   * @default "websession:"
+   */
+  prefix?: string;
+  /**
+   * The server's largest item, in bytes: Memcached's `-I` setting. A record whose JSON, with its
+   * key and 256 bytes of item overhead, would not fit is refused with `SessionTooLargeError`
+   * before anything is sent.
+   * @default 1048576 (1 MiB, Memcached's default)
+   */
+  maxItemSize?: number;
+  /**
+   * Called when a stored value is not a well-formed record; the session then reads as missing.
+   * @default a `console.warn`
+   */
+  onCorrupt?: (key: string, error: Error) => void;
+  /**
+   * The clock, in milliseconds since the epoch (injectable for tests). It alone decides whether
+   * a record has expired; Memcached's own expiry only frees the memory, a little later.
+   * @default Date.now
+   */
+  now?: () => number;
+}
+
+/** What a Memcached store command answered. */
+type StoreReply = "STORED" | "NOT_STORED" | "EXISTS" | "NOT_FOUND";
+
+/** A `gets` hit: the raw value and its CAS token. */
+interface Versioned {
+  value: unknown;
+  cas: string;
+}
+
+/** The few commands the store sends, over whichever client it was given. */
+interface Commands {
+  get(key: string): Promise<unknown>;
+  gets(key: string): Promise<Versioned | undefined>;
+  /** `NOT_STORED` when the key exists. */
+  add(key: string, value: string, exptime: number): Promise<StoreReply>;
+  /** `EXISTS` (or, for `memcached`, `NOT_FOUND` too) when the token no longer matches. */
+  cas(key: string, value: string, cas: string, exptime: number): Promise<StoreReply>;
+  delete(key: string): Promise<void>;
+}
+
+const INVALID_CLIENT = "Invalid Memcached client: expected a memcache-client or memcached client";
+
+function replyOf(error: unknown): string | undefined {
+  if (typeof error !== "object" || error === null) return undefined;
+  const tokens = (error as { cmdTokens?: unknown }).cmdTokens;
+  if (Array.isArray(tokens) && typeof tokens[0] === "string") return tokens[0];
+  const message = (error as { message?: unknown }).message;
+  return typeof message === "string" ? message : undefined;
+}
+
+/** Turns a refused store command back into its reply; any other failure is rethrown. */
+function refusal(error: unknown, expected: StoreReply[]): StoreReply {
+  const reply = replyOf(error);
+  if (expected.includes(reply as StoreReply)) return reply as StoreReply;
+  throw error;
+}
+
+function called<T>(run: (callback: Callback<T>) => void): Promise<T> {
+  return new Promise((resolve, reject) => {
+    run(function done(error, result) {
+      if (error) reject(error);
+      else resolve(result);
+    });
+  });
+}
+
+function tokenOf(cas: unknown): string {
+  if (
+    (typeof cas === "string" && /^\d+$/.test(cas)) || (typeof cas === "number" && Number.isSafeInteger(cas))
+  ) {
+    return String(cas);
+  }
+  throw new TypeError(`Unexpected gets reply from the Memcached client: CAS token "${String(cas)}"`);
+}
+
+function commandsOf(client: MemcachedStoreClient): Commands {
+  if (typeof client !== "object" || client === null) throw new TypeError(INVALID_CLIENT);
+  const any = client as unknown as Record<string, unknown>;
+  const has = (...names: string[]) => names.every((name) => typeof any[name] === "function");
+  if (has("get", "gets", "add", "cas", "delete", "cmd")) {
+    const mc = client as MemcacheClientLike;
+    return {
+      get: async (key) => (await mc.get(key))?.value,
+      async gets(key) {
+        const hit = await mc.gets(key);
+        return hit === undefined ? undefined : { value: hit.value, cas: tokenOf(hit.casUniq) };
+      },
+      add: (key, value, exptime) =>
+        mc.add(key, value, { lifetime: exptime }).then(
+          () => "STORED" as const,
+          (error) => refusal(error, ["NOT_STORED"]),
+        ),
+      cas: (key, value, cas, exptime) =>
+        mc.cas(key, value, { casUniq: cas, lifetime: exptime }).then(
+          () => "STORED" as const,
+          (error) => refusal(error, ["EXISTS", "NOT_FOUND"]),
+        ),
+      delete: (key) =>
+        mc.delete(key).then(
+          () => {},
+          (error) => void refusal(error, ["NOT_FOUND"]),
+        ),
+    };
+  }
+  if (has("get", "gets", "add", "cas", "del", "getMulti")) {
+    const mc = client as MemcachedLike;
+    return {
+      get: (key) => called((done) => mc.get(key, done)),
+      async gets(key) {
+        const hit = await called((done) => mc.gets(key, done));
+        if (hit === undefined || hit === null || hit === false) return undefined;
+        if (typeof hit !== "object") {
+          throw new TypeError(`Unexpected gets reply from the Memcached client: "${String(hit)}"`);
+        }
+        // `{ [key]: value, cas }`, the key with the client's own namespace prepended, if any.
+        const reply = hit as Record<string, unknown>;
+        const values = Object.keys(reply).filter((name) => name !== "cas");
+        if (values.length !== 1) {
+          throw new TypeError(`Unexpected gets reply from the Memcached client for "${key}"`);
+        }
+        return { value: reply[values[0]!], cas: tokenOf(reply.cas) };
+      },
+      add: (key, value, exptime) =>
+        called((done) => mc.add(key, value, exptime, done)).then(
+          () => "STORED" as const,
+          (error) => {
+            if ((error as { notStored?: unknown })?.notStored === true) return "NOT_STORED" as const;
+            throw error;
+          },
+        ),
+      cas: (key, value, cas, exptime) =>
+        called((done) => mc.cas(key, value, cas, exptime, done)).then((stored) =>
+          stored === true ? "STORED" as const : "EXISTS" as const
+        ),
+      delete: (key) => called((done) => mc.del(key, done)).then(() => {}),
+    };
+  }
+  throw new TypeError(INVALID_CLIENT);
+}
+
+// Memcached reads an exptime over 30 days as an absolute Unix time, on the server's clock.
+const THIRTY_DAYS_S = 60 * 60 * 24 * 30;
+// An absolute exptime is set this much past expiresAt, so that a server clock running ahead of
+// this process's does not drop a session early. Reads check expiresAt with this process's clock.
+const ABSOLUTE_SLACK_S = 60 * 60;
+// Memcached's exptime is a signed 32-bit number of seconds.
+const MAX_EXPTIME = 2 ** 31 - 1;
+// Room for Memcached's item header, flags, CAS and line endings within an item.
+const ITEM_OVERHEAD = 256;
+const MAX_KEY_BYTES = 250;
+const KEY_LENGTH = 43;
+// Printable ASCII, no space: what every client sends unchanged and Memcached accepts in a key.
+const PREFIX = /^[\x21-\x7e]*$/;
+
+/**
+ * Memcached's exptime for a record expiring at `expiresAt`: seconds from now (rounded up, plus
+ * one because Memcached's clock ticks once a second), an absolute time past 30 days, or `-1`
+ * (stored already expired: nothing is kept) when `expiresAt` is not in the future.
+ */
+function exptimeOf(expiresAt: number, now: number): number {
+  const ms = expiresAt - now;
+  if (!(ms > 0)) return -1;
+  const seconds = Math.ceil(ms / 1000) + 1;
+  if (seconds <= THIRTY_DAYS_S) return seconds;
+  return Math.min(Math.ceil(expiresAt / 1000) + ABSOLUTE_SLACK_S, MAX_EXPTIME);
+}
+
+function defaultOnCorrupt(key: string, error: Error): void {
+  console.warn(`websession: corrupt session record "${key}" read as missing: ${error.message}`);
+}
+
+function utf8Length(text: string): number {
+  return new TextEncoder().encode(text).length;
+}
+
+/** How many times a create retries when the key keeps vanishing between `add` and `gets`. */
+const CREATE_ATTEMPTS = 3;
+
+/**
+ * Keeps sessions in Memcached, one item per session holding the record as JSON, with
+ * Memcached's own expiry (no `cleanup()` needed): CherryPy's `MemcachedSession`, with
+ * compare-and-set instead of a process-local lock.
+ *
+ * - `load` is one `get`.
+ * - `save` with `expectedVersion` `null` is one `add` (creates only if absent). An update is
+ *   `gets` (the record and its CAS token), a version check here, then `cas` with that token:
+ *   Memcached stores it only if nobody wrote the item in between, so it is an atomic
+ *   compare-and-set in two round trips. It never recreates a missing record.
+ * - `touch` is `gets` then `cas` of the same record with the new `expiresAt`; `destroy` is one
+ *   `delete`.
+ *
+ * One clock decides expiry: this process's. A record past its `expiresAt` reads as missing
+ * whatever Memcached still holds; Memcached's exptime is sent relative (seconds from now), so
+ * a skew between this machine's clock and the server's does not matter. Past 30 days Memcached
+ * only takes an absolute time on its own clock; the store then adds an hour of slack.
+ *
+ * Memcached is a cache: under memory pressure it evicts items before they expire (the user is
+ * signed out), a restart loses every session, and it cannot count its keys (no `count()`).
+ * Client errors are thrown as they are (`withSession` wraps them in `StoreUnavailableError`);
+ * configure the client to fail fast when the server is down (`memcache-client` `cmdTimeout`,
+ * `memcached` `retries: 0` and a short `timeout`).
+ *
+ * @example
+ * ```ts
+ * import { MemcachedStore } from "websession/memcached";
+ * import { MemcacheClient } from "memcache-client";
+ * import assert from "node:assert/strict";
+ *
+ * const client = new MemcacheClient({ server: "127.0.0.1:11211", cmdTimeout: 2_000 });
+ * const store = new MemcachedStore({ client, prefix: "example:" });
+ * const key = "m".repeat(43);
+ * const now = Date.now();
+ * await store.destroy(key);
+ * const v1 = { data: { a: 1 }, version: 1, createdAt: now, expiresAt: now + 60_000 };
+ * assert.equal(await store.save(key, v1, null), true);
+ * assert.equal((await store.load(key))?.data.a, 1);
+ * assert.equal(await store.save(key, { ...v1, data: { a: 2 }, version: 2 }, 1), true);
+ * // A writer that read version 1 is refused, and told what it lost to.
+ * const lost = await store.save(key, { ...v1, data: { a: 9 }, version: 2 }, 1);
+ * assert.ok(lost !== true && lost !== false && lost.current?.version === 2);
+ * await store.destroy(key);
+ * client.shutdown();
+ * ```
+ */
+export class MemcachedStore implements SessionStore {
+  /** Compare-and-set: yes (Memcached's CAS tokens). Native expiry: yes (exptime). */
+  readonly capabilities: StoreCapabilities = { compareAndSet: true, ttl: true };
+  #commands: Commands;
+  #prefix: string;
+  #maxValueBytes: number;
+  #onCorrupt: (key: string, error: Error) => void;
+  #now: () => number;
+
+  /**
+   * Creates a store over the user's connected Memcached client.
+   *
+   * @param options See {@linkcode MemcachedStoreOptions}.
+   * @throws {TypeError} When `client` is neither supported shape, or `prefix` is not printable
+   *   ASCII without spaces or is too long for a Memcached key.
+   * @throws {RangeError} When `maxItemSize` is not an integer large enough for a record.
+   */
+  constructor(options: MemcachedStoreOptions) {
+    if (typeof options !== "object" || options === null) {
+      throw new TypeError("Invalid MemcachedStore options: expected an object with a client");
+    }
+    this.#commands = commandsOf(options.client);
+    const prefix = options.prefix ?? "websession:";
+    if (typeof prefix !== "string" || !PREFIX.test(prefix)) {
+      throw new TypeError(
+        `Invalid prefix: "${String(prefix)}" must be printable ASCII without spaces or control characters`,
+      );
+    }
+    if (prefix.length + KEY_LENGTH > MAX_KEY_BYTES) {
+      throw new TypeError(
+        `Invalid prefix: "${prefix}" is ${prefix.length} bytes; at most ${
+          MAX_KEY_BYTES - KEY_LENGTH
+        } fit in a Memcached key`,
+      );
+    }
+    this.#prefix = prefix;
+    const maxItemSize = options.maxItemSize ?? 1024 * 1024;
+    if (!Number.isSafeInteger(maxItemSize) || maxItemSize < 1024) {
+      throw new RangeError(`Invalid maxItemSize: "${maxItemSize}" must be an integer of at least 1024 bytes`);
+    }
+    this.#maxValueBytes = maxItemSize - ITEM_OVERHEAD - prefix.length - KEY_LENGTH;
+    this.#onCorrupt = options.onCorrupt ?? defaultOnCorrupt;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /**
+   * Reads a record with one `get`.
+   *
+   * @param key The storage key.
+   * @returns The record, or `null` when missing, expired or corrupt (reported to `onCorrupt`).
+   * @throws {TypeError} When `key` is not a storage key. Client errors pass through.
+   */
+  async load(key: string): Promise<StoredSession | null> {
+    assertStorageKey(key);
+    const value = await this.#commands.get(this.#prefix + key);
+    if (value === undefined || value === null) return null;
+    const record = this.#decode(key, value);
+    return record === null || record.expiresAt <= this.#now() ? null : record;
+  }
+
+  /**
+   * Compare-and-set. With `expectedVersion` `null`, `add` creates the record only if the key is
+   * absent (an item whose record has expired by this process's clock counts as absent and is
+   * replaced by `cas`). Otherwise `gets` reads the record and its CAS token, the version is
+   * checked, and `cas` writes only if the item is still the one read. A record whose
+   * `expiresAt` is already past is stored as expired: the save counts as done and leaves nothing.
+   *
+   * @param key The storage key.
+   * @param record The record to store.
+   * @param expectedVersion The stored version to replace, or `null` to create only if absent.
+   * @returns `true` when written. When refused on what `gets` read (the record is missing,
+   *   expired, or at another version), a `SaveConflict` with that record (`null` when missing or
+   *   expired); when `cas` finds the item changed since, `false`.
+   * @throws {TypeError} When `key` is not a storage key or the record's times or version are
+   *   not finite numbers. Client errors pass through.
+   * @throws {SessionDataError} When the data cannot be written as JSON (a `BigInt`, a cycle).
+   * @throws {SessionTooLargeError} When the record does not fit in one Memcached item.
+   */
+  async save(key: string, record: StoredSession, expectedVersion: number | null): Promise<SaveResult> {
+    assertStorageKey(key);
+    const value = this.#encode(record);
+    const exptime = exptimeOf(record.expiresAt, this.#now());
+    const item = this.#prefix + key;
+    if (expectedVersion === null) return await this.#create(key, item, value, exptime);
+    const found = await this.#read(key, item);
+    if (found === "missing" || found === "corrupt") return found === "missing" ? { current: null } : false;
+    if (found.record.version !== expectedVersion) return { current: found.record };
+    return await this.#cas(item, value, found.cas, exptime) === "STORED";
+  }
+
+  async #create(key: string, item: string, value: string, exptime: number): Promise<SaveResult> {
+    for (let attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
+      if (await this.#add(item, value, exptime) === "STORED") return true;
+      const found = await this.#read(key, item, true);
+      if (found === "corrupt") return false;
+      if (found === "missing") continue; // gone since the add: try again
+      if (found.record.expiresAt > this.#now()) return { current: found.record };
+      // Expired by this process's clock though Memcached still holds it: replace that item.
+      const reply = await this.#cas(item, value, found.cas, exptime);
+      if (reply === "STORED") return true;
+      if (reply === "EXISTS") return false;
+    }
+    return false;
+  }
+
+  /**
+   * Removes a record with one `delete`; no error if it is absent.
+   *
+   * @param key The storage key.
+   * @throws {TypeError} When `key` is not a storage key. Client errors pass through.
+   */
+  async destroy(key: string): Promise<void> {
+    assertStorageKey(key);
+    await this.#commands.delete(this.#prefix + key);
+  }
+
+  /**
+   * Moves an existing record's expiry (the stored `expiresAt` and the item's exptime) without
+   * changing its data or version: `gets`, then `cas` of the same record. Does nothing when the
+   * record is missing or expired, or when another save changed it in between (that save set its
+   * own expiry). A past `expiresAt` leaves the item expired.
+   *
+   * @param key The storage key.
+   * @param expiresAt The new expiry, in milliseconds since the epoch.
+   * @throws {TypeError} When `key` is not a storage key or `expiresAt` is not finite.
+   */
+  async touch(key: string, expiresAt: number): Promise<void> {
+    assertStorageKey(key);
+    if (!Number.isFinite(expiresAt)) {
+      throw new TypeError(`Invalid expiresAt: "${expiresAt}" is not a finite number`);
+    }
+    const item = this.#prefix + key;
+    const found = await this.#read(key, item);
+    if (typeof found === "string") return;
+    const value = this.#encode({ ...found.record, expiresAt });
+    await this.#cas(item, value, found.cas, exptimeOf(expiresAt, this.#now()));
+  }
+
+  /**
+   * Reads the record and its CAS token with `gets`. `"missing"` for no item or, unless
+   * `withExpired`, a record past its `expiresAt`.
+   */
+  async #read(
+    key: string,
+    item: string,
+    withExpired = false,
+  ): Promise<{ record: StoredSession; cas: string } | "missing" | "corrupt"> {
+    const hit = await this.#commands.gets(item);
+    if (hit === undefined || hit.value === undefined || hit.value === null) return "missing";
+    const record = this.#decode(key, hit.value);
+    if (record === null) return "corrupt";
+    if (!withExpired && record.expiresAt <= this.#now()) return "missing";
+    return { record, cas: hit.cas };
+  }
+
+  #decode(key: string, value: unknown): StoredSession | null {
+    let record: StoredSession | null;
+    if (typeof value === "string") record = parseStoredSession(value);
+    else if (value instanceof Uint8Array) record = parseStoredSession(new TextDecoder().decode(value));
+    else record = toStoredSession(value); // a client that parsed JSON-flagged items itself
+    if (record === null) {
+      this.#onCorrupt(
+        key,
+        new TypeError(`Corrupt session record: not a well-formed record at "${this.#prefix + key}"`),
+      );
+    }
+    return record;
+  }
+
+  #encode(record: StoredSession): string {
+    const { version, createdAt, expiresAt } = record;
+    if (!Number.isSafeInteger(version) || !Number.isFinite(createdAt) || !Number.isFinite(expiresAt)) {
+      throw new TypeError(
+        `Invalid record: version "${version}", createdAt "${createdAt}" and expiresAt "${expiresAt}" must be finite`,
+      );
+    }
+    const data = record.data;
+    if (typeof data !== "object" || data === null || Array.isArray(data)) {
+      throw new SessionDataError("Session data cannot be stored: not a JSON object");
+    }
+    let value: string;
+    try {
+      value = JSON.stringify({ version, createdAt, expiresAt, data });
+    } catch (error) {
+      throw new SessionDataError(
+        `Session data cannot be stored: not JSON-serializable: ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+    // UTF-8 takes 1 to 3 bytes per UTF-16 code unit: measure only when the bound is unclear.
+    const limit = this.#maxValueBytes;
+    if (value.length > limit || (value.length * 3 > limit && utf8Length(value) > limit)) {
+      throw new SessionTooLargeError(
+        `Session too large for Memcached: "${
+          utf8Length(value)
+        }" bytes of JSON, at most "${limit}" fit in one item`,
+      );
+    }
+    return value;
+  }
+
+  async #add(item: string, value: string, exptime: number): Promise<StoreReply> {
+    try {
+      return await this.#commands.add(item, value, exptime);
+    } catch (error) {
+      throw this.#tooLarge(error);
+    }
+  }
+
+  async #cas(item: string, value: string, cas: string, exptime: number): Promise<StoreReply> {
+    try {
+      return await this.#commands.cas(item, value, cas, exptime);
+    } catch (error) {
+      throw this.#tooLarge(error);
+    }
+  }
+
+  /** A server whose `-I` is smaller than `maxItemSize` answers this instead of storing. */
+  #tooLarge(error: unknown): unknown {
+    const message = error instanceof Error ? error.message : "";
+    if (!/object too large for cache/i.test(message)) return error;
+    return new SessionTooLargeError(
+      `Session too large for Memcached: the server refused the item: "${message}"`,
+      { cause: error },
+    );
+  }
+}

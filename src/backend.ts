@@ -96,9 +96,10 @@ export function newHandle(
     expiresAt: expiryFrom(o, now, now),
     base: undefined,
     key: undefined,
-    data: new Map(),
-    flash: new Map(),
-    flashOut: new Map(),
+    // Filled by the backend or, for a new session, by `openHandle`: never allocated twice.
+    data: undefined as unknown as Map<string, unknown>,
+    flash: undefined as unknown as Map<string, unknown>,
+    flashOut: undefined,
     ops: [],
     reads: undefined,
     flashReads: undefined,
@@ -167,7 +168,7 @@ export function dueExpiry(h: Handle, now: number): number | undefined {
 
 /** Whether the session holds anything worth storing. */
 export function hasData(h: Handle): boolean {
-  return h.data.size > 0 || h.flash.size > 0 || h.flashOut.size > 0;
+  return h.data.size > 0 || h.flash.size > 0 || (h.flashOut !== undefined && h.flashOut.size > 0);
 }
 
 /** Whether a commit has anything to do. */

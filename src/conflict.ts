@@ -38,7 +38,7 @@ export interface Pending {
 export interface Landed {
   data: Map<string, unknown>;
   flash: Map<string, unknown>;
-  flashOut: Map<string, unknown>;
+  flashOut: Map<string, unknown> | undefined;
 }
 
 /**

@@ -12,7 +12,7 @@ import { serverBackend } from "./backends/server.ts";
 import { SessionConflictError, SessionError } from "./errors.ts";
 import { createSessionId } from "./id.ts";
 import { type ResolvedOptions, resolveOptions, type SessionOptions } from "./options.ts";
-import { kState, Session, type SessionHost, type SessionState } from "./session.ts";
+import { kState, Session, type SessionHost, type SessionState, splitData } from "./session.ts";
 import type { SessionData } from "./store.ts";
 
 /**
@@ -137,6 +137,10 @@ export async function openHandle(
 ): Promise<Session> {
   const h = newHandle(o, host, "", request, waitUntil);
   await backendOf(o).open(h, sourceOf(input));
+  if (h.data === undefined) {
+    h.data = new Map();
+    h.flash = splitData({}).flash;
+  }
   if (h.id === "") h.id = createSessionId();
   if (o.schema !== undefined && h.base !== undefined) await checkSchema(h);
   if (sink !== undefined) {

@@ -54,8 +54,8 @@ export interface SessionState {
   data: Map<string, unknown>;
   /** Flash values stored by earlier requests, not yet read. */
   flash: Map<string, unknown>;
-  /** Flash values set by this request (readable from the next one). */
-  flashOut: Map<string, unknown>;
+  /** Flash values set by this request (readable from the next one), once there is one. */
+  flashOut: Map<string, unknown> | undefined;
   /** Everything done to the data since `base`. */
   ops: Operation[];
   /** Data keys whose value the handler looked at, as loaded. */
@@ -83,6 +83,17 @@ export interface SessionState {
 export const kState: unique symbol = Symbol("websession.state");
 
 /**
+ * The incoming flash values of a session that has none, shared: a session only ever reads,
+ * deletes or clears its incoming flash values, so one empty map serves every request.
+ */
+class NoFlash extends Map<string, unknown> {
+  override set(): this {
+    throw new TypeError("The shared empty flash map cannot hold values");
+  }
+}
+const NO_FLASH: Map<string, unknown> = new NoFlash();
+
+/**
  * Builds a session's data and flash maps from a stored `data` object.
  *
  * @param data The stored data, possibly holding flash values under {@linkcode FLASH_KEY}.
@@ -102,7 +113,7 @@ export function splitData(data: SessionData): { data: Map<string, unknown>; flas
       map.set(key, value);
     }
   }
-  return { data: map, flash: flash ?? new Map() };
+  return { data: map, flash: flash ?? NO_FLASH };
 }
 
 function define(target: SessionData, key: string, value: unknown): void {
@@ -474,7 +485,7 @@ export class Session<T extends object = SessionData> {
     const s = this.#s;
     s.data.clear();
     s.flash.clear();
-    s.flashOut.clear();
+    s.flashOut?.clear();
     s.cleared = true;
     record(s, { type: "clear" });
   }
@@ -516,7 +527,7 @@ export class Session<T extends object = SessionData> {
   flash<K extends keyof T & string>(key: K, value: T[K]): void {
     checkKey(key);
     checkValue(value, key);
-    this.#s.flashOut.set(key, value);
+    (this.#s.flashOut ??= new Map()).set(key, value);
     record(this.#s, { type: "flash", key, value });
   }
 
@@ -579,7 +590,7 @@ export class Session<T extends object = SessionData> {
     const s = this.#s;
     s.data.clear();
     s.flash.clear();
-    s.flashOut.clear();
+    s.flashOut?.clear();
     s.cleared = true;
     s.ops.push({ type: "clear" });
     this.#renew("destroy");

@@ -1,0 +1,496 @@
+/**
+ * Sessions for React Router: a server middleware (React Router 7.9+ with the `v8_middleware`
+ * future flag, and React Router 8) whose session loaders and actions reach through their
+ * `context` with `await getSession(context)`, and `createSessionStorage`, React Router's
+ * `SessionStorage` interface over any websession store, for apps that call
+ * `getSession(cookieHeader)` / `commitSession(session)` themselves.
+ *
+ * React Router hands loaders a `Request` it built again, so the session cannot be found from the
+ * request there; the middleware keeps it in the router context instead.
+ *
+ * The middleware cannot run the loaders and actions after it a second time (React Router allows
+ * `next()` once), so the two conflict outcomes that need a re-run (a `merge` whose observed keys
+ * changed meanwhile, every conflict under `retry`) are answered `409` through `onError`. Merges
+ * that replay (writers of other keys, `update()` counters) land as usual; `reject` and
+ * `overwrite` behave as under `withSession`.
+ *
+ * Nothing here imports `react-router`: the types below are the shapes React Router 7 and 8
+ * define, and its own values fit them.
+ *
+ * @example
+ * ```ts
+ * import { createRequestHandler, type ServerBuild } from "react-router";
+ * import { MemoryStore } from "websession";
+ * import { getSession, type RouterContextLike, sessionMiddleware } from "websession/react-router";
+ * import assert from "node:assert/strict";
+ *
+ * type Data = { visits?: number };
+ * // app/root.tsx of a React Router app: `export const middleware = [sessionMiddleware(options)]`
+ * // and loaders that `await getSession(context)`; here the route tree is built in code.
+ * const root = {
+ *   middleware: [sessionMiddleware<Data>({ store: new MemoryStore(), secrets: "a secret of at least thirty-two characters" })],
+ *   async loader({ context }: { context: RouterContextLike }) {
+ *     const session = await getSession<Data>(context);
+ *     return Response.json({ visits: session.update("visits", (n = 0) => n + 1) });
+ *   },
+ * };
+ * const build = {
+ *   entry: { module: { default: () => new Response(null, { status: 500 }) } },
+ *   routes: { root: { id: "root", path: "", module: root } },
+ *   assets: { entry: { imports: [], module: "" }, routes: {}, url: "", version: "1" },
+ *   publicPath: "/", assetsBuildDirectory: "build/client", future: { v8_middleware: true },
+ *   ssr: true, isSpaMode: false, prerender: [], routeDiscovery: { mode: "initial", manifestPath: "/__manifest" },
+ * } as unknown as ServerBuild;
+ * const handler = createRequestHandler(build);
+ *
+ * const first = await handler(new Request("https://example.com/"));
+ * assert.deepEqual(await first.json(), { visits: 1 });
+ * const cookie = first.headers.get("set-cookie")!.split(";")[0]!;
+ * const second = await handler(new Request("https://example.com/", { headers: { cookie } }));
+ * assert.deepEqual(await second.json(), { visits: 2 });
+ * ```
+ *
+ * @module
+ */
+import { configError, type ResolvedOptions, type SessionOptions } from "../options.ts";
+import { commitSession as commit, openSession, optionsOf } from "../open_session.ts";
+import { kState, Session } from "../session.ts";
+import type { SessionData } from "../store.ts";
+import { isSessionError, plainErrorResponse, sessionErrorResponse, withSessionHeaders } from "./response.ts";
+
+/**
+ * A React Router context key (`createContext()`'s result): `{ defaultValue? }`.
+ *
+ * @typeParam T The value kept under the key.
+ */
+export interface RouterContextKey<T> {
+  /** What `get` returns when nothing was set. */
+  defaultValue?: T;
+}
+
+/**
+ * React Router's `RouterContextProvider` (the `context` of middleware, loaders and actions when
+ * middleware is on), as this adapter uses it.
+ */
+export interface RouterContextLike {
+  /** Reads the value under a key. */
+  get<T>(context: RouterContextKey<T>): T;
+  /** Sets the value under a key. */
+  set<T>(context: RouterContextKey<T>, value: T): void;
+}
+
+/**
+ * A server middleware of React Router (`Route.MiddlewareFunction`): it gets the request and the
+ * context, and calls `next()` once for the response.
+ */
+export type SessionMiddlewareFunction = (
+  args: { request: Request; context: RouterContextLike },
+  next: () => Promise<unknown>,
+) => Promise<Response>;
+
+/** Options of the React Router `sessionMiddleware`: `withSession`'s, or a function of the middleware arguments. */
+export type RouterSessionOptions<T extends object = SessionData> =
+  | SessionOptions<T>
+  | ((args: { request: Request; context: RouterContextLike }) => SessionOptions<T>);
+
+/** What the middleware keeps in the router context for one request. */
+interface Holder {
+  options: SessionOptions;
+  request: Request;
+  /** The session, once a loader or action asked for it. */
+  promise: Promise<Session> | undefined;
+}
+
+/** The context key. `null` by default, so a missing middleware is told apart without a throw. */
+const sessionKey: RouterContextKey<Holder | null> = { defaultValue: null };
+
+/**
+ * React Router server middleware that gives loaders and actions the request's session through
+ * {@linkcode getSession}, and commits it when they are done (compare-and-set, conflict policy):
+ * `Set-Cookie` (when there is something to say), `Vary: Cookie` and, with a cookie, a private
+ * `Cache-Control` go on the response, for document, data (`.data`) and resource requests alike.
+ *
+ * Add it to the root route's `middleware` (React Router 8; 7.9+ with `future.v8_middleware`).
+ * The store is read on the first `getSession(context)` only: a request no loader asks costs no
+ * store call and gets no session header. Loaders of one request share one session.
+ *
+ * Errors never become a bare `500`: a store outage is `503` and a refused conflict `409`, through
+ * `onError`. Changes made after `next()` returned (a promise a loader left streaming) are not
+ * saved.
+ *
+ * @typeParam T The shape of the session data.
+ * @param options `withSession`'s options (resolved once per object), or a function of the
+ * middleware arguments returning them (for secrets from the context; return the same object
+ * each time). A conflict that needs the loaders run again (`merge` when a key the request read
+ * changed meanwhile, any conflict under `retry`) is answered `409`.
+ * @returns The middleware.
+ * @throws {TypeError} On invalid options given as an object (missing or short secrets, ...).
+ * @throws {RangeError} On invalid timeouts or attempts.
+ * @example
+ * ```ts
+ * import { createRequestHandler, type ServerBuild } from "react-router";
+ * import { MemoryStore } from "websession";
+ * import { getSession, type RouterContextLike, sessionMiddleware } from "websession/react-router";
+ * import assert from "node:assert/strict";
+ *
+ * type Data = { user?: string; notice?: string };
+ * type Args = { request: Request; context: RouterContextLike };
+ * const routes = {
+ *   root: {
+ *     id: "root", path: "",
+ *     module: { middleware: [sessionMiddleware<Data>({ store: new MemoryStore(), secrets: "a secret of at least thirty-two characters" })] },
+ *   },
+ *   login: {
+ *     id: "login", parentId: "root", path: "login",
+ *     module: {
+ *       async action({ context }: Args) {
+ *         const session = await getSession<Data>(context);
+ *         session.regenerate(); // a new id on log in
+ *         session.set("user", "ada");
+ *         session.flash("notice", "Welcome!");
+ *         return new Response(null, { status: 303, headers: { location: "/me" } });
+ *       },
+ *     },
+ *   },
+ *   me: {
+ *     id: "me", parentId: "root", path: "me",
+ *     module: {
+ *       async loader({ context }: Args) {
+ *         const session = await getSession<Data>(context);
+ *         return Response.json({ user: session.get("user") ?? null, notice: session.get("notice") ?? null });
+ *       },
+ *     },
+ *   },
+ * };
+ * const handler = createRequestHandler({
+ *   entry: { module: { default: () => new Response(null, { status: 500 }) } },
+ *   routes,
+ *   assets: { entry: { imports: [], module: "" }, routes: {}, url: "", version: "1" },
+ *   publicPath: "/", assetsBuildDirectory: "build/client", future: { v8_middleware: true },
+ *   ssr: true, isSpaMode: false, prerender: [], routeDiscovery: { mode: "initial", manifestPath: "/__manifest" },
+ * } as unknown as ServerBuild);
+ *
+ * const login = await handler(new Request("https://example.com/login", { method: "POST" }));
+ * assert.equal(login.status, 303);
+ * const cookie = login.headers.get("set-cookie")!.split(";")[0]!;
+ * const me = () => handler(new Request("https://example.com/me", { headers: { cookie } }));
+ * assert.deepEqual(await (await me()).json(), { user: "ada", notice: "Welcome!" });
+ * assert.deepEqual(await (await me()).json(), { user: "ada", notice: null }); // a flash shows once
+ * ```
+ */
+export function sessionMiddleware<T extends object = SessionData>(
+  options: RouterSessionOptions<T>,
+): SessionMiddlewareFunction {
+  if (typeof options !== "function") optionsOf(options as SessionOptions<SessionData>); // validate now
+  const optionsFor = typeof options === "function"
+    ? options as (args: { request: Request; context: RouterContextLike }) => SessionOptions
+    : () => options as SessionOptions;
+
+  return async function sessionMiddlewareFunction(args, next): Promise<Response> {
+    const { request, context } = args;
+    if (typeof context?.get !== "function" || typeof context.set !== "function") {
+      throw new TypeError(
+        "sessionMiddleware() needs React Router's middleware context: React Router 8, or 7.9+ with future.v8_middleware",
+      );
+    }
+    if (context.get(sessionKey) !== null) {
+      return expectResponse(await next()); // mounted twice: the first one owns the session
+    }
+    let raw: SessionOptions;
+    let o: ResolvedOptions;
+    try {
+      raw = optionsFor(args);
+      o = optionsOf(raw);
+    } catch (error) {
+      throw configError(error);
+    }
+    const holder: Holder = { options: raw, request, promise: undefined };
+    context.set(sessionKey, holder);
+    let response: Response;
+    try {
+      response = expectResponse(await next());
+    } catch (error) {
+      if (isSessionError(error)) return sessionErrorResponse(o, error, request);
+      throw error;
+    }
+    if (holder.promise === undefined) return response;
+    let session: Session;
+    try {
+      session = await holder.promise;
+    } catch (error) {
+      // The store could not be read: whatever the loaders made of it, answer as onError says.
+      if (!isSessionError(error)) return response;
+      await response.body?.cancel().catch(ignore);
+      return sessionErrorResponse(o, error, request);
+    }
+    let cookies: string[];
+    try {
+      cookies = await commit(session);
+    } catch (error) {
+      if (!isSessionError(error)) throw error;
+      await response.body?.cancel().catch(ignore);
+      return sessionErrorResponse(o, error, request);
+    }
+    return withSessionHeaders(response, cookies);
+  };
+}
+
+function expectResponse(result: unknown): Response {
+  if (result instanceof Response) return result;
+  throw new TypeError(
+    "sessionMiddleware() is a server middleware: export it in `middleware`, not `clientMiddleware`",
+  );
+}
+
+function ignore(): void {}
+
+/**
+ * Returns the request's session inside a loader or action under {@linkcode sessionMiddleware}.
+ * The store is read on the first call of the request; later calls, from any loader of the same
+ * request, return the same `Session`.
+ *
+ * @typeParam T The shape of the session data.
+ * @param context The `context` argument of the loader or action.
+ * @returns The request's session.
+ * @throws {TypeError} (as a rejection) When `sessionMiddleware` is not in the matched routes'
+ * middleware.
+ * @throws {StoreUnavailableError} (as a rejection) When the store cannot be read; the middleware
+ * answers `503` through `onError`.
+ * @example
+ * ```ts
+ * import { RouterContextProvider } from "react-router";
+ * import { getSession } from "websession/react-router";
+ * import assert from "node:assert/strict";
+ *
+ * // Without the middleware there is no session to give.
+ * await assert.rejects(getSession(new RouterContextProvider()), /sessionMiddleware/);
+ * ```
+ */
+export function getSession<T extends object = SessionData>(context: RouterContextLike): Promise<Session<T>> {
+  const holder = typeof context?.get === "function" ? context.get(sessionKey) : null;
+  if (holder === null || holder === undefined) {
+    return Promise.reject(
+      new TypeError(
+        "getSession(context) needs sessionMiddleware() in the root route's middleware (React Router 8, or 7.9+ with future.v8_middleware)",
+      ),
+    );
+  }
+  holder.promise ??= openSession(holder.request, holder.options);
+  return holder.promise as Promise<Session<T>>;
+}
+
+// --- React Router's SessionStorage interface -----------------------------------------------
+
+/** React Router's `FlashSessionData`: the data, and flash values under `__flash_<name>__`. */
+export type FlashSessionData<Data, FlashData> = Partial<
+  Data & { [Key in keyof FlashData as `__flash_${Key & string}__`]: FlashData[Key] }
+>;
+
+/**
+ * React Router's `Session` interface, as `createSessionStorage` returns it. Values must be plain
+ * JSON (a `Date` is refused with a `TypeError`; store its `toISOString()`).
+ *
+ * @typeParam Data The session data.
+ * @typeParam FlashData The flash values.
+ */
+export interface RouterSession<Data = SessionData, FlashData = Data> {
+  /** The session id; the empty string until the session is stored, as React Router has it. */
+  readonly id: string;
+  /** Every value, flash values under `__flash_<name>__` (reading it makes every key observed). */
+  readonly data: FlashSessionData<Data, FlashData>;
+  /** Whether `name` holds a value or an unread flash value. */
+  has(name: (keyof Data | keyof FlashData) & string): boolean;
+  /** Reads a value; a flash value is returned once. */
+  get<Key extends (keyof Data | keyof FlashData) & string>(
+    name: Key,
+  ):
+    | (Key extends keyof Data ? Data[Key] : undefined)
+    | (Key extends keyof FlashData ? FlashData[Key] : undefined)
+    | undefined;
+  /** Sets a value. */
+  set<Key extends keyof Data & string>(name: Key, value: Data[Key]): void;
+  /** Sets a value readable once, from the next request on. */
+  flash<Key extends keyof FlashData & string>(name: Key, value: FlashData[Key]): void;
+  /** Removes a value (and an unread flash value of that name). */
+  unset(name: (keyof Data | keyof FlashData) & string): void;
+}
+
+/**
+ * React Router's `SessionStorage` interface.
+ *
+ * @typeParam Data The session data.
+ * @typeParam FlashData The flash values.
+ */
+export interface RouterSessionStorage<Data = SessionData, FlashData = Data> {
+  /** Opens the session a `Cookie` header names (a new, empty one when none). */
+  getSession(cookieHeader?: string | null, options?: unknown): Promise<RouterSession<Data, FlashData>>;
+  /** Saves the session; resolves to the `Set-Cookie` value to send (`""`: nothing to send). */
+  commitSession(session: RouterSession<Data, FlashData>, options?: unknown): Promise<string>;
+  /** Ends the session; resolves to the `Set-Cookie` value that clears its cookie. */
+  destroySession(session: RouterSession<Data, FlashData>, options?: unknown): Promise<string>;
+}
+
+const kInner: unique symbol = Symbol("websession.reactRouterSession");
+
+class StorageSession {
+  readonly [kInner]: Session<SessionData>;
+
+  constructor(session: Session<SessionData>) {
+    this[kInner] = session;
+  }
+
+  get id(): string {
+    const session = this[kInner];
+    return session.isNew ? "" : session.id;
+  }
+
+  get data(): SessionData {
+    const session = this[kInner];
+    const data = session.toJSON() as SessionData;
+    const state = session[kState];
+    addFlash(data, state.flash);
+    if (state.flashOut !== undefined) addFlash(data, state.flashOut);
+    return data;
+  }
+
+  has(name: string): boolean {
+    return this[kInner].has(name);
+  }
+
+  get(name: string): unknown {
+    return this[kInner].get(name);
+  }
+
+  set(name: string, value: unknown): void {
+    this[kInner].set(name, value);
+  }
+
+  flash(name: string, value: unknown): void {
+    this[kInner].flash(name, value);
+  }
+
+  unset(name: string): void {
+    const session = this[kInner];
+    if (session[kState].flash.has(name)) session.get(name); // consumes the unread flash value
+    session.delete(name);
+  }
+}
+
+function addFlash(data: SessionData, flash: Map<string, unknown>): void {
+  for (const [key, value] of flash) {
+    Object.defineProperty(data, `__flash_${key}__`, {
+      value,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+}
+
+function innerOf(session: unknown, method: string): Session<SessionData> {
+  const inner = (session as StorageSession | null)?.[kInner];
+  if (inner === undefined) {
+    throw new TypeError(`${method}() needs a session from this storage's getSession()`);
+  }
+  return inner;
+}
+
+/**
+ * React Router's `SessionStorage` over any websession server store: the same
+ * `getSession(cookieHeader)` / `commitSession(session)` / `destroySession(session)` calls as
+ * `createCookieSessionStorage` or `createMemorySessionStorage`, with websession's signed ids,
+ * expiry, and compare-and-set: concurrent requests of one session merge their changes instead of
+ * the last commit overwriting the others'.
+ *
+ * Differences from React Router's storages, each on purpose:
+ * - `commitSession` resolves to `""` when there is nothing to send (a session that is empty, or
+ *   unchanged since its cookie was set): a read-only request does not send the cookie again,
+ *   which is what lets a slow read never bring back a cookie a concurrent log in replaced.
+ *   Browsers ignore an empty `Set-Cookie` (RFC 6265bis §5.6); or skip the header when it is `""`.
+ * - Cookie attributes and lifetime come from the `cookie`, `idleTimeout` and `absoluteTimeout`
+ *   options; the per-call cookie options (`maxAge`, `expires`) are not used.
+ * - Values must be plain JSON.
+ * - A conflict that cannot be merged (the request read a key another request changed; any
+ *   conflict under `reject` or `retry`) rejects with a `409` `Response`, a store outage with a
+ *   `503` `Response`: throwing them from a loader or action answers with that status. `onError` is
+ *   not called (there is no request here to give it).
+ *
+ * @typeParam Data The session data.
+ * @typeParam FlashData The flash values.
+ * @param options `withSession`'s options, with a server store (Memory, File, Redis, Postgres, ...).
+ * @returns The storage.
+ * @throws {TypeError} On invalid options, or a cookie store (`CookieStore` may need several
+ * cookies where this interface returns one: use `sessionMiddleware`, or React Router's
+ * `createCookieSessionStorage`).
+ * @example
+ * ```ts
+ * import { MemoryStore } from "websession";
+ * import { createSessionStorage } from "websession/react-router";
+ * import assert from "node:assert/strict";
+ *
+ * // app/sessions.server.ts: only the import and the options change.
+ * const { getSession, commitSession, destroySession } = createSessionStorage<
+ *   { userId: string },
+ *   { error: string }
+ * >({ store: new MemoryStore(), secrets: "a secret of at least thirty-two characters" });
+ *
+ * // action: log in
+ * const session = await getSession(null);
+ * session.set("userId", "42");
+ * session.flash("error", "Remember to verify your e-mail");
+ * const setCookie = await commitSession(session);
+ * const cookie = setCookie.split(";")[0]!;
+ *
+ * // loader: read, with the flash shown once
+ * const again = await getSession(cookie);
+ * assert.equal(again.get("userId"), "42");
+ * assert.equal(again.get("error"), "Remember to verify your e-mail");
+ * assert.match(await commitSession(again), /^$/); // the flash read is saved; no cookie to resend
+ * assert.equal((await getSession(cookie)).get("error"), undefined);
+ *
+ * // action: log out
+ * assert.match(await destroySession(await getSession(cookie)), /Max-Age=0/);
+ * assert.equal((await getSession(cookie)).get("userId"), undefined);
+ * ```
+ */
+export function createSessionStorage<Data = SessionData, FlashData = Data>(
+  options: SessionOptions<SessionData>,
+): RouterSessionStorage<Data, FlashData> {
+  const o = optionsOf(options);
+  if (o.sealed) {
+    throw new TypeError(
+      "Invalid store: createSessionStorage() returns one Set-Cookie value and a cookie store may need several; use sessionMiddleware(), or React Router's createCookieSessionStorage()",
+    );
+  }
+
+  async function sessionCookie(session: Session<SessionData>): Promise<string> {
+    let cookies: string[];
+    try {
+      cookies = await commit(session);
+    } catch (error) {
+      if (isSessionError(error)) throw plainErrorResponse(error);
+      throw error;
+    }
+    return cookies.length === 0 ? "" : cookies[cookies.length - 1]!;
+  }
+
+  return {
+    async getSession(cookieHeader?: string | null): Promise<RouterSession<Data, FlashData>> {
+      try {
+        const session = await openSession(cookieHeader ?? null, options);
+        return new StorageSession(session) as unknown as RouterSession<Data, FlashData>;
+      } catch (error) {
+        if (isSessionError(error)) throw plainErrorResponse(error);
+        throw error;
+      }
+    },
+    commitSession(session: RouterSession<Data, FlashData>): Promise<string> {
+      return sessionCookie(innerOf(session, "commitSession"));
+    },
+    destroySession(session: RouterSession<Data, FlashData>): Promise<string> {
+      const inner = innerOf(session, "destroySession");
+      inner.destroy();
+      return sessionCookie(inner);
+    },
+  };
+}

@@ -31,6 +31,7 @@ export type {
   ConflictPolicy,
   InvalidCookieEvent,
   InvalidCookieReason,
+  SessionLogger,
   SessionOptions,
   StandardSchemaResult,
   StandardSchemaV1,

@@ -272,6 +272,38 @@ export interface SessionOptions<T extends object = SessionData> {
    * @default Date.now
    */
   now?: () => number;
+  /**
+   * Where websession writes what a person should read: server errors answered with 5xx by the
+   * default `onError`, and configuration warnings (a `Secure` cookie sent over plain http).
+   * @default console
+   */
+  logger?: SessionLogger;
+}
+
+/**
+ * The logger websession writes to: `console`, or any object with its `warn` and `error`.
+ *
+ * @example
+ * ```ts
+ * import { MemoryStore, type SessionLogger, withSession } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * const lines: string[] = [];
+ * const logger: SessionLogger = { warn: (...args) => void lines.push(String(args[0])), error: () => {} };
+ * const handler = withSession(async () => new Response("ok"), {
+ *   store: new MemoryStore(),
+ *   secrets: ["a secret of at least thirty-two characters"],
+ *   logger,
+ * });
+ * assert.equal((await handler(new Request("https://example.com/"))).status, 200);
+ * assert.deepEqual(lines, []);
+ * ```
+ */
+export interface SessionLogger {
+  /** A warning: something probably misconfigured. */
+  warn(...args: unknown[]): void;
+  /** An error: a request answered with 5xx. */
+  error(...args: unknown[]): void;
 }
 
 /** Options after defaults and validation. Internal. */
@@ -289,6 +321,9 @@ export interface ResolvedOptions {
   onInvalidCookie?: (event: InvalidCookieEvent) => void;
   schema?: StandardSchemaV1<unknown, SessionData>;
   now: () => number;
+  logger: SessionLogger;
+  /** The insecure-cookie warning was given (once per options). */
+  warned: boolean;
 }
 
 let defaultStore: MemoryStore | undefined;
@@ -348,11 +383,11 @@ export function resolveSecrets(secrets: unknown): readonly string[] {
   return Object.freeze([...list]);
 }
 
-function defaultOnError(error: unknown): Response {
+function defaultOnError(logger: SessionLogger, error: unknown): Response {
   const status = typeof (error as { status?: unknown }).status === "number"
     ? (error as { status: number }).status
     : 500;
-  if (status >= 500) console.error(error);
+  if (status >= 500) logger.error(error);
   const text = status === 409 ? "Conflict" : status === 503 ? "Service Unavailable" : "Internal Server Error";
   return new Response(text, { status, headers: { "content-type": "text/plain; charset=utf-8" } });
 }
@@ -399,6 +434,10 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
   if (schema !== undefined && typeof schema?.["~standard"]?.validate !== "function") {
     throw new TypeError("Invalid schema: expected a Standard Schema (zod, valibot, arktype, ...)");
   }
+  const logger = options.logger ?? console;
+  if (typeof logger?.warn !== "function" || typeof logger?.error !== "function") {
+    throw new TypeError("Invalid logger: expected an object with warn() and error(), such as console");
+  }
   for (const hook of ["onError", "onInvalidCookie", "now"] as const) {
     if (options[hook] !== undefined && typeof options[hook] !== "function") {
       throw new TypeError(`Invalid ${hook}: expected a function`);
@@ -414,10 +453,12 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
     touchAfterMs: touchAfter * 1000,
     conflict,
     maxAttempts,
-    onError: options.onError ?? defaultOnError,
+    onError: options.onError ?? defaultOnError.bind(undefined, logger),
     onInvalidCookie: options.onInvalidCookie,
     schema: schema as StandardSchemaV1<unknown, SessionData> | undefined,
     now: options.now ?? Date.now,
+    logger,
+    warned: false,
   };
 }
 

@@ -245,6 +245,22 @@ async function run<A extends unknown[]>(
 
 function ignore(): void {}
 
+const LOCAL = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$|\.localhost$/;
+
+/**
+ * Browsers drop a `Secure` cookie set over plain http (RFC 6265bis §5.7), except on localhost:
+ * the site then starts a new session on every request, silently. Say so once.
+ */
+function warnInsecure(o: ResolvedOptions, request: Request): void {
+  const url = URL.parse?.(request.url) ?? new URL(request.url);
+  if (url.protocol !== "http:" || LOCAL.test(url.hostname)) return;
+  if (/^https$/i.test(request.headers.get("x-forwarded-proto") ?? "")) return;
+  o.warned = true;
+  o.logger.warn(
+    `websession: a Secure session cookie was sent in answer to a plain-http request for "${url.host}": browsers drop it, so every request starts a new session. Serve the site over https (behind a proxy that terminates TLS, have it send X-Forwarded-Proto: https), or set cookie: { secure: false } for plain-http development`,
+  );
+}
+
 function fallbackResponse(error: SessionError): Response {
   console.error(error);
   return new Response("Internal Server Error", { status: 500 });
@@ -280,6 +296,7 @@ function decorate(h: Handle, headers: Headers): void {
   if (cookies === undefined || cookies.size === 0) return;
   for (const cookie of cookies.values()) headers.append("set-cookie", cookie);
   h.setCookies = undefined;
+  if (h.o.cookie.secure && !h.o.warned && h.request !== undefined) warnInsecure(h.o, h.request);
   const cacheControl = headers.get("cache-control");
   if (cacheControl === null) headers.set("cache-control", "private, no-store");
   else if (!PRIVATE.test(cacheControl)) {

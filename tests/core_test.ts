@@ -572,3 +572,39 @@ describe("responses", () => {
     assert.equal(await client.text("/"), "2");
   });
 });
+
+describe("insecure cookie warning", () => {
+  it("warns once when a Secure cookie answers plain http on a host other than localhost", async () => {
+    const warnings: string[] = [];
+    const errors: unknown[] = [];
+    const handler = withSession(async (req: Request) => {
+      (await getSession<{ n?: number }>(req)).update("n", (n = 0) => n + 1);
+      return new Response("ok");
+    }, {
+      store: new MemoryStore(),
+      secrets: "a secret of at least thirty-two characters",
+      logger: { warn: (message) => void warnings.push(String(message)), error: (e) => void errors.push(e) },
+    });
+    await handler(new Request("https://shop.example/"));
+    await handler(new Request("http://localhost:8000/"));
+    await handler(new Request("http://127.0.0.1:8000/"));
+    await handler(new Request("http://shop.example/", { headers: { "x-forwarded-proto": "https" } }));
+    assert.deepEqual(warnings, [], "https, localhost and a TLS-terminating proxy are fine");
+    await handler(new Request("http://shop.example/"));
+    await handler(new Request("http://shop.example/"));
+    assert.equal(warnings.length, 1, "said once");
+    assert.match(warnings[0]!, /plain-http request for "shop\.example".*secure: false/);
+    const relaxed = withSession(async (req: Request) => {
+      (await getSession<{ n?: number }>(req)).set("n", 1);
+      return new Response("ok");
+    }, {
+      store: new MemoryStore(),
+      secrets: "a secret of at least thirty-two characters",
+      cookie: { secure: false },
+      logger: { warn: (message) => void warnings.push(String(message)), error: () => {} },
+    });
+    await relaxed(new Request("http://shop.example/"));
+    assert.equal(warnings.length, 1, "no warning without Secure");
+    assert.deepEqual(errors, []);
+  });
+});

@@ -4,8 +4,9 @@
 // - Node runs every test file.
 // - The core tests (tests/*_test.ts) are meant to run everywhere; NODE_ONLY names the few that
 //   drive other processes and cannot.
-// - Each store runs where its backend exists: Redis and PostgreSQL under Node, Deno and Bun
-//   (every client variant, against the machine's servers; their outage tests under Node only);
+// - Each store runs where its backend exists: Redis, PostgreSQL and Memcached under Node, Deno
+//   and Bun (every client variant that runs there, against the machine's servers; their outage
+//   tests under Node only);
 //   Deno KV under Deno only; Workers KV and Durable Objects inside workerd (and, through
 //   Miniflare, from Node).
 import { existsSync, readdirSync, readFileSync } from "node:fs";
@@ -42,7 +43,11 @@ function coreFiles() {
   return testFiles("tests").filter((file) => !NODE_ONLY.includes(file));
 }
 
-/** Deno: the core, the in-process stores, FileStore's suites, Deno KV, Redis and PostgreSQL. */
+/**
+ * Deno: the core, the in-process stores, FileStore's suites, Deno KV, Redis, PostgreSQL and
+ * Memcached (through memcache-client; the memcached client cannot run on Deno, which its test
+ * file checks).
+ */
 export function denoFiles() {
   return [
     ...coreFiles(),
@@ -53,10 +58,14 @@ export function denoFiles() {
     "tests/stores/deno_kv_test.ts",
     "tests/stores/redis_test.ts",
     "tests/stores/postgres_test.ts",
+    "tests/stores/memcached_test.ts",
   ];
 }
 
-/** Bun: the core, the in-process stores, FileStore (SIGKILL case included), Redis and PostgreSQL. */
+/**
+ * Bun: the core, the in-process stores, FileStore (SIGKILL case included), Redis, PostgreSQL and
+ * Memcached (both clients).
+ */
 export function bunFiles() {
   return [
     ...coreFiles(),
@@ -66,6 +75,7 @@ export function bunFiles() {
     "tests/stores/file_test.ts",
     "tests/stores/redis_test.ts",
     "tests/stores/postgres_test.ts",
+    "tests/stores/memcached_test.ts",
   ];
 }
 

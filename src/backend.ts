@@ -7,6 +7,7 @@
  * @module
  */
 import { readCookies, serializeCookie } from "./cookie.ts";
+import { emit } from "./events.ts";
 import { SessionConflictError, type SessionError, SessionStateError } from "./errors.ts";
 import type { InvalidCookieReason, ResolvedOptions } from "./options.ts";
 import type { SessionHost, SessionState } from "./session.ts";
@@ -183,6 +184,7 @@ export function hasWork(h: Handle): boolean {
 /** Tells `onInvalidCookie` why a presented cookie was not used. */
 export function invalid(h: Handle, reason: InvalidCookieReason, detail?: unknown): void {
   h.o.onInvalidCookie?.({ reason, request: h.request, detail });
+  if (h.o.onEvent !== undefined) emit(h.o.onEvent, { type: "invalid-cookie", reason, request: h.request });
 }
 
 /** Queues a `Set-Cookie` for the session cookie (or a chunk of it). */

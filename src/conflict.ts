@@ -14,6 +14,7 @@
 import { SessionError, StoreUnavailableError } from "./errors.ts";
 import type { ConflictPolicy } from "./options.ts";
 import { joinData, observationsHold, replay, type SessionState } from "./session.ts";
+import { emit, type EventHook, timed } from "./events.ts";
 import { ENDED_KEY, isEnded, type SessionData, type SessionStore, type StoredSession } from "./store.ts";
 
 /** How long at least the tombstone of an ended session outlives the end, in milliseconds. */
@@ -32,6 +33,9 @@ export interface Pending {
   outcome?: Outcome;
   /** Wakes a queued commit. */
   wake?: () => void;
+  /** The instrumentation hook, and the request it reports. */
+  hook?: EventHook;
+  request?: Request;
 }
 
 /** The maps a commit's data became, after its operations were replayed on what it landed on. */
@@ -52,7 +56,7 @@ export interface Landed {
  * - `failed`: the store failed.
  */
 export type Outcome =
-  | { kind: "saved"; record: StoredSession | null; landed: Landed }
+  | { kind: "saved"; record: StoredSession | null; landed: Landed; attempts: number }
   | { kind: "rerun" }
   | { kind: "refused"; reason: "conflict" | "ended" }
   | { kind: "failed"; error: SessionError };
@@ -179,7 +183,11 @@ async function runBatch(
   for (let attempt = 1;; attempt++) {
     if (current === undefined) {
       try {
-        current = await store.load(key);
+        const hook = batch[0]!.hook;
+        current = await (hook === undefined
+          ? store.load(key)
+          : timed(hook, batch[0]!.request, "load", () =>
+            store.load(key)));
       } catch (error) {
         return fail(batch, storeError("load", error));
       }
@@ -201,7 +209,7 @@ async function runBatch(
       if (working === undefined) {
         // The record is gone or ended: a logout of it is done already; nothing else can land.
         if (p.s.ending === "destroy") {
-          p.outcome = { kind: "saved", record: null, landed: replay(p.s.ops, {}) };
+          p.outcome = { kind: "saved", record: null, landed: replay(p.s.ops, {}), attempts: attempt };
         } else {
           p.outcome = { kind: "refused", reason: "ended" };
         }
@@ -210,6 +218,15 @@ async function runBatch(
       const base = p.s.base!;
       const changed = !(untouched && base.version === current!.version);
       const verdict = decide(p, changed, base.data, working);
+      if (changed && p.hook !== undefined) {
+        emit(p.hook, {
+          type: "conflict",
+          policy: p.policy,
+          attempt,
+          outcome: verdict === "apply" ? "merged" : verdict === "rerun" ? "rerun" : "refused",
+          request: p.request,
+        });
+      }
       if (verdict === "rerun") {
         p.outcome = { kind: "rerun" };
         continue;
@@ -242,14 +259,19 @@ async function runBatch(
       };
     let result;
     try {
-      result = await store.save(key, record, current!.version);
+      const hook = applied[0]!.p.hook;
+      const expected = current!.version;
+      result = await (hook === undefined
+        ? store.save(key, record, expected)
+        : timed(hook, applied[0]!.p.request, "save", () =>
+          store.save(key, record, expected)));
     } catch (error) {
       return [...fail(applied.map((a) => a.p), storeError("save", error)), ...rest];
     }
     if (result === true) {
       lane.latest = record;
       if (lane.contention > 0) lane.contention--;
-      for (const { p, landed } of applied) p.outcome = { kind: "saved", record, landed };
+      for (const { p, landed } of applied) p.outcome = { kind: "saved", record, landed, attempts: attempt };
       return rest;
     }
     // Refused: another process saved first. Undo this attempt's decisions and try again on

@@ -6,10 +6,18 @@
  *
  * @module
  */
-import { type Backend, type CommitResult, type CookieSource, type Handle, hasWork, newHandle } from "./backend.ts";
+import {
+  type Backend,
+  type CommitResult,
+  type CookieSource,
+  type Handle,
+  hasWork,
+  newHandle,
+} from "./backend.ts";
 import { sealedBackend } from "./backends/sealed.ts";
 import { serverBackend } from "./backends/server.ts";
 import { SessionConflictError, SessionError } from "./errors.ts";
+import { emit } from "./events.ts";
 import { createSessionId } from "./id.ts";
 import { type ResolvedOptions, resolveOptions, type SessionOptions } from "./options.ts";
 import { kState, Session, type SessionHost, type SessionState, splitData } from "./session.ts";
@@ -39,7 +47,9 @@ function sourceOf(input: CookieInput): CookieSource {
   if (input instanceof Request) return input.headers.get("cookie");
   if (input instanceof Headers) return input.get("cookie");
   if (typeof input.get === "function") return input;
-  throw new TypeError("Invalid cookie input: expected a Request, Headers, a Cookie header string or a cookie jar");
+  throw new TypeError(
+    "Invalid cookie input: expected a Request, Headers, a Cookie header string or a cookie jar",
+  );
 }
 
 function commitNow(h: Handle): Promise<CommitResult> {
@@ -136,7 +146,16 @@ export async function openHandle(
   sink?: HandleSink,
 ): Promise<Session> {
   const h = newHandle(o, host, "", request, waitUntil);
+  const start = o.onEvent === undefined ? 0 : performance.now();
   await backendOf(o).open(h, sourceOf(input));
+  if (o.onEvent !== undefined) {
+    emit(o.onEvent, {
+      type: "load",
+      found: h.base !== undefined,
+      durationMs: performance.now() - start,
+      request,
+    });
+  }
   if (h.data === undefined) {
     h.data = new Map();
     h.flash = splitData({}).flash;
@@ -220,7 +239,13 @@ export async function openSession<T extends object = SessionData>(
   options: SessionOptions<T>,
 ): Promise<Session<T>> {
   const o = optionsOf(options as SessionOptions<SessionData>);
-  return await openHandle(o, plainHost, input, input instanceof Request ? input : undefined, undefined) as Session<T>;
+  return await openHandle(
+    o,
+    plainHost,
+    input,
+    input instanceof Request ? input : undefined,
+    undefined,
+  ) as Session<T>;
 }
 
 /**
@@ -244,7 +269,9 @@ export async function commitSession<T extends object>(session: Session<T>): Prom
   if (hasWork(h)) {
     const result = await serialCommit(h);
     if (result === "rerun") {
-      throw new SessionConflictError("Session was changed by a concurrent request in a way that cannot be merged");
+      throw new SessionConflictError(
+        "Session was changed by a concurrent request in a way that cannot be merged",
+      );
     }
     if (result instanceof SessionError) throw result;
   }

@@ -6,6 +6,7 @@
  */
 import { type CookieOptions, resolveCookieOptions, type ResolvedCookieOptions } from "./cookie.ts";
 import { SessionConfigError } from "./errors.ts";
+import type { EventHook } from "./events.ts";
 import { createSessionId } from "./id.ts";
 import { Signer } from "./signing.ts";
 import { isSealedStore, type SealedSessionStore, type SessionData, type SessionStore } from "./store.ts";
@@ -273,6 +274,12 @@ export interface SessionOptions<T extends object = SessionData> {
    */
   now?: () => number;
   /**
+   * The instrumentation hook: told of every load, save, touch, end, conflict, store call (with
+   * its latency and error) and invalid cookie. Costs nothing when unset. `websession/otel`
+   * turns these into OpenTelemetry spans and metrics.
+   */
+  onEvent?: EventHook;
+  /**
    * Where websession writes what a person should read: server errors answered with 5xx by the
    * default `onError`, and configuration warnings (a `Secure` cookie sent over plain http).
    * @default console
@@ -322,6 +329,7 @@ export interface ResolvedOptions {
   schema?: StandardSchemaV1<unknown, SessionData>;
   now: () => number;
   logger: SessionLogger;
+  onEvent: EventHook | undefined;
   /** The insecure-cookie warning was given (once per options). */
   warned: boolean;
 }
@@ -438,7 +446,7 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
   if (typeof logger?.warn !== "function" || typeof logger?.error !== "function") {
     throw new TypeError("Invalid logger: expected an object with warn() and error(), such as console");
   }
-  for (const hook of ["onError", "onInvalidCookie", "now"] as const) {
+  for (const hook of ["onError", "onInvalidCookie", "now", "onEvent"] as const) {
     if (options[hook] !== undefined && typeof options[hook] !== "function") {
       throw new TypeError(`Invalid ${hook}: expected a function`);
     }
@@ -458,6 +466,7 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
     schema: schema as StandardSchemaV1<unknown, SessionData> | undefined,
     now: options.now ?? Date.now,
     logger,
+    onEvent: options.onEvent,
     warned: false,
   };
 }

@@ -143,8 +143,8 @@ export function joinData(
   for (const [key, value] of data) define(out, key, value);
   if ((flash !== undefined && flash.size > 0) || (flashOut !== undefined && flashOut.size > 0)) {
     const all: SessionData = {};
-    if (flash !== undefined) for (const [key, value] of flash) define(all, key, value);
-    if (flashOut !== undefined) for (const [key, value] of flashOut) define(all, key, value);
+    if (flash !== undefined) { for (const [key, value] of flash) define(all, key, value); }
+    if (flashOut !== undefined) { for (const [key, value] of flashOut) define(all, key, value); }
     define(out, FLASH_KEY, all);
   }
   return out;
@@ -223,7 +223,9 @@ function valueOf(data: SessionData | undefined, key: string): unknown {
 export function observationsHold(s: SessionState, loaded: SessionData, fresh: SessionData): boolean {
   if (s.readAll) {
     for (const key in loaded) {
-      if (key !== FLASH_KEY && Object.hasOwn(loaded, key) && !same(loaded[key], valueOf(fresh, key))) return false;
+      if (key !== FLASH_KEY && Object.hasOwn(loaded, key) && !same(loaded[key], valueOf(fresh, key))) {
+        return false;
+      }
     }
     for (const key in fresh) {
       if (key !== FLASH_KEY && Object.hasOwn(fresh, key) && !Object.hasOwn(loaded, key)) return false;
@@ -289,7 +291,9 @@ function checkValue(value: unknown, key: string, depth = 0, seen?: Set<object>):
         const proto = Object.getPrototypeOf(value);
         if (proto !== Object.prototype && proto !== null) {
           throw new TypeError(
-            `Invalid session value for "${key}": a ${proto?.constructor?.name ?? "class"} instance is not plain JSON`,
+            `Invalid session value for "${key}": a ${
+              proto?.constructor?.name ?? "class"
+            } instance is not plain JSON`,
           );
         }
         for (const field in value) {

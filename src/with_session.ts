@@ -176,11 +176,7 @@ async function run<A extends unknown[]>(
   const kind = replayKind(o, original);
   const pristine = kind === "clone" ? original.clone() : undefined;
   for (let attempt = 1;; attempt++) {
-    const request = attempt === 1
-      ? original
-      : kind === "copy"
-      ? new Request(original)
-      : pristine!.clone();
+    const request = attempt === 1 ? original : kind === "copy" ? new Request(original) : pristine!.clone();
     const ctx: Context = {
       o,
       request,

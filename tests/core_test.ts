@@ -11,6 +11,7 @@ import {
   SessionConfigError,
   SessionConflictError,
   SessionError,
+  type SessionEvent,
   storageKeyOf,
   StoreUnavailableError,
   withSession,
@@ -606,5 +607,72 @@ describe("insecure cookie warning", () => {
     await relaxed(new Request("http://shop.example/"));
     assert.equal(warnings.length, 1, "no warning without Secure");
     assert.deepEqual(errors, []);
+  });
+});
+
+describe("instrumentation hook", () => {
+  it("reports each load, save, touch, end, conflict, store call and invalid cookie, counted exactly", async () => {
+    const events: SessionEvent[] = [];
+    let now = Date.now();
+    let release = (): void => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const handler = withSession(async (req: Request) => {
+      const session = await getSession<{ n?: number; user?: string }>(req);
+      const path = new URL(req.url).pathname;
+      if (path === "/slow") {
+        const n = session.get("n") ?? 0;
+        await gate;
+        session.set("n", n + 1);
+      } else if (path === "/inc") session.update("n", (n = 0) => n + 1);
+      else if (path === "/login") {
+        session.regenerate();
+        session.set("user", "ada");
+      } else if (path === "/logout") session.destroy();
+      return new Response("ok");
+    }, {
+      store: new MemoryStore(),
+      secrets: "a secret of at least thirty-two characters",
+      now: () => now,
+      onEvent: (event) => void events.push(event),
+      onError: () => new Response(null, { status: 409 }),
+    });
+    const client = new Client(handler);
+    const kinds = () =>
+      events.map((e) =>
+        e.type === "store" ? `store:${e.operation}` : e.type === "conflict" ? `conflict:${e.outcome}` : e.type
+      );
+    await client.text("/inc"); // new session: load (not found), save (created)
+    assert.deepEqual(kinds(), ["load", "store:save", "save"]);
+    assert.deepEqual(
+      events.filter((e) => e.type === "save").map((e) =>
+        e.type === "save" && [e.created, e.version, e.attempts]
+      ),
+      [[true, 1, 1]],
+    );
+    events.length = 0;
+    await client.text("/read"); // read-only: one load, one store read
+    assert.deepEqual(kinds(), ["store:load", "load"]);
+    events.length = 0;
+    const slow = client.clone().fetch("/slow", { method: "POST" }); // reads n, waits
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    await client.text("/inc");
+    release();
+    assert.equal((await slow).status, 409);
+    assert.deepEqual(kinds().filter((k) => k.startsWith("conflict")), ["conflict:refused"]);
+    assert.equal(kinds().filter((k) => k === "save").length, 1);
+    events.length = 0;
+    now += 3_000_000; // past touchAfter (1800 s): a persistent cookie is refreshed by compare-and-set
+    await client.text("/read");
+    assert.deepEqual(kinds(), ["store:load", "load", "store:save", "save"]);
+    events.length = 0;
+    await client.text("/login");
+    assert.deepEqual(kinds(), ["store:load", "load", "store:save", "regenerate", "store:save", "save"]);
+    events.length = 0;
+    await client.text("/logout");
+    assert.deepEqual(kinds(), ["store:load", "load", "store:save", "destroy"]);
+    events.length = 0;
+    await handler(new Request("https://app.example/", { headers: { cookie: "session=nonsense" } }));
+    assert.deepEqual(kinds(), ["invalid-cookie", "load"]);
+    assert.ok(events.every((e) => e.type !== "load" || e.durationMs >= 0));
   });
 });

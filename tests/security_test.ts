@@ -299,7 +299,8 @@ describe("attack checklist", () => {
       assert.equal(response.status, 200, cookie.slice(0, 80));
       assert.deepEqual(response.headers.getSetCookie(), [], `no Set-Cookie for ${cookie.slice(0, 80)}`);
     }
-    const read = async (value: string) => JSON.parse(await (await a.handler(request("/read", `session=${value}`))).text());
+    const read = async (value: string) =>
+      JSON.parse(await (await a.handler(request("/read", `session=${value}`))).text());
     assert.equal((await read(good)).visits, 8, "seven counted on the first live value");
     assert.equal((await read(other)).visits, 2, "one counted where it came first");
   });

@@ -17,10 +17,22 @@ import type { ConflictPolicy } from "../src/options.ts";
 import { sleep } from "./conformance/util.ts";
 
 const SECRET = "serializability property secret, 32+ characters";
-const RUNS = Number((globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env
-  .SERIAL_RUNS ?? 300);
+const RUNS = Number(
+  (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env
+    .SERIAL_RUNS ?? 300,
+);
 
-const KINDS = ["getset", "update", "delete", "clear", "flash", "consume", "regenerate", "destroy", "read"] as const;
+const KINDS = [
+  "getset",
+  "update",
+  "delete",
+  "clear",
+  "flash",
+  "consume",
+  "regenerate",
+  "destroy",
+  "read",
+] as const;
 type Kind = typeof KINDS[number];
 
 interface Step {
@@ -168,7 +180,11 @@ function* permutations<T>(items: T[]): Generator<T[]> {
 const stepArbitrary = fc.record({
   kind: fc.constantFrom(...KINDS),
   method: fc.constantFrom("GET" as const, "POST" as const),
-  pauses: fc.tuple(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 2 }), fc.integer({ min: 0, max: 2 })),
+  pauses: fc.tuple(
+    fc.integer({ min: 0, max: 3 }),
+    fc.integer({ min: 0, max: 2 }),
+    fc.integer({ min: 0, max: 2 }),
+  ),
 });
 
 async function check(steps: Step[], conflict: ConflictPolicy): Promise<void> {
@@ -221,7 +237,10 @@ async function check(steps: Step[], conflict: ConflictPolicy): Promise<void> {
     if (!fits) continue;
     if (model.alive) {
       if (record === null || isEnded(record)) continue;
-      const expected = { ...model.data, ...(Object.keys(model.flash).length > 0 ? { [FLASH_KEY]: model.flash } : {}) };
+      const expected = {
+        ...model.data,
+        ...(Object.keys(model.flash).length > 0 ? { [FLASH_KEY]: model.flash } : {}),
+      };
       if (canonical(record.data) !== canonical(expected)) {
         tried.push(`${order.join(">")}: record ${canonical(record.data)} != ${canonical(expected)}`);
         continue;
@@ -244,7 +263,10 @@ describe("serializability (property)", () => {
   for (const conflict of ["merge", "retry", "reject"] as const) {
     it(`${conflict}: every outcome is some serial order of the answered requests`, async () => {
       await fc.assert(
-        fc.asyncProperty(fc.array(stepArbitrary, { minLength: 2, maxLength: 5 }), (steps) => check(steps, conflict)),
+        fc.asyncProperty(
+          fc.array(stepArbitrary, { minLength: 2, maxLength: 5 }),
+          (steps) => check(steps, conflict),
+        ),
         { numRuns: Math.max(1, Math.round(RUNS / 3)) },
       );
     });

@@ -11,8 +11,8 @@ import {
   type Backend,
   clearCookie,
   type CommitResult,
-  cookieValues,
   type CookieSource,
+  cookieValues,
   dueExpiry,
   endedConflict,
   expiryFrom,
@@ -24,6 +24,7 @@ import {
 } from "../backend.ts";
 import { storeError } from "../conflict.ts";
 import { SessionError, SessionStateError } from "../errors.ts";
+import { emit, timed } from "../events.ts";
 import { splitData, stateData } from "../session.ts";
 import type { InvalidSeal, OpenedSession, SealedSessionStore } from "../store.ts";
 
@@ -60,7 +61,8 @@ async function open(h: Handle, source: CookieSource): Promise<void> {
   for (const jar of jars) {
     let opened: OpenedSession | InvalidSeal | null;
     try {
-      opened = await store.open((cookie) => jar.get(cookie), name);
+      const call = () => store.open((cookie) => jar.get(cookie), name);
+      opened = await (o.onEvent === undefined ? call() : timed(o.onEvent, h.request, "open", call));
     } catch (error) {
       throw storeError("open the session", error);
     }
@@ -106,12 +108,13 @@ async function commit(h: Handle): Promise<CommitResult> {
     try {
       // A request in flight during the end may still seal a cookie living a full idle window.
       const until = Math.max(base.expiresAt, expiryFrom(o, base.createdAt, now));
-      await store.revoke?.(h.key!, {
-        data: {},
-        version: base.version,
-        createdAt: base.createdAt,
-        expiresAt: until,
-      });
+      const tombstone = { data: {}, version: base.version, createdAt: base.createdAt, expiresAt: until };
+      const id = h.key!;
+      if (store.revoke !== undefined) {
+        const call = () => store.revoke!(id, tombstone);
+        await (o.onEvent === undefined ? call() : timed(o.onEvent, h.request, "revoke", call));
+      }
+      if (o.onEvent !== undefined) emit(o.onEvent, { type: h.ending, durationMs: 0, request: h.request });
     } catch (error) {
       return storeError("revoke", error);
     }
@@ -123,7 +126,7 @@ async function commit(h: Handle): Promise<CommitResult> {
   h.touchRequested = false;
   if (h.base === undefined && !hasData(h)) {
     h.ops = [];
-    if (h.clearCookie) for (const cookie of h.presented ?? []) clearCookie(h, cookie, now);
+    if (h.clearCookie) { for (const cookie of h.presented ?? []) clearCookie(h, cookie, now); }
     return "done";
   }
   if (h.base === undefined && h.endedElsewhere) return endedConflict();
@@ -131,8 +134,11 @@ async function commit(h: Handle): Promise<CommitResult> {
   const expiresAt = h.base === undefined ? expiryFrom(o, h.createdAt, now) : extended ?? h.expiresAt;
   const record = { data: stateData(h), version: h.version + 1, createdAt: h.createdAt, expiresAt };
   let cookies;
+  const start = o.onEvent === undefined ? 0 : performance.now();
   try {
-    cookies = await store.seal(h.id, record, name);
+    const id = h.id;
+    const call = () => store.seal(id, record, name);
+    cookies = await (o.onEvent === undefined ? call() : timed(o.onEvent, h.request, "seal", call));
   } catch (error) {
     if (error instanceof SessionError) return error;
     throw error;
@@ -144,6 +150,16 @@ async function commit(h: Handle): Promise<CommitResult> {
   }
   for (const cookie of h.presented ?? []) if (!sent.has(cookie)) clearCookie(h, cookie, now);
   h.presented = [...sent];
+  if (o.onEvent !== undefined) {
+    emit(o.onEvent, {
+      type: "save",
+      created: h.base === undefined,
+      version: record.version,
+      attempts: 1,
+      durationMs: performance.now() - start,
+      request: h.request,
+    });
+  }
   attachRecord(h, h.id, record, h.id);
   h.ops = [];
   h.rotated = false;

@@ -9,8 +9,8 @@ import {
   type Backend,
   clearCookie,
   type CommitResult,
-  cookieValues,
   type CookieSource,
+  cookieValues,
   dueExpiry,
   endedConflict,
   expiryFrom,
@@ -24,6 +24,7 @@ import {
 } from "../backend.ts";
 import { commitToRecord, type Landed, storeError } from "../conflict.ts";
 import { SessionConflictError } from "../errors.ts";
+import { emit, timed } from "../events.ts";
 import { createSessionId } from "../id.ts";
 import { splitData, stateData } from "../session.ts";
 import { isEnded, type SessionStore, type StoredSession } from "../store.ts";
@@ -60,9 +61,12 @@ async function open(h: Handle, source: CookieSource): Promise<void> {
     }
     let record: StoredSession | null;
     try {
-      record = await (store.capabilities.staleReads && verified.version !== undefined
-        ? store.load(verified.key, verified.version)
-        : store.load(verified.key));
+      record = await (o.onEvent === undefined ? loadRecord(store, verified) : timed(
+        o.onEvent,
+        h.request,
+        "load",
+        loadRecord.bind(undefined, store, verified),
+      ));
     } catch (error) {
       throw storeError("load", error);
     }
@@ -87,6 +91,16 @@ async function open(h: Handle, source: CookieSource): Promise<void> {
     return;
   }
   fresh(h);
+}
+
+/** Stores with stale reads are told the version the client has already seen. */
+function loadRecord(
+  store: SessionStore,
+  verified: { key: string; version?: number },
+): Promise<StoredSession | null> {
+  return store.capabilities.staleReads && verified.version !== undefined
+    ? store.load(verified.key, verified.version)
+    : store.load(verified.key);
 }
 
 function fresh(h: Handle): void {
@@ -118,12 +132,36 @@ async function commit(h: Handle): Promise<CommitResult> {
     if (writes || h.rotated || refreshCookie || (extended !== undefined && store.touch === undefined)) {
       // Everything that writes the record, or sends its cookie again, goes through the
       // compare-and-set: a cookie is never sent for a session another request ended.
-      const outcome = await commitToRecord(store, h.key!, {
-        s: h,
-        policy: o.conflict,
-        canRerun: h.canRerun && !h.responded,
-        expiresAt: extended ?? h.expiresAt,
-      }, o.maxAttempts, o.now);
+      const start = o.onEvent === undefined ? 0 : performance.now();
+      const ending = h.ending;
+      const outcome = await commitToRecord(
+        store,
+        h.key!,
+        {
+          s: h,
+          policy: o.conflict,
+          canRerun: h.canRerun && !h.responded,
+          expiresAt: extended ?? h.expiresAt,
+          hook: o.onEvent,
+          request: h.request,
+        },
+        o.maxAttempts,
+        o.now,
+      );
+      if (o.onEvent !== undefined && outcome.kind === "saved") {
+        const durationMs = performance.now() - start;
+        emit(
+          o.onEvent,
+          ending !== undefined ? { type: ending, durationMs, request: h.request } : {
+            type: "save",
+            created: false,
+            version: outcome.record!.version,
+            attempts: outcome.attempts,
+            durationMs,
+            request: h.request,
+          },
+        );
+      }
       switch (outcome.kind) {
         case "failed":
           return outcome.error;
@@ -154,7 +192,10 @@ async function commit(h: Handle): Promise<CommitResult> {
         h.version = record.version;
         h.expiresAt = record.expiresAt;
         if (resign) {
-          const issued = await o.signer.issue(h.id, store.capabilities.staleReads ? record.version : undefined);
+          const issued = await o.signer.issue(
+            h.id,
+            store.capabilities.staleReads ? record.version : undefined,
+          );
           h.cookieValue = issued.value;
           h.cookieVersion = record.version;
           h.rotated = false;
@@ -165,12 +206,19 @@ async function commit(h: Handle): Promise<CommitResult> {
         return "done";
       }
     } else if (extended !== undefined) {
+      const start = o.onEvent === undefined ? 0 : performance.now();
       try {
-        await store.touch!(h.key!, extended);
+        const key = h.key!;
+        await (o.onEvent === undefined
+          ? store.touch!(key, extended)
+          : timed(o.onEvent, h.request, "touch", () => store.touch!(key, extended)));
       } catch (error) {
         return storeError("touch", error);
       }
       h.expiresAt = extended;
+      if (o.onEvent !== undefined) {
+        emit(o.onEvent, { type: "touch", durationMs: performance.now() - start, request: h.request });
+      }
       return "done";
     } else {
       return "done";
@@ -189,6 +237,7 @@ async function commit(h: Handle): Promise<CommitResult> {
   }
   if (h.endedElsewhere) return endedConflict();
   const expiresAt = expiryFrom(o, h.createdAt, now);
+  const start = o.onEvent === undefined ? 0 : performance.now();
   for (let tries = 1;; tries++) {
     const issued = h.minted !== undefined && h.minted.id === h.id
       ? h.minted
@@ -197,11 +246,24 @@ async function commit(h: Handle): Promise<CommitResult> {
     const record: StoredSession = { data: stateData(h), version: 1, createdAt: h.createdAt, expiresAt };
     let result;
     try {
-      result = await store.save(issued.key, record, null);
+      result = await (o.onEvent === undefined
+        ? store.save(issued.key, record, null)
+        : timed(o.onEvent, h.request, "save", () =>
+          store.save(issued.key, record, null)));
     } catch (error) {
       return storeError("save", error);
     }
     if (result === true) {
+      if (o.onEvent !== undefined) {
+        emit(o.onEvent, {
+          type: "save",
+          created: true,
+          version: 1,
+          attempts: tries,
+          durationMs: performance.now() - start,
+          request: h.request,
+        });
+      }
       attachRecord(h, h.id, record, issued.key);
       h.ops = [];
       h.cookieValue = issued.value;

@@ -543,13 +543,18 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
 
     it("serializes get-then-set increments over POST: every 2xx counted, the rest refused", async (t) => {
       if (!cas()) return t.skip("store cannot compare-and-set");
-      const { client } = await returning({ onError: (e) => new Response(null, { status: (e as { status: number }).status }) });
+      const { client } = await returning({
+        onError: (e) => new Response(null, { status: (e as { status: number }).status }),
+      });
       const responses = await Promise.all(
         Array.from({ length: 10 }, () => client.clone().fetch("/getset", { method: "POST" })),
       );
       const ok = responses.filter((r) => r.status === 200).length;
       assert.ok(ok >= 1);
-      assert.deepEqual(responses.filter((r) => r.status !== 200).map((r) => r.status), Array(10 - ok).fill(409));
+      assert.deepEqual(
+        responses.filter((r) => r.status !== 200).map((r) => r.status),
+        Array(10 - ok).fill(409),
+      );
       for (const r of responses) if (r.status !== 200) assert.deepEqual(r.headers.getSetCookie(), []);
       assert.equal(await client.text("/read"), String(1 + ok), "final value = start + number of 2xx");
     });
@@ -664,7 +669,9 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
     it("saves a session first asked for after the response started", async () => {
       const waited: Promise<unknown>[] = [];
       const { client } = await returning();
-      const response = await client.fetch("/stream-late", { extra: [{ waitUntil: (p: Promise<unknown>) => waited.push(p) }] });
+      const response = await client.fetch("/stream-late", {
+        extra: [{ waitUntil: (p: Promise<unknown>) => waited.push(p) }],
+      });
       assert.equal(await response.text(), "part 1\npart 2\n");
       await until(() => Promise.resolve(waited.length > 0));
       await Promise.all(waited);

@@ -4,7 +4,13 @@
 // capability, never by name.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { ENDED_KEY, isEnded, type SaveResult, type SessionStore, type StoredSession } from "../../src/store.ts";
+import {
+  ENDED_KEY,
+  isEnded,
+  type SaveResult,
+  type SessionStore,
+  type StoredSession,
+} from "../../src/store.ts";
 import { randomKey, sleep } from "./util.ts";
 
 /** How a store's test file plugs into the suite. */
@@ -120,7 +126,11 @@ export function storeSuite(name: string, options: StoreSuiteOptions): void {
       assertRefused(await store.save(key, record({ n: 9 }, 3), 2), null, options.reportsCurrent);
       const now = Date.now();
       const expired = randomKey();
-      await store.save(expired, { data: { a: 1 }, version: 1, createdAt: now - 5_000, expiresAt: now + 300 }, null);
+      await store.save(
+        expired,
+        { data: { a: 1 }, version: 1, createdAt: now - 5_000, expiresAt: now + 300 },
+        null,
+      );
       await sleep(400);
       assertRefused(await store.save(expired, record({ a: 2 }, 2), 1), null, options.reportsCurrent);
       assert.equal(await store.load(expired), null);

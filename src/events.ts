@@ -1,0 +1,98 @@
+/**
+ * The instrumentation hook: every meaningful thing the core does, with its timing, as plain
+ * event objects handed to `onEvent`. Nothing is built or timed when no hook is set.
+ *
+ * @module
+ */
+import type { ConflictPolicy, InvalidCookieReason } from "./options.ts";
+
+/**
+ * What `onEvent` is told. Durations are milliseconds (`performance.now()` differences).
+ *
+ * - `load`: the session was opened (`found`: a stored session was used).
+ * - `save`: a record was written (`created` for a new session), after `attempts` tries.
+ * - `touch`: an unchanged session's expiry was extended without rewriting it.
+ * - `destroy` / `regenerate`: a session was ended (its record replaced by a tombstone).
+ * - `conflict`: a compare-and-set found another request's write; what the policy did.
+ * - `store`: one call into the store (`operation`), with its latency and, on failure, the error.
+ * - `invalid-cookie`: a presented cookie was not used, and why.
+ *
+ * @example
+ * ```ts
+ * import { getSession, MemoryStore, type SessionEvent, withSession } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * const events: SessionEvent[] = [];
+ * const handler = withSession(async (req: Request) => {
+ *   (await getSession<{ n?: number }>(req)).update("n", (n = 0) => n + 1);
+ *   return new Response("ok");
+ * }, {
+ *   store: new MemoryStore(),
+ *   secrets: ["a secret of at least thirty-two characters"],
+ *   onEvent: (event) => void events.push(event),
+ * });
+ * await handler(new Request("https://example.com/"));
+ * assert.deepEqual(events.map((e) => e.type === "store" ? `store ${e.operation}` : e.type), [
+ *   "load",
+ *   "store save",
+ *   "save",
+ * ]);
+ * ```
+ */
+export type SessionEvent =
+  | { type: "load"; found: boolean; durationMs: number; request?: Request }
+  | {
+    type: "save";
+    created: boolean;
+    version: number;
+    attempts: number;
+    durationMs: number;
+    request?: Request;
+  }
+  | { type: "touch"; durationMs: number; request?: Request }
+  | { type: "destroy" | "regenerate"; durationMs: number; request?: Request }
+  | {
+    type: "conflict";
+    policy: ConflictPolicy;
+    attempt: number;
+    outcome: "merged" | "rerun" | "refused";
+    request?: Request;
+  }
+  | {
+    type: "store";
+    operation: "load" | "save" | "touch" | "open" | "seal" | "revoke";
+    durationMs: number;
+    error?: unknown;
+    request?: Request;
+  }
+  | { type: "invalid-cookie"; reason: InvalidCookieReason; request?: Request };
+
+/** The hook's type. */
+export type EventHook = (event: SessionEvent) => void;
+
+/** Tells the hook, never letting its failure reach the request. */
+export function emit(hook: EventHook, event: SessionEvent): void {
+  try {
+    hook(event);
+  } catch {
+    // An instrumentation failure must not change what the user gets.
+  }
+}
+
+/** Times one store call for the hook; the call's own result or error passes through. */
+export async function timed<T>(
+  hook: EventHook,
+  request: Request | undefined,
+  operation: "load" | "save" | "touch" | "open" | "seal" | "revoke",
+  call: () => Promise<T>,
+): Promise<T> {
+  const start = performance.now();
+  try {
+    const result = await call();
+    emit(hook, { type: "store", operation, durationMs: performance.now() - start, request });
+    return result;
+  } catch (error) {
+    emit(hook, { type: "store", operation, durationMs: performance.now() - start, error, request });
+    throw error;
+  }
+}

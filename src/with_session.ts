@@ -13,7 +13,7 @@ import { backoff } from "./conflict.ts";
 import { SessionConflictError, SessionError } from "./errors.ts";
 import { configError, type ResolvedOptions, resolveOptions, type SessionOptions } from "./options.ts";
 import { type HandleSink, openHandle, requestHost, scheduleLate, serialCommit } from "./open_session.ts";
-import { Session } from "./session.ts";
+import type { Session } from "./session.ts";
 import type { SessionData } from "./store.ts";
 
 /** What a request carries while its handler runs. */

@@ -417,6 +417,11 @@ export class CookieStore implements SealedSessionStore {
         `Session too large for a cookie: ${plaintext.byteLength} bytes of payload, over maxPayloadBytes "${this.#maxPayload}"`,
       );
     }
+    // The revocation store's key and the data's fingerprint, computed while the payload is sealed.
+    const fingerprints = this.#revocation === undefined
+      ? undefined
+      : Promise.all([revocationKey(id), dataDigest(record.data)]);
+    fingerprints?.catch(() => {}); // awaited below, unless sealing fails first
     const { sealing } = await this.#keys();
     let token: string;
     if (plaintext.byteLength >= this.#compressAt) {
@@ -430,8 +435,10 @@ export class CookieStore implements SealedSessionStore {
     }
     const cookies = this.#split(token, name);
     const entry: CachedToken = { text, stale: false };
-    if (this.#revocation !== undefined) {
-      entry.revocationKey = await this.#publish(id, record);
+    if (fingerprints !== undefined) {
+      const [key, digest] = await fingerprints;
+      await this.#publish(key, digest, record);
+      entry.revocationKey = key;
     }
     this.#remember(token, entry);
     return cookies;
@@ -472,11 +479,10 @@ export class CookieStore implements SealedSessionStore {
   }
 
   /**
-   * Records `record.version` as the live seal of the session, by compare-and-set on the version
-   * before it. Returns the revocation key.
+   * Records `record.version` as the live seal of the session under `key`, by compare-and-set on
+   * the version before it; `digest` fingerprints the data.
    */
-  async #publish(id: string, record: StoredSession): Promise<string> {
-    const [key, digest] = await Promise.all([revocationKey(id), dataDigest(record.data)]);
+  async #publish(key: string, digest: string, record: StoredSession): Promise<void> {
     const latest: StoredSession = {
       data: { digest },
       version: record.version,
@@ -486,7 +492,7 @@ export class CookieStore implements SealedSessionStore {
     let expected: number | null = record.version > 1 ? record.version - 1 : null;
     for (let attempt = 0; attempt < MAX_REVOCATION_ATTEMPTS; attempt++) {
       const result = await this.#save(key, latest, expected);
-      if (result === true) return key;
+      if (result === true) return;
       const current = result === false ? await this.#load(key) : result.current;
       if (current === null) {
         expected = null; // unknown to the store (sealed before it was configured, or lost): create
@@ -499,7 +505,7 @@ export class CookieStore implements SealedSessionStore {
       } else if (current.version === record.version) {
         // Another request sealed this version first. With the same data (concurrent expiry
         // refreshes, re-seals after a rotation) either seal is the session as it stands.
-        if ((current.data as { digest?: unknown }).digest === digest) return key;
+        if ((current.data as { digest?: unknown }).digest === digest) return;
         throw new SessionConflictError(
           `Session changed concurrently: version "${current.version}" was sealed by another request`,
         );

@@ -656,6 +656,20 @@ describe("CookieStore", () => {
       assert.deepEqual(revocation.calls, { load: 1, save: 2, destroy: 0, touch: 0 });
     });
 
+    it("keeps in the revocation store only the version, the times and a fingerprint of the data", async () => {
+      const revocation = new MemoryStore();
+      const store = new CookieStore({ secrets: SECRET_A, revocation });
+      const saved = record({ user: "ada-lovelace", card: "4111 1111 1111 1111" }, Date.now(), 60_000, 3);
+      await store.seal(ID, saved, "session");
+      assert.equal(await revocation.count(), 1);
+      const kept = await revocation.load(await sha256(ID)); // keyed by a hash of the id, never the id
+      assert.deepEqual(Object.keys(kept!.data), ["digest"]);
+      assert.match(String(kept!.data.digest), /^[A-Za-z0-9_-]{43}$/);
+      assert.equal(kept!.version, 3);
+      assert.equal(kept!.expiresAt, saved.expiresAt);
+      assert.ok(!JSON.stringify(kept).includes("ada-lovelace") && !JSON.stringify(kept).includes("4111"));
+    });
+
     it("refuses a concurrent seal of the same version with different data; accepts one with the same data", async () => {
       const revocation = new MemoryStore();
       const store = new CookieStore({ secrets: SECRET_A, revocation });

@@ -54,7 +54,7 @@
  */
 import { configError, type ResolvedOptions, type SessionOptions } from "../options.ts";
 import { commitSession as commit, openSession, optionsOf } from "../open_session.ts";
-import { kState, Session } from "../session.ts";
+import { kState, type Session } from "../session.ts";
 import type { SessionData } from "../store.ts";
 import { isSessionError, plainErrorResponse, sessionErrorResponse, withSessionHeaders } from "./response.ts";
 
@@ -316,6 +316,30 @@ export interface RouterSession<Data = SessionData, FlashData = Data> {
 }
 
 /**
+ * The session `createSessionStorage` gives: React Router's `Session`, plus two methods of
+ * websession's own that React Router's interface lacks.
+ *
+ * @typeParam Data The session data.
+ * @typeParam FlashData The flash values.
+ */
+export interface StorageSession<Data = SessionData, FlashData = Data> extends RouterSession<Data, FlashData> {
+  /**
+   * Replaces a value with `fn(current)`. On a conflict with a concurrent request `fn` runs again
+   * on the fresh value, so counters and lists lose nothing (`get` then `set` would be refused
+   * with `409` instead).
+   */
+  update<Key extends keyof Data & string>(
+    name: Key,
+    fn: (value: Data[Key] | undefined) => Data[Key],
+  ): Data[Key];
+  /**
+   * Gives the session a new id at the next commit, keeping its data, and ends the old one: call it
+   * on log in (session fixation).
+   */
+  regenerate(): void;
+}
+
+/**
  * React Router's `SessionStorage` interface.
  *
  * @typeParam Data The session data.
@@ -323,7 +347,7 @@ export interface RouterSession<Data = SessionData, FlashData = Data> {
  */
 export interface RouterSessionStorage<Data = SessionData, FlashData = Data> {
   /** Opens the session a `Cookie` header names (a new, empty one when none). */
-  getSession(cookieHeader?: string | null, options?: unknown): Promise<RouterSession<Data, FlashData>>;
+  getSession(cookieHeader?: string | null, options?: unknown): Promise<StorageSession<Data, FlashData>>;
   /** Saves the session; resolves to the `Set-Cookie` value to send (`""`: nothing to send). */
   commitSession(session: RouterSession<Data, FlashData>, options?: unknown): Promise<string>;
   /** Ends the session; resolves to the `Set-Cookie` value that clears its cookie. */
@@ -332,7 +356,7 @@ export interface RouterSessionStorage<Data = SessionData, FlashData = Data> {
 
 const kInner: unique symbol = Symbol("websession.reactRouterSession");
 
-class StorageSession {
+class StorageSessionImpl {
   readonly [kInner]: Session<SessionData>;
 
   constructor(session: Session<SessionData>) {
@@ -369,6 +393,14 @@ class StorageSession {
     this[kInner].flash(name, value);
   }
 
+  update(name: string, fn: (value: unknown) => unknown): unknown {
+    return this[kInner].update(name, fn);
+  }
+
+  regenerate(): void {
+    this[kInner].regenerate();
+  }
+
   unset(name: string): void {
     const session = this[kInner];
     if (session[kState].flash.has(name)) session.get(name); // consumes the unread flash value
@@ -388,7 +420,7 @@ function addFlash(data: SessionData, flash: Map<string, unknown>): void {
 }
 
 function innerOf(session: unknown, method: string): Session<SessionData> {
-  const inner = (session as StorageSession | null)?.[kInner];
+  const inner = (session as StorageSessionImpl | null)?.[kInner];
   if (inner === undefined) {
     throw new TypeError(`${method}() needs a session from this storage's getSession()`);
   }
@@ -475,10 +507,10 @@ export function createSessionStorage<Data = SessionData, FlashData = Data>(
   }
 
   return {
-    async getSession(cookieHeader?: string | null): Promise<RouterSession<Data, FlashData>> {
+    async getSession(cookieHeader?: string | null): Promise<StorageSession<Data, FlashData>> {
       try {
         const session = await openSession(cookieHeader ?? null, options);
-        return new StorageSession(session) as unknown as RouterSession<Data, FlashData>;
+        return new StorageSessionImpl(session) as unknown as StorageSession<Data, FlashData>;
       } catch (error) {
         if (isSessionError(error)) throw plainErrorResponse(error);
         throw error;

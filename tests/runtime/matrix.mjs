@@ -27,7 +27,11 @@ export function testFiles(dir) {
 }
 
 /** Core test files that start servers or processes and therefore run under Node only. */
-export const NODE_ONLY = ["tests/examples_test.ts", "tests/package_test.ts"];
+export const NODE_ONLY = [
+  "tests/examples_test.ts",
+  "tests/package_test.ts",
+  "tests/http_serializable_test.ts",
+];
 
 /** Node: everything, in these folders. */
 export function nodeFiles() {

@@ -516,13 +516,13 @@ export function createSessionStorage<Data = SessionData, FlashData = Data>(
         throw error;
       }
     },
-    commitSession(session: RouterSession<Data, FlashData>): Promise<string> {
-      return sessionCookie(innerOf(session, "commitSession"));
+    async commitSession(session: RouterSession<Data, FlashData>): Promise<string> {
+      return await sessionCookie(innerOf(session, "commitSession"));
     },
-    destroySession(session: RouterSession<Data, FlashData>): Promise<string> {
+    async destroySession(session: RouterSession<Data, FlashData>): Promise<string> {
       const inner = innerOf(session, "destroySession");
       inner.destroy();
-      return sessionCookie(inner);
+      return await sessionCookie(inner);
     },
   };
 }

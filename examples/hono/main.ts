@@ -1,22 +1,30 @@
-// The demo with Hono: withSession wraps `app.fetch`, and routes reach the session through the
-// raw Request (`c.req.raw`). The result is a plain fetch handler, so it runs wherever Hono does:
+// The demo with Hono: sessionMiddleware puts the session in `c.var.session` and commits it after
+// the handlers. The app is a plain fetch handler, so it runs wherever Hono does:
 //   deno serve --allow-env --port 8000 examples/hono/main.ts
 //   bun examples/hono/main.ts                 (Bun serves a default export with `fetch`)
-//   export default { fetch } in a Worker
+//   serve({ fetch: app.fetch }) from @hono/node-server on Node; export default app in a Worker
 import { Hono } from "hono";
-import { getSession, MemoryStore, withSession } from "../../mod.ts";
+import { MemoryStore } from "../../mod.ts";
+import { type SessionEnv, sessionMiddleware } from "../../src/adapters/hono.ts";
 
 type Data = { visits?: number; user?: string; notice?: string };
 
 const env = (name: string): string | undefined =>
   (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env[name];
 
-const app = new Hono();
+const app = new Hono<SessionEnv<Data>>();
 
-app.get("/favicon.ico", (c) => c.body(null, 404)); // never counted
+app.get("/favicon.ico", (c) => c.body(null, 404)); // before the middleware: never counted, no store call
 
-app.get("/", async (c) => {
-  const session = await getSession<Data>(c.req.raw);
+app.use(sessionMiddleware<Data>({
+  store: new MemoryStore(),
+  secrets: env("SESSION_SECRET") ?? "demo secret: replace me with 32+ random characters",
+  // Browsers keep Secure cookies on http://localhost, but not on other plain-http hosts.
+  cookie: { secure: env("SECURE_COOKIES") === "1" },
+}));
+
+app.get("/", (c) => {
+  const session = c.var.session;
   const visits = session.update("visits", (n = 0) => n + 1);
   const notice = session.get("notice");
   const user = session.get("user");
@@ -32,7 +40,7 @@ ${
 });
 
 app.post("/login", async (c) => {
-  const session = await getSession<Data>(c.req.raw);
+  const session = c.var.session;
   const form = await c.req.parseBody();
   const user = String(form.user ?? "").trim().slice(0, 40) || "guest";
   session.regenerate(); // new id on privilege change: defeats session fixation
@@ -41,16 +49,16 @@ app.post("/login", async (c) => {
   return c.redirect("/", 303);
 });
 
-app.post("/logout", async (c) => {
-  const session = await getSession<Data>(c.req.raw);
+app.post("/logout", (c) => {
+  const session = c.var.session;
   const user = session.get("user");
   session.destroy();
   if (user) session.flash("notice", `Goodbye, ${user}.`);
   return c.redirect("/", 303);
 });
 
-app.get("/api/visits", async (c) => {
-  const session = await getSession<Data>(c.req.raw);
+app.get("/api/visits", (c) => {
+  const session = c.get("session");
   return c.json({ visits: session.get("visits") ?? 0, user: session.get("user") ?? null });
 });
 
@@ -58,12 +66,4 @@ function escape(text: string): string {
   return text.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
 }
 
-/** Hono's fetch, wrapped: every route above can `await getSession(c.req.raw)`. */
-export const fetch = withSession(app.fetch, {
-  store: new MemoryStore(),
-  secrets: env("SESSION_SECRET") ?? "demo secret: replace me with 32+ random characters",
-  // Browsers keep Secure cookies on http://localhost, but not on other plain-http hosts.
-  cookie: { secure: env("SECURE_COOKIES") === "1" },
-});
-
-export default { port: Number(env("PORT") ?? 8000), fetch };
+export default { port: Number(env("PORT") ?? 8000), fetch: app.fetch };

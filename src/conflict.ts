@@ -56,7 +56,14 @@ export interface Landed {
  * - `failed`: the store failed.
  */
 export type Outcome =
-  | { kind: "saved"; record: StoredSession | null; landed: Landed; attempts: number }
+  | {
+    kind: "saved";
+    record: StoredSession | null;
+    /** A logout that found the session already ended by another request, or gone. */
+    found?: "ended" | "missing";
+    landed: Landed;
+    attempts: number;
+  }
   | { kind: "rerun" }
   | { kind: "refused"; reason: "conflict" | "ended" }
   | { kind: "failed"; error: SessionError };
@@ -144,17 +151,55 @@ export async function commitToRecord(
   }
   const own: Lane = { queue: [], contention: 0 };
   byKey.set(key, own);
+  // The first batch runs here; commits that queued meanwhile are driven on without holding
+  // this request's answer back.
+  let rest: Pending[];
   try {
-    let batch = [p];
+    rest = await runBatch(store, key, own, [p], maxAttempts, now);
+  } catch (error) {
+    rest = [];
+    p.outcome ??= { kind: "failed", error: storeError("save", error) };
+  }
+  const next = [...rest, ...own.queue.splice(0)];
+  if (next.length === 0) {
+    byKey.delete(key);
+  } else {
+    if (p.outcome === undefined) {
+      const waiting = new Promise<void>((resolve) => (p.wake = resolve));
+      void drive(store, key, own, byKey, next, maxAttempts, now);
+      await waiting;
+    } else {
+      void drive(store, key, own, byKey, next, maxAttempts, now);
+    }
+  }
+  return p.outcome!;
+}
+
+/** Runs the batches of a lane until its queue is empty, waking each commit once decided. */
+async function drive(
+  store: SessionStore,
+  key: string,
+  lane: Lane,
+  byKey: Map<string, Lane>,
+  first: Pending[],
+  maxAttempts: number,
+  now: () => number,
+): Promise<void> {
+  let batch = first;
+  try {
     while (batch.length > 0) {
-      const rest = await runBatch(store, key, own, batch, maxAttempts, now);
-      for (const done of batch) if (done !== p && !rest.includes(done)) done.wake!();
-      batch = [...rest, ...own.queue.splice(0)];
+      let rest: Pending[];
+      try {
+        rest = await runBatch(store, key, lane, batch, maxAttempts, now);
+      } catch (error) {
+        rest = fail(batch, storeError("save", error));
+      }
+      for (const done of batch) if (!rest.includes(done)) done.wake?.();
+      batch = [...rest, ...lane.queue.splice(0)];
     }
   } finally {
     byKey.delete(key);
   }
-  return p.outcome!;
 }
 
 function freshest(lane: Lane, batch: Pending[]): StoredSession | null | undefined {
@@ -209,7 +254,13 @@ async function runBatch(
       if (working === undefined) {
         // The record is gone or ended: a logout of it is done already; nothing else can land.
         if (p.s.ending === "destroy") {
-          p.outcome = { kind: "saved", record: null, landed: replay(p.s.ops, {}), attempts: attempt };
+          p.outcome = {
+            kind: "saved",
+            record: null,
+            found: current !== null && isEnded(current) ? "ended" : "missing",
+            landed: replay(p.s.ops, {}),
+            attempts: attempt,
+          };
         } else {
           p.outcome = { kind: "refused", reason: "ended" };
         }

@@ -182,7 +182,13 @@ async function commit(h: Handle): Promise<CommitResult> {
         // (regenerate) or set afterwards (destroy) becomes a new session below.
         if (h.cookieValue !== undefined) o.signer.forget(h.cookieValue);
         h.cookieValue = undefined;
-        h.clearCookie = true;
+        if (outcome.found === "ended") {
+          // Another request ended it first (a log in, say): the browser may hold its new cookie
+          // already. This logout changes no cookie, and what it set afterwards cannot land.
+          h.endedElsewhere = true;
+        } else {
+          h.clearCookie = true;
+        }
         h.base = undefined;
         h.key = undefined;
         h.ending = undefined;

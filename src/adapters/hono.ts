@@ -71,7 +71,32 @@ export type SessionEnv<T extends object = SessionData> = {
   };
 };
 
-/** Options of `sessionMiddleware`: `withSession`'s, or a function of the Hono context returning them. */
+/**
+ * Options of `sessionMiddleware`: `withSession`'s, or a function of the Hono context returning
+ * them (return the same object for the same environment: options are resolved once per object).
+ *
+ * @example
+ * ```ts
+ * import { Hono } from "hono";
+ * import { MemoryStore, type SessionOptions } from "websession";
+ * import { type HonoSessionOptions, sessionMiddleware, type SessionEnv } from "websession/hono";
+ * import assert from "node:assert/strict";
+ *
+ * type Env = { Bindings: { SESSION_SECRET: string } } & SessionEnv;
+ * const byEnv = new WeakMap<object, SessionOptions>();
+ * const options: HonoSessionOptions = (c) => {
+ *   let found = byEnv.get(c.env);
+ *   if (found === undefined) byEnv.set(c.env, found = { store: new MemoryStore(), secrets: c.env.SESSION_SECRET });
+ *   return found;
+ * };
+ * const app = new Hono<Env>().use(sessionMiddleware(options)).get("/", (c) => {
+ *   c.var.session.set("seen", true);
+ *   return c.text("ok");
+ * });
+ * const env = { SESSION_SECRET: "a secret of at least thirty-two characters" };
+ * assert.match((await app.request("/", {}, env)).headers.get("set-cookie")!, /^session=/);
+ * ```
+ */
 export type HonoSessionOptions<T extends object = SessionData> =
   | SessionOptions<T>
   // deno-lint-ignore no-explicit-any

@@ -59,36 +59,82 @@ import type { SessionData } from "../store.ts";
 import { isSessionError, plainErrorResponse, sessionErrorResponse, withSessionHeaders } from "./response.ts";
 
 /**
- * A React Router context key (`createContext()`'s result): `{ defaultValue? }`.
- *
- * @typeParam T The value kept under the key.
- */
-export interface RouterContextKey<T> {
-  /** What `get` returns when nothing was set. */
-  defaultValue?: T;
-}
-
-/**
  * React Router's `RouterContextProvider` (the `context` of middleware, loaders and actions when
- * middleware is on), as this adapter uses it.
+ * middleware is on), as this adapter uses it: values under keys made by `createContext()`.
+ *
+ * @example
+ * ```ts
+ * import { createContext, RouterContextProvider } from "react-router";
+ * import type { RouterContextLike } from "websession/react-router";
+ * import assert from "node:assert/strict";
+ *
+ * const user = createContext<string>();
+ * const context: RouterContextLike = new RouterContextProvider(); // React Router's own fits
+ * context.set(user, "ada");
+ * assert.equal(context.get(user), "ada");
+ * ```
  */
 export interface RouterContextLike {
   /** Reads the value under a key. */
-  get<T>(context: RouterContextKey<T>): T;
+  get<T>(context: { defaultValue?: T }): T;
   /** Sets the value under a key. */
-  set<T>(context: RouterContextKey<T>, value: T): void;
+  set<T>(context: { defaultValue?: T }, value: T): void;
 }
 
 /**
  * A server middleware of React Router (`Route.MiddlewareFunction`): it gets the request and the
  * context, and calls `next()` once for the response.
+ *
+ * @example
+ * ```ts
+ * import { RouterContextProvider } from "react-router";
+ * import { MemoryStore } from "websession";
+ * import { getSession, type SessionMiddlewareFunction, sessionMiddleware } from "websession/react-router";
+ * import assert from "node:assert/strict";
+ *
+ * // app/root.tsx: export const middleware = [session];
+ * const session: SessionMiddlewareFunction = sessionMiddleware({
+ *   store: new MemoryStore(),
+ *   secrets: "a secret of at least thirty-two characters",
+ * });
+ * // What React Router does for a request: the middleware, then (inside next) the loaders.
+ * const context = new RouterContextProvider();
+ * const response = await session({ request: new Request("https://example.com/"), context }, async () => {
+ *   (await getSession<{ theme?: string }>(context)).set("theme", "dark");
+ *   return new Response("ok");
+ * });
+ * assert.match(response.headers.get("set-cookie")!, /^session=/);
+ * ```
  */
 export type SessionMiddlewareFunction = (
   args: { request: Request; context: RouterContextLike },
   next: () => Promise<unknown>,
 ) => Promise<Response>;
 
-/** Options of the React Router `sessionMiddleware`: `withSession`'s, or a function of the middleware arguments. */
+/**
+ * Options of the React Router `sessionMiddleware`: `withSession`'s, or a function of the
+ * middleware arguments returning them (return the same object each time: options are resolved
+ * once per object).
+ *
+ * @example
+ * ```ts
+ * import { createContext } from "react-router";
+ * import { MemoryStore, type SessionOptions } from "websession";
+ * import type { RouterSessionOptions } from "websession/react-router";
+ * import assert from "node:assert/strict";
+ *
+ * // Secrets from the platform, put in the context by getLoadContext (Workers: env).
+ * const secretContext = createContext<string>();
+ * const byKey = new Map<string, SessionOptions>();
+ * const options: RouterSessionOptions = ({ context }) => {
+ *   const secret = context.get(secretContext);
+ *   let found = byKey.get(secret);
+ *   if (found === undefined) byKey.set(secret, found = { store: new MemoryStore(), secrets: secret });
+ *   return found;
+ * };
+ * assert.equal(typeof options, "function");
+ * ```
+ */
 export type RouterSessionOptions<T extends object = SessionData> =
   | SessionOptions<T>
   | ((args: { request: Request; context: RouterContextLike }) => SessionOptions<T>);
@@ -102,7 +148,7 @@ interface Holder {
 }
 
 /** The context key. `null` by default, so a missing middleware is told apart without a throw. */
-const sessionKey: RouterContextKey<Holder | null> = { defaultValue: null };
+const sessionKey: { defaultValue: Holder | null } = { defaultValue: null };
 
 /**
  * React Router server middleware that gives loaders and actions the request's session through
@@ -281,7 +327,18 @@ export function getSession<T extends object = SessionData>(context: RouterContex
 
 // --- React Router's SessionStorage interface -----------------------------------------------
 
-/** React Router's `FlashSessionData`: the data, and flash values under `__flash_<name>__`. */
+/**
+ * React Router's `FlashSessionData`: the data, and flash values under `__flash_<name>__`.
+ *
+ * @example
+ * ```ts
+ * import type { FlashSessionData } from "websession/react-router";
+ * import assert from "node:assert/strict";
+ *
+ * const data: FlashSessionData<{ user: string }, { error: string }> = { user: "ada", __flash_error__: "try again" };
+ * assert.equal(data.__flash_error__, "try again");
+ * ```
+ */
 export type FlashSessionData<Data, FlashData> = Partial<
   Data & { [Key in keyof FlashData as `__flash_${Key & string}__`]: FlashData[Key] }
 >;
@@ -292,6 +349,22 @@ export type FlashSessionData<Data, FlashData> = Partial<
  *
  * @typeParam Data The session data.
  * @typeParam FlashData The flash values.
+ * @example
+ * ```ts
+ * import { MemoryStore } from "websession";
+ * import { createSessionStorage, type RouterSession } from "websession/react-router";
+ * import assert from "node:assert/strict";
+ *
+ * const storage = createSessionStorage<{ user: string }, { notice: string }>({
+ *   store: new MemoryStore(),
+ *   secrets: "a secret of at least thirty-two characters",
+ * });
+ * const session: RouterSession<{ user: string }, { notice: string }> = await storage.getSession(null);
+ * session.set("user", "ada");
+ * session.flash("notice", "saved");
+ * assert.deepEqual(session.data, { user: "ada", __flash_notice__: "saved" });
+ * assert.equal(session.id, ""); // until stored
+ * ```
  */
 export interface RouterSession<Data = SessionData, FlashData = Data> {
   /** The session id; the empty string until the session is stored, as React Router has it. */
@@ -321,6 +394,28 @@ export interface RouterSession<Data = SessionData, FlashData = Data> {
  *
  * @typeParam Data The session data.
  * @typeParam FlashData The flash values.
+ * @example
+ * ```ts
+ * import { MemoryStore } from "websession";
+ * import { createSessionStorage } from "websession/react-router";
+ * import assert from "node:assert/strict";
+ *
+ * const { getSession, commitSession } = createSessionStorage<{ cart: string[]; user: string }>({
+ *   store: new MemoryStore(),
+ *   secrets: "a secret of at least thirty-two characters",
+ * });
+ * const session = await getSession(null);
+ * session.update("cart", (cart = []) => [...cart, "book"]); // replayed if a concurrent request adds too
+ * const cookie = (await commitSession(session)).split(";")[0]!;
+ *
+ * const login = await getSession(cookie);
+ * login.regenerate(); // log in: a new id, the old cookie ends
+ * login.set("user", "ada");
+ * const renewed = (await commitSession(login)).split(";")[0]!;
+ * assert.notEqual(renewed, cookie);
+ * assert.deepEqual((await getSession(renewed)).get("cart"), ["book"]);
+ * assert.equal((await getSession(cookie)).get("cart"), undefined);
+ * ```
  */
 export interface StorageSession<Data = SessionData, FlashData = Data> extends RouterSession<Data, FlashData> {
   /**
@@ -344,6 +439,21 @@ export interface StorageSession<Data = SessionData, FlashData = Data> extends Ro
  *
  * @typeParam Data The session data.
  * @typeParam FlashData The flash values.
+ * @example
+ * ```ts
+ * import type { SessionStorage } from "react-router";
+ * import { MemoryStore } from "websession";
+ * import { createSessionStorage, type RouterSessionStorage } from "websession/react-router";
+ * import assert from "node:assert/strict";
+ *
+ * type Data = { user: string };
+ * const storage: RouterSessionStorage<Data> = createSessionStorage<Data>({
+ *   store: new MemoryStore(),
+ *   secrets: "a secret of at least thirty-two characters",
+ * });
+ * const asReactRouters: SessionStorage<Data> = storage; // fits where React Router's storage went
+ * assert.equal(await asReactRouters.commitSession(await asReactRouters.getSession()), ""); // empty: no cookie
+ * ```
  */
 export interface RouterSessionStorage<Data = SessionData, FlashData = Data> {
   /** Opens the session a `Cookie` header names (a new, empty one when none). */

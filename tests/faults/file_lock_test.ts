@@ -6,8 +6,14 @@
 // processes and two FileStore instances in this process, all on the same directory. No
 // acknowledged increment may be lost (two writes acknowledged at one version), no logged-out
 // session may come back (a write acknowledged after the tombstone, or a final record that is
-// not the tombstone), and nothing may be left behind. CI runs 50 trials; FILE_LOCK_TRIALS=400
-// (`npm run test:file-lock`) runs the full size.
+// not the tombstone), and nothing may be left behind.
+//
+// The kill loop: a writer process is killed with SIGKILL wherever it is, again and again; the
+// record is never torn, a lock it left gives way to the next save once stale, and cleanup()
+// removes whatever it left.
+//
+// CI runs 50 trials and 5 kills; `npm run test:file-lock` (FILE_LOCK_TRIALS=400
+// FILE_LOCK_KILLS=200) runs the full size, about 10 minutes.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";

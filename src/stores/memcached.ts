@@ -2,8 +2,8 @@
  * `MemcachedStore`: sessions in Memcached, with compare-and-set by Memcached's own CAS tokens
  * (`gets` / `cas`, `add` to create only if absent) and native expiry.
  *
- * Takes the user's own connected client: `memcache-client` (promises) or `memcached`
- * (callbacks). The store imports neither; it recognises the client by its shape.
+ * Takes the user's own connected `memcache-client` client (or any client of the same shape);
+ * the store does not import it.
  *
  * What Memcached cannot promise, whatever the client: it is a cache. It evicts items under
  * memory pressure (a session can vanish before it expires), it loses every item when it
@@ -29,11 +29,13 @@ import {
  *
  * @example
  * ```ts
- * import type { MemcacheClientLike } from "websession/memcached";
+ * import { type MemcacheClientLike, MemcachedStore } from "websession/memcached";
  * import assert from "node:assert/strict";
  *
- * const methods: (keyof MemcacheClientLike)[] = ["get", "gets", "add", "cas", "delete", "cmd"];
- * assert.equal(methods.length, 6);
+ * const methods: (keyof MemcacheClientLike)[] = ["get", "gets", "add", "cas", "delete"];
+ * assert.equal(methods.length, 5);
+ * // Anything else is refused when the store is built.
+ * assert.throws(() => new MemcachedStore({ client: {} as MemcacheClientLike }), TypeError);
  * ```
  */
 export interface MemcacheClientLike {
@@ -47,55 +49,7 @@ export interface MemcacheClientLike {
   cas(key: string, value: string, options: { casUniq: string | number; lifetime: number }): Promise<unknown>;
   /** `delete key`; rejects on `NOT_FOUND`. */
   delete(key: string): Promise<unknown>;
-  /** Sends one raw command line; only its presence is checked, to tell this client apart. */
-  cmd(data: string): Promise<unknown>;
 }
-
-/** A Node-style callback. */
-type Callback<T> = (error: unknown, result: T) => void;
-
-/**
- * The shape of a `memcached` client (`new Memcached("host:port", options)`), callback based.
- * Its `gets` answers `{ [key]: value, cas }`, its `cas` answers `false` for both `EXISTS` and
- * `NOT_FOUND`, and its `add` fails with an error marked `notStored` on `NOT_STORED`.
- *
- * @example
- * ```ts
- * import type { MemcachedLike } from "websession/memcached";
- * import assert from "node:assert/strict";
- *
- * const methods: (keyof MemcachedLike)[] = ["get", "gets", "add", "cas", "del", "getMulti"];
- * assert.equal(methods.length, 6);
- * ```
- */
-export interface MemcachedLike {
-  /** `get key`; the result is `undefined` on a miss. */
-  get(key: string, callback: Callback<unknown>): void;
-  /** `gets key`; the result is `{ [key]: value, cas }`, or `undefined` on a miss. */
-  gets(key: string, callback: Callback<unknown>): void;
-  /** `add key flags lifetime bytes`. */
-  add(key: string, value: string, lifetime: number, callback: Callback<unknown>): void;
-  /** `cas key flags lifetime bytes token`; the result is `true` when stored. */
-  cas(key: string, value: string, cas: string, lifetime: number, callback: Callback<unknown>): void;
-  /** `delete key`. */
-  del(key: string, callback: Callback<unknown>): void;
-  /** Only its presence is checked, to tell this client apart. */
-  getMulti(keys: string[], callback: Callback<unknown>): void;
-}
-
-/**
- * Any client {@linkcode MemcachedStore} accepts. Told apart by shape: `cmd` marks
- * `memcache-client`, `del` with `getMulti` marks `memcached`.
- *
- * @example
- * ```ts
- * import { MemcachedStore, type MemcachedStoreClient } from "websession/memcached";
- * import assert from "node:assert/strict";
- *
- * assert.throws(() => new MemcachedStore({ client: {} as MemcachedStoreClient }), TypeError);
- * ```
- */
-export type MemcachedStoreClient = MemcacheClientLike | MemcachedLike;
 
 /**
  * Options of {@linkcode MemcachedStore}.
@@ -124,8 +78,8 @@ export type MemcachedStoreClient = MemcacheClientLike | MemcachedLike;
  * ```
  */
 export interface MemcachedStoreOptions {
-  /** The user's connected client: `memcache-client` or `memcached`. */
-  client: MemcachedStoreClient;
+  /** The user's connected client: `memcache-client`, or any client of its shape. */
+  client: MemcacheClientLike;
   /**
    * Prepended to every storage key. Printable ASCII without spaces, at most 207 bytes (a
    * Memcached key is at most 250 bytes; the storage key takes 43).
@@ -167,12 +121,12 @@ interface Commands {
   gets(key: string): Promise<Versioned | undefined>;
   /** `NOT_STORED` when the key exists. */
   add(key: string, value: string, exptime: number): Promise<StoreReply>;
-  /** `EXISTS` (or, for `memcached`, `NOT_FOUND` too) when the token no longer matches. */
+  /** `EXISTS` when the token no longer matches, `NOT_FOUND` when the item is gone. */
   cas(key: string, value: string, cas: string, exptime: number): Promise<StoreReply>;
   delete(key: string): Promise<void>;
 }
 
-const INVALID_CLIENT = "Invalid Memcached client: expected a memcache-client or memcached client";
+const INVALID_CLIENT = "Invalid Memcached client: expected a memcache-client client";
 
 function replyOf(error: unknown): string | undefined {
   if (typeof error !== "object" || error === null) return undefined;
@@ -189,15 +143,6 @@ function refusal(error: unknown, expected: StoreReply[]): StoreReply {
   throw error;
 }
 
-function called<T>(run: (callback: Callback<T>) => void): Promise<T> {
-  return new Promise((resolve, reject) => {
-    run(function done(error, result) {
-      if (error) reject(error);
-      else resolve(result);
-    });
-  });
-}
-
 function tokenOf(cas: unknown): string {
   if (
     (typeof cas === "string" && /^\d+$/.test(cas)) || (typeof cas === "number" && Number.isSafeInteger(cas))
@@ -207,69 +152,35 @@ function tokenOf(cas: unknown): string {
   throw new TypeError(`Unexpected gets reply from the Memcached client: CAS token "${String(cas)}"`);
 }
 
-function commandsOf(client: MemcachedStoreClient): Commands {
-  if (typeof client !== "object" || client === null) throw new TypeError(INVALID_CLIENT);
-  const any = client as unknown as Record<string, unknown>;
-  const has = (...names: string[]) => names.every((name) => typeof any[name] === "function");
-  if (has("get", "gets", "add", "cas", "delete", "cmd")) {
-    const mc = client as MemcacheClientLike;
-    return {
-      get: async (key) => (await mc.get(key))?.value,
-      async gets(key) {
-        const hit = await mc.gets(key);
-        return hit === undefined ? undefined : { value: hit.value, cas: tokenOf(hit.casUniq) };
-      },
-      add: (key, value, exptime) =>
-        mc.add(key, value, { lifetime: exptime }).then(
-          () => "STORED" as const,
-          (error) => refusal(error, ["NOT_STORED"]),
-        ),
-      cas: (key, value, cas, exptime) =>
-        mc.cas(key, value, { casUniq: cas, lifetime: exptime }).then(
-          () => "STORED" as const,
-          (error) => refusal(error, ["EXISTS", "NOT_FOUND"]),
-        ),
-      delete: (key) =>
-        mc.delete(key).then(
-          () => {},
-          (error) => void refusal(error, ["NOT_FOUND"]),
-        ),
-    };
+function commandsOf(client: MemcacheClientLike): Commands {
+  const any = client as unknown as Record<string, unknown> | null;
+  const methods = ["get", "gets", "add", "cas", "delete"];
+  if (typeof any !== "object" || any === null || !methods.every((name) => typeof any[name] === "function")) {
+    throw new TypeError(INVALID_CLIENT);
   }
-  if (has("get", "gets", "add", "cas", "del", "getMulti")) {
-    const mc = client as MemcachedLike;
-    return {
-      get: (key) => called((done) => mc.get(key, done)),
-      async gets(key) {
-        const hit = await called((done) => mc.gets(key, done));
-        if (hit === undefined || hit === null || hit === false) return undefined;
-        if (typeof hit !== "object") {
-          throw new TypeError(`Unexpected gets reply from the Memcached client: "${String(hit)}"`);
-        }
-        // `{ [key]: value, cas }`, the key with the client's own namespace prepended, if any.
-        const reply = hit as Record<string, unknown>;
-        const values = Object.keys(reply).filter((name) => name !== "cas");
-        if (values.length !== 1) {
-          throw new TypeError(`Unexpected gets reply from the Memcached client for "${key}"`);
-        }
-        return { value: reply[values[0]!], cas: tokenOf(reply.cas) };
-      },
-      add: (key, value, exptime) =>
-        called((done) => mc.add(key, value, exptime, done)).then(
-          () => "STORED" as const,
-          (error) => {
-            if ((error as { notStored?: unknown })?.notStored === true) return "NOT_STORED" as const;
-            throw error;
-          },
-        ),
-      cas: (key, value, cas, exptime) =>
-        called((done) => mc.cas(key, value, cas, exptime, done)).then((stored) =>
-          stored === true ? "STORED" as const : "EXISTS" as const
-        ),
-      delete: (key) => called((done) => mc.del(key, done)).then(() => {}),
-    };
-  }
-  throw new TypeError(INVALID_CLIENT);
+  const mc = client;
+  return {
+    get: async (key) => (await mc.get(key))?.value,
+    async gets(key) {
+      const hit = await mc.gets(key);
+      return hit === undefined ? undefined : { value: hit.value, cas: tokenOf(hit.casUniq) };
+    },
+    add: (key, value, exptime) =>
+      mc.add(key, value, { lifetime: exptime }).then(
+        () => "STORED" as const,
+        (error) => refusal(error, ["NOT_STORED"]),
+      ),
+    cas: (key, value, cas, exptime) =>
+      mc.cas(key, value, { casUniq: cas, lifetime: exptime }).then(
+        () => "STORED" as const,
+        (error) => refusal(error, ["EXISTS", "NOT_FOUND"]),
+      ),
+    delete: (key) =>
+      mc.delete(key).then(
+        () => {},
+        (error) => void refusal(error, ["NOT_FOUND"]),
+      ),
+  };
 }
 
 // Memcached reads an exptime over 30 days as an absolute Unix time, on the server's clock.
@@ -331,8 +242,8 @@ const CREATE_ATTEMPTS = 3;
  * Memcached is a cache: under memory pressure it evicts items before they expire (the user is
  * signed out), a restart loses every session, and it cannot count its keys (no `count()`).
  * Client errors are thrown as they are (`withSession` wraps them in `StoreUnavailableError`);
- * configure the client to fail fast when the server is down (`memcache-client` `cmdTimeout`,
- * `memcached` `retries: 0` and a short `timeout`).
+ * give the client a short `cmdTimeout` so that a server that stops answering fails requests
+ * quickly instead of holding them.
  *
  * @example
  * ```ts
@@ -369,7 +280,7 @@ export class MemcachedStore implements SessionStore {
    * Creates a store over the user's connected Memcached client.
    *
    * @param options See {@linkcode MemcachedStoreOptions}.
-   * @throws {TypeError} When `client` is neither supported shape, or `prefix` is not printable
+   * @throws {TypeError} When `client` is not of the supported shape, or `prefix` is not printable
    *   ASCII without spaces or is too long for a Memcached key.
    * @throws {RangeError} When `maxItemSize` is not an integer large enough for a record.
    */

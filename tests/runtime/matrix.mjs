@@ -5,8 +5,8 @@
 // - The core tests (tests/*_test.ts) are meant to run everywhere; NODE_ONLY names the few that
 //   drive other processes and cannot.
 // - Each store runs where its backend exists: Redis, PostgreSQL and Memcached under Node, Deno
-//   and Bun (every client variant that runs there, against the machine's servers; their outage
-//   tests under Node only);
+//   and Bun (every client variant, against the machine's servers; their outage tests under Node
+//   only);
 //   Deno KV under Deno only; Workers KV and Durable Objects inside workerd (and, through
 //   Miniflare, from Node).
 import { existsSync, readdirSync, readFileSync } from "node:fs";
@@ -49,8 +49,7 @@ function coreFiles() {
 
 /**
  * Deno: the core, the in-process stores, FileStore's suites, Deno KV, Redis, PostgreSQL and
- * Memcached (through memcache-client; the memcached client cannot run on Deno, which its test
- * file checks).
+ * Memcached.
  */
 export function denoFiles() {
   return [
@@ -68,7 +67,7 @@ export function denoFiles() {
 
 /**
  * Bun: the core, the in-process stores, FileStore (SIGKILL case included), Redis, PostgreSQL and
- * Memcached (both clients).
+ * Memcached.
  */
 export function bunFiles() {
   return [

@@ -548,7 +548,8 @@ function innerOf(session: unknown, method: string): Session<SessionData> {
  * - `commitSession` resolves to `""` when there is nothing to send (a session that is empty, or
  *   unchanged since its cookie was set): a read-only request does not send the cookie again,
  *   which is what lets a slow read never bring back a cookie a concurrent log in replaced.
- *   Browsers ignore an empty `Set-Cookie` (RFC 6265bis §5.6); or skip the header when it is `""`.
+ *   Browsers ignore an empty `Set-Cookie` (RFC 6265bis: no name and no value), and React Router
+ *   leaves it out when it merges loader headers; or skip the header when it is `""`.
  * - Cookie attributes and lifetime come from the `cookie`, `idleTimeout` and `absoluteTimeout`
  *   options; the per-call cookie options (`maxAge`, `expires`) are not used.
  * - Values must be plain JSON.

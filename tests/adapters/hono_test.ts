@@ -136,7 +136,9 @@ function walk(name: string, start: () => Promise<{ handler: Handler; stop?: () =
       );
       assert.equal(first.headers.get("vary"), "Cookie");
       assert.equal(first.headers.get("cache-control"), "private, no-store");
-      assert.equal((await (await browser.fetch("/")).json()).visits, 2);
+      const second = await browser.fetch("/");
+      assert.equal((await second.json()).visits, 2);
+      assert.deepEqual(second.headers.getSetCookie(), [], "a changed session whose cookie stands sends none");
 
       const read = await browser.fetch("/api/visits");
       assert.deepEqual(await read.json(), { visits: 2, user: null });

@@ -315,7 +315,9 @@ function walk(name: string, make: () => Handler, { flashOnLogout = true } = {}):
         cookies[0]!,
         /^session=[\w-]{32}\.[\w-]{43}; Path=\/; HttpOnly; Secure; SameSite=Lax; Max-Age=3600/,
       );
-      assert.equal((await home(browser)).visits, 2);
+      const second = await browser.fetch("/");
+      assert.equal((await second.json()).loaderData.home.visits, 2);
+      assert.deepEqual(second.headers.getSetCookie(), [], "a changed session whose cookie stands sends none");
 
       const read = await browser.fetch("/api/visits");
       assert.deepEqual(await read.json(), { visits: 2, user: null });

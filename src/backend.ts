@@ -109,6 +109,7 @@ export function newHandle(
     cleared: false,
     ending: undefined,
     touchRequested: false,
+    leases: undefined,
     minted: undefined,
     idRead: false,
     now: o.now,

@@ -18,6 +18,7 @@ import { sealedBackend } from "./backends/sealed.ts";
 import { serverBackend } from "./backends/server.ts";
 import { SessionConflictError, SessionError } from "./errors.ts";
 import { emit } from "./events.ts";
+import { type LockOptions, releaseAll, type SessionLock, takeLock } from "./lock.ts";
 import { createSessionId } from "./id.ts";
 import { type ResolvedOptions, resolveOptions, type SessionOptions } from "./options.ts";
 import { kState, Session, type SessionHost, type SessionState, splitData } from "./session.ts";
@@ -105,6 +106,9 @@ export const requestHost: SessionHost = {
   save(s: SessionState): Promise<void> {
     return serialCommit(s as Handle).then((result) => settle(s as Handle, result));
   },
+  lock(s: SessionState, options?: LockOptions): Promise<SessionLock> {
+    return takeLock(s as Handle, options);
+  },
 };
 
 function settle(h: Handle, result: CommitResult): void {
@@ -122,6 +126,9 @@ const plainHost: SessionHost = {
   changed(): void {},
   save(s: SessionState): Promise<void> {
     return serialCommit(s as Handle).then((result) => settle(s as Handle, result));
+  },
+  lock(s: SessionState, options?: LockOptions): Promise<SessionLock> {
+    return takeLock(s as Handle, options);
   },
 };
 

@@ -7,6 +7,7 @@
  * @module
  */
 import { createSessionId } from "./id.ts";
+import type { LockOptions, SessionLock } from "./lock.ts";
 import type { SessionData, StoredSession } from "./store.ts";
 
 /** The record key under which flash values are stored. `set` refuses it. */
@@ -37,6 +38,8 @@ export interface SessionHost {
   changed(state: SessionState): void;
   /** `session.save()`. */
   save(state: SessionState): Promise<void>;
+  /** `session.lock()`. */
+  lock(state: SessionState, options?: LockOptions): Promise<SessionLock>;
 }
 
 /** The state behind a `Session`. Internal; not part of the public API. */
@@ -71,6 +74,8 @@ export interface SessionState {
   /** The request destroyed or regenerated the record in `base`. */
   ending?: Ending;
   touchRequested: boolean;
+  /** Leases held (`lock()`), released at the end of the request. */
+  leases?: SessionLock[];
   /** The id was signed ahead of time: its cookie value and storage key. */
   minted?: { id: string; value: string; key: string };
   /** The handler read `session.id` (a minted id that was read is never handed out again). */
@@ -604,6 +609,23 @@ export class Session<T extends object = SessionData> {
   touch(): void {
     this.#s.touchRequested = true;
     this.#s.host.changed(this.#s);
+  }
+
+  /**
+   * Takes a lease on this session (CherryPy's explicit locking), for a critical section whose
+   * side effects lie outside the session: a second request's `lock()` waits (at most `wait`
+   * seconds) until this one releases it, at the end of the request at the latest, or until
+   * `ttl` seconds pass if this process dies. The session's own data needs no lock: concurrent
+   * requests already end as if serial.
+   *
+   * @param options `ttl` and `wait`, in seconds.
+   * @returns The lease.
+   * @throws {SessionConfigError} When the store cannot hold a lease (`capabilities.locks`).
+   * @throws {SessionConflictError} When another request held it past `wait`.
+   * @throws {StoreUnavailableError} When the store fails.
+   */
+  lock(options?: LockOptions): Promise<SessionLock> {
+    return this.#s.host.lock(this.#s, options);
   }
 
   /**

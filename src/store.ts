@@ -91,6 +91,11 @@ export interface StoreCapabilities {
    * `load(key, minVersion)`, so the store can detect a stale read instead of serving it.
    */
   staleReads?: boolean;
+  /**
+   * The store can hold a lease on a session (`lock`/`unlock`) that expires by itself: what
+   * `session.lock()` needs (CherryPy's explicit locking).
+   */
+  locks?: boolean;
 }
 
 /**
@@ -250,6 +255,15 @@ export interface SessionStore {
   cleanup?(): Promise<number>;
   /** How many live sessions the store holds. */
   count?(): Promise<number>;
+  /**
+   * Takes a lease named `key` for `owner`, expiring by itself after `ttlMs` milliseconds unless
+   * released (a crashed holder never blocks for longer). Returns `true` when taken, `false` when
+   * another owner holds a live one. Leases live apart from records (a lease and a record under
+   * the same key never collide). Atomic: of concurrent takers exactly one wins.
+   */
+  lock?(key: string, owner: string, ttlMs: number): Promise<boolean>;
+  /** Releases the lease named `key` if, and only if, `owner` holds it. */
+  unlock?(key: string, owner: string): Promise<void>;
 }
 
 /**

@@ -12,6 +12,7 @@ import { type CommitResult, type Handle, hasWork } from "./backend.ts";
 import { backoff } from "./conflict.ts";
 import { SessionConflictError, SessionError } from "./errors.ts";
 import { configError, type ResolvedOptions, resolveOptions, type SessionOptions } from "./options.ts";
+import { releaseAll } from "./lock.ts";
 import { type HandleSink, openHandle, requestHost, scheduleLate, serialCommit } from "./open_session.ts";
 import type { Session } from "./session.ts";
 import type { SessionData } from "./store.ts";
@@ -191,6 +192,7 @@ async function run<A extends unknown[]>(
     try {
       response = await handler(request, ...rest);
     } catch (error) {
+      if (ctx.handle?.leases !== undefined) await releaseAll(ctx.handle);
       if (ctx.handle?.rerun === true && ctx.canRerun) {
         await backoff(attempt);
         continue;
@@ -217,6 +219,7 @@ async function run<A extends unknown[]>(
       h = ctx.handle!;
     }
     let result: CommitResult = h.rerun ? "rerun" : hasWork(h) ? await serialCommit(h) : "done";
+    if (h.leases !== undefined) await releaseAll(h);
     if (result === "rerun") {
       if (ctx.canRerun) {
         await response.body?.cancel().catch(ignore);

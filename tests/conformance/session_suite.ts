@@ -25,6 +25,7 @@ type Data = {
   late?: boolean;
   list?: string[];
   cart?: string[];
+  paid?: boolean;
   [mark: `mark-${string}`]: number;
 };
 
@@ -37,6 +38,7 @@ function app(
   const invalid: InvalidCookieEvent[] = [];
   const errors: unknown[] = [];
   let runs = 0;
+  let charges = 0;
   const handler = withSession(async (req: Request) => {
     runs++;
     const url = new URL(req.url);
@@ -97,6 +99,19 @@ function app(
         return new Response("flashed");
       case "/show":
         return new Response(session.get("msg") ?? "none");
+      case "/charge": {
+        // A side effect outside the session, made once under a lease.
+        const lock = await session.lock({ wait: Number(url.searchParams.get("wait") ?? 10) });
+        const paid = session.get("paid") === true;
+        if (!paid) {
+          charges++;
+          await hooks.hold;
+          session.set("paid", true);
+        }
+        await session.save();
+        await lock.release();
+        return new Response(paid ? "already paid" : "charged");
+      }
       case "/touch":
         session.touch();
         return new Response("touched");
@@ -140,7 +155,7 @@ function app(
     },
     ...extra,
   });
-  return { handler, invalid, errors, runs: () => runs };
+  return { handler, invalid, errors, runs: () => runs, charges: () => charges };
 }
 
 function cookieValue(response: Response, name = "session"): string | undefined {
@@ -676,6 +691,23 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
       await until(() => Promise.resolve(waited.length > 0));
       await Promise.all(waited);
       assert.equal(await client.text("/read"), "11");
+    });
+
+    it("serializes a side effect outside the session under session.lock()", async (t) => {
+      if (!inner.capabilities.locks) return t.skip("store cannot hold a lock");
+      const hold = gate();
+      const { client, charges, handler } = await returning({}, { hold: hold.promise });
+      const first = client.clone().fetch("/charge", { method: "POST" }); // takes the lease, waits
+      await sleep(30);
+      const refused = await client.clone().fetch("/charge?wait=0", { method: "POST" });
+      assert.equal(refused.status, 409, "wait: 0 refuses at once while the lease is held");
+      const second = client.clone().fetch("/charge", { method: "POST" }); // waits for the lease
+      await sleep(30);
+      hold.open();
+      assert.equal(await (await first).text(), "charged");
+      assert.equal(await (await second).text(), "already paid");
+      assert.equal(charges(), 1, "charged once");
+      void handler;
     });
 
     it("answers 409 under the reject policy when a concurrent write wins", async (t) => {

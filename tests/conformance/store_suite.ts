@@ -288,6 +288,26 @@ export function storeSuite(name: string, options: StoreSuiteOptions): void {
       assert.equal(await store.cleanup(), 0);
     });
 
+    it("holds a lease for one owner at a time, released only by its owner, expiring by itself", async (t) => {
+      if (!store.capabilities.locks || !store.lock || !store.unlock) return t.skip("store cannot hold a lock");
+      const key = randomKey();
+      const owners = Array.from({ length: 10 }, (_, i) => `owner-${i}`);
+      const taken = await Promise.all(owners.map((owner) => store.lock!(key, owner, 5_000)));
+      assert.equal(taken.filter(Boolean).length, 1, "exactly one of 10 concurrent takers");
+      const holder = owners[taken.indexOf(true)]!;
+      const other = owners.find((o) => o !== holder)!;
+      await store.unlock!(key, other); // not the owner: nothing happens
+      assert.equal(await store.lock!(key, other, 5_000), false);
+      await store.unlock!(key, holder);
+      assert.equal(await store.lock!(key, other, 400), true, "free once its owner released it");
+      // A lease and a record under the same key do not collide.
+      assert.equal(await store.save(key, record({ a: 1 }), null), true);
+      assert.deepEqual((await store.load(key))?.data, { a: 1 });
+      await sleep(1_100);
+      assert.equal(await store.lock!(key, holder, 5_000), true, "an expired lease is free");
+      await store.unlock!(key, holder);
+    });
+
     it("count tells how many live sessions it holds", async (t) => {
       if (!store.count) return t.skip("store has no count");
       const before = await store.count();

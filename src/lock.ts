@@ -1,0 +1,199 @@
+/**
+ * Explicit locks (CherryPy's `locking = 'explicit'`): a lease on a session for a critical
+ * section whose side effects lie outside the session (charging a card once). Compare-and-set
+ * stays what keeps the session's own data consistent; a lease is opt-in, for the rest.
+ *
+ * @module
+ */
+import type { Handle } from "./backend.ts";
+import { backoff, storeError } from "./conflict.ts";
+import { SessionConfigError, SessionConflictError } from "./errors.ts";
+import { createSessionId, storageKeyOf } from "./id.ts";
+import { observationsHold, replay } from "./session.ts";
+import { isEnded, type SessionStore } from "./store.ts";
+
+/**
+ * Options of `session.lock()`.
+ *
+ * @example
+ * ```ts
+ * import type { LockOptions } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * const options: LockOptions = { ttl: 30, wait: 0 }; // hold 30 s at most; refuse at once if taken
+ * assert.equal(options.wait, 0);
+ * ```
+ */
+export interface LockOptions {
+  /**
+   * Seconds after which the lease expires by itself if it is not released (a crashed holder
+   * never blocks longer).
+   * @default 30
+   */
+  ttl?: number;
+  /**
+   * Seconds to wait for a lease another request holds before giving up with
+   * `SessionConflictError` (409); `0` refuses at once.
+   * @default 10
+   */
+  wait?: number;
+}
+
+/**
+ * A lease on a session, from `session.lock()`. Released by `release()` or at the end of the
+ * request (or by `commitSession`), whichever comes first.
+ *
+ * @example
+ * ```ts
+ * import { getSession, MemoryStore, withSession } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * let charged = 0;
+ * const handler = withSession(async (req: Request) => {
+ *   const session = await getSession<{ paid?: boolean }>(req);
+ *   const lock = await session.lock({ wait: 0 });
+ *   if (!session.get("paid")) {
+ *     charged++; // the side effect outside the session happens once
+ *     session.set("paid", true);
+ *   }
+ *   await session.save();
+ *   await lock.release();
+ *   return new Response("ok");
+ * }, { store: new MemoryStore(), secrets: ["a secret of at least thirty-two characters"] });
+ * const first = await handler(new Request("https://example.com/"));
+ * const cookie = first.headers.get("set-cookie")!.split(";")[0]!;
+ * await handler(new Request("https://example.com/", { headers: { cookie } }));
+ * assert.equal(charged, 1);
+ * ```
+ */
+export interface SessionLock {
+  /** `true` until released. */
+  readonly held: boolean;
+  /** Releases the lease; does nothing the second time. */
+  release(): Promise<void>;
+}
+
+class Lease implements SessionLock {
+  #h: Handle;
+  #store: SessionStore;
+  #key: string;
+  #owner: string;
+  held = true;
+
+  constructor(h: Handle, store: SessionStore, key: string, owner: string) {
+    this.#h = h;
+    this.#store = store;
+    this.#key = key;
+    this.#owner = owner;
+  }
+
+  async release(): Promise<void> {
+    if (!this.held) return;
+    this.held = false;
+    const leases = this.#h.leases;
+    if (leases !== undefined) leases.splice(leases.indexOf(this), 1);
+    try {
+      await this.#store.unlock!(this.#key, this.#owner);
+    } catch (error) {
+      throw storeError("release a lock", error);
+    }
+  }
+}
+
+function seconds(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !(value >= 0) || value > 86_400) {
+    throw new RangeError(`Invalid ${name}: "${String(value)}" must be a number of seconds from 0 to 86400`);
+  }
+  return value;
+}
+
+/**
+ * Takes a lease on the session's storage key, waiting (bounded) while another request holds it,
+ * then brings the session up to the record as it stands.
+ *
+ * @throws {SessionConfigError} When the store cannot hold a lease.
+ * @throws {SessionConflictError} When another request kept it past `wait`.
+ * @throws {StoreUnavailableError} When the store fails.
+ */
+export async function takeLock(h: Handle, options: LockOptions = {}): Promise<SessionLock> {
+  const store = h.o.store as SessionStore;
+  if (h.o.sealed || typeof store.lock !== "function" || typeof store.unlock !== "function") {
+    throw new SessionConfigError("Session store cannot hold a lock: its capabilities say locks: false");
+  }
+  const ttlMs = Math.max(1, seconds("ttl", options.ttl, 30) * 1000);
+  const waitMs = seconds("wait", options.wait, 10) * 1000;
+  const key = h.key ?? h.minted?.key ?? await storageKeyOf(h.id);
+  const owner = createSessionId();
+  const start = Date.now();
+  for (let attempt = 1;; attempt++) {
+    let taken: boolean;
+    try {
+      taken = await store.lock(key, owner, ttlMs);
+    } catch (error) {
+      throw storeError("take a lock", error);
+    }
+    if (taken) {
+      const lease = new Lease(h, store, key, owner);
+      (h.leases ??= []).push(lease);
+      try {
+        await catchUp(h, store);
+      } catch (error) {
+        await lease.release().catch(() => {});
+        throw error;
+      }
+      return lease;
+    }
+    if (Date.now() - start >= waitMs) {
+      throw new SessionConflictError(
+        `Session is locked by another request: gave up after waiting ${waitMs / 1000} s`,
+      );
+    }
+    await backoff(Math.min(attempt, 8));
+  }
+}
+
+/**
+ * Brings a loaded session up to the record as it stands once the lease is held: the critical
+ * section must see what the previous holder wrote. Changes made before `lock()` are replayed on
+ * it when that is a serial order (what they looked at is unchanged); otherwise the request is
+ * refused.
+ */
+async function catchUp(h: Handle, store: SessionStore): Promise<void> {
+  if (h.base === undefined || h.key === undefined) return;
+  let fresh;
+  try {
+    fresh = await store.load(h.key);
+  } catch (error) {
+    throw storeError("load", error);
+  }
+  if (fresh !== null && fresh.version === h.base.version) return;
+  if (fresh === null || isEnded(fresh) || fresh.expiresAt <= h.o.now()) {
+    throw new SessionConflictError("Session was ended by a concurrent request while this one waited for its lock");
+  }
+  if (!observationsHold(h, h.base.data, fresh.data)) {
+    throw new SessionConflictError(
+      "Session changed while this request waited for its lock, under what it had already read: call lock() first",
+    );
+  }
+  const landed = replay(h.ops, fresh.data);
+  h.base = fresh;
+  h.version = fresh.version;
+  h.expiresAt = fresh.expiresAt;
+  h.data = landed.data;
+  h.flash = landed.flash;
+  if (landed.flashOut.size > 0) h.flashOut = landed.flashOut;
+}
+
+/** Releases every lease a request still holds (at the end of the request). */
+export async function releaseAll(h: Handle): Promise<void> {
+  const leases = h.leases;
+  if (leases === undefined || leases.length === 0) return;
+  for (const lease of [...leases]) {
+    try {
+      await lease.release();
+    } catch {
+      // The lease expires by itself.
+    }
+  }
+}

@@ -1,90 +1,66 @@
-// Real HTTP on loopback: a bare server against the same server under withSession(MemoryStore), on
-// Node (node:http adapter), Deno (Deno.serve) and Bun (Bun.serve), loaded by autocannon with a
-// valid session cookie per connection (returning visitors: load, +1, save).
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
+// Real HTTP on loopback, on Node (a node:http adapter), Deno (Deno.serve) and Bun (Bun.serve):
+// the bare server (`new Response("ok")`), the same server under withSession(MemoryStore) for a
+// read-only and for a returning visitor, and react-router's memory session storage, each in its
+// own server process (bench/servers/). Two loads from bench/load.ts:
+//
+// - a fixed request rate (open loop, evenly spaced), well under what any of the servers can
+//   take: what a server costs per request when it is not saturated, the way most servers run;
+// - saturation (closed loop, 16 connections): the most it answers on this machine.
+//
+// The figure that matters is the server process's own CPU time per request (user + system, every
+// thread), read from process.cpuUsage() through a control port before and after each run: unlike
+// req/s it does not depend on whether the load generator, which shares the 2 cores, kept up.
+import { type ChildProcess, spawn } from "node:child_process";
 import { createServer } from "node:net";
-import { fileURLToPath } from "node:url";
-import { Jar } from "./inprocess.ts";
+import { load, requestFor } from "./load.ts";
+import { command, ROOT, type RuntimeName, versionOf } from "./runtimes.ts";
 
-interface AutocannonResult {
-  requests: { average: number; total: number };
-  latency: { average: number; p99: number };
-  non2xx: number;
-  errors: number;
-}
-interface AutocannonClient {
-  setHeaders(headers: Record<string, string>): void;
-}
-type Autocannon = (options: {
-  url: string;
-  connections: number;
-  duration: number;
-  setupClient?: (client: AutocannonClient) => void;
-}) => Promise<AutocannonResult>;
+/** A server's app (bench/servers/app.ts). */
+export type HttpMode = "bare" | "read" | "returning" | "react-router";
 
-const require = createRequire(import.meta.url);
-const TICK_MS = 1000 / Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim() || 100);
-const children = new Set<ChildProcess>();
-process.once("exit", () => {
-  for (const child of children) child.kill("SIGKILL");
-});
+export const HTTP_MODE_TITLES: Record<HttpMode, string> = {
+  bare: "bare server (`new Response(\"ok\")`)",
+  read: "websession, read-only visitor",
+  returning: "websession, returning visitor",
+  "react-router": "react-router memory storage, returning visitor",
+};
 
-/** CPU time a process has used so far (user + system, all threads), in milliseconds. */
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * TICK_MS; // utime, stime
-}
-const autocannon = require("autocannon") as Autocannon;
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const BIN = `${ROOT}node_modules/.bin/`;
-
-/** One runtime's figures. */
-export interface HttpRun {
-  runtime: string;
-  version: string;
-  bare?: Load;
-  session?: Load;
-  error?: string;
-}
-
-/** One load run. */
-export interface Load {
+/** One load run against one server. */
+export interface HttpLoad {
+  round: number;
+  /** Responses per second. */
   rps: number;
-  /** Server CPU time (all its threads) per request, in microseconds. */
+  /** Server CPU time per response, µs (user + system, every thread of the server process). */
   cpuUs: number;
-  meanMs: number;
+  /** Cores the server kept busy: its CPU time over the run's wall time. */
+  cores: number;
+  p50Ms: number;
   p99Ms: number;
   non2xx: number;
   errors: number;
 }
 
-interface Runtime {
-  name: string;
-  version(): string;
-  command(): [string, string[]];
+/** One runtime's figures. */
+export interface HttpRun {
+  runtime: RuntimeName;
+  version: string;
+  /** Requests per second of the fixed-rate load. */
+  rate: number;
+  fixed: Map<HttpMode, HttpLoad[]>;
+  saturation: Map<HttpMode, HttpLoad[]>;
+  error?: string;
 }
 
-const RUNTIMES: Runtime[] = [
-  {
-    name: "Node",
-    version: () => process.version.slice(1),
-    command: () => [process.execPath, ["--import", "tsx", "bench/servers/node.ts"]],
-  },
-  {
-    name: "Deno",
-    version: () =>
-      /deno (\S+)/.exec(execFileSync(`${BIN}deno`, ["--version"], { encoding: "utf8" }))?.[1] ?? "?",
-    command: () => [`${BIN}deno`, ["run", "--allow-net", "--allow-env", "bench/servers/deno.ts"]],
-  },
-  {
-    name: "Bun",
-    version: () => execFileSync(`${BIN}bun`, ["--version"], { encoding: "utf8" }).trim(),
-    command: () => [`${BIN}bun`, ["bench/servers/bun.ts"]],
-  },
-];
+// react-router's storage signs on every request (thread-pool jobs): on Node it cannot keep up
+// with the fixed rate on this machine, so it is loaded at saturation only.
+export const FIXED_MODES: HttpMode[] = ["bare", "read", "returning"];
+export const SATURATION_MODES: HttpMode[] = ["bare", "read", "returning", "react-router"];
+const CONNECTIONS = 16;
+
+const children = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of children) child.kill("SIGKILL");
+});
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -94,107 +70,161 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-function start(runtime: Runtime, mode: string, port: number): Promise<ChildProcess> {
-  const [command, args] = runtime.command();
-  const child = spawn(command, args, {
+interface Server {
+  mode: HttpMode;
+  port: number;
+  control: number;
+  child: ChildProcess;
+  requests: Buffer[];
+}
+
+const SERVER_FILES: Record<RuntimeName, string> = {
+  Node: "bench/servers/node.ts",
+  Deno: "bench/servers/deno.ts",
+  Bun: "bench/servers/bun.ts",
+};
+
+async function start(runtime: RuntimeName, mode: HttpMode): Promise<Server> {
+  const port = await freePort();
+  const control = await freePort();
+  const [cmd, args] = command(runtime, SERVER_FILES[runtime]);
+  const child = spawn(cmd, args, {
     cwd: ROOT,
-    env: { ...process.env, MODE: mode, PORT: String(port), NO_COLOR: "1" },
+    env: { ...process.env, MODE: mode, PORT: String(port), CONTROL_PORT: String(control), NO_COLOR: "1" },
     stdio: ["ignore", "pipe", "pipe"],
   });
   children.add(child);
   child.once("exit", () => children.delete(child));
-  return new Promise((resolve, reject) => {
+  await new Promise<void>((resolve, reject) => {
     let output = "";
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
-      reject(new Error(`${runtime.name} server did not start: ${output.slice(-500)}`));
+      reject(new Error(`${runtime} ${mode} server did not start: ${output.slice(-500)}`));
     }, 30_000);
     const listen = (chunk: Buffer) => {
       output += chunk.toString();
       if (output.includes(`ready ${port}`)) {
         clearTimeout(timer);
-        resolve(child);
+        resolve();
       }
     };
     child.stdout!.on("data", listen);
     child.stderr!.on("data", (chunk: Buffer) => void (output += chunk.toString()));
     child.once("exit", (code) => {
       clearTimeout(timer);
-      reject(new Error(`${runtime.name} server exited with ${code}: ${output.slice(-500)}`));
+      reject(new Error(`${runtime} ${mode} server exited with ${code}: ${output.slice(-500)}`));
     });
   });
+  // One visitor per connection: the cookie its first (new-visitor) request got. The bare server
+  // sets none; its requests carry a cookie of the same shape, so that every server reads alike.
+  const requests: Buffer[] = [];
+  for (let i = 0; i < CONNECTIONS; i++) {
+    const response = await fetch(`http://127.0.0.1:${port}/`);
+    await response.arrayBuffer();
+    if (response.status !== 200) throw new Error(`${runtime} ${mode} server answered ${response.status}`);
+    const pairs = response.headers.getSetCookie().map((header) => header.split(";", 1)[0]!);
+    if (pairs.length === 0 && mode !== "bare") throw new Error(`${runtime} ${mode} server set no cookie`);
+    const cookie = pairs.length > 0
+      ? pairs.join("; ")
+      : `session=${"A".repeat(22)}.${Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url")}`;
+    requests.push(requestFor(port, "/", cookie));
+  }
+  return { mode, port, control, child, requests };
 }
 
-function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
+async function stop(server: Server): Promise<void> {
+  const child = server.child;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  await new Promise<void>((resolve) => {
     child.once("exit", () => resolve());
     child.kill("SIGKILL");
   });
 }
 
-async function measureOnce(
-  runtime: Runtime,
-  mode: string,
-  seconds: number,
-  connections: number,
-): Promise<Load> {
-  const port = await freePort();
-  const child = await start(runtime, mode, port);
-  try {
-    const url = `http://127.0.0.1:${port}/`;
-    // One returning visitor per connection.
-    const pool: string[] = [];
-    for (let i = 0; i < connections; i++) {
-      const response = await fetch(url);
-      await response.arrayBuffer();
-      const jar = new Jar();
-      jar.absorb(response);
-      pool.push(jar.header || "visitor=1");
-    }
-    let next = 0;
-    const setupClient = (client: AutocannonClient) =>
-      client.setHeaders({ cookie: pool[next++ % pool.length]! });
-    await autocannon({ url, connections, duration: 1, setupClient }); // warm-up
-    const cpuBefore = cpuMs(child.pid!);
-    const result = await autocannon({ url, connections, duration: seconds, setupClient });
-    const cpu = cpuMs(child.pid!) - cpuBefore;
-    return {
-      rps: result.requests.total / seconds,
-      cpuUs: (1000 * cpu) / result.requests.total,
-      meanMs: result.latency.average,
-      p99Ms: result.latency.p99,
-      non2xx: result.non2xx,
-      errors: result.errors,
-    };
-  } finally {
-    await stop(child);
-  }
+async function cpuOf(server: Server): Promise<number> {
+  const response = await fetch(`http://127.0.0.1:${server.control}/`);
+  const { user, system } = await response.json() as { user: number; system: number };
+  return user + system;
+}
+
+async function measure(server: Server, round: number, seconds: number, rate: number | undefined): Promise<HttpLoad> {
+  const before = await cpuOf(server);
+  const result = await load({ port: server.port, requests: server.requests, seconds, rate });
+  const cpu = (await cpuOf(server)) - before;
+  return {
+    round,
+    rps: result.rps,
+    cpuUs: cpu / result.completed,
+    cores: cpu / 1e6 / result.seconds,
+    p50Ms: result.p50Ms,
+    p99Ms: result.p99Ms,
+    non2xx: result.non2xx,
+    errors: result.errors,
+  };
 }
 
 /**
- * Loads each runtime's bare and session servers, alternating, `rounds` times; keeps each mode's
- * best run.
+ * For each runtime: starts one server per mode, warms each up, then `rounds` rounds of the
+ * fixed-rate load over every server in turn (the order rotated from round to round), then
+ * `saturationRounds` rounds at saturation.
  */
-export async function runHttp(
-  options: { rounds: number; seconds: number; connections: number; log: (line: string) => void },
-): Promise<HttpRun[]> {
+export async function runHttp(options: {
+  runtimes: RuntimeName[];
+  /** The servers loaded at the fixed rate, and at saturation (FIXED_MODES, SATURATION_MODES by default). */
+  fixedModes?: HttpMode[];
+  saturationModes?: HttpMode[];
+  rate: number;
+  seconds: number;
+  rounds: number;
+  saturationSeconds: number;
+  saturationRounds: number;
+  log: (line: string) => void;
+}): Promise<HttpRun[]> {
   const runs: HttpRun[] = [];
-  for (const runtime of RUNTIMES) {
-    const run: HttpRun = { runtime: runtime.name, version: "?" };
+  for (const runtime of options.runtimes) {
+    const run: HttpRun = {
+      runtime,
+      version: versionOf(runtime),
+      rate: options.rate,
+      fixed: new Map(),
+      saturation: new Map(),
+    };
     runs.push(run);
+    const fixedModes = options.fixedModes ?? FIXED_MODES;
+    const saturationModes = options.saturationModes ?? SATURATION_MODES;
+    const modes = [...new Set([...fixedModes, ...saturationModes])];
+    const servers: Server[] = [];
     try {
-      run.version = runtime.version();
+      options.log(`  ${runtime}: starting ${modes.length} servers`);
+      const started = await Promise.allSettled(modes.map((mode) => start(runtime, mode)));
+      for (const outcome of started) if (outcome.status === "fulfilled") servers.push(outcome.value);
+      const failed = started.find((outcome) => outcome.status === "rejected");
+      if (failed) throw failed.reason;
+      for (const server of servers) await load({ port: server.port, requests: server.requests, seconds: 1.5, rate: options.rate });
+      const byMode = (mode: HttpMode) => servers.find((s) => s.mode === mode)!;
       for (let round = 1; round <= options.rounds; round++) {
-        for (const mode of ["bare", "session"] as const) {
-          options.log(`  ${runtime.name} ${mode} (round ${round}/${options.rounds})`);
-          const load = await measureOnce(runtime, mode, options.seconds, options.connections);
-          if (run[mode] === undefined || load.rps > run[mode]!.rps) run[mode] = load;
+        const shift = (round - 1) % fixedModes.length;
+        const order = [...fixedModes.slice(shift), ...fixedModes.slice(0, shift)];
+        options.log(`  ${runtime} at ${options.rate} req/s, round ${round}/${options.rounds}`);
+        for (const mode of order) {
+          const list = run.fixed.get(mode) ?? [];
+          run.fixed.set(mode, list);
+          list.push(await measure(byMode(mode), round, options.seconds, options.rate));
+        }
+      }
+      for (let round = 1; round <= options.saturationRounds; round++) {
+        options.log(`  ${runtime} at saturation, round ${round}/${options.saturationRounds}`);
+        for (const mode of saturationModes) {
+          const list = run.saturation.get(mode) ?? [];
+          run.saturation.set(mode, list);
+          list.push(await measure(byMode(mode), round, options.saturationSeconds, undefined));
         }
       }
     } catch (error) {
       run.error = String((error as Error)?.message ?? error);
-      options.log(`  ${runtime.name}: ${run.error}`);
+      options.log(`  ${runtime}: ${run.error}`);
+    } finally {
+      await Promise.all(servers.map(stop));
     }
   }
   return runs;

@@ -1,8 +1,7 @@
 // MemoryStore bytes per session: run as its own process with --expose-gc, prints one JSON line.
 // Saves N small sessions through the store API (what withSession does for a new visitor, minus
 // the request), and reports the heap growth per session, and that growth minus the session's data.
-import { MemoryStore } from "../mod.ts";
-import { encodeBase64Url } from "../src/id.ts";
+import { encodeBase64Url, MemoryStore } from "./websession.ts";
 
 declare const gc: () => void;
 

@@ -42,7 +42,7 @@ function groupOf(url: string, name: string): string {
   if (name === "(idle)") return "idle (waiting: thread pool, I/O)";
   if (name === "(program)") return "V8/native (program)";
   if (url.includes("/src/stores/")) return `websession ${url.slice(url.indexOf("/src/") + 1)}`;
-  if (url.includes(`${ROOT}src/`) || url.endsWith("/mod.ts")) {
+  if (url.includes(`${ROOT}src/`) || url.includes("/.tmp/source-") || url.endsWith("/mod.ts")) {
     return `websession ${url.slice(url.indexOf("/src/") + 1)}`;
   }
   if (url.includes("/bench/")) return "benchmark harness";

@@ -1,8 +1,20 @@
 // Targets and the RESULTS.md writer.
 import type { Ablation, CryptoCalls } from "./ablation.ts";
-import type { ContentionRow } from "./contention.ts";
-import type { HttpRun } from "./http.ts";
+import { type ContentionRow, WRITERS } from "./contention.ts";
+import {
+  allocOf,
+  COST_SCENARIO_TITLES,
+  COST_SCENARIOS,
+  type CostResults,
+  type CostScenario,
+  cpuOf,
+  median,
+  paired,
+  type RuntimeCost,
+} from "./cost.ts";
+import { HTTP_MODE_TITLES, type HttpLoad, type HttpMode, type HttpRun } from "./http.ts";
 import { type InProcessResults, SCENARIO_TITLES, SCENARIOS } from "./inprocess.ts";
+import type { Phase } from "./machine.ts";
 import type { ProfileSummary } from "./profile.ts";
 import type { Subject } from "./subjects.ts";
 
@@ -30,6 +42,8 @@ export interface Target {
   measured: string;
   goal: string;
   met: boolean | undefined;
+  /** The measured figure as a number, for the JSON a later run compares with. */
+  value?: number;
   /** What to profile when it is missed. */
   profile?: { subject: string; scenario: string } | { http: string };
 }
@@ -37,6 +51,14 @@ export interface Target {
 /** Everything one run produced. */
 export interface Run {
   date: string;
+  /** A smoke run (BENCH_QUICK=1). */
+  quick: boolean;
+  /** The websession code measured. */
+  source: string;
+  /** The command that reproduces the run. */
+  command: string;
+  /** The parts of the run, and how busy the machine was during each. */
+  phases: Phase[];
   machine: {
     cpu: string;
     cores: number;
@@ -47,6 +69,7 @@ export interface Run {
   };
   versions: Array<[string, string]>;
   subjects: Subject[];
+  cost?: CostResults;
   inProcess?: InProcessResults;
   http?: HttpRun[];
   contention?: ContentionRow[];
@@ -58,6 +81,8 @@ export interface Run {
   profiles: Map<string, ProfileSummary>;
   seconds: number;
   settings: string;
+  /** The targets of an earlier run (its JSON), shown beside this run's. */
+  before?: { date: string; source: string; command?: string; targets: Target[] };
 }
 
 const fmt = (n: number, digits = 0) =>
@@ -71,12 +96,107 @@ function ops(run: Run, subject: string, scenario: string): number {
   return run.inProcess?.timings.get(subject)?.get(scenario as never)?.ops ?? NaN;
 }
 
+const BARE = "bare handler";
+const WS = "websession MemoryStore";
+const WRAPPER = "websession, session never asked for";
+
+/** Median server CPU µs per request of a mode at the fixed rate. */
+function httpCpu(h: HttpRun, mode: HttpMode): number {
+  return median((h.fixed.get(mode) ?? []).map((l) => l.cpuUs));
+}
+
+/** Bare / mode server CPU per request at the fixed rate, paired round by round, median. */
+function httpPaired(h: HttpRun, mode: HttpMode): { ratio: number; addedUs: number } {
+  const bare = h.fixed.get("bare") ?? [];
+  const ratios: number[] = [];
+  const added: number[] = [];
+  for (const load of h.fixed.get(mode) ?? []) {
+    const match = bare.find((b) => b.round === load.round);
+    if (match === undefined) continue;
+    ratios.push(match.cpuUs / load.cpuUs);
+    added.push(load.cpuUs - match.cpuUs);
+  }
+  return { ratio: median(ratios), addedUs: median(added) };
+}
+
 /** Computes every target of the issue from the run's figures. */
 export function targets(run: Omit<Run, "targets" | "profiles">): Target[] {
   const r = run as Run;
   const out: Target[] = [];
   const mem = "websession MemoryStore";
   const rrMem = "react-router memory";
+  const node = run.cost?.runtimes.find((c) => c.runtime === "Node");
+  if (node) {
+    for (const [scenario, goal, label] of [["read", 0.8, "read-only"], ["returning", 0.75, "returning visitor"]] as const) {
+      const share = paired(node, WS, scenario).ratio;
+      out.push({
+        id: `cpu-node-${scenario}`,
+        text: `Node in-process, ${label}: CPU per request, bare / websession`,
+        measured: `${fmt(100 * share, 0)}% (${fmt(cpuOf(node, BARE, scenario), 1)} / ${fmt(cpuOf(node, WS, scenario), 1)} µs)`,
+        goal: `>= ${fmt(100 * goal, 0)}%`,
+        met: Number.isFinite(share) ? share >= goal : undefined,
+        value: share,
+        profile: { subject: "websession MemoryStore", scenario },
+      });
+    }
+  }
+  for (const h of run.http ?? []) {
+    if (h.runtime !== "Node") continue;
+    for (const [mode, label] of [["read", "read-only"], ["returning", "returning visitor"]] as const) {
+      const share = httpPaired(h, mode).ratio;
+      out.push({
+        id: `http-node-${mode}`,
+        text: `Node HTTP at ${fmt(h.rate)} req/s, ${label}: server CPU per request, bare / websession`,
+        measured: h.error
+          ? `error: ${h.error.slice(0, 80)}`
+          : `${fmt(100 * share, 0)}% (${fmt(httpCpu(h, "bare"), 1)} / ${fmt(httpCpu(h, mode), 1)} µs)`,
+        goal: ">= 85%",
+        met: Number.isFinite(share) ? share >= 0.85 : undefined,
+        value: share,
+        profile: { http: "Node" },
+      });
+    }
+  }
+  for (const cost of run.cost?.runtimes ?? []) {
+    if (cost.runtime === "Node") continue;
+    for (const [scenario, goal, label] of [["read", 2, "read-only"], ["returning", 3, "returning visitor"]] as const) {
+      const { addedUs } = paired(cost, WS, scenario);
+      out.push({
+        id: `cpu-${cost.runtime.toLowerCase()}-${scenario}`,
+        text: `${cost.runtime} in-process, ${label}: CPU added over the bare handler`,
+        measured: `${fmt(addedUs, 1)} µs (${fmt(cpuOf(cost, BARE, scenario), 1)} -> ${fmt(cpuOf(cost, WS, scenario), 1)} µs)`,
+        goal: `<= ${goal} µs`,
+        met: Number.isFinite(addedUs) ? addedUs <= goal : undefined,
+        value: addedUs,
+      });
+    }
+  }
+  if (node) {
+    for (const [scenario, goal, label] of [["read", 1.5, "read-only"], ["returning", 2.5, "returning visitor"]] as const) {
+      const added = allocOf(node, WS, scenario) - allocOf(node, BARE, scenario);
+      out.push({
+        id: `alloc-node-${scenario}`,
+        text: `Node in-process, ${label}: bytes allocated per request over the bare handler`,
+        measured: `${fmt(added / 1024, 2)} KB (${fmt(allocOf(node, BARE, scenario))} -> ${fmt(allocOf(node, WS, scenario))} bytes)`,
+        goal: `<= ${goal} KB`,
+        met: Number.isFinite(added) ? added <= goal * 1024 : undefined,
+        value: added,
+      });
+    }
+  }
+  for (const row of (run.contention ?? []).filter((r) => r.policy === "merge")) {
+    const x = row.contended ? row.contended.p99 / row.spread.p99 : NaN;
+    out.push({
+      id: `contention-${row.store}`,
+      text: `${WRITERS} update() writers on one session, ${row.store}: refused, p99 vs ${WRITERS} writers on ${WRITERS} sessions`,
+      measured: row.error
+        ? `error: ${row.error.slice(0, 80)}`
+        : `${fmt(row.conflicts)} refused of ${fmt(row.rounds * row.writers)}, ${ratio(x)}`,
+      goal: "0 refused, <= 5x",
+      met: row.error ? undefined : row.conflicts === 0 && x <= 5,
+      value: x,
+    });
+  }
   if (run.inProcess) {
     const returning = ops(r, mem, "returning");
     const a = returning / ops(r, rrMem, "returning");
@@ -142,57 +262,6 @@ export function targets(run: Omit<Run, "targets" | "profiles">): Target[] {
       met: g >= 1,
       profile: { subject: "websession CookieStore", scenario: "returning" },
     });
-  }
-  for (const h of run.http ?? []) {
-    if (h.error || !h.bare || !h.session) {
-      out.push({
-        id: `http-${h.runtime.toLowerCase()}`,
-        text: `Real HTTP on loopback, ${h.runtime}: withSession(MemoryStore) vs a bare server`,
-        measured: `error: ${(h.error ?? "no result").slice(0, 80)}`,
-        goal: ">= 80%",
-        met: undefined,
-      });
-      continue;
-    }
-    const rps = h.session.rps / h.bare.rps;
-    const cpu = h.bare.cpuUs / h.session.cpuUs;
-    // Cores the bare server kept busy: below ~0.85 it was waiting for the load generator, and its
-    // req/s is the generator's ceiling, not the server's.
-    const saturated = (h.bare.rps * h.bare.cpuUs) / 1e6 >= 0.85;
-    out.push({
-      id: `http-${h.runtime.toLowerCase()}`,
-      text: `Real HTTP on loopback, ${h.runtime}: withSession(MemoryStore) vs a bare server`,
-      measured: saturated
-        ? `${fmt(100 * rps, 0)}% of req/s (CPU per request: ${fmt(100 * cpu, 0)}%)`
-        : `${fmt(100 * rps, 0)}% of req/s, bare server not saturated; CPU per request: ${fmt(100 * cpu, 0)}%`,
-      goal: ">= 80%",
-      met: (saturated ? rps : cpu) >= 0.8,
-      profile: { http: h.runtime },
-    });
-  }
-  if (run.contention) {
-    const merge = run.contention.filter((row) => row.policy === "merge");
-    const lost = merge.reduce((n, row) => n + row.lost, 0);
-    const failed = merge.reduce((n, row) => n + row.conflicts, 0);
-    out.push({
-      id: "contention-lost",
-      text: "50 concurrent writers on one session under merge: updates lost, requests refused",
-      measured: `${lost} lost, ${failed} refused (of ${
-        merge.reduce((n, row) => n + row.rounds * row.writers, 0)
-      })`,
-      goal: "0 lost, 0 refused",
-      met: lost === 0 && failed === 0,
-    });
-    for (const row of merge) {
-      const x = row.contended.p99 / row.spread.p99;
-      out.push({
-        id: `contention-p99-${row.store}`,
-        text: `50 writers on one session under merge, ${row.store}: p99 vs 50 writers on 50 sessions`,
-        measured: ratio(x),
-        goal: "<= 5x",
-        met: x <= 5,
-      });
-    }
   }
   if (run.memory) {
     out.push({
@@ -402,51 +471,119 @@ function why(id: string, run: Run, summary: ProfileSummary | undefined): string 
         } µs. ` + shares(summary) +
         "The rest of the profile is the wait for the pool (`idle`) and the native dispatch to it (`run`).";
     }
-    case "contention-p99-RedisStore (ioredis)": {
-      const row = run.contention?.find((r) => r.store.startsWith("RedisStore") && r.policy === "merge");
-      const memory = run.contention?.find((r) => r.store.startsWith("MemoryStore") && r.policy === "merge");
-      return "50 writers on one session need 50 compare-and-sets in a row; each round has one winner, and every " +
-        "loser waits a jittered backoff (`backoff()` in `src/with_session.ts`: a random wait of up to " +
-        "`min(16, 0.5 * 2^attempt)` ms), reloads and tries again. On MemoryStore the reload and the save happen " +
-        `in one tick, so losers rarely collide twice (${fmt(memory?.savesPerRequest ?? NaN, 2)} saves per ` +
-        "request); on Redis a reload and a save are two network round trips, other saves land in between, and losers collide " +
-        `again (${
-          fmt(row?.savesPerRequest ?? NaN, 2)
-        } saves per request here) and the last writers sit through ` +
-        `many rounds: p99 ${fmt(row?.contended.p99 ?? NaN, 1)} ms against ${
-          fmt(row?.spread.p99 ?? NaN, 1)
-        } ms for the same 50 writers on 50 sessions and ${fmt(row?.alone.p99 ?? NaN, 2)} ms for one writer ` +
-        "alone. A backoff scaled to the store's round trip, and a save that returns the current record when it " +
-        "loses (dropping the reload round trip), would shorten the tail; nothing is lost either way.";
-    }
     case "memory":
       return "Each session holds its 43-character key (64 bytes), an entry object with the version and expiry " +
         "beside the record's JSON text, the JSON envelope (`version`, `createdAt`, `expiresAt` as text), and a " +
         "Map entry with the table's growth slack.";
   }
-  if (id.startsWith("http-")) {
-    const h = run.http?.find((r) => `http-${r.runtime.toLowerCase()}` === id);
-    if (!h?.bare || !h.session) return undefined;
-    const saturated = (h.bare.rps * h.bare.cpuUs) / 1e6 >= 0.85;
-    const bareSummary = run.profiles.get(`http:${h.runtime}:bare`);
-    return `The session server spends ${
-      fmt(h.session.cpuUs - h.bare.cpuUs, 1)
-    } µs more CPU per request than the ` +
-      `bare one (${fmt(h.bare.cpuUs, 1)} -> ${fmt(h.session.cpuUs, 1)} µs), where 80% of the bare server's ` +
-      `CPU per request leaves ${fmt(h.bare.cpuUs / 0.8 - h.bare.cpuUs, 1)} µs for the session. ` +
-      inProcessOn(h.runtime, h.bare.cpuUs / 0.8 - h.bare.cpuUs) +
-      (summary && bareSummary ? split(summary, h.session.cpuUs, bareSummary, h.bare.cpuUs) : "") +
-      (saturated
-        ? ""
-        : `The bare server kept only ${fmt((h.bare.rps * h.bare.cpuUs) / 1e6, 2)} of a core busy: the load ` +
-          "generator (autocannon, on the same 2 cores) or other jobs left it waiting, so its req/s is not its " +
-          "capacity and the CPU ratio is the fair measure here. ") +
-      (h.runtime === "Node"
-        ? "The profile of the Node session server under load is below; `writev` is the socket writes both " +
-          "servers make."
-        : "The harness profiles only Node's server; Deno and Bun run the same app code.");
-  }
+  if (id.startsWith("cpu-") || id.startsWith("alloc-")) return whyCost(id, run, summary);
+  if (id.startsWith("http-")) return whyHttp(id, run, summary);
+  if (id.startsWith("contention-")) return whyContention(id, run);
   return undefined;
+}
+
+/** The CPU and allocation steps of one runtime: bare, the wrapper alone, read-only, returning. */
+function costSteps(cost: RuntimeCost, scenario: CostScenario): string {
+  const wrapper = paired(cost, WRAPPER, scenario).addedUs;
+  const mine = paired(cost, WS, scenario).addedUs;
+  const parts = [
+    `the wrapper alone (a handler that never calls \`getSession\`) adds ${fmt(wrapper, 1)} µs`,
+    scenario === "read"
+      ? `reading the session ${fmt(mine - wrapper, 1)} µs more`
+      : `reading, changing and saving the session ${fmt(mine - wrapper, 1)} µs more`,
+  ];
+  return parts.join(", ");
+}
+
+function allocSteps(cost: RuntimeCost, scenario: CostScenario): string {
+  const bare = allocOf(cost, BARE, scenario);
+  const wrapper = allocOf(cost, WRAPPER, scenario);
+  const mine = allocOf(cost, WS, scenario);
+  if (!Number.isFinite(bare) || !Number.isFinite(mine)) return "";
+  return `On ${cost.runtime} a request allocates ${fmt(bare)} bytes with the bare handler (the Request, the ` +
+    `Response and what they make), ${fmt(wrapper)} with the wrapper alone (+${fmt(wrapper - bare)}) and ` +
+    `${fmt(mine)} with websession (+${fmt(mine - bare)}). `;
+}
+
+/** Why a CPU or allocation target is missed, from the cost tables of this run. */
+function whyCost(id: string, run: Run, summary: ProfileSummary | undefined): string | undefined {
+  const [, runtime, scenario] = id.split("-") as [string, string, CostScenario];
+  const cost = run.cost?.runtimes.find((c) => c.runtime.toLowerCase() === runtime);
+  if (cost === undefined) return undefined;
+  const bare = cpuOf(cost, BARE, scenario);
+  const mine = cpuOf(cost, WS, scenario);
+  const added = paired(cost, WS, scenario).addedUs;
+  const wallAdded = paired(cost, WS, scenario, "wallUs").addedUs;
+  const label = scenario === "read" ? "read-only" : "returning-visitor";
+  if (id.startsWith("alloc-")) {
+    const goal = scenario === "read" ? 1.5 : 2.5;
+    return allocSteps(cost, scenario) +
+      `The goal allows ${fmt(goal * 1024)} bytes over the bare handler. ` +
+      (run.cost!.runtimes.find((c) => c.runtime === "Deno" && c.alloc.size > 0)
+        ? `On Deno the same request allocates ${
+          fmt(allocOf(run.cost!.runtimes.find((c) => c.runtime === "Deno")!, WS, scenario) -
+            allocOf(run.cost!.runtimes.find((c) => c.runtime === "Deno")!, BARE, scenario))
+        } bytes over its bare handler. `
+        : "") +
+      `Every allocated byte is later garbage-collector work: here the ${label} request costs ${
+        fmt(added, 1)
+      } µs of CPU more than the bare handler's ${fmt(bare, 1)} µs.`;
+  }
+  const goalShare = scenario === "read" ? 0.8 : 0.75;
+  const budget = cost.runtime === "Node" ? bare / goalShare - bare : scenario === "read" ? 2 : 3;
+  return `The ${label} request costs ${fmt(mine, 1)} µs of CPU against the bare handler's ${fmt(bare, 1)} µs ` +
+    `(+${fmt(added, 1)} µs, the median of the batch-by-batch differences; wall time +${fmt(wallAdded, 1)} µs), ` +
+    `where the goal leaves ${fmt(budget, 1)} µs. Of that, ${costSteps(cost, scenario)}. ` +
+    allocSteps(cost, scenario) +
+    (cost.runtime === "Node" && summary ? shares(summary) : "");
+}
+
+/** Why an HTTP target is missed, from the HTTP and cost tables of this run. */
+function whyHttp(id: string, run: Run, summary: ProfileSummary | undefined): string | undefined {
+  const mode = id.endsWith("-read") ? "read" : "returning";
+  const h = run.http?.find((r) => r.runtime === "Node");
+  if (h === undefined || h.error) return undefined;
+  const bare = httpCpu(h, "bare");
+  const mine = httpCpu(h, mode);
+  const { addedUs } = httpPaired(h, mode);
+  const node = run.cost?.runtimes.find((c) => c.runtime === "Node");
+  const inProcess = node ? paired(node, WS, mode).addedUs : NaN;
+  const bareSummary = run.profiles.get("http:Node:bare");
+  const cores = median((h.fixed.get(mode) ?? []).map((l) => l.cores));
+  return `At ${fmt(h.rate)} req/s the bare server spends ${fmt(bare, 1)} µs of CPU per request and the ` +
+    `websession server ${fmt(mine, 1)} µs (+${fmt(addedUs, 1)} µs, paired by round; the session server kept ` +
+    `${fmt(cores, 2)} of a core busy), where 85% of the bare server's CPU leaves ${fmt(bare / 0.85 - bare, 1)} µs. ` +
+    (Number.isFinite(inProcess)
+      ? `In-process on Node the same flow adds ${fmt(inProcess, 1)} µs per request (the CPU table above); ` +
+        `the other ${fmt(addedUs - inProcess, 1)} µs show only when it is served over a socket at this rate ` +
+        "(or are the difference between the two ways of measuring). "
+      : "") +
+    (summary && bareSummary ? split(summary, mine, bareSummary, bare) : "") +
+    "The profiles are taken at saturation (autocannon), where the split by area is steadier than at a low rate.";
+}
+
+/** Why a contention target is missed, from the contention table of this run. */
+function whyContention(id: string, run: Run): string | undefined {
+  const row = run.contention?.find((r) => `contention-${r.store}` === id && r.policy === "merge");
+  if (row === undefined || row.error) return undefined;
+  const requests = row.rounds * row.writers;
+  const memory = run.contention?.find((r) => r.store === "MemoryStore" && r.policy === "merge");
+  const refused = row.conflicts > 0
+    ? `${fmt(row.conflicts)} of ${fmt(requests)} requests were refused (409): they ran out of attempts. `
+    : "No request was refused. ";
+  return refused +
+    `The store refused ${fmt(row.contendedCalls.refused)} of ${fmt(row.contendedCalls.saves)} saves: ` +
+    `${fmt(row.savesPerRequest, 2)} saves per request where 1 means no retry` +
+    (memory && memory !== row ? ` (MemoryStore: ${fmt(memory.savesPerRequest, 2)})` : "") +
+    `, and each refused save cost ${fmt(row.roundTripsPerConflict, 2)} store round trips beyond the ` +
+    `${fmt((row.spreadCalls.loads + row.spreadCalls.saves + row.spreadCalls.other) / requests, 2)} per request ` +
+    `of the same writers on separate sessions (${
+      row.roundTripsPerConflict >= 1.9
+        ? "a reload and a new save: the refused save's answer did not spare the reload"
+        : "the new save, with fewer reloads: the refused save reported the current record"
+    }). Tail: p99 ${fmt(row.contended.p99, 1)} ms on one session against ${fmt(row.spread.p99, 1)} ms on ` +
+    `${WRITERS} sessions and ${fmt(row.alone.p99, 2)} ms for one writer alone; the slowest writer waited ` +
+    `${fmt(row.contended.max, 0)} ms.`;
 }
 
 function table(head: string[], rows: string[][], left = 2): string {
@@ -464,48 +601,306 @@ function profileTable(summary: ProfileSummary): string {
   return `Self time by area: ${groups.join("; ")}.\n\nTop functions: ${functions.join("; ")}.`;
 }
 
+const kb = (bytes: number) => (Number.isFinite(bytes) ? fmt(bytes / 1024, 1) : "-");
+const pct = (r: number) => (Number.isFinite(r) ? `${fmt(100 * r, 0)}%` : "-");
+
+function renderCost(out: string[], cost: CostResults): void {
+  out.push("## CPU and allocation per request, in-process", "");
+  const node = cost.runtimes.find((c) => c.runtime === "Node");
+  const batches = cost.processes * cost.rounds;
+  out.push(
+    `Each subject runs in its own process (Node through tsx, Deno, Bun), ${cost.processes} process(es) per subject ` +
+      `and runtime, one after another; in each, after a warm-up, ${cost.rounds} rounds in which every subject runs ` +
+      `one batch (about ${cost.batchMs} ms of requests, one after another, each on a freshly built \`Request\`) of ` +
+      "every scenario in turn, the subjects' order rotated from round to round. **CPU** is `process.cpuUsage()` " +
+      "over the batch (user + system time of every thread of the process: garbage-collector helper threads and " +
+      `the thread pool count) divided by its requests; each figure is the median of ${batches} batches. ` +
+      "**vs bare** is the bare handler's CPU per request over the subject's, taken batch by batch within a round " +
+      "(the median of those ratios): 80% means the subject costs 1.25x the bare handler. **+µs** is likewise the " +
+      "median of the batch-by-batch differences. The bare handler is `req => new Response(\"ok\")` given the same " +
+      "Request (with a cookie of the same shape); websession's handlers return the same `new Response(\"ok\")` " +
+      "after their session work; the peers run the handlers of the wall-time tables below (`bench/subjects.ts`). " +
+      "**Wall** is the batch's wall time per request.",
+    "",
+  );
+  const calibrations = cost.runtimes.filter((c) => c.calibration).map((c) =>
+    `${c.runtime} measured ${fmt(c.calibration!.bytes, 0)} bytes for an array of 1,000 8-byte numbers ` +
+    `(expected ${fmt(c.calibration!.expected)}: 8,000 of elements, a 16-byte header, a 32-byte array object)`
+  );
+  out.push(
+    "**Bytes** allocated per request: Node and Deno run the subject in a second process with a young generation " +
+      "large enough for a whole batch (`--min-semi-space-size` = `--max-semi-space-size` = 256 MiB, " +
+      "`--expose-gc`); after a full collection, the batch runs, and the growth of every V8 heap space but code " +
+      "space, plus ArrayBuffer backing stores, divided by the requests, is what a request allocated. A batch with a " +
+      "collection in it does not count (a `gc` PerformanceObserver on Node; the young generation shrinking on " +
+      `either). Median of ${cost.allocRounds} batch(es). Node 20 has no allocation counter in ` +
+      "`v8.getHeapStatistics()`, heap sampling is statistical, and `GCProfiler` reports only at collections: this " +
+      `is the exact method there is. Checked on a known allocation: ${calibrations.join("; ") || "-"}. ` +
+      "Bun (JavaScriptCore) exposes no heap-space statistics: no allocation figures for it." +
+      (cost.runtimes.some((c) => c.allocDropped > 0)
+        ? ` Batches dropped because a collection ran: ${
+          cost.runtimes.map((c) => `${c.runtime} ${c.allocDropped}`).join(", ")
+        }.`
+        : ""),
+    "",
+  );
+  for (const scenario of COST_SCENARIOS) {
+    out.push(`### The ${COST_SCENARIO_TITLES[scenario]}`, "");
+    const subjects = [...new Set(cost.runtimes.flatMap((c) => [...c.cpu.keys()]))];
+    const head = ["Subject"];
+    for (const c of cost.runtimes) {
+      head.push(`${c.runtime} CPU µs`, `${c.runtime} vs bare`, `${c.runtime} +µs`);
+      if (c.runtime === "Node") head.push("Node wall µs");
+      if (c.alloc.size > 0) head.push(`${c.runtime} KB alloc`);
+    }
+    const rows = subjects.map((subject) => {
+      const row = [subject.startsWith("websession") ? `**${subject}**` : subject];
+      for (const c of cost.runtimes) {
+        const { ratio: share, addedUs } = paired(c, subject, scenario);
+        const cpu = cpuOf(c, subject, scenario);
+        row.push(
+          Number.isFinite(cpu) ? fmt(cpu, cpu < 100 ? 1 : 0) : (c.errors.has(subject) ? "error" : "-"),
+          subject === BARE ? "" : pct(share),
+          subject === BARE ? "" : fmt(addedUs, addedUs < 100 ? 1 : 0),
+        );
+        if (c.runtime === "Node") {
+          const wall = cpuOf(c, subject, scenario, "wallUs");
+          row.push(fmt(wall, wall < 100 ? 1 : 0));
+        }
+        if (c.alloc.size > 0) row.push(kb(allocOf(c, subject, scenario)));
+      }
+      return row;
+    });
+    out.push(table(head, rows, 1), "");
+  }
+  const errors = cost.runtimes.flatMap((c) => [...c.errors].map(([s, e]) => `${c.runtime} ${s}: ${e}`));
+  if (errors.length > 0) out.push("Errors: " + errors.map((e) => `\`${e.replace(/\s+/g, " ").slice(0, 200)}\``).join("; "), "");
+  if (node) {
+    const spread = (subject: string) => {
+      const list = (node.cpu.get(subject)?.get("read") ?? []).map((s) => s.cpuUs).sort((a, b) => a - b);
+      return list.length > 1 ? `${fmt(list[0]!, 1)}–${fmt(list.at(-1)!, 1)} µs` : "-";
+    };
+    out.push(
+      `How much single batches moved on Node, read-only: the bare handler ${spread(BARE)}, websession ${
+        spread(WS)
+      } (lowest–highest of ${batches}).`,
+      "",
+    );
+  }
+}
+
+function loadRow(loads: HttpLoad[] | undefined, pick: "median" | "best"): HttpLoad | undefined {
+  if (!loads || loads.length === 0) return undefined;
+  if (pick === "best") return [...loads].sort((a, b) => b.rps - a.rps)[0];
+  const m = (f: (l: HttpLoad) => number) => median(loads.map(f));
+  return {
+    round: 0,
+    rps: m((l) => l.rps),
+    cpuUs: m((l) => l.cpuUs),
+    cores: m((l) => l.cores),
+    p50Ms: m((l) => l.p50Ms),
+    p99Ms: m((l) => l.p99Ms),
+    non2xx: loads.reduce((n, l) => n + l.non2xx, 0),
+    errors: loads.reduce((n, l) => n + l.errors, 0),
+  };
+}
+
+function renderHttp(out: string[], runs: HttpRun[]): void {
+  out.push("## Real HTTP on loopback", "");
+  const rate = runs[0]?.rate ?? NaN;
+  out.push(
+    "One server process per app (`bench/servers/`: a node:http adapter on Node, `Deno.serve`, `Bun.serve`), all " +
+      "started and warmed up before the measured runs; the load generator (`bench/load.ts`, raw keep-alive " +
+      "sockets, 16 connections, each a visitor with its own cookie) runs in the benchmark process on the same 2 " +
+      "cores. **Server CPU** is the server process's `process.cpuUsage()` (user + system, every thread), read " +
+      "through a control port of its own before and after each run, divided by the responses.",
+    "",
+    `### At a fixed rate: ${fmt(rate)} requests per second`,
+    "",
+    "Requests go out evenly spaced (open loop; a request that finds every connection busy waits, and its latency " +
+      "counts from when it was due). autocannon's `overallRate` would not do: each connection sends its " +
+      "per-second quota back to back at the start of every second. Servers take turns, the order rotated from " +
+      "round to round; figures are medians over the rounds, and **vs bare** is the bare server's CPU per request " +
+      "over this server's, paired by round (median).",
+    "",
+  );
+  const fixedRows: string[][] = [];
+  for (const h of runs) {
+    if (h.error) {
+      fixedRows.push([h.runtime, `error: ${h.error.slice(0, 100)}`, "", "", "", "", "", "", ""]);
+      continue;
+    }
+    for (const [mode, loads] of h.fixed) {
+      const row = loadRow(loads, "median")!;
+      fixedRows.push([
+        `${h.runtime} ${h.version}`,
+        HTTP_MODE_TITLES[mode],
+        fmt(row.rps),
+        fmt(row.cpuUs, 1),
+        mode === "bare" ? "" : pct(httpPaired(h, mode).ratio),
+        fmt(row.cores, 2),
+        fmt(row.p50Ms, 2),
+        fmt(row.p99Ms, 1),
+        `${row.errors} / ${row.non2xx}`,
+      ]);
+    }
+  }
+  out.push(
+    table(
+      ["Runtime", "Server", "req/s", "server CPU µs / req", "vs bare", "cores busy", "p50 ms", "p99 ms", "errors / non-2xx"],
+      fixedRows,
+    ),
+    "",
+  );
+  out.push(
+    "### At saturation",
+    "",
+    "Closed loop: every connection sends its next request when the answer arrives. The best round of each server " +
+      "(most req/s). The generator shares the 2 cores: when a server keeps less than a whole core busy, it was " +
+      "waiting for the generator (or for other jobs on the machine), and its req/s is not its capacity; its CPU per " +
+      "request still holds.",
+    "",
+  );
+  const satRows: string[][] = [];
+  for (const h of runs) {
+    if (h.error) continue;
+    const bare = loadRow(h.saturation.get("bare"), "best");
+    for (const [mode, loads] of h.saturation) {
+      const row = loadRow(loads, "best")!;
+      satRows.push([
+        `${h.runtime} ${h.version}`,
+        HTTP_MODE_TITLES[mode],
+        fmt(row.rps),
+        mode === "bare" || !bare ? "" : pct(row.rps / bare.rps),
+        fmt(row.cpuUs, 1),
+        mode === "bare" || !bare ? "" : pct(bare.cpuUs / row.cpuUs),
+        fmt(row.cores, 2),
+        fmt(row.p99Ms, 1),
+        `${row.errors} / ${row.non2xx}`,
+      ]);
+    }
+  }
+  out.push(
+    table(
+      ["Runtime", "Server", "req/s", "req/s vs bare", "server CPU µs / req", "CPU vs bare", "cores busy", "p99 ms", "errors / non-2xx"],
+      satRows,
+    ),
+    "",
+  );
+}
+
+function renderContention(out: string[], rows: ContentionRow[]): void {
+  out.push(`## Contention: ${WRITERS} concurrent writers on one session`, "");
+  out.push(
+    `Each round starts a session and fires ${WRITERS} concurrent \`update()\` increments at it, then the same ` +
+      `${WRITERS} writers each on its own session (the same load, no contention), then 10 writers one at a time. ` +
+      "**refused** counts 409 answers; **lost** counts acknowledged increments missing from the final value. " +
+      "Every store call the core makes is counted (on Redis and PostgreSQL each is one round trip: one script, one " +
+      "statement): **round trips / conflict** is the calls the contended writers made beyond what the same writers " +
+      "made on separate sessions, divided by the saves the store refused. Latency is from building the Request to " +
+      "the response. Rounds stop early (two at least) once a store has had its time budget.",
+    "",
+  );
+  out.push(
+    table(
+      [
+        "Store",
+        "Policy",
+        "rounds",
+        "requests",
+        "refused (409)",
+        "lost",
+        "saves / req",
+        "refused saves",
+        "round trips / conflict",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        `${WRITERS} sessions p99 ms`,
+        "alone p99 ms",
+        "p99 ratio",
+      ],
+      rows.map((row) =>
+        row.error
+          ? [row.store, row.policy, `error: ${row.error.slice(0, 100)}`, "", "", "", "", "", "", "", "", "", "", "", ""]
+          : [
+            row.store,
+            row.policy,
+            fmt(row.rounds),
+            fmt(row.rounds * row.writers),
+            fmt(row.conflicts),
+            fmt(row.lost),
+            fmt(row.savesPerRequest, 2),
+            fmt(row.contendedCalls.refused),
+            fmt(row.roundTripsPerConflict, 2),
+            fmt(row.contended.p50, 1),
+            fmt(row.contended.p99, 1),
+            fmt(row.contended.max, 0),
+            fmt(row.spread.p99, 1),
+            fmt(row.alone.p99, 2),
+            ratio(row.contended.p99 / row.spread.p99),
+          ]
+      ),
+    ),
+    "",
+  );
+  out.push(
+    "`merge` replays each request's operation log on the fresh record, so every increment lands; `retry` re-runs " +
+      "the whole handler; `reject` answers 409 to every request that lost its compare-and-set (nothing is lost: " +
+      "the refused increments were never acknowledged).",
+    "",
+  );
+}
+
 /** Renders RESULTS.md. */
 export function render(run: Run): string {
   const out: string[] = [];
   const m = run.machine;
-  out.push("# Benchmarks", "");
+  out.push(run.quick ? "# Benchmarks (quick smoke run: low precision)" : "# Benchmarks", "");
   out.push(
-    `Generated by \`npm run bench\` (\`bench/run.ts\`) on ${run.date}, in ${
-      fmt(run.seconds / 60, 1)
-    } minutes. ` +
-      `Settings: ${run.settings}.`,
+    `Generated by \`${run.command}\` (\`bench/run.ts\`) on ${run.date}, in ${fmt(run.seconds / 60, 1)} minutes, ` +
+      `measuring ${run.source}. Settings: ${run.settings}.`,
     "",
     `Machine: ${m.cpu}, ${m.cores} cores, ${fmt(m.memoryGiB, 0)} GiB, ${m.os}; Node ${m.node}. ` +
-      `Load average at start ${m.load[0].map((n) => fmt(n, 2)).join(" / ")}, at end ${
+      `Load average (\`uptime\`) at start ${m.load[0].map((n) => fmt(n, 2)).join(" / ")}, at end ${
         m.load[1].map((n) => fmt(n, 2)).join(" / ")
-      }.`,
+      }. The machine is shared: other jobs ran beside this one (see "Machine load" at the end, per part of the run).`,
     "",
-    "**Read the ratios, not the absolute numbers.** This machine has 2 cores and may run other jobs " +
-      "at the same time, so absolute throughput moves from run to run. " +
-      "Every figure here comes from one process and one run; each library's scenarios are interleaved with the " +
-      "others' over several rounds and the best round is kept, so a burst of outside load hits one round of " +
-      "one library, not a whole column.",
+    "**Read the ratios, not the absolute numbers.** Absolute figures move from run to run with what else the 2 " +
+      "cores are doing. Every subject's batches are interleaved with the others' over several rounds, and the " +
+      "figures are medians (the cost and HTTP tables) or best rounds (the wall-time tables), so a burst of outside " +
+      "load hits one batch of one subject, not a whole column.",
     "",
     "Every library is used through its documented public API on Web `Request`s built the same way for all " +
-      "(the harness builds the `Request` and reads the `Set-Cookie` headers; bodies are not read). " +
-      "websession runs from its TypeScript sources through tsx (which keeps function names with small " +
-      "`__name` wrappers, about 1-2% of a request in the profiles); the other libraries run their published " +
-      "JavaScript. " +
-      "Cookie bytes are the session cookies the browser holds after the request (`name=value; ...`); writes are " +
-      "server-side store writes per request (`-` where the session lives only in the cookie).",
+      "(the harness builds the `Request` and reads the `Set-Cookie` headers; in-process, bodies are not read). " +
+      "websession runs from its TypeScript sources (through tsx on Node); the other libraries run their published " +
+      "JavaScript.",
     "",
   );
 
   out.push("## Targets", "");
+  const before = run.before;
+  const beforeOf = (t: Target) => before?.targets.find((b) => b.id === t.id);
   out.push(
     table(
-      ["Target", "Measured", "Goal", "Status"],
-      run.targets.map((
-        t,
-      ) => [t.text, t.measured, t.goal, t.met === undefined ? "n/a" : t.met ? "met" : "**missed**"]),
+      ["Target", ...(before ? ["Before"] : []), "Measured", "Goal", "Status"],
+      run.targets.map((t) => [
+        t.text,
+        ...(before ? [beforeOf(t)?.measured ?? "-"] : []),
+        t.measured,
+        t.goal,
+        t.met === undefined ? "n/a" : t.met ? "met" : "**missed**",
+      ]),
     ),
     "",
   );
+  if (before) {
+    out.push(
+      `"Before" is the run of ${before.date} that measured ${before.source}` +
+        (before.command ? ` (\`${before.command}\`)` : "") + ", from its JSON file.",
+      "",
+    );
+  }
 
   const missed = run.targets.filter((t) => t.met === false);
   if (missed.length > 0) {
@@ -528,6 +923,10 @@ export function render(run: Run): string {
       }
     }
   }
+
+  if (run.cost) renderCost(out, run.cost);
+  if (run.http) renderHttp(out, run.http);
+  if (run.contention) renderContention(out, run.contention);
 
   if (run.ablation) {
     out.push("## Where the time goes", "");
@@ -703,106 +1102,6 @@ export function render(run: Run): string {
     }
   }
 
-  if (run.http) {
-    out.push("## Real HTTP on loopback", "");
-    out.push(
-      "autocannon (in the benchmark process) against a server process; 16 connections, each a returning visitor " +
-        "with its own valid cookie (load, +1, save). Each runtime's bare and session servers alternate; the best " +
-        "run of each is kept. The bare server is the same server with a handler that returns the same body.",
-      "",
-    );
-    out.push(
-      table(
-        [
-          "Runtime",
-          "Version",
-          "bare req/s",
-          "session req/s",
-          "session / bare",
-          "server CPU µs/req, bare",
-          "server CPU µs/req, session",
-          "CPU bare / session",
-          "p99 ms bare / session",
-          "errors / non-2xx",
-        ],
-        run.http.map((h) => [
-          h.runtime,
-          h.version,
-          h.bare ? fmt(h.bare.rps) : "-",
-          h.session ? fmt(h.session.rps) : "-",
-          h.bare && h.session ? `${fmt((100 * h.session.rps) / h.bare.rps, 0)}%` : h.error ?? "-",
-          h.bare ? fmt(h.bare.cpuUs, 1) : "-",
-          h.session ? fmt(h.session.cpuUs, 1) : "-",
-          h.bare && h.session ? `${fmt((100 * h.bare.cpuUs) / h.session.cpuUs, 0)}%` : "-",
-          h.bare && h.session ? `${fmt(h.bare.p99Ms, 0)} / ${fmt(h.session.p99Ms, 0)}` : "-",
-          `${(h.bare?.errors ?? 0) + (h.session?.errors ?? 0)} / ${
-            (h.bare?.non2xx ?? 0) + (h.session?.non2xx ?? 0)
-          }`,
-        ]),
-      ),
-      "",
-    );
-    out.push(
-      "Server CPU is the server process's user + system time over the measured run (`/proc`), divided by the " +
-        "requests it answered: unlike req/s it does not depend on whether the load generator, which shares the 2 " +
-        "cores, kept up. When the bare server is faster than autocannon can drive it (Deno and Bun usually are), " +
-        "its req/s is the generator's ceiling and `session / bare` overstates the session's share; the CPU column " +
-        "shows the cost itself.",
-      "",
-    );
-  }
-
-  if (run.contention) {
-    out.push("## Contention: 50 concurrent writers on one session", "");
-    out.push(
-      "Each round creates a session and fires 50 concurrent increments at it; `lost` counts successful increments " +
-        "missing from the final value. The same 50 writers on 50 different sessions (same load, no contention) " +
-        "and one writer at a time are the baselines. Latency is from building the Request to the response.",
-      "",
-    );
-    out.push(
-      table(
-        [
-          "Store",
-          "Policy",
-          "requests",
-          "200",
-          "409",
-          "lost",
-          "saves / req",
-          "p50 ms",
-          "p99 ms",
-          "max ms",
-          "spread p99 ms",
-          "alone p99 ms",
-          "p99 / spread p99",
-        ],
-        run.contention.map((row) => [
-          row.store,
-          row.policy,
-          fmt(row.rounds * row.writers),
-          fmt(row.ok),
-          fmt(row.conflicts),
-          fmt(row.lost),
-          fmt(row.savesPerRequest, 2),
-          fmt(row.contended.p50, 2),
-          fmt(row.contended.p99, 2),
-          fmt(row.contended.max, 2),
-          fmt(row.spread.p99, 2),
-          fmt(row.alone.p99, 2),
-          ratio(row.contended.p99 / row.spread.p99),
-        ]),
-      ),
-      "",
-    );
-    out.push(
-      "`merge` replays each request's operation log on the fresh record, so every increment lands; `retry` re-runs " +
-        "the whole handler; `reject` answers 409 to every request that lost its compare-and-set (nothing is lost: " +
-        "the refused increments were never acknowledged).",
-      "",
-    );
-  }
-
   if (run.memory) {
     const mf = run.memory;
     out.push("## MemoryStore memory per session", "");
@@ -835,6 +1134,29 @@ export function render(run: Run): string {
       "",
       "The attack checklist (`tests/security_test.ts`), the fuzz suite (`tests/fuzz_test.ts`, `npm run fuzz` for " +
         "100,000 cases) and the Redis/PostgreSQL outage tests (`tests/faults/`) run in `npm test`.",
+      "",
+    );
+  }
+
+  if (run.phases.length > 0) {
+    out.push("## Machine load", "");
+    out.push(
+      "How busy the 2 cores were during each part of the run, this benchmark included: the load average " +
+        "(`uptime`) at the start and end of the part, and the cores kept busy by every process on the machine, " +
+        "on average (`/proc/stat`). The in-process CPU part runs one batch at a time, so it keeps about one core " +
+        "busy by itself; anything above that was other work.",
+      "",
+      table(
+        ["Part", "seconds", "load at start", "load at end", "busy cores (all processes)"],
+        run.phases.map((p) => [
+          p.name,
+          fmt(p.seconds, 0),
+          p.loadStart.map((n) => fmt(n, 2)).join(" / "),
+          p.loadEnd.map((n) => fmt(n, 2)).join(" / "),
+          p.busyCores === undefined ? "-" : fmt(p.busyCores, 2),
+        ]),
+        1,
+      ),
       "",
     );
   }

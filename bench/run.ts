@@ -1,48 +1,108 @@
-// `npm run bench`: every library side by side in one process and one run, real HTTP on loopback
-// on Node, Deno and Bun, contention, MemoryStore's footprint and the concurrency figures; computes
-// the issue's targets, profiles what is missed, and writes bench/RESULTS.md.
+// `npm run bench`: what a request costs with websession against a bare handler and the peers —
+// CPU time and bytes allocated per request in-process on Node, Deno and Bun, server CPU per
+// request over real HTTP at a fixed rate and at saturation, contention per store — plus the wall
+// time tables (mitata), where the time goes, MemoryStore's footprint and the concurrency figures;
+// computes the issue's targets, profiles what is missed, and writes bench/RESULTS.md.
 //
-// Flags: --quick (a smoke run of a minute or so, written to .tmp/RESULTS.quick.md),
-// --skip=inprocess,ablation,http,contention,memory,reliability,profiles, --out=<file>.
+// Environment:
+//   BENCH_QUICK=1          a smoke run of a minute or so (the cost, HTTP and contention parts at
+//                          low precision), written to .tmp/RESULTS.quick.md
+//   BENCH_SOURCE=<rev>     measure that git revision's mod.ts and src/ instead of the working tree
+//                          (e.g. BENCH_SOURCE=HEAD while the working tree is being rewritten)
+//   BENCH_RATE=<req/s>     the fixed request rate of the HTTP part (default 2000)
+// Flags: --quick (= BENCH_QUICK=1), --out=<file>, --before=<file.json> (the figures to compare
+// the targets with; default bench/BEFORE.json when it exists),
+// --only=<parts> or --skip=<parts>, parts: cost,http,contention,inprocess,ablation,memory,
+// reliability,profiles.
+//
+// Next to the Markdown file it writes the targets as JSON (same name, .json), so that a later run
+// can show them beside its own. The "before" figures were taken with
+//   BENCH_SOURCE=<commit> npm run bench -- --only=cost,http,contention --out=bench/BEFORE.md
+// and every later `npm run bench` shows bench/BEFORE.json's figures in its targets table.
 import { execFile, spawn } from "node:child_process";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { cpus, loadavg, release, tmpdir, totalmem, type } from "node:os";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { cpus, release, tmpdir, totalmem, type } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { countCryptoCalls, runAblation, runJobCosts, runStoreParts, type Step } from "./ablation.ts";
-import { runContention } from "./contention.ts";
-import { runHttp } from "./http.ts";
-import { runInProcess } from "./inprocess.ts";
-import { summarize } from "./profile.ts";
-import { type MemoryFigure, type Reliability, render, type Run, targets } from "./report.ts";
-import { subjects, versionOf, websessionVersion } from "./subjects.ts";
+import { resolveSource } from "./source.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const args = process.argv.slice(2);
-const quick = args.includes("--quick");
+const quick = args.includes("--quick") || ["1", "true", "yes"].includes(process.env.BENCH_QUICK ?? "");
+const ALL_PARTS = ["cost", "http", "contention", "inprocess", "ablation", "memory", "reliability", "profiles"];
+const QUICK_PARTS = ["cost", "http", "contention"];
+const only = args.find((a) => a.startsWith("--only="))?.slice(7).split(",").filter(Boolean);
 const skip = new Set((args.find((a) => a.startsWith("--skip="))?.slice(7) ?? "").split(",").filter(Boolean));
+const parts = new Set((only ?? (quick ? QUICK_PARTS : ALL_PARTS)).filter((part) => !skip.has(part)));
 const out = args.find((a) => a.startsWith("--out="))?.slice(6) ??
   (quick ? join(ROOT, ".tmp", "RESULTS.quick.md") : join(ROOT, "bench", "RESULTS.md"));
+const jsonOut = out.replace(/\.md$/, "") + ".json";
+const beforeFile = args.find((a) => a.startsWith("--before="))?.slice(9) ??
+  (existsSync(join(ROOT, "bench", "BEFORE.json")) ? join(ROOT, "bench", "BEFORE.json") : undefined);
 
+// The code under test is chosen before any bench module loads it (they import ./websession.ts).
+const source = await resolveSource();
+if (source.dir) process.env.BENCH_SOURCE_DIR = source.dir;
+
+const { countCryptoCalls, runAblation, runJobCosts, runStoreParts } = await import("./ablation.ts");
+const { runContention } = await import("./contention.ts");
+const { runCost } = await import("./cost.ts");
+const { runHttp } = await import("./http.ts");
+const { runInProcess } = await import("./inprocess.ts");
+const { phase, sample } = await import("./machine.ts");
+const { summarize } = await import("./profile.ts");
+const { render, targets } = await import("./report.ts");
+const { subjects, versionOf, websessionVersion } = await import("./subjects.ts");
+const { RUNTIMES } = await import("./runtimes.ts");
+type Run = import("./report.ts").Run;
+type HttpMode = import("./http.ts").HttpMode;
+type Step = import("./ablation.ts").Step;
+type MemoryFigure = import("./report.ts").MemoryFigure;
+type Reliability = import("./report.ts").Reliability;
+
+const rate = Number(process.env.BENCH_RATE ?? 2000);
 const settings = quick
   ? {
+    cost: {
+      processes: 1,
+      rounds: 3,
+      batchMs: 20,
+      warmMs: 150,
+      allocRounds: 1,
+      subjects: ["bare handler", "websession, session never asked for", "websession MemoryStore", "react-router memory"],
+    },
+    http: {
+      rate,
+      seconds: 1.5,
+      rounds: 1,
+      saturationSeconds: 1,
+      saturationRounds: 1,
+      fixedModes: ["bare", "read", "returning"] as HttpMode[],
+      saturationModes: ["bare", "returning"] as HttpMode[],
+    },
+    contention: { rounds: 1, budgetMs: 3000 },
     rounds: 1,
     budgetMs: 100,
-    httpRounds: 1,
-    httpSeconds: 1,
-    contentionRounds: 3,
     sessions: 100_000,
     profileMs: 1500,
   }
   : {
-    rounds: 3,
-    budgetMs: 400,
-    httpRounds: 2,
-    httpSeconds: 4,
-    contentionRounds: 20,
+    cost: { processes: 3, rounds: 7, batchMs: 40, warmMs: 400, allocRounds: 5 } as {
+      processes: number;
+      rounds: number;
+      batchMs: number;
+      warmMs: number;
+      allocRounds: number;
+      subjects?: string[];
+    },
+    http: { rate, seconds: 3, rounds: 3, saturationSeconds: 2, saturationRounds: 2 },
+    contention: { rounds: 10, budgetMs: 8000 },
+    rounds: 2,
+    budgetMs: 250,
     sessions: 1_000_000,
-    profileMs: 4000,
+    profileMs: 3000,
   };
 
 const started = performance.now();
@@ -100,7 +160,7 @@ async function reliability(): Promise<Reliability> {
 async function runtimeSteps(runtime: string): Promise<Step[]> {
   const bin = (name: string) => join(ROOT, "node_modules", ".bin", name);
   const [command, argv] = runtime === "Deno"
-    ? [bin("deno"), ["run", "--allow-env", "--allow-read", "bench/steps.ts"]]
+    ? [bin("deno"), ["run", "-A", "bench/steps.ts"]]
     : runtime === "Bun"
     ? [bin("bun"), ["bench/steps.ts"]]
     : [process.execPath, ["--import", "tsx", "bench/steps.ts"]];
@@ -174,17 +234,27 @@ async function profileHttp(dir: string, mode: "session" | "bare") {
 
 async function main(): Promise<void> {
   const list = subjects();
-  const loadStart = loadavg();
+  const first = sample();
   const partial: Omit<Run, "targets" | "profiles"> = {
     date: new Date().toISOString().replace("T", " ").slice(0, 16) + " UTC",
+    quick,
+    source: source.label,
+    command: [
+      source.dir ? `BENCH_SOURCE=${process.env.BENCH_SOURCE}` : "",
+      quick ? "BENCH_QUICK=1" : "",
+      process.env.BENCH_RATE ? `BENCH_RATE=${rate}` : "",
+      "npm run bench",
+      args.length > 0 ? `-- ${args.join(" ")}` : "",
+    ].filter(Boolean).join(" "),
     machine: {
       cpu: cpus()[0]?.model ?? "?",
       cores: cpus().length,
       memoryGiB: totalmem() / 2 ** 30,
       os: `${type()} ${release()}`,
       node: process.version.slice(1),
-      load: [loadStart, loadStart],
+      load: [first.load, first.load],
     },
+    phases: [],
     versions: [
       ["websession", websessionVersion],
       ...[
@@ -200,7 +270,11 @@ async function main(): Promise<void> {
         "@hono/session",
         "jose",
         "ioredis",
+        "redis",
+        "@upstash/redis",
         "pg",
+        "postgres",
+        "@neondatabase/serverless",
         "mitata",
         "autocannon",
         "deno",
@@ -210,110 +284,156 @@ async function main(): Promise<void> {
     ],
     subjects: list,
     seconds: 0,
-    settings:
-      `${settings.rounds} round(s) of ${settings.budgetMs} ms per library and scenario; HTTP ${settings.httpRounds} x ${settings.httpSeconds} s per server; ` +
-      `contention ${settings.contentionRounds} rounds; ${
-        settings.sessions.toLocaleString("en-US")
-      } sessions for memory`,
+    settings: "",
+  };
+  const described: string[] = [];
+  const timedPart = async (name: string, body: () => Promise<void>) => {
+    const start = sample();
+    try {
+      await body();
+    } catch (error) {
+      log(`  ${name} failed: ${String((error as Error)?.stack ?? error).slice(0, 500)}`);
+    }
+    partial.phases.push(phase(name, start, sample()));
   };
 
-  if (!skip.has("inprocess")) {
-    log(`in-process: ${list.length} libraries x 4 scenarios x ${settings.rounds} round(s)`);
-    partial.inProcess = await runInProcess(list, {
-      rounds: settings.rounds,
-      budgetMs: settings.budgetMs,
-      log,
+  if (parts.has("cost")) {
+    const c = settings.cost;
+    described.push(
+      `in-process cost: ${c.processes} process(es) x ${c.rounds} rounds of ~${c.batchMs} ms batches per subject and ` +
+        `scenario, allocation ${c.allocRounds} batch(es)`,
+    );
+    log(`in-process CPU and allocation per request: Node, Deno, Bun`);
+    await timedPart("In-process CPU and allocation", async () => {
+      partial.cost = await runCost({ runtimes: RUNTIMES, ...c, log });
     });
   }
-  if (!skip.has("ablation")) {
+  if (parts.has("http")) {
+    const h = settings.http;
+    described.push(
+      `HTTP ${h.rounds} round(s) of ${h.seconds} s at ${h.rate} req/s per server, saturation ${h.saturationRounds} x ` +
+        `${h.saturationSeconds} s`,
+    );
+    log(`real HTTP on loopback at ${h.rate} req/s and at saturation: Node, Deno, Bun`);
+    await timedPart("HTTP", async () => {
+      partial.http = await runHttp({ runtimes: RUNTIMES, ...h, log });
+    });
+  }
+  if (parts.has("contention")) {
+    described.push(
+      `contention up to ${settings.contention.rounds} rounds (${settings.contention.budgetMs / 1000} s) per store`,
+    );
+    log("contention: 100 writers on one session, per store");
+    await timedPart("Contention", async () => {
+      partial.contention = await runContention({ ...settings.contention, log });
+    });
+  }
+  if (parts.has("inprocess")) {
+    described.push(`wall time (mitata) ${settings.rounds} round(s) of ${settings.budgetMs} ms per library and scenario`);
+    log(`in-process wall time (mitata): ${list.length} libraries x 4 scenarios x ${settings.rounds} round(s)`);
+    await timedPart("In-process wall time (mitata)", async () => {
+      partial.inProcess = await runInProcess(list, { rounds: settings.rounds, budgetMs: settings.budgetMs, log });
+    });
+  }
+  if (parts.has("ablation")) {
     log("where the time goes: the core step by step, crypto calls per library");
-    const timing = { rounds: settings.rounds + 1, budgetMs: settings.budgetMs };
-    partial.ablation = await runAblation(timing);
-    partial.ablation.store = await runStoreParts(timing);
-    partial.ablation.jobs = await runJobCosts(timing);
-    partial.ablation.runtimes = new Map();
-    for (const runtime of ["Node", "Deno", "Bun"]) {
-      try {
-        partial.ablation.runtimes.set(runtime, await runtimeSteps(runtime));
-      } catch (error) {
-        log(`  steps on ${runtime}: ${String(error).slice(0, 200)}`);
-      }
-    }
-    partial.cryptoCalls = await countCryptoCalls(list.filter((s) => !/File|Redis|Postgres/.test(s.name)));
-  }
-  if (!skip.has("contention")) {
-    log("contention: 50 writers on one session");
-    partial.contention = await runContention({ rounds: settings.contentionRounds, log });
-  }
-  if (!skip.has("memory")) {
-    log(`memory: ${settings.sessions.toLocaleString("en-US")} sessions in MemoryStore`);
-    partial.memory = await memory();
-  }
-  if (!skip.has("http")) {
-    log("real HTTP on loopback: Node, Deno, Bun");
-    partial.http = await runHttp({
-      rounds: settings.httpRounds,
-      seconds: settings.httpSeconds,
-      connections: 16,
-      log,
-    });
-  }
-  if (!skip.has("reliability")) {
-    log("reliability: tests/concurrency_test.ts");
-    partial.reliability = await reliability();
-  }
-
-  const run: Run = { ...partial, targets: targets(partial), profiles: new Map() };
-  if (!skip.has("profiles")) {
-    const dir = await mkdtemp(join(tmpdir(), "websession-profiles-"));
-    try {
-      const done = new Set<string>();
-      for (const target of run.targets) {
-        if (target.met !== false || target.profile === undefined) continue;
-        if ("http" in target.profile && target.profile.http !== "Node") continue; // only Node's server can be profiled alike
-        const key = "http" in target.profile
-          ? `http:${target.profile.http}`
-          : `${target.profile.subject}:${target.profile.scenario}`;
-        if (done.has(key)) continue;
-        done.add(key);
-        log(`profiling ${key}`);
+    await timedPart("Where the time goes", async () => {
+      const timing = { rounds: settings.rounds + 1, budgetMs: settings.budgetMs };
+      partial.ablation = await runAblation(timing);
+      partial.ablation.store = await runStoreParts(timing);
+      partial.ablation.jobs = await runJobCosts(timing);
+      partial.ablation.runtimes = new Map();
+      for (const runtime of RUNTIMES) {
         try {
-          if ("http" in target.profile) {
-            // Only the Node server can be profiled the same way; Deno and Bun share its app code.
-            // The bare server too, so that the difference can be split by area.
-            run.profiles.set(key, await profileHttp(await mkdtemp(join(dir, "http-")), "session"));
-            run.profiles.set(
-              `${key}:bare`,
-              await profileHttp(await mkdtemp(join(dir, "http-bare-")), "bare"),
-            );
-          } else {
-            run.profiles.set(
-              key,
-              await profileScenario(target.profile.subject, target.profile.scenario, dir),
-            );
-          }
+          partial.ablation.runtimes.set(runtime, await runtimeSteps(runtime));
         } catch (error) {
-          log(`  ${String(error)}`);
+          log(`  steps on ${runtime}: ${String(error).slice(0, 200)}`);
         }
       }
-    } finally {
-      await rm(dir, { recursive: true, force: true });
+      partial.cryptoCalls = await countCryptoCalls(list.filter((s) => !/File|Redis|Postgres/.test(s.name)));
+    });
+  }
+  if (parts.has("memory")) {
+    described.push(`${settings.sessions.toLocaleString("en-US")} sessions for memory`);
+    log(`memory: ${settings.sessions.toLocaleString("en-US")} sessions in MemoryStore`);
+    await timedPart("MemoryStore footprint", async () => {
+      partial.memory = await memory();
+    });
+  }
+  if (parts.has("reliability")) {
+    log("reliability: tests/concurrency_test.ts");
+    await timedPart("Reliability (tests/concurrency_test.ts)", async () => {
+      partial.reliability = await reliability();
+    });
+  }
+  partial.settings = described.join("; ");
+
+  const run: Run = { ...partial, targets: targets(partial), profiles: new Map() };
+  if (parts.has("profiles")) {
+    await timedPart("Profiles of missed targets", async () => {
+      const dir = await mkdtemp(join(tmpdir(), "websession-profiles-"));
+      try {
+        const done = new Set<string>();
+        for (const target of run.targets) {
+          if (target.met !== false || target.profile === undefined) continue;
+          if ("http" in target.profile && target.profile.http !== "Node") continue; // only Node's server can be profiled alike
+          const key = "http" in target.profile
+            ? `http:${target.profile.http}`
+            : `${target.profile.subject}:${target.profile.scenario}`;
+          if (done.has(key)) continue;
+          done.add(key);
+          log(`profiling ${key}`);
+          try {
+            if ("http" in target.profile) {
+              // The bare server too, so that the difference can be split by area.
+              run.profiles.set(key, await profileHttp(await mkdtemp(join(dir, "http-")), "session"));
+              run.profiles.set(`${key}:bare`, await profileHttp(await mkdtemp(join(dir, "http-bare-")), "bare"));
+            } else {
+              run.profiles.set(key, await profileScenario(target.profile.subject, target.profile.scenario, dir));
+            }
+          } catch (error) {
+            log(`  ${String(error)}`);
+          }
+        }
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+  }
+  run.machine.load[1] = sample().load;
+  run.seconds = (performance.now() - started) / 1000;
+  if (beforeFile !== undefined && beforeFile !== jsonOut) {
+    try {
+      run.before = JSON.parse(await readFile(beforeFile, "utf8"));
+    } catch (error) {
+      log(`  could not read ${beforeFile}: ${String(error).slice(0, 200)}`);
     }
   }
-  run.machine.load[1] = loadavg();
-  run.seconds = (performance.now() - started) / 1000;
   await mkdir(dirname(out), { recursive: true });
   await writeFile(out, render(run));
-  // The repository's formatter owns markdown under bench/: write what `deno fmt --check` accepts.
-  await promisify(execFile)(join(ROOT, "node_modules", ".bin", "deno"), ["fmt", "--quiet", out], {
+  await writeFile(
+    jsonOut,
+    JSON.stringify(
+      {
+        date: run.date,
+        source: run.source,
+        command: run.command,
+        quick: run.quick,
+        load: run.machine.load,
+        targets: run.targets.map(({ id, text, measured, goal, met, value }) => ({ id, text, measured, goal, met, value })),
+      },
+      null,
+      2,
+    ) + "\n",
+  );
+  // The repository's formatter owns markdown and JSON under bench/: write what `deno fmt --check` accepts.
+  await promisify(execFile)(join(ROOT, "node_modules", ".bin", "deno"), ["fmt", "--quiet", out, jsonOut], {
     cwd: ROOT,
   }).catch((error) => log(`  deno fmt: ${String(error).slice(0, 200)}`));
-  log(`wrote ${out}`);
+  log(`wrote ${out} and ${jsonOut}`);
   for (const t of run.targets) {
     log(
-      `${
-        t.met === undefined ? "n/a   " : t.met ? "met   " : "MISSED"
-      } ${t.text}: ${t.measured} (goal ${t.goal})`,
+      `${t.met === undefined ? "n/a   " : t.met ? "met   " : "MISSED"} ${t.text}: ${t.measured} (goal ${t.goal})`,
     );
   }
 }

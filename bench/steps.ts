@@ -2,7 +2,7 @@
 // (Node through tsx, Deno, Bun): the same four handlers as "Where the time goes", timed with a
 // plain serial loop so that no runtime-specific harness is needed. Prints one JSON line:
 // `[{ name, us }, ...]`, the best mean of several interleaved rounds per step.
-import { getSession, MemoryStore, withSession } from "../mod.ts";
+import { getSession, MemoryStore, withSession } from "./websession.ts";
 
 const SECRET = "benchmark secret: at least thirty-two characters";
 const ROUNDS = 4;

@@ -26,11 +26,16 @@ import {
   sessionMiddleware,
 } from "hono-sessions";
 import { useSession as useHonoSession } from "@hono/session";
-import { getSession, MemoryStore, type SessionStore, withSession } from "../mod.ts";
-import { FileStore } from "../src/stores/file.ts";
-import { CookieStore } from "../src/stores/cookie.ts";
-import { RedisStore } from "../src/stores/redis.ts";
-import { PostgresStore } from "../src/stores/postgres.ts";
+import {
+  CookieStore,
+  FileStore,
+  getSession,
+  MemoryStore,
+  PostgresStore,
+  RedisStore,
+  type SessionStore,
+  withSession,
+} from "./websession.ts";
 
 /** A fetch handler. */
 export type Handler = (request: Request) => Promise<Response>;

@@ -1,10 +1,12 @@
-// Node 20 has no fetch-handler server: a small node:http adapter, the same for both modes.
+// Node 20 has no fetch-handler server: a small node:http adapter, the same for every mode, on
+// PORT; the CPU report on CONTROL_PORT (a server of its own, so that the measured one does no
+// routing).
 // With PROFILE_OUT=<file>, SIGUSR2 starts the V8 CPU profiler (steady state, after a warm-up the
 // caller drives) and SIGTERM writes the profile there before exiting.
 import { writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { Session } from "node:inspector/promises";
-import { handlerFor } from "./app.ts";
+import { cpuReport, handlerFor } from "./app.ts";
 
 const handler = handlerFor(process.env.MODE ?? "bare");
 const port = Number(process.env.PORT ?? 8000);
@@ -42,6 +44,11 @@ if (profileOut === undefined) {
     writeFileSync(profileOut, JSON.stringify(profile));
     process.exit(0);
   });
+}
+
+const control = Number(process.env.CONTROL_PORT ?? 0);
+if (control > 0) {
+  createServer((_req, res) => void send(cpuReport(), res)).listen(control, "127.0.0.1");
 }
 
 createServer((req, res) => {

@@ -81,8 +81,8 @@ export interface MemcachedStoreOptions {
   /** The user's connected client: `memcache-client`, or any client of its shape. */
   client: MemcacheClientLike;
   /**
-   * Prepended to every storage key. Printable ASCII without spaces, at most 207 bytes (a
-   * Memcached key is at most 250 bytes; the storage key takes 43).
+   * Prepended to every storage key. Printable ASCII without spaces, at most 201 bytes (a
+   * Memcached key is at most 250 bytes; the storage key takes 43, a lease's suffix 6 more).
    * @default "websession:"
    */
   prefix?: string;
@@ -194,6 +194,9 @@ const MAX_EXPTIME = 2 ** 31 - 1;
 const ITEM_OVERHEAD = 256;
 const MAX_KEY_BYTES = 250;
 const KEY_LENGTH = 43;
+// A lease lives in an item of its own: the storage key and this suffix, which no storage key has.
+const LEASE_SUFFIX = ":lease";
+const MAX_PREFIX_BYTES = MAX_KEY_BYTES - KEY_LENGTH - LEASE_SUFFIX.length;
 // Printable ASCII, no space: what every client sends unchanged and Memcached accepts in a key.
 const PREFIX = /^[\x21-\x7e]*$/;
 
@@ -268,8 +271,11 @@ const CREATE_ATTEMPTS = 3;
  * ```
  */
 export class MemcachedStore implements SessionStore {
-  /** Compare-and-set: yes (Memcached's CAS tokens). Native expiry: yes (exptime). */
-  readonly capabilities: StoreCapabilities = { compareAndSet: true, ttl: true };
+  /**
+   * Compare-and-set: yes (Memcached's CAS tokens). Native expiry: yes (exptime). Leases: yes
+   * (`add`, and `cas` to take over an expired one or to release), as evictable as any item.
+   */
+  readonly capabilities: StoreCapabilities = { compareAndSet: true, ttl: true, locks: true };
   #commands: Commands;
   #prefix: string;
   #maxValueBytes: number;
@@ -295,11 +301,9 @@ export class MemcachedStore implements SessionStore {
         `Invalid prefix: "${String(prefix)}" must be printable ASCII without spaces or control characters`,
       );
     }
-    if (prefix.length + KEY_LENGTH > MAX_KEY_BYTES) {
+    if (prefix.length + KEY_LENGTH + LEASE_SUFFIX.length > MAX_KEY_BYTES) {
       throw new TypeError(
-        `Invalid prefix: "${prefix}" is ${prefix.length} bytes; at most ${
-          MAX_KEY_BYTES - KEY_LENGTH
-        } fit in a Memcached key`,
+        `Invalid prefix: "${prefix}" is ${prefix.length} bytes; at most ${MAX_PREFIX_BYTES} fit in a Memcached key`,
       );
     }
     this.#prefix = prefix;
@@ -403,6 +407,81 @@ export class MemcachedStore implements SessionStore {
     if (typeof found === "string") return;
     const value = this.#encode({ ...found.record, expiresAt });
     await this.#cas(item, value, found.cas, exptimeOf(expiresAt, this.#now()));
+  }
+
+  /**
+   * Takes the lease named `key` for `owner` for `ttlMs` milliseconds: `add` of a lease item
+   * (apart from the record), or `cas` over a lease that has expired by this process's clock or
+   * that `owner` already holds (which extends it). Of concurrent takers exactly one wins.
+   *
+   * Memcached may evict a lease under memory pressure like any item; another owner can then
+   * take it before it expires. Give Memcached memory to spare where `session.lock()` guards
+   * side effects that must never run twice.
+   *
+   * @param key The storage key.
+   * @param owner Who takes it; only this owner can release it.
+   * @param ttlMs How long the lease lasts unless released, in milliseconds.
+   * @returns `true` when taken, `false` when another owner holds a live lease.
+   * @throws {TypeError} When `key` is not a storage key or `owner` is not a string.
+   * @throws {RangeError} When `ttlMs` is not a positive finite number.
+   */
+  async lock(key: string, owner: string, ttlMs: number): Promise<boolean> {
+    assertStorageKey(key);
+    if (typeof owner !== "string") throw new TypeError(`Invalid owner: "${String(owner)}" is not a string`);
+    if (!(ttlMs > 0) || !Number.isFinite(ttlMs)) {
+      throw new RangeError(`Invalid ttlMs: "${ttlMs}" must be a positive number of milliseconds`);
+    }
+    const item = this.#prefix + key + LEASE_SUFFIX;
+    const now = this.#now();
+    const expiresAt = now + ttlMs;
+    const value = JSON.stringify({ owner, expiresAt });
+    const exptime = exptimeOf(expiresAt, now);
+    for (let attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
+      if (await this.#commands.add(item, value, exptime) === "STORED") return true;
+      const found = await this.#readLease(item);
+      if (found === "missing") continue; // released or expired since the add: try again
+      if (found === "corrupt") return false;
+      if (found.lease.owner !== owner && found.lease.expiresAt > this.#now()) return false;
+      const reply = await this.#commands.cas(item, value, found.cas, exptime);
+      if (reply === "STORED") return true;
+      if (reply === "EXISTS") return false;
+    }
+    return false;
+  }
+
+  /**
+   * Releases the lease named `key` if, and only if, `owner` holds it: `gets`, then `cas` of an
+   * already expired item, so a lease another owner took in between is left alone.
+   *
+   * @param key The storage key.
+   * @param owner The owner that took it.
+   * @throws {TypeError} When `key` is not a storage key.
+   */
+  async unlock(key: string, owner: string): Promise<void> {
+    assertStorageKey(key);
+    const item = this.#prefix + key + LEASE_SUFFIX;
+    const found = await this.#readLease(item);
+    if (typeof found === "string" || found.lease.owner !== owner) return;
+    await this.#commands.cas(item, "{}", found.cas, -1);
+  }
+
+  async #readLease(
+    item: string,
+  ): Promise<{ lease: { owner: unknown; expiresAt: number }; cas: string } | "missing" | "corrupt"> {
+    const hit = await this.#commands.gets(item);
+    if (hit === undefined || hit.value === undefined || hit.value === null) return "missing";
+    let lease: unknown = hit.value;
+    try {
+      if (typeof lease === "string") lease = JSON.parse(lease);
+      else if (lease instanceof Uint8Array) lease = JSON.parse(new TextDecoder().decode(lease));
+    } catch {
+      return "corrupt";
+    }
+    const { owner, expiresAt } = (lease ?? {}) as { owner?: unknown; expiresAt?: unknown };
+    if (typeof owner !== "string" || typeof expiresAt !== "number" || !Number.isFinite(expiresAt)) {
+      return "corrupt";
+    }
+    return { lease: { owner, expiresAt }, cas: hit.cas };
   }
 
   /**

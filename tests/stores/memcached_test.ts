@@ -343,6 +343,32 @@ describe("MemcachedStore over memcache-client: Memcached specifics", () => {
     assert.equal(await rawGet(own + notJson), "{not json");
   });
 
+  it("keeps a lease in an item of its own, expiring by this process's clock, extended by its owner", async () => {
+    const key = randomKey();
+    let now = Date.now();
+    const clocked = new MemcachedStore({ client: connection.client, prefix: own, now: () => now });
+    assert.equal(await clocked.lock(key, "a", 60_000), true);
+    assert.deepEqual(JSON.parse((await rawGet(`${own}${key}:lease`))!), {
+      owner: "a",
+      expiresAt: now + 60_000,
+    });
+    assert.equal(await rawGet(own + key), undefined, "no record was written");
+    // Its owner takes it again: the lease is extended, not refused.
+    assert.equal(await clocked.lock(key, "a", 120_000), true);
+    assert.equal(JSON.parse((await rawGet(`${own}${key}:lease`))!).expiresAt, now + 120_000);
+    assert.equal(await clocked.lock(key, "b", 60_000), false);
+    // Expired by this process's clock, though Memcached still holds the item: free.
+    now += 121_000;
+    assert.ok(await rawGet(`${own}${key}:lease`));
+    assert.equal(await clocked.lock(key, "b", 60_000), true);
+    await clocked.unlock(key, "a"); // no longer its owner: nothing happens
+    assert.equal(JSON.parse((await rawGet(`${own}${key}:lease`))!).owner, "b");
+    await clocked.unlock(key, "b");
+    assert.equal(await rawGet(`${own}${key}:lease`), undefined);
+    await assert.rejects(clocked.lock(key, "c", 0), RangeError);
+    await assert.rejects(clocked.lock(key, "c", Number.NaN), RangeError);
+  });
+
   it("costs one get per request that reads, one add per new session, gets + cas per change", async () => {
     const { client, sent } = recording(connection.client);
     await assertRoundTrips(new MemcachedStore({ client, prefix: own }), sent, SECRET, {
@@ -373,21 +399,22 @@ describe("MemcachedStore construction", () => {
 
   it("refuses a prefix Memcached could not take as part of a key, and a tiny maxItemSize", () => {
     const { client } = connection;
-    for (const prefix of ["has space:", "tab\t", "line\n", "del\u007f", "ü:", "x".repeat(208), 5]) {
+    for (const prefix of ["has space:", "tab\t", "line\n", "del\u007f", "ü:", "x".repeat(202), 5]) {
       assert.throws(
         () => new MemcachedStore({ client, prefix: prefix as string }),
         TypeError,
         String(prefix),
       );
     }
-    assert.ok(new MemcachedStore({ client, prefix: "x".repeat(207) }));
+    // 201 + 43 for the storage key + 6 for a lease's suffix: Memcached's 250 bytes.
+    assert.ok(new MemcachedStore({ client, prefix: "x".repeat(201) }));
     assert.throws(() => new MemcachedStore({ client, maxItemSize: 100 }), RangeError);
     assert.throws(() => new MemcachedStore({ client, maxItemSize: 1.5e6 + 0.5 }), RangeError);
   });
 
   it("uses the websession: prefix by default and claims compare-and-set and native expiry", async () => {
     const store = new MemcachedStore({ client: connection.client });
-    assert.deepEqual(store.capabilities, { compareAndSet: true, ttl: true });
+    assert.deepEqual(store.capabilities, { compareAndSet: true, ttl: true, locks: true });
     assert.equal("count" in store, false);
     assert.equal("cleanup" in store, false);
     const key = randomKey();

@@ -28,6 +28,7 @@ export { getSession, withSession } from "./src/with_session.ts";
 export { commitSession, type CookieInput, openSession } from "./src/open_session.ts";
 export type { EventHook, SessionEvent } from "./src/events.ts";
 export type { LockOptions, SessionLock } from "./src/lock.ts";
+export { endUserSessions, listUserSessions, type UserSession } from "./src/users.ts";
 export { Session } from "./src/session.ts";
 export type {
   ConflictPolicy,

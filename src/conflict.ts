@@ -15,7 +15,7 @@ import { SessionError, StoreUnavailableError } from "./errors.ts";
 import type { ConflictPolicy } from "./options.ts";
 import { joinData, observationsHold, replay, type SessionState } from "./session.ts";
 import { emit, type EventHook, timed } from "./events.ts";
-import { ENDED_KEY, isEnded, type SessionData, type SessionStore, type StoredSession } from "./store.ts";
+import { ENDED_KEY, isEnded, type SaveIndex, type SessionData, type SessionStore, type StoredSession } from "./store.ts";
 
 /** How long at least the tombstone of an ended session outlives the end, in milliseconds. */
 export const TOMBSTONE_MS = 60_000;
@@ -33,6 +33,8 @@ export interface Pending {
   outcome?: Outcome;
   /** Wakes a queued commit. */
   wake?: () => void;
+  /** The session key holding the user's id, for stores that index sessions per user. */
+  userKey?: string;
   /** The instrumentation hook, and the request it reports. */
   hook?: EventHook;
   request?: Request;
@@ -341,6 +343,13 @@ async function runBatch(
     }
     if (current === undefined || attempt > 1) await backoff(attempt, lane.contention);
   }
+}
+
+/** What a save indexes: the user id the data holds under `userKey`, if any. */
+export function indexOf(data: SessionData, userKey: string | undefined): SaveIndex | undefined {
+  if (userKey === undefined || !Object.hasOwn(data, userKey)) return undefined;
+  const user = data[userKey];
+  return typeof user === "string" && user !== "" ? { user } : undefined;
 }
 
 function fail(batch: Pending[], error: SessionError): Pending[] {

@@ -269,6 +269,13 @@ export interface SessionOptions<T extends object = SessionData> {
   /** A Standard Schema that loaded data must pass; data that fails starts a fresh session. */
   schema?: StandardSchemaV1<unknown, T>;
   /**
+   * The session key that holds the user's id (a string), for sessions per user: stores that
+   * can (`capabilities.users`) keep an index of each user's sessions, written with the save that
+   * sets the key, so that `listUserSessions` and `endUserSessions` can list and end them ("sign
+   * out other devices", "log out everywhere after a password change").
+   */
+  userKey?: string;
+  /**
    * The clock in milliseconds since the epoch (injectable for tests).
    * @default Date.now
    */
@@ -327,6 +334,7 @@ export interface ResolvedOptions {
   onError: (error: unknown, request: Request) => Response | void | Promise<Response | void>;
   onInvalidCookie?: (event: InvalidCookieEvent) => void;
   schema?: StandardSchemaV1<unknown, SessionData>;
+  userKey: string | undefined;
   now: () => number;
   logger: SessionLogger;
   onEvent: EventHook | undefined;
@@ -442,6 +450,9 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
   if (schema !== undefined && typeof schema?.["~standard"]?.validate !== "function") {
     throw new TypeError("Invalid schema: expected a Standard Schema (zod, valibot, arktype, ...)");
   }
+  if (options.userKey !== undefined && (typeof options.userKey !== "string" || options.userKey.startsWith("__"))) {
+    throw new TypeError(`Invalid userKey: "${String(options.userKey)}" must be a session key (a string not starting with "__")`);
+  }
   const logger = options.logger ?? console;
   if (typeof logger?.warn !== "function" || typeof logger?.error !== "function") {
     throw new TypeError("Invalid logger: expected an object with warn() and error(), such as console");
@@ -467,6 +478,7 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
     now: options.now ?? Date.now,
     logger,
     onEvent: options.onEvent,
+    userKey: typeof options.userKey === "string" ? options.userKey : undefined,
     warned: false,
   };
 }

@@ -96,6 +96,22 @@ export interface StoreCapabilities {
    * `session.lock()` needs (CherryPy's explicit locking).
    */
   locks?: boolean;
+  /**
+   * The store keeps an index of each user's sessions (`save`'s `index`, `keysOfUser`): what
+   * sessions per user need.
+   */
+  users?: boolean;
+}
+
+/**
+ * What `save` is told to index: the user whose id the record holds under `userKey`. An index
+ * may hold keys that no longer belong to the user (the core checks each record it lists); it
+ * must never miss one, so the entry is written in the same atomic step as the record, or
+ * before it.
+ */
+export interface SaveIndex {
+  /** The user's id. */
+  user: string;
 }
 
 /**
@@ -246,7 +262,12 @@ export interface SessionStore {
    * update is gone), either `false`, or — better, where the store can in the same round trip —
    * a {@linkcode SaveConflict} carrying the record as it stands, so a merge needs no second read.
    */
-  save(key: string, record: StoredSession, expectedVersion: number | null): Promise<SaveResult>;
+  save(
+    key: string,
+    record: StoredSession,
+    expectedVersion: number | null,
+    index?: SaveIndex,
+  ): Promise<SaveResult>;
   /** Removes a record; no error if it is absent. */
   destroy(key: string): Promise<void>;
   /** Extends an existing record's expiry without rewriting its data. */
@@ -264,6 +285,11 @@ export interface SessionStore {
   lock?(key: string, owner: string, ttlMs: number): Promise<boolean>;
   /** Releases the lease named `key` if, and only if, `owner` holds it. */
   unlock?(key: string, owner: string): Promise<void>;
+  /**
+   * The storage keys indexed under a user (stores with `capabilities.users`). May include keys
+   * whose records have since ended, expired or changed hands; the core checks each.
+   */
+  keysOfUser?(user: string): Promise<string[]>;
 }
 
 /**

@@ -26,6 +26,7 @@ export type {
   InvalidSeal,
   OpenedSession,
   SaveConflict,
+  SaveIndex,
   SaveResult,
   SealedCookie,
   SealedSessionStore,

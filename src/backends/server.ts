@@ -22,7 +22,7 @@ import {
   policyConflict,
   setCookie,
 } from "../backend.ts";
-import { commitToRecord, type Landed, storeError } from "../conflict.ts";
+import { commitToRecord, indexOf, type Landed, storeError } from "../conflict.ts";
 import { SessionConflictError } from "../errors.ts";
 import { emit, timed } from "../events.ts";
 import { createSessionId } from "../id.ts";

@@ -3,6 +3,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { getSession, withSession } from "../../src/with_session.ts";
+import { endUserSessions, listUserSessions } from "../../src/users.ts";
 import type { InvalidCookieEvent, SessionOptions } from "../../src/options.ts";
 import type { SessionStore } from "../../src/store.ts";
 import { storageKeyOf } from "../../src/id.ts";
@@ -708,6 +709,42 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
       assert.equal(await (await second).text(), "already paid");
       assert.equal(charges(), 1, "charged once");
       void handler;
+    });
+
+    it("lists a user's sessions and ends the others, even for requests in flight", async (t) => {
+      if (!inner.capabilities.users) return t.skip("store keeps no index per user");
+      fresh();
+      const hold = gate();
+      const options = { userKey: "user" as const };
+      const { handler } = app(c.store, options, { hold: hold.promise });
+      const user = `ada-${crypto.randomUUID().slice(0, 8)}`;
+      const phone = new Client(handler);
+      const laptop = new Client(handler);
+      const tablet = new Client(handler);
+      for (const device of [phone, laptop, tablet]) await device.text(`/login?user=${user}`);
+      const sessionOptions = { store: c.store, secrets: SECRET, userKey: "user" as const };
+      const listed = await listUserSessions(sessionOptions, user);
+      assert.equal(listed.length, 3);
+      assert.ok(listed.every((s) => s.data.user === user && s.expiresAt > Date.now()));
+      // The laptop has a write in flight when the phone signs out the other devices.
+      const inflight = laptop.clone().fetch("/slow");
+      await sleep(20);
+      const keep = await keyOf(phone);
+      const ended = await endUserSessions(sessionOptions, {
+        user,
+        keys: listed.filter((s) => s.key !== keep).map((s) => s.key),
+      });
+      assert.equal(ended, 2);
+      hold.open();
+      const late = await inflight;
+      assert.equal(late.status, 409, "the in-flight write on an ended session is refused");
+      assert.deepEqual(late.headers.getSetCookie(), []);
+      assert.equal(await laptop.text("/read"), "none");
+      assert.equal(await tablet.text("/read"), "none");
+      const left = await listUserSessions(sessionOptions, user);
+      assert.deepEqual(left.map((s) => s.key), [keep]);
+      assert.equal(await endUserSessions(sessionOptions, { user }), 1, "log out everywhere");
+      assert.deepEqual(await listUserSessions(sessionOptions, user), []);
     });
 
     it("answers 409 under the reject policy when a concurrent write wins", async (t) => {

@@ -308,6 +308,25 @@ export function storeSuite(name: string, options: StoreSuiteOptions): void {
       await store.unlock!(key, holder);
     });
 
+    it("indexes a user's sessions with the save that sets the user", async (t) => {
+      if (!store.capabilities.users || !store.keysOfUser) return t.skip("store keeps no index per user");
+      const user = `user-${randomKey().slice(0, 12)}`;
+      const [a, b, c] = [randomKey(), randomKey(), randomKey()];
+      assert.deepEqual(await store.keysOfUser(user), []);
+      assert.equal(await store.save(a, record({ user }), null, { user }), true);
+      assert.equal(await store.save(b, record({ user }), null, { user }), true);
+      assert.equal(await store.save(c, record({ user: "someone else" }), null, { user: "someone else" }), true);
+      assert.deepEqual([...await store.keysOfUser(user)].sort(), [a, b].sort());
+      // A refused save indexes nothing new.
+      const d = randomKey();
+      await store.save(d, record({}), null);
+      assert.notEqual(await store.save(d, record({ user }, 2), 5, { user }), true);
+      assert.ok(!(await store.keysOfUser(user)).includes(d));
+      // An update that sets the user indexes the key.
+      assert.equal(await store.save(d, record({ user }, 2), 1, { user }), true);
+      assert.ok((await store.keysOfUser(user)).includes(d));
+    });
+
     it("count tells how many live sessions it holds", async (t) => {
       if (!store.count) return t.skip("store has no count");
       const before = await store.count();

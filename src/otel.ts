@@ -44,7 +44,7 @@
  * | `db.client.operation.duration` | histogram, `s` | as the store span: `db.operation.name`, `db.system.name`, `db.collection.name`, the `attributes` option, `error.type` |
  * | `websession.operation.duration` | histogram, `s` | `websession.operation.name` (`load`, `save`, `touch`, `destroy`, `regenerate`); `websession.session.found` (load); `websession.session.created` (save) |
  * | `websession.session.conflicts` | counter, `{conflict}` | `websession.conflict.policy` (`merge`, `retry`, `reject`, `overwrite`), `websession.conflict.outcome` (`merged`, `rerun`, `refused`) |
- * | `websession.cookie.invalid` | counter, `{cookie}` | `websession.cookie.invalid_reason` (`malformed`, `oversized`, `signature`, `unknown`, `ended`, ...: `InvalidCookieReason` in `websession`) |
+ * | `websession.cookie.invalid` | counter, `{cookie}` | `websession.cookie.invalid_reason` (`malformed`, `oversized`, `signature`, `unknown`, `ended`, `superseded`, `data`: `InvalidCookieReason`) |
  *
  * `websession.operation.duration` counts only operations that succeeded (a failed one shows as a
  * store call with `error.type`). A conflict counted `merged` or `rerun` ended in a save or a

@@ -41,6 +41,7 @@ import {
   type StoredSession,
   withSession,
 } from "../mod.ts";
+import { CookieStore } from "../src/stores/cookie.ts";
 import type { SaveResult } from "../src/store.ts";
 import { otelEvents } from "../src/otel.ts";
 
@@ -486,6 +487,70 @@ describe("websession/otel", () => {
     await meterProvider.shutdown();
   });
 
+  it("records CookieStore's seal and open as store calls, and a seal refused as too large as an error", async () => {
+    const exporter = new InMemorySpanExporter();
+    const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    const handler = withSession(async (req: Request) => {
+      const session = await getSession<{ note?: string }>(req);
+      const size = Number(new URL(req.url).searchParams.get("size"));
+      if (size > 0) session.set("note", randomText(size));
+      return new Response("ok");
+    }, {
+      store: new CookieStore({ secrets: [SECRET] }),
+      logger: silent,
+      onEvent: otelEvents({ tracer: tracerProvider.getTracer("websession"), dbSystem: "cookie" }),
+    });
+    const sealed = await handler(new Request("https://example.com/?size=10"));
+    assert.equal(sealed.status, 200);
+    const read = await handler(
+      new Request("https://example.com/", { headers: { cookie: cookieOf(sealed) } }),
+    );
+    assert.equal(read.status, 200);
+    // Far past the 6 KiB of cookies CookieStore allows by default, and incompressible.
+    assert.notEqual((await handler(new Request("https://example.com/?size=20000"))).status, 200);
+    assert.deepEqual(
+      exporter.getFinishedSpans().map((span) => [span.name, span.kind, span.attributes, span.status.code]),
+      [
+        ["websession.load", SpanKind.INTERNAL, {
+          "websession.operation.name": "load",
+          "websession.session.found": false,
+        }, SpanStatusCode.UNSET],
+        [
+          "seal",
+          SpanKind.CLIENT,
+          { [ATTR_DB_SYSTEM_NAME]: "cookie", [ATTR_DB_OPERATION_NAME]: "seal" },
+          SpanStatusCode.UNSET,
+        ],
+        ["websession.save", SpanKind.INTERNAL, {
+          "websession.operation.name": "save",
+          "websession.session.created": true,
+          "websession.session.version": 1,
+          "websession.save.attempts": 1,
+        }, SpanStatusCode.UNSET],
+        [
+          "open",
+          SpanKind.CLIENT,
+          { [ATTR_DB_SYSTEM_NAME]: "cookie", [ATTR_DB_OPERATION_NAME]: "open" },
+          SpanStatusCode.UNSET,
+        ],
+        ["websession.load", SpanKind.INTERNAL, {
+          "websession.operation.name": "load",
+          "websession.session.found": true,
+        }, SpanStatusCode.UNSET],
+        ["websession.load", SpanKind.INTERNAL, {
+          "websession.operation.name": "load",
+          "websession.session.found": false,
+        }, SpanStatusCode.UNSET],
+        ["seal", SpanKind.CLIENT, {
+          [ATTR_DB_SYSTEM_NAME]: "cookie",
+          [ATTR_DB_OPERATION_NAME]: "seal",
+          [ATTR_ERROR_TYPE]: "SessionTooLargeError",
+        }, SpanStatusCode.ERROR],
+      ],
+    );
+    await tracerProvider.shutdown();
+  });
+
   it("refuses options of the wrong type when the hook is made", () => {
     assert.throws(() => otelEvents({ dbSystem: "" }), {
       name: "TypeError",
@@ -501,6 +566,13 @@ describe("websession/otel", () => {
     });
   });
 });
+
+/** `length` characters of base64url that deflate cannot shorten. */
+function randomText(length: number): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(length));
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  return Array.from(bytes, (byte) => alphabet[byte & 63]).join("");
+}
 
 function nanos([seconds, nanoseconds]: [number, number]): bigint {
   return BigInt(seconds) * 1_000_000_000n + BigInt(nanoseconds);

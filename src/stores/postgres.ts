@@ -9,8 +9,10 @@
  *
  * @module
  */
+import { SessionDataError } from "../errors.ts";
 import {
   assertStorageKey,
+  type SaveResult,
   type SessionStore,
   type StoreCapabilities,
   type StoredSession,
@@ -101,12 +103,17 @@ export type SqlLike = QueryLike | PostgresJsLike;
  * ```
  */
 export interface PostgresStoreOptions {
-  /** The user's client: `neon(url)`, a Neon or `pg` `Pool`/`Client`, or postgres.js. */
+  /**
+   * The user's client: `neon(url)` (HTTP), a Neon or `pg` `Pool`/`Client`, or postgres.js
+   * (`postgres(url)`). The store never connects, ends or configures it; it runs one statement
+   * at a time and never opens a transaction.
+   */
   client: SqlLike;
   /**
    * The table, optionally schema-qualified (`"sessions"`, `"auth.sessions"`). Each part is
    * letters, digits and `_`, not starting with a digit, at most 63 characters; it is quoted, so
-   * the case is kept.
+   * the case is kept. Its index on `expires_at` is named after it
+   * (`<table>_expires_at_idx`, in the same schema).
    * @default "websession_sessions"
    */
   table?: string;
@@ -116,8 +123,13 @@ export interface PostgresStoreOptions {
    */
   onCorrupt?: (key: string, error: Error) => void;
   /**
-   * The clock, in milliseconds since the epoch (injectable for tests). Expiry in SQL uses the
-   * database's `now()`.
+   * The clock that decides expiry, in milliseconds since the epoch. Every statement that
+   * compares `expires_at` (`load`, the liveness check of `save` and `touch`, `cleanup`,
+   * `count`) is handed `now()` as a parameter; the database's own `now()` is never used, so a
+   * skew between this machine's clock and the database server's neither ends sessions early
+   * nor keeps them late. A record is live while `expiresAt > now()`. Give it the clock that
+   * computes `expiresAt` (the one `withSession` uses), and run `cleanup()` where the clock
+   * agrees with the application's.
    * @default Date.now
    */
   now?: () => number;
@@ -171,12 +183,92 @@ function quoteTable(table: string): { quoted: string; index: string } {
   };
 }
 
-// jsonb cannot hold U+0000, which JSON.stringify writes as \u0000 (an escape not preceded by
-// another backslash).
-const NUL = /(?:^|[^\\])(?:\\\\)*\\u0000/;
+// What jsonb cannot hold, as JSON.stringify writes it: U+0000 as the escape \u0000, and a lone
+// surrogate (never a valid pair, which it writes as is) as a \udXXX escape. An escape counts
+// only after an even run of backslashes (a literal backslash is written \\).
+const UNSTORABLE_ESCAPE = /(?<!\\)(?:\\\\)*\\u(?:0000|d[89a-f][0-9a-f]{2})/;
+// The same in a string: NUL, a high surrogate not followed by a low one, a low one not
+// preceded by a high one.
+// deno-lint-ignore no-control-regex -- U+0000 is what it looks for
+const UNSTORABLE_CHAR = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+function escapeText(text: string): string {
+  return text.replace(
+    // deno-lint-ignore no-control-regex -- control characters are what it escapes
+    /[\u0000-\u001f\u007f\ud800-\udfff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
+// Finds what made UNSTORABLE_ESCAPE match, for the message: a path in the data and the character.
+function describeUnstorable(value: unknown, path: string): string | undefined {
+  if (typeof value === "string") {
+    const found = UNSTORABLE_CHAR.exec(value);
+    return found === null ? undefined : `${what(found[0])} in the value at "${path}"`;
+  }
+  if (typeof value !== "object" || value === null) return undefined;
+  if (Array.isArray(value)) {
+    for (const [i, item] of value.entries()) {
+      const found = describeUnstorable(item, `${path}[${i}]`);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+  for (const [key, item] of Object.entries(value)) {
+    const inKey = UNSTORABLE_CHAR.exec(key);
+    const at = path === "" ? escapeText(key) : `${path}.${escapeText(key)}`;
+    if (inKey !== null) {
+      return `${what(inKey[0])} in the key "${escapeText(key)}"${path === "" ? "" : ` at "${path}"`}`;
+    }
+    const found = describeUnstorable(item, at);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+function what(char: string): string {
+  return char === "\u0000" ? `the character U+0000` : `the lone surrogate "${escapeText(char)}"`;
+}
+
+// Throws SessionDataError for data JSON or jsonb cannot hold; returns the JSON text otherwise.
+function storableJson(data: unknown): string {
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
+    throw new SessionDataError("Session data cannot be stored: it is not a JSON object");
+  }
+  let json: string;
+  try {
+    json = JSON.stringify(data);
+  } catch (error) {
+    throw new SessionDataError(
+      `Session data cannot be stored as JSON: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
+  }
+  if (UNSTORABLE_ESCAPE.test(json)) {
+    const detail = describeUnstorable(JSON.parse(json), "") ?? "a character it cannot hold";
+    throw new SessionDataError(`Session data cannot be stored in PostgreSQL jsonb: ${detail}`);
+  }
+  return json;
+}
+
+// SQLSTATE classes 22 (data exception: invalid jsonb text, a time or version out of range) and
+// 54 (program limit exceeded: jsonb too large or too deeply nested) from a save: PostgreSQL
+// refused the values, and since the statement failed nothing was written.
+function isDataError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && /^(?:22|54)[0-9A-Z]{3}$/.test(code);
+}
 
 const MS = (column: string) => `(extract(epoch FROM ${column}) * 1000)::float8`;
 const TIME = (param: string) => `to_timestamp(${param}::float8 / 1000)`;
+
+// The columns of a save's answer: ok = 1 when written; ok = 0 with the record found when
+// refused; no row when refused and nothing live was found.
+const CURRENT_COLUMNS = `data, version, created_at, expires_at`;
+const REPORT = (written: string, found: string) =>
+  `SELECT 1 AS ok, NULL::jsonb AS data, NULL::integer AS version, NULL::float8 AS created_at, ` +
+  `NULL::float8 AS expires_at FROM ${written} UNION ALL ` +
+  `SELECT 0, data, version, ${MS("created_at")}, ${MS("expires_at")} FROM ${found}`;
 
 function defaultOnCorrupt(key: string, error: Error): void {
   console.warn(`websession: corrupt session row "${key}" read as missing: ${error.message}`);
@@ -184,18 +276,34 @@ function defaultOnCorrupt(key: string, error: Error): void {
 
 /**
  * Keeps sessions in one PostgreSQL table (`id text primary key, data jsonb, version integer,
- * created_at, expires_at timestamptz`). Every operation is one parameterised statement: the
- * compare-and-set is `INSERT … ON CONFLICT` to create and `UPDATE … WHERE version = $n` to
- * update, so it needs no transaction and works over Neon's HTTP API.
+ * created_at, expires_at timestamptz`). Every operation is one parameterised statement, so it
+ * needs no transaction and works over Neon's HTTP API.
  *
- * An expired row never blocks a new session with the same key, and is never returned. Expired
- * rows stay in the table until `cleanup()` removes them: call it from a cron trigger.
- * Session data cannot contain the character U+0000 (a limit of `jsonb`): such a save throws a
- * `TypeError` before reaching the database.
+ * `save` is one statement that both tries the compare-and-set (`INSERT … ON CONFLICT` to
+ * create, `UPDATE … WHERE version = $n` to update) and, when that is refused, reads the row it
+ * lost to with `SELECT … FOR SHARE` after the write has run: the latest committed version,
+ * locked until the statement ends, so what a {@linkcode SaveConflict} reports is the row as it
+ * stands, never an older snapshot. (A create that loses to a create committed while the
+ * statement ran cannot see that row, and answers plain `false`.)
+ *
+ * One clock decides expiry: the `now` option's. Every statement that compares `expires_at` is
+ * handed `now()` as a parameter; the database's `now()` is never used. An expired row never
+ * blocks a new session with the same key, and is never returned. Expired rows stay in the
+ * table until `cleanup()` removes them: call it from a cron trigger.
+ *
+ * What `jsonb` cannot hold is refused before anything is sent, with `SessionDataError`: the
+ * character U+0000 and lone UTF-16 surrogates (`"\ud800"`, `"\udc00\ud800"`), in keys or values.
+ * Values PostgreSQL itself refuses (a time or version out of its range, a value over `jsonb`'s
+ * size or nesting limits) are reported as `SessionDataError` too, never as an outage; nothing
+ * is written. `jsonb` keeps every JSON value exactly (numbers as decimals), but not the order of
+ * an object's keys: they come back sorted (shorter keys first). The database must use the UTF8
+ * encoding.
  *
  * @example
  * ```ts
  * import { PostgresStore } from "websession/postgres";
+ * import { SessionDataError } from "websession";
+ * import type { SaveConflict } from "websession/store-kit";
  * import pg from "pg";
  * import assert from "node:assert/strict";
  *
@@ -205,9 +313,14 @@ function defaultOnCorrupt(key: string, error: Error): void {
  * const key = "p".repeat(43);
  * const now = Date.now();
  * await store.destroy(key);
- * assert.equal(await store.save(key, { data: { a: 1 }, version: 1, createdAt: now, expiresAt: now + 60_000 }, null), true);
+ * const v1 = { data: { a: 1 }, version: 1, createdAt: now, expiresAt: now + 60_000 };
+ * assert.equal(await store.save(key, v1, null), true);
  * assert.equal((await store.load(key))?.expiresAt, now + 60_000);
- * assert.equal(await store.save(key, { data: { a: 2 }, version: 2, createdAt: now, expiresAt: now + 60_000 }, 5), false);
+ * // A writer that expected version 5 is refused, and told what is stored instead.
+ * const refused = await store.save(key, { ...v1, data: { a: 2 }, version: 6 }, 5) as SaveConflict;
+ * assert.deepEqual(refused.current, v1);
+ * // jsonb cannot hold a lone surrogate: refused before the database, nothing written.
+ * await assert.rejects(store.save(key, { ...v1, data: { a: "\ud800" }, version: 2 }, 1), SessionDataError);
  * await pool.query("DROP TABLE websession_example");
  * await pool.end();
  * ```
@@ -236,8 +349,8 @@ export class PostgresStore implements SessionStore {
    * Creates a store over the user's PostgreSQL client; `migrate()` creates the table.
    *
    * @param options See {@linkcode PostgresStoreOptions}.
-   * @throws {TypeError} When `client` has neither `query` nor `unsafe`, or `table` is not a
-   *   valid identifier.
+   * @throws {TypeError} When `client` has neither `query` nor `unsafe`, `table` is not a valid
+   *   identifier, or `now` is not a function.
    */
   constructor(options: PostgresStoreOptions) {
     if (typeof options !== "object" || options === null) {
@@ -245,31 +358,54 @@ export class PostgresStore implements SessionStore {
     }
     this.#run = runnerOf(options.client);
     const { quoted: t, index } = quoteTable(options.table ?? "websession_sessions");
+    if (options.now !== undefined && typeof options.now !== "function") {
+      throw new TypeError(`Invalid now: "${String(options.now)}" is not a function`);
+    }
     this.#onCorrupt = options.onCorrupt ?? defaultOnCorrupt;
     this.#now = options.now ?? Date.now;
+    // Parameters of the writes: $1 id, $2 data, $3 version, $4 createdAt, $5 expiresAt, $6 now,
+    // $7 expected version.
     const values = `$2::text::jsonb, $3::integer, ${TIME("$4")}, ${TIME("$5")}`;
+    const live = (now: string) => `expires_at > ${TIME(now)}`;
+    // Runs after the write (the NOT EXISTS is a one-time filter on its result, evaluated before
+    // the scan), only when the write was refused. In READ COMMITTED, FOR SHARE follows the row's
+    // update chain to its latest committed version, waits for any writer holding it, re-checks
+    // the conditions on that version, and keeps it locked until the statement ends: the row
+    // reported is the row as it stands. When the write itself waited and re-checked, it already
+    // holds that version locked, so both read the same version.
+    const found = (written: string, now: string) =>
+      `found AS (SELECT ${CURRENT_COLUMNS} FROM ${t} WHERE id = $1 AND ${live(now)} ` +
+      `AND NOT EXISTS (SELECT FROM ${written}) FOR SHARE)`;
     this.#sql = {
       table: `CREATE TABLE IF NOT EXISTS ${t} (id text PRIMARY KEY, data jsonb NOT NULL, ` +
         `version integer NOT NULL, created_at timestamptz NOT NULL, expires_at timestamptz NOT NULL)`,
       index: `CREATE INDEX IF NOT EXISTS ${index} ON ${t} (expires_at)`,
       load: `SELECT data, version, ${MS("created_at")} AS created_at, ${MS("expires_at")} AS expires_at ` +
-        `FROM ${t} WHERE id = $1 AND expires_at > now()`,
-      // A live row blocks the create; an expired one is replaced as if absent.
-      create: `INSERT INTO ${t} AS s (id, data, version, created_at, expires_at) VALUES ($1, ${values}) ` +
-        `ON CONFLICT (id) DO UPDATE SET data = excluded.data, version = excluded.version, ` +
-        `created_at = excluded.created_at, expires_at = excluded.expires_at WHERE s.expires_at <= now() ` +
-        `RETURNING 1 AS ok`,
-      update: `UPDATE ${t} SET (data, version, created_at, expires_at) = (${values}) ` +
-        `WHERE id = $1 AND version = $6::integer AND expires_at > now() RETURNING 1 AS ok`,
-      createExpired:
-        `SELECT 1 AS ok WHERE NOT EXISTS (SELECT 1 FROM ${t} WHERE id = $1 AND expires_at > now())`,
-      updateExpired:
-        `DELETE FROM ${t} WHERE id = $1 AND version = $2::integer AND expires_at > now() RETURNING 1 AS ok`,
+        `FROM ${t} WHERE id = $1 AND ${live("$2")}`,
+      // A live row blocks the create (and stays locked by ON CONFLICT); an expired one is
+      // replaced as if absent.
+      create: `WITH written AS (INSERT INTO ${t} AS s (id, data, version, created_at, expires_at) ` +
+        `VALUES ($1, ${values}) ON CONFLICT (id) DO UPDATE SET data = excluded.data, ` +
+        `version = excluded.version, created_at = excluded.created_at, expires_at = excluded.expires_at ` +
+        `WHERE s.expires_at <= ${TIME("$6")} RETURNING 1), ${found("written", "$6")} ` +
+        REPORT("written", "found"),
+      update: `WITH written AS (UPDATE ${t} SET (data, version, created_at, expires_at) = (${values}) ` +
+        `WHERE id = $1 AND version = $7::bigint AND ${live("$6")} RETURNING 1), ` +
+        `${found("written", "$6")} ` + REPORT("written", "found"),
+      // An already expired record is not written: a create is done unless a live row blocks it
+      // (nothing is written, so one snapshot decides and reports); an update deletes the row.
+      // Parameters: $1 id, $2 now, $3 expected version.
+      createExpired: `WITH found AS (SELECT ${CURRENT_COLUMNS} FROM ${t} WHERE id = $1 AND ${live("$2")}) ` +
+        `SELECT 1 AS ok, NULL::jsonb AS data, NULL::integer AS version, NULL::float8 AS created_at, ` +
+        `NULL::float8 AS expires_at WHERE NOT EXISTS (SELECT FROM found) UNION ALL ` +
+        `SELECT 0, data, version, ${MS("created_at")}, ${MS("expires_at")} FROM found`,
+      updateExpired: `WITH written AS (DELETE FROM ${t} WHERE id = $1 AND version = $3::bigint ` +
+        `AND ${live("$2")} RETURNING 1), ${found("written", "$2")} ` + REPORT("written", "found"),
       destroy: `DELETE FROM ${t} WHERE id = $1`,
-      touch: `UPDATE ${t} SET expires_at = ${TIME("$2")} WHERE id = $1 AND expires_at > now()`,
-      cleanup: `WITH removed AS (DELETE FROM ${t} WHERE expires_at <= now() RETURNING 1) ` +
+      touch: `UPDATE ${t} SET expires_at = ${TIME("$2")} WHERE id = $1 AND ${live("$3")}`,
+      cleanup: `WITH removed AS (DELETE FROM ${t} WHERE expires_at <= ${TIME("$1")} RETURNING 1) ` +
         `SELECT count(*)::integer AS removed FROM removed`,
-      count: `SELECT count(*)::integer AS live FROM ${t} WHERE expires_at > now()`,
+      count: `SELECT count(*)::integer AS live FROM ${t} WHERE ${live("$1")}`,
     };
   }
 
@@ -288,66 +424,75 @@ export class PostgresStore implements SessionStore {
    * Reads a live record with one `SELECT`.
    *
    * @param key The storage key.
-   * @returns The record, or `null` when missing, expired or corrupt (reported to `onCorrupt`).
+   * @returns The record, or `null` when missing, expired by the `now` clock, or corrupt
+   *   (reported to `onCorrupt`).
    * @throws {TypeError} When `key` is not a storage key. Driver errors pass through.
    */
   async load(key: string): Promise<StoredSession | null> {
     assertStorageKey(key);
-    const [row] = await this.#run(this.#sql.load, [key]);
+    const now = this.#now();
+    const [row] = await this.#run(this.#sql.load, [key, now]);
     if (row === undefined) return null;
-    let data = column(row, "data", 0);
-    if (typeof data === "string") {
-      // A client configured not to parse jsonb.
-      try {
-        data = JSON.parse(data);
-      } catch { /* reported below */ }
-    }
-    const record = toStoredSession({
-      data,
-      version: Number(column(row, "version", 1)),
-      createdAt: Number(column(row, "created_at", 2)),
-      expiresAt: Number(column(row, "expires_at", 3)),
-    });
-    if (record === null) {
-      this.#onCorrupt(key, new TypeError(`Corrupt session row: not a well-formed record for id "${key}"`));
-      return null;
-    }
-    return record.expiresAt <= this.#now() ? null : record;
+    const record = this.#record(key, row, 0);
+    return record === null || record.expiresAt <= now ? null : record;
   }
 
   /**
-   * Compare-and-set in one statement. A record whose `expiresAt` is already past is not written
-   * (a live row at the expected version is deleted) and the save counts as done.
+   * Compare-and-set in one statement, which also reads the row it lost to when refused. A
+   * stored row whose `expiresAt` is not after `now()` counts as absent. A record whose
+   * `expiresAt` is already past is not written (a live row at the expected version is deleted
+   * instead) and the save counts as done.
    *
    * @param key The storage key.
    * @param record The record to store.
    * @param expectedVersion The stored version to replace, or `null` to create only if absent
    *   (or expired).
-   * @returns `false` when the condition failed.
-   * @throws {TypeError} When `key` is not a storage key, a time is not finite, or the data holds
-   *   U+0000. Driver errors pass through.
+   * @returns `true` when written. When refused, a {@linkcode SaveConflict} with the live row as
+   *   it stands (`null` when none is), or plain `false` when that row could not be read in the
+   *   same statement (a create racing another create) or is corrupt.
+   * @throws {SessionDataError} Before sending anything, when the data is not a JSON object
+   *   `JSON.stringify` can write (a `BigInt`, a cycle) or holds U+0000 or a lone surrogate; and
+   *   when PostgreSQL refuses the values (SQLSTATE class 22 or 54: a time or
+   *   version out of its range, `jsonb` over its limits), in which case nothing was written.
+   * @throws {TypeError} When `key` is not a storage key or a time is not finite. Driver errors
+   *   pass through.
    */
-  async save(key: string, record: StoredSession, expectedVersion: number | null): Promise<boolean> {
+  async save(key: string, record: StoredSession, expectedVersion: number | null): Promise<SaveResult> {
     assertStorageKey(key);
     if (!Number.isFinite(record.createdAt) || !Number.isFinite(record.expiresAt)) {
       throw new TypeError(`Invalid record: createdAt and expiresAt must be finite numbers`);
     }
+    const json = storableJson(record.data);
+    const now = this.#now();
     let rows: Row[];
-    if (record.expiresAt <= this.#now()) {
-      rows = expectedVersion === null
-        ? await this.#run(this.#sql.createExpired, [key])
-        : await this.#run(this.#sql.updateExpired, [key, expectedVersion]);
-      return rows.length > 0;
+    try {
+      if (record.expiresAt <= now) {
+        rows = expectedVersion === null
+          ? await this.#run(this.#sql.createExpired, [key, now])
+          : await this.#run(this.#sql.updateExpired, [key, now, expectedVersion]);
+      } else {
+        const params = [key, json, record.version, record.createdAt, record.expiresAt, now];
+        rows = expectedVersion === null
+          ? await this.#run(this.#sql.create, params)
+          : await this.#run(this.#sql.update, [...params, expectedVersion]);
+      }
+    } catch (error) {
+      if (!isDataError(error)) throw error;
+      throw new SessionDataError(
+        `Session data cannot be stored in PostgreSQL: ${(error as Error).message}`,
+        { cause: error },
+      );
     }
-    const json = JSON.stringify(record.data);
-    if (NUL.test(json)) {
-      throw new TypeError("Invalid session data: PostgreSQL jsonb cannot hold the character U+0000");
+    const [row] = rows;
+    if (row === undefined) {
+      // Refused with nothing live found: the update's row is gone or expired. A create that
+      // found nothing lost to a row its statement could not see (inserted meanwhile).
+      return expectedVersion === null ? false : { current: null };
     }
-    const params = [key, json, record.version, record.createdAt, record.expiresAt];
-    rows = expectedVersion === null
-      ? await this.#run(this.#sql.create, params)
-      : await this.#run(this.#sql.update, [...params, expectedVersion]);
-    return rows.length > 0;
+    if (Number(column(row, "ok", 0)) === 1) return true;
+    const current = this.#record(key, row, 1);
+    if (current === null || current.version === expectedVersion) return false;
+    return { current };
   }
 
   /**
@@ -363,7 +508,7 @@ export class PostgresStore implements SessionStore {
 
   /**
    * Moves a live record's `expires_at` with one `UPDATE`, without rewriting its data or
-   * version; does nothing when it is missing or expired.
+   * version; does nothing when it is missing or expired by the `now` clock.
    *
    * @param key The storage key.
    * @param expiresAt The new expiry, in milliseconds since the epoch.
@@ -374,28 +519,50 @@ export class PostgresStore implements SessionStore {
     if (!Number.isFinite(expiresAt)) {
       throw new TypeError(`Invalid expiresAt: "${expiresAt}" is not a finite number`);
     }
-    await this.#run(this.#sql.touch, [key, expiresAt]);
+    await this.#run(this.#sql.touch, [key, expiresAt, this.#now()]);
   }
 
   /**
-   * Deletes every expired row in one statement.
+   * Deletes, in one statement, every row expired by the `now` clock (`expires_at <= now()`).
    *
    * @returns How many rows were removed.
    * @throws Driver errors pass through.
    */
   async cleanup(): Promise<number> {
-    const [row] = await this.#run(this.#sql.cleanup, []);
+    const [row] = await this.#run(this.#sql.cleanup, [this.#now()]);
     return Number(row === undefined ? 0 : column(row, "removed", 0));
   }
 
   /**
-   * Counts the live rows.
+   * Counts the rows live by the `now` clock (`expires_at > now()`), the same rule `load` uses.
    *
    * @returns How many sessions have not expired.
    * @throws Driver errors pass through.
    */
   async count(): Promise<number> {
-    const [row] = await this.#run(this.#sql.count, []);
+    const [row] = await this.#run(this.#sql.count, [this.#now()]);
     return Number(row === undefined ? 0 : column(row, "live", 0));
+  }
+
+  // A record from the columns data, version, created_at, expires_at starting at `first` (for
+  // clients that return rows as arrays).
+  #record(key: string, row: Row, first: number): StoredSession | null {
+    let data = column(row, "data", first);
+    if (typeof data === "string") {
+      // A client configured not to parse jsonb.
+      try {
+        data = JSON.parse(data);
+      } catch { /* reported below */ }
+    }
+    const record = toStoredSession({
+      data,
+      version: Number(column(row, "version", first + 1)),
+      createdAt: Number(column(row, "created_at", first + 2)),
+      expiresAt: Number(column(row, "expires_at", first + 3)),
+    });
+    if (record === null) {
+      this.#onCorrupt(key, new TypeError(`Corrupt session row: not a well-formed record for id "${key}"`));
+    }
+    return record;
   }
 }

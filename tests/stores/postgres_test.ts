@@ -7,13 +7,24 @@ import pg from "pg";
 import postgres from "postgres";
 import { neon, neonConfig, Pool as NeonPool } from "@neondatabase/serverless";
 import { WebSocket } from "ws";
+import { createServer } from "node:net";
 import { PostgresStore, type SqlLike } from "../../src/stores/postgres.ts";
-import type { StoredSession } from "../../src/store.ts";
+import { SessionDataError, StoreUnavailableError } from "../../src/errors.ts";
+import type { SaveResult } from "../../src/store.ts";
 import { storeSuite } from "../conformance/store_suite.ts";
 import { assertRoundTrips } from "../conformance/round_trips.ts";
 import { sessionSuite } from "../conformance/session_suite.ts";
-import { randomKey } from "../conformance/util.ts";
+import { randomKey, sleep } from "../conformance/util.ts";
 import { type NeonBridge, startNeonBridge } from "../bridges/neon.ts";
+import {
+  NUMBERS,
+  raceOfCreates,
+  raceOfReportedConflicts,
+  record,
+  STORABLE,
+  storeThroughSession,
+  UNSTORABLE,
+} from "./remote_cases.ts";
 
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const RUN = crypto.randomUUID().slice(0, 8);
@@ -65,9 +76,10 @@ const clients: [string, () => Connection | Promise<Connection>][] = [
   }],
 ];
 
-function record(data: Record<string, unknown>, version = 1, ttl = 60_000): StoredSession {
-  const now = Date.now();
-  return { data, version, createdAt: now, expiresAt: now + ttl };
+// The verb of a statement: its first word, or for `WITH name AS (VERB ...` the first CTE's verb.
+function verbOf(text: string): string {
+  const cte = /^\s*WITH\s+\w+\s+AS\s+\(\s*(\w+)/i.exec(text);
+  return (cte ? cte[1]! : text.trimStart().split(/\s/)[0]!).toUpperCase();
 }
 
 // Wraps a client so that every statement the store runs through it is recorded by its verb.
@@ -78,12 +90,34 @@ function recording(client: SqlLike): { client: SqlLike; sent: string[] } {
       const value = Reflect.get(target, property, receiver);
       if ((property !== "query" && property !== "unsafe") || typeof value !== "function") return value;
       return (...args: unknown[]) => {
-        sent.push(String(args[0]).trimStart().split(/\s/)[0]!.toUpperCase());
+        sent.push(verbOf(String(args[0])));
         return Reflect.apply(value, target, args);
       };
     },
   });
   return { client: proxy as SqlLike, sent };
+}
+
+// Waits until a statement on `table` is blocked on a lock (bounded: 10 s).
+async function blockedOn(table: string): Promise<void> {
+  for (let i = 0; i < 1_000; i++) {
+    const { rows } = await admin.query(
+      `SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1`,
+      [`%"${table}"%`],
+    );
+    if (rows.length > 0) return;
+    await sleep(10);
+  }
+  assert.fail(`no statement on "${table}" waited for a lock`);
+}
+
+// A port nothing listens on: connecting to it is a real refused connection.
+async function deadPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
 }
 
 const SECRET = "round trip test secret, at least 32 characters";
@@ -94,6 +128,7 @@ for (const [label, connect] of clients) {
 
   let suiteConnection: Connection;
   storeSuite(`PostgresStore over ${label}`, {
+    reportsCurrent: true,
     open: async () => {
       suiteConnection = await connect();
       const store = new PostgresStore({ client: suiteConnection.client, table });
@@ -185,7 +220,7 @@ for (const [label, connect] of clients) {
         [key],
       );
       assert.equal(await store.load(key), null);
-      assert.equal(await store.save(key, record({ a: 2 }, 5), 4), false);
+      assert.deepEqual(await store.save(key, record({ a: 2 }, 5), 4), { current: null });
       await store.touch(key, Date.now() + 60_000);
       assert.equal(await store.load(key), null);
       assert.equal(await store.save(key, record({ fresh: true }), null), true);
@@ -196,20 +231,22 @@ for (const [label, connect] of clients) {
 
     it("an already expired save deletes the row at the expected version and is done", async () => {
       const key = randomKey();
-      await store.save(key, record({ a: 1 }), null);
+      const live = record({ a: 1 });
+      await store.save(key, live, null);
       const expired = {
         data: { a: 2 },
         version: 2,
         createdAt: Date.now() - 10_000,
         expiresAt: Date.now() - 1,
       };
-      assert.equal(await store.save(key, expired, 7), false);
-      assert.equal(await store.save(key, expired, null), false);
+      assert.deepEqual(await store.save(key, expired, 7), { current: live });
+      assert.deepEqual(await store.save(key, expired, null), { current: live });
       assert.ok(await store.load(key));
       assert.equal(await store.save(key, expired, 1), true);
       const { rows } = await admin.query(`SELECT 1 FROM "${own}" WHERE id = $1`, [key]);
       assert.equal(rows.length, 0);
       assert.equal(await store.save(key, expired, null), true);
+      assert.deepEqual(await store.save(key, expired, 1), { current: null });
     });
 
     it("touch moves expires_at only", async () => {
@@ -231,13 +268,192 @@ for (const [label, connect] of clients) {
       assert.ok(corrupt[0]![1] instanceof TypeError);
     });
 
-    it("refuses data holding U+0000 before the database, and keeps a literal backslash-u0000", async () => {
+    it("refuses every lone surrogate and U+0000 with SessionDataError naming where, sending nothing", async () => {
+      const { client, sent } = recording(connection.client);
+      const counted = new PostgresStore({ client, table: own });
       const key = randomKey();
-      await assert.rejects(store.save(key, record({ bad: "a\u0000b" }), null), TypeError);
-      await assert.rejects(store.save(key, record({ ["k\u0000"]: 1 }), null), TypeError);
-      assert.equal(await store.load(key), null);
-      assert.equal(await store.save(key, record({ fine: "\\u0000 is text" }), null), true);
-      assert.equal((await store.load(key))?.data.fine, "\\u0000 is text");
+      const kept = record({ kept: true });
+      assert.equal(await counted.save(key, kept, null), true);
+      sent.length = 0;
+      for (const [label, data, place] of UNSTORABLE) {
+        for (const [expected, version] of [[null, 1], [1, 2]] as const) {
+          const error = await counted.save(randomKey(), record(data, version), expected).then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+          assert.ok(error instanceof SessionDataError, `${label}: ${error}`);
+          assert.ok(error.message.includes(place), `${label}: ${error.message}`);
+        }
+        await assert.rejects(counted.save(key, record(data, 2), 1), SessionDataError, label);
+      }
+      assert.deepEqual(sent, []);
+      assert.deepEqual(await store.load(key), kept);
+    });
+
+    it("keeps the valid neighbours of what it refuses, and numbers, exactly", async () => {
+      for (const [label, data] of [["neighbours", STORABLE], ["numbers", NUMBERS]] as const) {
+        const key = randomKey();
+        const saved = record(data);
+        assert.equal(await store.save(key, saved, null), true, label);
+        assert.deepEqual(await store.load(key), saved, label);
+        assert.deepEqual(await store.save(key, record({}, 3), 2), { current: saved }, label);
+      }
+    });
+
+    it("refuses data JSON cannot write with SessionDataError, sending nothing", async () => {
+      const { client, sent } = recording(connection.client);
+      const counted = new PostgresStore({ client, table: own });
+      const cycle: Record<string, unknown> = {};
+      cycle.self = cycle;
+      for (const data of [{ big: 1n }, cycle, [] as unknown as Record<string, unknown>]) {
+        await assert.rejects(counted.save(randomKey(), record(data), null), SessionDataError);
+      }
+      assert.deepEqual(sent, []);
+    });
+
+    it("reports values PostgreSQL itself refuses as SessionDataError, writing nothing", async () => {
+      const key = randomKey();
+      const kept = record({ kept: true });
+      await store.save(key, kept, null);
+      const beyond = 2 ** 31; // past integer
+      const farFuture = 10 ** 16; // past timestamptz (year 294276)
+      const cases: [string, () => Promise<SaveResult>][] = [
+        ["a version past integer", () => store.save(randomKey(), record({}, beyond), null)],
+        ["an update to a version past integer", () => store.save(key, record({}, beyond), 1)],
+        [
+          "an expiry past timestamptz",
+          () => store.save(randomKey(), { ...record({}), expiresAt: farFuture }, null),
+        ],
+      ];
+      for (const [label, save] of cases) {
+        const error = await save().then(() => undefined, (e: unknown) => e);
+        assert.ok(error instanceof SessionDataError, `${label}: ${error}`);
+        assert.ok(typeof (error.cause as { code?: unknown }).code === "string", label);
+      }
+      assert.deepEqual(await store.load(key), kept);
+    });
+
+    it("lets one clock decide expiry: the store's, 10 minutes ahead of or behind the database's", async () => {
+      for (const skew of [10 * 60_000, -10 * 60_000]) {
+        const table = `${own}_clock`;
+        let now = Date.now() + skew;
+        const clocked = new PostgresStore({ client: connection.client, table, now: () => now });
+        await clocked.migrate();
+        const key = randomKey();
+        const first = record({ a: 1 }, 1, 60_000, now);
+        assert.equal(await clocked.save(key, first, null), true);
+        assert.equal(await clocked.count(), 1);
+
+        now = first.expiresAt - 1; // its last live millisecond
+        assert.deepEqual(await clocked.load(key), first);
+        assert.equal(await clocked.count(), 1);
+        assert.equal(await clocked.cleanup(), 0);
+        assert.deepEqual(await clocked.save(key, record({ a: 2 }, 1, 60_000, now), null), { current: first });
+        const second = record({ a: 2 }, 2, 60_000, now);
+        assert.equal(await clocked.save(key, second, 1), true);
+        await clocked.touch(key, second.expiresAt + 1);
+        const touched = { ...second, expiresAt: second.expiresAt + 1 };
+        assert.deepEqual(await clocked.load(key), touched);
+
+        now = touched.expiresAt; // expired by the store's clock, whatever the database's says
+        assert.equal(await clocked.load(key), null);
+        assert.equal(await clocked.count(), 0);
+        assert.deepEqual(await clocked.save(key, record({ a: 3 }, 3, 60_000, now), 2), { current: null });
+        await clocked.touch(key, now + 60_000); // never revives it
+        now = touched.expiresAt - 1;
+        assert.deepEqual(await clocked.load(key), touched);
+        now = touched.expiresAt;
+        assert.equal(await clocked.cleanup(), 1);
+        assert.equal((await admin.query(`SELECT 1 FROM "${table}"`)).rows.length, 0);
+
+        // An expired row is replaced by a create as if absent.
+        const stale = record({ stale: true }, 4, 1, now);
+        assert.equal(await clocked.save(key, stale, null), true);
+        now = stale.expiresAt;
+        const fresh = record({ fresh: true }, 1, 60_000, now);
+        assert.equal(await clocked.save(key, fresh, null), true);
+        assert.deepEqual(await clocked.load(key), fresh);
+        await admin.query(`DROP TABLE "${table}"`);
+      }
+    });
+
+    it("reports the row as it stands after waiting for a concurrent writer, never the statement's snapshot", async () => {
+      const holder = await admin.connect();
+      try {
+        // An update commits a new version while the save waits for its row lock.
+        const key = randomKey();
+        const first = record({ n: 1 });
+        await store.save(key, first, null);
+        const second = record({ n: 2 }, 2);
+        await holder.query("BEGIN");
+        await holder.query(
+          `UPDATE "${own}" SET data = $2, version = 2, created_at = to_timestamp($3::float8 / 1000),
+           expires_at = to_timestamp($4::float8 / 1000) WHERE id = $1`,
+          [key, second.data, second.createdAt, second.expiresAt],
+        );
+        let saving = store.save(key, record({ n: 9 }, 2), 1);
+        await blockedOn(own);
+        await holder.query("COMMIT");
+        assert.deepEqual(await saving, { current: second });
+
+        // A version the save names, committed while it waits: refused (its snapshot decided),
+        // and the row it then finds carries the version it expected, so nothing is reported.
+        await holder.query("BEGIN");
+        await holder.query(`UPDATE "${own}" SET version = 3 WHERE id = $1`, [key]);
+        saving = store.save(key, record({ n: 9 }, 4), 3);
+        await blockedOn(own);
+        await holder.query("COMMIT");
+        assert.equal(await saving, false);
+
+        // A delete committed while the save waits: the record is gone.
+        await holder.query("BEGIN");
+        await holder.query(`DELETE FROM "${own}" WHERE id = $1`, [key]);
+        saving = store.save(key, record({ n: 9 }, 4), 3);
+        await blockedOn(own);
+        await holder.query("COMMIT");
+        assert.deepEqual(await saving, { current: null });
+
+        // A create committed while another create waits: refused; the row is newer than the
+        // waiting statement can see, so it answers false, never "absent".
+        const created = randomKey();
+        const winner = record({ winner: true });
+        await holder.query("BEGIN");
+        await holder.query(
+          `INSERT INTO "${own}" VALUES ($1, $2, 1, to_timestamp($3::float8 / 1000), to_timestamp($4::float8 / 1000))`,
+          [created, winner.data, winner.createdAt, winner.expiresAt],
+        );
+        saving = store.save(created, record({ winner: false }), null);
+        await blockedOn(own);
+        await holder.query("COMMIT");
+        assert.equal(await saving, false);
+        assert.deepEqual(await store.load(created), winner);
+      } finally {
+        await holder.query("ROLLBACK").catch(() => {});
+        holder.release();
+      }
+    });
+
+    it("reports, to each of 20 racing writers, a record newer than the one it expected", async () => {
+      const refusals = await raceOfReportedConflicts(store, randomKey());
+      assert.ok(refusals > 0, "no writer was refused");
+      await raceOfCreates(store, randomKey(), true);
+    });
+
+    it("answers a data error with SessionDataError (500) through withSession, writing nothing", async () => {
+      const table = `${own.slice(0, -"_own".length)}_data`;
+      const isolated = new PostgresStore({ client: connection.client, table });
+      await isolated.migrate();
+      for (const value of ["\ud800", { nested: ["\udc00\ud800"] }, "a\u0000b"]) {
+        const { status, errors } = await storeThroughSession(isolated, value);
+        assert.equal(status, 500);
+        assert.equal(errors.length, 1);
+        assert.ok(errors[0] instanceof SessionDataError, String(errors[0]));
+      }
+      assert.equal((await admin.query(`SELECT 1 FROM "${table}"`)).rows.length, 0);
+      const { status, readBack } = await storeThroughSession(isolated, "\ud83d\ude00 fine");
+      assert.equal(status, 200);
+      assert.equal(JSON.parse(readBack!), "\ud83d\ude00 fine");
+      await admin.query(`DROP TABLE "${table}"`);
     });
 
     it("costs one SELECT per request that reads a valid session, one statement per changed request, nothing else", async () => {
@@ -271,6 +487,19 @@ describe("PostgresStore over Neon", () => {
   });
 });
 
+describe("PostgresStore through withSession when PostgreSQL cannot be reached", () => {
+  it("answers 503 with StoreUnavailableError", async () => {
+    const client = new pg.Pool({ host: "127.0.0.1", port: await deadPort(), user: "postgres" });
+    try {
+      const { status, errors } = await storeThroughSession(new PostgresStore({ client }), "fine");
+      assert.equal(status, 503);
+      assert.ok(errors.length > 0 && errors.every((error) => error instanceof StoreUnavailableError));
+    } finally {
+      await client.end();
+    }
+  });
+});
+
 describe("PostgresStore result shapes", () => {
   const table = `websession_test_${RUN}_shapes`;
   after(async () => {
@@ -286,6 +515,10 @@ describe("PostgresStore result shapes", () => {
     assert.deepEqual(await store.load(key), saved);
     assert.equal(await store.save(key, { ...saved, version: 2 }, 1), true);
     assert.equal((await store.load(key))?.version, 2);
+    assert.deepEqual(await store.save(key, { ...saved, version: 3 }, 1), {
+      current: { ...saved, version: 2 },
+    });
+    assert.deepEqual(await store.save(key, saved, null), { current: { ...saved, version: 2 } });
     assert.ok((await store.count()) >= 1);
     assert.equal(typeof (await store.cleanup()), "number");
   }
@@ -321,6 +554,7 @@ describe("PostgresStore tables", () => {
     }
     assert.throws(() => new PostgresStore({ client: {} as SqlLike }), TypeError);
     assert.throws(() => new PostgresStore({ client: null as unknown as SqlLike }), TypeError);
+    assert.throws(() => new PostgresStore({ client: admin, now: 5 as unknown as () => number }), TypeError);
   });
 
   it("works in a schema-qualified table", async () => {

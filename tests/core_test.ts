@@ -590,7 +590,7 @@ describe("insecure cookie warning", () => {
     await handler(new Request("http://localhost:8000/"));
     await handler(new Request("http://127.0.0.1:8000/"));
     await handler(new Request("http://shop.example/", { headers: { "x-forwarded-proto": "https" } }));
-    assert.deepEqual(warnings, [], "https, localhost and a TLS-terminating proxy are fine");
+    assert.equal(warnings.length, 0, "https, localhost and a TLS-terminating proxy are fine");
     await handler(new Request("http://shop.example/"));
     await handler(new Request("http://shop.example/"));
     assert.equal(warnings.length, 1, "said once");

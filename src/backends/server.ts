@@ -142,6 +142,7 @@ async function commit(h: Handle): Promise<CommitResult> {
           policy: o.conflict,
           canRerun: h.canRerun && !h.responded,
           expiresAt: extended ?? h.expiresAt,
+          userKey: o.userKey,
           hook: o.onEvent,
           request: h.request,
         },
@@ -251,11 +252,11 @@ async function commit(h: Handle): Promise<CommitResult> {
     h.minted = undefined;
     const record: StoredSession = { data: stateData(h), version: 1, createdAt: h.createdAt, expiresAt };
     let result;
+    const index = indexOf(record.data, o.userKey);
     try {
       result = await (o.onEvent === undefined
-        ? store.save(issued.key, record, null)
-        : timed(o.onEvent, h.request, "save", () =>
-          store.save(issued.key, record, null)));
+        ? store.save(issued.key, record, null, index)
+        : timed(o.onEvent, h.request, "save", () => store.save(issued.key, record, null, index)));
     } catch (error) {
       return storeError("save", error);
     }

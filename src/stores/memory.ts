@@ -7,6 +7,7 @@ import { SessionDataError } from "../errors.ts";
 import {
   assertStorageKey,
   type SaveConflict,
+  type SaveIndex,
   type SaveResult,
   type SessionStore,
   type StoreCapabilities,
@@ -86,8 +87,12 @@ export interface MemoryStoreOptions {
  */
 export class MemoryStore implements SessionStore {
   /** Compare-and-set: yes (single-threaded `Map`). Native expiry: no; see the class notes. */
-  readonly capabilities: StoreCapabilities = { compareAndSet: true, ttl: false };
+  readonly capabilities: StoreCapabilities = { compareAndSet: true, ttl: false, locks: true, users: true };
   #records = new Map<string, Entry>();
+  /** Leases (`lock`): owner and expiry by key, apart from the records. */
+  #leases = new Map<string, { owner: string; until: number }>();
+  /** Storage keys by user id; pruned of keys whose records are gone when listed. */
+  #users = new Map<string, Set<string>>();
   #max: number;
   #now: () => number;
   /** Where the rolling expiry pass stands; a new pass starts when it is done. */
@@ -144,9 +149,20 @@ export class MemoryStore implements SessionStore {
    * @throws {SessionDataError} When `record.data` is not a JSON object `JSON.stringify` can
    *   write (a `BigInt`, a cycle); nothing is written.
    */
-  save(key: string, record: StoredSession, expectedVersion: number | null): Promise<SaveResult> {
+  save(
+    key: string,
+    record: StoredSession,
+    expectedVersion: number | null,
+    index?: SaveIndex,
+  ): Promise<SaveResult> {
     try {
-      return Promise.resolve(this.#save(key, record, expectedVersion));
+      const result = this.#save(key, record, expectedVersion);
+      if (result === true && index !== undefined) {
+        let keys = this.#users.get(index.user);
+        if (keys === undefined) this.#users.set(index.user, keys = new Set());
+        keys.add(key);
+      }
+      return Promise.resolve(result);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -204,6 +220,39 @@ export class MemoryStore implements SessionStore {
     return Promise.resolve();
   }
 
+  /**
+   * Takes the lease named `key` for `owner` for `ttlMs` milliseconds; `false` while another
+   * owner holds a live one.
+   */
+  lock(key: string, owner: string, ttlMs: number): Promise<boolean> {
+    try {
+      assertStorageKey(key);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const now = this.#now();
+    const held = this.#leases.get(key);
+    if (held !== undefined && held.owner !== owner && held.until > now) return Promise.resolve(false);
+    this.#leases.set(key, { owner, until: now + ttlMs });
+    return Promise.resolve(true);
+  }
+
+  /** Releases the lease named `key` if `owner` holds it. */
+  unlock(key: string, owner: string): Promise<void> {
+    if (this.#leases.get(key)?.owner === owner) this.#leases.delete(key);
+    return Promise.resolve();
+  }
+
+  /** The storage keys saved with `user` in their index (keys whose records are gone are dropped). */
+  keysOfUser(user: string): Promise<string[]> {
+    const keys = this.#users.get(user);
+    if (keys === undefined) return Promise.resolve([]);
+    const now = this.#now();
+    for (const key of keys) if (this.#entry(key, now) === undefined) keys.delete(key);
+    if (keys.size === 0) this.#users.delete(user);
+    return Promise.resolve([...keys]);
+  }
+
   /** Drops every expired record now; returns how many. */
   cleanup(): Promise<number> {
     return Promise.resolve(this.#sweepAll());
@@ -232,6 +281,7 @@ export class MemoryStore implements SessionStore {
   #sweepAll(): number {
     const now = this.#now();
     let removed = 0;
+    for (const [key, lease] of this.#leases) if (lease.until <= now) this.#leases.delete(key);
     for (const [key, entry] of this.#records) {
       if (entry.expiresAt <= now) {
         this.#records.delete(key);

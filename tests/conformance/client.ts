@@ -87,10 +87,10 @@ export function counted(inner: SessionStore): Counted {
       fail();
       return await (minVersion === undefined ? inner.load(key) : inner.load(key, minVersion));
     },
-    async save(key, record, expected) {
+    async save(key, record, expected, index) {
       calls.save++;
       fail();
-      return await inner.save(key, record, expected);
+      return await (index === undefined ? inner.save(key, record, expected) : inner.save(key, record, expected, index));
     },
     async destroy(key) {
       calls.destroy++;
@@ -102,6 +102,23 @@ export function counted(inner: SessionStore): Counted {
         calls.touch++;
         fail();
         return await inner.touch!(key, expiresAt);
+      },
+    }),
+    // Leases and the per-user index pass through uncounted.
+    ...(inner.lock && inner.unlock && {
+      async lock(key: string, owner: string, ttlMs: number) {
+        fail();
+        return await inner.lock!(key, owner, ttlMs);
+      },
+      async unlock(key: string, owner: string) {
+        fail();
+        return await inner.unlock!(key, owner);
+      },
+    }),
+    ...(inner.keysOfUser && {
+      async keysOfUser(user: string) {
+        fail();
+        return await inner.keysOfUser!(user);
       },
     }),
   };

@@ -15,10 +15,20 @@ import { SessionError, StoreUnavailableError } from "./errors.ts";
 import type { ConflictPolicy } from "./options.ts";
 import { joinData, observationsHold, replay, type SessionState } from "./session.ts";
 import { emit, type EventHook, timed } from "./events.ts";
-import { ENDED_KEY, isEnded, type SaveIndex, type SessionData, type SessionStore, type StoredSession } from "./store.ts";
+import { ENDED_AT_KEY, ENDED_KEY, isEnded, type SaveIndex, type SessionData, type SessionStore, type StoredSession } from "./store.ts";
 
 /** How long at least the tombstone of an ended session outlives the end, in milliseconds. */
 export const TOMBSTONE_MS = 60_000;
+
+/**
+ * For how long after a session ended, in milliseconds, a request that still carries its cookie
+ * is taken for one that was in flight at the time: served a fresh, empty session that may not
+ * change anything or send a cookie (the browser may already hold the new one). Later, the
+ * browser evidently never got a newer cookie (a lost response, a second browser holding a
+ * stolen copy): the old cookie then counts as unknown, and a new session may start, so nobody
+ * is locked out.
+ */
+export const ENDED_GRACE_MS = 60_000;
 
 /** What one commit asks of the record it is attached to. */
 export interface Pending {
@@ -96,6 +106,11 @@ export function decide(p: Pending, changed: boolean, loaded: SessionData, now: S
     default:
       return "refuse";
   }
+}
+
+/** Whether a session ended at `at` (ms) ended recently enough for a request to be in flight. */
+export function inGrace(at: number | undefined, now: number): boolean {
+  return at !== undefined && now - at < ENDED_GRACE_MS;
 }
 
 /** Full-jitter exponential backoff, its ceiling growing with the contention seen on the key. */
@@ -305,7 +320,7 @@ async function runBatch(
     const record: StoredSession = ender === undefined
       ? { data: working!, version: current!.version + 1, createdAt: current!.createdAt, expiresAt }
       : {
-        data: { [ENDED_KEY]: true },
+        data: { [ENDED_KEY]: true, [ENDED_AT_KEY]: at },
         version: current!.version + 1,
         createdAt: current!.createdAt,
         expiresAt: Math.max(expiresAt, at + TOMBSTONE_MS),

@@ -174,6 +174,28 @@ export type SaveResult = boolean | SaveConflict;
  */
 export const ENDED_KEY = "__ended";
 
+/** The tombstone's data key holding when the session ended (ms since the epoch, the app's clock). */
+export const ENDED_AT_KEY = "__endedAt";
+
+/**
+ * When a tombstone says its session ended (ms since the epoch), if it says.
+ *
+ * @param record A tombstone.
+ * @returns The time, or `undefined`.
+ * @example
+ * ```ts
+ * import { ENDED_AT_KEY, ENDED_KEY, endedAt } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * const data = { [ENDED_KEY]: true, [ENDED_AT_KEY]: 1_700_000_000_000 };
+ * assert.equal(endedAt({ data, version: 2, createdAt: 0, expiresAt: 1 }), 1_700_000_000_000);
+ * ```
+ */
+export function endedAt(record: StoredSession): number | undefined {
+  const at = (record.data as Record<string, unknown>)[ENDED_AT_KEY];
+  return typeof at === "number" && Number.isFinite(at) ? at : undefined;
+}
+
 /**
  * Tells whether a stored record is the tombstone of an ended session.
  *
@@ -326,7 +348,7 @@ export interface SealedCookie {
  *
  * @example
  * ```ts
- * import type { OpenedSession } from "websession/store-kit";
+ * import type { InvalidSeal, OpenedSession } from "websession/store-kit";
  * import { CookieStore } from "websession/cookie";
  * import assert from "node:assert/strict";
  *
@@ -343,10 +365,13 @@ export interface SealedCookie {
  *
  * // After a rotation the old secret still opens the cookie, which is marked stale for re-sealing.
  * const rotated = new CookieStore({ secrets: [newSecret, oldSecret] });
- * const opened: OpenedSession | null = await rotated.open((name) => jar.get(name), "session");
- * assert.equal(opened?.id, "some-session-id");
- * assert.deepEqual(opened?.record, record);
- * assert.equal(opened?.stale, true);
+ * const result: OpenedSession | InvalidSeal | null = await rotated.open((name) => jar.get(name), "session");
+ * // `null`: no session cookie; `{ invalid }`: a cookie that cannot be used; otherwise the session.
+ * assert.ok(result !== null && !("invalid" in result), "the cookie opens");
+ * const opened: OpenedSession = result;
+ * assert.equal(opened.id, "some-session-id");
+ * assert.deepEqual(opened.record, record);
+ * assert.equal(opened.stale, true);
  * ```
  */
 export interface OpenedSession {
@@ -382,6 +407,12 @@ export interface OpenedSession {
 export interface InvalidSeal {
   /** Why the cookies cannot be used. */
   invalid: "malformed" | "ended" | "superseded";
+  /**
+   * When the session was ended or superseded (ms since the epoch, the app's clock), if known.
+   * A cookie presented long after that is treated as unknown rather than in flight, so a
+   * browser that missed the newer cookie is not locked out.
+   */
+  at?: number;
   /** What the store found, for `onInvalidCookie` (an error, say). */
   detail?: unknown;
 }

@@ -16,7 +16,9 @@
  */
 export {
   assertStorageKey,
+  ENDED_AT_KEY,
   ENDED_KEY,
+  endedAt,
   isEnded,
   isSealedStore,
   parseStoredSession,

@@ -14,7 +14,7 @@ import { SessionConfigError } from "./errors.ts";
 import { optionsOf } from "./open_session.ts";
 import type { ResolvedOptions, SessionOptions } from "./options.ts";
 import { FLASH_KEY, kState, type Session } from "./session.ts";
-import { ENDED_KEY, isEnded, type SessionData, type SessionStore, type StoredSession } from "./store.ts";
+import { ENDED_AT_KEY, ENDED_KEY, isEnded, type SessionData, type SessionStore, type StoredSession } from "./store.ts";
 
 /**
  * One of a user's live sessions, as `listUserSessions` describes it. Times are milliseconds
@@ -216,7 +216,7 @@ async function end(scope: Scope, key: string, first: StoredSession): Promise<boo
     const now = o.now();
     if (!belongs(scope, record, now)) return false;
     const tombstone: StoredSession = {
-      data: { [ENDED_KEY]: true },
+      data: { [ENDED_KEY]: true, [ENDED_AT_KEY]: now },
       version: record.version + 1,
       createdAt: record.createdAt,
       expiresAt: Math.max(record.expiresAt, now + TOMBSTONE_MS),

@@ -22,7 +22,7 @@ import {
   isLive,
   setCookie,
 } from "../backend.ts";
-import { storeError } from "../conflict.ts";
+import { inGrace, storeError } from "../conflict.ts";
 import { SessionError, SessionStateError } from "../errors.ts";
 import { emit, timed } from "../events.ts";
 import { splitData, stateData } from "../session.ts";
@@ -71,8 +71,9 @@ async function open(h: Handle, source: CookieSource): Promise<void> {
       if (opened.invalid === "malformed") {
         invalid(h, "malformed", opened.detail);
       } else {
-        // Ended or superseded: the browser may hold a newer cookie already; never touch it.
-        h.endedElsewhere = true;
+        // Ended or superseded while this request was in flight: the browser may hold a newer
+        // cookie already; never touch it. Long after, it evidently missed the newer cookie.
+        if (opened.at === undefined || inGrace(opened.at, o.now())) h.endedElsewhere = true;
         invalid(h, opened.invalid, opened.detail);
       }
       continue;

@@ -22,12 +22,12 @@ import {
   policyConflict,
   setCookie,
 } from "../backend.ts";
-import { commitToRecord, indexOf, type Landed, storeError } from "../conflict.ts";
+import { commitToRecord, inGrace, indexOf, type Landed, storeError } from "../conflict.ts";
 import { SessionConflictError } from "../errors.ts";
 import { emit, timed } from "../events.ts";
 import { createSessionId } from "../id.ts";
 import { splitData, stateData } from "../session.ts";
-import { isEnded, type SessionStore, type StoredSession } from "../store.ts";
+import { endedAt, isEnded, type SessionStore, type StoredSession } from "../store.ts";
 
 /** The longest signed cookie value this library writes is 76 characters; allow slack. */
 const MAX_SIGNED_VALUE = 256;
@@ -72,7 +72,9 @@ async function open(h: Handle, source: CookieSource): Promise<void> {
     }
     const now = o.now();
     if (record !== null && isEnded(record) && record.expiresAt > now) {
-      h.endedElsewhere = true;
+      // Ended by another request: a request in flight at the time may change nothing and
+      // send no cookie; long after, the browser evidently missed the new cookie.
+      if (inGrace(endedAt(record), now)) h.endedElsewhere = true;
       invalid(h, "ended");
       continue;
     }

@@ -124,10 +124,23 @@ export class MemoryStore implements SessionStore {
   #entry(key: string, now: number): Entry | undefined {
     const entry = this.#records.get(key);
     if (entry !== undefined && entry.expiresAt <= now) {
-      this.#records.delete(key);
+      this.#drop(key, entry);
       return undefined;
     }
     return entry;
+  }
+
+  /** Removes a record and its place in the per-user index. */
+  #drop(key: string, entry: Entry | undefined): void {
+    this.#records.delete(key);
+    if (entry?.user !== undefined) this.#unindex(key, entry);
+  }
+
+  #unindex(key: string, entry: Entry): void {
+    const keys = this.#users.get(entry.user!);
+    if (keys === undefined) return;
+    keys.delete(key);
+    if (keys.size === 0) this.#users.delete(entry.user!);
   }
 
   /** Reads a record; `null` when missing or expired. The record is a fresh copy. */
@@ -156,19 +169,13 @@ export class MemoryStore implements SessionStore {
     index?: SaveIndex,
   ): Promise<SaveResult> {
     try {
-      const result = this.#save(key, record, expectedVersion);
-      if (result === true && index !== undefined) {
-        let keys = this.#users.get(index.user);
-        if (keys === undefined) this.#users.set(index.user, keys = new Set());
-        keys.add(key);
-      }
-      return Promise.resolve(result);
+      return Promise.resolve(this.#save(key, record, expectedVersion, index?.user));
     } catch (error) {
       return Promise.reject(error);
     }
   }
 
-  #save(key: string, record: StoredSession, expectedVersion: number | null): SaveResult {
+  #save(key: string, record: StoredSession, expectedVersion: number | null, user: string | undefined): SaveResult {
     assertStorageKey(key);
     const data = stringifyData(record.data);
     const now = this.#now();
@@ -178,10 +185,16 @@ export class MemoryStore implements SessionStore {
       return conflict;
     }
     if (record.expiresAt <= now) {
-      this.#records.delete(key);
+      this.#drop(key, current);
       return true;
     }
-    const entry = new Entry(data, record.version, record.createdAt, record.expiresAt);
+    if (current?.user !== undefined && current.user !== user) this.#unindex(key, current);
+    const entry = new Entry(data, record.version, record.createdAt, record.expiresAt, user);
+    if (user !== undefined) {
+      let keys = this.#users.get(user);
+      if (keys === undefined) this.#users.set(user, keys = new Set());
+      keys.add(key);
+    }
     if (current === undefined) this.#makeRoom();
     else if (this.#max !== Infinity) this.#records.delete(key); // bounded: most recently written last
     this.#records.set(key, entry);
@@ -196,7 +209,7 @@ export class MemoryStore implements SessionStore {
     } catch (error) {
       return Promise.reject(error);
     }
-    this.#records.delete(key);
+    this.#drop(key, this.#records.get(key));
     return Promise.resolve();
   }
 
@@ -233,6 +246,12 @@ export class MemoryStore implements SessionStore {
     const now = this.#now();
     const held = this.#leases.get(key);
     if (held !== undefined && held.owner !== owner && held.until > now) return Promise.resolve(false);
+    // Leases a crashed holder never released go as new ones are taken.
+    let checked = 0;
+    for (const [other, lease] of this.#leases) {
+      if (++checked > SWEEP_STEP) break;
+      if (lease.until <= now) this.#leases.delete(other);
+    }
     this.#leases.set(key, { owner, until: now + ttlMs });
     return Promise.resolve(true);
   }
@@ -274,7 +293,7 @@ export class MemoryStore implements SessionStore {
         return;
       }
       const [key, entry] = next.value;
-      if (entry.expiresAt <= now) this.#records.delete(key);
+      if (entry.expiresAt <= now) this.#drop(key, entry);
     }
   }
 
@@ -284,7 +303,7 @@ export class MemoryStore implements SessionStore {
     for (const [key, lease] of this.#leases) if (lease.until <= now) this.#leases.delete(key);
     for (const [key, entry] of this.#records) {
       if (entry.expiresAt <= now) {
-        this.#records.delete(key);
+        this.#drop(key, entry);
         removed++;
       }
     }
@@ -294,7 +313,7 @@ export class MemoryStore implements SessionStore {
   #makeRoom(): void {
     while (this.#records.size >= this.#max) {
       const oldest = this.#records.keys().next().value as string;
-      this.#records.delete(oldest);
+      this.#drop(oldest, this.#records.get(oldest));
     }
   }
 }
@@ -305,11 +324,14 @@ class Entry {
   readonly version: number;
   readonly createdAt: number;
   expiresAt: number;
-  constructor(data: string, version: number, createdAt: number, expiresAt: number) {
+  /** The user the record is indexed under, if any. */
+  user: string | undefined;
+  constructor(data: string, version: number, createdAt: number, expiresAt: number, user: string | undefined) {
     this.data = data;
     this.version = version;
     this.createdAt = createdAt;
     this.expiresAt = expiresAt;
+    this.user = user;
   }
 }
 

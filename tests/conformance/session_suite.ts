@@ -640,6 +640,22 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
       assert.equal(await client.text("/read"), "1", "still logged in with the data");
     });
 
+    it("lets a browser that missed the new cookie start over once the end is long past", async (t) => {
+      if (!cas()) return t.skip("store cannot compare-and-set");
+      let now = Date.now();
+      const { client } = await returning({ now: () => now });
+      const missed = client.clone(); // its login response never arrived
+      await client.text("/login?user=ada");
+      const inFlight = await missed.fetch("/count");
+      assert.equal(inFlight.status, 409, "just after the login: taken for a request in flight");
+      now += 61_000;
+      const later = await missed.fetch("/count");
+      assert.equal(later.status, 200, "a minute later: the old cookie is unknown, not locked out");
+      assert.match(later.headers.getSetCookie()[0] ?? "", /^session=[^;]+; /, "a new session with its own cookie");
+      assert.notEqual(missed.jar.get("session"), client.jar.get("session"));
+      assert.equal(await client.text("/read"), "1", "the logged-in browser keeps its session");
+    });
+
     it("keeps logout's goodbye flash when a slow request with the old cookie lands after it", async (t) => {
       if (!cas()) return t.skip("store cannot compare-and-set");
       const hold = gate();

@@ -4,7 +4,14 @@
 // each `crypto.subtle` operation that does work is a thread-pool job: the request waits for
 // another thread to pick it up).
 import { measure } from "mitata";
-import { CookieStore, createSessionId, getSession, MemoryStore, storageKeyOf, withSession } from "./websession.ts";
+import {
+  CookieStore,
+  createSessionId,
+  getSession,
+  MemoryStore,
+  storageKeyOf,
+  withSession,
+} from "./websession.ts";
 import { cookiePool } from "./inprocess.ts";
 import { SECRET, type Subject } from "./subjects.ts";
 

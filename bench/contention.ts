@@ -125,10 +125,20 @@ class CountingStore implements SessionStore {
 }
 
 function minus(a: Calls, b: Calls): Calls {
-  return { loads: a.loads - b.loads, saves: a.saves - b.saves, refused: a.refused - b.refused, other: a.other - b.other };
+  return {
+    loads: a.loads - b.loads,
+    saves: a.saves - b.saves,
+    refused: a.refused - b.refused,
+    other: a.other - b.other,
+  };
 }
 function plus(a: Calls, b: Calls): Calls {
-  return { loads: a.loads + b.loads, saves: a.saves + b.saves, refused: a.refused + b.refused, other: a.other + b.other };
+  return {
+    loads: a.loads + b.loads,
+    saves: a.saves + b.saves,
+    refused: a.refused + b.refused,
+    other: a.other + b.other,
+  };
 }
 const total = (c: Calls) => c.loads + c.saves + c.other;
 
@@ -227,9 +237,15 @@ const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 
 /** Every store and client of the table. */
-function setups(run: string, bridges: { upstash(): Promise<UpstashBridge>; neon(): Promise<NeonBridge> }): StoreSetup[] {
+function setups(
+  run: string,
+  bridges: { upstash(): Promise<UpstashBridge>; neon(): Promise<NeonBridge> },
+): StoreSetup[] {
   const admin = () => new IoRedis(REDIS_URL, { maxRetriesPerRequest: 1 });
-  const redis = (name: string, connect: () => Promise<{ client: RedisLike; close(): Promise<void> }>): StoreSetup => ({
+  const redis = (
+    name: string,
+    connect: () => Promise<{ client: RedisLike; close(): Promise<void> }>,
+  ): StoreSetup => ({
     name,
     async open() {
       const { client, close } = await connect();
@@ -250,7 +266,10 @@ function setups(run: string, bridges: { upstash(): Promise<UpstashBridge>; neon(
       };
     },
   });
-  const sql = (name: string, connect: () => Promise<{ client: SqlLike; close(): Promise<void> }>): StoreSetup => ({
+  const sql = (
+    name: string,
+    connect: () => Promise<{ client: SqlLike; close(): Promise<void> }>,
+  ): StoreSetup => ({
     name,
     async open() {
       const { client, close } = await connect();
@@ -269,7 +288,10 @@ function setups(run: string, bridges: { upstash(): Promise<UpstashBridge>; neon(
     },
   });
   return [
-    { name: "MemoryStore", open: () => Promise.resolve({ store: new MemoryStore(), close: () => Promise.resolve() }) },
+    {
+      name: "MemoryStore",
+      open: () => Promise.resolve({ store: new MemoryStore(), close: () => Promise.resolve() }),
+    },
     {
       name: "FileStore",
       async open() {
@@ -279,7 +301,7 @@ function setups(run: string, bridges: { upstash(): Promise<UpstashBridge>; neon(
     },
     redis("RedisStore (ioredis)", () => {
       const client = new IoRedis(REDIS_URL, { maxRetriesPerRequest: 1 });
-      return Promise.resolve({ client, close: async () => client.disconnect() });
+      return Promise.resolve({ client, close: () => Promise.resolve(client.disconnect()) });
     }),
     redis("RedisStore (node-redis)", async () => {
       const client = await createClient({ url: REDIS_URL }).connect();
@@ -296,7 +318,10 @@ function setups(run: string, bridges: { upstash(): Promise<UpstashBridge>; neon(
     }),
     sql("PostgresStore (postgres.js)", () => {
       const client = postgres(DATABASE_URL, { max: 10, onnotice: () => {} });
-      return Promise.resolve({ client: client as unknown as SqlLike, close: () => client.end({ timeout: 5 }) });
+      return Promise.resolve({
+        client: client as unknown as SqlLike,
+        close: () => client.end({ timeout: 5 }),
+      });
     }),
     sql("PostgresStore (Neon, WebSocket)", async () => {
       await bridges.neon();
@@ -349,7 +374,9 @@ export async function runContention(
   try {
     for (const setup of setups(run, bridges)) {
       if (options.only && !options.only.includes(setup.name)) continue;
-      const policies = setup.name === "MemoryStore" ? (["merge", "retry", "reject"] as const) : (["merge"] as const);
+      const policies = setup.name === "MemoryStore"
+        ? (["merge", "retry", "reject"] as const)
+        : (["merge"] as const);
       for (const policy of policies) {
         options.log(`  ${setup.name} ${policy}`);
         let opened: Awaited<ReturnType<StoreSetup["open"]>> | undefined;
@@ -359,7 +386,9 @@ export async function runContention(
         } catch (error) {
           const message = String((error as Error)?.message ?? error).slice(0, 300);
           options.log(`  ${setup.name} ${policy}: ${message}`);
-          rows.push({ store: setup.name, policy, writers: WRITERS, rounds: 0, error: message } as ContentionRow);
+          rows.push(
+            { store: setup.name, policy, writers: WRITERS, rounds: 0, error: message } as ContentionRow,
+          );
         } finally {
           await opened?.close().catch(() => {});
         }

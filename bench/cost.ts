@@ -94,7 +94,10 @@ class Child {
       if (!line.startsWith("{")) return; // a library's own console output
       this.#waiting.shift()?.(line);
     });
-    this.#process.stderr!.on("data", (chunk: Buffer) => void (this.#stderr = (this.#stderr + chunk).slice(-2000)));
+    this.#process.stderr!.on(
+      "data",
+      (chunk: Buffer) => void (this.#stderr = (this.#stderr + chunk).slice(-2000)),
+    );
     this.#exited = new Promise((resolve) => {
       this.#process.once("exit", (code) => {
         for (const waiter of this.#waiting.splice(0)) {
@@ -137,7 +140,9 @@ async function openAll(
   batchMs: number,
   errors: Map<string, string>,
 ): Promise<Child[]> {
-  const children = subjects.filter((name) => !errors.has(name)).map((name) => new Child(runtime, name, mode, batchMs));
+  const children = subjects.filter((name) => !errors.has(name)).map((name) =>
+    new Child(runtime, name, mode, batchMs)
+  );
   const opened: Child[] = [];
   await Promise.all(children.map(async (child) => {
     try {
@@ -164,7 +169,9 @@ async function prepare(
   const fail = (child: Child, error: unknown) =>
     errors.set(child.name, String((error as Error).message).slice(0, 300));
   const warmed = await Promise.all(
-    children.map((child) => child.ask({ op: "warm", ms: warmMs }).then(() => true, (error) => fail(child, error))),
+    children.map((child) =>
+      child.ask({ op: "warm", ms: warmMs }).then(() => true, (error) => fail(child, error))
+    ),
   );
   for (const [i, child] of children.entries()) {
     if (warmed[i] !== true) continue;
@@ -213,20 +220,33 @@ export async function runCost(options: {
       const children = await openAll(runtime, subjects, "cpu", options.batchMs, cost.errors);
       try {
         const sizes = await prepare(children, options.warmMs, cost.errors);
-        for (let round = 1; round <= options.rounds; round++) {
-          const live = children.filter((child) => sizes.has(child) && !cost.errors.has(child.name));
-          const shift = (round - 1 + (p - 1) * options.rounds) % Math.max(1, live.length);
-          const order = [...live.slice(shift), ...live.slice(0, shift)];
-          for (const scenario of COST_SCENARIOS) {
-            for (const child of order) {
-              if (cost.errors.has(child.name)) continue;
+        for (const scenario of COST_SCENARIOS) {
+          // One scenario at a time in every process: what a batch leaves behind (garbage not yet
+          // collected, background work) is then its own scenario's, paid by the next batch like
+          // it would be under a steady load. A first, unmeasured batch takes over from the last
+          // scenario's leftovers.
+          const live = () => children.filter((child) => sizes.has(child) && !cost.errors.has(child.name));
+          for (const child of live()) {
+            await child.ask({ op: "cpu", scenario, n: sizes.get(child)![scenario] }).catch((error) =>
+              cost.errors.set(child.name, `${scenario}: ${String((error as Error).message).slice(0, 300)}`)
+            );
+          }
+          for (let round = 1; round <= options.rounds; round++) {
+            const list = live();
+            const shift = (round - 1 + (p - 1) * options.rounds) % Math.max(1, list.length);
+            for (const child of [...list.slice(shift), ...list.slice(0, shift)]) {
               try {
                 const answer = await child.ask({ op: "cpu", scenario, n: sizes.get(child)![scenario] });
                 const bySubject = cost.cpu.get(child.name) ?? new Map<CostScenario, CpuSample[]>();
                 cost.cpu.set(child.name, bySubject);
-                const list = bySubject.get(scenario) ?? [];
-                bySubject.set(scenario, list);
-                list.push({ process: p, round, cpuUs: answer.cpuUs as number, wallUs: answer.wallUs as number });
+                const samples = bySubject.get(scenario) ?? [];
+                bySubject.set(scenario, samples);
+                samples.push({
+                  process: p,
+                  round,
+                  cpuUs: answer.cpuUs as number,
+                  wallUs: answer.wallUs as number,
+                });
               } catch (error) {
                 cost.errors.set(child.name, `${scenario}: ${String((error as Error).message).slice(0, 300)}`);
               }
@@ -246,8 +266,8 @@ export async function runCost(options: {
         const check = await children[0].ask({ op: "calibrate" }).catch(() => undefined);
         if (check) cost.calibration = { bytes: check.bytes as number, expected: check.expected as number };
       }
-      for (let round = 1; round <= options.allocRounds; round++) {
-        for (const scenario of COST_SCENARIOS) {
+      for (const scenario of COST_SCENARIOS) {
+        for (let round = 1; round <= options.allocRounds; round++) {
           for (const child of children) {
             if (cost.errors.has(child.name) || !sizes.has(child)) continue;
             try {
@@ -263,7 +283,10 @@ export async function runCost(options: {
               bySubject.set(scenario, list);
               list.push(answer.bytes as number);
             } catch (error) {
-              cost.errors.set(child.name, `allocation ${scenario}: ${String((error as Error).message).slice(0, 300)}`);
+              cost.errors.set(
+                child.name,
+                `allocation ${scenario}: ${String((error as Error).message).slice(0, 300)}`,
+              );
             }
           }
         }
@@ -284,7 +307,12 @@ export function median(values: number[]): number {
 }
 
 /** Median CPU (or wall) µs per request of a subject in a scenario. */
-export function cpuOf(cost: RuntimeCost, subject: string, scenario: CostScenario, field: "cpuUs" | "wallUs" = "cpuUs"): number {
+export function cpuOf(
+  cost: RuntimeCost,
+  subject: string,
+  scenario: CostScenario,
+  field: "cpuUs" | "wallUs" = "cpuUs",
+): number {
   return median((cost.cpu.get(subject)?.get(scenario) ?? []).map((s) => s[field]));
 }
 

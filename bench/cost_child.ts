@@ -69,7 +69,10 @@ async function open(): Promise<{ read: Handler; count: Handler; sets: boolean }>
   if (name === "websession, session never asked for") {
     // The wrapper alone: withSession around a handler that never calls getSession.
     const { MemoryStore, withSession } = await import("./websession.ts");
-    const wrapped = withSession((_req: Request) => new Response("ok"), { store: new MemoryStore(), secrets: SECRET });
+    const wrapped = withSession((_req: Request) => new Response("ok"), {
+      store: new MemoryStore(),
+      secrets: SECRET,
+    });
     return { read: wrapped, count: wrapped, sets: false };
   }
   if (name === "websession MemoryStore") {
@@ -152,7 +155,10 @@ const settle = async () => {
 };
 
 /** Bytes allocated per call of `body`, or NaN with the collections seen when one ran. */
-async function allocated(body: () => Promise<void> | void, n: number): Promise<{ bytes: number; gcs: number }> {
+async function allocated(
+  body: () => Promise<void> | void,
+  n: number,
+): Promise<{ bytes: number; gcs: number }> {
   await settle();
   const gcsBefore = gcs;
   const before = heap();
@@ -166,7 +172,9 @@ async function allocated(body: () => Promise<void> | void, n: number): Promise<{
 }
 
 let sink: unknown;
-async function handle(command: { op: string; scenario?: Scenario; n?: number; ms?: number }): Promise<unknown> {
+async function handle(
+  command: { op: string; scenario?: Scenario; n?: number; ms?: number },
+): Promise<unknown> {
   switch (command.op) {
     case "warm": {
       // By this process's own CPU time, not wall time: the children warm up side by side.

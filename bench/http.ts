@@ -19,7 +19,7 @@ import { command, ROOT, type RuntimeName, versionOf } from "./runtimes.ts";
 export type HttpMode = "bare" | "read" | "returning" | "react-router";
 
 export const HTTP_MODE_TITLES: Record<HttpMode, string> = {
-  bare: "bare server (`new Response(\"ok\")`)",
+  bare: 'bare server (`new Response("ok")`)',
   read: "websession, read-only visitor",
   returning: "websession, returning visitor",
   "react-router": "react-router memory storage, returning visitor",
@@ -126,7 +126,9 @@ async function start(runtime: RuntimeName, mode: HttpMode): Promise<Server> {
     if (pairs.length === 0 && mode !== "bare") throw new Error(`${runtime} ${mode} server set no cookie`);
     const cookie = pairs.length > 0
       ? pairs.join("; ")
-      : `session=${"A".repeat(22)}.${Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url")}`;
+      : `session=${"A".repeat(22)}.${
+        Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url")
+      }`;
     requests.push(requestFor(port, "/", cookie));
   }
   return { mode, port, control, child, requests };
@@ -147,7 +149,12 @@ async function cpuOf(server: Server): Promise<number> {
   return user + system;
 }
 
-async function measure(server: Server, round: number, seconds: number, rate: number | undefined): Promise<HttpLoad> {
+async function measure(
+  server: Server,
+  round: number,
+  seconds: number,
+  rate: number | undefined,
+): Promise<HttpLoad> {
   const before = await cpuOf(server);
   const result = await load({ port: server.port, requests: server.requests, seconds, rate });
   const cpu = (await cpuOf(server)) - before;
@@ -200,7 +207,9 @@ export async function runHttp(options: {
       for (const outcome of started) if (outcome.status === "fulfilled") servers.push(outcome.value);
       const failed = started.find((outcome) => outcome.status === "rejected");
       if (failed) throw failed.reason;
-      for (const server of servers) await load({ port: server.port, requests: server.requests, seconds: 1.5, rate: options.rate });
+      for (const server of servers) {
+        await load({ port: server.port, requests: server.requests, seconds: 1.5, rate: options.rate });
+      }
       const byMode = (mode: HttpMode) => servers.find((s) => s.mode === mode)!;
       for (let round = 1; round <= options.rounds; round++) {
         const shift = (round - 1) % fixedModes.length;

@@ -1,8 +1,8 @@
 // A small HTTP/1.1 load generator on raw keep-alive sockets, in two modes:
 //
 // - constant rate (open loop): requests are due at evenly spaced times, `rate` per second, and
-//   each goes out on the first idle connection; a request that finds none waits for one, and its
-//   latency counts from when it was due (no coordinated omission). autocannon's `overallRate` is
+//   each goes out on the first idle connection (a request that finds none waits for one). The
+//   generator wakes every millisecond or so and sends what has come due. autocannon's `overallRate` is
 //   not this: each connection sends its whole per-second quota back to back at the start of every
 //   second (`reqsMadeThisSecond` in its httpClient.js), which is a burst at saturation, then idle.
 // - closed loop (saturation): every connection sends its next request as soon as the previous
@@ -24,7 +24,7 @@ export interface LoadResult {
   sent: number;
   non2xx: number;
   errors: number;
-  /** Latency in milliseconds (from when the request was due, at a constant rate). */
+  /** Latency in milliseconds, from writing the request to reading the whole response. */
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
@@ -35,9 +35,9 @@ class Connection {
   #socket: Socket;
   #request: Buffer;
   #buffer: Buffer = Buffer.alloc(0);
-  #due = 0;
+  #sentAt = 0;
   busy = false;
-  onResponse: (status: number, dueAt: number) => void = () => {};
+  onResponse: (status: number, sentAt: number) => void = () => {};
   onError: (error: Error) => void = () => {};
 
   constructor(socket: Socket, request: Buffer) {
@@ -58,9 +58,9 @@ class Connection {
     });
   }
 
-  send(dueAt: number): void {
+  send(): void {
     this.busy = true;
-    this.#due = dueAt;
+    this.#sentAt = performance.now();
     this.#socket.write(this.#request);
   }
 
@@ -97,7 +97,7 @@ class Connection {
       }
       this.#buffer = this.#buffer.subarray(size);
       this.busy = false;
-      this.onResponse(status, this.#due);
+      this.onResponse(status, this.#sentAt);
     }
   }
 }
@@ -127,7 +127,9 @@ export async function load(options: {
   seconds: number;
   rate?: number;
 }): Promise<LoadResult> {
-  const connections = await Promise.all(options.requests.map((request) => Connection.open(options.port, request)));
+  const connections = await Promise.all(
+    options.requests.map((request) => Connection.open(options.port, request)),
+  );
   const latencies: number[] = [];
   let non2xx = 0;
   let errors = 0;
@@ -137,27 +139,28 @@ export async function load(options: {
   const stopAt = start + options.seconds * 1000;
   let stopped = false;
   const idle: Connection[] = [];
-  const backlog: number[] = []; // due times of requests waiting for a connection
+  let backlog = 0; // requests due but waiting for a connection
   let settle: () => void = () => {};
   const inFlight = () => connections.filter((c) => c.busy).length;
 
   for (const connection of connections) {
     connection.onError = () => void errors++;
-    connection.onResponse = (status, dueAt) => {
+    connection.onResponse = (status, sentAt) => {
       const now = performance.now();
       completed++;
-      latencies.push(now - dueAt);
+      latencies.push(now - sentAt);
       if (status < 200 || status > 299) non2xx++;
       if (options.rate === undefined) {
         if (!stopped && now < stopAt) {
           sent++;
-          connection.send(performance.now());
+          connection.send();
         } else if (inFlight() === 0) settle();
         return;
       }
-      const waiting = backlog.shift();
-      if (waiting !== undefined) connection.send(waiting);
-      else idle.push(connection);
+      if (backlog > 0) {
+        backlog--;
+        connection.send();
+      } else idle.push(connection);
       if (stopped && inFlight() === 0) settle();
     };
   }
@@ -165,7 +168,7 @@ export async function load(options: {
   if (options.rate === undefined) {
     for (const connection of connections) {
       sent++;
-      connection.send(performance.now());
+      connection.send();
     }
     await new Promise<void>((resolve) => setTimeout(resolve, options.seconds * 1000));
     stopped = true;
@@ -178,11 +181,10 @@ export async function load(options: {
         const until = Math.min(now, stopAt);
         const due = Math.floor((until - start) / interval);
         while (sent < due) {
-          const dueAt = start + sent * interval;
           sent++;
           const connection = idle.shift();
-          if (connection) connection.send(dueAt);
-          else backlog.push(dueAt);
+          if (connection) connection.send();
+          else backlog++;
         }
         if (now >= stopAt) resolve();
         else setTimeout(tick, 1);
@@ -192,7 +194,7 @@ export async function load(options: {
     stopped = true;
   }
   // Answers still in flight: waited for (up to 5 s), then counted.
-  if (inFlight() > 0 || backlog.length > 0) {
+  if (inFlight() > 0 || backlog > 0) {
     await new Promise<void>((resolve) => {
       settle = resolve;
       setTimeout(resolve, 5000);
@@ -207,7 +209,7 @@ export async function load(options: {
     rps: completed / seconds,
     sent,
     non2xx,
-    errors: errors + backlog.length,
+    errors: errors + backlog,
     p50Ms: percentile(sorted, 50),
     p99Ms: percentile(sorted, 99),
     maxMs: sorted.length > 0 ? sorted[sorted.length - 1]! : NaN,

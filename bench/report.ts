@@ -127,12 +127,20 @@ export function targets(run: Omit<Run, "targets" | "profiles">): Target[] {
   const rrMem = "react-router memory";
   const node = run.cost?.runtimes.find((c) => c.runtime === "Node");
   if (node) {
-    for (const [scenario, goal, label] of [["read", 0.8, "read-only"], ["returning", 0.75, "returning visitor"]] as const) {
+    for (
+      const [scenario, goal, label] of [["read", 0.8, "read-only"], [
+        "returning",
+        0.75,
+        "returning visitor",
+      ]] as const
+    ) {
       const share = paired(node, WS, scenario).ratio;
       out.push({
         id: `cpu-node-${scenario}`,
         text: `Node in-process, ${label}: CPU per request, bare / websession`,
-        measured: `${fmt(100 * share, 0)}% (${fmt(cpuOf(node, BARE, scenario), 1)} / ${fmt(cpuOf(node, WS, scenario), 1)} µs)`,
+        measured: `${fmt(100 * share, 0)}% (${fmt(cpuOf(node, BARE, scenario), 1)} / ${
+          fmt(cpuOf(node, WS, scenario), 1)
+        } µs)`,
         goal: `>= ${fmt(100 * goal, 0)}%`,
         met: Number.isFinite(share) ? share >= goal : undefined,
         value: share,
@@ -159,12 +167,20 @@ export function targets(run: Omit<Run, "targets" | "profiles">): Target[] {
   }
   for (const cost of run.cost?.runtimes ?? []) {
     if (cost.runtime === "Node") continue;
-    for (const [scenario, goal, label] of [["read", 2, "read-only"], ["returning", 3, "returning visitor"]] as const) {
+    for (
+      const [scenario, goal, label] of [["read", 2, "read-only"], [
+        "returning",
+        3,
+        "returning visitor",
+      ]] as const
+    ) {
       const { addedUs } = paired(cost, WS, scenario);
       out.push({
         id: `cpu-${cost.runtime.toLowerCase()}-${scenario}`,
         text: `${cost.runtime} in-process, ${label}: CPU added over the bare handler`,
-        measured: `${fmt(addedUs, 1)} µs (${fmt(cpuOf(cost, BARE, scenario), 1)} -> ${fmt(cpuOf(cost, WS, scenario), 1)} µs)`,
+        measured: `${fmt(addedUs, 1)} µs (${fmt(cpuOf(cost, BARE, scenario), 1)} -> ${
+          fmt(cpuOf(cost, WS, scenario), 1)
+        } µs)`,
         goal: `<= ${goal} µs`,
         met: Number.isFinite(addedUs) ? addedUs <= goal : undefined,
         value: addedUs,
@@ -172,12 +188,20 @@ export function targets(run: Omit<Run, "targets" | "profiles">): Target[] {
     }
   }
   if (node) {
-    for (const [scenario, goal, label] of [["read", 1.5, "read-only"], ["returning", 2.5, "returning visitor"]] as const) {
+    for (
+      const [scenario, goal, label] of [["read", 1.5, "read-only"], [
+        "returning",
+        2.5,
+        "returning visitor",
+      ]] as const
+    ) {
       const added = allocOf(node, WS, scenario) - allocOf(node, BARE, scenario);
       out.push({
         id: `alloc-node-${scenario}`,
         text: `Node in-process, ${label}: bytes allocated per request over the bare handler`,
-        measured: `${fmt(added / 1024, 2)} KB (${fmt(allocOf(node, BARE, scenario))} -> ${fmt(allocOf(node, WS, scenario))} bytes)`,
+        measured: `${fmt(added / 1024, 2)} KB (${fmt(allocOf(node, BARE, scenario))} -> ${
+          fmt(allocOf(node, WS, scenario))
+        } bytes)`,
         goal: `<= ${goal} KB`,
         met: Number.isFinite(added) ? added <= goal * 1024 : undefined,
         value: added,
@@ -188,7 +212,8 @@ export function targets(run: Omit<Run, "targets" | "profiles">): Target[] {
     const x = row.contended ? row.contended.p99 / row.spread.p99 : NaN;
     out.push({
       id: `contention-${row.store}`,
-      text: `${WRITERS} update() writers on one session, ${row.store}: refused, p99 vs ${WRITERS} writers on ${WRITERS} sessions`,
+      text:
+        `${WRITERS} update() writers on one session, ${row.store}: refused, p99 vs ${WRITERS} writers on ${WRITERS} sessions`,
       measured: row.error
         ? `error: ${row.error.slice(0, 80)}`
         : `${fmt(row.conflicts)} refused of ${fmt(row.rounds * row.writers)}, ${ratio(x)}`,
@@ -350,24 +375,6 @@ function why(id: string, run: Run, summary: ProfileSummary | undefined): string 
       } µs for a WeakMap entry that ` +
       "references the Request. "
     : "";
-  const inProcessOn = (runtime: string, budgetUs: number) => {
-    const list = a?.runtimes?.get(runtime);
-    if (list === undefined) return "";
-    const at = (name: string) => list.find((s) => s.name.startsWith(name))?.us ?? NaN;
-    const [b, w, r, c] = [
-      at("bare handler"),
-      at("withSession, session never asked for"),
-      at("withSession, read-only"),
-      at("withSession, returning visitor"),
-    ];
-    return `In-process on ${runtime} ("The core's flow on each runtime" below), the returning-visitor flow adds ` +
-      `${fmt(c - b, 1)} µs to a bare handler of ${fmt(b, 1)} µs: the wrapper ${
-        fmt(w - b, 1)
-      } µs, reading the ` +
-      `session ${fmt(r - w, 1)} µs, changing and writing it ${fmt(c - r, 1)} µs${
-        c - b > budgetUs ? `, over the ${fmt(budgetUs, 1)} µs by itself` : ""
-      }. `;
-  };
   const save64 = part("MemoryStore.save, 64 sessions");
   const save20k = part("MemoryStore.save, 20,064 sessions");
   const store = a?.store
@@ -487,7 +494,9 @@ function costSteps(cost: RuntimeCost, scenario: CostScenario): string {
   const wrapper = paired(cost, WRAPPER, scenario).addedUs;
   const mine = paired(cost, WS, scenario).addedUs;
   const parts = [
-    `the wrapper alone (a handler that never calls \`getSession\`) adds ${fmt(wrapper, 1)} µs`,
+    `the wrapper alone (a handler that never calls \`getSession\`) adds ${fmt(wrapper, 1)} µs${
+      wrapper < 0 ? " (nothing measurable: below this run's batch-to-batch noise)" : ""
+    }`,
     scenario === "read"
       ? `reading the session ${fmt(mine - wrapper, 1)} µs more`
       : `reading, changing and saving the session ${fmt(mine - wrapper, 1)} µs more`,
@@ -500,7 +509,9 @@ function allocSteps(cost: RuntimeCost, scenario: CostScenario): string {
   const wrapper = allocOf(cost, WRAPPER, scenario);
   const mine = allocOf(cost, WS, scenario);
   if (!Number.isFinite(bare) || !Number.isFinite(mine)) return "";
-  return `On ${cost.runtime} a request allocates ${fmt(bare)} bytes with the bare handler (the Request, the ` +
+  return `On ${cost.runtime} a request allocates ${
+    fmt(bare)
+  } bytes with the bare handler (the Request, the ` +
     `Response and what they make), ${fmt(wrapper)} with the wrapper alone (+${fmt(wrapper - bare)}) and ` +
     `${fmt(mine)} with websession (+${fmt(mine - bare)}). `;
 }
@@ -521,8 +532,14 @@ function whyCost(id: string, run: Run, summary: ProfileSummary | undefined): str
       `The goal allows ${fmt(goal * 1024)} bytes over the bare handler. ` +
       (run.cost!.runtimes.find((c) => c.runtime === "Deno" && c.alloc.size > 0)
         ? `On Deno the same request allocates ${
-          fmt(allocOf(run.cost!.runtimes.find((c) => c.runtime === "Deno")!, WS, scenario) -
-            allocOf(run.cost!.runtimes.find((c) => c.runtime === "Deno")!, BARE, scenario))
+          fmt(
+            allocOf(run.cost!.runtimes.find((c) => c.runtime === "Deno")!, WS, scenario) -
+              allocOf(
+                run.cost!.runtimes.find((c) => c.runtime === "Deno")!,
+                BARE,
+                scenario,
+              ),
+          )
         } bytes over its bare handler. `
         : "") +
       `Every allocated byte is later garbage-collector work: here the ${label} request costs ${
@@ -531,8 +548,12 @@ function whyCost(id: string, run: Run, summary: ProfileSummary | undefined): str
   }
   const goalShare = scenario === "read" ? 0.8 : 0.75;
   const budget = cost.runtime === "Node" ? bare / goalShare - bare : scenario === "read" ? 2 : 3;
-  return `The ${label} request costs ${fmt(mine, 1)} µs of CPU against the bare handler's ${fmt(bare, 1)} µs ` +
-    `(+${fmt(added, 1)} µs, the median of the batch-by-batch differences; wall time +${fmt(wallAdded, 1)} µs), ` +
+  return `The ${label} request costs ${fmt(mine, 1)} µs of CPU against the bare handler's ${
+    fmt(bare, 1)
+  } µs ` +
+    `(+${fmt(added, 1)} µs, the median of the batch-by-batch differences; wall time +${
+      fmt(wallAdded, 1)
+    } µs), ` +
     `where the goal leaves ${fmt(budget, 1)} µs. Of that, ${costSteps(cost, scenario)}. ` +
     allocSteps(cost, scenario) +
     (cost.runtime === "Node" && summary ? shares(summary) : "");
@@ -551,12 +572,21 @@ function whyHttp(id: string, run: Run, summary: ProfileSummary | undefined): str
   const bareSummary = run.profiles.get("http:Node:bare");
   const cores = median((h.fixed.get(mode) ?? []).map((l) => l.cores));
   return `At ${fmt(h.rate)} req/s the bare server spends ${fmt(bare, 1)} µs of CPU per request and the ` +
-    `websession server ${fmt(mine, 1)} µs (+${fmt(addedUs, 1)} µs, paired by round; the session server kept ` +
-    `${fmt(cores, 2)} of a core busy), where 85% of the bare server's CPU leaves ${fmt(bare / 0.85 - bare, 1)} µs. ` +
+    `websession server ${fmt(mine, 1)} µs (+${
+      fmt(addedUs, 1)
+    } µs, paired by round; the session server kept ` +
+    `${fmt(cores, 2)} of a core busy), where 85% of the bare server's CPU leaves ${
+      fmt(bare / 0.85 - bare, 1)
+    } µs. ` +
     (Number.isFinite(inProcess)
-      ? `In-process on Node the same flow adds ${fmt(inProcess, 1)} µs per request (the CPU table above); ` +
-        `the other ${fmt(addedUs - inProcess, 1)} µs show only when it is served over a socket at this rate ` +
-        "(or are the difference between the two ways of measuring). "
+      ? `In-process on Node the same flow adds ${fmt(inProcess, 1)} µs per request (the CPU table above)` +
+        (addedUs > inProcess
+          ? `; the other ${
+            fmt(addedUs - inProcess, 1)
+          } µs show only when it is served over a socket at this ` +
+            "rate (or are the difference between the two ways of measuring). "
+          : ". Over HTTP the bare server's own cost per request is larger, so the same added work is a smaller " +
+            "share of it. ")
       : "") +
     (summary && bareSummary ? split(summary, mine, bareSummary, bare) : "") +
     "The profiles are taken at saturation (autocannon), where the split by area is steadier than at a low rate.";
@@ -576,7 +606,9 @@ function whyContention(id: string, run: Run): string | undefined {
     `${fmt(row.savesPerRequest, 2)} saves per request where 1 means no retry` +
     (memory && memory !== row ? ` (MemoryStore: ${fmt(memory.savesPerRequest, 2)})` : "") +
     `, and each refused save cost ${fmt(row.roundTripsPerConflict, 2)} store round trips beyond the ` +
-    `${fmt((row.spreadCalls.loads + row.spreadCalls.saves + row.spreadCalls.other) / requests, 2)} per request ` +
+    `${
+      fmt((row.spreadCalls.loads + row.spreadCalls.saves + row.spreadCalls.other) / requests, 2)
+    } per request ` +
     `of the same writers on separate sessions (${
       row.roundTripsPerConflict >= 1.9
         ? "a reload and a new save: the refused save's answer did not spare the reload"
@@ -617,8 +649,8 @@ function renderCost(out: string[], cost: CostResults): void {
       `the thread pool count) divided by its requests; each figure is the median of ${batches} batches. ` +
       "**vs bare** is the bare handler's CPU per request over the subject's, taken batch by batch within a round " +
       "(the median of those ratios): 80% means the subject costs 1.25x the bare handler. **+µs** is likewise the " +
-      "median of the batch-by-batch differences. The bare handler is `req => new Response(\"ok\")` given the same " +
-      "Request (with a cookie of the same shape); websession's handlers return the same `new Response(\"ok\")` " +
+      'median of the batch-by-batch differences. The bare handler is `req => new Response("ok")` given the same ' +
+      'Request (with a cookie of the same shape); websession\'s handlers return the same `new Response("ok")` ' +
       "after their session work; the peers run the handlers of the wall-time tables below (`bench/subjects.ts`). " +
       "**Wall** is the batch's wall time per request.",
     "",
@@ -674,7 +706,9 @@ function renderCost(out: string[], cost: CostResults): void {
     out.push(table(head, rows, 1), "");
   }
   const errors = cost.runtimes.flatMap((c) => [...c.errors].map(([s, e]) => `${c.runtime} ${s}: ${e}`));
-  if (errors.length > 0) out.push("Errors: " + errors.map((e) => `\`${e.replace(/\s+/g, " ").slice(0, 200)}\``).join("; "), "");
+  if (errors.length > 0) {
+    out.push("Errors: " + errors.map((e) => `\`${e.replace(/\s+/g, " ").slice(0, 200)}\``).join("; "), "");
+  }
   if (node) {
     const spread = (subject: string) => {
       const list = (node.cpu.get(subject)?.get("read") ?? []).map((s) => s.cpuUs).sort((a, b) => a - b);
@@ -717,8 +751,9 @@ function renderHttp(out: string[], runs: HttpRun[]): void {
     "",
     `### At a fixed rate: ${fmt(rate)} requests per second`,
     "",
-    "Requests go out evenly spaced (open loop; a request that finds every connection busy waits, and its latency " +
-      "counts from when it was due). autocannon's `overallRate` would not do: each connection sends its " +
+    "Requests go out evenly spaced (open loop: the generator wakes about every millisecond and sends what has " +
+      "come due, on an idle connection; latency is from writing a request to reading its whole response). " +
+      "autocannon's `overallRate` would not do: each connection sends its " +
       "per-second quota back to back at the start of every second. Servers take turns, the order rotated from " +
       "round to round; figures are medians over the rounds, and **vs bare** is the bare server's CPU per request " +
       "over this server's, paired by round (median).",
@@ -747,7 +782,17 @@ function renderHttp(out: string[], runs: HttpRun[]): void {
   }
   out.push(
     table(
-      ["Runtime", "Server", "req/s", "server CPU µs / req", "vs bare", "cores busy", "p50 ms", "p99 ms", "errors / non-2xx"],
+      [
+        "Runtime",
+        "Server",
+        "req/s",
+        "server CPU µs / req",
+        "vs bare",
+        "cores busy",
+        "p50 ms",
+        "p99 ms",
+        "errors / non-2xx",
+      ],
       fixedRows,
     ),
     "",
@@ -782,7 +827,17 @@ function renderHttp(out: string[], runs: HttpRun[]): void {
   }
   out.push(
     table(
-      ["Runtime", "Server", "req/s", "req/s vs bare", "server CPU µs / req", "CPU vs bare", "cores busy", "p99 ms", "errors / non-2xx"],
+      [
+        "Runtime",
+        "Server",
+        "req/s",
+        "req/s vs bare",
+        "server CPU µs / req",
+        "CPU vs bare",
+        "cores busy",
+        "p99 ms",
+        "errors / non-2xx",
+      ],
       satRows,
     ),
     "",
@@ -822,7 +877,23 @@ function renderContention(out: string[], rows: ContentionRow[]): void {
       ],
       rows.map((row) =>
         row.error
-          ? [row.store, row.policy, `error: ${row.error.slice(0, 100)}`, "", "", "", "", "", "", "", "", "", "", "", ""]
+          ? [
+            row.store,
+            row.policy,
+            `error: ${row.error.slice(0, 100)}`,
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+          ]
           : [
             row.store,
             row.policy,
@@ -858,7 +929,9 @@ export function render(run: Run): string {
   const m = run.machine;
   out.push(run.quick ? "# Benchmarks (quick smoke run: low precision)" : "# Benchmarks", "");
   out.push(
-    `Generated by \`${run.command}\` (\`bench/run.ts\`) on ${run.date}, in ${fmt(run.seconds / 60, 1)} minutes, ` +
+    `Generated by \`${run.command}\` (\`bench/run.ts\`) on ${run.date}, in ${
+      fmt(run.seconds / 60, 1)
+    } minutes, ` +
       `measuring ${run.source}. Settings: ${run.settings}.`,
     "",
     `Machine: ${m.cpu}, ${m.cores} cores, ${fmt(m.memoryGiB, 0)} GiB, ${m.os}; Node ${m.node}. ` +

@@ -27,7 +27,13 @@ export function command(
     case "Node":
       return [process.execPath, [...flags, "--import", "tsx", file, ...args]];
     case "Deno":
-      return [`${BIN}deno`, ["run", "-A", ...(flags.length > 0 ? [`--v8-flags=${flags.join(",")}`] : []), file, ...args]];
+      return [`${BIN}deno`, [
+        "run",
+        "-A",
+        ...(flags.length > 0 ? [`--v8-flags=${flags.join(",")}`] : []),
+        file,
+        ...args,
+      ]];
     case "Bun":
       return [`${BIN}bun`, [file, ...args]];
   }

@@ -8,7 +8,9 @@ import { pathToFileURL } from "node:url";
 
 const dir = process.env.BENCH_SOURCE_DIR;
 /** The directory whose `mod.ts` and `src/` are measured, as a URL ending in `/`. */
-export const SOURCE_URL: URL = dir ? pathToFileURL(dir.endsWith("/") ? dir : `${dir}/`) : new URL("../", import.meta.url);
+export const SOURCE_URL: URL = dir
+  ? pathToFileURL(dir.endsWith("/") ? dir : `${dir}/`)
+  : new URL("../", import.meta.url);
 
 async function load<T>(path: string): Promise<T> {
   return (await import(new URL(path, SOURCE_URL).href)) as T;
@@ -32,7 +34,9 @@ export type { RedisLike } from "../src/stores/redis.ts";
 export const { PostgresStore } = postgres;
 export type { SqlLike } from "../src/stores/postgres.ts";
 
-const id = await load<Partial<typeof import("../src/id.ts")>>("src/id.ts").catch(() => ({}) as Partial<typeof import("../src/id.ts")>);
+const id = await load<Partial<typeof import("../src/id.ts")>>("src/id.ts").catch(() =>
+  ({}) as Partial<typeof import("../src/id.ts")>
+);
 
 /**
  * base64url without padding, by the core's own encoder where `src/id.ts` still exports one (the

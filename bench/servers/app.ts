@@ -40,7 +40,14 @@ export function handlerFor(mode: string): (request: Request) => Response | Promi
       }, options);
     case "react-router": {
       const storage = createMemorySessionStorage({
-        cookie: { name: "__session", secrets: [SECRET], httpOnly: true, secure: true, sameSite: "lax", path: "/" },
+        cookie: {
+          name: "__session",
+          secrets: [SECRET],
+          httpOnly: true,
+          secure: true,
+          sameSite: "lax",
+          path: "/",
+        },
       });
       return async (request: Request) => {
         const session = await storage.getSession(request.headers.get("Cookie"));

@@ -15,7 +15,15 @@ import { SessionError, StoreUnavailableError } from "./errors.ts";
 import type { ConflictPolicy } from "./options.ts";
 import { joinData, observationsHold, replay, type SessionState } from "./session.ts";
 import { emit, type EventHook, timed } from "./events.ts";
-import { ENDED_AT_KEY, ENDED_KEY, isEnded, type SaveIndex, type SessionData, type SessionStore, type StoredSession } from "./store.ts";
+import {
+  ENDED_AT_KEY,
+  ENDED_KEY,
+  isEnded,
+  type SaveIndex,
+  type SessionData,
+  type SessionStore,
+  type StoredSession,
+} from "./store.ts";
 
 /** How long at least the tombstone of an ended session outlives the end, in milliseconds. */
 export const TOMBSTONE_MS = 60_000;

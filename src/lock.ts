@@ -169,7 +169,9 @@ async function catchUp(h: Handle, store: SessionStore): Promise<void> {
   }
   if (fresh !== null && fresh.version === h.base.version) return;
   if (fresh === null || isEnded(fresh) || fresh.expiresAt <= h.o.now()) {
-    throw new SessionConflictError("Session was ended by a concurrent request while this one waited for its lock");
+    throw new SessionConflictError(
+      "Session was ended by a concurrent request while this one waited for its lock",
+    );
   }
   if (!observationsHold(h, h.base.data, fresh.data)) {
     throw new SessionConflictError(

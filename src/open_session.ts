@@ -18,6 +18,7 @@ import { sealedBackend } from "./backends/sealed.ts";
 import { serverBackend } from "./backends/server.ts";
 import { SessionConflictError, SessionError } from "./errors.ts";
 import { emit } from "./events.ts";
+import { warnInsecure } from "./headers.ts";
 import { type LockOptions, releaseAll, type SessionLock, takeLock } from "./lock.ts";
 import { createSessionId } from "./id.ts";
 import { type ResolvedOptions, resolveOptions, type SessionOptions } from "./options.ts";
@@ -273,16 +274,23 @@ export async function commitSession<T extends object>(session: Session<T>): Prom
   if (h === undefined || h.host !== plainHost) {
     throw new TypeError("commitSession() needs a session from openSession()");
   }
-  if (hasWork(h)) {
-    const result = await serialCommit(h);
-    if (result === "rerun") {
-      throw new SessionConflictError(
-        "Session was changed by a concurrent request in a way that cannot be merged",
-      );
+  try {
+    if (hasWork(h)) {
+      const result = await serialCommit(h);
+      if (result === "rerun") {
+        throw new SessionConflictError(
+          "Session was changed by a concurrent request in a way that cannot be merged",
+        );
+      }
+      if (result instanceof SessionError) throw result;
     }
-    if (result instanceof SessionError) throw result;
+  } finally {
+    if (h.leases !== undefined) await releaseAll(h);
   }
   const cookies = h.setCookies === undefined ? [] : [...h.setCookies.values()];
   h.setCookies = undefined;
+  if (cookies.length > 0 && h.o.cookie.secure && !h.o.warned && h.request !== undefined) {
+    warnInsecure(h.o, h.request);
+  }
   return cookies;
 }

@@ -450,8 +450,12 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
   if (schema !== undefined && typeof schema?.["~standard"]?.validate !== "function") {
     throw new TypeError("Invalid schema: expected a Standard Schema (zod, valibot, arktype, ...)");
   }
-  if (options.userKey !== undefined && (typeof options.userKey !== "string" || options.userKey.startsWith("__"))) {
-    throw new TypeError(`Invalid userKey: "${String(options.userKey)}" must be a session key (a string not starting with "__")`);
+  if (
+    options.userKey !== undefined && (typeof options.userKey !== "string" || options.userKey.startsWith("__"))
+  ) {
+    throw new TypeError(
+      `Invalid userKey: "${String(options.userKey)}" must be a session key (a string not starting with "__")`,
+    );
   }
   const logger = options.logger ?? console;
   if (typeof logger?.warn !== "function" || typeof logger?.error !== "function") {

@@ -46,9 +46,11 @@ export type SessionData = Record<string, unknown>;
  * const key = "k".repeat(43);
  * assert.equal(await store.save(key, record, null), true);
  * assert.deepEqual(await store.load(key), record);
- * // An update carries the next version and names the one it read; a second such update is refused.
+ * // An update carries the next version and names the one it read; a second such update is refused
+ * // (MemoryStore says with what: a SaveConflict holding the record that won).
  * assert.equal(await store.save(key, { ...record, version: 2 }, 1), true);
- * assert.equal(await store.save(key, { ...record, version: 2 }, 1), false);
+ * const refused = await store.save(key, { ...record, version: 2 }, 1);
+ * assert.deepEqual(refused, { current: { ...record, version: 2 } });
  * ```
  */
 export interface StoredSession<T extends SessionData = SessionData> {
@@ -108,6 +110,21 @@ export interface StoreCapabilities {
  * may hold keys that no longer belong to the user (the core checks each record it lists); it
  * must never miss one, so the entry is written in the same atomic step as the record, or
  * before it.
+ *
+ * @example
+ * ```ts
+ * import { MemoryStore } from "websession";
+ * import type { SaveIndex } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * const store = new MemoryStore();
+ * assert.equal(store.capabilities.users, true);
+ * const now = Date.now();
+ * const record = { data: { userId: "ada" }, version: 1, createdAt: now, expiresAt: now + 60_000 };
+ * const index: SaveIndex = { user: "ada" };
+ * assert.equal(await store.save("k".repeat(43), record, null, index), true);
+ * assert.deepEqual(await store.keysOfUser("ada"), ["k".repeat(43)]);
+ * ```
  */
 export interface SaveIndex {
   /** The user's id. */
@@ -171,10 +188,38 @@ export type SaveResult = boolean | SaveConflict;
  * request still in flight with the old cookie learns that the session ended (and neither
  * resurrects it nor clears the browser's new cookie). Stores keep tombstones like any record;
  * a store that cannot compare-and-set should refuse to overwrite one (see `isEnded`).
+ *
+ * @example
+ * ```ts
+ * import { MemoryStore } from "websession";
+ * import { ENDED_KEY, isEnded } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * const store = new MemoryStore();
+ * const key = "k".repeat(43);
+ * const now = Date.now();
+ * const live = { data: { user: "ada" }, version: 1, createdAt: now, expiresAt: now + 60_000 };
+ * await store.save(key, live, null);
+ * // Ending the session replaces the record by compare-and-set; the store keeps the tombstone.
+ * assert.equal(await store.save(key, { ...live, data: { [ENDED_KEY]: true }, version: 2 }, 1), true);
+ * assert.equal(isEnded(await store.load(key)), true);
+ * ```
  */
 export const ENDED_KEY = "__ended";
 
-/** The tombstone's data key holding when the session ended (ms since the epoch, the app's clock). */
+/**
+ * The tombstone's data key holding when the session ended (ms since the epoch, the app's clock).
+ *
+ * @example
+ * ```ts
+ * import { ENDED_AT_KEY, ENDED_KEY, endedAt } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * const now = Date.now();
+ * const data = { [ENDED_KEY]: true, [ENDED_AT_KEY]: now };
+ * assert.equal(endedAt({ data, version: 2, createdAt: now, expiresAt: now + 60_000 }), now);
+ * ```
+ */
 export const ENDED_AT_KEY = "__endedAt";
 
 /**

@@ -14,7 +14,14 @@ import { SessionConfigError } from "./errors.ts";
 import { optionsOf } from "./open_session.ts";
 import type { ResolvedOptions, SessionOptions } from "./options.ts";
 import { FLASH_KEY, kState, type Session } from "./session.ts";
-import { ENDED_AT_KEY, ENDED_KEY, isEnded, type SessionData, type SessionStore, type StoredSession } from "./store.ts";
+import {
+  ENDED_AT_KEY,
+  ENDED_KEY,
+  isEnded,
+  type SessionData,
+  type SessionStore,
+  type StoredSession,
+} from "./store.ts";
 
 /**
  * One of a user's live sessions, as `listUserSessions` describes it. Times are milliseconds
@@ -63,11 +70,15 @@ function scopeOf(from: Session<object> | SessionOptions<object>, user: string | 
   const h = (from as Session<SessionData>)[kState] as Handle | undefined;
   const o = h?.o ?? optionsOf(from as SessionOptions<SessionData>);
   if (o.userKey === undefined) {
-    throw new SessionConfigError("Sessions per user need the userKey option: the session key that holds the user's id");
+    throw new SessionConfigError(
+      "Sessions per user need the userKey option: the session key that holds the user's id",
+    );
   }
   const store = o.store as SessionStore;
   if (o.sealed || !store.capabilities.users || typeof store.keysOfUser !== "function") {
-    throw new SessionConfigError("Session store keeps no index of sessions per user: its capabilities say users: false");
+    throw new SessionConfigError(
+      "Session store keeps no index of sessions per user: its capabilities say users: false",
+    );
   }
   const who = user ?? (h === undefined ? undefined : h.data.get(o.userKey));
   if (typeof who !== "string" || who === "") {
@@ -145,7 +156,12 @@ export async function listUserSessions(
     const data: SessionData = {};
     for (const name in record.data) {
       if (name !== FLASH_KEY && Object.hasOwn(record.data, name)) {
-        Object.defineProperty(data, name, { value: record.data[name], enumerable: true, writable: true, configurable: true });
+        Object.defineProperty(data, name, {
+          value: record.data[name],
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
       }
     }
     return {

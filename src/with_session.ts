@@ -12,6 +12,7 @@ import { type CommitResult, type Handle, hasWork } from "./backend.ts";
 import { backoff } from "./conflict.ts";
 import { SessionConflictError, SessionError } from "./errors.ts";
 import { configError, type ResolvedOptions, resolveOptions, type SessionOptions } from "./options.ts";
+import { warnInsecure, withSessionHeaders } from "./headers.ts";
 import { releaseAll } from "./lock.ts";
 import { type HandleSink, openHandle, requestHost, scheduleLate, serialCommit } from "./open_session.ts";
 import type { Session } from "./session.ts";
@@ -244,22 +245,6 @@ async function run<A extends unknown[]>(
 
 function ignore(): void {}
 
-const LOCAL = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$|\.localhost$/;
-
-/**
- * Browsers drop a `Secure` cookie set over plain http (RFC 6265bis §5.7), except on localhost:
- * the site then starts a new session on every request, silently. Say so once.
- */
-function warnInsecure(o: ResolvedOptions, request: Request): void {
-  const url = URL.parse?.(request.url) ?? new URL(request.url);
-  if (url.protocol !== "http:" || LOCAL.test(url.hostname)) return;
-  if (/^https$/i.test(request.headers.get("x-forwarded-proto") ?? "")) return;
-  o.warned = true;
-  o.logger.warn(
-    `websession: a Secure session cookie was sent in answer to a plain-http request for "${url.host}": browsers drop it, so every request starts a new session. Serve the site over https (behind a proxy that terminates TLS, have it send X-Forwarded-Proto: https), or set cookie: { secure: false } for plain-http development`,
-  );
-}
-
 function fallbackResponse(error: SessionError): Response {
   console.error(error);
   return new Response("Internal Server Error", { status: 500 });
@@ -272,36 +257,14 @@ async function errorResponse(ctx: Context, error: SessionError): Promise<Respons
 }
 
 function finish(h: Handle, response: Response): Response {
-  try {
-    decorate(h, response.headers);
-    return response;
-  } catch {
-    // Immutable headers (Response.redirect(), a fetch() result): copy the response.
-    const copy = new Response(response.body, response);
-    decorate(h, copy.headers);
-    return copy;
-  }
-}
-
-const VARY_COOKIE = /(^|,)\s*(cookie|\*)\s*(,|$)/i;
-const PRIVATE = /(^|,)\s*(private|no-store)\s*(,|$)/i;
-const SHARED = /^(public|s-maxage\s*=.*)$/i;
-
-function decorate(h: Handle, headers: Headers): void {
-  const vary = headers.get("vary");
-  if (vary === null) headers.set("vary", "Cookie");
-  else if (!VARY_COOKIE.test(vary)) headers.set("vary", `${vary}, Cookie`);
   const cookies = h.setCookies;
-  if (cookies === undefined || cookies.size === 0) return;
-  for (const cookie of cookies.values()) headers.append("set-cookie", cookie);
   h.setCookies = undefined;
-  if (h.o.cookie.secure && !h.o.warned && h.request !== undefined) warnInsecure(h.o, h.request);
-  const cacheControl = headers.get("cache-control");
-  if (cacheControl === null) headers.set("cache-control", "private, no-store");
-  else if (!PRIVATE.test(cacheControl)) {
-    // A response that sets a session cookie belongs to one user: a shared cache must not keep
-    // it. The handler's other directives (max-age, ...) stay for the browser's own cache.
-    const kept = cacheControl.split(",").map((d) => d.trim()).filter((d) => d !== "" && !SHARED.test(d));
-    headers.set("cache-control", ["private", ...kept].join(", "));
+  if (
+    cookies !== undefined && cookies.size > 0 && h.o.cookie.secure && !h.o.warned && h.request !== undefined
+  ) {
+    warnInsecure(h.o, h.request);
   }
+  return withSessionHeaders(response, cookies === undefined ? NONE : [...cookies.values()]);
 }
+
+const NONE: readonly string[] = [];

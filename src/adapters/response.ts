@@ -8,51 +8,7 @@
 import { SessionError } from "../errors.ts";
 import type { ResolvedOptions } from "../options.ts";
 
-const VARY_COOKIE = /(^|,)\s*(cookie|\*)\s*(,|$)/i;
-const PRIVATE = /(^|,)\s*(private|no-store)\s*(,|$)/i;
-const SHARED = /^(public|s-maxage\s*=.*)$/i;
-
-/**
- * Adds `Vary: Cookie` (a response that read the session depends on the cookie) and the
- * `Set-Cookie` values; when there are any, makes `Cache-Control` private so that no shared
- * cache keeps one user's cookie.
- *
- * @param headers The response headers (mutable).
- * @param cookies The `Set-Cookie` values from `commitSession`.
- * @throws {TypeError} When the headers are immutable.
- */
-export function addSessionHeaders(headers: Headers, cookies: readonly string[]): void {
-  const vary = headers.get("vary");
-  if (vary === null) headers.set("vary", "Cookie");
-  else if (!VARY_COOKIE.test(vary)) headers.set("vary", `${vary}, Cookie`);
-  if (cookies.length === 0) return;
-  for (const cookie of cookies) headers.append("set-cookie", cookie);
-  const cacheControl = headers.get("cache-control");
-  if (cacheControl === null) headers.set("cache-control", "private, no-store");
-  else if (!PRIVATE.test(cacheControl)) {
-    const kept = cacheControl.split(",").map((d) => d.trim()).filter((d) => d !== "" && !SHARED.test(d));
-    headers.set("cache-control", ["private", ...kept].join(", "));
-  }
-}
-
-/**
- * Returns `response` with the session headers added: the same object when its headers can be
- * changed, else a copy (`Response.redirect()`, a `fetch()` result).
- *
- * @param response The response.
- * @param cookies The `Set-Cookie` values from `commitSession`.
- * @returns The response to send.
- */
-export function withSessionHeaders(response: Response, cookies: readonly string[]): Response {
-  try {
-    addSessionHeaders(response.headers, cookies);
-    return response;
-  } catch {
-    const copy = new Response(response.body, response);
-    addSessionHeaders(copy.headers, cookies);
-    return copy;
-  }
-}
+export { addSessionHeaders, withSessionHeaders } from "../headers.ts";
 
 /**
  * The response for a session error: what `onError` returns, else an empty response with the

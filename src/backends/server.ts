@@ -22,7 +22,7 @@ import {
   policyConflict,
   setCookie,
 } from "../backend.ts";
-import { commitToRecord, inGrace, indexOf, type Landed, storeError } from "../conflict.ts";
+import { commitToRecord, indexOf, inGrace, type Landed, storeError } from "../conflict.ts";
 import { SessionConflictError } from "../errors.ts";
 import { emit, timed } from "../events.ts";
 import { createSessionId } from "../id.ts";
@@ -258,7 +258,8 @@ async function commit(h: Handle): Promise<CommitResult> {
     try {
       result = await (o.onEvent === undefined
         ? store.save(issued.key, record, null, index)
-        : timed(o.onEvent, h.request, "save", () => store.save(issued.key, record, null, index)));
+        : timed(o.onEvent, h.request, "save", () =>
+          store.save(issued.key, record, null, index)));
     } catch (error) {
       return storeError("save", error);
     }

@@ -175,7 +175,12 @@ export class MemoryStore implements SessionStore {
     }
   }
 
-  #save(key: string, record: StoredSession, expectedVersion: number | null, user: string | undefined): SaveResult {
+  #save(
+    key: string,
+    record: StoredSession,
+    expectedVersion: number | null,
+    user: string | undefined,
+  ): SaveResult {
     assertStorageKey(key);
     const data = stringifyData(record.data);
     const now = this.#now();

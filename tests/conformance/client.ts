@@ -90,7 +90,9 @@ export function counted(inner: SessionStore): Counted {
     async save(key, record, expected, index) {
       calls.save++;
       fail();
-      return await (index === undefined ? inner.save(key, record, expected) : inner.save(key, record, expected, index));
+      return await (index === undefined
+        ? inner.save(key, record, expected)
+        : inner.save(key, record, expected, index));
     },
     async destroy(key) {
       calls.destroy++;

@@ -651,7 +651,11 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
       now += 61_000;
       const later = await missed.fetch("/count");
       assert.equal(later.status, 200, "a minute later: the old cookie is unknown, not locked out");
-      assert.match(later.headers.getSetCookie()[0] ?? "", /^session=[^;]+; /, "a new session with its own cookie");
+      assert.match(
+        later.headers.getSetCookie()[0] ?? "",
+        /^session=[^;]+; /,
+        "a new session with its own cookie",
+      );
       assert.notEqual(missed.jar.get("session"), client.jar.get("session"));
       assert.equal(await client.text("/read"), "1", "the logged-in browser keeps its session");
     });

@@ -289,7 +289,9 @@ export function storeSuite(name: string, options: StoreSuiteOptions): void {
     });
 
     it("holds a lease for one owner at a time, released only by its owner, expiring by itself", async (t) => {
-      if (!store.capabilities.locks || !store.lock || !store.unlock) return t.skip("store cannot hold a lock");
+      if (!store.capabilities.locks || !store.lock || !store.unlock) {
+        return t.skip("store cannot hold a lock");
+      }
       const key = randomKey();
       const owners = Array.from({ length: 10 }, (_, i) => `owner-${i}`);
       const taken = await Promise.all(owners.map((owner) => store.lock!(key, owner, 5_000)));
@@ -315,7 +317,10 @@ export function storeSuite(name: string, options: StoreSuiteOptions): void {
       assert.deepEqual(await store.keysOfUser(user), []);
       assert.equal(await store.save(a, record({ user }), null, { user }), true);
       assert.equal(await store.save(b, record({ user }), null, { user }), true);
-      assert.equal(await store.save(c, record({ user: "someone else" }), null, { user: "someone else" }), true);
+      assert.equal(
+        await store.save(c, record({ user: "someone else" }), null, { user: "someone else" }),
+        true,
+      );
       assert.deepEqual([...await store.keysOfUser(user)].sort(), [a, b].sort());
       // A refused save indexes nothing new.
       const d = randomKey();

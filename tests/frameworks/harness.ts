@@ -359,8 +359,8 @@ export function walk(name: string, start: () => Promise<{ driver: Driver; stop()
       assert.deepEqual(first.shown, { visits: 1, user: null, notice: null });
       assert.equal(first.reply.setCookies.length, 1, "one session cookie");
       assert.match(first.reply.setCookies[0]!, SESSION_COOKIE);
-      assert.match(first.reply.setCookies[0]!, /; HttpOnly/);
-      assert.match(first.reply.setCookies[0]!, /; SameSite=Lax/);
+      assert.match(first.reply.setCookies[0]!, /; HttpOnly/i);
+      assert.match(first.reply.setCookies[0]!, /; SameSite=Lax/i); // Next writes "lax"
       assert.match(first.reply.headers.get("cache-control") ?? "", /private|no-store/);
       const second = await driver.visit(tab);
       assert.equal(second.shown.visits, 2);
@@ -411,8 +411,8 @@ export function walk(name: string, start: () => Promise<{ driver: Driver; stop()
     it("loses none of 20 concurrent increments", async () => {
       const tab = newBrowser();
       await driver.visit(tab);
+      // Each visit checks its own status (a refused request throws).
       const replies = await Promise.all(Array.from({ length: 20 }, () => driver.visit(tab.clone())));
-      assert.deepEqual(replies.map((r) => r.reply.status), Array(20).fill(200));
       const counts = replies.map((r) => r.shown.visits).sort((a, b) => a - b);
       assert.ok(counts.every((n) => n >= 2 && n <= 21), `counts: ${counts}`);
       assert.deepEqual((await driver.peek(tab)).shown, { visits: 21, user: null });
@@ -438,16 +438,27 @@ function driverBase(driver: Driver): string {
   return base;
 }
 
-/** A driver for an app with JSON endpoints `GET /` and `GET /api/visits` and form posts `/login`, `/logout`. */
-export function jsonDriver(base: string, paths = { login: "/login", logout: "/logout" }): Driver {
+/** Where a JSON app answers: visit and peek answer JSON, login and logout take form posts. */
+export interface JsonPaths {
+  visit: string;
+  peek: string;
+  login: string;
+  logout: string;
+}
+
+/** A driver for an app with JSON endpoints (visit, peek) and form posts (login, logout). */
+export function jsonDriver(
+  base: string,
+  paths: JsonPaths = { visit: "/", peek: "/api/visits", login: "/login", logout: "/logout" },
+): Driver {
   return bindBase({
     async visit(browser) {
-      const reply = await browser.request("/");
+      const reply = await browser.request(paths.visit);
       assert.equal(reply.status, 200, reply.body.slice(0, 500));
       return { reply, shown: json<Shown>(reply) };
     },
     async peek(browser) {
-      const reply = await browser.request("/api/visits");
+      const reply = await browser.request(paths.peek);
       assert.equal(reply.status, 200, reply.body.slice(0, 500));
       return { reply, shown: json<Omit<Shown, "notice">>(reply) };
     },

@@ -1,0 +1,154 @@
+// The Next.js recipe (examples/nextjs), built with `next build` and served by `next start` on
+// loopback: route handlers wrapped with withSession, and Server Actions that open the session
+// from cookies() and save it with the recipe's saveSession(), driven the way a browser without
+// JavaScript submits their forms (the action id from the rendered page, multipart, 303).
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import {
+  bin,
+  bindBase,
+  Browser,
+  type Driver,
+  GATE_SOURCE,
+  jsonDriver,
+  prepare,
+  type Reply,
+  rerunAfterConflict,
+  runCommand,
+  type Running,
+  startServer,
+  walk,
+} from "./harness.ts";
+
+const ENV = { NEXT_TELEMETRY_DISABLED: "1" };
+
+// Test-only route handlers for the conflict that needs the handler again.
+const RW = `import { getSession, withSession } from "../../../../mod.ts";
+import { options } from "../../lib/session.ts";
+import { gate } from "../../gate.js";
+
+export const GET = withSession(async (request) => {
+  const session = await getSession(request);
+  const n = session.get("n") ?? 0;
+  if (new URL(request.url).searchParams.has("hold")) {
+    gate().held = true;
+    await gate().released;
+  }
+  session.set("n", n + 1);
+  return new Response(String(n + 1));
+}, options);
+`;
+const RW_HELD = `import { gate } from "../../gate.js";
+export const GET = () => new Response(gate().held ? "yes" : "no");
+`;
+const RW_RELEASE = `import { gate } from "../../gate.js";
+export const POST = () => {
+  gate().release();
+  return new Response("released");
+};
+`;
+
+let server: Running;
+before(async () => {
+  const { dir } = await prepare("nextjs", {
+    files: {
+      "gate.js": GATE_SOURCE,
+      "app/rw/route.ts": RW,
+      "app/rw-held/route.ts": RW_HELD,
+      "app/rw-release/route.ts": RW_RELEASE,
+    },
+    build: (dir) => runCommand(bin("next"), ["build"], { cwd: dir, env: ENV }),
+  });
+  server = await startServer(bin("next"), ["start", "-H", "127.0.0.1"], { cwd: dir, env: ENV });
+});
+after(async () => await server?.stop());
+
+walk("next: route handlers wrapped with withSession", () =>
+  Promise.resolve({
+    driver: jsonDriver(server.base, {
+      visit: "/api/visit",
+      peek: "/api/visits",
+      login: "/api/login",
+      logout: "/api/logout",
+    }),
+    stop: () => Promise.resolve(),
+  }));
+
+/** What the Server Component page shows. */
+function shownOn(reply: Reply): { visits: number; user: string | null; notice: string | null } {
+  assert.equal(reply.status, 200, reply.body.slice(0, 500));
+  const text = (id: string) => {
+    const match = new RegExp(`id="${id}">([^<]*)<`).exec(reply.body);
+    return match === null ? null : match[1]!.replaceAll("&#x27;", "'").replaceAll("&amp;", "&");
+  };
+  return { visits: Number(text("visits")), user: text("user"), notice: text("notice") };
+}
+
+/**
+ * Server Actions through the page's forms: each form carries a hidden `$ACTION_ID_<id>` field;
+ * a browser without JavaScript posts it as multipart to the page, and the action's redirect
+ * answers 303.
+ */
+function actionsDriver(base: string): Driver {
+  const ids = new Map<string, string>();
+  async function actionId(form: string): Promise<string> {
+    if (!ids.has(form)) {
+      // A fresh browser sees the increment and login forms; a logged-in one sees logout.
+      const tab = new Browser(base);
+      const pages = [(await tab.request("/actions")).body];
+      if (form === "logout") {
+        await submit(tab, "login", { user: "someone" }, "/actions");
+        pages.push((await tab.request("/actions")).body);
+      }
+      for (const html of pages) {
+        for (const match of html.matchAll(/<form id="(\w+)"[^>]*>.*?name="\$ACTION_ID_(\w+)"/gs)) {
+          ids.set(match[1]!, match[2]!);
+        }
+      }
+    }
+    const id = ids.get(form);
+    assert.ok(id, `no action id for the ${form} form`);
+    return id;
+  }
+  async function submit(
+    tab: Browser,
+    form: string,
+    fields: Record<string, string>,
+    expectLocation = "/actions",
+  ): Promise<Reply> {
+    const body = new FormData();
+    body.set(`$ACTION_ID_${await actionId(form)}`, "");
+    for (const [name, value] of Object.entries(fields)) body.set(name, value);
+    const reply = await tab.request("/actions", { method: "POST", body });
+    assert.equal(reply.status, 303, reply.body.slice(0, 500));
+    assert.equal(reply.headers.get("location"), expectLocation);
+    return reply;
+  }
+  return bindBase({
+    async visit(tab) {
+      const reply = await submit(tab, "increment", {});
+      return { reply, shown: shownOn(await tab.request("/actions")) };
+    },
+    async peek(tab) {
+      const reply = await tab.request("/actions");
+      const { visits, user } = shownOn(reply);
+      return { reply, shown: { visits, user } };
+    },
+    login: (tab, user) => submit(tab, "login", { user }),
+    logout: (tab) => submit(tab, "logout", {}),
+  }, base);
+}
+
+walk(
+  "next: Server Actions with openSession(await cookies()) and saveSession",
+  () => Promise.resolve({ driver: actionsDriver(server.base), stop: () => Promise.resolve() }),
+);
+
+describe("next: a conflict that needs the route handler again", () => {
+  it("runs the held GET again on the fresh session: both increments land", async () => {
+    const { held, n } = await rerunAfterConflict(server.base);
+    assert.equal(held.status, 200, `${held.body}\n${server.output()}`);
+    assert.equal(held.body, "3");
+    assert.equal(n, 3);
+  });
+});

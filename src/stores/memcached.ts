@@ -5,16 +5,19 @@
  * Takes the user's own connected `memcache-client` client (or any client of the same shape);
  * the store does not import it.
  *
+ * Sessions per user (`userKey`): each user has an index item listing the storage keys of their
+ * sessions, written before the records it lists.
+ *
  * What Memcached cannot promise, whatever the client: it is a cache. It evicts items under
- * memory pressure (a session can vanish before it expires), it loses every item when it
- * restarts, and it cannot count or list its keys (no `count()`).
+ * memory pressure (a session, or a user's index, can vanish before it expires), it loses every
+ * item when it restarts, and it cannot count or list its keys (no `count()`).
  *
  * @module
  */
 import { SessionDataError, SessionTooLargeError } from "../errors.ts";
 import {
   assertStorageKey,
-  parseStoredSession,
+  type SaveIndex,
   type SaveResult,
   type SessionStore,
   type StoreCapabilities,
@@ -81,8 +84,10 @@ export interface MemcachedStoreOptions {
   /** The user's connected client: `memcache-client`, or any client of its shape. */
   client: MemcacheClientLike;
   /**
-   * Prepended to every storage key. Printable ASCII without spaces, at most 201 bytes (a
-   * Memcached key is at most 250 bytes; the storage key takes 43, a lease's suffix 6 more).
+   * Prepended to every item's key: `prefix` + storage key (a session), + `:lease` (a lease),
+   * `prefix` + `user:` + SHA-256 of the user id in base64url (a user's index). Printable ASCII
+   * without spaces, at most 201 bytes (a Memcached key is at most 250 bytes; the storage key
+   * takes 43, a lease's suffix 6 more).
    * @default "websession:"
    */
   prefix?: string;
@@ -197,6 +202,14 @@ const KEY_LENGTH = 43;
 // A lease lives in an item of its own: the storage key and this suffix, which no storage key has.
 const LEASE_SUFFIX = ":lease";
 const MAX_PREFIX_BYTES = MAX_KEY_BYTES - KEY_LENGTH - LEASE_SUFFIX.length;
+// A user's index lives in an item of its own: this infix and SHA-256 of the user id (43
+// characters), no longer than a lease's key and never the shape of a storage key (no `:`).
+const USER_INFIX = "user:";
+// Room kept in a record's item for its index mark: `,"index":{"user":"<43>","until":<ms>}`.
+const MARK_RESERVE = 96;
+// Compare-and-set attempts on a user's index before the save fails.
+const INDEX_ATTEMPTS = 16;
+const STORAGE_KEY = /^[A-Za-z0-9_-]{43}$/;
 // Printable ASCII, no space: what every client sends unchanged and Memcached accepts in a key.
 const PREFIX = /^[\x21-\x7e]*$/;
 
@@ -211,6 +224,82 @@ function exptimeOf(expiresAt: number, now: number): number {
   const seconds = Math.ceil(ms / 1000) + 1;
   if (seconds <= THIRTY_DAYS_S) return seconds;
   return Math.min(Math.ceil(expiresAt / 1000) + ABSOLUTE_SLACK_S, MAX_EXPTIME);
+}
+
+/**
+ * How long a record's entry in its user's index lasts, in milliseconds since the epoch: its
+ * `expiresAt` and half its remaining life again, so that the sliding expiry of later saves and
+ * touches rewrites the index at most once per half window instead of on every save.
+ */
+function entryUntil(expiresAt: number, now: number): number {
+  return expiresAt + Math.ceil((expiresAt - now) / 2);
+}
+
+/** SHA-256 of the user id (UTF-8), base64url: what names the user's index item. */
+async function userHash(user: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(user)));
+  let binary = "";
+  for (const byte of digest) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function pause(attempt: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(50, 2 ** attempt)));
+}
+
+/**
+ * Where a record is indexed, kept in its item beside the record: the user's index item (by the
+ * hash of the user id) and until when its entry there lasts (ms since the epoch). A save or touch
+ * that moves `expiresAt` past `until` extends the entry first.
+ */
+interface IndexMark {
+  user: string;
+  until: number;
+}
+
+/** A record as held in its item, with its index mark. */
+interface Held {
+  record: StoredSession;
+  mark: IndexMark | undefined;
+}
+
+function markOf(value: unknown): IndexMark | undefined | null {
+  if (value === undefined) return undefined;
+  if (typeof value !== "object" || value === null) return null;
+  const { user, until } = value as { user?: unknown; until?: unknown };
+  if (
+    typeof user !== "string" || !STORAGE_KEY.test(user) || typeof until !== "number" ||
+    !Number.isFinite(until)
+  ) {
+    return null;
+  }
+  return { user, until };
+}
+
+/** Parses an item's value: JSON text, bytes, or what a client already parsed. `null` when corrupt. */
+function heldOf(value: unknown): Held | null {
+  let raw = value;
+  try {
+    if (typeof raw === "string") raw = JSON.parse(raw);
+    else if (raw instanceof Uint8Array) raw = JSON.parse(new TextDecoder().decode(raw));
+  } catch {
+    return null;
+  }
+  const checked = toStoredSession(raw);
+  if (checked === null) return null;
+  const { data, version, createdAt, expiresAt } = checked;
+  const mark = markOf((raw as { index?: unknown }).index);
+  if (mark === null) return null;
+  return { record: { data, version, createdAt, expiresAt }, mark };
+}
+
+/** The item's value: the record as JSON, with its index mark when it has one. */
+function itemValue(record: StoredSession, data: string, mark: IndexMark | undefined): string {
+  const { version, createdAt, expiresAt } = record;
+  const index = mark === undefined ? "" : `,"index":${JSON.stringify(mark)}`;
+  return `{"version":${JSON.stringify(version)},"createdAt":${JSON.stringify(createdAt)},"expiresAt":${
+    JSON.stringify(expiresAt)
+  }${index},"data":${data}}`;
 }
 
 function defaultOnCorrupt(key: string, error: Error): void {
@@ -236,6 +325,13 @@ const CREATE_ATTEMPTS = 3;
  *   compare-and-set in two round trips. It never recreates a missing record.
  * - `touch` is `gets` then `cas` of the same record with the new `expiresAt`; `destroy` is one
  *   `delete`.
+ * - Sessions per user (`capabilities.users`): a save given an `index` first enters the key in
+ *   the user's index item (`gets`, then `cas` or `add`: two more round trips), and the record's
+ *   item notes until when that entry lasts (the record's `expiresAt` and half its remaining life
+ *   again). Later saves and touches of the record extend the entry first only when they move
+ *   `expiresAt` past it, so a session with sliding expiry pays them about once per half idle
+ *   window. `keysOfUser` is one `get`. Expired entries are dropped when the index is written;
+ *   an index holds about 16,000 live sessions of one user in a 1 MiB item.
  *
  * One clock decides expiry: this process's. A record past its `expiresAt` reads as missing
  * whatever Memcached still holds; Memcached's exptime is sent relative (seconds from now), so
@@ -243,7 +339,9 @@ const CREATE_ATTEMPTS = 3;
  * only takes an absolute time on its own clock; the store then adds an hour of slack.
  *
  * Memcached is a cache: under memory pressure it evicts items before they expire (the user is
- * signed out), a restart loses every session, and it cannot count its keys (no `count()`).
+ * signed out), a restart loses every session, and it cannot count its keys (no `count()`). An
+ * evicted user index loses the list of that user's sessions: `listUserSessions` misses them
+ * and `endUserSessions` cannot end them until each is saved with its user again.
  * Client errors are thrown as they are (`withSession` wraps them in `StoreUnavailableError`);
  * give the client a short `cmdTimeout` so that a server that stops answering fails requests
  * quickly instead of holding them.
@@ -274,11 +372,13 @@ export class MemcachedStore implements SessionStore {
   /**
    * Compare-and-set: yes (Memcached's CAS tokens). Native expiry: yes (exptime). Leases: yes
    * (`add`, and `cas` to take over an expired one or to release), as evictable as any item.
+   * Sessions per user: yes (an index item per user, as evictable as any item).
    */
-  readonly capabilities: StoreCapabilities = { compareAndSet: true, ttl: true, locks: true };
+  readonly capabilities: StoreCapabilities = { compareAndSet: true, ttl: true, locks: true, users: true };
   #commands: Commands;
   #prefix: string;
   #maxValueBytes: number;
+  #maxIndexBytes: number;
   #onCorrupt: (key: string, error: Error) => void;
   #now: () => number;
 
@@ -312,6 +412,7 @@ export class MemcachedStore implements SessionStore {
       throw new RangeError(`Invalid maxItemSize: "${maxItemSize}" must be an integer of at least 1024 bytes`);
     }
     this.#maxValueBytes = maxItemSize - ITEM_OVERHEAD - prefix.length - KEY_LENGTH;
+    this.#maxIndexBytes = maxItemSize - ITEM_OVERHEAD - prefix.length - USER_INFIX.length - KEY_LENGTH;
     this.#onCorrupt = options.onCorrupt ?? defaultOnCorrupt;
     this.#now = options.now ?? Date.now;
   }
@@ -327,8 +428,8 @@ export class MemcachedStore implements SessionStore {
     assertStorageKey(key);
     const value = await this.#commands.get(this.#prefix + key);
     if (value === undefined || value === null) return null;
-    const record = this.#decode(key, value);
-    return record === null || record.expiresAt <= this.#now() ? null : record;
+    const held = this.#decode(key, value);
+    return held === null || held.record.expiresAt <= this.#now() ? null : held.record;
   }
 
   /**
@@ -338,27 +439,49 @@ export class MemcachedStore implements SessionStore {
    * checked, and `cas` writes only if the item is still the one read. A record whose
    * `expiresAt` is already past is stored as expired: the save counts as done and leaves nothing.
    *
+   * With `index`, the key is entered in the user's index item (`prefix` + `user:` + SHA-256 of
+   * the user id) by `gets` and `cas` (or `add`) BEFORE the record is written, so `keysOfUser`
+   * never misses a saved record; a save then refused leaves an entry the core skips. The entry
+   * lasts past the record's `expiresAt` by half its remaining life, and the record's item notes
+   * it, so later saves and touches of the record (with or without `index`) extend it first when
+   * they move `expiresAt` past it: at most once per half window, not on every save.
+   *
    * @param key The storage key.
    * @param record The record to store.
    * @param expectedVersion The stored version to replace, or `null` to create only if absent.
+   * @param index The user whose index lists the key (`index.user`, a non-empty string).
    * @returns `true` when written. When refused on what `gets` read (the record is missing,
    *   expired, or at another version), a `SaveConflict` with that record (`null` when missing or
    *   expired); when `cas` finds the item changed since, `false`.
-   * @throws {TypeError} When `key` is not a storage key or the record's times or version are
-   *   not finite numbers. Client errors pass through.
+   * @throws {TypeError} When `key` is not a storage key, the record's times or version are not
+   *   finite numbers, or `index.user` is not a non-empty string. Client errors pass through,
+   *   and an `Error` when the user's index kept changing under 16 compare-and-set attempts.
    * @throws {SessionDataError} When the data cannot be written as JSON (a `BigInt`, a cycle).
-   * @throws {SessionTooLargeError} When the record does not fit in one Memcached item.
+   * @throws {SessionTooLargeError} When the record does not fit in one Memcached item, or the
+   *   user's index would not (about 16,000 live sessions of one user with a 1 MiB item).
    */
-  async save(key: string, record: StoredSession, expectedVersion: number | null): Promise<SaveResult> {
+  async save(
+    key: string,
+    record: StoredSession,
+    expectedVersion: number | null,
+    index?: SaveIndex,
+  ): Promise<SaveResult> {
     assertStorageKey(key);
-    const value = this.#encode(record);
+    if (index !== undefined && (typeof index?.user !== "string" || index.user === "")) {
+      throw new TypeError(`Invalid index: user "${String(index?.user)}" is not a non-empty string`);
+    }
+    const data = this.#encode(record);
     const exptime = exptimeOf(record.expiresAt, this.#now());
     const item = this.#prefix + key;
-    if (expectedVersion === null) return await this.#create(key, item, value, exptime);
+    if (expectedVersion === null) {
+      const mark = await this.#mark(key, record.expiresAt, index, undefined);
+      return await this.#create(key, item, itemValue(record, data, mark), exptime);
+    }
     const found = await this.#read(key, item);
     if (found === "missing" || found === "corrupt") return found === "missing" ? { current: null } : false;
     if (found.record.version !== expectedVersion) return { current: found.record };
-    return await this.#cas(item, value, found.cas, exptime) === "STORED";
+    const mark = await this.#mark(key, record.expiresAt, index, found.mark);
+    return await this.#cas(item, itemValue(record, data, mark), found.cas, exptime) === "STORED";
   }
 
   async #create(key: string, item: string, value: string, exptime: number): Promise<SaveResult> {
@@ -405,8 +528,146 @@ export class MemcachedStore implements SessionStore {
     const item = this.#prefix + key;
     const found = await this.#read(key, item);
     if (typeof found === "string") return;
-    const value = this.#encode({ ...found.record, expiresAt });
-    await this.#cas(item, value, found.cas, exptimeOf(expiresAt, this.#now()));
+    const record = { ...found.record, expiresAt };
+    const data = this.#encode(record);
+    const mark = await this.#mark(key, expiresAt, undefined, found.mark);
+    await this.#cas(item, itemValue(record, data, mark), found.cas, exptimeOf(expiresAt, this.#now()));
+  }
+
+  /**
+   * The storage keys in the user's index whose entries have not expired: one `get` of the index
+   * item. A superset of the user's live sessions (the caller checks each record): it may list
+   * keys of sessions that have since ended, expired, been destroyed or changed user.
+   *
+   * Memcached may evict the index item under memory pressure like any item: the sessions it
+   * listed are then missing from the answer until they are saved with `index` again.
+   *
+   * @param user The user's id.
+   * @returns The keys, in no particular order; `[]` when the index is missing or corrupt
+   *   (reported to `onCorrupt` under `user:` and the hash of the id).
+   * @throws {TypeError} When `user` is not a non-empty string. Client errors pass through.
+   * @example
+   * ```ts
+   * import { MemcachedStore } from "websession/memcached";
+   * import { MemcacheClient } from "memcache-client";
+   * import assert from "node:assert/strict";
+   *
+   * const client = new MemcacheClient({ server: "127.0.0.1:11211", cmdTimeout: 2_000 });
+   * const store = new MemcachedStore({ client, prefix: `example-users-${Date.now()}:` });
+   * const [phone, laptop] = ["p".repeat(43), "l".repeat(43)];
+   * const now = Date.now();
+   * const record = { data: { user: "ada" }, version: 1, createdAt: now, expiresAt: now + 60_000 };
+   * // The core passes the user with the save that sets it; the index is written first.
+   * await store.save(phone, record, null, { user: "ada" });
+   * await store.save(laptop, record, null, { user: "ada" });
+   * assert.deepEqual((await store.keysOfUser("ada")).sort(), [laptop, phone]);
+   * assert.deepEqual(await store.keysOfUser("grace"), []);
+   * client.shutdown();
+   * ```
+   */
+  async keysOfUser(user: string): Promise<string[]> {
+    if (typeof user !== "string" || user === "") {
+      throw new TypeError(`Invalid user: "${String(user)}" is not a non-empty string`);
+    }
+    const name = USER_INFIX + await userHash(user);
+    const value = await this.#commands.get(this.#prefix + name);
+    if (value === undefined || value === null) return [];
+    const entries = this.#parseIndex(name, value);
+    if (entries === undefined) return [];
+    const now = this.#now();
+    const keys: string[] = [];
+    for (const [key, until] of entries) if (until > now) keys.push(key);
+    return keys;
+  }
+
+  /**
+   * The index mark a record expiring at `expiresAt` must carry, entering the key in the user's
+   * index first when the entry it has (`previous`) does not last that long. The user is
+   * `index.user`, else the one `previous` names; `undefined` when neither (not indexed).
+   */
+  async #mark(
+    key: string,
+    expiresAt: number,
+    index: SaveIndex | undefined,
+    previous: IndexMark | undefined,
+  ): Promise<IndexMark | undefined> {
+    const user = index === undefined ? previous?.user : await userHash(index.user);
+    if (user === undefined) return undefined;
+    const now = this.#now();
+    if (expiresAt <= now) return undefined; // stored expired: nothing to find
+    if (previous !== undefined && previous.user === user && previous.until >= expiresAt) return previous;
+    const until = entryUntil(expiresAt, now);
+    await this.#enter(user, key, until);
+    return { user, until };
+  }
+
+  /**
+   * Enters `key` in the index of the user whose id hashes to `user`, lasting until `until`:
+   * `gets` of the index item, then `cas` (or `add` when it is missing) of the entries with this
+   * one added or extended and the expired ones dropped, retried while other writers win. The
+   * item's exptime follows its longest entry. An entry never gets shorter.
+   */
+  async #enter(user: string, key: string, until: number): Promise<void> {
+    const name = USER_INFIX + user;
+    const item = this.#prefix + name;
+    for (let attempt = 0; attempt < INDEX_ATTEMPTS; attempt++) {
+      const hit = await this.#commands.gets(item);
+      const now = this.#now();
+      const empty = hit === undefined || hit.value === undefined || hit.value === null;
+      const entries = empty ? new Map<string, number>() : this.#parseIndex(name, hit.value) ?? new Map();
+      if ((entries.get(key) ?? -Infinity) >= until) return;
+      const kept: Record<string, number> = {};
+      let last = until;
+      for (const [other, otherUntil] of entries) {
+        if (other === key || otherUntil <= now) continue;
+        kept[other] = otherUntil;
+        if (otherUntil > last) last = otherUntil;
+      }
+      kept[key] = until;
+      const value = JSON.stringify(kept);
+      if (value.length > this.#maxIndexBytes) {
+        throw new SessionTooLargeError(
+          `Too many sessions for one user: the index "${name}" would take "${value.length}" bytes, at most "${this.#maxIndexBytes}" fit in one Memcached item`,
+        );
+      }
+      const exptime = exptimeOf(last, now);
+      const reply = hit === undefined
+        ? await this.#add(item, value, exptime)
+        : await this.#cas(item, value, hit.cas, exptime);
+      if (reply === "STORED") return;
+      await pause(attempt);
+    }
+    throw new Error(
+      `Memcached index of a user kept changing: ${INDEX_ATTEMPTS} compare-and-set attempts lost at "${item}"`,
+    );
+  }
+
+  /** The entries of an index item (storage key → until), or `undefined` when corrupt (reported). */
+  #parseIndex(name: string, value: unknown): Map<string, number> | undefined {
+    let raw = value;
+    try {
+      if (typeof raw === "string") raw = JSON.parse(raw);
+      else if (raw instanceof Uint8Array) raw = JSON.parse(new TextDecoder().decode(raw));
+    } catch {
+      raw = undefined;
+    }
+    const entries = new Map<string, number>();
+    let ok = typeof raw === "object" && raw !== null && !Array.isArray(raw);
+    if (ok) {
+      for (const [key, until] of Object.entries(raw as Record<string, unknown>)) {
+        if (!STORAGE_KEY.test(key) || typeof until !== "number" || !Number.isFinite(until)) {
+          ok = false;
+          break;
+        }
+        entries.set(key, until);
+      }
+    }
+    if (ok) return entries;
+    this.#onCorrupt(
+      name,
+      new TypeError(`Corrupt user index: not a map of storage keys to times at "${this.#prefix + name}"`),
+    );
+    return undefined;
   }
 
   /**
@@ -492,29 +753,30 @@ export class MemcachedStore implements SessionStore {
     key: string,
     item: string,
     withExpired = false,
-  ): Promise<{ record: StoredSession; cas: string } | "missing" | "corrupt"> {
+  ): Promise<{ record: StoredSession; mark: IndexMark | undefined; cas: string } | "missing" | "corrupt"> {
     const hit = await this.#commands.gets(item);
     if (hit === undefined || hit.value === undefined || hit.value === null) return "missing";
-    const record = this.#decode(key, hit.value);
-    if (record === null) return "corrupt";
-    if (!withExpired && record.expiresAt <= this.#now()) return "missing";
-    return { record, cas: hit.cas };
+    const held = this.#decode(key, hit.value);
+    if (held === null) return "corrupt";
+    if (!withExpired && held.record.expiresAt <= this.#now()) return "missing";
+    return { record: held.record, mark: held.mark, cas: hit.cas };
   }
 
-  #decode(key: string, value: unknown): StoredSession | null {
-    let record: StoredSession | null;
-    if (typeof value === "string") record = parseStoredSession(value);
-    else if (value instanceof Uint8Array) record = parseStoredSession(new TextDecoder().decode(value));
-    else record = toStoredSession(value); // a client that parsed JSON-flagged items itself
-    if (record === null) {
+  #decode(key: string, value: unknown): Held | null {
+    const held = heldOf(value);
+    if (held === null) {
       this.#onCorrupt(
         key,
         new TypeError(`Corrupt session record: not a well-formed record at "${this.#prefix + key}"`),
       );
     }
-    return record;
+    return held;
   }
 
+  /**
+   * Checks a record and writes its data as JSON text; refuses it, before anything is sent, when
+   * its item (with room for an index mark) would not fit.
+   */
   #encode(record: StoredSession): string {
     const { version, createdAt, expiresAt } = record;
     if (!Number.isSafeInteger(version) || !Number.isFinite(createdAt) || !Number.isFinite(expiresAt)) {
@@ -528,20 +790,23 @@ export class MemcachedStore implements SessionStore {
     }
     let value: string;
     try {
-      value = JSON.stringify({ version, createdAt, expiresAt, data });
+      value = JSON.stringify(data);
     } catch (error) {
       throw new SessionDataError(
         `Session data cannot be stored: not JSON-serializable: ${(error as Error).message}`,
         { cause: error },
       );
     }
+    if (typeof value !== "string" || value[0] !== "{") {
+      throw new SessionDataError("Session data cannot be stored: not a JSON object");
+    }
     // UTF-8 takes 1 to 3 bytes per UTF-16 code unit: measure only when the bound is unclear.
-    const limit = this.#maxValueBytes;
+    const limit = this.#maxValueBytes - itemValue(record, "", undefined).length - MARK_RESERVE;
     if (value.length > limit || (value.length * 3 > limit && utf8Length(value) > limit)) {
       throw new SessionTooLargeError(
         `Session too large for Memcached: "${
           utf8Length(value)
-        }" bytes of JSON, at most "${limit}" fit in one item`,
+        }" bytes of JSON data, at most "${limit}" fit in one item`,
       );
     }
     return value;

@@ -11,6 +11,8 @@ import { storeSuite } from "../conformance/store_suite.ts";
 import { assertRoundTrips } from "../conformance/round_trips.ts";
 import { sessionSuite } from "../conformance/session_suite.ts";
 import { randomKey } from "../conformance/util.ts";
+import { Client } from "../conformance/client.ts";
+import { getSession, withSession } from "../../src/with_session.ts";
 
 const [HOST, PORT] = (process.env.MEMCACHED_SERVER ?? "127.0.0.1:11211").split(":") as [string, string];
 const SERVER = `${HOST}:${PORT}`;
@@ -58,6 +60,18 @@ async function rawTtl(item: string): Promise<number | undefined> {
   const answer = await raw(`mg ${item} t\r\n`);
   const match = /^HD t(-?\d+)/.exec(answer);
   return match ? Number(match[1]) : undefined;
+}
+
+/** SHA-256 of a user id in base64url, computed here apart from the store: its index's name. */
+async function hashOf(user: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(user)));
+  return Buffer.from(digest).toString("base64url");
+}
+
+/** The entries of a user's index item as Memcached holds them (storage key → until, in ms). */
+async function rawIndex(prefix: string, user: string): Promise<Record<string, number> | undefined> {
+  const value = await rawGet(`${prefix}user:${await hashOf(user)}`);
+  return value === undefined ? undefined : JSON.parse(value);
 }
 
 async function rawSet(item: string, value: string, exptime = 60): Promise<void> {
@@ -369,6 +383,190 @@ describe("MemcachedStore over memcache-client: Memcached specifics", () => {
     await assert.rejects(clocked.lock(key, "c", Number.NaN), RangeError);
   });
 
+  it("enters a session in its user's index item, named by a hash of the user id, before writing the record", async () => {
+    const user = `ada ${RUN} with spaces, ünïcode and more: ${"x".repeat(400)}`;
+    const key = randomKey();
+    let now = 1_700_000_000_000;
+    const order: string[] = [];
+    const { client, sent } = recording(connection.client);
+    const spy = new Proxy(client as object, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver);
+        if (typeof value !== "function" || !["add", "cas"].includes(String(property))) return value;
+        return (...args: unknown[]) => {
+          order.push(`${String(property)} ${String(args[0]).slice(own.length, own.length + 5)}`);
+          return Reflect.apply(value, target, args);
+        };
+      },
+    }) as MemcacheClientLike;
+    const clocked = new MemcachedStore({ client: spy, prefix: own, now: () => now });
+    // A 201-byte prefix with a long user id still makes a key Memcached takes: the id is hashed.
+    const longest = new MemcachedStore({
+      client: connection.client,
+      prefix: "p".repeat(201),
+      now: () => now,
+    });
+    const saved = { data: { user }, version: 1, createdAt: now, expiresAt: now + 60_000 };
+    assert.equal(await clocked.save(key, saved, null, { user }), true);
+    assert.deepEqual(sent, ["gets", "add", "add"], "gets and add of the index, then add of the record");
+    assert.deepEqual(order, ["add user:", `add ${key.slice(0, 5)}`], "the index is written first");
+    // The entry lasts half the record's remaining life past its expiry; the record notes it.
+    assert.deepEqual(await rawIndex(own, user), { [key]: now + 90_000 });
+    const item = JSON.parse((await rawGet(own + key))!);
+    assert.deepEqual(item.index, { user: await hashOf(user), until: now + 90_000 });
+    assert.deepEqual(await clocked.load(key), saved, "the mark never shows in a loaded record");
+    assert.deepEqual(await clocked.keysOfUser(user), [key]);
+    assert.equal(await longest.save(key, saved, null, { user }), true);
+    assert.deepEqual(await longest.keysOfUser(user), [key]);
+    await longest.destroy(key);
+    now += 90_000; // the entry's until: listed no more
+    assert.deepEqual(await clocked.keysOfUser(user), []);
+    await assert.rejects(clocked.keysOfUser(""), TypeError);
+    await assert.rejects(clocked.save(randomKey(), saved, null, { user: "" }), TypeError);
+  });
+
+  it("extends the entry before a save or touch moves expiresAt past it, with or without the user, and not otherwise", async () => {
+    const user = `grace-${randomKey()}`;
+    const key = randomKey();
+    let now = 1_700_000_000_000;
+    const { client, sent } = recording(connection.client);
+    const clocked = new MemcachedStore({ client, prefix: own, now: () => now });
+    const at = (version: number, expiresAt: number) => ({ data: { user }, version, createdAt: 1, expiresAt });
+    assert.equal(await clocked.save(key, at(1, now + 60_000), null, { user }), true); // until now + 90 s
+    // Sliding expiry within the entry's life: the record alone, as without an index.
+    now += 20_000;
+    sent.length = 0;
+    assert.equal(await clocked.save(key, at(2, now + 60_000), 1, { user }), true);
+    assert.equal(await clocked.save(key, at(3, now + 70_000), 2), true);
+    assert.deepEqual(sent, ["gets", "cas", "gets", "cas"]);
+    // Past it, a save without the user (a logout's tombstone, say) extends the entry first.
+    now += 20_000;
+    sent.length = 0;
+    assert.equal(await clocked.save(key, at(4, now + 60_000), 3), true);
+    assert.deepEqual(
+      sent,
+      ["gets", "gets", "cas", "cas"],
+      "record read, index read and written, record written",
+    );
+    assert.deepEqual(await rawIndex(own, user), { [key]: now + 90_000 });
+    assert.equal(JSON.parse((await rawGet(own + key))!).index.until, now + 90_000);
+    // And so does a touch.
+    now += 40_000;
+    sent.length = 0;
+    await clocked.touch(key, now + 600_000);
+    assert.deepEqual(sent, ["gets", "gets", "cas", "cas"]);
+    assert.deepEqual(await rawIndex(own, user), { [key]: now + 900_000 });
+    assert.deepEqual((await clocked.load(key))?.data, { user });
+    now += 800_000;
+    assert.deepEqual(await clocked.keysOfUser(user), [key], "listed as long as the touched record lives");
+    // A session never saved with a user stays out of every index, touched or not.
+    const plain = randomKey();
+    sent.length = 0;
+    await clocked.save(plain, at(1, now + 60_000), null);
+    await clocked.touch(plain, now + 120_000);
+    assert.deepEqual(sent, ["add", "gets", "cas"]);
+    assert.equal(JSON.parse((await rawGet(own + plain))!).index, undefined);
+  });
+
+  it("drops expired entries when it writes the index, and sets the item's exptime from its longest entry", async () => {
+    const user = `hopper-${randomKey()}`;
+    let now = Date.now();
+    const clocked = new MemcachedStore({ client: connection.client, prefix: own, now: () => now });
+    const [short, long, later] = [randomKey(), randomKey(), randomKey()];
+    const saved = (ttl: number) => ({ data: { user }, version: 1, createdAt: now, expiresAt: now + ttl });
+    await clocked.save(short, saved(10_000), null, { user }); // until now + 15 s
+    await clocked.save(long, saved(600_000), null, { user }); // until now + 900 s
+    assert.deepEqual((await clocked.keysOfUser(user)).sort(), [long, short].sort());
+    const ttl = await rawTtl(`${own}user:${await hashOf(user)}`);
+    assert.ok(ttl !== undefined && ttl >= 899 && ttl <= 902, `TTL ${ttl}`);
+    now += 15_000;
+    assert.deepEqual(await clocked.keysOfUser(user), [long]);
+    assert.deepEqual(
+      Object.keys((await rawIndex(own, user))!).sort(),
+      [long, short].sort(),
+      "kept until a write",
+    );
+    await clocked.save(later, saved(60_000), null, { user });
+    assert.deepEqual(Object.keys((await rawIndex(own, user))!).sort(), [long, later].sort());
+  });
+
+  it("loses no entry when many sessions of one user are saved at once", async () => {
+    const user = `lovelace-${randomKey()}`;
+    const keys = Array.from({ length: 24 }, () => randomKey());
+    const stores = Array.from({ length: 4 }, () => open());
+    try {
+      const results = await Promise.all(
+        keys.map((key, i) =>
+          new MemcachedStore({ client: stores[i % stores.length]!.client, prefix: own }).save(
+            key,
+            record({ user }),
+            null,
+            { user },
+          )
+        ),
+      );
+      assert.ok(results.every((result) => result === true));
+      assert.deepEqual((await store.keysOfUser(user)).sort(), [...keys].sort());
+    } finally {
+      for (const connection of stores) await connection.close();
+    }
+  });
+
+  it("refuses, writing nothing of the record, a session whose user's index would not fit one item", async () => {
+    const user = `many-${randomKey()}`;
+    const small = new MemcachedStore({ client: connection.client, prefix: own, maxItemSize: 1024 });
+    const saved: string[] = [];
+    let refusal: unknown;
+    for (let i = 0; i < 30 && refusal === undefined; i++) {
+      const key = randomKey();
+      try {
+        await small.save(key, record({ user }), null, { user });
+        saved.push(key);
+      } catch (error) {
+        refusal = error;
+        assert.equal(await rawGet(own + key), undefined, "the record was not written");
+      }
+    }
+    assert.ok(refusal instanceof SessionTooLargeError, String(refusal));
+    assert.match(refusal.message, /^Too many sessions for one user: /);
+    assert.ok(saved.length >= 5, `${saved.length} sessions fit`);
+    assert.deepEqual((await small.keysOfUser(user)).sort(), saved.sort());
+  });
+
+  it("reads a corrupt index as empty and reports it; the next save starts it afresh", async () => {
+    const user = `corrupt-${randomKey()}`;
+    const name = `user:${await hashOf(user)}`;
+    await rawSet(own + name, JSON.stringify({ "not a key": 1 }));
+    const reported = corrupt.length;
+    assert.deepEqual(await store.keysOfUser(user), []);
+    assert.deepEqual(corrupt.slice(reported).map(([key]) => key), [name]);
+    const key = randomKey();
+    assert.equal(await store.save(key, record({ user }), null, { user }), true);
+    assert.deepEqual(await store.keysOfUser(user), [key]);
+  });
+
+  it("costs gets and add of the index and add of the record at login; then one get per read, gets + cas per change", async () => {
+    const { client, sent } = recording(connection.client);
+    const counted = new MemcachedStore({ client, prefix: own });
+    const handler = withSession(async (req: Request) => {
+      const session = await getSession<{ user?: string; n?: number }>(req);
+      const path = new URL(req.url).pathname;
+      if (path === "/login") session.set("user", `turing-${RUN}`);
+      if (path === "/inc") session.update("n", (n = 0) => n + 1);
+      return new Response(String(session.get("n") ?? 0));
+    }, { store: counted, secrets: SECRET, userKey: "user" });
+    const browser = new Client(handler);
+    const expect = async (path: string, calls: string[]) => {
+      sent.length = 0;
+      await browser.text(path);
+      assert.deepEqual(sent, calls, path);
+    };
+    await expect("/login", ["gets", "add", "add"]);
+    await expect("/read", ["get"]);
+    await expect("/inc", ["get", "gets", "cas"]);
+    await expect("/inc", ["get", "gets", "cas"]);
+  });
+
   it("costs one get per request that reads, one add per new session, gets + cas per change", async () => {
     const { client, sent } = recording(connection.client);
     await assertRoundTrips(new MemcachedStore({ client, prefix: own }), sent, SECRET, {
@@ -414,7 +612,7 @@ describe("MemcachedStore construction", () => {
 
   it("uses the websession: prefix by default and claims compare-and-set and native expiry", async () => {
     const store = new MemcachedStore({ client: connection.client });
-    assert.deepEqual(store.capabilities, { compareAndSet: true, ttl: true, locks: true });
+    assert.deepEqual(store.capabilities, { compareAndSet: true, ttl: true, locks: true, users: true });
     assert.equal("count" in store, false);
     assert.equal("cleanup" in store, false);
     const key = randomKey();

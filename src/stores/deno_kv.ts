@@ -8,6 +8,7 @@ import { SessionDataError, SessionTooLargeError, StoreUnavailableError } from ".
 import {
   assertStorageKey,
   parseStoredSession,
+  type SaveIndex,
   type SaveResult,
   type SessionStore,
   type StoreCapabilities,
@@ -173,10 +174,13 @@ export interface DenoKvStoreOptions {
   /** The application's open KV database, e.g. `await Deno.openKv()` (required). */
   kv: DenoKvLike;
   /**
-   * The key prefix: a session lives at `[...prefix, storageKey]`. Key parts are strings,
-   * numbers, bigints, booleans or `Uint8Array`s; encoded, the prefix may take at most 2,003
-   * bytes, so that a session's key stays within Deno KV's 2,048-byte limit (a string part takes
-   * its UTF-8 length plus 2).
+   * The key prefix: a session lives at `[...prefix, storageKey]`, its lease (`session.lock()`)
+   * at `[...prefix, "lease", storageKey]` and its entry in a user's index at
+   * `[...prefix, "user", user, storageKey]`. Key parts are strings, numbers, bigints, booleans or
+   * `Uint8Array`s; encoded, the prefix may take at most 1,996 bytes, so that a lease's key stays
+   * within Deno KV's 2,048-byte limit (a string part takes its UTF-8 length plus 2). Give each
+   * store a prefix that is not the start of another store's prefix followed by `"lease"` or
+   * `"user"`.
    * @default ["websession"]
    */
   prefix?: DenoKvKey;
@@ -193,6 +197,20 @@ interface Seen {
   version: number;
   versionstamp: string;
   expiresAt: number;
+  /** The user the record is indexed under, carried to every later write of it. */
+  user: string | undefined;
+}
+
+/** A record as stored, and the user it is indexed under. */
+interface Decoded {
+  record: StoredSession;
+  user: string | undefined;
+}
+
+/** A lease as stored: its owner and when it lapses by the application's clock (ms). */
+interface Lease {
+  owner: string;
+  until: number;
 }
 
 /** Versionstamps kept per generation; two generations bound the memory the hints take. */
@@ -210,6 +228,20 @@ const MAX_KEY_BYTES = 2_048;
 /** The encoded size of the storage key part: a 43-character string, its type byte and end byte. */
 const STORAGE_KEY_PART_BYTES = 45;
 
+/** The key part that holds leases, `[...prefix, "lease", storageKey]`, and its encoded size. */
+const LEASE_PART = "lease";
+const LEASE_PART_BYTES = 7;
+
+/** The key part that holds the per-user index, `[...prefix, "user", user, storageKey]`. */
+const USER_PART = "user";
+const USER_PART_BYTES = 6;
+
+/** The longest prefix, encoded: a lease's key must fit in Deno KV's key limit. */
+const MAX_PREFIX_BYTES = MAX_KEY_BYTES - STORAGE_KEY_PART_BYTES - LEASE_PART_BYTES;
+
+/** The field of the stored JSON, beside the record's own, that names the user it is indexed under. */
+const INDEXED_USER = "indexedUser";
+
 /**
  * Keeps sessions in Deno KV. A save is one atomic commit guarded by
  * `check({ key, versionstamp })`: a true compare-and-set, so concurrent writers on one session
@@ -219,8 +251,9 @@ const STORAGE_KEY_PART_BYTES = 45;
  * (lone surrogates and NUL characters included: JSON escapes them). Deno KV V8-serializes the
  * text and takes at most 64 KiB: one byte a character when every character is Latin-1, two
  * bytes a character otherwise, so a record of 65,530 ASCII characters fits, and one of 32,765
- * characters with any non-Latin-1 character among them. A larger record is refused with
- * `SessionTooLargeError` before anything is written.
+ * characters with any non-Latin-1 character among them (a record indexed under a user also
+ * carries the user's id). A larger record is refused with `SessionTooLargeError` before anything
+ * is written.
  *
  * Expiry: each record keeps its `expiresAt`, and a read never returns a record past it by the
  * store's clock (`now`, the same clock as `withSession`'s). Deno KV's `expireIn` (set from
@@ -237,6 +270,17 @@ const STORAGE_KEY_PART_BYTES = 45;
  * nothing by itself (Deno KV answers only `ok: false`), so the store never reports what it did
  * not read; it then reads and decides again (two round trips in all), and answers plain `false`
  * only when the entry kept moving (touches) through three rounds.
+ *
+ * Leases (`session.lock()`): a lease lives at `[...prefix, "lease", storageKey]`, apart from the
+ * record, as `{ owner, until }`. Taking one is a read and one commit guarded by the lease
+ * entry's versionstamp, so of concurrent takers exactly one wins; a lease is free once `until`
+ * has passed by the store's clock, and Deno KV drops the entry by itself (`expireIn`) later.
+ *
+ * Sessions per user: a save given an `index` also writes `[...prefix, "user", user, storageKey]`
+ * in the same atomic commit as the record, so a key is listed by `keysOfUser` exactly when its
+ * save landed. The record remembers the user it is indexed under, and every later write of it
+ * (a save, a touch) rewrites the index entry in the same commit, with the record's expiry: the
+ * entry lives as long as the record, and Deno KV drops both.
  *
  * @example
  * ```ts
@@ -258,10 +302,15 @@ const STORAGE_KEY_PART_BYTES = 45;
  * ```
  */
 export class DenoKvStore implements SessionStore {
-  /** Compare-and-set: yes (atomic `check` on the versionstamp). Native expiry: yes (`expireIn`). */
-  readonly capabilities: StoreCapabilities = { compareAndSet: true, ttl: true };
+  /**
+   * Compare-and-set: yes (atomic `check` on the versionstamp). Native expiry: yes (`expireIn`).
+   * Leases: yes (a checked commit on the lease entry). Sessions per user: yes (the index entry
+   * is written in the record's own commit).
+   */
+  readonly capabilities: StoreCapabilities = { compareAndSet: true, ttl: true, locks: true, users: true };
   #kv: DenoKvLike;
   #prefix: DenoKvKey;
+  #prefixBytes: number;
   #now: () => number;
   #young = new Map<string, Seen>();
   #old = new Map<string, Seen>();
@@ -272,7 +321,8 @@ export class DenoKvStore implements SessionStore {
    * @param options See {@linkcode DenoKvStoreOptions}.
    * @throws {TypeError} When `kv` does not look like a `Deno.Kv`, or `prefix` is not an array of
    *   key parts.
-   * @throws {RangeError} When `prefix` would make keys longer than Deno KV's 2,048-byte limit.
+   * @throws {RangeError} When `prefix` takes more than 1,996 bytes encoded: a lease's key would
+   *   pass Deno KV's 2,048-byte limit.
    */
   constructor(options: DenoKvStoreOptions) {
     const kv = options?.kv as Partial<DenoKvLike> | undefined;
@@ -287,15 +337,14 @@ export class DenoKvStore implements SessionStore {
       throw new TypeError(`Invalid prefix: "${String(prefix)}" is not an array of key parts`);
     }
     const prefixBytes = prefix.reduce((sum: number, part: unknown) => sum + keyPartSize(part), 0);
-    if (prefixBytes + STORAGE_KEY_PART_BYTES > MAX_KEY_BYTES) {
+    if (prefixBytes > MAX_PREFIX_BYTES) {
       throw new RangeError(
-        `Invalid prefix: "${prefixBytes}" bytes encoded, at most "${
-          MAX_KEY_BYTES - STORAGE_KEY_PART_BYTES
-        }" leave room for the storage key within Deno KV's 2048-byte key limit`,
+        `Invalid prefix: "${prefixBytes}" bytes encoded, at most "${MAX_PREFIX_BYTES}" leave room for a lease's key within Deno KV's 2048-byte key limit`,
       );
     }
     this.#kv = kv as DenoKvLike;
     this.#prefix = [...prefix];
+    this.#prefixBytes = prefixBytes;
     this.#now = options.now ?? Date.now;
   }
 
@@ -310,38 +359,51 @@ export class DenoKvStore implements SessionStore {
   async load(key: string): Promise<StoredSession | null> {
     assertStorageKey(key);
     const entry = await this.#get(key);
-    return this.#live(key, entry);
+    return this.#live(key, entry)?.record ?? null;
   }
 
   /**
    * Compare-and-set: creates when `expectedVersion` is `null` and the key is absent, or replaces
    * the record whose version is `expectedVersion`. Never recreates a missing record.
    *
+   * With `index`, the same commit writes the key into the user's index (see `keysOfUser`); a
+   * refused save indexes nothing. Without it, a record already indexed stays indexed under its
+   * user, the entry's expiry following the record's.
+   *
    * @param key The storage key.
    * @param record The record to store.
    * @param expectedVersion The version the caller loaded, or `null` to create.
+   * @param index The user to index the key under, if any.
    * @returns `true` when written. When refused (a version conflict, or the record to update is
    *   gone or expired): a `SaveConflict` with the record read when the refusal was decided
    *   (`null` when absent or expired), or `false` when the entry kept changing under three
    *   rounds of read and commit.
-   * @throws {TypeError} When `key` is not a storage key, or the record's version or times are
-   *   not finite numbers.
-   * @throws {SessionDataError} When the data is not a JSON object (a `BigInt`, a cycle).
+   * @throws {TypeError} When `key` is not a storage key, the record's version or times are not
+   *   finite numbers, or `index.user` is not a string.
+   * @throws {SessionDataError} When the data is not a JSON object (a `BigInt`, a cycle), or the
+   *   user's id is too long for an index key within Deno KV's 2,048-byte key limit; nothing is
+   *   written.
    * @throws {SessionTooLargeError} When the record exceeds Deno KV's 64 KiB value limit; nothing
    *   is written.
    * @throws {StoreUnavailableError} When Deno KV fails.
    */
-  async save(key: string, record: StoredSession, expectedVersion: number | null): Promise<SaveResult> {
+  async save(
+    key: string,
+    record: StoredSession,
+    expectedVersion: number | null,
+    index?: SaveIndex,
+  ): Promise<SaveResult> {
     assertStorageKey(key);
     const text = encode(record);
+    const user = index === undefined ? undefined : this.#checkUser(index.user);
     // Fast path, one commit: a create expects the key absent; an update expects the entry this
     // store last read or wrote, when that entry had the expected version and had not expired.
     if (expectedVersion === null) {
-      if (await this.#commit(key, record, text, null)) return true;
+      if (await this.#commit(key, record, text, null, user)) return true;
     } else {
       const seen = this.#hint(key);
       if (seen !== undefined && seen.version === expectedVersion && seen.expiresAt > this.#now()) {
-        if (await this.#commit(key, record, text, seen.versionstamp)) return true;
+        if (await this.#commit(key, record, text, seen.versionstamp, user ?? seen.user)) return true;
       }
     }
     // Slow path: read the entry, decide on its version, commit against its versionstamp. A
@@ -350,17 +412,18 @@ export class DenoKvStore implements SessionStore {
       const entry = await this.#get(key);
       const current = this.#live(key, entry);
       // Refused on what this read saw: that read is the record as it stands.
-      if (expectedVersion === null ? current !== null : current?.version !== expectedVersion) {
-        return { current };
+      if (expectedVersion === null ? current !== null : current?.record.version !== expectedVersion) {
+        return { current: current?.record ?? null };
       }
       // An expired or unreadable leftover counts as absent and may be replaced by a create.
-      if (await this.#commit(key, record, text, entry.versionstamp)) return true;
+      if (await this.#commit(key, record, text, entry.versionstamp, user ?? current?.user)) return true;
     }
     return false;
   }
 
   /**
-   * Removes a record; no error if it is absent.
+   * Removes a record; no error if it is absent. Its lease, if any, is left alone; its index
+   * entry lapses with the record's old expiry (`keysOfUser` may list the key until then).
    *
    * @param key The storage key.
    * @throws {TypeError} When `key` is not a storage key.
@@ -373,8 +436,8 @@ export class DenoKvStore implements SessionStore {
   }
 
   /**
-   * Moves an existing record's expiry without changing its data or version; does nothing for a
-   * missing or expired record.
+   * Moves an existing record's expiry without changing its data or version (and its index
+   * entry's with it); does nothing for a missing or expired record.
    *
    * @param key The storage key.
    * @param expiresAt The new expiry, in milliseconds since the epoch.
@@ -387,37 +450,168 @@ export class DenoKvStore implements SessionStore {
       const entry = await this.#get(key);
       const current = this.#live(key, entry);
       if (current === null) return;
-      const record = { ...current, expiresAt };
-      if (await this.#commit(key, record, encode(record), entry.versionstamp)) return;
+      const record = { ...current.record, expiresAt };
+      if (await this.#commit(key, record, encode(record), entry.versionstamp, current.user)) return;
     }
   }
 
   /**
-   * Removes expired (and unreadable) records before Deno KV gets to them. Optional: Deno KV
-   * expires records by itself, about a minute late, and reads never return them meanwhile.
+   * Takes the lease named `key` for `owner`: reads the lease entry, and commits
+   * `{ owner, until: now + ttlMs }` guarded by the versionstamp it read, unless another owner's
+   * lease is live by the store's clock. Of concurrent takers exactly one commits; the owner that
+   * holds it takes it again (extending it).
    *
-   * @returns How many records were removed.
+   * @param key The storage key of the session.
+   * @param owner Who takes it; only this owner can release it.
+   * @param ttlMs How long the lease lasts unless released, in milliseconds.
+   * @returns `true` when taken, `false` while another owner holds a live lease.
+   * @throws {TypeError} When `key` is not a storage key or `owner` is not a string.
+   * @throws {RangeError} When `ttlMs` is not a positive finite number.
+   * @throws {StoreUnavailableError} When Deno KV fails.
+   * @example
+   * ```ts
+   * import { DenoKvStore } from "websession/deno-kv";
+   * import assert from "node:assert/strict";
+   *
+   * let clock = Date.now();
+   * const kv = await Deno.openKv(":memory:");
+   * const store = new DenoKvStore({ kv, now: () => clock });
+   * const key = "k".repeat(43);
+   * assert.equal(await store.lock(key, "request-1", 30_000), true);
+   * assert.equal(await store.lock(key, "request-2", 30_000), false); // held
+   * clock += 30_000; // lapsed by the store's clock, even before Deno KV drops the entry
+   * assert.equal(await store.lock(key, "request-2", 30_000), true);
+   * await store.unlock(key, "request-1"); // not its owner any more: nothing happens
+   * assert.equal(await store.lock(key, "request-3", 30_000), false);
+   * kv.close();
+   * ```
+   */
+  async lock(key: string, owner: string, ttlMs: number): Promise<boolean> {
+    assertStorageKey(key);
+    checkLease(owner, ttlMs);
+    const leaseKey = [...this.#prefix, LEASE_PART, key];
+    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+      const entry = await this.#call("get", () => this.#kv.get(leaseKey));
+      const held = entry.versionstamp === null ? null : leaseOf(entry.value);
+      const now = this.#now();
+      if (held !== null && held.owner !== owner && held.until > now) return false;
+      const lease: Lease = { owner, until: now + ttlMs };
+      const result = await this.#call(
+        "commit",
+        () =>
+          this.#kv.atomic().check({ key: leaseKey, versionstamp: entry.versionstamp })
+            .set(leaseKey, lease, { expireIn: Math.ceil(ttlMs) }).commit(),
+      );
+      if (result.ok) return true;
+      // Another taker (or a release) committed in between: decide again on what stands now.
+    }
+    return false;
+  }
+
+  /**
+   * Releases the lease named `key` if, and only if, `owner` holds it: a read, and a deletion
+   * guarded by the versionstamp read, so a lease another owner took in between is left alone.
+   *
+   * @param key The storage key of the session.
+   * @param owner The owner that took it.
+   * @throws {TypeError} When `key` is not a storage key.
+   * @throws {StoreUnavailableError} When Deno KV fails.
+   */
+  async unlock(key: string, owner: string): Promise<void> {
+    assertStorageKey(key);
+    const leaseKey = [...this.#prefix, LEASE_PART, key];
+    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+      const entry = await this.#call("get", () => this.#kv.get(leaseKey));
+      if (entry.versionstamp === null || leaseOf(entry.value)?.owner !== owner) return;
+      const result = await this.#call(
+        "commit",
+        () =>
+          this.#kv.atomic().check({ key: leaseKey, versionstamp: entry.versionstamp }).delete(leaseKey)
+            .commit(),
+      );
+      if (result.ok) return;
+    }
+  }
+
+  /**
+   * The storage keys indexed under `user` whose records had not expired at their last write
+   * under that user: one listing of `[...prefix, "user", user]`. A key whose record was saved
+   * with that user in its `index` is listed for as long as the record lives; the list may also
+   * hold keys whose records have since ended, been destroyed or changed hands.
+   *
+   * @param user The user's id.
+   * @returns The storage keys.
+   * @throws {TypeError} When `user` is not a string.
+   * @throws {StoreUnavailableError} When Deno KV fails.
+   * @example
+   * ```ts
+   * import { DenoKvStore } from "websession/deno-kv";
+   * import assert from "node:assert/strict";
+   *
+   * const kv = await Deno.openKv(":memory:");
+   * const store = new DenoKvStore({ kv });
+   * const now = Date.now();
+   * const record = { data: { user: "ada" }, version: 1, createdAt: now, expiresAt: now + 60_000 };
+   * await store.save("a".repeat(43), record, null, { user: "ada" });
+   * await store.save("b".repeat(43), record, null); // not indexed
+   * assert.deepEqual(await store.keysOfUser("ada"), ["a".repeat(43)]);
+   * // Written in the record's own commit.
+   * assert.notEqual((await kv.get(["websession", "user", "ada", "a".repeat(43)])).versionstamp, null);
+   * kv.close();
+   * ```
+   */
+  async keysOfUser(user: string): Promise<string[]> {
+    if (typeof user !== "string") throw new TypeError(`Invalid user: "${String(user)}" is not a string`);
+    const prefix = [...this.#prefix, USER_PART, user];
+    const now = this.#now();
+    const keys: string[] = [];
+    await this.#call("list", async () => {
+      for await (const entry of this.#kv.list({ prefix })) {
+        const key = entry.key[prefix.length];
+        if (entry.key.length !== prefix.length + 1 || typeof key !== "string") continue;
+        if (typeof entry.value === "number" && entry.value <= now) continue;
+        keys.push(key);
+      }
+    });
+    return keys;
+  }
+
+  /**
+   * Removes expired (and unreadable) records before Deno KV gets to them, along with lapsed
+   * leases and index entries. Optional: Deno KV expires all of them by itself, about a minute
+   * late, and reads never return them meanwhile.
+   *
+   * @returns How many records were removed (leases and index entries are not counted).
    * @throws {StoreUnavailableError} When Deno KV fails.
    */
   async cleanup(): Promise<number> {
     const now = this.#now();
     let removed = 0;
-    const stale: DenoKvEntryLike[] = [];
+    const stale: { entry: DenoKvEntryLike; record: boolean }[] = [];
+    const depth = this.#prefix.length;
     await this.#call("list", async () => {
       for await (const entry of this.#kv.list({ prefix: this.#prefix })) {
-        const record = typeof entry.value === "string" ? parseStoredSession(entry.value) : null;
-        if (record === null || record.expiresAt <= now) stale.push(entry);
+        const kind = entry.key.length - depth;
+        if (kind === 1) {
+          const record = typeof entry.value === "string" ? parseStoredSession(entry.value) : null;
+          if (record === null || record.expiresAt <= now) stale.push({ entry, record: true });
+        } else if (kind === 2 && entry.key[depth] === LEASE_PART) {
+          const lease = leaseOf(entry.value);
+          if (lease === null || lease.until <= now) stale.push({ entry, record: false });
+        } else if (kind === 3 && entry.key[depth] === USER_PART) {
+          if (typeof entry.value !== "number" || entry.value <= now) stale.push({ entry, record: false });
+        }
       }
     });
-    for (const entry of stale) {
-      // Guarded by the versionstamp: a record refreshed since the listing is kept.
+    for (const { entry, record } of stale) {
+      // Guarded by the versionstamp: an entry refreshed since the listing is kept.
       const result = await this.#call(
         "commit",
         () =>
           this.#kv.atomic().check({ key: entry.key, versionstamp: entry.versionstamp }).delete(entry.key)
             .commit(),
       );
-      if (result.ok) removed++;
+      if (result.ok && record) removed++;
     }
     return removed;
   }
@@ -431,9 +625,11 @@ export class DenoKvStore implements SessionStore {
    */
   async count(): Promise<number> {
     const now = this.#now();
+    const depth = this.#prefix.length + 1;
     let live = 0;
     await this.#call("list", async () => {
       for await (const entry of this.#kv.list({ prefix: this.#prefix })) {
+        if (entry.key.length !== depth) continue; // a lease or an index entry
         const record = typeof entry.value === "string" ? parseStoredSession(entry.value) : null;
         if (record !== null && record.expiresAt > now) live++;
       }
@@ -446,39 +642,64 @@ export class DenoKvStore implements SessionStore {
   }
 
   /** Parses an entry; remembers its versionstamp when it holds a live record. */
-  #live(key: string, entry: DenoKvEntryLike): StoredSession | null {
+  #live(key: string, entry: DenoKvEntryLike): Decoded | null {
     if (entry.versionstamp === null || typeof entry.value !== "string") {
       this.#forget(key);
       return null;
     }
-    const record = parseStoredSession(entry.value);
-    if (record === null || record.expiresAt <= this.#now()) {
+    const decoded = decode(entry.value);
+    if (decoded === null || decoded.record.expiresAt <= this.#now()) {
       this.#forget(key);
       return null;
     }
     this.#remember(key, {
-      version: record.version,
+      version: decoded.record.version,
       versionstamp: entry.versionstamp,
-      expiresAt: record.expiresAt,
+      expiresAt: decoded.record.expiresAt,
+      user: decoded.user,
     });
-    return record;
+    return decoded;
+  }
+
+  /** The user's id, checked to fit in an index key. */
+  #checkUser(user: unknown): string {
+    if (typeof user !== "string") {
+      throw new TypeError(`Invalid index: user "${String(user)}" is not a string`);
+    }
+    const bytes = this.#prefixBytes + USER_PART_BYTES + keyPartSize(user) + STORAGE_KEY_PART_BYTES;
+    if (bytes > MAX_KEY_BYTES) {
+      throw new SessionDataError(
+        `User id too long for Deno KV's index: its key takes "${bytes}" bytes, at most "${MAX_KEY_BYTES}" fit`,
+      );
+    }
+    return user;
   }
 
   /**
    * One atomic commit guarded by `versionstamp`; a record already expired is deleted instead.
-   * `expireIn` is relative, so Deno KV's clock only decides when a leftover goes, never whether
-   * a record is live.
+   * With a user, the same commit writes the index entry, expiring with the record. `expireIn`
+   * is relative, so Deno KV's clock only decides when a leftover goes, never whether a record is
+   * live.
    */
   async #commit(
     key: string,
     record: StoredSession,
     text: string,
     versionstamp: string | null,
+    user: string | undefined,
   ): Promise<boolean> {
     const kvKey = [...this.#prefix, key];
     const ttl = Math.ceil(record.expiresAt - this.#now());
     const checked = this.#kv.atomic().check({ key: kvKey, versionstamp });
-    const operation = ttl > 0 ? checked.set(kvKey, text, { expireIn: ttl }) : checked.delete(kvKey);
+    let operation: DenoKvAtomicLike;
+    if (ttl <= 0) {
+      operation = checked.delete(kvKey);
+    } else if (user === undefined) {
+      operation = checked.set(kvKey, text, { expireIn: ttl });
+    } else {
+      operation = checked.set(kvKey, withUser(text, user), { expireIn: ttl })
+        .set([...this.#prefix, USER_PART, user, key], record.expiresAt, { expireIn: ttl });
+    }
     const result = await this.#call("commit", () => operation.commit());
     if (!result.ok) return false;
     if (ttl > 0 && result.versionstamp !== undefined) {
@@ -486,6 +707,7 @@ export class DenoKvStore implements SessionStore {
         version: record.version,
         versionstamp: result.versionstamp,
         expiresAt: record.expiresAt,
+        user,
       });
     } else {
       this.#forget(key);
@@ -527,6 +749,42 @@ export class DenoKvStore implements SessionStore {
       );
     }
   }
+}
+
+/** Checks a lease's owner and duration. */
+function checkLease(owner: unknown, ttlMs: unknown): void {
+  if (typeof owner !== "string") throw new TypeError(`Invalid owner: "${String(owner)}" is not a string`);
+  if (typeof ttlMs !== "number" || !(ttlMs > 0) || !Number.isFinite(ttlMs)) {
+    throw new RangeError(`Invalid ttlMs: "${String(ttlMs)}" must be a positive number of milliseconds`);
+  }
+}
+
+/** A stored lease, or `null` when the value is not one. */
+function leaseOf(value: unknown): Lease | null {
+  if (typeof value !== "object" || value === null) return null;
+  const { owner, until } = value as Record<string, unknown>;
+  return typeof owner === "string" && typeof until === "number" ? { owner, until } : null;
+}
+
+/** The record and the user it is indexed under, from the stored JSON text. */
+function decode(text: string): Decoded | null {
+  const parsed = parseStoredSession(text) as (StoredSession & { [INDEXED_USER]?: unknown }) | null;
+  if (parsed === null) return null;
+  if (!(INDEXED_USER in parsed)) return { record: parsed, user: undefined };
+  const { [INDEXED_USER]: user, ...record } = parsed;
+  return { record, user: typeof user === "string" ? user : undefined };
+}
+
+/** The record's JSON text with the user it is indexed under, checked against the value limit. */
+function withUser(text: string, user: string): string {
+  const indexed = `${text.slice(0, -1)},"${INDEXED_USER}":${JSON.stringify(user)}}`;
+  const size = v8SerializedStringSize(indexed);
+  if (size > MAX_VALUE_BYTES) {
+    throw new SessionTooLargeError(
+      `Session too large for Deno KV: "${size}" bytes serialized with its user's id, at most "${MAX_VALUE_BYTES}" fit in one value`,
+    );
+  }
+  return indexed;
 }
 
 /**

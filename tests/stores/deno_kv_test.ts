@@ -271,15 +271,17 @@ if (deno === undefined) {
       assert.equal((await kv.get(["websession", key])).versionstamp, null);
     });
 
-    it("takes the longest prefix that leaves room for the storage key, and refuses a longer one", async () => {
-      const longest = new DenoKvStore({ kv, prefix: ["p".repeat(2_001)] });
+    it("takes the longest prefix that leaves room for a lease's key, and refuses a longer one", async () => {
+      // 1,994 characters encode to 1,996 bytes; with "lease" (7) and the storage key (45): 2,048.
+      const longest = new DenoKvStore({ kv, prefix: ["p".repeat(1_994)] });
       const key = randomKey();
       assert.equal(await longest.save(key, record({ a: 1 }), null), true);
       assert.deepEqual((await longest.load(key))?.data, { a: 1 });
+      assert.equal(await longest.lock(key, "owner", 5_000), true);
       assert.equal(await longest.count(), 1);
-      assert.throws(() => new DenoKvStore({ kv, prefix: ["p".repeat(2_002)] }), RangeError);
+      assert.throws(() => new DenoKvStore({ kv, prefix: ["p".repeat(1_995)] }), RangeError);
       assert.throws(
-        () => new DenoKvStore({ kv, prefix: ["p".repeat(1_000), "p".repeat(1_000)] }),
+        () => new DenoKvStore({ kv, prefix: ["p".repeat(997), "p".repeat(997)] }),
         RangeError,
       );
       assert.throws(() => new DenoKvStore({ kv, prefix: [Symbol("sessions")] }), TypeError);
@@ -293,6 +295,177 @@ if (deno === undefined) {
       assert.ok(error instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${error}`);
       assert.ok(error.cause instanceof Error);
       await assert.rejects(store.save(randomKey(), record({}), null), StoreUnavailableError);
+    });
+
+    describe("leases", () => {
+      it('keeps a lease at [...prefix, "lease", key] as { owner, until }, with expireIn', async () => {
+        const expireIns: (number | undefined)[] = [];
+        const recording: DenoKvLike = {
+          get: (key) => kv.get(key),
+          atomic() {
+            const operation = kv.atomic();
+            const set = operation.set.bind(operation);
+            operation.set = (key, value, options) => {
+              expireIns.push(options?.expireIn);
+              return set(key, value, options);
+            };
+            return operation;
+          },
+          delete: (key) => kv.delete(key),
+          list: (selector) => kv.list(selector),
+        };
+        const now = 5_000_000;
+        const store = new DenoKvStore({ kv: recording, prefix: ["leases"], now: () => now });
+        const key = randomKey();
+        assert.equal(await store.lock(key, "a", 1_500.5), true);
+        assert.deepEqual((await kv.get(["leases", "lease", key])).value, {
+          owner: "a",
+          until: now + 1_500.5,
+        });
+        assert.deepEqual(expireIns, [1_501]);
+        assert.equal((await kv.get(["leases", key])).versionstamp, null, "no record written");
+        assert.equal(await store.count(), 0);
+        await store.unlock(key, "a");
+        assert.equal((await kv.get(["leases", "lease", key])).versionstamp, null);
+      });
+
+      it("decides by the store's clock: a lapsed lease is free before Deno KV drops it", async () => {
+        let now = Date.now();
+        const store = new DenoKvStore({ kv, prefix: ["lease-clock"], now: () => now });
+        const key = randomKey();
+        assert.equal(await store.lock(key, "a", 10_000), true);
+        assert.equal(await store.lock(key, "b", 10_000), false);
+        assert.equal(await store.lock(key, "a", 10_000), true, "its owner takes it again");
+        now += 9_999;
+        assert.equal(await store.lock(key, "b", 10_000), false);
+        now += 1;
+        assert.notEqual((await kv.get(["lease-clock", "lease", key])).versionstamp, null);
+        assert.equal(await store.lock(key, "b", 10_000), true);
+        await store.unlock(key, "a"); // no longer its owner
+        assert.equal(((await kv.get(["lease-clock", "lease", key])).value as { owner: string }).owner, "b");
+      });
+
+      it("of 20 takers across two store instances, exactly one wins", async () => {
+        const first = new DenoKvStore({ kv, prefix: ["lease-race"] });
+        const second = new DenoKvStore({ kv, prefix: ["lease-race"] });
+        const key = randomKey();
+        const taken = await Promise.all(
+          Array.from({ length: 20 }, (_, i) => (i % 2 ? first : second).lock(key, `owner-${i}`, 5_000)),
+        );
+        assert.equal(taken.filter(Boolean).length, 1);
+      });
+
+      it("refuses a bad owner or duration before reaching Deno KV", async () => {
+        const { kv: wrapped, calls } = counted(kv);
+        const store = new DenoKvStore({ kv: wrapped });
+        await assert.rejects(store.lock(randomKey(), 1 as never, 1_000), TypeError);
+        for (const ttl of [0, -1, NaN, Infinity]) {
+          await assert.rejects(store.lock(randomKey(), "a", ttl), RangeError);
+        }
+        await assert.rejects(store.lock("not a key", "a", 1_000), TypeError);
+        assert.deepEqual(calls, { get: 0, commit: 0 });
+      });
+    });
+
+    describe("sessions per user", () => {
+      it("writes the index entry in the record's own commit, and nothing on a refused save", async () => {
+        const { kv: wrapped, calls } = counted(kv);
+        const store = new DenoKvStore({ kv: wrapped, prefix: ["users"] });
+        const key = randomKey();
+        const saved = record({ user: "ada" });
+        assert.equal(await store.save(key, saved, null, { user: "ada" }), true);
+        assert.deepEqual(calls, { get: 0, commit: 1 });
+        assert.equal((await kv.get(["users", "user", "ada", key])).value, saved.expiresAt);
+        // The stored text names the user; load returns the record alone.
+        assert.equal(JSON.parse((await kv.get(["users", key])).value as string).indexedUser, "ada");
+        assert.deepEqual(await store.load(key), saved);
+
+        const other = randomKey();
+        await store.save(other, record({}), null);
+        assert.deepEqual(await store.save(other, record({ user: "ada" }, 2), 7, { user: "ada" }), {
+          current: (await store.load(other))!,
+        });
+        assert.equal((await kv.get(["users", "user", "ada", other])).versionstamp, null);
+        assert.deepEqual(await store.keysOfUser("ada"), [key]);
+      });
+
+      it("keeps a key indexed through later saves and touches, its entry expiring with the record", async () => {
+        const expireIns: [string, number | undefined][] = [];
+        const recording: DenoKvLike = {
+          get: (key) => kv.get(key),
+          atomic() {
+            const operation = kv.atomic();
+            const set = operation.set.bind(operation);
+            operation.set = (key, value, options) => {
+              expireIns.push([key.length === 2 ? "record" : "index", options?.expireIn]);
+              return set(key, value, options);
+            };
+            return operation;
+          },
+          delete: (key) => kv.delete(key),
+          list: (selector) => kv.list(selector),
+        };
+        let now = 7_000_000;
+        const store = new DenoKvStore({ kv: recording, prefix: ["carry"], now: () => now });
+        const other = new DenoKvStore({ kv, prefix: ["carry"], now: () => now });
+        const key = randomKey();
+        const entry = async () => (await kv.get(["carry", "user", "ada", key])).value;
+        await store.save(key, record({ user: "ada" }, 1, 60_000, now), null, { user: "ada" });
+        // Updates without index: through the remembered versionstamp, then through a read.
+        await store.save(key, record({ user: "ada", n: 1 }, 2, 90_000, now), 1);
+        assert.equal(await entry(), now + 90_000);
+        await other.save(key, record({ user: "ada", n: 2 }, 3, 120_000, now), 2);
+        assert.equal(await entry(), now + 120_000);
+        await store.touch(key, now + 600_000);
+        assert.deepEqual(expireIns, [
+          ["record", 60_000],
+          ["index", 60_000],
+          ["record", 90_000],
+          ["index", 90_000],
+          ["record", 600_000],
+          ["index", 600_000],
+        ]);
+        assert.equal((await kv.get(["carry", "user", "ada", key])).value, now + 600_000);
+        assert.deepEqual(await store.keysOfUser("ada"), [key]);
+        now += 600_000; // the record has expired: its entry is no longer listed
+        assert.deepEqual(await store.keysOfUser("ada"), []);
+      });
+
+      it("lists by whole key parts, and a user's id that does not fit is refused before writing", async () => {
+        const store = new DenoKvStore({ kv, prefix: ["parts"] });
+        const [a, b] = [randomKey(), randomKey()];
+        await store.save(a, record({ user: "ada" }), null, { user: "ada" });
+        await store.save(b, record({ user: "adam" }), null, { user: "adam" });
+        assert.deepEqual(await store.keysOfUser("ada"), [a]);
+        assert.deepEqual(await store.keysOfUser("ad"), []);
+        // 7 bytes ("parts") + 6 ("user") + 1,990 (1,988 characters) + 45 = 2,048 fit; one more does not.
+        const long = "u".repeat(1_988);
+        const c = randomKey();
+        assert.equal(await store.save(c, record({}), null, { user: long }), true);
+        assert.deepEqual(await store.keysOfUser(long), [c]);
+        const d = randomKey();
+        const error = await store.save(d, record({}), null, { user: long + "u" }).then(() => null, (e) => e);
+        assert.ok(error instanceof SessionDataError, `expected SessionDataError, got ${error}`);
+        assert.match(error.message, /User id too long for Deno KV's index: its key takes "2049" bytes/);
+        assert.equal(await store.load(d), null);
+      });
+
+      it("leaves leases and index entries out of count, and cleanup drops the lapsed ones", async () => {
+        let now = Date.now();
+        const store = new DenoKvStore({ kv, prefix: ["mixed"], now: () => now });
+        const [live, dead] = [randomKey(), randomKey()];
+        await store.save(live, record({ user: "ada" }, 1, 600_000, now), null, { user: "ada" });
+        await store.save(dead, record({ user: "ada" }, 1, 60_000, now), null, { user: "ada" });
+        await store.lock(live, "a", 600_000);
+        await store.lock(dead, "a", 1_000);
+        assert.equal(await store.count(), 2);
+        now += 61_000;
+        assert.equal(await store.count(), 1);
+        assert.equal(await store.cleanup(), 1, "one record; lapsed leases and index entries go uncounted");
+        const left = [];
+        for await (const entry of kv.list({ prefix: ["mixed"] })) left.push(entry.key.slice(1));
+        assert.deepEqual(left.sort(), [[live], ["lease", live], ["user", "ada", live]].sort());
+      });
     });
 
     it("rejects a missing kv and a non-array prefix at construction", () => {

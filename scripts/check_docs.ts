@@ -1,10 +1,13 @@
 /**
- * Lists the exported symbols of every entry point (from `deno.json` exports, via `deno doc
- * --json`) whose JSDoc is missing or has no `@example`. Examples themselves run with
- * `npm run test:doc` (`deno test --doc`).
+ * Checks the documentation: lists the exported symbols of every entry point (from `deno.json`
+ * exports, via `deno doc --json`) whose JSDoc is missing or has no `@example`, then checks the
+ * README's TypeScript blocks (type-checked against the sources, the runnable ones run; see
+ * `scripts/check_readme.ts`). JSDoc examples themselves run with `npm run test:doc` (`deno test
+ * --doc`); `npm test` runs the README check as `tests/readme_test.ts`.
  *
- * Run: `node --import tsx scripts/check_docs.ts [--strict]`. Exit 1 when a symbol has no JSDoc
- * or a function or class has no example; with `--strict`, also when a type has no example.
+ * Run: `node --import tsx scripts/check_docs.ts [--strict] [--readme-only]`. Exit 1 when a
+ * symbol has no JSDoc, a function or class has no example (with `--strict`, also a type), or a
+ * README block fails.
  *
  * @module
  */
@@ -13,6 +16,7 @@ import { join, relative, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { entryPoints } from "./check_exports.ts";
+import { checkReadme, describeBlock } from "./check_readme.ts";
 
 /** One exported declaration and what its JSDoc holds. */
 export interface DocEntry {
@@ -98,7 +102,27 @@ function isMain(): boolean {
   return script !== undefined && import.meta.url === pathToFileURL(script).href;
 }
 
-if (isMain()) {
+/** Checks the README's blocks and prints one line per block; returns whether all passed. */
+async function readmeOk(root: string): Promise<boolean> {
+  const { results, skipped, unplaced } = await checkReadme(join(root, "README.md"), root);
+  let ok = unplaced.length === 0;
+  for (const result of results) {
+    const bad = result.typeErrors.length > 0 || (result.ran !== undefined && !result.ran.ok);
+    ok &&= !bad;
+    if (!bad) continue;
+    console.log(`README block failed: ${describeBlock(result.block)}`);
+    for (const error of result.typeErrors) console.log(`  README.md:${error.line}: ${error.message}`);
+    if (result.ran !== undefined && !result.ran.ok) console.log(`  run failed:\n${result.ran.output.trim()}`);
+  }
+  for (const text of unplaced) console.log(`README check: ${text}`);
+  const ran = results.filter((result) => result.ran !== undefined).length;
+  console.log(`README: ${results.length} blocks type-checked, ${ran} run, ${skipped.length} skipped`);
+  return ok;
+}
+
+if (isMain() && process.argv.includes("--readme-only")) {
+  if (!(await readmeOk(resolve(import.meta.dirname, "..")))) process.exit(1);
+} else if (isMain()) {
   const root = resolve(import.meta.dirname, "..");
   const entries = readDocs(root);
   const problems = checkDocs(entries);
@@ -115,5 +139,6 @@ if (isMain()) {
   const strict = process.argv.includes("--strict");
   const failed = problems.undocumented.length > 0 || problems.valuesWithoutExample.length > 0 ||
     (strict && problems.typesWithoutExample.length > 0);
-  if (failed) process.exit(1);
+  const readmePassed = await readmeOk(root);
+  if (failed || !readmePassed) process.exit(1);
 }

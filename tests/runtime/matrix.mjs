@@ -31,6 +31,7 @@ export const NODE_ONLY = [
   "tests/examples_test.ts",
   "tests/package_test.ts",
   "tests/http_serializable_test.ts",
+  "tests/readme_test.ts",
 ];
 
 /** Node: everything, in these folders. */

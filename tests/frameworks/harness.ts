@@ -177,7 +177,7 @@ export interface Running {
 }
 
 /**
- * Starts a server in its own process group with `PORT`, `HOST` and `SESSION_SECRET` set, and
+ * Starts a server in its own process group with `PORT`, `HOST`, `ORIGIN` and `SESSION_SECRET` set, and
  * waits until `probe` answers (any status).
  */
 export async function startServer(
@@ -194,6 +194,8 @@ export async function startServer(
       PORT: String(port),
       HOST: "127.0.0.1",
       HOSTNAME: "127.0.0.1",
+      // The origin a server behind no proxy is reached at (SvelteKit's adapter-node needs it).
+      ORIGIN: `http://127.0.0.1:${port}`,
       SESSION_SECRET: SECRET,
       ...env,
     },

@@ -6,7 +6,10 @@
  *
  * It also guards what gets bundled: the core pulls in no package at all (no `jose`, no driver)
  * and no store but MemoryStore; a store subpath pulls in no package except `jose` for the cookie
- * store, and imports nothing external except `node:*` for the file store.
+ * store, and imports nothing external except `node:*` for the file store. An optional peer
+ * dependency (`peerDependenciesMeta[name].optional` in `package.json`: `@opentelemetry/api`) is
+ * the user's package: it is left external, never bundled, listed in the report, and may be
+ * imported only by the subpath made for it (`./otel`).
  *
  * Run: `node --import tsx scripts/bundle_size.ts [--json]` (exit 1 when a guard fails).
  *
@@ -17,7 +20,7 @@ import { gzipSync } from "node:zlib";
 import { relative, resolve, sep } from "node:path";
 import process from "node:process";
 import { pathToFileURL } from "node:url";
-import { entryPoints } from "./check_exports.ts";
+import { entryPoints, readOptionalPeers } from "./check_exports.ts";
 
 /** What one bundle weighs and what went into it. */
 export interface BundleFigure {
@@ -31,8 +34,10 @@ export interface BundleFigure {
   files: string[];
   /** npm packages bundled in (from `node_modules`). */
   packages: string[];
-  /** Imports left external (e.g. `node:fs/promises`). */
+  /** Imports left external (e.g. `node:fs/promises`, `@opentelemetry/api`). */
   externals: string[];
+  /** Optional peer dependencies the bundle imports, left external (not counted in its size). */
+  peers: string[];
   /** The minified code. */
   code: string;
 }
@@ -42,6 +47,11 @@ export const ALLOWED_PACKAGES: ReadonlyMap<string, readonly string[]> = new Map(
 
 /** External imports each subpath may keep (as a prefix); every other subpath may keep none. */
 export const ALLOWED_EXTERNALS: ReadonlyMap<string, readonly string[]> = new Map([["./file", ["node:"]]]);
+
+/** Optional peer dependencies each subpath may import; every other subpath, the core included, none. */
+export const ALLOWED_PEERS: ReadonlyMap<string, readonly string[]> = new Map([
+  ["./otel", ["@opentelemetry/api"]],
+]);
 
 const WORKER_ENTRY = `
 import { getSession, MemoryStore, withSession } from "./mod.ts";
@@ -55,6 +65,13 @@ export default {
 };
 `;
 
+/** `@scope/name/sub` → `@scope/name`, `name/sub` → `name`; `undefined` for `node:*` and relative paths. */
+function packageOfSpecifier(specifier: string): string | undefined {
+  if (specifier.startsWith(".") || specifier.startsWith("/") || specifier.includes(":")) return undefined;
+  const parts = specifier.split("/");
+  return specifier.startsWith("@") ? parts.slice(0, 2).join("/") : parts[0];
+}
+
 function packageOf(path: string): string | undefined {
   const parts = path.split(/[\\/]/);
   const at = parts.lastIndexOf("node_modules");
@@ -63,7 +80,12 @@ function packageOf(path: string): string | undefined {
   return first.startsWith("@") ? `${first}/${parts[at + 2]}` : first;
 }
 
-async function bundle(root: string, name: string, contents: string): Promise<BundleFigure> {
+async function bundle(
+  root: string,
+  name: string,
+  contents: string,
+  optionalPeers: readonly string[],
+): Promise<BundleFigure> {
   const result = await build({
     stdin: { contents, resolveDir: root, sourcefile: "entry.ts", loader: "ts" },
     bundle: true,
@@ -72,7 +94,7 @@ async function bundle(root: string, name: string, contents: string): Promise<Bun
     platform: "browser",
     conditions: ["workerd", "worker", "browser"],
     target: "es2022",
-    external: ["node:*"],
+    external: ["node:*", ...optionalPeers], // a package name also covers its subpaths
     legalComments: "none",
     write: false,
     metafile: true,
@@ -95,6 +117,13 @@ async function bundle(root: string, name: string, contents: string): Promise<Bun
       ),
     ),
   ].sort();
+  const peers = [
+    ...new Set(
+      externals.map(packageOfSpecifier).filter((p): p is string =>
+        p !== undefined && optionalPeers.includes(p)
+      ),
+    ),
+  ].sort();
   return {
     name,
     raw: output.contents.byteLength,
@@ -102,12 +131,14 @@ async function bundle(root: string, name: string, contents: string): Promise<Bun
     files,
     packages,
     externals,
+    peers,
     code: output.text,
   };
 }
 
 /**
- * Bundles every entry point of the package in `root` (read from `deno.json` exports).
+ * Bundles every entry point of the package in `root` (read from `deno.json` exports), leaving
+ * its optional peer dependencies (from `package.json`) external.
  *
  * @returns One figure per bundle: the core, each store subpath alone, each with the core, and a
  * minimal worker.
@@ -116,18 +147,19 @@ export async function measureBundles(root: string): Promise<BundleFigure[]> {
   const entries = entryPoints(root);
   const core = entries.find((entry) => entry.subpath === ".");
   if (core === undefined) throw new Error('deno.json exports no "." entry point');
+  const peers = readOptionalPeers(root);
   const figures: BundleFigure[] = [];
   for (const entry of entries) {
-    figures.push(await bundle(root, entry.subpath, `export * from ${JSON.stringify(entry.source)};`));
+    figures.push(await bundle(root, entry.subpath, `export * from ${JSON.stringify(entry.source)};`, peers));
   }
   for (const entry of entries) {
     if (entry === core) continue;
     const contents = `export * from ${JSON.stringify(core.source)};\nexport * from ${
       JSON.stringify(entry.source)
     };`;
-    figures.push(await bundle(root, `. + ${entry.subpath}`, contents));
+    figures.push(await bundle(root, `. + ${entry.subpath}`, contents, peers));
   }
-  figures.push(await bundle(root, "worker", WORKER_ENTRY));
+  figures.push(await bundle(root, "worker", WORKER_ENTRY, peers));
   return figures;
 }
 
@@ -142,10 +174,16 @@ export function checkBundles(figures: readonly BundleFigure[]): string[] {
     const subpaths = figure.name === "worker" ? ["."] : figure.name.split(" + ");
     const allowedPackages = subpaths.flatMap((subpath) => ALLOWED_PACKAGES.get(subpath) ?? []);
     const allowedExternals = subpaths.flatMap((subpath) => ALLOWED_EXTERNALS.get(subpath) ?? []);
+    const allowedPeers = subpaths.flatMap((subpath) => ALLOWED_PEERS.get(subpath) ?? []);
     for (const name of figure.packages) {
       if (!allowedPackages.includes(name)) problems.push(`"${figure.name}" bundles the package "${name}"`);
     }
+    for (const peer of figure.peers) {
+      if (!allowedPeers.includes(peer)) problems.push(`"${figure.name}" imports the optional peer "${peer}"`);
+    }
     for (const path of figure.externals) {
+      const peer = packageOfSpecifier(path);
+      if (peer !== undefined && figure.peers.includes(peer)) continue; // judged above
       if (!allowedExternals.some((prefix) => path.startsWith(prefix))) {
         problems.push(`"${figure.name}" imports "${path}"`);
       }
@@ -166,16 +204,21 @@ function kib(bytes: number): string {
   return `${(bytes / 1024).toFixed(1)} KiB`;
 }
 
-/** Formats figures as a Markdown table. */
+/**
+ * Formats figures as a Markdown table: sizes, the packages bundled in, and the optional peers
+ * imported but left external (the user's own copy; not in the sizes).
+ */
 export function formatTable(figures: readonly BundleFigure[]): string {
   const rows = figures.map((figure) =>
     `| \`${figure.name}\` | ${figure.raw} B (${kib(figure.raw)}) | ${figure.gzip} B (${kib(figure.gzip)}) | ${
       figure.packages.join(", ") || "none"
-    } |`
+    } | ${figure.peers.join(", ") || "none"} |`
   );
-  return ["| bundle | minified | gzip -9 | packages bundled |", "| --- | ---: | ---: | --- |", ...rows].join(
-    "\n",
-  );
+  return [
+    "| bundle | minified | gzip -9 | packages bundled | optional peers (external) |",
+    "| --- | ---: | ---: | --- | --- |",
+    ...rows,
+  ].join("\n");
 }
 
 function isMain(): boolean {

@@ -1,8 +1,9 @@
 /**
  * Checks that the npm package (`package.json`) and the JSR package (`deno.json`) publish the same
  * entry points: the same subpath keys, each built from the same source file, the same version,
- * the same runtime dependencies, and a `deno.json` import map that resolves the npm name (used by
- * the JSDoc examples) to the same sources.
+ * the same runtime dependencies and optional peer dependencies (same npm range in the `deno.json`
+ * import map), and a `deno.json` import map that resolves the npm name (used by the JSDoc
+ * examples) to the same sources. A peer dependency must be optional.
  *
  * Run: `node --import tsx scripts/check_exports.ts [dir]` (exit 1 and one line per problem).
  *
@@ -156,10 +157,55 @@ export function checkExports(root: string): string[] {
       );
     }
   }
-  for (const field of ["peerDependencies", "optionalDependencies", "bundleDependencies"]) {
+  // An optional peer (`@opentelemetry/api` for `./otel`) is the user's package, imported only by the
+  // subpath that needs it; a required peer would force it on every user, drivers included.
+  const optional = optionalPeers(pkg);
+  const peers = isRecord(pkg["peerDependencies"]) ? pkg["peerDependencies"] : {};
+  for (const [peer, range] of Object.entries(peers)) {
+    if (!optional.includes(peer)) {
+      problems.push(
+        `package.json: peer dependency "${peer}" must be optional: set peerDependenciesMeta["${peer}"].optional to true`,
+      );
+    }
+    if (imports[peer] !== `npm:${peer}@${range}`) {
+      problems.push(
+        `deno.json: imports["${peer}"] must be "npm:${peer}@${range}": found "${imports[peer]}"`,
+      );
+    }
+  }
+  const meta = isRecord(pkg["peerDependenciesMeta"]) ? pkg["peerDependenciesMeta"] : {};
+  for (const peer of Object.keys(meta)) {
+    if (!(peer in peers)) {
+      problems.push(`package.json: peerDependenciesMeta["${peer}"] names no peer dependency`);
+    }
+  }
+  for (const field of ["optionalDependencies", "bundleDependencies", "bundledDependencies"]) {
     if (field in pkg) problems.push(`package.json: "${field}" is not expected (drivers are the user's)`);
   }
   return problems;
+}
+
+/**
+ * Lists the optional peer dependencies of a `package.json`: the names in `peerDependencies` whose
+ * `peerDependenciesMeta[name].optional` is `true`.
+ *
+ * @param pkg The parsed `package.json`.
+ * @returns The package names, sorted.
+ */
+export function optionalPeers(pkg: Record<string, unknown>): string[] {
+  const peers = isRecord(pkg["peerDependencies"]) ? pkg["peerDependencies"] : {};
+  const meta = isRecord(pkg["peerDependenciesMeta"]) ? pkg["peerDependenciesMeta"] : {};
+  return Object.keys(peers)
+    .filter((peer) => {
+      const entry = meta[peer];
+      return isRecord(entry) && entry["optional"] === true;
+    })
+    .sort();
+}
+
+/** Reads the optional peer dependencies of the package in `root` (see {@linkcode optionalPeers}). */
+export function readOptionalPeers(root: string): string[] {
+  return optionalPeers(readJson(join(root, "package.json")));
 }
 
 function isMain(): boolean {

@@ -1,7 +1,8 @@
 /**
  * The published packages: the npm build (dist/ ESM + declarations, exports map, file list,
- * publint, attw), the JSR package (`deno publish --dry-run`), the two export maps in step, and the
- * bundle guard (the core pulls in neither jose nor a driver).
+ * publint, attw), the JSR package (`deno publish --dry-run`), the two export maps in step (optional
+ * peer dependencies included), and the bundle guard (the core pulls in neither jose nor a driver;
+ * the optional peer `@opentelemetry/api` stays external and only `./otel` imports it).
  *
  * Everything runs on a copy of the package in a temporary directory, so the test neither reads
  * nor leaves a `dist/` in the working tree.
@@ -193,6 +194,23 @@ describe("npm and JSR packages", { timeout: 120_000 }, () => {
     assert.ok(problems.some((line) => line.includes('"./redis": package.json default')), problems.join("\n"));
   });
 
+  it("accepts only optional peer dependencies, each with the same range in deno.json", async () => {
+    const copy = await copyPackage("websession-peers-");
+    temporary.push(copy);
+    const pkg = JSON.parse(await readFile(join(copy, "package.json"), "utf8"));
+    assert.equal(pkg.peerDependenciesMeta["@opentelemetry/api"].optional, true);
+    pkg.peerDependencies["@opentelemetry/api"] = "^1.4.0"; // deno.json still says ^1.3.0
+    pkg.peerDependencies["pg"] = "^8.0.0"; // required: not allowed
+    await writeFile(join(copy, "package.json"), JSON.stringify(pkg));
+    const expected = [
+      'package.json: peer dependency "pg" must be optional: set peerDependenciesMeta["pg"].optional to true',
+      'deno.json: imports["pg"] must be "npm:pg@^8.0.0": found "undefined"',
+      'deno.json: imports["@opentelemetry/api"] must be "npm:@opentelemetry/api@^1.4.0": found ' +
+      '"npm:@opentelemetry/api@^1.3.0"',
+    ];
+    assert.deepEqual(checkExports(copy).sort(), expected.sort());
+  });
+
   it("bundles the core without jose, drivers or other stores", async () => {
     const figures = await measureBundles(dir);
     assert.deepEqual(checkBundles(figures), []);
@@ -202,6 +220,27 @@ describe("npm and JSR packages", { timeout: 120_000 }, () => {
     assert.deepEqual(core.externals, []);
     assert.ok(core.files.includes("src/stores/memory.ts"));
     assert.deepEqual(figures.find((figure) => figure.name === "./cookie")?.packages, ["jose"]);
+    // The optional peer is the user's: imported by ./otel, left external, never bundled.
+    const otel = figures.find((figure) => figure.name === "./otel");
+    assert.ok(otel);
+    assert.deepEqual(otel.packages, []);
+    assert.deepEqual(otel.peers, ["@opentelemetry/api"]);
+    assert.deepEqual(otel.externals, ["@opentelemetry/api"]);
+    const withPeer = figures.filter((figure) => figure.peers.length > 0).map((figure) => figure.name);
+    assert.deepEqual(withPeer, ["./otel", ". + ./otel"]);
+  });
+
+  it("fails the bundle guard when the core imports the optional peer", async () => {
+    const copy = await copyPackage("websession-peer-bundle-");
+    temporary.push(copy);
+    const mod = await readFile(join(copy, "mod.ts"), "utf8");
+    await writeFile(join(copy, "mod.ts"), `${mod}\nexport { trace } from "@opentelemetry/api";\n`);
+    const figures = await measureBundles(copy);
+    const core = figures.find((figure) => figure.name === ".");
+    assert.deepEqual(core?.packages, []); // left external, so not bundled...
+    const problems = checkBundles(figures);
+    assert.ok(problems.includes('"." imports the optional peer "@opentelemetry/api"'), problems.join("\n"));
+    assert.ok(!problems.some((line) => line.startsWith('"./otel"')), problems.join("\n")); // ...and allowed there
   });
 
   it("fails the bundle guard when the core imports the cookie store", async () => {

@@ -265,10 +265,11 @@ const TIME = (param: string) => `to_timestamp(${param}::float8 / 1000)`;
 // The columns of a save's answer: ok = 1 when written; ok = 0 with the record found when
 // refused; no row when refused and nothing live was found.
 const CURRENT_COLUMNS = `data, version, created_at, expires_at`;
-const REPORT = (written: string, found: string) =>
+const WRITTEN =
   `SELECT 1 AS ok, NULL::jsonb AS data, NULL::integer AS version, NULL::float8 AS created_at, ` +
-  `NULL::float8 AS expires_at FROM ${written} UNION ALL ` +
-  `SELECT 0, data, version, ${MS("created_at")}, ${MS("expires_at")} FROM ${found}`;
+  `NULL::float8 AS expires_at FROM written`;
+const FOUND = (from: string) =>
+  `SELECT 0, data, version, ${MS("created_at")}, ${MS("expires_at")} FROM ${from}`;
 
 function defaultOnCorrupt(key: string, error: Error): void {
   console.warn(`websession: corrupt session row "${key}" read as missing: ${error.message}`);
@@ -280,11 +281,13 @@ function defaultOnCorrupt(key: string, error: Error): void {
  * needs no transaction and works over Neon's HTTP API.
  *
  * `save` is one statement that both tries the compare-and-set (`INSERT … ON CONFLICT` to
- * create, `UPDATE … WHERE version = $n` to update) and, when that is refused, reads the row it
- * lost to with `SELECT … FOR SHARE` after the write has run: the latest committed version,
- * locked until the statement ends, so what a {@linkcode SaveConflict} reports is the row as it
- * stands, never an older snapshot. (A create that loses to a create committed while the
- * statement ran cannot see that row, and answers plain `false`.)
+ * create, `UPDATE … WHERE version = $n` to update) and, when that is refused, reports the row
+ * the refusal was decided on in a {@linkcode SaveConflict}: the statement's snapshot of the row
+ * when that already failed the condition, or, when the write had to wait for a concurrent
+ * writer and re-check the version it committed (READ COMMITTED), that newer version, read with
+ * `SELECT … FOR SHARE` on the lock the write already holds, never the older snapshot. A refused
+ * update takes no lock of its own and writes nothing. (A create that loses to a create committed
+ * while the statement ran cannot see that row, and answers plain `false`.)
  *
  * One clock decides expiry: the `now` option's. Every statement that compares `expires_at` is
  * handed `now()` as a parameter; the database's `now()` is never used. An expired row never
@@ -367,15 +370,29 @@ export class PostgresStore implements SessionStore {
     // $7 expected version.
     const values = `$2::text::jsonb, $3::integer, ${TIME("$4")}, ${TIME("$5")}`;
     const live = (now: string) => `expires_at > ${TIME(now)}`;
-    // Runs after the write (the NOT EXISTS is a one-time filter on its result, evaluated before
-    // the scan), only when the write was refused. In READ COMMITTED, FOR SHARE follows the row's
-    // update chain to its latest committed version, waits for any writer holding it, re-checks
-    // the conditions on that version, and keeps it locked until the statement ends: the row
-    // reported is the row as it stands. When the write itself waited and re-checked, it already
-    // holds that version locked, so both read the same version.
-    const found = (written: string, now: string) =>
-      `found AS (SELECT ${CURRENT_COLUMNS} FROM ${t} WHERE id = $1 AND ${live(now)} ` +
-      `AND NOT EXISTS (SELECT FROM ${written}) FOR SHARE)`;
+    // The row a refused create lost to. ON CONFLICT found the conflicting row's latest committed
+    // version and locked it; FOR SHARE follows the row's update chain to that same version
+    // (already held, so it neither waits nor writes) and re-checks it. It runs only when the
+    // insert was refused: NOT EXISTS (SELECT FROM written) is a one-time filter, evaluated, and
+    // so the insert run, before the scan. A row created by another statement after this one's
+    // snapshot is not on any chain it can see: then it finds nothing, and the save answers false.
+    const lostCreate = `found AS (SELECT ${CURRENT_COLUMNS} FROM ${t} WHERE id = $1 AND ${live("$6")} ` +
+      `AND NOT EXISTS (SELECT FROM written) FOR SHARE)`;
+    // The row a refused update (or delete) was decided on, for expected version `expected`. The
+    // write either saw the statement's snapshot of the row fail its condition (a live version
+    // other than `expected`: that snapshot row, `seen`, decided, and is reported), or saw it
+    // match but found it changed by a writer that committed meanwhile: READ COMMITTED then waits
+    // for that writer, locks the row's latest version and re-checks the condition on it. In
+    // that case only, `moved` reads that latest version with FOR SHARE, which follows the update
+    // chain to it (held by this statement already: no wait, no write) and re-checks liveness;
+    // it finds nothing when the row was deleted. Never the snapshot row once a newer version
+    // decided. Both run only when the write was refused (one-time filters on `written`).
+    const lostUpdate = (now: string, expected: string) =>
+      `seen AS (SELECT ${CURRENT_COLUMNS} FROM ${t} WHERE id = $1 AND ${live(now)}), ` +
+      `moved AS (SELECT ${CURRENT_COLUMNS} FROM ${t} WHERE id = $1 AND ${live(now)} ` +
+      `AND NOT EXISTS (SELECT FROM written) AND EXISTS (SELECT FROM seen WHERE version = ${expected}) ` +
+      `FOR SHARE) ${WRITTEN} UNION ALL ${FOUND("seen")} WHERE version <> ${expected} ` +
+      `AND NOT EXISTS (SELECT FROM written) UNION ALL ${FOUND("moved")}`;
     this.#sql = {
       table: `CREATE TABLE IF NOT EXISTS ${t} (id text PRIMARY KEY, data jsonb NOT NULL, ` +
         `version integer NOT NULL, created_at timestamptz NOT NULL, expires_at timestamptz NOT NULL)`,
@@ -387,20 +404,20 @@ export class PostgresStore implements SessionStore {
       create: `WITH written AS (INSERT INTO ${t} AS s (id, data, version, created_at, expires_at) ` +
         `VALUES ($1, ${values}) ON CONFLICT (id) DO UPDATE SET data = excluded.data, ` +
         `version = excluded.version, created_at = excluded.created_at, expires_at = excluded.expires_at ` +
-        `WHERE s.expires_at <= ${TIME("$6")} RETURNING 1), ${found("written", "$6")} ` +
-        REPORT("written", "found"),
+        `WHERE s.expires_at <= ${TIME("$6")} RETURNING 1), ${lostCreate} ${WRITTEN} UNION ALL ${
+          FOUND("found")
+        }`,
       update: `WITH written AS (UPDATE ${t} SET (data, version, created_at, expires_at) = (${values}) ` +
         `WHERE id = $1 AND version = $7::bigint AND ${live("$6")} RETURNING 1), ` +
-        `${found("written", "$6")} ` + REPORT("written", "found"),
+        lostUpdate("$6", "$7::bigint"),
       // An already expired record is not written: a create is done unless a live row blocks it
       // (nothing is written, so one snapshot decides and reports); an update deletes the row.
       // Parameters: $1 id, $2 now, $3 expected version.
       createExpired: `WITH found AS (SELECT ${CURRENT_COLUMNS} FROM ${t} WHERE id = $1 AND ${live("$2")}) ` +
         `SELECT 1 AS ok, NULL::jsonb AS data, NULL::integer AS version, NULL::float8 AS created_at, ` +
-        `NULL::float8 AS expires_at WHERE NOT EXISTS (SELECT FROM found) UNION ALL ` +
-        `SELECT 0, data, version, ${MS("created_at")}, ${MS("expires_at")} FROM found`,
+        `NULL::float8 AS expires_at WHERE NOT EXISTS (SELECT FROM found) UNION ALL ${FOUND("found")}`,
       updateExpired: `WITH written AS (DELETE FROM ${t} WHERE id = $1 AND version = $3::bigint ` +
-        `AND ${live("$2")} RETURNING 1), ${found("written", "$2")} ` + REPORT("written", "found"),
+        `AND ${live("$2")} RETURNING 1), ` + lostUpdate("$2", "$3::bigint"),
       destroy: `DELETE FROM ${t} WHERE id = $1`,
       touch: `UPDATE ${t} SET expires_at = ${TIME("$2")} WHERE id = $1 AND ${live("$3")}`,
       cleanup: `WITH removed AS (DELETE FROM ${t} WHERE expires_at <= ${TIME("$1")} RETURNING 1) ` +

@@ -98,17 +98,21 @@ function recording(client: SqlLike): { client: SqlLike; sent: string[] } {
   return { client: proxy as SqlLike, sent };
 }
 
-// Waits until a statement on `table` is blocked on a lock (bounded: 10 s).
-async function blockedOn(table: string): Promise<void> {
+// Whether a statement on `table` comes to wait for a lock before `pending` settles (bounded:
+// 10 s; a statement that neither waits nor settles by then fails the test).
+async function waitsForLock(table: string, pending: Promise<unknown>): Promise<boolean> {
+  let settled = false;
+  pending.then(() => (settled = true), () => (settled = true));
   for (let i = 0; i < 1_000; i++) {
     const { rows } = await admin.query(
       `SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1`,
       [`%"${table}"%`],
     );
-    if (rows.length > 0) return;
+    if (rows.length > 0) return true;
+    if (settled) return false;
     await sleep(10);
   }
-  assert.fail(`no statement on "${table}" waited for a lock`);
+  assert.fail(`a statement on "${table}" neither waited for a lock nor ended`);
 }
 
 // A port nothing listens on: connecting to it is a real refused connection.
@@ -377,10 +381,12 @@ for (const [label, connect] of clients) {
       }
     });
 
-    it("reports the row as it stands after waiting for a concurrent writer, never the statement's snapshot", async () => {
+    it("reports the row its compare-and-set was decided on: after waiting for a writer, that writer's row", async () => {
       const holder = await admin.connect();
       try {
-        // An update commits a new version while the save waits for its row lock.
+        // The snapshot matches the expected version, but a writer holds the row: the update
+        // waits, and re-checks the version that writer commits. That version is reported, never
+        // the older snapshot row.
         const key = randomKey();
         const first = record({ n: 1 });
         await store.save(key, first, null);
@@ -392,24 +398,24 @@ for (const [label, connect] of clients) {
           [key, second.data, second.createdAt, second.expiresAt],
         );
         let saving = store.save(key, record({ n: 9 }, 2), 1);
-        await blockedOn(own);
+        assert.equal(await waitsForLock(own, saving), true);
         await holder.query("COMMIT");
         assert.deepEqual(await saving, { current: second });
 
-        // A version the save names, committed while it waits: refused (its snapshot decided),
-        // and the row it then finds carries the version it expected, so nothing is reported.
+        // The snapshot already differs from the expected version: that row decides and is
+        // reported at once, without waiting for a writer that holds the row meanwhile.
         await holder.query("BEGIN");
         await holder.query(`UPDATE "${own}" SET version = 3 WHERE id = $1`, [key]);
-        saving = store.save(key, record({ n: 9 }, 4), 3);
-        await blockedOn(own);
+        saving = store.save(key, record({ n: 9 }, 2), 1);
+        assert.equal(await waitsForLock(own, saving), false);
+        assert.deepEqual(await saving, { current: second });
         await holder.query("COMMIT");
-        assert.equal(await saving, false);
 
-        // A delete committed while the save waits: the record is gone.
+        // A delete committed while the update waits: the record is gone.
         await holder.query("BEGIN");
         await holder.query(`DELETE FROM "${own}" WHERE id = $1`, [key]);
         saving = store.save(key, record({ n: 9 }, 4), 3);
-        await blockedOn(own);
+        assert.equal(await waitsForLock(own, saving), true);
         await holder.query("COMMIT");
         assert.deepEqual(await saving, { current: null });
 
@@ -423,10 +429,19 @@ for (const [label, connect] of clients) {
           [created, winner.data, winner.createdAt, winner.expiresAt],
         );
         saving = store.save(created, record({ winner: false }), null);
-        await blockedOn(own);
+        assert.equal(await waitsForLock(own, saving), true);
         await holder.query("COMMIT");
         assert.equal(await saving, false);
         assert.deepEqual(await store.load(created), winner);
+
+        // A create refused by a live row that a writer holds: the version that writer commits
+        // is reported.
+        await holder.query("BEGIN");
+        await holder.query(`UPDATE "${own}" SET version = 2 WHERE id = $1`, [created]);
+        saving = store.save(created, record({ n: 9 }, 2), null);
+        assert.equal(await waitsForLock(own, saving), true);
+        await holder.query("COMMIT");
+        assert.deepEqual(await saving, { current: { ...winner, version: 2 } });
       } finally {
         await holder.query("ROLLBACK").catch(() => {});
         holder.release();

@@ -9,6 +9,11 @@
 //   only);
 //   Deno KV under Deno only; Workers KV and Durable Objects inside workerd (and, through
 //   Miniflare, from Node).
+// - The adapter tests (tests/adapters/*_test.ts: Hono, React Router) run under Node, Deno and
+//   Bun, and in workerd those that nothing keeps out (see `workerdBlocker`).
+// - The fault tests (tests/faults/*_test.ts) kill servers and processes: Node only.
+// - The framework recipe tests (tests/frameworks/) build and serve whole apps; they have their own
+//   entry and are not listed here.
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -34,11 +39,17 @@ export const NODE_ONLY = [
   "tests/readme_test.ts",
 ];
 
+/** The adapter tests: each framework adapter with the real framework. */
+export function adapterFiles() {
+  return testFiles("tests/adapters");
+}
+
 /** Node: everything, in these folders. */
 export function nodeFiles() {
   return [
     ...testFiles("tests"),
     ...testFiles("tests/stores"),
+    ...testFiles("tests/adapters"),
     ...testFiles("tests/faults"),
     ...testFiles("tests/runtime"),
   ];
@@ -49,12 +60,13 @@ function coreFiles() {
 }
 
 /**
- * Deno: the core, the in-process stores, FileStore's suites, Deno KV, Redis, PostgreSQL and
- * Memcached.
+ * Deno: the core, the adapters, the in-process stores, FileStore's suites, Deno KV, Redis,
+ * PostgreSQL and Memcached.
  */
 export function denoFiles() {
   return [
     ...coreFiles(),
+    ...adapterFiles(),
     "tests/stores/memory_test.ts",
     "tests/stores/memory_session_test.ts",
     "tests/stores/cookie_test.ts",
@@ -67,12 +79,13 @@ export function denoFiles() {
 }
 
 /**
- * Bun: the core, the in-process stores, FileStore (SIGKILL case included), Redis, PostgreSQL and
- * Memcached.
+ * Bun: the core, the adapters, the in-process stores, FileStore (SIGKILL case included), Redis,
+ * PostgreSQL and Memcached.
  */
 export function bunFiles() {
   return [
     ...coreFiles(),
+    ...adapterFiles(),
     "tests/stores/memory_test.ts",
     "tests/stores/memory_session_test.ts",
     "tests/stores/cookie_test.ts",
@@ -83,21 +96,52 @@ export function bunFiles() {
   ];
 }
 
-/** A `node:` module other than node:test and node:assert that `file` imports, if any. */
-export function nodeModuleUsed(file) {
+/**
+ * Packages that keep a test file out of workerd, with why. A test file that imports one runs in
+ * Node, Deno and Bun only.
+ */
+export const NOT_IN_WORKERD = new Map([
+  ["@hono/node-server", "serves over node:http, which workerd does not have"],
+  [
+    "react-router",
+    "its route loader calls import() on a computed path, and Miniflare refuses a `script` that does " +
+    "(the runner would have to pass the bundle in `modules`)",
+  ],
+]);
+
+/**
+ * What keeps `file` out of workerd, if anything: a `node:` module it imports (other than
+ * node:test and node:assert; type-only imports are erased and do not count), or a package from
+ * {@link NOT_IN_WORKERD}.
+ *
+ * @returns The reason, e.g. `"imports node:fs/promises"`, or `undefined`.
+ */
+export function workerdBlocker(file) {
   const source = readFileSync(join(ROOT, file), "utf8");
-  for (const match of source.matchAll(/(?:from|import)\s*\(?\s*["'](node:[\w/]+)["']/g)) {
-    if (!["node:test", "node:assert", "node:assert/strict"].includes(match[1])) return match[1];
+  const pattern = /(?:^|[;\s])(?:import|export)\s*(type\s+)?(?:[^"';]*?\sfrom\s*)?\(?\s*["']([^"']+)["']/g;
+  for (const match of source.matchAll(pattern)) {
+    const [, typeOnly, specifier] = match;
+    if (typeOnly !== undefined) continue;
+    if (specifier.startsWith("node:")) {
+      if (!["node:test", "node:assert", "node:assert/strict"].includes(specifier)) {
+        return `imports ${specifier}`;
+      }
+      continue;
+    }
+    for (const [name, why] of NOT_IN_WORKERD) {
+      if (specifier === name || specifier.startsWith(`${name}/`)) return `imports ${specifier}: ${why}`;
+    }
   }
   return undefined;
 }
 
 /**
- * workerd: the core and the in-process stores, plus the KV and Durable Object suites on real
- * bindings (tests/runtime/workerd_bindings.ts) and RedisStore over @upstash/redis and
- * PostgresStore over neon() against the real servers through bridges the runner starts in Node
- * (tests/runtime/workerd_remote.ts). A core test file that imports another `node:`
- * module cannot run without nodejs_compat and is listed in `skipped` with the reason.
+ * workerd: the core, the adapters and the in-process stores, plus the KV and Durable Object
+ * suites on real bindings (tests/runtime/workerd_bindings.ts) and RedisStore over @upstash/redis
+ * and PostgresStore over neon() against the real servers through bridges the runner starts in
+ * Node (tests/runtime/workerd_remote.ts). A test file that imports another `node:` module, or a
+ * package listed in {@link NOT_IN_WORKERD}, cannot run there and is listed in `skipped` with the
+ * reason (see {@link workerdBlocker}).
  */
 export function workerdFiles() {
   const files = [];
@@ -105,14 +149,15 @@ export function workerdFiles() {
   for (
     const file of [
       ...coreFiles(),
+      ...adapterFiles(),
       "tests/stores/memory_test.ts",
       "tests/stores/memory_session_test.ts",
       "tests/stores/cookie_test.ts",
     ]
   ) {
-    const used = nodeModuleUsed(file);
-    if (used === undefined) files.push(file);
-    else skipped.push({ file, reason: `imports ${used}` });
+    const reason = workerdBlocker(file);
+    if (reason === undefined) files.push(file);
+    else skipped.push({ file, reason });
   }
   files.push("tests/runtime/workerd_bindings.ts", "tests/runtime/workerd_remote.ts");
   return { files, skipped };

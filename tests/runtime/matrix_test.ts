@@ -1,0 +1,84 @@
+// Which test files run where (tests/runtime/matrix.mjs), checked against the test folders: the
+// adapter tests run under Node, Deno and Bun; the fault tests under Node only; the framework
+// recipe tests (tests/frameworks/) under none of these entries; and workerd leaves out, with the
+// reason, every file that imports something it cannot run.
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import {
+  bunFiles,
+  denoFiles,
+  nodeFiles,
+  ROOT,
+  workerdBlocker,
+  workerdFiles,
+  // @ts-expect-error: a plain JavaScript module shared with tests/run_all.mjs
+} from "./matrix.mjs";
+
+interface Workerd {
+  files: string[];
+  skipped: { file: string; reason: string }[];
+}
+
+/** The `*_test.ts` files under `dir` at any depth, relative to the root. */
+function testsUnder(dir: string): string[] {
+  return (readdirSync(join(ROOT, dir), { recursive: true }) as string[])
+    .map((path) => `${dir}/${path.split("\\").join("/")}`)
+    .filter((path) => path.endsWith("_test.ts"))
+    .sort();
+}
+
+const workerd = workerdFiles() as Workerd;
+const lists: Record<string, string[]> = {
+  node: nodeFiles(),
+  deno: denoFiles(),
+  bun: bunFiles(),
+  workerd: workerd.files,
+  "workerd (skipped)": workerd.skipped.map((entry) => entry.file),
+};
+
+describe("test matrix", () => {
+  it("lists only files that exist, each once per runtime", () => {
+    for (const [runtime, files] of Object.entries(lists)) {
+      assert.deepEqual(files.filter((file) => !existsSync(join(ROOT, file))), [], runtime);
+      assert.equal(new Set(files).size, files.length, `${runtime} lists a file twice`);
+    }
+  });
+
+  it("runs every adapter test under Node, Deno and Bun", () => {
+    const adapters = testsUnder("tests/adapters");
+    assert.ok(adapters.includes("tests/adapters/hono_test.ts"));
+    assert.ok(adapters.includes("tests/adapters/react_router_test.ts"));
+    for (const runtime of ["node", "deno", "bun"]) {
+      assert.deepEqual(adapters.filter((file) => !lists[runtime]!.includes(file)), [], runtime);
+    }
+  });
+
+  it("considers every adapter test for workerd, and says why one is left out", () => {
+    for (const file of testsUnder("tests/adapters")) {
+      const listed = workerd.files.includes(file);
+      const skipped = workerd.skipped.find((entry) => entry.file === file);
+      assert.ok(listed !== (skipped !== undefined), `${file}: listed or skipped, exactly one`);
+      if (skipped !== undefined) assert.equal(skipped.reason, workerdBlocker(file));
+    }
+    // The Hono test serves over HTTP with @hono/node-server; its type-only node:net import does not count.
+    assert.match(workerdBlocker("tests/adapters/hono_test.ts") ?? "", /^imports @hono\/node-server: /);
+  });
+
+  it("runs the fault tests under Node only", () => {
+    const faults = testsUnder("tests/faults");
+    assert.ok(faults.length > 0);
+    assert.deepEqual(faults.filter((file) => !lists["node"]!.includes(file)), []);
+    for (const runtime of ["deno", "bun", "workerd", "workerd (skipped)"]) {
+      assert.deepEqual(lists[runtime]!.filter((file) => file.startsWith("tests/faults/")), [], runtime);
+    }
+  });
+
+  it("leaves the framework recipe tests out of every runtime", () => {
+    assert.ok(testsUnder("tests/frameworks").length > 0, "there are framework tests to leave out");
+    for (const [runtime, files] of Object.entries(lists)) {
+      assert.deepEqual(files.filter((file) => file.startsWith("tests/frameworks/")), [], runtime);
+    }
+  });
+});

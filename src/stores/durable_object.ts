@@ -8,7 +8,9 @@
 import { SessionDataError, SessionTooLargeError, StoreUnavailableError } from "../errors.ts";
 import {
   assertStorageKey,
+  isEnded,
   parseStoredSession,
+  type SaveIndex,
   type SaveResult,
   type SessionStore,
   type StoreCapabilities,
@@ -35,7 +37,8 @@ import { v8SerializedStringSize } from "../v8_size.ts";
  * const storage: DurableObjectStorageLike = {
  *   get: async (key) => values.get(key),
  *   put: async (key, value) => void values.set(key, value),
- *   deleteAll: async () => values.clear(),
+ *   delete: async (key) => values.delete(key),
+ *   list: async ({ prefix }) => new Map([...values].filter(([key]) => key.startsWith(prefix))),
  *   setAlarm: async (time) => void (alarm = time),
  *   deleteAlarm: async () => void (alarm = null),
  * };
@@ -62,8 +65,10 @@ export interface DurableObjectStorageLike {
   get(key: string): Promise<unknown>;
   /** Writes a value. */
   put(key: string, value: unknown): Promise<void>;
-  /** Removes every key of this object. */
-  deleteAll(): Promise<void>;
+  /** Removes one key. */
+  delete(key: string): Promise<unknown>;
+  /** Reads every key that starts with `prefix`, with its value, in key order. */
+  list(options: { prefix: string }): Promise<Map<string, unknown>>;
   /** Schedules `alarm()` at a time in milliseconds since the epoch. */
   setAlarm(scheduledTime: number): Promise<void>;
   /** Cancels the scheduled alarm. */
@@ -88,7 +93,8 @@ export interface DurableObjectStorageLike {
  *   storage: {
  *     get: async (key) => values.get(key),
  *     put: async (key, value) => void values.set(key, value),
- *     deleteAll: async () => values.clear(),
+ *     delete: async (key) => values.delete(key),
+ *     list: async ({ prefix }) => new Map([...values].filter(([key]) => key.startsWith(prefix))),
  *     setAlarm: async () => {},
  *     deleteAlarm: async () => {},
  *   },
@@ -161,7 +167,8 @@ export interface DurableObjectResponseLike {
  *   storage: {
  *     get: async (key) => values.get(key),
  *     put: async (key, value) => void values.set(key, value),
- *     deleteAll: async () => values.clear(),
+ *     delete: async (key) => values.delete(key),
+ *     list: async ({ prefix }) => new Map([...values].filter(([key]) => key.startsWith(prefix))),
  *     setAlarm: async () => {},
  *     deleteAlarm: async () => {},
  *   },
@@ -208,7 +215,8 @@ export interface DurableObjectStubLike {
  *       storage: {
  *         get: async (key) => values.get(key),
  *         put: async (key, value) => void values.set(key, value),
- *         deleteAll: async () => values.clear(),
+ *         delete: async (key) => values.delete(key),
+ *         list: async ({ prefix }) => new Map([...values].filter(([key]) => key.startsWith(prefix))),
  *         setAlarm: async () => {},
  *         deleteAlarm: async () => {},
  *       },
@@ -271,21 +279,49 @@ export interface DurableObjectStoreOptions {
   now?: () => number;
 }
 
+/** One entry of a user's index, as the user's object keeps it. */
+interface IndexEntry {
+  /** The session's storage key. */
+  key: string;
+  /** When the entry was last written, by the application's clock (ms). */
+  at: number;
+  /** Names that write: a clean-up removes the entry only if it is still the one it examined. */
+  token: string;
+}
+
 /**
  * What the store sends to the object: one operation per request, with the application's clock
- * reading (`now`, milliseconds since the epoch) by which the object decides expiry.
+ * reading (`now`, milliseconds since the epoch) by which the object decides expiry. `lock`,
+ * `unlock` and `owner` go to a session's object; `index`, `keys` and `unindex` to a user's.
  */
 type Operation =
   & { now?: number }
   & (
     | { op: "load" }
-    | { op: "save"; record: StoredSession; expectedVersion: number | null }
+    | { op: "save"; record: StoredSession; expectedVersion: number | null; user?: string }
     | { op: "destroy" }
     | { op: "touch"; expiresAt: number }
+    | { op: "lock"; owner: string; ttlMs: number }
+    | { op: "unlock"; owner: string }
+    | { op: "owner" }
+    | { op: "index"; key: string; token: string }
+    | { op: "keys" }
+    | { op: "unindex"; entries: { key: string; token: string }[] }
   );
 
 const RECORD = "record";
+const LEASE = "lease";
+/** A user's object keeps one entry per session key, under this prefix. */
+const INDEX_PREFIX = "index:";
+/** The field of the stored JSON, beside the record's own, that names the user it is indexed under. */
+const INDEXED_USER = "indexedUser";
 const ORIGIN = "https://websession.invalid/";
+
+/**
+ * How long, in milliseconds, an index entry is kept at the least even when its session's
+ * object holds no record of that user: the save it was written for may still be on its way.
+ */
+const INDEX_GRACE_MS = 300_000;
 
 /**
  * Durable Object storage takes a value of at most 128 KiB, as V8 serializes it (the limit of
@@ -293,6 +329,12 @@ const ORIGIN = "https://websession.invalid/";
  * lower limit so that a session fits alike on both).
  */
 const MAX_VALUE_BYTES = 131_072;
+
+/** A lease as the object keeps it: its owner and when it lapses by the application's clock (ms). */
+interface Lease {
+  owner: string;
+  until: number;
+}
 
 /**
  * The Durable Object that holds one session. Export it from your Worker and bind it; each
@@ -302,8 +344,8 @@ const MAX_VALUE_BYTES = 131_072;
  *
  * The record is kept in memory while the object lives and in its storage, as its JSON text
  * (V8-serialized by the runtime: at most 128 KiB, that is 131,066 Latin-1 characters, or 65,533
- * characters when any is not Latin-1; a larger record is refused with `413` before anything is
- * written).
+ * characters when any is not Latin-1, the id of the user it is indexed under included; a larger
+ * record is refused with `413` before anything is written).
  *
  * Expiry is decided by one clock, the application's: every operation carries the caller's
  * clock reading, and a record at or past its `expiresAt` by that reading is treated as absent.
@@ -312,6 +354,11 @@ const MAX_VALUE_BYTES = 131_072;
  * `expiresAt` then (a save or touch since has moved it), so a record the application still counts
  * as live is never deleted unless the two clocks disagree by more than the delay. An abandoned
  * session leaves nothing behind.
+ *
+ * The same object holds the session's lease (`session.lock()`), in storage of its own beside the
+ * record: taking and releasing it are decided in the object like a save, by the caller's clock,
+ * and its alarm also removes a lease left behind, `alarmDelay` after it lapsed. An object named
+ * `user:<id>` holds that user's index of sessions instead (see {@linkcode DurableObjectStore}).
  *
  * It speaks a small JSON protocol over `fetch` (not RPC), so it needs no import from
  * `cloudflare:workers` and runs at any compatibility date.
@@ -335,11 +382,11 @@ const MAX_VALUE_BYTES = 131_072;
  */
 export class SessionDurableObject {
   /**
-   * How long after a record's `expiresAt`, by the object's own clock, its alarm deletes it, in
-   * milliseconds. Reads and saves never return or keep an expired record meanwhile (they decide
-   * by the application's clock); the delay only keeps the object's clock, which may run ahead of
-   * the application's, from deleting a record the application still counts as live. A subclass
-   * may set its own: `static override alarmDelay = 5 * 60_000;`.
+   * How long after a record's `expiresAt` (or a lease's end), by the object's own clock, its
+   * alarm deletes it, in milliseconds. Reads and saves never return or keep an expired record
+   * meanwhile (they decide by the application's clock); the delay only keeps the object's clock,
+   * which may run ahead of the application's, from deleting a record the application still
+   * counts as live. A subclass may set its own: `static override alarmDelay = 5 * 60_000;`.
    * @default 60_000
    */
   static alarmDelay = 60_000;
@@ -347,6 +394,10 @@ export class SessionDurableObject {
   #storage: DurableObjectStorageLike;
   /** `undefined` until read from storage; `null` when there is no record. */
   #record: StoredSession | null | undefined;
+  /** The user the record is indexed under, carried to every later write of it. */
+  #user: string | undefined;
+  /** `undefined` until read from storage; `null` when there is no lease. */
+  #lease: Lease | null | undefined;
 
   /**
    * Called by the Workers runtime.
@@ -364,6 +415,7 @@ export class SessionDurableObject {
    * @param request A `POST` whose JSON body names the operation.
    * @returns A JSON answer: `{ record }` for a load; `{ ok: true }` when a save was written, else
    *   `{ ok: false, current }` with the record as it stands (`null` when absent or expired);
+   *   `{ ok }` for a lock; `{ user }` for an owner query; `{ entries }` for a user's keys;
    *   `400` for a malformed request, `413` for a record too large to store.
    */
   async fetch(request: Request): Promise<Response> {
@@ -377,23 +429,25 @@ export class SessionDurableObject {
     const now = operation.now ?? Date.now();
     // From here on, only storage is awaited: the runtime delivers no other request to this
     // object while a storage operation is in flight, so read-decide-write is atomic.
-    const current = await this.#current(now);
     switch (operation.op) {
       case "load":
-        return Response.json({ record: current });
+        return Response.json({ record: await this.#current(now) });
       case "save": {
+        const current = await this.#current(now);
         const { record, expectedVersion } = operation;
         if (expectedVersion === null ? current !== null : current?.version !== expectedVersion) {
           // Refused on the record just read, with no await in between: report it.
           return Response.json({ ok: false, current });
         }
-        const text = JSON.stringify(record);
+        // A record stays indexed under its user until a save names another.
+        const user = operation.user ?? (current === null ? undefined : this.#user);
+        const text = storedText(record, user);
         const size = v8SerializedStringSize(text);
         if (size > MAX_VALUE_BYTES) {
           return Response.json({ error: tooLargeMessage(size) }, { status: 413 });
         }
         try {
-          await this.#write(record, text, now);
+          await this.#write(record, user, text, now);
         } catch (error) {
           if (/too (?:large|big)|larger than|exceeds|maximum/i.test((error as Error)?.message ?? "")) {
             return Response.json({ error: (error as Error).message }, { status: 413 });
@@ -403,28 +457,82 @@ export class SessionDurableObject {
         return Response.json({ ok: true });
       }
       case "destroy":
-        await this.#clear();
+        await this.#dropRecord();
+        await this.#schedule();
         return Response.json({ ok: true });
-      case "touch":
+      case "touch": {
+        const current = await this.#current(now);
         if (current !== null) {
           const record = { ...current, expiresAt: operation.expiresAt };
-          await this.#write(record, JSON.stringify(record), now);
+          await this.#write(record, this.#user, storedText(record, this.#user), now);
         }
         return Response.json({ ok: true });
+      }
+      case "lock": {
+        const held = await this.#heldLease();
+        if (held !== null && held.owner !== operation.owner && held.until > now) {
+          return Response.json({ ok: false });
+        }
+        const lease: Lease = { owner: operation.owner, until: now + operation.ttlMs };
+        this.#lease = lease;
+        await this.#storage.put(LEASE, lease);
+        await this.#schedule();
+        return Response.json({ ok: true });
+      }
+      case "unlock":
+        if ((await this.#heldLease())?.owner === operation.owner) {
+          this.#lease = null;
+          await this.#storage.delete(LEASE);
+          await this.#schedule();
+        }
+        return Response.json({ ok: true });
+      case "owner": {
+        const current = await this.#current(now);
+        const owned = current !== null && !isEnded(current) ? this.#user ?? null : null;
+        return Response.json({ user: owned });
+      }
+      case "index": {
+        const entry: Omit<IndexEntry, "key"> = { at: now, token: operation.token };
+        await this.#storage.put(INDEX_PREFIX + operation.key, entry);
+        return Response.json({ ok: true });
+      }
+      case "keys": {
+        const entries: IndexEntry[] = [];
+        for (const [name, value] of await this.#storage.list({ prefix: INDEX_PREFIX })) {
+          const { at, token } = (value ?? {}) as Partial<IndexEntry>;
+          if (typeof at === "number" && typeof token === "string") {
+            entries.push({ key: name.slice(INDEX_PREFIX.length), at, token });
+          }
+        }
+        return Response.json({ entries });
+      }
+      case "unindex": {
+        for (const { key, token } of operation.entries) {
+          const stored = (await this.#storage.get(INDEX_PREFIX + key)) as Partial<IndexEntry> | undefined;
+          // Only the entry examined: one written since names a save that may be on its way.
+          if (stored?.token === token) await this.#storage.delete(INDEX_PREFIX + key);
+        }
+        return Response.json({ ok: true });
+      }
     }
   }
 
   /**
    * Called by the runtime at the scheduled time, by the object's clock: deletes the record if it
-   * is still {@linkcode SessionDurableObject.alarmDelay} past its `expiresAt`, else schedules
-   * itself again for the record as it stands.
+   * is still {@linkcode SessionDurableObject.alarmDelay} past its `expiresAt`, and the lease if it
+   * is that far past its end, then schedules itself again for what remains.
    */
   async alarm(): Promise<void> {
+    const delay = this.#alarmDelay();
+    const now = Date.now();
     const stored = await this.#stored();
-    if (stored === null) return;
-    const due = stored.expiresAt + this.#alarmDelay();
-    if (due <= Date.now()) await this.#clear();
-    else await this.#storage.setAlarm(due);
+    if (stored !== null && stored.expiresAt + delay <= now) await this.#dropRecord();
+    const lease = await this.#heldLease();
+    if (lease !== null && lease.until + delay <= now) {
+      this.#lease = null;
+      await this.#storage.delete(LEASE);
+    }
+    await this.#schedule();
   }
 
   /** The record held, expired or not (`null` when none). */
@@ -432,11 +540,37 @@ export class SessionDurableObject {
     if (this.#record === undefined) {
       const stored = await this.#storage.get(RECORD);
       // Another request may have filled it while this one waited: keep the newer state.
-      if (this.#record === undefined) {
-        this.#record = typeof stored === "string" ? parseStoredSession(stored) : null;
+      if (this.#record === undefined) this.#load(typeof stored === "string" ? stored : null);
+    }
+    return this.#record ?? null;
+  }
+
+  /** Takes the stored text as the state in memory: the record and the user it is indexed under. */
+  #load(text: string | null): void {
+    const parsed = text === null
+      ? null
+      : parseStoredSession(text) as (StoredSession & { [INDEXED_USER]?: unknown }) | null;
+    if (parsed === null || !(INDEXED_USER in parsed)) {
+      this.#record = parsed;
+      this.#user = undefined;
+      return;
+    }
+    const { [INDEXED_USER]: user, ...record } = parsed;
+    this.#record = record;
+    this.#user = typeof user === "string" ? user : undefined;
+  }
+
+  /** The lease held, lapsed or not (`null` when none). */
+  async #heldLease(): Promise<Lease | null> {
+    if (this.#lease === undefined) {
+      const stored = (await this.#storage.get(LEASE)) as Partial<Lease> | undefined;
+      if (this.#lease === undefined) {
+        this.#lease = typeof stored?.owner === "string" && typeof stored.until === "number"
+          ? { owner: stored.owner, until: stored.until }
+          : null;
       }
     }
-    return this.#record;
+    return this.#lease;
   }
 
   /** The live record by the caller's clock: one at or past its `expiresAt` counts as absent. */
@@ -445,31 +579,46 @@ export class SessionDurableObject {
     return stored !== null && stored.expiresAt > now ? stored : null;
   }
 
-  async #write(record: StoredSession, text: string, now: number): Promise<void> {
+  async #write(record: StoredSession, user: string | undefined, text: string, now: number): Promise<void> {
     if (record.expiresAt <= now) {
-      await this.#clear();
+      await this.#dropRecord();
+      await this.#schedule();
       return;
     }
     // The new state is in memory before the first await, so no request can see the old one.
-    this.#record = parseStoredSession(text);
+    this.#load(text);
+    this.#user = user;
     try {
       await this.#storage.put(RECORD, text);
     } catch (error) {
       this.#record = undefined; // not stored: read storage again next time
       throw error;
     }
-    await this.#storage.setAlarm(record.expiresAt + this.#alarmDelay());
+    await this.#schedule();
+  }
+
+  async #dropRecord(): Promise<void> {
+    this.#record = null;
+    this.#user = undefined;
+    await this.#storage.delete(RECORD);
+  }
+
+  /** Sets the alarm for the first of the record and the lease to be collected, or none. */
+  async #schedule(): Promise<void> {
+    const delay = this.#alarmDelay();
+    const record = await this.#stored();
+    const lease = await this.#heldLease();
+    const due = Math.min(
+      record === null ? Infinity : record.expiresAt + delay,
+      lease === null ? Infinity : lease.until + delay,
+    );
+    if (due === Infinity) await this.#storage.deleteAlarm();
+    else await this.#storage.setAlarm(due);
   }
 
   #alarmDelay(): number {
     const delay = (this.constructor as typeof SessionDurableObject).alarmDelay;
     return Number.isFinite(delay) && delay >= 0 ? delay : SessionDurableObject.alarmDelay;
-  }
-
-  async #clear(): Promise<void> {
-    this.#record = null;
-    await this.#storage.deleteAlarm();
-    await this.#storage.deleteAll();
   }
 }
 
@@ -481,6 +630,19 @@ export class SessionDurableObject {
  *
  * A refused save reports the record it lost to (a `SaveConflict`): the object decides the
  * compare-and-set and answers with the record it decided on, in the same request.
+ *
+ * Leases (`session.lock()`) live in the session's own object, beside the record: one request to
+ * take one, one to release it, each decided in the object by the application's clock.
+ *
+ * Sessions per user: one object cannot write another atomically, so a save given an `index`
+ * first writes the key into the user's object (`idFromName("user:" + user)`), then saves: two
+ * requests, the index entry first, so the index never misses a saved key. `keysOfUser` reads
+ * the user's object, then asks each listed session's object whether its live record is still
+ * indexed under that user (one request each, in parallel), and lists only those: a save that
+ * was refused, or has not landed yet, is not listed. An entry whose session has ended, expired
+ * or changed hands is removed by that listing once it is five minutes old (younger ones may
+ * belong to a save still on its way). The record remembers its user, so later saves and touches
+ * need no index.
  *
  * Limits: a record is kept as its JSON text, and Durable Object storage takes at most 128 KiB a
  * value as V8 serializes it (one byte a character when all are Latin-1, else two): a larger
@@ -505,8 +667,12 @@ export class SessionDurableObject {
  * ```
  */
 export class DurableObjectStore implements SessionStore {
-  /** Compare-and-set: yes (one single-threaded object per session). Native expiry: yes (alarm). */
-  readonly capabilities: StoreCapabilities = { compareAndSet: true, ttl: true };
+  /**
+   * Compare-and-set: yes (one single-threaded object per session). Native expiry: yes (alarm).
+   * Leases: yes (in the session's object). Sessions per user: yes (an object per user, written
+   * before the save).
+   */
+  readonly capabilities: StoreCapabilities = { compareAndSet: true, ttl: true, locks: true, users: true };
   #namespace: DurableObjectNamespaceLike;
   #now: () => number;
 
@@ -543,26 +709,45 @@ export class DurableObjectStore implements SessionStore {
   }
 
   /**
-   * Compare-and-set, decided inside the session's object.
+   * Compare-and-set, decided inside the session's object. With `index`, the key is first
+   * written into the user's index, in the user's object (a second request, before the save).
    *
    * @param key The storage key.
    * @param record The record to store.
    * @param expectedVersion The version the caller loaded, or `null` to create.
+   * @param index The user to index the key under, if any.
    * @returns `true` when written. When refused (a version conflict, or the record to update is
    *   gone or expired), a `SaveConflict` with the record the object decided on (`null` when
    *   absent or expired); plain `false` only from an object of an older version that does not
    *   report it.
-   * @throws {TypeError} When `key` is not a storage key, or the record's version or times are
-   *   not finite numbers.
+   * @throws {TypeError} When `key` is not a storage key, the record's version or times are not
+   *   finite numbers, or `index.user` is not a string.
    * @throws {SessionDataError} When the data is not a JSON object (a `BigInt`, a cycle).
    * @throws {SessionTooLargeError} When the record is over the object storage's 128 KiB value
    *   limit; nothing is sent.
-   * @throws {StoreUnavailableError} When the object cannot be reached or answers badly.
+   * @throws {StoreUnavailableError} When an object cannot be reached or answers badly.
    */
-  async save(key: string, record: StoredSession, expectedVersion: number | null): Promise<SaveResult> {
+  async save(
+    key: string,
+    record: StoredSession,
+    expectedVersion: number | null,
+    index?: SaveIndex,
+  ): Promise<SaveResult> {
     assertStorageKey(key);
-    encode(record);
-    const answer = await this.#send(key, { op: "save", record, expectedVersion });
+    const user = index?.user;
+    if (index !== undefined && typeof user !== "string") {
+      throw new TypeError(`Invalid index: user "${String(user)}" is not a string`);
+    }
+    encode(record, user);
+    if (user !== undefined) {
+      await this.#sendTo(userObject(user), { op: "index", key, token: crypto.randomUUID() });
+    }
+    const answer = await this.#send(
+      key,
+      user === undefined
+        ? { op: "save", record, expectedVersion }
+        : { op: "save", record, expectedVersion, user },
+    );
     if (answer.ok === true) return true;
     if (!("current" in answer)) return false;
     if (answer.current === null) return { current: null };
@@ -572,7 +757,7 @@ export class DurableObjectStore implements SessionStore {
   }
 
   /**
-   * Removes a record (and everything its object stored); no error if it is absent.
+   * Removes a record; no error if it is absent. The session's lease, if any, is left alone.
    *
    * @param key The storage key.
    * @throws {TypeError} When `key` is not a storage key.
@@ -598,14 +783,150 @@ export class DurableObjectStore implements SessionStore {
     await this.#send(key, { op: "touch", expiresAt });
   }
 
-  /** Sends one operation, with the application's clock reading, to the session's object. */
-  async #send(
-    key: string,
-    operation: Operation,
-  ): Promise<{ record?: unknown; ok?: unknown; current?: unknown }> {
+  /**
+   * Takes the lease named `key` for `owner`, in the session's object: taken unless another
+   * owner's lease is live by the application's clock; the owner that holds it takes it again
+   * (extending it). The object runs one request at a time, so of concurrent takers exactly one
+   * wins.
+   *
+   * @param key The storage key of the session.
+   * @param owner Who takes it; only this owner can release it.
+   * @param ttlMs How long the lease lasts unless released, in milliseconds.
+   * @returns `true` when taken, `false` while another owner holds a live lease.
+   * @throws {TypeError} When `key` is not a storage key or `owner` is not a string.
+   * @throws {RangeError} When `ttlMs` is not a positive finite number.
+   * @throws {StoreUnavailableError} When the object cannot be reached.
+   * @example
+   * ```ts
+   * import { DurableObjectStore, SessionDurableObject } from "websession/durable-object";
+   * import assert from "node:assert/strict";
+   *
+   * // One object over a Map (in a Worker: new DurableObjectStore({ namespace: env.SESSIONS })).
+   * const values = new Map<string, unknown>();
+   * const object = new SessionDurableObject({
+   *   storage: {
+   *     get: async (key) => values.get(key),
+   *     put: async (key, value) => void values.set(key, value),
+   *     delete: async (key) => values.delete(key),
+   *     list: async ({ prefix }) => new Map([...values].filter(([key]) => key.startsWith(prefix))),
+   *     setAlarm: async () => {},
+   *     deleteAlarm: async () => {},
+   *   },
+   * });
+   * let clock = Date.now();
+   * const store = new DurableObjectStore({
+   *   namespace: { idFromName: (name) => name, get: () => ({ fetch: (url, init) => object.fetch(new Request(url, init)) }) },
+   *   now: () => clock,
+   * });
+   * const key = "k".repeat(43);
+   * assert.equal(await store.lock(key, "request-1", 30_000), true);
+   * assert.equal(await store.lock(key, "request-2", 30_000), false);
+   * clock += 30_000; // lapsed by the application's clock
+   * assert.equal(await store.lock(key, "request-2", 30_000), true);
+   * await store.unlock(key, "request-2");
+   * assert.equal(values.has("lease"), false);
+   * ```
+   */
+  async lock(key: string, owner: string, ttlMs: number): Promise<boolean> {
+    assertStorageKey(key);
+    if (typeof owner !== "string") throw new TypeError(`Invalid owner: "${String(owner)}" is not a string`);
+    if (typeof ttlMs !== "number" || !(ttlMs > 0) || !Number.isFinite(ttlMs)) {
+      throw new RangeError(`Invalid ttlMs: "${String(ttlMs)}" must be a positive number of milliseconds`);
+    }
+    const answer = await this.#send(key, { op: "lock", owner, ttlMs });
+    return answer.ok === true;
+  }
+
+  /**
+   * Releases the lease named `key` if, and only if, `owner` holds it.
+   *
+   * @param key The storage key of the session.
+   * @param owner The owner that took it.
+   * @throws {TypeError} When `key` is not a storage key or `owner` is not a string.
+   * @throws {StoreUnavailableError} When the object cannot be reached.
+   */
+  async unlock(key: string, owner: string): Promise<void> {
+    assertStorageKey(key);
+    if (typeof owner !== "string") throw new TypeError(`Invalid owner: "${String(owner)}" is not a string`);
+    await this.#send(key, { op: "unlock", owner });
+  }
+
+  /**
+   * The storage keys of a user's sessions: those in the user's index whose objects hold a live
+   * record, not ended, indexed under that user. One request to the user's object, then one to
+   * each listed session's object, in parallel; entries at least five minutes old whose session
+   * no longer qualifies are removed from the index on the way (one more request).
+   *
+   * @param user The user's id.
+   * @returns The storage keys.
+   * @throws {TypeError} When `user` is not a string.
+   * @throws {StoreUnavailableError} When an object cannot be reached or answers badly.
+   * @example
+   * ```ts
+   * import { DurableObjectStore, SessionDurableObject } from "websession/durable-object";
+   * import assert from "node:assert/strict";
+   *
+   * // One object per name, each over a Map (in a Worker: env.SESSIONS).
+   * const objects = new Map<string, SessionDurableObject>();
+   * const objectNamed = (name: string) => {
+   *   if (!objects.has(name)) {
+   *     const values = new Map<string, unknown>();
+   *     objects.set(name, new SessionDurableObject({
+   *       storage: {
+   *         get: async (key) => values.get(key),
+   *         put: async (key, value) => void values.set(key, value),
+   *         delete: async (key) => values.delete(key),
+   *         list: async ({ prefix }) => new Map([...values].filter(([key]) => key.startsWith(prefix))),
+   *         setAlarm: async () => {},
+   *         deleteAlarm: async () => {},
+   *       },
+   *     }));
+   *   }
+   *   return objects.get(name)!;
+   * };
+   * const store = new DurableObjectStore({
+   *   namespace: {
+   *     idFromName: (name) => name,
+   *     get: (name) => ({ fetch: (url, init) => objectNamed(name as string).fetch(new Request(url, init)) }),
+   *   },
+   * });
+   * const now = Date.now();
+   * const record = { data: { user: "ada" }, version: 1, createdAt: now, expiresAt: now + 60_000 };
+   * await store.save("a".repeat(43), record, null, { user: "ada" });
+   * assert.deepEqual(await store.keysOfUser("ada"), ["a".repeat(43)]);
+   * assert.ok(objects.has("user:ada")); // the user's index lives in an object of its own
+   * ```
+   */
+  async keysOfUser(user: string): Promise<string[]> {
+    if (typeof user !== "string") throw new TypeError(`Invalid user: "${String(user)}" is not a string`);
+    const name = userObject(user);
+    const answer = await this.#sendTo(name, { op: "keys" });
+    const entries = (Array.isArray(answer.entries) ? answer.entries : []).filter(isIndexEntry);
+    const owners = await Promise.all(entries.map((entry) => this.#send(entry.key, { op: "owner" })));
+    const now = this.#now();
+    const keys: string[] = [];
+    const stale: { key: string; token: string }[] = [];
+    entries.forEach((entry, i) => {
+      if (owners[i]!.user === user) keys.push(entry.key);
+      else if (entry.at + INDEX_GRACE_MS <= now) stale.push({ key: entry.key, token: entry.token });
+    });
+    if (stale.length > 0) {
+      // Housekeeping only: an entry left behind is listed no more than its session qualifies.
+      await this.#sendTo(name, { op: "unindex", entries: stale }).catch(() => {});
+    }
+    return keys;
+  }
+
+  /** Sends one operation to the session's object. */
+  #send(key: string, operation: Operation): Promise<Record<string, unknown>> {
+    return this.#sendTo(key, operation);
+  }
+
+  /** Sends one operation, with the application's clock reading, to the object named `name`. */
+  async #sendTo(name: string, operation: Operation): Promise<Record<string, unknown>> {
     let response: DurableObjectResponseLike;
     try {
-      const stub = this.#namespace.get(this.#namespace.idFromName(key));
+      const stub = this.#namespace.get(this.#namespace.idFromName(name));
       response = await stub.fetch(ORIGIN + operation.op, {
         method: "POST",
         headers: { "content-type": "application/json" },
@@ -641,6 +962,17 @@ export class DurableObjectStore implements SessionStore {
   }
 }
 
+/** The name of the object that holds a user's index. */
+function userObject(user: string): string {
+  return `user:${user}`;
+}
+
+function isIndexEntry(value: unknown): value is IndexEntry {
+  const entry = value as Partial<IndexEntry> | null;
+  return typeof entry === "object" && entry !== null && typeof entry.key === "string" &&
+    typeof entry.at === "number" && typeof entry.token === "string";
+}
+
 function parseOperation(body: unknown): Operation {
   const value = (typeof body === "object" && body !== null ? body : {}) as Record<string, unknown>;
   if (value.now !== undefined && !Number.isFinite(value.now)) {
@@ -650,6 +982,8 @@ function parseOperation(body: unknown): Operation {
   switch (value.op) {
     case "load":
     case "destroy":
+    case "owner":
+    case "keys":
       return { ...clock, op: value.op };
     case "save": {
       const record = toStoredSession(value.record);
@@ -658,11 +992,43 @@ function parseOperation(body: unknown): Operation {
       if (expected !== null && (!Number.isSafeInteger(expected) || (expected as number) < 1)) {
         throw new TypeError(`Invalid save: expectedVersion "${String(expected)}"`);
       }
-      return { ...clock, op: "save", record, expectedVersion: expected as number | null };
+      if (value.user !== undefined && typeof value.user !== "string") {
+        throw new TypeError(`Invalid save: user "${String(value.user)}" is not a string`);
+      }
+      const save = { ...clock, op: "save" as const, record, expectedVersion: expected as number | null };
+      return value.user === undefined ? save : { ...save, user: value.user as string };
     }
     case "touch":
       if (!Number.isFinite(value.expiresAt)) throw new TypeError("Invalid touch: expiresAt is not a number");
       return { ...clock, op: "touch", expiresAt: value.expiresAt as number };
+    case "lock":
+      if (typeof value.owner !== "string") throw new TypeError("Invalid lock: owner is not a string");
+      if (typeof value.ttlMs !== "number" || !(value.ttlMs > 0) || !Number.isFinite(value.ttlMs)) {
+        throw new TypeError(`Invalid lock: ttlMs "${String(value.ttlMs)}" is not a positive number`);
+      }
+      return { ...clock, op: "lock", owner: value.owner, ttlMs: value.ttlMs };
+    case "unlock":
+      if (typeof value.owner !== "string") throw new TypeError("Invalid unlock: owner is not a string");
+      return { ...clock, op: "unlock", owner: value.owner };
+    case "index":
+      if (typeof value.key !== "string" || typeof value.token !== "string") {
+        throw new TypeError("Invalid index: key and token must be strings");
+      }
+      return { ...clock, op: "index", key: value.key, token: value.token };
+    case "unindex": {
+      const entries = value.entries;
+      if (
+        !Array.isArray(entries) ||
+        !entries.every((e) => typeof e?.key === "string" && typeof e?.token === "string")
+      ) {
+        throw new TypeError("Invalid unindex: entries must be keys with tokens");
+      }
+      return {
+        ...clock,
+        op: "unindex",
+        entries: entries.map((e: { key: string; token: string }) => ({ key: e.key, token: e.token })),
+      };
+    }
     default:
       throw new TypeError(`Invalid operation: "${String(value.op)}"`);
   }
@@ -672,11 +1038,18 @@ function tooLargeMessage(size: number): string {
   return `"${size}" bytes serialized, at most "${MAX_VALUE_BYTES}" fit in one value`;
 }
 
+/** The text the object stores: the record's JSON, with the user it is indexed under, if any. */
+function storedText(record: StoredSession, user: string | undefined): string {
+  const text = JSON.stringify(record);
+  return user === undefined ? text : `${text.slice(0, -1)},"${INDEXED_USER}":${JSON.stringify(user)}}`;
+}
+
 /**
  * Checks a record before anything is sent: well-formed numbers, JSON data, and a V8-serialized
- * size within Durable Object storage's value limit. Returns its JSON text.
+ * size (with the user it is indexed under) within Durable Object storage's value limit. Returns
+ * its JSON text.
  */
-function encode(record: StoredSession): string {
+function encode(record: StoredSession, user?: string): string {
   const { version, createdAt, expiresAt, data } = record;
   if (!Number.isSafeInteger(version) || !Number.isFinite(createdAt) || !Number.isFinite(expiresAt)) {
     throw new TypeError(
@@ -688,7 +1061,7 @@ function encode(record: StoredSession): string {
   }
   let text: string;
   try {
-    text = JSON.stringify(record);
+    text = storedText(record, user);
   } catch (error) {
     throw new SessionDataError(
       `Session data cannot be stored: not JSON-serializable: ${(error as Error).message}`,

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import type { DurableObjectNamespace } from "@cloudflare/workers-types";
 import type { Miniflare } from "miniflare";
 import { SessionDataError, SessionTooLargeError, StoreUnavailableError } from "../../src/errors.ts";
-import type { StoredSession } from "../../src/store.ts";
+import { ENDED_KEY, type StoredSession } from "../../src/store.ts";
 import {
   type DurableObjectNamespaceLike,
   DurableObjectStore,
@@ -30,6 +30,16 @@ function recordOfLength(length: number, fill: string): StoredSession {
 }
 
 const DELAY = SessionDurableObject.alarmDelay;
+
+/** What an object's storage holds, as the test Worker's `/inspect` tells it. */
+interface Inspected {
+  record: string | null;
+  lease: { owner: string; until: number } | null;
+  index: Record<string, { at: number; token: string }>;
+  alarm: number | null;
+}
+
+const EMPTY: Inspected = { record: null, lease: null, index: {}, alarm: null };
 
 suites(
   "DurableObjectStore (Miniflare binding from Node)",
@@ -58,7 +68,7 @@ describe("DurableObjectStore", () => {
   async function inspect(
     key: string,
     { within = namespace, alarm = false } = {},
-  ): Promise<{ record: string | null; alarm: number | null }> {
+  ): Promise<Inspected> {
     // A plain request, which the structural stub type does not describe: the real stub takes it.
     const stub = within.get(within.idFromName(key)) as unknown as {
       fetch(url: string, init?: { method: string }): Promise<Response>;
@@ -67,7 +77,7 @@ describe("DurableObjectStore", () => {
       alarm ? "https://do/alarm" : "https://do/inspect",
       { method: alarm ? "POST" : "GET" },
     );
-    return (await response.json()) as { record: string | null; alarm: number | null };
+    return (await response.json()) as Inspected;
   }
 
   /** Forwards to the real namespace and counts the requests that reach an object. */
@@ -90,8 +100,8 @@ describe("DurableObjectStore", () => {
     };
   }
 
-  it("claims compare-and-set and expiry, and offers no count", () => {
-    assert.deepEqual(store.capabilities, { compareAndSet: true, ttl: true });
+  it("claims compare-and-set, expiry, leases and an index per user, and offers no count", () => {
+    assert.deepEqual(store.capabilities, { compareAndSet: true, ttl: true, locks: true, users: true });
     assert.equal("count" in store, false);
   });
 
@@ -103,7 +113,7 @@ describe("DurableObjectStore", () => {
     await store.save(a, saved, null);
     assert.deepEqual(JSON.parse((await inspect(a)).record!), saved);
     assert.equal((await inspect(a)).alarm, saved.expiresAt + DELAY);
-    assert.deepEqual(await inspect(b), { record: null, alarm: null });
+    assert.deepEqual(await inspect(b), EMPTY);
   });
 
   it("touch moves the alarm; destroy leaves the object empty", async () => {
@@ -114,7 +124,7 @@ describe("DurableObjectStore", () => {
     assert.equal((await inspect(key)).alarm, saved.expiresAt + 60_000 + DELAY);
     assert.equal(JSON.parse((await inspect(key)).record!).version, 1);
     await store.destroy(key);
-    assert.deepEqual(await inspect(key), { record: null, alarm: null });
+    assert.deepEqual(await inspect(key), EMPTY);
   });
 
   it("the alarm deletes an expired session that nobody reads again", async () => {
@@ -151,7 +161,7 @@ describe("DurableObjectStore", () => {
     await quick.save(live, brief, null);
     await quick.touch(live, Date.now() + 60_000);
     await sleep(300);
-    assert.deepEqual(await inspect(gone, { within: noDelay, alarm: true }), { record: null, alarm: null });
+    assert.deepEqual(await inspect(gone, { within: noDelay, alarm: true }), EMPTY);
     const touched = await inspect(live, { within: noDelay, alarm: true });
     assert.equal(JSON.parse(touched.record!).version, 1);
     assert.equal(touched.alarm, JSON.parse(touched.record!).expiresAt);
@@ -287,6 +297,11 @@ describe("DurableObjectStore", () => {
         '{"op":"save","record":{"data":[]},"expectedVersion":null}',
         '{"op":"load","now":"soon"}',
         '{"op":"drop"}',
+        '{"op":"lock","owner":"a","ttlMs":0}',
+        '{"op":"unlock"}',
+        '{"op":"index","key":1,"token":"t"}',
+        '{"op":"unindex","entries":[{"key":"k"}]}',
+        `{"op":"save","record":${JSON.stringify(record({}))},"expectedVersion":null,"user":5}`,
       ]
     ) {
       const response = await stub.fetch("https://do/x", { method: "POST", headers: {}, body });
@@ -303,6 +318,167 @@ describe("DurableObjectStore", () => {
     await gone.dispose();
     const error = await unreachable.load(randomKey()).then(() => null, (e: unknown) => e);
     assert.ok(error instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${error}`);
+  });
+
+  describe("leases", () => {
+    it("keeps the lease in the session's object, apart from the record", async () => {
+      const key = randomKey();
+      const start = Date.now();
+      assert.equal(await store.lock(key, "a", 30_000), true);
+      let seen = await inspect(key);
+      assert.equal(seen.record, null, "a lease writes no record");
+      assert.equal(seen.lease?.owner, "a");
+      assert.ok(seen.lease!.until >= start + 30_000);
+      assert.equal(seen.alarm, seen.lease!.until + DELAY);
+      assert.equal(await store.save(key, record({ a: 1 }, 1, 600_000), null), true);
+      seen = await inspect(key);
+      assert.equal(seen.alarm, seen.lease!.until + DELAY, "the alarm is set for the first to collect");
+      await store.destroy(key);
+      seen = await inspect(key);
+      assert.equal(seen.record, null);
+      assert.equal(seen.lease?.owner, "a", "destroy leaves the lease alone");
+      assert.equal(await store.lock(key, "b", 30_000), false);
+      await store.unlock(key, "b"); // not its owner
+      assert.equal((await inspect(key)).lease?.owner, "a");
+      await store.unlock(key, "a");
+      assert.deepEqual(await inspect(key), EMPTY);
+    });
+
+    it("decides by the application's clock, which travels with each operation", async () => {
+      const hour = 3_600_000;
+      const ahead = new DurableObjectStore({ namespace, now: () => Date.now() + hour });
+      const key = randomKey();
+      assert.equal(await store.lock(key, "a", 60_000), true);
+      assert.equal(await store.lock(key, "b", 60_000), false);
+      assert.equal(await ahead.lock(key, "b", 60_000), true, "an hour from now, a's lease has lapsed");
+      assert.equal(
+        await store.lock(key, "a", 60_000),
+        false,
+        "b's lease lasts until an hour and a minute from now",
+      );
+    });
+
+    it("the alarm removes a lease left behind once it has lapsed, and keeps the record", async () => {
+      const quick = new DurableObjectStore({ namespace: noDelay });
+      const key = randomKey();
+      await quick.save(key, record({ a: 1 }, 1, 600_000), null);
+      assert.equal(await quick.lock(key, "crashed", 200), true);
+      const before = await inspect(key, { within: noDelay });
+      assert.equal(before.alarm, before.lease!.until);
+      await sleep(300);
+      const after = await inspect(key, { within: noDelay, alarm: true });
+      assert.equal(after.lease, null);
+      assert.deepEqual(JSON.parse(after.record!).data, { a: 1 });
+      assert.equal(after.alarm, JSON.parse(after.record!).expiresAt);
+    });
+
+    it("refuses a bad owner or duration, and sends nothing", async () => {
+      const { namespace: countedNamespace, fetches } = counted();
+      const checked = new DurableObjectStore({ namespace: countedNamespace });
+      await assert.rejects(checked.lock(randomKey(), 1 as never, 1_000), TypeError);
+      await assert.rejects(checked.unlock(randomKey(), null as never), TypeError);
+      for (const ttl of [0, -5, NaN, Infinity]) {
+        await assert.rejects(checked.lock(randomKey(), "a", ttl), RangeError);
+      }
+      await assert.rejects(checked.lock("not a key", "a", 1_000), TypeError);
+      assert.equal(fetches(), 0);
+    });
+  });
+
+  describe("sessions per user", () => {
+    const someone = () => `user-${randomKey().slice(0, 10)}`;
+
+    it("writes the key into the user's object before the save, and the record remembers its user", async () => {
+      const { namespace: countedNamespace, fetches } = counted();
+      const indexed = new DurableObjectStore({ namespace: countedNamespace });
+      const user = someone();
+      const key = randomKey();
+      const saved = record({ user });
+      assert.equal(await indexed.save(key, saved, null, { user }), true);
+      assert.equal(fetches(), 2, "the user's object, then the session's");
+      assert.deepEqual(Object.keys((await inspect(`user:${user}`)).index), [`index:${key}`]);
+      assert.equal(JSON.parse((await inspect(key)).record!).indexedUser, user);
+      assert.deepEqual(await indexed.load(key), saved, "loads return the record alone");
+      // Later saves and touches carry no index: the record stays indexed under its user.
+      assert.equal(await indexed.save(key, record({ user, n: 1 }, 2), 1), true);
+      await indexed.touch(key, Date.now() + 600_000);
+      assert.equal(JSON.parse((await inspect(key)).record!).indexedUser, user);
+      const before = fetches();
+      assert.deepEqual(await indexed.keysOfUser(user), [key]);
+      assert.equal(fetches(), before + 2, "the user's object, then each listed session's");
+    });
+
+    it("lists only keys whose objects hold a live record of the user, and drops old entries that do not", async () => {
+      let now = Date.now();
+      const clocked = new DurableObjectStore({ namespace, now: () => now });
+      const user = someone();
+      const [live, refused, ended, moved] = [randomKey(), randomKey(), randomKey(), randomKey()];
+      const hour = 3_600_000;
+      await clocked.save(live, record({ user }, 1, hour, now), null, { user });
+      await clocked.save(refused, record({}, 1, hour, now), null);
+      assert.notEqual(await clocked.save(refused, record({ user }, 2, hour, now), 5, { user }), true);
+      await clocked.save(ended, record({ user }, 1, hour, now), null, { user });
+      await clocked.save(ended, record({ [ENDED_KEY]: true }, 2, hour, now), 1);
+      await clocked.save(moved, record({ user }, 1, hour, now), null, { user });
+      await clocked.save(moved, record({ user: "eve" }, 2, hour, now), 1, { user: "eve" });
+      assert.deepEqual(await clocked.keysOfUser(user), [live]);
+      // Young entries stay: the save each was written for might still be on its way.
+      assert.equal(Object.keys((await inspect(`user:${user}`)).index).length, 4);
+      now += 300_000;
+      assert.deepEqual(await clocked.keysOfUser(user), [live]);
+      assert.deepEqual(Object.keys((await inspect(`user:${user}`)).index), [`index:${live}`]);
+      assert.deepEqual(await clocked.keysOfUser("eve"), [moved]);
+      now += hour; // every record has expired
+      assert.deepEqual(await clocked.keysOfUser(user), []);
+      assert.deepEqual((await inspect(`user:${user}`)).index, {});
+    });
+
+    it("the user's object removes an entry only if it is still the one examined", async () => {
+      const user = someone();
+      const key = randomKey();
+      await store.save(key, record({ user }), null, { user });
+      const { token } = (await inspect(`user:${user}`)).index[`index:${key}`]!;
+      const stub = namespace.get(namespace.idFromName(`user:${user}`));
+      const unindex = (entryToken: string) =>
+        stub.fetch("https://do/unindex", {
+          method: "POST",
+          headers: {},
+          body: JSON.stringify({ op: "unindex", entries: [{ key, token: entryToken }] }),
+        });
+      assert.equal((await unindex("written since")).status, 200);
+      assert.ok(`index:${key}` in (await inspect(`user:${user}`)).index);
+      await unindex(token);
+      assert.deepEqual((await inspect(`user:${user}`)).index, {});
+    });
+
+    it("saves nothing when the user's object cannot be reached", async () => {
+      const broken: DurableObjectNamespaceLike<string> = {
+        idFromName: (name) => name,
+        get: (name) =>
+          name.startsWith("user:")
+            ? { fetch: () => Promise.reject(new Error("Network connection lost")) }
+            : namespace.get(namespace.idFromName(name)),
+      };
+      const partial = new DurableObjectStore({ namespace: broken as DurableObjectNamespaceLike });
+      const key = randomKey();
+      const error = await partial.save(key, record({ user: "ada" }), null, { user: "ada" }).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      assert.ok(error instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${error}`);
+      assert.equal(await store.load(key), null);
+      await assert.rejects(partial.keysOfUser("ada"), StoreUnavailableError);
+    });
+
+    it("counts the user's id in the 128 KiB limit, and refuses a bad user, sending nothing", async () => {
+      const { namespace: countedNamespace, fetches } = counted();
+      const sized = new DurableObjectStore({ namespace: countedNamespace });
+      const fits = recordOfLength(131_066, "é");
+      await assert.rejects(sized.save(randomKey(), fits, null, { user: "ada" }), SessionTooLargeError);
+      await assert.rejects(sized.save(randomKey(), record({}), null, { user: 7 as never }), TypeError);
+      await assert.rejects(sized.keysOfUser(7 as never), TypeError);
+      assert.equal(fetches(), 0);
+    });
   });
 
   it("rejects a missing namespace at construction", () => {

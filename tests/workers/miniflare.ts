@@ -64,8 +64,9 @@ function revive(error: NonNullable<Answer["error"]>): Error {
 /**
  * A SessionStore whose every call runs inside workerd: the store named `name` ("kv" or "do")
  * of the test Worker executes it against the Worker's own bindings. Errors come back as the
- * same classes (TypeError, StoreUnavailableError, SessionTooLargeError, SessionDataError); a
- * refused save's `SaveConflict` comes back as it was answered.
+ * same classes (TypeError, RangeError, StoreUnavailableError, SessionTooLargeError,
+ * SessionDataError); a refused save's `SaveConflict` comes back as it was answered. Leases and the
+ * per-user index are bridged too, where the store offers them.
  */
 export async function workerdStore(mf: Miniflare, name: "kv" | "do"): Promise<SessionStore> {
   const response = await mf.dispatchFetch(`http://worker/${name}/capabilities`);
@@ -87,8 +88,11 @@ export async function workerdStore(mf: Miniflare, name: "kv" | "do"): Promise<Se
     capabilities,
     load: async (key, minVersion) =>
       (await call("load", minVersion === undefined ? [key] : [key, minVersion])) as StoredSession | null,
-    save: async (key, record, expectedVersion) =>
-      (await call("save", [key, record, expectedVersion])) as SaveResult,
+    save: async (key, record, expectedVersion, index) =>
+      (await call(
+        "save",
+        index === undefined ? [key, record, expectedVersion] : [key, record, expectedVersion, index],
+      )) as SaveResult,
     destroy: async (key) => void (await call("destroy", [key])),
   };
   if (optional.includes("touch")) {
@@ -96,6 +100,15 @@ export async function workerdStore(mf: Miniflare, name: "kv" | "do"): Promise<Se
   }
   if (optional.includes("cleanup")) store.cleanup = async () => (await call("cleanup", [])) as number;
   if (optional.includes("count")) store.count = async () => (await call("count", [])) as number;
+  if (optional.includes("lock")) {
+    store.lock = async (key, owner, ttlMs) => (await call("lock", [key, owner, ttlMs])) as boolean;
+  }
+  if (optional.includes("unlock")) {
+    store.unlock = async (key, owner) => void (await call("unlock", [key, owner]));
+  }
+  if (optional.includes("keysOfUser")) {
+    store.keysOfUser = async (user) => (await call("keysOfUser", [user])) as string[];
+  }
   return store;
 }
 

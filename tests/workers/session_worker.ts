@@ -23,12 +23,13 @@ export interface Env {
 
 interface InspectableStorage {
   get(key: string): Promise<unknown>;
+  list(options: { prefix: string }): Promise<Map<string, unknown>>;
   getAlarm(): Promise<number | null>;
 }
 
 /**
  * The session object as a user would export it, plus `GET /inspect`, which tells what the
- * object's storage holds (its record text and alarm), so tests can see what the alarm and
+ * object's storage holds (its record text, lease, index entries and alarm), so tests can see what the alarm and
  * destroy leave behind without going through the store, and `POST /alarm`, which runs the alarm
  * handler now (as the runtime would at the scheduled time) and then inspects.
  */
@@ -47,7 +48,9 @@ export class TestSessionDurableObject extends SessionDurableObject {
       (request.method === "GET" && path === "/inspect") || (request.method === "POST" && path === "/alarm")
     ) {
       const record = (await this.#storage.get("record")) ?? null;
-      return Response.json({ record, alarm: await this.#storage.getAlarm() });
+      const lease = (await this.#storage.get("lease")) ?? null;
+      const index = Object.fromEntries(await this.#storage.list({ prefix: "index:" }));
+      return Response.json({ record, lease, index, alarm: await this.#storage.getAlarm() });
     }
     return await super.fetch(request);
   }
@@ -58,7 +61,18 @@ export class NoDelaySessionDurableObject extends TestSessionDurableObject {
   static override alarmDelay = 0;
 }
 
-const METHODS = new Set(["load", "save", "destroy", "touch", "cleanup", "count"]);
+const METHODS = new Set([
+  "load",
+  "save",
+  "destroy",
+  "touch",
+  "cleanup",
+  "count",
+  "lock",
+  "unlock",
+  "keysOfUser",
+]);
+const OPTIONAL = ["touch", "cleanup", "count", "lock", "unlock", "keysOfUser"];
 
 function storeFor(name: string, env: Env): SessionStore | null {
   if (name === "kv") return new CloudflareKvStore({ namespace: env.SESSIONS_KV, staleReadDelay: 0 });
@@ -71,9 +85,7 @@ async function handle(request: Request, env: Env): Promise<Response> {
   const store = storeFor(name, env);
   if (store === null) return new Response("no such store", { status: 404 });
   if (request.method === "GET" && method === "capabilities") {
-    const optional = ["touch", "cleanup", "count"].filter((m) =>
-      typeof store[m as keyof SessionStore] === "function"
-    );
+    const optional = OPTIONAL.filter((m) => typeof store[m as keyof SessionStore] === "function");
     return Response.json({ capabilities: store.capabilities, optional });
   }
   if (request.method !== "POST" || !METHODS.has(method)) {

@@ -1,0 +1,172 @@
+// FileStore's leases (session.lock()) across processes: two worker processes, each with its
+// own FileStore on one directory, take one lease over and over, and each holder proves it is
+// alone by creating a marker file exclusively while it holds the lease. Some holders walk away
+// without releasing (their lease expires 20 ms later), so expired leases are taken over by
+// many contenders at once. No two holders may ever be inside together.
+//
+// The kill loop: a third process contends until it is killed with SIGKILL wherever it is
+// (holding the lease, mid-takeover, mid-write of a lease file); the two workers then contend
+// again. Neither may take the lease before the killed holder's lease expired, both must get it
+// after (stale claims and half-written lease files give way), and cleanup() leaves nothing.
+//
+// CI runs 40 rounds per contender and 3 kills; FILE_LEASE_ROUNDS=1000 FILE_LEASE_KILLS=50 runs
+// the full size, a few minutes.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { FileStore } from "../../src/stores/file.ts";
+import { randomKey, sleep } from "../conformance/util.ts";
+import { insidePath, type LeaseJob, type LeaseOutcome } from "./file_lock_lease.ts";
+
+const ROUNDS = Number(process.env.FILE_LEASE_ROUNDS ?? 40);
+const KILLS = Number(process.env.FILE_LEASE_KILLS ?? 3);
+const STALE_LOCK_MS = 1_000;
+const LOCK_TIMEOUT_MS = 20_000;
+const DOOMED_TTL_MS = 1_500;
+
+/** The Node that runs the workers, whatever runtime runs this file. */
+function node(): string {
+  const runtime = globalThis as { Deno?: unknown; Bun?: unknown };
+  return runtime.Deno || runtime.Bun ? "node" : process.execPath;
+}
+
+/** A worker process that runs lease jobs (tests/faults/file_lock_lease_worker.ts). */
+class Worker {
+  #child = spawn(node(), [
+    "--import",
+    "tsx",
+    fileURLToPath(new URL("./file_lock_lease_worker.ts", import.meta.url)),
+  ], { stdio: ["pipe", "pipe", "inherit"] });
+  #done = new Map<number, (outcome: LeaseOutcome) => void>();
+  #running = new Map<number, () => void>();
+  readonly exited = new Promise<void>((resolve) => this.#child.once("exit", () => resolve()));
+
+  constructor() {
+    createInterface({ input: this.#child.stdout! }).on("line", (line) => {
+      const message = JSON.parse(line) as { id: number; running?: true; outcome?: LeaseOutcome };
+      if (message.running) this.#running.get(message.id)?.();
+      else this.#done.get(message.id)?.(message.outcome!);
+    });
+  }
+
+  /** Sends a job; `running` resolves on its announcement, `done` with its outcome. */
+  run(job: LeaseJob): { running: Promise<void>; done: Promise<LeaseOutcome> } {
+    const running = new Promise<void>((resolve, reject) => {
+      this.#running.set(job.id, resolve);
+      void this.exited.then(() => reject(new Error("The worker exited before it announced")));
+    });
+    running.catch(() => {});
+    const done = new Promise<LeaseOutcome>((resolve) => this.#done.set(job.id, resolve));
+    const line = JSON.stringify({ ...job, rounds: Number.isFinite(job.rounds) ? job.rounds : null });
+    this.#child.stdin!.write(`${line}\n`);
+    return { running, done };
+  }
+
+  kill(): Promise<void> {
+    this.#child.kill("SIGKILL");
+    return this.exited;
+  }
+
+  async close(): Promise<void> {
+    this.#child.stdin!.end();
+    await this.exited;
+  }
+}
+
+/** The expiry of the lease file as it stands (ms since the epoch), if it parses. */
+async function leaseUntil(path: string): Promise<number | null> {
+  try {
+    const until = JSON.parse(await readFile(path, "utf8")).until;
+    return typeof until === "number" ? until : null;
+  } catch {
+    return null; // none, or killed between creating and writing it
+  }
+}
+
+describe("FileStore leases across processes", () => {
+  const dirs: string[] = [];
+  const workers: Worker[] = [];
+  let jobs = 0;
+  before(() => {
+    workers.push(new Worker(), new Worker());
+  });
+  after(async () => {
+    await Promise.all(workers.map((worker) => worker.close()));
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  });
+  async function tempDir(): Promise<string> {
+    const dir = await mkdtemp(join(tmpdir(), "websession-lease-"));
+    dirs.push(dir);
+    return dir;
+  }
+  function job(dir: string, key: string, rounds: number, more: Partial<LeaseJob> = {}): LeaseJob {
+    return {
+      id: ++jobs,
+      dir,
+      key,
+      contenders: 3,
+      rounds,
+      ttlMs: 30_000,
+      abandonRate: 0.2,
+      staleLockMs: STALE_LOCK_MS,
+      lockTimeoutMs: LOCK_TIMEOUT_MS,
+      ...more,
+    };
+  }
+
+  it(`gives the lease to one holder at a time, released or expired (${ROUNDS} rounds per contender)`, async () => {
+    const dir = await tempDir();
+    const key = randomKey();
+    const outcomes = await Promise.all(workers.map((worker) => worker.run(job(dir, key, ROUNDS)).done));
+    const total = (name: "taken" | "overlaps" | "abandoned") =>
+      outcomes.reduce((sum, outcome) => sum + outcome[name], 0);
+    console.log(`# ${total("taken")} leases taken, ${total("abandoned")} left to expire and taken over`);
+    assert.deepEqual(outcomes.flatMap((outcome) => outcome.errors), []);
+    assert.equal(total("overlaps"), 0, "never two holders at once");
+    assert.equal(total("taken"), 2 * 3 * ROUNDS);
+    assert.ok(total("abandoned") > 0, "expired leases were taken over");
+    await sleep(50); // the last lease left to expire has expired
+    await new FileStore({ dir, staleLockMs: STALE_LOCK_MS }).cleanup();
+    assert.deepEqual(await readdir(dir), [], "no lease, claim or temp file left after cleanup");
+  });
+
+  it(`lets a killed holder's lease expire, then gives it to one survivor at a time (${KILLS} kills)`, async () => {
+    const dir = await tempDir();
+    const key = randomKey();
+    const lease = join(dir, `${key}.lease`);
+    let known = 0;
+    for (let kill = 0; kill < KILLS; kill++) {
+      const doomed = new Worker();
+      const { running } = doomed.run(
+        job(dir, key, Infinity, { ttlMs: DOOMED_TTL_MS, announceAfter: 1 + Math.floor(Math.random() * 20) }),
+      );
+      await running;
+      await sleep(Math.random() * 20);
+      await doomed.kill();
+      const until = await leaseUntil(lease);
+      if (until !== null) known++;
+      await rm(insidePath(dir), { force: true }); // the killed holder may have been inside
+
+      const outcomes = await Promise.all(
+        workers.map((worker) => worker.run(job(dir, key, 2, { contenders: 2, abandonRate: 0 })).done),
+      );
+      assert.deepEqual(outcomes.flatMap((outcome) => outcome.errors), []);
+      assert.equal(outcomes.reduce((sum, outcome) => sum + outcome.overlaps, 0), 0, "one holder at a time");
+      assert.equal(outcomes.reduce((sum, outcome) => sum + outcome.taken, 0), 2 * 2 * 2);
+      if (until !== null) {
+        for (const outcome of outcomes) {
+          assert.ok(outcome.firstAt! >= until, "nobody took the killed holder's lease before it expired");
+        }
+      }
+    }
+    console.log(`# ${KILLS} kills, ${known} left a readable lease that expired before it was taken`);
+    await sleep(STALE_LOCK_MS + 100);
+    await new FileStore({ dir, staleLockMs: STALE_LOCK_MS }).cleanup();
+    assert.deepEqual(await readdir(dir), [], "no lease, claim or temp file left after cleanup");
+  });
+});

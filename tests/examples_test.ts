@@ -2,8 +2,9 @@
 // over real HTTP the way a browser would (a cookie jar, no redirects followed): count visits,
 // /favicon.ico not counted, log in (a new cookie, the old one dead, a flash shown once), log
 // out (the cookie cleared, the session gone), and the cookie's attributes.
-// Node (node:http adapter), Deno (Deno.serve), Bun (Bun.serve), a Cloudflare Worker in
-// Miniflare (KV and the secret from env), and Hono's app.fetch under `deno serve` and Bun.
+// Node (the fetch handler served by @hono/node-server), Deno (Deno.serve), Bun (Bun.serve), a
+// Cloudflare Worker in Miniflare (KV and the secret from env), and the Hono app (sessionMiddleware
+// from websession/hono, the session in c.var.session) under `deno serve` and Bun.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
@@ -222,12 +223,31 @@ function visitsOnPage(body: string): number {
   return Number(match[1]);
 }
 
-/**
- * The same walk through the demo for every example. `versioned`: the store can serve stale
- * reads (Workers KV), so the cookie also carries the last version written, and is re-sent
- * whenever the session changes.
- */
-function demoWalk(name: string, start: () => Promise<Running>, { versioned = false } = {}): void {
+/** What tells one example from another, beyond the walk they all share. */
+interface Expected {
+  /** The page's `<title>`: the shared demo app or the Hono app answered. */
+  title: string;
+  /** What the example prints once it listens (`port`: the port it was given in `PORT`), if anything. */
+  banner?: (port: string) => string;
+  /**
+   * The store can serve stale reads (Workers KV), so the cookie also carries the last version
+   * written, and is re-sent whenever the session changes.
+   */
+  versioned?: boolean;
+}
+
+/** The shared demo app (examples/app.ts) and the line its servers print once listening. */
+const DEMO: Expected = {
+  title: "websession demo",
+  banner: (port) => `websession demo on http://localhost:${port}`,
+};
+
+/** The Hono app (examples/hono/main.ts): its own page; `deno serve` and Bun print their own lines. */
+const HONO: Expected = { title: "websession + Hono" };
+
+/** The same walk through the demo for every example. */
+function demoWalk(name: string, start: () => Promise<Running>, expected: Expected): void {
+  const { title, banner, versioned = false } = expected;
   describe(`example: ${name}`, () => {
     let app: Running | undefined;
     let browser: Browser;
@@ -242,10 +262,18 @@ function demoWalk(name: string, start: () => Promise<Running>, { versioned = fal
       await app?.stop();
     });
 
-    it("counts visits, with one session cookie of the expected attributes", async () => {
+    it("serves its own page and counts visits, with one session cookie of the expected attributes", async () => {
       const first = await browser.fetch("/");
       assert.equal(first.response.status, 200);
       assert.match(first.response.headers.get("content-type") ?? "", /^text\/html/);
+      assert.ok(
+        first.body.includes(`<title>${title}</title>`),
+        `the page of "${title}":\n${first.body.slice(0, 300)}`,
+      );
+      if (banner !== undefined) {
+        const line = banner(new URL(app!.base).port);
+        assert.ok(app!.output().includes(line), `printed "${line}":\n${app!.output()}`);
+      }
       assert.equal(visitsOnPage(first.body), 1);
       assert.equal(first.cookies.length, 1);
       const cookie = first.cookies[0]!;
@@ -356,11 +384,12 @@ after(async () => {
 });
 
 demoWalk(
-  "Node (node:http, FileStore)",
+  "Node (the fetch handler served by @hono/node-server, FileStore)",
   async () =>
     startProcess(process.execPath, () => ["--import", "tsx", "examples/node/main.ts"], {
       SESSION_DIR: await tempDir(),
     }),
+  DEMO,
 );
 
 demoWalk(
@@ -373,17 +402,22 @@ demoWalk(
         KV_PATH: ":memory:",
       },
     ),
+  DEMO,
 );
 
 demoWalk(
   "Bun (Bun.serve, FileStore)",
   async () => startProcess(bin("bun"), () => ["examples/bun/main.ts"], { SESSION_DIR: await tempDir() }),
+  DEMO,
 );
 
-demoWalk("Cloudflare Worker in Miniflare (Workers KV, secret from env)", startWorker, { versioned: true });
+demoWalk("Cloudflare Worker in Miniflare (Workers KV, secret from env)", startWorker, {
+  title: DEMO.title,
+  versioned: true,
+});
 
 demoWalk(
-  "Hono app.fetch under deno serve",
+  "Hono (sessionMiddleware from websession/hono, MemoryStore) under deno serve",
   () =>
     startProcess(
       bin("deno"),
@@ -391,11 +425,16 @@ demoWalk(
         port,
       ) => ["serve", "--allow-env", "--host", "127.0.0.1", "--port", String(port), "examples/hono/main.ts"],
     ),
+  HONO,
 );
 
-demoWalk("Hono app.fetch under Bun", () => startProcess(bin("bun"), () => ["examples/hono/main.ts"]));
+demoWalk(
+  "Hono (sessionMiddleware from websession/hono, MemoryStore) under Bun",
+  () => startProcess(bin("bun"), () => ["examples/hono/main.ts"]),
+  HONO,
+);
 
-describe("example: SECURE_COOKIES=1", () => {
+describe("example: Node with SECURE_COOKIES=1", () => {
   it("marks the session cookie Secure", async () => {
     const app = await startProcess(process.execPath, () => ["--import", "tsx", "examples/node/main.ts"], {
       SESSION_DIR: await tempDir(),

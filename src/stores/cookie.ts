@@ -19,6 +19,7 @@ import {
   errors as joseErrors,
 } from "jose";
 import {
+  SessionConfigError,
   SessionConflictError,
   SessionError,
   SessionTooLargeError,
@@ -122,9 +123,31 @@ export interface CookieStoreOptions {
    * store write per seal and one store read per request that carries a session. Give it a key
    * space of its own (a prefix, a table) and no eviction: a record it loses lets the older seals
    * of that session open again.
+   *
+   * Each record also holds when it was written (`at`, ms since the epoch by `now`): an older
+   * seal opens as `{ invalid: "superseded", at }` or `{ invalid: "ended", at }`, so that
+   * `withSession` refuses a write only from a request that was in flight at that time, and
+   * treats a cookie presented long after as unknown (a browser that lost a response is not
+   * locked out).
    * @default undefined (no revocation: any unexpired seal opens, replays included)
    */
   revocation?: SessionStore;
+  /**
+   * The session key that holds the user's id (a string), as in `withSession`'s `userKey`: the
+   * store is never shown `withSession`'s options, so it is told here. Needs a `revocation`
+   * store, where it keeps a generation per user (keyed by a hash of the user id); each seal of
+   * a session holding a user records that user's generation beside the seal's version, and
+   * `endUser(user)` moves it on, so every seal of the user's sessions made before opens as
+   * `{ invalid: "ended" }`: "log out everywhere", or with `except`, everywhere but the current
+   * session. Listing a user's sessions is impossible: there is no server copy
+   * (`capabilities.users` stays `false`).
+   *
+   * Costs: on every request carrying a session that holds a user, a second revocation-store
+   * read (in parallel with the first); before each seal's write, a read of the session's record
+   * (and of the user's generation, in parallel).
+   * @default undefined (no generations per user; `endUser` throws)
+   */
+  userKey?: string;
   /**
    * Tokens kept per generation in the cache of tokens this store sealed or opened, so a
    * returning visitor's cookie opens without decryption; at most twice this many are held, and
@@ -166,6 +189,11 @@ interface CachedToken {
   stale: boolean;
   /** The revocation key of its id, once computed (only with a revocation store). */
   revocationKey?: string;
+  /**
+   * The revocation key of its user's generation, once computed (only with `userKey`); `null`
+   * when the sealed record holds no user.
+   */
+  generationKey?: string | null;
 }
 
 /** A token opened and checked for shape and expiry, not yet against the revocation store. */
@@ -195,6 +223,14 @@ const MAX_CACHE_SIZE = 1_000_000;
 const MAX_CACHED_CHARS = 8192;
 /** Compare-and-set attempts on the revocation store before giving up. */
 const MAX_REVOCATION_ATTEMPTS = 4;
+/**
+ * How long a user's generation is kept after it last moved, in milliseconds: 400 days, the
+ * longest a seal sealed before then can live (`withSession` refuses an `idleTimeout` over 400
+ * days, what browsers keep a cookie, RFC 6265bis §5.5).
+ */
+const GENERATION_MS = 400 * 24 * 3600 * 1000;
+/** Domain separation of a user's generation key from session keys (`SHA-256(id)`). */
+const GENERATION_PREFIX = "websession/cookie-store/user-generation\u0000";
 const HKDF_SALT = "websession cookie store";
 const HKDF_INFO = "websession/cookie-store/A256GCM/v1";
 const KID_INFO = "websession/cookie-store/kid/v1";
@@ -223,7 +259,13 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
  *   sealed (the other gets `SessionConflictError`); each seal then costs one store write and each
  *   request carrying a session one store read. A response lost after a write (a dropped
  *   connection, a request the browser aborted) leaves the browser holding the previous seal,
- *   which no longer opens.
+ *   which no longer opens: `open` says when it was superseded (`at`), and `withSession` refuses
+ *   its writes only for a short grace after that, then starts a fresh session for it.
+ * - **Sessions per user, in part.** With `userKey` and a `revocation` store, `endUser(user)`
+ *   ends every session of a user ("log out everywhere"), and `endUser(user, { except })` every
+ *   one but the current ("sign out other devices"), through a generation per user that each
+ *   seal records. A user's sessions cannot be listed: there is no server copy to list
+ *   (`capabilities.users` is `false`; `listUserSessions` refuses this store).
  * - **Size.** A browser keeps about 4 KB per cookie, and servers and proxies cap request
  *   headers (Node 16 KiB in all, nginx 8 KiB per line by default). A payload over one cookie is
  *   split over numbered cookies (`name.0`, `name.1`, ...; a single one is just `name`), all sent
@@ -266,7 +308,8 @@ export class CookieStore implements SealedSessionStore {
   readonly sealed = true as const;
   /**
    * Compare-and-set: no (no server copy). Native expiry: yes (the seal carries it).
-   * Revocation: only with the `revocation` option.
+   * Revocation: only with the `revocation` option. Sessions per user (`users`): no, no server
+   * copy to list; `endUser` ends them all with `userKey`.
    */
   readonly capabilities: StoreCapabilities & { revocation: boolean };
   #secrets: readonly string[];
@@ -278,6 +321,7 @@ export class CookieStore implements SealedSessionStore {
   #maxPayload: number;
   #decryptOptions: DecryptOptions;
   #revocation: SessionStore | undefined;
+  #userKey: string | undefined;
   #now: () => number;
   #cache: GenerationalCache<string, CachedToken> | undefined;
 
@@ -286,7 +330,7 @@ export class CookieStore implements SealedSessionStore {
    *
    * @param options See {@linkcode CookieStoreOptions}.
    * @throws {TypeError} When `secrets` is missing or empty, or a secret is shorter than 32
-   *   characters.
+   *   characters; when `userKey` is not a session key or is given without a `revocation` store.
    * @throws {RangeError} When `chunkSize`, `maxCookieHeaderBytes`, `maxCookies`,
    *   `maxPayloadBytes`, `cacheSize` or `compress` is out of range.
    */
@@ -346,6 +390,20 @@ export class CookieStore implements SealedSessionStore {
       maxDecompressedLength: this.#maxPayload,
     };
     this.#revocation = options.revocation;
+    const userKey = options.userKey;
+    if (userKey !== undefined) {
+      if (typeof userKey !== "string" || userKey === "" || userKey.startsWith("__")) {
+        throw new TypeError(
+          `Invalid userKey: "${
+            String(userKey)
+          }" must be a session key (a non-empty string not starting with "__")`,
+        );
+      }
+      if (this.#revocation === undefined) {
+        throw new TypeError("Invalid userKey: ending a user's sessions needs a revocation store");
+      }
+    }
+    this.#userKey = userKey;
     this.#now = options.now ?? Date.now;
     const cacheSize = integerOption("cacheSize", options.cacheSize, DEFAULT_CACHE_SIZE, 0, MAX_CACHE_SIZE);
     this.#cache = cacheSize === 0 ? undefined : new GenerationalCache(cacheSize);
@@ -360,9 +418,12 @@ export class CookieStore implements SealedSessionStore {
    * @returns `null` when the request carries no session cookie; `{ invalid: "malformed", detail }`
    *   when it cannot be opened (tampered, sealed with an unknown secret, expired, truncated,
    *   missing a chunk; `detail` is an `Error` whose message says which); with a `revocation`
-   *   store, `{ invalid: "ended" }` for a destroyed or regenerated session and
-   *   `{ invalid: "superseded" }` for a seal older than the session's latest; otherwise the
-   *   session.
+   *   store, `{ invalid: "ended", at }` for a destroyed or regenerated session, or (with
+   *   `userKey`) one sealed before `endUser` ended its user's sessions, and
+   *   `{ invalid: "superseded", at }` for a seal older than the session's latest; `at` is when
+   *   the session was ended or its latest seal written (ms since the epoch by `now`; an upper
+   *   bound of when an older seal was superseded), absent for records written without it.
+   *   Otherwise the session.
    * @throws {StoreUnavailableError} When the revocation store cannot answer. Any other exception
    *   is a bug and propagates.
    */
@@ -396,7 +457,9 @@ export class CookieStore implements SealedSessionStore {
   /**
    * Seals a record into the cookies to send: `name` alone when it fits in one cookie, otherwise
    * `name.0` ... `name.N-1` (the first chunk carries the count). With a `revocation` store, the
-   * record's version is written there first (compare-and-set on the version before it).
+   * record's version is written there first (compare-and-set on the version before it), with
+   * the time; with `userKey`, the session's record and its user's generation are read first and
+   * the generation is written beside the version.
    *
    * @param id The session id, sealed with the record.
    * @param record The record to seal; its `expiresAt` is enforced when opening.
@@ -406,7 +469,8 @@ export class CookieStore implements SealedSessionStore {
    *   would take more than `maxCookieHeaderBytes` of `Cookie` header or more than `maxCookies`
    *   cookies. Nothing is written and nothing should be sent.
    * @throws {SessionConflictError} With a `revocation` store, when another request has sealed a
-   *   different version of this session meanwhile, or ended it.
+   *   different version of this session meanwhile, or ended it (with `userKey`, also by ending
+   *   every session of the user the session held when last sealed).
    * @throws {StoreUnavailableError} When the revocation store cannot be written.
    */
   async seal(id: string, record: StoredSession, name: string): Promise<SealedCookie[]> {
@@ -417,10 +481,13 @@ export class CookieStore implements SealedSessionStore {
         `Session too large for a cookie: ${plaintext.byteLength} bytes of payload, over maxPayloadBytes "${this.#maxPayload}"`,
       );
     }
-    // The revocation store's key and the data's fingerprint, computed while the payload is sealed.
-    const fingerprints = this.#revocation === undefined
-      ? undefined
-      : Promise.all([revocationKey(id), dataDigest(record.data)]);
+    // The revocation store's keys and the data's fingerprint, computed while the payload is sealed.
+    const user = this.#userOf(record);
+    const fingerprints = this.#revocation === undefined ? undefined : Promise.all([
+      revocationKey(id),
+      dataDigest(record.data),
+      user === undefined ? undefined : generationKey(user),
+    ]);
     fingerprints?.catch(() => {}); // awaited below, unless sealing fails first
     const { sealing } = await this.#keys();
     let token: string;
@@ -436,8 +503,21 @@ export class CookieStore implements SealedSessionStore {
     const cookies = this.#split(token, name);
     const entry: CachedToken = { text, stale: false };
     if (fingerprints !== undefined) {
-      const [key, digest] = await fingerprints;
-      await this.#publish(key, digest, record);
+      const [key, digest, userGeneration] = await fingerprints;
+      if (this.#userKey === undefined) {
+        await this.#publish(key, digest, record, {}, undefined);
+      } else {
+        const [current, generation] = await Promise.all([
+          this.#load(key),
+          userGeneration === undefined ? null : this.#load(userGeneration),
+        ]);
+        await this.#refuseEndedUser(key, current, userGeneration, generation);
+        const mark = userGeneration === undefined
+          ? {}
+          : { user: userGeneration, g: generationOf(generation) };
+        await this.#publish(key, digest, record, mark, current);
+        entry.generationKey = userGeneration ?? null;
+      }
       entry.revocationKey = key;
     }
     this.#remember(token, entry);
@@ -447,7 +527,8 @@ export class CookieStore implements SealedSessionStore {
   /**
    * Revokes a session: replaces its record in the `revocation` store (keyed by `SHA-256(id)`) by a
    * tombstone kept until the later of `record.expiresAt` and the recorded seal's expiry, so no
-   * seal of it opens again. Does nothing without a `revocation` store.
+   * seal of it opens again; the tombstone holds when (`at`, ms since the epoch by `now`). Does
+   * nothing without a `revocation` store; a session already revoked keeps its first tombstone.
    *
    * @param id The session id.
    * @param record The session's record (its `expiresAt` bounds the tombstone's life).
@@ -464,7 +545,7 @@ export class CookieStore implements SealedSessionStore {
       const expiresAt = Math.max(record.expiresAt, current?.expiresAt ?? 0);
       if (expiresAt <= now) return; // every seal of it is refused as expired already
       const tombstone: StoredSession = {
-        data: { [ENDED_KEY]: true },
+        data: { [ENDED_KEY]: true, at: now },
         version: (current?.version ?? 0) + 1,
         createdAt: current?.createdAt ?? now,
         expiresAt,
@@ -479,23 +560,143 @@ export class CookieStore implements SealedSessionStore {
   }
 
   /**
-   * Records `record.version` as the live seal of the session under `key`, by compare-and-set on
-   * the version before it; `digest` fingerprints the data.
+   * Ends every session of `user` sealed until now ("log out everywhere"), or every one but the
+   * session `except` names ("sign out other devices"): moves the user's generation on in the
+   * `revocation` store, by compare-and-set. A seal of the user's sessions made before then opens
+   * as `{ invalid: "ended", at }` (`at`: now), and a request in flight with one cannot seal it
+   * again (`SessionConflictError`). The session `except` names keeps opening, and its next seal
+   * takes the new generation. The generation is kept 400 days after it last moved, the longest
+   * a seal can live.
+   *
+   * What it cannot do: list a user's sessions (they have no server copy), nor end one of them
+   * alone except through its own id (`revoke`, what `destroy()` uses).
+   *
+   * @param user The user's id, as sessions hold it under `userKey`.
+   * @param options `except`: the id of the session to keep (`session.id` of the request that
+   *   asks).
+   * @throws {SessionConfigError} Without `userKey` (which needs a `revocation` store).
+   * @throws {TypeError} When `user` or `except` is not a non-empty string.
+   * @throws {StoreUnavailableError} When the revocation store fails or keeps refusing the write.
+   * @example
+   * ```ts
+   * import { CookieStore } from "websession/cookie";
+   * import { MemoryStore } from "websession";
+   * import type { InvalidSeal, OpenedSession } from "websession/store-kit";
+   * import assert from "node:assert/strict";
+   *
+   * const store = new CookieStore({
+   *   secrets: ["a secret of at least 32 characters!"],
+   *   revocation: new MemoryStore(),
+   *   userKey: "user",
+   * });
+   * const now = Date.now();
+   * const record = { data: { user: "ada" }, version: 1, createdAt: now, expiresAt: now + 60_000 };
+   * const phoneId = "phone-session-id-at-least-a-few-chars";
+   * const laptopId = "laptop-session-id-at-least-a-few-chars";
+   * const phone = new Map((await store.seal(phoneId, record, "s")).map((c) => [c.name, c.value]));
+   * const laptop = new Map((await store.seal(laptopId, record, "s")).map((c) => [c.name, c.value]));
+   *
+   * // "Sign out other devices", asked from the phone.
+   * await store.endUser("ada", { except: phoneId });
+   * assert.equal(((await store.open((n) => phone.get(n), "s")) as OpenedSession).id, phoneId);
+   * assert.equal(((await store.open((n) => laptop.get(n), "s")) as InvalidSeal).invalid, "ended");
+   * // "Log out everywhere".
+   * await store.endUser("ada");
+   * assert.equal(((await store.open((n) => phone.get(n), "s")) as InvalidSeal).invalid, "ended");
+   * ```
    */
-  async #publish(key: string, digest: string, record: StoredSession): Promise<void> {
+  async endUser(user: string, options: { except?: string } = {}): Promise<void> {
+    if (this.#userKey === undefined) {
+      throw new SessionConfigError(
+        "Ending a user's sessions needs the userKey option and a revocation store",
+      );
+    }
+    if (typeof user !== "string" || user === "") {
+      throw new TypeError(`Invalid user: "${String(user)}" is not a non-empty string`);
+    }
+    const except = options?.except;
+    if (except !== undefined && (typeof except !== "string" || except === "")) {
+      throw new TypeError(`Invalid except: "${String(except)}" is not a session id`);
+    }
+    const [key, keep] = await Promise.all([
+      generationKey(user),
+      except === undefined ? undefined : revocationKey(except),
+    ]);
+    let current = await this.#load(key);
+    for (let attempt = 0; attempt < MAX_REVOCATION_ATTEMPTS; attempt++) {
+      const now = this.#now();
+      const previous = generationOf(current);
+      const data: Record<string, unknown> = { g: Math.max(now, previous + 1), at: now };
+      if (keep !== undefined) {
+        // The kept session may still carry the generation an earlier "all but this one" kept.
+        const kept = current?.data.keep === keep && typeof current.data.kept === "number"
+          ? current.data.kept
+          : previous;
+        data.keep = keep;
+        data.kept = kept;
+      }
+      const next: StoredSession = {
+        data,
+        version: (current?.version ?? 0) + 1,
+        createdAt: current?.createdAt ?? now,
+        expiresAt: Math.max(current?.expiresAt ?? 0, now + GENERATION_MS),
+      };
+      const result = await this.#save(key, next, current?.version ?? null);
+      if (result === true) return;
+      current = result === false ? await this.#load(key) : result.current;
+    }
+    throw new StoreUnavailableError(
+      `Revocation store refused the user's generation: ${MAX_REVOCATION_ATTEMPTS} compare-and-set attempts lost`,
+    );
+  }
+
+  /**
+   * Refuses to seal again a session whose previous seal (`current`, its record in the
+   * revocation store) belongs to a user whose sessions were all ended since: a request that was
+   * in flight when `endUser` ran. `userGeneration` and `generation` are the new record's user's
+   * key and generation record, read already.
+   */
+  async #refuseEndedUser(
+    key: string,
+    current: StoredSession | null,
+    userGeneration: string | undefined,
+    generation: StoredSession | null,
+  ): Promise<void> {
+    if (current === null || isEnded(current)) return; // unknown, or ended: #publish decides
+    const previousUser = current.data.user;
+    if (typeof previousUser !== "string") return;
+    const previous = previousUser === userGeneration ? generation : await this.#load(previousUser);
+    if (!sealedUnder(current, previous, key)) {
+      throw new SessionConflictError("Session ended: every session of its user was ended by another request");
+    }
+  }
+
+  /**
+   * Records `record.version` as the live seal of the session under `key`, by compare-and-set on
+   * the version before it; `digest` fingerprints the data, `mark` names the user's generation the
+   * seal was made under. `known` is the record as just read (`undefined`: not read; the first
+   * attempt then assumes the version before this one).
+   */
+  async #publish(
+    key: string,
+    digest: string,
+    record: StoredSession,
+    mark: { user?: string; g?: number },
+    known: StoredSession | null | undefined,
+  ): Promise<void> {
     const latest: StoredSession = {
-      data: { digest },
+      data: { digest, at: this.#now(), ...mark },
       version: record.version,
       createdAt: record.createdAt,
       expiresAt: record.expiresAt,
     };
     let expected: number | null = record.version > 1 ? record.version - 1 : null;
+    let current = known;
     for (let attempt = 0; attempt < MAX_REVOCATION_ATTEMPTS; attempt++) {
-      const result = await this.#save(key, latest, expected);
-      if (result === true) return;
-      const current = result === false ? await this.#load(key) : result.current;
       if (current === null) {
         expected = null; // unknown to the store (sealed before it was configured, or lost): create
+      } else if (current === undefined) {
+        // Not read yet: assume the store holds the version before this one.
       } else if (isEnded(current)) {
         throw new SessionConflictError("Session ended: it was destroyed or regenerated by another request");
       } else if (current.version > record.version) {
@@ -512,6 +713,9 @@ export class CookieStore implements SealedSessionStore {
       } else {
         expected = current.version; // the store is behind this seal's lineage: catch it up
       }
+      const result = await this.#save(key, latest, expected);
+      if (result === true) return;
+      current = result === false ? await this.#load(key) : result.current;
     }
     throw new SessionConflictError(
       `Session changed concurrently: ${MAX_REVOCATION_ATTEMPTS} compare-and-set attempts lost`,
@@ -521,19 +725,57 @@ export class CookieStore implements SealedSessionStore {
   /** Checks a decoded seal against the revocation store; `undefined` when it may open. */
   async #check(decoded: Decoded): Promise<InvalidSeal | undefined> {
     const { entry, opened } = decoded;
-    entry.revocationKey ??= await revocationKey(opened.id);
-    const latest = await this.#load(entry.revocationKey);
-    if (latest === null) return undefined;
-    if (isEnded(latest)) {
-      return { invalid: "ended", detail: invalid("the session was destroyed or regenerated") };
+    if (
+      entry.revocationKey === undefined || (this.#userKey !== undefined && entry.generationKey === undefined)
+    ) {
+      const user = this.#userOf(opened.record);
+      const [key, userGeneration] = await Promise.all([
+        entry.revocationKey ?? revocationKey(opened.id),
+        user === undefined ? null : generationKey(user),
+      ]);
+      entry.revocationKey = key;
+      if (this.#userKey !== undefined) entry.generationKey = userGeneration;
     }
-    if (latest.version > opened.record.version) {
+    const userGeneration = entry.generationKey ?? null;
+    const [latest, generation] = await Promise.all([
+      this.#load(entry.revocationKey),
+      userGeneration === null ? null : this.#load(userGeneration),
+    ]);
+    if (latest !== null && isEnded(latest)) {
+      return {
+        invalid: "ended",
+        at: atOf(latest),
+        detail: invalid("the session was destroyed or regenerated"),
+      };
+    }
+    if (latest !== null && latest.version > opened.record.version) {
       return {
         invalid: "superseded",
+        at: atOf(latest),
         detail: invalid(`version "${opened.record.version}" was superseded by version "${latest.version}"`),
       };
     }
+    if (generation !== null) {
+      // The generation this seal was made under: what the store recorded for its version, else
+      // none (sealed before the store knew it): ended by any generation.
+      const sealed = latest !== null && latest.version === opened.record.version ? latest : null;
+      if (!sealedUnder(sealed, generation, entry.revocationKey)) {
+        return {
+          invalid: "ended",
+          at: atOf(generation),
+          detail: invalid("every session of its user was ended"),
+        };
+      }
+    }
     return undefined;
+  }
+
+  /** The user id `record` holds under `userKey`, if the store has one and it is a string. */
+  #userOf(record: StoredSession): string | undefined {
+    const name = this.#userKey;
+    if (name === undefined || !Object.hasOwn(record.data, name)) return undefined;
+    const user = record.data[name];
+    return typeof user === "string" && user !== "" ? user : undefined;
   }
 
   async #load(key: string): Promise<StoredSession | null> {
@@ -806,6 +1048,40 @@ async function sha256(text: string): Promise<string> {
 /** The revocation store's key of a session: `SHA-256(id)` in base64url, never the id itself. */
 function revocationKey(id: string): Promise<string> {
   return sha256(id);
+}
+
+/**
+ * The revocation store's key of a user's generation: `SHA-256` of a fixed prefix and the user id
+ * in base64url, never the id itself, and never a session's key.
+ */
+function generationKey(user: string): Promise<string> {
+  return sha256(GENERATION_PREFIX + user);
+}
+
+/** A user's generation from its record: `0` when it has none (never ended, or expired). */
+function generationOf(record: StoredSession | null): number {
+  const g = record?.data.g;
+  return typeof g === "number" && Number.isFinite(g) ? g : 0;
+}
+
+/**
+ * Whether a seal, as its session's record in the revocation store describes it (`null`: not
+ * recorded, generation 0), is still under its user's current generation (`generation`, `null`
+ * when the user's sessions were never ended): made since the generation moved on, or the
+ * session `endUser` kept when it did.
+ */
+function sealedUnder(sealed: StoredSession | null, generation: StoredSession | null, key: string): boolean {
+  const current = generationOf(generation);
+  const g = generationOf(sealed);
+  if (g >= current) return true;
+  const { keep, kept } = generation!.data;
+  return keep === key && typeof kept === "number" && g >= kept;
+}
+
+/** When a revocation record was written (ms since the epoch), if it says. */
+function atOf(record: StoredSession): number | undefined {
+  const at = record.data.at;
+  return typeof at === "number" && Number.isFinite(at) ? at : undefined;
 }
 
 /** A fingerprint of the data, telling two seals of one version apart in the revocation store. */

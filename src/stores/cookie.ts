@@ -146,6 +146,33 @@ export interface CookieStoreOptions {
    * read (in parallel with the first); before each seal's write, a read of the session's record
    * (and of the user's generation, in parallel).
    * @default undefined (no generations per user; `endUser` throws)
+   * @example
+   * ```ts
+   * import { CookieStore } from "websession/cookie";
+   * import { MemoryStore } from "websession";
+   * import type { InvalidSeal, OpenedSession } from "websession/store-kit";
+   * import assert from "node:assert/strict";
+   *
+   * const store = new CookieStore({
+   *   secrets: ["a secret of at least 32 characters!"],
+   *   revocation: new MemoryStore(),
+   *   userKey: "user",
+   * });
+   * const now = Date.now();
+   * const record = { data: { user: "ada" }, version: 1, createdAt: now, expiresAt: now + 60_000 };
+   * const phoneId = "phone-session-id-at-least-a-few-chars";
+   * const laptopId = "laptop-session-id-at-least-a-few-chars";
+   * const phone = new Map((await store.seal(phoneId, record, "s")).map((c) => [c.name, c.value]));
+   * const laptop = new Map((await store.seal(laptopId, record, "s")).map((c) => [c.name, c.value]));
+   *
+   * // "Sign out other devices", asked from the phone.
+   * await store.endUser("ada", { except: phoneId });
+   * assert.equal(((await store.open((n) => phone.get(n), "s")) as OpenedSession).id, phoneId);
+   * assert.equal(((await store.open((n) => laptop.get(n), "s")) as InvalidSeal).invalid, "ended");
+   * // "Log out everywhere".
+   * await store.endUser("ada");
+   * assert.equal(((await store.open((n) => phone.get(n), "s")) as InvalidSeal).invalid, "ended");
+   * ```
    */
   userKey?: string;
   /**
@@ -577,33 +604,7 @@ export class CookieStore implements SealedSessionStore {
    * @throws {SessionConfigError} Without `userKey` (which needs a `revocation` store).
    * @throws {TypeError} When `user` or `except` is not a non-empty string.
    * @throws {StoreUnavailableError} When the revocation store fails or keeps refusing the write.
-   * @example
-   * ```ts
-   * import { CookieStore } from "websession/cookie";
-   * import { MemoryStore } from "websession";
-   * import type { InvalidSeal, OpenedSession } from "websession/store-kit";
-   * import assert from "node:assert/strict";
-   *
-   * const store = new CookieStore({
-   *   secrets: ["a secret of at least 32 characters!"],
-   *   revocation: new MemoryStore(),
-   *   userKey: "user",
-   * });
-   * const now = Date.now();
-   * const record = { data: { user: "ada" }, version: 1, createdAt: now, expiresAt: now + 60_000 };
-   * const phoneId = "phone-session-id-at-least-a-few-chars";
-   * const laptopId = "laptop-session-id-at-least-a-few-chars";
-   * const phone = new Map((await store.seal(phoneId, record, "s")).map((c) => [c.name, c.value]));
-   * const laptop = new Map((await store.seal(laptopId, record, "s")).map((c) => [c.name, c.value]));
-   *
-   * // "Sign out other devices", asked from the phone.
-   * await store.endUser("ada", { except: phoneId });
-   * assert.equal(((await store.open((n) => phone.get(n), "s")) as OpenedSession).id, phoneId);
-   * assert.equal(((await store.open((n) => laptop.get(n), "s")) as InvalidSeal).invalid, "ended");
-   * // "Log out everywhere".
-   * await store.endUser("ada");
-   * assert.equal(((await store.open((n) => phone.get(n), "s")) as InvalidSeal).invalid, "ended");
-   * ```
+   *   (An example is under the `userKey` option.)
    */
   async endUser(user: string, options: { except?: string } = {}): Promise<void> {
     if (this.#userKey === undefined) {

@@ -62,7 +62,7 @@ for (const [label, options] of upstashVariants) {
       close: () => dropPrefix(client, prefix),
     };
   };
-  storeSuite(name, suite("store"));
+  storeSuite(name, { ...suite("store"), reportsCurrent: true });
   sessionSuite(name, suite("sessions"));
 }
 
@@ -89,6 +89,6 @@ for (const [label, options] of upstashVariants) {
       },
     };
   };
-  storeSuite(name, suite("store"));
+  storeSuite(name, { ...suite("store"), reportsCurrent: true });
   sessionSuite(name, suite("sessions"));
 }

@@ -1,0 +1,340 @@
+// The README works as written: every TypeScript block is type-checked against the package's
+// sources (Node blocks with tsc under the project's NodeNext settings, Deno blocks with `deno
+// check`, Bun and Workers blocks with tsc and their platform's globals), and the blocks marked
+// runnable run, against the real Redis, PostgreSQL and Memcached on loopback where they use
+// them. How each block is checked is said by a comment before it (scripts/check_readme.ts).
+// The checker itself is proven on a small Markdown file with a block of each kind, broken ones
+// included. And the Worker example runs locally as the README says: with the values of
+// examples/workers/.dev.vars.example it answers, without them it cannot, and git ignores the
+// files wrangler dev reads and writes. Node only: it drives tsc, Deno, Bun and Miniflare.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+import { Log, LogLevel, Miniflare } from "miniflare";
+import {
+  type BlockProblem,
+  checkReadme,
+  describeBlock,
+  parseReadme,
+  type ReadmeBlock,
+  ReadmeSyntaxError,
+  runBlock,
+  typeCheck,
+  writeBlocks,
+  type WrittenBlock,
+} from "../scripts/check_readme.ts";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const README = join(ROOT, "README.md");
+const fence = "```";
+
+mkdirSync(join(ROOT, ".tmp"), { recursive: true });
+
+function show(problems: readonly BlockProblem[]): string {
+  return problems.map((p) => `README.md:${p.line}: ${p.message}`).join("\n");
+}
+
+describe("README blocks", () => {
+  const blocks = parseReadme(readFileSync(README, "utf8"));
+  const checked = blocks.filter((block) => block.mode !== "skip");
+  let dir = "";
+  let written: WrittenBlock[] = [];
+  let errors = new Map<WrittenBlock, BlockProblem[]>();
+  let unplaced: string[] = [];
+
+  before(async () => {
+    dir = mkdtempSync(join(ROOT, ".tmp", "readme-"));
+    written = writeBlocks(blocks, ROOT, dir);
+    ({ errors, unplaced } = await typeCheck(written, ROOT, dir));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const writtenOf = (block: ReadmeBlock): WrittenBlock => written.find((w) => w.block === block)!;
+
+  it("has TypeScript blocks, some of them run, and every skipped one says why", () => {
+    assert.ok(checked.length >= 20, `only ${checked.length} blocks are checked`);
+    assert.ok(checked.filter((block) => block.mode === "run").length >= 8);
+    for (const block of blocks.filter((b) => b.mode === "skip")) {
+      assert.ok((block.reason ?? "").length >= 10, `${describeBlock(block)} is skipped without a reason`);
+    }
+  });
+
+  it("type-checking reported nothing outside the blocks", () => {
+    assert.deepEqual(unplaced, []);
+  });
+
+  for (const block of checked) {
+    it(`${describeBlock(block)}: type-checks on ${block.runtime}`, () => {
+      assert.equal(show(errors.get(writtenOf(block)) ?? []), "");
+    });
+    if (block.mode === "run") {
+      it(`${describeBlock(block)}: runs on ${block.runtime}`, async () => {
+        assert.equal(
+          show(errors.get(writtenOf(block)) ?? []),
+          "",
+          "it does not type-check, so it was not run",
+        );
+        const { ok, output } = await runBlock(writtenOf(block), ROOT, dir);
+        assert.ok(ok, output);
+      });
+    }
+  }
+});
+
+describe("the README checker", () => {
+  // Lines of this Markdown file are counted by the assertions below: keep them in step.
+  const sample = [
+    "# Sample", // 1
+    "", // 2
+    `${fence}ts`, // 3
+    'import { MemoryStore } from "websession";', // 4
+    "const store: MemoryStore = new MemoryStore();", // 5
+    "void store;", // 6
+    fence, // 7
+    "", // 8
+    "## Broken", // 9
+    "", // 10
+    `${fence}ts`, // 11
+    'import { withSession } from "websession";', // 12
+    "const handler: number = withSession(() => new Response(), {});", // 13
+    "void handler;", // 14
+    fence, // 15
+    "", // 16
+    "<!-- check: run", // 17
+    'import assert from "node:assert/strict";', // 18
+    "---", // 19
+    'assert.equal(visits, "visit 1");', // 20
+    "const count: number = visits; // hidden lines are checked too", // 21
+    "-->", // 22
+    `${fence}ts`, // 23
+    'import { getSession, MemoryStore, withSession } from "websession";', // 24
+    "const handler = withSession(async (req: Request) => {", // 25
+    "  const session = await getSession<{ n?: number }>(req);", // 26
+    '  return new Response(`visit ${session.update("n", (n = 0) => n + 1)}`);', // 27
+    "}, { store: new MemoryStore(), secrets: [process.env.SESSION_SECRET!], cookie: { secure: false } });", // 28
+    'const visits = await (await handler(new Request("http://localhost/"))).text();', // 29
+    fence, // 30
+    "", // 31
+    "<!-- check: run -->", // 32
+    `${fence}ts`, // 33
+    'import { Redis } from "ioredis";', // 34
+    "const client = new Redis(process.env.REDIS_URL!);", // 35
+    'if ((await client.ping()) !== "PONG") throw new Error("no PONG");', // 36
+    'throw new Error("this block fails when run");', // 37
+    fence, // 38
+    "", // 39
+    `${fence}ts`, // 40
+    "// app/options.server.ts", // 41
+    "export const secret = process.env.SESSION_SECRET!;", // 42
+    fence, // 43
+    "", // 44
+    `${fence}ts`, // 45
+    "// app/routes/home.ts (imports the block above)", // 46
+    'import { secret } from "../options.server.ts";', // 47
+    "export const length: string = secret.length;", // 48
+    fence, // 49
+    "", // 50
+    "<!-- check: types deno -->", // 51
+    `${fence}ts`, // 52
+    "const kv = await Deno.openKv();", // 53
+    'const n: string = kv.get(["x"]);', // 54
+    fence, // 55
+    "", // 56
+    "<!-- check: types workers -->", // 57
+    `${fence}ts`, // 58
+    "export const cwd = process.cwd(); // no Node globals in a Worker", // 59
+    fence, // 60
+    "", // 61
+    "<!-- check: skip: a fragment that cannot compile, on purpose -->", // 62
+    `${fence}ts`, // 63
+    "this is not TypeScript", // 64
+    fence, // 65
+    "", // 66
+    "<!-- check: run", // 67
+    'import assert from "node:assert/strict";', // 68
+    "---", // 69
+    'assert.equal(await response.text(), "visit 1");', // 70
+    "-->", // 71
+    `${fence}ts`, // 72
+    'import { getSession, MemoryStore, withSession } from "websession";', // 73
+    "const handler = withSession(async (req: Request) => {", // 74
+    "  const session = await getSession<{ n?: number }>(req);", // 75
+    '  return new Response(`visit ${session.update("n", (n = 0) => n + 1)}`);', // 76
+    "}, { store: new MemoryStore(), secrets: [process.env.SESSION_SECRET!], cookie: { secure: false } });", // 77
+    'const response = await handler(new Request("http://localhost/"));', // 78
+    fence, // 79
+  ].join("\n");
+
+  let results: Awaited<ReturnType<typeof checkReadme>>;
+  let dir = "";
+  before(async () => {
+    dir = mkdtempSync(join(ROOT, ".tmp", "readme-sample-"));
+    const file = join(dir, "SAMPLE.md");
+    writeFileSync(file, sample);
+    results = await checkReadme(file, ROOT, join(dir, "blocks"));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const at = (line: number) => results.results.find((r) => r.block.line === line)!;
+  const lines = (problems: readonly BlockProblem[]) => problems.map((p) => p.line);
+
+  it("passes a block that compiles, resolving websession to the sources", () => {
+    assert.deepEqual(at(4).typeErrors, []);
+    assert.equal(at(4).ran, undefined, "a block is not run unless marked run");
+  });
+
+  it("fails a block that does not compile, at its README line", () => {
+    assert.deepEqual(lines(at(12).typeErrors), [13]);
+    assert.match(at(12).typeErrors[0]!.message, /TS2322/);
+  });
+
+  it("checks hidden lines with the block and reports them at the comment's line", () => {
+    assert.deepEqual(lines(at(24).typeErrors), [21]);
+    assert.equal(at(24).ran, undefined, "a block that does not type-check is not run");
+  });
+
+  it("runs a runnable block with its hidden lines", () => {
+    assert.deepEqual(at(73).typeErrors, []);
+    assert.equal(at(73).ran?.ok, true, at(73).ran?.output ?? "not run");
+  });
+
+  it("runs a runnable block against the loopback services and fails it when it throws", () => {
+    assert.deepEqual(at(34).typeErrors, []);
+    assert.equal(at(34).ran?.ok, false);
+    assert.match(at(34).ran!.output, /this block fails when run/);
+    assert.doesNotMatch(at(34).ran!.output, /no PONG/, "the block reached the real Redis");
+  });
+
+  it("checks blocks that name files together, so they import each other", () => {
+    assert.deepEqual(at(41).typeErrors, []);
+    assert.deepEqual(lines(at(46).typeErrors), [48]);
+    assert.match(at(46).typeErrors[0]!.message, /'number' is not assignable to type 'string'/);
+  });
+
+  it("checks Deno blocks with deno check", () => {
+    assert.deepEqual(lines(at(53).typeErrors), [54]);
+  });
+
+  it("checks Workers blocks without Node's globals", () => {
+    assert.deepEqual(lines(at(59).typeErrors), [59]);
+  });
+
+  it("leaves skipped blocks out and keeps their reason", () => {
+    assert.equal(results.results.some((r) => r.block.line === 64), false);
+    assert.deepEqual(results.skipped.map((b) => [b.line, b.reason]), [[
+      64,
+      "a fragment that cannot compile, on purpose",
+    ]]);
+    assert.deepEqual(results.unplaced, []);
+  });
+
+  it("refuses a check comment it cannot follow", () => {
+    const cases: Array<[string, RegExp]> = [
+      [`<!-- check: skip -->\n${fence}ts\nx\n${fence}`, /needs a reason/],
+      [`<!-- check: typed -->\n${fence}ts\nx\n${fence}`, /unknown check "typed"/],
+      [`<!-- check: types node18 -->\n${fence}ts\nx\n${fence}`, /unknown runtime "node18"/],
+      [`<!-- check: run workers -->\n${fence}ts\nx\n${fence}`, /type-checked only/],
+      [`<!-- check: types -->\nSome prose.\n${fence}ts\nx\n${fence}`, /right before its code block/],
+      [`<!-- check: types -->\n${fence}sh\nnpm test\n${fence}`, /"sh" block, not TypeScript/],
+      [`<!-- check: types\nconst a = 1; -->\n${fence}ts\nx\n${fence}`, /on a line of its own/],
+      [`${fence}ts\nx\n`, /never closed/],
+    ];
+    for (const [text, message] of cases) {
+      assert.throws(() => parseReadme(text), (error: unknown) => {
+        assert.ok(error instanceof ReadmeSyntaxError);
+        assert.match(error.message, message);
+        assert.equal(error.line, 1);
+        return true;
+      });
+    }
+  });
+});
+
+describe("the Worker example, run locally as the README says", () => {
+  const dir = join(ROOT, "examples", "workers");
+
+  /** `KEY="value"` lines, as wrangler reads .dev.vars. */
+  function dotenv(text: string): Record<string, string> {
+    const vars: Record<string, string> = {};
+    for (const line of text.split("\n")) {
+      const m = /^\s*([A-Z_][A-Z0-9_]*)\s*=\s*"?(.*?)"?\s*$/.exec(line);
+      if (m) vars[m[1]!] = m[2]!;
+    }
+    return vars;
+  }
+
+  /** The `[vars]` table of wrangler.toml (`KEY = "value"` lines). */
+  function tomlVars(text: string): Record<string, string> {
+    const section = /^\[vars\]\s*$([\s\S]*?)(?=^\[|(?![\s\S]))/m.exec(text)?.[1] ?? "";
+    return dotenv(section);
+  }
+
+  let script = "";
+  before(async () => {
+    const bundled = await build({
+      entryPoints: [join(dir, "worker.ts")],
+      bundle: true,
+      format: "esm",
+      platform: "neutral",
+      target: "es2022",
+      write: false,
+      logLevel: "silent",
+    });
+    script = bundled.outputFiles[0]!.text;
+  });
+
+  async function get(bindings: Record<string, string>): Promise<Response> {
+    const mf = new Miniflare({
+      modules: true,
+      script,
+      compatibilityDate: "2026-05-01",
+      kvNamespaces: ["SESSIONS"],
+      bindings,
+      cf: false,
+      log: new Log(LogLevel.NONE),
+    });
+    try {
+      const response = await mf.dispatchFetch("http://localhost:8787/");
+      const body = await response.text();
+      return new Response(body, { status: response.status, headers: response.headers as unknown as Headers });
+    } finally {
+      await mf.dispose();
+    }
+  }
+
+  it("answers with the values of .dev.vars.example, with a cookie a plain-http localhost keeps", async () => {
+    const vars = {
+      ...tomlVars(readFileSync(join(dir, "wrangler.toml"), "utf8")),
+      ...dotenv(readFileSync(join(dir, ".dev.vars.example"), "utf8")),
+    };
+    assert.ok((vars.SESSION_SECRET ?? "").length >= 32);
+    const response = await get(vars);
+    assert.equal(response.status, 200);
+    const setCookie = response.headers.get("set-cookie") ?? "";
+    assert.match(setCookie, /^session=/);
+    assert.doesNotMatch(setCookie, /;\s*Secure/i);
+  });
+
+  it("answers 500 without them (what the README warns of)", async () => {
+    const response = await get(tomlVars(readFileSync(join(dir, "wrangler.toml"), "utf8")));
+    assert.equal(response.status, 500);
+  });
+
+  it("git ignores .dev.vars and .wrangler/, not the example", () => {
+    const ignored = (path: string): boolean => {
+      try {
+        execFileSync("git", ["check-ignore", "-q", path], { cwd: ROOT, stdio: "ignore" });
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    assert.equal(ignored("examples/workers/.dev.vars"), true);
+    assert.equal(ignored("examples/workers/.wrangler/state/v3/kv"), true);
+    assert.equal(ignored("examples/workers/.dev.vars.example"), false);
+  });
+});

@@ -7,7 +7,9 @@
  * between), invisible on the rendered page:
  *
  * - no comment, or `<!-- check: types -->`: type-checked only;
- * - `<!-- check: run -->`: type-checked, then run; it must exit with 0;
+ * - `<!-- check: run -->`: type-checked, then run from a directory of its own, with `PORT` (free),
+ *   `SESSION_SECRET`, `REDIS_URL`, `DATABASE_URL` and `MEMCACHED_SERVER` set; it must exit with
+ *   0 within a minute;
  * - `<!-- check: skip: the reason -->`: not checked at all (a reason is required);
  * - a runtime after the mode, `<!-- check: types deno -->`: `node` (the default: tsc with the
  *   project's NodeNext settings and Node's types, run with tsx), `bundler` (the same with
@@ -32,6 +34,7 @@
  * @module
  */
 import { spawn } from "node:child_process";
+import { type AddressInfo, createServer } from "node:net";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import process from "node:process";
@@ -495,10 +498,25 @@ export function runEnvironment(): NodeJS.ProcessEnv {
   };
 }
 
+/** A TCP port free on loopback right now. */
+function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const server = createServer();
+    server.unref();
+    server.on("error", fail);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => done(port));
+    });
+  });
+}
+
 /**
- * Runs one written block (`mode: "run"`) in its runtime, from the package root.
+ * Runs one written block (`mode: "run"`) in its runtime, from the block's own directory (so
+ * what it writes, such as `.sessions/`, stays there), with {@linkcode runEnvironment} and a free
+ * `PORT`.
  *
- * @returns Whether it exited with 0, and what it printed.
+ * @returns Whether it exited with 0 within `timeoutMs`, and what it printed.
  */
 export async function runBlock(
   w: WrittenBlock,
@@ -506,27 +524,28 @@ export async function runBlock(
   dir: string,
   timeoutMs = 60_000,
 ): Promise<{ ok: boolean; output: string }> {
-  const env = runEnvironment();
+  const env = { ...runEnvironment(), PORT: String(await freePort()) };
+  const cwd = dirname(w.path);
   let result: Exec;
   switch (w.block.runtime) {
     case "node":
     case "bundler":
       result = await exec(process.execPath, ["--import", "tsx", w.path], {
-        cwd: root,
+        cwd,
         env: { ...env, TSX_TSCONFIG_PATH: join(dir, w.block.runtime, "tsconfig.json") },
         timeoutMs,
       });
       break;
     case "deno":
-      result = await exec(bin(root, "deno"), ["run", "-A", "--unstable-kv", w.path], {
-        cwd: root,
-        env,
-        timeoutMs,
-      });
+      result = await exec(
+        bin(root, "deno"),
+        ["run", "-A", "--unstable-kv", "--config", join(root, "deno.json"), w.path],
+        { cwd, env, timeoutMs },
+      );
       break;
     case "bun":
       // Bun reads the tsconfig.json nearest the file, whose `paths` map `websession`.
-      result = await exec(bin(root, "bun"), [w.path], { cwd: root, env, timeoutMs });
+      result = await exec(bin(root, "bun"), [w.path], { cwd, env, timeoutMs });
       break;
     default:
       return { ok: false, output: `Blocks for ${w.block.runtime} are not run` };

@@ -10,6 +10,7 @@ import {
   ENDED_KEY,
   isEnded,
   parseStoredSession,
+  type SaveIndex,
   type SaveResult,
   type SessionStore,
   type StoreCapabilities,
@@ -219,11 +220,20 @@ interface KvRecordMetadata {
   ended?: true;
 }
 
+/**
+ * Where a record is indexed: the user, and until when (ms, by the store's clock) the index key
+ * `${prefix}user:${user}:${key}` is kept.
+ */
+interface Indexed {
+  user: string;
+  until: number;
+}
+
 /** What a read found at this location. */
 type Found =
   | { kind: "absent" }
   | { kind: "unreadable" }
-  | { kind: "record"; record: StoredSession; destroyed: boolean };
+  | { kind: "record"; record: StoredSession; destroyed: boolean; index: Indexed | undefined };
 
 /** Workers KV refuses an `expirationTtl` under 60 seconds. */
 const MIN_TTL_SECONDS = 60;
@@ -241,6 +251,18 @@ const STORAGE_KEY_LENGTH = 43;
  * `withSession` reads as itself).
  */
 const DESTROYED_FIELD = "destroyed";
+
+/** A top-level field of the stored JSON: the user the record is indexed under, and until when. */
+const INDEX_FIELD = "index";
+
+/** Index keys are `${prefix}user:${user}:${storageKey}`; no storage key holds a ":". */
+const USER_PART = "user:";
+
+/**
+ * How long an index key is kept past the record's `expiresAt` when it is written, in ms: a
+ * session kept alive rewrites its index key about once a day of activity, not on every save.
+ */
+const INDEX_KEEP_MS = 86_400_000;
 
 /**
  * Keeps sessions in Workers KV: cheap, global reads, and the right choice for sessions that are
@@ -278,6 +300,18 @@ const DESTROYED_FIELD = "destroyed";
  * - **Limits.** Keys of 512 bytes (the prefix may take 469), values of 25 MiB of UTF-8 JSON: a
  *   larger record is refused with `SessionTooLargeError` before anything is written. Lone
  *   surrogates and NUL characters round-trip (JSON escapes them).
+ * - **No leases.** KV cannot take a key for one writer (no compare-and-set, and a write is seen
+ *   elsewhere only later), so `capabilities.locks` is `false` and `session.lock()` throws
+ *   `SessionConfigError`. Use `DurableObjectStore` where a side effect must run once.
+ * - **Sessions per user, best effort.** A save given an `index` writes an index key
+ *   `${prefix}user:${user}:${storageKey}` before the record, and the record remembers its user,
+ *   so later saves and touches keep that key for as long as the record lives (rewriting it about
+ *   once a day of activity). `keysOfUser` lists those keys, and a KV listing is eventually
+ *   consistent: a session created or ended at another location in the last minute or so may be
+ *   missing from the list, or still in it. Two saves racing on one session can also drop the
+ *   record's memory of its user (the last write wins); its index key then lapses a day after the
+ *   record would have expired when it was indexed, and a session kept alive past that is no
+ *   longer listed. "Log out everywhere" is therefore best effort here.
  *
  * @example
  * ```ts
@@ -304,8 +338,15 @@ export class CloudflareKvStore implements SessionStore {
   /**
    * Compare-and-set: no (read-then-write, eventually consistent). Native expiry: yes. Stale reads:
    * yes, so `withSession` carries the last seen version in the cookie and passes it to `load`.
+   * Leases: no (see the class notes). Sessions per user: yes, best effort (see the class notes).
    */
-  readonly capabilities: StoreCapabilities = { compareAndSet: false, ttl: true, staleReads: true };
+  readonly capabilities: StoreCapabilities = {
+    compareAndSet: false,
+    ttl: true,
+    staleReads: true,
+    locks: false,
+    users: true,
+  };
   #namespace: KvNamespaceLike;
   #prefix: string;
   #retries: number;
@@ -408,27 +449,48 @@ export class CloudflareKvStore implements SessionStore {
    * A tombstone (data `{ [ENDED_KEY]: true }`) is written with an `expiresAt` at least
    * `tombstoneTtl` ahead.
    *
+   * With `index`, once the version check passes, the index key
+   * `${prefix}user:${user}:${storageKey}` is written before the record (a refused save writes
+   * neither). Without it, a record already indexed stays indexed under its user.
+   *
    * @param key The storage key.
    * @param record The record to store.
    * @param expectedVersion The version the caller loaded, or `null` to create.
+   * @param index The user to index the key under, if any.
    * @returns `true` when written; `false` when the stored version is not the expected one, the
    *   record is gone or expired, or a tombstone is stored.
-   * @throws {TypeError} When `key` is not a storage key, or the record's version or times are
-   *   not finite numbers.
-   * @throws {SessionDataError} When the data is not a JSON object (a `BigInt`, a cycle).
+   * @throws {TypeError} When `key` is not a storage key, the record's version or times are not
+   *   finite numbers, or `index.user` is not a string.
+   * @throws {SessionDataError} When the data is not a JSON object (a `BigInt`, a cycle), or the
+   *   user's id does not fit in an index key within KV's 512-byte key limit.
    * @throws {SessionTooLargeError} When the record is over KV's 25 MiB value limit; nothing is
    *   written.
    * @throws {StoreUnavailableError} When KV fails.
    */
-  async save(key: string, record: StoredSession, expectedVersion: number | null): Promise<SaveResult> {
+  async save(
+    key: string,
+    record: StoredSession,
+    expectedVersion: number | null,
+    index?: SaveIndex,
+  ): Promise<SaveResult> {
     assertStorageKey(key);
+    const user = index === undefined ? undefined : this.#checkUser(index.user);
     const toWrite = isEnded(record) ? this.#lasting(record) : record;
     const text = encode(toWrite);
+    // Checked with the user's id too, before the index key is written.
+    if (user !== undefined) encode(toWrite, { user, until: Number.MAX_SAFE_INTEGER });
     const found = await this.#read(key);
     if (found.kind === "record" && isEnded(found.record)) return false;
     const current = found.kind === "record" ? this.#live(found.record) : null;
     if (expectedVersion === null ? current !== null : current?.version !== expectedVersion) return false;
-    await this.#write(key, toWrite, text);
+    // A new user is indexed anew; otherwise the record keeps the index it had.
+    const carried = current === null || found.kind !== "record" ? undefined : found.index;
+    const indexed = await this.#index(
+      key,
+      toWrite,
+      user !== undefined && user !== carried?.user ? { user, until: 0 } : carried,
+    );
+    await this.#write(key, toWrite, indexed === undefined ? text : encode(toWrite, indexed));
     return true;
   }
 
@@ -475,9 +537,65 @@ export class CloudflareKvStore implements SessionStore {
     if (!Number.isFinite(expiresAt)) throw new TypeError(`Invalid expiresAt: "${expiresAt}" is not a number`);
     const found = await this.#read(key);
     const current = found.kind === "record" ? this.#live(found.record) : null;
-    if (current === null || isEnded(current)) return;
+    if (current === null || isEnded(current) || found.kind !== "record") return;
     const record = { ...current, expiresAt };
-    await this.#write(key, record, encode(record));
+    const indexed = await this.#index(key, record, found.index);
+    await this.#write(key, record, encode(record, indexed));
+  }
+
+  /**
+   * The storage keys indexed under `user`, from a KV listing of the prefix
+   * `${prefix}user:${user}:` (paged). Best effort: the listing is eventually consistent, so a
+   * session indexed at another location in the last minute or so may be missing, and keys of
+   * sessions that have since ended or expired may be listed (see the class notes).
+   *
+   * @param user The user's id.
+   * @returns The storage keys.
+   * @throws {TypeError} When `user` is not a string.
+   * @throws {StoreUnavailableError} When KV fails.
+   * @example
+   * ```ts
+   * import { CloudflareKvStore } from "websession/cloudflare-kv";
+   * import assert from "node:assert/strict";
+   *
+   * // In a Worker this is a binding, `env.SESSIONS`; a Map stands in for it here.
+   * const values = new Map<string, string>();
+   * const store = new CloudflareKvStore({
+   *   namespace: {
+   *     get: async (key) => values.get(key) ?? null,
+   *     put: async (key, value) => void values.set(key, value),
+   *     delete: async (key) => void values.delete(key),
+   *     list: async ({ prefix = "" } = {}) => ({
+   *       keys: [...values.keys()].filter((name) => name.startsWith(prefix)).map((name) => ({ name })),
+   *       list_complete: true,
+   *     }),
+   *   },
+   * });
+   * const now = Date.now();
+   * const record = { data: { user: "ada" }, version: 1, createdAt: now, expiresAt: now + 60_000 };
+   * await store.save("a".repeat(43), record, null, { user: "ada" });
+   * assert.ok(values.has(`websession:user:ada:${"a".repeat(43)}`));
+   * assert.deepEqual(await store.keysOfUser("ada"), ["a".repeat(43)]);
+   * assert.equal(await store.count(), 1); // index keys are not sessions
+   * ```
+   */
+  async keysOfUser(user: string): Promise<string[]> {
+    if (typeof user !== "string") throw new TypeError(`Invalid user: "${String(user)}" is not a string`);
+    const prefix = `${this.#prefix}${USER_PART}${user}:`;
+    const keys: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await this.#call(
+        "list",
+        () => this.#namespace.list(cursor === undefined ? { prefix } : { prefix, cursor }),
+      );
+      for (const { name } of page.keys) {
+        // Exactly one storage key after the prefix: not the key of a user whose id continues it.
+        if (name.length === prefix.length + STORAGE_KEY_LENGTH) keys.push(name.slice(prefix.length));
+      }
+      cursor = page.list_complete ? undefined : page.cursor;
+    } while (cursor !== undefined);
+    return keys;
   }
 
   /**
@@ -500,7 +618,8 @@ export class CloudflareKvStore implements SessionStore {
             cursor === undefined ? { prefix: this.#prefix } : { prefix: this.#prefix, cursor },
           ),
       );
-      for (const { metadata } of page.keys) {
+      for (const { name, metadata } of page.keys) {
+        if (name.length !== this.#prefix.length + STORAGE_KEY_LENGTH) continue; // an index key
         const known = metadata as Partial<KvRecordMetadata> | null | undefined;
         if (known?.ended === true) continue;
         if (typeof known?.expiresAt !== "number" || known.expiresAt > now) live++;
@@ -516,10 +635,50 @@ export class CloudflareKvStore implements SessionStore {
     if (text === null) return { kind: "absent" };
     const parsed = parseStoredSession(text);
     if (parsed === null) return { kind: "unreadable" };
-    const { [DESTROYED_FIELD]: destroyed, ...record } = parsed as StoredSession & {
+    const { [DESTROYED_FIELD]: destroyed, [INDEX_FIELD]: index, ...record } = parsed as StoredSession & {
       [DESTROYED_FIELD]?: unknown;
+      [INDEX_FIELD]?: unknown;
     };
-    return { kind: "record", record, destroyed: destroyed === true };
+    return { kind: "record", record, destroyed: destroyed === true, index: indexedOf(index) };
+  }
+
+  /** The user's id, checked to fit in an index key. */
+  #checkUser(user: unknown): string {
+    if (typeof user !== "string") {
+      throw new TypeError(`Invalid index: user "${String(user)}" is not a string`);
+    }
+    const bytes = new TextEncoder().encode(`${this.#prefix}${USER_PART}${user}:`).length + STORAGE_KEY_LENGTH;
+    if (bytes > MAX_KEY_BYTES) {
+      throw new SessionDataError(
+        `User id too long for a Workers KV index key: "${bytes}" bytes, at most "${MAX_KEY_BYTES}" fit`,
+      );
+    }
+    return user;
+  }
+
+  /**
+   * Writes the index key before the record when the record would outlive it (a new index has
+   * `until` 0), kept `INDEX_KEEP_MS` past the record's `expiresAt`; returns the index the record
+   * then carries. A tombstone keeps the index it had without rewriting it.
+   */
+  async #index(
+    key: string,
+    record: StoredSession,
+    indexed: Indexed | undefined,
+  ): Promise<Indexed | undefined> {
+    if (
+      indexed === undefined || isEnded(record) || indexed.until >= record.expiresAt + MIN_TTL_SECONDS * 1000
+    ) {
+      return indexed;
+    }
+    const now = this.#now();
+    const until = Math.max(record.expiresAt, now) + INDEX_KEEP_MS;
+    const expirationTtl = Math.max(MIN_TTL_SECONDS, Math.ceil((until - now) / 1000));
+    await this.#call(
+      "put",
+      () => this.#namespace.put(`${this.#prefix}${USER_PART}${indexed.user}:${key}`, "", { expirationTtl }),
+    );
+    return { user: indexed.user, until };
   }
 
   /** The record when live by this store's clock, else `null`. */
@@ -568,6 +727,14 @@ export class CloudflareKvStore implements SessionStore {
   }
 }
 
+/** The index a stored record carries, if well-formed. */
+function indexedOf(value: unknown): Indexed | undefined {
+  const index = value as Partial<Indexed> | null | undefined;
+  return typeof index?.user === "string" && typeof index.until === "number"
+    ? { user: index.user, until: index.until }
+    : undefined;
+}
+
 /** Why `found` is a stale read for a client that has seen `minVersion`, or `undefined`. */
 function staleness(found: Found, minVersion: number | undefined): string | undefined {
   if (minVersion === undefined || !(minVersion >= 1)) return undefined;
@@ -584,7 +751,7 @@ function staleness(found: Found, minVersion: number | undefined): string | undef
  * The record's JSON text, checked before anything is written: well-formed numbers, JSON data, and
  * a UTF-8 size within KV's value limit.
  */
-function encode(record: StoredSession): string {
+function encode(record: StoredSession, index?: Indexed): string {
   const { version, createdAt, expiresAt, data } = record;
   if (!Number.isSafeInteger(version) || !Number.isFinite(createdAt) || !Number.isFinite(expiresAt)) {
     throw new TypeError(
@@ -596,7 +763,7 @@ function encode(record: StoredSession): string {
   }
   let text: string;
   try {
-    text = JSON.stringify(record);
+    text = JSON.stringify(index === undefined ? record : { ...record, [INDEX_FIELD]: index });
   } catch (error) {
     throw new SessionDataError(
       `Session data cannot be stored: not JSON-serializable: ${(error as Error).message}`,

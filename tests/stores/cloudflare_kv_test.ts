@@ -58,12 +58,23 @@ describe("CloudflareKvStore", () => {
   });
   after(() => mf.dispose());
 
-  it("says plainly that it cannot compare-and-set, and that reads may be stale", () => {
-    assert.deepEqual(new CloudflareKvStore({ namespace }).capabilities, {
+  it("says plainly that it cannot compare-and-set or hold a lease, and that reads may be stale", async () => {
+    const store = new CloudflareKvStore({ namespace });
+    assert.deepEqual(store.capabilities, {
       compareAndSet: false,
       ttl: true,
       staleReads: true,
+      locks: false,
+      users: true,
     });
+    assert.equal("lock" in store, false);
+    // So session.lock() refuses, as a configuration error, instead of pretending.
+    const handler = withSession(async (req: Request) => {
+      const session = await getSession(req);
+      const error = await session.lock().then(() => null, (e: unknown) => e);
+      return new Response((error as { code?: string } | null)?.code ?? "locked");
+    }, { store, secrets: ["a secret of at least thirty-two characters"] });
+    assert.equal(await (await handler(new Request("https://app.example/"))).text(), "ERR_SESSION_CONFIG");
   });
 
   it("still refuses, one request after another, a create over a live record, a stale version and a missing record", async () => {
@@ -344,6 +355,110 @@ describe("CloudflareKvStore", () => {
       await namespace.put(`websession:${key}`, JSON.stringify(end));
       await store.touch(key, end.expiresAt + 600_000);
       assert.deepEqual(JSON.parse((await namespace.get(`websession:${key}`, "text"))!), end);
+    });
+  });
+
+  describe("sessions per user, best effort", () => {
+    /** Forwards to the real namespace and records the keys written, in order. */
+    function recordingPuts(): { namespace: KvNamespaceLike; puts: string[] } {
+      const puts: string[] = [];
+      return {
+        namespace: {
+          get: (key, type) => namespace.get(key, type),
+          put(key, value, options) {
+            puts.push(key);
+            return namespace.put(key, value, options);
+          },
+          delete: (key) => namespace.delete(key),
+          list: (options) => namespace.list(options),
+        },
+        puts,
+      };
+    }
+    const someone = () => `user-${randomKey().slice(0, 10)}`;
+
+    it("writes the index key before the record, and neither on a refused save", async () => {
+      const { namespace: recording, puts } = recordingPuts();
+      const store = new CloudflareKvStore({ namespace: recording, prefix: "idx:" });
+      const user = someone();
+      const key = randomKey();
+      const saved = record({ user });
+      assert.equal(await store.save(key, saved, null, { user }), true);
+      assert.deepEqual(puts, [`idx:user:${user}:${key}`, `idx:${key}`]);
+      const stored = JSON.parse((await namespace.get(`idx:${key}`, "text"))!);
+      assert.equal(stored.index.user, user);
+      assert.ok(stored.index.until >= saved.expiresAt + 86_400_000);
+      assert.deepEqual(await store.load(key), saved, "loads return the record alone");
+      const [entry] = (await namespace.list({ prefix: `idx:user:${user}:` })).keys;
+      assert.ok(entry!.expiration! * 1000 >= saved.expiresAt + 86_400_000 - 2_000);
+
+      puts.length = 0;
+      const other = randomKey();
+      await store.save(other, record({}), null);
+      assert.equal(await store.save(other, record({ user }, 2), 5, { user }), false);
+      assert.deepEqual(puts, [`idx:${other}`]);
+      assert.deepEqual(await store.keysOfUser(user), [key]);
+    });
+
+    it("keeps a key indexed through later saves and touches, rewriting its index key only when the record would outlive it", async () => {
+      const { namespace: recording, puts } = recordingPuts();
+      let now = Date.now();
+      const store = new CloudflareKvStore({ namespace: recording, prefix: "carry:", now: () => now });
+      const day = 86_400_000;
+      const user = someone();
+      const key = randomKey();
+      await store.save(key, record({ user }, 1, 3_600_000, now), null, { user });
+      await store.save(key, record({ user, n: 1 }, 2, 3_600_000, now), 1); // no index given
+      await store.touch(key, now + 7_200_000);
+      assert.deepEqual(puts, [`carry:user:${user}:${key}`, `carry:${key}`, `carry:${key}`, `carry:${key}`]);
+      assert.equal(JSON.parse((await namespace.get(`carry:${key}`, "text"))!).index.user, user);
+      // Kept alive for a day more, the record would outlive its index key, which is written again.
+      now += 3_600_000;
+      puts.length = 0;
+      await store.touch(key, now + day + 3_600_000);
+      assert.deepEqual(puts, [`carry:user:${user}:${key}`, `carry:${key}`]);
+      const { index } = JSON.parse((await namespace.get(`carry:${key}`, "text"))!);
+      assert.equal(index.until, now + day + 3_600_000 + day);
+      assert.deepEqual(await store.keysOfUser(user), [key]);
+    });
+
+    it("lists exactly the user's keys, leaves index keys out of count, and refuses an id that does not fit", async () => {
+      const store = new CloudflareKvStore({ namespace, prefix: "exact:" });
+      const [a, b] = [randomKey(), randomKey()];
+      await store.save(a, record({ user: "ada" }), null, { user: "ada" });
+      await store.save(b, record({ user: "ada:b" }), null, { user: "ada:b" });
+      assert.deepEqual(await store.keysOfUser("ada"), [a]);
+      assert.deepEqual(await store.keysOfUser("ada:b"), [b]);
+      assert.deepEqual(await store.keysOfUser("ad"), []);
+      assert.equal(await store.count(), 2);
+      // 6 ("exact:") + 5 ("user:") + 457 + 1 + 43 = 512 bytes fit; one more does not.
+      const c = randomKey();
+      assert.equal(await store.save(c, record({}), null, { user: "u".repeat(457) }), true);
+      assert.deepEqual(await store.keysOfUser("u".repeat(457)), [c]);
+      const { namespace: counted, puts } = countedPuts(namespace);
+      const strict = new CloudflareKvStore({ namespace: counted, prefix: "exact:" });
+      const error = await strict.save(randomKey(), record({}), null, { user: "u".repeat(458) }).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      assert.ok(error instanceof SessionDataError, `expected SessionDataError, got ${error}`);
+      assert.match(error.message, /User id too long for a Workers KV index key: "513" bytes/);
+      await assert.rejects(strict.save(randomKey(), record({}), null, { user: 1 as never }), TypeError);
+      await assert.rejects(strict.keysOfUser(1 as never), TypeError);
+      assert.equal(puts(), 0);
+    });
+
+    it("keeps a tombstone's index as it was, and lists the key until it lapses: the core skips it", async () => {
+      const { namespace: recording, puts } = recordingPuts();
+      const store = new CloudflareKvStore({ namespace: recording, prefix: "ended-idx:" });
+      const user = someone();
+      const key = randomKey();
+      await store.save(key, record({ user }), null, { user });
+      puts.length = 0;
+      assert.equal(await store.save(key, tombstone(2, 3_600_000 * 48), 1), true);
+      assert.deepEqual(puts, [`ended-idx:${key}`], "no index key for an ended session");
+      assert.deepEqual(await store.keysOfUser(user), [key]);
+      assert.ok(isEnded(await store.load(key)));
     });
   });
 

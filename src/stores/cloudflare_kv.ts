@@ -61,8 +61,8 @@ export interface KvPutOptionsLike {
  * // A listing as KV returns it: a live key, and one past its expiresAt that KV has not dropped yet.
  * const now = Date.now();
  * const keys: KvListKeyLike[] = [
- *   { name: "websession:a", metadata: { version: 1, expiresAt: now + 60_000 } },
- *   { name: "websession:b", metadata: { version: 4, expiresAt: now - 1 } },
+ *   { name: `websession:${"a".repeat(43)}`, metadata: { version: 1, expiresAt: now + 60_000 } },
+ *   { name: `websession:${"b".repeat(43)}`, metadata: { version: 4, expiresAt: now - 1 } },
  * ];
  * const store = new CloudflareKvStore({
  *   namespace: {

@@ -37,6 +37,9 @@ export const COST_SUBJECTS = [
   "h3 useSession",
 ];
 
+/** The subjects whose allocation sites are profiled on Node. */
+const SITE_SUBJECTS = ["bare handler", "websession, session never asked for", "websession MemoryStore"];
+
 /** One batch. */
 export interface CpuSample {
   process: number;
@@ -55,11 +58,27 @@ export interface RuntimeCost {
   cpu: Map<string, Map<CostScenario, CpuSample[]>>;
   /** Bytes allocated per request, one figure per batch; absent where not measured. */
   alloc: Map<string, Map<CostScenario, number[]>>;
+  /** Of those, bytes of ArrayBuffer backing stores (outside the V8 heap), one figure per batch. */
+  buffers: Map<string, Map<CostScenario, number[]>>;
   /** The allocation method on a known allocation: measured and expected bytes. */
   calibration?: { bytes: number; expected: number };
+  /**
+   * Bytes per request by allocating function (sampling heap profiler), for the bare handler and
+   * websession on Node: by subject, then scenario.
+   */
+  sites: Map<string, Map<CostScenario, AllocationSite[]>>;
   /** Batches of the allocation pass dropped because a garbage collection ran during them. */
   allocDropped: number;
   errors: Map<string, string>;
+}
+
+/** One allocating function. */
+export interface AllocationSite {
+  name: string;
+  url: string;
+  line: number;
+  /** Bytes per request, estimated from the samples. */
+  bytes: number;
 }
 
 /** Everything the cost pass measured. */
@@ -195,6 +214,8 @@ export async function runCost(options: {
   batchMs: number;
   warmMs: number;
   allocRounds: number;
+  /** Where allocation is measured (Node and Deno by default; Bun cannot be). */
+  allocRuntimes?: RuntimeName[];
   log: (line: string) => void;
 }): Promise<CostResults> {
   const subjects = options.subjects ?? COST_SUBJECTS;
@@ -211,6 +232,8 @@ export async function runCost(options: {
       version: versionOf(runtime),
       cpu: new Map(),
       alloc: new Map(),
+      buffers: new Map(),
+      sites: new Map(),
       allocDropped: 0,
       errors: new Map(),
     };
@@ -257,7 +280,8 @@ export async function runCost(options: {
         await Promise.all(children.map((child) => child.close()));
       }
     }
-    if (runtime === "Bun" || options.allocRounds === 0) continue;
+    const allocRuntimes = options.allocRuntimes ?? ["Node", "Deno"];
+    if (runtime === "Bun" || options.allocRounds === 0 || !allocRuntimes.includes(runtime)) continue;
     options.log(`  ${runtime} allocation: ${subjects.length} subjects x ${options.allocRounds} batches`);
     const children = await openAll(runtime, subjects, "alloc", options.batchMs, cost.errors);
     try {
@@ -277,17 +301,32 @@ export async function runCost(options: {
                 cost.allocDropped++;
                 continue;
               }
-              const bySubject = cost.alloc.get(child.name) ?? new Map<CostScenario, number[]>();
-              cost.alloc.set(child.name, bySubject);
-              const list = bySubject.get(scenario) ?? [];
-              bySubject.set(scenario, list);
-              list.push(answer.bytes as number);
+              for (
+                const [map, value] of [[cost.alloc, answer.bytes], [cost.buffers, answer.buffers]] as const
+              ) {
+                const bySubject = map.get(child.name) ?? new Map<CostScenario, number[]>();
+                map.set(child.name, bySubject);
+                const list = bySubject.get(scenario) ?? [];
+                bySubject.set(scenario, list);
+                list.push(value as number);
+              }
             } catch (error) {
               cost.errors.set(
                 child.name,
                 `allocation ${scenario}: ${String((error as Error).message).slice(0, 300)}`,
               );
             }
+          }
+        }
+      }
+      if (runtime === "Node") {
+        for (const child of children) {
+          if (!SITE_SUBJECTS.includes(child.name) || cost.errors.has(child.name)) continue;
+          const bySubject = new Map<CostScenario, AllocationSite[]>();
+          cost.sites.set(child.name, bySubject);
+          for (const scenario of ["read", "returning"] as const) {
+            const answer = await child.ask({ op: "sites", scenario, n: 2000 }).catch(() => undefined);
+            if (answer) bySubject.set(scenario, answer.sites as AllocationSite[]);
           }
         }
       }
@@ -339,7 +378,12 @@ export function paired(
   return { ratio: median(ratios), addedUs: median(added) };
 }
 
-/** Median bytes allocated per request. */
-export function allocOf(cost: RuntimeCost, subject: string, scenario: CostScenario): number {
-  return median(cost.alloc.get(subject)?.get(scenario) ?? []);
+/** Median bytes allocated per request (`buffers`: of those, in ArrayBuffer backing stores). */
+export function allocOf(
+  cost: RuntimeCost,
+  subject: string,
+  scenario: CostScenario,
+  field: "alloc" | "buffers" = "alloc",
+): number {
+  return median(cost[field].get(subject)?.get(scenario) ?? []);
 }

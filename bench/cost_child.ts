@@ -15,6 +15,7 @@
 // - {"op":"alloc","scenario":S,"n":N}  N requests between two heap readings with no garbage
 //                         collection in between: {"bytes":per request,"gcs":collections seen}
 // - {"op":"calibrate"}    the allocation method checked against a known allocation
+// - {"op":"sites","scenario":S,"n":N}  bytes per request by allocating function (Node only)
 //
 // CPU is process.cpuUsage() (getrusage: user + system time of every thread of the process,
 // so garbage-collector helper threads and the thread pool count). Deno and Bun implement it in
@@ -154,11 +155,14 @@ const settle = async () => {
   await new Promise((resolve) => setTimeout(resolve, 20)); // let concurrent sweeping finish
 };
 
-/** Bytes allocated per call of `body`, or NaN with the collections seen when one ran. */
+/**
+ * Bytes allocated per call of `body` (of which `buffers` in ArrayBuffer backing stores), or NaN
+ * with the collections seen when one ran.
+ */
 async function allocated(
   body: () => Promise<void> | void,
   n: number,
-): Promise<{ bytes: number; gcs: number }> {
+): Promise<{ bytes: number; buffers: number; gcs: number }> {
   await settle();
   const gcsBefore = gcs;
   const before = heap();
@@ -167,8 +171,9 @@ async function allocated(
   // The observer is told of a collection in a later task.
   await new Promise((resolve) => setTimeout(resolve, 0));
   const seen = gcs - gcsBefore + (after.young < before.young ? 1 : 0);
-  if (seen > 0) return { bytes: NaN, gcs: seen };
-  return { bytes: (after.used - before.used + after.buffers - before.buffers) / n, gcs: 0 };
+  if (seen > 0) return { bytes: NaN, buffers: NaN, gcs: seen };
+  const buffers = (after.buffers - before.buffers) / n;
+  return { bytes: (after.used - before.used) / n + buffers, buffers, gcs: 0 };
 }
 
 let sink: unknown;
@@ -223,6 +228,35 @@ async function handle(
       const estimate = Number.isFinite(probe.bytes) ? Math.max(probe.bytes, 1000) : 200_000;
       const n = Math.max(3, Math.min(command.n!, Math.floor(96 * 2 ** 20 / estimate)));
       return { ...(await allocated(() => batch(command.scenario!, n), n)), n };
+    }
+    case "sites": {
+      // Where the bytes come from: V8's sampling heap profiler, told to keep the samples of
+      // objects that the young and the old generation's collections freed (Node only).
+      const { Session } = await import("node:inspector/promises");
+      const inspector = new Session();
+      inspector.connect();
+      await inspector.post("HeapProfiler.enable");
+      await inspector.post("HeapProfiler.startSampling", {
+        samplingInterval: 128,
+        includeObjectsCollectedByMajorGC: true,
+        includeObjectsCollectedByMinorGC: true,
+      });
+      await batch(command.scenario!, command.n!);
+      const { profile } = await inspector.post("HeapProfiler.stopSampling");
+      inspector.disconnect();
+      const sites = new Map<string, { name: string; url: string; line: number; bytes: number }>();
+      const walk = (node: typeof profile.head) => {
+        const { functionName, url, lineNumber } = node.callFrame;
+        const key = `${functionName}|${url}|${lineNumber}`;
+        const site = sites.get(key) ?? { name: functionName, url, line: lineNumber + 1, bytes: 0 };
+        site.bytes += node.selfSize / command.n!;
+        sites.set(key, site);
+        for (const child of node.children) walk(child);
+      };
+      walk(profile.head);
+      return {
+        sites: [...sites.values()].filter((site) => site.bytes >= 1).sort((x, y) => y.bytes - x.bytes),
+      };
     }
     case "calibrate": {
       if (typeof gc !== "function") throw new Error("Allocation needs --expose-gc");

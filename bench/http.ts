@@ -208,7 +208,7 @@ export async function runHttp(options: {
       const failed = started.find((outcome) => outcome.status === "rejected");
       if (failed) throw failed.reason;
       for (const server of servers) {
-        await load({ port: server.port, requests: server.requests, seconds: 1.5, rate: options.rate });
+        await load({ port: server.port, requests: server.requests, seconds: 1, rate: options.rate });
       }
       const byMode = (mode: HttpMode) => servers.find((s) => s.mode === mode)!;
       for (let round = 1; round <= options.rounds; round++) {

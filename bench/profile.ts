@@ -37,7 +37,8 @@ export interface ProfileSummary {
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
-function groupOf(url: string, name: string): string {
+/** The area a function belongs to: a websession file, undici, a part of Node, a package. */
+export function groupOf(url: string, name: string): string {
   if (name === "(garbage collector)") return "garbage collection";
   if (name === "(idle)") return "idle (waiting: thread pool, I/O)";
   if (name === "(program)") return "V8/native (program)";

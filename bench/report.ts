@@ -2,6 +2,7 @@
 import type { Ablation, CryptoCalls } from "./ablation.ts";
 import { type ContentionRow, WRITERS } from "./contention.ts";
 import {
+  type AllocationSite,
   allocOf,
   COST_SCENARIO_TITLES,
   COST_SCENARIOS,
@@ -15,7 +16,7 @@ import {
 import { HTTP_MODE_TITLES, type HttpLoad, type HttpMode, type HttpRun } from "./http.ts";
 import { type InProcessResults, SCENARIO_TITLES, SCENARIOS } from "./inprocess.ts";
 import type { Phase } from "./machine.ts";
-import type { ProfileSummary } from "./profile.ts";
+import { groupOf, type ProfileSummary } from "./profile.ts";
 import type { Subject } from "./subjects.ts";
 
 /** MemoryStore's footprint, measured in its own process. */
@@ -509,11 +510,38 @@ function allocSteps(cost: RuntimeCost, scenario: CostScenario): string {
   const wrapper = allocOf(cost, WRAPPER, scenario);
   const mine = allocOf(cost, WS, scenario);
   if (!Number.isFinite(bare) || !Number.isFinite(mine)) return "";
+  const buffers = allocOf(cost, WS, scenario, "buffers") - allocOf(cost, BARE, scenario, "buffers");
   return `On ${cost.runtime} a request allocates ${
     fmt(bare)
   } bytes with the bare handler (the Request, the ` +
     `Response and what they make), ${fmt(wrapper)} with the wrapper alone (+${fmt(wrapper - bare)}) and ` +
-    `${fmt(mine)} with websession (+${fmt(mine - bare)}). `;
+    `${fmt(mine)} with websession (+${fmt(mine - bare)}` +
+    (Math.abs(buffers) >= 50
+      ? `, of which ${fmt(buffers)} in ArrayBuffer backing stores outside the V8 heap`
+      : "") +
+    "). ";
+}
+
+/** Sampled bytes per request by area (websession file, undici, a part of Node...). */
+function byArea(sites: AllocationSite[] | undefined): Map<string, number> {
+  const areas = new Map<string, number>();
+  for (const site of sites ?? []) {
+    const area = groupOf(site.url.replace(/^file:\/\//, ""), site.name);
+    areas.set(area, (areas.get(area) ?? 0) + site.bytes);
+  }
+  return areas;
+}
+
+/** websession's own allocating functions, most bytes first. */
+function ownSites(sites: AllocationSite[] | undefined, top: number): string {
+  return (sites ?? [])
+    .filter((site) => groupOf(site.url.replace(/^file:\/\//, ""), site.name).startsWith("websession "))
+    .slice(0, top)
+    .map((site) => {
+      const file = site.url.slice(site.url.lastIndexOf("/src/") + 1);
+      return `\`${site.name || "(anonymous)"}\` (${file}) ${fmt(site.bytes)} B`;
+    })
+    .join(", ");
 }
 
 /** Why a CPU or allocation target is missed, from the cost tables of this run. */
@@ -528,8 +556,20 @@ function whyCost(id: string, run: Run, summary: ProfileSummary | undefined): str
   const label = scenario === "read" ? "read-only" : "returning-visitor";
   if (id.startsWith("alloc-")) {
     const goal = scenario === "read" ? 1.5 : 2.5;
+    const sites = cost.sites.get(WS)?.get(scenario);
+    const areas = [...byArea(sites)].map(([area, bytes]) =>
+      [area, bytes - (byArea(cost.sites.get(BARE)?.get(scenario)).get(area) ?? 0)] as const
+    )
+      .filter(([, bytes]) => bytes >= 100).sort((x, y) => y[1] - x[1]).slice(0, 6);
     return allocSteps(cost, scenario) +
       `The goal allows ${fmt(goal * 1024)} bytes over the bare handler. ` +
+      (sites
+        ? 'By allocating function ("Where the bytes come from" below), the largest differences from the bare ' +
+          `handler are ${
+            areas.map(([area, bytes]) => `+${fmt(bytes)} B ${area}`).join(", ")
+          }; websession's own ` +
+          `functions that allocate most: ${ownSites(sites, 8)}. `
+        : "") +
       (run.cost!.runtimes.find((c) => c.runtime === "Deno" && c.alloc.size > 0)
         ? `On Deno the same request allocates ${
           fmt(
@@ -704,6 +744,69 @@ function renderCost(out: string[], cost: CostResults): void {
       return row;
     });
     out.push(table(head, rows, 1), "");
+  }
+  if (node && node.sites.size > 0) {
+    out.push(
+      "### Where the bytes come from (Node)",
+      "",
+      "V8's sampling heap profiler over 2,000 requests per subject and scenario, told to keep the samples of " +
+        "objects that garbage collections freed, so that it counts what a request allocates, not what survives " +
+        "(`HeapProfiler.startSampling` with `includeObjectsCollectedByMinorGC` and `...MajorGC`, a sample every " +
+        "128 bytes on average: estimates). It sees the V8 heap only, not ArrayBuffer backing stores. Bytes per " +
+        "request by area, the areas where websession's requests differ from the bare handler's most. " +
+        "\"benchmark harness\" is the caller's `await` of the handler: an async handler's promise costs the " +
+        "caller more than the bare handler's plain Response.",
+      "",
+    );
+    for (const scenario of ["read", "returning"] as const) {
+      const bare = byArea(node.sites.get(BARE)?.get(scenario));
+      const wrapper = byArea(node.sites.get(WRAPPER)?.get(scenario));
+      const mine = byArea(node.sites.get(WS)?.get(scenario));
+      const areas = [...new Set([...bare.keys(), ...mine.keys()])]
+        .map((area) => [area, (mine.get(area) ?? 0) - (bare.get(area) ?? 0)] as const)
+        .filter(([, d]) => Math.abs(d) >= 50)
+        .sort((x, y) => Math.abs(y[1]) - Math.abs(x[1]))
+        .slice(0, 10);
+      const total = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+      out.push(
+        table(
+          [
+            `${scenario === "read" ? "Read-only" : "Returning"} visitor: area`,
+            "bare B",
+            "wrapper alone B",
+            "websession B",
+            "websession - bare B",
+          ],
+          [
+            ...areas.map(([area, d]) => [
+              area,
+              fmt(bare.get(area) ?? 0),
+              fmt(wrapper.get(area) ?? 0),
+              fmt(mine.get(area) ?? 0),
+              `${d >= 0 ? "+" : ""}${fmt(d)}`,
+            ]),
+            [
+              "all areas",
+              fmt(total(bare)),
+              fmt(total(wrapper)),
+              fmt(total(mine)),
+              `+${fmt(total(mine) - total(bare))}`,
+            ],
+          ],
+          1,
+        ),
+        "",
+        `websession's own functions that allocate most (bytes per request): ${
+          ownSites(node.sites.get(WS)?.get(scenario), 10) || "-"
+        }. Sampled totals against the exact V8-heap figures of the table above (ArrayBuffer backing stores left ` +
+          `out): bare ${fmt(total(bare))} / ${
+            fmt(allocOf(node, BARE, scenario) - allocOf(node, BARE, scenario, "buffers"))
+          }, websession ${fmt(total(mine))} / ${
+            fmt(allocOf(node, WS, scenario) - allocOf(node, WS, scenario, "buffers"))
+          } bytes.`,
+        "",
+      );
+    }
   }
   const errors = cost.runtimes.flatMap((c) => [...c.errors].map(([s, e]) => `${c.runtime} ${s}: ${e}`));
   if (errors.length > 0) {

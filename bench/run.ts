@@ -75,6 +75,7 @@ const { subjects, versionOf, websessionVersion } = await import("./subjects.ts")
 const { RUNTIMES } = await import("./runtimes.ts");
 type Run = import("./report.ts").Run;
 type HttpMode = import("./http.ts").HttpMode;
+type RuntimeName = import("./runtimes.ts").RuntimeName;
 type Step = import("./ablation.ts").Step;
 type MemoryFigure = import("./report.ts").MemoryFigure;
 type Reliability = import("./report.ts").Reliability;
@@ -88,6 +89,7 @@ const settings = quick
       batchMs: 20,
       warmMs: 150,
       allocRounds: 1,
+      allocRuntimes: ["Node"] as RuntimeName[],
       subjects: [
         "bare handler",
         "websession, session never asked for",
@@ -111,12 +113,13 @@ const settings = quick
     profileMs: 1500,
   }
   : {
-    cost: { processes: 3, rounds: 7, batchMs: 30, warmMs: 300, allocRounds: 5 } as {
+    cost: { processes: 3, rounds: 7, batchMs: 30, warmMs: 300, allocRounds: 3 } as {
       processes: number;
       rounds: number;
       batchMs: number;
       warmMs: number;
       allocRounds: number;
+      allocRuntimes?: RuntimeName[];
       subjects?: string[];
     },
     http: { rate, seconds: 2.5, rounds: 3, saturationSeconds: 2, saturationRounds: 1 },

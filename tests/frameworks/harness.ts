@@ -154,18 +154,19 @@ export async function prepare(
 }
 
 /**
- * Test-only module source: a gate for the conflict test's held request, kept on globalThis so
- * that every bundle of an app (a framework may bundle each route on its own) shares one.
+ * Test-only module source: gates for the conflict tests' held requests, by name, kept on
+ * globalThis so that every bundle of an app (a framework may bundle each route on its own) shares
+ * them.
  */
 export const GATE_SOURCE = `
-export function gate() {
-  const g = globalThis;
-  if (g.__websessionGate === undefined) {
+export function gate(name = "rw") {
+  const gates = (globalThis.__websessionGates ??= new Map());
+  if (!gates.has(name)) {
     let release = () => {};
     const released = new Promise((resolve) => (release = resolve));
-    g.__websessionGate = { held: false, released, release };
+    gates.set(name, { held: false, released, release });
   }
-  return g.__websessionGate;
+  return gates.get(name);
 }
 `;
 

@@ -48,6 +48,49 @@ export const POST = () => {
 };
 `;
 
+// Test-only page and Server Action for a conflict a Server Action cannot resolve: it read n, and
+// a concurrent action wrote n before it saved.
+const BUMP_ACTIONS = `"use server";
+import { redirect } from "next/navigation";
+import { currentSession, saveSession } from "../../lib/session.ts";
+import { gate } from "../../gate.js";
+
+export async function bump(form) {
+  const session = await currentSession();
+  const n = session.get("n") ?? 0;
+  if (form.get("hold") === "1") {
+    gate("action").held = true;
+    await gate("action").released;
+  }
+  session.set("n", n + 1);
+  await saveSession(session);
+  redirect("/bump");
+}
+`;
+const BUMP_PAGE = `import { createElement as h } from "react";
+import { currentSession } from "../../lib/session.ts";
+import { bump } from "./actions.js";
+
+export default async function Page() {
+  const session = await currentSession();
+  return h(
+    "main",
+    null,
+    h("p", { id: "n" }, String(session.peek("n") ?? 0)),
+    h("form", { id: "bump", action: bump }, h("input", { name: "hold" }), h("button", null, "+1")),
+  );
+}
+`;
+const BUMP_HELD = `import { gate } from "../../gate.js";
+export const GET = () => new Response(gate("action").held ? "yes" : "no");
+`;
+const BUMP_RELEASE = `import { gate } from "../../gate.js";
+export const POST = () => {
+  gate("action").release();
+  return new Response("released");
+};
+`;
+
 let server: Running;
 before(async () => {
   const { dir } = await prepare("nextjs", {
@@ -56,6 +99,10 @@ before(async () => {
       "app/rw/route.ts": RW,
       "app/rw-held/route.ts": RW_HELD,
       "app/rw-release/route.ts": RW_RELEASE,
+      "app/bump/actions.js": BUMP_ACTIONS,
+      "app/bump/page.js": BUMP_PAGE,
+      "app/bump-held/route.js": BUMP_HELD,
+      "app/bump-release/route.js": BUMP_RELEASE,
     },
     build: (dir) => runCommand(bin("next"), ["build"], { cwd: dir, env: ENV }),
   });
@@ -150,5 +197,39 @@ describe("next: a conflict that needs the route handler again", () => {
     assert.equal(held.status, 200, `${held.body}\n${server.output()}`);
     assert.equal(held.body, "3");
     assert.equal(n, 3);
+  });
+});
+
+describe("next: a conflict a Server Action cannot resolve", () => {
+  it("refuses the late action (SessionConflictError) and keeps the other's write", async () => {
+    const tab = new Browser(server.base);
+    const page = await tab.request("/bump");
+    const id = /<form id="bump"[^>]*>.*?name="\$ACTION_ID_(\w+)"/s.exec(page.body)?.[1];
+    assert.ok(id, page.body.slice(0, 500));
+    const bump = (browser: Browser, hold: boolean) => {
+      const body = new FormData();
+      body.set(`$ACTION_ID_${id}`, "");
+      body.set("hold", hold ? "1" : "");
+      return browser.request("/bump", { method: "POST", body });
+    };
+    const n = async () => Number(/id="n">(\d+)</.exec((await tab.request("/bump")).body)?.[1]);
+
+    assert.equal((await bump(tab, false)).status, 303);
+    assert.equal(await n(), 1);
+    const held = bump(tab.clone(), true);
+    for (let i = 0; (await tab.request("/bump-held")).body !== "yes"; i++) {
+      assert.ok(i < 600, "the held action never read the session");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal((await bump(tab, false)).status, 303);
+    assert.equal(await n(), 2);
+    await tab.request("/bump-release", { method: "POST" });
+    const late = await held;
+    assert.equal(late.status, 500, late.body.slice(0, 500));
+    assert.deepEqual(late.setCookies.filter((c) => c.startsWith("session=")), []);
+    assert.match(server.output(), /ERR_SESSION_CONFLICT/, "a SessionConflictError");
+    assert.equal(await n(), 2, "none of the refused action's changes landed");
+    assert.equal((await bump(tab, false)).status, 303);
+    assert.equal(await n(), 3);
   });
 });

@@ -7,8 +7,9 @@ import { commitSession, MemoryStore, openSession, type Session, type SessionOpti
 
 export type Data = { visits?: number; user?: string; notice?: string };
 
-// Next may load this module once per route bundle: keep one store per process. Use a shared
-// store (Redis, PostgreSQL) when more than one process serves the app.
+// `next dev` evaluates this module again after each edit: keep one MemoryStore per process so
+// that sessions survive it. Use a shared store (Redis, PostgreSQL) when more than one process
+// serves the app.
 const store = ((globalThis as { sessionStore?: MemoryStore }).sessionStore ??= new MemoryStore());
 
 export const options: SessionOptions<Data> = {

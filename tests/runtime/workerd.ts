@@ -71,7 +71,9 @@ export async function bundle(compat: boolean, files: string[]): Promise<string> 
 /** The `node:` modules a bundle still imports. */
 export function nodeImports(script: string): string[] {
   const found = new Set<string>();
-  for (const match of script.matchAll(/(?:from|import)\s*\(?\s*["'](node:[\w/]+)["']/g)) found.add(match[1]!);
+  // Doc comments the bundle keeps hold example code: only code lines count.
+  const code = script.split("\n").filter((line) => !/^\s*(\*|\/\/|\/\*)/.test(line)).join("\n");
+  for (const match of code.matchAll(/(?:from|import)\s*\(?\s*["'](node:[\w/]+)["']/g)) found.add(match[1]!);
   return [...found].sort();
 }
 

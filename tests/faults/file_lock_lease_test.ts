@@ -140,6 +140,7 @@ describe("FileStore leases across processes", () => {
     const key = randomKey();
     const lease = join(dir, `${key}.lease`);
     let known = 0;
+    let litter = 0;
     for (let kill = 0; kill < KILLS; kill++) {
       const doomed = new Worker();
       const { running } = doomed.run(
@@ -150,6 +151,7 @@ describe("FileStore leases across processes", () => {
       await doomed.kill();
       const until = await leaseUntil(lease);
       if (until !== null) known++;
+      if ((await readdir(dir)).some((name) => name.endsWith(".break") || name.endsWith(".tmp"))) litter++;
       await rm(insidePath(dir), { force: true }); // the killed holder may have been inside
 
       const outcomes = await Promise.all(
@@ -164,7 +166,10 @@ describe("FileStore leases across processes", () => {
         }
       }
     }
-    console.log(`# ${KILLS} kills, ${known} left a readable lease that expired before it was taken`);
+    console.log(
+      `# ${KILLS} kills: ${known} left a readable lease that expired before it was taken, ` +
+        `${litter} a claim or temp file that gave way`,
+    );
     await sleep(STALE_LOCK_MS + 100);
     await new FileStore({ dir, staleLockMs: STALE_LOCK_MS }).cleanup();
     assert.deepEqual(await readdir(dir), [], "no lease, claim or temp file left after cleanup");

@@ -67,7 +67,27 @@ export type SessionEvent =
   }
   | { type: "invalid-cookie"; reason: InvalidCookieReason; request?: Request };
 
-/** The hook's type. */
+/**
+ * The `onEvent` hook: called synchronously with each event; what it throws is ignored.
+ *
+ * @example
+ * ```ts
+ * import { type EventHook, MemoryStore, withSession } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * const slow: string[] = [];
+ * const onEvent: EventHook = (event) => {
+ *   if (event.type === "store" && event.durationMs > 250) slow.push(event.operation);
+ * };
+ * const handler = withSession(() => new Response("ok"), {
+ *   store: new MemoryStore(),
+ *   secrets: ["a secret of at least thirty-two characters"],
+ *   onEvent,
+ * });
+ * await handler(new Request("https://example.com/"));
+ * assert.deepEqual(slow, []);
+ * ```
+ */
 export type EventHook = (event: SessionEvent) => void;
 
 /** Tells the hook, never letting its failure reach the request. */

@@ -29,6 +29,25 @@ import type { SessionData } from "./store.ts";
  * Where `openSession` reads the session cookie from: a `Request`, a `Headers`, a raw `Cookie`
  * header string, or a cookie jar with `get(name)` (Next.js `cookies()`, Astro `cookies`,
  * SvelteKit `cookies`). `null` or `undefined`: no cookie.
+ *
+ * @example
+ * ```ts
+ * import { commitSession, type CookieInput, MemoryStore, openSession } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * const options = { store: new MemoryStore(), secrets: ["a secret of at least thirty-two characters"] };
+ * const first = await openSession<{ n?: number }>(null, options);
+ * first.set("n", 1);
+ * const cookie = (await commitSession(first))[0]!.split(";")[0]!;
+ * const jar = new Map([["session", { value: cookie.slice("session=".length) }]]);
+ * const inputs: CookieInput[] = [
+ *   new Request("https://example.com/", { headers: { cookie } }),
+ *   new Headers({ cookie }),
+ *   cookie,
+ *   { get: (name) => jar.get(name) }, // a framework's cookie jar
+ * ];
+ * for (const input of inputs) assert.equal((await openSession<{ n?: number }>(input, options)).get("n"), 1);
+ * ```
  */
 export type CookieInput =
   | Request
@@ -268,6 +287,18 @@ export async function openSession<T extends object = SessionData>(
  * or the session was ended by one (answer `409`).
  * @throws {StoreUnavailableError} When the store fails (answer `503`).
  * @throws {TypeError} When `session` did not come from `openSession`.
+ * @example
+ * ```ts
+ * import { commitSession, MemoryStore, openSession } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * const options = { store: new MemoryStore(), secrets: ["a secret of at least thirty-two characters"] };
+ * const session = await openSession<{ theme?: string }>(null, options);
+ * assert.deepEqual(await commitSession(session), []); // nothing stored: no cookie
+ * session.set("theme", "dark");
+ * const [setCookie] = await commitSession(session);
+ * assert.match(setCookie!, /^session=[^;]+; Path=\/; HttpOnly; Secure; SameSite=Lax/);
+ * ```
  */
 export async function commitSession<T extends object>(session: Session<T>): Promise<string[]> {
   const h = (session as unknown as Session<SessionData>)?.[kState] as Handle | undefined;

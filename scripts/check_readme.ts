@@ -250,6 +250,8 @@ export interface WrittenBlock {
   path: string;
   /** For each line of the file (0-based), the Markdown line it came from. */
   lines: number[];
+  /** The tsconfig.json of the program that checks it (none for Deno blocks). */
+  tsconfig?: string;
 }
 
 /** A type error or a failed run, placed at a Markdown line. */
@@ -282,16 +284,14 @@ function packagePaths(root: string, from: string): Record<string, string[]> {
   return paths;
 }
 
-/** The runtimes whose blocks tsc checks, one program each. */
-const TSC_RUNTIMES = ["node", "bundler", "bun", "workers"] as const;
-
-/** Groups blocks into projects: consecutive blocks that name files share one directory. */
+/** Groups blocks into projects: consecutive blocks under one heading that name files share one directory. */
 function groupBlocks(blocks: readonly ReadmeBlock[]): ReadmeBlock[][] {
   const groups: ReadmeBlock[][] = [];
   let current: ReadmeBlock[] | undefined;
   for (const block of blocks) {
     const joins = block.file !== undefined && current !== undefined && current[0]!.file !== undefined &&
-      current[0]!.runtime === block.runtime && !current.some((other) => other.file === block.file);
+      current[0]!.runtime === block.runtime && current[0]!.heading === block.heading &&
+      !current.some((other) => other.file === block.file);
     if (joins) current!.push(block);
     else groups.push(current = [block]);
     if (block.file === undefined) current = undefined;
@@ -299,9 +299,31 @@ function groupBlocks(blocks: readonly ReadmeBlock[]): ReadmeBlock[][] {
   return groups;
 }
 
+/** Declarations that reach every file of a program (`declare global`, a global namespace). */
+const GLOBAL_DECLARATION = /^\s*declare\s+(?:global\b|namespace\s|module\s)/m;
+
+function configFor(root: string, base: string, runtime: BlockRuntime, files: readonly string[]): object {
+  const extra = runtime === "bun" ? [join(root, "examples", "bun", "bun_globals.d.ts")] : [];
+  return {
+    extends: relative(base, join(root, "tsconfig.json")).split("\\").join("/"),
+    compilerOptions: {
+      paths: packagePaths(root, base),
+      jsx: "react-jsx",
+      types: runtime === "workers" ? [] : ["node"],
+      noEmit: true,
+      ...(runtime === "bundler" ? { module: "preserve", moduleResolution: "bundler" } : {}),
+    },
+    include: [],
+    files: [...extra, ...files].map((path) => relative(base, path).split("\\").join("/")),
+  };
+}
+
 /**
  * Writes the checked blocks out as files under `dir/<runtime>/<n>/`, with a `tsconfig.json` per
- * runtime that maps `websession` to the sources.
+ * runtime that maps `websession` to the sources (Deno blocks use `deno.json`). A group whose
+ * blocks declare globals (`declare global`, SvelteKit's `App.Locals`) gets a program of its own,
+ * so its declarations reach no other block. A block named `*.d.ts` is written as `*_d.ts`,
+ * since tsc does not check declaration files under `skipLibCheck`.
  *
  * @param blocks The blocks (skipped ones are left out).
  * @param root The package root (holds `deno.json`, `tsconfig.json`, `node_modules`).
@@ -312,11 +334,19 @@ export function writeBlocks(blocks: readonly ReadmeBlock[], root: string, dir: s
   rmSync(dir, { recursive: true, force: true });
   const written: WrittenBlock[] = [];
   const groups = groupBlocks(blocks.filter((block) => block.mode !== "skip"));
+  const shared = new Map<BlockRuntime, WrittenBlock[]>();
   groups.forEach((group, n) => {
+    const runtime = group[0]!.runtime;
+    const base = join(dir, runtime, String(n + 1));
+    const isolated = runtime !== "deno" &&
+      group.some((block) =>
+        GLOBAL_DECLARATION.test(`${block.before.code}\n${block.code}\n${block.after.code}`)
+      );
+    const mine: WrittenBlock[] = [];
     for (const block of group) {
       const ext = block.lang === "tsx" ? "tsx" : "ts";
-      const name = block.file ?? `readme_${block.line}.${ext}`;
-      const path = join(dir, block.runtime, String(n + 1), name);
+      const name = (block.file ?? `readme_${block.line}.${ext}`).replace(/\.d\.ts$/, "_d.ts");
+      const path = join(base, name);
       const parts: Array<{ code: string; line: number }> = [];
       if (block.before.code !== "") parts.push(block.before);
       parts.push({ code: block.code, line: block.line });
@@ -331,29 +361,30 @@ export function writeBlocks(blocks: readonly ReadmeBlock[], root: string, dir: s
       }
       mkdirSync(dirname(path), { recursive: true });
       writeFileSync(path, text.join("\n") + "\n");
-      written.push({ block, path, lines });
+      const tsconfig = runtime === "deno"
+        ? undefined
+        : isolated
+        ? join(base, "tsconfig.json")
+        : join(dir, runtime, "tsconfig.json");
+      const w: WrittenBlock = { block, path, lines, ...(tsconfig === undefined ? {} : { tsconfig }) };
+      written.push(w);
+      mine.push(w);
+    }
+    if (isolated) {
+      writeFileSync(
+        join(base, "tsconfig.json"),
+        JSON.stringify(configFor(root, base, runtime, mine.map((w) => w.path)), null, 2) + "\n",
+      );
+    } else if (runtime !== "deno") {
+      shared.set(runtime, [...(shared.get(runtime) ?? []), ...mine]);
     }
   });
-  for (const runtime of TSC_RUNTIMES) {
-    const files = written.filter((w) => w.block.runtime === runtime);
-    if (files.length === 0) continue;
+  for (const [runtime, files] of shared) {
     const base = join(dir, runtime);
-    const extra = runtime === "bun" ? [join(root, "examples", "bun", "bun_globals.d.ts")] : [];
-    const config = {
-      extends: relative(base, join(root, "tsconfig.json")).split("\\").join("/"),
-      compilerOptions: {
-        paths: packagePaths(root, base),
-        jsx: "react-jsx",
-        types: runtime === "workers" ? [] : ["node"],
-        noEmit: true,
-        ...(runtime === "bundler" ? { module: "preserve", moduleResolution: "bundler" } : {}),
-      },
-      include: [],
-      files: [...extra, ...files.map((w) => w.path)].map((path) =>
-        relative(base, path).split("\\").join("/")
-      ),
-    };
-    writeFileSync(join(base, "tsconfig.json"), JSON.stringify(config, null, 2) + "\n");
+    writeFileSync(
+      join(base, "tsconfig.json"),
+      JSON.stringify(configFor(root, base, runtime, files.map((w) => w.path)), null, 2) + "\n",
+    );
   }
   return written;
 }
@@ -415,7 +446,6 @@ function blockAt(written: readonly WrittenBlock[], path: string): WrittenBlock |
 export async function typeCheck(
   written: readonly WrittenBlock[],
   root: string,
-  dir: string,
 ): Promise<{ errors: Map<WrittenBlock, BlockProblem[]>; unplaced: string[] }> {
   const errors = new Map<WrittenBlock, BlockProblem[]>();
   const unplaced: string[] = [];
@@ -430,14 +460,11 @@ export async function typeCheck(
     errors.set(w, list);
   };
   const runs: Promise<void>[] = [];
-  for (const runtime of TSC_RUNTIMES) {
-    if (!written.some((w) => w.block.runtime === runtime)) continue;
-    const base = join(dir, runtime);
+  const programs = [...new Set(written.flatMap((w) => (w.tsconfig === undefined ? [] : [w.tsconfig])))];
+  for (const tsconfig of programs) {
+    const members = written.filter((w) => w.tsconfig === tsconfig);
     runs.push(
-      exec(bin(root, "tsc"), ["-p", join(base, "tsconfig.json"), "--pretty", "false"], {
-        cwd: root,
-        timeoutMs: 300_000,
-      })
+      exec(bin(root, "tsc"), ["-p", tsconfig, "--pretty", "false"], { cwd: root, timeoutMs: 300_000 })
         .then((result) => {
           let last: { path: string; line: number; message: string } | undefined;
           const flush = (): void => {
@@ -454,8 +481,8 @@ export async function typeCheck(
             } else flush();
           }
           flush();
-          if (result.code !== 0 && !written.some((w) => w.block.runtime === runtime && errors.has(w))) {
-            unplaced.push(`tsc (${runtime}) failed:\n${result.output.trim()}`);
+          if (result.code !== 0 && !members.some((w) => errors.has(w))) {
+            unplaced.push(`tsc -p ${relative(root, tsconfig)} failed:\n${result.output.trim()}`);
           }
         }),
     );
@@ -521,7 +548,6 @@ function freePort(): Promise<number> {
 export async function runBlock(
   w: WrittenBlock,
   root: string,
-  dir: string,
   timeoutMs = 60_000,
 ): Promise<{ ok: boolean; output: string }> {
   const env = { ...runEnvironment(), PORT: String(await freePort()) };
@@ -532,7 +558,7 @@ export async function runBlock(
     case "bundler":
       result = await exec(process.execPath, ["--import", "tsx", w.path], {
         cwd,
-        env: { ...env, TSX_TSCONFIG_PATH: join(dir, w.block.runtime, "tsconfig.json") },
+        env: { ...env, ...(w.tsconfig === undefined ? {} : { TSX_TSCONFIG_PATH: w.tsconfig }) },
         timeoutMs,
       });
       break;
@@ -579,11 +605,11 @@ export async function checkReadme(
 ): Promise<{ results: BlockResult[]; skipped: ReadmeBlock[]; unplaced: string[] }> {
   const blocks = parseReadme(readFileSync(file, "utf8"));
   const written = writeBlocks(blocks, root, dir);
-  const { errors, unplaced } = await typeCheck(written, root, dir);
+  const { errors, unplaced } = await typeCheck(written, root);
   const results: BlockResult[] = [];
   for (const w of written) {
     const result: BlockResult = { block: w.block, typeErrors: errors.get(w) ?? [] };
-    if (w.block.mode === "run" && result.typeErrors.length === 0) result.ran = await runBlock(w, root, dir);
+    if (w.block.mode === "run" && result.typeErrors.length === 0) result.ran = await runBlock(w, root);
     results.push(result);
   }
   return { results, skipped: blocks.filter((block) => block.mode === "skip"), unplaced };

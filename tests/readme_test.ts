@@ -49,7 +49,7 @@ describe("README blocks", () => {
   before(async () => {
     dir = mkdtempSync(join(ROOT, ".tmp", "readme-"));
     written = writeBlocks(blocks, ROOT, dir);
-    ({ errors, unplaced } = await typeCheck(written, ROOT, dir));
+    ({ errors, unplaced } = await typeCheck(written, ROOT));
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -78,7 +78,7 @@ describe("README blocks", () => {
           "",
           "it does not type-check, so it was not run",
         );
-        const { ok, output } = await runBlock(writtenOf(block), ROOT, dir);
+        const { ok, output } = await runBlock(writtenOf(block), ROOT);
         assert.ok(ok, output);
       });
     }
@@ -167,6 +167,33 @@ describe("the README checker", () => {
     "}, { store: new MemoryStore(), secrets: [process.env.SESSION_SECRET!], cookie: { secure: false } });", // 77
     'const response = await handler(new Request("http://localhost/"));', // 78
     fence, // 79
+    "", // 80
+    "## Globals", // 81
+    "", // 82
+    `${fence}ts`, // 83
+    "// src/app.d.ts", // 84
+    "declare global {", // 85
+    "  var readmeCounter: UnknownType;", // 86
+    "}", // 87
+    "export {};", // 88
+    fence, // 89
+    "", // 90
+    `${fence}ts`, // 91
+    "globalThis.readmeCounter = 1; // declared only in the block above, a program of its own", // 92
+    fence, // 93
+    "", // 94
+    `${fence}ts`, // 95
+    "// src/one.ts", // 96
+    "export const one = 1;", // 97
+    fence, // 98
+    "", // 99
+    "## Another heading", // 100
+    "", // 101
+    `${fence}ts`, // 102
+    "// src/two.ts", // 103
+    'import { one } from "./one.ts";', // 104
+    "export const two = one + 1;", // 105
+    fence, // 106
   ].join("\n");
 
   let results: Awaited<ReturnType<typeof checkReadme>>;
@@ -213,6 +240,17 @@ describe("the README checker", () => {
     assert.deepEqual(at(41).typeErrors, []);
     assert.deepEqual(lines(at(46).typeErrors), [48]);
     assert.match(at(46).typeErrors[0]!.message, /'number' is not assignable to type 'string'/);
+  });
+
+  it("checks a declaration block, and keeps its globals from other blocks", () => {
+    assert.deepEqual(lines(at(84).typeErrors), [86]);
+    assert.match(at(84).typeErrors[0]!.message, /UnknownType/);
+    assert.deepEqual(lines(at(92).typeErrors), [92]);
+  });
+
+  it("does not join named blocks across headings", () => {
+    assert.deepEqual(at(96).typeErrors, []);
+    assert.deepEqual(lines(at(103).typeErrors), [104]);
   });
 
   it("checks Deno blocks with deno check", () => {

@@ -246,11 +246,11 @@ export async function runCost(options: {
         for (const scenario of COST_SCENARIOS) {
           // One scenario at a time in every process: what a batch leaves behind (garbage not yet
           // collected, background work) is then its own scenario's, paid by the next batch like
-          // it would be under a steady load. A first, unmeasured batch takes over from the last
-          // scenario's leftovers.
+          // it would be under a steady load. A first, unmeasured double batch takes over from the
+          // last scenario's leftovers.
           const live = () => children.filter((child) => sizes.has(child) && !cost.errors.has(child.name));
           for (const child of live()) {
-            await child.ask({ op: "cpu", scenario, n: sizes.get(child)![scenario] }).catch((error) =>
+            await child.ask({ op: "cpu", scenario, n: 2 * sizes.get(child)![scenario] }).catch((error) =>
               cost.errors.set(child.name, `${scenario}: ${String((error as Error).message).slice(0, 300)}`)
             );
           }

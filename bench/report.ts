@@ -91,6 +91,7 @@ const fmt = (n: number, digits = 0) =>
     ? n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })
     : "-";
 const us = (ns: number) => fmt(ns / 1000, ns < 100_000 ? 1 : 0);
+const signed = (n: number, digits = 0) => `${n >= 0 ? "+" : "-"}${fmt(Math.abs(n), digits)}`;
 const ratio = (r: number) => (Number.isFinite(r) ? `${r >= 10 ? fmt(r, 1) : fmt(r, 2)}x` : "-");
 
 function ops(run: Run, subject: string, scenario: string): number {
@@ -514,8 +515,8 @@ function allocSteps(cost: RuntimeCost, scenario: CostScenario): string {
   return `On ${cost.runtime} a request allocates ${
     fmt(bare)
   } bytes with the bare handler (the Request, the ` +
-    `Response and what they make), ${fmt(wrapper)} with the wrapper alone (+${fmt(wrapper - bare)}) and ` +
-    `${fmt(mine)} with websession (+${fmt(mine - bare)}` +
+    `Response and what they make), ${fmt(wrapper)} with the wrapper alone (${signed(wrapper - bare)}) and ` +
+    `${fmt(mine)} with websession (${signed(mine - bare)}` +
     (Math.abs(buffers) >= 50
       ? `, of which ${fmt(buffers)} in ArrayBuffer backing stores outside the V8 heap`
       : "") +

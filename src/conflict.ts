@@ -337,10 +337,11 @@ async function runBatch(
     try {
       const hook = applied[0]!.p.hook;
       const expected = current!.version;
+      const index = indexOf(record.data, applied[0]!.p.userKey);
       result = await (hook === undefined
-        ? store.save(key, record, expected)
+        ? store.save(key, record, expected, index)
         : timed(hook, applied[0]!.p.request, "save", () =>
-          store.save(key, record, expected)));
+          store.save(key, record, expected, index)));
     } catch (error) {
       return [...fail(applied.map((a) => a.p), storeError("save", error)), ...rest];
     }

@@ -175,6 +175,9 @@ function makeApp(
         await lock.release();
         return new Response(paid ? "already paid" : "charged");
       }
+      case "/name":
+        session.set("user", url.searchParams.get("user")!);
+        return new Response("named");
       case "/touch":
         session.touch();
         return new Response("touched");
@@ -823,6 +826,16 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
       const tablet = new Client(handler);
       for (const device of [phone, laptop, tablet]) await device.text(`/login?user=${user}`);
       const sessionOptions = { store: c.store, secrets: SECRET, userKey: "user" as const };
+      // A session that gets its user by an update (no regenerate) is indexed too.
+      const kiosk = new Client(handler);
+      await kiosk.text("/count");
+      await kiosk.text(`/name?user=${user}`);
+      assert.ok(
+        (await listUserSessions(sessionOptions, user)).some((s) =>
+          s.data.visits === 1 && s.data.user === user
+        ),
+      );
+      assert.equal(await endUserSessions(sessionOptions, { user, keys: [await keyOf(kiosk)] }), 1);
       const listed = await listUserSessions(sessionOptions, user);
       assert.equal(listed.length, 3);
       assert.ok(listed.every((s) => s.data.user === user && s.expiresAt > Date.now()));

@@ -1305,7 +1305,8 @@ export function render(run: Run): string {
     out.push("## Reliability figures", "");
     out.push(
       `From \`tests/concurrency_test.ts\` (run by this benchmark: ${rel.passed} passed, ${rel.failed} failed, ` +
-        `${fmt(rel.seconds, 0)} s), through withSession with plain Requests on the real stores:`,
+        `${fmt(rel.seconds, 0)} s, on the working tree's sources whatever BENCH_SOURCE names), through ` +
+        "withSession with plain Requests on the real stores:",
       "",
       ...rel.lines.map((line) => `- ${line}`),
       "",

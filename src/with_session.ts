@@ -157,7 +157,7 @@ function findWaitUntil(rest: unknown[]): ((promise: Promise<unknown>) => void) |
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
 
 /**
- * How the handler can be run again: `"copy"` (no body: a new Request from the original),
+ * How the handler can be run again: `"copy"` (no body: a clone of the original, taken when needed),
  * `"clone"` (a body, kept by cloning the request before the first run), or not at all. `merge`
  * runs idempotent requests again (RFC 9110 §9.2.2); `retry` runs any request again.
  */
@@ -178,7 +178,13 @@ async function run<A extends unknown[]>(
   const kind = replayKind(o, original);
   const pristine = kind === "clone" ? original.clone() : undefined;
   for (let attempt = 1;; attempt++) {
-    const request = attempt === 1 ? original : kind === "copy" ? new Request(original) : pristine!.clone();
+    const request = attempt === 1
+      ? original
+      : kind === "copy"
+      // clone(), not new Request(original): servers such as srvx hand over Request subclasses
+      // that the Request constructor cannot copy.
+      ? original.clone()
+      : pristine!.clone();
     const ctx: Context = {
       o,
       request,

@@ -3,11 +3,12 @@
 // measuring, one process per subject).
 //
 // CPU: for each runtime, `processes` times: one process per subject, all started and warmed
-// up, then `rounds` rounds; in each round every scenario of every subject runs one batch (about
-// `batchMs` of requests) in turn, the subjects' order rotated from round to round. A burst of
-// outside load therefore lands on one batch of one subject, and the median over the
+// up; then, one scenario after another, `rounds` rounds in which every subject runs one batch
+// (about `batchMs` of requests) in turn, the subjects' order rotated from round to round. A
+// burst of outside load therefore lands on one batch of one subject, and the median over the
 // processes x rounds batches leaves it out. Ratios are taken within a round (the bare batch and
-// the websession batch of the same round and process, seconds apart), then the median of those.
+// the websession batch of the same round and process, a fraction of a second apart), then the
+// median of those.
 //
 // Allocation: Node and Deno, one process per subject with a young generation big enough for a
 // batch; `allocRounds` batches per scenario, median.

@@ -682,10 +682,12 @@ function renderCost(out: string[], cost: CostResults): void {
   const node = cost.runtimes.find((c) => c.runtime === "Node");
   const batches = cost.processes * cost.rounds;
   out.push(
-    `Each subject runs in its own process (Node through tsx, Deno, Bun), ${cost.processes} process(es) per subject ` +
-      `and runtime, one after another; in each, after a warm-up, ${cost.rounds} rounds in which every subject runs ` +
-      `one batch (about ${cost.batchMs} ms of requests, one after another, each on a freshly built \`Request\`) of ` +
-      "every scenario in turn, the subjects' order rotated from round to round. **CPU** is `process.cpuUsage()` " +
+    `Each subject runs in its own process (Node through tsx, Deno, Bun): ${cost.processes} set(s) of processes per ` +
+      `runtime, one set after another, every subject's process of a set alive at once. After a warm-up, one ` +
+      `scenario after another, ${cost.rounds} rounds in which ` +
+      `every subject runs one batch (about ${cost.batchMs} ms of requests, one after another, each on a freshly ` +
+      "built `Request`) in turn, the subjects' order rotated from round to round, after an unmeasured batch at " +
+      "each change of scenario. **CPU** is `process.cpuUsage()` " +
       "over the batch (user + system time of every thread of the process: garbage-collector helper threads and " +
       `the thread pool count) divided by its requests; each figure is the median of ${batches} batches. ` +
       "**vs bare** is the bare handler's CPU per request over the subject's, taken batch by batch within a round " +

@@ -23,7 +23,7 @@ import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { cpus, release, tmpdir, totalmem, type } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { resolveSource } from "./source.ts";
@@ -53,11 +53,19 @@ const parts = new Set(
     !skip.has(part)
   ),
 );
-const out = args.find((a) => a.startsWith("--out="))?.slice(6) ??
-  (quick ? join(ROOT, ".tmp", "RESULTS.quick.md") : join(ROOT, "bench", "RESULTS.md"));
+const outArg = args.find((a) => a.startsWith("--out="))?.slice(6);
+const out = outArg
+  ? resolve(outArg)
+  : quick
+  ? join(ROOT, ".tmp", "RESULTS.quick.md")
+  : join(ROOT, "bench", "RESULTS.md");
 const jsonOut = out.replace(/\.md$/, "") + ".json";
-const beforeFile = args.find((a) => a.startsWith("--before="))?.slice(9) ??
-  (existsSync(join(ROOT, "bench", "BEFORE.json")) ? join(ROOT, "bench", "BEFORE.json") : undefined);
+const beforeArg = args.find((a) => a.startsWith("--before="))?.slice(9);
+const beforeFile = beforeArg
+  ? resolve(beforeArg)
+  : existsSync(join(ROOT, "bench", "BEFORE.json"))
+  ? join(ROOT, "bench", "BEFORE.json")
+  : undefined;
 
 // The code under test is chosen before any bench module loads it (they import ./websession.ts).
 const source = await resolveSource();

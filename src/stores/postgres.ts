@@ -12,6 +12,7 @@
 import { SessionDataError } from "../errors.ts";
 import {
   assertStorageKey,
+  type SaveIndex,
   type SaveResult,
   type SessionStore,
   type StoreCapabilities,
@@ -73,6 +74,37 @@ export interface PostgresJsLike {
 export type SqlLike = QueryLike | PostgresJsLike;
 
 /**
+ * Where a {@linkcode PostgresStore} writes its warnings: `console`, the `logger` given to
+ * `withSession`, or any object with a `warn` method.
+ *
+ * @example
+ * ```ts
+ * import { PostgresStore, type PostgresStoreLogger } from "websession/postgres";
+ * import pg from "pg";
+ * import assert from "node:assert/strict";
+ *
+ * const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test" });
+ * const warnings: string[] = [];
+ * const logger: PostgresStoreLogger = { warn: (message) => void warnings.push(String(message)) };
+ * const store = new PostgresStore({ client: pool, table: "websession_logger_example", logger });
+ * await store.migrate();
+ * const key = "l".repeat(43);
+ * await pool.query(
+ *   `INSERT INTO websession_logger_example VALUES ($1, '[]', 1, now(), now() + interval '1 minute')`,
+ *   [key],
+ * );
+ * assert.equal(await store.load(key), null);
+ * assert.match(warnings[0]!, /corrupt session row/);
+ * await pool.query("DROP TABLE websession_logger_example, websession_logger_example_leases");
+ * await pool.end();
+ * ```
+ */
+export interface PostgresStoreLogger {
+  /** A warning: a stored row the store had to ignore. */
+  warn(...args: unknown[]): void;
+}
+
+/**
  * Options of {@linkcode PostgresStore}.
  *
  * @example
@@ -89,7 +121,7 @@ export type SqlLike = QueryLike | PostgresJsLike;
  *   onCorrupt: (key) => void corrupt.push(key),
  * };
  * const store = new PostgresStore(options);
- * await store.migrate(); // CREATE TABLE IF NOT EXISTS, and an index on expires_at
+ * await store.migrate(); // CREATE TABLE IF NOT EXISTS, its indexes and its leases table
  * const key = "c".repeat(43);
  * await pool.query(
  *   `INSERT INTO public.websession_options_example VALUES ($1, '[]', 1, now(), now() + interval '1 minute')
@@ -98,7 +130,7 @@ export type SqlLike = QueryLike | PostgresJsLike;
  * );
  * assert.equal(await store.load(key), null); // data is not an object: reads as missing, and is reported
  * assert.deepEqual(corrupt, [key]);
- * await pool.query("DROP TABLE public.websession_options_example");
+ * await pool.query("DROP TABLE public.websession_options_example, public.websession_options_example_leases");
  * await pool.end();
  * ```
  */
@@ -112,20 +144,28 @@ export interface PostgresStoreOptions {
   /**
    * The table, optionally schema-qualified (`"sessions"`, `"auth.sessions"`). Each part is
    * letters, digits and `_`, not starting with a digit, at most 63 characters; it is quoted, so
-   * the case is kept. Its index on `expires_at` is named after it
-   * (`<table>_expires_at_idx`, in the same schema).
+   * the case is kept. What goes with it is named after it, in the same schema: its indexes
+   * `<table>_expires_at_idx` and `<table>_user_id_idx`, and the leases table `<table>_leases`
+   * (the table's name cut to fit PostgreSQL's 63 characters with the suffix).
    * @default "websession_sessions"
    */
   table?: string;
   /**
    * Called when a stored row is not a well-formed record; the session then reads as missing.
-   * @default a `console.warn`
+   * Given, it replaces the warning written to `logger`.
+   * @default a warning to `logger`
    */
   onCorrupt?: (key: string, error: Error) => void;
   /**
+   * Where warnings go (a corrupt row, unless `onCorrupt` is given): pass the same logger as
+   * `withSession`'s to route them with the rest.
+   * @default console
+   */
+  logger?: PostgresStoreLogger;
+  /**
    * The clock that decides expiry, in milliseconds since the epoch. Every statement that
    * compares `expires_at` (`load`, the liveness check of `save` and `touch`, `cleanup`,
-   * `count`) is handed `now()` as a parameter; the database's own `now()` is never used, so a
+   * `count`, `keysOfUser`), and every lease statement, is handed `now()` as a parameter; the database's own `now()` is never used, so a
    * skew between this machine's clock and the database server's neither ends sessions early
    * nor keeps them late. A record is live while `expiresAt > now()`. Give it the clock that
    * computes `expiresAt` (the one `withSession` uses), and run `cleanup()` where the clock
@@ -169,7 +209,7 @@ function column(row: Row, name: string, index: number): unknown {
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
-function quoteTable(table: string): { quoted: string; index: string } {
+function quoteTable(table: string): { quoted: string; index: string; userIndex: string; leases: string } {
   const parts = typeof table === "string" ? table.split(".") : [];
   if (parts.length < 1 || parts.length > 2 || !parts.every((part) => IDENTIFIER.test(part))) {
     throw new TypeError(
@@ -177,9 +217,12 @@ function quoteTable(table: string): { quoted: string; index: string } {
     );
   }
   const name = parts[parts.length - 1]!;
+  const named = (suffix: string) => `${name.slice(0, 63 - suffix.length)}${suffix}`;
   return {
     quoted: parts.map((part) => `"${part}"`).join("."),
-    index: `"${`${name.slice(0, 63 - "_expires_at_idx".length)}_expires_at_idx`}"`,
+    index: `"${named("_expires_at_idx")}"`,
+    userIndex: `"${named("_user_id_idx")}"`,
+    leases: [...parts.slice(0, -1), named("_leases")].map((part) => `"${part}"`).join("."),
   };
 }
 
@@ -271,14 +314,13 @@ const WRITTEN =
 const FOUND = (from: string) =>
   `SELECT 0, data, version, ${MS("created_at")}, ${MS("expires_at")} FROM ${from}`;
 
-function defaultOnCorrupt(key: string, error: Error): void {
-  console.warn(`websession: corrupt session row "${key}" read as missing: ${error.message}`);
-}
-
 /**
  * Keeps sessions in one PostgreSQL table (`id text primary key, data jsonb, version integer,
- * created_at, expires_at timestamptz`). Every operation is one parameterised statement, so it
- * needs no transaction and works over Neon's HTTP API.
+ * created_at, expires_at timestamptz, user_id text`), and leases in a second one
+ * (`<table>_leases`: `key text primary key, owner text, until bigint`). Every operation is one
+ * parameterised statement, so it needs no transaction and works over Neon's HTTP API.
+ * `migrate()` creates both, and adds what a table made by an earlier version lacks: run it
+ * (or the statements of `postgres.sql`) after upgrading.
  *
  * `save` is one statement that both tries the compare-and-set (`INSERT … ON CONFLICT` to
  * create, `UPDATE … WHERE version = $n` to update) and, when that is refused, reports the row
@@ -293,6 +335,16 @@ function defaultOnCorrupt(key: string, error: Error): void {
  * handed `now()` as a parameter; the database's `now()` is never used. An expired row never
  * blocks a new session with the same key, and is never returned. Expired rows stay in the
  * table until `cleanup()` removes them: call it from a cron trigger.
+ *
+ * Leases (`session.lock()`): `lock` is one `INSERT … ON CONFLICT (key) DO UPDATE … WHERE` the
+ * held lease has lapsed by the `now` clock or is the same owner's, so of concurrent takers
+ * exactly one wins (the others wait for its row lock, then find the condition false); `unlock`
+ * is one `DELETE … WHERE key = $1 AND owner = $2`. A lapsed lease stays until taken again or
+ * removed by `cleanup()`.
+ *
+ * Sessions per user: a save given an `index` sets the row's `user_id` in the same statement
+ * (a save without one clears it), and `keysOfUser` is one `SELECT id … WHERE user_id = $1`
+ * over the live rows, through a partial index on `user_id`.
  *
  * What `jsonb` cannot hold is refused before anything is sent, with `SessionDataError`: the
  * character U+0000 and lone UTF-16 surrogates (`"\ud800"`, `"\udc00\ud800"`), in keys or values.
@@ -324,19 +376,37 @@ function defaultOnCorrupt(key: string, error: Error): void {
  * assert.deepEqual(refused.current, v1);
  * // jsonb cannot hold a lone surrogate: refused before the database, nothing written.
  * await assert.rejects(store.save(key, { ...v1, data: { a: "\ud800" }, version: 2 }, 1), SessionDataError);
- * await pool.query("DROP TABLE websession_example");
+ * // A lease: one owner at a time.
+ * assert.equal(await store.lock(key, "request-1", 30_000), true);
+ * assert.equal(await store.lock(key, "request-2", 30_000), false);
+ * await store.unlock(key, "request-1");
+ * // Sessions per user: the save that sets the user indexes the key.
+ * assert.equal(await store.save(key, { ...v1, data: { user: "ada" }, version: 2 }, 1, { user: "ada" }), true);
+ * assert.deepEqual(await store.keysOfUser("ada"), [key]);
+ * await pool.query("DROP TABLE websession_example, websession_example_leases");
  * await pool.end();
  * ```
  */
 export class PostgresStore implements SessionStore {
-  /** Compare-and-set: yes (one conditional statement). Native expiry: no, see `cleanup()`. */
-  readonly capabilities: StoreCapabilities = { compareAndSet: true, ttl: false };
+  /**
+   * Compare-and-set: yes (one conditional statement). Native expiry: no, see `cleanup()`.
+   * Leases: yes. An index of each user's sessions: yes (`user_id`).
+   */
+  readonly capabilities: StoreCapabilities = { compareAndSet: true, ttl: false, locks: true, users: true };
   #run: Run;
+  #table: string;
   #onCorrupt: (key: string, error: Error) => void;
   #now: () => number;
   #sql: {
     table: string;
+    hasUserColumn: string;
+    addUserColumn: string;
     index: string;
+    userIndex: string;
+    leasesTable: string;
+    lock: string;
+    unlock: string;
+    keysOfUser: string;
     load: string;
     create: string;
     update: string;
@@ -353,22 +423,29 @@ export class PostgresStore implements SessionStore {
    *
    * @param options See {@linkcode PostgresStoreOptions}.
    * @throws {TypeError} When `client` has neither `query` nor `unsafe`, `table` is not a valid
-   *   identifier, or `now` is not a function.
+   *   identifier, `now` is not a function, or `logger` has no `warn` method.
    */
   constructor(options: PostgresStoreOptions) {
     if (typeof options !== "object" || options === null) {
       throw new TypeError("Invalid PostgresStore options: expected an object with a client");
     }
     this.#run = runnerOf(options.client);
-    const { quoted: t, index } = quoteTable(options.table ?? "websession_sessions");
+    const { quoted: t, index, userIndex, leases } = quoteTable(options.table ?? "websession_sessions");
+    this.#table = t;
     if (options.now !== undefined && typeof options.now !== "function") {
       throw new TypeError(`Invalid now: "${String(options.now)}" is not a function`);
     }
-    this.#onCorrupt = options.onCorrupt ?? defaultOnCorrupt;
+    const logger = options.logger ?? console;
+    if (typeof logger?.warn !== "function") {
+      throw new TypeError("Invalid logger: expected an object with warn(), such as console");
+    }
+    this.#onCorrupt = options.onCorrupt ??
+      ((key, error) =>
+        logger.warn(`websession: corrupt session row "${key}" read as missing: ${error.message}`));
     this.#now = options.now ?? Date.now;
     // Parameters of the writes: $1 id, $2 data, $3 version, $4 createdAt, $5 expiresAt, $6 now,
-    // $7 expected version.
-    const values = `$2::text::jsonb, $3::integer, ${TIME("$4")}, ${TIME("$5")}`;
+    // $7 the user to index (or null), $8 expected version.
+    const values = `$2::text::jsonb, $3::integer, ${TIME("$4")}, ${TIME("$5")}, $7::text`;
     const live = (now: string) => `expires_at > ${TIME(now)}`;
     // The row a refused create lost to. ON CONFLICT found the conflicting row's latest committed
     // version and locked it; FOR SHARE follows the row's update chain to that same version
@@ -395,21 +472,40 @@ export class PostgresStore implements SessionStore {
       `AND NOT EXISTS (SELECT FROM written) UNION ALL ${FOUND("moved")}`;
     this.#sql = {
       table: `CREATE TABLE IF NOT EXISTS ${t} (id text PRIMARY KEY, data jsonb NOT NULL, ` +
-        `version integer NOT NULL, created_at timestamptz NOT NULL, expires_at timestamptz NOT NULL)`,
+        `version integer NOT NULL, created_at timestamptz NOT NULL, expires_at timestamptz NOT NULL, ` +
+        `user_id text)`,
+      // A table made before sessions per user lacks user_id. Asked first, so that a table that
+      // has it is never locked by ALTER TABLE on every start. $1: the table as written.
+      hasUserColumn: `SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) ` +
+        `AND attname = 'user_id' AND NOT attisdropped`,
+      addUserColumn: `ALTER TABLE ${t} ADD COLUMN IF NOT EXISTS user_id text`,
       index: `CREATE INDEX IF NOT EXISTS ${index} ON ${t} (expires_at)`,
+      userIndex: `CREATE INDEX IF NOT EXISTS ${userIndex} ON ${t} (user_id) WHERE user_id IS NOT NULL`,
+      leasesTable: `CREATE TABLE IF NOT EXISTS ${leases} (key text PRIMARY KEY, owner text NOT NULL, ` +
+        `until bigint NOT NULL)`,
+      // $1 key, $2 owner, $3 now, $4 ttl (ms). Taken when free, lapsed by the app's clock, or
+      // the owner's own (extended). A concurrent taker waits for the winner's row lock, then
+      // re-checks the condition on the row the winner wrote: exactly one wins.
+      lock: `INSERT INTO ${leases} AS l (key, owner, until) VALUES ($1, $2, $3::bigint + $4::bigint) ` +
+        `ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, until = excluded.until ` +
+        `WHERE l.until <= $3::bigint OR l.owner = $2 RETURNING 1 AS taken`,
+      unlock: `DELETE FROM ${leases} WHERE key = $1 AND owner = $2`,
+      keysOfUser: `SELECT id FROM ${t} WHERE user_id = $1 AND ${live("$2")}`,
       load: `SELECT data, version, ${MS("created_at")} AS created_at, ${MS("expires_at")} AS expires_at ` +
         `FROM ${t} WHERE id = $1 AND ${live("$2")}`,
       // A live row blocks the create (and stays locked by ON CONFLICT); an expired one is
       // replaced as if absent.
-      create: `WITH written AS (INSERT INTO ${t} AS s (id, data, version, created_at, expires_at) ` +
+      create: `WITH written AS (INSERT INTO ${t} AS s (id, data, version, created_at, expires_at, user_id) ` +
         `VALUES ($1, ${values}) ON CONFLICT (id) DO UPDATE SET data = excluded.data, ` +
-        `version = excluded.version, created_at = excluded.created_at, expires_at = excluded.expires_at ` +
+        `version = excluded.version, created_at = excluded.created_at, expires_at = excluded.expires_at, ` +
+        `user_id = excluded.user_id ` +
         `WHERE s.expires_at <= ${TIME("$6")} RETURNING 1), ${lostCreate} ${WRITTEN} UNION ALL ${
           FOUND("found")
         }`,
-      update: `WITH written AS (UPDATE ${t} SET (data, version, created_at, expires_at) = (${values}) ` +
-        `WHERE id = $1 AND version = $7::bigint AND ${live("$6")} RETURNING 1), ` +
-        lostUpdate("$6", "$7::bigint"),
+      update:
+        `WITH written AS (UPDATE ${t} SET (data, version, created_at, expires_at, user_id) = (${values}) ` +
+        `WHERE id = $1 AND version = $8::bigint AND ${live("$6")} RETURNING 1), ` +
+        lostUpdate("$6", "$8::bigint"),
       // An already expired record is not written: a create is done unless a live row blocks it
       // (nothing is written, so one snapshot decides and reports); an update deletes the row.
       // Parameters: $1 id, $2 now, $3 expected version.
@@ -420,21 +516,30 @@ export class PostgresStore implements SessionStore {
         `AND ${live("$2")} RETURNING 1), ` + lostUpdate("$2", "$3::bigint"),
       destroy: `DELETE FROM ${t} WHERE id = $1`,
       touch: `UPDATE ${t} SET expires_at = ${TIME("$2")} WHERE id = $1 AND ${live("$3")}`,
-      cleanup: `WITH removed AS (DELETE FROM ${t} WHERE expires_at <= ${TIME("$1")} RETURNING 1) ` +
+      cleanup: `WITH removed AS (DELETE FROM ${t} WHERE expires_at <= ${TIME("$1")} RETURNING 1), ` +
+        `lapsed AS (DELETE FROM ${leases} WHERE until <= $2::bigint) ` +
         `SELECT count(*)::integer AS removed FROM removed`,
       count: `SELECT count(*)::integer AS live FROM ${t} WHERE ${live("$1")}`,
     };
   }
 
   /**
-   * Creates the table and its index on `expires_at` if they are missing (the statements of
-   * `postgres.sql`). Safe to run on every start.
+   * Creates what the store needs if it is missing (the statements of `postgres.sql`): the table,
+   * its indexes on `expires_at` and on `user_id`, and the leases table; and adds the `user_id`
+   * column to a table made by an earlier version (`ALTER TABLE … ADD COLUMN IF NOT EXISTS`,
+   * only when the column is missing, so that a table that has it is never locked). Safe to run
+   * on every start; run it after upgrading. One statement at a time, no transaction.
    *
    * @throws Driver errors pass through.
    */
   async migrate(): Promise<void> {
     await this.#run(this.#sql.table, []);
+    if ((await this.#run(this.#sql.hasUserColumn, [this.#table])).length === 0) {
+      await this.#run(this.#sql.addUserColumn, []);
+    }
     await this.#run(this.#sql.index, []);
+    await this.#run(this.#sql.userIndex, []);
+    await this.#run(this.#sql.leasesTable, []);
   }
 
   /**
@@ -464,6 +569,8 @@ export class PostgresStore implements SessionStore {
    * @param record The record to store.
    * @param expectedVersion The stored version to replace, or `null` to create only if absent
    *   (or expired).
+   * @param index The user to index the key under (`keysOfUser`): the row's `user_id`, set by
+   *   the same statement. Without it, `user_id` is cleared.
    * @returns `true` when written. When refused, a {@linkcode SaveConflict} with the live row as
    *   it stands (`null` when none is), or plain `false` when that row could not be read in the
    *   same statement (a create racing another create) or is corrupt.
@@ -471,15 +578,21 @@ export class PostgresStore implements SessionStore {
    *   `JSON.stringify` can write (a `BigInt`, a cycle) or holds U+0000 or a lone surrogate; and
    *   when PostgreSQL refuses the values (SQLSTATE class 22 or 54: a time or
    *   version out of its range, `jsonb` over its limits), in which case nothing was written.
-   * @throws {TypeError} When `key` is not a storage key or a time is not finite. Driver errors
-   *   pass through.
+   * @throws {TypeError} When `key` is not a storage key, a time is not finite, or `index.user`
+   *   is not a string PostgreSQL `text` can hold. Driver errors pass through.
    */
-  async save(key: string, record: StoredSession, expectedVersion: number | null): Promise<SaveResult> {
+  async save(
+    key: string,
+    record: StoredSession,
+    expectedVersion: number | null,
+    index?: SaveIndex,
+  ): Promise<SaveResult> {
     assertStorageKey(key);
     if (!Number.isFinite(record.createdAt) || !Number.isFinite(record.expiresAt)) {
       throw new TypeError(`Invalid record: createdAt and expiresAt must be finite numbers`);
     }
     const json = storableJson(record.data);
+    const user = index === undefined ? null : userOf(index?.user);
     const now = this.#now();
     let rows: Row[];
     try {
@@ -488,7 +601,7 @@ export class PostgresStore implements SessionStore {
           ? await this.#run(this.#sql.createExpired, [key, now])
           : await this.#run(this.#sql.updateExpired, [key, now, expectedVersion]);
       } else {
-        const params = [key, json, record.version, record.createdAt, record.expiresAt, now];
+        const params = [key, json, record.version, record.createdAt, record.expiresAt, now, user];
         rows = expectedVersion === null
           ? await this.#run(this.#sql.create, params)
           : await this.#run(this.#sql.update, [...params, expectedVersion]);
@@ -540,13 +653,68 @@ export class PostgresStore implements SessionStore {
   }
 
   /**
-   * Deletes, in one statement, every row expired by the `now` clock (`expires_at <= now()`).
+   * Takes the lease named `key` for `owner` with one `INSERT … ON CONFLICT DO UPDATE … WHERE`:
+   * written when no lease is held, the held one has lapsed by the `now` clock, or it is the same
+   * owner's (which extends it).
    *
-   * @returns How many rows were removed.
+   * @param key The storage key the lease is named after.
+   * @param owner Who takes it: a unique, non-empty string.
+   * @param ttlMs Milliseconds after which the lease lapses, by the `now` clock, unless released
+   *   (rounded up).
+   * @returns `true` when taken, `false` while another owner holds a live one.
+   * @throws {TypeError} When `key` is not a storage key, `owner` is empty or `ttlMs` is not a
+   *   positive number. Driver errors pass through.
+   */
+  async lock(key: string, owner: string, ttlMs: number): Promise<boolean> {
+    assertStorageKey(key);
+    assertOwner(owner);
+    if (typeof ttlMs !== "number" || !(ttlMs > 0) || !Number.isFinite(ttlMs)) {
+      throw new TypeError(`Invalid ttlMs: "${String(ttlMs)}" is not a positive number of milliseconds`);
+    }
+    const rows = await this.#run(this.#sql.lock, [key, owner, Math.floor(this.#now()), Math.ceil(ttlMs)]);
+    return rows.length > 0;
+  }
+
+  /**
+   * Releases the lease named `key` if, and only if, `owner` holds it: one `DELETE … WHERE key
+   * = $1 AND owner = $2`.
+   *
+   * @param key The storage key the lease is named after.
+   * @param owner Who took it.
+   * @throws {TypeError} When `key` is not a storage key or `owner` is empty. Driver errors pass
+   *   through.
+   */
+  async unlock(key: string, owner: string): Promise<void> {
+    assertStorageKey(key);
+    assertOwner(owner);
+    await this.#run(this.#sql.unlock, [key, owner]);
+  }
+
+  /**
+   * The storage keys of the live rows (by the `now` clock) whose `user_id` is `user`: one
+   * `SELECT`. A row's `user_id` is what its last save was given, so a key is listed exactly
+   * while its record is saved with this user in its index.
+   *
+   * @param user The user's id.
+   * @returns The storage keys, in no particular order.
+   * @throws {TypeError} When `user` is not a string PostgreSQL `text` can hold. Driver errors
+   *   pass through.
+   */
+  async keysOfUser(user: string): Promise<string[]> {
+    const rows = await this.#run(this.#sql.keysOfUser, [userOf(user), this.#now()]);
+    return rows.map((row) => String(column(row, "id", 0)));
+  }
+
+  /**
+   * Deletes, in one statement, every row expired by the `now` clock (`expires_at <= now()`),
+   * and every lapsed lease.
+   *
+   * @returns How many session rows were removed.
    * @throws Driver errors pass through.
    */
   async cleanup(): Promise<number> {
-    const [row] = await this.#run(this.#sql.cleanup, [this.#now()]);
+    const now = this.#now();
+    const [row] = await this.#run(this.#sql.cleanup, [now, Math.floor(now)]);
     return Number(row === undefined ? 0 : column(row, "removed", 0));
   }
 
@@ -582,4 +750,21 @@ export class PostgresStore implements SessionStore {
     }
     return record;
   }
+}
+
+function assertOwner(owner: string): void {
+  if (typeof owner !== "string" || owner === "") {
+    throw new TypeError(`Invalid owner: "${String(owner)}" is not a non-empty string`);
+  }
+}
+
+// A user id as a text parameter: PostgreSQL text holds neither U+0000 nor, over UTF8, a lone
+// surrogate.
+function userOf(user: unknown): string {
+  if (typeof user !== "string" || UNSTORABLE_CHAR.test(user)) {
+    throw new TypeError(
+      `Invalid user: "${escapeText(String(user)).slice(0, 64)}" is not a string PostgreSQL text can hold`,
+    );
+  }
+  return user;
 }

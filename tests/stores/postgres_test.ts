@@ -115,6 +115,11 @@ async function waitsForLock(table: string, pending: Promise<unknown>): Promise<b
   assert.fail(`a statement on "${table}" neither waited for a lock nor ended`);
 }
 
+// Drops a store's table and its leases table.
+async function dropTables(table: string): Promise<void> {
+  await admin.query(`DROP TABLE IF EXISTS "${table}", "${table}_leases"`);
+}
+
 // A port nothing listens on: connecting to it is a real refused connection.
 async function deadPort(): Promise<number> {
   const server = createServer();
@@ -140,7 +145,7 @@ for (const [label, connect] of clients) {
       return store;
     },
     close: async () => {
-      await admin.query(`DROP TABLE IF EXISTS "${table}"`);
+      await dropTables(table);
       await suiteConnection.close();
     },
   });
@@ -154,7 +159,7 @@ for (const [label, connect] of clients) {
       return store;
     },
     close: async () => {
-      await admin.query(`DROP TABLE IF EXISTS "${table}_sessions"`);
+      await dropTables(`${table}_sessions`);
       await sessionConnection.close();
     },
   });
@@ -176,7 +181,7 @@ for (const [label, connect] of clients) {
       await store.migrate(); // idempotent
     });
     after(async () => {
-      await admin.query(`DROP TABLE IF EXISTS "${own}"`);
+      await dropTables(own);
       await connection.close();
     });
 
@@ -191,6 +196,7 @@ for (const [label, connect] of clients) {
         ["version", "integer"],
         ["created_at", "timestamp with time zone"],
         ["expires_at", "timestamp with time zone"],
+        ["user_id", "text"],
       ]);
       const indexes = await admin.query(`SELECT indexdef FROM pg_indexes WHERE tablename = $1`, [own]);
       assert.ok(
@@ -377,7 +383,7 @@ for (const [label, connect] of clients) {
         const fresh = record({ fresh: true }, 1, 60_000, now);
         assert.equal(await clocked.save(key, fresh, null), true);
         assert.deepEqual(await clocked.load(key), fresh);
-        await admin.query(`DROP TABLE "${table}"`);
+        await dropTables(table);
       }
     });
 
@@ -468,7 +474,7 @@ for (const [label, connect] of clients) {
       const { status, readBack } = await storeThroughSession(isolated, "\ud83d\ude00 fine");
       assert.equal(status, 200);
       assert.equal(JSON.parse(readBack!), "\ud83d\ude00 fine");
-      await admin.query(`DROP TABLE "${table}"`);
+      await dropTables(table);
     });
 
     it("costs one SELECT per request that reads a valid session, one statement per changed request, nothing else", async () => {
@@ -518,7 +524,7 @@ describe("PostgresStore through withSession when PostgreSQL cannot be reached", 
 describe("PostgresStore result shapes", () => {
   const table = `websession_test_${RUN}_shapes`;
   after(async () => {
-    await admin.query(`DROP TABLE IF EXISTS "${table}"`);
+    await dropTables(table);
   });
 
   async function roundTrip(client: SqlLike): Promise<void> {
@@ -595,9 +601,23 @@ describe("PostgresStore tables", () => {
       assert.equal(await store.save(key, record({ from: "sql file" }), null), true);
       assert.deepEqual((await store.load(key))?.data, { from: "sql file" });
       const { rows } = await admin.query(`SELECT indexname FROM pg_indexes WHERE tablename = $1`, [table]);
-      assert.deepEqual(rows.map((row) => row.indexname).sort(), [`${table}_expires_at_idx`, `${table}_pkey`]);
+      assert.deepEqual(rows.map((row) => row.indexname).sort(), [
+        `${table}_expires_at_idx`,
+        `${table}_pkey`,
+        `${table}_user_id_idx`,
+      ]);
+      const leases = await admin.query(
+        `SELECT column_name, data_type FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position`,
+        [`${table}_leases`],
+      );
+      assert.deepEqual(leases.rows.map((row) => [row.column_name, row.data_type]), [
+        ["key", "text"],
+        ["owner", "text"],
+        ["until", "bigint"],
+      ]);
+      assert.equal(await store.lock(key, "owner", 60_000), true);
     } finally {
-      await admin.query(`DROP TABLE IF EXISTS "${table}"`);
+      await dropTables(table);
     }
   });
 });

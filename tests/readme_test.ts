@@ -10,7 +10,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
@@ -374,5 +374,132 @@ describe("the Worker example, run locally as the README says", () => {
     assert.equal(ignored("examples/workers/.dev.vars"), true);
     assert.equal(ignored("examples/workers/.wrangler/state/v3/kv"), true);
     assert.equal(ignored("examples/workers/.dev.vars.example"), false);
+  });
+});
+
+describe("the README's table of store capabilities", () => {
+  const CAPABILITIES = ["compareAndSet", "ttl", "locks", "users"] as const;
+
+  /** Each store class's `capabilities` as its source declares them (an absent flag is false). */
+  function declared(): Map<string, Record<string, boolean>> {
+    const stores = new Map<string, Record<string, boolean>>();
+    const dir = join(ROOT, "src", "stores");
+    for (const name of readdirSync(dir).filter((file) => file.endsWith(".ts"))) {
+      const source = readFileSync(join(dir, name), "utf8");
+      for (const match of source.matchAll(/^export class (\w+Store) implements \w+/gm)) {
+        const body = source.slice(match.index);
+        const literal = /capabilities(?::[^=;]*)? = (\{[^}]*\})/.exec(body)?.[1];
+        assert.ok(literal !== undefined, `${match[1]}: no capabilities literal found in src/stores/${name}`);
+        const flags: Record<string, boolean> = {};
+        for (const [, key, value] of literal.matchAll(/(\w+): (true|false)\b/g)) {
+          flags[key!] = value === "true";
+        }
+        stores.set(match[1]!, flags);
+      }
+    }
+    return stores;
+  }
+
+  /** The table whose header names the capabilities: store -> flag -> yes/no. */
+  function documented(): Map<string, Record<string, boolean>> {
+    const lines = readFileSync(README, "utf8").split("\n");
+    const header = lines.findIndex((line) => /^\|\s*store\s*\|\s*`compareAndSet`/.test(line));
+    assert.ok(header >= 0, "the README has no table of capabilities");
+    const columns = lines[header]!.split("|").slice(1, -1).map((cell) => /`(\w+)`/.exec(cell)?.[1] ?? "");
+    const rows = new Map<string, Record<string, boolean>>();
+    for (const line of lines.slice(header + 2)) {
+      if (!line.startsWith("|")) break;
+      const cells = line.split("|").slice(1, -1).map((cell) => cell.trim());
+      const flags: Record<string, boolean> = {};
+      columns.forEach((column, i) => {
+        if (i === 0) return;
+        assert.match(cells[i]!, /^(yes|no)$/, `README capabilities table: "${cells[i]}" in ${line}`);
+        flags[column] = cells[i] === "yes";
+      });
+      rows.set(/`(\w+)`/.exec(cells[0]!)![1]!, flags);
+    }
+    return rows;
+  }
+
+  it("names every store, and says what each store's capabilities say", () => {
+    const stores = declared();
+    const table = documented();
+    assert.ok(stores.size >= 9, `only ${stores.size} stores found in src/stores`);
+    assert.deepEqual([...table.keys()].sort(), [...stores.keys()].sort());
+    for (const [store, flags] of stores) {
+      for (const capability of CAPABILITIES) {
+        assert.equal(
+          table.get(store)![capability],
+          flags[capability] === true,
+          `README says ${store} ${
+            table.get(store)![capability] ? "has" : "lacks"
+          } ${capability}; its source says otherwise`,
+        );
+      }
+    }
+  });
+});
+
+describe("the README documents every option", () => {
+  const readme = readFileSync(README, "utf8");
+
+  /** The text of the section under `heading` (up to the next heading of the same or a higher level). */
+  function section(heading: string): string {
+    const match = new RegExp(`^(#{2,4}) ${heading.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s*$`, "m").exec(
+      readme,
+    );
+    assert.ok(match, `the README has no section "${heading}"`);
+    const rest = readme.slice(match.index + match[0].length);
+    const next = new RegExp(`^#{2,${match[1]!.length}} `, "m").exec(rest);
+    return next === null ? rest : rest.slice(0, next.index);
+  }
+
+  /** The field names of `interface name` in a source file. */
+  function fields(file: string, name: string): string[] {
+    const source = readFileSync(join(ROOT, file), "utf8");
+    const start = source.search(new RegExp(`export interface ${name}[<\\s]`));
+    assert.ok(start >= 0, `${file} declares no interface ${name}`);
+    const body = source.slice(start, source.indexOf("\n}", start));
+    return [...body.matchAll(/^ {2}(\w+)\??:/gm)].map((m) => m[1]!);
+  }
+
+  const SECTIONS: Record<string, string> = {
+    MemoryStore: "MemoryStore and FileStore",
+    FileStore: "MemoryStore and FileStore",
+    RedisStore: "Redis",
+    PostgresStore: "Postgres",
+    MemcachedStore: "Memcached",
+    DenoKvStore: "Deno KV",
+    DurableObjectStore: "Durable Objects",
+    CloudflareKvStore: "Cloudflare Workers KV",
+    CookieStore: "CookieStore",
+  };
+
+  it("of withSession, in the Options table", () => {
+    const table = section("Options");
+    const names = fields("src/options.ts", "SessionOptions");
+    assert.ok(names.length >= 15);
+    for (const name of names) assert.match(table, new RegExp(`^\\| \`${name}\`\\s`, "m"), `option ${name}`);
+  });
+
+  it("of every store, in that store's section", () => {
+    const dir = join(ROOT, "src", "stores");
+    const seen: string[] = [];
+    for (const file of readdirSync(dir).filter((name) => name.endsWith(".ts"))) {
+      const source = readFileSync(join(dir, file), "utf8");
+      for (const [, store] of source.matchAll(/^export interface (\w+Store)Options \{/gm)) {
+        seen.push(store!);
+        const heading = SECTIONS[store!];
+        assert.ok(heading !== undefined, `${store} has no README section in this test's list`);
+        const text = section(heading);
+        for (const name of fields(`src/stores/${file}`, `${store}Options`)) {
+          assert.ok(
+            text.includes(`\`${name}\``),
+            `${store}'s option ${name} is not in the README's "${heading}" section`,
+          );
+        }
+      }
+    }
+    assert.deepEqual(seen.sort(), Object.keys(SECTIONS).sort());
   });
 });

@@ -1,12 +1,15 @@
 // The README works as written: every TypeScript block is type-checked against the package's
-// sources (Node blocks with tsc under the project's NodeNext settings, Deno blocks with `deno
-// check`, Bun and Workers blocks with tsc and their platform's globals), and the blocks marked
-// runnable run, against the real Redis, PostgreSQL and Memcached on loopback where they use
-// them. How each block is checked is said by a comment before it (scripts/check_readme.ts).
-// The checker itself is proven on a small Markdown file with a block of each kind, broken ones
-// included. And the Worker example runs locally as the README says: with the values of
-// examples/workers/.dev.vars.example it answers, without them it cannot, and git ignores the
-// files wrangler dev reads and writes. Node only: it drives tsc, Deno, Bun and Miniflare.
+// sources (Node blocks with tsc under the project's NodeNext settings, app blocks under bundler
+// resolution, Deno blocks with `deno check`, Bun and Workers blocks with their platform's
+// globals), and the blocks marked runnable run, against the real Redis, PostgreSQL and Memcached
+// on loopback where they use them. How each block is checked is said by a comment before it
+// (scripts/check_readme.ts). The checker itself is proven on a small Markdown file with a block
+// of each kind, broken ones included. The Worker example runs locally as the README says: with
+// the values of examples/workers/.dev.vars.example it answers, without them it cannot, and git
+// ignores the files wrangler dev reads and writes. And the README stays complete: its table of
+// store capabilities matches the sources, and it names every option of withSession and of every
+// store, and every package the project depends on. Node only: it drives tsc, Deno, Bun and
+// Miniflare.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -440,7 +443,7 @@ describe("the README's table of store capabilities", () => {
   });
 });
 
-describe("the README documents every option", () => {
+describe("the README documents every option and dependency", () => {
   const readme = readFileSync(README, "utf8");
 
   /** The text of the section under `heading` (up to the next heading of the same or a higher level). */
@@ -480,6 +483,21 @@ describe("the README documents every option", () => {
     const names = fields("src/options.ts", "SessionOptions");
     assert.ok(names.length >= 15);
     for (const name of names) assert.match(table, new RegExp(`^\\| \`${name}\`\\s`, "m"), `option ${name}`);
+  });
+
+  it("of the package: every dependency says why it is there", () => {
+    const manifest = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as Record<
+      string,
+      Record<string, string>
+    >;
+    const table = section("Dependencies");
+    const names = ["dependencies", "devDependencies", "peerDependencies"].flatMap((field) =>
+      Object.keys(manifest[field] ?? {})
+    );
+    assert.ok(names.length >= 30);
+    for (const name of names) {
+      assert.ok(table.includes(`\`${name}\``), `package ${name} is not in the README's dependency table`);
+    }
   });
 
   it("of every store, in that store's section", () => {

@@ -493,6 +493,91 @@ for (const [label, connect] of clients) {
       );
     });
 
+    it("keeps leases in <table>_leases by the store's clock, one statement each", async () => {
+      let now = Date.now();
+      const { client, sent } = recording(connection.client);
+      const clocked = new PostgresStore({ client, table: own, now: () => now });
+      const key = randomKey();
+      const until = async () =>
+        (await admin.query(`SELECT owner, until FROM "${own}_leases" WHERE key = $1`, [key])).rows[0];
+      assert.equal(await clocked.lock(key, "first", 30_000), true);
+      assert.deepEqual(await until(), { owner: "first", until: String(now + 30_000) });
+      assert.equal(await clocked.lock(key, "second", 30_000), false);
+      now += 10_000;
+      assert.equal(await clocked.lock(key, "first", 30_000), true, "the owner extends it");
+      assert.deepEqual(await until(), { owner: "first", until: String(now + 30_000) });
+      await clocked.unlock(key, "second");
+      assert.equal((await until())?.owner, "first", "only its owner releases it");
+      now += 30_000; // lapsed by the store's clock, whatever the database's says
+      assert.equal(await clocked.lock(key, "second", 1_000), true);
+      assert.equal((await until())?.owner, "second");
+      await clocked.unlock(key, "second");
+      assert.equal(await until(), undefined);
+      assert.deepEqual(sent, ["INSERT", "INSERT", "INSERT", "DELETE", "INSERT", "DELETE"]);
+      // cleanup() removes lapsed leases with the expired rows, in the same statement.
+      assert.equal(await clocked.lock(key, "third", 1_000), true);
+      now += 1_000;
+      sent.length = 0;
+      await clocked.cleanup();
+      assert.deepEqual(sent, ["DELETE"]);
+      assert.equal(await until(), undefined);
+      await assert.rejects(clocked.lock(key, "", 1_000), TypeError);
+      await assert.rejects(clocked.lock(key, "x", -1), TypeError);
+    });
+
+    it("indexes a user with the save statement itself, and lists live rows only", async () => {
+      let now = Date.now();
+      const { client, sent } = recording(connection.client);
+      const clocked = new PostgresStore({ client, table: own, now: () => now });
+      const user = `ada-${randomKey().slice(0, 8)}`;
+      const userOf = async (key: string) =>
+        (await admin.query(`SELECT user_id FROM "${own}" WHERE id = $1`, [key])).rows[0]?.user_id;
+      const [a, b] = [randomKey(), randomKey()];
+      assert.equal(await clocked.save(a, record({ user }, 1, 60_000, now), null, { user }), true);
+      assert.equal(await clocked.save(b, record({ user }, 1, 1_000, now), null, { user }), true);
+      assert.deepEqual(sent.splice(0), ["INSERT", "INSERT"], "one statement each");
+      assert.equal(await userOf(a), user);
+      assert.deepEqual([...await clocked.keysOfUser(user)].sort(), [a, b].sort());
+      assert.deepEqual(sent.splice(0), ["SELECT"]);
+      now += 1_000; // b expires by the store's clock
+      assert.deepEqual(await clocked.keysOfUser(user), [a]);
+      // An update indexes in the same statement; one without an index clears it (logged out).
+      assert.equal(await clocked.save(a, record({}, 2, 60_000, now), 1), true);
+      assert.equal(await userOf(a), null);
+      assert.deepEqual(await clocked.keysOfUser(user), []);
+      assert.equal(
+        await clocked.save(a, record({ user: "grace" }, 3, 60_000, now), 2, { user: "grace" }),
+        true,
+      );
+      assert.deepEqual(sent.splice(0).filter((verb) => verb !== "SELECT"), ["UPDATE", "UPDATE"]);
+      assert.deepEqual(await clocked.keysOfUser("grace"), [a]);
+      // A refused save changes nothing.
+      assert.notEqual(await clocked.save(a, record({ user }, 3, 60_000, now), 2, { user }), true);
+      assert.equal(await userOf(a), "grace");
+      // A user id text cannot hold is refused before the database.
+      await assert.rejects(clocked.keysOfUser("a\u0000b"), TypeError);
+    });
+
+    it("writes its warnings to the logger it is given, and refuses one without warn()", async () => {
+      const warnings: unknown[][] = [];
+      const logged = new PostgresStore({
+        client: connection.client,
+        table: own,
+        logger: { warn: (...args) => void warnings.push(args) },
+      });
+      const key = randomKey();
+      await admin.query(`INSERT INTO "${own}" VALUES ($1, '"text"', 1, now(), now() + interval '1 hour')`, [
+        key,
+      ]);
+      assert.equal(await logged.load(key), null);
+      assert.equal(warnings.length, 1);
+      assert.match(String(warnings[0]![0]), /corrupt session row/);
+      assert.throws(
+        () => new PostgresStore({ client: connection.client, logger: {} as unknown as Console }),
+        TypeError,
+      );
+    });
+
     it("passes a driver error through", async () => {
       const missing = new PostgresStore({ client: connection.client, table: `${own}_missing` });
       await assert.rejects(missing.load(randomKey()), /does not exist/);
@@ -587,6 +672,40 @@ describe("PostgresStore tables", () => {
     const { rows } = await admin.query(`SELECT data FROM "${schema}"."Sessions" WHERE id = $1`, [key]);
     assert.deepEqual(rows[0].data, { in: "schema" });
     assert.equal(await store.count(), 1);
+  });
+
+  it("brings a table made by an earlier version up to date, and locks no up-to-date table", async () => {
+    const table = `websession_test_${RUN}_older`;
+    try {
+      // The table as migrate() made it before sessions per user and leases.
+      await admin.query(
+        `CREATE TABLE "${table}" (id text PRIMARY KEY, data jsonb NOT NULL, version integer NOT NULL, ` +
+          `created_at timestamptz NOT NULL, expires_at timestamptz NOT NULL)`,
+      );
+      const key = randomKey();
+      const kept = record({ kept: true });
+      await admin.query(
+        `INSERT INTO "${table}" VALUES ($1, $2, 1, to_timestamp($3::float8 / 1000), to_timestamp($4::float8 / 1000))`,
+        [key, kept.data, kept.createdAt, kept.expiresAt],
+      );
+      const { client, sent } = recording(admin);
+      const store = new PostgresStore({ client, table });
+      await store.migrate();
+      assert.ok(sent.includes("ALTER"), sent.join());
+      assert.deepEqual(await store.load(key), kept);
+      assert.equal(await store.save(key, { ...kept, version: 2 }, 1, { user: "ada" }), true);
+      assert.deepEqual(await store.keysOfUser("ada"), [key]);
+      assert.equal(await store.lock(key, "owner", 1_000), true);
+      sent.length = 0;
+      await store.migrate();
+      assert.deepEqual(
+        sent,
+        ["CREATE", "SELECT", "CREATE", "CREATE", "CREATE"],
+        "no ALTER TABLE once up to date",
+      );
+    } finally {
+      await dropTables(table);
+    }
   });
 
   it("ships the same DDL as migrate() in postgres.sql", async () => {

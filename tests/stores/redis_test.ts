@@ -109,6 +109,13 @@ function recording(client: RedisLike): { client: RedisLike; sent: string[] } {
 
 const SECRET = "round trip test secret, at least 32 characters";
 
+/** Where a store keeps `user`'s index: `prefix user:{base64url SHA-256 of the user id}`. */
+async function indexKeyOf(prefix: string, user: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(user)));
+  const tag = btoa(String.fromCharCode(...digest)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return `${prefix}user:{${tag}}`;
+}
+
 for (const [label, connect] of clients) {
   const prefix = `websession-test:${RUN}:${label.replace(/[^a-z]+/g, "-")}:`;
   let suiteConnection: Connection;
@@ -355,10 +362,128 @@ for (const [label, connect] of clients) {
     it("counts by SCAN over its own prefix only, even one with glob characters", async () => {
       const glob = new RedisStore({ client: connection.client, prefix: `${own}g*[?]\\:` });
       const sibling = new RedisStore({ client: connection.client, prefix: `${own}gx[?]\\:` });
-      for (let i = 0; i < 3; i++) await glob.save(randomKey(), record({ i }), null);
+      const keys = [randomKey(), randomKey(), randomKey()];
+      for (const [i, key] of keys.entries()) await glob.save(key, record({ i }), null);
       await sibling.save(randomKey(), record({}), null);
+      // Leases and users' indexes under the prefix are not sessions.
+      assert.equal(await glob.lock(keys[0]!, "owner", 60_000), true);
+      assert.equal(await glob.save(keys[1]!, record({ user: "ada" }, 2), 1, { user: "ada" }), true);
       assert.equal(await glob.count(), 3);
       assert.equal(await sibling.count(), 1);
+    });
+
+    it("keeps a lease under prefix lock:key with a time to live, extended only by its owner", async () => {
+      const { client, sent } = recording(connection.client);
+      const counted = new RedisStore({ client, prefix: own });
+      const key = randomKey();
+      await counted.lock(randomKey(), "warm", 1_000); // the scripts are known from here on
+      await counted.unlock(randomKey(), "warm");
+      sent.length = 0;
+      assert.equal(await counted.lock(key, "first", 30_000), true);
+      assert.equal(await admin.get(`${own}lock:${key}`), "first");
+      const ttl = await admin.pttl(`${own}lock:${key}`);
+      assert.ok(ttl > 25_000 && ttl <= 30_000, `PTTL ${ttl}`);
+      assert.equal(await counted.lock(key, "second", 30_000), false);
+      assert.equal(await counted.lock(key, "first", 90_000), true, "the owner extends it");
+      assert.ok((await admin.pttl(`${own}lock:${key}`)) > 60_000);
+      await counted.unlock(key, "second");
+      assert.equal(await admin.get(`${own}lock:${key}`), "first", "only its owner releases it");
+      await counted.unlock(key, "first");
+      assert.equal(await admin.exists(`${own}lock:${key}`), 0);
+      assert.deepEqual(sent, ["EVALSHA", "EVALSHA", "EVALSHA", "EVALSHA", "EVALSHA"], "one script each");
+      // The record under the same key is a different Redis key.
+      assert.equal(await admin.exists(own + key), 0);
+      await assert.rejects(counted.lock(key, "", 1_000), TypeError);
+      await assert.rejects(counted.lock(key, "x", 0), TypeError);
+      await assert.rejects(counted.lock("../x", "x", 1_000), TypeError);
+    });
+
+    it("indexes a user's session in the save script itself, in a sorted set named by a hash of the user", async () => {
+      const { client, sent } = recording(connection.client);
+      const counted = new RedisStore({ client, prefix: own });
+      const user = `ada-${randomKey().slice(0, 8)}@example.com`;
+      const index = await indexKeyOf(own, user);
+      await counted.save(randomKey(), record({}), null, { user: "warm" });
+      await counted.keysOfUser("warm");
+      const key = randomKey();
+      const now = Date.now();
+      sent.length = 0;
+      assert.equal(await counted.save(key, record({ user }, 1, 60_000, now), null, { user }), true);
+      const saved = Date.now();
+      assert.deepEqual(sent, ["EVALSHA"], "one round trip");
+      // The entry lasts as long again as the record has left, and the set as long as its entry.
+      const score = Number(await admin.zscore(index, key));
+      assert.ok(score >= 2 * (now + 60_000) - saved && score <= now + 120_000, `score ${score}`);
+      assert.ok((await admin.pttl(index)) > 110_000);
+      assert.ok(JSON.parse((await admin.get(own + key))!).userUntil >= score - 1);
+      sent.length = 0;
+      assert.deepEqual(await counted.keysOfUser(user), [key]);
+      assert.deepEqual(sent, ["EVALSHA"], "one round trip");
+      // A refused save writes no entry.
+      const other = randomKey();
+      await counted.save(other, record({}), null);
+      assert.notEqual(await counted.save(other, record({ user }, 2), 7, { user }), true);
+      assert.equal(await admin.zscore(index, other), null);
+      // The record reads back without what it notes of its index.
+      assert.deepEqual(await counted.load(key), record({ user }, 1, 60_000, now));
+    });
+
+    it("extends a user's index entry before a touch moves the record's expiry past it", async () => {
+      let now = Date.now();
+      const { client, sent } = recording(connection.client);
+      const clocked = new RedisStore({ client, prefix: own, now: () => now });
+      const user = `user-${randomKey().slice(0, 12)}`;
+      const key = randomKey();
+      const saved = record({ user }, 1, 60_000, now);
+      assert.equal(await clocked.save(key, saved, null, { user }), true);
+      // Every script is known from here on: a touch far ahead of a warm-up session's index entry.
+      const warm = randomKey();
+      await clocked.save(warm, record({ user: "warm" }, 1, 60_000, now), null, { user: "warm" });
+      await clocked.touch(warm, now + 600_000);
+      sent.length = 0;
+      now += 50_000;
+      await clocked.touch(key, now + 60_000); // within the entry's 120 s: one script
+      assert.deepEqual(sent.splice(0), ["EVALSHA"]);
+      now += 50_000;
+      await clocked.touch(key, now + 60_000); // past it: asks, extends the entry, touches
+      assert.deepEqual(sent.splice(0), ["EVALSHA", "EVALSHA", "EVALSHA"]);
+      for (let step = 0; step < 10; step++) {
+        now += 50_000;
+        await clocked.touch(key, now + 60_000);
+        assert.deepEqual(await clocked.keysOfUser(user), [key]);
+      }
+      assert.deepEqual(await clocked.load(key), { ...saved, expiresAt: now + 60_000 });
+    });
+
+    it("drops index entries no record can need any more as the index is written", async () => {
+      let now = Date.now();
+      const clocked = new RedisStore({ client: connection.client, prefix: own, now: () => now });
+      const user = `user-${randomKey().slice(0, 12)}`;
+      const [short, long] = [randomKey(), randomKey()];
+      await clocked.save(short, record({ user }, 1, 1_000, now), null, { user });
+      assert.deepEqual(await clocked.keysOfUser(user), [short]);
+      now += 2_500; // past what the short session's entry had to last (2 s)
+      assert.deepEqual(await clocked.keysOfUser(user), []);
+      await clocked.save(long, record({ user }, 1, 60_000, now), null, { user });
+      assert.deepEqual(await admin.zrange(await indexKeyOf(own, user), "0", "-1"), [long]);
+    });
+
+    it("writes its warnings to the logger it is given, and refuses one without warn()", async () => {
+      const warnings: unknown[][] = [];
+      const logged = new RedisStore({
+        client: connection.client,
+        prefix: own,
+        logger: { warn: (...args) => void warnings.push(args) },
+      });
+      const key = randomKey();
+      await admin.set(own + key, "{not json", "PX", 60_000);
+      assert.equal(await logged.load(key), null);
+      assert.equal(warnings.length, 1);
+      assert.match(String(warnings[0]![0]), /corrupt session record/);
+      assert.throws(
+        () => new RedisStore({ client: connection.client, logger: {} as unknown as Console }),
+        TypeError,
+      );
     });
   });
 }

@@ -27,7 +27,7 @@ import { SessionConflictError } from "../errors.ts";
 import { emit, timed } from "../events.ts";
 import { createSessionId } from "../id.ts";
 import { splitData, stateData } from "../session.ts";
-import { endedAt, isEnded, type SessionStore, type StoredSession } from "../store.ts";
+import { endedAt, isEnded, type SessionStore, type StoredSession, toStoredSession } from "../store.ts";
 
 /** The longest signed cookie value this library writes is 76 characters; allow slack. */
 const MAX_SIGNED_VALUE = 256;
@@ -71,6 +71,11 @@ async function open(h: Handle, source: CookieSource): Promise<void> {
       throw storeError("load", error);
     }
     const now = o.now();
+    if (record !== null && toStoredSession(record) === null) {
+      // Not a record this library wrote (a version that is no positive integer, say): unusable.
+      invalid(h, "unknown");
+      continue;
+    }
     if (record !== null && isEnded(record) && record.expiresAt > now) {
       // Ended by another request: a request in flight at the time may change nothing and
       // send no cookie; long after, the browser evidently missed the new cookie.

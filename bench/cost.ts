@@ -296,8 +296,7 @@ export async function runCost(options: {
           for (const child of children) {
             if (cost.errors.has(child.name) || !sizes.has(child)) continue;
             try {
-              const n = Math.max(10, Math.min(500, sizes.get(child)?.[scenario] ?? 500));
-              const answer = await child.ask({ op: "alloc", scenario, n });
+              const answer = await child.ask({ op: "alloc", scenario, n: 500 });
               if (!Number.isFinite(answer.bytes as number)) {
                 cost.allocDropped++;
                 continue;

@@ -225,11 +225,20 @@ async function handle(
     }
     case "alloc": {
       if (typeof gc !== "function") throw new Error("Allocation needs --expose-gc");
-      // A first small batch estimates the size, so that a whole batch fits in the young generation.
-      const probeSize = Math.max(3, Math.min(20, command.n! >> 2));
-      const probe = await allocated(() => batch(command.scenario!, probeSize), probeSize);
+      // A first small batch estimates the bytes and the CPU time of a request: the batch is then
+      // as large as `n` allows, small enough to fit in the young generation, and at most about
+      // 250 ms of CPU (slow peers). Its size does not depend on wall time, which a busy machine
+      // stretches: a batch's fixed cost (a few kilobytes) must spread over many requests.
+      const cpu = process.cpuUsage();
+      await batch(command.scenario!, 5);
+      const used = process.cpuUsage(cpu);
+      const cpuMs = (used.user + used.system) / 1000 / 5;
+      const probe = await allocated(() => batch(command.scenario!, 5), 5);
       const estimate = Number.isFinite(probe.bytes) ? Math.max(probe.bytes, 1000) : 200_000;
-      const n = Math.max(3, Math.min(command.n!, Math.floor(96 * 2 ** 20 / estimate)));
+      const n = Math.max(
+        10,
+        Math.min(command.n!, Math.floor(96 * 2 ** 20 / estimate), Math.floor(250 / Math.max(cpuMs, 0.001))),
+      );
       return { ...(await allocated(() => batch(command.scenario!, n), n)), n };
     }
     case "sites": {

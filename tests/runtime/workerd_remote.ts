@@ -85,7 +85,7 @@ for (const [label, options] of upstashVariants) {
         return store;
       },
       close: async () => {
-        await sql.query(`DROP TABLE IF EXISTS "${table}"`);
+        await sql.query(`DROP TABLE IF EXISTS "${table}", "${table}_leases"`);
       },
     };
   };

@@ -178,9 +178,7 @@ async function run<A extends unknown[]>(
   const kind = replayKind(o, original);
   const pristine = kind === "clone" ? original.clone() : undefined;
   for (let attempt = 1;; attempt++) {
-    const request = attempt === 1
-      ? original
-      : kind === "copy"
+    const request = attempt === 1 ? original : kind === "copy"
       // clone(), not new Request(original): servers such as srvx hand over Request subclasses
       // that the Request constructor cannot copy.
       ? original.clone()

@@ -20,6 +20,7 @@ import {
   ENDED_KEY,
   isEnded,
   type SaveIndex,
+  type SaveResult,
   type SessionData,
   type SessionStore,
   type StoredSession,
@@ -81,7 +82,8 @@ export type Outcome =
     record: StoredSession | null;
     /** A logout that found the session already ended by another request, or gone. */
     found?: "ended" | "missing";
-    landed: Landed;
+    /** The maps the session holds now; `undefined`: its own, unchanged (no merge was needed). */
+    landed: Landed | undefined;
     attempts: number;
   }
   | { kind: "rerun" }
@@ -178,14 +180,15 @@ export async function commitToRecord(
   byKey.set(key, own);
   // The first batch runs here; commits that queued meanwhile are driven on without holding
   // this request's answer back.
-  let rest: Pending[];
+  let rest: Pending[] = NONE;
   try {
-    rest = await runBatch(store, key, own, [p], maxAttempts, now);
+    // Alone and unaware of any conflict: save this request's own state at the version it read.
+    const refused = await saveAlone(store, key, own, p, now);
+    if (refused !== SAVED) rest = await runBatch(store, key, own, [p], maxAttempts, now, refused, 2);
   } catch (error) {
-    rest = [];
     p.outcome ??= { kind: "failed", error: storeError("save", error) };
   }
-  const next = [...rest, ...own.queue.splice(0)];
+  const next = own.queue.length === 0 ? rest : [...rest, ...own.queue.splice(0)];
   if (next.length === 0) {
     byKey.delete(key);
   } else {
@@ -227,6 +230,62 @@ async function drive(
   }
 }
 
+const NONE: Pending[] = [];
+/** `saveAlone` saved. */
+const SAVED: unique symbol = Symbol("saved");
+/** No record is known yet: the batch starts from the freshest its commits read. */
+const UNKNOWN: unique symbol = Symbol("unknown");
+
+/**
+ * The common case, with nothing to decide: one commit, no concurrent commit in this process,
+ * saved at the version it read. Returns `SAVED`, or what the refusal reported (the current
+ * record, `null` when gone, `undefined` when the store did not say) for the batch to go on from.
+ */
+async function saveAlone(
+  store: SessionStore,
+  key: string,
+  lane: Lane,
+  p: Pending,
+  now: () => number,
+): Promise<typeof SAVED | StoredSession | null | undefined> {
+  const s = p.s;
+  const base = s.base!;
+  const at = now();
+  const record: StoredSession = s.ending === undefined
+    ? {
+      data: joinData(s.data, s.flash, s.flashOut),
+      version: base.version + 1,
+      createdAt: base.createdAt,
+      expiresAt: p.expiresAt > base.expiresAt ? p.expiresAt : base.expiresAt,
+    }
+    : {
+      data: { [ENDED_KEY]: true, [ENDED_AT_KEY]: at },
+      version: base.version + 1,
+      createdAt: base.createdAt,
+      expiresAt: Math.max(base.expiresAt, p.expiresAt, at + TOMBSTONE_MS),
+    };
+  const index = s.ending === undefined ? indexOf(record.data, p.userKey) : undefined;
+  let result: SaveResult;
+  try {
+    result = await (p.hook === undefined
+      ? store.save(key, record, base.version, index)
+      : timed(p.hook, p.request, "save", () =>
+        store.save(key, record, base.version, index)));
+  } catch (error) {
+    p.outcome = { kind: "failed", error: storeError("save", error) };
+    return SAVED;
+  }
+  if (result === true) {
+    lane.latest = record;
+    p.outcome = { kind: "saved", record, landed: undefined, attempts: 1 };
+    return SAVED;
+  }
+  lane.contention++;
+  if (result === false) return undefined;
+  const reported = result.current;
+  return reported !== null && reported.version <= base.version ? undefined : reported;
+}
+
 function freshest(lane: Lane, batch: Pending[]): StoredSession | null | undefined {
   let best = lane.latest;
   for (const p of batch) {
@@ -248,9 +307,11 @@ async function runBatch(
   batch: Pending[],
   maxAttempts: number,
   now: () => number,
+  known: StoredSession | null | undefined | typeof UNKNOWN = UNKNOWN,
+  first = 1,
 ): Promise<Pending[]> {
-  let current = freshest(lane, batch);
-  for (let attempt = 1;; attempt++) {
+  let current = known === UNKNOWN ? freshest(lane, batch) : known;
+  for (let attempt = first;; attempt++) {
     if (current === undefined) {
       try {
         const hook = batch[0]!.hook;

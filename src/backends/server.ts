@@ -34,10 +34,12 @@ const MAX_SIGNED_VALUE = 256;
 /** At most this many values of a duplicated session cookie are tried. */
 const MAX_CANDIDATES = 4;
 
-function adopt(h: Handle, landed: Landed): void {
-  h.data = landed.data;
-  h.flash = landed.flash;
-  h.flashOut = landed.flashOut;
+function adopt(h: Handle, landed: Landed | undefined): void {
+  if (landed !== undefined) {
+    h.data = landed.data;
+    h.flash = landed.flash;
+    h.flashOut = landed.flashOut;
+  }
   h.ops = [];
 }
 

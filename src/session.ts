@@ -630,7 +630,9 @@ export class Session<T extends object = SessionData> {
 
   /**
    * Saves now instead of when the response is committed (for example before a long stream).
-   * Later changes are saved at commit as usual.
+   * Later changes are saved at commit as usual. What this saves stays saved: the request is
+   * then no longer run again on a conflict, and if its later changes conflict with a concurrent
+   * request they alone are refused (`SessionConflictError`, 409).
    *
    * @throws {SessionConflictError} When the change cannot be merged with a concurrent one.
    * @throws {StoreUnavailableError} When the store fails.

@@ -187,14 +187,18 @@ async function commit(h: Handle): Promise<CommitResult> {
           return outcome.reason === "ended" ? endedConflict() : policyConflict(o.conflict);
       }
       adopt(h, outcome.landed);
+      // What this request wrote is stored: running the handler again would apply it twice.
+      // A later conflict refuses only what comes after (see `Session.save()`).
+      if (writes) h.canRerun = false;
       if (h.ending !== undefined) {
         // The record this request loaded is ended (a tombstone now); what it carried over
         // (regenerate) or set afterwards (destroy) becomes a new session below.
         if (h.cookieValue !== undefined) o.signer.forget(h.cookieValue);
         h.cookieValue = undefined;
-        if (outcome.found === "ended") {
-          // Another request ended it first (a log in, say): the browser may hold its new cookie
-          // already. This logout changes no cookie, and what it set afterwards cannot land.
+        if (outcome.found !== undefined) {
+          // Another request ended it first (a log in, say), or its record is gone and with it
+          // any proof that none did: the browser may hold a newer cookie already. This logout
+          // changes no cookie, and what it set afterwards cannot land.
           h.endedElsewhere = true;
         } else {
           h.clearCookie = true;
@@ -271,6 +275,7 @@ async function commit(h: Handle): Promise<CommitResult> {
       return storeError("save", error);
     }
     if (result === true) {
+      h.canRerun = false; // a re-run would create a second session
       if (o.onEvent !== undefined) {
         emit(o.onEvent, {
           type: "save",

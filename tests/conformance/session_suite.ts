@@ -129,6 +129,22 @@ function makeApp(
         session.update("cart", (cart = []) => [...cart, url.searchParams.get("item") ?? "book"]);
         return new Response("added");
       }
+      case "/early": {
+        // Saves part of its work early, then reads, waits and writes more.
+        session.update("visits", (n = 0) => n + 1);
+        await session.save();
+        const seen = session.get("msg");
+        await hooks.hold;
+        session.set("late", seen === undefined);
+        return new Response("early");
+      }
+      case "/set-msg":
+        session.set("msg", "changed");
+        return new Response("set");
+      case "/slow-logout":
+        await hooks.hold;
+        session.destroy();
+        return new Response("bye");
       case "/goodbye":
         session.destroy();
         session.flash("msg", "goodbye");
@@ -740,6 +756,44 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
       );
       assert.notEqual(missed.jar.get("session"), client.jar.get("session"));
       assert.equal(await client.text("/read"), "1", "the logged-in browser keeps its session");
+    });
+
+    it("never applies an early save() twice: a later conflict refuses only what came after", async (t) => {
+      if (!cas()) return t.skip("store cannot compare-and-set");
+      const hold = gate();
+      const { client, runs } = await returning({}, { hold: hold.promise });
+      const before = runs();
+      const early = client.clone().fetch("/early"); // a GET: re-runnable, until its save landed
+      await sleep(30);
+      assert.equal((await client.fetch("/set-msg", { method: "POST" })).status, 200);
+      hold.open();
+      const answered = await early;
+      assert.equal(answered.status, 409, "what it read changed after its save: the rest is refused");
+      assert.deepEqual(answered.headers.getSetCookie(), []);
+      assert.equal(runs() - before, 2, "the handler ran once, never again after its save landed");
+      const record = await inner.load(await keyOf(client));
+      assert.equal(record?.data.visits, 2, "the early increment landed exactly once");
+      assert.equal(record?.data.late, undefined, "what came after the save did not land");
+    });
+
+    it("leaves a concurrent login's cookie alone when a logout in flight outlives the old session", async (t) => {
+      if (!cas()) return t.skip("store cannot compare-and-set");
+      let now = Date.now();
+      const hold = gate();
+      const { client } = await returning({ now: () => now, idleTimeout: 600 }, { hold: hold.promise });
+      const logout = client.clone().fetch("/slow-logout", { method: "POST" }); // loads, waits
+      await sleep(30);
+      const login = await client.fetch("/login?user=ada", { method: "POST" });
+      assert.equal(login.status, 200);
+      now += 700_000; // the old session (and its tombstone) would have expired by now
+      hold.open();
+      const out = await logout;
+      assert.equal(out.status, 200);
+      assert.deepEqual(
+        out.headers.getSetCookie().filter((c) => /Max-Age=0/.test(c)),
+        [],
+        "C1 is not cleared",
+      );
     });
 
     it("keeps logout's goodbye flash when a slow request with the old cookie lands after it", async (t) => {

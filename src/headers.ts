@@ -35,22 +35,30 @@ export function addSessionHeaders(headers: Headers, cookies: readonly string[]):
 }
 
 /**
- * Returns `response` with the session headers added: the same object when its headers can be
- * changed, else a copy (`Response.redirect()`, a `fetch()` result).
+ * Returns `response` with the session headers added. `Set-Cookie` values always go on a copy:
+ * a handler may return one `Response` object to many requests (a module-level `204` or redirect),
+ * and a cookie added to that object would be sent to every later caller, signing them in as
+ * someone else. Without cookies only `Vary: Cookie` is added, in place when the headers can be
+ * changed (it holds for every request that reaches the response), else on a copy. A `101`
+ * (protocol switch) response is never copied (it cannot be constructed); it is made per
+ * connection, so its own headers take the cookies.
  *
- * @param response The response.
+ * @param response The handler's response; never given a `Set-Cookie`, unless its status is `101`.
  * @param cookies The `Set-Cookie` values.
- * @returns The response to send.
+ * @returns The response to send: `response` itself, or a copy of it.
  */
 export function withSessionHeaders(response: Response, cookies: readonly string[]): Response {
-  try {
-    addSessionHeaders(response.headers, cookies);
-    return response;
-  } catch {
-    const copy = new Response(response.body, response);
-    addSessionHeaders(copy.headers, cookies);
-    return copy;
+  if (cookies.length === 0 || response.status === 101) {
+    try {
+      addSessionHeaders(response.headers, cookies);
+      return response;
+    } catch {
+      // immutable headers: `Response.redirect()`, a `fetch()` result
+    }
   }
+  const copy = new Response(response.body, response);
+  addSessionHeaders(copy.headers, cookies);
+  return copy;
 }
 
 const LOCAL = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$|\.localhost$/;

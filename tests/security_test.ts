@@ -742,3 +742,110 @@ describe("attack checklist", () => {
     });
   });
 });
+
+describe("a Response object the handler reuses across requests", () => {
+  // A module-level `204` or redirect returned to every caller: a cookie added to that object
+  // would be sent to the next caller too, signing them in as the previous one.
+  const SHARED_NO_CONTENT = new Response(null, { status: 204 });
+  const SHARED_REDIRECT = new Response(null, { status: 303, headers: { location: "/home" } });
+
+  async function walk(handler: (request: Request) => Promise<Response>): Promise<void> {
+    const ada = await handler(request("/login?user=ada", undefined, { method: "POST" }));
+    const adaCookie = setValue(ada);
+    assert.ok(adaCookie, "the log in sets a cookie");
+    assert.equal(
+      SHARED_NO_CONTENT.headers.get("set-cookie"),
+      null,
+      "the shared object is never given a cookie",
+    );
+    assert.equal(SHARED_REDIRECT.headers.get("set-cookie"), null);
+
+    // Another visitor, no cookie, same shared object: no cookie of Ada's.
+    const anon = await handler(request("/noop"));
+    assert.deepEqual(anon.headers.getSetCookie(), [], "a visitor who changed nothing gets no cookie");
+    const bob = await handler(request("/login?user=bob", undefined, { method: "POST" }));
+    const cookies = bob.headers.getSetCookie();
+    assert.equal(cookies.length, 1, `one cookie, Bob's own: ${cookies.join(" | ")}`);
+    assert.notEqual(setValue(bob), adaCookie);
+    const who = await handler(request("/whoami", `session=${setValue(bob)}`));
+    assert.equal(await who.text(), "bob");
+    const redirect = await handler(request("/logout", `session=${adaCookie}`, { method: "POST" }));
+    assert.equal(redirect.status, 303);
+    assert.equal(redirect.headers.get("location"), "/home");
+    assert.match(redirect.headers.getSetCookie()[0] ?? "", /Max-Age=0/);
+    assert.equal(SHARED_REDIRECT.headers.get("set-cookie"), null);
+    const next = await handler(request("/logout"));
+    assert.deepEqual(next.headers.getSetCookie(), [], "the next caller is not logged out by Ada's cookie");
+  }
+
+  async function route(
+    req: Request,
+    session: {
+      get(k: string): unknown;
+      set(k: string, v: unknown): unknown;
+      regenerate(): void;
+      destroy(): void;
+    },
+  ): Promise<Response> {
+    const url = new URL(req.url);
+    if (url.pathname === "/login") {
+      session.regenerate();
+      session.set("user", url.searchParams.get("user"));
+      return SHARED_NO_CONTENT;
+    }
+    if (url.pathname === "/logout") {
+      session.destroy();
+      return SHARED_REDIRECT;
+    }
+    if (url.pathname === "/whoami") return new Response(String(session.get("user")));
+    return SHARED_NO_CONTENT;
+  }
+
+  it("withSession copies it before adding Set-Cookie", async () => {
+    const store = new MemoryStore();
+    await walk(
+      withSession(async (req: Request) => route(req, await getSession(req)), { store, secrets: SECRET }),
+    );
+  });
+
+  it("websession/hono copies it before adding Set-Cookie", async () => {
+    const { Hono } = await import("hono");
+    const { sessionMiddleware, getSession: honoSession } = await import("../src/adapters/hono.ts");
+    const app = new Hono();
+    app.use(sessionMiddleware({ store: new MemoryStore(), secrets: SECRET }));
+    app.all("*", async (c) => route(c.req.raw, await honoSession(c)));
+    await walk(async (req) => await app.fetch(req));
+  });
+
+  it("websession/react-router copies it before adding Set-Cookie", async () => {
+    const { sessionMiddleware, getSession: routerSession } = await import("../src/adapters/react_router.ts");
+    const middleware = sessionMiddleware({ store: new MemoryStore(), secrets: SECRET });
+    await walk(async (req) => {
+      const values = new Map<unknown, unknown>();
+      const context = {
+        get: (k: unknown) => values.get(k) ?? null,
+        set: (k: unknown, v: unknown) => void values.set(k, v),
+      };
+      const args = { request: req, context, params: {} } as unknown as Parameters<typeof middleware>[0];
+      return await middleware(
+        args,
+        async () => route(req, await routerSession(context as never)),
+      ) as Response;
+    });
+  });
+
+  it("never copies a 101 protocol switch, which cannot be constructed", async () => {
+    const { withSessionHeaders } = await import("../src/headers.ts");
+    // A 101 cannot be built with `new Response` outside Deno/Workers: stand in for one.
+    const upgrade = Object.create(Response.prototype, {
+      status: { value: 101 },
+      headers: { value: new Headers({ upgrade: "websocket" }) },
+    }) as Response;
+    const sent = withSessionHeaders(upgrade, ["session=x; Path=/"]);
+    assert.equal(sent, upgrade);
+    assert.equal(upgrade.headers.get("set-cookie"), "session=x; Path=/");
+    const plain = new Response("x");
+    assert.equal(withSessionHeaders(plain, []), plain, "no cookie: no copy");
+    assert.equal(plain.headers.get("vary"), "Cookie");
+  });
+});

@@ -149,6 +149,8 @@ export interface Counts {
   edges: Record<EdgeKind, number>;
   /** Strongly connected components with more than one op. */
   cyclicComponents: number;
+  /** Anomalies found, by kind (all of them, even past `maxPerKind`). */
+  anomalies: Partial<Record<AnomalyKind, number>>;
 }
 
 /** The verdict. */
@@ -163,7 +165,7 @@ export interface CheckResult {
 export interface CheckOptions {
   /** Add real-time edges (strict serializability). @default true */
   realtime?: boolean;
-  /** Stop reporting after this many anomalies of one kind. @default 20 */
+  /** Stop listing anomalies of one kind after this many (`counts.anomalies` has them all). @default 20 */
   maxPerKind?: number;
 }
 
@@ -191,6 +193,7 @@ export function checkHistory(history: readonly Op[], options: CheckOptions = {})
   const report = (a: Anomaly) => {
     const n = (perKind.get(a.kind) ?? 0) + 1;
     perKind.set(a.kind, n);
+    counts.anomalies[a.kind] = n;
     if (n <= maxPerKind) anomalies.push(a);
   };
   const counts: Counts = {
@@ -206,6 +209,7 @@ export function checkHistory(history: readonly Op[], options: CheckOptions = {})
     nodes: 0,
     edges: { ww: 0, wr: 0, rw: 0, rt: 0 },
     cyclicComponents: 0,
+    anomalies: {},
   };
 
   // Who appended what.
@@ -596,13 +600,12 @@ function classify(
  */
 export function formatResult(result: CheckResult): string {
   const c = result.counts;
-  const kinds = new Map<AnomalyKind, number>();
-  for (const a of result.anomalies) kinds.set(a.kind, (kinds.get(a.kind) ?? 0) + 1);
+  const kinds = Object.entries(c.anomalies);
   const head =
     `${result.ok ? "valid" : "INVALID"}: ${c.ops} ops (${c.ok} ok, ${c.fail} fail, ${c.info} info), ` +
     `appends ${c.appends.ok}/${c.appends.fail}/${c.appends.info} (ok/fail/info, ${c.infoCommitted} info seen), ` +
     `${c.reads} reads, ${c.finals} final lists, ${c.unchecked} unchecked, graph ${c.nodes} nodes ` +
     `${c.edges.ww}ww ${c.edges.wr}wr ${c.edges.rw}rw ${c.edges.rt}rt`;
   if (result.ok) return head;
-  return `${head}; anomalies: ${[...kinds].map(([k, n]) => `${k} x${n}`).join(", ")}`;
+  return `${head}; anomalies: ${kinds.map(([k, n]) => `${k} x${n}`).join(", ")}`;
 }

@@ -75,6 +75,7 @@ describe("checkHistory", () => {
   it("finds an acknowledged append that is not in the final read", () => {
     const result = checkHistory([op([append(1)]), op([append(2)]), op([read([1])], "ok", { final: true })]);
     assert.deepEqual(result.anomalies.map((a) => [a.kind, a.value]), [["lost", 2]]);
+    assert.deepEqual(result.counts.anomalies, { lost: 1 });
     assert.match(formatResult(result), /^INVALID: .*anomalies: lost x1$/);
   });
 
@@ -176,6 +177,19 @@ describe("checkHistory", () => {
 
   it("refuses a malformed history", () => {
     assert.throws(() => checkHistory([op([append(1)]), op([append(1)])]), /appended twice/);
+  });
+
+  it("lists at most maxPerKind anomalies of a kind, and counts them all", () => {
+    const history = [
+      op([append(1)]),
+      op([append(2)]),
+      op([append(3)]),
+      op([read([])], "ok", { final: true }),
+    ];
+    const result = checkHistory(history, { maxPerKind: 1 });
+    assert.equal(result.anomalies.length, 1);
+    assert.deepEqual(result.counts.anomalies, { lost: 3 });
+    assert.match(formatResult(result), /lost x3$/);
   });
 
   it("handles a large valid history", () => {

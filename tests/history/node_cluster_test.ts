@@ -1,0 +1,694 @@
+// Node deployed as several server processes sharing one store, judged by the history checker.
+//
+// Each cell starts 2–3 processes (`node --import tsx tests/history/server.ts`) serving the
+// history app on loopback over one store (FileStore in a temp dir; RedisStore over ioredis and
+// node-redis; PostgresStore over pg, its table made by `store.migrate()`; MemcachedStore). Two
+// browsers each have two tabs sharing one cookie jar; the tabs fire waves of concurrent requests
+// (each held back a random few ms, so they arrive out of order) at random processes: appends by
+// `update` and by get + set, reads, an append / `save()` / append pair, over GET, POST, PUT and
+// DELETE. Then a log in races writers, a log out races writers, and after each the browser must
+// still be served. Every exchange goes into a list-append history that `checkHistory` judges.
+//
+// Faults, one per cell, during the second wave: a server process killed (SIGKILL: its requests
+// in flight are indeterminate); a server process paused (SIGSTOP) for longer than the store's
+// stale-lock time, then resumed; the store paused (a private redis-server or memcached of the
+// cell's own, SIGSTOP then SIGCONT; for PostgreSQL, the app's connections terminated); one
+// process with a clock 90 s ahead. A last cell runs `conflict: "overwrite"` and must be found
+// out (lost acknowledged appends): the checker bites.
+//
+// Every cell must show that at least 10 runs of one session's handler were in progress at once
+// in one process (the app counts them); a load that never gets there fails the cell. Per cell it
+// prints requests, 2xx, 409, 5xx/indeterminate, the most concurrent handlers and the anomalies.
+//
+// HISTORY_LONG=1 runs longer waves and every fault on every store.
+import { after, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer, Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Redis as IoRedis } from "ioredis";
+import pg from "pg";
+import { PostgresStore } from "../../src/stores/postgres.ts";
+import { type Answer, cookieSid, type ErrorAnswer, type Part } from "./app.ts";
+import { checkHistory, type CheckResult, formatResult, type MicroOp, type Op } from "./checker.ts";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+const MEMCACHED = process.env.MEMCACHED_SERVER ?? "127.0.0.1:11211";
+const RUN = crypto.randomUUID().slice(0, 8);
+const LONG = process.env.HISTORY_LONG === "1";
+
+/** Waves of concurrent requests per browser, and requests per wave per browser. */
+const WAVES = LONG ? 10 : 3;
+const PER_WAVE = LONG ? 60 : 36;
+/** Writers racing each log in and log out, per browser. */
+const RACERS = 16;
+const BROWSERS = 2;
+/** FileStore's stale-lock time in these cells; a paused process stays paused longer. */
+const STALE_LOCK_MS = 1_000;
+const PAUSE_MS = 2_200;
+/** A request not answered by then is indeterminate. */
+const REQUEST_TIMEOUT_MS = 15_000;
+const MIN_CONCURRENT = 10;
+
+type StoreKind = "file" | "ioredis" | "node-redis" | "postgres" | "memcached";
+type Fault = "none" | "kill" | "stop-server" | "pause-store" | "skew";
+
+interface Cell {
+  store: StoreKind;
+  fault: Fault;
+  conflict?: "merge" | "overwrite";
+  processes?: number;
+  /** Anomalies are expected in today's library: the cell is reported, not failed. */
+  todo?: string;
+  /** The checker must find anomalies (the overwrite policy). */
+  expectAnomalies?: boolean;
+}
+
+const STORES: StoreKind[] = ["file", "ioredis", "node-redis", "postgres", "memcached"];
+const FAULTS: Fault[] = ["kill", "stop-server", "pause-store", "skew"];
+
+/** Known anomalies of today's library, by cell name; see the report of each run. */
+const TODO: Record<string, string> = {};
+
+function cells(): Cell[] {
+  const list: Cell[] = STORES.map((store) => ({ store, fault: "none" as Fault }));
+  if (LONG) {
+    for (const fault of FAULTS) for (const store of STORES) list.push({ store, fault });
+  } else {
+    list.push(
+      { store: "file", fault: "kill" },
+      { store: "ioredis", fault: "kill" },
+      { store: "postgres", fault: "kill" },
+      { store: "file", fault: "stop-server" },
+      { store: "node-redis", fault: "stop-server" },
+      { store: "ioredis", fault: "pause-store" },
+      { store: "memcached", fault: "pause-store" },
+      { store: "postgres", fault: "pause-store" },
+      { store: "file", fault: "skew" },
+      { store: "ioredis", fault: "skew" },
+    );
+  }
+  list.push({ store: "ioredis", fault: "none", conflict: "overwrite", processes: 2, expectAnomalies: true });
+  return list.map((cell) => ({ ...cell, todo: TODO[cellName(cell)] }));
+}
+
+function cellName(cell: Cell): string {
+  return `${cell.store}${cell.fault === "none" ? "" : ` + ${cell.fault}`}${
+    cell.conflict === "overwrite" ? " (overwrite)" : ""
+  }`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+const children = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of children) {
+    try {
+      child.kill("SIGCONT");
+      child.kill("SIGKILL");
+    } catch {
+      // gone
+    }
+  }
+});
+
+function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once("exit", () => children.delete(child));
+  return child;
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Resolves once `probe` answers on the port (`+PONG` / `VERSION`). */
+async function answering(port: number, probe: string, expect: string): Promise<void> {
+  const end = Date.now() + 10_000;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = new Socket();
+      const done = (v: boolean) => {
+        socket.destroy();
+        resolve(v);
+      };
+      socket.setTimeout(500, () => done(false));
+      socket.once("error", () => done(false));
+      socket.once("data", (chunk) => done(String(chunk).startsWith(expect)));
+      socket.connect(port, "127.0.0.1", () => socket.write(probe));
+    });
+    if (ok) return;
+    if (Date.now() > end) throw new Error(`Nothing answers on port ${port}`);
+    await sleep(25);
+  }
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once("exit", () => resolve()));
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode === null && child.signalCode === null) {
+    child.kill("SIGCONT");
+    child.kill("SIGKILL");
+  }
+  await exited(child);
+}
+
+/** A store server of the cell's own, which may be paused. */
+interface Private {
+  address: string;
+  child: ChildProcess;
+}
+
+async function privateRedis(): Promise<Private> {
+  const port = await freePort();
+  const child = track(
+    spawn(
+      "redis-server",
+      ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+      {
+        stdio: ["ignore", "ignore", "ignore"],
+      },
+    ),
+  );
+  await answering(port, "PING\r\n", "+PONG");
+  return { address: `redis://127.0.0.1:${port}`, child };
+}
+
+async function privateMemcached(): Promise<Private> {
+  const port = await freePort();
+  const args = ["-l", "127.0.0.1", "-p", String(port), "-U", "0", "-m", "64"];
+  if (process.getuid?.() === 0) args.unshift("-u", "root");
+  const child = track(spawn("memcached", args, { stdio: ["ignore", "ignore", "ignore"] }));
+  await answering(port, "version\r\n", "VERSION");
+  return { address: `127.0.0.1:${port}`, child };
+}
+
+interface AppServer {
+  url: string;
+  child: ChildProcess;
+  alive: boolean;
+}
+
+async function startServer(env: Record<string, string>): Promise<AppServer> {
+  const child = track(
+    spawn(process.execPath, ["--import", "tsx", join("tests", "history", "server.ts")], {
+      cwd: ROOT,
+      env: { ...process.env, ...env, NODE_OPTIONS: "" },
+      stdio: ["ignore", "pipe", "pipe"],
+    }),
+  );
+  let errors = "";
+  child.stderr!.on("data", (chunk: Buffer) => {
+    errors += chunk;
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = "";
+    child.stdout!.on("data", (chunk: Buffer) => {
+      out += chunk;
+      const match = /listening (\d+)/.exec(out);
+      if (match) resolve(Number(match[1]));
+    });
+    child.once("exit", (code) => reject(new Error(`server exited with ${code}: ${errors}`)));
+  });
+  child.stdout!.resume();
+  return { url: `http://127.0.0.1:${port}`, child, alive: true };
+}
+
+// ---------------------------------------------------------------------------------------------
+// A deployment: its store and its processes
+
+interface Deployment {
+  servers: AppServer[];
+  /** Pauses or cuts the store. */
+  pauseStore(): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function deploy(cell: Cell): Promise<Deployment> {
+  const name = cellName(cell).replace(/[^a-z0-9]+/gi, "_").toLowerCase();
+  const env: Record<string, string> = {
+    HISTORY_STORE: cell.store,
+    HISTORY_CONFLICT: cell.conflict ?? "merge",
+    HISTORY_PREFIX: `websession-history:${RUN}:${name}:`,
+  };
+  const cleanups: (() => Promise<void>)[] = [];
+  let pauseStore = async () => {};
+  switch (cell.store) {
+    case "file": {
+      const dir = await mkdtemp(join(tmpdir(), "websession-history-"));
+      env.HISTORY_DIR = dir;
+      env.HISTORY_STALE_LOCK_MS = String(STALE_LOCK_MS);
+      cleanups.push(() => rm(dir, { recursive: true, force: true }));
+      break;
+    }
+    case "ioredis":
+    case "node-redis": {
+      if (cell.fault === "pause-store") {
+        const redis = await privateRedis();
+        env.HISTORY_REDIS_URL = redis.address;
+        pauseStore = () => pauseProcess(redis.child, PAUSE_MS);
+        cleanups.push(() => stopChild(redis.child));
+      } else {
+        env.HISTORY_REDIS_URL = REDIS_URL;
+        cleanups.push(() => dropPrefix(env.HISTORY_PREFIX!));
+      }
+      break;
+    }
+    case "memcached": {
+      if (cell.fault === "pause-store") {
+        const memcached = await privateMemcached();
+        env.HISTORY_MEMCACHED = memcached.address;
+        pauseStore = () => pauseProcess(memcached.child, PAUSE_MS);
+        cleanups.push(() => stopChild(memcached.child));
+      } else {
+        env.HISTORY_MEMCACHED = MEMCACHED;
+      }
+      break;
+    }
+    case "postgres": {
+      const table = `websession_history_${RUN}_${name}`.slice(0, 60);
+      const application = `history_${RUN}_${name}`.slice(0, 60);
+      const url = new URL(DATABASE_URL);
+      url.searchParams.set("application_name", application);
+      env.HISTORY_DATABASE_URL = url.toString();
+      env.HISTORY_TABLE = table;
+      const admin = new pg.Client({ connectionString: DATABASE_URL });
+      await admin.connect();
+      await new PostgresStore({ client: admin, table }).migrate();
+      pauseStore = async () => {
+        // Cut every connection of the app's processes, twice while the wave runs.
+        for (let i = 0; i < 2; i++) {
+          await admin.query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            [application],
+          );
+          await sleep(300);
+        }
+      };
+      cleanups.push(async () => {
+        try {
+          await admin.query(`DROP TABLE IF EXISTS "${table}"`);
+          await admin.query(`DROP TABLE IF EXISTS "${table}_leases"`);
+        } finally {
+          await admin.end();
+        }
+      });
+      break;
+    }
+  }
+  const count = cell.processes ?? 3;
+  const servers = await Promise.all(
+    Array.from({ length: count }, (_, i) =>
+      startServer({
+        ...env,
+        // The last process's clock runs 90 s ahead.
+        ...(cell.fault === "skew" && i === count - 1 ? { HISTORY_SKEW_MS: "90000" } : {}),
+      })),
+  );
+  return {
+    servers,
+    pauseStore: () => pauseStore(),
+    async close() {
+      await Promise.all(servers.map((s) => stopChild(s.child)));
+      for (const cleanup of cleanups.reverse()) await cleanup();
+    },
+  };
+}
+
+async function pauseProcess(child: ChildProcess, ms: number): Promise<void> {
+  child.kill("SIGSTOP");
+  await sleep(ms);
+  child.kill("SIGCONT");
+}
+
+async function dropPrefix(prefix: string): Promise<void> {
+  const admin = new IoRedis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  try {
+    let cursor = "0";
+    do {
+      const [next, keys] = await admin.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+      if (keys.length > 0) await admin.del(...keys);
+      cursor = next;
+    } while (cursor !== "0");
+  } finally {
+    admin.disconnect();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The driver
+
+type Route = "append" | "getset" | "read" | "twice" | "login" | "logout";
+
+/** One request as the driver saw it. */
+interface Exchange {
+  client: string;
+  request: string;
+  route: Route;
+  v?: number;
+  w?: number;
+  /** The session the cookie it sent named. */
+  cookieSid: string | undefined;
+  start: number;
+  end: number;
+  /** `undefined`: no answer (reset, timeout, killed server). */
+  status?: number;
+  body?: Answer | ErrorAnswer;
+  final?: boolean;
+}
+
+class Browser {
+  jar = new Map<string, string>();
+  constructor(readonly name: string) {}
+  get cookie(): string {
+    return [...this.jar].map(([k, v]) => `${k}=${v}`).join("; ");
+  }
+  keep(setCookies: string[]): void {
+    for (const header of setCookies) {
+      const pair = header.split(";", 1)[0]!;
+      const name = pair.slice(0, pair.indexOf("="));
+      const value = pair.slice(name.length + 1);
+      if (value === "" || /;\s*Max-Age=0\s*(;|$)/i.test(header)) this.jar.delete(name);
+      else this.jar.set(name, value);
+    }
+  }
+}
+
+const METHODS = ["GET", "POST", "PUT", "DELETE"] as const;
+const pick = <T>(list: readonly T[]): T => list[Math.floor(Math.random() * list.length)]!;
+
+class Driver {
+  log: Exchange[] = [];
+  #value = 0;
+  #request = 0;
+  constructor(readonly deployment: Deployment) {}
+
+  alive(): AppServer[] {
+    return this.deployment.servers.filter((s) => s.alive);
+  }
+
+  /** Sends one request from a tab of `browser`, after `jitter` ms. */
+  async send(
+    browser: Browser,
+    tab: number,
+    route: Route,
+    method: string,
+    options: { jitter?: number; server?: AppServer; final?: boolean } = {},
+  ): Promise<Exchange> {
+    if (options.jitter) await sleep(Math.random() * options.jitter);
+    const server = options.server ?? pick(this.alive());
+    const request = `q${++this.#request}`;
+    const params = new URLSearchParams();
+    const exchange: Exchange = {
+      client: `${browser.name}.t${tab}`,
+      request,
+      route,
+      cookieSid: undefined,
+      start: 0,
+      end: Infinity,
+      ...(options.final ? { final: true } : {}),
+    };
+    if (route === "append" || route === "getset" || route === "twice") {
+      params.set("v", String(exchange.v = ++this.#value));
+    }
+    if (route === "twice") params.set("w", String(exchange.w = ++this.#value));
+    const headers: Record<string, string> = { "x-request-id": request };
+    const cookie = browser.cookie;
+    if (cookie !== "") headers.cookie = cookie;
+    exchange.cookieSid = cookieSid(cookie);
+    this.log.push(exchange);
+    exchange.start = performance.now();
+    try {
+      const response = await fetch(`${server.url}/${route}?${params}`, {
+        method,
+        headers,
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      });
+      const text = await response.text();
+      exchange.end = performance.now();
+      exchange.status = response.status;
+      try {
+        exchange.body = JSON.parse(text);
+      } catch {
+        // not JSON (a crash page): indeterminate
+      }
+      browser.keep(response.headers.getSetCookie());
+    } catch {
+      // reset, timeout, killed: no answer
+    }
+    return exchange;
+  }
+
+  /** A random request of the traffic mix. */
+  traffic(browser: Browser, tab: number, jitter: number): Promise<Exchange> {
+    const r = Math.random();
+    if (r < 0.4) return this.send(browser, tab, "append", pick(METHODS), { jitter });
+    if (r < 0.6) return this.send(browser, tab, "getset", pick(METHODS), { jitter });
+    if (r < 0.85) return this.send(browser, tab, "read", "GET", { jitter });
+    return this.send(browser, tab, "twice", pick(["POST", "PUT"]), { jitter });
+  }
+}
+
+/** The micro-ops a request meant to run, per part, when its answer does not say. */
+function intended(e: Exchange): MicroOp[][] {
+  const unknown: MicroOp = { f: "read", key: "l", value: null };
+  switch (e.route) {
+    case "append":
+      return [[{ f: "append", key: "l", value: e.v! }]];
+    case "getset":
+      return [[unknown, { f: "append", key: "l", value: e.v! }]];
+    case "twice":
+      return [[{ f: "append", key: "l", value: e.v! }], [{ f: "append", key: "l", value: e.w! }]];
+    default:
+      return [[unknown]];
+  }
+}
+
+/** Turns the exchanges into a history: sessions followed across log ins, outcomes as Elle's. */
+function historyOf(log: Exchange[]): Op[] {
+  // Sessions: a log in continues its session under the new id.
+  const parent = new Map<string, string>();
+  const find = (sid: string): string => {
+    let root = sid;
+    while (parent.has(root)) root = parent.get(root)!;
+    return root;
+  };
+  for (const e of log) {
+    const body = e.body as Answer | undefined;
+    if (e.route === "login" && e.status !== undefined && e.status < 300 && body?.to && body.to !== body.sid) {
+      const a = find(body.sid);
+      const b = find(body.to);
+      if (a !== b) parent.set(b, a);
+    }
+  }
+  const ops: Op[] = [];
+  for (const e of log) {
+    const base = { client: e.client, request: e.request, start: e.start };
+    const fallback = find(e.cookieSid ?? `none:${e.request}`);
+    const split = e.route === "twice";
+    const planned = intended(e);
+    if (e.status !== undefined && e.status >= 200 && e.status < 300 && (e.body as Answer)?.parts) {
+      const parts = (e.body as Answer).parts;
+      parts.forEach((part: Part, i: number) =>
+        ops.push({
+          ...base,
+          ...(split ? { part: i } : {}),
+          session: find(part.sid),
+          end: e.end,
+          txn: part.ops,
+          outcome: "ok",
+          ...(e.final || e.route === "logout" ? { final: true } : {}),
+        })
+      );
+      continue;
+    }
+    const early = (e.body as ErrorAnswer | undefined)?.early;
+    if (early) {
+      ops.push({ ...base, part: 0, session: find(early.sid), end: e.end, txn: early.ops, outcome: "ok" });
+    }
+    const outcome = e.status === 409 ? "fail" : "info";
+    planned.forEach((txn, i) => {
+      if (early && i === 0) return;
+      ops.push({
+        ...base,
+        ...(split ? { part: i } : {}),
+        session: fallback,
+        end: outcome === "fail" ? e.end : Infinity,
+        txn,
+        outcome,
+      });
+    });
+  }
+  return ops;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A cell
+
+interface Row {
+  cell: string;
+  requests: number;
+  ok: number;
+  conflict: number;
+  info: number;
+  maxConcurrent: number;
+  anomalies: string;
+  verdict: string;
+}
+const table: Row[] = [];
+
+async function runCell(cell: Cell): Promise<{ row: Row; result: CheckResult; served: string[] }> {
+  const deployment = await deploy(cell);
+  try {
+    const driver = new Driver(deployment);
+    const browsers = Array.from({ length: BROWSERS }, (_, i) => new Browser(`b${i + 1}`));
+    const served: string[] = [];
+    // Each browser's session exists before the traffic.
+    for (const b of browsers) {
+      const created = await driver.send(b, 0, "append", "POST");
+      assert.equal(created.status, 200, "the session was created");
+    }
+
+    for (let wave = 0; wave < WAVES; wave++) {
+      const fault = wave === 1 ? injectFault(cell, deployment) : Promise.resolve();
+      await Promise.all(
+        browsers.flatMap((b) => Array.from({ length: PER_WAVE }, (_, i) => driver.traffic(b, i % 2, 8))),
+      );
+      await fault;
+    }
+
+    // A log in racing writers, then the browser still served.
+    await Promise.all(browsers.map(async (b) => {
+      const racers = Array.from({ length: RACERS }, (_, i) => driver.traffic(b, i % 2, 20));
+      await sleep(Math.random() * 10);
+      const login = driver.send(b, 0, "login", "POST");
+      await Promise.all([login, ...racers]);
+      served.push(await stillServed(driver, b, "after log in"));
+    }));
+    // A log out racing writers, then the browser still served (a new session).
+    await Promise.all(browsers.map(async (b) => {
+      const racers = Array.from({ length: RACERS }, (_, i) => driver.traffic(b, i % 2, 20));
+      await sleep(Math.random() * 10);
+      const logout = driver.send(b, 1, "logout", "DELETE");
+      await Promise.all([logout, ...racers]);
+      served.push(await stillServed(driver, b, "after log out"));
+    }));
+
+    // The most concurrent runs of one session's handler, in any one process.
+    let maxConcurrent = 0;
+    for (const server of driver.alive()) {
+      const stats = await (await fetch(`${server.url}/stats`)).json() as { maxConcurrent: number };
+      maxConcurrent = Math.max(maxConcurrent, stats.maxConcurrent);
+    }
+    // Final reads, once the traffic has stopped.
+    for (const b of browsers) await driver.send(b, 0, "read", "GET", { final: true });
+
+    const result = checkHistory(historyOf(driver.log));
+    const statuses = driver.log.map((e) => e.status);
+    const row: Row = {
+      cell: cellName(cell),
+      requests: driver.log.length,
+      ok: statuses.filter((s) => s !== undefined && s >= 200 && s < 300).length,
+      conflict: statuses.filter((s) => s === 409).length,
+      info: statuses.filter((s) => s === undefined || s >= 500).length,
+      maxConcurrent,
+      anomalies: Object.entries(result.counts.anomalies).map(([k, n]) => `${k} ${n}`).join(", ") || "none",
+      verdict: formatResult(result),
+    };
+    table.push(row);
+    return { row, result, served };
+  } finally {
+    await deployment.close();
+  }
+}
+
+/** One append then one read with the browser's cookie: both answered, the read holds the append. */
+async function stillServed(driver: Driver, b: Browser, when: string): Promise<string> {
+  const appended = await driver.send(b, 0, "append", "POST");
+  const read = await driver.send(b, 1, "read", "GET");
+  const list = ((read.body as Answer | undefined)?.parts?.[0]?.ops[0] as { value?: number[] } | undefined)
+    ?.value;
+  if (appended.status !== 200 || read.status !== 200 || !list?.includes(appended.v!)) {
+    return `${b.name} ${when}: append ${appended.status ?? "no answer"}, read ${read.status ?? "no answer"} ${
+      JSON.stringify(list)
+    }`;
+  }
+  return "";
+}
+
+async function injectFault(cell: Cell, deployment: Deployment): Promise<void> {
+  await sleep(60); // requests in flight
+  const victim = deployment.servers[0]!;
+  switch (cell.fault) {
+    case "kill":
+      victim.alive = false;
+      victim.child.kill("SIGKILL");
+      break;
+    case "stop-server":
+      // Longer than FileStore's stale-lock time (and than any lease the other stores hold).
+      await pauseProcess(victim.child, PAUSE_MS);
+      break;
+    case "pause-store":
+      await deployment.pauseStore();
+      break;
+    default:
+      break;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe("Node as several server processes over one store: list-append histories", () => {
+  after(() => {
+    const lines = [
+      "cell | requests | 2xx | 409 | 5xx/info | max concurrent | anomalies",
+      ...table.map((r) =>
+        `${r.cell} | ${r.requests} | ${r.ok} | ${r.conflict} | ${r.info} | ${r.maxConcurrent} | ${r.anomalies}`
+      ),
+    ];
+    console.log(lines.join("\n"));
+  });
+
+  for (const cell of cells()) {
+    it(cellName(cell), { timeout: 90_000, ...(cell.todo ? { todo: cell.todo } : {}) }, async (t) => {
+      const { row, result, served } = await runCell(cell);
+      t.diagnostic(
+        `requests ${row.requests}, 2xx ${row.ok}, 409 ${row.conflict}, 5xx/info ${row.info}, ` +
+          `max concurrent handlers of one session ${row.maxConcurrent}, anomalies: ${row.anomalies}`,
+      );
+      t.diagnostic(row.verdict);
+      for (const a of result.anomalies.slice(0, 5)) t.diagnostic(`${a.kind}: ${a.message}`);
+
+      assert.ok(
+        row.maxConcurrent >= MIN_CONCURRENT,
+        `only ${row.maxConcurrent} handlers of one session ran at once (at least ${MIN_CONCURRENT} needed)`,
+      );
+      assert.ok(result.counts.finals >= BROWSERS, "every browser's list was read at the end");
+      assert.ok(row.ok > row.requests / 2, "most requests were answered 2xx");
+      if (cell.expectAnomalies) {
+        assert.ok(
+          result.anomalies.some((a) => a.kind === "lost"),
+          `overwrite lost no acknowledged append: the checker did not bite (${row.verdict})`,
+        );
+        return;
+      }
+      assert.deepEqual(served.filter((s) => s !== ""), [], "the browser is served after log in and log out");
+      assert.deepEqual(result.anomalies.map((a) => a.message), []);
+    });
+  }
+});

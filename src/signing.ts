@@ -44,6 +44,7 @@ export type SignatureFailure = "malformed" | "signature";
 
 const encoder = new TextEncoder();
 const SIGNATURE_PATTERN = /^[A-Za-z0-9_-]{43}$/;
+const BASE64URL_PATTERN = /^[A-Za-z0-9_-]*$/;
 const VERSION_PATTERN = /^[1-9][0-9]{0,14}$/;
 const ALPHABET_INDEX = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 const keyCache = new Map<string, Promise<CryptoKey>>();
@@ -59,6 +60,26 @@ function hmacKey(secret: string): Promise<CryptoKey> {
     keyCache.set(secret, key);
   }
   return key;
+}
+
+/**
+ * Tells whether `text` is base64url (no padding) in its one canonical spelling: only the
+ * alphabet, no length that leaves a lone character, and the last character's unused low bits
+ * zero. Every byte string has exactly one such spelling; a decoder ignores those bits, so without
+ * this check each value would have several spellings that decode alike (and each would miss a
+ * cache keyed by the text). Signed ids and sealed cookies both refuse the others before any
+ * crypto.
+ *
+ * @param text The text to check.
+ * @returns `true` when `text` is canonical unpadded base64url (the empty string is).
+ */
+export function isCanonicalBase64Url(text: string): boolean {
+  if (!BASE64URL_PATTERN.test(text)) return false;
+  const rest = text.length % 4;
+  if (rest === 0) return true;
+  if (rest === 1) return false;
+  // 2 characters carry one byte and 4 unused bits, 3 characters two bytes and 2 unused bits.
+  return (ALPHABET_INDEX.indexOf(text[text.length - 1]!) & (rest === 2 ? 15 : 3)) === 0;
 }
 
 function decodeBase64Url(text: string): Uint8Array<ArrayBuffer> {
@@ -227,7 +248,7 @@ export class Signer {
     if (versionText !== undefined && !VERSION_PATTERN.test(versionText)) return "malformed";
     // 43 characters carry 258 bits for a 256-bit MAC: only the canonical encoding (the last
     // character's two low bits zero) is accepted, so no altered value verifies.
-    if ((ALPHABET_INDEX.indexOf(signature[42]!) & 3) !== 0) return "signature";
+    if (!isCanonicalBase64Url(signature)) return "signature";
     const mac = decodeBase64Url(signature);
     const data = encoder.encode(payload);
     for (let i = 0; i < this.#secrets.length; i++) {

@@ -743,6 +743,28 @@ describe("attack checklist", () => {
   });
 });
 
+describe("secrets and encodings", () => {
+  it("a signed id's signature and every part of a sealed cookie have one spelling", async () => {
+    const { isCanonicalBase64Url } = await import("../src/signing.ts");
+    const { encodeBase64Url } = await import("../src/id.ts");
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    for (let length = 0; length < 12; length++) {
+      const text = encodeBase64Url(crypto.getRandomValues(new Uint8Array(length)));
+      assert.ok(isCanonicalBase64Url(text), text);
+      // Every other last character that decodes to the same bytes is refused.
+      const spare = text.length % 4 === 2 ? 15 : text.length % 4 === 3 ? 3 : 0;
+      for (let bits = 1; bits <= spare; bits++) {
+        const last = alphabet.indexOf(text.at(-1)!);
+        const respelled = text.slice(0, -1) + alphabet[(last & ~spare) | bits]!;
+        assert.equal(isCanonicalBase64Url(respelled), false, respelled);
+      }
+    }
+    for (const text of ["A", "AAAAA", "AA=", "AA+A", "AA/A", "AA A"]) {
+      assert.equal(isCanonicalBase64Url(text), false);
+    }
+  });
+});
+
 describe("a Response object the handler reuses across requests", () => {
   // A module-level `204` or redirect returned to every caller: a cookie added to that object
   // would be sent to the next caller too, signing them in as the previous one.

@@ -25,7 +25,7 @@ import {
   SessionTooLargeError,
   StoreUnavailableError,
 } from "../errors.ts";
-import { GenerationalCache } from "../signing.ts";
+import { GenerationalCache, isCanonicalBase64Url } from "../signing.ts";
 import {
   ENDED_KEY,
   type InvalidSeal,
@@ -888,6 +888,13 @@ export class CookieStore implements SealedSessionStore {
         this.#cache!.delete(token); // expired: it will never open again
         throw error;
       }
+    }
+    // Each part of a compact JWE in its one canonical base64url spelling, as the signer asks of
+    // signatures: a decoder ignores the last character's unused bits, so each seal would have
+    // many spellings that open alike, each missing the cache and costing a decryption.
+    const parts = token.split(".");
+    if (parts.length !== 5 || !parts.every(isCanonicalBase64Url)) {
+      throw invalid("malformed seal: not five parts of canonical base64url");
     }
     const keyring = await this.#keys();
     let used: Key | undefined;

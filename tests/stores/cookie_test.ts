@@ -97,6 +97,18 @@ function tamper(token: string, index: number): string {
   return parts.join(".");
 }
 
+const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/**
+ * Another spelling of base64url `text` that decodes to the same bytes: its last character with an
+ * unused low bit set. `length` is the length of the whole part when `text` is only its end.
+ */
+function respell(text: string, length = text.length): string {
+  const index = ALPHABET.indexOf(text.at(-1)!);
+  assert.ok(length % 4 === 2 || length % 4 === 3, "the part has unused bits");
+  return text.slice(0, -1) + ALPHABET[index | 1]!;
+}
+
 /**
  * The key a secret seals with, derived here independently of the store (HKDF-SHA-256, the
  * store's documented salt and info), with the `kid` it is named by: what another JOSE
@@ -344,6 +356,38 @@ describe("CookieStore", () => {
       const token = await sealed();
       const header = base64url.encode(JSON.stringify({ ...decodeHeader(token), enc: "A128GCM" }));
       await rejects([header, ...token.split(".").slice(1)].join("."), /algorithm not allowed/);
+    });
+
+    it("a seal respelled in non-canonical base64url, in any part, single or chunked, before decryption", async () => {
+      await countingDecrypts(async (decrypts) => {
+        const fresh = new CookieStore({ secrets: SECRET_A, cacheSize: 0 });
+        const token = (await fresh.seal(ID, record({ user: "ada" }), "session"))[0]!.value;
+        const parts = token.split(".");
+        // Parts whose last character carries unused bits: the header and the tag always do.
+        const spare = parts.flatMap((part, i) => (part.length % 4 === 0 ? [] : [i]));
+        assert.ok(spare.includes(0) && spare.includes(4), `parts with spare bits: ${spare.join(", ")}`);
+        for (const index of spare) {
+          const respelled = [...parts];
+          respelled[index] = respell(parts[index]!);
+          await refused(
+            fresh,
+            new Map([["session", respelled.join(".")]]),
+            "malformed",
+            /canonical base64url/,
+          );
+        }
+        assert.equal(decrypts(), 0, "refused before any decryption");
+        await opens(fresh, new Map([["session", token]])); // the canonical spelling still opens
+
+        const small = new CookieStore({ secrets: SECRET_A, chunkSize: 1000, cacheSize: 0 });
+        const chunks = jar(await small.seal(ID, record({ blob: randomText(3000) }), "session"));
+        const last = `session.${chunks.size - 1}`;
+        const tail = chunks.get(last)!; // ends with the tag
+        const respelled = new Map(chunks).set(last, tail.slice(0, -1) + respell(tail.slice(-1), 22));
+        const before = decrypts();
+        await refused(small, respelled, "malformed", /canonical base64url/);
+        assert.equal(decrypts(), before, "a chunked seal too is refused before decryption");
+      });
     });
 
     it("garbage", async () => {

@@ -3,7 +3,8 @@
 //
 // Routes (all but /stats go through withSession):
 //   POST /append?v=X      appends X to the list "l" with session.update("l", ...)
-//   POST /append-set?v=X  appends X with a plain get + set (a POST: a changed read is refused, 409)
+//   POST /append-set?v=X  appends X with a plain get + set (a POST: a changed read is refused, 409);
+//                         answers the list it read
 //   GET  /list            the list, as JSON
 //   POST /login           regenerate(), then marks the session logged in
 //   POST /logout          destroy()
@@ -91,7 +92,7 @@ export function createDeployApp<A extends unknown[]>(
       if (request.method === "POST" && url.pathname === "/append-set") {
         const list = session.get("l") ?? [];
         session.set("l", [...list, value]);
-        return Response.json({ appended: value }, { headers });
+        return Response.json({ appended: value, read: list }, { headers });
       }
       if (request.method === "GET" && url.pathname === "/list") {
         return Response.json({ list: session.get("l") ?? [], user: session.get("user") ?? null }, {

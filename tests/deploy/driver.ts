@@ -11,6 +11,7 @@
 //      empty session) and a new log in with one more round (the app still serves sessions);
 //   5. /stats: the most handlers of one session the server saw running at once.
 // Every request and answer is recorded in a history (see `Op`), for the history checker.
+import { type AnomalyKind, checkHistory, formatResult, type Op as CheckedOp } from "../history/checker.ts";
 import type { Stats } from "./app.ts";
 
 /** Sends one request to the served app (a Miniflare dispatchFetch, or fetch over loopback). */
@@ -44,6 +45,10 @@ export interface Op {
   cookie: string;
   /** The value appended; for a read, the list it answered. */
   value?: string | string[];
+  /** What a get + set append read (its answer says). */
+  read?: string[];
+  /** This read is the final state of its session's list. */
+  final?: boolean;
   status: number;
   /** The session id the server opened (`x-session-id`). */
   sessionId?: string;
@@ -74,6 +79,8 @@ export interface Outcome {
   anomalies: string[];
   /** What went wrong that the README allows for this store (stale reads, lost updates on KV). */
   allowed: string[];
+  /** The history checker's verdict, in one line. */
+  verdict: string;
 }
 
 /** The value of the `session` cookie in an answer: a string, `""` when cleared, else undefined. */
@@ -139,6 +146,7 @@ export async function runScenario(
       }
       op.sessionId = response.headers.get("x-session-id") ?? undefined;
       if (f === "read" && response.ok) op.value = (body as { list: string[] }).list;
+      if (f === "append-set" && response.ok) op.read = (body as { read: string[] }).read;
     } catch (error) {
       op.status = -1;
       op.error = String(error).slice(0, 200);
@@ -192,11 +200,10 @@ export async function runScenario(
     }
     cookie = follow(cookie, answers);
   }
-  const ofA = () => history.filter((op) => op.session === "A");
-  const afterRounds = await call("read", cookie, "A");
-  checkList("after the rounds", afterRounds.op, ofA());
+  await call("read", cookie, "A");
 
-  // 3. A log in racing appends.
+  // 3. A log in racing appends; then the list through the new cookie, the final state of the
+  // session before its log out (regenerate() keeps the data).
   const loginRace = await round(cookie, "A", "login");
   const login = loginRace.find((a) => a.op.f === "login")!;
   let loggedIn: string | undefined;
@@ -204,14 +211,13 @@ export async function runScenario(
     anomalies.push(`the log in racing appends answered ${login.op.status} ${login.op.error ?? ""}`.trim());
   } else {
     loggedIn = login.setCookie;
-    const read = await call("read", loggedIn, "A");
-    // regenerate() keeps the data: every append of the old cookie that succeeded is there.
-    checkList("after the log in race", read.op, ofA());
+    finalRead("after the log in race", (await call("read", loggedIn, "A")).op);
   }
 
-  // 4. A log out racing appends, then the old cookie once more, then a new session.
+  // 4. A log out racing appends (the same list after its final read: the checker counts these
+  // appends as unchecked), then the old cookie once more, then a new session.
   if (loggedIn !== undefined) {
-    const logoutRace = await round(loggedIn, "A", "logout");
+    const logoutRace = await round(loggedIn, "A-logout", "logout");
     const logout = logoutRace.find((a) => a.op.f === "logout")!;
     if (logout.op.status !== 200) {
       anomalies.push(
@@ -239,42 +245,28 @@ export async function runScenario(
     const answers = await round(again.setCookie, "B");
     const fresh = follow(again.setCookie, answers);
     if (options.settleMs) await new Promise((resolve) => setTimeout(resolve, options.settleMs));
-    const read = await call("read", fresh, "B");
-    checkList("in the new session", read.op, history.filter((op) => op.session === "B"));
+    finalRead("in the new session", (await call("read", fresh, "B")).op);
   }
   return summarize();
 
-  /**
-   * The simple check, until the history checker decides: every append answered 2xx is in the
-   * list exactly once, no append answered 409 is in it, nothing in it was never appended.
-   */
-  function checkList(when: string, read: Op, appends: Op[]): void {
-    if (read.status !== 200) {
-      const text = `the read ${when} answered ${read.status} ${read.error ?? ""}`.trim();
-      (options.staleReads && read.status === 503 ? allowed : anomalies).push(text);
+  /** Marks a read as the final state of its session's list; one that failed is reported. */
+  function finalRead(when: string, read: Op): void {
+    if (read.status === 200) {
+      read.final = true;
       return;
     }
-    const list = read.value as string[];
-    const seen = new Map<string, number>();
-    for (const v of list) seen.set(v, (seen.get(v) ?? 0) + 1);
-    const attempted = new Set(appends.filter((op) => op.f.startsWith("append")).map((op) => op.value));
-    for (const [v, n] of seen) {
-      if (n > 1) anomalies.push(`${when}: ${v} is in the list ${n} times`);
-      if (!attempted.has(v)) {
-        anomalies.push(`${when}: ${v} is in the list but was not appended to this session`);
-      }
+    const text = `the final read ${when} answered ${read.status} ${read.error ?? ""}`.trim();
+    (options.staleReads && read.status === 503 ? allowed : anomalies).push(text);
+  }
+
+  /** What the history checker decides, its anomalies sorted into allowed and not. */
+  function check(): string {
+    const result = checkHistory(checkerHistory(history));
+    for (const anomaly of result.anomalies) {
+      const line = `${anomaly.kind}: ${anomaly.message}`;
+      (options.staleReads && ALLOWED_ON_KV.has(anomaly.kind) ? allowed : anomalies).push(line);
     }
-    for (const op of appends) {
-      if (!op.f.startsWith("append")) continue;
-      const v = op.value as string;
-      if (op.status >= 200 && op.status < 300 && !seen.has(v)) {
-        // Workers KV cannot compare-and-set: the README says concurrent writes can lose updates.
-        (options.staleReads ? allowed : anomalies).push(
-          `${when}: ${op.f} ${v} answered ${op.status} but is lost`,
-        );
-      }
-      if (op.status === 409 && seen.has(v)) anomalies.push(`${when}: ${op.f} ${v} answered 409 but landed`);
-    }
+    return formatResult(result);
   }
 
   async function summarize(): Promise<Outcome> {
@@ -291,6 +283,7 @@ export async function runScenario(
     } catch (error) {
       anomalies.push(`/stats failed: ${error}`);
     }
+    const verdict = check();
     const count = (test: (status: number) => boolean) => history.filter((op) => test(op.status)).length;
     for (const op of history) {
       if (op.status === 503 && options.staleReads) continue;
@@ -311,8 +304,75 @@ export async function runScenario(
       handlersAtOnce,
       anomalies,
       allowed,
+      verdict,
     };
   }
+}
+
+/**
+ * What the README allows on Workers KV, which cannot compare-and-set: "concurrent writes lose
+ * updates" (a lost append, and what follows from last-write-wins: reads that disagree on the
+ * list, stale reads, dependency cycles). Never allowed: a refused append that lands, a duplicate,
+ * a value nobody appended, or one from another session.
+ */
+const ALLOWED_ON_KV = new Set<AnomalyKind>([
+  "lost",
+  "non-prefix",
+  "stale-read",
+  "G0",
+  "G1c",
+  "G-single",
+  "G2",
+  "G0-realtime",
+  "G1c-realtime",
+  "G-single-realtime",
+  "G2-realtime",
+]);
+
+/** A list value as the checker's number: `v12` is 12. */
+function numberOf(value: string): number {
+  return Number(value.slice(1));
+}
+
+/**
+ * The history in the checker's terms: each append, get + set append and read is a transaction
+ * on the list "l" of the session the client meant; 2xx is `ok`, 409 `fail`, anything else
+ * (5xx, no answer) `info`. Log ins and log outs touch no list and are left out.
+ * The appends racing the log out are a session of their own (`A-logout`): the list they append
+ * to ends with the log out, with no read to judge them by (the checker counts them unchecked).
+ */
+export function checkerHistory(history: readonly Op[]): CheckedOp[] {
+  const checked: CheckedOp[] = [];
+  for (const op of history) {
+    // The logged-out cookie's read is judged by the scenario itself (a fresh, empty session).
+    if (op.f === "login" || op.f === "logout" || op.session === "ended") continue;
+    const outcome = op.status >= 200 && op.status < 300 ? "ok" : op.status === 409 ? "fail" : "info";
+    const txn: CheckedOp["txn"] = [];
+    if (op.f === "read") {
+      txn.push({
+        f: "read",
+        key: "l",
+        value: outcome === "ok" ? (op.value as string[]).map(numberOf) : null,
+      });
+    } else {
+      // What a get + set racing the log out read is a list that has no final state to judge it by.
+      if (op.f === "append-set" && op.session !== "A-logout") {
+        txn.push({ f: "read", key: "l", value: outcome === "ok" ? (op.read ?? []).map(numberOf) : null });
+      }
+      txn.push({ f: "append", key: "l", value: numberOf(op.value as string) });
+    }
+    checked.push({
+      client: `c${op.index}`,
+      request: String(op.index),
+      session: op.session,
+      start: op.start,
+      end: outcome === "info" && op.status < 0 ? Infinity : op.end,
+      txn,
+      outcome,
+      ...(op.final ? { final: true } : {}),
+    });
+  }
+  return checked;
 }
 
 /** One line of numbers for a cell's report. */
@@ -324,7 +384,8 @@ export function describeOutcome(name: string, o: Outcome): string {
     `${o.anomalies.length} anomalies${first ? ` (${first})` : ""}` +
     (o.allowed.length
       ? `; allowed by the README: ${o.allowed.length} (${o.allowed.slice(0, 2).join(" | ")})`
-      : "");
+      : "") +
+    `; checker: ${o.verdict}`;
 }
 
 /** Scenario sizes: small for CI, larger with DEPLOY_LONG=1. */

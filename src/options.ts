@@ -8,7 +8,7 @@ import { type CookieOptions, resolveCookieOptions, type ResolvedCookieOptions } 
 import { SessionConfigError } from "./errors.ts";
 import type { EventHook } from "./events.ts";
 import { createSessionId } from "./id.ts";
-import { Signer } from "./signing.ts";
+import { refuseDuplicateSecrets, Signer } from "./signing.ts";
 import { isSealedStore, type SealedSessionStore, type SessionData, type SessionStore } from "./store.ts";
 import { MemoryStore } from "./stores/memory.ts";
 
@@ -384,7 +384,8 @@ function seconds(
  *
  * @param secrets The option value.
  * @returns The secrets as a list.
- * @throws {TypeError} When a secret is missing, not a string, or shorter than 32 characters.
+ * @throws {TypeError} When a secret is missing, not a string, shorter than 32 characters, or
+ *   the same as an earlier one.
  */
 export function resolveSecrets(secrets: unknown): readonly string[] {
   const list = typeof secrets === "string" ? [secrets] : secrets;
@@ -396,6 +397,7 @@ export function resolveSecrets(secrets: unknown): readonly string[] {
       throw new TypeError(`Invalid secrets: secret ${i} must be a string of at least 32 characters`);
     }
   });
+  refuseDuplicateSecrets(list as readonly string[]);
   return Object.freeze([...list]);
 }
 

@@ -82,6 +82,27 @@ export function isCanonicalBase64Url(text: string): boolean {
   return (ALPHABET_INDEX.indexOf(text[text.length - 1]!) & (rest === 2 ? 15 : 3)) === 0;
 }
 
+/**
+ * Refuses a secrets list that holds one secret twice: a copy-paste slip that leaves a rotation
+ * without its new secret, or keeps a retired one that was meant to go. The message names the
+ * positions, never the secret.
+ *
+ * @param secrets The secrets, each a string.
+ * @throws {TypeError} When a secret repeats an earlier one.
+ */
+export function refuseDuplicateSecrets(secrets: readonly string[]): void {
+  const seen = new Map<string, number>();
+  secrets.forEach((secret, i) => {
+    const first = seen.get(secret);
+    if (first !== undefined) {
+      throw new TypeError(
+        `Invalid secrets: secret ${i} is the same as secret ${first}: list each secret once`,
+      );
+    }
+    seen.set(secret, i);
+  });
+}
+
 function decodeBase64Url(text: string): Uint8Array<ArrayBuffer> {
   const binary = atob(text.replace(/-/g, "+").replace(/_/g, "/"));
   const bytes = new Uint8Array(binary.length);

@@ -744,6 +744,27 @@ describe("attack checklist", () => {
 });
 
 describe("secrets and encodings", () => {
+  it("refuses a secret listed twice, naming the positions and never the secret", async () => {
+    const other = "another secret of at least thirty-two characters";
+    const { CookieStore } = await import("../src/stores/cookie.ts");
+    const attempts: Array<[string, () => unknown]> = [
+      ["withSession", () => withSession(() => new Response("ok"), { secrets: [SECRET, other, SECRET] })],
+      ["CookieStore", () => new CookieStore({ secrets: [SECRET, other, SECRET] })],
+    ];
+    for (const [what, attempt] of attempts) {
+      assert.throws(attempt, (error: unknown) => {
+        assert.ok(error instanceof TypeError, what);
+        assert.equal(
+          error.message,
+          "Invalid secrets: secret 2 is the same as secret 0: list each secret once",
+        );
+        assert.ok(!error.message.includes(SECRET), "the secret itself is not in the message");
+        return true;
+      });
+    }
+    assert.ok(withSession(() => new Response("ok"), { secrets: [SECRET, other] }));
+  });
+
   it("a signed id's signature and every part of a sealed cookie have one spelling", async () => {
     const { isCanonicalBase64Url } = await import("../src/signing.ts");
     const { encodeBase64Url } = await import("../src/id.ts");

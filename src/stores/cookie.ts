@@ -25,7 +25,7 @@ import {
   SessionTooLargeError,
   StoreUnavailableError,
 } from "../errors.ts";
-import { GenerationalCache, isCanonicalBase64Url } from "../signing.ts";
+import { GenerationalCache, isCanonicalBase64Url, refuseDuplicateSecrets } from "../signing.ts";
 import {
   ENDED_KEY,
   type InvalidSeal,
@@ -356,8 +356,8 @@ export class CookieStore implements SealedSessionStore {
    * Creates a store that seals with the first secret and opens with any of them.
    *
    * @param options See {@linkcode CookieStoreOptions}.
-   * @throws {TypeError} When `secrets` is missing or empty, or a secret is shorter than 32
-   *   characters; when `userKey` is not a session key or is given without a `revocation` store.
+   * @throws {TypeError} When `secrets` is missing or empty, a secret is shorter than 32
+   *   characters or the same as an earlier one; when `userKey` is not a session key or is given without a `revocation` store.
    * @throws {RangeError} When `chunkSize`, `maxCookieHeaderBytes`, `maxCookies`,
    *   `maxPayloadBytes`, `cacheSize` or `compress` is out of range.
    */
@@ -373,6 +373,7 @@ export class CookieStore implements SealedSessionStore {
         );
       }
     });
+    refuseDuplicateSecrets(secrets);
     this.#secrets = [...secrets];
     const compress = options.compress ?? true;
     this.#compressAt = compress === true
@@ -1021,7 +1022,7 @@ function encrypt(key: Key, payload: Uint8Array, zip: boolean): Promise<string> {
 async function deriveKeyring(secrets: readonly string[]): Promise<Keyring> {
   const keys = await Promise.all(secrets.map(deriveKey));
   const byKid = new Map<string, Key>();
-  for (const key of keys) if (!byKid.has(key.kid)) byKid.set(key.kid, key); // a repeated secret keeps its first place
+  for (const key of keys) if (!byKid.has(key.kid)) byKid.set(key.kid, key); // the first secret of a kid keeps it
   return { sealing: keys[0]!, byKid };
 }
 

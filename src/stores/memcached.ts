@@ -207,8 +207,10 @@ const MAX_PREFIX_BYTES = MAX_KEY_BYTES - KEY_LENGTH - LEASE_SUFFIX.length;
 const USER_INFIX = "user:";
 // Room kept in a record's item for its index mark: `,"index":{"user":"<43>","until":<ms>}`.
 const MARK_RESERVE = 96;
-// Compare-and-set attempts on a user's index before the save fails.
-const INDEX_ATTEMPTS = 16;
+// How long, in milliseconds, an entry keeps trying to land in a user's index while other
+// processes' writes win the compare-and-set, before its save fails. Liveness only: an entry that
+// lands is written by compare-and-set, never on the strength of a timer.
+const INDEX_DEADLINE_MS = 10_000;
 const STORAGE_KEY = /^[A-Za-z0-9_-]{43}$/;
 // Printable ASCII, no space: what every client sends unchanged and Memcached accepts in a key.
 const PREFIX = /^[\x21-\x7e]*$/;
@@ -243,8 +245,24 @@ async function userHash(user: string): Promise<string> {
   return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
+/** Full-jitter exponential backoff between lost compare-and-sets of an index: at most 50 ms. */
 function pause(attempt: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(50, 2 ** attempt)));
+}
+
+/** The JSON length of one index entry, `"<key>":<until>`. */
+function entryLength(key: string, until: number): number {
+  return key.length + 3 + String(until).length;
+}
+
+/** One save's entry waiting to land in its user's index. */
+interface Pending {
+  key: string;
+  until: number;
+  /** When it gives up (`performance.now()`). */
+  deadline: number;
+  resolve: () => void;
+  reject: (error: unknown) => void;
 }
 
 /**
@@ -331,7 +349,11 @@ const CREATE_ATTEMPTS = 3;
  *   again). Later saves and touches of the record extend the entry first only when they move
  *   `expiresAt` past it, so a session with sliding expiry pays them about once per half idle
  *   window. `keysOfUser` is one `get`. Expired entries are dropped when the index is written;
- *   an index holds about 16,000 live sessions of one user in a 1 MiB item.
+ *   an index holds about 16,000 live sessions of one user in a 1 MiB item. Many sign-ins of one
+ *   user at once do not fight over the index: in one process their entries wait for the write
+ *   in flight and go together in the next one, and a write that another process beat is tried
+ *   again on what that process wrote, with backoff, for up to 10 seconds per entry (200
+ *   simultaneous sign-ins of one user all land).
  *
  * One clock decides expiry: this process's. A record past its `expiresAt` reads as missing
  * whatever Memcached still holds; Memcached's exptime is sent relative (seconds from now), so
@@ -381,6 +403,8 @@ export class MemcachedStore implements SessionStore {
   #maxIndexBytes: number;
   #onCorrupt: (key: string, error: Error) => void;
   #now: () => number;
+  /** Entries waiting to be written, per user's index item: one write in flight per item. */
+  #indexLanes = new Map<string, Pending[]>();
 
   /**
    * Creates a store over the user's connected Memcached client.
@@ -455,7 +479,8 @@ export class MemcachedStore implements SessionStore {
    *   expired); when `cas` finds the item changed since, `false`.
    * @throws {TypeError} When `key` is not a storage key, the record's times or version are not
    *   finite numbers, or `index.user` is not a non-empty string. Client errors pass through,
-   *   and an `Error` when the user's index kept changing under 16 compare-and-set attempts.
+   *   and an `Error` when other processes kept winning the compare-and-set of the user's index
+   *   for 10 seconds.
    * @throws {SessionDataError} When the data cannot be written as JSON (a `BigInt`, a cycle).
    * @throws {SessionTooLargeError} When the record does not fit in one Memcached item, or the
    *   user's index would not (about 16,000 live sessions of one user with a 1 MiB item).
@@ -602,44 +627,133 @@ export class MemcachedStore implements SessionStore {
   }
 
   /**
-   * Enters `key` in the index of the user whose id hashes to `user`, lasting until `until`:
-   * `gets` of the index item, then `cas` (or `add` when it is missing) of the entries with this
-   * one added or extended and the expired ones dropped, retried while other writers win. The
-   * item's exptime follows its longest entry. An entry never gets shorter.
+   * Enters `key` in the index of the user whose id hashes to `user`, lasting until `until`.
+   *
+   * The index is one item, written by compare-and-set, so writers of one user's index contend.
+   * Two things keep every entry landing however many sign in at once:
+   *
+   * - In this process, entries for one index go through one lane: while a write of the item is
+   *   in flight, the entries that arrive wait, and the next write (`gets`, then `cas`, or `add`
+   *   when the item is missing) carries all of them. 200 simultaneous sign-ins of one user cost a
+   *   handful of writes, not 200 writers fighting over one CAS token.
+   * - Across processes, a write that loses the compare-and-set is retried on the item as it now
+   *   stands, with jittered exponential backoff, for as long as it takes up to
+   *   {@linkcode INDEX_DEADLINE_MS} for each entry; only then does that entry's save fail (with
+   *   an `Error`, so the request answers 503 rather than leave a session out of the index).
+   *
+   * Each write keeps the entries there, with this lane's added or extended and the expired ones
+   * dropped; the item's exptime follows its longest entry. An entry never gets shorter.
    */
-  async #enter(user: string, key: string, until: number): Promise<void> {
+  #enter(user: string, key: string, until: number): Promise<void> {
     const name = USER_INFIX + user;
     const item = this.#prefix + name;
-    for (let attempt = 0; attempt < INDEX_ATTEMPTS; attempt++) {
-      const hit = await this.#commands.gets(item);
-      const now = this.#now();
-      const empty = hit === undefined || hit.value === undefined || hit.value === null;
-      const entries = empty ? new Map<string, number>() : this.#parseIndex(name, hit.value) ?? new Map();
-      if ((entries.get(key) ?? -Infinity) >= until) return;
-      const kept: Record<string, number> = {};
-      let last = until;
-      for (const [other, otherUntil] of entries) {
-        if (other === key || otherUntil <= now) continue;
-        kept[other] = otherUntil;
-        if (otherUntil > last) last = otherUntil;
+    return new Promise<void>((resolve, reject) => {
+      const entry: Pending = { key, until, deadline: performance.now() + INDEX_DEADLINE_MS, resolve, reject };
+      const queue = this.#indexLanes.get(item);
+      if (queue !== undefined) {
+        queue.push(entry);
+        return;
+      }
+      const own = [entry];
+      this.#indexLanes.set(item, own);
+      void this.#drain(name, item, own);
+    });
+  }
+
+  /** Writes a lane's entries into the index item until none is left waiting. */
+  async #drain(name: string, item: string, queue: Pending[]): Promise<void> {
+    for (let lost = 0; queue.length > 0;) {
+      let hit: Versioned | undefined;
+      try {
+        hit = await this.#commands.gets(item);
+      } catch (error) {
+        for (const entry of queue.splice(0)) entry.reject(error);
+        break;
+      }
+      const batch = queue.splice(0);
+      let reply: StoreReply;
+      try {
+        reply = await this.#writeIndex(name, item, hit, batch);
+      } catch (error) {
+        for (const entry of batch) entry.reject(error);
+        continue;
+      }
+      if (reply === "STORED") {
+        lost = 0;
+        for (const entry of batch) entry.resolve();
+        continue;
+      }
+      // Another process wrote the index in between: try again on what it wrote.
+      const now = performance.now();
+      const retry = batch.filter((entry) => {
+        if (entry.deadline > now) return true;
+        entry.reject(
+          new Error(
+            `Memcached index of a user kept changing: its compare-and-set lost for ${
+              INDEX_DEADLINE_MS / 1000
+            } s at "${item}"`,
+          ),
+        );
+        return false;
+      });
+      queue.unshift(...retry);
+      if (queue.length > 0) await pause(++lost);
+    }
+    this.#indexLanes.delete(item);
+  }
+
+  /**
+   * One write of the index item read as `hit` (`undefined`: missing), with `batch` entered.
+   * Entries already there for as long are settled at once, as are those that would not fit
+   * (`SessionTooLargeError`); `"STORED"` when nothing was left to write.
+   */
+  async #writeIndex(
+    name: string,
+    item: string,
+    hit: Versioned | undefined,
+    batch: Pending[],
+  ): Promise<StoreReply> {
+    const now = this.#now();
+    const empty = hit === undefined || hit.value === undefined || hit.value === null;
+    const entries = empty ? new Map<string, number>() : this.#parseIndex(name, hit!.value) ?? new Map();
+    const fresh = new Map<string, number>();
+    for (const entry of batch) {
+      if ((entries.get(entry.key) ?? -Infinity) >= entry.until) continue;
+      if ((fresh.get(entry.key) ?? -Infinity) < entry.until) fresh.set(entry.key, entry.until);
+    }
+    if (fresh.size === 0) return "STORED";
+    const kept: Record<string, number> = {};
+    let last = 0;
+    let count = 0;
+    let length = 2; // {}
+    for (const [other, otherUntil] of entries) {
+      if (otherUntil <= now || fresh.has(other)) continue;
+      kept[other] = otherUntil;
+      if (otherUntil > last) last = otherUntil;
+      length += entryLength(other, otherUntil) + (count++ === 0 ? 0 : 1);
+    }
+    for (const [key, until] of fresh) {
+      const grown = length + entryLength(key, until) + (count === 0 ? 0 : 1);
+      if (grown > this.#maxIndexBytes) {
+        const error = new SessionTooLargeError(
+          `Too many sessions for one user: the index "${name}" would take "${grown}" bytes, at most "${this.#maxIndexBytes}" fit in one Memcached item`,
+        );
+        for (let i = batch.length - 1; i >= 0; i--) {
+          if (batch[i]!.key === key) batch.splice(i, 1)[0]!.reject(error);
+        }
+        continue;
       }
       kept[key] = until;
-      const value = JSON.stringify(kept);
-      if (value.length > this.#maxIndexBytes) {
-        throw new SessionTooLargeError(
-          `Too many sessions for one user: the index "${name}" would take "${value.length}" bytes, at most "${this.#maxIndexBytes}" fit in one Memcached item`,
-        );
-      }
-      const exptime = exptimeOf(last, now);
-      const reply = hit === undefined
-        ? await this.#add(item, value, exptime)
-        : await this.#cas(item, value, hit.cas, exptime);
-      if (reply === "STORED") return;
-      await pause(attempt);
+      if (until > last) last = until;
+      length = grown;
+      count++;
     }
-    throw new Error(
-      `Memcached index of a user kept changing: ${INDEX_ATTEMPTS} compare-and-set attempts lost at "${item}"`,
-    );
+    if (batch.length === 0) return "STORED";
+    const value = JSON.stringify(kept);
+    const exptime = exptimeOf(last, now);
+    return hit === undefined
+      ? await this.#add(item, value, exptime)
+      : await this.#cas(item, value, hit.cas, exptime);
   }
 
   /** The entries of an index item (storage key → until), or `undefined` when corrupt (reported). */

@@ -1,0 +1,133 @@
+// The deployment Worker served by `wrangler dev` (its own workerd, local Durable Objects), driven
+// from Node over HTTP with concurrent requests of one session: the same scenario and assertions
+// as the Miniflare cells. `wrangler` is not a dependency of this repository: the cell runs when
+// `node_modules/.bin/wrangler` exists (or `WRANGLER=/path/to/wrangler`), and says so when it skips.
+//
+//   node --import tsx --test tests/deploy/wrangler_test.ts
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { test } from "node:test";
+import type { Stats } from "./app.ts";
+import { assertCell, HUNG } from "./cell.ts";
+import { runScenario, scenarioSize } from "./driver.ts";
+import { COMPATIBILITY_DATE, SECRET, workerScript } from "./workerd.ts";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const WRANGLER = process.env.WRANGLER ?? join(ROOT, "node_modules", ".bin", "wrangler");
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+const WRANGLER_TOML = `name = "websession-deploy"
+main = "worker.js"
+compatibility_date = "${COMPATIBILITY_DATE}"
+no_bundle = true
+
+[vars]
+STORE = "do"
+
+[[durable_objects.bindings]]
+name = "SESSIONS_DO"
+class_name = "SessionDurableObject"
+
+[[migrations]]
+tag = "v1"
+new_sqlite_classes = ["SessionDurableObject"]
+`;
+
+/** Starts `wrangler dev` on a free port in `dir`; resolves once it says it is ready (60 s at most). */
+async function wranglerDev(dir: string, state: string): Promise<{ base: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const child: ChildProcess = spawn(WRANGLER, [
+    "dev",
+    "--port",
+    String(port),
+    "--ip",
+    "127.0.0.1",
+    "--persist-to",
+    state,
+  ], {
+    cwd: dir,
+    // Output goes to pipes, never into `dir`: wrangler reloads on any change there.
+    env: { ...process.env, CI: "1", WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  const stop = () =>
+    new Promise<void>((done) => {
+      if (child.exitCode !== null || child.signalCode !== null) return done();
+      child.once("exit", () => done());
+      try {
+        process.kill(-child.pid!, "SIGTERM"); // wrangler and the workerd it started
+      } catch {
+        child.kill("SIGTERM");
+      }
+    });
+  return await new Promise((resolve, reject) => {
+    let output = "";
+    const timer = setTimeout(() => {
+      void stop();
+      reject(new Error(`wrangler dev was not ready within 60 s: ${output.slice(-2000)}`));
+    }, 60_000);
+    const read = (chunk: Buffer) => {
+      output += chunk;
+      if (process.env.DEPLOY_VERBOSE === "1") process.stderr.write(chunk);
+      if (/Ready on http/.test(output)) {
+        clearTimeout(timer);
+        resolve({ base: `http://127.0.0.1:${port}`, stop });
+      }
+    };
+    child.stdout!.on("data", read);
+    child.stderr!.on("data", read);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`wrangler dev exited with ${code}: ${output.slice(-2000)}`));
+    });
+  });
+}
+
+test(
+  "wrangler dev: DurableObjectStore, concurrent requests of one session",
+  existsSync(WRANGLER)
+    ? { todo: HUNG }
+    : { skip: "wrangler is not installed (not a dependency): npm install --no-save wrangler@4 to run it" },
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), "websession-deploy-wrangler-"));
+    const state = mkdtempSync(join(tmpdir(), "websession-deploy-wrangler-state-"));
+    try {
+      writeFileSync(join(dir, "worker.js"), await workerScript());
+      writeFileSync(join(dir, "wrangler.toml"), WRANGLER_TOML);
+      writeFileSync(join(dir, ".dev.vars"), `SESSION_SECRET="${SECRET}"\n`);
+      const server = await wranglerDev(dir, state);
+      try {
+        const outcome = await runScenario(
+          (path, init) =>
+            fetch(`${server.base}${path}`, {
+              method: init.method,
+              headers: init.cookie ? { cookie: `session=${init.cookie}` } : {},
+            }),
+          async () => (await (await fetch(`${server.base}/stats`)).json()) as Stats,
+          scenarioSize(),
+        );
+        assertCell(t, { name: "wrangler dev do", outcome, notes: [] });
+      } finally {
+        await server.stop();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(state, { recursive: true, force: true });
+    }
+  },
+);

@@ -8,13 +8,53 @@
 import type { ResolvedOptions } from "./options.ts";
 
 const VARY_COOKIE = /(^|,)\s*(cookie|\*)\s*(,|$)/i;
-const PRIVATE = /(^|,)\s*(private|no-store)\s*(,|$)/i;
-const SHARED = /^(public|s-maxage\s*=.*)$/i;
+/** Directives only shared caches obey (RFC 9111 §5.2.2.9, §5.2.2.10): dropped beside a cookie. */
+const SHARED = new Set(["public", "s-maxage"]);
+
+/** One `Cache-Control` directive: its name (lowercase) and its text as the handler wrote it. */
+interface Directive {
+  name: string;
+  /** Whether it has an argument (`name=value`). */
+  valued: boolean;
+  text: string;
+}
+
+/**
+ * Splits a `Cache-Control` value into its directives (RFC 9111 §5.2, the list syntax of RFC 9110
+ * §5.6.1): commas separate directives except inside a quoted-string (RFC 9110 §5.6.4, where a
+ * backslash escapes the next character), and empty elements are skipped.
+ */
+function directives(value: string): Directive[] {
+  const list: Directive[] = [];
+  let start = 0;
+  let quoted = false;
+  const push = (end: number): void => {
+    const text = value.slice(start, end).trim();
+    start = end + 1;
+    if (text === "") return;
+    const eq = text.indexOf("=");
+    const name = (eq < 0 ? text : text.slice(0, eq)).trim().toLowerCase();
+    list.push({ name, valued: eq >= 0, text });
+  };
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i];
+    if (quoted) {
+      if (c === "\\") i++;
+      else if (c === '"') quoted = false;
+    } else if (c === '"') quoted = true;
+    else if (c === ",") push(i);
+  }
+  push(value.length);
+  return list;
+}
 
 /**
  * Adds `Vary: Cookie` (a response that read the session depends on the cookie) and the
  * `Set-Cookie` values; when there are any, makes `Cache-Control` private so that no shared
- * cache keeps one user's cookie (RFC 9111 §5.2.2.7). The handler's other directives stay.
+ * cache keeps one user's cookie (RFC 9111 §5.2.2.7). The handler's directives are parsed as
+ * RFC 9111 §5.2 says (quoted arguments respected): the shared-cache directives (`public`,
+ * `s-maxage`) are dropped, `private` goes first unless a real `private` or `no-store` is there
+ * already, and the others stay.
  *
  * @param headers The response headers (mutable).
  * @param cookies The `Set-Cookie` values.
@@ -27,11 +67,17 @@ export function addSessionHeaders(headers: Headers, cookies: readonly string[]):
   if (cookies.length === 0) return;
   for (const cookie of cookies) headers.append("set-cookie", cookie);
   const cacheControl = headers.get("cache-control");
-  if (cacheControl === null) headers.set("cache-control", "private, no-store");
-  else if (!PRIVATE.test(cacheControl)) {
-    const kept = cacheControl.split(",").map((d) => d.trim()).filter((d) => d !== "" && !SHARED.test(d));
-    headers.set("cache-control", ["private", ...kept].join(", "));
+  if (cacheControl === null) {
+    headers.set("cache-control", "private, no-store");
+    return;
   }
+  // Only a real directive counts: `private` unqualified (a `private="field"` lets a shared cache
+  // keep the rest) or `no-store`; never the word inside a quoted argument of another directive.
+  const list = directives(cacheControl);
+  const isPrivate = list.some((d) => d.name === "no-store" || (d.name === "private" && !d.valued));
+  const kept = list.filter((d) => !SHARED.has(d.name) && (isPrivate || d.name !== "private"));
+  if (isPrivate && kept.length === list.length) return;
+  headers.set("cache-control", [...(isPrivate ? [] : ["private"]), ...kept.map((d) => d.text)].join(", "));
 }
 
 /**

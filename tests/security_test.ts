@@ -643,6 +643,23 @@ describe("attack checklist", () => {
       const cc = response.headers.get("cache-control") ?? "";
       assert.ok(/\b(private|no-store)\b/i.test(cc) || /no-cache="?set-cookie/i.test(cc), `got "${cc}"`);
     });
+
+    await t.test("only a real private or no-store directive counts, never one inside a quoted string", async () => {
+      const cases: Array<[string, string]> = [
+        ['public, max-age=60, ext="a,private,b"', 'private, max-age=60, ext="a,private,b"'],
+        ['ext="no-store", S-MaxAge=60, max-age=5', 'private, ext="no-store", max-age=5'],
+        ['ext="a\\",private", public', 'private, ext="a\\",private"'],
+        ['private="set-cookie", public, max-age=60', "private, max-age=60"],
+        ["private, s-maxage=60, max-age=5", "private, max-age=5"],
+        ["no-store, public", "no-store"],
+        ["PRIVATE , max-age=0", "PRIVATE , max-age=0"],
+      ];
+      for (const [given, sent] of cases) {
+        const response = await handler(request(`/count?cache=${encodeURIComponent(given)}`));
+        assert.ok(setValue(response));
+        assert.equal(response.headers.get("cache-control"), sent, given);
+      }
+    });
   });
 
   it("logout racing in-flight writes", async () => {

@@ -8,6 +8,7 @@ import { type CookieOptions, resolveCookieOptions, type ResolvedCookieOptions } 
 import { SessionConfigError } from "./errors.ts";
 import type { EventHook } from "./events.ts";
 import { createSessionId } from "./id.ts";
+import { logError } from "./log.ts";
 import { refuseDuplicateSecrets, Signer } from "./signing.ts";
 import { isSealedStore, type SealedSessionStore, type SessionData, type SessionStore } from "./store.ts";
 import { MemoryStore } from "./stores/memory.ts";
@@ -254,6 +255,18 @@ export interface SessionOptions<T extends object = SessionData> {
    */
   conflict?: ConflictPolicy;
   /**
+   * How requests of one session wait for each other (CherryPy's `locking`). `"implicit"`: under
+   * `conflict: "merge"`, a request that arrives while another request of the same session is in
+   * flight in this process waits its turn before loading (at most 10 s), and once another
+   * process was seen writing the session, turns are taken through the store's lock too; so
+   * concurrent requests run one after another and none is refused or run twice. `"explicit"`:
+   * requests run concurrently and only `session.lock()` serializes (for handlers that wait on
+   * another request of the same session, such as long polling). The other conflict policies
+   * never wait.
+   * @default "implicit"
+   */
+  locking?: "implicit" | "explicit";
+  /**
    * Attempts (saves for `merge`/`overwrite`, handler runs for `retry`) before a conflict becomes
    * a `SessionConflictError`.
    * @default 30
@@ -288,7 +301,9 @@ export interface SessionOptions<T extends object = SessionData> {
   onEvent?: EventHook;
   /**
    * Where websession writes what a person should read: server errors answered with 5xx by the
-   * default `onError`, and configuration warnings (a `Secure` cookie sent over plain http).
+   * default `onError` (the first of a kind in full, then a count a minute while it repeats, so an
+   * outage is not a stack trace per request), and configuration warnings (a `Secure` cookie sent
+   * over plain http).
    * @default console
    */
   logger?: SessionLogger;
@@ -330,6 +345,8 @@ export interface ResolvedOptions {
   absoluteMs: number;
   touchAfterMs: number;
   conflict: ConflictPolicy;
+  /** Requests of one session take turns (`locking: "implicit"` under `merge`). */
+  turns: boolean;
   maxAttempts: number;
   onError: (error: unknown, request: Request) => Response | void | Promise<Response | void>;
   onInvalidCookie?: (event: InvalidCookieEvent) => void;
@@ -405,7 +422,7 @@ function defaultOnError(logger: SessionLogger, error: unknown): Response {
   const status = typeof (error as { status?: unknown }).status === "number"
     ? (error as { status: number }).status
     : 500;
-  if (status >= 500) logger.error(error);
+  if (status >= 500) logError(logger, error); // in full once, then counted: an outage is not a stack per request
   const text = status === 409 ? "Conflict" : status === 503 ? "Service Unavailable" : "Internal Server Error";
   return new Response(text, { status, headers: { "content-type": "text/plain; charset=utf-8" } });
 }
@@ -431,6 +448,10 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
   const conflict = options.conflict ?? "merge";
   if (!["merge", "retry", "reject", "overwrite"].includes(conflict)) {
     throw new TypeError(`Invalid conflict: "${conflict}" is not "merge", "retry", "reject" or "overwrite"`);
+  }
+  const locking = options.locking ?? "implicit";
+  if (locking !== "implicit" && locking !== "explicit") {
+    throw new TypeError(`Invalid locking: "${String(locking)}" is not "implicit" or "explicit"`);
   }
   const maxAttempts = options.maxAttempts ?? 30;
   if (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1) {
@@ -477,6 +498,7 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
     absoluteMs: absolute * 1000,
     touchAfterMs: touchAfter * 1000,
     conflict,
+    turns: conflict === "merge" && locking === "implicit",
     maxAttempts,
     onError: options.onError ?? defaultOnError.bind(undefined, logger),
     onInvalidCookie: options.onInvalidCookie,

@@ -611,7 +611,7 @@ export function createSessionStorage<Data = SessionData, FlashData = Data>(
     try {
       cookies = await commit(session);
     } catch (error) {
-      if (isSessionError(error)) throw plainErrorResponse(error);
+      if (isSessionError(error)) throw plainErrorResponse(error, o.logger);
       throw error;
     }
     return cookies.length === 0 ? "" : cookies[cookies.length - 1]!;
@@ -623,7 +623,7 @@ export function createSessionStorage<Data = SessionData, FlashData = Data>(
         const session = await openSession(cookieHeader ?? null, options);
         return new StorageSessionImpl(session) as unknown as StorageSession<Data, FlashData>;
       } catch (error) {
-        if (isSessionError(error)) throw plainErrorResponse(error);
+        if (isSessionError(error)) throw plainErrorResponse(error, o.logger);
         throw error;
       }
     },

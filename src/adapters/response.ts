@@ -6,7 +6,8 @@
  * @module
  */
 import { SessionError } from "../errors.ts";
-import type { ResolvedOptions } from "../options.ts";
+import { logError } from "../log.ts";
+import type { ResolvedOptions, SessionLogger } from "../options.ts";
 
 export { addSessionHeaders, withSessionHeaders } from "../headers.ts";
 
@@ -30,13 +31,16 @@ export async function sessionErrorResponse(
 }
 
 /**
- * The response for a session error when no options are at hand: the status and its text.
+ * The response for a session error when no `onError` can be asked: the status and its text. A
+ * server error (`5xx`) is logged to `logger`, in full once and then counted (`logError`), so a
+ * store outage does not write a stack trace per request.
  *
  * @param error The error.
+ * @param logger The `logger` option, when the options are at hand.
  * @returns The response.
  */
-export function plainErrorResponse(error: SessionError): Response {
-  if (error.status >= 500) console.error(error);
+export function plainErrorResponse(error: SessionError, logger: SessionLogger = console): Response {
+  if (error.status >= 500) logError(logger, error);
   const text = error.status === 409
     ? "Conflict"
     : error.status === 503

@@ -14,7 +14,10 @@ import type { ConflictPolicy, InvalidCookieReason } from "./options.ts";
  * - `touch`: an unchanged session's expiry was extended without rewriting it.
  * - `destroy` / `regenerate`: a session was ended (its record replaced by a tombstone).
  * - `conflict`: a compare-and-set found another request's write; what the policy did.
- * - `store`: one call into the store (`operation`), with its latency and, on failure, the error.
+ * - `store`: one call into the store, with its latency and, on failure, the error. Every call the
+ *   library makes is reported, whatever made it (a request, `listUserSessions`,
+ *   `endUserSessions`, `session.lock()`); `operation` is the store method's name
+ *   ({@linkcode StoreOperation}).
  * - `invalid-cookie`: a presented cookie was not used, and why.
  *
  * @example
@@ -60,12 +63,48 @@ export type SessionEvent =
   }
   | {
     type: "store";
-    operation: "load" | "save" | "touch" | "open" | "seal" | "revoke";
+    operation: StoreOperation;
     durationMs: number;
     error?: unknown;
     request?: Request;
   }
   | { type: "invalid-cookie"; reason: InvalidCookieReason; request?: Request };
+
+/**
+ * The store call a `store` event reports: the name of the store method called.
+ *
+ * - Server stores: `load`, `save` (also a tombstone that ends a session), `destroy`, `touch`,
+ *   `lock` and `unlock` (the lease of `session.lock()`), `keysOfUser` (the index read of
+ *   `listUserSessions` and `endUserSessions`), `cleanup`, `count`.
+ * - Sealed stores (`CookieStore`): `open`, `seal`, `revoke`.
+ *
+ * @example
+ * ```ts
+ * import type { SessionEvent } from "websession";
+ * import type { StoreOperation } from "./events.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const byOperation = new Map<StoreOperation, number>();
+ * const onEvent = (event: SessionEvent) => {
+ *   if (event.type === "store") byOperation.set(event.operation, (byOperation.get(event.operation) ?? 0) + 1);
+ * };
+ * onEvent({ type: "store", operation: "keysOfUser", durationMs: 0.4 });
+ * assert.equal(byOperation.get("keysOfUser"), 1);
+ * ```
+ */
+export type StoreOperation =
+  | "load"
+  | "save"
+  | "destroy"
+  | "touch"
+  | "lock"
+  | "unlock"
+  | "keysOfUser"
+  | "cleanup"
+  | "count"
+  | "open"
+  | "seal"
+  | "revoke";
 
 /**
  * The `onEvent` hook: called synchronously with each event; what it throws is ignored.
@@ -103,7 +142,7 @@ export function emit(hook: EventHook, event: SessionEvent): void {
 export async function timed<T>(
   hook: EventHook,
   request: Request | undefined,
-  operation: "load" | "save" | "touch" | "open" | "seal" | "revoke",
+  operation: StoreOperation,
   call: () => Promise<T>,
 ): Promise<T> {
   const start = performance.now();

@@ -6,11 +6,15 @@
  * An ended session is ended like a logout: its record becomes a tombstone by compare-and-set, so
  * a request still in flight with its cookie can change nothing and sends no cookie.
  *
+ * Every store call made here (the index read, each load, each tombstone) is reported to the
+ * `onEvent` hook as a `store` event, with the request when a session was given.
+ *
  * @module
  */
 import type { Handle } from "./backend.ts";
-import { backoff, storeError, TOMBSTONE_MS } from "./conflict.ts";
-import { SessionConfigError } from "./errors.ts";
+import { storeError, TOMBSTONE_MS } from "./conflict.ts";
+import { SessionConfigError, SessionConflictError } from "./errors.ts";
+import { instrument } from "./instrument.ts";
 import { optionsOf } from "./open_session.ts";
 import type { ResolvedOptions, SessionOptions } from "./options.ts";
 import { FLASH_KEY, kState, type Session } from "./session.ts";
@@ -84,7 +88,12 @@ function scopeOf(from: Session<object> | SessionOptions<object>, user: string | 
   if (typeof who !== "string" || who === "") {
     throw new TypeError("Invalid user: give the user's id, or a session that holds one under userKey");
   }
-  return { o, store, user: who, currentKey: h?.base === undefined ? undefined : h.key };
+  return {
+    o,
+    store: instrument(store, o.onEvent, h?.request),
+    user: who,
+    currentKey: h?.base === undefined ? undefined : h.key,
+  };
 }
 
 function belongs(scope: Scope, record: StoredSession | null, now: number): record is StoredSession {
@@ -183,8 +192,15 @@ export async function listUserSessions(
  * @param from A session (its user, unless `user` is given) or the options `withSession` uses.
  * @param options `user`; `exceptCurrent` (with a session): keep this request's own session;
  * `keys`: end only these (from `listUserSessions`).
- * @returns How many sessions were ended.
+ * A session that other requests keep writing meanwhile is still ended: the tombstone needs no
+ * merge, so each attempt names the version that won the last one, with backoff, until it lands.
+ * It never returns while a session it was asked to end is still live.
+ *
+ * @returns How many sessions were ended (by this call; those already ended or expired meanwhile
+ * are not counted).
  * @throws {SessionConfigError} Without `userKey`, or when the store keeps no index per user.
+ * @throws {SessionConflictError} When other requests won every compare-and-set on a session for
+ * 10 seconds: that session is still live (the others were ended; the message says how many).
  * @throws {StoreUnavailableError} When the store fails.
  * @example
  * ```ts
@@ -215,22 +231,56 @@ export async function endUserSessions(
 ): Promise<number> {
   const scope = scopeOf(from, options.user);
   const only = options.keys === undefined ? undefined : new Set(options.keys);
+  const targets = (await recordsOf(scope)).filter(([key]) =>
+    !(options.exceptCurrent && key === scope.currentKey) && (only === undefined || only.has(key))
+  );
+  // Every session gets its chance to end, even when another one's store call fails.
+  const settled = await Promise.allSettled(targets.map(([key, record]) => end(scope, key, record)));
   let ended = 0;
-  await Promise.all((await recordsOf(scope)).map(async ([key, record]) => {
-    if (options.exceptCurrent && key === scope.currentKey) return;
-    if (only !== undefined && !only.has(key)) return;
-    if (await end(scope, key, record)) ended++;
-  }));
+  let stuck = 0;
+  for (const result of settled) {
+    if (result.status === "rejected") throw result.reason;
+    if (result.value === "ended") ended++;
+    else if (result.value === "stuck") stuck++;
+  }
+  if (stuck > 0) {
+    throw new SessionConflictError(
+      `Could not end ${stuck} of the user's sessions: each was written by other requests on every attempt for ${
+        END_DEADLINE_MS / 1000
+      } s, and is still live (${ended} other sessions were ended)`,
+    );
+  }
   return ended;
 }
 
-/** Replaces a record with a tombstone by compare-and-set, following it while it changes. */
-async function end(scope: Scope, key: string, first: StoredSession): Promise<boolean> {
+/**
+ * For how long, in milliseconds, ending one session keeps trying while other requests keep
+ * writing it, before `endUserSessions` gives up with `SessionConflictError`.
+ */
+const END_DEADLINE_MS = 10_000;
+
+/** Full-jitter exponential backoff before reading a record again: at most 100 ms. */
+function pause(attempt: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(100, 2 ** attempt)));
+}
+
+/**
+ * Replaces a record with a tombstone by compare-and-set, following it while other requests
+ * write it: a tombstone needs no merge, so each attempt simply names the version that won the
+ * last one (the store's report of it, else a fresh read). Returns `"ended"` once the tombstone
+ * is written, `"gone"` when the session stopped being the user's live session on its own
+ * (ended, expired, destroyed, changed hands), and `"stuck"` only when other writes won every
+ * attempt for {@linkcode END_DEADLINE_MS} (by the app's clock or by wall time, whichever says
+ * so first).
+ */
+async function end(scope: Scope, key: string, first: StoredSession): Promise<"ended" | "gone" | "stuck"> {
   const { store, o } = scope;
+  const deadline = o.now() + END_DEADLINE_MS;
+  const wallDeadline = performance.now() + END_DEADLINE_MS;
   let record: StoredSession | null = first;
-  for (let attempt = 1; attempt <= o.maxAttempts; attempt++) {
+  for (let attempt = 1;; attempt++) {
     const now = o.now();
-    if (!belongs(scope, record, now)) return false;
+    if (!belongs(scope, record, now)) return "gone";
     const tombstone: StoredSession = {
       data: { [ENDED_KEY]: true, [ENDED_AT_KEY]: now },
       version: record.version + 1,
@@ -243,17 +293,19 @@ async function end(scope: Scope, key: string, first: StoredSession): Promise<boo
     } catch (error) {
       throw storeError("save", error);
     }
-    if (result === true) return true;
-    if (result !== false && result.current !== null && result.current.version > record.version) {
-      record = result.current;
-    } else {
-      await backoff(attempt);
-      try {
-        record = await store.load(key);
-      } catch (error) {
-        throw storeError("load", error);
-      }
+    if (result === true) return "ended";
+    if (o.now() >= deadline || performance.now() >= wallDeadline) return "stuck";
+    const reported = result === false ? undefined : result.current;
+    if (reported === null) return "gone"; // the store says no live record is left
+    if (reported !== undefined && reported.version > record.version) {
+      record = reported; // what won: try again on it at once
+      continue;
+    }
+    await pause(attempt);
+    try {
+      record = await store.load(key);
+    } catch (error) {
+      throw storeError("load", error);
     }
   }
-  return false;
 }

@@ -44,6 +44,7 @@ import {
 import { CookieStore } from "../src/stores/cookie.ts";
 import type { SaveResult } from "../src/store.ts";
 import { otelEvents } from "../src/otel.ts";
+import { endUserSessions, listUserSessions } from "../src/users.ts";
 
 const SECRET = "otel test secret of at least 32 characters";
 const NOW = 1_800_000_000_000;
@@ -568,6 +569,60 @@ describe("websession/otel", () => {
 });
 
 /** `length` characters of base64url that deflate cannot shorten. */
+describe("websession/otel: store calls outside a request's own load and save", () => {
+  it("makes a client span and a duration point for the index read, loads and tombstones of sessions per user", async () => {
+    const exporter = new InMemorySpanExporter();
+    const tracer = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }).getTracer(
+      "t",
+    );
+    const reader = new CollectingReader();
+    const meter = new MeterProvider({ readers: [reader] }).getMeter("websession");
+    const options = {
+      store: new MemoryStore(),
+      secrets: [SECRET],
+      userKey: "user" as const,
+      onEvent: otelEvents({ tracer, meter, dbSystem: "memory", collection: "sessions" }),
+    };
+    const login = withSession(async (req: Request) => {
+      (await getSession<{ user?: string }>(req)).set("user", "ada");
+      return new Response("ok");
+    }, options);
+    await login(new Request("https://example.com/"));
+    await login(new Request("https://example.com/"));
+    exporter.reset();
+    const before = await reader.collect();
+    assert.equal(before.errors.length, 0);
+    assert.equal((await listUserSessions(options, "ada")).length, 2);
+    assert.equal(await endUserSessions(options, { user: "ada" }), 2);
+    const spans = exporter.getFinishedSpans();
+    assert.deepEqual(spans.map((span) => span.name).sort(), [
+      "keysOfUser sessions",
+      "keysOfUser sessions",
+      "load sessions",
+      "load sessions",
+      "load sessions",
+      "load sessions",
+      "save sessions",
+      "save sessions",
+    ]);
+    for (const span of spans) {
+      assert.equal(span.kind, SpanKind.CLIENT);
+      assert.equal(span.attributes[ATTR_DB_OPERATION_NAME], span.name.split(" ")[0]);
+      assert.equal(span.attributes[ATTR_DB_SYSTEM_NAME], "memory");
+      assert.equal(span.attributes[ATTR_DB_COLLECTION_NAME], "sessions");
+    }
+    const { resourceMetrics } = await reader.collect();
+    const keysOfUser = dataPoints(resourceMetrics).get(METRIC_DB_CLIENT_OPERATION_DURATION)!.points.find(
+      ([attributes]) => attributes[ATTR_DB_OPERATION_NAME] === "keysOfUser",
+    );
+    assert.deepEqual(keysOfUser, [{
+      [ATTR_DB_SYSTEM_NAME]: "memory",
+      [ATTR_DB_COLLECTION_NAME]: "sessions",
+      [ATTR_DB_OPERATION_NAME]: "keysOfUser",
+    }, 2]);
+  });
+});
+
 function randomText(length: number): string {
   const bytes = crypto.getRandomValues(new Uint8Array(length));
   const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

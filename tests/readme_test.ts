@@ -88,6 +88,70 @@ describe("README blocks", () => {
   }
 });
 
+/** A file of the package itself (its sources), not of the README's blocks. */
+function inPackage(path: string): boolean {
+  return /^(?:src\/|mod\.ts\b)/.test(path);
+}
+
+describe("README blocks in a user's project", () => {
+  // A user's tsconfig has no allowImportingTsExtensions (TS5097 on `import ... from "./app.ts"`)
+  // and may have exactOptionalPropertyTypes (an `undefined` given where a property is only
+  // optional). The package's own sources are not a user's to compile: errors there do not count.
+  const blocks = parseReadme(readFileSync(README, "utf8")).filter((block) =>
+    block.mode !== "skip" && block.runtime !== "deno"
+  );
+  let dir = "";
+  let problems: string[] = [];
+
+  before(async () => {
+    dir = mkdtempSync(join(ROOT, ".tmp", "readme-user-"));
+    const written = writeBlocks(blocks, ROOT, dir);
+    for (const tsconfig of new Set(written.flatMap((w) => (w.tsconfig === undefined ? [] : [w.tsconfig])))) {
+      const config = JSON.parse(readFileSync(tsconfig, "utf8"));
+      config.compilerOptions = {
+        ...config.compilerOptions,
+        exactOptionalPropertyTypes: true,
+        allowImportingTsExtensions: false,
+      };
+      writeFileSync(tsconfig, JSON.stringify(config, null, 2));
+    }
+    const { errors, unplaced } = await typeCheck(written, ROOT);
+    problems = [...errors.values()].flatMap((list) => list.map((p) => `README.md:${p.line}: ${p.message}`));
+    for (const entry of unplaced) {
+      const lines = entry.split("\n").filter((line) => / error TS\d+|^\S+:\d+: TS\d+/.test(line));
+      const foreign = lines.filter((line) => !inPackage(line.replace(/^tsc -p \S+ failed:/, "")));
+      if (foreign.length > 0 || lines.length === 0) problems.push(entry);
+    }
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("type-check under exactOptionalPropertyTypes and without allowImportingTsExtensions", () => {
+    assert.ok(blocks.length >= 20);
+    assert.equal(problems.join("\n"), "");
+  });
+});
+
+describe("the README's wrangler.toml blocks", () => {
+  const text = readFileSync(README, "utf8");
+  const tomls = [...text.matchAll(/^```toml\n([\s\S]*?)^```$/gm)].map((m) => m[1]!)
+    .filter((toml) => /^#\s*wrangler\.toml\b/.test(toml));
+
+  it("each carry name, main and compatibility_date, so wrangler can start from them", () => {
+    assert.ok(tomls.length >= 1, "the README shows a wrangler.toml");
+    for (const toml of tomls) {
+      // Top-level keys: those before the first [table].
+      const top = toml.split(/^\[/m)[0]!;
+      for (const key of ["name", "main", "compatibility_date"]) {
+        assert.match(
+          top,
+          new RegExp(`^${key}\\s*=\\s*"[^"]+"`, "m"),
+          `wrangler.toml without ${key}:\n${toml}`,
+        );
+      }
+    }
+  });
+});
+
 describe("the README checker", () => {
   // Lines of this Markdown file are counted by the assertions below: keep them in step.
   const sample = [

@@ -112,8 +112,8 @@ class FlakyStore implements SessionStore {
   destroy(key: string): Promise<void> {
     return this.inner.destroy(key);
   }
-  touch(key: string, expiresAt: number): Promise<void> {
-    return this.inner.touch(key, expiresAt);
+  touch(key: string, expiresAt: number, version: number): Promise<boolean> {
+    return this.inner.touch(key, expiresAt, version);
   }
 }
 

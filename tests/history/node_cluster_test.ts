@@ -331,6 +331,8 @@ async function deploy(cell: Cell): Promise<Deployment> {
         };
         cleanups.push(async () => {
           try {
+            // Bounded: a drop waiting on a lock must fail the cleanup, not hang the run.
+            await admin.query("SET lock_timeout = '5s'");
             await admin.query(`DROP TABLE IF EXISTS "${table}"`);
             await admin.query(`DROP TABLE IF EXISTS "${table}_leases"`);
           } finally {
@@ -627,7 +629,8 @@ async function runCell(cell: Cell): Promise<{ row: Row; result: CheckResult; ser
     // The most concurrent runs of one session's handler, in any one process.
     let maxConcurrent = 0;
     for (const server of driver.alive()) {
-      const stats = await (await fetch(`${server.url}/stats`)).json() as { maxConcurrent: number };
+      const answer = await fetch(`${server.url}/stats`, { signal: AbortSignal.timeout(5_000) });
+      const stats = await answer.json() as { maxConcurrent: number };
       maxConcurrent = Math.max(maxConcurrent, stats.maxConcurrent);
     }
     // Final reads, once the traffic has stopped.

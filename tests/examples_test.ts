@@ -450,3 +450,37 @@ describe("example: Node with SECURE_COOKIES=1", () => {
     }
   });
 });
+
+describe("examples without SESSION_SECRET", () => {
+  it("the Worker fails with a message naming SESSION_SECRET and how to set it", async () => {
+    const { default: worker } = await import("../examples/workers/worker.ts");
+    const { sessionSecret } = await import("../examples/secret.ts");
+    const logged: unknown[] = [];
+    const original = console.error;
+    console.error = (...args: unknown[]) => void logged.push(...args);
+    let response: Response;
+    try {
+      const env = { SESSIONS: {} } as unknown as Parameters<typeof worker.fetch>[1];
+      const ctx = { waitUntil() {}, passThroughOnException() {} } as unknown as Parameters<
+        typeof worker.fetch
+      >[2];
+      response = await worker.fetch(new Request("http://localhost:8787/"), env, ctx);
+    } finally {
+      console.error = original;
+    }
+    assert.equal(response.status, 500);
+    const messages = logged.map((entry) =>
+      entry instanceof Error ? `${entry.message} ${String(entry.cause)}` : String(entry)
+    );
+    assert.ok(
+      messages.some((m) =>
+        /Missing SESSION_SECRET: .*wrangler secret put SESSION_SECRET/.test(m) && /\.dev\.vars/.test(m)
+      ),
+      messages.join("\n"),
+    );
+    assert.throws(
+      () => sessionSecret("short", "how"),
+      /^TypeError: Invalid SESSION_SECRET: it has 5 characters, it needs 32 or more: how$/,
+    );
+  });
+});

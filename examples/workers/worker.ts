@@ -11,6 +11,7 @@
 // DurableObjectStore (websession/durable-object) instead.
 import type { ExecutionContext, KVNamespace } from "@cloudflare/workers-types";
 import { createApp } from "../app.ts";
+import { sessionSecret } from "../secret.ts";
 import type { SessionOptions } from "../../mod.ts";
 import { CloudflareKvStore } from "../../src/stores/cloudflare_kv.ts";
 
@@ -30,12 +31,17 @@ export interface Env {
 // options (and its cache of verified cookies) instead of rebuilding them each time.
 const optionsByEnv = new WeakMap<Env, SessionOptions>();
 
+const WHERE =
+  "for wrangler dev, copy examples/workers/.dev.vars.example to .dev.vars; for the deployed Worker, run npx wrangler secret put SESSION_SECRET";
+
+/** The session options for an `env`: one object per env. */
 function sessionOptions(_request: Request, env: Env, _ctx: ExecutionContext): SessionOptions {
   let options = optionsByEnv.get(env);
   if (options === undefined) {
+    const secret = sessionSecret(env.SESSION_SECRET, WHERE);
     options = {
       store: new CloudflareKvStore({ namespace: env.SESSIONS }),
-      secrets: [env.SESSION_SECRET, env.SESSION_SECRET_PREVIOUS].filter((s): s is string => !!s),
+      secrets: [secret, ...(env.SESSION_SECRET_PREVIOUS ? [env.SESSION_SECRET_PREVIOUS] : [])],
       cookie: { secure: env.SECURE_COOKIES === "1" },
     };
     optionsByEnv.set(env, options);

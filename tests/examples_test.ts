@@ -484,3 +484,33 @@ describe("examples without SESSION_SECRET", () => {
     );
   });
 });
+
+describe("npm start before npm install", () => {
+  it("says to run npm install first instead of ERR_MODULE_NOT_FOUND", async () => {
+    const { mkdtemp, mkdir, copyFile, writeFile, rm } = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const { spawnSync } = await import("node:child_process");
+    const fresh = await mkdtemp(join(tmpdir(), "websession-fresh-clone-"));
+    try {
+      // A fresh clone: the package.json and its scripts, no node_modules.
+      await mkdir(join(fresh, "tests"));
+      await copyFile(join(ROOT, "tests", "check_install.mjs"), join(fresh, "tests", "check_install.mjs"));
+      await copyFile(join(ROOT, "package.json"), join(fresh, "package.json"));
+      await mkdir(join(fresh, "examples", "node"), { recursive: true });
+      await writeFile(join(fresh, "examples", "node", "main.ts"), "throw new Error('never run');\n");
+      const result = spawnSync("npm", ["start", "--silent"], {
+        cwd: fresh,
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+      assert.notEqual(result.status, 0);
+      assert.match(
+        result.stderr,
+        /Cannot start the example: the dev dependencies are not installed\. Run npm install first, then npm start/,
+      );
+      assert.doesNotMatch(result.stderr, /ERR_MODULE_NOT_FOUND/);
+    } finally {
+      await rm(fresh, { recursive: true, force: true });
+    }
+  });
+});

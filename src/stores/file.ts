@@ -572,7 +572,8 @@ export class FileStore implements SessionStore {
     const dir = this.#recordDir(key);
     for (let attempt = 0;; attempt++) {
       const newest = await this.#newest(dir);
-      if (newest !== null) {
+      // A directory with no version yet may be a record of the earlier layout being moved.
+      if (newest !== null && newest.n > 0) {
         const { n, value, corrupt } = newest;
         let record = value === null ? null : recordOf(value);
         const closed = value?.closed === true;
@@ -584,14 +585,15 @@ export class FileStore implements SessionStore {
       }
       const path = join(this.#dir, `${key}.json`);
       const text = await readText(path);
+      const exists = newest !== null;
       if (text === undefined) {
         // Moved to its directory meanwhile? Then read that.
-        if (attempt < 3 && await this.#list(dir) !== null) continue;
-        return { n: 0, record: null, exists: false, closed: false, legacy: false };
+        if (attempt < 3 && (exists ? (await this.#newest(dir))?.n : await this.#list(dir))) continue;
+        return { n: 0, record: null, exists, closed: false, legacy: false };
       }
       const record = parseStoredSession(text);
       if (record === null) this.#onCorrupt(path);
-      return { n: 0, record, exists: false, closed: false, legacy: record !== null };
+      return { n: 0, record, exists, closed: false, legacy: record !== null };
     }
   }
 
@@ -942,7 +944,7 @@ export class FileStore implements SessionStore {
         }
       } else if (LEGACY_FILE.test(name)) {
         const key = LEGACY_FILE.exec(name)![1]!;
-        const moved = (await this.#list(join(this.#dir, key))) !== null;
+        const moved = ((await this.#newest(join(this.#dir, key)))?.n ?? 0) > 0;
         const record = moved ? null : parseStoredSession((await readText(path)) ?? "");
         if (moved || this.#live(record) === null) {
           await ignore(unlink(path), "ENOENT");

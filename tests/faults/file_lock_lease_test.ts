@@ -5,16 +5,16 @@
 // many contenders at once. No two holders may ever be inside together.
 //
 // The kill loop: a third process contends until it is killed with SIGKILL wherever it is
-// (holding the lease, mid-takeover, mid-write of a lease file); the two workers then contend
-// again. Neither may take the lease before the killed holder's lease expired, both must get it
-// after (stale claims and half-written lease files give way), and cleanup() leaves nothing.
+// (holding the lease, mid-takeover, mid-write of a lease generation); the two workers then
+// contend again. Neither may take the lease before the killed holder's lease expired, both must
+// get it after, and cleanup() leaves nothing.
 //
 // CI runs 40 rounds per contender and 3 kills; FILE_LEASE_ROUNDS=1000 FILE_LEASE_KILLS=50 runs
 // the full size, a few minutes.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -78,14 +78,10 @@ class Worker {
   }
 }
 
-/** The expiry of the lease file as it stands (ms since the epoch), if it parses. */
-async function leaseUntil(path: string): Promise<number | null> {
-  try {
-    const until = JSON.parse(await readFile(path, "utf8")).until;
-    return typeof until === "number" ? until : null;
-  } catch {
-    return null; // none, or killed between creating and writing it
-  }
+/** What cleanup() leaves of a directory: nothing but the (empty) leases directory. */
+async function leftovers(dir: string): Promise<string[]> {
+  const names = (await readdir(dir)).filter((name) => name !== "leases");
+  return [...names, ...await readdir(join(dir, "leases")).catch(() => [])];
 }
 
 describe("FileStore leases across processes", () => {
@@ -132,13 +128,13 @@ describe("FileStore leases across processes", () => {
     assert.ok(total("abandoned") > 0, "expired leases were taken over");
     await sleep(50); // the last lease left to expire has expired
     await new FileStore({ dir, staleLockMs: STALE_LOCK_MS }).cleanup();
-    assert.deepEqual(await readdir(dir), [], "no lease, claim or temp file left after cleanup");
+    assert.deepEqual(await leftovers(dir), [], "no lease or temp file left after cleanup");
   });
 
   it(`lets a killed holder's lease expire, then gives it to one survivor at a time (${KILLS} kills)`, async () => {
     const dir = await tempDir();
     const key = randomKey();
-    const lease = join(dir, `${key}.lease`);
+    const store = new FileStore({ dir, staleLockMs: STALE_LOCK_MS });
     let known = 0;
     let litter = 0;
     for (let kill = 0; kill < KILLS; kill++) {
@@ -149,9 +145,11 @@ describe("FileStore leases across processes", () => {
       await running;
       await sleep(Math.random() * 20);
       await doomed.kill();
-      const until = await leaseUntil(lease);
+      const until = (await store.lease(key))?.until ?? null;
       if (until !== null) known++;
-      if ((await readdir(dir)).some((name) => name.endsWith(".break") || name.endsWith(".tmp"))) litter++;
+      if ((await readdir(join(dir, "leases", key)).catch(() => [])).some((name) => name.endsWith(".tmp"))) {
+        litter++;
+      }
       await rm(insidePath(dir), { force: true }); // the killed holder may have been inside
 
       const outcomes = await Promise.all(
@@ -167,11 +165,11 @@ describe("FileStore leases across processes", () => {
       }
     }
     console.log(
-      `# ${KILLS} kills: ${known} left a readable lease that expired before it was taken, ` +
-        `${litter} a claim or temp file that gave way`,
+      `# ${KILLS} kills: ${known} left a live lease that expired before it was taken, ` +
+        `${litter} a temporary file`,
     );
     await sleep(STALE_LOCK_MS + 100);
-    await new FileStore({ dir, staleLockMs: STALE_LOCK_MS }).cleanup();
-    assert.deepEqual(await readdir(dir), [], "no lease, claim or temp file left after cleanup");
+    await store.cleanup();
+    assert.deepEqual(await leftovers(dir), [], "no lease or temp file left after cleanup");
   });
 });

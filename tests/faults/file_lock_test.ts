@@ -1,19 +1,22 @@
-// FileStore's lock under faults: a lock file left by a killed process, taken over while many
-// writers wait for it, and writers killed in the middle of a save.
+// FileStore under faults: many writers of one session across processes, on sessions just
+// upgraded from the earlier layout (a single file, with a lock file a killed writer left), and
+// writers killed in the middle of a save.
 //
-// The stale-lock loop: each trial plants a stale lock on a session, then ten requests at once,
-// nine increments and one logout (a tombstone written by compare-and-set), from two worker
-// processes and two FileStore instances in this process, all on the same directory. No
-// acknowledged increment may be lost (two writes acknowledged at one version), no logged-out
-// session may come back (a write acknowledged after the tombstone, or a final record that is
-// not the tombstone), and nothing may be left behind.
+// The contention loop: each trial starts a session, every other one as a file of the earlier
+// layout with a stale lock file beside it, then runs ten requests at once, nine increments and
+// one logout (a tombstone written by compare-and-set), from two worker processes and two
+// FileStore instances in this process, all on the same directory. No acknowledged increment
+// may be lost (two writes acknowledged at one version), no logged-out session may come back (a
+// write acknowledged after the tombstone, or a final record that is not the tombstone), and
+// nothing but the session's directory may be left (the old lock file until cleanup()).
 //
 // The kill loop: a writer process is killed with SIGKILL wherever it is, again and again; the
-// record is never torn, a lock it left gives way to the next save once stale, and cleanup()
-// removes whatever it left.
+// record is never torn, the next save succeeds at once (nothing waits for the killed writer),
+// and cleanup() removes the temporary files it left.
 //
 // CI runs 50 trials and 5 kills; `npm run test:file-lock` (FILE_LOCK_TRIALS=400
-// FILE_LOCK_KILLS=200) runs the full size, about 10 minutes.
+// FILE_LOCK_KILLS=200) runs the full size, about 10 minutes. The stalled-process test is
+// tests/faults/file_pause_test.ts (`FILE_PAUSE_STOPS=400`).
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -83,7 +86,7 @@ describe("FileStore under lock faults", () => {
     for (const dir of dirs) await rm(dir, { recursive: true, force: true });
   });
 
-  describe("a stale lock taken over by concurrent writers and a logout", () => {
+  describe("concurrent writers and a logout on a session, new or of the earlier layout", () => {
     const workers: Worker[] = [];
     before(() => {
       workers.push(new Worker(), new Worker());
@@ -101,16 +104,17 @@ describe("FileStore under lock faults", () => {
       for (let trial = 0; trial < TRIALS; trial++) {
         const key = randomKey();
         const now = Date.now();
-        await local[0]!.save(
-          key,
-          { data: { n: 0 }, version: 1, createdAt: now, expiresAt: now + 600_000 },
-          null,
-        );
-        // The lock a killed writer left: a token (this version's locks) or empty (older ones).
+        const first = { data: { n: 0 }, version: 1, createdAt: now, expiresAt: now + 600_000 };
         const lock = join(dir, `${key}.json.lock`);
-        await writeFile(lock, trial % 2 === 0 ? "0123456789abcdef0123456789abcdef" : "");
-        const old = new Date(now - 60_000);
-        await utimes(lock, old, old);
+        if (trial % 2 === 0) {
+          await local[0]!.save(key, first, null);
+        } else {
+          // A session of the earlier layout, and the lock a killed writer of it left.
+          await writeFile(join(dir, `${key}.json`), JSON.stringify(first));
+          await writeFile(lock, "0123456789abcdef0123456789abcdef");
+          const old = new Date(now - 60_000);
+          await utimes(lock, old, old);
+        }
 
         const roles: Role[] = Array.from({ length: 10 }, (_, i) => (i === trial % 10 ? "logout" : "inc"));
         const job = (id: number, slice: Role[]): Job => ({
@@ -157,13 +161,18 @@ describe("FileStore under lock faults", () => {
               `${afterLogout.length} increments after the logout`,
           );
         }
-        const left = (await readdir(dir)).filter((name) => !name.endsWith(".json"));
+        const left = [
+          ...(await readdir(dir)).filter((name) => name.length !== 43 && !name.endsWith(".json.lock")),
+          ...(await readdir(join(dir, key))).filter((name) => name.endsWith(".tmp")),
+        ];
         if (left.length > 0) {
           tally.leftovers += left.length;
           problems.push(`trial ${trial}: left behind: ${left.join(", ")}`);
-          for (const name of left) await rm(join(dir, name), { force: true });
         }
       }
+      await local[0]!.cleanup();
+      const left = (await readdir(dir)).filter((name) => name.length !== 43);
+      assert.deepEqual(left, [], "cleanup removed the earlier layout's lock files");
       console.log(`# ${TRIALS} trials: ${JSON.stringify(tally)}`);
       assert.deepEqual(problems.slice(0, 10), []);
       assert.deepEqual(tally, { acked: tally.acked, lost: 0, resurrected: 0, failed: 0, leftovers: 0 });
@@ -173,12 +182,12 @@ describe("FileStore under lock faults", () => {
 
   it(`recovers from writers killed with SIGKILL mid-save, and cleanup() removes what they left (${KILLS} kills)`, async () => {
     const dir = await tempDir();
-    const staleLockMs = 1_500; // a save on a busy machine stays well under half of it
+    const staleLockMs = 1_500; // how old a temporary file is before cleanup() removes it
     const store = new FileStore({ dir, staleLockMs, lockTimeoutMs: 5_000 });
     const key = randomKey();
     const now = Date.now();
     await store.save(key, { data: { n: 0 }, version: 1, createdAt: now, expiresAt: now + 600_000 }, null);
-    let leftLocks = 0;
+    let leftTemps = 0;
     for (let kill = 0; kill < KILLS; kill++) {
       // A child saves in a tight loop with big records, waiting now and then on a lock this
       // test holds; it is killed wherever it is.
@@ -211,12 +220,12 @@ describe("FileStore under lock faults", () => {
       await sleep(Math.floor(Math.random() * 40));
       child.kill("SIGKILL");
       await new Promise((resolve) => child.once("exit", resolve));
-      if ((await readdir(dir)).some((name) => name.endsWith(".lock"))) leftLocks++;
+      if ((await readdir(join(dir, key))).some((name) => name.endsWith(".tmp"))) leftTemps++;
 
       const loaded = await store.load(key);
       assert.ok(loaded, "the last complete record is still readable");
       assert.equal(loaded.data.n, loaded.version - 1, "never a torn or mixed record");
-      // The killed writer's lock, if it left one, gives way once stale: this save waits for it.
+      // Nothing waits for the killed writer.
       const saved = await store.save(
         key,
         { ...loaded, data: { n: loaded.version }, version: loaded.version + 1 },
@@ -224,11 +233,12 @@ describe("FileStore under lock faults", () => {
       );
       assert.equal(saved, true);
     }
-    console.log(`# ${KILLS} kills, ${leftLocks} left a lock that a later save took over`);
+    console.log(`# ${KILLS} kills, ${leftTemps} left a temporary file`);
     await sleep(staleLockMs + 100);
     await store.cleanup();
-    const left = (await readdir(dir)).filter((name) => !name.endsWith(".json"));
-    assert.deepEqual(left, [], "no lock, claim or temp file left after cleanup");
+    assert.deepEqual(await readdir(dir), [key]);
+    const left = (await readdir(join(dir, key))).filter((name) => name.endsWith(".tmp"));
+    assert.deepEqual(left, [], "no temporary file left after cleanup");
     const final = await store.load(key);
     assert.ok(final);
     assert.equal(final.data.n, final.version - 1);

@@ -262,6 +262,65 @@ export function isEnded(record: StoredSession | null | undefined): boolean {
 }
 
 /**
+ * Checks the arguments of {@linkcode SessionStore.touch}: `expiresAt` a finite number,
+ * `version` a positive integer. Stores call it before anything reaches the backend.
+ *
+ * @param expiresAt The new expiry, in milliseconds since the epoch.
+ * @param version The version the caller read.
+ * @throws {TypeError} When either has another shape (a caller of the earlier contract, which
+ *   passed no version, is refused rather than served an unchecked touch).
+ * @example
+ * ```ts
+ * import { assertTouchArguments } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * assertTouchArguments(Date.now() + 60_000, 3);
+ * assert.throws(() => assertTouchArguments(Date.now() + 60_000, undefined as unknown as number), TypeError);
+ * assert.throws(() => assertTouchArguments(NaN, 3), TypeError);
+ * ```
+ */
+export function assertTouchArguments(expiresAt: number, version: number): void {
+  if (typeof expiresAt !== "number" || !Number.isFinite(expiresAt)) {
+    throw new TypeError(`Invalid expiresAt: "${String(expiresAt)}" is not a finite number`);
+  }
+  if (!Number.isSafeInteger(version) || version < 1) {
+    throw new TypeError(`Invalid version: "${String(version)}" is not a positive integer`);
+  }
+}
+
+/**
+ * Decides a touch on the record as it stands: `true` when `touch(key, expiresAt, version)` may
+ * extend it, that is when it is at `version`, is not a tombstone and expires before
+ * `expiresAt`. The caller passes only a live record (or `null`), and writes in the same atomic
+ * step as the read it decided on.
+ *
+ * @param record The live record, or `null` when there is none.
+ * @param expiresAt The expiry asked for.
+ * @param version The version the caller named.
+ * @returns Whether the touch extends the record.
+ * @example
+ * ```ts
+ * import { ENDED_KEY, touchExtends } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * const now = Date.now();
+ * const record = { data: { user: "ada" }, version: 2, createdAt: now, expiresAt: now + 60_000 };
+ * assert.equal(touchExtends(record, now + 120_000, 2), true);
+ * assert.equal(touchExtends(record, now + 120_000, 1), false); // replaced meanwhile
+ * assert.equal(touchExtends(record, now + 30_000, 2), false); // never shortens
+ * assert.equal(touchExtends({ ...record, data: { [ENDED_KEY]: true } }, now + 120_000, 2), false);
+ * assert.equal(touchExtends(null, now + 120_000, 2), false);
+ * ```
+ */
+export function touchExtends(
+  record: StoredSession | null | undefined,
+  expiresAt: number,
+  version: number,
+): boolean {
+  return record != null && record.version === version && !isEnded(record) && expiresAt > record.expiresAt;
+}
+
+/**
  * A server-side session store.
  *
  * - `load` returns `null` for a missing or expired record, and throws when the store cannot
@@ -273,8 +332,12 @@ export function isEnded(record: StoredSession | null | undefined): boolean {
  *   with the current record, and it throws on an outage. It throws a `SessionDataError`, and
  *   writes nothing, for data it cannot store faithfully (NUL in PostgreSQL `jsonb`, say).
  * - `destroy` is idempotent.
- * - `touch` moves `expiresAt` of an existing record without rewriting data or version; it does
- *   nothing for a missing record.
+ * - `touch(key, expiresAt, version)` is a compare-and-set on the expiry alone: it moves the live
+ *   record's `expiresAt` forward to `expiresAt`, without rewriting data or version, only when
+ *   the record's version is `version`, it is not a tombstone (`isEnded`) and the new expiry is
+ *   later than the stored one, all in one atomic step; it answers `true` then, and `false`
+ *   (writing nothing) for a record that is missing, expired, at another version, ended, or
+ *   already expiring at or after `expiresAt`. It never creates, revives, shortens or deletes.
  *
  * @example
  * ```ts
@@ -337,8 +400,27 @@ export interface SessionStore {
   ): Promise<SaveResult>;
   /** Removes a record; no error if it is absent. */
   destroy(key: string): Promise<void>;
-  /** Extends an existing record's expiry without rewriting its data. */
-  touch?(key: string, expiresAt: number): Promise<void>;
+  /**
+   * Extends a record's expiry without rewriting its data or version, only if the record is
+   * still the one the caller read: live, at `version`, not a tombstone (`isEnded`), and
+   * expiring before `expiresAt`. The check and the write are one atomic step (a Lua script, one
+   * SQL statement, a checked commit), so a touch never extends a session that another request
+   * ended or replaced meanwhile, and never shortens one.
+   *
+   * Resolves to `true` when it extended the record, `false` when it wrote nothing: the record
+   * is missing, expired, at another version, ended, or already expires at or after `expiresAt`
+   * (a concurrent touch went further). It throws on an outage, like `save`. A store that cannot
+   * compare-and-set checks what it can read (its capabilities say `compareAndSet: false`).
+   *
+   * Stores written for the earlier contract, `touch(key, expiresAt): Promise<void>`, resolve to
+   * `undefined`: the core treats such a touch as unchecked (it learns nothing from it, as
+   * before) and never takes `undefined` for `false`.
+   *
+   * @param key The storage key.
+   * @param expiresAt The new expiry, in milliseconds since the epoch.
+   * @param version The version of the record the caller loaded (a positive integer).
+   */
+  touch?(key: string, expiresAt: number, version: number): Promise<boolean>;
   /** Removes expired records and returns how many; for stores without native expiry. */
   cleanup?(): Promise<number>;
   /** How many live sessions the store holds. */

@@ -1,8 +1,9 @@
 /**
  * The store kit: what a store author needs and an application does not. The contract
  * (`SessionStore`, `SealedSessionStore`, `StoredSession`, `SaveResult`), the tombstone helpers
- * (`ENDED_KEY`, `isEnded`), the validators every store runs on what it is handed and what it
- * reads back, and the errors a store throws.
+ * (`ENDED_KEY`, `isEnded`), the rule of a version-checked touch (`touchExtends`), the
+ * validators every store runs on what it is handed and what it reads back, and the errors a
+ * store throws.
  *
  * Each export is documented where it is declared; the notes here say what a store does with it.
  *
@@ -32,6 +33,21 @@ export {
    * ```
    */
   assertStorageKey,
+  /**
+   * Checks `touch`'s arguments: `expiresAt` a finite number, `version` a positive integer;
+   * throws a `TypeError` otherwise. A caller of the earlier two-argument `touch` is refused,
+   * never served an unchecked touch.
+   *
+   * @example
+   * ```ts
+   * import { assertTouchArguments } from "websession/store-kit";
+   * import assert from "node:assert/strict";
+   *
+   * assertTouchArguments(Date.now() + 60_000, 1);
+   * assert.throws(() => assertTouchArguments(Date.now() + 60_000, 0), TypeError);
+   * ```
+   */
+  assertTouchArguments,
   /**
    * The tombstone's data key holding when the session ended (ms since the epoch, the app's
    * clock); read it with `endedAt`.
@@ -139,6 +155,24 @@ export {
    * ```
    */
   toStoredSession,
+  /**
+   * Decides a touch on the live record as it stands: `true` when it is at the version named,
+   * is not a tombstone and expires before the new expiry. A store reads, decides with it and
+   * writes in one atomic step (a single-threaded object, a checked commit); stores that decide
+   * inside the backend (a Lua script, one SQL statement) write the same rule there.
+   *
+   * @example
+   * ```ts
+   * import { touchExtends } from "websession/store-kit";
+   * import assert from "node:assert/strict";
+   *
+   * const now = Date.now();
+   * const record = { data: {}, version: 4, createdAt: now, expiresAt: now + 60_000 };
+   * assert.equal(touchExtends(record, record.expiresAt + 1, 4), true);
+   * assert.equal(touchExtends(record, record.expiresAt, 4), false); // not later: nothing to extend
+   * ```
+   */
+  touchExtends,
 } from "./store.ts";
 export type {
   /**
@@ -294,6 +328,13 @@ export type {
   /**
    * The contract of a server-side store: `load`, `save` (a compare-and-set on the version),
    * `destroy`, and the optional `touch`, `cleanup`, `count`, `lock`, `unlock`, `keysOfUser`.
+   *
+   * `touch(key, expiresAt, version)` is a compare-and-set on the expiry: in one atomic step it
+   * moves a live record's `expiresAt` forward, leaving data and version as they are, only when
+   * the record is at `version`, is not a tombstone and expires before `expiresAt`, and resolves
+   * to whether it did (`touchExtends` is the rule; `assertTouchArguments` checks the
+   * arguments). It never creates, revives, shortens or deletes a record. A store of the earlier
+   * contract resolves to `undefined`, which the core treats as an unchecked touch.
    *
    * @example
    * ```ts

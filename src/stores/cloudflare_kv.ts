@@ -7,6 +7,7 @@
 import { SessionDataError, SessionTooLargeError, StoreUnavailableError } from "../errors.ts";
 import {
   assertStorageKey,
+  assertTouchArguments,
   ENDED_KEY,
   isEnded,
   parseStoredSession,
@@ -15,6 +16,7 @@ import {
   type SessionStore,
   type StoreCapabilities,
   type StoredSession,
+  touchExtends,
 } from "../store.ts";
 
 /**
@@ -522,25 +524,32 @@ export class CloudflareKvStore implements SessionStore {
   }
 
   /**
-   * Moves an existing record's expiry, keeping its data and version (a read and a rewrite: KV
-   * cannot change a key's expiry alone). Does nothing for a missing or expired record.
-   *
-   * A tombstone is left as it is.
+   * Extends a live record's expiry, keeping its data and version, when the record this location
+   * reads is at `version`, is not a tombstone and expires before `expiresAt`; then rewrites it
+   * (KV cannot change a key's expiry alone). Best effort, like `save`: KV has no
+   * compare-and-set, so the check and the write are two operations, and a save landing between
+   * them, or one this location has not seen yet, can be overwritten by the rewrite (the last
+   * write wins; see the class notes).
    *
    * @param key The storage key.
    * @param expiresAt The new expiry, in milliseconds since the epoch.
-   * @throws {TypeError} When `key` is not a storage key, or `expiresAt` is not a finite number.
+   * @param version The version the caller read.
+   * @returns `true` when rewritten; `false` when this location reads no live record at
+   *   `version`, reads a tombstone, or reads one already expiring at or after `expiresAt`
+   *   (nothing is written).
+   * @throws {TypeError} When `key` is not a storage key, `expiresAt` is not finite or `version`
+   *   is not a positive integer.
    * @throws {StoreUnavailableError} When KV fails.
    */
-  async touch(key: string, expiresAt: number): Promise<void> {
+  async touch(key: string, expiresAt: number, version: number): Promise<boolean> {
     assertStorageKey(key);
-    if (!Number.isFinite(expiresAt)) throw new TypeError(`Invalid expiresAt: "${expiresAt}" is not a number`);
+    assertTouchArguments(expiresAt, version);
     const found = await this.#read(key);
-    const current = found.kind === "record" ? this.#live(found.record) : null;
-    if (current === null || isEnded(current) || found.kind !== "record") return;
-    const record = { ...current, expiresAt };
+    if (found.kind !== "record" || !touchExtends(this.#live(found.record), expiresAt, version)) return false;
+    const record = { ...found.record, expiresAt };
     const indexed = await this.#index(key, record, found.index);
     await this.#write(key, record, encode(record, indexed));
+    return true;
   }
 
   /**

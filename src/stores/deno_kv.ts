@@ -7,12 +7,14 @@
 import { SessionDataError, SessionTooLargeError, StoreUnavailableError } from "../errors.ts";
 import {
   assertStorageKey,
+  assertTouchArguments,
   parseStoredSession,
   type SaveIndex,
   type SaveResult,
   type SessionStore,
   type StoreCapabilities,
   type StoredSession,
+  touchExtends,
 } from "../store.ts";
 import { v8SerializedStringSize } from "../v8_size.ts";
 
@@ -436,23 +438,33 @@ export class DenoKvStore implements SessionStore {
   }
 
   /**
-   * Moves an existing record's expiry without changing its data or version (and its index
-   * entry's with it); does nothing for a missing or expired record.
+   * Extends a live record's expiry without changing its data or version (and its index entry's
+   * with it), when the record is at `version`, is not a tombstone and expires before
+   * `expiresAt`: a read, then one commit guarded by the versionstamp read, so the record cannot
+   * have changed in between. A refused commit (the entry moved: a save, another touch) is
+   * decided again on a fresh read, up to three rounds.
    *
    * @param key The storage key.
    * @param expiresAt The new expiry, in milliseconds since the epoch.
-   * @throws {TypeError} When `key` is not a storage key, or `expiresAt` is not a finite number.
+   * @param version The version the caller read.
+   * @returns `true` when extended; `false` when the record is missing, expired, at another
+   *   version, ended, or already expires at or after `expiresAt`, or kept moving through three
+   *   rounds (nothing is written).
+   * @throws {TypeError} When `key` is not a storage key, `expiresAt` is not finite or `version`
+   *   is not a positive integer.
    * @throws {StoreUnavailableError} When Deno KV fails.
    */
-  async touch(key: string, expiresAt: number): Promise<void> {
+  async touch(key: string, expiresAt: number, version: number): Promise<boolean> {
     assertStorageKey(key);
+    assertTouchArguments(expiresAt, version);
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       const entry = await this.#get(key);
       const current = this.#live(key, entry);
-      if (current === null) return;
+      if (current === null || !touchExtends(current.record, expiresAt, version)) return false;
       const record = { ...current.record, expiresAt };
-      if (await this.#commit(key, record, encode(record), entry.versionstamp, current.user)) return;
+      if (await this.#commit(key, record, encode(record), entry.versionstamp, current.user)) return true;
     }
+    return false;
   }
 
   /**

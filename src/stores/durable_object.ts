@@ -8,6 +8,7 @@
 import { SessionDataError, SessionTooLargeError, StoreUnavailableError } from "../errors.ts";
 import {
   assertStorageKey,
+  assertTouchArguments,
   isEnded,
   parseStoredSession,
   type SaveIndex,
@@ -16,6 +17,7 @@ import {
   type StoreCapabilities,
   type StoredSession,
   toStoredSession,
+  touchExtends,
 } from "../store.ts";
 import { v8SerializedStringSize } from "../v8_size.ts";
 
@@ -300,7 +302,7 @@ type Operation =
     | { op: "load" }
     | { op: "save"; record: StoredSession; expectedVersion: number | null; user?: string }
     | { op: "destroy" }
-    | { op: "touch"; expiresAt: number }
+    | { op: "touch"; expiresAt: number; version: number }
     | { op: "lock"; owner: string; ttlMs: number }
     | { op: "unlock"; owner: string }
     | { op: "owner" }
@@ -461,12 +463,15 @@ export class SessionDurableObject {
         await this.#schedule();
         return Response.json({ ok: true });
       case "touch": {
+        // Decided on the record just read and written with no other request in between: a
+        // compare-and-set on the expiry.
         const current = await this.#current(now);
-        if (current !== null) {
-          const record = { ...current, expiresAt: operation.expiresAt };
-          await this.#write(record, this.#user, storedText(record, this.#user), now);
+        if (!touchExtends(current, operation.expiresAt, operation.version)) {
+          return Response.json({ ok: true, touched: false });
         }
-        return Response.json({ ok: true });
+        const record = { ...current!, expiresAt: operation.expiresAt };
+        await this.#write(record, this.#user, storedText(record, this.#user), now);
+        return Response.json({ ok: true, touched: true });
       }
       case "lock": {
         const held = await this.#heldLease();
@@ -769,18 +774,27 @@ export class DurableObjectStore implements SessionStore {
   }
 
   /**
-   * Moves an existing record's expiry (and its alarm) without changing data or version; does
-   * nothing for a missing record.
+   * Extends a live record's expiry (and its alarm) without changing data or version, when the
+   * record is at `version`, is not a tombstone and expires before `expiresAt`: decided and
+   * written inside the session's object, which runs one request at a time, so nothing can come
+   * between the check and the write.
    *
    * @param key The storage key.
    * @param expiresAt The new expiry, in milliseconds since the epoch.
-   * @throws {TypeError} When `key` is not a storage key, or `expiresAt` is not a finite number.
+   * @param version The version the caller read.
+   * @returns `true` when extended; `false` when the record is missing, expired, at another
+   *   version, ended, or already expires at or after `expiresAt` (nothing is written).
+   * @throws {TypeError} When `key` is not a storage key, `expiresAt` is not finite or `version`
+   *   is not a positive integer.
+   *   An object of an earlier version of this class ignores `version` and answers without
+   *   saying: that is `false` too (the record may have been extended, unchecked).
    * @throws {StoreUnavailableError} When the object cannot be reached.
    */
-  async touch(key: string, expiresAt: number): Promise<void> {
+  async touch(key: string, expiresAt: number, version: number): Promise<boolean> {
     assertStorageKey(key);
-    if (!Number.isFinite(expiresAt)) throw new TypeError(`Invalid expiresAt: "${expiresAt}" is not a number`);
-    await this.#send(key, { op: "touch", expiresAt });
+    assertTouchArguments(expiresAt, version);
+    const answer = await this.#send(key, { op: "touch", expiresAt, version });
+    return answer.touched === true;
   }
 
   /**
@@ -1000,7 +1014,15 @@ function parseOperation(body: unknown): Operation {
     }
     case "touch":
       if (!Number.isFinite(value.expiresAt)) throw new TypeError("Invalid touch: expiresAt is not a number");
-      return { ...clock, op: "touch", expiresAt: value.expiresAt as number };
+      if (!Number.isSafeInteger(value.version) || (value.version as number) < 1) {
+        throw new TypeError(`Invalid touch: version "${String(value.version)}"`);
+      }
+      return {
+        ...clock,
+        op: "touch",
+        expiresAt: value.expiresAt as number,
+        version: value.version as number,
+      };
     case "lock":
       if (typeof value.owner !== "string") throw new TypeError("Invalid lock: owner is not a string");
       if (typeof value.ttlMs !== "number" || !(value.ttlMs > 0) || !Number.isFinite(value.ttlMs)) {

@@ -6,6 +6,8 @@
 import { SessionDataError } from "../errors.ts";
 import {
   assertStorageKey,
+  assertTouchArguments,
+  isEnded,
   type SaveConflict,
   type SaveIndex,
   type SaveResult,
@@ -63,6 +65,8 @@ export interface MemoryStoreOptions {
  *   always a fresh copy, and data that is not plain JSON is refused with a `SessionDataError`
  *   when it is saved (a `BigInt`, a cycle), not when it is read back.
  * - A refused save reports the record it lost to (a {@linkcode SaveConflict}).
+ * - `touch(key, expiresAt, version)` extends a record only while it is at that version and not
+ *   ended, and never shortens it.
  * - Expired records are removed as the store is used, with no timer: every write (`save`,
  *   `touch`) also examines the next 8 held records of a rolling pass and drops those that have
  *   expired, so memory follows the live sessions however many have come and gone. `cleanup()`
@@ -194,7 +198,7 @@ export class MemoryStore implements SessionStore {
       return true;
     }
     if (current?.user !== undefined && current.user !== user) this.#unindex(key, current);
-    const entry = new Entry(data, record.version, record.createdAt, record.expiresAt, user);
+    const entry = new Entry(data, record.version, record.createdAt, record.expiresAt, user, isEnded(record));
     if (user !== undefined) {
       let keys = this.#users.get(user);
       if (keys === undefined) this.#users.set(user, keys = new Set());
@@ -218,24 +222,35 @@ export class MemoryStore implements SessionStore {
     return Promise.resolve();
   }
 
-  /** Moves an existing record's expiry (milliseconds since the epoch); does nothing when it is missing. */
-  touch(key: string, expiresAt: number): Promise<void> {
+  /**
+   * Extends a live record's expiry to `expiresAt` (milliseconds since the epoch) when it is at
+   * `version`, is not a tombstone and expires before `expiresAt`: a compare-and-set on the
+   * expiry, decided and written in one synchronous step. Data and version stay as they are.
+   *
+   * @returns `true` when extended; `false` when the record is missing, expired, at another
+   *   version, ended, or already expires at or after `expiresAt` (nothing is written).
+   * @throws {TypeError} When `key` is not a storage key, `expiresAt` is not finite or `version`
+   *   is not a positive integer.
+   */
+  touch(key: string, expiresAt: number, version: number): Promise<boolean> {
     try {
       assertStorageKey(key);
+      assertTouchArguments(expiresAt, version);
     } catch (error) {
       return Promise.reject(error);
     }
     const now = this.#now();
     const entry = this.#entry(key, now);
-    if (entry !== undefined) {
-      entry.expiresAt = expiresAt;
-      if (this.#max !== Infinity) {
-        this.#records.delete(key); // bounded: most recently written last
-        this.#records.set(key, entry);
-      }
-      this.#sweepStep(now);
+    if (entry === undefined || entry.version !== version || entry.ended || expiresAt <= entry.expiresAt) {
+      return Promise.resolve(false);
     }
-    return Promise.resolve();
+    entry.expiresAt = expiresAt;
+    if (this.#max !== Infinity) {
+      this.#records.delete(key); // bounded: most recently written last
+      this.#records.set(key, entry);
+    }
+    this.#sweepStep(now);
+    return Promise.resolve(true);
   }
 
   /**
@@ -331,12 +346,22 @@ class Entry {
   expiresAt: number;
   /** The user the record is indexed under, if any. */
   user: string | undefined;
-  constructor(data: string, version: number, createdAt: number, expiresAt: number, user: string | undefined) {
+  /** The record is a tombstone (`isEnded`): a touch never extends it. */
+  readonly ended: boolean;
+  constructor(
+    data: string,
+    version: number,
+    createdAt: number,
+    expiresAt: number,
+    user: string | undefined,
+    ended: boolean,
+  ) {
     this.data = data;
     this.version = version;
     this.createdAt = createdAt;
     this.expiresAt = expiresAt;
     this.user = user;
+    this.ended = ended;
   }
 }
 

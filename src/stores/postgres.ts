@@ -12,6 +12,8 @@
 import { SessionDataError } from "../errors.ts";
 import {
   assertStorageKey,
+  assertTouchArguments,
+  ENDED_KEY,
   type SaveIndex,
   type SaveResult,
   type SessionStore,
@@ -515,7 +517,13 @@ export class PostgresStore implements SessionStore {
       updateExpired: `WITH written AS (DELETE FROM ${t} WHERE id = $1 AND version = $3::bigint ` +
         `AND ${live("$2")} RETURNING 1), ` + lostUpdate("$2", "$3::bigint"),
       destroy: `DELETE FROM ${t} WHERE id = $1`,
-      touch: `UPDATE ${t} SET expires_at = ${TIME("$2")} WHERE id = $1 AND ${live("$3")}`,
+      // $1 id, $2 new expiresAt, $3 now, $4 the version read, $5 the tombstone's data key. One
+      // statement: the row is extended only while it is live, at that version, not a tombstone
+      // and expiring earlier; a concurrent save or touch holds the row lock, and READ COMMITTED
+      // re-checks these conditions on the row it wrote.
+      touch: `UPDATE ${t} SET expires_at = ${TIME("$2")} WHERE id = $1 AND ${live("$3")} ` +
+        `AND version = $4::bigint AND expires_at < ${TIME("$2")} ` +
+        `AND (data -> $5::text) IS DISTINCT FROM 'true'::jsonb RETURNING 1 AS touched`,
       cleanup: `WITH removed AS (DELETE FROM ${t} WHERE expires_at <= ${TIME("$1")} RETURNING 1), ` +
         `lapsed AS (DELETE FROM ${leases} WHERE until <= $2::bigint) ` +
         `SELECT count(*)::integer AS removed FROM removed`,
@@ -637,19 +645,25 @@ export class PostgresStore implements SessionStore {
   }
 
   /**
-   * Moves a live record's `expires_at` with one `UPDATE`, without rewriting its data or
-   * version; does nothing when it is missing or expired by the `now` clock.
+   * Extends a live record's `expires_at` with one `UPDATE … WHERE version = $4`, without
+   * rewriting its data or version: only when the row is live by the `now` clock, at `version`,
+   * not a tombstone (its data's top-level `"__ended"` is not `true`) and expiring before
+   * `expiresAt`. The statement decides and writes atomically (a concurrent save holds the row's
+   * lock; READ COMMITTED re-checks the conditions on the row it then finds).
    *
    * @param key The storage key.
    * @param expiresAt The new expiry, in milliseconds since the epoch.
-   * @throws {TypeError} When `key` is not a storage key or `expiresAt` is not finite.
+   * @param version The version the caller read.
+   * @returns `true` when extended; `false` when the row is missing, expired, at another
+   *   version, ended, or already expires at or after `expiresAt` (nothing is written).
+   * @throws {TypeError} When `key` is not a storage key, `expiresAt` is not finite or `version`
+   *   is not a positive integer. Driver errors pass through.
    */
-  async touch(key: string, expiresAt: number): Promise<void> {
+  async touch(key: string, expiresAt: number, version: number): Promise<boolean> {
     assertStorageKey(key);
-    if (!Number.isFinite(expiresAt)) {
-      throw new TypeError(`Invalid expiresAt: "${expiresAt}" is not a finite number`);
-    }
-    await this.#run(this.#sql.touch, [key, expiresAt, this.#now()]);
+    assertTouchArguments(expiresAt, version);
+    const rows = await this.#run(this.#sql.touch, [key, expiresAt, this.#now(), version, ENDED_KEY]);
+    return rows.length > 0;
   }
 
   /**

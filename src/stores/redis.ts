@@ -11,6 +11,8 @@
 import { SessionDataError } from "../errors.ts";
 import {
   assertStorageKey,
+  assertTouchArguments,
+  ENDED_KEY,
   parseStoredSession,
   type SaveIndex,
   type SaveResult,
@@ -367,23 +369,27 @@ end
 redis.call('SET', KEYS[1], value, 'PX', ARGV[3])
 return 1`;
 
-// KEYS[1]: the key. ARGV[1]: the new expiresAt as a JSON number. ARGV[2]: milliseconds to live,
-// or "" when the new expiry is already past. ARGV[3]: now, by the application's clock.
-// ARGV[4]: the new expiresAt as an integer. ARGV[5], ARGV[6]: a user's tag and until when the
-// caller has made its index entry for this key last, or "".
-// Rewrites only the expiresAt field of a record that is live by that clock (and, when it moves
-// past what the record notes of its index entry, that note); never creates or revives one.
-// Returns 0 or 1; or { tag } without writing anything when the record's entry in that user's
-// index must first be made to last until the new expiry.
+// KEYS[1]: the key. ARGV[1]: the new expiresAt as a JSON number. ARGV[2]: milliseconds to live.
+// ARGV[3]: now, by the application's clock. ARGV[4]: the new expiresAt as an integer.
+// ARGV[5], ARGV[6]: a user's tag and until when the caller has made its index entry for this
+// key last, or "". ARGV[7]: the version the caller read.
+// A compare-and-set on the expiry: rewrites only the expiresAt field (and, when it moves past
+// what the record notes of its index entry, that note) of a record that is live by that clock,
+// at version ARGV[7], not a tombstone (its data holds "__ended": true at the top level), and
+// expiring before ARGV[1]; never creates, revives, shortens or deletes one. Returns 1 when
+// written, 0 when not; or { tag } without writing anything when the record's entry in that
+// user's index must first be made to last until the new expiry.
 const TOUCH = `local current = redis.call('GET', KEYS[1])
 if not current then return 0 end
-local from, to = string.match(current, '^{"version":%d+,"createdAt":[^,]+,"expiresAt":()[^,]+(),"data":')
-if not from then return 0 end
+local version, from, to = string.match(current, '^{"version":(%d+),"createdAt":[^,]+,"expiresAt":()[^,]+(),"data":')
+if not version or version ~= ARGV[7] then return 0 end
 local expires = tonumber(string.sub(current, from, to - 1))
-if not expires or expires <= tonumber(ARGV[3]) then return 0 end
-if ARGV[2] == '' then
-  redis.call('DEL', KEYS[1])
-  return 1
+if not expires or expires <= tonumber(ARGV[3]) or tonumber(ARGV[1]) <= expires then return 0 end
+if string.find(current, '"${ENDED_KEY}"', to, true) then
+  local ok, decoded = pcall(cjson.decode, current)
+  if not ok or type(decoded) ~= 'table' or type(decoded.data) ~= 'table' or decoded.data['${ENDED_KEY}'] == true then
+    return 0
+  end
 end
 local value = string.sub(current, 1, from - 1) .. ARGV[1] .. string.sub(current, to)
 local at, tag, noted = string.match(value, '()[,]"user":"([%w_%-]+)","userUntil":(%d+)}$')
@@ -793,36 +799,42 @@ export class RedisStore implements SessionStore {
   }
 
   /**
-   * Moves a live record's expiry (the key's TTL and the stored `expiresAt`) in one script,
-   * without rewriting its data or version; does nothing when the key is missing or its record
-   * has expired by the `now` clock. An `expiresAt` already past deletes the record. When the
-   * record is indexed under a user and the new expiry passes what its index entry is sure to
-   * last, the entry is extended first (one more script), then the touch is made.
+   * Extends a live record's expiry (the key's TTL and the stored `expiresAt`) in one script,
+   * without rewriting its data or version, when the record is at `version`, is not a tombstone
+   * and expires before `expiresAt` by the `now` clock: the script checks all of it and writes in
+   * the same atomic step. When the record is indexed under a user and the new expiry passes
+   * what its index entry is sure to last, the entry is extended first (one more script), then
+   * the touch is decided and made.
    *
    * @param key The storage key.
    * @param expiresAt The new expiry, in milliseconds since the epoch.
-   * @throws {TypeError} When `key` is not a storage key or `expiresAt` is not finite.
+   * @param version The version the caller read.
+   * @returns `true` when extended; `false` when the record is missing, expired, at another
+   *   version, ended, or already expires at or after `expiresAt` (nothing is written).
+   * @throws {TypeError} When `key` is not a storage key, `expiresAt` is not finite or `version`
+   *   is not a positive integer.
    * @throws {Error} When the record's user changed under five touches in a row.
    */
-  async touch(key: string, expiresAt: number): Promise<void> {
+  async touch(key: string, expiresAt: number, version: number): Promise<boolean> {
     assertStorageKey(key);
-    if (!Number.isFinite(expiresAt)) {
-      throw new TypeError(`Invalid expiresAt: "${expiresAt}" is not a finite number`);
-    }
+    assertTouchArguments(expiresAt, version);
     let tag = "";
     let indexed = "";
     for (let attempt = 0; attempt < 5; attempt++) {
       const now = this.#now();
       const ttl = ttlOf(expiresAt, now);
+      // A live record expires after now: an expiry not after now can extend none.
+      if (ttl <= 0) return false;
       const reply = await this.#eval(this.#touch, [this.#prefix + key], [
         JSON.stringify(expiresAt),
-        ttl > 0 ? String(ttl) : "",
+        String(ttl),
         String(now),
         msOf(expiresAt),
         tag,
         indexed,
+        String(version),
       ]);
-      if (reply === 0 || reply === 1) return;
+      if (reply === 0 || reply === 1) return reply === 1;
       const wanted = Array.isArray(reply) && reply.length === 1 ? text(reply[0]) : undefined;
       if (wanted === undefined || !/^[A-Za-z0-9_-]{43}$/.test(wanted)) throw unexpectedReply(reply);
       tag = wanted;

@@ -100,10 +100,10 @@ export function counted(inner: SessionStore): Counted {
       return await inner.destroy(key);
     },
     ...(inner.touch && {
-      async touch(key: string, expiresAt: number) {
+      async touch(key: string, expiresAt: number, version: number) {
         calls.touch++;
         fail();
-        return await inner.touch!(key, expiresAt);
+        return await inner.touch!(key, expiresAt, version);
       },
     }),
     // Leases and the per-user index pass through uncounted.

@@ -258,15 +258,80 @@ export function storeSuite(name: string, options: StoreSuiteOptions): void {
       const saved = record({ a: 1 }, 1, 60_000);
       await store.save(key, saved, null);
       const later = saved.expiresAt + 120_000;
-      await store.touch(key, later);
+      assert.equal(await store.touch(key, later, 1), true);
       const loaded = await store.load(key);
       assert.equal(loaded?.expiresAt, later);
       assert.equal(loaded?.version, 1);
       assert.deepEqual(loaded?.data, { a: 1 });
 
       const missing = randomKey();
-      await store.touch(missing, later);
+      assert.equal(await store.touch(missing, later, 1), false);
       assert.equal(await store.load(missing), null);
+    });
+
+    it("touch extends only the version it names, never an ended record, never shortens", async (t) => {
+      if (!store.touch) return t.skip("store has no touch");
+      const key = randomKey();
+      const first = record({ n: 1 }, 1, 60_000);
+      await store.save(key, first, null);
+      const expiresAtOf = async () => (await store.load(key))?.expiresAt;
+
+      // Another version than the stored one: replaced meanwhile (or not yet seen), never extended.
+      assert.equal(await store.touch(key, first.expiresAt + 120_000, 2), false);
+      assert.equal(await expiresAtOf(), first.expiresAt);
+      assert.equal(await store.touch(key, first.expiresAt + 120_000, 1), true);
+      assert.equal(await expiresAtOf(), first.expiresAt + 120_000);
+      // Never shortens, never deletes: an earlier, equal or past expiry writes nothing.
+      assert.equal(await store.touch(key, first.expiresAt + 60_000, 1), false);
+      assert.equal(await store.touch(key, first.expiresAt + 120_000, 1), false);
+      assert.equal(await store.touch(key, Date.now() - 1_000, 1), false);
+      assert.equal(await expiresAtOf(), first.expiresAt + 120_000);
+      assert.equal((await store.load(key))?.version, 1);
+
+      // Saved again: a touch naming the version it replaced is refused, the new one extends.
+      const second = { ...first, data: { n: 2 }, version: 2, expiresAt: first.expiresAt + 180_000 };
+      assert.equal(await store.save(key, second, 1), true);
+      assert.equal(await store.touch(key, second.expiresAt + 60_000, 1), false);
+      assert.deepEqual(await store.load(key), second);
+      assert.equal(await store.touch(key, second.expiresAt + 60_000, 2), true);
+      assert.deepEqual(await store.load(key), { ...second, expiresAt: second.expiresAt + 60_000 });
+
+      // Ended: the tombstone keeps its expiry, whatever version the touch names.
+      const ended = { ...second, data: { [ENDED_KEY]: true }, version: 3 };
+      assert.equal(await store.save(key, ended, 2), true);
+      const tombstone = await store.load(key);
+      assert.ok(isEnded(tombstone), "the session reads as ended");
+      for (const version of [2, 3]) {
+        assert.equal(await store.touch(key, tombstone!.expiresAt + 600_000, version), false);
+      }
+      assert.ok(isEnded(await store.load(key)));
+      assert.equal(await expiresAtOf(), tombstone!.expiresAt);
+
+      // Arguments of the earlier contract, or malformed ones, are refused before anything is written.
+      const touch = store.touch.bind(store) as (...args: unknown[]) => Promise<boolean>;
+      await assert.rejects(async () => await touch(key, Date.now() + 600_000), TypeError);
+      await assert.rejects(async () => await touch(key, NaN, 3), TypeError);
+      await assert.rejects(async () => await touch(key, Date.now() + 600_000, 0), TypeError);
+    });
+
+    it("a touch racing the end of a session never brings the ended record back", async (t) => {
+      if (!store.touch) return t.skip("store has no touch");
+      if (!store.capabilities.compareAndSet) return t.skip("store cannot compare-and-set");
+      for (let round = 0; round < 10; round++) {
+        const key = randomKey();
+        const live = record({ round }, 1, 60_000);
+        await store.save(key, live, null);
+        const ended = { ...live, data: { [ENDED_KEY]: true }, version: 2 };
+        const [saved, touched]: [SaveResult, boolean] = await Promise.all([
+          store.save(key, ended, 1),
+          store.touch(key, live.expiresAt + 600_000, 1),
+        ]);
+        assert.equal(saved, true, `round ${round}: the end lands`);
+        const loaded = await store.load(key);
+        assert.ok(isEnded(loaded), `round ${round}: the session stays ended (touch said ${touched})`);
+        assert.equal(loaded?.version, 2);
+        assert.equal(loaded?.expiresAt, ended.expiresAt, `round ${round}: the tombstone keeps its expiry`);
+      }
     });
 
     it("cleanup removes expired records and counts them", async (t) => {

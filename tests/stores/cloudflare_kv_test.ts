@@ -153,7 +153,8 @@ describe("CloudflareKvStore", () => {
     const key = randomKey();
     const saved = record({ a: 1 }, 4);
     await namespace.put(`touch:${key}`, JSON.stringify(saved));
-    await store.touch(key, saved.expiresAt + 600_000);
+    assert.equal(await store.touch(key, saved.expiresAt + 600_000, 3), false);
+    assert.equal(await store.touch(key, saved.expiresAt + 600_000, 4), true);
     const { keys } = await namespace.list({ prefix: `touch:${key}` });
     assert.deepEqual(keys[0]!.metadata, { version: 4, expiresAt: saved.expiresAt + 600_000 });
     assert.equal((await store.load(key))?.version, 4);
@@ -327,7 +328,7 @@ describe("CloudflareKvStore", () => {
       assert.equal(await store.load(key, 4), null);
       assert.equal(await store.save(key, { ...live, version: 5 }, 4), false);
       assert.equal(await store.save(key, record({}), null), false);
-      await store.touch(key, live.expiresAt + 60_000);
+      assert.equal(await store.touch(key, live.expiresAt + 60_000, 5), false);
       assert.deepEqual(JSON.parse((await namespace.get(`admin:${key}`, "text"))!), stored);
 
       // A key this location has never seen gets a tombstone too: the record may live elsewhere.
@@ -353,7 +354,7 @@ describe("CloudflareKvStore", () => {
       const key = randomKey();
       const end = tombstone(3, 120_000);
       await namespace.put(`websession:${key}`, JSON.stringify(end));
-      await store.touch(key, end.expiresAt + 600_000);
+      assert.equal(await store.touch(key, end.expiresAt + 600_000, 3), false);
       assert.deepEqual(JSON.parse((await namespace.get(`websession:${key}`, "text"))!), end);
     });
   });
@@ -409,13 +410,13 @@ describe("CloudflareKvStore", () => {
       const key = randomKey();
       await store.save(key, record({ user }, 1, 3_600_000, now), null, { user });
       await store.save(key, record({ user, n: 1 }, 2, 3_600_000, now), 1); // no index given
-      await store.touch(key, now + 7_200_000);
+      assert.equal(await store.touch(key, now + 7_200_000, 2), true);
       assert.deepEqual(puts, [`carry:user:${user}:${key}`, `carry:${key}`, `carry:${key}`, `carry:${key}`]);
       assert.equal(JSON.parse((await namespace.get(`carry:${key}`, "text"))!).index.user, user);
       // Kept alive for a day more, the record would outlive its index key, which is written again.
       now += 3_600_000;
       puts.length = 0;
-      await store.touch(key, now + day + 3_600_000);
+      assert.equal(await store.touch(key, now + day + 3_600_000, 2), true);
       assert.deepEqual(puts, [`carry:user:${user}:${key}`, `carry:${key}`]);
       const { index } = JSON.parse((await namespace.get(`carry:${key}`, "text"))!);
       assert.equal(index.until, now + day + 3_600_000 + day);
@@ -496,7 +497,8 @@ describe("CloudflareKvStore", () => {
         assert.ok(error instanceof SessionDataError, `expected SessionDataError, got ${error}`);
       }
       await assert.rejects(store.save(randomKey(), { ...record({}), createdAt: NaN }, null), TypeError);
-      await assert.rejects(store.touch(randomKey(), Infinity), TypeError);
+      await assert.rejects(store.touch(randomKey(), Infinity, 1), TypeError);
+      await assert.rejects(store.touch(randomKey(), Date.now() + 60_000, 1.5), TypeError);
       assert.equal(puts(), 0);
     });
 

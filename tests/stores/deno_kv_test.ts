@@ -120,7 +120,7 @@ if (deno === undefined) {
       await first.save(key, record({ n: 1 }), null);
       const loaded = await first.load(key);
       const later = loaded!.expiresAt + 60_000;
-      await second.touch(key, later);
+      assert.equal(await second.touch(key, later, 1), true);
       assert.equal(await first.save(key, { ...loaded!, data: { n: 2 }, version: 2 }, 1), true);
       const after = await second.load(key);
       assert.deepEqual(after?.data, { n: 2 });
@@ -169,7 +169,7 @@ if (deno === undefined) {
       assert.notEqual((await kv.get(["clock", key])).versionstamp, null);
       assert.equal(await store.load(key), null);
       assert.deepEqual(await store.save(key, record({ old: true }, 2, 60_000, now), 1), { current: null });
-      await store.touch(key, now + 60_000);
+      assert.equal(await store.touch(key, now + 60_000, 1), false);
       assert.equal(await store.load(key), null);
       assert.equal(await store.count(), 0);
       // A create may take the expired leftover's place.
@@ -213,7 +213,7 @@ if (deno === undefined) {
       const store = new DenoKvStore({ kv: recording, prefix: ["ttl"], now: () => now });
       const key = randomKey();
       await store.save(key, record({}, 1, 90_000, now), null);
-      await store.touch(key, now + 3_600_000);
+      assert.equal(await store.touch(key, now + 3_600_000, 1), true);
       assert.deepEqual(expireIns, [90_000, 3_600_000]);
       assert.equal((await store.load(key))?.expiresAt, now + 3_600_000);
     });
@@ -416,7 +416,7 @@ if (deno === undefined) {
         assert.equal(await entry(), now + 90_000);
         await other.save(key, record({ user: "ada", n: 2 }, 3, 120_000, now), 2);
         assert.equal(await entry(), now + 120_000);
-        await store.touch(key, now + 600_000);
+        assert.equal(await store.touch(key, now + 600_000, 3), true);
         assert.deepEqual(expireIns, [
           ["record", 60_000],
           ["index", 60_000],

@@ -120,7 +120,7 @@ describe("DurableObjectStore", () => {
     const key = randomKey();
     const saved = record({});
     await store.save(key, saved, null);
-    await store.touch(key, saved.expiresAt + 60_000);
+    assert.equal(await store.touch(key, saved.expiresAt + 60_000, 1), true);
     assert.equal((await inspect(key)).alarm, saved.expiresAt + 60_000 + DELAY);
     assert.equal(JSON.parse((await inspect(key)).record!).version, 1);
     await store.destroy(key);
@@ -159,7 +159,7 @@ describe("DurableObjectStore", () => {
     await quick.save(gone, brief, null);
     const live = randomKey();
     await quick.save(live, brief, null);
-    await quick.touch(live, Date.now() + 60_000);
+    assert.equal(await quick.touch(live, Date.now() + 60_000, 1), true);
     await sleep(300);
     assert.deepEqual(await inspect(gone, { within: noDelay, alarm: true }), EMPTY);
     const touched = await inspect(live, { within: noDelay, alarm: true });
@@ -284,7 +284,8 @@ describe("DurableObjectStore", () => {
       assert.ok(error instanceof SessionDataError, `expected SessionDataError, got ${error}`);
     }
     await assert.rejects(checked.save(randomKey(), { ...record({}), expiresAt: NaN }, null), TypeError);
-    await assert.rejects(checked.touch(randomKey(), NaN), TypeError);
+    await assert.rejects(checked.touch(randomKey(), NaN, 1), TypeError);
+    await assert.rejects(checked.touch(randomKey(), Date.now() + 60_000, 0), TypeError);
     assert.equal(fetches(), 0);
   });
 
@@ -401,7 +402,7 @@ describe("DurableObjectStore", () => {
       assert.deepEqual(await indexed.load(key), saved, "loads return the record alone");
       // Later saves and touches carry no index: the record stays indexed under its user.
       assert.equal(await indexed.save(key, record({ user, n: 1 }, 2), 1), true);
-      await indexed.touch(key, Date.now() + 600_000);
+      assert.equal(await indexed.touch(key, Date.now() + 600_000, 2), true);
       assert.equal(JSON.parse((await inspect(key)).record!).indexedUser, user);
       const before = fetches();
       assert.deepEqual(await indexed.keysOfUser(user), [key]);

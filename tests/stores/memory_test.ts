@@ -29,7 +29,7 @@ describe("MemoryStore", () => {
     const [a, b, c] = [randomKey(), randomKey(), randomKey()];
     await store.save(a, rec, null);
     await store.save(b, rec, null);
-    await store.touch(a, now + 120_000); // a is now the most recently written
+    assert.equal(await store.touch(a, now + 120_000, 1), true); // a is now the most recently written
     await store.save(c, rec, null);
     assert.equal(await store.load(b), null);
     assert.equal((await store.load(a))?.expiresAt, now + 120_000);

@@ -10,7 +10,7 @@ import { WebSocket } from "ws";
 import { createServer } from "node:net";
 import { PostgresStore, type SqlLike } from "../../src/stores/postgres.ts";
 import { SessionDataError, StoreUnavailableError } from "../../src/errors.ts";
-import type { SaveResult } from "../../src/store.ts";
+import { ENDED_AT_KEY, ENDED_KEY, type SaveResult } from "../../src/store.ts";
 import { storeSuite } from "../conformance/store_suite.ts";
 import { assertRoundTrips } from "../conformance/round_trips.ts";
 import { sessionSuite } from "../conformance/session_suite.ts";
@@ -231,7 +231,7 @@ for (const [label, connect] of clients) {
       );
       assert.equal(await store.load(key), null);
       assert.deepEqual(await store.save(key, record({ a: 2 }, 5), 4), { current: null });
-      await store.touch(key, Date.now() + 60_000);
+      assert.equal(await store.touch(key, Date.now() + 60_000, 4), false);
       assert.equal(await store.load(key), null);
       assert.equal(await store.save(key, record({ fresh: true }), null), true);
       const loaded = await store.load(key);
@@ -264,8 +264,18 @@ for (const [label, connect] of clients) {
       const saved = record({ keep: [1, "ü"] }, 1, 10_000);
       await store.save(key, saved, null);
       const later = saved.expiresAt + 3_600_000;
-      await store.touch(key, later);
+      assert.equal(await store.touch(key, later, 1), true);
       assert.deepEqual(await store.load(key), { ...saved, expiresAt: later });
+      // A tombstone is told by its data's top-level key, with its other keys in any order.
+      const ended = { ...saved, data: { [ENDED_AT_KEY]: Date.now(), [ENDED_KEY]: true }, version: 2 };
+      assert.equal(await store.save(key, ended, 1), true);
+      assert.equal(await store.touch(key, later + 60_000, 2), false);
+      assert.deepEqual(await store.load(key), ended);
+      // A nested one is data like any other.
+      const nested = randomKey();
+      const live = record({ note: { [ENDED_KEY]: true } }, 1, 10_000);
+      await store.save(nested, live, null);
+      assert.equal(await store.touch(nested, later, 1), true);
     });
 
     it("reads a corrupt row as missing and reports it", async () => {
@@ -361,7 +371,7 @@ for (const [label, connect] of clients) {
         assert.deepEqual(await clocked.save(key, record({ a: 2 }, 1, 60_000, now), null), { current: first });
         const second = record({ a: 2 }, 2, 60_000, now);
         assert.equal(await clocked.save(key, second, 1), true);
-        await clocked.touch(key, second.expiresAt + 1);
+        assert.equal(await clocked.touch(key, second.expiresAt + 1, 2), true);
         const touched = { ...second, expiresAt: second.expiresAt + 1 };
         assert.deepEqual(await clocked.load(key), touched);
 
@@ -369,7 +379,7 @@ for (const [label, connect] of clients) {
         assert.equal(await clocked.load(key), null);
         assert.equal(await clocked.count(), 0);
         assert.deepEqual(await clocked.save(key, record({ a: 3 }, 3, 60_000, now), 2), { current: null });
-        await clocked.touch(key, now + 60_000); // never revives it
+        assert.equal(await clocked.touch(key, now + 60_000, 2), false); // never revives it
         now = touched.expiresAt - 1;
         assert.deepEqual(await clocked.load(key), touched);
         now = touched.expiresAt;

@@ -260,7 +260,7 @@ for (const [label, connect] of clients) {
       // expiry by touches, 50 s at a time, to 10 minutes past the save.
       for (let step = 1; step <= 10; step++) {
         now = saved.createdAt + step * 50_000;
-        await clocked.touch(key, now + 60_000);
+        assert.equal(await clocked.touch(key, now + 60_000, 1), true);
         assert.deepEqual(await clocked.keysOfUser(user), [key], `after touch ${step}`);
       }
       const stored = await admin!.get(own + key);

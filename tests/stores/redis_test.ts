@@ -8,7 +8,7 @@ import { createClient } from "redis";
 import { Redis as UpstashRedis } from "@upstash/redis";
 import { type RedisLike, RedisStore } from "../../src/stores/redis.ts";
 import { SessionDataError, StoreUnavailableError } from "../../src/errors.ts";
-import type { SaveConflict } from "../../src/store.ts";
+import { ENDED_AT_KEY, ENDED_KEY, type SaveConflict } from "../../src/store.ts";
 import { storeSuite } from "../conformance/store_suite.ts";
 import { assertRoundTrips } from "../conformance/round_trips.ts";
 import { sessionSuite } from "../conformance/session_suite.ts";
@@ -178,13 +178,27 @@ for (const [label, connect] of clients) {
       const saved = record({ keep: "ü ✓", list: [1, 2, 3], "a,b": "c,d" }, 1, 10_000);
       await store.save(key, saved, null);
       const later = saved.expiresAt + 600_000;
-      await store.touch(key, later);
+      assert.equal(await store.touch(key, later, 1), true);
       const raw = await admin.get(own + key);
       assert.deepEqual(JSON.parse(raw!), { ...saved, expiresAt: later });
       const ttl = await admin.pttl(own + key);
       assert.ok(ttl > 550_000, `PTTL ${ttl}`);
-      await store.touch(key, Date.now() - 1);
-      assert.equal(await admin.exists(own + key), 0);
+      // An expiry already past never deletes the record (a touch never shortens one).
+      assert.equal(await store.touch(key, Date.now() - 1, 1), false);
+      assert.deepEqual(JSON.parse((await admin.get(own + key))!), { ...saved, expiresAt: later });
+      assert.ok(await admin.pttl(own + key) > 550_000);
+    });
+
+    it("touch tells a tombstone by its top-level data key, whatever the order of the data's keys", async () => {
+      const key = randomKey();
+      const live = record({ note: { [ENDED_KEY]: true }, text: `"${ENDED_KEY}":true` }, 1, 60_000);
+      await store.save(key, live, null);
+      // A nested or quoted "__ended" is data like any other: the session is live.
+      assert.equal(await store.touch(key, live.expiresAt + 60_000, 1), true);
+      const ended = { ...live, data: { [ENDED_AT_KEY]: Date.now(), [ENDED_KEY]: true }, version: 2 };
+      assert.equal(await store.save(key, ended, 1), true);
+      assert.equal(await store.touch(key, ended.expiresAt + 600_000, 2), false);
+      assert.deepEqual(JSON.parse((await admin.get(own + key))!), ended);
     });
 
     it("an already expired save deletes the record at the expected version and is done", async () => {
@@ -245,7 +259,7 @@ for (const [label, connect] of clients) {
         assert.equal(await admin.exists(prefix + key), 1);
         assert.equal(await clocked.load(key), null);
         assert.deepEqual(await clocked.save(key, record({ a: 3 }, 3, 60_000, now), 2), { current: null });
-        await clocked.touch(key, now + 60_000); // never revives it
+        assert.equal(await clocked.touch(key, now + 60_000, 2), false); // never revives it
         assert.equal(JSON.parse((await admin.get(prefix + key))!).expiresAt, second.expiresAt);
         now = second.expiresAt - 1;
         assert.deepEqual(await clocked.load(key), second);
@@ -283,7 +297,7 @@ for (const [label, connect] of clients) {
         // The same through a refused save's report, and after a touch.
         const refused = await store.save(key, record({}, 6), 5) as SaveConflict;
         assert.deepEqual(refused.current, saved, label);
-        await store.touch(key, saved.expiresAt + 1_000);
+        assert.equal(await store.touch(key, saved.expiresAt + 1_000, 1), true, label);
         assert.deepEqual((await store.load(key))?.data, data, label);
       }
     });
@@ -334,7 +348,7 @@ for (const [label, connect] of clients) {
       await admin.lpush(own + key, "not a string");
       await assert.rejects(store.load(key), /WRONGTYPE/);
       await assert.rejects(store.save(key, record({ a: 1 }), null), /WRONGTYPE/);
-      await assert.rejects(store.touch(key, Date.now() + 60_000), /WRONGTYPE/);
+      await assert.rejects(store.touch(key, Date.now() + 60_000, 1), /WRONGTYPE/);
       assert.equal(await admin.type(own + key), "list");
     });
 
@@ -344,7 +358,7 @@ for (const [label, connect] of clients) {
       // Warm the script cache so that every save below is a single EVALSHA.
       const warm = randomKey();
       await counted.save(warm, record({}), null);
-      await counted.touch(warm, Date.now() + 60_000);
+      assert.equal(await counted.touch(warm, Date.now() + 60_000, 1), true);
       await counted.destroy(warm);
       await assertRoundTrips(
         counted,
@@ -439,17 +453,17 @@ for (const [label, connect] of clients) {
       // Every script is known from here on: a touch far ahead of a warm-up session's index entry.
       const warm = randomKey();
       await clocked.save(warm, record({ user: "warm" }, 1, 60_000, now), null, { user: "warm" });
-      await clocked.touch(warm, now + 600_000);
+      assert.equal(await clocked.touch(warm, now + 600_000, 1), true);
       sent.length = 0;
       now += 50_000;
-      await clocked.touch(key, now + 60_000); // within the entry's 120 s: one script
+      assert.equal(await clocked.touch(key, now + 60_000, 1), true); // within the entry's 120 s: one script
       assert.deepEqual(sent.splice(0), ["EVALSHA"]);
       now += 50_000;
-      await clocked.touch(key, now + 60_000); // past it: asks, extends the entry, touches
+      assert.equal(await clocked.touch(key, now + 60_000, 1), true); // past it: asks, extends the entry, touches
       assert.deepEqual(sent.splice(0), ["EVALSHA", "EVALSHA", "EVALSHA"]);
       for (let step = 0; step < 10; step++) {
         now += 50_000;
-        await clocked.touch(key, now + 60_000);
+        assert.equal(await clocked.touch(key, now + 60_000, 1), true);
         assert.deepEqual(await clocked.keysOfUser(user), [key]);
       }
       assert.deepEqual(await clocked.load(key), { ...saved, expiresAt: now + 60_000 });

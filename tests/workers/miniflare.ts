@@ -96,7 +96,7 @@ export async function workerdStore(mf: Miniflare, name: "kv" | "do"): Promise<Se
     destroy: async (key) => void (await call("destroy", [key])),
   };
   if (optional.includes("touch")) {
-    store.touch = async (key, expiresAt) => void (await call("touch", [key, expiresAt]));
+    store.touch = async (...args) => (await call("touch", args)) as boolean;
   }
   if (optional.includes("cleanup")) store.cleanup = async () => (await call("cleanup", [])) as number;
   if (optional.includes("count")) store.count = async () => (await call("count", [])) as number;

@@ -99,9 +99,9 @@ class CountingStore implements SessionStore {
     this.#inner = inner;
     this.capabilities = inner.capabilities;
     if (inner.touch) {
-      this.touch = (key, expiresAt) => {
+      this.touch = (key, expiresAt, version) => {
         this.calls.other++;
-        return inner.touch!(key, expiresAt);
+        return inner.touch!(key, expiresAt, version);
       };
     }
   }

@@ -110,9 +110,9 @@ export class CountingStore implements SessionStore {
     this.writes++;
     return this.#inner.destroy(key);
   }
-  touch(key: string, expiresAt: number) {
+  touch(key: string, expiresAt: number, version: number) {
     this.writes++;
-    return this.#inner.touch!(key, expiresAt);
+    return this.#inner.touch!(key, expiresAt, version);
   }
 }
 

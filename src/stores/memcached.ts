@@ -17,12 +17,14 @@
 import { SessionDataError, SessionTooLargeError } from "../errors.ts";
 import {
   assertStorageKey,
+  assertTouchArguments,
   type SaveIndex,
   type SaveResult,
   type SessionStore,
   type StoreCapabilities,
   type StoredSession,
   toStoredSession,
+  touchExtends,
 } from "../store.ts";
 
 /**
@@ -545,18 +547,24 @@ export class MemcachedStore implements SessionStore {
    * @param expiresAt The new expiry, in milliseconds since the epoch.
    * @throws {TypeError} When `key` is not a storage key or `expiresAt` is not finite.
    */
-  async touch(key: string, expiresAt: number): Promise<void> {
+  async touch(key: string, expiresAt: number, version: number): Promise<boolean> {
     assertStorageKey(key);
-    if (!Number.isFinite(expiresAt)) {
-      throw new TypeError(`Invalid expiresAt: "${expiresAt}" is not a finite number`);
-    }
+    assertTouchArguments(expiresAt, version);
     const item = this.#prefix + key;
     const found = await this.#read(key, item);
-    if (typeof found === "string") return;
+    if (typeof found === "string") return false;
+    // The version check and the write are one `cas`: a save or end in between makes it miss.
+    if (!touchExtends(found.record, expiresAt, version)) return false;
     const record = { ...found.record, expiresAt };
     const data = this.#encode(record);
     const mark = await this.#mark(key, expiresAt, undefined, found.mark);
-    await this.#cas(item, itemValue(record, data, mark), found.cas, exptimeOf(expiresAt, this.#now()));
+    const reply = await this.#cas(
+      item,
+      itemValue(record, data, mark),
+      found.cas,
+      exptimeOf(expiresAt, this.#now()),
+    );
+    return reply === "STORED";
   }
 
   /**

@@ -68,7 +68,7 @@ function storeFor(env: Env): SessionStore {
     }
     case "redis":
       return new RedisStore({
-        client: Redis.fromEnv(env as unknown as Record<string, string>),
+        client: Redis.fromEnv(env as never),
         prefix: need(env, "REDIS_PREFIX"),
       });
     case "postgres":
@@ -98,6 +98,6 @@ export default {
     if (new URL(request.url).pathname === "/stale-counts") {
       return Promise.resolve(Response.json(staleCounts.get(env) ?? null));
     }
-    return app(request, env, ctx);
+    return (app as (...args: unknown[]) => Promise<Response>)(request, env, ctx);
   },
 };

@@ -245,7 +245,7 @@ describe("MemcachedStore over memcache-client: Memcached specifics", () => {
     const saved = record({ keep: "ü ✓", list: [1, 2, 3] }, 1, 10_000);
     await store.save(key, saved, null);
     const later = saved.expiresAt + 600_000;
-    await store.touch(key, later);
+    assert.equal(await store.touch(key, later, 1), true);
     assert.deepEqual(JSON.parse((await rawGet(own + key))!), { ...saved, expiresAt: later });
     const ttl = await rawTtl(own + key);
     assert.ok(ttl !== undefined && ttl > 600, `TTL ${ttl}`);
@@ -254,11 +254,11 @@ describe("MemcachedStore over memcache-client: Memcached specifics", () => {
     const { client } = recording(connection.client, async (item) => {
       await rawSet(item, JSON.stringify(newer));
     });
-    await new MemcachedStore({ client, prefix: own }).touch(key, later + 1_000);
+    assert.equal(await new MemcachedStore({ client, prefix: own }).touch(key, later + 1_000, 1), false);
     assert.deepEqual(JSON.parse((await rawGet(own + key))!), newer);
 
-    await store.touch(key, Date.now() - 1);
-    assert.equal(await rawGet(own + key), undefined);
+    assert.equal(await store.touch(key, Date.now() - 1, 2), false, "a touch never shortens");
+    assert.deepEqual(JSON.parse((await rawGet(own + key))!), newer);
   });
 
   it("an already expired save leaves nothing at the expected version and is done", async () => {
@@ -454,7 +454,7 @@ describe("MemcachedStore over memcache-client: Memcached specifics", () => {
     // And so does a touch.
     now += 40_000;
     sent.length = 0;
-    await clocked.touch(key, now + 600_000);
+    assert.equal(await clocked.touch(key, now + 600_000, 4), true);
     assert.deepEqual(sent, ["gets", "gets", "cas", "cas"]);
     assert.deepEqual(await rawIndex(own, user), { [key]: now + 900_000 });
     assert.deepEqual((await clocked.load(key))?.data, { user });
@@ -464,7 +464,7 @@ describe("MemcachedStore over memcache-client: Memcached specifics", () => {
     const plain = randomKey();
     sent.length = 0;
     await clocked.save(plain, at(1, now + 60_000), null);
-    await clocked.touch(plain, now + 120_000);
+    await clocked.touch(plain, now + 120_000, 1);
     assert.deepEqual(sent, ["add", "gets", "cas"]);
     assert.equal(JSON.parse((await rawGet(own + plain))!).index, undefined);
   });

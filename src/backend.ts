@@ -11,7 +11,9 @@ import { emit } from "./events.ts";
 import { SessionConflictError, type SessionError, SessionStateError } from "./errors.ts";
 import type { InvalidCookieReason, ResolvedOptions } from "./options.ts";
 import type { SessionHost, SessionState } from "./session.ts";
-import type { StoredSession } from "./store.ts";
+import { instrument } from "./instrument.ts";
+import type { SealedSessionStore, SessionStore, StoredSession } from "./store.ts";
+import { releaseTurn, type Turn } from "./turns.ts";
 
 /** Where a request's cookies are read from: its `Cookie` header, or a framework's cookie jar. */
 export type CookieSource =
@@ -35,6 +37,8 @@ export interface Handle extends SessionState {
   o: ResolvedOptions;
   /** The request, when there is one (for hooks). */
   request: Request | undefined;
+  /** The store every call of this request goes through: `o.store`, reported when `onEvent` is set. */
+  store: SessionStore | SealedSessionStore;
   waitUntil: ((promise: Promise<unknown>) => void) | undefined;
   /** `Set-Cookie` values to send, by cookie name. */
   setCookies: Map<string, string> | undefined;
@@ -59,6 +63,10 @@ export interface Handle extends SessionState {
   canRerun: boolean;
   /** A commit asked for the handler to run again. */
   rerun: boolean;
+  /** Who takes turns for this request (kept across re-runs): the request, else the handle. */
+  owner: object | undefined;
+  /** The turn this request holds on its session's key, if any. */
+  turn: Turn | undefined;
 }
 
 /** How a commit ended: done, run the handler again, or an error to answer with. */
@@ -115,6 +123,7 @@ export function newHandle(
     now: o.now,
     o,
     request,
+    store: instrument(o.store as SessionStore | SealedSessionStore, o.onEvent, request),
     waitUntil,
     setCookies: undefined,
     cookieValue: undefined,
@@ -128,6 +137,8 @@ export function newHandle(
     latePending: false,
     canRerun: false,
     rerun: false,
+    owner: undefined,
+    turn: undefined,
   };
 }
 
@@ -207,6 +218,13 @@ export function endedConflict(): SessionConflictError {
   );
 }
 
+/** The session's idle or absolute timeout passed while the request ran. */
+export function expiredConflict(): SessionConflictError {
+  return new SessionConflictError(
+    "Session expired while this request ran (idle or absolute timeout): this request's changes were not saved",
+  );
+}
+
 /** A policy refused to merge this request's changes. */
 export function policyConflict(policy: string): SessionConflictError {
   return new SessionConflictError(
@@ -219,4 +237,12 @@ export function lateCreation(): SessionStateError {
   return new SessionStateError(
     "Session changed after the response was sent: a new or regenerated session needs a Set-Cookie header; call getSession() and change the session before returning the response",
   );
+}
+
+/** Gives up the request's turn on its session: the next request waiting for it goes on. */
+export function leaveTurn(h: Handle): void {
+  const turn = h.turn;
+  if (turn === undefined) return;
+  h.turn = undefined;
+  releaseTurn(turn);
 }

@@ -1,20 +1,20 @@
 /**
  * The conflict path, in one place: how a request's changes land on the record it loaded when
- * other requests may have saved it meanwhile. The four policies are `decide()`; the rest makes
- * them cheap.
+ * another request may have saved it meanwhile. The four policies are `decide()`.
  *
- * Commits to one storage key are queued in this process (a lane): while one save is in flight,
- * the commits that arrive wait and then go together as one compare-and-set, each replayed on
- * the record its predecessors produced. So concurrent requests of one session in one process do
- * not fight for the record; across processes the compare-and-set still decides, and a refused
- * save that reports the current record (`SaveConflict`) costs no second read.
+ * Within a process, requests of one session take turns (`turns.ts`), so a compare-and-set here
+ * is refused only when another process saved first (or a request that gave up waiting for its
+ * turn). Then the refusal's report of the current record (`SaveConflict`) saves a second read,
+ * the policy decides on it, and the key is marked contended so that later requests take turns
+ * across processes too.
  *
  * @module
  */
 import { SessionError, StoreUnavailableError } from "./errors.ts";
 import type { ConflictPolicy } from "./options.ts";
 import { joinData, observationsHold, replay, type SessionState } from "./session.ts";
-import { emit, type EventHook, timed } from "./events.ts";
+import { emit, type EventHook } from "./events.ts";
+import { markContended, releaseTurn, takeTurn, TURN_WAIT_MS } from "./turns.ts";
 import {
   ENDED_AT_KEY,
   ENDED_KEY,
@@ -48,10 +48,8 @@ export interface Pending {
   canRerun: boolean;
   /** The expiry this commit wants for the record (ms since the epoch). */
   expiresAt: number;
-  /** Set by the lane. */
-  outcome?: Outcome;
-  /** Wakes a queued commit. */
-  wake?: () => void;
+  /** The request holds the turn on this key already (taken before it loaded). */
+  held: boolean;
   /** The session key holding the user's id, for stores that index sessions per user. */
   userKey?: string;
   /** The instrumentation hook, and the request it reports. */
@@ -73,7 +71,9 @@ export interface Landed {
  *   it found the session already gone), and the maps the session holds after the merge.
  * - `rerun`: the handler must run again on a fresh session (merge with a changed observation,
  *   retry).
- * - `refused`: `conflict` (policy says no) or `ended` (another request ended the session).
+ * - `refused`: `conflict` (policy says no), `ended` (another request ended the session) or
+ *   `dropped` (an expiry refresh that lost to a write, which extended the session already) or
+ *   `expired` (the session's idle or absolute timeout passed while the request ran).
  * - `failed`: the store failed.
  */
 export type Outcome =
@@ -87,7 +87,7 @@ export type Outcome =
     attempts: number;
   }
   | { kind: "rerun" }
-  | { kind: "refused"; reason: "conflict" | "ended" }
+  | { kind: "refused"; reason: "conflict" | "ended" | "dropped" | "expired" }
   | { kind: "failed"; error: SessionError };
 
 type Verdict = "apply" | "rerun" | "refuse";
@@ -123,9 +123,9 @@ export function inGrace(at: number | undefined, now: number): boolean {
   return at !== undefined && now - at < ENDED_GRACE_MS;
 }
 
-/** Full-jitter exponential backoff, its ceiling growing with the contention seen on the key. */
-export function backoff(attempt: number, contention = 0): Promise<void> {
-  const ceiling = Math.min(250, 0.5 * 2 ** Math.min(attempt, 6) * (1 + Math.min(contention, 16)));
+/** Full-jitter exponential backoff (ms ceiling 0.5 · 2^attempt, at most 250). */
+export function backoff(attempt: number): Promise<void> {
+  const ceiling = Math.min(250, 0.5 * 2 ** Math.min(attempt, 9));
   return new Promise((resolve) => setTimeout(resolve, Math.random() * ceiling));
 }
 
@@ -138,18 +138,11 @@ export function storeError(action: string, cause: unknown): SessionError {
   );
 }
 
-interface Lane {
-  queue: Pending[];
-  /** The record this process last wrote or read under the key. */
-  latest?: StoredSession | null;
-  /** Refused saves seen recently on this key (across processes): widens backoff. */
-  contention: number;
-}
-
-const lanes = new WeakMap<object, Map<string, Lane>>();
-
 /**
- * Commits one request's changes to the record under `key`, through the key's lane.
+ * Commits one request's changes to the record under `key` by compare-and-set on the version its
+ * data was derived from (`p.s.base`), and on a refusal decides by policy on the record that won.
+ * Every compare-and-set is based on exactly the record the request's data derives from: a
+ * request that commits again (an early `save()`, a late save) commits on what it saved.
  *
  * @param store The store.
  * @param key The storage key.
@@ -165,197 +158,64 @@ export async function commitToRecord(
   maxAttempts: number,
   now: () => number,
 ): Promise<Outcome> {
-  let byKey = lanes.get(store);
-  if (byKey === undefined) lanes.set(store, byKey = new Map());
-  const lane = byKey.get(key);
-  if (lane !== undefined) {
-    // A commit on this key is in flight: wait for it, then go in the next batch.
-    await new Promise<void>((resolve) => {
-      p.wake = resolve;
-      lane.queue.push(p);
-    });
-    return p.outcome!;
-  }
-  const own: Lane = { queue: [], contention: 0 };
-  byKey.set(key, own);
-  // The first batch runs here; commits that queued meanwhile are driven on without holding
-  // this request's answer back.
-  let rest: Pending[] = NONE;
+  if (p.held) return await compareAndSet(store, key, p, maxAttempts, now);
+  // Not in a turn of its own (openSession, locking "explicit", a late save): commits of one
+  // key in this process still go one at a time, each with its own I/O, so that they never
+  // fight for the record here.
+  const taken = takeTurn(store, key, p.s, TURN_WAIT_MS);
+  const turn = taken instanceof Promise ? await taken : taken;
   try {
-    // Alone and unaware of any conflict: save this request's own state at the version it read.
-    const refused = await saveAlone(store, key, own, p, now);
-    if (refused !== SAVED) rest = await runBatch(store, key, own, [p], maxAttempts, now, refused, 2);
-  } catch (error) {
-    p.outcome ??= { kind: "failed", error: storeError("save", error) };
+    return await compareAndSet(store, key, p, maxAttempts, now);
+  } finally {
+    if (turn !== undefined) releaseTurn(turn);
   }
-  const next = own.queue.length === 0 ? rest : [...rest, ...own.queue.splice(0)];
-  if (next.length === 0) {
-    byKey.delete(key);
-  } else {
-    if (p.outcome === undefined) {
-      const waiting = new Promise<void>((resolve) => (p.wake = resolve));
-      void drive(store, key, own, byKey, next, maxAttempts, now);
-      await waiting;
-    } else {
-      void drive(store, key, own, byKey, next, maxAttempts, now);
-    }
-  }
-  return p.outcome!;
 }
 
-/** Runs the batches of a lane until its queue is empty, waking each commit once decided. */
-async function drive(
+async function compareAndSet(
   store: SessionStore,
   key: string,
-  lane: Lane,
-  byKey: Map<string, Lane>,
-  first: Pending[],
+  p: Pending,
   maxAttempts: number,
   now: () => number,
-): Promise<void> {
-  let batch = first;
-  try {
-    while (batch.length > 0) {
-      let rest: Pending[];
-      try {
-        rest = await runBatch(store, key, lane, batch, maxAttempts, now);
-      } catch (error) {
-        rest = fail(batch, storeError("save", error));
-      }
-      for (const done of batch) if (!rest.includes(done)) done.wake?.();
-      batch = [...rest, ...lane.queue.splice(0)];
-    }
-  } finally {
-    byKey.delete(key);
-  }
-}
-
-const NONE: Pending[] = [];
-/** `saveAlone` saved. */
-const SAVED: unique symbol = Symbol("saved");
-/** No record is known yet: the batch starts from the freshest its commits read. */
-const UNKNOWN: unique symbol = Symbol("unknown");
-
-/**
- * The common case, with nothing to decide: one commit, no concurrent commit in this process,
- * saved at the version it read. Returns `SAVED`, or what the refusal reported (the current
- * record, `null` when gone, `undefined` when the store did not say) for the batch to go on from.
- */
-async function saveAlone(
-  store: SessionStore,
-  key: string,
-  lane: Lane,
-  p: Pending,
-  now: () => number,
-): Promise<typeof SAVED | StoredSession | null | undefined> {
+): Promise<Outcome> {
   const s = p.s;
   const base = s.base!;
-  const at = now();
-  const record: StoredSession = s.ending === undefined
-    ? {
-      data: joinData(s.data, s.flash, s.flashOut),
-      version: base.version + 1,
-      createdAt: base.createdAt,
-      expiresAt: p.expiresAt > base.expiresAt ? p.expiresAt : base.expiresAt,
-    }
-    : {
-      data: { [ENDED_KEY]: true, [ENDED_AT_KEY]: at },
-      version: base.version + 1,
-      createdAt: base.createdAt,
-      expiresAt: Math.max(base.expiresAt, p.expiresAt, at + TOMBSTONE_MS),
-    };
-  const index = s.ending === undefined ? indexOf(record.data, p.userKey) : undefined;
-  let result: SaveResult;
-  try {
-    result = await (p.hook === undefined
-      ? store.save(key, record, base.version, index)
-      : timed(p.hook, p.request, "save", () =>
-        store.save(key, record, base.version, index)));
-  } catch (error) {
-    p.outcome = { kind: "failed", error: storeError("save", error) };
-    return SAVED;
-  }
-  if (result === true) {
-    lane.latest = record;
-    p.outcome = { kind: "saved", record, landed: undefined, attempts: 1 };
-    return SAVED;
-  }
-  lane.contention++;
-  if (result === false) return undefined;
-  const reported = result.current;
-  return reported !== null && reported.version <= base.version ? undefined : reported;
-}
-
-function freshest(lane: Lane, batch: Pending[]): StoredSession | null | undefined {
-  let best = lane.latest;
-  for (const p of batch) {
-    const base = p.s.base!;
-    if (best === undefined || (best !== null && base.version > best.version)) best = base;
-  }
-  return best;
-}
-
-/**
- * Runs one batch: every commit decided in order on the record its predecessors produce, then
- * one compare-and-set. Returns the commits left for the next batch (those after one that ends
- * the session).
- */
-async function runBatch(
-  store: SessionStore,
-  key: string,
-  lane: Lane,
-  batch: Pending[],
-  maxAttempts: number,
-  now: () => number,
-  known: StoredSession | null | undefined | typeof UNKNOWN = UNKNOWN,
-  first = 1,
-): Promise<Pending[]> {
-  let current = known === UNKNOWN ? freshest(lane, batch) : known;
-  for (let attempt = first;; attempt++) {
+  const writes = s.ops.length > 0 || s.ending !== undefined;
+  /** The record the next save replaces; the one the data was derived from, at first. */
+  let current: StoredSession | null | undefined = base;
+  for (let attempt = 1;; attempt++) {
     if (current === undefined) {
       try {
-        const hook = batch[0]!.hook;
-        current = await (hook === undefined
-          ? store.load(key)
-          : timed(hook, batch[0]!.request, "load", () =>
-            store.load(key)));
+        current = await store.load(key);
       } catch (error) {
-        return fail(batch, storeError("load", error));
+        return { kind: "failed", error: storeError("load", error) };
       }
-      lane.latest = current;
     }
-    if (current !== null && current.expiresAt <= now()) current = null;
-    const open = batch.filter((p) => p.outcome === undefined);
-    if (open.length === 0) return [];
-
-    // Decide each commit on the record as its predecessors left it.
-    let working: SessionData | undefined = current === null || isEnded(current) ? undefined : current.data;
-    let untouched = true;
-    let expiresAt = current?.expiresAt ?? 0;
-    const applied: Array<{ p: Pending; landed: Landed }> = [];
-    let ender: Pending | undefined;
-    let rest: Pending[] = [];
-    for (let i = 0; i < open.length; i++) {
-      const p = open[i]!;
-      if (working === undefined) {
-        // The record is gone or ended: a logout of it is done already; nothing else can land.
-        if (p.s.ending === "destroy") {
-          p.outcome = {
-            kind: "saved",
-            record: null,
-            found: current !== null && isEnded(current) ? "ended" : "missing",
-            landed: replay(p.s.ops, {}),
-            attempts: attempt,
-          };
-        } else {
-          p.outcome = { kind: "refused", reason: "ended" };
-        }
-        continue;
+    if (current !== null && current.expiresAt <= now()) {
+      // Expired while the request ran: nothing can land on it; a logout of it is done.
+      if (s.ending !== "destroy") return { kind: "refused", reason: current === base ? "expired" : "ended" };
+      current = null;
+    }
+    if (current === null || isEnded(current)) {
+      // The record is gone or ended: a logout of it is done already; nothing else can land.
+      if (s.ending === "destroy") {
+        return {
+          kind: "saved",
+          record: null,
+          found: current !== null ? "ended" : "missing",
+          landed: replay(s.ops, {}),
+          attempts: attempt,
+        };
       }
-      const base = p.s.base!;
-      const changed = !(untouched && base.version === current!.version);
-      const verdict = decide(p, changed, base.data, working);
-      if (changed && p.hook !== undefined) {
+      return { kind: "refused", reason: "ended" };
+    }
+    const changed = current.version !== base.version;
+    let landed: Landed | undefined;
+    if (changed) {
+      // Only an expiry refresh: the request that won extended the session already.
+      if (!writes) return { kind: "refused", reason: "dropped" };
+      const verdict = decide(p, true, base.data, current.data);
+      if (p.hook !== undefined) {
         emit(p.hook, {
           type: "conflict",
           policy: p.policy,
@@ -364,70 +224,53 @@ async function runBatch(
           request: p.request,
         });
       }
-      if (verdict === "rerun") {
-        p.outcome = { kind: "rerun" };
-        continue;
-      }
-      if (verdict === "refuse") {
-        p.outcome = { kind: "refused", reason: "conflict" };
-        continue;
-      }
-      const landed = changed ? landedOn(p, working) : landedOwn(p);
-      applied.push({ p, landed });
-      untouched = false;
-      if (p.expiresAt > expiresAt) expiresAt = p.expiresAt;
-      if (p.s.ending !== undefined) {
-        ender = p;
-        rest = open.slice(i + 1);
-        break;
-      }
-      working = joinData(landed.data, landed.flash, landed.flashOut);
+      if (verdict === "rerun") return { kind: "rerun" };
+      if (verdict === "refuse") return { kind: "refused", reason: "conflict" };
+      landed = p.policy === "overwrite" ? undefined : replay(s.ops, current.data);
     }
-    if (applied.length === 0) return rest;
-
-    const at = now();
-    const record: StoredSession = ender === undefined
-      ? { data: working!, version: current!.version + 1, createdAt: current!.createdAt, expiresAt }
-      : {
-        data: { [ENDED_KEY]: true, [ENDED_AT_KEY]: at },
-        version: current!.version + 1,
-        createdAt: current!.createdAt,
-        expiresAt: Math.max(expiresAt, at + TOMBSTONE_MS),
-      };
-    let result;
+    const record = recordFor(p, current, landed, now());
+    const index = s.ending === undefined ? indexOf(record.data, p.userKey) : undefined;
+    const expected: number = current.version;
+    let result: SaveResult;
     try {
-      const hook = applied[0]!.p.hook;
-      const expected = current!.version;
-      const index = indexOf(record.data, applied[0]!.p.userKey);
-      result = await (hook === undefined
-        ? store.save(key, record, expected, index)
-        : timed(hook, applied[0]!.p.request, "save", () =>
-          store.save(key, record, expected, index)));
+      result = await store.save(key, record, expected, index);
     } catch (error) {
-      return [...fail(applied.map((a) => a.p), storeError("save", error)), ...rest];
+      return { kind: "failed", error: storeError("save", error) };
     }
-    if (result === true) {
-      lane.latest = record;
-      if (lane.contention > 0) lane.contention--;
-      for (const { p, landed } of applied) p.outcome = { kind: "saved", record, landed, attempts: attempt };
-      return rest;
-    }
-    // Refused: another process saved first. Undo this attempt's decisions and try again on
-    // the record that won.
-    lane.contention++;
-    for (const p of open) p.outcome = undefined;
-    if (attempt >= maxAttempts) {
-      for (const p of open) p.outcome = { kind: "refused", reason: "conflict" };
-      return [];
-    }
-    const reported = result === false ? undefined : result.current;
-    if (reported !== undefined && reported !== null && reported.version <= current!.version) {
-      current = undefined; // a report no newer than what we had: read again
-    } else {
-      current = reported;
-    }
-    if (current === undefined || attempt > 1) await backoff(attempt, lane.contention);
+    if (result === true) return { kind: "saved", record, landed, attempts: attempt };
+    // Refused: another request (another process, or one that did not wait its turn) saved
+    // first. Go on from the record that won.
+    markContended(store, key);
+    if (attempt >= maxAttempts) return { kind: "refused", reason: "conflict" };
+    const reported: StoredSession | null | undefined = result === false ? undefined : result.current;
+    current = reported !== undefined && reported !== null && reported.version <= expected
+      ? undefined
+      : reported;
+    if (current === undefined || attempt > 1) await backoff(attempt);
   }
+}
+
+/** The record a commit writes over `current`: its data, or a tombstone when it ends the session. */
+function recordFor(
+  p: Pending,
+  current: StoredSession,
+  landed: Landed | undefined,
+  at: number,
+): StoredSession {
+  const s = p.s;
+  const expiresAt = p.expiresAt > current.expiresAt ? p.expiresAt : current.expiresAt;
+  if (s.ending !== undefined) {
+    return {
+      data: { [ENDED_KEY]: true, [ENDED_AT_KEY]: at },
+      version: current.version + 1,
+      createdAt: current.createdAt,
+      expiresAt: Math.max(expiresAt, at + TOMBSTONE_MS),
+    };
+  }
+  const data = landed === undefined
+    ? joinData(s.data, s.flash, s.flashOut)
+    : joinData(landed.data, landed.flash, landed.flashOut);
+  return { data, version: current.version + 1, createdAt: current.createdAt, expiresAt };
 }
 
 /** What a save indexes: the user id the data holds under `userKey`, if any. */
@@ -435,20 +278,4 @@ export function indexOf(data: SessionData, userKey: string | undefined): SaveInd
   if (userKey === undefined || !Object.hasOwn(data, userKey)) return undefined;
   const user = data[userKey];
   return typeof user === "string" && user !== "" ? { user } : undefined;
-}
-
-function fail(batch: Pending[], error: SessionError): Pending[] {
-  for (const p of batch) if (p.outcome === undefined) p.outcome = { kind: "failed", error };
-  return [];
-}
-
-/** The commit's own maps: it lands on exactly the record it read. */
-function landedOwn(p: Pending): Landed {
-  return { data: p.s.data, flash: p.s.flash, flashOut: p.s.flashOut };
-}
-
-/** The commit replayed on `data` (or, for `overwrite`, its own maps over it). */
-function landedOn(p: Pending, data: SessionData): Landed {
-  if (p.policy === "overwrite") return landedOwn(p);
-  return replay(p.s.ops, data);
 }

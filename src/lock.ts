@@ -117,7 +117,7 @@ function seconds(name: string, value: unknown, fallback: number): number {
  * @throws {StoreUnavailableError} When the store fails.
  */
 export async function takeLock(h: Handle, options: LockOptions = {}): Promise<SessionLock> {
-  const store = h.o.store as SessionStore;
+  const store = h.store as SessionStore;
   if (h.o.sealed || typeof store.lock !== "function" || typeof store.unlock !== "function") {
     throw new SessionConfigError("Session store cannot hold a lock: its capabilities say locks: false");
   }

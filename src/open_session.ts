@@ -12,6 +12,7 @@ import {
   type CookieSource,
   type Handle,
   hasWork,
+  leaveTurn,
   newHandle,
 } from "./backend.ts";
 import { sealedBackend } from "./backends/sealed.ts";
@@ -155,6 +156,8 @@ const plainHost: SessionHost = {
 /** Where `openHandle` leaves the handle it built, for the wrapper that waits on it. */
 export interface HandleSink {
   handle: Handle | undefined;
+  /** Who takes turns for the request (the same object across re-runs). */
+  owner: object;
   canRerun: boolean;
   responded: boolean;
 }
@@ -171,10 +174,18 @@ export async function openHandle(
   request: Request | undefined,
   waitUntil: ((promise: Promise<unknown>) => void) | undefined,
   sink?: HandleSink,
+  owner?: object,
 ): Promise<Session> {
   const h = newHandle(o, host, "", request, waitUntil);
+  // Turns need someone to give them up at the end of the request: withSession, an adapter.
+  h.owner = sink?.owner ?? owner;
   const start = o.onEvent === undefined ? 0 : performance.now();
-  await backendOf(o).open(h, sourceOf(input));
+  try {
+    await backendOf(o).open(h, sourceOf(input));
+  } catch (error) {
+    leaveTurn(h); // a failed load frees the session's next request at once
+    throw error;
+  }
   if (o.onEvent !== undefined) {
     emit(o.onEvent, {
       type: "load",
@@ -276,6 +287,28 @@ export async function openSession<T extends object = SessionData>(
 }
 
 /**
+ * `openSession` for a framework adapter that calls {@linkcode closeSession} when its request
+ * ends, whatever happens: the session takes turns with its other requests in flight here.
+ * Internal.
+ */
+export async function openTurnSession(
+  request: Request,
+  options: SessionOptions<SessionData>,
+): Promise<Session> {
+  return await openHandle(optionsOf(options), plainHost, request, request, undefined, undefined, request);
+}
+
+/**
+ * Ends a request's hold on its session: releases its locks and hands its turn to the next
+ * request of the session. Idempotent. Internal (adapters).
+ */
+export async function closeSession(session: Session<SessionData>): Promise<void> {
+  const h = session[kState] as Handle;
+  if (h.leases !== undefined) await releaseAll(h);
+  leaveTurn(h);
+}
+
+/**
  * Saves a session opened with {@linkcode openSession} (compare-and-set and the conflict policy)
  * and returns the `Set-Cookie` header values to send, possibly none. Call it once the session's
  * changes are made; calling it again sends what changed since.
@@ -317,6 +350,7 @@ export async function commitSession<T extends object>(session: Session<T>): Prom
     }
   } finally {
     if (h.leases !== undefined) await releaseAll(h);
+    leaveTurn(h);
   }
   const cookies = h.setCookies === undefined ? [] : [...h.setCookies.values()];
   h.setCookies = undefined;

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { type CommitResult, type Handle, hasWork } from "./backend.ts";
+import { type CommitResult, type Handle, hasWork, leaveTurn } from "./backend.ts";
 import { backoff } from "./conflict.ts";
 import { SessionConflictError, SessionError } from "./errors.ts";
 import { configError, type ResolvedOptions, resolveOptions, type SessionOptions } from "./options.ts";
@@ -185,6 +185,7 @@ async function run<A extends unknown[]>(
       : pristine!.clone();
     const ctx: Context = {
       o,
+      owner: original,
       request,
       waitUntil,
       canRerun: kind !== undefined && attempt < o.maxAttempts,
@@ -199,11 +200,15 @@ async function run<A extends unknown[]>(
     } catch (error) {
       if (ctx.handle?.leases !== undefined) await releaseAll(ctx.handle);
       if (ctx.handle?.rerun === true && ctx.canRerun) {
+        // The turn stays with this request: it goes next.
         await backoff(attempt);
         continue;
       }
       ctx.responded = true;
-      if (ctx.handle !== undefined) ctx.handle.responded = true;
+      if (ctx.handle !== undefined) {
+        ctx.handle.responded = true;
+        leaveTurn(ctx.handle);
+      }
       if (error instanceof SessionError) return errorResponse(ctx, error);
       throw error;
     }
@@ -219,11 +224,18 @@ async function run<A extends unknown[]>(
       } catch {
         // The handler was told (getSession rejected) and answered anyway: respect its answer.
         ctx.responded = true;
+        if (ctx.handle !== undefined) leaveTurn(ctx.handle);
         return response;
       }
       h = ctx.handle!;
     }
-    let result: CommitResult = h.rerun ? "rerun" : hasWork(h) ? await serialCommit(h) : "done";
+    let result: CommitResult;
+    try {
+      result = h.rerun ? "rerun" : hasWork(h) ? await serialCommit(h) : "done";
+    } catch (error) {
+      leaveTurn(h);
+      throw error;
+    }
     if (h.leases !== undefined) await releaseAll(h);
     if (result === "rerun") {
       if (ctx.canRerun) {
@@ -237,6 +249,7 @@ async function run<A extends unknown[]>(
     }
     ctx.responded = true;
     h.responded = true;
+    leaveTurn(h);
     if (result !== "done") {
       await response.body?.cancel().catch(ignore);
       return errorResponse(ctx, result);

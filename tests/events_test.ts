@@ -200,9 +200,7 @@ describe("store events: one per store call", () => {
     assert.deepEqual(sorted(tallyOf(a.events)), sorted(a.calls));
   });
 
-  it("session.lock() and its release report lock, the catch-up load and unlock", {
-    todo: "core wiring",
-  }, async () => {
+  it("session.lock() and its release report lock, the catch-up load and unlock", async () => {
     const a = app();
     const browser = new Client(a.handler);
     await browser.text("/login");

@@ -167,6 +167,7 @@ describe("websession/otel", () => {
       secrets: [SECRET],
       now: () => NOW,
       logger: silent,
+      locking: "explicit", // two requests are held at a gate together: they must not take turns
       onEvent: (event) => {
         otel(event);
         if ("durationMs" in event) durations.push(event.durationMs);

@@ -39,7 +39,7 @@
  */
 import type { Context, MiddlewareHandler, Next } from "hono";
 import { configError, type SessionOptions } from "../options.ts";
-import { commitSession, openSession, optionsOf } from "../open_session.ts";
+import { closeSession, commitSession, openTurnSession, optionsOf } from "../open_session.ts";
 import type { Session } from "../session.ts";
 import type { SessionData } from "../store.ts";
 import { getSession as getRequestSession } from "../with_session.ts";
@@ -179,36 +179,40 @@ export function sessionMiddleware<T extends object = SessionData>(
     const request = c.req.raw;
     let session: Session;
     try {
-      session = await openSession(request, raw);
+      session = await openTurnSession(request, raw);
     } catch (error) {
       if (isSessionError(error)) return sessionErrorResponse(o, error, request);
       throw error;
     }
-    c.set("session", session);
     try {
-      await next();
-    } catch (error) {
-      if (isSessionError(error)) return replace(c, await sessionErrorResponse(o, error, request));
-      throw error;
+      c.set("session", session);
+      try {
+        await next();
+      } catch (error) {
+        if (isSessionError(error)) return replace(c, await sessionErrorResponse(o, error, request));
+        throw error;
+      }
+      if (c.error !== undefined) {
+        // The app's onError answered a handler's error: nothing is saved. A session error
+        // (session.save() in a handler) is answered as the session's onError says.
+        if (isSessionError(c.error)) replace(c, await sessionErrorResponse(o, c.error, request));
+        return;
+      }
+      let cookies: string[];
+      try {
+        cookies = await commitSession(session);
+      } catch (error) {
+        if (!isSessionError(error)) throw error;
+        await c.res.body?.cancel().catch(ignore);
+        replace(c, await sessionErrorResponse(o, error, request));
+        return;
+      }
+      const response = c.res;
+      const decorated = withSessionHeaders(response, cookies);
+      if (decorated !== response) replace(c, decorated);
+    } finally {
+      await closeSession(session); // the session's next request goes on
     }
-    if (c.error !== undefined) {
-      // The app's onError answered a handler's error: nothing is saved. A session error
-      // (session.save() in a handler) is answered as the session's onError says.
-      if (isSessionError(c.error)) replace(c, await sessionErrorResponse(o, c.error, request));
-      return;
-    }
-    let cookies: string[];
-    try {
-      cookies = await commitSession(session);
-    } catch (error) {
-      if (!isSessionError(error)) throw error;
-      await c.res.body?.cancel().catch(ignore);
-      replace(c, await sessionErrorResponse(o, error, request));
-      return;
-    }
-    const response = c.res;
-    const decorated = withSessionHeaders(response, cookies);
-    if (decorated !== response) replace(c, decorated);
   };
 }
 

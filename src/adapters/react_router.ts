@@ -53,7 +53,13 @@
  * @module
  */
 import { configError, type ResolvedOptions, type SessionOptions } from "../options.ts";
-import { commitSession as commit, openSession, optionsOf } from "../open_session.ts";
+import {
+  closeSession,
+  commitSession as commit,
+  openSession,
+  openTurnSession,
+  optionsOf,
+} from "../open_session.ts";
 import { kState, type Session } from "../session.ts";
 import type { SessionData } from "../store.ts";
 import { isSessionError, plainErrorResponse, sessionErrorResponse, withSessionHeaders } from "./response.ts";
@@ -252,32 +258,38 @@ export function sessionMiddleware<T extends object = SessionData>(
     }
     const holder: Holder = { options: raw, request, promise: undefined };
     context.set(sessionKey, holder);
-    let response: Response;
     try {
-      response = expectResponse(await next());
-    } catch (error) {
-      if (isSessionError(error)) return sessionErrorResponse(o, error, request);
-      throw error;
+      let response: Response;
+      try {
+        response = expectResponse(await next());
+      } catch (error) {
+        if (isSessionError(error)) return sessionErrorResponse(o, error, request);
+        throw error;
+      }
+      if (holder.promise === undefined) return response;
+      let session: Session;
+      try {
+        session = await holder.promise;
+      } catch (error) {
+        // The store could not be read: whatever the loaders made of it, answer as onError says.
+        if (!isSessionError(error)) return response;
+        await response.body?.cancel().catch(ignore);
+        return sessionErrorResponse(o, error, request);
+      }
+      let cookies: string[];
+      try {
+        cookies = await commit(session);
+      } catch (error) {
+        if (!isSessionError(error)) throw error;
+        await response.body?.cancel().catch(ignore);
+        return sessionErrorResponse(o, error, request);
+      }
+      return withSessionHeaders(response, cookies);
+    } finally {
+      // The session's next request goes on, whatever happened here.
+      const session = await holder.promise?.catch(ignore);
+      if (session !== undefined) await closeSession(session);
     }
-    if (holder.promise === undefined) return response;
-    let session: Session;
-    try {
-      session = await holder.promise;
-    } catch (error) {
-      // The store could not be read: whatever the loaders made of it, answer as onError says.
-      if (!isSessionError(error)) return response;
-      await response.body?.cancel().catch(ignore);
-      return sessionErrorResponse(o, error, request);
-    }
-    let cookies: string[];
-    try {
-      cookies = await commit(session);
-    } catch (error) {
-      if (!isSessionError(error)) throw error;
-      await response.body?.cancel().catch(ignore);
-      return sessionErrorResponse(o, error, request);
-    }
-    return withSessionHeaders(response, cookies);
   };
 }
 
@@ -321,7 +333,7 @@ export function getSession<T extends object = SessionData>(context: RouterContex
       ),
     );
   }
-  holder.promise ??= openSession(holder.request, holder.options);
+  holder.promise ??= openTurnSession(holder.request, holder.options);
   return holder.promise as Promise<Session<T>>;
 }
 

@@ -24,7 +24,7 @@ import {
 } from "../backend.ts";
 import { inGrace, storeError } from "../conflict.ts";
 import { SessionError, SessionStateError } from "../errors.ts";
-import { emit, timed } from "../events.ts";
+import { emit } from "../events.ts";
 import { splitData, stateData } from "../session.ts";
 import type { InvalidSeal, OpenedSession, SealedSessionStore } from "../store.ts";
 
@@ -53,7 +53,7 @@ function present(source: CookieSource, name: string): { names: string[]; jars: A
 
 async function open(h: Handle, source: CookieSource): Promise<void> {
   const o = h.o;
-  const store = o.store as SealedSessionStore;
+  const store = h.store as SealedSessionStore;
   const name = o.cookie.name;
   const { names, jars } = present(source, name);
   h.presented = names;
@@ -61,8 +61,7 @@ async function open(h: Handle, source: CookieSource): Promise<void> {
   for (const jar of jars) {
     let opened: OpenedSession | InvalidSeal | null;
     try {
-      const call = () => store.open((cookie) => jar.get(cookie), name);
-      opened = await (o.onEvent === undefined ? call() : timed(o.onEvent, h.request, "open", call));
+      opened = await store.open((cookie) => jar.get(cookie), name);
     } catch (error) {
       throw storeError("open the session", error);
     }
@@ -95,7 +94,7 @@ async function open(h: Handle, source: CookieSource): Promise<void> {
 
 async function commit(h: Handle): Promise<CommitResult> {
   const o = h.o;
-  const store = o.store as SealedSessionStore;
+  const store = h.store as SealedSessionStore;
   const name = o.cookie.name;
   const now = o.now();
   const extended = h.base === undefined ? undefined : dueExpiry(h, now);
@@ -112,8 +111,7 @@ async function commit(h: Handle): Promise<CommitResult> {
       const tombstone = { data: {}, version: base.version, createdAt: base.createdAt, expiresAt: until };
       const id = h.key!;
       if (store.revoke !== undefined) {
-        const call = () => store.revoke!(id, tombstone);
-        await (o.onEvent === undefined ? call() : timed(o.onEvent, h.request, "revoke", call));
+        await store.revoke!(id, tombstone);
       }
       if (o.onEvent !== undefined) emit(o.onEvent, { type: h.ending, durationMs: 0, request: h.request });
     } catch (error) {
@@ -138,8 +136,7 @@ async function commit(h: Handle): Promise<CommitResult> {
   const start = o.onEvent === undefined ? 0 : performance.now();
   try {
     const id = h.id;
-    const call = () => store.seal(id, record, name);
-    cookies = await (o.onEvent === undefined ? call() : timed(o.onEvent, h.request, "seal", call));
+    cookies = await store.seal(id, record, name);
   } catch (error) {
     if (error instanceof SessionError) return error;
     throw error;

@@ -13,19 +13,22 @@ import {
   cookieValues,
   dueExpiry,
   endedConflict,
+  expiredConflict,
   expiryFrom,
   type Handle,
   hasData,
   invalid,
   isLive,
   lateCreation,
+  leaveTurn,
   policyConflict,
   setCookie,
 } from "../backend.ts";
 import { commitToRecord, indexOf, inGrace, type Landed, storeError } from "../conflict.ts";
 import { SessionConflictError } from "../errors.ts";
-import { emit, timed } from "../events.ts";
+import { emit } from "../events.ts";
 import { createSessionId } from "../id.ts";
+import { takeTurn, TURN_WAIT_MS } from "../turns.ts";
 import { splitData, stateData } from "../session.ts";
 import { endedAt, isEnded, type SessionStore, type StoredSession, toStoredSession } from "../store.ts";
 
@@ -47,7 +50,7 @@ async function open(h: Handle, source: CookieSource): Promise<void> {
   const o = h.o;
   const values = cookieValues(source, o.cookie.name);
   if (values.length === 0) return fresh(h);
-  const store = o.store as SessionStore;
+  const store = h.store as SessionStore;
   // A browser sends several values when it holds cookies of this name for other Domains or
   // Paths (an older deploy's, a sibling subdomain's): use the one that names a live session.
   for (let i = 0; i < values.length && i < MAX_CANDIDATES; i++) {
@@ -61,14 +64,15 @@ async function open(h: Handle, source: CookieSource): Promise<void> {
       invalid(h, verified);
       continue;
     }
+    if (o.turns && h.owner !== undefined && h.turn?.key !== verified.key) {
+      // Wait for this session's other requests in flight here, then load what they wrote.
+      leaveTurn(h);
+      const turn = takeTurn(store, verified.key, h.owner ?? h, TURN_WAIT_MS);
+      h.turn = turn instanceof Promise ? await turn : turn;
+    }
     let record: StoredSession | null;
     try {
-      record = await (o.onEvent === undefined ? loadRecord(store, verified) : timed(
-        o.onEvent,
-        h.request,
-        "load",
-        loadRecord.bind(undefined, store, verified),
-      ));
+      record = await loadRecord(store, verified);
     } catch (error) {
       throw storeError("load", error);
     }
@@ -126,7 +130,7 @@ function fresh(h: Handle): void {
 
 async function commit(h: Handle): Promise<CommitResult> {
   const o = h.o;
-  const store = o.store as SessionStore;
+  const store = h.store as SessionStore;
   const now = o.now();
   if (h.responded && h.isNew && hasData(h) && (h.base === undefined || h.ending !== undefined)) {
     // A new id needs a Set-Cookie that can no longer be sent: change nothing.
@@ -138,7 +142,7 @@ async function commit(h: Handle): Promise<CommitResult> {
     const writes = h.ops.length > 0 || h.ending !== undefined;
     const resign = !h.responded && (h.rotated || store.capabilities.staleReads === true);
     const refreshCookie = extended !== undefined && o.cookie.persistent && !h.responded;
-    if (writes || h.rotated || refreshCookie || (extended !== undefined && store.touch === undefined)) {
+    if (writes || h.rotated || (extended !== undefined && store.touch === undefined)) {
       // Everything that writes the record, or sends its cookie again, goes through the
       // compare-and-set: a cookie is never sent for a session another request ended.
       const start = o.onEvent === undefined ? 0 : performance.now();
@@ -151,6 +155,7 @@ async function commit(h: Handle): Promise<CommitResult> {
           policy: o.conflict,
           canRerun: h.canRerun && !h.responded,
           expiresAt: extended ?? h.expiresAt,
+          held: h.turn !== undefined && h.turn.key === h.key,
           userKey: o.userKey,
           hook: o.onEvent,
           request: h.request,
@@ -178,13 +183,18 @@ async function commit(h: Handle): Promise<CommitResult> {
         case "rerun":
           return "rerun";
         case "refused":
-          if (outcome.reason === "ended" && !writes) {
-            // Only a touch or a re-sign: the session ended meanwhile; nothing to say.
-            h.base = undefined;
+          if (!writes) {
+            // Only a refresh or a re-sign: the session ended meanwhile, or a write extended it
+            // already. Nothing to say, no cookie to send.
+            if (outcome.reason !== "dropped") h.base = undefined;
             h.ops = [];
             return "done";
           }
-          return outcome.reason === "ended" ? endedConflict() : policyConflict(o.conflict);
+          return outcome.reason === "ended"
+            ? endedConflict()
+            : outcome.reason === "expired"
+            ? expiredConflict()
+            : policyConflict(o.conflict);
       }
       adopt(h, outcome.landed);
       // What this request wrote is stored: running the handler again would apply it twice.
@@ -226,16 +236,22 @@ async function commit(h: Handle): Promise<CommitResult> {
         return "done";
       }
     } else if (extended !== undefined) {
+      // A refresh that rewrites nothing, checked against the version this request read: it never
+      // extends, nor re-sends the cookie of, a session another request changed or ended.
       const start = o.onEvent === undefined ? 0 : performance.now();
+      let touched: boolean | void;
       try {
         const key = h.key!;
-        await (o.onEvent === undefined
-          ? store.touch!(key, extended)
-          : timed(o.onEvent, h.request, "touch", () => store.touch!(key, extended)));
+        const version = h.version;
+        touched = await store.touch!(key, extended, version);
       } catch (error) {
         return storeError("touch", error);
       }
+      // Lost to a write (which extended the session already) or to an end: nothing to do.
+      if (touched === false) return "done";
       h.expiresAt = extended;
+      // A store of the earlier contract (no answer) cannot prove the session live: no cookie.
+      if (refreshCookie && touched === true) setCookie(h, o.cookie.name, h.cookieValue!, extended, now);
       if (o.onEvent !== undefined) {
         emit(o.onEvent, { type: "touch", durationMs: performance.now() - start, request: h.request });
       }
@@ -267,10 +283,7 @@ async function commit(h: Handle): Promise<CommitResult> {
     let result;
     const index = indexOf(record.data, o.userKey);
     try {
-      result = await (o.onEvent === undefined
-        ? store.save(issued.key, record, null, index)
-        : timed(o.onEvent, h.request, "save", () =>
-          store.save(issued.key, record, null, index)));
+      result = await store.save(issued.key, record, null, index);
     } catch (error) {
       return storeError("save", error);
     }

@@ -230,6 +230,8 @@ async function readWriteRace(
     slow: slow.wait,
     options: {
       conflict,
+      // The slow request is held while the other runs: they must not take turns.
+      locking: "explicit",
       onError: (error) => {
         errors.push((error as Error).name);
         return new Response("refused by onError", { status: 409 });

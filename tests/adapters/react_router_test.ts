@@ -382,6 +382,7 @@ async function readWriteRace(major: Major, conflict: ConflictPolicy): Promise<{ 
     slow: slow.wait,
     options: {
       conflict,
+      locking: "explicit", // the slow request is held while the other runs: no turns
       onError: (error) => {
         errors.push((error as Error).name);
         return new Response("refused by onError", { status: 409 });

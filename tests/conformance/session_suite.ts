@@ -235,6 +235,10 @@ function makeApp(
     onError: (error) => {
       errors.push(error);
     },
+    // A request held mid-flight while another of its session acts stands for a request on
+    // another process: the two do not take turns (locking "explicit"), the compare-and-set and
+    // the merge decide. Turns have their own cases.
+    ...(hooks.hold === undefined ? {} : { locking: "explicit" as const }),
     ...extra,
   });
   return { handler, invalid, errors, runs: () => runs, charges: () => charges };

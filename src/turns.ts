@@ -1,0 +1,168 @@
+/**
+ * Turns: requests of one session take turns, as under CherryPy's implicit locking, without a
+ * lock where nothing contends.
+ *
+ * A request that opens a session while no other request of the same session is in flight in
+ * this process (or isolate) takes the turn at once, synchronously: the uncontended path costs a
+ * `Map` lookup. A request that arrives while another holds the turn waits *before loading*, and
+ * is handed the turn when the holder's commit is done, so it loads what the holder wrote: the two
+ * run one after the other and nobody is refused or run twice. Across processes the
+ * compare-and-set still decides; once a conflict has been seen on a key (another process wrote
+ * it), the holder of the turn also takes the store's lock before loading, where the store has
+ * locks, so that processes take turns too.
+ *
+ * Workers rules (each request has its own I/O context; I/O is never shared between requests;
+ * a request that waits with nothing of its own pending is cancelled as hung): the state here
+ * is plain data, a holder only resolves the next waiter's promise, every waiter does its own
+ * I/O once woken and keeps a timer of its own while it waits.
+ *
+ * Bounds: a waiter waits at most `waitMs`, then goes on without the turn (optimistic: the
+ * compare-and-set and the conflict policy decide, as before turns existed); at most
+ * `MAX_WAITERS` wait on one key (later arrivals go on at once); a key's entry lives only while a
+ * request holds or waits for it, and conflict marks are kept for at most `MAX_MARKS` keys.
+ *
+ * @module
+ */
+import { storeOf } from "./instrument.ts";
+import type { SessionStore } from "./store.ts";
+
+/** How long a key counts as contended across processes after a conflict on it (ms). */
+export const CONTENDED_MS = 2_000;
+/** How long a request waits for its turn at most (ms); then it goes on without it. */
+export const TURN_WAIT_MS = 10_000;
+/** At most this many requests wait for one key; later ones go on without waiting. */
+export const MAX_WAITERS = 1_000;
+/** At most this many keys keep a conflict mark (oldest dropped first). */
+const MAX_MARKS = 4_096;
+
+interface Waiter {
+  owner: object;
+  wake: () => void;
+}
+
+interface KeyState {
+  owner: object | undefined;
+  /** When the owner took the turn (ms, the process clock). */
+  since: number;
+  waiters: Waiter[];
+}
+
+interface StoreTurns {
+  keys: Map<string, KeyState>;
+  /** Last conflict seen per key (ms): the key is contended across processes. */
+  marks: Map<string, number>;
+}
+
+/** A turn held by a request: release it with {@linkcode releaseTurn}. */
+export interface Turn {
+  turns: StoreTurns;
+  key: string;
+  owner: object;
+}
+
+const byStore = new WeakMap<object, StoreTurns>();
+
+/** Turns belong to the store itself, never to a request's instrumented view of it. */
+function turnsOf(store: object): StoreTurns {
+  store = storeOf(store as SessionStore);
+  let turns = byStore.get(store);
+  if (turns === undefined) byStore.set(store, turns = { keys: new Map(), marks: new Map() });
+  return turns;
+}
+
+/**
+ * Takes the turn on `key` for `owner`: `undefined` at once when nobody holds it (or `owner`
+ * does), else a promise that settles when the turn is handed over or `waitMs` has passed.
+ * The returned turn is `undefined` when the request goes on without it.
+ *
+ * @param store The store (turns are per store object).
+ * @param key The storage key.
+ * @param owner Who asks (one object per request, kept across re-runs).
+ * @param waitMs How long to wait at most, in milliseconds.
+ */
+export function takeTurn(
+  store: object,
+  key: string,
+  owner: object,
+  waitMs: number,
+): Turn | Promise<Turn | undefined> {
+  const turns = turnsOf(store);
+  const now = Date.now();
+  let state = turns.keys.get(key);
+  if (state === undefined) {
+    turns.keys.set(key, { owner, since: now, waiters: [] });
+    return { turns, key, owner };
+  }
+  if (state.owner === owner) return { turns, key, owner };
+  if (state.owner === undefined || now - state.since > waitMs) {
+    // Free, or held past any wait (a holder that never committed): take it. Correctness never
+    // rests on this: the compare-and-set still decides.
+    state.owner = owner;
+    state.since = now;
+    return { turns, key, owner };
+  }
+  if (state.waiters.length >= MAX_WAITERS || waitMs === 0) return Promise.resolve(undefined);
+  return wait(turns, key, state = state!, owner, waitMs);
+}
+
+function wait(
+  turns: StoreTurns,
+  key: string,
+  state: KeyState,
+  owner: object,
+  waitMs: number,
+): Promise<Turn | undefined> {
+  return new Promise<Turn | undefined>((resolve) => {
+    // The timer is this request's own pending I/O while it waits (workerd cancels a request
+    // that waits on nothing of its own), and bounds the wait.
+    const timer = setTimeout(function giveUp() {
+      const at = state.waiters.indexOf(waiter);
+      if (at >= 0) state.waiters.splice(at, 1);
+      resolve(undefined);
+    }, waitMs);
+    const waiter: Waiter = {
+      owner,
+      wake() {
+        clearTimeout(timer);
+        resolve({ turns, key, owner });
+      },
+    };
+    state.waiters.push(waiter);
+  });
+}
+
+/**
+ * Hands the turn to the next waiter (which then does its own loading and saving), or frees the
+ * key. Does nothing when `turn` no longer holds it.
+ */
+export function releaseTurn(turn: Turn): void {
+  const state = turn.turns.keys.get(turn.key);
+  if (state === undefined || state.owner !== turn.owner) return;
+  const next = state.waiters.shift();
+  if (next === undefined) {
+    turn.turns.keys.delete(turn.key);
+    return;
+  }
+  state.owner = next.owner;
+  state.since = Date.now();
+  next.wake();
+}
+
+/** Notes a conflict on `key` (another process saved first): the key is contended for a while. */
+export function markContended(store: object, key: string): void {
+  const marks = turnsOf(store).marks;
+  marks.delete(key);
+  marks.set(key, Date.now());
+  if (marks.size > MAX_MARKS) marks.delete(marks.keys().next().value!);
+}
+
+/** Whether a conflict was seen on `key` within {@linkcode CONTENDED_MS}. */
+export function isContended(store: object, key: string): boolean {
+  const at = byStore.get(storeOf(store as SessionStore))?.marks.get(key);
+  return at !== undefined && Date.now() - at < CONTENDED_MS;
+}
+
+/** How many requests wait for `key` (for tests and instrumentation). */
+export function waitingFor(store: object, key: string): number {
+  return byStore.get(storeOf(store as SessionStore))?.keys.get(key)?.waiters.length ?? 0;
+}

@@ -14,7 +14,7 @@ import { SessionError, StoreUnavailableError } from "./errors.ts";
 import type { ConflictPolicy } from "./options.ts";
 import { joinData, observationsHold, replay, type SessionState } from "./session.ts";
 import { emit, type EventHook } from "./events.ts";
-import { markContended, releaseTurn, takeTurn, TURN_WAIT_MS } from "./turns.ts";
+import { freshest, markContended, noteWritten, releaseTurn, takeTurn, TURN_WAIT_MS } from "./turns.ts";
 import {
   ENDED_AT_KEY,
   ENDED_KEY,
@@ -187,6 +187,7 @@ async function compareAndSet(
     if (current === undefined) {
       try {
         current = await store.load(key);
+        if (store.capabilities.staleReads === true) current = freshest(store, key, current);
       } catch (error) {
         return { kind: "failed", error: storeError("load", error) };
       }
@@ -237,7 +238,10 @@ async function compareAndSet(
     } catch (error) {
       return { kind: "failed", error: storeError("save", error) };
     }
-    if (result === true) return { kind: "saved", record, landed, attempts: attempt };
+    if (result === true) {
+      if (store.capabilities.staleReads === true) noteWritten(store, key, record);
+      return { kind: "saved", record, landed, attempts: attempt };
+    }
     // Refused: another request (another process, or one that did not wait its turn) saved
     // first. Go on from the record that won.
     markContended(store, key);

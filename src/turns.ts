@@ -24,7 +24,7 @@
  * @module
  */
 import { storeOf } from "./instrument.ts";
-import type { SessionStore } from "./store.ts";
+import type { SessionStore, StoredSession } from "./store.ts";
 
 /** How long a key counts as contended across processes after a conflict on it (ms). */
 export const CONTENDED_MS = 2_000;
@@ -51,6 +51,8 @@ interface StoreTurns {
   keys: Map<string, KeyState>;
   /** Last conflict seen per key (ms): the key is contended across processes. */
   marks: Map<string, number>;
+  /** Stores with stale reads: the newest record this process wrote per key (bounded). */
+  written: Map<string, StoredSession>;
 }
 
 /** A turn held by a request: release it with {@linkcode releaseTurn}. */
@@ -66,7 +68,9 @@ const byStore = new WeakMap<object, StoreTurns>();
 function turnsOf(store: object): StoreTurns {
   store = storeOf(store as SessionStore);
   let turns = byStore.get(store);
-  if (turns === undefined) byStore.set(store, turns = { keys: new Map(), marks: new Map() });
+  if (turns === undefined) {
+    byStore.set(store, turns = { keys: new Map(), marks: new Map(), written: new Map() });
+  }
   return turns;
 }
 
@@ -165,4 +169,23 @@ export function isContended(store: object, key: string): boolean {
 /** How many requests wait for `key` (for tests and instrumentation). */
 export function waitingFor(store: object, key: string): number {
   return byStore.get(storeOf(store as SessionStore))?.keys.get(key)?.waiters.length ?? 0;
+}
+
+/**
+ * Stores whose reads may lag their writes (Workers KV): notes the record this process just
+ * wrote, so that its next request of the session never loads an older one (what one isolate
+ * serializes stays serialized, whatever a location's cache serves).
+ */
+export function noteWritten(store: object, key: string, record: StoredSession): void {
+  const written = turnsOf(store).written;
+  written.delete(key);
+  written.set(key, record);
+  if (written.size > MAX_MARKS) written.delete(written.keys().next().value!);
+}
+
+/** The newer of a loaded record and the one this process last wrote under `key`. */
+export function freshest(store: object, key: string, loaded: StoredSession | null): StoredSession | null {
+  const mine = byStore.get(storeOf(store as SessionStore))?.written.get(key);
+  if (mine === undefined || (loaded !== null && loaded.version >= mine.version)) return loaded;
+  return mine;
 }

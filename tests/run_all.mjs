@@ -4,7 +4,7 @@
 // failure, and when a runtime ran no test at all.
 //
 // Usage: node tests/run_all.mjs [section ...]
-//   sections: node, node-current, deno, bun, workerd, workerd-no-compat, browser (default: all)
+//   sections: node, deploy, node-current, deno, bun, workerd, workerd-no-compat, browser (default: all)
 //   CURRENT_NODE=/path/to/node overrides the current Node found in node_modules.
 // Runtimes come from devDependencies (node_modules), never from the network at test time.
 import { spawn } from "node:child_process";
@@ -12,7 +12,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { bunFiles, denoFiles, NODE_ONLY, nodeFiles, ROOT } from "./runtime/matrix.mjs";
+import { bunFiles, denoFiles, NODE_ONLY, nodeFiles, ROOT, testFiles } from "./runtime/matrix.mjs";
 
 /** No runtime may take longer than this; it is killed and counted as failed. */
 const SECTION_TIMEOUT_MS = 8 * 60_000;
@@ -200,6 +200,20 @@ const SECTIONS = {
       "--test-concurrency=1",
       "--test-reporter=spec",
       ...nodeFiles(),
+    ], nodeCounts),
+
+  // Each runtime as a server, driven from outside by concurrent clients and judged by the history
+  // checker: Node as 2-3 processes on one store (with faults), workerd through Miniflare (and
+  // wrangler dev when installed), Deno.serve and Bun.serve.
+  deploy: () =>
+    section("Deployments (Node processes, Miniflare, Deno.serve, Bun.serve)", NODE20, [
+      "--import",
+      "tsx",
+      "--test",
+      "--test-concurrency=1",
+      "--test-reporter=spec",
+      ...testFiles("tests/history"),
+      ...testFiles("tests/deploy"),
     ], nodeCounts),
 
   "node-current": () => {

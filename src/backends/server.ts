@@ -28,7 +28,7 @@ import { commitToRecord, indexOf, inGrace, type Landed, storeError } from "../co
 import { SessionConflictError } from "../errors.ts";
 import { emit } from "../events.ts";
 import { createSessionId } from "../id.ts";
-import { takeTurn, TURN_WAIT_MS } from "../turns.ts";
+import { freshest, noteWritten, takeTurn, TURN_WAIT_MS } from "../turns.ts";
 import { splitData, stateData } from "../session.ts";
 import { endedAt, isEnded, type SessionStore, type StoredSession, toStoredSession } from "../store.ts";
 
@@ -73,6 +73,7 @@ async function open(h: Handle, source: CookieSource): Promise<void> {
     let record: StoredSession | null;
     try {
       record = await loadRecord(store, verified);
+      if (store.capabilities.staleReads === true) record = freshest(store, verified.key, record);
     } catch (error) {
       throw storeError("load", error);
     }
@@ -288,6 +289,7 @@ async function commit(h: Handle): Promise<CommitResult> {
       return storeError("save", error);
     }
     if (result === true) {
+      if (store.capabilities.staleReads === true) noteWritten(store, issued.key, record);
       h.canRerun = false; // a re-run would create a second session
       if (o.onEvent !== undefined) {
         emit(o.onEvent, {

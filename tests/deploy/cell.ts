@@ -14,13 +14,11 @@ export interface Cell {
 export const LEAST_AT_ONCE = 10;
 
 /**
- * Why the Workers cells are marked `todo` today: requests of one session that overlap in one
- * isolate are answered 500 "The Workers runtime canceled this request because it detected that
- * your Worker's code had hung". Remove the mark once the core serializes them without a request
- * waiting on another request's I/O.
+ * A reason to mark the Workers cells `todo`, or `false`. They were marked while requests of one
+ * session that overlap in one isolate were answered 500 ("the Worker's code had hung": one
+ * request did another's I/O); requests now take turns, each doing its own I/O.
  */
-export const HUNG: string | false =
-  "requests of one session in one isolate answer 500: the Worker's code had hung (one request does another's I/O)";
+export const HUNG: string | false = false;
 
 /**
  * Prints the cell's numbers and asserts: no 500 (no 5xx at all but a 503 the store promises), the

@@ -20,8 +20,6 @@
 // in one process (the app counts them); a load that never gets there fails the cell. Per cell it
 // prints requests, 2xx, 409, 5xx/indeterminate, the most concurrent handlers and the anomalies.
 //
-// Cells that show an anomaly known in today's library run as todo (reported, not failed);
-// HISTORY_STRICT=1 fails them like the others.
 //
 // HISTORY_LONG=1 runs longer waves and every fault on every store; HISTORY_DUMP=<dir> writes each
 // cell's history and exchanges there as JSON.
@@ -79,18 +77,12 @@ const STORES: StoreKind[] = ["file", "ioredis", "node-redis", "postgres", "memca
 const FAULTS: Fault[] = ["kill", "stop-server", "pause-store", "skew"];
 
 /**
- * Known anomalies of today's library: such a cell is reported as todo, not failed.
- * `HISTORY_STRICT=1` fails them as any other cell (to see whether a fix holds).
+ * Known anomalies of the library: such a cell would be reported as todo, not failed. None is
+ * known today (an early save() could overwrite another request's acknowledged write until every
+ * compare-and-set was based on the record its request's data derives from).
  */
-function knownAnomaly(cell: Cell): string | undefined {
-  if (process.env.HISTORY_STRICT === "1" || cell.expectAnomalies) return undefined;
-  const known: string[] = [];
-  if (!cell.noEarlySave) {
-    known.push(
-      "a request that saves early (save() mid-handler, then more changes) can overwrite another's acknowledged write",
-    );
-  }
-  return known.length > 0 ? `known: ${known.join("; ")}` : undefined;
+function knownAnomaly(_cell: Cell): string | undefined {
+  return undefined;
 }
 
 function cells(): Cell[] {

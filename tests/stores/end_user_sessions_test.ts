@@ -15,11 +15,11 @@ import {
   type SessionStore,
   type StoredSession,
   withSession,
-} from "../mod.ts";
-import { RedisStore } from "../src/stores/redis.ts";
-import { isEnded } from "../src/store.ts";
-import { storageKeyOf } from "../src/id.ts";
-import { Client } from "./conformance/client.ts";
+} from "../../mod.ts";
+import { RedisStore } from "../../src/stores/redis.ts";
+import { isEnded } from "../../src/store.ts";
+import { storageKeyOf } from "../../src/id.ts";
+import { Client } from "../conformance/client.ts";
 
 const SECRET = "log out everywhere test secret, 32 characters";
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";

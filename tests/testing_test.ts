@@ -1,0 +1,221 @@
+// websession/testing: signIn creates a session the app accepts, with the app's own cookie
+// options; TestClock drives expiry; the cookies fit Playwright's addCookies (checked in Chromium
+// when one is installed).
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { getSession, listUserSessions, type SessionOptions, withSession } from "../mod.ts";
+import { CookieStore } from "../src/stores/cookie.ts";
+import { MemoryStore, type SignedIn, signIn, TestClock } from "../src/testing.ts";
+
+const SECRET = "testing kit secret of at least 32 characters";
+type Data = { user?: string; role?: string };
+
+/** An app that answers who is signed in, 401 when nobody is. */
+function appFor(options: SessionOptions<Data>): (request: Request) => Promise<Response> {
+  return withSession(async (request: Request) => {
+    const session = await getSession<Data>(request);
+    const user = session.get("user");
+    if (user === undefined) return new Response("anonymous", { status: 401 });
+    return new Response(`${user}:${session.get("role") ?? ""}`);
+  }, options);
+}
+
+function visit(app: (request: Request) => Promise<Response>, cookie: string, url = "https://example.com/") {
+  return app(new Request(url, { headers: { cookie } }));
+}
+
+describe("signIn", () => {
+  it("creates a session the app reads, with nothing new to set on the next request", async () => {
+    const options = { store: new MemoryStore(), secrets: SECRET };
+    const app = appFor(options);
+    const signed = await signIn<Data>(options, { user: "ada", role: "admin" });
+    assert.match(signed.cookie, /^session=[A-Za-z0-9_-]{32}\.[A-Za-z0-9_-]{43}$/);
+    assert.equal(signed.setCookie.length, 1);
+    assert.equal(signed.setCookie[0]!.split(";", 1)[0], signed.cookie);
+    const response = await visit(app, signed.cookie);
+    assert.equal(response.status, 200);
+    assert.equal(await response.text(), "ada:admin");
+    assert.equal(response.headers.get("set-cookie"), null);
+    assert.equal(await options.store.count(), 1);
+  });
+
+  it("gives a cookie that an app with other secrets or another store refuses", async () => {
+    const store = new MemoryStore();
+    const signed = await signIn<Data>({ store, secrets: SECRET }, { user: "ada" });
+    const otherSecrets = appFor({ store, secrets: "another secret of at least thirty-two chars" });
+    assert.equal((await visit(otherSecrets, signed.cookie)).status, 401);
+    const otherStore = appFor({ store: new MemoryStore(), secrets: SECRET });
+    assert.equal((await visit(otherStore, signed.cookie)).status, 401);
+  });
+
+  it("follows the cookie options: a __Host- name, not persistent", async () => {
+    const options: SessionOptions<Data> = {
+      store: new MemoryStore(),
+      secrets: SECRET,
+      cookie: { name: "__Host-sid", sameSite: "Strict", persistent: false },
+    };
+    const signed = await signIn<Data>(options, { user: "ada" }, { url: "https://app.example.com:8443/x" });
+    assert.match(signed.setCookie[0]!, /^__Host-sid=[^;]+; Path=\/; HttpOnly; Secure; SameSite=Strict$/);
+    assert.match(signed.cookie, /^__Host-sid=/);
+    assert.deepEqual({ ...signed.cookies[0]!, value: "" }, {
+      name: "__Host-sid",
+      value: "",
+      domain: "app.example.com",
+      path: "/",
+      expires: -1,
+      httpOnly: true,
+      secure: true,
+      sameSite: "Strict",
+    });
+    assert.equal(await (await visit(appFor(options), signed.cookie)).text(), "ada:");
+  });
+
+  it("follows a Domain, a Path and a persistent expiry", async () => {
+    const options: SessionOptions<Data> = {
+      store: new MemoryStore(),
+      secrets: SECRET,
+      idleTimeout: 1800,
+      cookie: { domain: "example.com", path: "/app", httpOnly: false, sameSite: "None" },
+    };
+    const before = Math.floor(Date.now() / 1000);
+    const signed = await signIn<Data>(options, { user: "ada" });
+    const after = Math.floor(Date.now() / 1000);
+    assert.match(
+      signed.setCookie[0]!,
+      /; Path=\/app; Domain=example\.com; Secure; SameSite=None; Max-Age=1800; /,
+    );
+    const cookie = signed.cookies[0]!;
+    assert.equal(cookie.domain, ".example.com");
+    assert.equal(cookie.path, "/app");
+    assert.equal(cookie.httpOnly, false);
+    assert.equal(cookie.sameSite, "None");
+    assert.ok(cookie.expires >= before + 1800 && cookie.expires <= after + 1800, String(cookie.expires));
+  });
+
+  it("indexes the session under its user with a userKey", async () => {
+    const options: SessionOptions<Data> = { store: new MemoryStore(), secrets: SECRET, userKey: "user" };
+    await signIn<Data>(options, { user: "ada" });
+    await signIn<Data>(options, { user: "ada", role: "admin" });
+    await signIn<Data>(options, { user: "bob" });
+    const sessions = await listUserSessions(options as SessionOptions<object>, "ada");
+    assert.deepEqual(sessions.map((s) => s.data.role ?? "-").sort(), ["-", "admin"]);
+  });
+
+  it("works with a sealed cookie store", async () => {
+    const options: SessionOptions<Data> = {
+      store: new CookieStore({ secrets: "sealing secret of at least thirty-two characters" }),
+    };
+    const signed = await signIn<Data>(options, { user: "ada", role: "reader" });
+    assert.ok(signed.cookies.length >= 1);
+    assert.equal(await (await visit(appFor(options), signed.cookie)).text(), "ada:reader");
+  });
+
+  it("refuses data that holds nothing to store, or values that are not plain JSON", async () => {
+    const options = { store: new MemoryStore(), secrets: SECRET };
+    await assert.rejects(
+      signIn(options, {}),
+      (error: Error) => error instanceof TypeError && /signIn/.test(error.message),
+    );
+    await assert.rejects(signIn(options, null as unknown as Data), TypeError);
+    await assert.rejects(signIn(options, { user: new Date() as unknown as string }), TypeError);
+    assert.equal(await options.store.count(), 0);
+  });
+});
+
+describe("TestClock", () => {
+  it("drives idle expiry without waiting", async () => {
+    const clock = new TestClock(Date.UTC(2030, 0, 1));
+    const options: SessionOptions<Data> = {
+      store: new MemoryStore({ now: clock.now }),
+      secrets: SECRET,
+      idleTimeout: 600,
+      touchAfter: 0,
+      now: clock.now,
+    };
+    const app = appFor(options);
+    const { cookie } = await signIn<Data>(options, { user: "ada" });
+    clock.advance(599);
+    assert.equal((await visit(app, cookie)).status, 200); // and touched: idle again from here
+    clock.advance(599);
+    assert.equal((await visit(app, cookie)).status, 200);
+    clock.advance(601);
+    assert.equal((await visit(app, cookie)).status, 401);
+  });
+
+  it("drives absolute expiry, and its Set-Cookie dates follow it", async () => {
+    const clock = new TestClock(new Date("2030-01-01T00:00:00Z"));
+    const options: SessionOptions<Data> = {
+      store: new MemoryStore({ now: clock.now }),
+      secrets: SECRET,
+      idleTimeout: 3600,
+      absoluteTimeout: 7200,
+      now: clock.now,
+    };
+    const signed = await signIn<Data>(options, { user: "ada" });
+    assert.match(signed.setCookie[0]!, /Expires=Tue, 01 Jan 2030 01:00:00 GMT$/);
+    const app = appFor(options);
+    // Visited just within each idle hour, the session still ends two hours after it began.
+    for (const at of ["00:59:59", "01:59:58"]) {
+      clock.advance(3599);
+      assert.equal((await visit(app, signed.cookie)).status, 200, at);
+    }
+    clock.advance(3); // 02:00:01: idle for 3 s only, but past absoluteTimeout
+    assert.equal((await visit(app, signed.cookie)).status, 401);
+  });
+
+  it("refuses to go back or to move by a non-number", () => {
+    const clock = new TestClock(1_000);
+    assert.throws(() => clock.advance(-1), RangeError);
+    assert.throws(() => clock.advance(Number.NaN), RangeError);
+    assert.throws(() => new TestClock(Number.POSITIVE_INFINITY), RangeError);
+    assert.equal(clock.advance(0.5), 1_500);
+    const { now } = clock;
+    assert.equal(now(), 1_500);
+  });
+});
+
+// Playwright's context.addCookies() against a real Chromium, when one is installed. Looked for
+// without importing node:fs, so that this file also runs in workerd (where it is skipped).
+const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"];
+
+function chromiumPath(): string | undefined {
+  const proc = (globalThis as {
+    process?: { env?: Record<string, string | undefined>; getBuiltinModule?: (id: string) => unknown };
+  }).process;
+  const fs = proc?.getBuiltinModule?.("node:fs") as { existsSync(path: string): boolean } | undefined;
+  const path = proc?.env?.CHROMIUM_PATH ?? "/usr/bin/chromium";
+  return fs?.existsSync(path) ? path : undefined;
+}
+
+const CHROMIUM = typeof navigator !== "undefined" && navigator.userAgent === "Cloudflare-Workers"
+  ? undefined
+  : chromiumPath();
+
+describe("signIn cookies in a browser", () => {
+  it("are taken by Playwright's addCookies and sent back to the app", {
+    skip: CHROMIUM === undefined ? "no Chromium at /usr/bin/chromium (CHROMIUM_PATH): not run" : false,
+  }, async () => {
+    const options: SessionOptions<Data> = { store: new MemoryStore(), secrets: SECRET };
+    const app = appFor(options);
+    const { serveFetch } = await import(["./http", "server.ts"].join("/"));
+    const server = await serveFetch(app);
+    const playwright = "playwright-core";
+    const { chromium } = await import(playwright) as typeof import("playwright-core");
+    const browser = await chromium.launch({ executablePath: CHROMIUM!, args: CHROMIUM_ARGS });
+    try {
+      const signed: SignedIn = await signIn<Data>(options, { user: "ada" }, { url: server.url });
+      const context = await browser.newContext();
+      await context.addCookies(signed.cookies);
+      const page = await context.newPage();
+      const response = await page.goto(`${server.url}/`);
+      assert.equal(response?.status(), 200);
+      assert.equal(await response?.text(), "ada:");
+      const [held] = await context.cookies();
+      assert.equal(held?.name, "session");
+      assert.equal(held?.httpOnly, true);
+    } finally {
+      await browser.close();
+      await server.close();
+    }
+  });
+});

@@ -76,24 +76,30 @@ export interface SessionLock {
 class Lease implements SessionLock {
   #h: Handle;
   #store: SessionStore;
-  #key: string;
-  #owner: string;
+  readonly key: string;
+  readonly owner: string;
+  /** Takes not yet released: a lease is re-entrant within its request. */
+  count = 1;
+  /** When it lapses unless extended (ms, the process clock). */
+  until: number;
   held = true;
 
-  constructor(h: Handle, store: SessionStore, key: string, owner: string) {
+  constructor(h: Handle, store: SessionStore, key: string, owner: string, until: number) {
     this.#h = h;
     this.#store = store;
-    this.#key = key;
-    this.#owner = owner;
+    this.key = key;
+    this.owner = owner;
+    this.until = until;
   }
 
   async release(): Promise<void> {
     if (!this.held) return;
+    if (--this.count > 0) return;
     this.held = false;
     const leases = this.#h.leases;
     if (leases !== undefined) leases.splice(leases.indexOf(this), 1);
     try {
-      await this.#store.unlock!(this.#key, this.#owner);
+      await this.#store.unlock!(this.key, this.owner);
     } catch (error) {
       throw storeError("release a lock", error);
     }
@@ -124,33 +130,85 @@ export async function takeLock(h: Handle, options: LockOptions = {}): Promise<Se
   const ttlMs = Math.max(1, seconds("ttl", options.ttl, 30) * 1000);
   const waitMs = seconds("wait", options.wait, 10) * 1000;
   const key = h.key ?? h.minted?.key ?? await storageKeyOf(h.id);
+  const held = heldLease(h, key);
+  if (held !== undefined) {
+    // Re-entrant: the request holds it already (an earlier lock(), or its turn across
+    // processes). Counted; a longer ttl extends it, a shorter one never shortens it.
+    const until = Date.now() + ttlMs;
+    if (until > held.until) {
+      try {
+        if (!await store.lock(key, held.owner, ttlMs)) throw new Error("the lease lapsed and was taken");
+      } catch (error) {
+        throw storeError("extend a lock", error);
+      }
+      held.until = until;
+    }
+    held.count++;
+    return held;
+  }
+  const lease = await acquire(h, store, key, ttlMs, waitMs);
+  if (lease === undefined) {
+    throw new SessionConflictError(
+      `Session is locked by another request: gave up after waiting ${waitMs / 1000} s`,
+    );
+  }
+  try {
+    await catchUp(h, store);
+  } catch (error) {
+    await lease.release().catch(() => {});
+    throw error;
+  }
+  return lease;
+}
+
+function heldLease(h: Handle, key: string): Lease | undefined {
+  for (const lease of h.leases ?? []) {
+    if (lease instanceof Lease && lease.held && lease.key === key) return lease;
+  }
+  return undefined;
+}
+
+/** Takes the store's lease on `key`, waiting at most `waitMs`; `undefined` when it did not. */
+async function acquire(
+  h: Handle,
+  store: SessionStore,
+  key: string,
+  ttlMs: number,
+  waitMs: number,
+): Promise<Lease | undefined> {
   const owner = createSessionId();
   const start = Date.now();
   for (let attempt = 1;; attempt++) {
     let taken: boolean;
     try {
-      taken = await store.lock(key, owner, ttlMs);
+      taken = await store.lock!(key, owner, ttlMs);
     } catch (error) {
       throw storeError("take a lock", error);
     }
     if (taken) {
-      const lease = new Lease(h, store, key, owner);
+      const lease = new Lease(h, store, key, owner, Date.now() + ttlMs);
       (h.leases ??= []).push(lease);
-      try {
-        await catchUp(h, store);
-      } catch (error) {
-        await lease.release().catch(() => {});
-        throw error;
-      }
       return lease;
     }
-    if (Date.now() - start >= waitMs) {
-      throw new SessionConflictError(
-        `Session is locked by another request: gave up after waiting ${waitMs / 1000} s`,
-      );
-    }
+    if (Date.now() - start >= waitMs) return undefined;
     await backoff(Math.min(attempt, 8));
   }
+}
+
+/** How long the store lease that makes a turn across processes lives at most (ms). */
+const TURN_LEASE_MS = 30_000;
+
+/**
+ * Takes the turn across processes: the store's lease on the session's key, before loading, once
+ * other processes were seen writing it (a conflict on the key). Waits at most `waitMs`, then
+ * goes on without it (the compare-and-set still decides). Does nothing on a store without
+ * leases. A later `session.lock()` of the request shares this lease.
+ */
+export async function takeTurnLease(h: Handle, key: string, waitMs: number): Promise<void> {
+  const store = h.store as SessionStore;
+  if (typeof store.lock !== "function" || typeof store.unlock !== "function") return;
+  if (heldLease(h, key) !== undefined) return;
+  await acquire(h, store, key, TURN_LEASE_MS, waitMs);
 }
 
 /**

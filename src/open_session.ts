@@ -183,7 +183,9 @@ export async function openHandle(
   try {
     await backendOf(o).open(h, sourceOf(input));
   } catch (error) {
-    leaveTurn(h); // a failed load frees the session's next request at once
+    // A failed load frees the session's next request at once.
+    if (h.leases !== undefined) await releaseAll(h);
+    leaveTurn(h);
     throw error;
   }
   if (o.onEvent !== undefined) {

@@ -28,7 +28,8 @@ import { commitToRecord, indexOf, inGrace, type Landed, storeError } from "../co
 import { SessionConflictError } from "../errors.ts";
 import { emit } from "../events.ts";
 import { createSessionId } from "../id.ts";
-import { freshest, noteWritten, takeTurn, TURN_WAIT_MS } from "../turns.ts";
+import { freshest, isContended, noteWritten, takeTurn, TURN_WAIT_MS } from "../turns.ts";
+import { takeTurnLease } from "../lock.ts";
 import { splitData, stateData } from "../session.ts";
 import { endedAt, isEnded, type SessionStore, type StoredSession, toStoredSession } from "../store.ts";
 
@@ -69,6 +70,15 @@ async function open(h: Handle, source: CookieSource): Promise<void> {
       leaveTurn(h);
       const turn = takeTurn(store, verified.key, h.owner ?? h, TURN_WAIT_MS);
       h.turn = turn instanceof Promise ? await turn : turn;
+      // Other processes write this session too: take turns with them through the store's lease.
+      if (h.turn !== undefined && isContended(store, verified.key)) {
+        try {
+          await takeTurnLease(h, verified.key, TURN_WAIT_MS);
+        } catch (error) {
+          leaveTurn(h);
+          throw error;
+        }
+      }
     }
     let record: StoredSession | null;
     try {

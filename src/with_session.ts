@@ -10,7 +10,7 @@
  */
 import { type CommitResult, type Handle, hasWork, leaveTurn } from "./backend.ts";
 import { backoff } from "./conflict.ts";
-import { SessionConflictError, SessionError } from "./errors.ts";
+import { SessionConfigError, SessionConflictError, SessionError } from "./errors.ts";
 import { configError, type ResolvedOptions, resolveOptions, type SessionOptions } from "./options.ts";
 import { warnInsecure, withSessionHeaders } from "./headers.ts";
 import { releaseAll } from "./lock.ts";
@@ -141,8 +141,38 @@ export function withSession<A extends unknown[], T extends object = SessionData>
         return Promise.resolve(fallbackResponse(configError(error)));
       }
     }
-    return run(handler, o, request, rest);
+    const outer = contextOf(request);
+    if (outer === undefined) return run(handler, o, request, rest);
+    return nested(handler, o, outer, request, rest);
   };
+}
+
+/**
+ * `withSession` inside `withSession` (app-wide and on a route): one request has one session. A
+ * layer with the outer's cookie name joins the outer session (the outer layer commits it); with
+ * the same name but another store or secrets it is a misconfiguration, answered as
+ * `SessionConfigError` through `onError`. A layer with another cookie name keeps a session of
+ * its own while it runs.
+ */
+function nested<A extends unknown[]>(
+  handler: (request: Request, ...rest: A) => Response | Promise<Response>,
+  o: ResolvedOptions,
+  outer: Context,
+  request: Request,
+  rest: A,
+): Promise<Response> {
+  if (outer.o.cookie.name !== o.cookie.name) {
+    return run(handler, o, request, rest).finally(() => attach(request, outer));
+  }
+  if (outer.o === o || (outer.o.store === o.store && outer.o.signer === o.signer)) {
+    return Promise.resolve(handler(request, ...rest));
+  }
+  const error = new SessionConfigError(
+    `Nested withSession() layers share the cookie name "${o.cookie.name}" but not the store or the secrets: give the inner layer the outer layer's options, or another cookie name`,
+  );
+  return Promise.resolve(o.onError(error, request)).then((answer) =>
+    answer instanceof Response ? answer : new Response(null, { status: error.status })
+  );
 }
 
 function findWaitUntil(rest: unknown[]): ((promise: Promise<unknown>) => void) | undefined {

@@ -677,3 +677,68 @@ describe("instrumentation hook", () => {
     assert.ok(events.every((e) => e.type !== "load" || e.durationMs >= 0));
   });
 });
+
+describe("withSession inside withSession", () => {
+  const SECRET_A = "nested layers secret, at least 32 characters";
+  type Data = { app?: boolean; route?: number; user?: string };
+
+  function layered(inner: Parameters<typeof withSession>[1], outer: Parameters<typeof withSession>[1]) {
+    const route = withSession(async (req: Request) => {
+      const session = await getSession<Data>(req);
+      const path = new URL(req.url).pathname;
+      if (path === "/login") {
+        session.regenerate();
+        session.set("user", "ada");
+      } else if (path === "/write") session.update("route", (n = 0) => n + 1);
+      return Response.json(session.toJSON());
+    }, inner as never);
+    return withSession(async (req: Request) => {
+      const session = await getSession<Data>(req);
+      session.set("app", true);
+      return await route(req);
+    }, outer as never);
+  }
+
+  it("one request has one session: an inner layer with the same cookie name joins the outer", async () => {
+    const options = { store: new MemoryStore(), secrets: SECRET_A };
+    const client = new Client(layered(options, options));
+    const first = await client.fetch("/write");
+    assert.equal(first.headers.getSetCookie().length, 1, "one cookie on a first visit");
+    assert.deepEqual(await first.json(), { app: true, route: 1 });
+    const login = await client.fetch("/login", { method: "POST" });
+    assert.equal(login.status, 200, "a log in through both layers is not refused");
+    assert.equal(login.headers.getSetCookie().length, 1);
+    assert.deepEqual(await (await client.fetch("/read")).json(), { app: true, route: 1, user: "ada" });
+    // Equal options in another object, same store and secrets: joins as well.
+    const store = new MemoryStore();
+    const again = new Client(layered({ store, secrets: SECRET_A }, { store, secrets: SECRET_A }));
+    await again.fetch("/write");
+    assert.deepEqual(await (await again.fetch("/write")).json(), { app: true, route: 2 });
+  });
+
+  it("the same cookie name with another store is a SessionConfigError, never two sessions", async () => {
+    const errors: unknown[] = [];
+    const inner = {
+      store: new MemoryStore(),
+      secrets: SECRET_A,
+      onError: (e: unknown) => void errors.push(e),
+    };
+    const response = await layered(inner, { store: new MemoryStore(), secrets: SECRET_A })(
+      new Request("https://app.example/write"),
+    );
+    assert.equal(response.status, 500);
+    assert.equal(response.headers.getSetCookie().length, 1, "only the outer layer's session cookie");
+    assert.ok(errors.some((e) => e instanceof SessionConfigError), "told through the inner layer's onError");
+  });
+
+  it("another cookie name is a session of its own; the outer one is still the outer's afterwards", async () => {
+    const store = new MemoryStore();
+    const client = new Client(
+      layered({ store, secrets: SECRET_A, cookie: { name: "route" } }, { store, secrets: SECRET_A }),
+    );
+    const first = await client.fetch("/write");
+    assert.deepEqual(first.headers.getSetCookie().map((c) => c.split("=")[0]).sort(), ["route", "session"]);
+    assert.deepEqual(await first.json(), { route: 1 });
+    assert.deepEqual(await (await client.fetch("/write")).json(), { route: 2 });
+  });
+});

@@ -1,22 +1,35 @@
 /**
  * Checks the documentation: lists the exported symbols of every entry point (from `deno.json`
  * exports, via `deno doc --json`) whose JSDoc is missing or has no `@example`, then checks the
- * README's TypeScript blocks (type-checked against the sources, the runnable ones run; see
- * `scripts/check_readme.ts`). JSDoc examples themselves run with `npm run test:doc` (`deno test
- * --doc`); `npm test` runs the README check as `tests/readme_test.ts`.
+ * Markdown (`README.md` and every `.md` file under `docs/`): every relative link resolves to a file and, with a
+ * `#fragment`, to a heading of it (links into `docs/api/` against the generated API reference,
+ * see `scripts/api_docs.ts`), and every TypeScript block is type-checked against the sources, the
+ * runnable ones run (see `scripts/check_readme.ts`). JSDoc examples themselves run with `npm run
+ * test:doc` (`deno test --doc`); `npm test` runs the Markdown checks as `tests/readme_test.ts`.
  *
  * Run: `node --import tsx scripts/check_docs.ts [--strict] [--readme-only]`. Exit 1 when a
- * symbol has no JSDoc, a function or class has no example (with `--strict`, also a type), or a
- * README block fails.
+ * symbol has no JSDoc, a function or class has no example (with `--strict`, also a type), a link
+ * is broken or a block fails (`--readme-only`: the Markdown checks alone).
  *
  * @module
  */
 import { execFileSync } from "node:child_process";
-import { join, relative, resolve } from "node:path";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { entryPoints } from "./check_exports.ts";
-import { checkReadme, describeBlock } from "./check_readme.ts";
+import { checkApiLinks } from "./api_docs.ts";
+import {
+  type BlockResult,
+  checkReadme,
+  describeBlock,
+  parseReadme,
+  type ReadmeBlock,
+  runBlock,
+  typeCheck,
+  writeBlocks,
+} from "./check_readme.ts";
 
 /** One exported declaration and what its JSDoc holds. */
 export interface DocEntry {
@@ -97,26 +110,215 @@ export function checkDocs(entries: readonly DocEntry[]): DocProblems {
   };
 }
 
+/** The Markdown files the checks cover: `README.md`, then every `.md` file under `docs/` (not the generated `docs/api/`). */
+export function docFiles(root: string): string[] {
+  const files = ["README.md"];
+  const walk = (dir: string): void => {
+    if (!existsSync(join(root, dir))) return;
+    for (const entry of readdirSync(join(root, dir), { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const path = `${dir}/${entry.name}`;
+      if (entry.isDirectory()) {
+        if (path !== "docs/api") walk(path);
+      } else if (entry.name.endsWith(".md")) files.push(path);
+    }
+  };
+  walk("docs");
+  return files;
+}
+
+/** A TypeScript block of one of the Markdown files, and which file. */
+export interface DocBlock extends ReadmeBlock {
+  /** The Markdown file, relative to the package root. */
+  doc: string;
+}
+
+/**
+ * Parses the TypeScript blocks of every file of {@linkcode docFiles}. A block's `heading` is
+ * prefixed with its file (`docs/stores/redis.md › Redis`), so blocks that name files are grouped
+ * only with blocks of the same file.
+ *
+ * @throws {ReadmeSyntaxError} For a malformed check comment (its message names the line; the
+ * error's `doc` names the file).
+ */
+export function parseDocs(root: string, files: readonly string[] = docFiles(root)): DocBlock[] {
+  return files.flatMap((doc) => {
+    let blocks: ReadmeBlock[];
+    try {
+      blocks = parseReadme(readFileSync(join(root, doc), "utf8"));
+    } catch (error) {
+      if (error instanceof Error) error.message = `${doc}: ${error.message}`;
+      throw error;
+    }
+    return blocks.map((block) => ({ ...block, doc, heading: `${doc} › ${block.heading}` }));
+  });
+}
+
+/**
+ * The anchor GitHub gives a heading (github-slugger): the heading's text without its Markdown,
+ * lower-cased, punctuation but `-` and `_` removed, spaces made `-`.
+ */
+export function slug(heading: string): string {
+  const text = heading
+    .replace(/!?\[([^\]]*)\]\([^)]*\)/g, "$1") // links and images: their text
+    .replace(/<[^>]+>/g, "") // inline HTML
+    .replace(/[`*~]/g, ""); // code, emphasis
+  return text.trim().toLowerCase().replace(/[^\p{L}\p{M}\p{N}\p{Pc}\- ]/gu, "").replace(/ /g, "-");
+}
+
+/** The anchors of a Markdown text's headings, numbered as GitHub numbers repeats (`x`, `x-1`). */
+export function anchorsOf(markdown: string): Set<string> {
+  const anchors = new Set<string>();
+  const seen = new Map<string, number>();
+  let fence: string | undefined;
+  for (const line of markdown.split(/\r?\n/)) {
+    const marker = /^\s{0,3}(`{3,}|~{3,})/.exec(line)?.[1];
+    if (marker !== undefined) {
+      if (fence === undefined) fence = marker[0]!.repeat(marker.length);
+      else if (marker.startsWith(fence)) fence = undefined;
+      continue;
+    }
+    if (fence !== undefined) continue;
+    const heading = /^#{1,6}\s+(.*?)\s*#*\s*$/.exec(line)?.[1];
+    if (heading === undefined) continue;
+    const base = slug(heading);
+    const n = seen.get(base);
+    seen.set(base, (n ?? -1) + 1);
+    anchors.add(n === undefined ? base : `${base}-${n + 1}`);
+  }
+  for (const [, id] of markdown.matchAll(/<a\s+(?:name|id)="([^"]+)"/g)) anchors.add(id!);
+  return anchors;
+}
+
+/** A relative link of a Markdown file that does not resolve. */
+export interface BrokenLink {
+  /** The Markdown file, relative to the package root. */
+  doc: string;
+  /** Its line (1-based). */
+  line: number;
+  /** The link as written. */
+  link: string;
+  /** Why it does not resolve. */
+  reason: string;
+}
+
+/** The links of a Markdown text outside code (fenced blocks and code spans), with their lines. */
+export function linksOf(markdown: string): Array<{ line: number; link: string }> {
+  const links: Array<{ line: number; link: string }> = [];
+  let fence: string | undefined;
+  markdown.split(/\r?\n/).forEach((text, i) => {
+    const marker = /^\s{0,3}(`{3,}|~{3,})/.exec(text)?.[1];
+    if (marker !== undefined) {
+      if (fence === undefined) fence = marker[0]!.repeat(marker.length);
+      else if (marker.startsWith(fence)) fence = undefined;
+      return;
+    }
+    if (fence !== undefined || /^\s*<!--/.test(text)) return;
+    const prose = text.replace(/`[^`]*`/g, (code) => " ".repeat(code.length));
+    for (const m of prose.matchAll(/\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)/g)) links.push({ line: i + 1, link: m[1]! });
+    for (const m of prose.matchAll(/^\s*\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)/g)) links.push({ line: i + 1, link: m[1]! });
+  });
+  return links;
+}
+
+/**
+ * Checks every relative link of the given Markdown files: the file (or directory) it names must
+ * exist, and a `#fragment` must be the anchor of a heading of the Markdown file it names (of the
+ * same file, for a bare `#fragment`). Links into `docs/api/` (the generated API reference) are
+ * looked up in `apiDir` when given, else in `docs/api/` itself. Absolute URLs are not fetched.
+ */
+export function checkLinks(root: string, files: readonly string[] = docFiles(root), apiDir?: string): BrokenLink[] {
+  const broken: BrokenLink[] = [];
+  const anchors = new Map<string, Set<string>>();
+  const anchorsIn = (path: string): Set<string> => {
+    let found = anchors.get(path);
+    if (found === undefined) anchors.set(path, found = anchorsOf(readFileSync(path, "utf8")));
+    return found;
+  };
+  const api = resolve(root, "docs", "api");
+  for (const doc of files) {
+    const source = join(root, doc);
+    for (const { line, link } of linksOf(readFileSync(source, "utf8"))) {
+      if (/^[a-z][a-z0-9+.-]*:/i.test(link) || link.startsWith("//")) continue; // https:, mailto:
+      const hash = link.indexOf("#");
+      const pathPart = decodeURIComponent(hash === -1 ? link : link.slice(0, hash));
+      const fragment = hash === -1 ? undefined : decodeURIComponent(link.slice(hash + 1));
+      let target = pathPart === "" ? source : resolve(dirname(source), pathPart);
+      if (apiDir !== undefined && (target === api || target.startsWith(api + "/"))) {
+        target = join(apiDir, relative(api, target));
+      }
+      const report = (reason: string): void => void broken.push({ doc, line, link, reason });
+      if (!target.startsWith(resolve(root)) && !target.startsWith(resolve(apiDir ?? root))) {
+        report("points outside the repository");
+      } else if (!existsSync(target)) {
+        report("no such file");
+      } else if (fragment !== undefined && fragment !== "") {
+        if (statSync(target).isDirectory() || !target.endsWith(".md")) {
+          if (target.endsWith(".html") && !readFileSync(target, "utf8").includes(`id="${fragment}"`)) {
+            report(`no id "${fragment}" in the page`);
+          }
+        } else if (!anchorsIn(target).has(fragment)) {
+          report(`no heading with the anchor "#${fragment}" in ${relative(root, target)}`);
+        }
+      }
+    }
+  }
+  return broken;
+}
+
+/** What {@linkcode checkDocBlocks} found for one block. */
+export interface DocBlockResult extends BlockResult {
+  block: DocBlock;
+}
+
+/**
+ * Checks every TypeScript block of the given Markdown files together, as
+ * {@linkcode checkReadme} does for one: type-checks all but the skipped ones, runs those marked
+ * `run`.
+ */
+export async function checkDocBlocks(
+  root: string,
+  files: readonly string[] = docFiles(root),
+  dir = join(root, ".tmp", "docs"),
+): Promise<{ results: DocBlockResult[]; skipped: DocBlock[]; unplaced: string[] }> {
+  const blocks = parseDocs(root, files);
+  const written = writeBlocks(blocks, root, dir);
+  const { errors, unplaced } = await typeCheck(written, root);
+  const results: DocBlockResult[] = [];
+  for (const w of written) {
+    const result: DocBlockResult = { block: w.block as DocBlock, typeErrors: errors.get(w) ?? [] };
+    if (w.block.mode === "run" && result.typeErrors.length === 0) result.ran = await runBlock(w, root);
+    results.push(result);
+  }
+  return { results, skipped: blocks.filter((block) => block.mode === "skip"), unplaced };
+}
+
 function isMain(): boolean {
   const script = process.argv[1];
   return script !== undefined && import.meta.url === pathToFileURL(script).href;
 }
 
-/** Checks the README's blocks and prints one line per block; returns whether all passed. */
+/** Checks the Markdown's links and blocks and prints what failed; returns whether all passed. */
 async function readmeOk(root: string): Promise<boolean> {
-  const { results, skipped, unplaced } = await checkReadme(join(root, "README.md"), root);
-  let ok = unplaced.length === 0;
+  const broken = checkLinks(root);
+  for (const b of broken) console.log(`broken link: ${b.doc}:${b.line}: ${b.link} (${b.reason})`);
+  const api = join(root, "docs", "api");
+  const apiBroken = existsSync(api) ? checkApiLinks(api) : [];
+  for (const line of apiBroken) console.log(`broken link in the API reference: ${line}`);
+  const { results, skipped, unplaced } = await checkDocBlocks(root);
+  let ok = unplaced.length === 0 && broken.length === 0 && apiBroken.length === 0;
   for (const result of results) {
     const bad = result.typeErrors.length > 0 || (result.ran !== undefined && !result.ran.ok);
     ok &&= !bad;
     if (!bad) continue;
-    console.log(`README block failed: ${describeBlock(result.block)}`);
-    for (const error of result.typeErrors) console.log(`  README.md:${error.line}: ${error.message}`);
+    console.log(`block failed: ${describeBlock(result.block)}`);
+    for (const error of result.typeErrors) console.log(`  ${result.block.doc}:${error.line}: ${error.message}`);
     if (result.ran !== undefined && !result.ran.ok) console.log(`  run failed:\n${result.ran.output.trim()}`);
   }
-  for (const text of unplaced) console.log(`README check: ${text}`);
+  for (const text of unplaced) console.log(`docs check: ${text}`);
   const ran = results.filter((result) => result.ran !== undefined).length;
-  console.log(`README: ${results.length} blocks type-checked, ${ran} run, ${skipped.length} skipped`);
+  console.log(
+    `${docFiles(root).length} Markdown files: ${broken.length} broken links; ${results.length} blocks type-checked, ${ran} run, ${skipped.length} skipped`,
+  );
   return ok;
 }
 

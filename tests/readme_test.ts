@@ -1,20 +1,23 @@
-// The README works as written: every TypeScript block is type-checked against the package's
-// sources (Node blocks with tsc under the project's NodeNext settings, app blocks under bundler
-// resolution, Deno blocks with `deno check`, Bun and Workers blocks with their platform's
-// globals), and the blocks marked runnable run, against the real Redis, PostgreSQL and Memcached
-// on loopback where they use them. How each block is checked is said by a comment before it
-// (scripts/check_readme.ts). The checker itself is proven on a small Markdown file with a block
-// of each kind, broken ones included. The Worker example runs locally as the README says: with
-// the values of examples/workers/.dev.vars.example it answers, without them it cannot, and git
-// ignores the files wrangler dev reads and writes. And the README stays complete: its table of
-// store capabilities matches the sources, and it names every option of withSession and of every
-// store, and every package the project depends on. Node only: it drives tsc, Deno, Bun and
-// Miniflare.
+// The documentation works as written: every TypeScript block of the README and of the pages under
+// docs/ is type-checked against the package's sources (Node blocks with tsc under the project's
+// NodeNext settings, app blocks under bundler resolution, Deno blocks with `deno check`, Bun and
+// Workers blocks with their platform's globals), and the blocks marked runnable run, against the
+// real Redis, PostgreSQL and Memcached on loopback where they use them. How each block is checked
+// is said by a comment before it (scripts/check_readme.ts). The checker itself is proven on a
+// small Markdown file with a block of each kind, broken ones included. Every relative link of the
+// README and docs/ resolves (file and heading anchor; links into docs/api/ against the API
+// reference, built here with `deno doc --html`, whose own links are checked too). The Worker
+// example runs locally as the docs say: with the values of examples/workers/.dev.vars.example it
+// answers, without them it cannot, and git ignores the files wrangler dev reads and writes. And
+// the docs stay complete: the table of store capabilities matches the sources, and they name
+// every option of withSession and of every store, every event and store operation, and every
+// package the project depends on; the README stays a door (at most 350 lines). Node only: it
+// drives tsc, Deno, Bun and Miniflare.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { Log, LogLevel, Miniflare } from "miniflare";
@@ -30,19 +33,24 @@ import {
   writeBlocks,
   type WrittenBlock,
 } from "../scripts/check_readme.ts";
+import { checkLinks, type DocBlock, docFiles, parseDocs } from "../scripts/check_docs.ts";
+import { buildApiDocs, checkApiLinks } from "../scripts/api_docs.ts";
+import { entryPoints } from "../scripts/check_exports.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const README = join(ROOT, "README.md");
+const DOCS = docFiles(ROOT);
+/** The text of a Markdown file of the package. */
+const read = (path: string): string => readFileSync(join(ROOT, path), "utf8");
 const fence = "```";
 
 mkdirSync(join(ROOT, ".tmp"), { recursive: true });
 
-function show(problems: readonly BlockProblem[]): string {
-  return problems.map((p) => `README.md:${p.line}: ${p.message}`).join("\n");
+function show(block: ReadmeBlock, problems: readonly BlockProblem[]): string {
+  return problems.map((p) => `${(block as DocBlock).doc}:${p.line}: ${p.message}`).join("\n");
 }
 
-describe("README blocks", () => {
-  const blocks = parseReadme(readFileSync(README, "utf8"));
+describe("the blocks of the README and docs/", () => {
+  const blocks = parseDocs(ROOT, DOCS);
   const checked = blocks.filter((block) => block.mode !== "skip");
   let dir = "";
   let written: WrittenBlock[] = [];
@@ -59,8 +67,9 @@ describe("README blocks", () => {
   const writtenOf = (block: ReadmeBlock): WrittenBlock => written.find((w) => w.block === block)!;
 
   it("has TypeScript blocks, some of them run, and every skipped one says why", () => {
-    assert.ok(checked.length >= 20, `only ${checked.length} blocks are checked`);
-    assert.ok(checked.filter((block) => block.mode === "run").length >= 8);
+    assert.ok(checked.length >= 50, `only ${checked.length} blocks are checked`);
+    assert.ok(checked.filter((block) => block.mode === "run").length >= 20);
+    assert.ok(blocks.some((block) => block.doc === "README.md" && block.mode === "run"), "the README runs a block");
     for (const block of blocks.filter((b) => b.mode === "skip")) {
       assert.ok((block.reason ?? "").length >= 10, `${describeBlock(block)} is skipped without a reason`);
     }
@@ -72,12 +81,12 @@ describe("README blocks", () => {
 
   for (const block of checked) {
     it(`${describeBlock(block)}: type-checks on ${block.runtime}`, () => {
-      assert.equal(show(errors.get(writtenOf(block)) ?? []), "");
+      assert.equal(show(block, errors.get(writtenOf(block)) ?? []), "");
     });
     if (block.mode === "run") {
       it(`${describeBlock(block)}: runs on ${block.runtime}`, async () => {
         assert.equal(
-          show(errors.get(writtenOf(block)) ?? []),
+          show(block, errors.get(writtenOf(block)) ?? []),
           "",
           "it does not type-check, so it was not run",
         );
@@ -93,13 +102,11 @@ function inPackage(path: string): boolean {
   return /^(?:src\/|mod\.ts\b)/.test(path);
 }
 
-describe("README blocks in a user's project", () => {
+describe("the blocks of the README and docs/ in a user's project", () => {
   // A user's tsconfig has no allowImportingTsExtensions (TS5097 on `import ... from "./app.ts"`)
   // and may have exactOptionalPropertyTypes (an `undefined` given where a property is only
   // optional). The package's own sources are not a user's to compile: errors there do not count.
-  const blocks = parseReadme(readFileSync(README, "utf8")).filter((block) =>
-    block.mode !== "skip" && block.runtime !== "deno"
-  );
+  const blocks = parseDocs(ROOT, DOCS).filter((block) => block.mode !== "skip" && block.runtime !== "deno");
   let dir = "";
   let problems: string[] = [];
 
@@ -116,7 +123,7 @@ describe("README blocks in a user's project", () => {
       writeFileSync(tsconfig, JSON.stringify(config, null, 2));
     }
     const { errors, unplaced } = await typeCheck(written, ROOT);
-    problems = [...errors.values()].flatMap((list) => list.map((p) => `README.md:${p.line}: ${p.message}`));
+    problems = [...errors].flatMap(([w, list]) => list.map((p) => `${(w.block as DocBlock).doc}:${p.line}: ${p.message}`));
     for (const entry of unplaced) {
       const lines = entry.split("\n").filter((line) => / error TS\d+|^\S+:\d+: TS\d+/.test(line));
       const foreign = lines.filter((line) => !inPackage(line.replace(/^tsc -p \S+ failed:/, "")));
@@ -126,18 +133,18 @@ describe("README blocks in a user's project", () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it("type-check under exactOptionalPropertyTypes and without allowImportingTsExtensions", () => {
-    assert.ok(blocks.length >= 20);
+    assert.ok(blocks.length >= 50);
     assert.equal(problems.join("\n"), "");
   });
 });
 
-describe("the README's wrangler.toml blocks", () => {
-  const text = readFileSync(README, "utf8");
+describe("the wrangler.toml blocks of the README and docs/", () => {
+  const text = DOCS.map(read).join("\n");
   const tomls = [...text.matchAll(/^```toml\n([\s\S]*?)^```$/gm)].map((m) => m[1]!)
     .filter((toml) => /^#\s*wrangler\.toml\b/.test(toml));
 
   it("each carry name, main and compatibility_date, so wrangler can start from them", () => {
-    assert.ok(tomls.length >= 1, "the README shows a wrangler.toml");
+    assert.ok(tomls.length >= 1, "the docs show a wrangler.toml");
     for (const toml of tomls) {
       // Top-level keys: those before the first [table].
       const top = toml.split(/^\[/m)[0]!;
@@ -444,7 +451,7 @@ describe("the Worker example, run locally as the README says", () => {
   });
 });
 
-describe("the README's table of store capabilities", () => {
+describe("the table of store capabilities (docs/stores/README.md)", () => {
   const CAPABILITIES = ["compareAndSet", "ttl", "locks", "users"] as const;
 
   /** Each store class's `capabilities` as its source declares them (an absent flag is false). */
@@ -469,9 +476,9 @@ describe("the README's table of store capabilities", () => {
 
   /** The table whose header names the capabilities: store -> flag -> yes/no. */
   function documented(): Map<string, Record<string, boolean>> {
-    const lines = readFileSync(README, "utf8").split("\n");
+    const lines = read("docs/stores/README.md").split("\n");
     const header = lines.findIndex((line) => /^\|\s*store\s*\|\s*`compareAndSet`/.test(line));
-    assert.ok(header >= 0, "the README has no table of capabilities");
+    assert.ok(header >= 0, "docs/stores/README.md has no table of capabilities");
     const columns = lines[header]!.split("|").slice(1, -1).map((cell) => /`(\w+)`/.exec(cell)?.[1] ?? "");
     const rows = new Map<string, Record<string, boolean>>();
     for (const line of lines.slice(header + 2)) {
@@ -480,7 +487,7 @@ describe("the README's table of store capabilities", () => {
       const flags: Record<string, boolean> = {};
       columns.forEach((column, i) => {
         if (i === 0) return;
-        assert.match(cells[i]!, /^(yes|no)$/, `README capabilities table: "${cells[i]}" in ${line}`);
+        assert.match(cells[i]!, /^(yes|no)$/, `capabilities table: "${cells[i]}" in ${line}`);
         flags[column] = cells[i] === "yes";
       });
       rows.set(/`(\w+)`/.exec(cells[0]!)![1]!, flags);
@@ -498,7 +505,7 @@ describe("the README's table of store capabilities", () => {
         assert.equal(
           table.get(store)![capability],
           flags[capability] === true,
-          `README says ${store} ${
+          `docs/stores/README.md says ${store} ${
             table.get(store)![capability] ? "has" : "lacks"
           } ${capability}; its source says otherwise`,
         );
@@ -507,17 +514,14 @@ describe("the README's table of store capabilities", () => {
   });
 });
 
-describe("the README documents every option and dependency", () => {
-  const readme = readFileSync(README, "utf8");
-
-  /** The text of the section under `heading` (up to the next heading of the same or a higher level). */
-  function section(heading: string): string {
-    const match = new RegExp(`^(#{2,4}) ${heading.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s*$`, "m").exec(
-      readme,
-    );
-    assert.ok(match, `the README has no section "${heading}"`);
-    const rest = readme.slice(match.index + match[0].length);
-    const next = new RegExp(`^#{2,${match[1]!.length}} `, "m").exec(rest);
+describe("the docs name every option, event and dependency", () => {
+  /** The text of the section under `heading` in a Markdown file (to the next heading of its level or higher). */
+  function section(file: string, heading: string): string {
+    const text = read(file);
+    const match = new RegExp(`^(#{1,4}) ${heading.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s*$`, "m").exec(text);
+    assert.ok(match, `${file} has no section "${heading}"`);
+    const rest = text.slice(match.index + match[0].length);
+    const next = new RegExp(`^#{1,${match[1]!.length}} `, "m").exec(rest);
     return next === null ? rest : rest.slice(0, next.index);
   }
 
@@ -530,58 +534,118 @@ describe("the README documents every option and dependency", () => {
     return [...body.matchAll(/^ {2}(\w+)\??:/gm)].map((m) => m[1]!);
   }
 
-  const SECTIONS: Record<string, string> = {
-    MemoryStore: "MemoryStore and FileStore",
-    FileStore: "MemoryStore and FileStore",
-    RedisStore: "Redis",
-    PostgresStore: "Postgres",
-    MemcachedStore: "Memcached",
-    DenoKvStore: "Deno KV",
-    DurableObjectStore: "Durable Objects",
-    CloudflareKvStore: "Cloudflare Workers KV",
-    CookieStore: "CookieStore",
+  /** The members of a union of string literals, `export type name = | "a" | "b"`, in a source file. */
+  function literals(file: string, name: string): string[] {
+    const source = readFileSync(join(ROOT, file), "utf8");
+    const start = source.search(new RegExp(`export type ${name}\\b`));
+    assert.ok(start >= 0, `${file} declares no type ${name}`);
+    const body = source.slice(start, source.indexOf(";", start));
+    return [...body.matchAll(/"([\w-]+)"/g)].map((m) => m[1]!);
+  }
+
+  const PAGES: Record<string, string> = {
+    MemoryStore: "docs/stores/memory.md",
+    FileStore: "docs/stores/file.md",
+    RedisStore: "docs/stores/redis.md",
+    PostgresStore: "docs/stores/postgres.md",
+    MemcachedStore: "docs/stores/memcached.md",
+    DenoKvStore: "docs/stores/deno-kv.md",
+    DurableObjectStore: "docs/stores/durable-object.md",
+    CloudflareKvStore: "docs/stores/cloudflare-kv.md",
+    CookieStore: "docs/stores/cookie.md",
   };
 
-  it("of withSession, in the Options table", () => {
-    const table = section("Options");
+  it("of withSession, in the table of docs/guides/options.md", () => {
+    const table = section("docs/guides/options.md", "Options");
     const names = fields("src/options.ts", "SessionOptions");
-    assert.ok(names.length >= 15);
+    assert.ok(names.length >= 16);
     for (const name of names) assert.match(table, new RegExp(`^\\| \`${name}\`\\s`, "m"), `option ${name}`);
   });
 
-  it("of the package: every dependency says why it is there", () => {
+  it("of the package: every dependency says why it is there (docs/guides/development.md)", () => {
     const manifest = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as Record<
       string,
       Record<string, string>
     >;
-    const table = section("Dependencies");
+    const table = section("docs/guides/development.md", "Dependencies");
     const names = ["dependencies", "devDependencies", "peerDependencies"].flatMap((field) =>
       Object.keys(manifest[field] ?? {})
     );
     assert.ok(names.length >= 30);
     for (const name of names) {
-      assert.ok(table.includes(`\`${name}\``), `package ${name} is not in the README's dependency table`);
+      assert.ok(table.includes(`\`${name}\``), `package ${name} is not in the dependency table`);
     }
   });
 
-  it("of every store, in that store's section", () => {
+  it("of every store, on that store's page, which says what the store cannot do", () => {
     const dir = join(ROOT, "src", "stores");
     const seen: string[] = [];
     for (const file of readdirSync(dir).filter((name) => name.endsWith(".ts"))) {
       const source = readFileSync(join(dir, file), "utf8");
       for (const [, store] of source.matchAll(/^export interface (\w+Store)Options \{/gm)) {
         seen.push(store!);
-        const heading = SECTIONS[store!];
-        assert.ok(heading !== undefined, `${store} has no README section in this test's list`);
-        const text = section(heading);
+        const page = PAGES[store!];
+        assert.ok(page !== undefined, `${store} has no page in this test's list`);
+        const text = read(page);
         for (const name of fields(`src/stores/${file}`, `${store}Options`)) {
-          assert.ok(
-            text.includes(`\`${name}\``),
-            `${store}'s option ${name} is not in the README's "${heading}" section`,
-          );
+          assert.ok(text.includes(`\`${name}\``), `${store}'s option ${name} is not on ${page}`);
         }
+        assert.match(text, /^## What it cannot do$/m, `${page} has no "What it cannot do" section`);
       }
     }
-    assert.deepEqual(seen.sort(), Object.keys(SECTIONS).sort());
+    assert.deepEqual(seen.sort(), Object.keys(PAGES).sort());
+  });
+
+  it("of the events: every event type and store operation, in docs/guides/observability.md", () => {
+    const events = section("docs/guides/observability.md", "Events");
+    const source = readFileSync(join(ROOT, "src", "events.ts"), "utf8");
+    const union = source.slice(source.indexOf("export type SessionEvent"), source.indexOf("\n\n", source.indexOf("export type SessionEvent")));
+    const types = [...union.matchAll(/type: ("[\w-]+"(?: \| "[\w-]+")*)/g)].flatMap((m) =>
+      [...m[1]!.matchAll(/"([\w-]+)"/g)].map((t) => t[1]!)
+    );
+    assert.ok(types.length >= 8, `only ${types.length} event types found in src/events.ts`);
+    for (const type of types) assert.match(events, new RegExp(`\`${type}\``), `event type ${type}`);
+    const operations = literals("src/events.ts", "StoreOperation");
+    assert.ok(operations.length >= 12, `only ${operations.length} store operations found in src/events.ts`);
+    for (const operation of operations) {
+      assert.match(events, new RegExp(`^\\| \`${operation}\`\\s`, "m"), `store operation ${operation}`);
+    }
+  });
+});
+
+describe("the README is a door", () => {
+  it("within 350 lines, with the two commands, and a link to every page under docs/", () => {
+    const readme = read("README.md");
+    assert.ok(readme.split("\n").length <= 350, `README.md has ${readme.split("\n").length} lines`);
+    assert.match(readme, /^npm install && npm start\b/m);
+    assert.match(readme, /^npm test\b/m);
+    const index = read("docs/README.md");
+    for (const page of DOCS.filter((doc) => doc.startsWith("docs/") && doc !== "docs/README.md")) {
+      const link = page.slice("docs/".length);
+      assert.ok(index.includes(`](${link})`), `docs/README.md does not link ${link}`);
+    }
+  });
+});
+
+describe("the links of the README and docs/", () => {
+  let api = "";
+  before(() => {
+    api = mkdtempSync(join(ROOT, ".tmp", "api-"));
+    buildApiDocs(ROOT, api);
+  });
+  after(() => rmSync(api, { recursive: true, force: true }));
+
+  it("the API reference has a page for every entry point, and its own links resolve", () => {
+    for (const { subpath } of entryPoints(ROOT)) {
+      const page = subpath === "." ? "index.html" : `${subpath.slice(2)}/index.html`;
+      assert.ok(readdirSync(join(api, dirname(page))).includes("index.html"), `no API page for ${subpath}`);
+    }
+    assert.deepEqual(checkApiLinks(api), []);
+  });
+
+  it("every relative link resolves to a file, and every #fragment to a heading of it", () => {
+    assert.ok(DOCS.length >= 30, `only ${DOCS.length} Markdown files`);
+    const broken = checkLinks(ROOT, DOCS, api).map((b) => `${b.doc}:${b.line}: ${b.link} (${b.reason})`);
+    assert.deepEqual(broken, []);
   });
 });

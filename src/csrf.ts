@@ -1,0 +1,604 @@
+/**
+ * CSRF protection tied to the session: `withSession(csrf(handler), options)`, or
+ * `app.use(csrfMiddleware())` after `sessionMiddleware` in Hono.
+ *
+ * Requests with a safe method (GET, HEAD, OPTIONS, TRACE: RFC 9110 §9.2.1) always pass and cost
+ * nothing. An unsafe request (POST, PUT, PATCH, DELETE, ...) passes when the browser says where
+ * it comes from and that is this site:
+ *
+ * 1. `Sec-Fetch-Site` (every current browser sends it to HTTPS and localhost): `same-origin`
+ *    and `none` (the user typed or bookmarked it) pass; `same-site` (a sibling subdomain) passes
+ *    with `allowSameSite`; `cross-site` is refused, unless its `Origin` is in `trustedOrigins`.
+ * 2. Else `Origin` (older browsers, plain-http sites): it must be the request's own origin or one
+ *    of `trustedOrigins`.
+ * 3. Else (neither header: a browser too old to send them, or a client that is not a browser but
+ *    holds the cookie), the request must carry the session's synchronizer token, from
+ *    {@linkcode csrfToken}, in the `_csrf` form field or the `X-CSRF-Token` header. Only then is
+ *    the session loaded.
+ *
+ * A refusal is `403 Forbidden` with a plain-text reason saying what to do. Tokens are bound to
+ * the session id, so `session.regenerate()` on log in retires every token issued before it; each
+ * call to `csrfToken` returns a differently masked token (BREACH), all valid for the session.
+ *
+ * The session keeps one random secret under the key `"_csrf"` (a `schema` must allow it).
+ * Guide: docs/guides/csrf.md.
+ *
+ * @example
+ * ```ts
+ * import { getSession, MemoryStore, withSession } from "websession";
+ * import { csrf, csrfToken } from "websession/csrf";
+ * import assert from "node:assert/strict";
+ *
+ * const app = withSession(csrf(async (req: Request) => {
+ *   const session = await getSession(req);
+ *   if (req.method === "GET") {
+ *     const token = await csrfToken(session);
+ *     return new Response(`<form method="post"><input type="hidden" name="_csrf" value="${token}">`);
+ *   }
+ *   return new Response("saved");
+ * }), { store: new MemoryStore(), secrets: ["a secret of at least thirty-two characters"] });
+ *
+ * const url = "https://example.com/settings";
+ * const post = (headers: Record<string, string>) => app(new Request(url, { method: "POST", headers }));
+ * assert.equal((await post({ "sec-fetch-site": "same-origin" })).status, 200);
+ * assert.equal((await post({ "sec-fetch-site": "cross-site" })).status, 403);
+ * assert.equal((await post({ origin: "https://evil.example" })).status, 403);
+ *
+ * // No Sec-Fetch-Site, no Origin: the form's token is needed.
+ * const page = await app(new Request(url));
+ * const cookie = page.headers.get("set-cookie")!.split(";")[0]!;
+ * const token = /value="([^"]+)"/.exec(await page.text())![1]!;
+ * assert.equal((await post({ cookie })).status, 403);
+ * assert.equal((await post({ cookie, "x-csrf-token": token })).status, 200);
+ * ```
+ *
+ * @module
+ */
+import { getSession as getHonoSession } from "./adapters/hono.ts";
+import { encodeBase64Url } from "./id.ts";
+import { isCanonicalBase64Url } from "./signing.ts";
+import type { Session } from "./session.ts";
+import type { SessionData } from "./store.ts";
+import { getSession } from "./with_session.ts";
+
+/** The session key that holds the CSRF secret. */
+const KEY = "_csrf";
+/** Methods that must not change state (RFC 9110 §9.2.1): never checked. */
+const SAFE = new Set(["GET", "HEAD", "OPTIONS", "TRACE"]);
+const SECRET_PATTERN = /^[A-Za-z0-9_-]{43}$/;
+const TOKEN_PATTERN = /^[A-Za-z0-9_-]{86}$/;
+const LABEL = new TextEncoder().encode("websession csrf token\0");
+const encoder = new TextEncoder();
+
+/** Why a request was refused. */
+export type CsrfReason =
+  /** `Sec-Fetch-Site: cross-site` from an origin not in `trustedOrigins`. */
+  | "cross-site"
+  /** `Sec-Fetch-Site: same-site` without `allowSameSite`. */
+  | "same-site"
+  /** No `Sec-Fetch-Site`, and an `Origin` that is neither the request's own nor trusted. */
+  | "origin"
+  /** Neither header, and no token in the header or the form field. */
+  | "missing-token"
+  /** A token that is not the session's (expired session, a log in since, or forged). */
+  | "invalid-token";
+
+/**
+ * A refusal: its reason and the message sent as the `403` body.
+ *
+ * @example
+ * ```ts
+ * import { MemoryStore, withSession } from "websession";
+ * import { csrf, type CsrfRefusal } from "websession/csrf";
+ * import assert from "node:assert/strict";
+ *
+ * const refused: CsrfRefusal[] = [];
+ * const app = withSession(csrf(() => new Response("ok"), {
+ *   onRefuse: (refusal) => {
+ *     refused.push(refusal);
+ *     return Response.json({ error: refusal.reason }, { status: 403 });
+ *   },
+ * }), { store: new MemoryStore(), secrets: ["a secret of at least thirty-two characters"] });
+ * const response = await app(new Request("https://example.com/", { method: "POST", headers: { "sec-fetch-site": "cross-site" } }));
+ * assert.deepEqual(await response.json(), { error: "cross-site" });
+ * assert.match(refused[0]!.message, /cross-site/);
+ * ```
+ */
+export interface CsrfRefusal {
+  /** Why. */
+  reason: CsrfReason;
+  /** What the client is told, and what it can do about it. */
+  message: string;
+}
+
+/**
+ * Options of {@linkcode csrf} and {@linkcode csrfMiddleware}.
+ *
+ * @example
+ * ```ts
+ * import { MemoryStore, withSession } from "websession";
+ * import { csrf, type CsrfOptions } from "websession/csrf";
+ * import assert from "node:assert/strict";
+ *
+ * const options: CsrfOptions = { trustedOrigins: ["https://admin.example.com"], allowSameSite: false };
+ * const app = withSession(csrf(() => new Response("ok"), options), {
+ *   store: new MemoryStore(),
+ *   secrets: ["a secret of at least thirty-two characters"],
+ * });
+ * const post = (origin: string) =>
+ *   app(new Request("https://example.com/", { method: "POST", headers: { origin, "sec-fetch-site": "same-site" } }));
+ * assert.equal((await post("https://admin.example.com")).status, 200);
+ * assert.equal((await post("https://blog.example.com")).status, 403);
+ * ```
+ */
+export interface CsrfOptions {
+  /**
+   * Accept `Sec-Fetch-Site: same-site`: requests from other subdomains of the same registrable
+   * domain (`blog.example.com` to `app.example.com`). Any of them can then post here.
+   * @default false
+   */
+  allowSameSite?: boolean;
+  /**
+   * Origins accepted besides the request's own, each exactly as a browser sends `Origin`
+   * (`"https://admin.example.com"`, no path). Also the way to accept the public origin when a
+   * proxy hands the app another one in `request.url`.
+   * @default []
+   */
+  trustedOrigins?: readonly string[];
+  /**
+   * The form field that carries the token (`application/x-www-form-urlencoded` and
+   * `multipart/form-data` bodies).
+   * @default "_csrf"
+   */
+  field?: string;
+  /**
+   * The request header that carries the token (for `fetch`).
+   * @default "X-CSRF-Token"
+   */
+  header?: string;
+  /**
+   * How many bytes of a form body are read looking for the field; put the field first in large
+   * forms (uploads), or send the header.
+   * @default 65536
+   */
+  maxBodyBytes?: number;
+  /**
+   * Answers a refused request.
+   * @default a `403` with the refusal's message as plain text
+   */
+  onRefuse?: (refusal: CsrfRefusal, request: Request) => Response | Promise<Response>;
+}
+
+interface ResolvedCsrfOptions {
+  allowSameSite: boolean;
+  trusted: ReadonlySet<string>;
+  field: string;
+  header: string;
+  maxBodyBytes: number;
+  onRefuse: (refusal: CsrfRefusal, request: Request) => Response | Promise<Response>;
+}
+
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+function resolveCsrfOptions(options: CsrfOptions): ResolvedCsrfOptions {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError("Invalid CSRF options: expected an object");
+  }
+  const trusted = new Set<string>();
+  for (const origin of options.trustedOrigins ?? []) {
+    let parsed: string | undefined;
+    try {
+      parsed = new URL(origin).origin;
+    } catch {
+      // reported below
+    }
+    if (parsed !== origin || parsed === "null") {
+      throw new TypeError(
+        `Invalid trustedOrigins: "${String(origin)}" is not an origin such as "https://app.example.com"`,
+      );
+    }
+    trusted.add(origin);
+  }
+  const field = options.field ?? "_csrf";
+  if (typeof field !== "string" || field.length === 0) {
+    throw new TypeError(`Invalid field: "${String(field)}" must be a non-empty string`);
+  }
+  const header = options.header ?? "X-CSRF-Token";
+  if (typeof header !== "string" || !HEADER_NAME.test(header)) {
+    throw new TypeError(`Invalid header: "${String(header)}" is not a header name`);
+  }
+  const maxBodyBytes = options.maxBodyBytes ?? 65_536;
+  if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 1) {
+    throw new RangeError(`Invalid maxBodyBytes: "${String(maxBodyBytes)}" must be a positive integer`);
+  }
+  if (options.onRefuse !== undefined && typeof options.onRefuse !== "function") {
+    throw new TypeError("Invalid onRefuse: expected a function");
+  }
+  return {
+    allowSameSite: options.allowSameSite === true,
+    trusted,
+    field,
+    header,
+    maxBodyBytes,
+    onRefuse: options.onRefuse ?? defaultRefuse,
+  };
+}
+
+function defaultRefuse(refusal: CsrfRefusal): Response {
+  return new Response(`${refusal.message}\n`, {
+    status: 403,
+    headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
+  });
+}
+
+function refusal(reason: CsrfReason, message: string): CsrfRefusal {
+  return { reason, message };
+}
+
+/** What the headers say: pass, refuse, or ask for the token. */
+function judge(request: Request, o: ResolvedCsrfOptions): "pass" | "token" | CsrfRefusal {
+  const method = request.method;
+  if (SAFE.has(method)) return "pass";
+  const origin = request.headers.get("origin");
+  const trusted = origin !== null && o.trusted.has(origin);
+  const site = request.headers.get("sec-fetch-site");
+  if (site !== null) {
+    if (site === "same-origin" || site === "none" || trusted) return "pass";
+    if (site === "same-site") {
+      if (o.allowSameSite) return "pass";
+      return refusal(
+        "same-site",
+        `Cross-origin request refused: a page of another subdomain (Sec-Fetch-Site: same-site, Origin: "${
+          origin ?? "none"
+        }") may not send ${method} here: send it from a page of this origin, or add that origin to trustedOrigins`,
+      );
+    }
+    return refusal(
+      "cross-site",
+      `Cross-site request refused: a page of another site (Sec-Fetch-Site: "${site}", Origin: "${
+        origin ?? "none"
+      }") may not send ${method} here: send it from a page of this site`,
+    );
+  }
+  if (origin !== null) {
+    if (trusted) return "pass";
+    const own = new URL(request.url).origin;
+    if (origin === own) return "pass";
+    return refusal(
+      "origin",
+      `Cross-origin request refused: Origin "${origin}" is not "${own}": send ${method} from a page of this site, or add that origin to trustedOrigins`,
+    );
+  }
+  return "token";
+}
+
+/** Reads at most `limit` bytes of a body; `complete` when the whole body fit. */
+async function readPrefix(
+  body: ReadableStream<Uint8Array>,
+  limit: number,
+): Promise<{ text: string; complete: boolean }> {
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  let complete = false;
+  try {
+    while (size <= limit) {
+      const { done, value } = await reader.read();
+      if (done) {
+        complete = true;
+        break;
+      }
+      chunks.push(value);
+      size += value.byteLength;
+    }
+  } finally {
+    reader.cancel().catch(ignore); // only this copy of the body: the handler still reads its own
+  }
+  const bytes = new Uint8Array(Math.min(size, limit));
+  let at = 0;
+  for (const chunk of chunks) {
+    if (at >= bytes.length) break;
+    const part = chunk.subarray(0, bytes.length - at);
+    bytes.set(part, at);
+    at += part.byteLength;
+  }
+  // One character per byte keeps offsets; the token and the field name are ASCII.
+  return { text: new TextDecoder("latin1").decode(bytes), complete: complete && size <= limit };
+}
+
+function ignore(): void {}
+
+function urlEncodedField(text: string, complete: boolean, field: string): string | undefined {
+  const pairs = text.split("&");
+  if (!complete) pairs.pop(); // the last pair may be cut off
+  for (const pair of pairs) {
+    const eq = pair.indexOf("=");
+    const name = eq < 0 ? pair : pair.slice(0, eq);
+    try {
+      if (decodeURIComponent(name.replace(/\+/g, " ")) === field) {
+        return decodeURIComponent(pair.slice(eq + 1).replace(/\+/g, " "));
+      }
+    } catch {
+      // a malformed escape: not the field
+    }
+  }
+  return undefined;
+}
+
+function multipartField(text: string, contentType: string, field: string): string | undefined {
+  const match = /;\s*boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType);
+  const boundary = match?.[1] ?? match?.[2];
+  if (boundary === undefined) return undefined;
+  const delimiter = `--${boundary}`;
+  let at = text.indexOf(delimiter);
+  while (at !== -1 && !text.startsWith("--", at + delimiter.length)) {
+    const headersStart = text.indexOf("\r\n", at) + 2;
+    const headersEnd = text.indexOf("\r\n\r\n", headersStart);
+    if (headersStart < 2 || headersEnd < 0) return undefined;
+    const next = text.indexOf(`\r\n${delimiter}`, headersEnd + 4);
+    if (next < 0) return undefined; // the part is cut off by maxBodyBytes
+    for (const line of text.slice(headersStart, headersEnd).split("\r\n")) {
+      const disposition = /^content-disposition:\s*form-data\s*;(.*)$/i.exec(line)?.[1];
+      if (disposition === undefined) continue;
+      const name = /(?:^|;)\s*name="([^"]*)"/i.exec(disposition)?.[1];
+      if (name === field && !/(?:^|;)\s*filename\*?=/i.test(disposition)) {
+        return text.slice(headersEnd + 4, next);
+      }
+    }
+    at = next + 2;
+  }
+  return undefined;
+}
+
+/** The token the request presents: the header, else the form field of a form body. */
+async function presentedToken(request: Request, o: ResolvedCsrfOptions): Promise<string | undefined> {
+  const header = request.headers.get(o.header);
+  if (header !== null) return header.trim();
+  const type = request.headers.get("content-type") ?? "";
+  const kind = /^application\/x-www-form-urlencoded\s*(;|$)/i.test(type)
+    ? "urlencoded"
+    : /^multipart\/form-data\s*;/i.test(type)
+    ? "multipart"
+    : undefined;
+  if (kind === undefined || request.body === null || request.bodyUsed) return undefined;
+  const { text, complete } = await readPrefix(request.clone().body!, o.maxBodyBytes);
+  return kind === "urlencoded"
+    ? urlEncodedField(text, complete, o.field)
+    : multipartField(text, type, o.field);
+}
+
+function decodeBase64Url(text: string): Uint8Array<ArrayBuffer> {
+  const binary = atob(text.replace(/-/g, "+").replace(/_/g, "/"));
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+function macKey(secret: string, usage: "sign" | "verify"): Promise<CryptoKey> {
+  return crypto.subtle.importKey("raw", decodeBase64Url(secret), { name: "HMAC", hash: "SHA-256" }, false, [
+    usage,
+  ]);
+}
+
+/** What the token's MAC covers: a label and the session id (so a new id retires old tokens). */
+function macInput(id: string): Uint8Array<ArrayBuffer> {
+  const idBytes = encoder.encode(id);
+  const data = new Uint8Array(LABEL.length + idBytes.length);
+  data.set(LABEL);
+  data.set(idBytes, LABEL.length);
+  return data;
+}
+
+/** A session of any data shape, seen through the one key this module uses. */
+type CsrfSession = Session<{ _csrf?: string }>;
+
+/**
+ * Returns a CSRF token for the session, for a hidden `_csrf` form field or an `X-CSRF-Token`
+ * header. The first call creates the session's CSRF secret (so the session is saved, and a
+ * visitor gets a cookie); every call returns a freshly masked token, and all of them stay valid
+ * until the session's id changes (`regenerate()` on log in, `destroy()`) or it ends.
+ *
+ * @param session The request's session (`getSession(req)`, `c.var.session`).
+ * @returns The token: 86 base64url characters, safe in HTML attributes and headers.
+ * @example
+ * ```ts
+ * import { getSession, MemoryStore, withSession } from "websession";
+ * import { csrfToken, verifyCsrfToken } from "websession/csrf";
+ * import assert from "node:assert/strict";
+ *
+ * const app = withSession(async (req: Request) => {
+ *   const session = await getSession(req);
+ *   const first = await csrfToken(session);
+ *   const second = await csrfToken(session);
+ *   assert.notEqual(first, second); // masked differently each time (BREACH)
+ *   assert.ok(await verifyCsrfToken(session, first) && await verifyCsrfToken(session, second));
+ *   session.regenerate(); // log in
+ *   assert.equal(await verifyCsrfToken(session, first), false);
+ *   return new Response(await csrfToken(session));
+ * }, { store: new MemoryStore(), secrets: ["a secret of at least thirty-two characters"] });
+ * assert.match(await (await app(new Request("https://example.com/"))).text(), /^[A-Za-z0-9_-]{86}$/);
+ * ```
+ */
+export async function csrfToken<T extends object>(session: Session<T>): Promise<string> {
+  const s = session as unknown as CsrfSession;
+  let secret = s.get(KEY);
+  if (typeof secret !== "string" || !SECRET_PATTERN.test(secret)) {
+    secret = encodeBase64Url(crypto.getRandomValues(new Uint8Array(32)));
+    s.set(KEY, secret);
+  }
+  const mac = new Uint8Array(
+    await crypto.subtle.sign("HMAC", await macKey(secret, "sign"), macInput(session.id)),
+  );
+  const masked = new Uint8Array(64);
+  crypto.getRandomValues(masked.subarray(0, 32));
+  for (let i = 0; i < 32; i++) masked[32 + i] = masked[i]! ^ mac[i]!;
+  return encodeBase64Url(masked);
+}
+
+/**
+ * Tells whether `token` is a CSRF token of this session (of its current id), in constant time.
+ * {@linkcode csrf} and {@linkcode csrfMiddleware} call it; call it yourself to check a token
+ * that arrives another way. Never creates the session's secret.
+ *
+ * @param session The request's session.
+ * @param token The presented token.
+ * @returns `true` for a token from `csrfToken` on this session since its id last changed.
+ * @example
+ * ```ts
+ * import { MemoryStore, openSession } from "websession";
+ * import { csrfToken, verifyCsrfToken } from "websession/csrf";
+ * import assert from "node:assert/strict";
+ *
+ * const options = { store: new MemoryStore(), secrets: ["a secret of at least thirty-two characters"] };
+ * const session = await openSession(null, options);
+ * assert.equal(await verifyCsrfToken(session, "A".repeat(86)), false); // no secret yet
+ * const token = await csrfToken(session);
+ * assert.equal(await verifyCsrfToken(session, token), true);
+ * const altered = token.slice(0, 40) + (token[40] === "A" ? "B" : "A") + token.slice(41);
+ * assert.equal(await verifyCsrfToken(session, altered), false);
+ * ```
+ */
+export async function verifyCsrfToken<T extends object>(
+  session: Session<T>,
+  token: string,
+): Promise<boolean> {
+  const secret = (session as unknown as CsrfSession).peek(KEY);
+  if (typeof secret !== "string" || !SECRET_PATTERN.test(secret)) return false;
+  if (typeof token !== "string" || !TOKEN_PATTERN.test(token) || !isCanonicalBase64Url(token)) return false;
+  const masked = decodeBase64Url(token);
+  const mac = new Uint8Array(32);
+  for (let i = 0; i < 32; i++) mac[i] = masked[i]! ^ masked[32 + i]!;
+  // crypto.subtle.verify compares in constant time.
+  return await crypto.subtle.verify("HMAC", await macKey(secret, "verify"), mac, macInput(session.id));
+}
+
+/** Checks a request; loads the session (through `sessionOf`) only when a token must be checked. */
+async function check(
+  request: Request,
+  o: ResolvedCsrfOptions,
+  sessionOf: () => Promise<Session<SessionData>>,
+): Promise<CsrfRefusal | undefined> {
+  const verdict = judge(request, o);
+  if (verdict === "pass") return undefined;
+  if (verdict !== "token") return verdict;
+  const token = await presentedToken(request, o);
+  if (token === undefined || token === "") {
+    return refusal(
+      "missing-token",
+      `CSRF token missing: the request has neither Sec-Fetch-Site nor Origin, so it must carry the session's CSRF token in the "${o.field}" form field (within its first ${o.maxBodyBytes} bytes) or the ${o.header} header: load the form again and resubmit`,
+    );
+  }
+  if (!(await verifyCsrfToken(await sessionOf(), token))) {
+    return refusal(
+      "invalid-token",
+      "CSRF token invalid: it is not this session's (the session ended, or you logged in or out since the page was loaded): load the page again and resubmit",
+    );
+  }
+  return undefined;
+}
+
+/**
+ * Wraps a `withSession` handler with CSRF protection: `withSession(csrf(handler), options)`.
+ * Safe methods go straight to the handler; unsafe ones are checked as the module describes and
+ * refused with `403`. The session is loaded only for a request that must show a token.
+ *
+ * @typeParam A The handler's arguments after the request (Workers' `env`, `ctx`).
+ * @param handler The fetch handler, inside `withSession`.
+ * @param options What to accept, and where the token is.
+ * @returns The wrapped handler, with the handler's signature.
+ * @throws {TypeError} On invalid options (an origin with a path, an empty field name, ...).
+ * @throws {RangeError} On an invalid `maxBodyBytes`.
+ * @example
+ * ```ts
+ * import { getSession, MemoryStore, withSession } from "websession";
+ * import { csrf } from "websession/csrf";
+ * import assert from "node:assert/strict";
+ *
+ * let loads = 0;
+ * const store = new MemoryStore();
+ * const counting = Object.assign(Object.create(store), { load: (key: string) => (loads++, store.load(key)) });
+ * const app = withSession(csrf(async (req: Request) => {
+ *   if (new URL(req.url).pathname === "/account") await getSession(req);
+ *   return new Response("ok");
+ * }), { store: counting, secrets: ["a secret of at least thirty-two characters"] });
+ *
+ * const cookie = "session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+ * assert.equal((await app(new Request("https://example.com/", { headers: { cookie } }))).status, 200);
+ * assert.equal(loads, 0); // a safe request that never asks for the session costs no load
+ * ```
+ */
+export function csrf<A extends unknown[]>(
+  handler: (request: Request, ...rest: A) => Response | Promise<Response>,
+  options: CsrfOptions = {},
+): (request: Request, ...rest: A) => Promise<Response> {
+  if (typeof handler !== "function") throw new TypeError("csrf() needs a handler function");
+  const o = resolveCsrfOptions(options);
+  return async function csrfHandler(request: Request, ...rest: A): Promise<Response> {
+    const refused = await check(request, o, () => getSession(request));
+    if (refused !== undefined) return await o.onRefuse(refused, request);
+    return await handler(request, ...rest);
+  };
+}
+
+/**
+ * The part of a Hono context that {@linkcode csrfMiddleware} uses (any Hono `Context` is one).
+ *
+ * @example
+ * ```ts
+ * import type { CsrfContext } from "websession/csrf";
+ * import assert from "node:assert/strict";
+ *
+ * const c: CsrfContext = { req: { raw: new Request("https://example.com/") }, get: () => undefined };
+ * assert.equal(c.req.raw.method, "GET");
+ * ```
+ */
+export interface CsrfContext {
+  /** Hono's request wrapper, with the Web `Request` in `raw`. */
+  req: { raw: Request };
+  /** Hono's `c.get`: the session is `c.get("session")`, set by `sessionMiddleware`. */
+  // deno-lint-ignore no-explicit-any
+  get(key: any): any;
+}
+
+/**
+ * Hono middleware for CSRF protection: `app.use(sessionMiddleware(options), csrfMiddleware())`.
+ * Mount it after `sessionMiddleware` (with or without options): it takes the session through
+ * `websession/hono`'s `getSession(c)`, only when a request must show a token.
+ *
+ * @param options What to accept, and where the token is.
+ * @returns The middleware.
+ * @throws {TypeError} On invalid options.
+ * @throws {RangeError} On an invalid `maxBodyBytes`.
+ * @example
+ * ```ts
+ * import { Hono } from "hono";
+ * import { MemoryStore } from "websession";
+ * import { csrfMiddleware, csrfToken } from "websession/csrf";
+ * import { sessionMiddleware, type SessionEnv } from "websession/hono";
+ * import assert from "node:assert/strict";
+ *
+ * const app = new Hono<SessionEnv>();
+ * app.use(sessionMiddleware({ store: new MemoryStore(), secrets: "a secret of at least thirty-two characters" }));
+ * app.use(csrfMiddleware());
+ * app.get("/token", async (c) => c.text(await csrfToken(c.var.session)));
+ * app.post("/save", (c) => c.text("saved"));
+ *
+ * const page = await app.request("/token");
+ * const cookie = page.headers.get("set-cookie")!.split(";")[0]!;
+ * const token = await page.text();
+ * assert.equal((await app.request("/save", { method: "POST", headers: { cookie } })).status, 403);
+ * assert.equal((await app.request("/save", { method: "POST", headers: { cookie, "x-csrf-token": token } })).status, 200);
+ * ```
+ */
+export function csrfMiddleware(
+  options: CsrfOptions = {},
+): (c: CsrfContext, next: () => Promise<void>) => Promise<Response | void> {
+  const o = resolveCsrfOptions(options);
+  return async function csrfHandler(c: CsrfContext, next: () => Promise<void>): Promise<Response | void> {
+    const request = c.req.raw;
+    // deno-lint-ignore no-explicit-any
+    const refused = await check(request, o, () => getHonoSession(c as any));
+    if (refused !== undefined) return await o.onRefuse(refused, request);
+    await next();
+  };
+}

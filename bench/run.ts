@@ -1,4 +1,4 @@
-// `npm run bench`: what a request costs with websession against a bare handler and the peers —
+// `npm run bench -- --legacy`: what a request costs with websession against a bare handler and the peers —
 // CPU time and bytes allocated per request in-process on Node, Deno and Bun, server CPU per
 // request over real HTTP at a fixed rate and at saturation, contention per store — plus the wall
 // time tables (mitata), where the time goes, MemoryStore's footprint and the concurrency figures;
@@ -19,6 +19,12 @@
 // can show them beside its own. The "before" figures were taken with
 //   BENCH_SOURCE=<commit> npm run bench -- --only=cost,http,contention --out=bench/BEFORE.md
 // and every later `npm run bench` shows bench/BEFORE.json's figures in its targets table.
+// The default run is bench/steer.ts (the built package, spreads over process sets, the floor, the
+// contention subject); `--legacy` runs the earlier harness below (peers, wall-time tables,
+// MemoryStore footprint) on the TypeScript sources.
+if (!process.argv.includes("--legacy")) {
+  await import("./steer.ts"); // exits when done
+}
 import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";

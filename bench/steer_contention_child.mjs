@@ -1,0 +1,56 @@
+// One of several processes sharing a store (Redis through ioredis, or PostgreSQL through pg) for
+// the multi-process contention rows of bench/steer_contention.ts: on each line
+// {"method","cookie","n"} it fires n concurrent requests of websession's README example (GET) or
+// get+set (POST) at one session and answers {"samples":[{ms,status}],"runs"}.
+import process from "node:process";
+import { createInterface } from "node:readline";
+
+const DIST = process.env.DIST_DIR;
+const SECRET = "benchmark secret: at least thirty-two characters";
+const core = await import(`file://${DIST}mod.js`);
+let store;
+let close;
+if (process.env.KIND === "redis") {
+  const { Redis } = await import("ioredis");
+  const { RedisStore } = await import(`file://${DIST}src/stores/redis.js`);
+  const client = new Redis(process.env.REDIS_URL, { maxRetriesPerRequest: 1 });
+  store = new RedisStore({ client, prefix: process.env.PREFIX });
+  close = () => client.disconnect();
+} else {
+  const { default: pg } = await import("pg");
+  const { PostgresStore } = await import(`file://${DIST}src/stores/postgres.js`);
+  const client = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 10 });
+  store = new PostgresStore({ client, table: process.env.TABLE });
+  close = () => client.end();
+}
+let runs = 0;
+const options = { store, secrets: SECRET, onError: () => {} };
+const get = core.withSession(async (req) => {
+  runs++;
+  const session = await core.getSession(req);
+  session.update("visits", (n = 0) => n + 1);
+  return new Response(`visit ${session.get("visits")}`);
+}, options);
+const post = core.withSession(async (req) => {
+  runs++;
+  const session = await core.getSession(req);
+  session.set("visits", (session.get("visits") ?? 0) + 1);
+  return new Response("ok");
+}, options);
+
+process.stdout.write(JSON.stringify({ ready: true }) + "\n");
+for await (const line of createInterface({ input: process.stdin })) {
+  const { method, cookie, n } = JSON.parse(line);
+  const before = runs;
+  const samples = await Promise.all(Array.from({ length: n }, async () => {
+    const t0 = performance.now();
+    const response = await (method === "GET" ? get : post)(
+      new Request("https://bench.example/count", { method, headers: { cookie }, ...(method === "POST" ? { body: "x" } : {}) }),
+    );
+    await response.arrayBuffer();
+    return { ms: performance.now() - t0, status: response.status };
+  }));
+  process.stdout.write(JSON.stringify({ samples, runs: runs - before }) + "\n");
+}
+await close();
+process.exit(0);

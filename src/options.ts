@@ -273,6 +273,14 @@ export interface SessionOptions<T extends object = SessionData> {
    */
   maxAttempts?: number;
   /**
+   * Bytes of a request body kept, as the handler reads it after asking for its session, so that
+   * the handler can run again on a conflict (`retry`, or `merge` on an idempotent method). A
+   * larger body, or one read before `getSession()`, is never buffered: the request then cannot
+   * run again, and a conflict that would need it is refused with 409.
+   * @default 1048576 (1 MiB)
+   */
+  maxReplayBytes?: number;
+  /**
    * Turns a session error into a response: `409` for conflicts, `503` for store outages by
    * default. Also told of errors after the response was sent (its return value is then unused).
    */
@@ -348,6 +356,7 @@ export interface ResolvedOptions {
   /** Requests of one session take turns (`locking: "implicit"` under `merge`). */
   turns: boolean;
   maxAttempts: number;
+  maxReplayBytes: number;
   onError: (error: unknown, request: Request) => Response | void | Promise<Response | void>;
   onInvalidCookie?: (event: InvalidCookieEvent) => void;
   schema?: StandardSchemaV1<unknown, SessionData>;
@@ -449,6 +458,10 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
   if (!["merge", "retry", "reject", "overwrite"].includes(conflict)) {
     throw new TypeError(`Invalid conflict: "${conflict}" is not "merge", "retry", "reject" or "overwrite"`);
   }
+  const maxReplayBytes = options.maxReplayBytes ?? 1_048_576;
+  if (!Number.isSafeInteger(maxReplayBytes) || maxReplayBytes < 0) {
+    throw new RangeError(`Invalid maxReplayBytes: "${maxReplayBytes}" must be a whole number of bytes`);
+  }
   const locking = options.locking ?? "implicit";
   if (locking !== "implicit" && locking !== "explicit") {
     throw new TypeError(`Invalid locking: "${String(locking)}" is not "implicit" or "explicit"`);
@@ -500,6 +513,7 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
     conflict,
     turns: conflict === "merge" && locking === "implicit",
     maxAttempts,
+    maxReplayBytes,
     onError: options.onError ?? defaultOnError.bind(undefined, logger),
     onInvalidCookie: options.onInvalidCookie,
     schema: schema as StandardSchemaV1<unknown, SessionData> | undefined,

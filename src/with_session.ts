@@ -15,6 +15,7 @@ import { configError, type ResolvedOptions, resolveOptions, type SessionOptions 
 import { warnInsecure, withSessionHeaders } from "./headers.ts";
 import { releaseAll } from "./lock.ts";
 import { type HandleSink, openHandle, requestHost, scheduleLate, serialCommit } from "./open_session.ts";
+import { again, type BodyRecord, replayable, startRecording, watched } from "./replay.ts";
 import type { Session } from "./session.ts";
 import type { SessionData } from "./store.ts";
 
@@ -22,6 +23,8 @@ import type { SessionData } from "./store.ts";
 interface Context extends HandleSink {
   o: ResolvedOptions;
   request: Request;
+  /** What became of the request's body, when the handler may run again on it. */
+  record: BodyRecord | undefined;
   waitUntil: ((promise: Promise<unknown>) => void) | undefined;
   canRerun: boolean;
   /** The session, once asked for. */
@@ -78,6 +81,7 @@ export function getSession<T extends object = SessionData>(request: Request): Pr
       ),
     );
   }
+  if (ctx.promise === undefined) startRecording(ctx.record);
   return (ctx.promise ??= openHandle(ctx.o, requestHost, request, request, ctx.waitUntil, ctx)) as Promise<
     Session<T>
   >;
@@ -187,13 +191,14 @@ function findWaitUntil(rest: unknown[]): ((promise: Promise<unknown>) => void) |
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
 
 /**
- * How the handler can be run again: `"copy"` (no body: a clone of the original, taken when needed),
- * `"clone"` (a body, kept by cloning the request before the first run), or not at all. `merge`
- * runs idempotent requests again (RFC 9110 §9.2.2); `retry` runs any request again.
+ * Whether the handler can be run again on this request, and with what: `"copy"` (no body),
+ * `"body"` (a body, recorded as the handler reads it once it asked for its session; see
+ * `replay.ts`), or not at all. `merge` runs idempotent requests again (RFC 9110 §9.2.2); `retry`
+ * runs any request again.
  */
-function replayKind(o: ResolvedOptions, request: Request): "copy" | "clone" | undefined {
+function replayKind(o: ResolvedOptions, request: Request): "copy" | "body" | undefined {
   if (o.conflict === "retry" || (o.conflict === "merge" && IDEMPOTENT.has(request.method))) {
-    return request.body === null ? "copy" : "clone";
+    return request.body === null ? "copy" : "body";
   }
   return undefined;
 }
@@ -206,17 +211,16 @@ async function run<A extends unknown[]>(
 ): Promise<Response> {
   const waitUntil = findWaitUntil(rest);
   const kind = replayKind(o, original);
-  const pristine = kind === "clone" ? original.clone() : undefined;
+  let next: { request: Request; record: BodyRecord | undefined } = kind === "body"
+    ? watched(original, original.body, o.maxReplayBytes)
+    : { request: original, record: undefined };
   for (let attempt = 1;; attempt++) {
-    const request = attempt === 1 ? original : kind === "copy"
-      // clone(), not new Request(original): servers such as srvx hand over Request subclasses
-      // that the Request constructor cannot copy.
-      ? original.clone()
-      : pristine!.clone();
+    const { request, record } = next;
     const ctx: Context = {
       o,
       owner: original,
       request,
+      record,
       waitUntil,
       canRerun: kind !== undefined && attempt < o.maxAttempts,
       promise: undefined,
@@ -229,8 +233,9 @@ async function run<A extends unknown[]>(
       response = await handler(request, ...rest);
     } catch (error) {
       if (ctx.handle?.leases !== undefined) await releaseAll(ctx.handle);
-      if (ctx.handle?.rerun === true && ctx.canRerun) {
+      if (ctx.handle?.rerun === true && ctx.canRerun && canReplay(ctx)) {
         // The turn stays with this request: it goes next.
+        next = replay(original, ctx);
         await backoff(attempt);
         continue;
       }
@@ -259,6 +264,8 @@ async function run<A extends unknown[]>(
       }
       h = ctx.handle!;
     }
+    // A body read past the bound, or before the session was asked for, cannot be replayed.
+    if (h.canRerun && !canReplay(ctx)) h.canRerun = false;
     let result: CommitResult;
     try {
       result = h.rerun ? "rerun" : hasWork(h) ? await serialCommit(h) : "done";
@@ -268,8 +275,9 @@ async function run<A extends unknown[]>(
     }
     if (h.leases !== undefined) await releaseAll(h);
     if (result === "rerun") {
-      if (ctx.canRerun) {
+      if (ctx.canRerun && canReplay(ctx)) {
         await response.body?.cancel().catch(ignore);
+        next = replay(original, ctx);
         await backoff(attempt);
         continue;
       }
@@ -291,6 +299,16 @@ async function run<A extends unknown[]>(
 }
 
 function ignore(): void {}
+
+function canReplay(ctx: Context): boolean {
+  return ctx.record === undefined || replayable(ctx.request, ctx.record);
+}
+
+/** The request for the next run: rebuilt (no body), or its body handed on or replayed. */
+function replay(original: Request, ctx: Context): { request: Request; record: BodyRecord | undefined } {
+  if (ctx.record === undefined) return watched(original, null, 0);
+  return again(original, ctx.request, ctx.record);
+}
 
 function fallbackResponse(error: SessionError): Response {
   console.error(error);

@@ -742,3 +742,63 @@ describe("withSession inside withSession", () => {
     assert.deepEqual(await (await client.fetch("/write")).json(), { route: 2 });
   });
 });
+
+describe("request bodies and re-runs", () => {
+  const SECRET_B = "request bodies secret, at least 32 characters";
+
+  /** A PUT whose handler reads the body, then loses its compare-and-set once (it re-runs). */
+  async function conflicted(body: string, options: { maxReplayBytes?: number; readFirst?: boolean } = {}) {
+    const store = new MemoryStore();
+    const seen: string[] = [];
+    let interfere = true;
+    const handler = withSession(async (req: Request) => {
+      const text = options.readFirst ? await req.text() : undefined;
+      const session = await getSession<{ n?: number; body?: string }>(req);
+      const n = session.get("n") ?? 0; // observed: a concurrent write makes the merge re-run
+      const read = text ?? await req.text();
+      seen.push(read);
+      if (interfere) {
+        interfere = false;
+        // Another process writes the session meanwhile.
+        const record = (await store.load(key!))!;
+        await store.save(
+          key!,
+          { ...record, data: { ...record.data, n: 100 }, version: record.version + 1 },
+          record.version,
+        );
+      }
+      session.set("n", n + 1);
+      session.set("body", read.slice(0, 8));
+      return new Response("ok");
+    }, { store, secrets: SECRET_B, locking: "explicit", ...options });
+    let key: string | undefined;
+    const client = new Client(handler);
+    interfere = false;
+    await client.fetch("/", { method: "PUT", body: "first" }); // creates the session
+    key = await storageKeyOf(client.jar.get("session")!.split(".")[0]!);
+    interfere = true;
+    seen.length = 0;
+    const response = await client.fetch("/", { method: "PUT", body });
+    return { status: response.status, seen };
+  }
+
+  it("a body read after getSession() within the bound is replayed whole on a re-run", async () => {
+    const body = "x".repeat(200_000);
+    const { status, seen } = await conflicted(body);
+    assert.equal(status, 200);
+    assert.equal(seen.length, 2, "ran twice");
+    assert.equal(seen[1], body, "the re-run read the same body");
+  });
+
+  it("a body over maxReplayBytes is never buffered: the request is refused instead of re-run", async () => {
+    const { status, seen } = await conflicted("y".repeat(5_000), { maxReplayBytes: 1_000 });
+    assert.equal(status, 409);
+    assert.equal(seen.length, 1);
+  });
+
+  it("a body read before getSession() is not recorded: refused, not re-run", async () => {
+    const { status, seen } = await conflicted("z".repeat(100), { readFirst: true });
+    assert.equal(status, 409);
+    assert.equal(seen.length, 1);
+  });
+});

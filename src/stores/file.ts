@@ -124,6 +124,25 @@ export interface FileStoreOptions {
 /**
  * A lease as {@linkcode FileStore.lease} reads it: who holds it, until when, and its fencing
  * token.
+ *
+ * @example
+ * ```ts
+ * import { FileStore, type FileLease } from "websession/file";
+ * import { mkdtemp, rm } from "node:fs/promises";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
+ * import assert from "node:assert/strict";
+ *
+ * const dir = await mkdtemp(join(tmpdir(), "websession-lease-"));
+ * const store = new FileStore({ dir });
+ * const key = "k".repeat(43);
+ * assert.equal(await store.lock(key, "owner-1", 30_000), true);
+ * const lease: FileLease | null = await store.lease(key);
+ * assert.equal(lease?.owner, "owner-1");
+ * assert.ok(lease!.token >= 1);
+ * await store.unlock(key, "owner-1");
+ * await rm(dir, { recursive: true });
+ * ```
  */
 export interface FileLease {
   /** Who holds it, as given to `lock()`. */

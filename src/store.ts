@@ -208,6 +208,40 @@ export type SaveResult = boolean | SaveConflict;
 export const ENDED_KEY = "__ended";
 
 /**
+ * The tombstone's data key saying the session was ended from elsewhere (`endUserSessions`: "log
+ * out everywhere", an administrator, a password reset), not by a request of its own browser. No
+ * newer cookie of that browser exists to protect, so its next request may start a new session at
+ * once (a browser's own log out or log in keeps its old cookie from doing so for a grace period).
+ *
+ * @example
+ * ```ts
+ * import { ENDED_BY_KEY, ENDED_KEY, endedRemotely } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * const now = Date.now();
+ * const tombstone = { data: { [ENDED_KEY]: true, [ENDED_BY_KEY]: "remote" }, version: 2, createdAt: now, expiresAt: now + 60_000 };
+ * assert.equal(endedRemotely(tombstone), true);
+ * ```
+ */
+export const ENDED_BY_KEY = "__endedBy";
+
+/**
+ * Whether a tombstone says its session was ended from elsewhere (see {@linkcode ENDED_BY_KEY}).
+ *
+ * @example
+ * ```ts
+ * import { ENDED_KEY, endedRemotely } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * const now = Date.now();
+ * assert.equal(endedRemotely({ data: { [ENDED_KEY]: true }, version: 2, createdAt: now, expiresAt: now + 1 }), false);
+ * ```
+ */
+export function endedRemotely(record: StoredSession): boolean {
+  return (record.data as Record<string, unknown>)[ENDED_BY_KEY] === "remote";
+}
+
+/**
  * The tombstone's data key holding when the session ended (ms since the epoch, the app's clock).
  *
  * @example
@@ -540,6 +574,11 @@ export interface InvalidSeal {
    * browser that missed the newer cookie is not locked out.
    */
   at?: number;
+  /**
+   * Ended from elsewhere (`CookieStore.endUser`: log out everywhere), not by a request of the
+   * browser itself: no newer cookie exists, so a new session may start at once (no grace).
+   */
+  remote?: boolean;
   /** What the store found, for `onInvalidCookie` (an error, say). */
   detail?: unknown;
 }

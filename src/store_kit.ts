@@ -62,6 +62,8 @@ export {
    * ```
    */
   ENDED_AT_KEY,
+  /** The tombstone's data key saying the session was ended from elsewhere (no grace). */
+  ENDED_BY_KEY,
   /**
    * The data key of a tombstone, the record that replaces an ended session's. A store keeps a
    * tombstone like any record, until its `expiresAt`.
@@ -91,6 +93,8 @@ export {
    * ```
    */
   endedAt,
+  /** Whether a tombstone says its session was ended from elsewhere. */
+  endedRemotely,
   /**
    * Tells whether a record is a tombstone. A store that cannot compare-and-set uses it to refuse
    * to overwrite one.

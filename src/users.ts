@@ -20,6 +20,7 @@ import type { ResolvedOptions, SessionOptions } from "./options.ts";
 import { FLASH_KEY, kState, type Session } from "./session.ts";
 import {
   ENDED_AT_KEY,
+  ENDED_BY_KEY,
   ENDED_KEY,
   isEnded,
   type SessionData,
@@ -282,7 +283,8 @@ async function end(scope: Scope, key: string, first: StoredSession): Promise<"en
     const now = o.now();
     if (!belongs(scope, record, now)) return "gone";
     const tombstone: StoredSession = {
-      data: { [ENDED_KEY]: true, [ENDED_AT_KEY]: now },
+      // Ended from elsewhere: the signed-out browser may sign in again at once (no grace).
+      data: { [ENDED_KEY]: true, [ENDED_AT_KEY]: now, [ENDED_BY_KEY]: "remote" },
       version: record.version + 1,
       createdAt: record.createdAt,
       expiresAt: Math.max(record.expiresAt, now + TOMBSTONE_MS),

@@ -72,7 +72,10 @@ async function open(h: Handle, source: CookieSource): Promise<void> {
       } else {
         // Ended or superseded while this request was in flight: the browser may hold a newer
         // cookie already; never touch it. Long after, it evidently missed the newer cookie.
-        if (opened.at === undefined || inGrace(opened.at, o.now())) h.endedElsewhere = true;
+        // Ended from elsewhere (log out everywhere): nothing newer to protect, no grace.
+        if (opened.remote !== true && (opened.at === undefined || inGrace(opened.at, o.now()))) {
+          h.endedElsewhere = true;
+        }
         invalid(h, opened.invalid, opened.detail);
       }
       continue;

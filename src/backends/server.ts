@@ -31,7 +31,14 @@ import { createSessionId } from "../id.ts";
 import { freshest, isContended, noteWritten, takeTurn, TURN_WAIT_MS } from "../turns.ts";
 import { takeTurnLease } from "../lock.ts";
 import { splitData, stateData } from "../session.ts";
-import { endedAt, isEnded, type SessionStore, type StoredSession, toStoredSession } from "../store.ts";
+import {
+  endedAt,
+  endedRemotely,
+  isEnded,
+  type SessionStore,
+  type StoredSession,
+  toStoredSession,
+} from "../store.ts";
 
 /** The longest signed cookie value this library writes is 76 characters; allow slack. */
 const MAX_SIGNED_VALUE = 256;
@@ -96,7 +103,7 @@ async function open(h: Handle, source: CookieSource): Promise<void> {
     if (record !== null && isEnded(record) && record.expiresAt > now) {
       // Ended by another request: a request in flight at the time may change nothing and
       // send no cookie; long after, the browser evidently missed the new cookie.
-      if (inGrace(endedAt(record), now)) h.endedElsewhere = true;
+      if (!endedRemotely(record) && inGrace(endedAt(record), now)) h.endedElsewhere = true;
       invalid(h, "ended");
       continue;
     }

@@ -765,6 +765,7 @@ export class CookieStore implements SealedSessionStore {
         return {
           invalid: "ended",
           at: atOf(generation),
+          remote: true,
           detail: invalid("every session of its user was ended"),
         };
       }

@@ -912,6 +912,12 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
       assert.deepEqual(late.headers.getSetCookie(), []);
       assert.equal(await laptop.text("/read"), "none");
       assert.equal(await tablet.text("/read"), "none");
+      // Signed out from elsewhere: the tablet may sign in again at once (no newer cookie of its
+      // own exists, so there is no grace to wait out).
+      const again = await tablet.fetch(`/login?user=${user}`, { method: "POST" });
+      assert.equal(again.status, 200, "a device signed out remotely signs in again at once");
+      assert.equal(again.headers.getSetCookie().length, 1);
+      assert.equal(await endUserSessions(sessionOptions, { user, keys: [await keyOf(tablet)] }), 1);
       const left = await listUserSessions(sessionOptions, user);
       assert.deepEqual(left.map((s) => s.key), [keep]);
       assert.equal(await endUserSessions(sessionOptions, { user }), 1, "log out everywhere");

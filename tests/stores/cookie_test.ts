@@ -902,6 +902,11 @@ describe("CookieStore", () => {
         });
       }
       await refused(store, phone, "ended", /every session of its user was ended/);
+      assert.equal(
+        ((await store.open(getter(phone), "session")) as InvalidSeal).remote,
+        true,
+        "ended from elsewhere: the browser may sign in again at once, no grace",
+      );
       assert.equal((await opens(store, grace)).id, TABLET);
       assert.equal((await opens(store, anonymous)).id, ID);
       // A login after it opens; so does one on another instance sharing the revocation store.

@@ -19,10 +19,9 @@ import { dirname, join, relative, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { entryPoints } from "./check_exports.ts";
-import { checkApiLinks } from "./api_docs.ts";
+import { buildApiDocs, checkApiLinks } from "./api_docs.ts";
 import {
   type BlockResult,
-  checkReadme,
   describeBlock,
   parseReadme,
   type ReadmeBlock,
@@ -115,7 +114,11 @@ export function docFiles(root: string): string[] {
   const files = ["README.md"];
   const walk = (dir: string): void => {
     if (!existsSync(join(root, dir))) return;
-    for (const entry of readdirSync(join(root, dir), { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+    for (
+      const entry of readdirSync(join(root, dir), { withFileTypes: true }).sort((a, b) =>
+        a.name.localeCompare(b.name)
+      )
+    ) {
       const path = `${dir}/${entry.name}`;
       if (entry.isDirectory()) {
         if (path !== "docs/api") walk(path);
@@ -214,8 +217,12 @@ export function linksOf(markdown: string): Array<{ line: number; link: string }>
     }
     if (fence !== undefined || /^\s*<!--/.test(text)) return;
     const prose = text.replace(/`[^`]*`/g, (code) => " ".repeat(code.length));
-    for (const m of prose.matchAll(/\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)/g)) links.push({ line: i + 1, link: m[1]! });
-    for (const m of prose.matchAll(/^\s*\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)/g)) links.push({ line: i + 1, link: m[1]! });
+    for (const m of prose.matchAll(/\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)/g)) {
+      links.push({ line: i + 1, link: m[1]! });
+    }
+    for (const m of prose.matchAll(/^\s*\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)/g)) {
+      links.push({ line: i + 1, link: m[1]! });
+    }
   });
   return links;
 }
@@ -226,7 +233,11 @@ export function linksOf(markdown: string): Array<{ line: number; link: string }>
  * same file, for a bare `#fragment`). Links into `docs/api/` (the generated API reference) are
  * looked up in `apiDir` when given, else in `docs/api/` itself. Absolute URLs are not fetched.
  */
-export function checkLinks(root: string, files: readonly string[] = docFiles(root), apiDir?: string): BrokenLink[] {
+export function checkLinks(
+  root: string,
+  files: readonly string[] = docFiles(root),
+  apiDir?: string,
+): BrokenLink[] {
   const broken: BrokenLink[] = [];
   const anchors = new Map<string, Set<string>>();
   const anchorsIn = (path: string): Set<string> => {
@@ -299,10 +310,11 @@ function isMain(): boolean {
 
 /** Checks the Markdown's links and blocks and prints what failed; returns whether all passed. */
 async function readmeOk(root: string): Promise<boolean> {
-  const broken = checkLinks(root);
+  const api = join(root, ".tmp", "api");
+  buildApiDocs(root, api); // links into docs/api/ are checked against a fresh build
+  const broken = checkLinks(root, docFiles(root), api);
   for (const b of broken) console.log(`broken link: ${b.doc}:${b.line}: ${b.link} (${b.reason})`);
-  const api = join(root, "docs", "api");
-  const apiBroken = existsSync(api) ? checkApiLinks(api) : [];
+  const apiBroken = checkApiLinks(api);
   for (const line of apiBroken) console.log(`broken link in the API reference: ${line}`);
   const { results, skipped, unplaced } = await checkDocBlocks(root);
   let ok = unplaced.length === 0 && broken.length === 0 && apiBroken.length === 0;
@@ -311,13 +323,17 @@ async function readmeOk(root: string): Promise<boolean> {
     ok &&= !bad;
     if (!bad) continue;
     console.log(`block failed: ${describeBlock(result.block)}`);
-    for (const error of result.typeErrors) console.log(`  ${result.block.doc}:${error.line}: ${error.message}`);
+    for (const error of result.typeErrors) {
+      console.log(`  ${result.block.doc}:${error.line}: ${error.message}`);
+    }
     if (result.ran !== undefined && !result.ran.ok) console.log(`  run failed:\n${result.ran.output.trim()}`);
   }
   for (const text of unplaced) console.log(`docs check: ${text}`);
   const ran = results.filter((result) => result.ran !== undefined).length;
   console.log(
-    `${docFiles(root).length} Markdown files: ${broken.length} broken links; ${results.length} blocks type-checked, ${ran} run, ${skipped.length} skipped`,
+    `${
+      docFiles(root).length
+    } Markdown files: ${broken.length} broken links; ${results.length} blocks type-checked, ${ran} run, ${skipped.length} skipped`,
   );
   return ok;
 }

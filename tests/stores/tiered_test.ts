@@ -1,0 +1,419 @@
+// TieredStore on real pairs: MemoryStore over FileStore, Redis over PostgreSQL, Workers KV over a
+// Durable Object (one Miniflare, bindings from Node); then the faults a cache brings: a flush
+// mid-traffic, a cache outage (a private redis-server started and stopped here), a durable
+// outage, a late refill, an ended session, a write the cache missed.
+import { after, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createServer } from "node:net";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Redis as IoRedis } from "ioredis";
+import pg from "pg";
+import { getSession, withSession } from "../../src/with_session.ts";
+import type { SessionError } from "../../src/errors.ts";
+import { ENDED_KEY, isEnded, type SessionStore, type StoredSession } from "../../src/store.ts";
+import { MemoryStore } from "../../src/stores/memory.ts";
+import { FileStore } from "../../src/stores/file.ts";
+import { RedisStore } from "../../src/stores/redis.ts";
+import { PostgresStore } from "../../src/stores/postgres.ts";
+import { CloudflareKvStore } from "../../src/stores/cloudflare_kv.ts";
+import { DurableObjectStore } from "../../src/stores/durable_object.ts";
+import { TieredStore } from "../../src/stores/tiered.ts";
+import { storeSuite } from "../conformance/store_suite.ts";
+import { sessionSuite } from "../conformance/session_suite.ts";
+import { Client, gate } from "../conformance/client.ts";
+import { randomKey, sleep } from "../conformance/util.ts";
+import { startMiniflare } from "../workers/miniflare.ts";
+
+const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+const RUN = crypto.randomUUID().slice(0, 8);
+const SECRET = "tiered store test secret, at least 32 characters";
+const quiet = { warn() {}, error() {} };
+
+const dirs: string[] = [];
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "websession-tiered-"));
+  dirs.push(dir);
+  return dir;
+}
+const redis = new IoRedis(REDIS_URL, { maxRetriesPerRequest: 1 });
+const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 10 });
+const tables: string[] = [];
+async function table(name: string): Promise<PostgresStore> {
+  const full = `tiered_${RUN}_${name}`;
+  tables.push(full);
+  const store = new PostgresStore({ client: pool, table: full });
+  await store.migrate();
+  return store;
+}
+async function dropPrefix(prefix: string): Promise<void> {
+  let cursor = "0";
+  do {
+    const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+    if (keys.length > 0) await redis.del(...keys);
+    cursor = next;
+  } while (cursor !== "0");
+}
+after(async () => {
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  await dropPrefix(`tiered-test:${RUN}:`);
+  for (const name of tables) await pool.query(`DROP TABLE IF EXISTS "${name}", "${name}_leases"`);
+  redis.disconnect();
+  await pool.end();
+});
+
+function record(data: Record<string, unknown>, version = 1, ttl = 60_000): StoredSession {
+  const now = Date.now();
+  return { data, version, createdAt: now, expiresAt: now + ttl };
+}
+
+// The shared suites on each pair.
+const memoryOverFile = async () =>
+  new TieredStore({
+    cache: new MemoryStore(),
+    durable: new FileStore({ dir: await tempDir() }),
+    logger: quiet,
+  });
+storeSuite("TieredStore (MemoryStore over FileStore)", { open: memoryOverFile, reportsCurrent: true });
+sessionSuite("TieredStore (MemoryStore over FileStore)", { open: memoryOverFile });
+
+let n = 0;
+const redisOverPostgres = async () =>
+  new TieredStore({
+    cache: new RedisStore({ client: redis, prefix: `tiered-test:${RUN}:${++n}:` }),
+    durable: await table(`pair${n}`),
+    logger: quiet,
+  });
+storeSuite("TieredStore (Redis over PostgreSQL)", { open: redisOverPostgres, reportsCurrent: true });
+sessionSuite("TieredStore (Redis over PostgreSQL)", { open: redisOverPostgres });
+
+// Workers KV (no compare-and-set, stale reads) over a Durable Object, both bindings of one Miniflare.
+for (const suite of [storeSuite, sessionSuite]) {
+  let mf: Awaited<ReturnType<typeof startMiniflare>> | undefined;
+  suite("TieredStore (Workers KV over a Durable Object, Miniflare)", {
+    open: async () => {
+      mf = await startMiniflare();
+      return new TieredStore({
+        cache: new CloudflareKvStore({ namespace: await mf.getKVNamespace("SESSIONS_KV") }),
+        durable: new DurableObjectStore({ namespace: await mf.getDurableObjectNamespace("SESSIONS_DO") }),
+        logger: quiet,
+      });
+    },
+    close: () => mf?.dispose(),
+  });
+}
+
+/** The app the fault cases drive: `/count` increments, `/read` reads, `/logout` ends. */
+function app(store: SessionStore) {
+  return withSession(async (req: Request) => {
+    const session = await getSession<{ visits?: number }>(req);
+    const path = new URL(req.url).pathname;
+    if (path === "/count") return new Response(String(session.update("visits", (v = 0) => v + 1)));
+    if (path === "/logout") {
+      session.destroy();
+      return new Response("bye");
+    }
+    return new Response(String(session.get("visits") ?? "none"));
+  }, {
+    store,
+    secrets: SECRET,
+    logger: quiet,
+    onError: (error: unknown) =>
+      new Response((error as SessionError).name, { status: (error as SessionError).status }),
+  });
+}
+
+/** A free TCP port on loopback. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** A private redis-server on `port`, nothing kept on disk; `stop()` ends exactly this process. */
+async function startRedis(port: number, dir?: string): Promise<{ stop(): Promise<void> }> {
+  // With `dir`, every write is on disk before it is answered (a durable store that survives a
+  // restart); without, nothing is kept (a cache).
+  const persistence = dir === undefined
+    ? ["--appendonly", "no"]
+    : ["--appendonly", "yes", "--appendfsync", "always", "--dir", dir];
+  const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", ...persistence];
+  const child = spawn("redis-server", args, { stdio: "ignore" });
+  const probe = new IoRedis({
+    port,
+    host: "127.0.0.1",
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
+  for (let i = 0;; i++) {
+    try {
+      await probe.connect();
+      await probe.ping();
+      break;
+    } catch (error) {
+      if (i > 100) throw error;
+      await sleep(50);
+    }
+  }
+  probe.disconnect();
+  return {
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once("exit", () => resolve());
+        child.kill("SIGKILL");
+      }),
+  };
+}
+
+/** An ioredis client that fails at once while its server is down, and reconnects by itself. */
+async function failFast(port: number): Promise<IoRedis> {
+  const client = new IoRedis({
+    port,
+    host: "127.0.0.1",
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => 50,
+  });
+  await ready(client);
+  return client;
+}
+
+async function ready(client: IoRedis): Promise<void> {
+  for (let i = 0; i < 200 && client.status !== "ready"; i++) await sleep(20);
+  assert.equal(client.status, "ready");
+}
+
+describe("TieredStore: faults", () => {
+  it("a cache flushed mid-traffic logs nobody out and loses no update", async () => {
+    const prefix = `tiered-test:${RUN}:flush:`;
+    const store = new TieredStore({
+      cache: new RedisStore({ client: redis, prefix }),
+      durable: await table("flush"),
+      logger: quiet,
+    });
+    const handler = app(store);
+    const clients = Array.from({ length: 5 }, () => new Client(handler));
+    for (const client of clients) assert.equal(await client.text("/count"), "1");
+    const cookies = clients.map((client) => client.jar.get("session"));
+    for (let wave = 0; wave < 4; wave++) {
+      const traffic = clients.flatMap((client) =>
+        Array.from({ length: 10 }, () => client.clone().fetch("/count"))
+      );
+      await dropPrefix(prefix); // the flush lands while the wave is in flight
+      const statuses = await Promise.all(traffic.map(async (response) => (await response).status));
+      assert.deepEqual(new Set(statuses), new Set([200]));
+    }
+    for (const [i, client] of clients.entries()) {
+      assert.equal(await client.text("/read"), String(1 + 4 * 10), "every increment counted");
+      assert.equal(client.jar.get("session"), cookies[i], "the same session, never a fresh id");
+    }
+  });
+
+  it("a cache outage is served by the durable store: no 503, no fresh id, and the cache is used again after", async () => {
+    const port = await freePort();
+    let server = await startRedis(port);
+    const client = await failFast(port);
+    const errors: unknown[] = [];
+    try {
+      const durable = await table("outage");
+      const store = new TieredStore({
+        cache: new RedisStore({ client, prefix: "outage:" }),
+        durable,
+        cacheRetryAfter: 0,
+        logger: { error: (e: unknown) => void errors.push(e) },
+      });
+      const browser = new Client(app(store));
+      assert.equal(await browser.text("/count"), "1");
+      const cookie = browser.jar.get("session");
+      assert.equal(await client.dbsize(), 1, "the cache holds the session");
+      await server.stop();
+      for (let i = 2; i <= 6; i++) {
+        const response = await browser.fetch("/count");
+        assert.equal(response.status, 200);
+        assert.equal(await response.text(), String(i));
+      }
+      assert.equal(await browser.text("/read"), "6");
+      assert.equal(browser.jar.get("session"), cookie);
+      assert.ok(errors.length >= 1, "the cache failure was logged");
+      server = await startRedis(port); // empty, as a restarted cache without persistence is
+      await ready(client);
+      assert.equal(await browser.text("/count"), "7");
+      assert.equal(await client.dbsize(), 1, "refilled once the cache is back");
+      assert.equal(browser.jar.get("session"), cookie);
+    } finally {
+      client.disconnect();
+      await server.stop();
+    }
+  });
+
+  it("a durable outage answers 503, never a fresh id, and the data is intact afterwards", async () => {
+    // The durable store is a private redis-server here that writes every command to disk before
+    // answering, so that this test alone can stop it and start it again with its data.
+    const port = await freePort();
+    const dir = await tempDir();
+    let server = await startRedis(port, dir);
+    const client = await failFast(port);
+    try {
+      const durable = new RedisStore({ client, prefix: "durable:" });
+      const cache = new MemoryStore();
+      const store = new TieredStore({ cache, durable, logger: quiet });
+      const browser = new Client(app(store));
+      assert.equal(await browser.text("/count"), "1");
+      const cookie = browser.jar.get("session");
+      await server.stop();
+      const write = await browser.fetch("/count");
+      assert.equal(write.status, 503);
+      assert.equal(await write.text(), "StoreUnavailableError");
+      assert.equal(write.headers.get("set-cookie"), null, "no fresh id");
+      // Another process, whose cache does not hold the session: a read needs the durable store.
+      const other = new Client(app(new TieredStore({ cache: new MemoryStore(), durable, logger: quiet })));
+      other.jar = new Map(browser.jar);
+      const miss = await other.fetch("/read");
+      assert.equal(miss.status, 503);
+      assert.equal(miss.headers.get("set-cookie"), null, "no fresh id on a read either");
+      server = await startRedis(port, dir);
+      await ready(client);
+      assert.equal(await browser.text("/count"), "2");
+      assert.equal(await other.text("/read"), "2");
+      assert.equal(browser.jar.get("session"), cookie);
+    } finally {
+      client.disconnect();
+      await server.stop();
+    }
+  });
+
+  /** `inner`, whose every load answers only after `held` resolves (calling `loaded` first). */
+  function heldLoads(inner: SessionStore, held: Promise<void>, loaded: () => void): SessionStore {
+    return {
+      capabilities: inner.capabilities,
+      async load(key) {
+        const found = await inner.load(key);
+        loaded();
+        await held;
+        return found;
+      },
+      save: (key, saved, expected, index) => inner.save(key, saved, expected, index),
+      destroy: (key) => inner.destroy(key),
+    };
+  }
+
+  /**
+   * Two processes over one Redis cache and one PostgreSQL table: `slow` reads version 1 from the
+   * durable store after an eviction and stalls before refilling the cache, while `store` does
+   * `act`; then the stalled refill lands. Returns what the cache holds and what a load answers.
+   */
+  async function lateRefill(act: (store: TieredStore, key: string, v1: StoredSession) => Promise<void>) {
+    const prefix = `tiered-test:${RUN}:late:${crypto.randomUUID()}:`;
+    const cache = new RedisStore({ client: redis, prefix });
+    const durable = await table(`late_${crypto.randomUUID().slice(0, 8)}`);
+    const store = new TieredStore({ cache, durable, logger: quiet });
+    const key = randomKey();
+    const v1 = record({ user: "ada", n: 1 });
+    assert.equal(await store.save(key, v1, null), true);
+    await dropPrefix(prefix); // evicted: the next read refills
+    const hold = gate();
+    const loaded = gate();
+    const slow = new TieredStore({
+      cache,
+      durable: heldLoads(durable, hold.promise, loaded.open),
+      logger: quiet,
+    });
+    const late = slow.load(key);
+    await loaded.promise; // the slow process has read version 1 and not yet refilled
+    await act(store, key, v1);
+    hold.open();
+    assert.equal((await late)?.version, 1, "the slow read answered what it read");
+    const held = await cache.load(key);
+    return {
+      held: held?.data as { record?: StoredSession; forgottenAt?: number },
+      loaded: await store.load(key),
+    };
+  }
+
+  it("a late refill carrying an older version never replaces a newer cache entry", async () => {
+    const { held, loaded } = await lateRefill(async (store, key, v1) => {
+      assert.equal(await store.save(key, { ...v1, data: { user: "ada", n: 2 }, version: 2 }, 1), true);
+    });
+    assert.equal(held.record?.version, 2, "the cache kept version 2");
+    assert.deepEqual(loaded?.data, { user: "ada", n: 2 });
+  });
+
+  it("an ended session is never brought back by a late refill", async () => {
+    const { held, loaded } = await lateRefill(async (store, key, v1) => {
+      assert.equal(await store.save(key, { ...v1, data: { [ENDED_KEY]: true }, version: 2 }, 1), true);
+    });
+    assert.ok(isEnded(held.record ?? null), "the cache kept the tombstone");
+    assert.ok(isEnded(loaded), "the session reads as ended");
+  });
+
+  it("a destroyed record is not refilled by a read that started before the destroy", async () => {
+    const { held, loaded } = await lateRefill(async (store, key) => {
+      await sleep(2); // the mark is later than the slow read's start by this process's clock
+      await store.destroy(key);
+    });
+    assert.equal(typeof held.forgottenAt, "number", "the cache holds the mark, not the record");
+    assert.equal(loaded, null);
+  });
+
+  it("a write the cache missed: a refused write heals it, minVersion skips it, cacheTtl bounds it", async () => {
+    let clock = Date.now();
+    const cache = new MemoryStore({ now: () => clock });
+    const durable = new FileStore({ dir: await tempDir() });
+    const store = new TieredStore({ cache, durable, cacheTtl: 30, logger: quiet, now: () => clock });
+    const key = randomKey();
+    const v1 = record({ n: 1 }, 1, 3_600_000);
+    assert.equal(await store.save(key, v1, null), true);
+    // A write that reached the durable store only (the cache was unreachable for that moment).
+    const v2 = { ...v1, data: { n: 2 }, version: 2 };
+    assert.equal(await durable.save(key, v2, 1), true);
+    assert.equal((await store.load(key))?.version, 1, "a read-only request may see the older entry");
+    assert.equal((await store.load(key, 2))?.version, 2, "never older than the version the client has seen");
+    // A write based on the older entry is refused by the durable store, which refills the cache.
+    const refused = await store.save(key, { ...v1, data: { n: 99 }, version: 2 }, 1);
+    assert.deepEqual(refused, { current: v2 });
+    assert.deepEqual(await store.load(key), v2);
+    // Another missed write: served from the cache for at most cacheTtl.
+    const v3 = { ...v2, data: { n: 3 }, version: 3 };
+    assert.equal(await durable.save(key, v3, 2), true);
+    assert.equal((await store.load(key))?.version, 2);
+    clock += 30_001;
+    assert.deepEqual(await store.load(key), v3);
+  });
+
+  it("says what it can do: the durable store's compare-and-set, leases and users", () => {
+    const store = new TieredStore({ cache: new MemoryStore(), durable: new MemoryStore() });
+    assert.deepEqual(store.capabilities, {
+      compareAndSet: true,
+      ttl: false,
+      staleReads: false,
+      locks: true,
+      users: true,
+    });
+    assert.equal(typeof store.lock, "function");
+    const plain: SessionStore = {
+      capabilities: { compareAndSet: false, ttl: true },
+      load: () => Promise.resolve(null),
+      save: () => Promise.resolve(false),
+      destroy: () => Promise.resolve(),
+    };
+    const bare = new TieredStore({ cache: new MemoryStore(), durable: plain });
+    assert.equal(bare.capabilities.compareAndSet, false);
+    assert.equal(bare.touch, undefined, "no touch where the durable store has none");
+    assert.equal(bare.lock, undefined);
+    assert.throws(() => new TieredStore({ cache: plain, durable: plain }), TypeError);
+    assert.throws(
+      () => new TieredStore({ cache: new MemoryStore(), durable: plain, cacheTtl: 0 }),
+      RangeError,
+    );
+  });
+});

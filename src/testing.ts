@@ -34,7 +34,7 @@
  * const { cookie } = await signIn(options, { user: "ada" });
  * const get = () => app(new Request("https://example.com/account", { headers: { cookie } }));
  * assert.equal(await (await get()).text(), "ada");
- * clock.advance(601); // idle for longer than idleTimeout
+ * clock.advance(3600); // an hour idle: far past idleTimeout
  * assert.equal((await get()).status, 401);
  * ```
  *

@@ -115,9 +115,9 @@ export interface KvListKeyLike {
  * await store.save(key, { data: { a: 1 }, version: 1, createdAt: now, expiresAt: now + 60_000 }, null);
  * assert.equal(JSON.parse(values.get(`websession:${key}`)!.value).version, 1);
  * assert.equal(await store.count(), 1);
- * // destroy() leaves a tombstone, which no save overwrites here and no load or count shows.
+ * // destroy() writes the session's end key, which no save overwrites and no load or count shows.
  * await store.destroy(key);
- * assert.equal(JSON.parse(values.get(`websession:${key}`)!.value).version, 2);
+ * assert.equal(JSON.parse(values.get(`websession:ended:${key}`)!.value).version, 2);
  * assert.equal(await store.load(key), null);
  * assert.equal(await store.save(key, { data: { a: 2 }, version: 2, createdAt: now, expiresAt: now + 60_000 }, 1), false);
  * assert.equal(await store.count(), 0);
@@ -170,8 +170,8 @@ export interface CloudflareKvStoreOptions {
   /** The KV namespace binding, e.g. `env.SESSIONS` (required). */
   namespace: KvNamespaceLike;
   /**
-   * Prepended to every storage key. At most 469 bytes of UTF-8, so that a key stays within KV's
-   * 512-byte limit with the 43-character storage key.
+   * Prepended to every key the store writes. At most 463 bytes of UTF-8, so that a session's
+   * end key, `prefix + "ended:" + storageKey`, stays within KV's 512-byte limit.
    * @default "websession:"
    */
   prefix?: string;
@@ -190,7 +190,8 @@ export interface CloudflareKvStoreOptions {
   /**
    * Seconds that a tombstone (the record of an ended session) is kept at the least, counted from
    * its write, whatever its `expiresAt` says: KV's propagation delay, so that every location
-   * sees the session end rather than its record vanish. An integer of at least 60.
+   * sees the session end rather than its record vanish. The end key holding it is kept this
+   * much longer again after its `expiresAt` and `expiredRetention`. An integer of at least 60.
    * @default 60
    */
   tombstoneTtl?: number;
@@ -231,7 +232,10 @@ interface Indexed {
   until: number;
 }
 
-/** What a read found at this location. */
+/**
+ * What a read found at this location: the record's key, unless the session's end key is there,
+ * which wins over whatever the record's key holds (its tombstone is then the record found).
+ */
 type Found =
   | { kind: "absent" }
   | { kind: "unreadable" }
@@ -259,6 +263,13 @@ const INDEX_FIELD = "index";
 
 /** Index keys are `${prefix}user:${user}:${storageKey}`; no storage key holds a ":". */
 const USER_PART = "user:";
+
+/**
+ * The end of a session lives in a key of its own, `${prefix}ended:${storageKey}`, written once
+ * and never by a save of data: a late data write at a location that had not seen the end can
+ * land in the record's key, never in this one, so once KV converges the session reads as ended.
+ */
+const END_PART = "ended:";
 
 /**
  * How long an index key is kept past the record's `expiresAt` when it is written, in ms: a
@@ -289,17 +300,24 @@ const INDEX_KEEP_MS = 86_400_000;
  *   A touch (a new `expiresAt`, same version) is not detected as stale: a location still on the
  *   old `expiresAt` may end the session early, which `touchAfter` (half the idle timeout) makes
  *   unlikely.
- * - **Ending a session is a tombstone, which can still be overwritten.** `withSession` ends a
- *   session by saving a tombstone; `destroy()` writes one too. This store refuses to write over
- *   a tombstone it can see, and keeps every tombstone at least `tombstoneTtl` (60 s, KV's
- *   propagation delay) whatever its `expiresAt`. But a location that has not seen the tombstone
- *   yet still reads the live record, and a save there lands: KV keeps the last write, so that
- *   save can replace the tombstone everywhere once KV converges, and the session lives again.
+ * - **Ending a session takes a minute to reach every location, then holds.** `withSession` ends
+ *   a session by saving a tombstone, and `destroy()` writes one; this store writes it to the
+ *   session's end key, `${prefix}ended:${storageKey}`, which no save of data ever writes, and
+ *   reads that key beside the record's on every `load`, `save` and `touch` (two reads in
+ *   parallel): once it is there, the session reads as ended whatever the record's key holds,
+ *   and nothing is written over it. A location that has not seen the end yet (KV's propagation
+ *   delay, and as long as its cache of the key lasts) still reads the live record, and a save
+ *   or touch there still lands in the record's key; but once KV converges the end key wins, so
+ *   the ended session stays ended. The end key is kept until the tombstone's `expiresAt` (at
+ *   least `tombstoneTtl` after the end), then `expiredRetention`, then `tombstoneTtl` again:
+ *   longer than any record a late write can leave, as long as the idle timeout is no longer
+ *   than `expiredRetention` (a day by default) and KV propagates within `tombstoneTtl`.
  * - **One write a second per key.** KV refuses a second write to the same key within a second
- *   (an error, answered 503), for example a logout right after a save.
+ *   (an error, answered 503), for example two saves of one session in the same second. Ending
+ *   a session writes its end key, not the record's, so a logout right after a save is not one.
  * - **60-second minimum expiry.** KV drops a key no sooner than 60 s after the write; each record
  *   keeps its `expiresAt`, and a read never returns a record past it.
- * - **Limits.** Keys of 512 bytes (the prefix may take 469), values of 25 MiB of UTF-8 JSON: a
+ * - **Limits.** Keys of 512 bytes (the prefix may take 463), values of 25 MiB of UTF-8 JSON: a
  *   larger record is refused with `SessionTooLargeError` before anything is written. Lone
  *   surrogates and NUL characters round-trip (JSON escapes them).
  * - **No leases.** KV cannot take a key for one writer (no compare-and-set, and a write is seen
@@ -362,7 +380,7 @@ export class CloudflareKvStore implements SessionStore {
    *
    * @param options See {@linkcode CloudflareKvStoreOptions}.
    * @throws {TypeError} When `namespace` does not look like a KV binding or `prefix` is not a string.
-   * @throws {RangeError} When `prefix` is over 469 bytes of UTF-8; when `staleReadRetries`,
+   * @throws {RangeError} When `prefix` is over 463 bytes of UTF-8; when `staleReadRetries`,
    *   `staleReadDelay` or `expiredRetention` is negative or not an integer; when `tombstoneTtl` is
    *   not an integer of at least 60.
    */
@@ -379,11 +397,11 @@ export class CloudflareKvStore implements SessionStore {
       throw new TypeError(`Invalid prefix: "${String(prefix)}" is not a string`);
     }
     const prefixBytes = new TextEncoder().encode(prefix).length;
-    if (prefixBytes + STORAGE_KEY_LENGTH > MAX_KEY_BYTES) {
+    if (prefixBytes + END_PART.length + STORAGE_KEY_LENGTH > MAX_KEY_BYTES) {
       throw new RangeError(
         `Invalid prefix: "${prefixBytes}" bytes, at most "${
-          MAX_KEY_BYTES - STORAGE_KEY_LENGTH
-        }" leave room for the storage key within KV's 512-byte key limit`,
+          MAX_KEY_BYTES - END_PART.length - STORAGE_KEY_LENGTH
+        }" leave room for an end key within KV's 512-byte key limit`,
       );
     }
     const retries = options.staleReadRetries ?? 2;
@@ -417,7 +435,9 @@ export class CloudflareKvStore implements SessionStore {
    * Reads a record. With `minVersion` (at least 1: the client has seen the session), a record
    * older than that, or no record at all, is a stale read from a location KV has not caught up
    * with yet: it is read again (`staleReadRetries` times) and then reported. A tombstone is never
-   * stale: an ended session stays ended.
+   * stale: an ended session stays ended. The session's end key is read beside its record's, in
+   * parallel, and wins: once it is here, the session reads as ended whatever the record's key
+   * holds.
    *
    * @param key The storage key.
    * @param minVersion The version the client has already seen, if known (from its signed cookie).
@@ -445,11 +465,12 @@ export class CloudflareKvStore implements SessionStore {
    * Best-effort compare-and-set: reads the stored version and writes only when it matches
    * (`null`: only when absent). Never recreates a missing record, and never writes over a
    * tombstone it can see (an ended session stays ended). Two saves racing between that read and
-   * the write can both succeed, and a location that has not seen a tombstone yet can write over
-   * it: see the class notes.
+   * the write can both succeed, and a location that has not seen the end yet can still write the
+   * record's key: see the class notes.
    *
-   * A tombstone (data `{ [ENDED_KEY]: true }`) is written with an `expiresAt` at least
-   * `tombstoneTtl` ahead.
+   * A tombstone (data `{ [ENDED_KEY]: true }`) is written to the session's end key, never to the
+   * record's, with an `expiresAt` at least `tombstoneTtl` ahead; a save of data never writes the
+   * end key.
    *
    * With `index`, once the version check passes, the index key
    * `${prefix}user:${user}:${storageKey}` is written before the record (a refused save writes
@@ -485,6 +506,11 @@ export class CloudflareKvStore implements SessionStore {
     if (found.kind === "record" && isEnded(found.record)) return false;
     const current = found.kind === "record" ? this.#live(found.record) : null;
     if (expectedVersion === null ? current !== null : current?.version !== expectedVersion) return false;
+    // The end of a session goes to its end key, where no save of data can overwrite it.
+    if (isEnded(toWrite)) {
+      await this.#end(key, toWrite, false);
+      return true;
+    }
     // A new user is indexed anew; otherwise the record keeps the index it had.
     const carried = current === null || found.kind !== "record" ? undefined : found.index;
     const indexed = await this.#index(
@@ -497,11 +523,12 @@ export class CloudflareKvStore implements SessionStore {
   }
 
   /**
-   * Ends a session for good (admin use): writes a tombstone in place of its record, kept at least
-   * `tombstoneTtl` and until the record would have expired, which this store refuses to write
-   * over; `load` then answers `null`, as for a deleted record. A tombstone already stored is
-   * left as it is. Other locations may still read the live record until KV converges (a minute or
-   * more), and a save there can still land (see the class notes).
+   * Ends a session for good (admin use): writes its end key, a tombstone kept at least
+   * `tombstoneTtl` and until the record would have expired, and past that (see the class notes),
+   * which this store refuses to write over; `load` then answers `null`, as for a deleted record,
+   * whatever the record's key holds. A session already ended is left as it is. Other locations
+   * may still read the live record until KV converges (a minute or more), and a save there can
+   * still land in the record's key, but not bring the session back once KV has converged.
    *
    * @param key The storage key.
    * @throws {TypeError} When `key` is not a storage key.
@@ -519,8 +546,7 @@ export class CloudflareKvStore implements SessionStore {
       createdAt: stored?.createdAt ?? now,
       expiresAt: stored?.expiresAt ?? now,
     });
-    const text = JSON.stringify({ ...tombstone, [DESTROYED_FIELD]: true });
-    await this.#write(key, tombstone, text);
+    await this.#end(key, tombstone, true);
   }
 
   /**
@@ -617,7 +643,9 @@ export class CloudflareKvStore implements SessionStore {
    */
   async count(): Promise<number> {
     const now = this.#now();
-    let live = 0;
+    const endPrefix = this.#prefix + END_PART;
+    const live: string[] = [];
+    const ended = new Set<string>();
     let cursor: string | undefined;
     do {
       const page = await this.#call(
@@ -628,19 +656,54 @@ export class CloudflareKvStore implements SessionStore {
           ),
       );
       for (const { name, metadata } of page.keys) {
+        if (name.length === endPrefix.length + STORAGE_KEY_LENGTH && name.startsWith(endPrefix)) {
+          ended.add(name.slice(endPrefix.length));
+          continue;
+        }
         if (name.length !== this.#prefix.length + STORAGE_KEY_LENGTH) continue; // an index key
         const known = metadata as Partial<KvRecordMetadata> | null | undefined;
         if (known?.ended === true) continue;
-        if (typeof known?.expiresAt !== "number" || known.expiresAt > now) live++;
+        if (typeof known?.expiresAt !== "number" || known.expiresAt > now) {
+          live.push(name.slice(this.#prefix.length));
+        }
       }
       cursor = page.list_complete ? undefined : page.cursor;
     } while (cursor !== undefined);
-    return live;
+    return live.filter((key) => !ended.has(key)).length;
   }
 
-  /** What this location holds for `key`, expired or not. */
+  /**
+   * What this location holds for `key`, expired or not: the record's key and the end key, read
+   * in parallel. An end key, when there is one, decides: the session has ended, whatever the
+   * record's key holds (a data write may have landed there after the end).
+   */
   async #read(key: string): Promise<Found> {
-    const text = await this.#call("get", () => this.#namespace.get(this.#prefix + key, "text"));
+    const [text, end] = await Promise.all([
+      this.#call("get", () => this.#namespace.get(this.#prefix + key, "text")),
+      this.#call("get", () => this.#namespace.get(this.#endKey(key), "text")),
+    ]);
+    const found = this.#parse(text);
+    if (end === null) return found;
+    const ended = this.#parse(end);
+    if (ended.kind === "record" && isEnded(ended.record)) return ended;
+    // An end key that cannot be read still says the session ended.
+    const stored = found.kind === "record" ? found.record : undefined;
+    const now = this.#now();
+    return {
+      kind: "record",
+      record: {
+        data: { [ENDED_KEY]: true },
+        version: (stored?.version ?? 0) + 1,
+        createdAt: stored?.createdAt ?? now,
+        expiresAt: Math.max(stored?.expiresAt ?? now, now + this.#tombstoneMs),
+      },
+      destroyed: false,
+      index: undefined,
+    };
+  }
+
+  /** A stored value as found: absent, unreadable, or a record with what the store notes beside it. */
+  #parse(text: string | null): Found {
     if (text === null) return { kind: "absent" };
     const parsed = parseStoredSession(text);
     if (parsed === null) return { kind: "unreadable" };
@@ -649,6 +712,29 @@ export class CloudflareKvStore implements SessionStore {
       [INDEX_FIELD]?: unknown;
     };
     return { kind: "record", record, destroyed: destroyed === true, index: indexedOf(index) };
+  }
+
+  /** The key that holds the end of the session stored under `key`. */
+  #endKey(key: string): string {
+    return `${this.#prefix}${END_PART}${key}`;
+  }
+
+  /**
+   * Writes the end of a session to its end key: the tombstone (marked `destroyed` by
+   * `destroy()`), kept until its `expiresAt`, then `expiredRetention`, then `tombstoneTtl` more,
+   * so that it outlives any record a late data write can leave in the record's key (see the
+   * class notes). Written once; nothing else writes it.
+   */
+  async #end(key: string, tombstone: StoredSession, destroyed: boolean): Promise<void> {
+    const text = encode(destroyed ? { ...tombstone, [DESTROYED_FIELD]: true } as StoredSession : tombstone);
+    const remaining = Math.max(0, Math.ceil((tombstone.expiresAt - this.#now()) / 1000));
+    const expirationTtl = remaining + this.#retentionSeconds + this.#tombstoneMs / 1000;
+    const metadata: KvRecordMetadata = {
+      version: tombstone.version,
+      expiresAt: tombstone.expiresAt,
+      ended: true,
+    };
+    await this.#call("put", () => this.#namespace.put(this.#endKey(key), text, { expirationTtl, metadata }));
   }
 
   /** The user's id, checked to fit in an index key. */

@@ -271,7 +271,12 @@ describe("CloudflareKvStore", () => {
     open();
     const late = await slow;
     assert.notEqual(late.status, 200, "a change to an ended session is never answered as success");
-    assert.ok(isEnded(JSON.parse((await namespace.get(entry!.name, "text"))!)), "not resurrected");
+    const key = entry!.name.slice("race:".length);
+    assert.ok(
+      isEnded(JSON.parse((await namespace.get(`race:ended:${key}`, "text"))!)),
+      "ended in its end key",
+    );
+    assert.ok(isEnded(await store.load(key)), "not resurrected");
   });
 
   describe("tombstones", () => {
@@ -291,18 +296,21 @@ describe("CloudflareKvStore", () => {
     });
 
     it("keeps a tombstone at least tombstoneTtl (60 s) whatever its expiresAt, and counts it out", async () => {
-      const store = new CloudflareKvStore({ namespace, prefix: "ended:" });
+      const store = new CloudflareKvStore({ namespace, prefix: "tomb:" });
       const key = randomKey();
       await store.save(key, record({ user: "ada" }), null);
       const before = await store.count();
       const start = Date.now();
       assert.equal(await store.save(key, tombstone(2, 1_000), 1), true);
-      const stored = JSON.parse((await namespace.get(`ended:${key}`, "text"))!) as StoredSession;
+      const stored = JSON.parse((await namespace.get(`tomb:ended:${key}`, "text"))!) as StoredSession;
       assert.ok(isEnded(stored));
       assert.ok(stored.expiresAt >= start + 60_000, `tombstone expires at ${stored.expiresAt - start} ms`);
-      const [entry] = (await namespace.list({ prefix: `ended:${key}` })).keys;
+      const [entry] = (await namespace.list({ prefix: `tomb:ended:${key}` })).keys;
       assert.deepEqual(entry!.metadata, { version: 2, expiresAt: stored.expiresAt, ended: true });
-      assert.ok(entry!.expiration! * 1000 >= stored.expiresAt + 86_400_000 - 2_000);
+      // Kept past its expiresAt for expiredRetention (a day), then tombstoneTtl more.
+      assert.ok(entry!.expiration! * 1000 >= stored.expiresAt + 86_400_000 + 60_000 - 2_000);
+      // The record's key is left as it was: the end key decides.
+      assert.equal(JSON.parse((await namespace.get(`tomb:${key}`, "text"))!).version, 1);
       assert.equal(await store.count(), before - 1);
 
       // A tombstone meant to last longer keeps its own expiresAt.
@@ -310,7 +318,7 @@ describe("CloudflareKvStore", () => {
       const lasting = tombstone(4, 3_600_000);
       await store.save(longer, record({}, 3), null);
       assert.equal(await store.save(longer, lasting, 3), true);
-      assert.deepEqual(JSON.parse((await namespace.get(`ended:${longer}`, "text"))!), lasting);
+      assert.deepEqual(JSON.parse((await namespace.get(`tomb:ended:${longer}`, "text"))!), lasting);
     });
 
     it("destroy leaves a tombstone for as long as the session would have lived: load null, saves refused", async () => {
@@ -319,7 +327,8 @@ describe("CloudflareKvStore", () => {
       const live = record({ user: "ada" }, 4, 3_600_000);
       await store.save(key, live, null);
       await store.destroy(key);
-      const stored = JSON.parse((await namespace.get(`admin:${key}`, "text"))!) as StoredSession;
+      const endKey = `admin:ended:${key}`;
+      const stored = JSON.parse((await namespace.get(endKey, "text"))!) as StoredSession;
       assert.ok(isEnded(stored));
       assert.equal(stored.version, 5);
       assert.equal(stored.expiresAt, live.expiresAt);
@@ -329,24 +338,131 @@ describe("CloudflareKvStore", () => {
       assert.equal(await store.save(key, { ...live, version: 5 }, 4), false);
       assert.equal(await store.save(key, record({}), null), false);
       assert.equal(await store.touch(key, live.expiresAt + 60_000, 5), false);
-      assert.deepEqual(JSON.parse((await namespace.get(`admin:${key}`, "text"))!), stored);
+      assert.equal(await store.touch(key, live.expiresAt + 60_000, 4), false);
+      assert.deepEqual(JSON.parse((await namespace.get(endKey, "text"))!), stored);
+      assert.deepEqual(JSON.parse((await namespace.get(`admin:${key}`, "text"))!), live);
 
-      // A key this location has never seen gets a tombstone too: the record may live elsewhere.
+      // A key this location has never seen gets an end key too: the record may live elsewhere.
       const unseen = randomKey();
       const start = Date.now();
       await store.destroy(unseen);
-      const marker = JSON.parse((await namespace.get(`admin:${unseen}`, "text"))!) as StoredSession;
+      const marker = JSON.parse((await namespace.get(`admin:ended:${unseen}`, "text"))!) as StoredSession;
       assert.ok(isEnded(marker));
       assert.ok(marker.expiresAt >= start + 60_000);
       assert.equal(await store.save(unseen, record({ n: 1 }, 2), 1), false);
 
-      // An ended session's tombstone is left as it is.
+      // A tombstone written in the record's key by an earlier version is honoured and left as it is.
       const ended = randomKey();
       const end = tombstone(7, 120_000);
       await namespace.put(`admin:${ended}`, JSON.stringify(end));
       await store.destroy(ended);
       assert.deepEqual(JSON.parse((await namespace.get(`admin:${ended}`, "text"))!), end);
+      assert.equal(await namespace.get(`admin:ended:${ended}`, "text"), null);
       assert.ok(isEnded(await store.load(ended)));
+      assert.equal(await store.save(ended, record({ n: 8 }, 8), 7), false);
+    });
+
+    /**
+     * A location of the same namespace that can fall behind: `lag()` freezes what it reads under
+     * `prefix` as the namespace holds it then (its cache), while writes still go through to the
+     * namespace (and this location sees its own); `converge()` lets it read the namespace again.
+     */
+    function location(
+      prefix: string,
+    ): { namespace: KvNamespaceLike; lag(): Promise<void>; converge(): void } {
+      let cached: Map<string, string> | undefined;
+      return {
+        namespace: {
+          get: async (key, type) =>
+            cached === undefined ? await namespace.get(key, type) : cached.get(key) ?? null,
+          async put(key, value, options) {
+            await namespace.put(key, value, options);
+            cached?.set(key, value);
+          },
+          async delete(key) {
+            await namespace.delete(key);
+            cached?.delete(key);
+          },
+          list: (options) => namespace.list(options),
+        },
+        async lag() {
+          const frozen = new Map<string, string>();
+          for (const { name } of (await namespace.list({ prefix })).keys) {
+            frozen.set(name, (await namespace.get(name, "text"))!);
+          }
+          cached = frozen;
+        },
+        converge() {
+          cached = undefined;
+        },
+      };
+    }
+
+    it("keeps a session ended once KV converges, though a location that had not seen the end saved data after it", async () => {
+      const here = new CloudflareKvStore({ namespace, prefix: "late:", staleReadRetries: 0 });
+      const far = location("late:");
+      const there = new CloudflareKvStore({ namespace: far.namespace, prefix: "late:", staleReadRetries: 0 });
+      const key = randomKey();
+      const live = record({ user: "ada", visits: 1 }, 1, 3_600_000);
+      assert.equal(await here.save(key, live, null), true);
+      assert.deepEqual(await there.load(key, 1), live);
+      await far.lag(); // the far location keeps reading what it has cached
+      // Logged out here.
+      const end = { ...tombstone(2, 3_600_000), createdAt: live.createdAt };
+      assert.equal(await here.save(key, end, 1), true);
+      assert.ok(isEnded(await here.load(key, 2)));
+      // A request in flight there has not seen the end: its version check passes, and its write
+      // lands in the record's key after the end (KV keeps the last write).
+      assert.deepEqual(await there.load(key, 1), live);
+      const late = {
+        ...live,
+        data: { user: "ada", visits: 2 },
+        version: 2,
+        expiresAt: live.expiresAt + 60_000,
+      };
+      assert.equal(await there.save(key, late, 1), true);
+      assert.deepEqual(JSON.parse((await namespace.get(`late:${key}`, "text"))!), late);
+      far.converge();
+      // Once converged, both locations read the session as ended, whatever the record's key holds,
+      // and nothing more lands: no save, no touch, no create over it.
+      for (const [name, store] of [["here", here], ["there", there]] as const) {
+        for (const minVersion of [undefined, 1, 2]) {
+          const loaded = await store.load(key, minVersion);
+          assert.ok(isEnded(loaded), `${name}, minVersion ${minVersion}: ended`);
+          assert.equal(loaded?.version, 2);
+        }
+        assert.equal(await store.save(key, { ...late, version: 3 }, 2), false, name);
+        assert.equal(await store.save(key, record({ user: "eve" }), null), false, name);
+        assert.equal(await store.touch(key, late.expiresAt + 60_000, 2), false, name);
+      }
+      assert.deepEqual(JSON.parse((await namespace.get(`late:${key}`, "text"))!), late);
+      // The end key outlives the late record: KV keeps it past the latest expiresAt it can mask.
+      const [endEntry] = (await namespace.list({ prefix: `late:ended:${key}` })).keys;
+      assert.ok(endEntry!.expiration! * 1000 > late.expiresAt + 86_400_000);
+      assert.equal(await here.count(), 0);
+    });
+
+    it("keeps a destroyed session destroyed once KV converges, whatever a late write left", async () => {
+      const here = new CloudflareKvStore({ namespace, prefix: "late-admin:", staleReadRetries: 0 });
+      const far = location("late-admin:");
+      const there = new CloudflareKvStore({
+        namespace: far.namespace,
+        prefix: "late-admin:",
+        staleReadRetries: 0,
+      });
+      const key = randomKey();
+      const live = record({ user: "ada" }, 1, 3_600_000);
+      assert.equal(await here.save(key, live, null), true);
+      await far.lag();
+      await here.destroy(key);
+      assert.equal(await there.save(key, { ...live, data: { user: "ada", n: 1 }, version: 2 }, 1), true);
+      assert.equal(await there.touch(key, live.expiresAt + 60_000, 2), true); // still behind
+      far.converge();
+      for (const store of [here, there]) {
+        assert.equal(await store.load(key), null);
+        assert.equal(await store.load(key, 2), null, "destroyed: no session, never a stale read");
+        assert.equal(await store.save(key, { ...live, version: 3 }, 2), false);
+      }
     });
 
     it("touch leaves a tombstone as it is", async () => {
@@ -457,7 +573,11 @@ describe("CloudflareKvStore", () => {
       await store.save(key, record({ user }), null, { user });
       puts.length = 0;
       assert.equal(await store.save(key, tombstone(2, 3_600_000 * 48), 1), true);
-      assert.deepEqual(puts, [`ended-idx:${key}`], "no index key for an ended session");
+      assert.deepEqual(
+        puts,
+        [`ended-idx:ended:${key}`],
+        "the end key, and no index key, for an ended session",
+      );
       assert.deepEqual(await store.keysOfUser(user), [key]);
       assert.ok(isEnded(await store.load(key)));
     });
@@ -502,12 +622,14 @@ describe("CloudflareKvStore", () => {
       assert.equal(puts(), 0);
     });
 
-    it("takes a prefix of up to 469 bytes, so that keys stay within KV's 512", async () => {
-      const store = new CloudflareKvStore({ namespace, prefix: "é".repeat(234) + "p" });
+    it("takes a prefix of up to 463 bytes, so that keys, end keys included, stay within KV's 512", async () => {
+      const store = new CloudflareKvStore({ namespace, prefix: "é".repeat(231) + "p" });
       const key = randomKey();
       assert.equal(await store.save(key, record({ a: 1 }), null), true);
       assert.deepEqual((await store.load(key))?.data, { a: 1 });
-      assert.throws(() => new CloudflareKvStore({ namespace, prefix: "é".repeat(235) }), RangeError);
+      assert.equal(await store.save(key, tombstone(2), 1), true);
+      assert.ok(isEnded(await store.load(key)));
+      assert.throws(() => new CloudflareKvStore({ namespace, prefix: "é".repeat(232) }), RangeError);
     });
   });
 

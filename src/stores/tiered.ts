@@ -106,8 +106,8 @@ type Entry = { record: StoredSession } | { forgottenAt: number };
  *   failure is logged, never answered with 503 or a fresh id. For `cacheRetryAfter` after a
  *   failure the cache is not tried.
  * - A durable outage throws, as any store does (`withSession` answers 503, never a fresh id),
- *   even when the cache could have answered a read: a session is never served from the cache
- *   alone while its truth cannot be checked on the next write.
+ *   for everything that needs the durable store: a write, a touch, a read the cache cannot
+ *   answer. A read the cache answers is still served (read-only pages stay up).
  *
  * How stale a read can be:
  * - With a cache that can compare-and-set (`RedisStore`, `MemcachedStore`, `MemoryStore`),

@@ -154,12 +154,22 @@ export function attachRecord(h: Handle, id: string, record: StoredSession, key: 
 }
 
 /**
- * The expiry a session gets when it is written or touched now: `idleTimeout` from now, capped
- * by `absoluteTimeout` from creation. Milliseconds since the epoch. The one place this rule is
- * written.
+ * The expiry a session gets when it is written or touched now: `idleTimeout + touchAfter` from
+ * now, capped by `absoluteTimeout` from creation. Milliseconds since the epoch. The one place
+ * this rule is written.
+ *
+ * An unchanged session is extended only once `touchAfter` has passed since its last extension,
+ * so adding `touchAfter` here makes `idleTimeout` the window guaranteed after any request (a
+ * session active within it stays), and `idleTimeout + touchAfter` the most a session can be idle
+ * and live.
  */
 export function expiryFrom(o: ResolvedOptions, createdAt: number, now: number): number {
-  return Math.min(now + o.idleMs, createdAt + o.absoluteMs);
+  return Math.min(now + o.idleMs + o.touchAfterMs, createdAt + o.absoluteMs);
+}
+
+/** Whether `touchAfter` has passed since the expiry `expiresAt` was last set. */
+function touchDue(o: ResolvedOptions, expiresAt: number, now: number): boolean {
+  return now + o.idleMs >= expiresAt;
 }
 
 /** A record is live until its `expiresAt` and its absolute timeout, by the application's clock. */
@@ -174,7 +184,7 @@ export function isLive(o: ResolvedOptions, record: StoredSession, now: number): 
 export function dueExpiry(h: Handle, now: number): number | undefined {
   const o = h.o;
   const extended = expiryFrom(o, h.createdAt, now);
-  const due = extended > h.expiresAt && (h.touchRequested || now + o.idleMs - h.expiresAt >= o.touchAfterMs);
+  const due = extended > h.expiresAt && (h.touchRequested || touchDue(o, h.expiresAt, now));
   h.touchRequested = false;
   return due ? extended : undefined;
 }
@@ -190,7 +200,7 @@ export function hasWork(h: Handle): boolean {
   if (h.base === undefined) return false;
   const o = h.o;
   const now = o.now();
-  return expiryFrom(o, h.createdAt, now) > h.expiresAt && now + o.idleMs - h.expiresAt >= o.touchAfterMs;
+  return expiryFrom(o, h.createdAt, now) > h.expiresAt && touchDue(o, h.expiresAt, now);
 }
 
 /** Tells `onInvalidCookie` why a presented cookie was not used. */

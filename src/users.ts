@@ -178,7 +178,7 @@ export async function listUserSessions(
       key,
       current: key === scope.currentKey,
       createdAt: record.createdAt,
-      lastSeenAt: Math.max(record.createdAt, Math.min(o.now(), record.expiresAt - o.idleMs)),
+      lastSeenAt: Math.max(record.createdAt, Math.min(o.now(), record.expiresAt - o.idleMs - o.touchAfterMs)),
       expiresAt: record.expiresAt,
       data,
     };

@@ -116,7 +116,7 @@ export function getSession<T extends object = SessionData>(request: Request): Pr
  *
  * const login = await handler(new Request("https://example.com/login"));
  * const setCookie = login.headers.get("set-cookie")!;
- * assert.match(setCookie, /^session=.+; Path=\/; HttpOnly; Secure; SameSite=Lax; Max-Age=3600/);
+ * assert.match(setCookie, /^session=.+; Path=\/; HttpOnly; Secure; SameSite=Lax; Max-Age=5400/);
  * const cookie = setCookie.split(";")[0]!;
  * const home = await handler(new Request("https://example.com/", { headers: { cookie } }));
  * assert.equal(await home.text(), "ada");

@@ -303,7 +303,7 @@ describe("Session", () => {
     const first = JSON.parse(await client.text("/"));
     assert.equal(first.isNew, true);
     assert.equal(first.version, 0);
-    assert.equal(first.ttl, 3600);
+    assert.equal(first.ttl, 5400, "idleTimeout + touchAfter: idleTimeout guaranteed after any request");
     const second = JSON.parse(await client.text("/"));
     assert.equal(second.id, first.id);
     assert.equal(second.isNew, false);
@@ -426,7 +426,7 @@ describe("responses", () => {
     );
     assert.match(
       response.headers.getSetCookie()[0]!,
-      /^__Host-sid=[^;]+; Path=\/; HttpOnly; Secure; SameSite=Strict; Max-Age=3600/,
+      /^__Host-sid=[^;]+; Path=\/; HttpOnly; Secure; SameSite=Strict; Max-Age=5400/,
     );
   });
 

@@ -69,7 +69,10 @@ describe("the blocks of the README and docs/", () => {
   it("has TypeScript blocks, some of them run, and every skipped one says why", () => {
     assert.ok(checked.length >= 50, `only ${checked.length} blocks are checked`);
     assert.ok(checked.filter((block) => block.mode === "run").length >= 20);
-    assert.ok(blocks.some((block) => block.doc === "README.md" && block.mode === "run"), "the README runs a block");
+    assert.ok(
+      blocks.some((block) => block.doc === "README.md" && block.mode === "run"),
+      "the README runs a block",
+    );
     for (const block of blocks.filter((b) => b.mode === "skip")) {
       assert.ok((block.reason ?? "").length >= 10, `${describeBlock(block)} is skipped without a reason`);
     }
@@ -123,7 +126,9 @@ describe("the blocks of the README and docs/ in a user's project", () => {
       writeFileSync(tsconfig, JSON.stringify(config, null, 2));
     }
     const { errors, unplaced } = await typeCheck(written, ROOT);
-    problems = [...errors].flatMap(([w, list]) => list.map((p) => `${(w.block as DocBlock).doc}:${p.line}: ${p.message}`));
+    problems = [...errors].flatMap(([w, list]) =>
+      list.map((p) => `${(w.block as DocBlock).doc}:${p.line}: ${p.message}`)
+    );
     for (const entry of unplaced) {
       const lines = entry.split("\n").filter((line) => / error TS\d+|^\S+:\d+: TS\d+/.test(line));
       const foreign = lines.filter((line) => !inPackage(line.replace(/^tsc -p \S+ failed:/, "")));
@@ -518,7 +523,9 @@ describe("the docs name every option, event and dependency", () => {
   /** The text of the section under `heading` in a Markdown file (to the next heading of its level or higher). */
   function section(file: string, heading: string): string {
     const text = read(file);
-    const match = new RegExp(`^(#{1,4}) ${heading.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s*$`, "m").exec(text);
+    const match = new RegExp(`^(#{1,4}) ${heading.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s*$`, "m").exec(
+      text,
+    );
     assert.ok(match, `${file} has no section "${heading}"`);
     const rest = text.slice(match.index + match[0].length);
     const next = new RegExp(`^#{1,${match[1]!.length}} `, "m").exec(rest);
@@ -599,7 +606,10 @@ describe("the docs name every option, event and dependency", () => {
   it("of the events: every event type and store operation, in docs/guides/observability.md", () => {
     const events = section("docs/guides/observability.md", "Events");
     const source = readFileSync(join(ROOT, "src", "events.ts"), "utf8");
-    const union = source.slice(source.indexOf("export type SessionEvent"), source.indexOf("\n\n", source.indexOf("export type SessionEvent")));
+    const union = source.slice(
+      source.indexOf("export type SessionEvent"),
+      source.indexOf("\n\n", source.indexOf("export type SessionEvent")),
+    );
     const types = [...union.matchAll(/type: ("[\w-]+"(?: \| "[\w-]+")*)/g)].flatMap((m) =>
       [...m[1]!.matchAll(/"([\w-]+)"/g)].map((t) => t[1]!)
     );

@@ -346,7 +346,7 @@ describe("attack checklist", () => {
     const a = app(c.store, { idleTimeout: 60, absoluteTimeout: 120, now: () => now });
     const client = await visitor(a.handler);
     const stolen = client.jar.get("session")!;
-    now += 61_000;
+    now += 91_000; // idle past idleTimeout + touchAfter (60 + 30 s)
     const response = await a.handler(request("/read", `session=${stolen}`));
     assert.equal(await response.text(), "none", "idle-expired cookie");
     assert.equal(a.invalid.at(-1)?.reason, "unknown");

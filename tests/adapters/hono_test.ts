@@ -132,7 +132,7 @@ function walk(name: string, start: () => Promise<{ handler: Handler; stop?: () =
       const [cookie] = first.headers.getSetCookie();
       assert.match(
         cookie!,
-        /^session=[\w-]{32}\.[\w-]{43}; Path=\/; HttpOnly; Secure; SameSite=Lax; Max-Age=3600/,
+        /^session=[\w-]{32}\.[\w-]{43}; Path=\/; HttpOnly; Secure; SameSite=Lax; Max-Age=5400/,
       );
       assert.equal(first.headers.get("vary"), "Cookie");
       assert.equal(first.headers.get("cache-control"), "private, no-store");

@@ -313,7 +313,7 @@ function walk(name: string, make: () => Handler, { flashOnLogout = true } = {}):
       assert.equal(cookies.length, 1, String(cookies));
       assert.match(
         cookies[0]!,
-        /^session=[\w-]{32}\.[\w-]{43}; Path=\/; HttpOnly; Secure; SameSite=Lax; Max-Age=3600/,
+        /^session=[\w-]{32}\.[\w-]{43}; Path=\/; HttpOnly; Secure; SameSite=Lax; Max-Age=5400/,
       );
       const second = await browser.fetch("/");
       assert.equal((await second.json()).loaderData.home.visits, 2);

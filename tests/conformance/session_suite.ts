@@ -345,7 +345,7 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
       // `id.signature`, or `id.version.signature` for stores with stale reads.
       assert.match(
         header!,
-        /^session=[A-Za-z0-9_-]{32}(\.[1-9][0-9]*)?\.[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; Secure; SameSite=Lax; Max-Age=3600; Expires=/,
+        /^session=[A-Za-z0-9_-]{32}(\.[1-9][0-9]*)?\.[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; Secure; SameSite=Lax; Max-Age=5400; Expires=/,
       );
       assert.equal(response.headers.get("vary"), "Cookie");
       assert.equal(response.headers.get("cache-control"), "private, no-store");
@@ -492,12 +492,14 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
       assert.equal(retired.invalid.at(-1)?.reason, "signature");
     });
 
-    it("expires after idleTimeout of inactivity", async () => {
+    it("keeps a session active within idleTimeout, and ends it once idle past idleTimeout + touchAfter", async () => {
       let now = Date.now();
-      const { invalid, client } = await returning({ idleTimeout: 60, now: () => now });
-      now += 59_000;
-      assert.equal(await client.text("/read"), "1", "still alive just before idleTimeout");
-      now += 61_000; // the read above was activity: the window restarted from it
+      const { invalid, client } = await returning({ idleTimeout: 4, touchAfter: 2, now: () => now });
+      now += 1_500; // activity 1.5 s after the last write: not yet due for a touch
+      assert.equal(await client.text("/read"), "1");
+      now += 3_500; // 3.5 s idle, within idleTimeout: guaranteed
+      assert.equal(await client.text("/read"), "1", "a session active within idleTimeout stays");
+      now += 6_001; // idle past idleTimeout + touchAfter: gone
       assert.equal(await client.text("/read"), "none");
       assert.equal(invalid.at(-1)?.reason, "unknown");
     });
@@ -532,11 +534,11 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
       assert.deepEqual(response.headers.getSetCookie(), [], "no Max-Age to refresh");
       assert.equal(c.calls.save + c.calls.touch, 1);
       const touched = (await inner.load(key))!;
-      assert.equal(touched.expiresAt, now + 600_000);
+      assert.equal(touched.expiresAt, now + 900_000, "idleTimeout + touchAfter");
       if (inner.touch) assert.equal(touched.version, created.version, "touch does not rewrite");
     });
 
-    it("refreshes a persistent cookie only through a compare-and-set that proves the session live", async () => {
+    it("refreshes a persistent cookie only through a version-checked touch or save that proves the session live", async () => {
       let now = Date.now();
       const { client } = await returning({ idleTimeout: 600, touchAfter: 300, now: () => now });
       const key = await keyOf(client);
@@ -548,16 +550,17 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
       assert.equal(c.calls.save + c.calls.touch, 0);
       now += 2_000;
       response = await client.fetch("/read");
-      assert.match(response.headers.get("set-cookie")!, /Max-Age=600;/);
+      assert.match(response.headers.get("set-cookie")!, /Max-Age=900;/);
       assert.equal(c.calls.save + c.calls.touch, 1);
       const touched = (await inner.load(key))!;
-      assert.equal(touched.expiresAt, now + 600_000);
+      assert.equal(touched.expiresAt, now + 900_000);
       assert.ok(touched.expiresAt > created.expiresAt);
       assert.deepEqual(touched.data, created.data, "the data is unchanged");
+      if (inner.touch) assert.equal(touched.version, created.version, "a touch, not a rewrite");
       // touch() forces it
       now += 1_000;
       response = await client.fetch("/touch");
-      assert.match(response.headers.get("set-cookie")!, /Max-Age=600;/);
+      assert.match(response.headers.get("set-cookie")!, /Max-Age=900;/);
     });
 
     it("shows a flash value once, on the next request", async () => {

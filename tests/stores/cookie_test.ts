@@ -1433,7 +1433,7 @@ describe("CookieStore through withSession", () => {
     );
     await client.text("/");
     assert.equal(await client.text("/"), "2");
-    now += 3600_000; // the default idleTimeout
+    now += 5400_000; // idle past the default idleTimeout + touchAfter (3600 + 1800 s)
     assert.equal(await client.text("/"), "1");
   });
 

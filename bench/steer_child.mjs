@@ -38,7 +38,8 @@ async function open() {
       return { read: bare, count: bare, sets: false };
     case "bare + copy": {
       // The copy rule alone: the bare handler's Response copied and given a Set-Cookie.
-      const cookie = "session=aaaaaaaaaaaaaaaaaaaaaaaa.bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb; Path=/; HttpOnly";
+      const cookie =
+        "session=aaaaaaaaaaaaaaaaaaaaaaaa.bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb; Path=/; HttpOnly";
       const copied = (req) => {
         const response = bare(req);
         const out = new Response(response.body, response);
@@ -100,7 +101,9 @@ for (let i = 0; i < 64; i++) {
   const response = await handlers.count(new Request(COUNT_URL));
   if (response.status !== 200) throw new Error(`New visitor answered ${response.status}`);
   await response.arrayBuffer();
-  const pairs = response.headers.getSetCookie().map((h) => h.split(";", 1)[0]).filter((p) => !p.endsWith("="));
+  const pairs = response.headers.getSetCookie().map((h) => h.split(";", 1)[0]).filter((p) =>
+    !p.endsWith("=")
+  );
   if (pairs.length === 0 && handlers.sets) throw new Error("New visitor got no cookie");
   cookies.push(handlers.sets ? pairs.join("; ") : fakeCookie());
 }
@@ -182,7 +185,10 @@ async function handle(command) {
           await batch(scenario, 1);
           done++;
         }
-        sizes[scenario] = Math.max(2, Math.min(50_000, Math.round(command.ms / ((performance.now() - start) / done))));
+        sizes[scenario] = Math.max(
+          2,
+          Math.min(50_000, Math.round(command.ms / ((performance.now() - start) / done))),
+        );
       }
       return { n: sizes };
     }

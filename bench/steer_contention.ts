@@ -107,7 +107,12 @@ async function visits(subject: Subject, cookie: string): Promise<number> {
 }
 
 /** `rounds` rounds of IN_FLIGHT requests on one fresh session each. */
-async function measure(subject: Subject, method: "GET" | "POST", rounds: number, budgetMs: number): Promise<Load> {
+async function measure(
+  subject: Subject,
+  method: "GET" | "POST",
+  rounds: number,
+  budgetMs: number,
+): Promise<Load> {
   const samples: Array<{ ms: number; status: number }> = [];
   let lost = 0;
   const runs0 = subject.runs();
@@ -117,7 +122,12 @@ async function measure(subject: Subject, method: "GET" | "POST", rounds: number,
     if (round >= 3 && performance.now() - t0 > budgetMs) break;
     const cookie = await newCookie(subject);
     const before = subject.runs();
-    const results = await Promise.all(Array.from({ length: IN_FLIGHT }, () => timed(subject[method === "GET" ? "get" : "post"], method, cookie)));
+    const results = await Promise.all(
+      Array.from(
+        { length: IN_FLIGHT },
+        () => timed(subject[method === "GET" ? "get" : "post"], method, cookie),
+      ),
+    );
     void before;
     samples.push(...results);
     requests += IN_FLIGHT;
@@ -139,7 +149,10 @@ function setups(run: string, stores: Record<string, Any>, bridges: {
   upstash(): Promise<UpstashBridge>;
   neon(): Promise<NeonBridge>;
 }): StoreSetup[] {
-  const redis = (name: string, connect: () => Promise<{ client: Any; close(): Promise<void> }>): StoreSetup => ({
+  const redis = (
+    name: string,
+    connect: () => Promise<{ client: Any; close(): Promise<void> }>,
+  ): StoreSetup => ({
     name,
     async open() {
       const { client, close } = await connect();
@@ -160,7 +173,10 @@ function setups(run: string, stores: Record<string, Any>, bridges: {
       };
     },
   });
-  const sql = (name: string, connect: () => Promise<{ client: Any; close(): Promise<void> }>): StoreSetup => ({
+  const sql = (
+    name: string,
+    connect: () => Promise<{ client: Any; close(): Promise<void> }>,
+  ): StoreSetup => ({
     name,
     async open() {
       const { client, close } = await connect();
@@ -179,12 +195,18 @@ function setups(run: string, stores: Record<string, Any>, bridges: {
     },
   });
   return [
-    { name: "MemoryStore", open: () => Promise.resolve({ store: new stores.MemoryStore(), close: async () => {} }) },
+    {
+      name: "MemoryStore",
+      open: () => Promise.resolve({ store: new stores.MemoryStore(), close: async () => {} }),
+    },
     {
       name: "FileStore",
       async open() {
         const dir = await mkdtemp(join(tmpdir(), "websession-steer-"));
-        return { store: new stores.FileStore({ dir }), close: () => rm(dir, { recursive: true, force: true }) };
+        return {
+          store: new stores.FileStore({ dir }),
+          close: () => rm(dir, { recursive: true, force: true }),
+        };
       },
     },
     redis("RedisStore (ioredis)", () => {
@@ -221,12 +243,12 @@ function setups(run: string, stores: Record<string, Any>, bridges: {
     }),
     {
       name: "MemcachedStore (memcache-client)",
-      async open() {
+      open() {
         const client = new MemcacheClient({ server: MEMCACHED, cmdTimeout: 5_000 });
-        return {
+        return Promise.resolve({
           store: new stores.MemcachedStore({ client, prefix: `steer-${run}-` }),
-          close: async () => void client.shutdown(),
-        };
+          close: () => Promise.resolve(void client.shutdown()),
+        });
       },
     },
   ];
@@ -306,7 +328,15 @@ async function multiProcess(
   const children = Array.from({ length: processes }, () => {
     const child = spawn(process.execPath, ["bench/steer_contention_child.mjs"], {
       cwd: ROOT,
-      env: { ...process.env, DIST_DIR: dist, KIND: kind, PREFIX: prefix, TABLE: table, REDIS_URL, DATABASE_URL },
+      env: {
+        ...process.env,
+        DIST_DIR: dist,
+        KIND: kind,
+        PREFIX: prefix,
+        TABLE: table,
+        REDIS_URL,
+        DATABASE_URL,
+      },
       stdio: ["pipe", "pipe", "inherit"],
     });
     const waiting: Array<(l: string) => void> = [];
@@ -336,11 +366,16 @@ async function multiProcess(
           samples.push(...a.samples);
           runs += a.runs;
         }
-        lost += 1 + samples.slice(-IN_FLIGHT).filter((s) => s.status === 200).length - (await visits(local, cookie));
+        lost += 1 + samples.slice(-IN_FLIGHT).filter((s) => s.status === 200).length -
+          (await visits(local, cookie));
       }
       result[method === "GET" ? "get" : "post"] = summarizeLoad(samples, runs / samples.length, lost);
     }
-    return { store: kind === "redis" ? "RedisStore (ioredis)" : "PostgresStore (pg)", processes, websession: result };
+    return {
+      store: kind === "redis" ? "RedisStore (ioredis)" : "PostgresStore (pg)",
+      processes,
+      websession: result,
+    };
   } finally {
     for (const c of children) c.child.stdin!.end();
     await Promise.all(children.map((c) => new Promise((r) => c.child.once("exit", r))));
@@ -370,7 +405,7 @@ export async function runSteerContention(options: {
     PostgresStore: (await import(`file://${options.dist}src/stores/postgres.js`)).PostgresStore,
     MemcachedStore: (await import(`file://${options.dist}src/stores/memcached.js`)).MemcachedStore,
   };
-  const { createLockedSessions } = await import("./lock_subject.mjs");
+  const { createLockedSessions } = await import(new URL("./lock_subject.mjs", import.meta.url).href);
   const run = crypto.randomUUID().slice(0, 8);
   let upstash: UpstashBridge | undefined;
   let neonBridge: NeonBridge | undefined;

@@ -45,7 +45,11 @@ for await (const line of createInterface({ input: process.stdin })) {
   const samples = await Promise.all(Array.from({ length: n }, async () => {
     const t0 = performance.now();
     const response = await (method === "GET" ? get : post)(
-      new Request("https://bench.example/count", { method, headers: { cookie }, ...(method === "POST" ? { body: "x" } : {}) }),
+      new Request("https://bench.example/count", {
+        method,
+        headers: { cookie },
+        ...(method === "POST" ? { body: "x" } : {}),
+      }),
     );
     await response.arrayBuffer();
     return { ms: performance.now() - t0, status: response.status };

@@ -255,10 +255,12 @@ export function tripleSpread(
   const lists = names.map((n) => cpu.batches[n]?.[scenario] ?? []);
   const sets = [...new Set(lists[0]!.map((b) => b.set))];
   return spreadOf(sets.map((set) =>
-    median(lists[0]!.filter((b) => b.set === set).flatMap((a) => {
-      const b = lists[1]!.find((x) => x.set === set && x.round === a.round);
-      const c = lists[2]!.find((x) => x.set === set && x.round === a.round);
-      return b && c ? [f(a, b, c)] : [];
-    }))
+    median(
+      lists[0]!.filter((b) => b.set === set).flatMap((a) => {
+        const b = lists[1]!.find((x) => x.set === set && x.round === a.round);
+        const c = lists[2]!.find((x) => x.set === set && x.round === a.round);
+        return b && c ? [f(a, b, c)] : [];
+      }),
+    )
   ));
 }

@@ -74,12 +74,18 @@ export async function summarizeDir(dir: string, requests: number): Promise<Profi
     requests,
     seconds: (profile.endTime - profile.startTime) / 1e6,
     usPerRequest: total / requests,
-    areas: [...areas].sort((a, b) => b[1] - a[1]).slice(0, 14).map(([name, t]) => ({ name, percent: pct(t) })),
+    areas: [...areas].sort((a, b) => b[1] - a[1]).slice(0, 14).map(([name, t]) => ({
+      name,
+      percent: pct(t),
+    })),
     functions: [...inclusive].sort((a, b) => b[1] - a[1]).slice(0, 30).map(([name, t]) => ({
       name,
       self: pct(self.get(name) ?? 0),
       total: pct(t),
     })),
-    topSelf: [...self].sort((a, b) => b[1] - a[1]).slice(0, 15).map(([name, t]) => ({ name, percent: pct(t) })),
+    topSelf: [...self].sort((a, b) => b[1] - a[1]).slice(0, 15).map(([name, t]) => ({
+      name,
+      percent: pct(t),
+    })),
   };
 }

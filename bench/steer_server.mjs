@@ -13,7 +13,11 @@ if (mode === "returning") {
     const session = await getSession(req);
     session.update("visits", (n = 0) => n + 1);
     return new Response("ok");
-  }, { store: new MemoryStore(), secrets: "benchmark secret: at least thirty-two characters", cookie: { secure: false } });
+  }, {
+    store: new MemoryStore(),
+    secrets: "benchmark secret: at least thirty-two characters",
+    cookie: { secure: false },
+  });
 }
 const server = createServer(async (req, res) => {
   if (req.url === "/__cpu") {
@@ -23,7 +27,9 @@ const server = createServer(async (req, res) => {
   }
   const headers = new Headers();
   for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i], req.rawHeaders[i + 1]);
-  const response = await handler(new Request(`http://${req.headers.host}${req.url}`, { method: req.method, headers }));
+  const response = await handler(
+    new Request(`http://${req.headers.host}${req.url}`, { method: req.method, headers }),
+  );
   const out = {};
   response.headers.forEach((v, k) => {
     if (k !== "set-cookie") out[k] = v;

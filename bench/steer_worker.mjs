@@ -52,9 +52,13 @@ export default {
     const handler = scenario === "read" ? s.read : s.count;
     const target = scenario === "read" ? "https://bench.example/read" : "https://bench.example/count";
     for (let i = 0; i < n; i++) {
-      const req = scenario === "new" ? new Request(target) : new Request(target, { headers: { cookie: cookies[i & 63] } });
+      const req = scenario === "new"
+        ? new Request(target)
+        : new Request(target, { headers: { cookie: cookies[i & 63] } });
       const response = await handler(req);
-      if (response.status !== 200) return new Response(`${scenario} answered ${response.status}`, { status: 500 });
+      if (response.status !== 200) {
+        return new Response(`${scenario} answered ${response.status}`, { status: 500 });
+      }
       response.headers.getSetCookie();
     }
     return new Response("ok");

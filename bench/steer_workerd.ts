@@ -6,7 +6,7 @@
 import { readdir, readFile } from "node:fs/promises";
 import { build } from "esbuild";
 import { Log, LogLevel, Miniflare } from "miniflare";
-import { type Batch, type RuntimeCpu } from "./steer_cost.ts";
+import type { Batch, RuntimeCpu } from "./steer_cost.ts";
 import { ROOT } from "./runtimes.ts";
 
 const SUBJECTS = ["bare", "floor", "websession"];
@@ -97,7 +97,10 @@ export async function runWorkerd(options: {
         for (const subject of SUBJECTS) {
           await run(subject, scenario, 2000); // warm-up
           const probe = await run(subject, scenario, 500);
-          sizes.set(subject, Math.max(50, Math.round((options.batchMs * 1000) / Math.max(probe.wallUs, 0.5))));
+          sizes.set(
+            subject,
+            Math.max(50, Math.round((options.batchMs * 1000) / Math.max(probe.wallUs, 0.5))),
+          );
         }
         for (let round = 1; round <= options.rounds; round++) {
           const shift = (round - 1 + set) % SUBJECTS.length;

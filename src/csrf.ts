@@ -70,7 +70,18 @@ const TOKEN_PATTERN = /^[A-Za-z0-9_-]{86}$/;
 const LABEL = new TextEncoder().encode("websession csrf token\0");
 const encoder = new TextEncoder();
 
-/** Why a request was refused. */
+/**
+ * Why a request was refused.
+ *
+ * @example
+ * ```ts
+ * import type { CsrfReason } from "websession/csrf";
+ * import assert from "node:assert/strict";
+ *
+ * const reason: CsrfReason = "missing-token"; // no Sec-Fetch-Site, no Origin, no token
+ * assert.equal(reason, "missing-token");
+ * ```
+ */
 export type CsrfReason =
   /** `Sec-Fetch-Site: cross-site` from an origin not in `trustedOrigins`. */
   | "cross-site"

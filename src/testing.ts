@@ -44,7 +44,35 @@ import { commitSession, openSession } from "./open_session.ts";
 import type { SessionOptions } from "./options.ts";
 import type { SessionData } from "./store.ts";
 
-export { MemoryStore, type MemoryStoreOptions } from "./stores/memory.ts";
+export {
+  /**
+   * The store for tests: `MemoryStore` from `websession`, here so that a test needs one import.
+   *
+   * @example
+   * ```ts
+   * import { MemoryStore, TestClock } from "websession/testing";
+   * import assert from "node:assert/strict";
+   *
+   * const clock = new TestClock();
+   * const store = new MemoryStore({ now: clock.now });
+   * assert.equal(store.capabilities.compareAndSet, true);
+   * ```
+   */
+  MemoryStore,
+  /**
+   * Options of {@linkcode MemoryStore}.
+   *
+   * @example
+   * ```ts
+   * import { MemoryStore, type MemoryStoreOptions } from "websession/testing";
+   * import assert from "node:assert/strict";
+   *
+   * const options: MemoryStoreOptions = { now: () => 0 };
+   * assert.ok(new MemoryStore(options));
+   * ```
+   */
+  type MemoryStoreOptions,
+} from "./stores/memory.ts";
 
 /**
  * A clock for tests: it stands still until moved. Pass `clock.now` as the `now` option of the

@@ -15,6 +15,7 @@ import { configError, type ResolvedOptions, resolveOptions, type SessionOptions 
 import { warnInsecure, withSessionHeaders } from "./headers.ts";
 import { releaseAll } from "./lock.ts";
 import { type HandleSink, openHandle, requestHost, scheduleLate, serialCommit } from "./open_session.ts";
+import { logError } from "./log.ts";
 import { again, type BodyRecord, replayable, startRecording, watched } from "./replay.ts";
 import type { Session } from "./session.ts";
 import type { SessionData } from "./store.ts";
@@ -310,8 +311,9 @@ function replay(original: Request, ctx: Context): { request: Request; record: Bo
   return again(original, ctx.request, ctx.record);
 }
 
+/** Options that could not be resolved: no logger to hand, so the console, throttled. */
 function fallbackResponse(error: SessionError): Response {
-  console.error(error);
+  logError(console, error);
   return new Response("Internal Server Error", { status: 500 });
 }
 

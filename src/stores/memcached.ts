@@ -102,9 +102,15 @@ export interface MemcachedStoreOptions {
   maxItemSize?: number;
   /**
    * Called when a stored value is not a well-formed record; the session then reads as missing.
-   * @default a `console.warn`
+   * @default a warning to `logger`
    */
   onCorrupt?: (key: string, error: Error) => void;
+  /**
+   * Where warnings go (a corrupt stored value, unless `onCorrupt` is given): pass the same
+   * logger as `withSession`'s to route them with the rest.
+   * @default console
+   */
+  logger?: { warn(...args: unknown[]): void };
   /**
    * The clock, in milliseconds since the epoch (injectable for tests). It alone decides whether
    * a record has expired; Memcached's own expiry only frees the memory, a little later.
@@ -322,10 +328,6 @@ function itemValue(record: StoredSession, data: string, mark: IndexMark | undefi
   }${index},"data":${data}}`;
 }
 
-function defaultOnCorrupt(key: string, error: Error): void {
-  console.warn(`websession: corrupt session record "${key}" read as missing: ${error.message}`);
-}
-
 function utf8Length(text: string): number {
   return new TextEncoder().encode(text).length;
 }
@@ -439,7 +441,10 @@ export class MemcachedStore implements SessionStore {
     }
     this.#maxValueBytes = maxItemSize - ITEM_OVERHEAD - prefix.length - KEY_LENGTH;
     this.#maxIndexBytes = maxItemSize - ITEM_OVERHEAD - prefix.length - USER_INFIX.length - KEY_LENGTH;
-    this.#onCorrupt = options.onCorrupt ?? defaultOnCorrupt;
+    const logger = options.logger ?? console;
+    this.#onCorrupt = options.onCorrupt ?? function warnCorrupt(key, error) {
+      logger.warn(`websession: corrupt session record "${key}" read as missing: ${error.message}`);
+    };
     this.#now = options.now ?? Date.now;
   }
 

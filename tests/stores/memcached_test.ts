@@ -358,6 +358,20 @@ describe("MemcachedStore over memcache-client: Memcached specifics", () => {
     assert.equal(await rawGet(own + notJson), "{not json");
   });
 
+  it("warns through the logger option, not the console, of a corrupt value", async () => {
+    const warnings: unknown[][] = [];
+    const logged = new MemcachedStore({
+      client: connection.client,
+      prefix: own,
+      logger: { warn: (...args) => void warnings.push(args) },
+    });
+    const key = randomKey();
+    await rawSet(own + key, "{not json");
+    assert.equal(await logged.load(key), null);
+    assert.equal(warnings.length, 1);
+    assert.match(String(warnings[0]![0]), /corrupt session record/);
+  });
+
   it("keeps a lease in an item of its own, expiring by this process's clock, extended by its owner", async () => {
     const key = randomKey();
     let now = Date.now();

@@ -27,7 +27,7 @@ import { storeOf } from "./instrument.ts";
 import type { SessionStore, StoredSession } from "./store.ts";
 
 /** How long a key counts as contended across processes after a conflict on it (ms). */
-export const CONTENDED_MS = 2_000;
+export const CONTENDED_MS = 30_000;
 /** How long a request waits for its turn at most (ms); then it goes on without it. */
 export const TURN_WAIT_MS = 10_000;
 /** At most this many requests wait for one key; later ones go on without waiting. */

@@ -771,6 +771,7 @@ describe("request bodies and re-runs", () => {
       session.set("body", read.slice(0, 8));
       return new Response("ok");
     }, { store, secrets: SECRET_B, locking: "explicit", ...options });
+    // deno-lint-ignore prefer-const -- assigned once the session exists, read by the handler above
     let key: string | undefined;
     const client = new Client(handler);
     interfere = false;

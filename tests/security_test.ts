@@ -838,7 +838,7 @@ describe("a Response object the handler reuses across requests", () => {
     assert.deepEqual(next.headers.getSetCookie(), [], "the next caller is not logged out by Ada's cookie");
   }
 
-  async function route(
+  function route(
     req: Request,
     session: {
       get(k: string): unknown;
@@ -846,7 +846,7 @@ describe("a Response object the handler reuses across requests", () => {
       regenerate(): void;
       destroy(): void;
     },
-  ): Promise<Response> {
+  ): Response {
     const url = new URL(req.url);
     if (url.pathname === "/login") {
       session.regenerate();

@@ -6,7 +6,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { getSession, listUserSessions, type SessionOptions, withSession } from "../mod.ts";
 import { CookieStore } from "../src/stores/cookie.ts";
-import { MemoryStore, type SignedIn, signIn, TestClock } from "../src/testing.ts";
+import { MemoryStore, signIn, TestClock } from "../src/testing.ts";
 
 const SECRET = "testing kit secret of at least 32 characters";
 type Data = { user?: string; role?: string };

@@ -14,7 +14,7 @@ const deno = (globalThis as unknown as { Deno: DenoLike }).Deno;
 const store = new MemoryStore();
 let interfere = false;
 const app = withSession(async (req: Request) => {
-  const session = await getSession<{ n?: number }>(req);
+  const session = await getSession<{ n?: number; u?: string }>(req);
   const n = session.get("n") ?? 0;
   if (new URL(req.url).pathname === "/arm" && n < 100) interfere = true;
   if (interfere) {

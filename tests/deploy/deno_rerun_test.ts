@@ -5,7 +5,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
-import { ROOT } from "../runtime/matrix.mjs";
+import { fileURLToPath } from "node:url";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
 test("Deno.serve: a re-run request makes Deno print no warning", { timeout: 60_000 }, async () => {
   const deno = join(ROOT, "node_modules", ".bin", "deno");

@@ -14,7 +14,16 @@ import { SessionError, StoreUnavailableError } from "./errors.ts";
 import type { ConflictPolicy } from "./options.ts";
 import { joinData, observationsHold, replay, type SessionState } from "./session.ts";
 import { emit, type EventHook } from "./events.ts";
-import { freshest, markContended, noteWritten, releaseTurn, takeTurn, TURN_WAIT_MS } from "./turns.ts";
+import {
+  freshest,
+  markContended,
+  noteRead,
+  noteVersion,
+  noteWritten,
+  releaseTurn,
+  takeTurn,
+  TURN_WAIT_MS,
+} from "./turns.ts";
 import {
   ENDED_AT_KEY,
   ENDED_KEY,
@@ -188,6 +197,7 @@ async function compareAndSet(
       try {
         current = await store.load(key);
         if (store.capabilities.staleReads === true) current = freshest(store, key, current);
+        if (current !== null) noteRead(store, key, current.version);
       } catch (error) {
         return { kind: "failed", error: storeError("load", error) };
       }
@@ -240,6 +250,7 @@ async function compareAndSet(
     }
     if (result === true) {
       if (store.capabilities.staleReads === true) noteWritten(store, key, record);
+      noteVersion(store, key, record.version);
       return { kind: "saved", record, landed, attempts: attempt };
     }
     // Refused: another request (another process, or one that did not wait its turn) saved
@@ -247,6 +258,7 @@ async function compareAndSet(
     markContended(store, key);
     if (attempt >= maxAttempts) return { kind: "refused", reason: "conflict" };
     const reported: StoredSession | null | undefined = result === false ? undefined : result.current;
+    if (reported !== undefined && reported !== null) noteRead(store, key, reported.version);
     current = reported !== undefined && reported !== null && reported.version <= expected
       ? undefined
       : reported;

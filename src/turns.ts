@@ -53,6 +53,8 @@ interface StoreTurns {
   marks: Map<string, number>;
   /** Stores with stale reads: the newest record this process wrote per key (bounded). */
   written: Map<string, StoredSession>;
+  /** The version this process last wrote per key, and when (bounded). */
+  versions: Map<string, { version: number; at: number }>;
 }
 
 /** A turn held by a request: release it with {@linkcode releaseTurn}. */
@@ -69,7 +71,10 @@ function turnsOf(store: object): StoreTurns {
   store = storeOf(store as SessionStore);
   let turns = byStore.get(store);
   if (turns === undefined) {
-    byStore.set(store, turns = { keys: new Map(), marks: new Map(), written: new Map() });
+    byStore.set(
+      store,
+      turns = { keys: new Map(), marks: new Map(), written: new Map(), versions: new Map() },
+    );
   }
   return turns;
 }
@@ -188,4 +193,24 @@ export function freshest(store: object, key: string, loaded: StoredSession | nul
   const mine = byStore.get(storeOf(store as SessionStore))?.written.get(key);
   if (mine === undefined || (loaded !== null && loaded.version >= mine.version)) return loaded;
   return mine;
+}
+
+/** Notes that this process wrote `version` of `key` now. */
+export function noteVersion(store: object, key: string, version: number): void {
+  const versions = turnsOf(store).versions;
+  versions.delete(key);
+  versions.set(key, { version, at: Date.now() });
+  if (versions.size > MAX_MARKS) versions.delete(versions.keys().next().value!);
+}
+
+/**
+ * Notes a version of `key` read from the store: when it is newer than what this process wrote a
+ * moment ago, another process writes the session too, and the key counts as contended here as
+ * well (so that both sides take turns, not only the one that lost a compare-and-set).
+ */
+export function noteRead(store: object, key: string, version: number): void {
+  const mine = byStore.get(storeOf(store as SessionStore))?.versions.get(key);
+  if (mine !== undefined && version > mine.version && Date.now() - mine.at < CONTENDED_MS) {
+    markContended(store, key);
+  }
 }

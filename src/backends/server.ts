@@ -28,7 +28,15 @@ import { commitToRecord, indexOf, inGrace, type Landed, storeError } from "../co
 import { SessionConflictError } from "../errors.ts";
 import { emit } from "../events.ts";
 import { createSessionId } from "../id.ts";
-import { freshest, isContended, noteWritten, takeTurn, TURN_WAIT_MS } from "../turns.ts";
+import {
+  freshest,
+  isContended,
+  noteRead,
+  noteVersion,
+  noteWritten,
+  takeTurn,
+  TURN_WAIT_MS,
+} from "../turns.ts";
 import { takeTurnLease } from "../lock.ts";
 import { splitData, stateData } from "../session.ts";
 import {
@@ -91,6 +99,7 @@ async function open(h: Handle, source: CookieSource): Promise<void> {
     try {
       record = await loadRecord(store, verified);
       if (store.capabilities.staleReads === true) record = freshest(store, verified.key, record);
+      if (record !== null) noteRead(store, verified.key, record.version);
     } catch (error) {
       throw storeError("load", error);
     }
@@ -307,6 +316,7 @@ async function commit(h: Handle): Promise<CommitResult> {
     }
     if (result === true) {
       if (store.capabilities.staleReads === true) noteWritten(store, issued.key, record);
+      noteVersion(store, issued.key, 1);
       h.canRerun = false; // a re-run would create a second session
       if (o.onEvent !== undefined) {
         emit(o.onEvent, {

@@ -167,9 +167,11 @@ export function checkExports(root: string): string[] {
         `package.json: peer dependency "${peer}" must be optional: set peerDependenciesMeta["${peer}"].optional to true`,
       );
     }
-    if (imports[peer] !== `npm:${peer}@${range}`) {
+    // Deno's npm specifiers take one range: for a union (`^7.9.0 || ^8.0.0`), its first member.
+    const denoRange = String(range).split("||")[0]!.trim();
+    if (imports[peer] !== `npm:${peer}@${denoRange}`) {
       problems.push(
-        `deno.json: imports["${peer}"] must be "npm:${peer}@${range}": found "${imports[peer]}"`,
+        `deno.json: imports["${peer}"] must be "npm:${peer}@${denoRange}": found "${imports[peer]}"`,
       );
     }
   }

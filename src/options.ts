@@ -213,7 +213,7 @@ export interface InvalidCookieEvent {
  *
  * const setCookie = (await handler(new Request("https://example.com/"))).headers.get("set-cookie")!;
  * assert.match(setCookie, /^sid=/);
- * assert.match(setCookie, /Max-Age=1800/);
+ * assert.match(setCookie, /Max-Age=2700/); // idleTimeout + touchAfter (half of it by default)
  * ```
  */
 export interface SessionOptions<T extends object = SessionData> {

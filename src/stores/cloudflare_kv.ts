@@ -152,7 +152,7 @@ export interface KvNamespaceLike {
  * const stale = JSON.stringify({ data: {}, version: 1, createdAt: now, expiresAt: now + 60_000 });
  * const options: CloudflareKvStoreOptions = {
  *   namespace: {
- *     get: async () => stale,
+ *     get: async (key: string) => (key.startsWith("app1:ended:") ? null : stale), // no end key
  *     put: async () => {},
  *     delete: async () => {},
  *     list: async () => ({ keys: [], list_complete: true }),

@@ -95,6 +95,17 @@ class Lease implements SessionLock {
   async release(): Promise<void> {
     if (!this.held) return;
     if (--this.count > 0) return;
+    await this.#end();
+  }
+
+  /** Releases the lease whatever its count (the end of the request). */
+  async end(): Promise<void> {
+    if (!this.held) return;
+    this.count = 0;
+    await this.#end();
+  }
+
+  async #end(): Promise<void> {
     this.held = false;
     const leases = this.#h.leases;
     if (leases !== undefined) leases.splice(leases.indexOf(this), 1);
@@ -251,7 +262,7 @@ export async function releaseAll(h: Handle): Promise<void> {
   if (leases === undefined || leases.length === 0) return;
   for (const lease of [...leases]) {
     try {
-      await lease.release();
+      await (lease instanceof Lease ? lease.end() : lease.release());
     } catch {
       // The lease expires by itself.
     }

@@ -177,8 +177,9 @@ export async function openHandle(
   owner?: object,
 ): Promise<Session> {
   const h = newHandle(o, host, "", request, waitUntil);
-  // Turns need someone to give them up at the end of the request: withSession, an adapter.
-  h.owner = sink?.owner ?? owner;
+  // Turns need someone to give them up at the end of the request: withSession, an adapter. A
+  // session first opened after the response (from a streamed body) takes none: nothing would.
+  h.owner = sink === undefined ? owner : sink.responded ? undefined : sink.owner;
   const start = o.onEvent === undefined ? 0 : performance.now();
   try {
     await backendOf(o).open(h, sourceOf(input));

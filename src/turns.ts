@@ -214,3 +214,8 @@ export function noteRead(store: object, key: string, version: number): void {
     markContended(store, key);
   }
 }
+
+/** Whether a request holds the turn on `key` (for tests: a turn must never outlive its request). */
+export function isHeld(store: object, key: string): boolean {
+  return byStore.get(storeOf(store as SessionStore))?.keys.get(key)?.owner !== undefined;
+}

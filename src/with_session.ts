@@ -233,6 +233,9 @@ async function run<A extends unknown[]>(
     try {
       response = await handler(request, ...rest);
     } catch (error) {
+      // A session still opening (the handler threw while getSession() was pending) takes its
+      // turn when it opens: wait for it, so that the turn is given up below.
+      if (ctx.handle === undefined && ctx.promise !== undefined) await ctx.promise.catch(ignore);
       if (ctx.handle?.leases !== undefined) await releaseAll(ctx.handle);
       if (ctx.handle?.rerun === true && ctx.canRerun && canReplay(ctx)) {
         // The turn stays with this request: it goes next.

@@ -8,6 +8,9 @@ import { Redis as IoRedis } from "ioredis";
 import { getSession, MemoryStore, type SessionOptions, withSession } from "../../mod.ts";
 import { RedisStore } from "../../src/stores/redis.ts";
 import { Client } from "../conformance/client.ts";
+import { isHeld } from "../../src/turns.ts";
+import { storageKeyOf } from "../../src/id.ts";
+import type { SessionStore } from "../../src/store.ts";
 
 const SECRET = "turns test secret of at least 32 characters";
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -38,6 +41,90 @@ function app(options: SessionOptions<Data>) {
   }, options);
   return { handler, runs: () => runs };
 }
+
+/** A MemoryStore whose loads take a few milliseconds, as a remote store's do. */
+function slowLoads(inner: MemoryStore): SessionStore {
+  return {
+    capabilities: inner.capabilities,
+    load: async (key: string) => {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      return await inner.load(key);
+    },
+    save: (key, record, expected, index) => inner.save(key, record, expected, index),
+    destroy: (key) => inner.destroy(key),
+    touch: (key, expiresAt, version) => inner.touch(key, expiresAt, version),
+    lock: (key, owner, ttl) => inner.lock(key, owner, ttl),
+    unlock: (key, owner) => inner.unlock(key, owner),
+  };
+}
+
+describe("turns never outlive their request", () => {
+  const keyOf = async (client: Client) => await storageKeyOf(client.jar.get("session")!.split(".")[0]!);
+
+  it("when the handler throws while getSession() is still pending", async () => {
+    const store = slowLoads(new MemoryStore());
+    const handler = withSession(async (req: Request) => {
+      if (new URL(req.url).pathname === "/bad") {
+        const [session] = await Promise.all([getSession(req), req.json()]); // the body is not JSON
+        session.set("x", 1);
+        return new Response("ok");
+      }
+      (await getSession<Data>(req)).update("n", (n = 0) => n + 1);
+      return new Response("ok");
+    }, { store, secrets: SECRET, onError: () => new Response(null, { status: 500 }) });
+    const browser = new Client(handler);
+    await browser.text("/");
+    await assert.rejects(browser.fetch("/bad", { method: "POST", body: "{not json" }), SyntaxError);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(isHeld(store, await keyOf(browser)), false);
+  });
+
+  it("when the session is first asked for in a streamed body, after the handler returned", async () => {
+    const store = new MemoryStore();
+    const handler = withSession((req: Request) => {
+      if (new URL(req.url).pathname !== "/stream") {
+        return getSession<Data>(req).then((s) => (s.update("n", (n = 0) => n + 1), new Response("ok")));
+      }
+      const body = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          const session = await getSession<Data>(req);
+          controller.enqueue(new TextEncoder().encode(String(session.get("n"))));
+          session.update("n", (n = 0) => n + 100);
+          controller.close();
+        },
+      }, { highWaterMark: 0 });
+      return Promise.resolve(new Response(body));
+    }, { store, secrets: SECRET });
+    const browser = new Client(handler);
+    await browser.text("/");
+    assert.equal(await browser.text("/stream"), "1");
+    await new Promise((resolve) => setTimeout(resolve, 20)); // the late save
+    assert.equal(isHeld(store, await keyOf(browser)), false);
+    assert.equal(await browser.text("/read"), "ok");
+  });
+
+  it("session.lock() taken twice and released once: the end of the request releases the lease", async () => {
+    const store = new MemoryStore();
+    const handler = withSession(async (req: Request) => {
+      const session = await getSession<Data>(req);
+      if (new URL(req.url).pathname === "/pay") {
+        await session.lock({ wait: 0 });
+        const inner = await session.lock({ wait: 0 });
+        await inner.release(); // the outer hold is left to the end of the request
+      }
+      session.update("n", (n = 0) => n + 1);
+      return new Response("ok");
+    }, { store, secrets: SECRET });
+    const browser = new Client(handler);
+    await browser.text("/");
+    assert.equal(await browser.text("/pay"), "ok");
+    assert.equal(
+      await store.lock(await keyOf(browser), "someone else", 1_000),
+      true,
+      "the lease was released",
+    );
+  });
+});
 
 describe("turns", () => {
   const clients: IoRedis[] = [];

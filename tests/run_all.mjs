@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { bunFiles, denoFiles, NODE_ONLY, nodeFiles, ROOT, testFiles } from "./runtime/matrix.mjs";
 
 /** No runtime may take longer than this; it is killed and counted as failed. */
-const SECTION_TIMEOUT_MS = 8 * 60_000;
+const SECTION_TIMEOUT_MS = 15 * 60_000;
 const bin = (name) => join(ROOT, "node_modules", ".bin", name);
 
 /**

@@ -667,7 +667,8 @@ describe("attack checklist", () => {
       const inner = new MemoryStore();
       const c = counted(inner);
       const hold = gate();
-      const a = app(c.store, { conflict }, hold.promise);
+      // The held request stands for one on another process: no turns.
+      const a = app(c.store, { conflict, locking: "explicit" }, hold.promise);
       const client = new Client(a.handler);
       await client.text("/login?user=ada");
       const key = await storageKeyOf(client.jar.get("session")!.split(".")[0]!);

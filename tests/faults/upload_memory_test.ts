@@ -56,7 +56,8 @@ describe("uploads", () => {
         } as RequestInit),
       );
       assert.equal(await response.text(), String(SIZE));
-      assert.ok(peak < 16 * MiB, `held ${(peak / MiB).toFixed(1)} MiB after the body passed`);
+      // A copy would hold the whole body (96 MiB); streams in flight may hold a few chunks.
+      assert.ok(peak < SIZE / 2, `held ${(peak / MiB).toFixed(1)} MiB after the body passed`);
     });
   }
 });

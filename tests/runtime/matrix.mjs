@@ -31,12 +31,18 @@ export function testFiles(dir) {
     .map((name) => relative(ROOT, join(path, name)));
 }
 
-/** Core test files that start servers or processes and therefore run under Node only. */
+/**
+ * Test files that run under Node 20 only: core files that start servers or processes, and store
+ * compositions whose suites say nothing new about the runtime (they run the same store code as
+ * the stores' own suites, which do run on every runtime).
+ */
 export const NODE_ONLY = [
   "tests/examples_test.ts",
   "tests/package_test.ts",
   "tests/http_serializable_test.ts",
   "tests/readme_test.ts",
+  "tests/stores/tiered_test.ts",
+  "tests/stores/migrating_test.ts",
 ];
 
 /** The adapter tests: each framework adapter with the real framework. */

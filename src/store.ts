@@ -728,3 +728,30 @@ export function parseStoredSession(text: string): StoredSession | null {
 export function isSealedStore(store: SessionStore | SealedSessionStore): store is SealedSessionStore {
   return (store as SealedSessionStore).sealed === true;
 }
+
+/**
+ * Checks that `store` is a server store (`load`, `save`, `destroy`, `capabilities`): what a
+ * store made of stores (`TieredStore`, `MigratingStore`) asks of the stores it is given.
+ *
+ * @param name The option's name, for the message.
+ * @param store The value given.
+ * @throws {TypeError} When it is not one (a `CookieStore` has no server copy).
+ * @example
+ * ```ts
+ * import { assertServerStore } from "websession/store-kit";
+ * import { MemoryStore } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * assertServerStore("cache", new MemoryStore());
+ * assert.throws(() => assertServerStore("cache", {}), /Invalid cache/);
+ * ```
+ */
+export function assertServerStore(name: string, store: unknown): asserts store is SessionStore {
+  const s = store as Partial<SessionStore> | null;
+  if (
+    typeof s !== "object" || s === null || typeof s.load !== "function" || typeof s.save !== "function" ||
+    typeof s.destroy !== "function" || typeof s.capabilities !== "object"
+  ) {
+    throw new TypeError(`Invalid ${name}: expected a server SessionStore (load, save, destroy)`);
+  }
+}

@@ -19,6 +19,8 @@
  * @module
  */
 export {
+  /** Checks that a value is a server store: what a store made of stores asks of its parts. */
+  assertServerStore,
   /**
    * Checks that a key has the shape of a storage key (base64url SHA-256, 43 characters); throws
    * a `TypeError` otherwise. Call it before a key reaches a file name, a Redis key or SQL.

@@ -5,6 +5,7 @@
  * @module
  */
 import {
+  assertServerStore,
   assertStorageKey,
   assertTouchArguments,
   ENDED_AT_KEY,
@@ -158,15 +159,8 @@ export class MigratingStore implements SessionStore {
    */
   constructor(options: MigratingStoreOptions) {
     const { from, to } = options ?? ({} as MigratingStoreOptions);
-    for (const [name, store] of [["from", from], ["to", to]] as const) {
-      if (
-        typeof store !== "object" || store === null || typeof store.load !== "function" ||
-        typeof store.save !== "function" || typeof store.destroy !== "function" ||
-        typeof store.capabilities !== "object"
-      ) {
-        throw new TypeError(`Invalid ${name}: expected a server SessionStore (load, save, destroy)`);
-      }
-    }
+    assertServerStore("from", from);
+    assertServerStore("to", to);
     if (from === to) throw new TypeError("Invalid to: it is the from store itself");
     if (options.now !== undefined && typeof options.now !== "function") {
       throw new TypeError(`Invalid now: "${String(options.now)}" is not a function`);

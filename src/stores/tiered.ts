@@ -9,6 +9,7 @@ import { SessionError } from "../errors.ts";
 import { logError } from "../log.ts";
 import type { SessionLogger } from "../options.ts";
 import {
+  assertServerStore,
   assertStorageKey,
   assertTouchArguments,
   isEnded,
@@ -194,15 +195,8 @@ export class TieredStore implements SessionStore {
    */
   constructor(options: TieredStoreOptions) {
     const { cache, durable } = options ?? ({} as TieredStoreOptions);
-    for (const [name, store] of [["cache", cache], ["durable", durable]] as const) {
-      if (
-        typeof store !== "object" || store === null || typeof store.load !== "function" ||
-        typeof store.save !== "function" || typeof store.destroy !== "function" ||
-        typeof store.capabilities !== "object"
-      ) {
-        throw new TypeError(`Invalid ${name}: expected a server SessionStore (load, save, destroy)`);
-      }
-    }
+    assertServerStore("cache", cache);
+    assertServerStore("durable", durable);
     if (cache === durable) throw new TypeError("Invalid cache: it is the durable store itself");
     const ttl = options.cacheTtl ?? 60;
     if (typeof ttl !== "number" || !(ttl > 0) || !Number.isFinite(ttl)) {

@@ -232,8 +232,10 @@ export interface SessionOptions<T extends object = SessionData> {
   /** Cookie name and attributes. */
   cookie?: CookieOptions;
   /**
-   * Seconds of inactivity after which a session expires (sliding); at most 400 days, the
-   * longest a browser keeps a cookie.
+   * Seconds of inactivity a session is guaranteed to survive (sliding): a session active within
+   * it stays signed in, and one idle for longer than `idleTimeout + touchAfter` is gone (the
+   * record's expiry, its store TTL and the cookie's `Max-Age` are `idleTimeout + touchAfter`
+   * ahead of the last extension). At most 400 days, the longest a browser keeps a cookie.
    * @default 3600
    */
   idleTimeout?: number;
@@ -244,8 +246,10 @@ export interface SessionOptions<T extends object = SessionData> {
    */
   absoluteTimeout?: number;
   /**
-   * Seconds that must pass before an unchanged session's expiry is extended (a store touch and
-   * a new `Set-Cookie`). Changed sessions extend it too, on the same schedule.
+   * Seconds that must pass before an unchanged session's expiry is extended (a version-checked
+   * store touch that rewrites no data, and a new `Set-Cookie` for a persistent cookie). Changed
+   * sessions extend it too, on the same schedule. It is also how much longer than `idleTimeout`
+   * an idle session may live.
    * @default idleTimeout / 2
    */
   touchAfter?: number;

@@ -56,8 +56,9 @@ describe("uploads", () => {
         } as RequestInit),
       );
       assert.equal(await response.text(), String(SIZE));
-      // A copy would hold the whole body (96 MiB); streams in flight may hold a few chunks.
-      assert.ok(peak < SIZE / 2, `held ${(peak / MiB).toFixed(1)} MiB after the body passed`);
+      // A copy would hold the whole body (96 MiB) and more; a current Node's streams in flight hold up
+      // to half of it on a busy machine.
+      assert.ok(peak < SIZE * 0.75, `held ${(peak / MiB).toFixed(1)} MiB after the body passed`);
     });
   }
 });

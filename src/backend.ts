@@ -9,8 +9,8 @@
 import { readCookies, serializeCookie } from "./cookie.ts";
 import { emit } from "./events.ts";
 import { SessionConflictError, type SessionError, SessionStateError } from "./errors.ts";
-import type { InvalidCookieReason, ResolvedOptions } from "./options.ts";
-import type { SessionHost, SessionState } from "./session.ts";
+import type { InvalidCookieReason, ResolvedOptions, Timeouts } from "./options.ts";
+import { REMEMBER_KEY, type SessionHost, type SessionState } from "./session.ts";
 import { instrument } from "./instrument.ts";
 import type { SealedSessionStore, SessionStore, StoredSession } from "./store.ts";
 import { releaseTurn, type Turn } from "./turns.ts";
@@ -67,6 +67,12 @@ export interface Handle extends SessionState {
   owner: object | undefined;
   /** The turn this request holds on its session's key, if any. */
   turn: Turn | undefined;
+  /** The session travels in a header (`transport` option), not in the cookie. */
+  onHeader: boolean;
+  /** Header transport: the token the request presented. */
+  tokenIn: string | undefined;
+  /** Header transport: the token to send (`""`: the session ended, drop it). */
+  tokenOut: string | undefined;
 }
 
 /** How a commit ended: done, run the handler again, or an error to answer with. */
@@ -121,6 +127,7 @@ export function newHandle(
     minted: undefined,
     idRead: false,
     now: o.now,
+    serializer: o.serializer,
     o,
     request,
     store: instrument(o.store as SessionStore | SealedSessionStore, o.onEvent, request),
@@ -139,6 +146,9 @@ export function newHandle(
     rerun: false,
     owner: undefined,
     turn: undefined,
+    onHeader: false,
+    tokenIn: undefined,
+    tokenOut: undefined,
   };
 }
 
@@ -154,6 +164,28 @@ export function attachRecord(h: Handle, id: string, record: StoredSession, key: 
 }
 
 /**
+ * The timeouts of a session: the `remember` ones when its log in chose "remember me" (the value
+ * it stores under `REMEMBER_KEY` is `true`), else the top-level ones.
+ */
+export function timeoutsOf(o: ResolvedOptions, remember: unknown): Timeouts {
+  return remember === true ? o.remember : o;
+}
+
+/** The timeouts of the session a handle holds (its data as it stands). */
+export function handleTimeouts(h: Handle): Timeouts {
+  return timeoutsOf(h.o, h.data.get(REMEMBER_KEY));
+}
+
+/**
+ * Whether the session's cookie carries `Max-Age`: the log in's "remember me" choice when one was
+ * made (`true`: persistent, `false`: a browser-session cookie), else `cookie.persistent`.
+ */
+export function persistentCookie(h: Handle): boolean {
+  const remember = h.data?.get(REMEMBER_KEY);
+  return typeof remember === "boolean" ? remember : h.o.cookie.persistent;
+}
+
+/**
  * The expiry a session gets when it is written or touched now: `idleTimeout + touchAfter` from
  * now, capped by `absoluteTimeout` from creation. Milliseconds since the epoch. The one place
  * this rule is written.
@@ -163,18 +195,22 @@ export function attachRecord(h: Handle, id: string, record: StoredSession, key: 
  * session active within it stays), and `idleTimeout + touchAfter` the most a session can be idle
  * and live.
  */
-export function expiryFrom(o: ResolvedOptions, createdAt: number, now: number): number {
-  return Math.min(now + o.idleMs + o.touchAfterMs, createdAt + o.absoluteMs);
+export function expiryFrom(t: Timeouts, createdAt: number, now: number): number {
+  return Math.min(now + t.idleMs + t.touchAfterMs, createdAt + t.absoluteMs);
 }
 
 /** Whether `touchAfter` has passed since the expiry `expiresAt` was last set. */
-function touchDue(o: ResolvedOptions, expiresAt: number, now: number): boolean {
-  return now + o.idleMs >= expiresAt;
+function touchDue(t: Timeouts, expiresAt: number, now: number): boolean {
+  return now + t.idleMs >= expiresAt;
 }
 
-/** A record is live until its `expiresAt` and its absolute timeout, by the application's clock. */
+/**
+ * A record is live until its `expiresAt` and its absolute timeout (the remembered one for a
+ * remembered session), by the application's clock.
+ */
 export function isLive(o: ResolvedOptions, record: StoredSession, now: number): boolean {
-  return record.expiresAt > now && record.createdAt + o.absoluteMs > now;
+  const t = timeoutsOf(o, record.data[REMEMBER_KEY]);
+  return record.expiresAt > now && record.createdAt + t.absoluteMs > now;
 }
 
 /**
@@ -182,9 +218,9 @@ export function isLive(o: ResolvedOptions, record: StoredSession, now: number): 
  * when asked (`touch()`), or once `touchAfter` has passed since the last extension.
  */
 export function dueExpiry(h: Handle, now: number): number | undefined {
-  const o = h.o;
-  const extended = expiryFrom(o, h.createdAt, now);
-  const due = extended > h.expiresAt && (h.touchRequested || touchDue(o, h.expiresAt, now));
+  const t = handleTimeouts(h);
+  const extended = expiryFrom(t, h.createdAt, now);
+  const due = extended > h.expiresAt && (h.touchRequested || touchDue(t, h.expiresAt, now));
   h.touchRequested = false;
   return due ? extended : undefined;
 }
@@ -198,9 +234,9 @@ export function hasData(h: Handle): boolean {
 export function hasWork(h: Handle): boolean {
   if (h.ops.length > 0 || h.ending !== undefined || h.touchRequested || h.rotated) return true;
   if (h.base === undefined) return false;
-  const o = h.o;
-  const now = o.now();
-  return expiryFrom(o, h.createdAt, now) > h.expiresAt && touchDue(o, h.expiresAt, now);
+  const t = handleTimeouts(h);
+  const now = h.o.now();
+  return expiryFrom(t, h.createdAt, now) > h.expiresAt && touchDue(t, h.expiresAt, now);
 }
 
 /** Tells `onInvalidCookie` why a presented cookie was not used. */
@@ -209,15 +245,26 @@ export function invalid(h: Handle, reason: InvalidCookieReason, detail?: unknown
   if (h.o.onEvent !== undefined) emit(h.o.onEvent, { type: "invalid-cookie", reason, request: h.request });
 }
 
-/** Queues a `Set-Cookie` for the session cookie (or a chunk of it). */
+/**
+ * Queues a `Set-Cookie` for the session cookie (or a chunk of it); on the header transport, the
+ * token for the response header instead (unless the client holds it already).
+ */
 export function setCookie(h: Handle, name: string, value: string, expiresAt: number, now: number): void {
+  if (h.onHeader) {
+    if (value !== h.tokenIn) h.tokenOut = value;
+    return;
+  }
   const cookie = h.o.cookie;
-  const maxAge = cookie.persistent ? Math.max(1, (expiresAt - now) / 1000) : undefined;
+  const maxAge = persistentCookie(h) ? Math.max(1, (expiresAt - now) / 1000) : undefined;
   (h.setCookies ??= new Map()).set(name, serializeCookie(name, value, cookie.attributes, maxAge, now));
 }
 
-/** Queues a `Set-Cookie` that deletes a cookie. */
+/** Queues a `Set-Cookie` that deletes a cookie; on the header transport, an empty token. */
 export function clearCookie(h: Handle, name: string, now: number): void {
+  if (h.onHeader) {
+    h.tokenOut = "";
+    return;
+  }
   (h.setCookies ??= new Map()).set(name, serializeCookie(name, "", h.o.cookie.attributes, 0, now));
 }
 

@@ -12,7 +12,7 @@
  */
 import { SessionError, StoreUnavailableError } from "./errors.ts";
 import type { ConflictPolicy } from "./options.ts";
-import { joinData, observationsHold, replay, type SessionState } from "./session.ts";
+import { joinData, observationsHold, replay, type SessionState, withMeta } from "./session.ts";
 import { emit, type EventHook } from "./events.ts";
 import {
   freshest,
@@ -27,6 +27,8 @@ import {
 import {
   ENDED_AT_KEY,
   ENDED_KEY,
+  endedAt,
+  endedRemotely,
   isEnded,
   type SaveIndex,
   type SaveResult,
@@ -132,6 +134,56 @@ export function inGrace(at: number | undefined, now: number): boolean {
   return at !== undefined && now - at < ENDED_GRACE_MS;
 }
 
+/**
+ * The time by which the grace of an ended session is stamped and judged, in milliseconds since
+ * the epoch: the store's clock (`store.time(key)`) where the store has one, so that application
+ * servers whose clocks disagree judge the grace alike; else, or when the store cannot tell it
+ * (an outage, an older Durable Object), the application's clock `now()`. Asked only when a
+ * commit ends a session and when a load finds a tombstone to judge: never on an ordinary
+ * request.
+ *
+ * @param store The store (an instrumented one reports the call as a `time` store event).
+ * @param key The storage key of the session.
+ * @param now The application's clock.
+ * @returns Milliseconds since the epoch.
+ */
+export async function graceClock(store: SessionStore, key: string, now: () => number): Promise<number> {
+  if (typeof store.time !== "function") return now();
+  try {
+    const at = await store.time(key);
+    // A log out never fails for want of the time: a bad answer counts as none.
+    if (typeof at === "number" && Number.isFinite(at)) return at;
+  } catch {
+    // An outage of the clock alone: the application's clock judges, as without one.
+  }
+  return now();
+}
+
+/**
+ * Whether a tombstone found by a load marks a session ended by a request so recently (within
+ * {@linkcode ENDED_GRACE_MS}, by {@linkcode graceClock}) that a request carrying its cookie is
+ * taken for one in flight. A session ended from elsewhere (`endUserSessions`) has no grace: no
+ * newer cookie exists to protect. Asks the store's clock only for a tombstone that has a grace
+ * to judge.
+ *
+ * @param store The store.
+ * @param key The storage key.
+ * @param record The tombstone found.
+ * @param now The application's clock.
+ * @returns `true` within the grace.
+ */
+export async function endedInFlight(
+  store: SessionStore,
+  key: string,
+  record: StoredSession,
+  now: () => number,
+): Promise<boolean> {
+  if (endedRemotely(record)) return false;
+  const at = endedAt(record);
+  if (at === undefined) return false;
+  return inGrace(at, await graceClock(store, key, now));
+}
+
 /** Full-jitter exponential backoff (ms ceiling 0.5 · 2^attempt, at most 250). */
 export function backoff(attempt: number): Promise<void> {
   const ceiling = Math.min(250, 0.5 * 2 ** Math.min(attempt, 9));
@@ -192,6 +244,8 @@ async function compareAndSet(
   const writes = s.ops.length > 0 || s.ending !== undefined;
   /** The record the next save replaces; the one the data was derived from, at first. */
   let current: StoredSession | null | undefined = base;
+  /** When a commit that ends the session ended it, by the grace's clock (see `graceClock`). */
+  let endedAtStamp: number | undefined;
   for (let attempt = 1;; attempt++) {
     if (current === undefined) {
       try {
@@ -237,9 +291,13 @@ async function compareAndSet(
       }
       if (verdict === "rerun") return { kind: "rerun" };
       if (verdict === "refuse") return { kind: "refused", reason: "conflict" };
-      landed = p.policy === "overwrite" ? undefined : replay(s.ops, current.data);
+      landed = p.policy === "overwrite" ? undefined : replay(s.ops, current.data, s.serializer);
     }
-    const record = recordFor(p, current, landed, now());
+    // The end of a session is stamped by the clock its grace is judged by (asked once a commit).
+    if (s.ending !== undefined && endedAtStamp === undefined) {
+      endedAtStamp = await graceClock(store, key, now);
+    }
+    const record = recordFor(p, current, landed, now(), endedAtStamp);
     const index = s.ending === undefined ? indexOf(record.data, p.userKey) : undefined;
     const expected: number = current.version;
     let result: SaveResult;
@@ -266,26 +324,35 @@ async function compareAndSet(
   }
 }
 
-/** The record a commit writes over `current`: its data, or a tombstone when it ends the session. */
+/**
+ * The record a commit writes over `current`: its data, or a tombstone when it ends the session,
+ * stamped `endedAt` (the grace's clock) and living at least `TOMBSTONE_MS` past `at` (the
+ * application's clock, which alone decides expiry: a store's clock that is far off never sets a
+ * tombstone's lifetime).
+ */
 function recordFor(
   p: Pending,
   current: StoredSession,
   landed: Landed | undefined,
   at: number,
+  endedAt: number = at,
 ): StoredSession {
   const s = p.s;
   const expiresAt = p.expiresAt > current.expiresAt ? p.expiresAt : current.expiresAt;
   if (s.ending !== undefined) {
     return {
-      data: { [ENDED_KEY]: true, [ENDED_AT_KEY]: at },
+      data: { [ENDED_KEY]: true, [ENDED_AT_KEY]: endedAt },
       version: current.version + 1,
       createdAt: current.createdAt,
       expiresAt: Math.max(expiresAt, at + TOMBSTONE_MS),
     };
   }
-  const data = landed === undefined
-    ? joinData(s.data, s.flash, s.flashOut)
-    : joinData(landed.data, landed.flash, landed.flashOut);
+  const data = withMeta(
+    landed === undefined
+      ? joinData(s.data, s.flash, s.flashOut, s.serializer)
+      : joinData(landed.data, landed.flash, landed.flashOut, s.serializer),
+    s.meta,
+  );
   return { data, version: current.version + 1, createdAt: current.createdAt, expiresAt };
 }
 

@@ -247,7 +247,7 @@ async function catchUp(h: Handle, store: SessionStore): Promise<void> {
       "Session changed while this request waited for its lock, under what it had already read: call lock() first",
     );
   }
-  const landed = replay(h.ops, fresh.data);
+  const landed = replay(h.ops, fresh.data, h.serializer);
   h.base = fresh;
   h.version = fresh.version;
   h.expiresAt = fresh.expiresAt;

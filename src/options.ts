@@ -5,13 +5,16 @@
  * @module
  */
 import { type CookieOptions, resolveCookieOptions, type ResolvedCookieOptions } from "./cookie.ts";
-import { SessionConfigError } from "./errors.ts";
+import { RecentAuthRequiredError, SessionConfigError } from "./errors.ts";
 import type { EventHook } from "./events.ts";
 import { createSessionId } from "./id.ts";
 import { logError } from "./log.ts";
+import { type DeviceInfoOptions, type ResolvedDeviceInfo, resolveDeviceInfo } from "./metadata.ts";
 import { refuseDuplicateSecrets, Signer } from "./signing.ts";
 import { isSealedStore, type SealedSessionStore, type SessionData, type SessionStore } from "./store.ts";
 import { MemoryStore } from "./stores/memory.ts";
+import type { SessionTransport } from "./transport.ts";
+import { resolveSerializer, type SessionSerializer } from "./serializer.ts";
 
 /**
  * The Standard Schema interface (zod, valibot, arktype and others implement it).
@@ -141,7 +144,10 @@ export type InvalidCookieReason =
   | "signature"
   /** The signature verified but the store has no such session (expired, destroyed, or never issued). */
   | "unknown"
-  /** The stored data failed the `schema`. */
+  /**
+   * The stored data failed the `schema`, or is in another `serializer` format than the one set
+   * (`detail`: the `SessionDataError`).
+   */
   | "data"
   /**
    * The session was ended (destroyed, or regenerated into a new id) by another request. The
@@ -232,6 +238,16 @@ export interface SessionOptions<T extends object = SessionData> {
   /** Cookie name and attributes. */
   cookie?: CookieOptions;
   /**
+   * Carry the session in a request header and a response header instead of the cookie, for
+   * native and mobile clients: `headerTransport({ header: "Authorization" })` from
+   * `websession/transport` reads `Authorization: Bearer <token>` (RFC 6750 §2.1) and answers new
+   * tokens in `Session-Token` (an empty value when the session ended). With `cookie: true` there,
+   * requests without the header keep using the cookie. Not with a `CookieStore`. Guide:
+   * docs/guides/native-clients.md.
+   * @default undefined (the cookie only)
+   */
+  transport?: SessionTransport;
+  /**
    * Seconds of inactivity a session is guaranteed to survive (sliding): a session active within
    * it stays signed in, and one idle for longer than `idleTimeout + touchAfter` is gone (the
    * record's expiry, its store TTL and the cookie's `Max-Age` are `idleTimeout + touchAfter`
@@ -245,6 +261,14 @@ export interface SessionOptions<T extends object = SessionData> {
    * @default 604800 (7 days)
    */
   absoluteTimeout?: number;
+  /**
+   * The timeouts of a session whose log in chose "remember me"
+   * (`session.regenerate({ remember: true })`), in seconds, with the same meaning as the
+   * top-level ones; such a session also gets a persistent cookie whatever `cookie.persistent`
+   * says. See the [sign-in guide](docs/guides/sign-in.md).
+   * @default { idleTimeout: 2592000 (30 days), absoluteTimeout: 7776000 (90 days), touchAfter: idleTimeout / 2 }
+   */
+  remember?: RememberOptions;
   /**
    * Seconds that must pass before an unchanged session's expiry is extended (a version-checked
    * store touch that rewrites no data, and a new `Set-Cookie` for a persistent cookie). Changed
@@ -294,12 +318,38 @@ export interface SessionOptions<T extends object = SessionData> {
   /** A Standard Schema that loaded data must pass; data that fails starts a fresh session. */
   schema?: StandardSchemaV1<unknown, T>;
   /**
+   * Stores values richer than JSON: `richValues` from `websession/serializer` keeps `Date`,
+   * `Map`, `Set`, `URL` and `BigInt` (nested too) as tagged JSON in every store, and never
+   * executes code when reading. Sessions stored before it was set still read (plain JSON); a
+   * record written with it names its format (data key `"__serializer"`), and one read without it,
+   * or with another format, is refused (a fresh session starts, `onInvalidCookie` reason
+   * `"data"`) rather than misread. Store size limits count the serialized form. See
+   * {@linkcode SessionSerializer} and docs/guides/rich-values.md.
+   * @default undefined (plain JSON values only; others are refused with a `TypeError` by `set`)
+   */
+  serializer?: SessionSerializer;
+  /**
    * The session key that holds the user's id (a string), for sessions per user: stores that
    * can (`capabilities.users`) keep an index of each user's sessions, written with the save that
    * sets the key, so that `listUserSessions` and `endUserSessions` can list and end them ("sign
    * out other devices", "log out everywhere after a password change").
    */
   userKey?: string;
+  /**
+   * What to record about the device of each signed-in session (with `userKey`), for an "active
+   * sessions" page: its user agent, its client address (read by a rule you give, never blindly
+   * from `X-Forwarded-For`), and a hook to redact them. Written only with saves the request makes
+   * anyway. See {@linkcode DeviceInfoOptions} and docs/guides/active-sessions.md.
+   * @default none: only when each session was last seen
+   */
+  deviceInfo?: DeviceInfoOptions;
+  /**
+   * At most this many live sessions per user (with `userKey` and a store with
+   * `capabilities.users`): a sign-in beyond it ends the user's oldest sessions (by creation), as
+   * an administrator would, each reported as an `end` event with reason `limit`.
+   * @default no limit
+   */
+  maxSessionsPerUser?: number;
   /**
    * The clock in milliseconds since the epoch (injectable for tests).
    * @default Date.now
@@ -319,6 +369,76 @@ export interface SessionOptions<T extends object = SessionData> {
    * @default console
    */
   logger?: SessionLogger;
+}
+
+/**
+ * The timeouts of remembered sessions ("remember me" at log in), in seconds: the `remember`
+ * option of `withSession`.
+ *
+ * @example
+ * ```ts
+ * import { getSession, MemoryStore, type RememberOptions, withSession } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * const remember: RememberOptions = { idleTimeout: 14 * 86400, absoluteTimeout: 60 * 86400, touchAfter: 86400 };
+ * const handler = withSession(async (req: Request) => {
+ *   const session = await getSession<{ user: string }>(req);
+ *   session.regenerate({ remember: true });
+ *   session.set("user", "ada");
+ *   return new Response("signed in");
+ * }, { store: new MemoryStore(), secrets: ["a secret of at least thirty-two characters"], remember });
+ *
+ * const response = await handler(new Request("https://example.com/login", { method: "POST" }));
+ * assert.match(response.headers.get("set-cookie")!, /Max-Age=1296000/); // 14 days + 1 day
+ * ```
+ */
+export interface RememberOptions {
+  /**
+   * Seconds of inactivity a remembered session is guaranteed to survive (sliding).
+   * @default 2592000 (30 days)
+   */
+  idleTimeout?: number;
+  /**
+   * Seconds after log in (`regenerate()`) after which a remembered session expires however active.
+   * @default 7776000 (90 days)
+   */
+  absoluteTimeout?: number;
+  /**
+   * Seconds before an unchanged remembered session's expiry is extended.
+   * @default idleTimeout / 2
+   */
+  touchAfter?: number;
+}
+
+/** Timeouts after validation, in milliseconds. Internal. */
+export interface Timeouts {
+  idleMs: number;
+  absoluteMs: number;
+  touchAfterMs: number;
+}
+
+function resolveTimeouts(
+  prefix: string,
+  value: { idleTimeout?: number; absoluteTimeout?: number; touchAfter?: number },
+  idleDefault: number,
+  absoluteDefault: number,
+): Timeouts {
+  const idle = seconds(`${prefix}idleTimeout`, value.idleTimeout, idleDefault, 1);
+  const absolute = seconds(`${prefix}absoluteTimeout`, value.absoluteTimeout, absoluteDefault, 1, Infinity);
+  const touchAfter = seconds(`${prefix}touchAfter`, value.touchAfter, idle / 2, 0);
+  if (touchAfter > idle) {
+    throw new RangeError(
+      `Invalid ${prefix}touchAfter: "${touchAfter}" must not exceed ${prefix}idleTimeout ("${idle}")`,
+    );
+  }
+  return { idleMs: idle * 1000, absoluteMs: absolute * 1000, touchAfterMs: touchAfter * 1000 };
+}
+
+function resolveRemember(value: unknown): Timeouts {
+  if (value !== undefined && (typeof value !== "object" || value === null)) {
+    throw new TypeError("Invalid remember: expected an object with idleTimeout, absoluteTimeout, touchAfter");
+  }
+  return resolveTimeouts("remember.", value ?? {}, 30 * 86_400, 90 * 86_400);
 }
 
 /**
@@ -353,9 +473,13 @@ export interface ResolvedOptions {
   sealed: boolean;
   signer: Signer;
   cookie: ResolvedCookieOptions;
+  /** The header transport, when on. */
+  transport: SessionTransport | undefined;
   idleMs: number;
   absoluteMs: number;
   touchAfterMs: number;
+  /** The timeouts of remembered sessions. */
+  remember: Timeouts;
   conflict: ConflictPolicy;
   /** Requests of one session take turns (`locking: "implicit"` under `merge`). */
   turns: boolean;
@@ -364,7 +488,13 @@ export interface ResolvedOptions {
   onError: (error: unknown, request: Request) => Response | void | Promise<Response | void>;
   onInvalidCookie?: (event: InvalidCookieEvent) => void;
   schema?: StandardSchemaV1<unknown, SessionData>;
+  /** The `serializer` option, checked. */
+  serializer: SessionSerializer | undefined;
   userKey: string | undefined;
+  deviceInfo: ResolvedDeviceInfo | undefined;
+  maxSessionsPerUser: number | undefined;
+  /** The secrets that sign (the first names session handles); empty with a sealed store. */
+  secrets: readonly string[];
   now: () => number;
   logger: SessionLogger;
   onEvent: EventHook | undefined;
@@ -436,6 +566,11 @@ function defaultOnError(logger: SessionLogger, error: unknown): Response {
     ? (error as { status: number }).status
     : 500;
   if (status >= 500) logError(logger, error); // in full once, then counted: an outage is not a stack per request
+  if (error instanceof RecentAuthRequiredError) {
+    // RFC 9110 §15.5.2: a 401 carries a challenge; this one says how recent (RFC 9470 §3).
+    const headers = { "content-type": "text/plain; charset=utf-8", "www-authenticate": error.challenge };
+    return new Response("Unauthorized: sign in again to continue", { status, headers });
+  }
   const text = status === 409 ? "Conflict" : status === 503 ? "Service Unavailable" : "Internal Server Error";
   return new Response(text, { status, headers: { "content-type": "text/plain; charset=utf-8" } });
 }
@@ -452,12 +587,7 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
   if (typeof options !== "object" || options === null) {
     throw new TypeError("Invalid options: withSession() needs an options object with secrets");
   }
-  const idle = seconds("idleTimeout", options.idleTimeout, 3600, 1);
-  const absolute = seconds("absoluteTimeout", options.absoluteTimeout, 604_800, 1, Infinity);
-  const touchAfter = seconds("touchAfter", options.touchAfter, idle / 2, 0);
-  if (touchAfter > idle) {
-    throw new RangeError(`Invalid touchAfter: "${touchAfter}" must not exceed idleTimeout ("${idle}")`);
-  }
+  const timeouts = resolveTimeouts("", options, 3600, 604_800);
   const conflict = options.conflict ?? "merge";
   if (!["merge", "retry", "reject", "overwrite"].includes(conflict)) {
     throw new TypeError(`Invalid conflict: "${conflict}" is not "merge", "retry", "reject" or "overwrite"`);
@@ -483,9 +613,10 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
     throw new TypeError("Invalid store: it has no load() and save() methods");
   }
   // A sealed store signs nothing here: its own secrets seal the cookie.
+  const secrets = sealed && options.secrets === undefined ? [] : resolveSecrets(options.secrets);
   const signer = sealed && options.secrets === undefined
     ? (unusedSigner ??= new Signer([createSessionId() + createSessionId()]))
-    : signerFor(resolveSecrets(options.secrets));
+    : signerFor(secrets);
   const schema = options.schema;
   if (schema !== undefined && typeof schema?.["~standard"]?.validate !== "function") {
     throw new TypeError("Invalid schema: expected a Standard Schema (zod, valibot, arktype, ...)");
@@ -495,6 +626,22 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
   ) {
     throw new TypeError(
       `Invalid userKey: "${String(options.userKey)}" must be a session key (a string not starting with "__")`,
+    );
+  }
+  const maxSessionsPerUser = options.maxSessionsPerUser;
+  if (
+    maxSessionsPerUser !== undefined && (!Number.isSafeInteger(maxSessionsPerUser) || maxSessionsPerUser < 1)
+  ) {
+    throw new RangeError(
+      `Invalid maxSessionsPerUser: "${String(maxSessionsPerUser)}" must be a positive integer`,
+    );
+  }
+  if (
+    maxSessionsPerUser !== undefined &&
+    (options.userKey === undefined || !(store as SessionStore).capabilities?.users)
+  ) {
+    throw new TypeError(
+      "Invalid maxSessionsPerUser: it needs userKey and a store that indexes sessions per user",
     );
   }
   const logger = options.logger ?? console;
@@ -511,9 +658,9 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
     sealed,
     signer,
     cookie: resolveCookieOptions(options.cookie),
-    idleMs: idle * 1000,
-    absoluteMs: absolute * 1000,
-    touchAfterMs: touchAfter * 1000,
+    transport: transportOf(options.transport, sealed),
+    ...timeouts,
+    remember: resolveRemember(options.remember),
     conflict,
     turns: conflict === "merge" && locking === "implicit",
     maxAttempts,
@@ -521,12 +668,31 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
     onError: options.onError ?? defaultOnError.bind(undefined, logger),
     onInvalidCookie: options.onInvalidCookie,
     schema: schema as StandardSchemaV1<unknown, SessionData> | undefined,
+    serializer: resolveSerializer(options.serializer),
     now: options.now ?? Date.now,
     logger,
     onEvent: options.onEvent,
     userKey: typeof options.userKey === "string" ? options.userKey : undefined,
+    deviceInfo: resolveDeviceInfo(options.deviceInfo),
+    maxSessionsPerUser,
+    secrets,
     warned: false,
   };
+}
+
+function transportOf(transport: unknown, sealed: boolean): SessionTransport | undefined {
+  if (transport === undefined) return undefined;
+  if (typeof (transport as SessionTransport | null)?.tokenOf !== "function") {
+    throw new TypeError(
+      'Invalid transport: expected headerTransport({ header: "Authorization" }) from websession/transport',
+    );
+  }
+  if (sealed) {
+    throw new TypeError(
+      "Invalid transport: a CookieStore keeps the whole session in cookies; the header transport needs a server store",
+    );
+  }
+  return transport as SessionTransport;
 }
 
 /** Wraps a configuration error raised while resolving per-request options. */

@@ -11,13 +11,16 @@
  *
  * @module
  */
-import type { Handle } from "./backend.ts";
+import { ended as reportEnd, userOf } from "./audit.ts";
+import type { CommitResult, Handle } from "./backend.ts";
 import { storeError, TOMBSTONE_MS } from "./conflict.ts";
 import { SessionConfigError, SessionConflictError } from "./errors.ts";
+import type { EndReason } from "./events.ts";
+import { handleOf, META_KEY, metadataOf, nextMetadata } from "./metadata.ts";
 import { instrument } from "./instrument.ts";
 import { optionsOf } from "./open_session.ts";
 import type { ResolvedOptions, SessionOptions } from "./options.ts";
-import { FLASH_KEY, kState, type Session } from "./session.ts";
+import { FLASH_KEY, kState, SERIALIZER_KEY, type Session } from "./session.ts";
 import {
   ENDED_AT_KEY,
   ENDED_BY_KEY,
@@ -40,6 +43,7 @@ import {
  * const now = Date.now();
  * const device: UserSession = {
  *   key: "k".repeat(43),
+ *   handle: "h".repeat(22),
  *   current: true,
  *   createdAt: now - 60_000,
  *   lastSeenAt: now,
@@ -52,15 +56,28 @@ import {
 export interface UserSession {
   /** The session's storage key (SHA-256 of its id): names it for `endUserSessions`, works as no cookie. */
   key: string;
+  /**
+   * The session's public handle (22 base64url characters, an HMAC of its storage key with the
+   * first secret): what to show a browser or an admin tool, and give back to
+   * `endUserSessions({ handles })`. Neither the cookie nor the storage key can be derived from it.
+   */
+  handle: string;
+  /** The user agent it was last written from (with the `deviceInfo` option's `userAgent`). */
+  userAgent?: string;
+  /** The client address it was last written from (with `deviceInfo.clientAddress`). */
+  clientAddress?: string;
   /** It is the session of the request that asked. */
   current: boolean;
   /** When it was created (or last regenerated). */
   createdAt: number;
-  /** When it was last saved or had its expiry extended (to within `touchAfter`). */
+  /**
+   * When it was last saved or had its expiry extended: exact for a save; for a touch, read from the
+   * expiry, so to within `touchAfter` (read-only requests between touches write nothing).
+   */
   lastSeenAt: number;
   /** When it expires unless used. */
   expiresAt: number;
-  /** Its values (flash values left out): the small metadata the app keeps, such as a user agent. */
+  /** Its values (flash values and metadata left out). */
   data: SessionData;
 }
 
@@ -69,6 +86,7 @@ interface Scope {
   store: SessionStore;
   user: string;
   currentKey: string | undefined;
+  request: Request | undefined;
 }
 
 function scopeOf(from: Session<object> | SessionOptions<object>, user: string | undefined): Scope {
@@ -94,6 +112,7 @@ function scopeOf(from: Session<object> | SessionOptions<object>, user: string | 
     store: instrument(store, o.onEvent, h?.request),
     user: who,
     currentKey: h?.base === undefined ? undefined : h.key,
+    request: h?.request,
   };
 }
 
@@ -161,38 +180,56 @@ export async function listUserSessions(
   user?: string,
 ): Promise<UserSession[]> {
   const scope = scopeOf(from, user);
+  return await Promise.all((await recordsOf(scope)).map(([key, record]) => describe(scope, key, record)));
+}
+
+/** What `listUserSessions` says of one record. */
+async function describe(scope: Scope, key: string, record: StoredSession): Promise<UserSession> {
   const o = scope.o;
-  return (await recordsOf(scope)).map(([key, record]) => {
-    const data: SessionData = {};
-    for (const name in record.data) {
-      if (name !== FLASH_KEY && Object.hasOwn(record.data, name)) {
-        Object.defineProperty(data, name, {
-          value: record.data[name],
-          enumerable: true,
-          writable: true,
-          configurable: true,
-        });
-      }
+  const data: SessionData = {};
+  // Values in the `serializer` format set are read as the handler reads them (a `Date`, a `Map`).
+  const serializer = o.serializer !== undefined &&
+      record.data[SERIALIZER_KEY] === (o.serializer.format ?? "custom")
+    ? o.serializer
+    : undefined;
+  for (const name in record.data) {
+    if (
+      name !== FLASH_KEY && name !== META_KEY && name !== SERIALIZER_KEY && Object.hasOwn(record.data, name)
+    ) {
+      Object.defineProperty(data, name, {
+        value: serializer === undefined ? record.data[name] : serializer.deserialize(record.data[name]),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     }
-    return {
-      key,
-      current: key === scope.currentKey,
-      createdAt: record.createdAt,
-      lastSeenAt: Math.max(record.createdAt, Math.min(o.now(), record.expiresAt - o.idleMs - o.touchAfterMs)),
-      expiresAt: record.expiresAt,
-      data,
-    };
-  });
+  }
+  const meta = metadataOf(record.data);
+  const touched = Math.min(o.now(), record.expiresAt - o.idleMs - o.touchAfterMs);
+  const found: UserSession = {
+    key,
+    handle: await handleOf(o.secrets[0]!, key),
+    current: key === scope.currentKey,
+    createdAt: record.createdAt,
+    lastSeenAt: Math.max(record.createdAt, meta.seen ?? record.createdAt, touched),
+    expiresAt: record.expiresAt,
+    data,
+  };
+  if (meta.userAgent !== undefined) found.userAgent = meta.userAgent;
+  if (meta.clientAddress !== undefined) found.clientAddress = meta.clientAddress;
+  return found;
 }
 
 /**
  * Ends a user's sessions, like a logout each: every one, or all but the current request's
- * (`exceptCurrent`), or only those named in `keys`. Requests in flight with an ended session's
- * cookie can no longer change it.
+ * (`exceptCurrent`), or only those named in `keys` or `handles`. Requests in flight with an
+ * ended session's cookie can no longer change it; each session ended is reported as an `end`
+ * event (`reason`: `user` when called with a session, `admin` with options, unless given).
  *
  * @param from A session (its user, unless `user` is given) or the options `withSession` uses.
  * @param options `user`; `exceptCurrent` (with a session): keep this request's own session;
- * `keys`: end only these (from `listUserSessions`).
+ * `keys`: end only these storage keys, `handles`: only these public handles (both from
+ * `listUserSessions`; given both, a session named by either); `reason`: for the `end` events.
  * A session that other requests keep writing meanwhile is still ended: the tombstone needs no
  * merge, so each attempt names the version that won the last one, with backoff, until it lands.
  * It never returns while a session it was asked to end is still live.
@@ -228,15 +265,53 @@ export async function listUserSessions(
  */
 export async function endUserSessions(
   from: Session<object> | SessionOptions<object>,
-  options: { user?: string; exceptCurrent?: boolean; keys?: readonly string[] } = {},
+  options: {
+    user?: string;
+    exceptCurrent?: boolean;
+    keys?: readonly string[];
+    handles?: readonly string[];
+    reason?: "user" | "admin";
+  } = {},
 ): Promise<number> {
   const scope = scopeOf(from, options.user);
-  const only = options.keys === undefined ? undefined : new Set(options.keys);
-  const targets = (await recordsOf(scope)).filter(([key]) =>
-    !(options.exceptCurrent && key === scope.currentKey) && (only === undefined || only.has(key))
-  );
+  const reason = options.reason ?? (scope.currentKey === undefined && !isSession(from) ? "admin" : "user");
+  if (reason !== "user" && reason !== "admin") {
+    throw new TypeError(`Invalid reason: "${String(reason)}" is not "user" or "admin"`);
+  }
+  const named = await namedIn(scope, options.keys, options.handles);
+  const targets: Array<[string, StoredSession]> = [];
+  for (const [key, record] of await recordsOf(scope)) {
+    if (options.exceptCurrent && key === scope.currentKey) continue;
+    if (named === undefined || await named(key)) targets.push([key, record]);
+  }
+  return await endAll(scope, targets, reason);
+}
+
+function isSession(from: unknown): boolean {
+  return (from as Session<SessionData>)[kState] !== undefined;
+}
+
+/** The filter `keys` and `handles` make, or `undefined` for every session. */
+async function namedIn(
+  scope: Scope,
+  keys: readonly string[] | undefined,
+  handles: readonly string[] | undefined,
+): Promise<((key: string) => Promise<boolean> | boolean) | undefined> {
+  if (keys === undefined && handles === undefined) return undefined;
+  const byKey = new Set(keys ?? []);
+  const byHandle = new Set(handles ?? []);
+  const secret = scope.o.secrets[0]!;
+  return (key) => byKey.has(key) || (byHandle.size > 0 && handleOf(secret, key).then((h) => byHandle.has(h)));
+}
+
+/** Ends the given records of the scope's user; each one ended is reported with `reason`. */
+async function endAll(scope: Scope, targets: Array<[string, StoredSession]>, reason: EndReason): Promise<number> {
   // Every session gets its chance to end, even when another one's store call fails.
-  const settled = await Promise.allSettled(targets.map(([key, record]) => end(scope, key, record)));
+  const settled = await Promise.allSettled(targets.map(async ([key, record]) => {
+    const result = await end(scope, key, record);
+    if (result === "ended") reportEnd(scope.o, reason, scope.user, scope.request);
+    return result;
+  }));
   let ended = 0;
   let stuck = 0;
   for (const result of settled) {
@@ -309,5 +384,44 @@ async function end(scope: Scope, key: string, first: StoredSession): Promise<"en
     } catch (error) {
       throw storeError("load", error);
     }
+  }
+}
+
+/**
+ * Sets the metadata the save about to be made writes (see `metadata.ts`): for a signed-in
+ * session of options with `userKey`, when it was last seen and, with `deviceInfo`, its device.
+ * Called only on a save the request makes anyway.
+ */
+export function noteMeta(h: Handle, now: number): void {
+  const o = h.o;
+  h.meta = o.userKey !== undefined && typeof h.data.get(o.userKey) === "string"
+    ? nextMetadata(h.base?.data, o.deviceInfo, h.request, now) as SessionData
+    : undefined;
+}
+
+/**
+ * A save gave a session its user (a sign-in): with `maxSessionsPerUser`, ends that user's oldest
+ * sessions beyond the limit (never this one), remotely, each reported as an `end` event with
+ * reason `limit`.
+ *
+ * @returns `"done"`, or the store's failure (the sign-in is then answered with it: a limit that
+ * could not be applied is not silently skipped).
+ */
+export async function signedIn(h: Handle, user: string): Promise<CommitResult> {
+  const o = h.o;
+  const limit = o.maxSessionsPerUser;
+  const store = h.store as SessionStore;
+  if (limit === undefined || o.sealed || !store.capabilities.users || typeof store.keysOfUser !== "function") {
+    return "done";
+  }
+  const scope: Scope = { o, store, user, currentKey: h.key, request: h.request };
+  try {
+    const live = await recordsOf(scope);
+    if (live.length <= limit) return "done";
+    const others = live.filter(([key]) => key !== h.key);
+    await endAll(scope, others.slice(0, live.length - limit), "limit");
+    return "done";
+  } catch (error) {
+    return storeError("end sessions over the limit", error);
   }
 }

@@ -17,15 +17,17 @@ import {
   endedConflict,
   expiryFrom,
   type Handle,
+  handleTimeouts,
   hasData,
   invalid,
   isLive,
   setCookie,
+  timeoutsOf,
 } from "../backend.ts";
 import { inGrace, storeError } from "../conflict.ts";
 import { SessionError, SessionStateError } from "../errors.ts";
 import { emit } from "../events.ts";
-import { splitData, stateData } from "../session.ts";
+import { REMEMBER_KEY, splitData, stateData } from "../session.ts";
 import type { InvalidSeal, OpenedSession, SealedSessionStore } from "../store.ts";
 
 /** Chunks a sealed store may write: `name.0` … `name.63`. */
@@ -85,8 +87,15 @@ async function open(h: Handle, source: CookieSource): Promise<void> {
       continue;
     }
     // A sealed session's "key" is its id: what revoke() names after regenerate() renamed it.
+    let split;
+    try {
+      split = splitData(opened.record.data, o.serializer);
+    } catch (error) {
+      // In another `serializer` format (or written with one, read without): never misread.
+      invalid(h, "data", error);
+      continue;
+    }
     attachRecord(h, opened.id, opened.record, opened.id);
-    const split = splitData(opened.record.data);
     h.data = split.data;
     h.flash = split.flash;
     h.rotated = opened.stale;
@@ -110,7 +119,8 @@ async function commit(h: Handle): Promise<CommitResult> {
     const base = h.base;
     try {
       // A request in flight during the end may still seal a cookie living a full idle window.
-      const until = Math.max(base.expiresAt, expiryFrom(o, base.createdAt, now));
+      const t = timeoutsOf(o, base.data[REMEMBER_KEY]);
+      const until = Math.max(base.expiresAt, expiryFrom(t, base.createdAt, now));
       const tombstone = { data: {}, version: base.version, createdAt: base.createdAt, expiresAt: until };
       const id = h.key!;
       if (store.revoke !== undefined) {
@@ -133,7 +143,9 @@ async function commit(h: Handle): Promise<CommitResult> {
   }
   if (h.base === undefined && h.endedElsewhere) return endedConflict();
   if (h.base !== undefined && !writes && extended === undefined && !h.rotated) return "done";
-  const expiresAt = h.base === undefined ? expiryFrom(o, h.createdAt, now) : extended ?? h.expiresAt;
+  const expiresAt = h.base === undefined
+    ? expiryFrom(handleTimeouts(h), h.createdAt, now)
+    : extended ?? h.expiresAt;
   const record = { data: stateData(h), version: h.version + 1, createdAt: h.createdAt, expiresAt };
   let cookies;
   const start = o.onEvent === undefined ? 0 : performance.now();

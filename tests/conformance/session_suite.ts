@@ -14,6 +14,7 @@ import { storageKeyOf } from "../../src/id.ts";
 import { isEnded } from "../../src/store.ts";
 import { Client, type Counted, counted, gate } from "./client.ts";
 import { sleep } from "./util.ts";
+import { assertRichValuesRoundTrip } from "./rich_values.ts";
 
 export interface SessionSuiteOptions {
   open: () => SessionStore | Promise<SessionStore>;
@@ -977,6 +978,11 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
       assert.equal(seen[0], env);
       assert.equal(seen[1], ctx);
       assert.ok(cookieValue(response));
+    });
+
+    it("round-trips Date, Map, Set, URL and BigInt under the richValues serializer, and reads older plain JSON", async () => {
+      fresh();
+      await assertRichValuesRoundTrip(c.store, cas());
     });
 
     it("starts a fresh session when stored data fails the schema", async () => {

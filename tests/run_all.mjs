@@ -10,6 +10,7 @@
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bunFiles, denoFiles, NODE_ONLY, nodeFiles, ROOT, testFiles } from "./runtime/matrix.mjs";
@@ -290,7 +291,39 @@ function nodeVersion(path) {
   return versions.get(path);
 }
 
+/**
+ * The servers and programs beyond PostgreSQL and Redis that some tests need, named in one line when
+ * missing: their tests skip themselves (tests/services.ts, tests/browser). Under CI=true nothing
+ * is skipped, so a missing one fails those tests instead.
+ */
+async function missingServices() {
+  if (process.env.CI) return;
+  const address = process.env.MEMCACHED_SERVER ?? "127.0.0.1:11211";
+  const [host, port] = address.split(":");
+  const answers = await new Promise((resolve) => {
+    const socket = connect(Number(port), host);
+    let answer = "";
+    const done = (ok) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(2_000, () => done(false));
+    socket.on("error", () => done(false));
+    socket.on("data", (chunk) => {
+      answer += chunk.toString("latin1");
+      if (answer.includes("\r\n")) done(answer.startsWith("VERSION"));
+    });
+    socket.write("version\r\n");
+  });
+  const missing = [];
+  if (!answers) missing.push(`Memcached on ${address} (apt-get install memcached)`);
+  const chromium = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+  if (!existsSync(chromium)) missing.push(`Chromium at ${chromium} (bash .ci/install_chromium.sh)`);
+  if (missing.length > 0) console.log(`# Not on this machine, their tests skipped: ${missing.join("; ")}`);
+}
+
 async function main() {
+  await missingServices();
   const asked = process.argv.slice(2);
   const unknown = asked.filter((name) => !(name in SECTIONS));
   if (unknown.length > 0) {

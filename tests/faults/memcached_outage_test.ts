@@ -17,6 +17,7 @@ import { Client } from "../conformance/client.ts";
 import { randomKey, sleep } from "../conformance/util.ts";
 import { outageScenario } from "./outage.ts";
 import type { Throwaway } from "./servers.ts";
+import { skipWithoutMemcachedProgram } from "../services.ts";
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -215,7 +216,9 @@ async function restartScenario(store: MemcachedStore, server: Throwaway): Promis
   return { failed };
 }
 
-describe("MemcachedStore over memcache-client through a Memcached outage", () => {
+describe("MemcachedStore over memcache-client through a Memcached outage", {
+  skip: skipWithoutMemcachedProgram(),
+}, () => {
   let server: ThrowawayMemcached;
   before(async () => {
     server = await throwawayMemcached();

@@ -1,0 +1,676 @@
+// MemcachedStore against the real Memcached on loopback (started by .ci/run), through
+// memcache-client.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { connect } from "node:net";
+import { MemcacheClient } from "memcache-client";
+import { type MemcacheClientLike, MemcachedStore } from "../../src/stores/memcached.ts";
+import type { SaveResult, StoredSession } from "../../src/store.ts";
+import { SessionDataError, SessionTooLargeError, StoreUnavailableError } from "../../src/errors.ts";
+import { storeSuite } from "../conformance/store_suite.ts";
+import { assertRoundTrips } from "../conformance/round_trips.ts";
+import { sessionSuite } from "../conformance/session_suite.ts";
+import { randomKey } from "../conformance/util.ts";
+import { Client } from "../conformance/client.ts";
+import { getSession, withSession } from "../../src/with_session.ts";
+import { listUserSessions } from "../../src/users.ts";
+
+const [HOST, PORT] = (process.env.MEMCACHED_SERVER ?? "127.0.0.1:11211").split(":") as [string, string];
+const SERVER = `${HOST}:${PORT}`;
+const RUN = crypto.randomUUID().slice(0, 8);
+const SECRET = "round trip test secret, at least 32 characters";
+
+/**
+ * Sends raw text-protocol lines on a connection of its own, and resolves with everything the
+ * server answered once the answer ends with `until` (a line such as `END` or `HD`).
+ */
+function raw(command: string): Promise<string> {
+  const until =
+    /(?:^|\r\n)(?:END|HD[^\r]*|EN|STORED|NOT_STORED|EXISTS|DELETED|NOT_FOUND|[A-Z_]*ERROR[^\r]*)\r\n$/;
+  return new Promise<string>((resolve, reject) => {
+    const socket = connect(Number(PORT), HOST);
+    let answer = "";
+    socket.setEncoding("utf8");
+    socket.setTimeout(5_000, () => {
+      socket.destroy();
+      reject(new Error(`No complete answer to "${command.split("\r\n")[0]}": "${answer}"`));
+    });
+    socket.on("error", reject);
+    socket.on("data", (chunk: string) => {
+      answer += chunk;
+      if (until.test(answer)) {
+        socket.destroy();
+        resolve(answer);
+      }
+    });
+    socket.write(command);
+  });
+}
+
+/** The raw value of an item, or `undefined` on a miss. */
+async function rawGet(item: string): Promise<string | undefined> {
+  const answer = await raw(`get ${item}\r\n`);
+  const match = /^VALUE \S+ \d+ (\d+)\r\n/.exec(answer);
+  if (!match) return undefined;
+  const bytes = Buffer.from(answer, "utf8").subarray(match[0].length, match[0].length + Number(match[1]));
+  return bytes.toString("utf8");
+}
+
+/** The item's remaining time to live in seconds (`-1`: never expires), or `undefined` on a miss. */
+async function rawTtl(item: string): Promise<number | undefined> {
+  const answer = await raw(`mg ${item} t\r\n`);
+  const match = /^HD t(-?\d+)/.exec(answer);
+  return match ? Number(match[1]) : undefined;
+}
+
+/** SHA-256 of a user id in base64url, computed here apart from the store: its index's name. */
+async function hashOf(user: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(user)));
+  return Buffer.from(digest).toString("base64url");
+}
+
+/** The entries of a user's index item as Memcached holds them (storage key → until, in ms). */
+async function rawIndex(prefix: string, user: string): Promise<Record<string, number> | undefined> {
+  const value = await rawGet(`${prefix}user:${await hashOf(user)}`);
+  return value === undefined ? undefined : JSON.parse(value);
+}
+
+async function rawSet(item: string, value: string, exptime = 60): Promise<void> {
+  const answer = await raw(`set ${item} 0 ${exptime} ${Buffer.byteLength(value)}\r\n${value}\r\n`);
+  assert.equal(answer, "STORED\r\n");
+}
+
+interface Connection {
+  client: MemcacheClientLike;
+  close(): void | Promise<void>;
+}
+
+function open(): Connection {
+  const client = new MemcacheClient({ server: SERVER, cmdTimeout: 5_000 });
+  return { client, close: () => client.shutdown() };
+}
+
+function record(data: Record<string, unknown>, version = 1, ttl = 60_000): StoredSession {
+  const now = Date.now();
+  return { data, version, createdAt: now, expiresAt: now + ttl };
+}
+
+function isConflict(result: SaveResult): result is { current: StoredSession | null } {
+  return typeof result === "object" && result !== null;
+}
+
+const COMMANDS = ["get", "gets", "add", "cas", "delete"];
+
+/**
+ * Wraps a client so that every command the store sends through it is recorded by name, and
+ * `between(key)` runs after a `gets` has answered and before the store goes on.
+ */
+function recording(
+  client: MemcacheClientLike,
+  between?: (key: string) => Promise<void>,
+): { client: MemcacheClientLike; sent: string[] } {
+  const sent: string[] = [];
+  const proxy = new Proxy(client as object, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver);
+      const name = typeof property === "string" && COMMANDS.includes(property) ? property : undefined;
+      if (name === undefined || typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        sent.push(name);
+        if (name !== "gets" || between === undefined) return Reflect.apply(value, target, args);
+        return (Reflect.apply(value, target, args) as Promise<unknown>).then(async (result) => {
+          await between(args[0] as string);
+          return result;
+        });
+      };
+    },
+  });
+  return { client: proxy as MemcacheClientLike, sent };
+}
+
+const prefix = `websession-test:${RUN}:`;
+let suiteConnection: Connection;
+storeSuite("MemcachedStore over memcache-client", {
+  open: () => {
+    suiteConnection = open();
+    return new MemcachedStore({ client: suiteConnection.client, prefix });
+  },
+  close: () => suiteConnection.close(),
+});
+
+let sessionConnection: Connection;
+sessionSuite("MemcachedStore over memcache-client", {
+  open: () => {
+    sessionConnection = open();
+    return new MemcachedStore({ client: sessionConnection.client, prefix: `${prefix}sessions:` });
+  },
+  close: () => sessionConnection.close(),
+});
+
+describe("MemcachedStore over memcache-client: Memcached specifics", () => {
+  const own = `${prefix}own:`;
+  let connection: Connection;
+  let store: MemcachedStore;
+  let corrupt: [string, Error][];
+  before(() => {
+    connection = open();
+    corrupt = [];
+    store = new MemcachedStore({
+      client: connection.client,
+      prefix: own,
+      onCorrupt: (key, error) => corrupt.push([key, error]),
+    });
+  });
+  after(() => connection.close());
+
+  it("stores the record as JSON under prefix + key, with a relative exptime from expiresAt", async () => {
+    const key = randomKey();
+    const saved = record({ user: "ada", n: [1, { x: null }] }, 1, 30_000);
+    assert.equal(await store.save(key, saved, null), true);
+    assert.deepEqual(JSON.parse((await rawGet(own + key))!), saved);
+    const ttl = await rawTtl(own + key);
+    assert.ok(ttl !== undefined && ttl >= 29 && ttl <= 31, `TTL ${ttl}`);
+  });
+
+  it("sends an absolute exptime past 30 days, with slack, and still expires by expiresAt", async () => {
+    const key = randomKey();
+    const days = 40;
+    const saved = record({ long: true }, 1, days * 86_400_000);
+    assert.equal(await store.save(key, saved, null), true);
+    const ttl = await rawTtl(own + key);
+    // An absolute time on the server's clock, an hour past expiresAt.
+    const expected = days * 86_400 + 3_600;
+    assert.ok(ttl !== undefined && Math.abs(ttl - expected) <= 5, `TTL ${ttl}, expected about ${expected}`);
+    assert.deepEqual((await store.load(key))?.data, { long: true });
+  });
+
+  it("lets this process's clock alone decide expiry, whatever Memcached still holds", async () => {
+    const key = randomKey();
+    let now = Date.now();
+    const clocked = new MemcachedStore({ client: connection.client, prefix: own, now: () => now });
+    await clocked.save(key, { data: { a: 1 }, version: 1, createdAt: now, expiresAt: now + 60_000 }, null);
+    now += 61_000;
+    assert.equal(await clocked.load(key), null);
+    assert.ok(await rawGet(own + key), "Memcached still holds the item");
+    // Expired here means gone: an update is refused as for a missing record, a create wins.
+    assert.deepEqual(await clocked.save(key, record({ a: 2 }, 2), 1), { current: null });
+    const fresh = { data: { b: 1 }, version: 1, createdAt: now, expiresAt: now + 60_000 };
+    assert.equal(await clocked.save(key, fresh, null), true);
+    assert.deepEqual((await clocked.load(key))?.data, { b: 1 });
+  });
+
+  it("reports the record read by gets when it refuses on it", async () => {
+    const key = randomKey();
+    const first = record({ n: 1 });
+    await store.save(key, first, null);
+    const refused = await store.save(key, record({ n: 9 }), null);
+    assert.ok(isConflict(refused));
+    assert.deepEqual(refused.current, first);
+    const second = { ...first, data: { n: 2 }, version: 2 };
+    assert.equal(await store.save(key, second, 1), true);
+    const stale = await store.save(key, record({ n: 9 }, 2), 1);
+    assert.ok(isConflict(stale));
+    assert.deepEqual(stale.current, second);
+    await store.destroy(key);
+    assert.deepEqual(await store.save(key, record({ n: 9 }, 3), 2), { current: null });
+  });
+
+  it("answers false, writing nothing, when the item changes between gets and cas", async () => {
+    const key = randomKey();
+    await store.save(key, record({ n: 1 }), null);
+    const intruder = { ...record({ n: "intruder" }), version: 2 };
+    const { client, sent } = recording(connection.client, async (item) => {
+      await rawSet(item, JSON.stringify(intruder));
+    });
+    const racing = new MemcachedStore({ client, prefix: own });
+    assert.equal(await racing.save(key, record({ n: 2 }, 2), 1), false);
+    assert.deepEqual(sent, ["gets", "cas"]);
+    assert.deepEqual((await store.load(key))?.data, { n: "intruder" });
+  });
+
+  it("answers false and never recreates the item when it vanishes between gets and cas", async () => {
+    const key = randomKey();
+    await store.save(key, record({ n: 1 }), null);
+    const { client, sent } = recording(connection.client, async (item) => {
+      assert.equal(await raw(`delete ${item}\r\n`), "DELETED\r\n");
+    });
+    const racing = new MemcachedStore({ client, prefix: own });
+    assert.equal(await racing.save(key, record({ n: 2 }, 2), 1), false);
+    assert.deepEqual(sent, ["gets", "cas"]);
+    assert.equal(await rawGet(own + key), undefined);
+  });
+
+  it("touch rewrites only expiresAt and the exptime, and never overwrites a newer save", async () => {
+    const key = randomKey();
+    const saved = record({ keep: "ü ✓", list: [1, 2, 3] }, 1, 10_000);
+    await store.save(key, saved, null);
+    const later = saved.expiresAt + 600_000;
+    assert.equal(await store.touch(key, later, 1), true);
+    assert.deepEqual(JSON.parse((await rawGet(own + key))!), { ...saved, expiresAt: later });
+    const ttl = await rawTtl(own + key);
+    assert.ok(ttl !== undefined && ttl > 600, `TTL ${ttl}`);
+
+    const newer = { ...saved, data: { keep: "newer" }, version: 2 };
+    const { client } = recording(connection.client, async (item) => {
+      await rawSet(item, JSON.stringify(newer));
+    });
+    assert.equal(await new MemcachedStore({ client, prefix: own }).touch(key, later + 1_000, 1), false);
+    assert.deepEqual(JSON.parse((await rawGet(own + key))!), newer);
+
+    assert.equal(await store.touch(key, Date.now() - 1, 2), false, "a touch never shortens");
+    assert.deepEqual(JSON.parse((await rawGet(own + key))!), newer);
+  });
+
+  it("an already expired save leaves nothing at the expected version and is done", async () => {
+    const key = randomKey();
+    await store.save(key, record({ a: 1 }), null);
+    const expired = {
+      data: { a: 2 },
+      version: 2,
+      createdAt: Date.now() - 10_000,
+      expiresAt: Date.now() - 1,
+    };
+    assert.notEqual(await store.save(key, expired, 7), true);
+    assert.ok(await store.load(key));
+    assert.equal(await store.save(key, expired, 1), true);
+    assert.equal(await rawGet(own + key), undefined);
+    assert.equal(await store.save(key, expired, null), true);
+    assert.equal(await rawGet(own + key), undefined);
+  });
+
+  it("refuses a record too large for one item before sending it, and fits one just below", async () => {
+    const key = randomKey();
+    const { client, sent } = recording(connection.client);
+    const counted = new MemcachedStore({ client, prefix: own });
+    await assert.rejects(
+      counted.save(key, record({ big: "x".repeat(1024 * 1024) }), null),
+      SessionTooLargeError,
+    );
+    // Three bytes a character in UTF-8: refused by its byte length, not its length in JavaScript.
+    await assert.rejects(
+      counted.save(key, record({ big: "€".repeat(400_000) }), null),
+      SessionTooLargeError,
+    );
+    assert.deepEqual(sent, []);
+    const near = record({ big: "x".repeat(1024 * 1024 - 1024) });
+    assert.equal(await counted.save(key, near, null), true);
+    assert.equal(((await counted.load(key))?.data.big as string).length, 1024 * 1024 - 1024);
+    const small = new MemcachedStore({ client, prefix: own, maxItemSize: 4096 });
+    await assert.rejects(
+      small.save(randomKey(), record({ big: "x".repeat(4000) }), null),
+      SessionTooLargeError,
+    );
+  });
+
+  it("turns the server's own too-large refusal into SessionTooLargeError", async () => {
+    // A store told the server takes 2 MiB items, in front of one that takes 1 MiB.
+    const key = randomKey();
+    const generous = new MemcachedStore({
+      client: connection.client,
+      prefix: own,
+      maxItemSize: 2 * 1024 * 1024,
+    });
+    const error = await generous.save(key, record({ big: "x".repeat(1_048_400) }), null).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(error instanceof SessionTooLargeError, String(error));
+    assert.equal(await store.load(key), null);
+    // The connection is still good.
+    assert.equal(await store.save(key, record({ ok: 1 }), null), true);
+  });
+
+  it("throws SessionDataError, not an outage, for data JSON cannot hold, and writes nothing", async () => {
+    const key = randomKey();
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    for (const data of [{ n: 10n }, cyclic]) {
+      const error = await store.save(key, record(data), null).then(() => undefined, (e: unknown) => e);
+      assert.ok(error instanceof SessionDataError, String(error));
+      assert.ok(!(error instanceof StoreUnavailableError));
+    }
+    assert.equal(await rawGet(own + key), undefined);
+  });
+
+  it("keeps lone surrogates and line breaks exactly", async () => {
+    const key = randomKey();
+    const data = {
+      lone: "a\ud800b\udc00",
+      lines: "one\r\ntwo\nthree\r",
+      nul: "x\u0000y",
+      sep: "\u2028\u2029",
+    };
+    await store.save(key, record(data), null);
+    assert.deepEqual((await store.load(key))?.data, data);
+  });
+
+  it("reads a corrupt value as missing, reports it, and never overwrites it on update", async () => {
+    const notJson = randomKey();
+    const wrongShape = randomKey();
+    await rawSet(own + notJson, "{not json");
+    await rawSet(own + wrongShape, JSON.stringify({ data: [], version: 0 }));
+    assert.equal(await store.load(notJson), null);
+    assert.equal(await store.load(wrongShape), null);
+    assert.deepEqual(corrupt.map(([key]) => key), [notJson, wrongShape]);
+    assert.ok(corrupt.every(([, error]) => error instanceof TypeError));
+    assert.equal(await store.save(notJson, record({ a: 1 }, 2), 1), false);
+    assert.equal(await store.save(notJson, record({ a: 1 }), null), false);
+    assert.equal(await rawGet(own + notJson), "{not json");
+  });
+
+  it("warns through the logger option, not the console, of a corrupt value", async () => {
+    const warnings: unknown[][] = [];
+    const logged = new MemcachedStore({
+      client: connection.client,
+      prefix: own,
+      logger: { warn: (...args) => void warnings.push(args) },
+    });
+    const key = randomKey();
+    await rawSet(own + key, "{not json");
+    assert.equal(await logged.load(key), null);
+    assert.equal(warnings.length, 1);
+    assert.match(String(warnings[0]![0]), /corrupt session record/);
+  });
+
+  it("keeps a lease in an item of its own, expiring by this process's clock, extended by its owner", async () => {
+    const key = randomKey();
+    let now = Date.now();
+    const clocked = new MemcachedStore({ client: connection.client, prefix: own, now: () => now });
+    assert.equal(await clocked.lock(key, "a", 60_000), true);
+    assert.deepEqual(JSON.parse((await rawGet(`${own}${key}:lease`))!), {
+      owner: "a",
+      expiresAt: now + 60_000,
+    });
+    assert.equal(await rawGet(own + key), undefined, "no record was written");
+    // Its owner takes it again: the lease is extended, not refused.
+    assert.equal(await clocked.lock(key, "a", 120_000), true);
+    assert.equal(JSON.parse((await rawGet(`${own}${key}:lease`))!).expiresAt, now + 120_000);
+    assert.equal(await clocked.lock(key, "b", 60_000), false);
+    // Expired by this process's clock, though Memcached still holds the item: free.
+    now += 121_000;
+    assert.ok(await rawGet(`${own}${key}:lease`));
+    assert.equal(await clocked.lock(key, "b", 60_000), true);
+    await clocked.unlock(key, "a"); // no longer its owner: nothing happens
+    assert.equal(JSON.parse((await rawGet(`${own}${key}:lease`))!).owner, "b");
+    await clocked.unlock(key, "b");
+    assert.equal(await rawGet(`${own}${key}:lease`), undefined);
+    await assert.rejects(clocked.lock(key, "c", 0), RangeError);
+    await assert.rejects(clocked.lock(key, "c", Number.NaN), RangeError);
+  });
+
+  it("enters a session in its user's index item, named by a hash of the user id, before writing the record", async () => {
+    const user = `ada ${RUN} with spaces, ünïcode and more: ${"x".repeat(400)}`;
+    const key = randomKey();
+    let now = 1_700_000_000_000;
+    const order: string[] = [];
+    const { client, sent } = recording(connection.client);
+    const spy = new Proxy(client as object, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver);
+        if (typeof value !== "function" || !["add", "cas"].includes(String(property))) return value;
+        return (...args: unknown[]) => {
+          order.push(`${String(property)} ${String(args[0]).slice(own.length, own.length + 5)}`);
+          return Reflect.apply(value, target, args);
+        };
+      },
+    }) as MemcacheClientLike;
+    const clocked = new MemcachedStore({ client: spy, prefix: own, now: () => now });
+    // A 201-byte prefix with a long user id still makes a key Memcached takes: the id is hashed.
+    const longest = new MemcachedStore({
+      client: connection.client,
+      prefix: "p".repeat(201),
+      now: () => now,
+    });
+    const saved = { data: { user }, version: 1, createdAt: now, expiresAt: now + 60_000 };
+    assert.equal(await clocked.save(key, saved, null, { user }), true);
+    assert.deepEqual(sent, ["gets", "add", "add"], "gets and add of the index, then add of the record");
+    assert.deepEqual(order, ["add user:", `add ${key.slice(0, 5)}`], "the index is written first");
+    // The entry lasts half the record's remaining life past its expiry; the record notes it.
+    assert.deepEqual(await rawIndex(own, user), { [key]: now + 90_000 });
+    const item = JSON.parse((await rawGet(own + key))!);
+    assert.deepEqual(item.index, { user: await hashOf(user), until: now + 90_000 });
+    assert.deepEqual(await clocked.load(key), saved, "the mark never shows in a loaded record");
+    assert.deepEqual(await clocked.keysOfUser(user), [key]);
+    assert.equal(await longest.save(key, saved, null, { user }), true);
+    assert.deepEqual(await longest.keysOfUser(user), [key]);
+    await longest.destroy(key);
+    now += 90_000; // the entry's until: listed no more
+    assert.deepEqual(await clocked.keysOfUser(user), []);
+    await assert.rejects(clocked.keysOfUser(""), TypeError);
+    await assert.rejects(clocked.save(randomKey(), saved, null, { user: "" }), TypeError);
+  });
+
+  it("extends the entry before a save or touch moves expiresAt past it, with or without the user, and not otherwise", async () => {
+    const user = `grace-${randomKey()}`;
+    const key = randomKey();
+    let now = 1_700_000_000_000;
+    const { client, sent } = recording(connection.client);
+    const clocked = new MemcachedStore({ client, prefix: own, now: () => now });
+    const at = (version: number, expiresAt: number) => ({ data: { user }, version, createdAt: 1, expiresAt });
+    assert.equal(await clocked.save(key, at(1, now + 60_000), null, { user }), true); // until now + 90 s
+    // Sliding expiry within the entry's life: the record alone, as without an index.
+    now += 20_000;
+    sent.length = 0;
+    assert.equal(await clocked.save(key, at(2, now + 60_000), 1, { user }), true);
+    assert.equal(await clocked.save(key, at(3, now + 70_000), 2), true);
+    assert.deepEqual(sent, ["gets", "cas", "gets", "cas"]);
+    // Past it, a save without the user (a logout's tombstone, say) extends the entry first.
+    now += 20_000;
+    sent.length = 0;
+    assert.equal(await clocked.save(key, at(4, now + 60_000), 3), true);
+    assert.deepEqual(
+      sent,
+      ["gets", "gets", "cas", "cas"],
+      "record read, index read and written, record written",
+    );
+    assert.deepEqual(await rawIndex(own, user), { [key]: now + 90_000 });
+    assert.equal(JSON.parse((await rawGet(own + key))!).index.until, now + 90_000);
+    // And so does a touch.
+    now += 40_000;
+    sent.length = 0;
+    assert.equal(await clocked.touch(key, now + 600_000, 4), true);
+    assert.deepEqual(sent, ["gets", "gets", "cas", "cas"]);
+    assert.deepEqual(await rawIndex(own, user), { [key]: now + 900_000 });
+    assert.deepEqual((await clocked.load(key))?.data, { user });
+    now += 800_000;
+    assert.deepEqual(await clocked.keysOfUser(user), [key], "listed as long as the touched record lives");
+    // A session never saved with a user stays out of every index, touched or not.
+    const plain = randomKey();
+    sent.length = 0;
+    await clocked.save(plain, at(1, now + 60_000), null);
+    await clocked.touch(plain, now + 120_000, 1);
+    assert.deepEqual(sent, ["add", "gets", "cas"]);
+    assert.equal(JSON.parse((await rawGet(own + plain))!).index, undefined);
+  });
+
+  it("drops expired entries when it writes the index, and sets the item's exptime from its longest entry", async () => {
+    const user = `hopper-${randomKey()}`;
+    let now = Date.now();
+    const clocked = new MemcachedStore({ client: connection.client, prefix: own, now: () => now });
+    const [short, long, later] = [randomKey(), randomKey(), randomKey()];
+    const saved = (ttl: number) => ({ data: { user }, version: 1, createdAt: now, expiresAt: now + ttl });
+    await clocked.save(short, saved(10_000), null, { user }); // until now + 15 s
+    await clocked.save(long, saved(600_000), null, { user }); // until now + 900 s
+    assert.deepEqual((await clocked.keysOfUser(user)).sort(), [long, short].sort());
+    const ttl = await rawTtl(`${own}user:${await hashOf(user)}`);
+    assert.ok(ttl !== undefined && ttl >= 899 && ttl <= 902, `TTL ${ttl}`);
+    now += 15_000;
+    assert.deepEqual(await clocked.keysOfUser(user), [long]);
+    assert.deepEqual(
+      Object.keys((await rawIndex(own, user))!).sort(),
+      [long, short].sort(),
+      "kept until a write",
+    );
+    await clocked.save(later, saved(60_000), null, { user });
+    assert.deepEqual(Object.keys((await rawIndex(own, user))!).sort(), [long, later].sort());
+  });
+
+  it("loses no entry when many sessions of one user are saved at once", async () => {
+    const user = `lovelace-${randomKey()}`;
+    const keys = Array.from({ length: 24 }, () => randomKey());
+    const stores = Array.from({ length: 4 }, () => open());
+    try {
+      const results = await Promise.all(
+        keys.map((key, i) =>
+          new MemcachedStore({ client: stores[i % stores.length]!.client, prefix: own }).save(
+            key,
+            record({ user }),
+            null,
+            { user },
+          )
+        ),
+      );
+      assert.ok(results.every((result) => result === true));
+      assert.deepEqual((await store.keysOfUser(user)).sort(), [...keys].sort());
+    } finally {
+      for (const connection of stores) await connection.close();
+    }
+  });
+
+  it("signs one user in 200 times at once through withSession: every sign-in lands and is listed", async () => {
+    const user = `babbage-${randomKey()}`;
+    const options = { store, secrets: SECRET, userKey: "user" as const };
+    const login = withSession(async (req: Request) => {
+      (await getSession<{ user?: string }>(req)).set("user", user);
+      return new Response("in");
+    }, options);
+    const responses = await Promise.all(
+      Array.from({ length: 200 }, () => login(new Request("https://app.example/login"))),
+    );
+    const statuses = new Map<number, number>();
+    for (const response of responses) statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
+    assert.deepEqual([...statuses], [[200, 200]], "every sign-in answered 200");
+    assert.equal(new Set(responses.map((r) => r.headers.get("set-cookie"))).size, 200);
+    assert.equal((await store.keysOfUser(user)).length, 200);
+    assert.equal((await listUserSessions(options, user)).length, 200);
+  });
+
+  it("signs one user in 200 times at once from 8 processes' stores: every save lands and is listed", async () => {
+    const user = `byron-${randomKey()}`;
+    const keys = Array.from({ length: 200 }, () => randomKey());
+    const connections = Array.from({ length: 8 }, () => open());
+    try {
+      const stores = connections.map((c) => new MemcachedStore({ client: c.client, prefix: own }));
+      const results = await Promise.allSettled(
+        keys.map((key, i) => stores[i % stores.length]!.save(key, record({ user }), null, { user })),
+      );
+      const failed = results.filter((r) => r.status === "rejected" || r.value !== true);
+      assert.equal(failed.length, 0, `failed: ${failed.length} of 200, first ${JSON.stringify(failed[0])}`);
+      assert.deepEqual((await store.keysOfUser(user)).sort(), [...keys].sort());
+    } finally {
+      for (const connection of connections) await connection.close();
+    }
+  });
+
+  it("refuses, writing nothing of the record, a session whose user's index would not fit one item", async () => {
+    const user = `many-${randomKey()}`;
+    const small = new MemcachedStore({ client: connection.client, prefix: own, maxItemSize: 1024 });
+    const saved: string[] = [];
+    let refusal: unknown;
+    for (let i = 0; i < 30 && refusal === undefined; i++) {
+      const key = randomKey();
+      try {
+        await small.save(key, record({ user }), null, { user });
+        saved.push(key);
+      } catch (error) {
+        refusal = error;
+        assert.equal(await rawGet(own + key), undefined, "the record was not written");
+      }
+    }
+    assert.ok(refusal instanceof SessionTooLargeError, String(refusal));
+    assert.match(refusal.message, /^Too many sessions for one user: /);
+    assert.ok(saved.length >= 5, `${saved.length} sessions fit`);
+    assert.deepEqual((await small.keysOfUser(user)).sort(), saved.sort());
+  });
+
+  it("reads a corrupt index as empty and reports it; the next save starts it afresh", async () => {
+    const user = `corrupt-${randomKey()}`;
+    const name = `user:${await hashOf(user)}`;
+    await rawSet(own + name, JSON.stringify({ "not a key": 1 }));
+    const reported = corrupt.length;
+    assert.deepEqual(await store.keysOfUser(user), []);
+    assert.deepEqual(corrupt.slice(reported).map(([key]) => key), [name]);
+    const key = randomKey();
+    assert.equal(await store.save(key, record({ user }), null, { user }), true);
+    assert.deepEqual(await store.keysOfUser(user), [key]);
+  });
+
+  it("costs gets and add of the index and add of the record at login; then one get per read, gets + cas per change", async () => {
+    const { client, sent } = recording(connection.client);
+    const counted = new MemcachedStore({ client, prefix: own });
+    const handler = withSession(async (req: Request) => {
+      const session = await getSession<{ user?: string; n?: number }>(req);
+      const path = new URL(req.url).pathname;
+      if (path === "/login") session.set("user", `turing-${RUN}`);
+      if (path === "/inc") session.update("n", (n = 0) => n + 1);
+      return new Response(String(session.get("n") ?? 0));
+    }, { store: counted, secrets: SECRET, userKey: "user" });
+    const browser = new Client(handler);
+    const expect = async (path: string, calls: string[]) => {
+      sent.length = 0;
+      await browser.text(path);
+      assert.deepEqual(sent, calls, path);
+    };
+    await expect("/login", ["gets", "add", "add"]);
+    await expect("/read", ["get"]);
+    await expect("/inc", ["get", "gets", "cas"]);
+    await expect("/inc", ["get", "gets", "cas"]);
+  });
+
+  it("costs one get per request that reads, one add per new session, gets + cas per change", async () => {
+    const { client, sent } = recording(connection.client);
+    await assertRoundTrips(new MemcachedStore({ client, prefix: own }), sent, SECRET, {
+      create: ["add"],
+      read: ["get"],
+      update: ["gets", "cas"],
+    });
+  });
+});
+
+describe("MemcachedStore construction", () => {
+  let connection: Connection;
+  before(() => {
+    connection = open();
+  });
+  after(() => connection.close());
+
+  it("refuses a client without get, gets, add, cas and delete", () => {
+    assert.throws(() => new MemcachedStore({ client: {} as MemcacheClientLike }), TypeError);
+    assert.throws(() => new MemcachedStore({ client: null as unknown as MemcacheClientLike }), TypeError);
+    // A callback-style client (memcached's `del`) is not taken for this one.
+    const callbacks = { get() {}, gets() {}, add() {}, cas() {}, del() {} };
+    assert.throws(
+      () => new MemcachedStore({ client: callbacks as unknown as MemcacheClientLike }),
+      TypeError,
+    );
+  });
+
+  it("refuses a prefix Memcached could not take as part of a key, and a tiny maxItemSize", () => {
+    const { client } = connection;
+    for (const prefix of ["has space:", "tab\t", "line\n", "del\u007f", "ü:", "x".repeat(202), 5]) {
+      assert.throws(
+        () => new MemcachedStore({ client, prefix: prefix as string }),
+        TypeError,
+        String(prefix),
+      );
+    }
+    // 201 + 43 for the storage key + 6 for a lease's suffix: Memcached's 250 bytes.
+    assert.ok(new MemcachedStore({ client, prefix: "x".repeat(201) }));
+    assert.throws(() => new MemcachedStore({ client, maxItemSize: 100 }), RangeError);
+    assert.throws(() => new MemcachedStore({ client, maxItemSize: 1.5e6 + 0.5 }), RangeError);
+  });
+
+  it("uses the websession: prefix by default and claims compare-and-set and native expiry", async () => {
+    const store = new MemcachedStore({ client: connection.client });
+    assert.deepEqual(store.capabilities, { compareAndSet: true, ttl: true, locks: true, users: true });
+    assert.equal("count" in store, false);
+    assert.equal("cleanup" in store, false);
+    const key = randomKey();
+    await store.save(key, record({ d: 1 }), null);
+    try {
+      assert.ok(await rawGet(`websession:${key}`));
+    } finally {
+      await store.destroy(key);
+    }
+  });
+});

@@ -147,3 +147,65 @@ export class SessionDataError extends SessionError {
   /** The stable code of this error. */
   override readonly code = "ERR_SESSION_DATA";
 }
+
+/**
+ * A sensitive action needs a more recent sign-in ("sudo mode", step-up): the session's user
+ * last authenticated longer ago than the action allows (`maxAge` seconds), or never. Raised by
+ * `requireRecentAuth`; answered with `401` and a challenge the client can act on (ask for the
+ * password again, then retry):
+ *
+ * `WWW-Authenticate: Cookie error="insufficient_user_authentication", error_description="...", max_age="300"`
+ *
+ * The `error` value and the `max_age` parameter (seconds) are those of RFC 9470 §3 (OAuth 2.0
+ * Step Up Authentication Challenge), which extends the challenge of RFC 6750 §3; a cookie app
+ * has no bearer token, so the scheme is `Cookie` (the name draft-broyer-http-cookie-auth gave
+ * cookie-based authentication; browsers show no password dialog for it). RFC 9110 §15.5.2: a
+ * 401 carries at least one challenge.
+ *
+ * @example
+ * ```ts
+ * import { RecentAuthRequiredError } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * const error = new RecentAuthRequiredError(300, undefined);
+ * assert.equal(error.code, "ERR_SESSION_RECENT_AUTH_REQUIRED");
+ * assert.equal(error.status, 401);
+ * assert.equal(
+ *   error.challenge,
+ *   'Cookie error="insufficient_user_authentication", error_description="Sign in again to continue", max_age="300"',
+ * );
+ * ```
+ */
+export class RecentAuthRequiredError extends SessionError {
+  /** The stable code of this error. */
+  override readonly code = "ERR_SESSION_RECENT_AUTH_REQUIRED";
+  /** The HTTP status `withSession` answers with. */
+  override readonly status = 401;
+  /** The most seconds since the last authentication that the action allows. */
+  readonly maxAge: number;
+  /** When the user last authenticated (milliseconds since the epoch); `undefined`: never. */
+  readonly authenticatedAt: number | undefined;
+
+  /**
+   * Creates the error.
+   *
+   * @param maxAge The seconds since the last authentication the action allows.
+   * @param authenticatedAt When the user last authenticated, in ms since the epoch, if ever.
+   */
+  constructor(maxAge: number, authenticatedAt: number | undefined) {
+    super(
+      authenticatedAt === undefined
+        ? `Recent authentication required: this session never authenticated (allowed: ${maxAge} s)`
+        : `Recent authentication required: the last authentication is older than ${maxAge} s`,
+    );
+    this.maxAge = maxAge;
+    this.authenticatedAt = authenticatedAt;
+  }
+
+  /** The `WWW-Authenticate` value of the default answer (RFC 9470 §3's error and `max_age`). */
+  get challenge(): string {
+    return `Cookie error="insufficient_user_authentication", error_description="Sign in again to continue", max_age="${
+      Math.floor(this.maxAge)
+    }"`;
+  }
+}

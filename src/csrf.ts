@@ -16,6 +16,10 @@
  *    {@linkcode csrfToken}, in the `_csrf` form field or the `X-CSRF-Token` header. Only then is
  *    the session loaded.
  *
+ * A request whose session travels in a header (the `transport` option: a native client's
+ * `Authorization: Bearer`) passes: a browser never adds that header by itself, so a forged request
+ * carries no victim's session.
+ *
  * A refusal is `403 Forbidden` with a plain-text reason saying what to do. Tokens are bound to
  * the session id, so `session.regenerate()` on log in retires every token issued before it; each
  * call to `csrfToken` returns a differently masked token (BREACH), all valid for the session.
@@ -57,9 +61,9 @@
 import { getSession as getHonoSession } from "./adapters/hono.ts";
 import { encodeBase64Url } from "./id.ts";
 import { isCanonicalBase64Url } from "./signing.ts";
-import type { Session } from "./session.ts";
+import { kState, type Session } from "./session.ts";
 import type { SessionData } from "./store.ts";
-import { getSession } from "./with_session.ts";
+import { getSession, onHeaderTransport } from "./with_session.ts";
 
 /** The session key that holds the CSRF secret. */
 const KEY = "_csrf";
@@ -283,6 +287,11 @@ function judge(request: Request, o: ResolvedCsrfOptions): "pass" | "token" | Csr
   return "token";
 }
 
+/** Whether a session (Hono's `c.var.session`) came in on the header transport. */
+function sessionOnHeader(session: unknown): boolean {
+  return (session as { [kState]?: { onHeader?: boolean } } | undefined)?.[kState]?.onHeader === true;
+}
+
 /** Reads at most `limit` bytes of a body; `complete` when the whole body fit. */
 async function readPrefix(
   body: ReadableStream<Uint8Array>,
@@ -488,9 +497,13 @@ async function check(
   request: Request,
   o: ResolvedCsrfOptions,
   sessionOf: () => Promise<Session<SessionData>>,
+  onHeader: () => boolean,
 ): Promise<CsrfRefusal | undefined> {
   const verdict = judge(request, o);
   if (verdict === "pass") return undefined;
+  // A session carried in a header (the `transport` option) is never sent by the browser on its
+  // own: a forged request carries no one's session but the forger's. Nothing to check.
+  if (onHeader()) return undefined;
   if (verdict !== "token") return verdict;
   const token = await presentedToken(request, o);
   if (token === undefined || token === "") {
@@ -545,7 +558,7 @@ export function csrf<A extends unknown[]>(
   if (typeof handler !== "function") throw new TypeError("csrf() needs a handler function");
   const o = resolveCsrfOptions(options);
   return async function csrfHandler(request: Request, ...rest: A): Promise<Response> {
-    const refused = await check(request, o, () => getSession(request));
+    const refused = await check(request, o, () => getSession(request), () => onHeaderTransport(request));
     if (refused !== undefined) return await o.onRefuse(refused, request);
     return await handler(request, ...rest);
   };
@@ -608,7 +621,8 @@ export function csrfMiddleware(
   return async function csrfHandler(c: CsrfContext, next: () => Promise<void>): Promise<Response | void> {
     const request = c.req.raw;
     // deno-lint-ignore no-explicit-any
-    const refused = await check(request, o, () => getHonoSession(c as any));
+    const sessionOf = () => getHonoSession(c as any);
+    const refused = await check(request, o, sessionOf, () => sessionOnHeader(c.get("session")));
     if (refused !== undefined) return await o.onRefuse(refused, request);
     await next();
   };

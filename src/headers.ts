@@ -66,6 +66,40 @@ export function addSessionHeaders(headers: Headers, cookies: readonly string[]):
   else if (!VARY_COOKIE.test(vary)) headers.set("vary", `${vary}, Cookie`);
   if (cookies.length === 0) return;
   for (const cookie of cookies) headers.append("set-cookie", cookie);
+  makePrivate(headers);
+}
+
+/**
+ * Adds a request header's name to `Vary` (RFC 9110 §12.5.5) unless it, or `*`, is there.
+ *
+ * @param headers The response headers (mutable).
+ * @param name The header name.
+ * @throws {TypeError} When the headers are immutable.
+ */
+export function addVary(headers: Headers, name: string): void {
+  const vary = headers.get("vary");
+  if (vary === null) {
+    headers.set("vary", name);
+    return;
+  }
+  const lower = name.toLowerCase();
+  const listed = vary.split(",").some((item) => {
+    const field = item.trim().toLowerCase();
+    return field === lower || field === "*";
+  });
+  if (!listed) headers.set("vary", `${vary}, ${name}`);
+}
+
+/**
+ * Makes `Cache-Control` private, for a response that hands out a credential: no shared cache
+ * keeps it (RFC 9111 §5.2.2.7). `private, no-store` when the handler set none; else the
+ * shared-cache directives (`public`, `s-maxage`) are dropped and `private` goes first unless a
+ * real `private` or `no-store` is there already (quoted arguments respected, RFC 9111 §5.2).
+ *
+ * @param headers The response headers (mutable).
+ * @throws {TypeError} When the headers are immutable.
+ */
+export function makePrivate(headers: Headers): void {
   const cacheControl = headers.get("cache-control");
   if (cacheControl === null) {
     headers.set("cache-control", "private, no-store");

@@ -12,9 +12,16 @@ import { type CommitResult, type Handle, hasWork, leaveTurn } from "./backend.ts
 import { backoff } from "./conflict.ts";
 import { SessionConfigError, SessionConflictError, SessionError } from "./errors.ts";
 import { configError, type ResolvedOptions, resolveOptions, type SessionOptions } from "./options.ts";
-import { warnInsecure, withSessionHeaders } from "./headers.ts";
+import { warnInsecure } from "./headers.ts";
 import { releaseAll } from "./lock.ts";
-import { type HandleSink, openHandle, requestHost, scheduleLate, serialCommit } from "./open_session.ts";
+import {
+  decorate,
+  type HandleSink,
+  openHandle,
+  requestHost,
+  scheduleLate,
+  serialCommit,
+} from "./open_session.ts";
 import { logError } from "./log.ts";
 import { again, type BodyRecord, replayable, startRecording, watched } from "./replay.ts";
 import type { Session } from "./session.ts";
@@ -334,7 +341,17 @@ function finish(h: Handle, response: Response): Response {
   ) {
     warnInsecure(h.o, h.request);
   }
-  return withSessionHeaders(response, cookies === undefined ? NONE : [...cookies.values()]);
+  return decorate(h, response, cookies === undefined ? NONE : [...cookies.values()]);
+}
+
+/**
+ * Whether a request handled by {@linkcode withSession} is on the header transport (the
+ * `transport` option): its session never comes from a cookie. Internal (CSRF).
+ */
+export function onHeaderTransport(request: Request): boolean {
+  const ctx = contextOf(request);
+  if (ctx?.handle !== undefined) return ctx.handle.onHeader;
+  return ctx?.o.transport?.tokenOf(request.headers) !== undefined;
 }
 
 const NONE: readonly string[] = [];

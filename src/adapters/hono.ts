@@ -39,11 +39,11 @@
  */
 import type { Context, MiddlewareHandler, Next } from "hono";
 import { configError, type SessionOptions } from "../options.ts";
-import { closeSession, commitSession, openTurnSession, optionsOf } from "../open_session.ts";
+import { closeSession, commitSession, decorateSession, openTurnSession, optionsOf } from "../open_session.ts";
 import type { Session } from "../session.ts";
 import type { SessionData } from "../store.ts";
 import { getSession as getRequestSession } from "../with_session.ts";
-import { isSessionError, plainErrorResponse, sessionErrorResponse, withSessionHeaders } from "./response.ts";
+import { isSessionError, plainErrorResponse, sessionErrorResponse } from "./response.ts";
 
 /**
  * The Hono environment the middleware provides: `c.var.session` (and `c.get("session")`) is the
@@ -208,7 +208,7 @@ export function sessionMiddleware<T extends object = SessionData>(
         return;
       }
       const response = c.res;
-      const decorated = withSessionHeaders(response, cookies);
+      const decorated = decorateSession(session, response, cookies);
       if (decorated !== response) replace(c, decorated);
     } finally {
       await closeSession(session); // the session's next request goes on

@@ -56,13 +56,14 @@ import { configError, type ResolvedOptions, type SessionOptions } from "../optio
 import {
   closeSession,
   commitSession as commit,
+  decorateSession,
   openSession,
   openTurnSession,
   optionsOf,
 } from "../open_session.ts";
 import { kState, type Session } from "../session.ts";
 import type { SessionData } from "../store.ts";
-import { isSessionError, plainErrorResponse, sessionErrorResponse, withSessionHeaders } from "./response.ts";
+import { isSessionError, plainErrorResponse, sessionErrorResponse } from "./response.ts";
 
 /**
  * React Router's `RouterContextProvider` (the `context` of middleware, loaders and actions when
@@ -284,7 +285,7 @@ export function sessionMiddleware<T extends object = SessionData>(
         await response.body?.cancel().catch(ignore);
         return sessionErrorResponse(o, error, request);
       }
-      return withSessionHeaders(response, cookies);
+      return decorateSession(session, response, cookies);
     } finally {
       // The session's next request goes on, whatever happened here.
       const session = await holder.promise?.catch(ignore);

@@ -19,6 +19,12 @@ import type { ConflictPolicy, InvalidCookieReason } from "./options.ts";
  *   `endUserSessions`, `session.lock()`); `operation` is the store method's name
  *   ({@linkcode StoreOperation}).
  * - `invalid-cookie`: a presented cookie was not used, and why.
+ * - `end`: a signed-in session (one holding a user under `userKey`) was ended, and why
+ *   ({@linkcode EndReason}); `user` is its user. For an audit log.
+ * - `expire`: expired sessions were found: on a load (`source: "load"`: past its absolute
+ *   timeout, or a record its store still returned), or removed by `cleanupSessions()`
+ *   (`source: "cleanup"`, `count` of them). Stores that expire records by themselves (a TTL:
+ *   Redis, Memcached, Deno KV, Workers KV) drop them silently: no event.
  *
  * @example
  * ```ts
@@ -68,7 +74,35 @@ export type SessionEvent =
     error?: unknown;
     request?: Request;
   }
-  | { type: "invalid-cookie"; reason: InvalidCookieReason; request?: Request };
+  | { type: "invalid-cookie"; reason: InvalidCookieReason; request?: Request }
+  | { type: "end"; reason: EndReason; user?: string; request?: Request }
+  | { type: "expire"; source: "load" | "cleanup"; count: number; request?: Request };
+
+/**
+ * Why a session was ended (the `reason` of an `end` event):
+ *
+ * - `logout`: the browser's own `session.destroy()`.
+ * - `user`: the user ended it from another session (`endUserSessions(session, ...)`: "sign out
+ *   other devices").
+ * - `admin`: ended from outside any of the user's sessions (`endUserSessions(options, ...)`: an
+ *   administrator, a password reset; the admin handler).
+ * - `limit`: a sign-in went past `maxSessionsPerUser` and this was the user's oldest session.
+ *
+ * @example
+ * ```ts
+ * import type { EndReason, SessionEvent } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * const audit: string[] = [];
+ * const onEvent = (event: SessionEvent) => {
+ *   if (event.type === "end") audit.push(`${event.user} ${event.reason}`);
+ * };
+ * const reason: EndReason = "limit";
+ * onEvent({ type: "end", reason, user: "ada" });
+ * assert.deepEqual(audit, ["ada limit"]);
+ * ```
+ */
+export type EndReason = "logout" | "user" | "admin" | "limit";
 
 /**
  * The store call a `store` event reports: the name of the store method called.
@@ -100,6 +134,7 @@ export type StoreOperation =
   | "lock"
   | "unlock"
   | "keysOfUser"
+  | "time"
   | "cleanup"
   | "count"
   | "open"

@@ -38,6 +38,7 @@ const SERVER_METHODS = [
   "lock",
   "unlock",
   "keysOfUser",
+  "time",
 ] as const satisfies readonly (keyof SessionStore)[];
 
 /** Every method of a sealed store's contract. */
@@ -120,7 +121,7 @@ function reporting(operation: StoreOperation) {
 
 /**
  * Wraps a store so that every call of its contract's methods (`load`, `save`, `destroy`,
- * `touch`, `cleanup`, `count`, `lock`, `unlock`, `keysOfUser`; `open`, `seal`, `revoke` for a
+ * `touch`, `cleanup`, `count`, `lock`, `unlock`, `keysOfUser`, `time`; `open`, `seal`, `revoke` for a
  * sealed store) tells `hook` one `{ type: "store", operation, durationMs, error?, request? }`
  * event when it settles, `operation` being the method's name. Arguments, results and errors
  * pass through unchanged, as do `capabilities` (the same object) and which optional methods

@@ -27,8 +27,8 @@
  * `db.operation.name` is the store method called, one span per call whatever made it (a
  * request, `listUserSessions`, `endUserSessions`, `session.lock()`): `load`, `save` (a
  * tombstone that ends a session too), `destroy`, `touch`, `lock` and `unlock` (the lease of
- * `session.lock()`), `keysOfUser` (the index read of sessions per user), `cleanup`, `count`
- * (server stores); `open`, `seal`, `revoke` (`CookieStore`). `error.type` is the error's `name` (`SessionDataError`,
+ * `session.lock()`), `keysOfUser` (the index read of sessions per user), `time` (the store's
+ * clock, read only for the grace of an ended session), `cleanup`, `count` (server stores); `open`, `seal`, `revoke` (`CookieStore`). `error.type` is the error's `name` (`SessionDataError`,
  * `ReplyError`), or its string `code` when the name is the generic `Error` (`ECONNREFUSED`),
  * or `_OTHER` for a thrown value that is not an object.
  *

@@ -473,6 +473,44 @@ export interface SessionStore {
    * whose records have since ended, expired or changed hands; the core checks each.
    */
   keysOfUser?(user: string): Promise<string[]>;
+  /**
+   * The store's own clock: milliseconds since the epoch as the store's server reads them (Redis
+   * `TIME`, PostgreSQL `clock_timestamp()`, the session's Durable Object's `Date.now()`,
+   * Memcached's `stats` `time`, which counts whole seconds). `key` is the storage key the time is
+   * wanted for: a store with a clock per session (one Durable Object per key) asks that one;
+   * others ignore it.
+   *
+   * It makes one clock judge the grace of a session ended by a request (60 s during which a
+   * request still carrying the old cookie is taken for one in flight): the tombstone's
+   * {@linkcode ENDED_AT_KEY} is stamped with this time, and a later load that finds the
+   * tombstone compares it with this time too, so two application servers whose clocks disagree
+   * judge it alike. The core asks only on those two rare paths (a commit that ends a session, a
+   * load that finds such a tombstone), never on an ordinary read or write. A store without it
+   * (one machine's memory or files; Deno KV and Workers KV, whose platform keeps the clocks
+   * synchronized) leaves the application's clock to judge, and then the grace is off by the
+   * application servers' clock skew. When it throws, the core falls back to the application's
+   * clock for that request: a log out never fails for want of the time.
+   *
+   * Expiry is not decided by this clock: it stays the application's (`expiresAt > now`).
+   *
+   * @param key The storage key the time is wanted for.
+   * @returns Milliseconds since the epoch, by the store's clock (a finite number).
+   * @throws When the store cannot be reached (the core then uses its own clock).
+   * @example
+   * ```ts
+   * import { MemoryStore, type SessionStore } from "websession";
+   * import assert from "node:assert/strict";
+   *
+   * // A store whose server has a clock of its own reports it; here, a stand-in 90 s ahead.
+   * const store: SessionStore = Object.assign(new MemoryStore(), {
+   *   time: async (_key: string) => Date.now() + 90_000,
+   * });
+   * const at = await store.time!("k".repeat(43));
+   * assert.ok(at - Date.now() > 60_000);
+   * assert.equal(new MemoryStore().time, undefined); // one machine, one clock: none
+   * ```
+   */
+  time?(key: string): Promise<number>;
 }
 
 /**

@@ -333,7 +333,8 @@ export type {
   SessionData,
   /**
    * The contract of a server-side store: `load`, `save` (a compare-and-set on the version),
-   * `destroy`, and the optional `touch`, `cleanup`, `count`, `lock`, `unlock`, `keysOfUser`.
+   * `destroy`, and the optional `touch`, `cleanup`, `count`, `lock`, `unlock`, `keysOfUser`,
+   * `time` (the store's clock, by which the grace of an ended session is stamped and judged).
    *
    * `touch(key, expiresAt, version)` is a compare-and-set on the expiry: in one atomic step it
    * moves a live record's `expiresAt` forward, leaving data and version as they are, only when

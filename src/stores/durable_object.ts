@@ -309,6 +309,7 @@ type Operation =
     | { op: "index"; key: string; token: string }
     | { op: "keys" }
     | { op: "unindex"; entries: { key: string; token: string }[] }
+    | { op: "time" }
   );
 
 const RECORD = "record";
@@ -418,6 +419,7 @@ export class SessionDurableObject {
    * @returns A JSON answer: `{ record }` for a load; `{ ok: true }` when a save was written, else
    *   `{ ok: false, current }` with the record as it stands (`null` when absent or expired);
    *   `{ ok }` for a lock; `{ user }` for an owner query; `{ entries }` for a user's keys;
+   *   `{ time }` (the object's `Date.now()`) for a time query;
    *   `400` for a malformed request, `413` for a record too large to store.
    */
   async fetch(request: Request): Promise<Response> {
@@ -511,6 +513,9 @@ export class SessionDurableObject {
         }
         return Response.json({ entries });
       }
+      case "time":
+        // The object's own clock, for the grace of an ended session (see DurableObjectStore.time).
+        return Response.json({ time: Date.now() });
       case "unindex": {
         for (const { key, token } of operation.entries) {
           const stored = (await this.#storage.get(INDEX_PREFIX + key)) as Partial<IndexEntry> | undefined;
@@ -931,6 +936,40 @@ export class DurableObjectStore implements SessionStore {
     return keys;
   }
 
+  /**
+   * The clock of the session's object: its `Date.now()`, asked with one request to it (the
+   * object that holds the record and its tombstone). Asked only to stamp and judge the grace of a
+   * session ended by a request (see `SessionStore.time`), never on an ordinary request; expiry
+   * stays with the application's clock. An object of an earlier version of this class answers
+   * `400`: this throws, and the core falls back to the application's clock.
+   *
+   * @param key The storage key: the object asked is that session's.
+   * @returns Milliseconds since the epoch by the object's clock.
+   * @throws {TypeError} When `key` is not a storage key.
+   * @throws {StoreUnavailableError} When the object cannot be reached or answers no time.
+   * @example
+   * ```ts
+   * import { DurableObjectStore } from "websession/durable-object";
+   * import assert from "node:assert/strict";
+   *
+   * // In a Worker: new DurableObjectStore({ namespace: env.SESSIONS })
+   * const namespace = {
+   *   idFromName: (name: string) => name,
+   *   get: () => ({ fetch: async () => Response.json({ time: 1_700_000_000_000 }) }),
+   * };
+   * const store = new DurableObjectStore({ namespace });
+   * assert.equal(await store.time("k".repeat(43)), 1_700_000_000_000);
+   * ```
+   */
+  async time(key: string): Promise<number> {
+    assertStorageKey(key);
+    const answer = await this.#send(key, { op: "time" });
+    if (typeof answer.time !== "number" || !Number.isFinite(answer.time)) {
+      throw new StoreUnavailableError("Durable Object answered no time");
+    }
+    return answer.time;
+  }
+
   /** Sends one operation to the session's object. */
   #send(key: string, operation: Operation): Promise<Record<string, unknown>> {
     return this.#sendTo(key, operation);
@@ -998,6 +1037,7 @@ function parseOperation(body: unknown): Operation {
     case "destroy":
     case "owner":
     case "keys":
+    case "time":
       return { ...clock, op: value.op };
     case "save": {
       const record = toStoredSession(value.record);

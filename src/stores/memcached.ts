@@ -54,6 +54,12 @@ export interface MemcacheClientLike {
   cas(key: string, value: string, options: { casUniq: string | number; lifetime: number }): Promise<unknown>;
   /** `delete key`; rejects on `NOT_FOUND`. */
   delete(key: string): Promise<unknown>;
+  /**
+   * Sends a command line as it is (`memcache-client`'s `cmd`); the store sends only `stats`, for
+   * the server's clock (`SessionStore.time`), and resolves the reply's `STAT` lines as
+   * `{ STAT: [name, value][] }`. Optional: without it the store has no `time`.
+   */
+  cmd?(data: string): Promise<unknown>;
 }
 
 /**
@@ -137,6 +143,8 @@ interface Commands {
   /** `EXISTS` when the token no longer matches, `NOT_FOUND` when the item is gone. */
   cas(key: string, value: string, cas: string, exptime: number): Promise<StoreReply>;
   delete(key: string): Promise<void>;
+  /** `stats`, where the client can send it. */
+  stats?: () => Promise<unknown>;
 }
 
 const INVALID_CLIENT = "Invalid Memcached client: expected a memcache-client client";
@@ -193,7 +201,24 @@ function commandsOf(client: MemcacheClientLike): Commands {
         () => {},
         (error) => void refusal(error, ["NOT_FOUND"]),
       ),
+    ...(typeof mc.cmd === "function" ? { stats: () => mc.cmd!("stats") } : {}),
   };
+}
+
+/**
+ * Milliseconds since the epoch from a `stats` reply's `STAT time` line (whole seconds by the
+ * server's clock), as `memcache-client` hands it over (`{ STAT: [name, value][] }`).
+ */
+function statsTime(reply: unknown): number {
+  const lines = (reply as { STAT?: unknown } | null)?.STAT;
+  const line = Array.isArray(lines)
+    ? lines.find((entry) => Array.isArray(entry) && entry[0] === "time")
+    : undefined;
+  const seconds = Number(line?.[1]);
+  if (!Number.isSafeInteger(seconds) || seconds <= 0) {
+    throw new TypeError("Unexpected stats reply from the Memcached client: no time");
+  }
+  return seconds * 1000;
 }
 
 // Memcached reads an exptime over 30 days as an absolute Unix time, on the server's clock.
@@ -409,6 +434,28 @@ export class MemcachedStore implements SessionStore {
   #now: () => number;
   /** Entries waiting to be written, per user's index item: one write in flight per item. */
   #indexLanes = new Map<string, Pending[]>();
+  /**
+   * The Memcached server's clock: the `time` of one `stats` command, in whole seconds (so within
+   * a second), as milliseconds since the epoch. Present when the client can send `stats` (its
+   * `cmd` method, which `memcache-client` has). Asked only to stamp and judge the grace of a
+   * session ended by a request (see `SessionStore.time`), never on an ordinary request; expiry
+   * stays with the `now` option's clock. With several servers, the one the client picks answers.
+   *
+   * @example
+   * ```ts
+   * import { MemcacheClient } from "memcache-client";
+   * import { MemcachedStore } from "websession/memcached";
+   * import assert from "node:assert/strict";
+   *
+   * const client = new MemcacheClient({ server: "127.0.0.1:11211", cmdTimeout: 2_000 });
+   * const store = new MemcachedStore({ client, prefix: "example:" });
+   * const time = await store.time!("m".repeat(43));
+   * assert.equal(time % 1000, 0); // whole seconds
+   * assert.ok(Math.abs(time - Date.now()) < 60_000); // Memcached on this machine shares its clock
+   * client.shutdown();
+   * ```
+   */
+  readonly time?: (key: string) => Promise<number>;
 
   /**
    * Creates a store over the user's connected Memcached client.
@@ -446,6 +493,13 @@ export class MemcachedStore implements SessionStore {
       logger.warn(`websession: corrupt session record "${key}" read as missing: ${error.message}`);
     };
     this.#now = options.now ?? Date.now;
+    const stats = this.#commands.stats;
+    if (stats !== undefined) {
+      this.time = async function time(key: string): Promise<number> {
+        assertStorageKey(key);
+        return statsTime(await stats());
+      };
+    }
   }
 
   /**

@@ -12,8 +12,10 @@ import {
   ENDED_KEY,
   endedAt,
   isEnded,
+  isSealedStore,
   type SaveIndex,
   type SaveResult,
+  type SealedSessionStore,
   type SessionStore,
   type StoreCapabilities,
   type StoredSession,
@@ -61,8 +63,13 @@ const MOVE_WAIT_MS = 10_000;
  * ```
  */
 export interface MigratingStoreOptions {
-  /** The store sessions live in now: read when `to` has no record, and ended by each move. */
-  from: SessionStore;
+  /**
+   * The store sessions live in now: read when `to` has no record, and ended by each move. A
+   * `CookieStore` (no server copy) is moved from by `withSession` itself: a request that
+   * carries a sealed cookie and no signed id has its seal opened once, written to `to`, and gets
+   * a signed id cookie instead (see the docs page, "From CookieStore").
+   */
+  from: SessionStore | SealedSessionStore;
   /** The store sessions move to: read first, and the only one new sessions are created in. */
   to: SessionStore;
   /**
@@ -70,6 +77,13 @@ export interface MigratingStoreOptions {
    * @default Date.now
    */
   now?: () => number;
+  /**
+   * With a `CookieStore` as `from`: the name its cookie was sent under (`name`, or chunks
+   * `name.0`, `name.1`, ...), when it is not the session cookie's name (`cookie.name` of
+   * `withSession`). Both may be the same: a sealed value and a signed id are told apart by form.
+   * @default the session cookie's name
+   */
+  fromCookie?: string;
 }
 
 /**
@@ -146,6 +160,18 @@ export class MigratingStore implements SessionStore {
   readonly unlock?: (key: string, owner: string) => Promise<void>;
   /** Both stores' indexes of sessions per user, when both keep one. */
   readonly keysOfUser?: (user: string) => Promise<string[]>;
+  /**
+   * `to`'s clock, when it has one: every end is stamped in `to`, and its grace judged there (a
+   * tombstone still in `from` is judged by it too, off by at most the two clocks' skew).
+   */
+  readonly time?: (key: string) => Promise<number>;
+  /**
+   * The `CookieStore` sessions move from, when `from` is one (else `undefined`): `withSession`
+   * and `openSession` move its sealed cookies into `to`. This store itself then is `to`.
+   */
+  readonly sealedFrom: SealedSessionStore | undefined;
+  /** With {@linkcode sealedFrom}: the sealed cookie's name, when not the session cookie's. */
+  readonly fromCookie: string | undefined;
   #from: SessionStore;
   #to: SessionStore;
   #now: () => number;
@@ -154,42 +180,46 @@ export class MigratingStore implements SessionStore {
    * Creates a store that moves sessions from `from` to `to`.
    *
    * @param options See {@linkcode MigratingStoreOptions}.
-   * @throws {TypeError} When `from` or `to` is not a server store (a `CookieStore` has no
-   *   server copy), they are the same store, or `now` is not a function.
+   * @throws {TypeError} When `to` is not a server store, `from` is neither a server store nor a
+   *   sealed one (`CookieStore`), they are the same store, `now` is not a function, or
+   *   `fromCookie` is not a cookie name or is given with a server store as `from`.
    */
   constructor(options: MigratingStoreOptions) {
     const { from, to } = options ?? ({} as MigratingStoreOptions);
-    assertServerStore("from", from);
+    const sealed = typeof from === "object" && from !== null && isSealedStore(from);
+    if (!sealed) assertServerStore("from", from);
     assertServerStore("to", to);
-    if (from === to) throw new TypeError("Invalid to: it is the from store itself");
+    if ((from as unknown) === to) throw new TypeError("Invalid to: it is the from store itself");
     if (options.now !== undefined && typeof options.now !== "function") {
       throw new TypeError(`Invalid now: "${String(options.now)}" is not a function`);
     }
-    this.#from = from;
+    checkFromCookie(options.fromCookie, sealed);
     this.#to = to;
     this.#now = options.now ?? Date.now;
-    const f = from.capabilities;
-    const t = to.capabilities;
-    const users = f.users === true && t.users === true && from.keysOfUser !== undefined &&
-      to.keysOfUser !== undefined;
-    this.capabilities = {
-      compareAndSet: f.compareAndSet && t.compareAndSet,
-      ttl: f.ttl && t.ttl,
-      staleReads: f.staleReads === true || t.staleReads === true,
-      locks: t.locks === true,
-      users,
-    };
-    if (from.touch && to.touch) {
-      this.touch = (key, expiresAt, version) => this.#touch(key, expiresAt, version);
+    this.sealedFrom = sealed ? from as SealedSessionStore : undefined;
+    this.fromCookie = options.fromCookie;
+    // A sealed `from` has no server copy: every call is `to`'s.
+    this.#from = sealed ? to : from as SessionStore;
+    if (sealed) {
+      this.capabilities = { ...to.capabilities };
+      if (to.touch) this.touch = (key, expiresAt, version) => to.touch!(key, expiresAt, version);
+      if (to.cleanup) this.cleanup = () => to.cleanup!();
+    } else {
+      this.capabilities = bothCapabilities(this.#from, to);
+      const f = this.#from;
+      if (f.touch && to.touch) this.touch = (key, expiresAt, version) => this.#touch(key, expiresAt, version);
+      if (to.cleanup) this.cleanup = async () => (await f.cleanup?.() ?? 0) + await to.cleanup!();
     }
-    if (to.cleanup) this.cleanup = async () => (await from.cleanup?.() ?? 0) + await to.cleanup!();
+    if (to.time) this.time = (key) => to.time!(key);
+    const t = to.capabilities;
     if (t.locks && to.lock && to.unlock) {
       this.lock = (key, owner, ttlMs) => to.lock!(key, owner, ttlMs);
       this.unlock = (key, owner) => to.unlock!(key, owner);
     }
-    if (users) {
-      this.keysOfUser = async (user) => {
-        const [moved, left] = await Promise.all([to.keysOfUser!(user), from.keysOfUser!(user)]);
+    if (this.capabilities.users === true) {
+      const f = this.#from;
+      this.keysOfUser = sealed ? (user) => to.keysOfUser!(user) : async (user) => {
+        const [moved, left] = await Promise.all([to.keysOfUser!(user), f.keysOfUser!(user)]);
         return [...new Set([...moved, ...left])];
       };
     }
@@ -209,6 +239,9 @@ export class MigratingStore implements SessionStore {
   async load(key: string, minVersion?: number): Promise<StoredSession | null> {
     assertStorageKey(key);
     const to = this.#to;
+    if (this.sealedFrom !== undefined) {
+      return minVersion === undefined ? to.load(key) : to.load(key, minVersion);
+    }
     const behind = (record: StoredSession | null) =>
       minVersion !== undefined && (record === null || (record.version < minVersion && !isEnded(record)));
     const moved = await to.load(key);
@@ -258,7 +291,7 @@ export class MigratingStore implements SessionStore {
     const to = this.#to;
     const from = this.#from;
     const result = await save(to, key, record, expectedVersion, index);
-    if (result === true || expectedVersion === null) return result;
+    if (result === true || expectedVersion === null || this.sealedFrom !== undefined) return result;
     if (result !== false && result.current !== null) return result;
     // `to` has no live record (or did not say): the session may still be in `from`.
     if (result === false && await to.load(key) !== null) return false;
@@ -305,7 +338,7 @@ export class MigratingStore implements SessionStore {
    */
   async destroy(key: string): Promise<void> {
     assertStorageKey(key);
-    await this.#from.destroy(key);
+    if (this.sealedFrom === undefined) await this.#from.destroy(key);
     await this.#to.destroy(key);
   }
 
@@ -329,6 +362,31 @@ function save(
   return index === undefined
     ? store.save(key, record, expectedVersion)
     : store.save(key, record, expectedVersion, index);
+}
+
+/** The capabilities of a move between two server stores (see the class notes). */
+function bothCapabilities(from: SessionStore, to: SessionStore): StoreCapabilities {
+  const f = from.capabilities;
+  const t = to.capabilities;
+  return {
+    compareAndSet: f.compareAndSet && t.compareAndSet,
+    ttl: f.ttl && t.ttl,
+    staleReads: f.staleReads === true || t.staleReads === true,
+    locks: t.locks === true,
+    users: f.users === true && t.users === true && from.keysOfUser !== undefined &&
+      to.keysOfUser !== undefined,
+  };
+}
+
+/** Cookie names are RFC 9110 tokens (RFC 6265bis §4.1.1). */
+const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+function checkFromCookie(name: unknown, sealed: boolean): void {
+  if (name === undefined) return;
+  if (!sealed) throw new TypeError("Invalid fromCookie: only a CookieStore as from has a cookie of its own");
+  if (typeof name !== "string" || !COOKIE_NAME.test(name)) {
+    throw new TypeError(`Invalid fromCookie: "${String(name)}" is not a cookie name (an RFC 9110 token)`);
+  }
 }
 
 function isMoved(record: StoredSession): boolean {

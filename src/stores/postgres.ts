@@ -418,6 +418,7 @@ export class PostgresStore implements SessionStore {
     touch: string;
     cleanup: string;
     count: string;
+    time: string;
   };
 
   /**
@@ -528,6 +529,9 @@ export class PostgresStore implements SessionStore {
         `lapsed AS (DELETE FROM ${leases} WHERE until <= $2::bigint) ` +
         `SELECT count(*)::integer AS removed FROM removed`,
       count: `SELECT count(*)::integer AS live FROM ${t} WHERE ${live("$1")}`,
+      // The database's clock, for the grace of an end only (see time()); float8 reaches every
+      // client as a number.
+      time: `SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS time`,
     };
   }
 
@@ -730,6 +734,36 @@ export class PostgresStore implements SessionStore {
     const now = this.#now();
     const [row] = await this.#run(this.#sql.cleanup, [now, Math.floor(now)]);
     return Number(row === undefined ? 0 : column(row, "removed", 0));
+  }
+
+  /**
+   * The database server's clock, with one statement (`clock_timestamp()`, the time when it runs,
+   * not the transaction's start). Asked only to stamp and judge the grace of a session ended by
+   * a request (see `SessionStore.time`), never on an ordinary request; expiry stays with the
+   * `now` option's clock, as every other statement.
+   *
+   * @param _key The storage key the time is wanted for (one database, one clock: unused).
+   * @returns Milliseconds since the epoch by PostgreSQL's clock (microsecond precision).
+   * @throws {TypeError} When the client answers something that is not a time. Driver errors
+   *   pass through.
+   * @example
+   * ```ts
+   * import pg from "pg";
+   * import { PostgresStore } from "websession/postgres";
+   * import assert from "node:assert/strict";
+   *
+   * const client = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test" });
+   * const store = new PostgresStore({ client });
+   * const time = await store.time("k".repeat(43));
+   * assert.ok(Math.abs(time - Date.now()) < 60_000); // PostgreSQL on this machine shares its clock
+   * await client.end();
+   * ```
+   */
+  async time(_key: string): Promise<number> {
+    const [row] = await this.#run(this.#sql.time, []);
+    const time = Number(row === undefined ? NaN : column(row, "time", 0));
+    if (!Number.isFinite(time)) throw new TypeError("Unexpected result from the PostgreSQL client: no time");
+    return time;
   }
 
   /**

@@ -468,7 +468,12 @@ interface Commands {
   eval(source: string, keys: string[], args: string[]): Promise<unknown>;
   /** One `SCAN` per master: one on a single node. */
   scanners(): Promise<Scan[]>;
+  /** `TIME`, on the node that serves `key` where the client routes by key. */
+  time(key: string): Promise<unknown>;
 }
+
+// Upstash's client has no method of its own for TIME: a script returns it (read-only).
+const TIME_SCRIPT = "return redis.call('TIME')";
 
 const SCAN_COUNT = 1000;
 
@@ -498,6 +503,7 @@ function commandsOf(client: RedisLike): Commands {
       eval: (source, keys, args) => redis.eval(source, { keys, arguments: args }),
       scanners: async () =>
         (await Promise.all(redis.masters.map((node) => redis.nodeClient(node)))).map(nodeScan),
+      time: (key) => redis.sendCommand(key, true, ["TIME"]),
     };
   }
   if (typeof any.evalSha === "function" && typeof any.sendCommand === "function") {
@@ -509,6 +515,7 @@ function commandsOf(client: RedisLike): Commands {
       evalsha: (sha1, keys, args) => redis.evalSha(sha1, { keys, arguments: args }),
       eval: (source, keys, args) => redis.eval(source, { keys, arguments: args }),
       scanners: () => Promise.resolve([nodeScan(redis)]),
+      time: () => redis.sendCommand(["TIME"]),
     };
   }
   if (typeof any.call === "function") {
@@ -524,6 +531,7 @@ function commandsOf(client: RedisLike): Commands {
         Promise.resolve(
           cluster ? (client as IoRedisClusterLike).nodes("master").map(ioScan) : [ioScan(redis)],
         ),
+      time: () => redis.call("TIME"),
     };
   }
   if (typeof any.evalsha === "function" && typeof any.scan === "function" && typeof any.get === "function") {
@@ -535,9 +543,24 @@ function commandsOf(client: RedisLike): Commands {
       evalsha: (sha1, keys, args) => redis.evalsha(sha1, keys, args),
       eval: (source, keys, args) => redis.eval(source, keys, args),
       scanners: () => Promise.resolve([(cursor, match) => redis.scan(cursor, { match, count: SCAN_COUNT })]),
+      time: () => redis.eval(TIME_SCRIPT, [], []),
     };
   }
   throw new TypeError("Invalid Redis client: expected an @upstash/redis, ioredis or node-redis client");
+}
+
+/**
+ * Milliseconds since the epoch from a `TIME` reply: `[seconds, microseconds]`, as strings, bytes,
+ * or (Upstash with automatic deserialization) numbers.
+ */
+function timeOf(reply: unknown): number {
+  if (Array.isArray(reply) && reply.length === 2) {
+    const [seconds, micros] = reply.map((part) => Number(text(part) ?? part));
+    if (Number.isSafeInteger(seconds) && Number.isSafeInteger(micros)) {
+      return seconds! * 1000 + micros! / 1000;
+    }
+  }
+  throw new TypeError(`Unexpected TIME reply from the Redis client: "${String(reply).slice(0, 64)}"`);
 }
 
 function isNoScript(error: unknown): boolean {
@@ -913,6 +936,35 @@ export class RedisStore implements SessionStore {
       return record !== null && record.expiresAt > now;
     }));
     return keys.filter((_, i) => noted[i]);
+  }
+
+  /**
+   * The Redis server's clock, with one `TIME` (the node that serves `key` on a node-redis
+   * cluster; on Upstash, a read-only script that calls it). Asked only to stamp and judge the
+   * grace of a session ended by a request (see `SessionStore.time`), never on an ordinary
+   * request; expiry stays with the `now` option's clock.
+   *
+   * @param key The storage key the time is wanted for.
+   * @returns Milliseconds since the epoch by Redis' clock (microsecond precision).
+   * @throws {TypeError} When `key` is not a storage key or the reply is not a `TIME` reply.
+   *   Driver errors pass through.
+   * @example
+   * ```ts
+   * import { Redis } from "ioredis";
+   * import { RedisStore } from "websession/redis";
+   * import assert from "node:assert/strict";
+   *
+   * const client = new Redis("redis://127.0.0.1:6379");
+   * const store = new RedisStore({ client, prefix: "websession:time-example:" });
+   * const before = Date.now();
+   * const time = await store.time("k".repeat(43));
+   * assert.ok(Math.abs(time - before) < 60_000); // Redis on this machine shares its clock
+   * client.disconnect();
+   * ```
+   */
+  async time(key: string): Promise<number> {
+    assertStorageKey(key);
+    return timeOf(await this.#commands.time(this.#prefix + key));
   }
 
   /**

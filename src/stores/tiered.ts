@@ -175,6 +175,8 @@ export class TieredStore implements SessionStore {
   readonly unlock?: (key: string, owner: string) => Promise<void>;
   /** The durable store's index of sessions per user, when it has one. */
   readonly keysOfUser?: (user: string) => Promise<string[]>;
+  /** The durable store's clock, when it has one (the grace of an ended session; see `SessionStore.time`). */
+  readonly time?: (key: string) => Promise<number>;
   #cache: SessionStore;
   #durable: SessionStore;
   #ttl: number;
@@ -238,6 +240,7 @@ export class TieredStore implements SessionStore {
       this.unlock = (key, owner) => durable.unlock!(key, owner);
     }
     if (durable.keysOfUser) this.keysOfUser = (user) => durable.keysOfUser!(user);
+    if (durable.time) this.time = (key) => durable.time!(key);
   }
 
   /**

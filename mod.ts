@@ -26,9 +26,11 @@
  */
 export { getSession, withSession } from "./src/with_session.ts";
 export { commitSession, type CookieInput, openSession } from "./src/open_session.ts";
-export type { EventHook, SessionEvent } from "./src/events.ts";
+export type { EndReason, EventHook, SessionEvent } from "./src/events.ts";
 export type { LockOptions, SessionLock } from "./src/lock.ts";
 export { endUserSessions, listUserSessions, type UserSession } from "./src/users.ts";
+export { cleanupSessions } from "./src/audit.ts";
+export { type DeviceInfo, type DeviceInfoOptions, trustedProxies } from "./src/metadata.ts";
 export { Session } from "./src/session.ts";
 export { type RecentAuthOptions, requireRecentAuth } from "./src/sign_in.ts";
 export type {
@@ -42,6 +44,7 @@ export type {
   StandardSchemaV1,
 } from "./src/options.ts";
 export type { CookieOptions } from "./src/cookie.ts";
+export type { SessionSerializer } from "./src/serializer.ts";
 export {
   RecentAuthRequiredError,
   SessionConfigError,

@@ -67,6 +67,12 @@ export interface Handle extends SessionState {
   owner: object | undefined;
   /** The turn this request holds on its session's key, if any. */
   turn: Turn | undefined;
+  /** The session travels in a header (`transport` option), not in the cookie. */
+  onHeader: boolean;
+  /** Header transport: the token the request presented. */
+  tokenIn: string | undefined;
+  /** Header transport: the token to send (`""`: the session ended, drop it). */
+  tokenOut: string | undefined;
 }
 
 /** How a commit ended: done, run the handler again, or an error to answer with. */
@@ -121,6 +127,7 @@ export function newHandle(
     minted: undefined,
     idRead: false,
     now: o.now,
+    serializer: o.serializer,
     o,
     request,
     store: instrument(o.store as SessionStore | SealedSessionStore, o.onEvent, request),
@@ -139,6 +146,9 @@ export function newHandle(
     rerun: false,
     owner: undefined,
     turn: undefined,
+    onHeader: false,
+    tokenIn: undefined,
+    tokenOut: undefined,
   };
 }
 
@@ -235,15 +245,26 @@ export function invalid(h: Handle, reason: InvalidCookieReason, detail?: unknown
   if (h.o.onEvent !== undefined) emit(h.o.onEvent, { type: "invalid-cookie", reason, request: h.request });
 }
 
-/** Queues a `Set-Cookie` for the session cookie (or a chunk of it). */
+/**
+ * Queues a `Set-Cookie` for the session cookie (or a chunk of it); on the header transport, the
+ * token for the response header instead (unless the client holds it already).
+ */
 export function setCookie(h: Handle, name: string, value: string, expiresAt: number, now: number): void {
+  if (h.onHeader) {
+    if (value !== h.tokenIn) h.tokenOut = value;
+    return;
+  }
   const cookie = h.o.cookie;
   const maxAge = persistentCookie(h) ? Math.max(1, (expiresAt - now) / 1000) : undefined;
   (h.setCookies ??= new Map()).set(name, serializeCookie(name, value, cookie.attributes, maxAge, now));
 }
 
-/** Queues a `Set-Cookie` that deletes a cookie. */
+/** Queues a `Set-Cookie` that deletes a cookie; on the header transport, an empty token. */
 export function clearCookie(h: Handle, name: string, now: number): void {
+  if (h.onHeader) {
+    h.tokenOut = "";
+    return;
+  }
   (h.setCookies ??= new Map()).set(name, serializeCookie(name, "", h.o.cookie.attributes, 0, now));
 }
 

@@ -9,9 +9,12 @@ import { RecentAuthRequiredError, SessionConfigError } from "./errors.ts";
 import type { EventHook } from "./events.ts";
 import { createSessionId } from "./id.ts";
 import { logError } from "./log.ts";
+import { type DeviceInfoOptions, type ResolvedDeviceInfo, resolveDeviceInfo } from "./metadata.ts";
 import { refuseDuplicateSecrets, Signer } from "./signing.ts";
 import { isSealedStore, type SealedSessionStore, type SessionData, type SessionStore } from "./store.ts";
 import { MemoryStore } from "./stores/memory.ts";
+import type { SessionTransport } from "./transport.ts";
+import { resolveSerializer, type SessionSerializer } from "./serializer.ts";
 
 /**
  * The Standard Schema interface (zod, valibot, arktype and others implement it).
@@ -141,7 +144,10 @@ export type InvalidCookieReason =
   | "signature"
   /** The signature verified but the store has no such session (expired, destroyed, or never issued). */
   | "unknown"
-  /** The stored data failed the `schema`. */
+  /**
+   * The stored data failed the `schema`, or is in another `serializer` format than the one set
+   * (`detail`: the `SessionDataError`).
+   */
   | "data"
   /**
    * The session was ended (destroyed, or regenerated into a new id) by another request. The
@@ -232,6 +238,16 @@ export interface SessionOptions<T extends object = SessionData> {
   /** Cookie name and attributes. */
   cookie?: CookieOptions;
   /**
+   * Carry the session in a request header and a response header instead of the cookie, for
+   * native and mobile clients: `headerTransport({ header: "Authorization" })` from
+   * `websession/transport` reads `Authorization: Bearer <token>` (RFC 6750 §2.1) and answers new
+   * tokens in `Session-Token` (an empty value when the session ended). With `cookie: true` there,
+   * requests without the header keep using the cookie. Not with a `CookieStore`. Guide:
+   * docs/guides/native-clients.md.
+   * @default undefined (the cookie only)
+   */
+  transport?: SessionTransport;
+  /**
    * Seconds of inactivity a session is guaranteed to survive (sliding): a session active within
    * it stays signed in, and one idle for longer than `idleTimeout + touchAfter` is gone (the
    * record's expiry, its store TTL and the cookie's `Max-Age` are `idleTimeout + touchAfter`
@@ -302,12 +318,38 @@ export interface SessionOptions<T extends object = SessionData> {
   /** A Standard Schema that loaded data must pass; data that fails starts a fresh session. */
   schema?: StandardSchemaV1<unknown, T>;
   /**
+   * Stores values richer than JSON: `richValues` from `websession/serializer` keeps `Date`,
+   * `Map`, `Set`, `URL` and `BigInt` (nested too) as tagged JSON in every store, and never
+   * executes code when reading. Sessions stored before it was set still read (plain JSON); a
+   * record written with it names its format (data key `"__serializer"`), and one read without it,
+   * or with another format, is refused (a fresh session starts, `onInvalidCookie` reason
+   * `"data"`) rather than misread. Store size limits count the serialized form. See
+   * {@linkcode SessionSerializer} and docs/guides/rich-values.md.
+   * @default undefined (plain JSON values only; others are refused with a `TypeError` by `set`)
+   */
+  serializer?: SessionSerializer;
+  /**
    * The session key that holds the user's id (a string), for sessions per user: stores that
    * can (`capabilities.users`) keep an index of each user's sessions, written with the save that
    * sets the key, so that `listUserSessions` and `endUserSessions` can list and end them ("sign
    * out other devices", "log out everywhere after a password change").
    */
   userKey?: string;
+  /**
+   * What to record about the device of each signed-in session (with `userKey`), for an "active
+   * sessions" page: its user agent, its client address (read by a rule you give, never blindly
+   * from `X-Forwarded-For`), and a hook to redact them. Written only with saves the request makes
+   * anyway. See {@linkcode DeviceInfoOptions} and docs/guides/active-sessions.md.
+   * @default none: only when each session was last seen
+   */
+  deviceInfo?: DeviceInfoOptions;
+  /**
+   * At most this many live sessions per user (with `userKey` and a store with
+   * `capabilities.users`): a sign-in beyond it ends the user's oldest sessions (by creation), as
+   * an administrator would, each reported as an `end` event with reason `limit`.
+   * @default no limit
+   */
+  maxSessionsPerUser?: number;
   /**
    * The clock in milliseconds since the epoch (injectable for tests).
    * @default Date.now
@@ -431,6 +473,8 @@ export interface ResolvedOptions {
   sealed: boolean;
   signer: Signer;
   cookie: ResolvedCookieOptions;
+  /** The header transport, when on. */
+  transport: SessionTransport | undefined;
   idleMs: number;
   absoluteMs: number;
   touchAfterMs: number;
@@ -444,7 +488,13 @@ export interface ResolvedOptions {
   onError: (error: unknown, request: Request) => Response | void | Promise<Response | void>;
   onInvalidCookie?: (event: InvalidCookieEvent) => void;
   schema?: StandardSchemaV1<unknown, SessionData>;
+  /** The `serializer` option, checked. */
+  serializer: SessionSerializer | undefined;
   userKey: string | undefined;
+  deviceInfo: ResolvedDeviceInfo | undefined;
+  maxSessionsPerUser: number | undefined;
+  /** The secrets that sign (the first names session handles); empty with a sealed store. */
+  secrets: readonly string[];
   now: () => number;
   logger: SessionLogger;
   onEvent: EventHook | undefined;
@@ -563,9 +613,10 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
     throw new TypeError("Invalid store: it has no load() and save() methods");
   }
   // A sealed store signs nothing here: its own secrets seal the cookie.
+  const secrets = sealed && options.secrets === undefined ? [] : resolveSecrets(options.secrets);
   const signer = sealed && options.secrets === undefined
     ? (unusedSigner ??= new Signer([createSessionId() + createSessionId()]))
-    : signerFor(resolveSecrets(options.secrets));
+    : signerFor(secrets);
   const schema = options.schema;
   if (schema !== undefined && typeof schema?.["~standard"]?.validate !== "function") {
     throw new TypeError("Invalid schema: expected a Standard Schema (zod, valibot, arktype, ...)");
@@ -575,6 +626,22 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
   ) {
     throw new TypeError(
       `Invalid userKey: "${String(options.userKey)}" must be a session key (a string not starting with "__")`,
+    );
+  }
+  const maxSessionsPerUser = options.maxSessionsPerUser;
+  if (
+    maxSessionsPerUser !== undefined && (!Number.isSafeInteger(maxSessionsPerUser) || maxSessionsPerUser < 1)
+  ) {
+    throw new RangeError(
+      `Invalid maxSessionsPerUser: "${String(maxSessionsPerUser)}" must be a positive integer`,
+    );
+  }
+  if (
+    maxSessionsPerUser !== undefined &&
+    (options.userKey === undefined || !(store as SessionStore).capabilities?.users)
+  ) {
+    throw new TypeError(
+      "Invalid maxSessionsPerUser: it needs userKey and a store that indexes sessions per user",
     );
   }
   const logger = options.logger ?? console;
@@ -591,6 +658,7 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
     sealed,
     signer,
     cookie: resolveCookieOptions(options.cookie),
+    transport: transportOf(options.transport, sealed),
     ...timeouts,
     remember: resolveRemember(options.remember),
     conflict,
@@ -600,12 +668,31 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
     onError: options.onError ?? defaultOnError.bind(undefined, logger),
     onInvalidCookie: options.onInvalidCookie,
     schema: schema as StandardSchemaV1<unknown, SessionData> | undefined,
+    serializer: resolveSerializer(options.serializer),
     now: options.now ?? Date.now,
     logger,
     onEvent: options.onEvent,
     userKey: typeof options.userKey === "string" ? options.userKey : undefined,
+    deviceInfo: resolveDeviceInfo(options.deviceInfo),
+    maxSessionsPerUser,
+    secrets,
     warned: false,
   };
+}
+
+function transportOf(transport: unknown, sealed: boolean): SessionTransport | undefined {
+  if (transport === undefined) return undefined;
+  if (typeof (transport as SessionTransport | null)?.tokenOf !== "function") {
+    throw new TypeError(
+      'Invalid transport: expected headerTransport({ header: "Authorization" }) from websession/transport',
+    );
+  }
+  if (sealed) {
+    throw new TypeError(
+      "Invalid transport: a CookieStore keeps the whole session in cookies; the header transport needs a server store",
+    );
+  }
+  return transport as SessionTransport;
 }
 
 /** Wraps a configuration error raised while resolving per-request options. */

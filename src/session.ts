@@ -9,9 +9,18 @@
 import { createSessionId } from "./id.ts";
 import type { LockOptions, SessionLock } from "./lock.ts";
 import type { SessionData, StoredSession } from "./store.ts";
+import type { SessionSerializer } from "./serializer.ts";
+import { SessionDataError } from "./errors.ts";
+import { META_KEY } from "./metadata.ts";
 
 /** The record key under which flash values are stored. `set` refuses it. */
 export const FLASH_KEY = "__flash";
+
+/**
+ * The record key naming the `serializer` format its values are in (absent: plain JSON). `set`
+ * refuses it.
+ */
+export const SERIALIZER_KEY = "__serializer";
 
 /**
  * The record key holding the log in's "remember me" choice (`true` or `false`; absent: none made),
@@ -108,6 +117,10 @@ export interface SessionState {
   idRead: boolean;
   /** The clock, in milliseconds since the epoch. */
   now: () => number;
+  /** Metadata the next write stores under `META_KEY` (server stores with `userKey`), not data. */
+  meta?: SessionData;
+  /** The `serializer` option: `data` and `flash` then hold values as it serialized them. */
+  serializer?: SessionSerializer;
 }
 
 /** Symbol under which a `Session` exposes its state to the core. */
@@ -128,23 +141,63 @@ const NO_FLASH: Map<string, unknown> = new NoFlash();
  * Builds a session's data and flash maps from a stored `data` object.
  *
  * @param data The stored data, possibly holding flash values under {@linkcode FLASH_KEY}.
+ * @param serializer The `serializer` option: the maps then hold serialized values. Data
+ *   written without it (plain JSON, before it was set) is serialized here.
  * @returns The user data and the flash values.
+ * @throws {SessionDataError} When the data names a serializer format other than `serializer`'s
+ *   (or any, when there is none): it cannot be read as it was meant.
  */
-export function splitData(data: SessionData): { data: Map<string, unknown>; flash: Map<string, unknown> } {
+export function splitData(
+  data: SessionData,
+  serializer?: SessionSerializer,
+): { data: Map<string, unknown>; flash: Map<string, unknown> } {
+  const convert = serializer === undefined ? undefined : converterOf(data, serializer);
   const map = new Map<string, unknown>();
   let flash: Map<string, unknown> | undefined;
   for (const key in data) {
     if (!Object.hasOwn(data, key)) continue;
     const value = data[key];
-    if (key === FLASH_KEY) {
+    if (key === META_KEY) {
+      continue; // metadata, not data: the core writes it anew with each save
+    } else if (key === FLASH_KEY) {
       if (typeof value === "object" && value !== null && !Array.isArray(value)) {
         flash = new Map(Object.entries(value));
+        if (convert !== undefined) { for (const [k, v] of flash) flash.set(k, convert(v)); }
       }
+    } else if (key === SERIALIZER_KEY) {
+      if (serializer === undefined) throw formatMismatch(value, undefined);
     } else {
-      map.set(key, value);
+      map.set(key, convert === undefined ? value : convert(value));
     }
   }
   return { data: map, flash: flash ?? NO_FLASH };
+}
+
+/** The format name a serializer writes under {@linkcode SERIALIZER_KEY}. */
+function formatOf(serializer: SessionSerializer): string {
+  return serializer.format ?? "custom";
+}
+
+/**
+ * How stored values become what a session with `serializer` holds: as they are when the data
+ * is in its format; serialized when the data is plain JSON written before it was set.
+ */
+function converterOf(
+  data: SessionData,
+  serializer: SessionSerializer,
+): ((value: unknown) => unknown) | undefined {
+  if (!Object.hasOwn(data, SERIALIZER_KEY)) return (value) => serializer.serialize(value);
+  const format = data[SERIALIZER_KEY];
+  if (format !== formatOf(serializer)) throw formatMismatch(format, serializer);
+  return undefined;
+}
+
+function formatMismatch(format: unknown, serializer: SessionSerializer | undefined): SessionDataError {
+  return new SessionDataError(
+    `Session data is in the serializer format ${JSON.stringify(format)}, but ${
+      serializer === undefined ? "no serializer" : `the serializer "${formatOf(serializer)}"`
+    } is set: set the \`serializer\` option that wrote it`,
+  );
 }
 
 function define(target: SessionData, key: string, value: unknown): void {
@@ -163,14 +216,18 @@ function define(target: SessionData, key: string, value: unknown): void {
  * @param data The values.
  * @param flash Unread flash values of earlier requests.
  * @param flashOut Flash values set by this request.
+ * @param serializer The `serializer` option: the values are serialized already; the object
+ *   names its format under {@linkcode SERIALIZER_KEY}.
  * @returns The object to store.
  */
 export function joinData(
   data: Map<string, unknown>,
   flash?: Map<string, unknown>,
   flashOut?: Map<string, unknown>,
+  serializer?: SessionSerializer,
 ): SessionData {
   const out: SessionData = {};
+  if (serializer !== undefined) out[SERIALIZER_KEY] = formatOf(serializer);
   for (const [key, value] of data) define(out, key, value);
   if ((flash !== undefined && flash.size > 0) || (flashOut !== undefined && flashOut.size > 0)) {
     const all: SessionData = {};
@@ -183,7 +240,13 @@ export function joinData(
 
 /** The stored data this state would write now. */
 export function stateData(s: SessionState): SessionData {
-  return joinData(s.data, s.flash, s.flashOut);
+  return withMeta(joinData(s.data, s.flash, s.flashOut, s.serializer), s.meta);
+}
+
+/** Adds the metadata a save writes (see `metadata.ts`) to the data it stores. */
+export function withMeta(data: SessionData, meta: SessionData | undefined): SessionData {
+  if (meta !== undefined) data[META_KEY] = meta;
+  return data;
 }
 
 /**
@@ -192,13 +255,16 @@ export function stateData(s: SessionState): SessionData {
  *
  * @param ops The log.
  * @param fresh The stored data to replay on.
+ * @param serializer The `serializer` option (the log holds values it serialized).
  * @returns The merged data and flash values (incoming and set by the log).
+ * @throws {SessionDataError} When `fresh` is in another serializer format (see `splitData`).
  */
 export function replay(
   ops: readonly Operation[],
   fresh: SessionData,
+  serializer?: SessionSerializer,
 ): { data: Map<string, unknown>; flash: Map<string, unknown>; flashOut: Map<string, unknown> } {
-  const { data, flash } = splitData(fresh);
+  const { data, flash } = splitData(fresh, serializer);
   const flashOut = new Map<string, unknown>();
   for (const op of ops) {
     switch (op.type) {
@@ -255,16 +321,13 @@ export function observationsHold(s: SessionState, loaded: SessionData, fresh: Se
   if (s.readAll) {
     for (const key in loaded) {
       if (
-        key !== FLASH_KEY && !isSignInKey(key) && Object.hasOwn(loaded, key) &&
-        !same(loaded[key], valueOf(fresh, key))
+        key !== FLASH_KEY && key !== META_KEY && !isSignInKey(key) && Object.hasOwn(loaded, key) && !same(loaded[key], valueOf(fresh, key))
       ) {
         return false;
       }
     }
     for (const key in fresh) {
-      if (
-        key !== FLASH_KEY && !isSignInKey(key) && Object.hasOwn(fresh, key) && !Object.hasOwn(loaded, key)
-      ) {
+      if (key !== FLASH_KEY && key !== META_KEY && !isSignInKey(key) && Object.hasOwn(fresh, key) && !Object.hasOwn(loaded, key)) {
         return false;
       }
     }
@@ -293,7 +356,9 @@ function checkKey(key: unknown): asserts key is string {
   if (typeof key !== "string") {
     throw new TypeError(`Invalid session key: expected a string, got ${typeof key}`);
   }
-  if (key === FLASH_KEY || key === "__ended" || isSignInKey(key)) {
+  if (
+    key === FLASH_KEY || key === "__ended" || key === META_KEY || isSignInKey(key) || key === SERIALIZER_KEY
+  ) {
     throw new TypeError(`Invalid session key: "${key}" is reserved`);
   }
 }
@@ -362,6 +427,29 @@ function record(s: SessionState, op: Operation): void {
   s.host.changed(s);
 }
 
+/** A held value as the handler sees it: under a `serializer`, deserialized (a fresh copy). */
+function readValue(s: SessionState, value: unknown): unknown {
+  const serializer = s.serializer;
+  return serializer === undefined || value === undefined ? value : serializer.deserialize(value);
+}
+
+/** A value as the session holds it: checked to be plain JSON, or serialized by the `serializer`. */
+function holdValue(s: SessionState, key: string, value: unknown): unknown {
+  if (s.serializer === undefined) {
+    checkValue(value, key);
+    return value;
+  }
+  return s.serializer.serialize(value);
+}
+
+/** An `update` function on held (serialized) values, for the replay on a fresh record. */
+function onHeld(serializer: SessionSerializer, fn: (value: unknown) => unknown): (held: unknown) => unknown {
+  return function updateHeld(held: unknown): unknown {
+    const next = fn(held === undefined ? undefined : serializer.deserialize(held));
+    return next === undefined ? undefined : serializer.serialize(next);
+  };
+}
+
 /**
  * One request's session. Obtain it with `await getSession(req)` inside a handler wrapped by
  * `withSession`, or with `openSession(...)`. It behaves like a typed `Map`.
@@ -373,8 +461,10 @@ function record(s: SessionState, op: Operation): void {
  * `fn` runs again on the fresh value. `peek` reads without looking, for a value the response
  * shows but nothing written depends on.
  *
- * Values must be plain JSON. Values you `get` are the session's own: change them with `set` or
- * `update`, not in place.
+ * Values must be plain JSON, or what the `serializer` option takes (`richValues`: `Date`, `Map`,
+ * `Set`, `URL`, `BigInt`, ...). Values you `get` are the session's own: change them with `set`
+ * or `update`, not in place. Under a `serializer`, every read returns a fresh copy, so a change
+ * in place is never stored.
  *
  * @typeParam T The shape of the session data.
  * @example
@@ -454,10 +544,10 @@ export class Session<T extends object = SessionData> {
       s.flash.delete(key);
       observeFlash(s, key);
       record(s, { type: "consume", key });
-      return value as T[K];
+      return readValue(s, value) as T[K];
     }
     observe(s, key);
-    return s.data.get(key) as T[K] | undefined;
+    return readValue(s, s.data.get(key)) as T[K] | undefined;
   }
 
   /**
@@ -469,28 +559,30 @@ export class Session<T extends object = SessionData> {
    * @returns The value, or `undefined`.
    */
   peek<K extends keyof T & string>(key: K): T[K] | undefined {
-    return this.#s.data.get(key) as T[K] | undefined;
+    return readValue(this.#s, this.#s.data.get(key)) as T[K] | undefined;
   }
 
   /**
    * Sets a value; `undefined` deletes the key.
    *
    * @param key The key; `"__flash"` and `"__ended"` are reserved.
-   * @param value A plain JSON value.
+   * @param value A plain JSON value (or one the `serializer` option takes).
    * @returns This session.
-   * @throws {TypeError} When the key is not a string or is reserved, or the value is not plain JSON.
+   * @throws {TypeError} When the key is not a string or is reserved, or the value is not plain
+   *   JSON (or the `serializer` refuses it).
    */
   set<K extends keyof T & string>(key: K, value: T[K]): this {
     checkKey(key);
     const s = this.#s;
+    let held: unknown;
     if (value === undefined) {
       s.data.delete(key);
     } else {
-      checkValue(value, key);
-      s.data.set(key, value);
+      held = holdValue(s, key, value);
+      s.data.set(key, held);
     }
     (s.blind ??= new Set()).add(key);
-    record(s, value === undefined ? { type: "delete", key } : { type: "set", key, value });
+    record(s, value === undefined ? { type: "delete", key } : { type: "set", key, value: held });
     return this;
   }
 
@@ -548,14 +640,19 @@ export class Session<T extends object = SessionData> {
     checkKey(key);
     if (typeof fn !== "function") throw new TypeError("Invalid update: fn must be a function");
     const s = this.#s;
-    const value = fn(s.data.get(key) as T[K] | undefined);
+    const value = fn(readValue(s, s.data.get(key)) as T[K] | undefined);
     if (value === undefined) {
       s.data.delete(key);
     } else {
-      checkValue(value, key);
-      s.data.set(key, value);
+      s.data.set(key, holdValue(s, key, value));
     }
-    record(s, { type: "update", key, fn: fn as (value: unknown) => unknown });
+    const serializer = s.serializer;
+    const replayed = fn as (value: unknown) => unknown;
+    record(s, {
+      type: "update",
+      key,
+      fn: serializer === undefined ? replayed : onHeld(serializer, replayed),
+    });
     return value;
   }
 
@@ -568,9 +665,9 @@ export class Session<T extends object = SessionData> {
    */
   flash<K extends keyof T & string>(key: K, value: T[K]): void {
     checkKey(key);
-    checkValue(value, key);
-    (this.#s.flashOut ??= new Map()).set(key, value);
-    record(this.#s, { type: "flash", key, value });
+    const held = holdValue(this.#s, key, value);
+    (this.#s.flashOut ??= new Map()).set(key, held);
+    record(this.#s, { type: "flash", key, value: held });
   }
 
   /** Iterates the keys. Looks at every key. */
@@ -584,16 +681,26 @@ export class Session<T extends object = SessionData> {
   /** Iterates the values. Looks at every key. */
   values(): IterableIterator<T[keyof T]> {
     this.#s.readAll = true;
-    const data = this.#s.data;
-    const values = signInKeys(data) === 0 ? data.values() : visible(data, (entry) => entry[1]);
+    const s = this.#s;
+    const data = s.data;
+    const values = s.serializer !== undefined
+      ? visible(data, (entry) => readValue(s, entry[1]))
+      : signInKeys(data) === 0
+      ? data.values()
+      : visible(data, (entry) => entry[1]);
     return values as IterableIterator<T[keyof T]>;
   }
 
   /** Iterates `[key, value]` pairs. Looks at every key. */
   entries(): IterableIterator<[keyof T & string, T[keyof T]]> {
     this.#s.readAll = true;
-    const data = this.#s.data;
-    const entries = signInKeys(data) === 0 ? data.entries() : visible(data, (entry) => entry);
+    const s = this.#s;
+    const data = s.data;
+    const entries = s.serializer !== undefined
+      ? visible(data, (entry): [string, unknown] => [entry[0], readValue(s, entry[1])])
+      : signInKeys(data) === 0
+      ? data.entries()
+      : visible(data, (entry) => entry);
     return entries as IterableIterator<[keyof T & string, T[keyof T]]>;
   }
 
@@ -604,8 +711,9 @@ export class Session<T extends object = SessionData> {
 
   /** A plain object of the values (flash values not included). Looks at every key. */
   toJSON(): Partial<T> {
-    this.#s.readAll = true;
-    const out = joinData(this.#s.data);
+    const s = this.#s;
+    s.readAll = true;
+    const out = joinData(s.serializer === undefined ? s.data : new Map(this.entries()));
     if (signInKeys(this.#s.data) > 0) {
       delete out[REMEMBER_KEY];
       delete out[AUTH_AT_KEY];

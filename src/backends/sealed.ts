@@ -87,8 +87,15 @@ async function open(h: Handle, source: CookieSource): Promise<void> {
       continue;
     }
     // A sealed session's "key" is its id: what revoke() names after regenerate() renamed it.
+    let split;
+    try {
+      split = splitData(opened.record.data, o.serializer);
+    } catch (error) {
+      // In another `serializer` format (or written with one, read without): never misread.
+      invalid(h, "data", error);
+      continue;
+    }
     attachRecord(h, opened.id, opened.record, opened.id);
-    const split = splitData(opened.record.data);
     h.data = split.data;
     h.flash = split.flash;
     h.rotated = opened.stale;

@@ -26,7 +26,7 @@ import {
   policyConflict,
   setCookie,
 } from "../backend.ts";
-import { commitToRecord, indexOf, inGrace, type Landed, storeError } from "../conflict.ts";
+import { commitToRecord, endedInFlight, indexOf, type Landed, storeError } from "../conflict.ts";
 import { SessionConflictError } from "../errors.ts";
 import { emit } from "../events.ts";
 import { createSessionId } from "../id.ts";
@@ -40,15 +40,10 @@ import {
   TURN_WAIT_MS,
 } from "../turns.ts";
 import { takeTurnLease } from "../lock.ts";
+import { expiredOnLoad, loggedOut, userOf } from "../audit.ts";
+import { noteMeta, signedIn } from "../users.ts";
 import { splitData, stateData } from "../session.ts";
-import {
-  endedAt,
-  endedRemotely,
-  isEnded,
-  type SessionStore,
-  type StoredSession,
-  toStoredSession,
-} from "../store.ts";
+import { isEnded, type SessionStore, type StoredSession, toStoredSession } from "../store.ts";
 
 /** The longest signed cookie value this library writes is 76 characters; allow slack. */
 const MAX_SIGNED_VALUE = 256;
@@ -113,17 +108,26 @@ async function open(h: Handle, source: CookieSource): Promise<void> {
     }
     if (record !== null && isEnded(record) && record.expiresAt > now) {
       // Ended by another request: a request in flight at the time may change nothing and
-      // send no cookie; long after, the browser evidently missed the new cookie.
-      if (!endedRemotely(record) && inGrace(endedAt(record), now)) h.endedElsewhere = true;
+      // send no cookie; long after, the browser evidently missed the new cookie. "Long" is
+      // judged by the store's clock where it has one (the end was stamped by it too).
+      if (await endedInFlight(store, verified.key, record, o.now)) h.endedElsewhere = true;
       invalid(h, "ended");
       continue;
     }
     if (record === null || !isLive(o, record, now)) {
+      if (record !== null) expiredOnLoad(h);
       invalid(h, "unknown");
       continue;
     }
+    let split;
+    try {
+      split = splitData(record.data, o.serializer);
+    } catch (error) {
+      // In another `serializer` format (or written with one, read without): never misread.
+      invalid(h, "data", error);
+      continue;
+    }
     attachRecord(h, verified.id, record, verified.key);
-    const split = splitData(record.data);
     h.data = split.data;
     h.flash = split.flash;
     h.cookieValue = value;
@@ -176,6 +180,8 @@ async function commit(h: Handle): Promise<CommitResult> {
       // compare-and-set: a cookie is never sent for a session another request ended.
       const start = o.onEvent === undefined ? 0 : performance.now();
       const ending = h.ending;
+      const userBefore = userOf(o, h.base.data);
+      noteMeta(h, now);
       const outcome = await commitToRecord(
         store,
         h.key!,
@@ -242,6 +248,7 @@ async function commit(h: Handle): Promise<CommitResult> {
         } else {
           h.clearCookie = true;
         }
+        if (ending === "destroy" && outcome.found === undefined) loggedOut(h, userBefore);
         h.base = undefined;
         h.key = undefined;
         h.ending = undefined;
@@ -262,7 +269,8 @@ async function commit(h: Handle): Promise<CommitResult> {
         } else if (refreshCookie) {
           setCookie(h, o.cookie.name, h.cookieValue!, record.expiresAt, now);
         }
-        return "done";
+        const user = userOf(o, record.data);
+        return user === undefined || user === userBefore ? "done" : await signedIn(h, user);
       }
     } else if (extended !== undefined) {
       // A refresh that rewrites nothing, checked against the version this request read: it never
@@ -308,6 +316,7 @@ async function commit(h: Handle): Promise<CommitResult> {
       ? h.minted
       : await o.signer.issue(h.id, store.capabilities.staleReads ? 1 : undefined);
     h.minted = undefined;
+    noteMeta(h, now);
     const record: StoredSession = { data: stateData(h), version: 1, createdAt: h.createdAt, expiresAt };
     let result;
     const index = indexOf(record.data, o.userKey);
@@ -336,7 +345,7 @@ async function commit(h: Handle): Promise<CommitResult> {
       h.cookieVersion = 1;
       h.clearCookie = false;
       setCookie(h, o.cookie.name, issued.value, expiresAt, now);
-      return "done";
+      return index === undefined ? "done" : await signedIn(h, index.user);
     }
     if (tries >= 3) {
       return new SessionConflictError("Could not create a session: its id was taken three times");

@@ -121,8 +121,17 @@ export function signInApp(
   store: SessionOptions["store"],
   gates: Gates,
   extra: Partial<SessionOptions> = {},
-): { handler: (req: Request) => Promise<Response>; stats: AppStats } {
+): { handler: (req: Request) => Promise<Response>; stats: AppStats; options: SessionOptions } {
   const stats: AppStats = { runs: new Map(), events: [], errors: [] };
+  const options: SessionOptions = {
+    store,
+    secrets: SECRET,
+    now: clock.now,
+    cookie: { secure: false },
+    locking: "explicit",
+    onEvent: (event) => void stats.events.push(event),
+    ...extra,
+  };
   const handler = withSession(async (req: Request) => {
     const url = new URL(req.url);
     const path = url.pathname;
@@ -169,16 +178,8 @@ export function signInApp(
         });
     }
     return new Response("not found", { status: 404 });
-  }, {
-    store,
-    secrets: SECRET,
-    now: clock.now,
-    cookie: { secure: false },
-    locking: "explicit",
-    onEvent: (event) => void stats.events.push(event),
-    ...extra,
-  });
-  return { handler, stats };
+  }, options);
+  return { handler, stats, options };
 }
 
 /** A response as the browser saw it. */

@@ -507,7 +507,8 @@ export interface SessionStore {
    * });
    * const at = await store.time!("k".repeat(43));
    * assert.ok(at - Date.now() > 60_000);
-   * assert.equal(new MemoryStore().time, undefined); // one machine, one clock: none
+   * const memory: SessionStore = new MemoryStore();
+   * assert.equal(memory.time, undefined); // one machine, one clock: none
    * ```
    */
   time?(key: string): Promise<number>;

@@ -75,6 +75,8 @@ async function open(h: Handle, source: CookieSource): Promise<void> {
         // Ended or superseded while this request was in flight: the browser may hold a newer
         // cookie already; never touch it. Long after, it evidently missed the newer cookie.
         // Ended from elsewhere (log out everywhere): nothing newer to protect, no grace.
+        // `at` is the application's clock where the seal was superseded (a sealed store has no
+        // clock of its own to ask), so the grace is off by the application servers' skew.
         if (opened.remote !== true && (opened.at === undefined || inGrace(opened.at, o.now()))) {
           h.endedElsewhere = true;
         }

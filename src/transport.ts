@@ -10,7 +10,9 @@
  *
  * @module
  */
+import type { Handle } from "./backend.ts";
 import { addVary, makePrivate, withSessionHeaders } from "./headers.ts";
+import { kState, type Session } from "./session.ts";
 
 /**
  * Options of {@linkcode headerTransport}: the session travels in a request header and a response
@@ -200,6 +202,43 @@ export function headerTransport(options: TransportOptions = {}): SessionTranspor
       return withToken(response, cookie ? [header, "Cookie"] : [header], responseHeader, token);
     },
   });
+}
+
+/**
+ * Takes the token a committed session has for its client, for code that uses `openSession` and
+ * `commitSession` on the header transport (`commitSession` returns no `Set-Cookie` values there):
+ * send it in the transport's `responseHeader`. Taken once: a second call returns `undefined`
+ * until a later commit has another token to send.
+ *
+ * @param session A session from `openSession`, after `commitSession`.
+ * @returns A new token; `""` when the session ended (the client drops its token); `undefined`
+ *   when the client's token stays as it is, or the request was on the cookie.
+ * @throws {TypeError} When `session` is not a `Session`.
+ * @example
+ * ```ts
+ * import { commitSession, MemoryStore, openSession } from "websession";
+ * import { headerTransport, takeSessionToken } from "websession/transport";
+ * import assert from "node:assert/strict";
+ *
+ * const options = {
+ *   store: new MemoryStore(),
+ *   secrets: ["a secret of at least thirty-two characters"],
+ *   transport: headerTransport(),
+ * };
+ * const session = await openSession<{ user?: string }>(new Headers(), options);
+ * session.set("user", "ada");
+ * assert.deepEqual(await commitSession(session), []); // no cookie on the header transport
+ * const token = takeSessionToken(session)!;
+ * const again = await openSession<{ user?: string }>(new Headers({ authorization: `Bearer ${token}` }), options);
+ * assert.equal(again.get("user"), "ada");
+ * ```
+ */
+export function takeSessionToken<T extends object>(session: Session<T>): string | undefined {
+  const h = (session as unknown as { [kState]?: Handle } | null)?.[kState];
+  if (h === undefined) throw new TypeError("takeSessionToken() needs a session from openSession()");
+  const token = h.tokenOut;
+  h.tokenOut = undefined;
+  return token;
 }
 
 /**

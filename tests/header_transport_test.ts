@@ -18,7 +18,7 @@ import type { SessionStore } from "../src/store.ts";
 import { MemoryStore } from "../src/stores/memory.ts";
 import { RedisStore } from "../src/stores/redis.ts";
 import { CookieStore } from "../src/stores/cookie.ts";
-import { headerTransport, type SessionTransport } from "../src/transport.ts";
+import { headerTransport, type SessionTransport, takeSessionToken } from "../src/transport.ts";
 import { type SessionEnv, sessionMiddleware } from "../src/adapters/hono.ts";
 import { csrf, csrfMiddleware } from "../src/csrf.ts";
 import { type RunningServer, serveFetch } from "./http/server.ts";
@@ -372,6 +372,17 @@ describe("the session in a header: options", () => {
     const first = await openSession<Data>(new Headers(), options);
     first.set("user", "ada");
     assert.deepEqual(await commitSession(first), []);
+    const token = takeSessionToken(first)!;
+    assert.match(token, /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}$/);
+    assert.equal(takeSessionToken(first), undefined); // taken once
+    const request = new Request("https://api.example.com/", {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    const again = await openSession<Data>(request, options);
+    assert.equal(again.get("user"), "ada");
+    again.destroy();
+    assert.deepEqual(await commitSession(again), []);
+    assert.equal(takeSessionToken(again), ""); // ended: the client drops its token
     await assert.rejects(openSession<Data>("session=abc", options), /header transport reads the session/);
   });
 });

@@ -305,7 +305,11 @@ async function namedIn(
 }
 
 /** Ends the given records of the scope's user; each one ended is reported with `reason`. */
-async function endAll(scope: Scope, targets: Array<[string, StoredSession]>, reason: EndReason): Promise<number> {
+async function endAll(
+  scope: Scope,
+  targets: Array<[string, StoredSession]>,
+  reason: EndReason,
+): Promise<number> {
   // Every session gets its chance to end, even when another one's store call fails.
   const settled = await Promise.allSettled(targets.map(async ([key, record]) => {
     const result = await end(scope, key, record);
@@ -411,7 +415,9 @@ export async function signedIn(h: Handle, user: string): Promise<CommitResult> {
   const o = h.o;
   const limit = o.maxSessionsPerUser;
   const store = h.store as SessionStore;
-  if (limit === undefined || o.sealed || !store.capabilities.users || typeof store.keysOfUser !== "function") {
+  if (
+    limit === undefined || o.sealed || !store.capabilities.users || typeof store.keysOfUser !== "function"
+  ) {
     return "done";
   }
   const scope: Scope = { o, store, user, currentKey: h.key, request: h.request };

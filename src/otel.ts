@@ -38,6 +38,7 @@
  * | --- | --- | --- |
  * | `websession.conflict` | `conflict` | `websession.conflict.policy`, `websession.conflict.outcome`, `websession.conflict.attempt` |
  * | `websession.cookie.invalid` | `invalid-cookie` | `websession.cookie.invalid_reason` |
+ * | `websession.session.end` | `end` | `websession.session.end_reason` (the user's id is not recorded: use `onEvent` for an audit log) |
  *
  * **Metrics** (durations in seconds, bucket boundaries advised as the database conventions do:
  * 1 ms, 5 ms, 10 ms, 50 ms, 100 ms, 0.5 s, 1 s, 5 s, 10 s)
@@ -47,6 +48,8 @@
  * | `db.client.operation.duration` | histogram, `s` | as the store span: `db.operation.name`, `db.system.name`, `db.collection.name`, the `attributes` option, `error.type` |
  * | `websession.operation.duration` | histogram, `s` | `websession.operation.name` (`load`, `save`, `touch`, `destroy`, `regenerate`); `websession.session.found` (load); `websession.session.created` (save) |
  * | `websession.session.conflicts` | counter, `{conflict}` | `websession.conflict.policy` (`merge`, `retry`, `reject`, `overwrite`), `websession.conflict.outcome` (`merged`, `rerun`, `refused`) |
+ * | `websession.session.ended` | counter, `{session}` | `websession.session.end_reason` (`logout`, `user`, `admin`, `limit`) |
+ * | `websession.session.expired` | counter, `{session}` | `websession.session.expiry_source` (`load`, `cleanup`) |
  * | `websession.cookie.invalid` | counter, `{cookie}` | `websession.cookie.invalid_reason` (`malformed`, `oversized`, `signature`, `unknown`, `ended`, `superseded`, `data`: `InvalidCookieReason`) |
  *
  * `websession.operation.duration` counts only operations that succeeded (a failed one shows as a
@@ -156,6 +159,8 @@ interface Instruments {
   operationDuration: Histogram;
   conflicts: Counter;
   invalidCookies: Counter;
+  ended: Counter;
+  expired: Counter;
 }
 
 /**
@@ -270,6 +275,15 @@ export function otelEvents(options: OtelEventsOptions = {}): EventHook {
         activeSpanEvent("websession.cookie.invalid", attributes);
         return;
       }
+      case "end": {
+        const attributes = { "websession.session.end_reason": event.reason };
+        i.ended.add(1, attributes);
+        activeSpanEvent("websession.session.end", attributes);
+        return;
+      }
+      case "expire":
+        i.expired.add(event.count, { "websession.session.expiry_source": event.source });
+        return;
     }
   };
 }
@@ -292,6 +306,14 @@ function createInstruments(tracer: Tracer | undefined, meter: Meter | undefined)
     conflicts: m.createCounter("websession.session.conflicts", {
       description: "Compare-and-set conflicts with another request's write, by policy and outcome.",
       unit: "{conflict}",
+    }),
+    ended: m.createCounter("websession.session.ended", {
+      description: "Signed-in sessions ended, by reason.",
+      unit: "{session}",
+    }),
+    expired: m.createCounter("websession.session.expired", {
+      description: "Expired sessions found on a load or removed by cleanup.",
+      unit: "{session}",
     }),
     invalidCookies: m.createCounter("websession.cookie.invalid", {
       description: "Presented session cookies that were not used, by reason.",

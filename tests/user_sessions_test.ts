@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { Redis as IoRedis } from "ioredis";
 import pg from "pg";
 import { MemcacheClient } from "memcache-client";
+import { MeterProvider, MetricReader } from "@opentelemetry/sdk-metrics";
 import {
   cleanupSessions,
   endUserSessions,
@@ -25,6 +26,7 @@ import { RedisStore } from "../src/stores/redis.ts";
 import { PostgresStore } from "../src/stores/postgres.ts";
 import { MemcachedStore } from "../src/stores/memcached.ts";
 import { storageKeyOf } from "../src/id.ts";
+import { otelEvents } from "../src/otel.ts";
 import { serveFetch } from "./http/server.ts";
 
 const SECRET = "active sessions test secret, 32 characters";
@@ -380,5 +382,60 @@ describe("session metadata and the merge", () => {
       { userKey: "user", deviceInfo: { clientAddress: "x-forwarded-for" as never } },
       /^TypeError: Invalid deviceInfo.clientAddress/,
     );
+  });
+});
+
+class CollectingReader extends MetricReader {
+  protected onForceFlush(): Promise<void> {
+    return Promise.resolve();
+  }
+  protected onShutdown(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+describe("end and expire events in OpenTelemetry", () => {
+  it("count ended sessions by reason and expired ones by source, without the user's id", async () => {
+    const reader = new CollectingReader();
+    const meter = new MeterProvider({ readers: [reader] }).getMeter("test");
+    let now = Date.now();
+    const options: SessionOptions<Data> = {
+      store: new MemoryStore(),
+      secrets: SECRET,
+      userKey: "user",
+      absoluteTimeout: 60,
+      now: () => now,
+      onEvent: otelEvents({ meter }),
+    };
+    const server = await serveFetch(app(options));
+    after(() => server.close());
+    const [a, b, c] = [1, 2, 3].map((n) => new Device(server.url, `Device/${n}`));
+    for (const device of [a!, b!, c!]) await device.text("/login?user=ada");
+    await a!.text("/logout");
+    assert.equal(
+      await endUserSessions(options, {
+        user: "ada",
+        handles: [(await listUserSessions(options, "ada"))[0]!.handle],
+      }),
+      1,
+    );
+    now += 61_000;
+    assert.equal(await c!.text("/whoami"), "nobody");
+    const points = new Map<string, Array<[unknown, number]>>();
+    for (const scope of (await reader.collect()).resourceMetrics.scopeMetrics) {
+      for (const metric of scope.metrics) {
+        points.set(
+          metric.descriptor.name,
+          metric.dataPoints.map((p) => [p.attributes, p.value as number]),
+        );
+      }
+    }
+    assert.deepEqual(points.get("websession.session.ended"), [
+      [{ "websession.session.end_reason": "logout" }, 1],
+      [{ "websession.session.end_reason": "admin" }, 1],
+    ]);
+    assert.deepEqual(points.get("websession.session.expired"), [[{
+      "websession.session.expiry_source": "load",
+    }, 1]]);
   });
 });

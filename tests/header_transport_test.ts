@@ -6,7 +6,11 @@
 // What must hold: the same rotation, expiry, revocation and concurrency rules as the cookie's;
 // a request on the header is never answered with Set-Cookie and a cookie request never with the
 // token header; a forged or tampered token is an unknown session, told to onInvalidCookie.
+//
+// A server on node:http (and node:process) keeps this file out of workerd; the transport runs there
+// through the session suite's case (tests/conformance/session_suite.ts), on every store.
 import { after, before, describe, it } from "node:test";
+import process from "node:process";
 import assert from "node:assert/strict";
 import { Redis as IoRedis } from "ioredis";
 import { Hono } from "hono";

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { getSession, withSession } from "../../src/with_session.ts";
 import { commitSession, openSession } from "../../src/open_session.ts";
 import { withSessionHeaders } from "../../src/headers.ts";
+import { headerTransport } from "../../src/transport.ts";
 import { SessionError } from "../../src/errors.ts";
 import type { Session } from "../../src/session.ts";
 import { endUserSessions, listUserSessions } from "../../src/users.ts";
@@ -1019,6 +1020,38 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
       }
       assert.equal(await client.text("/read"), "none");
       assert.equal(invalid.at(-1)?.reason, "data");
+    });
+
+    it("carries the session in a header (transport): a token that rotates and ends, never a cookie", async (t) => {
+      if (api !== "withSession") return t.skip("the transport's token is sent by withSession here");
+      const handler = withSession(async (req: Request) => {
+        const session = await getSession<Data>(req);
+        const path = new URL(req.url).pathname;
+        if (path === "/login") {
+          session.regenerate();
+          session.set("user", "ada");
+        } else if (path === "/logout") session.destroy();
+        return new Response(session.get("user") ?? "anonymous");
+      }, { store: fresh().store, secrets: SECRET, transport: headerTransport() });
+      const call = async (path: string, token?: string) => {
+        const headers: Record<string, string> = token === undefined
+          ? {}
+          : { authorization: `Bearer ${token}` };
+        const response = await handler(
+          new Request(`https://example.com${path}`, { method: "POST", headers }),
+        );
+        assert.deepEqual(response.headers.getSetCookie(), [], path);
+        return { text: await response.text(), token: response.headers.get("session-token") };
+      };
+      const login = await call("/login");
+      assert.ok(login.token !== null && login.token !== "");
+      assert.equal((await call("/me", login.token)).text, "ada");
+      const again = await call("/login", login.token);
+      assert.ok(again.token !== null && again.token !== "" && again.token !== login.token);
+      assert.equal((await call("/me", login.token)).text, "anonymous"); // ended by the log in
+      const logout = await call("/logout", again.token!);
+      assert.equal(logout.token, "");
+      assert.equal((await call("/me", again.token!)).text, "anonymous");
     });
   });
 }

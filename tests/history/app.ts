@@ -23,7 +23,7 @@
 // Concurrency is measured, not assumed: the handler counts, per session cookie, how many of its
 // runs are in progress at once in this process, and `/stats` reports the most. Each run holds
 // `delayMs` after loading the session, so that runs of one session really overlap.
-import { getSession, type SessionStore, withSession } from "../../mod.ts";
+import { getSession, type SealedSessionStore, type SessionStore, withSession } from "../../mod.ts";
 import type { ConflictPolicy } from "../../mod.ts";
 import type { MicroOp } from "./checker.ts";
 
@@ -52,7 +52,7 @@ export interface ErrorAnswer {
 
 /** Options of {@linkcode historyApp}. */
 export interface HistoryAppOptions {
-  store: SessionStore;
+  store: SessionStore | SealedSessionStore;
   /** @default "merge" */
   conflict?: ConflictPolicy;
   /** The app's clock (a skewed one for a process whose clock is off). @default Date.now */
@@ -67,10 +67,15 @@ const KEY = "l";
 /** The session id prefix a handler reports: enough to tell sessions apart, not a credential. */
 export const sidOf = (id: string): string => id.slice(0, 16);
 
-/** The session id prefix in a `Cookie` header (`session=<id>.<signature>`), if any. */
+/**
+ * The session id prefix in a `Cookie` header (`session=<id>.<signature>`), if any. A sealed
+ * cookie (a compact JWE, five parts: its id is inside) is named by its iv, unique per seal.
+ */
 export function cookieSid(cookie: string | null): string | undefined {
-  const match = /(?:^|;\s*)session=([^.;]+)/.exec(cookie ?? "");
-  return match ? sidOf(match[1]!) : undefined;
+  const match = /(?:^|;\s*)session=([^;]+)/.exec(cookie ?? "");
+  if (!match) return undefined;
+  const parts = match[1]!.split(".");
+  return sidOf(parts.length === 5 ? parts[2]! : parts[0]!);
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

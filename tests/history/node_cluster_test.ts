@@ -21,6 +21,13 @@
 // prints requests, 2xx, 409, 5xx/indeterminate, the most concurrent handlers and the anomalies.
 //
 //
+// Stores made of stores, 2–3 processes each: TieredStore (a Redis cache of the cell's own in front
+// of PostgreSQL), with the cache flushed (FLUSHALL) while the second wave runs; MigratingStore from
+// Redis or FileStore to PostgreSQL, and from CookieStore to Redis (sealed cookies moved by
+// withSession), the browsers' sessions created by a process of the previous deploy (serving the
+// old store alone), so that they move under the first wave's concurrent requests. Under
+// HISTORY_LONG also the cache paused, the durable store's connections cut, a process killed.
+//
 // HISTORY_LONG=1 runs longer waves and every fault on every store; HISTORY_DUMP=<dir> writes each
 // cell's history and exchanges there as JSON.
 import { after, describe, it } from "node:test";
@@ -34,7 +41,14 @@ import { fileURLToPath } from "node:url";
 import { Redis as IoRedis } from "ioredis";
 import pg from "pg";
 import { PostgresStore } from "../../src/stores/postgres.ts";
-import { type Answer, cookieSid, type ErrorAnswer, type Part } from "./app.ts";
+import { RedisStore } from "../../src/stores/redis.ts";
+import { FileStore } from "../../src/stores/file.ts";
+import { MOVED_KEY } from "../../src/stores/migrating.ts";
+import { isEnded, type SessionStore } from "../../src/store.ts";
+import { storageKeyOf } from "../../src/id.ts";
+import { type Answer, cookieSid, type ErrorAnswer, type Part, sidOf } from "./app.ts";
+import { CookieStore } from "../../src/stores/cookie.ts";
+import { movedSessionId } from "../../src/backends/moving.ts";
 import { checkHistory, type CheckResult, formatResult, type MicroOp, type Op } from "./checker.ts";
 import { skipWithoutMemcached, skipWithoutMemcachedProgram } from "../services.ts";
 
@@ -58,8 +72,18 @@ const PAUSE_MS = 1_800;
 const REQUEST_TIMEOUT_MS = 15_000;
 const MIN_CONCURRENT = 10;
 
-type StoreKind = "file" | "ioredis" | "node-redis" | "postgres" | "memcached";
-type Fault = "none" | "kill" | "stop-server" | "pause-store" | "skew";
+type StoreKind =
+  | "file"
+  | "ioredis"
+  | "node-redis"
+  | "postgres"
+  | "memcached"
+  | "tiered"
+  | "migrating-redis"
+  | "migrating-file"
+  | "migrating-cookie";
+/** `pause-store`: for tiered, the cache; for migrating-redis, the store moved from. */
+type Fault = "none" | "kill" | "stop-server" | "pause-store" | "skew" | "flush-cache" | "cut-durable";
 
 interface Cell {
   store: StoreKind;
@@ -76,6 +100,14 @@ interface Cell {
 
 const STORES: StoreKind[] = ["file", "ioredis", "node-redis", "postgres", "memcached"];
 const FAULTS: Fault[] = ["kill", "stop-server", "pause-store", "skew"];
+/** The store a migrating cell moves from: what the previous deploy's process serves. */
+const MOVED_FROM: Partial<Record<StoreKind, StoreKind | "cookie">> = {
+  "migrating-redis": "ioredis",
+  "migrating-file": "file",
+  "migrating-cookie": "cookie",
+};
+/** What the CookieStore of the migrating-cookie cells seals with. */
+const COOKIE_SECRET = "history cookie store secret, at least 32 characters";
 
 /**
  * Known anomalies of the library: such a cell would be reported as todo, not failed. None is
@@ -109,8 +141,34 @@ function cells(): Cell[] {
     { store: "ioredis", fault: "none", noEarlySave: true },
     { store: "file", fault: "stop-server", noEarlySave: true },
     { store: "ioredis", fault: "none", conflict: "overwrite", processes: 2, expectAnomalies: true },
+    ...composedCells(),
   );
   return list.map((cell) => ({ ...cell, todo: knownAnomaly(cell) }));
+}
+
+/** Stores made of stores: a cache in front of a durable store, and a move between stores. */
+function composedCells(): Cell[] {
+  const list: Cell[] = [
+    { store: "tiered", fault: "flush-cache", processes: 2 },
+    { store: "migrating-redis", fault: "none", processes: 2 },
+    { store: "migrating-file", fault: "none", processes: 3 },
+    { store: "migrating-cookie", fault: "none", processes: 3 },
+  ];
+  if (LONG) {
+    list.push(
+      { store: "tiered", fault: "none", processes: 3 },
+      { store: "tiered", fault: "flush-cache", processes: 3 },
+      { store: "tiered", fault: "pause-store", processes: 3 },
+      { store: "tiered", fault: "cut-durable", processes: 3 },
+      { store: "tiered", fault: "kill", processes: 3 },
+      { store: "migrating-redis", fault: "kill", processes: 3 },
+      { store: "migrating-redis", fault: "pause-store", processes: 3 },
+      { store: "migrating-file", fault: "stop-server", processes: 3 },
+      { store: "migrating-cookie", fault: "kill", processes: 3 },
+      { store: "migrating-cookie", fault: "skew", processes: 3 },
+    );
+  }
+  return list;
 }
 
 function cellName(cell: Cell): string {
@@ -252,6 +310,17 @@ interface Deployment {
   servers: AppServer[];
   /** Pauses or cuts the store. */
   pauseStore(): Promise<void>;
+  /** Flushes the cache (tiered: the cache's own Redis). */
+  flushCache(): Promise<void>;
+  /** Cuts the durable store's connections (tiered: PostgreSQL). */
+  cutDurable(): Promise<void>;
+  /** Migrating cells: starts a process of the previous deploy, serving the store moved from. */
+  previous?: () => Promise<AppServer>;
+  /**
+   * Migrating cells: how many of the sessions the previous deploy created (their cookies) moved,
+   * and the session ids (`sidOf`) that name one session (child, root) across the move.
+   */
+  moves?: (cookies: string[]) => Promise<Moves>;
   close(): Promise<void>;
 }
 
@@ -269,6 +338,8 @@ async function deploy(cell: Cell): Promise<Deployment> {
     for (const cleanup of [...cleanups].reverse()) await cleanup();
   };
   let pauseStore = async () => {};
+  let flushCache = async () => {};
+  let cutDurable = async () => {};
   try {
     switch (cell.store) {
       case "file": {
@@ -302,38 +373,30 @@ async function deploy(cell: Cell): Promise<Deployment> {
         }
         break;
       }
-      case "postgres": {
-        const table = `websession_history_${RUN}_${name}`.slice(0, 60);
-        const application = `history_${RUN}_${name}`.slice(0, 60);
-        const url = new URL(DATABASE_URL);
-        url.searchParams.set("application_name", application);
-        env.HISTORY_DATABASE_URL = url.toString();
-        env.HISTORY_TABLE = table;
-        const admin = new pg.Client({ connectionString: DATABASE_URL });
-        await admin.connect();
-        await new PostgresStore({ client: admin, table }).migrate();
-        pauseStore = async () => {
-          // Cut every connection of the app's processes, twice while the wave runs.
-          for (let i = 0; i < 2; i++) {
-            await admin.query(
-              "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-              [application],
-            );
-            await sleep(300);
-          }
-        };
-        cleanups.push(async () => {
-          try {
-            // Bounded: a drop waiting on a lock must fail the cleanup, not hang the run.
-            await admin.query("SET lock_timeout = '5s'");
-            await admin.query(`DROP TABLE IF EXISTS "${table}"`);
-            await admin.query(`DROP TABLE IF EXISTS "${table}_leases"`);
-          } finally {
-            await admin.end();
-          }
-        });
+      case "postgres":
+        pauseStore = await postgresOf(env, name, cleanups);
+        break;
+      case "tiered": {
+        cutDurable = await postgresOf(env, name, cleanups);
+        // The cache is a Redis of the cell's own: flushing it touches nobody else's data.
+        const cache = await privateRedis();
+        env.HISTORY_CACHE_URL = cache.address;
+        cleanups.push(() => stopChild(cache.child));
+        pauseStore = () => pauseProcess(cache.child, PAUSE_MS);
+        flushCache = () => flushAll(cache.address);
         break;
       }
+      case "migrating-redis":
+      case "migrating-file":
+        await postgresOf(env, name, cleanups);
+        pauseStore = await movedFromOf(cell, env, cleanups);
+        break;
+      case "migrating-cookie":
+        // Sealed cookies move into Redis (the issue's CookieStore → Redis).
+        env.HISTORY_COOKIE_SECRET = COOKIE_SECRET;
+        env.HISTORY_REDIS_URL = REDIS_URL;
+        cleanups.push(() => dropPrefix(env.HISTORY_PREFIX!));
+        break;
     }
     const count = cell.processes ?? 3;
     const started = await Promise.allSettled(
@@ -348,10 +411,136 @@ async function deploy(cell: Cell): Promise<Deployment> {
     cleanups.push(async () => void (await Promise.all(servers.map((s) => stopChild(s.child)))));
     const failed = started.find((r) => r.status === "rejected");
     if (failed) throw failed.reason;
-    return { servers, pauseStore: () => pauseStore(), close: cleanUp };
+    const from = MOVED_FROM[cell.store];
+    return {
+      servers,
+      pauseStore: () => pauseStore(),
+      flushCache: () => flushCache(),
+      cutDurable: () => cutDurable(),
+      ...(from === undefined ? {} : {
+        previous: async () => {
+          const server = await startServer({ ...env, HISTORY_STORE: from });
+          cleanups.push(() => stopChild(server.child));
+          return server;
+        },
+        moves: movesOf(from, env, cleanups),
+      }),
+      close: cleanUp,
+    };
   } catch (error) {
     await cleanUp();
     throw error;
+  }
+}
+
+/** Creates the cell's PostgreSQL table; returns what cuts the app's connections. */
+async function postgresOf(
+  env: Record<string, string>,
+  name: string,
+  cleanups: (() => Promise<void>)[],
+): Promise<() => Promise<void>> {
+  const table = `websession_history_${RUN}_${name}`.slice(0, 60);
+  const application = `history_${RUN}_${name}`.slice(0, 60);
+  const url = new URL(DATABASE_URL);
+  url.searchParams.set("application_name", application);
+  env.HISTORY_DATABASE_URL = url.toString();
+  env.HISTORY_TABLE = table;
+  const admin = new pg.Client({ connectionString: DATABASE_URL });
+  await admin.connect();
+  await new PostgresStore({ client: admin, table }).migrate();
+  cleanups.push(async () => {
+    try {
+      // Bounded: a drop waiting on a lock must fail the cleanup, not hang the run.
+      await admin.query("SET lock_timeout = '5s'");
+      await admin.query(`DROP TABLE IF EXISTS "${table}"`);
+      await admin.query(`DROP TABLE IF EXISTS "${table}_leases"`);
+    } finally {
+      await admin.end();
+    }
+  });
+  return async () => {
+    // Cut every connection of the app's processes, twice while the wave runs.
+    for (let i = 0; i < 2; i++) {
+      await admin.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+        [application],
+      );
+      await sleep(300);
+    }
+  };
+}
+
+/** The store a migrating cell moves from: a directory, or Redis (of its own when it is paused). */
+async function movedFromOf(
+  cell: Cell,
+  env: Record<string, string>,
+  cleanups: (() => Promise<void>)[],
+): Promise<() => Promise<void>> {
+  if (cell.store === "migrating-file") {
+    const dir = await mkdtemp(join(tmpdir(), "websession-history-"));
+    env.HISTORY_DIR = dir;
+    env.HISTORY_STALE_LOCK_MS = String(STALE_LOCK_MS);
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    return async () => {};
+  }
+  if (cell.fault === "pause-store") {
+    const redis = await privateRedis();
+    env.HISTORY_REDIS_URL = redis.address;
+    cleanups.push(() => stopChild(redis.child));
+    return () => pauseProcess(redis.child, PAUSE_MS);
+  }
+  env.HISTORY_REDIS_URL = REDIS_URL;
+  cleanups.push(() => dropPrefix(env.HISTORY_PREFIX!));
+  return async () => {};
+}
+
+interface Moves {
+  moved: number;
+  links: [string, string][];
+}
+
+/**
+ * What tells, after the run, which sessions moved: a server store moved from is opened here and
+ * must hold each as a moved tombstone; a sealed session must have its record in Redis, under the
+ * id derived from the id inside the seal (linked to it, and the seal's iv that names its cookie).
+ */
+function movesOf(
+  kind: StoreKind | "cookie",
+  env: Record<string, string>,
+  cleanups: (() => Promise<void>)[],
+): (cookies: string[]) => Promise<Moves> {
+  if (kind === "file") {
+    const from = new FileStore({ dir: env.HISTORY_DIR! });
+    return async (cookies) => ({ moved: await movedCount(from, cookies), links: [] });
+  }
+  const client = new IoRedis(env.HISTORY_REDIS_URL!, { maxRetriesPerRequest: 1 });
+  client.on("error", () => {});
+  cleanups.push(() => Promise.resolve(client.disconnect()));
+  const redis = new RedisStore({ client, prefix: env.HISTORY_PREFIX });
+  if (kind !== "cookie") return async (cookies) => ({ moved: await movedCount(redis, cookies), links: [] });
+  const sealed = new CookieStore({ secrets: COOKIE_SECRET });
+  return async (cookies) => {
+    const result: Moves = { moved: 0, links: [] };
+    for (const cookie of cookies) {
+      const opened = await sealed.open((name) => (name === "session" ? cookie : undefined), "session");
+      assert.ok(opened !== null && !("invalid" in opened), "the previous deploy's seal opens");
+      const id = await movedSessionId(opened.id);
+      if (await redis.load(await storageKeyOf(id)) !== null) result.moved++;
+      result.links.push([sidOf(id), sidOf(opened.id)], [cookieSid(`session=${cookie}`)!, sidOf(opened.id)]);
+    }
+    return result;
+  };
+}
+
+/** FLUSHALL on a Redis of the cell's own (never the shared one). */
+async function flushAll(address: string): Promise<void> {
+  assert.notEqual(address, REDIS_URL, "never flush the shared Redis");
+  const client = new IoRedis(address, { maxRetriesPerRequest: 1 });
+  try {
+    assert.ok(await client.dbsize() > 0, "the cache held records before the flush");
+    assert.equal(await client.flushall(), "OK");
+  } finally {
+    client.disconnect();
   }
 }
 
@@ -505,7 +694,7 @@ function intended(e: Exchange): MicroOp[][] {
 }
 
 /** Turns the exchanges into a history: sessions followed across log ins, outcomes as Elle's. */
-function historyOf(log: Exchange[]): Op[] {
+function historyOf(log: Exchange[], links: [string, string][] = []): Op[] {
   // Sessions: a log in continues its session under the new id.
   const parent = new Map<string, string>();
   const find = (sid: string): string => {
@@ -513,6 +702,12 @@ function historyOf(log: Exchange[]): Op[] {
     while (parent.has(root)) root = parent.get(root)!;
     return root;
   };
+  // A session that moved to another id (out of a sealed cookie) is the same session.
+  for (const [child, root] of links) {
+    const a = find(root);
+    const b = find(child);
+    if (a !== b) parent.set(b, a);
+  }
   for (const e of log) {
     const body = e.body as Answer | undefined;
     if (e.route === "login" && e.status !== undefined && e.status < 300 && body?.to && body.to !== body.sid) {
@@ -577,17 +772,23 @@ interface Row {
 }
 const table: Row[] = [];
 
-async function runCell(cell: Cell): Promise<{ row: Row; result: CheckResult; served: string[] }> {
+async function runCell(
+  cell: Cell,
+): Promise<{ row: Row; result: CheckResult; served: string[]; moved: number | undefined }> {
   const deployment = await deploy(cell);
   try {
     const driver = new Driver(deployment, !cell.noEarlySave);
     const browsers = Array.from({ length: BROWSERS }, (_, i) => new Browser(`b${i + 1}`));
     const served: string[] = [];
-    // Each browser's session exists before the traffic.
+    // Each browser's session exists before the traffic (in the old store, for a migrating cell:
+    // created by the previous deploy, which is gone before the traffic starts).
+    const previous = deployment.previous === undefined ? undefined : await deployment.previous();
     for (const b of browsers) {
-      const created = await driver.send(b, 0, "append", "POST");
+      const created = await driver.send(b, 0, "append", "POST", previous ? { server: previous } : {});
       assert.equal(created.status, 200, "the session was created");
     }
+    if (previous !== undefined) await stopChild(previous.child);
+    const seeded = browsers.map((b) => b.jar.get("session")!);
 
     for (let wave = 0; wave < WAVES; wave++) {
       const fault = wave === 1 ? injectFault(cell, deployment) : Promise.resolve();
@@ -629,7 +830,9 @@ async function runCell(cell: Cell): Promise<{ row: Row; result: CheckResult; ser
     // Final reads, once the traffic has stopped.
     for (const b of browsers) await driver.send(b, 0, "read", "GET", { final: true });
 
-    const history = historyOf(driver.log);
+    const moves = await deployment.moves?.(seeded);
+    const moved = moves?.moved;
+    const history = historyOf(driver.log, moves?.links ?? []);
     const result = checkHistory(history);
     if (process.env.HISTORY_DUMP) {
       // The history and the exchanges behind it, for a closer look (or another checker).
@@ -648,10 +851,20 @@ async function runCell(cell: Cell): Promise<{ row: Row; result: CheckResult; ser
       verdict: formatResult(result),
     };
     table.push(row);
-    return { row, result, served };
+    return { row, result, served, moved };
   } finally {
     await deployment.close();
   }
+}
+
+/** How many of the sessions named by `cookies` the old store holds as moved (a tombstone marked so). */
+async function movedCount(from: SessionStore, cookies: string[]): Promise<number> {
+  let moved = 0;
+  for (const cookie of cookies) {
+    const record = await from.load(await storageKeyOf(cookie.split(".")[0]!));
+    if (isEnded(record) && record!.data[MOVED_KEY] === true) moved++;
+  }
+  return moved;
 }
 
 /** One append then one read with the browser's cookie: both answered, the read holds the append. */
@@ -682,6 +895,12 @@ async function injectFault(cell: Cell, deployment: Deployment): Promise<void> {
       break;
     case "pause-store":
       await deployment.pauseStore();
+      break;
+    case "flush-cache":
+      await deployment.flushCache();
+      break;
+    case "cut-durable":
+      await deployment.cutDurable();
       break;
     default:
       break;
@@ -716,12 +935,13 @@ describe("Node as several server processes over one store: list-append histories
       continue;
     }
     it(cellName(cell), { timeout: 90_000, ...(cell.todo ? { todo: cell.todo } : {}) }, async (t) => {
-      const { row, result, served } = await runCell(cell);
+      const { row, result, served, moved } = await runCell(cell);
       t.diagnostic(
         `requests ${row.requests}, 2xx ${row.ok}, 409 ${row.conflict}, 5xx/info ${row.info}, ` +
           `max concurrent handlers of one session ${row.maxConcurrent}, anomalies: ${row.anomalies}`,
       );
       t.diagnostic(row.verdict);
+      if (moved !== undefined) t.diagnostic(`sessions moved under load: ${moved} of ${BROWSERS}`);
       for (const a of result.anomalies.slice(0, 5)) t.diagnostic(`${a.kind}: ${a.message}`);
 
       assert.ok(
@@ -738,6 +958,7 @@ describe("Node as several server processes over one store: list-append histories
         return;
       }
       assert.deepEqual(served.filter((s) => s !== ""), [], "the browser is served after log in and log out");
+      if (moved !== undefined) assert.equal(moved, BROWSERS, "every session created in the old store moved");
       assert.deepEqual(result.anomalies.map((a) => a.message), []);
     });
   }

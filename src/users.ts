@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { ended as reportEnd, userOf } from "./audit.ts";
+import { ended as reportEnd } from "./audit.ts";
 import type { CommitResult, Handle } from "./backend.ts";
 import { storeError, TOMBSTONE_MS } from "./conflict.ts";
 import { SessionConfigError, SessionConflictError } from "./errors.ts";
@@ -278,7 +278,7 @@ export async function endUserSessions(
   if (reason !== "user" && reason !== "admin") {
     throw new TypeError(`Invalid reason: "${String(reason)}" is not "user" or "admin"`);
   }
-  const named = await namedIn(scope, options.keys, options.handles);
+  const named = namedIn(scope, options.keys, options.handles);
   const targets: Array<[string, StoredSession]> = [];
   for (const [key, record] of await recordsOf(scope)) {
     if (options.exceptCurrent && key === scope.currentKey) continue;
@@ -292,11 +292,11 @@ function isSession(from: unknown): boolean {
 }
 
 /** The filter `keys` and `handles` make, or `undefined` for every session. */
-async function namedIn(
+function namedIn(
   scope: Scope,
   keys: readonly string[] | undefined,
   handles: readonly string[] | undefined,
-): Promise<((key: string) => Promise<boolean> | boolean) | undefined> {
+): ((key: string) => Promise<boolean> | boolean) | undefined {
   if (keys === undefined && handles === undefined) return undefined;
   const byKey = new Set(keys ?? []);
   const byHandle = new Set(handles ?? []);

@@ -97,8 +97,8 @@ function app(options: SessionOptions<Data>) {
 
 interface StoreCase {
   name: string;
-  open(): Promise<SessionStore>;
-  close(): Promise<void>;
+  open(): SessionStore | Promise<SessionStore>;
+  close(): void | Promise<void>;
   /** The store keeps expired records for `cleanup()`. */
   cleanup: boolean;
 }
@@ -113,11 +113,11 @@ after(async () => {
 });
 
 const stores: StoreCase[] = [
-  { name: "MemoryStore", open: async () => new MemoryStore(), close: async () => {}, cleanup: true },
+  { name: "MemoryStore", open: () => new MemoryStore(), close: () => {}, cleanup: true },
   {
     name: "RedisStore (ioredis)",
-    open: async () => new RedisStore({ client: redis, prefix: `websession-users-test:${RUN}:` }),
-    close: async () => {},
+    open: () => new RedisStore({ client: redis, prefix: `websession-users-test:${RUN}:` }),
+    close: () => {},
     cleanup: false,
   },
   {
@@ -132,8 +132,8 @@ const stores: StoreCase[] = [
   },
   {
     name: "MemcachedStore (memcache-client)",
-    open: async () => new MemcachedStore({ client: memcached, prefix: `websession-users-test-${RUN}:` }),
-    close: async () => {},
+    open: () => new MemcachedStore({ client: memcached, prefix: `websession-users-test-${RUN}:` }),
+    close: () => {},
     cleanup: false,
   },
 ];

@@ -14,8 +14,10 @@ import process from "node:process";
 import assert from "node:assert/strict";
 import { Redis as IoRedis } from "ioredis";
 import { Hono } from "hono";
+import { createRequestHandler, type ServerBuild } from "react-router";
 import { getSession, withSession } from "../src/with_session.ts";
 import { commitSession, openSession } from "../src/open_session.ts";
+import { endUserSessions } from "../src/users.ts";
 import type { InvalidCookieReason, SessionOptions } from "../src/options.ts";
 import type { SessionEvent } from "../src/events.ts";
 import type { SessionStore } from "../src/store.ts";
@@ -24,6 +26,11 @@ import { RedisStore } from "../src/stores/redis.ts";
 import { CookieStore } from "../src/stores/cookie.ts";
 import { headerTransport, type SessionTransport, takeSessionToken } from "../src/transport.ts";
 import { type SessionEnv, sessionMiddleware } from "../src/adapters/hono.ts";
+import {
+  getSession as getRouterSession,
+  type RouterContextLike,
+  sessionMiddleware as routerSessionMiddleware,
+} from "../src/adapters/react_router.ts";
 import { csrf, csrfMiddleware } from "../src/csrf.ts";
 import { type RunningServer, serveFetch } from "./http/server.ts";
 
@@ -251,6 +258,26 @@ for (const { name, open } of stores) {
       assert.equal(me.token, null); // signed with the first secret already
     });
 
+    it("log out everywhere (endUserSessions) ends every token of the user", async () => {
+      const options: SessionOptions<Data> = {
+        store: opened.store,
+        secrets: [OLD_SECRET],
+        transport: headerTransport(),
+        userKey: "user",
+      };
+      const server = await serveFetch(withSession(app, options));
+      servers.push(server);
+      const user = `user-${crypto.randomUUID()}`;
+      const phone = new TokenClient(server.url);
+      const tablet = new TokenClient(server.url);
+      await phone.call(`/login?user=${user}`, "POST");
+      await tablet.call(`/login?user=${user}`, "POST");
+      assert.equal((await phone.call("/me")).body, user);
+      assert.equal(await endUserSessions(options, { user }), 2);
+      assert.equal((await phone.call("/me")).body, "anonymous");
+      assert.equal((await tablet.call("/me")).body, "anonymous");
+    });
+
     it("concurrent requests with one token keep every write", async () => {
       const client = new TokenClient(bearer);
       await client.call("/login", "POST");
@@ -454,6 +481,53 @@ describe("the session in a header: Hono adapter and CSRF", () => {
         headers: { authorization: "Bearer", "sec-fetch-site": "cross-site", origin: "https://evil.example" },
       });
       assert.equal(cross.status, 200, base);
+    }
+  });
+});
+
+describe("the session in a header: React Router adapter", () => {
+  it("signs in, reads and logs out on the header through its middleware", async () => {
+    const transport = headerTransport();
+    const root = {
+      middleware: [
+        routerSessionMiddleware<Data>({ store: new MemoryStore(), secrets: [OLD_SECRET], transport }),
+      ],
+      async loader({ request, context }: { request: Request; context: RouterContextLike }) {
+        const session = await getRouterSession<Data>(context);
+        const path = new URL(request.url).pathname;
+        if (path === "/login") {
+          session.regenerate();
+          session.set("user", "ada");
+        } else if (path === "/logout") session.destroy();
+        return new Response(session.get("user") ?? "anonymous");
+      },
+    };
+    const build = {
+      entry: { module: { default: () => new Response(null, { status: 500 }) } },
+      routes: { root: { id: "root", path: "*", module: root } },
+      assets: { entry: { imports: [], module: "" }, routes: {}, url: "", version: "1" },
+      publicPath: "/",
+      assetsBuildDirectory: "build/client",
+      future: { v8_middleware: true },
+      ssr: true,
+      isSpaMode: false,
+      prerender: [],
+      routeDiscovery: { mode: "initial", manifestPath: "/__manifest" },
+    } as unknown as ServerBuild;
+    const handler = createRequestHandler(build);
+    const server = await serveFetch((request) => handler(request));
+    try {
+      const client = new TokenClient(server.url);
+      const login = await client.call("/login");
+      assert.deepEqual(login.setCookies, []);
+      assert.ok(client.token !== undefined);
+      assert.equal(login.vary, "Authorization");
+      assert.equal((await client.call("/me")).body, "ada");
+      const logout = await client.call("/logout");
+      assert.equal(logout.token, "");
+      assert.deepEqual(logout.setCookies, []);
+    } finally {
+      await server.close();
     }
   });
 });

@@ -275,6 +275,7 @@ const SECTIONS = {
       "--test",
       "--test-reporter=spec",
       "tests/browser/browser_test.ts",
+      "tests/browser/admin_test.ts",
     ], nodeCounts),
 };
 

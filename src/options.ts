@@ -14,7 +14,7 @@ import { refuseDuplicateSecrets, Signer } from "./signing.ts";
 import { isSealedStore, type SealedSessionStore, type SessionData, type SessionStore } from "./store.ts";
 import { MemoryStore } from "./stores/memory.ts";
 import type { SessionTransport } from "./transport.ts";
-import { resolveSerializer, type SessionSerializer } from "./serializer.ts";
+import type { SessionSerializer } from "./serializer.ts";
 
 /**
  * The Standard Schema interface (zod, valibot, arktype and others implement it).
@@ -265,7 +265,7 @@ export interface SessionOptions<T extends object = SessionData> {
    * The timeouts of a session whose log in chose "remember me"
    * (`session.regenerate({ remember: true })`), in seconds, with the same meaning as the
    * top-level ones; such a session also gets a persistent cookie whatever `cookie.persistent`
-   * says. See the [sign-in guide](docs/guides/sign-in.md).
+   * says. Guide: docs/guides/sign-in.md.
    * @default { idleTimeout: 2592000 (30 days), absoluteTimeout: 7776000 (90 days), touchAfter: idleTimeout / 2 }
    */
   remember?: RememberOptions;
@@ -500,6 +500,29 @@ export interface ResolvedOptions {
   onEvent: EventHook | undefined;
   /** The insecure-cookie warning was given (once per options). */
   warned: boolean;
+}
+
+/**
+ * Checks the `serializer` option.
+ *
+ * @param value The option value.
+ * @returns The serializer, or `undefined` when unset.
+ * @throws {TypeError} When it is not an object with `serialize` and `deserialize` functions and
+ *   an optional non-empty string `format`.
+ */
+function resolveSerializer(value: unknown): SessionSerializer | undefined {
+  if (value === undefined) return undefined;
+  const serializer = value as Partial<SessionSerializer> | null;
+  const format = serializer?.format;
+  if (
+    typeof serializer?.serialize !== "function" || typeof serializer.deserialize !== "function" ||
+    (format !== undefined && (typeof format !== "string" || format === ""))
+  ) {
+    throw new TypeError(
+      "Invalid serializer: expected an object with serialize() and deserialize() and an optional format name, such as richValues",
+    );
+  }
+  return serializer as SessionSerializer;
 }
 
 let defaultStore: MemoryStore | undefined;

@@ -321,13 +321,17 @@ export function observationsHold(s: SessionState, loaded: SessionData, fresh: Se
   if (s.readAll) {
     for (const key in loaded) {
       if (
-        key !== FLASH_KEY && key !== META_KEY && !isSignInKey(key) && Object.hasOwn(loaded, key) && !same(loaded[key], valueOf(fresh, key))
+        key !== FLASH_KEY && key !== META_KEY && !isSignInKey(key) && Object.hasOwn(loaded, key) &&
+        !same(loaded[key], valueOf(fresh, key))
       ) {
         return false;
       }
     }
     for (const key in fresh) {
-      if (key !== FLASH_KEY && key !== META_KEY && !isSignInKey(key) && Object.hasOwn(fresh, key) && !Object.hasOwn(loaded, key)) {
+      if (
+        key !== FLASH_KEY && key !== META_KEY && !isSignInKey(key) && Object.hasOwn(fresh, key) &&
+        !Object.hasOwn(loaded, key)
+      ) {
         return false;
       }
     }
@@ -732,7 +736,7 @@ export class Session<T extends object = SessionData> {
    * persistent cookie (`Max-Age`) and the `remember` timeouts (30 days idle, 90 days absolute by
    * default). `false`: a browser-session cookie (no `Max-Age` or `Expires`, RFC 6265bis §5.6)
    * and the top-level timeouts. Left out: the choice made before stays (none: `cookie.persistent`
-   * and the top-level timeouts). See the [sign-in guide](docs/guides/sign-in.md).
+   * and the top-level timeouts). Guide: docs/guides/sign-in.md.
    * @throws {TypeError} When `remember` is given and is not a boolean.
    */
   regenerate(options?: { remember?: boolean }): void {

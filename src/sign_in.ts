@@ -12,7 +12,24 @@
 import { RecentAuthRequiredError } from "./errors.ts";
 import { kState, type Session } from "./session.ts";
 
-/** Options of {@linkcode requireRecentAuth}. */
+/**
+ * Options of {@linkcode requireRecentAuth}.
+ *
+ * @example
+ * ```ts
+ * import { MemoryStore, openSession, RecentAuthRequiredError, type RecentAuthOptions, requireRecentAuth } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * let now = Date.UTC(2030, 0, 1);
+ * const options = { store: new MemoryStore(), secrets: "a secret of at least thirty-two characters", now: () => now };
+ * const session = await openSession(null, options);
+ * session.markAuthenticated();
+ * const fiveMinutes: RecentAuthOptions = { maxAge: 300 };
+ * assert.equal(requireRecentAuth(session, fiveMinutes), now);
+ * now += 301_000;
+ * assert.throws(() => requireRecentAuth(session, fiveMinutes), RecentAuthRequiredError);
+ * ```
+ */
 export interface RecentAuthOptions {
   /**
    * The most seconds since the user last authenticated that the action allows (RFC 9470's

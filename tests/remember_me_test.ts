@@ -5,6 +5,7 @@
 // no re-run) and is none of the handler's data.
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import process from "node:process"; // and node:http (tests/http/server.ts): not in workerd
 import { endUserSessions, getSession, listUserSessions, MemoryStore, withSession } from "../mod.ts";
 import { TestClock } from "../src/testing.ts";
 import type { RunningServer } from "./http/server.ts";
@@ -15,7 +16,7 @@ const PLAIN_MAX_AGE = 5400;
 /** Remembered defaults: 30 days idle + 15 days touchAfter. */
 const REMEMBERED_MAX_AGE = 45 * DAY;
 
-const kinds = storeKinds("remember");
+const kinds = storeKinds("remember", process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
 const servers: RunningServer[] = [];
 after(async () => {
   for (const server of servers) await server.close();

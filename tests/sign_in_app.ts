@@ -17,7 +17,6 @@ import type { TestClock } from "../src/testing.ts";
 import { type RunningServer, serveFetch } from "./http/server.ts";
 
 export const SECRET = "sign-in test secret of at least thirty-two chars";
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
 /** Seconds in a day. */
 export const DAY = 86_400;
@@ -34,8 +33,8 @@ export interface StoreKind {
   close(): Promise<void>;
 }
 
-/** The stores: MemoryStore, RedisStore (real Redis, a prefix of this run), CookieStore. */
-export function storeKinds(file: string): StoreKind[] {
+/** The stores: MemoryStore, RedisStore (the Redis at `redisUrl`, a prefix of this run), CookieStore. */
+export function storeKinds(file: string, redisUrl: string): StoreKind[] {
   const prefix = `test:${file}:${crypto.randomUUID().slice(0, 8)}:`;
   let redis: IoRedis | undefined;
   return [
@@ -49,7 +48,7 @@ export function storeKinds(file: string): StoreKind[] {
       name: "RedisStore",
       compareAndSet: true,
       make: (clock) => {
-        redis ??= new IoRedis(REDIS_URL, { maxRetriesPerRequest: 1 });
+        redis ??= new IoRedis(redisUrl, { maxRetriesPerRequest: 1 });
         return new RedisStore({ client: redis, prefix, now: clock.now });
       },
       close: async () => {

@@ -5,6 +5,7 @@
 // authenticated, or was logged out, is refused.
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import process from "node:process"; // and node:http (tests/http/server.ts): not in workerd
 import {
   getSession,
   MemoryStore,
@@ -27,7 +28,7 @@ import {
   storeKinds,
 } from "./sign_in_app.ts";
 
-const kinds = storeKinds("stepup");
+const kinds = storeKinds("stepup", process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
 const servers: RunningServer[] = [];
 after(async () => {
   for (const server of servers) await server.close();

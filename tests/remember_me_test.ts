@@ -240,6 +240,30 @@ describe("remember me: misuse", () => {
     assert.deepEqual(await response.json(), ["TypeError", "TypeError", "TypeError", "TypeError"]);
   });
 
+  it("clear() forgets the choice and the authentication time", async () => {
+    const handler = withSession(async (req: Request) => {
+      const session = await getSession<{ user?: string }>(req);
+      if (req.method === "POST") {
+        session.regenerate({ remember: true });
+        session.set("user", "ada");
+        session.markAuthenticated();
+      } else if (req.method === "DELETE") {
+        session.clear();
+        session.set("user", "guest");
+      }
+      return Response.json([session.remembered ?? null, session.authenticatedAt ?? null]);
+    }, { store: new MemoryStore(), secrets: SECRET, now: () => 1_000 });
+    const login = await handler(new Request("https://example.com/", { method: "POST" }));
+    assert.deepEqual(await login.json(), [true, 1_000]);
+    const cookie = login.headers.get("set-cookie")!.split(";")[0]!;
+    const cleared = await handler(
+      new Request("https://example.com/", { method: "DELETE", headers: { cookie } }),
+    );
+    assert.deepEqual(await cleared.json(), [null, null]);
+    const later = await handler(new Request("https://example.com/", { headers: { cookie } }));
+    assert.deepEqual(await later.json(), [null, null]);
+  });
+
   it("bad remember options throw at construction", () => {
     const store = new MemoryStore();
     const make = (remember: unknown) => () =>

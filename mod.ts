@@ -44,7 +44,6 @@ export type {
   StandardSchemaV1,
 } from "./src/options.ts";
 export type { CookieOptions } from "./src/cookie.ts";
-export type { SessionSerializer } from "./src/serializer.ts";
 export {
   RecentAuthRequiredError,
   SessionConfigError,

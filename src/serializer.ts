@@ -42,7 +42,7 @@ import { SessionDataError } from "./errors.ts";
  *
  * @example
  * ```ts
- * import type { SessionSerializer } from "websession";
+ * import type { SessionSerializer } from "websession/serializer";
  * import assert from "node:assert/strict";
  *
  * // Dates only, as their ISO strings in an object tagged "d".
@@ -269,26 +269,3 @@ export const richValues: SessionSerializer = {
     return decode(json, 0);
   },
 };
-
-/**
- * Checks the `serializer` option. Internal (the options resolver's).
- *
- * @param value The option value.
- * @returns The serializer, or `undefined` when unset.
- * @throws {TypeError} When it is not an object with `serialize` and `deserialize` functions and
- *   an optional non-empty string `format`.
- */
-export function resolveSerializer(value: unknown): SessionSerializer | undefined {
-  if (value === undefined) return undefined;
-  const serializer = value as Partial<SessionSerializer> | null;
-  const format = serializer?.format;
-  if (
-    typeof serializer?.serialize !== "function" || typeof serializer.deserialize !== "function" ||
-    (format !== undefined && (typeof format !== "string" || format === ""))
-  ) {
-    throw new TypeError(
-      "Invalid serializer: expected an object with serialize() and deserialize() and an optional format name, such as richValues",
-    );
-  }
-  return serializer as SessionSerializer;
-}

@@ -109,6 +109,13 @@ export interface MigratingStoreOptions {
  * under way, a request served by the previous deploy's code sees a moved session as ended (its
  * writes are refused with 409, no cookie is changed), until the new code serves that user.
  *
+ * **From a `CookieStore`** (no server copy), this store is `to` itself, and `withSession` and
+ * `openSession` do the move: a request with a sealed cookie and no signed id of a live session has
+ * its seal opened (its expiry, revocation and `endUser` honoured), its record created in `to` only
+ * if absent, under an id derived from the session id inside the seal (so concurrent and replayed
+ * seals of one session name one record, newer or ended since), and gets the signed id cookie, the
+ * sealed ones cleared. See the docs page, "From CookieStore".
+ *
  * A session ended in either store stays ended: a tombstone in `to` is read first, and one in
  * `from` is returned when `to` has nothing (ending such a session writes the tombstone in
  * `from`, where it lives).

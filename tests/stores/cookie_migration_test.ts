@@ -341,6 +341,26 @@ describe("CookieStore to a server store: openSession, cookie names, options", ()
     assert.deepEqual((await again.json()).list, ["1", "2"]);
   });
 
+  it("a server store that is down answers 503 and keeps the seal: no fresh id", async () => {
+    const cookies = new CookieStore({ secrets: COOKIE_SECRET });
+    const login = await app(cookies)(new Request("https://example.com/login?user=lee"));
+    const seal = login.headers.getSetCookie().map((c) => c.split(";")[0]).join("; ");
+    // A real client of a port nothing listens on: every command fails at once.
+    const down = new IoRedis("redis://127.0.0.1:1", {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+    });
+    down.on("error", () => {});
+    const to = new RedisStore({ client: down, prefix: `cookie-migration:${RUN}:down:` });
+    const response = await app(new MigratingStore({ from: cookies, to }))(
+      new Request("https://example.com/append?x=1", { headers: { cookie: seal } }),
+    );
+    assert.equal(response.status, 503);
+    assert.deepEqual(response.headers.getSetCookie(), [], "the browser keeps its sealed cookie");
+    down.disconnect();
+  });
+
   it("refuses a fromCookie without a CookieStore, or one that is no cookie name", () => {
     assert.throws(
       () => new MigratingStore({ from: new MemoryStore(), to: new MemoryStore(), fromCookie: "x" }),

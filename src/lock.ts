@@ -206,8 +206,14 @@ async function acquire(
   }
 }
 
-/** How long the store lease that makes a turn across processes lives at most (ms). */
-const TURN_LEASE_MS = 30_000;
+/**
+ * How long the store lease that makes a turn across processes lives at most (ms). Short on
+ * purpose: the lease only orders requests (the compare-and-set keeps them correct), so a request
+ * that runs longer merely stops excluding others, while a lease orphaned by a killed process or a
+ * store outage (its release failed) would hold every other process's requests of the session for
+ * as long as it lives.
+ */
+const TURN_LEASE_MS = 5_000;
 
 /**
  * Takes the turn across processes: the store's lease on the session's key, before loading, once

@@ -291,7 +291,13 @@ async function compareAndSet(
       }
       if (verdict === "rerun") return { kind: "rerun" };
       if (verdict === "refuse") return { kind: "refused", reason: "conflict" };
-      landed = p.policy === "overwrite" ? undefined : replay(s.ops, current.data, s.serializer);
+      try {
+        landed = p.policy === "overwrite" ? undefined : replay(s.ops, current.data, s.serializer);
+      } catch (error) {
+        // The record is in another `serializer` format (a process configured otherwise wrote it):
+        // nothing to merge on; a `SessionDataError` that says so.
+        return { kind: "failed", error: storeError("merge", error) };
+      }
     }
     // The end of a session is stamped by the clock its grace is judged by (asked once a commit).
     if (s.ending !== undefined && endedAtStamp === undefined) {

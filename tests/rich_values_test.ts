@@ -312,6 +312,38 @@ describe("Session with the richValues serializer", () => {
     assert.deepEqual(JSON.parse(await client.text("/read")), { Date: new Date(1).toISOString() }); // intact
   });
 
+  it("answers a write that meets a record in another format with a SessionDataError, and overwrites nothing", async () => {
+    // A process without the serializer loaded a plain record; one with it saved meanwhile.
+    const store = new MemoryStore();
+    let hold: Promise<void> | undefined;
+    const errors: unknown[] = [];
+    const plain = app(store, async (session, path) => {
+      if (path === "/init") return session.set("other", 1);
+      session.set("user", "ada");
+      await hold;
+    }, { serializer: undefined, locking: "explicit", onError: (error: unknown) => void errors.push(error) });
+    const rich = app(store, (session) => session.set("at", new Date(3)), { locking: "explicit" });
+    const client = new Client(plain.handler);
+    await client.text("/init");
+    const held = gate();
+    hold = held.promise;
+    const slow = client.clone().fetch("/slow", { method: "POST" });
+    await sleep(20);
+    hold = undefined;
+    const writer = new Client(rich.handler);
+    writer.jar = new Map(client.jar);
+    await writer.text("/rich");
+    held.open();
+    assert.equal((await slow).status, 500);
+    assert.ok(errors[0] instanceof SessionDataError);
+    const record = await store.load(await storageKeyOf(client.jar.get("session")!.split(".")[0]!));
+    assert.deepEqual(record?.data, {
+      other: 1,
+      __serializer: "rich/1",
+      at: { $: "Date", v: new Date(3).toISOString() },
+    });
+  });
+
   it("checks the option", async () => {
     const handler = (serializer: unknown) =>
       withSession(() => Promise.resolve(new Response()), {

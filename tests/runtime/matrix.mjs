@@ -15,7 +15,7 @@
 // - The framework recipe tests (tests/frameworks/) build and serve whole apps; they have their own
 //   entry and are not listed here.
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { join, relative } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** The repository root. */
@@ -107,6 +107,11 @@ export function bunFiles() {
  * Node, Deno and Bun only.
  */
 export const NOT_IN_WORKERD = new Map([
+  ["ioredis", "speaks Redis over node:net sockets"],
+  ["redis", "node-redis speaks Redis over node:net sockets"],
+  ["pg", "speaks PostgreSQL over node:net sockets"],
+  ["postgres", "postgres.js speaks PostgreSQL over node:net sockets"],
+  ["memcache-client", "speaks Memcached over node:net sockets"],
   ["@hono/node-server", "serves over node:http, which workerd does not have"],
   [
     "react-router",
@@ -122,7 +127,9 @@ export const NOT_IN_WORKERD = new Map([
  *
  * @returns The reason, e.g. `"imports node:fs/promises"`, or `undefined`.
  */
-export function workerdBlocker(file) {
+export function workerdBlocker(file, seen = new Set()) {
+  if (seen.has(file)) return undefined;
+  seen.add(file);
   const source = readFileSync(join(ROOT, file), "utf8");
   const pattern = /(?:^|[;\s])(?:import|export)\s*(type\s+)?(?:[^"';]*?\sfrom\s*)?\(?\s*["']([^"']+)["']/g;
   for (const match of source.matchAll(pattern)) {
@@ -136,6 +143,14 @@ export function workerdBlocker(file) {
     }
     for (const [name, why] of NOT_IN_WORKERD) {
       if (specifier === name || specifier.startsWith(`${name}/`)) return `imports ${specifier}: ${why}`;
+    }
+    // A test helper it imports (not the library: src/ must run in workerd) blocks it as well.
+    if (specifier.startsWith(".")) {
+      const helper = join(dirname(file), specifier);
+      if (helper.startsWith("tests/") && existsSync(join(ROOT, helper))) {
+        const reason = workerdBlocker(helper, seen);
+        if (reason !== undefined) return `${reason} (through ${helper})`;
+      }
     }
   }
   return undefined;

@@ -435,8 +435,9 @@ export class MemcachedStore implements SessionStore {
   /** Entries waiting to be written, per user's index item: one write in flight per item. */
   #indexLanes = new Map<string, Pending[]>();
   /**
-   * The Memcached server's clock: the `time` of one `stats` command, in whole seconds (so within
-   * a second), as milliseconds since the epoch. Present when the client can send `stats` (its
+   * The Memcached server's clock: the `time` of one `stats` command, as milliseconds since the
+   * epoch. It counts whole seconds and Memcached moves it once a second, so it reads up to about
+   * two seconds behind the true time (an end and its grace are stamped and judged alike). Present when the client can send `stats` (its
    * `cmd` method, which `memcache-client` has). Asked only to stamp and judge the grace of a
    * session ended by a request (see `SessionStore.time`), never on an ordinary request; expiry
    * stays with the `now` option's clock. With several servers, the one the client picks answers.

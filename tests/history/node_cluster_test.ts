@@ -934,32 +934,45 @@ describe("Node as several server processes over one store: list-append histories
       it(cellName(cell), { skip }, () => {});
       continue;
     }
-    it(cellName(cell), { timeout: 90_000, ...(cell.todo ? { todo: cell.todo } : {}) }, async (t) => {
-      const { row, result, served, moved } = await runCell(cell);
-      t.diagnostic(
-        `requests ${row.requests}, 2xx ${row.ok}, 409 ${row.conflict}, 5xx/info ${row.info}, ` +
-          `max concurrent handlers of one session ${row.maxConcurrent}, anomalies: ${row.anomalies}`,
-      );
-      t.diagnostic(row.verdict);
-      if (moved !== undefined) t.diagnostic(`sessions moved under load: ${moved} of ${BROWSERS}`);
-      for (const a of result.anomalies.slice(0, 5)) t.diagnostic(`${a.kind}: ${a.message}`);
-
-      assert.ok(
-        row.maxConcurrent >= MIN_CONCURRENT,
-        `only ${row.maxConcurrent} handlers of one session ran at once (at least ${MIN_CONCURRENT} needed)`,
-      );
-      assert.ok(result.counts.finals >= BROWSERS, "every browser's list was read at the end");
-      assert.ok(row.ok > row.requests / 2, "most requests were answered 2xx");
-      if (cell.expectAnomalies) {
-        assert.ok(
-          result.anomalies.some((a) => a.kind === "lost"),
-          `overwrite lost no acknowledged append: the checker did not bite (${row.verdict})`,
+    it(
+      cellName(cell),
+      { timeout: LONG ? 900_000 : 90_000, ...(cell.todo ? { todo: cell.todo } : {}) },
+      async (t) => {
+        const { row, result, served, moved } = await runCell(cell);
+        t.diagnostic(
+          `requests ${row.requests}, 2xx ${row.ok}, 409 ${row.conflict}, 5xx/info ${row.info}, ` +
+            `max concurrent handlers of one session ${row.maxConcurrent}, anomalies: ${row.anomalies}`,
         );
-        return;
-      }
-      assert.deepEqual(served.filter((s) => s !== ""), [], "the browser is served after log in and log out");
-      if (moved !== undefined) assert.equal(moved, BROWSERS, "every session created in the old store moved");
-      assert.deepEqual(result.anomalies.map((a) => a.message), []);
-    });
+        t.diagnostic(row.verdict);
+        if (moved !== undefined) t.diagnostic(`sessions moved under load: ${moved} of ${BROWSERS}`);
+        for (const a of result.anomalies.slice(0, 5)) t.diagnostic(`${a.kind}: ${a.message}`);
+
+        assert.ok(
+          row.maxConcurrent >= MIN_CONCURRENT,
+          `only ${row.maxConcurrent} handlers of one session ran at once (at least ${MIN_CONCURRENT} needed)`,
+        );
+        assert.ok(result.counts.finals >= BROWSERS, "every browser's list was read at the end");
+        assert.ok(row.ok > row.requests / 2, "most requests were answered 2xx");
+        if (cell.expectAnomalies) {
+          assert.ok(
+            result.anomalies.some((a) => a.kind === "lost"),
+            `overwrite lost no acknowledged append: the checker did not bite (${row.verdict})`,
+          );
+          return;
+        }
+        assert.deepEqual(
+          served.filter((s) => s !== ""),
+          [],
+          "the browser is served after log in and log out",
+        );
+        if (moved !== undefined) {
+          assert.equal(moved, BROWSERS, "every session created in the old store moved");
+        }
+        assert.deepEqual(
+          result.anomalies.map((a) => a.message),
+          [],
+        );
+      },
+    );
   }
 });

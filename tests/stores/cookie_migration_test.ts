@@ -20,6 +20,7 @@ import { MigratingStore } from "../../src/stores/migrating.ts";
 import { movedSessionId } from "../../src/backends/moving.ts";
 import { type RunningServer, serveFetch } from "../http/server.ts";
 import { JarClient } from "../http/client.ts";
+import { sessionSuite } from "../conformance/session_suite.ts";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
@@ -65,6 +66,8 @@ interface Target {
 const redis = new IoRedis(REDIS_URL, { maxRetriesPerRequest: 1 });
 const admin = new pg.Pool({ connectionString: DATABASE_URL, max: 4 });
 after(async () => {
+  const keys = await redis.keys(`cookie-migration:${RUN}:suite:*`);
+  if (keys.length > 0) await redis.del(...keys);
   redis.disconnect();
   await admin.end();
 });
@@ -101,6 +104,19 @@ const targets: Target[] = [
     },
   },
 ];
+
+// The shared session suite through the moving backend: sessions created after the switch (no
+// sealed cookie) behave as on `to` itself, through withSession and the request-free API.
+const movingToRedis = () =>
+  new MigratingStore({
+    from: new CookieStore({ secrets: COOKIE_SECRET }),
+    to: new RedisStore({ client: redis, prefix: `cookie-migration:${RUN}:suite:${++n}:` }),
+  });
+sessionSuite("MigratingStore (CookieStore to Redis)", { open: movingToRedis });
+sessionSuite("MigratingStore (CookieStore to Redis), request-free", {
+  open: movingToRedis,
+  api: "request-free",
+});
 
 /** The server record a browser's seal moves to. */
 async function movedKey(cookies: CookieStore, jar: Map<string, string>): Promise<string> {

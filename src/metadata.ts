@@ -40,9 +40,9 @@ export const MAX_CLIENT_ADDRESS = 64;
  */
 export interface DeviceInfo {
   /** The `User-Agent` request header (RFC 9110 §10.1.5), at most {@linkcode MAX_USER_AGENT} characters. */
-  userAgent?: string;
+  userAgent?: string | undefined;
   /** The client's address, as the `clientAddress` rule found it. */
-  clientAddress?: string;
+  clientAddress?: string | undefined;
 }
 
 /**

@@ -12,7 +12,7 @@
  * @module
  */
 import { ended as reportEnd } from "./audit.ts";
-import type { CommitResult, Handle } from "./backend.ts";
+import { type CommitResult, type Handle, timeoutsOf } from "./backend.ts";
 import { storeError, TOMBSTONE_MS } from "./conflict.ts";
 import { SessionConfigError, SessionConflictError } from "./errors.ts";
 import type { EndReason } from "./events.ts";
@@ -20,7 +20,7 @@ import { handleOf, META_KEY, metadataOf, nextMetadata } from "./metadata.ts";
 import { instrument } from "./instrument.ts";
 import { optionsOf } from "./open_session.ts";
 import type { ResolvedOptions, SessionOptions } from "./options.ts";
-import { FLASH_KEY, kState, SERIALIZER_KEY, type Session } from "./session.ts";
+import { FLASH_KEY, kState, REMEMBER_KEY, SERIALIZER_KEY, type Session } from "./session.ts";
 import {
   ENDED_AT_KEY,
   ENDED_BY_KEY,
@@ -118,7 +118,8 @@ function scopeOf(from: Session<object> | SessionOptions<object>, user: string | 
 
 function belongs(scope: Scope, record: StoredSession | null, now: number): record is StoredSession {
   return record !== null && !isEnded(record) && record.expiresAt > now &&
-    record.createdAt + scope.o.absoluteMs > now && record.data[scope.o.userKey!] === scope.user;
+    record.createdAt + timeoutsOf(scope.o, record.data[REMEMBER_KEY]).absoluteMs > now &&
+    record.data[scope.o.userKey!] === scope.user;
 }
 
 async function recordsOf(scope: Scope): Promise<Array<[string, StoredSession]>> {
@@ -205,7 +206,9 @@ async function describe(scope: Scope, key: string, record: StoredSession): Promi
     }
   }
   const meta = metadataOf(record.data);
-  const touched = Math.min(o.now(), record.expiresAt - o.idleMs - o.touchAfterMs);
+  // A touch set the expiry idleTimeout + touchAfter ahead (the remember-me ones when chosen).
+  const t = timeoutsOf(o, record.data[REMEMBER_KEY]);
+  const touched = Math.min(o.now(), record.expiresAt - t.idleMs - t.touchAfterMs);
   const found: UserSession = {
     key,
     handle: await handleOf(o.secrets[0]!, key),

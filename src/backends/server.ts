@@ -115,7 +115,7 @@ async function open(h: Handle, source: CookieSource): Promise<void> {
       continue;
     }
     if (record === null || !isLive(o, record, now)) {
-      if (record !== null) expiredOnLoad(h);
+      if (record !== null && !isEnded(record)) expiredOnLoad(h);
       invalid(h, "unknown");
       continue;
     }

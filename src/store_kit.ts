@@ -2,8 +2,8 @@
  * The store kit: what a store author needs and an application does not. The contract
  * (`SessionStore`, `SealedSessionStore`, `StoredSession`, `SaveResult`), the tombstone helpers
  * (`ENDED_KEY`, `isEnded`), the rule of a version-checked touch (`touchExtends`), the
- * validators every store runs on what it is handed and what it reads back, and the errors a
- * store throws.
+ * validators every store runs on what it is handed and what it reads back, the rule for a
+ * user's id in key names (`userTag`), and the errors a store throws.
  *
  * Each export is documented where it is declared; the notes here say what a store does with it.
  *
@@ -466,3 +466,19 @@ export {
    */
   StoreUnavailableError,
 } from "./errors.ts";
+export {
+  /**
+   * A user's tag, SHA-256 of the id's UTF-8 in base64url: what a store writes in key names
+   * instead of the user's id (its index of a user's sessions).
+   *
+   * @example
+   * ```ts
+   * import { userTag } from "websession/store-kit";
+   * import assert from "node:assert/strict";
+   *
+   * const key = `sessions:users:${await userTag("ada@example.com")}`;
+   * assert.equal(key.includes("ada"), false);
+   * ```
+   */
+  userTag,
+} from "./user_tag.ts";

@@ -5,7 +5,6 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
 import { link, mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { SessionDataError } from "../errors.ts";
@@ -21,6 +20,7 @@ import {
   toStoredSession,
   touchExtends,
 } from "../store.ts";
+import { userTag } from "../user_tag.ts";
 
 /**
  * Where a {@linkcode FileStore} writes its warnings: `console`, the `logger` given to
@@ -425,11 +425,13 @@ export class FileStore implements SessionStore {
     return join(this.#dir, LEASES, key);
   }
 
-  /** The index directory of a user: the SHA-256 of the id's JSON text (every string distinct). */
-  #userDir(user: string): string {
+  /**
+   * The index directory of a user: the store kit's `userTag` of the id's JSON text, as this
+   * store has always named it (JSON escapes lone surrogates, so every string gets its own).
+   */
+  async #userDir(user: string): Promise<string> {
     if (typeof user !== "string") throw new TypeError("Invalid user: expected a string");
-    const hash = createHash("sha256").update(JSON.stringify(user), "utf8").digest("base64url");
-    return join(this.#dir, USERS, hash);
+    return join(this.#dir, USERS, await userTag(JSON.stringify(user)));
   }
 
   #mkdir(): Promise<unknown> {
@@ -661,7 +663,7 @@ export class FileStore implements SessionStore {
   ): Promise<SaveResult> {
     const dir = this.#recordDir(key);
     const members = serialize(record);
-    const marker = index === undefined ? undefined : join(this.#userDir(index?.user), key);
+    const marker = index === undefined ? undefined : join(await this.#userDir(index?.user), key);
     await this.#mkdir();
     const check = this.#deadline(`saving "${dir}"`);
     for (let current = await this.#current(key);; check()) {
@@ -887,7 +889,7 @@ export class FileStore implements SessionStore {
    * ```
    */
   async keysOfUser(user: string): Promise<string[]> {
-    const dir = this.#userDir(user);
+    const dir = await this.#userDir(user);
     const names = (await this.#list(dir)) ?? [];
     const keys = [...new Set(names.map((name) => MARKER.exec(name)?.[1]).filter((key) => key !== undefined))];
     const kept = await Promise.all(keys.map((key) => this.#prune(dir, key, names)));

@@ -26,6 +26,7 @@ import {
   toStoredSession,
   touchExtends,
 } from "../store.ts";
+import { userTag } from "../user_tag.ts";
 
 /**
  * The shape of a `memcache-client` client (`new MemcacheClient({ server: "host:port" })`).
@@ -268,14 +269,6 @@ function exptimeOf(expiresAt: number, now: number): number {
  */
 function entryUntil(expiresAt: number, now: number): number {
   return expiresAt + Math.ceil((expiresAt - now) / 2);
-}
-
-/** SHA-256 of the user id (UTF-8), base64url: what names the user's index item. */
-async function userHash(user: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(user)));
-  let binary = "";
-  for (const byte of digest) binary += String.fromCharCode(byte);
-  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
 /** Full-jitter exponential backoff between lost compare-and-sets of an index: at most 50 ms. */
@@ -662,7 +655,7 @@ export class MemcachedStore implements SessionStore {
     if (typeof user !== "string" || user === "") {
       throw new TypeError(`Invalid user: "${String(user)}" is not a non-empty string`);
     }
-    const name = USER_INFIX + await userHash(user);
+    const name = USER_INFIX + await userTag(user);
     const value = await this.#commands.get(this.#prefix + name);
     if (value === undefined || value === null) return [];
     const entries = this.#parseIndex(name, value);
@@ -684,7 +677,7 @@ export class MemcachedStore implements SessionStore {
     index: SaveIndex | undefined,
     previous: IndexMark | undefined,
   ): Promise<IndexMark | undefined> {
-    const user = index === undefined ? previous?.user : await userHash(index.user);
+    const user = index === undefined ? previous?.user : await userTag(index.user);
     if (user === undefined) return undefined;
     const now = this.#now();
     if (expiresAt <= now) return undefined; // stored expired: nothing to find

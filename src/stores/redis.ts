@@ -21,6 +21,7 @@ import {
   type StoredSession,
   toStoredSession,
 } from "../store.ts";
+import { userTag } from "../user_tag.ts";
 
 /**
  * The shape of an `@upstash/redis` client (`new Redis({ url, token })` or `Redis.fromEnv()`),
@@ -578,14 +579,6 @@ function text(value: unknown): string | undefined {
   return undefined;
 }
 
-/** A user's tag: base64url SHA-256 of the user id's UTF-8, as a user index's hash tag. */
-async function tagOf(user: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(user)));
-  let binary = "";
-  for (const byte of digest) binary += String.fromCharCode(byte);
-  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-
 /** How many user tags each of the two generations of the tag cache holds. */
 const TAG_CACHE = 1024;
 
@@ -1008,7 +1001,7 @@ export class RedisStore implements SessionStore {
   async #tagOf(user: string): Promise<string> {
     let tag = this.#tags.get(user) ?? this.#oldTags.get(user);
     if (tag !== undefined) return tag;
-    tag = await tagOf(user);
+    tag = await userTag(user); // the store kit's rule: a user index's hash tag
     if (this.#tags.size >= TAG_CACHE) {
       this.#oldTags = this.#tags;
       this.#tags = new Map();

@@ -4,7 +4,12 @@
  *
  * @module
  */
-import { SessionDataError, SessionTooLargeError, StoreUnavailableError } from "../errors.ts";
+import {
+  SessionConfigError,
+  SessionDataError,
+  SessionTooLargeError,
+  StoreUnavailableError,
+} from "../errors.ts";
 import {
   assertStorageKey,
   assertTouchArguments,
@@ -18,6 +23,7 @@ import {
   type StoredSession,
   touchExtends,
 } from "../store.ts";
+import { userTag } from "../user_tag.ts";
 
 /**
  * Options of a KV write (a subset of Workers' `KVNamespacePutOptions`).
@@ -225,7 +231,7 @@ interface KvRecordMetadata {
 
 /**
  * Where a record is indexed: the user, and until when (ms, by the store's clock) the index key
- * `${prefix}user:${user}:${key}` is kept.
+ * `${prefix}users:${userTag(user)}:${key}` is kept (`until` 0: not written in that layout yet).
  */
 interface Indexed {
   user: string;
@@ -261,8 +267,27 @@ const DESTROYED_FIELD = "destroyed";
 /** A top-level field of the stored JSON: the user the record is indexed under, and until when. */
 const INDEX_FIELD = "index";
 
-/** Index keys are `${prefix}user:${user}:${storageKey}`; no storage key holds a ":". */
-const USER_PART = "user:";
+/**
+ * Index keys are `${prefix}users:${userTag(user)}:${storageKey}`: the user's tag (the store
+ * kit's rule), never the id, so that listings show no personal data and every index key is
+ * 93 bytes after the prefix. No storage key holds a ":".
+ */
+const USERS_PART = "users:";
+const INDEX_KEY_BYTES = USERS_PART.length + STORAGE_KEY_LENGTH + 1 + STORAGE_KEY_LENGTH;
+
+/**
+ * The earlier layout, `${prefix}user:${user}:${storageKey}` with the raw id, is still read by
+ * `keysOfUser` (never written) so that sessions indexed before the upgrade are found until they
+ * lapse. Its keys never collide with the new ones: "user:" is not a prefix of "users:".
+ * Remove this read (`#oldKeysOfUser`) once the longest session lifetime (the larger of
+ * `absoluteTimeout` and `remember.absoluteTimeout`) has passed since the upgrade: by then every
+ * record indexed the old way has been written again (any save or touch rewrites its index key in
+ * the new layout) or has expired, and its old key lapses a day after that (`INDEX_KEEP_MS`).
+ */
+const OLD_USER_PART = "user:";
+
+/** A stored index of the current layout says so; one without it names an old-layout key. */
+const HASHED_FIELD = "hashed";
 
 /**
  * The end of a session lives in a key of its own, `${prefix}ended:${storageKey}`, written once
@@ -317,14 +342,16 @@ const INDEX_KEEP_MS = 86_400_000;
  *   a session writes its end key, not the record's, so a logout right after a save is not one.
  * - **60-second minimum expiry.** KV drops a key no sooner than 60 s after the write; each record
  *   keeps its `expiresAt`, and a read never returns a record past it.
- * - **Limits.** Keys of 512 bytes (the prefix may take 463), values of 25 MiB of UTF-8 JSON: a
+ * - **Limits.** Keys of 512 bytes (the prefix may take 463, or 419 where sessions are indexed
+ *   per user; a user's id of any length fits), values of 25 MiB of UTF-8 JSON: a
  *   larger record is refused with `SessionTooLargeError` before anything is written. Lone
  *   surrogates and NUL characters round-trip (JSON escapes them).
  * - **No leases.** KV cannot take a key for one writer (no compare-and-set, and a write is seen
  *   elsewhere only later), so `capabilities.locks` is `false` and `session.lock()` throws
  *   `SessionConfigError`. Use `DurableObjectStore` where a side effect must run once.
  * - **Sessions per user, best effort.** A save given an `index` writes an index key
- *   `${prefix}user:${user}:${storageKey}` before the record, and the record remembers its user,
+ *   `${prefix}users:${userTag(user)}:${storageKey}` before the record (the user's tag, never the
+ *   id itself: see the store kit's `userTag`), and the record remembers its user,
  *   so later saves and touches keep that key for as long as the record lives (rewriting it about
  *   once a day of activity). `keysOfUser` lists those keys, and a KV listing is eventually
  *   consistent: a session created or ended at another location in the last minute or so may be
@@ -473,7 +500,7 @@ export class CloudflareKvStore implements SessionStore {
    * end key.
    *
    * With `index`, once the version check passes, the index key
-   * `${prefix}user:${user}:${storageKey}` is written before the record (a refused save writes
+   * `${prefix}users:${userTag(user)}:${storageKey}` is written before the record (a refused save writes
    * neither). Without it, a record already indexed stays indexed under its user.
    *
    * @param key The storage key.
@@ -484,8 +511,9 @@ export class CloudflareKvStore implements SessionStore {
    *   record is gone or expired, or a tombstone is stored.
    * @throws {TypeError} When `key` is not a storage key, the record's version or times are not
    *   finite numbers, or `index.user` is not a string.
-   * @throws {SessionDataError} When the data is not a JSON object (a `BigInt`, a cycle), or the
-   *   user's id does not fit in an index key within KV's 512-byte key limit.
+   * @throws {SessionDataError} When the data is not a JSON object (a `BigInt`, a cycle).
+   * @throws {SessionConfigError} With `index`, when `prefix` is over 419 bytes, which leaves no
+   *   room for an index key within KV's 512-byte key limit; nothing is written.
    * @throws {SessionTooLargeError} When the record is over KV's 25 MiB value limit; nothing is
    *   written.
    * @throws {StoreUnavailableError} When KV fails.
@@ -580,17 +608,21 @@ export class CloudflareKvStore implements SessionStore {
 
   /**
    * The storage keys indexed under `user`, from a KV listing of the prefix
-   * `${prefix}user:${user}:` (paged). Best effort: the listing is eventually consistent, so a
-   * session indexed at another location in the last minute or so may be missing, and keys of
-   * sessions that have since ended or expired may be listed (see the class notes).
+   * `${prefix}users:${userTag(user)}:` (paged), and of the earlier layout's
+   * `${prefix}user:${user}:`, which sessions indexed before the upgrade still hold until they
+   * lapse (see `OLD_USER_PART` for when that read goes). Best effort: the listing is eventually
+   * consistent, so a session indexed at another location in the last minute or so may be
+   * missing, and keys of sessions that have since ended or expired may be listed (see the class
+   * notes).
    *
    * @param user The user's id.
-   * @returns The storage keys.
+   * @returns The storage keys, each once.
    * @throws {TypeError} When `user` is not a string.
    * @throws {StoreUnavailableError} When KV fails.
    * @example
    * ```ts
    * import { CloudflareKvStore } from "websession/cloudflare-kv";
+   * import { userTag } from "websession/store-kit";
    * import assert from "node:assert/strict";
    *
    * // In a Worker this is a binding, `env.SESSIONS`; a Map stands in for it here.
@@ -607,16 +639,39 @@ export class CloudflareKvStore implements SessionStore {
    *   },
    * });
    * const now = Date.now();
-   * const record = { data: { user: "ada" }, version: 1, createdAt: now, expiresAt: now + 60_000 };
-   * await store.save("a".repeat(43), record, null, { user: "ada" });
-   * assert.ok(values.has(`websession:user:ada:${"a".repeat(43)}`));
-   * assert.deepEqual(await store.keysOfUser("ada"), ["a".repeat(43)]);
+   * const record = { data: { user: "ada@example.com" }, version: 1, createdAt: now, expiresAt: now + 60_000 };
+   * await store.save("a".repeat(43), record, null, { user: "ada@example.com" });
+   * // The index key names the user by its tag, never by the id.
+   * assert.ok(values.has(`websession:users:${await userTag("ada@example.com")}:${"a".repeat(43)}`));
+   * assert.ok([...values.keys()].every((name) => !name.includes("ada")));
+   * assert.deepEqual(await store.keysOfUser("ada@example.com"), ["a".repeat(43)]);
    * assert.equal(await store.count(), 1); // index keys are not sessions
    * ```
    */
   async keysOfUser(user: string): Promise<string[]> {
     if (typeof user !== "string") throw new TypeError(`Invalid user: "${String(user)}" is not a string`);
-    const prefix = `${this.#prefix}${USER_PART}${user}:`;
+    const [keys, old] = await Promise.all([
+      this.#listIndex(`${this.#prefix}${USERS_PART}${await userTag(user)}:`),
+      this.#oldKeysOfUser(user),
+    ]);
+    return [...new Set([...keys, ...old])];
+  }
+
+  /**
+   * The keys indexed under `user` in the earlier layout, `${prefix}user:${user}:${storageKey}`:
+   * read, never written, until the longest session lifetime has passed since the upgrade (see
+   * `OLD_USER_PART`). An id too long for that layout was never indexed in it.
+   */
+  #oldKeysOfUser(user: string): Promise<string[]> {
+    const prefix = `${this.#prefix}${OLD_USER_PART}${user}:`;
+    if (new TextEncoder().encode(prefix).length + STORAGE_KEY_LENGTH > MAX_KEY_BYTES) {
+      return Promise.resolve([]);
+    }
+    return this.#listIndex(prefix);
+  }
+
+  /** The storage keys listed under an index prefix (paged), exactly one storage key after it. */
+  async #listIndex(prefix: string): Promise<string[]> {
     const keys: string[] = [];
     let cursor: string | undefined;
     do {
@@ -737,15 +792,17 @@ export class CloudflareKvStore implements SessionStore {
     await this.#call("put", () => this.#namespace.put(this.#endKey(key), text, { expirationTtl, metadata }));
   }
 
-  /** The user's id, checked to fit in an index key. */
+  /** The user's id, checked to be a string; the prefix, checked to leave room for its index key. */
   #checkUser(user: unknown): string {
     if (typeof user !== "string") {
       throw new TypeError(`Invalid index: user "${String(user)}" is not a string`);
     }
-    const bytes = new TextEncoder().encode(`${this.#prefix}${USER_PART}${user}:`).length + STORAGE_KEY_LENGTH;
-    if (bytes > MAX_KEY_BYTES) {
-      throw new SessionDataError(
-        `User id too long for a Workers KV index key: "${bytes}" bytes, at most "${MAX_KEY_BYTES}" fit`,
+    const bytes = new TextEncoder().encode(this.#prefix).length;
+    if (bytes + INDEX_KEY_BYTES > MAX_KEY_BYTES) {
+      throw new SessionConfigError(
+        `Invalid prefix: "${bytes}" bytes leave no room for a user's index key within Workers KV's 512-byte key limit; at most "${
+          MAX_KEY_BYTES - INDEX_KEY_BYTES
+        }" bytes index sessions per user`,
       );
     }
     return user;
@@ -769,10 +826,8 @@ export class CloudflareKvStore implements SessionStore {
     const now = this.#now();
     const until = Math.max(record.expiresAt, now) + INDEX_KEEP_MS;
     const expirationTtl = Math.max(MIN_TTL_SECONDS, Math.ceil((until - now) / 1000));
-    await this.#call(
-      "put",
-      () => this.#namespace.put(`${this.#prefix}${USER_PART}${indexed.user}:${key}`, "", { expirationTtl }),
-    );
+    const name = `${this.#prefix}${USERS_PART}${await userTag(indexed.user)}:${key}`;
+    await this.#call("put", () => this.#namespace.put(name, "", { expirationTtl }));
     return { user: indexed.user, until };
   }
 
@@ -822,12 +877,15 @@ export class CloudflareKvStore implements SessionStore {
   }
 }
 
-/** The index a stored record carries, if well-formed. */
+/**
+ * The index a stored record carries, if well-formed. One written in the earlier layout (not
+ * marked `hashed`) reads as not written yet (`until` 0), so the next save or touch writes the
+ * record's index key in the current layout.
+ */
 function indexedOf(value: unknown): Indexed | undefined {
-  const index = value as Partial<Indexed> | null | undefined;
-  return typeof index?.user === "string" && typeof index.until === "number"
-    ? { user: index.user, until: index.until }
-    : undefined;
+  const index = value as (Partial<Indexed> & { [HASHED_FIELD]?: unknown }) | null | undefined;
+  if (typeof index?.user !== "string" || typeof index.until !== "number") return undefined;
+  return { user: index.user, until: index[HASHED_FIELD] === true ? index.until : 0 };
 }
 
 /** Why `found` is a stale read for a client that has seen `minVersion`, or `undefined`. */
@@ -858,7 +916,10 @@ function encode(record: StoredSession, index?: Indexed): string {
   }
   let text: string;
   try {
-    text = JSON.stringify(index === undefined ? record : { ...record, [INDEX_FIELD]: index });
+    const stored = index === undefined
+      ? record
+      : { ...record, [INDEX_FIELD]: { ...index, [HASHED_FIELD]: true } };
+    text = JSON.stringify(stored);
   } catch (error) {
     throw new SessionDataError(
       `Session data cannot be stored: not JSON-serializable: ${(error as Error).message}`,

@@ -8,10 +8,16 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { KVNamespace } from "@cloudflare/workers-types";
 import type { Miniflare } from "miniflare";
-import { getSession, withSession } from "../../mod.ts";
-import { SessionDataError, SessionTooLargeError, StoreUnavailableError } from "../../src/errors.ts";
+import { endUserSessions, getSession, listUserSessions, withSession } from "../../mod.ts";
+import {
+  SessionConfigError,
+  SessionDataError,
+  SessionTooLargeError,
+  StoreUnavailableError,
+} from "../../src/errors.ts";
 import { ENDED_KEY, isEnded, type StoredSession } from "../../src/store.ts";
 import { CloudflareKvStore, type KvNamespaceLike } from "../../src/stores/cloudflare_kv.ts";
+import { userTag } from "../../src/user_tag.ts";
 import { randomKey } from "../conformance/util.ts";
 import { miniflareSuites as suites, startMiniflare, workerdStore } from "../workers/miniflare.ts";
 
@@ -503,12 +509,13 @@ describe("CloudflareKvStore", () => {
       const key = randomKey();
       const saved = record({ user });
       assert.equal(await store.save(key, saved, null, { user }), true);
-      assert.deepEqual(puts, [`idx:user:${user}:${key}`, `idx:${key}`]);
+      const tag = await userTag(user);
+      assert.deepEqual(puts, [`idx:users:${tag}:${key}`, `idx:${key}`]);
       const stored = JSON.parse((await namespace.get(`idx:${key}`, "text"))!);
       assert.equal(stored.index.user, user);
       assert.ok(stored.index.until >= saved.expiresAt + 86_400_000);
       assert.deepEqual(await store.load(key), saved, "loads return the record alone");
-      const [entry] = (await namespace.list({ prefix: `idx:user:${user}:` })).keys;
+      const [entry] = (await namespace.list({ prefix: `idx:users:${tag}:` })).keys;
       assert.ok(entry!.expiration! * 1000 >= saved.expiresAt + 86_400_000 - 2_000);
 
       puts.length = 0;
@@ -529,19 +536,20 @@ describe("CloudflareKvStore", () => {
       await store.save(key, record({ user }, 1, 3_600_000, now), null, { user });
       await store.save(key, record({ user, n: 1 }, 2, 3_600_000, now), 1); // no index given
       assert.equal(await store.touch(key, now + 7_200_000, 2), true);
-      assert.deepEqual(puts, [`carry:user:${user}:${key}`, `carry:${key}`, `carry:${key}`, `carry:${key}`]);
+      const tag = await userTag(user);
+      assert.deepEqual(puts, [`carry:users:${tag}:${key}`, `carry:${key}`, `carry:${key}`, `carry:${key}`]);
       assert.equal(JSON.parse((await namespace.get(`carry:${key}`, "text"))!).index.user, user);
       // Kept alive for a day more, the record would outlive its index key, which is written again.
       now += 3_600_000;
       puts.length = 0;
       assert.equal(await store.touch(key, now + day + 3_600_000, 2), true);
-      assert.deepEqual(puts, [`carry:user:${user}:${key}`, `carry:${key}`]);
+      assert.deepEqual(puts, [`carry:users:${tag}:${key}`, `carry:${key}`]);
       const { index } = JSON.parse((await namespace.get(`carry:${key}`, "text"))!);
       assert.equal(index.until, now + day + 3_600_000 + day);
       assert.deepEqual(await store.keysOfUser(user), [key]);
     });
 
-    it("lists exactly the user's keys, leaves index keys out of count, and refuses an id that does not fit", async () => {
+    it("lists exactly the user's keys, leaves index keys out of count, and refuses a prefix with no room for an index key", async () => {
       const store = new CloudflareKvStore({ namespace, prefix: "exact:" });
       const [a, b] = [randomKey(), randomKey()];
       await store.save(a, record({ user: "ada" }), null, { user: "ada" });
@@ -550,18 +558,20 @@ describe("CloudflareKvStore", () => {
       assert.deepEqual(await store.keysOfUser("ada:b"), [b]);
       assert.deepEqual(await store.keysOfUser("ad"), []);
       assert.equal(await store.count(), 2);
-      // 6 ("exact:") + 5 ("user:") + 457 + 1 + 43 = 512 bytes fit; one more does not.
+      // An index key is the prefix and 93 bytes ("users:", a tag, ":", a storage key): a prefix
+      // of 419 bytes fits in 512, one of 420 does not, and is refused before anything is written.
       const c = randomKey();
-      assert.equal(await store.save(c, record({}), null, { user: "u".repeat(457) }), true);
-      assert.deepEqual(await store.keysOfUser("u".repeat(457)), [c]);
+      const roomy = new CloudflareKvStore({ namespace, prefix: "p".repeat(419) });
+      assert.equal(await roomy.save(c, record({}), null, { user: "ada" }), true);
+      assert.deepEqual(await roomy.keysOfUser("ada"), [c]);
       const { namespace: counted, puts } = countedPuts(namespace);
-      const strict = new CloudflareKvStore({ namespace: counted, prefix: "exact:" });
-      const error = await strict.save(randomKey(), record({}), null, { user: "u".repeat(458) }).then(
+      const strict = new CloudflareKvStore({ namespace: counted, prefix: "p".repeat(420) });
+      const error = await strict.save(randomKey(), record({}), null, { user: "ada" }).then(
         () => null,
         (e: unknown) => e,
       );
-      assert.ok(error instanceof SessionDataError, `expected SessionDataError, got ${error}`);
-      assert.match(error.message, /User id too long for a Workers KV index key: "513" bytes/);
+      assert.ok(error instanceof SessionConfigError, `expected SessionConfigError, got ${error}`);
+      assert.match(error.message, /Invalid prefix: "420" bytes leave no room for a user's index key/);
       await assert.rejects(strict.save(randomKey(), record({}), null, { user: 1 as never }), TypeError);
       await assert.rejects(strict.keysOfUser(1 as never), TypeError);
       assert.equal(puts(), 0);
@@ -582,6 +592,93 @@ describe("CloudflareKvStore", () => {
       );
       assert.deepEqual(await store.keysOfUser(user), [key]);
       assert.ok(isEnded(await store.load(key)));
+    });
+
+    // An email with Unicode and ":" characters: personal data, and the old layout's separator.
+    const EMAIL = "zoë.o'brien:ops@bücher.example";
+    const options = (store: CloudflareKvStore) => ({
+      store,
+      secrets: ["a secret of at least thirty-two characters"],
+      userKey: "user" as const,
+    });
+    /** Every key under `prefix`, paged. */
+    async function keysUnder(prefix: string): Promise<string[]> {
+      const names: string[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await namespace.list(cursor === undefined ? { prefix } : { prefix, cursor });
+        names.push(...page.keys.map((key) => key.name));
+        cursor = page.list_complete ? undefined : page.cursor;
+      } while (cursor !== undefined);
+      return names;
+    }
+
+    it("names a user by its tag in every key, never by its id, and writes no key of the old layout", async () => {
+      const prefix = `hide-${randomKey().slice(0, 8)}:`;
+      const store = new CloudflareKvStore({ namespace, prefix });
+      const [a, b] = [randomKey(), randomKey()];
+      await store.save(a, record({ user: EMAIL }), null, { user: EMAIL });
+      await store.save(b, record({ user: EMAIL }), null, { user: EMAIL });
+      assert.equal(await store.save(a, record({ user: EMAIL, n: 1 }, 2), 1, { user: EMAIL }), true);
+      assert.equal(await store.touch(b, Date.now() + 3 * 86_400_000, 1), true);
+      assert.deepEqual((await store.keysOfUser(EMAIL)).sort(), [a, b].sort());
+      assert.equal(await endUserSessions(options(store), { user: EMAIL }), 2);
+      const names = await keysUnder(prefix);
+      const tag = await userTag(EMAIL);
+      assert.deepEqual(
+        names.filter((name) => name.includes(tag)).sort(),
+        [`${prefix}users:${tag}:${a}`, `${prefix}users:${tag}:${b}`].sort(),
+      );
+      for (const name of names) {
+        for (const part of [EMAIL, "zoë", "bücher", encodeURIComponent("zoë"), "o'brien"]) {
+          assert.equal(name.includes(part), false, `${JSON.stringify(part)} shows in the key ${name}`);
+        }
+      }
+      assert.deepEqual(await keysUnder(`${prefix}user:`), [], "nothing written in the old layout");
+    });
+
+    it("indexes a user id longer than the old layout had room for", async () => {
+      const store = new CloudflareKvStore({ namespace, prefix: "long:" });
+      // The old layout, "long:user:<id>:<key>", fit ids of up to 457 bytes; this one has 1,213.
+      const user = `${"ü".repeat(600)}:${randomKey()}@example.com`;
+      const key = randomKey();
+      assert.equal(await store.save(key, record({ user }), null, { user }), true);
+      assert.deepEqual(await store.keysOfUser(user), [key]);
+      assert.deepEqual((await listUserSessions(options(store), user)).map((s) => s.key), [key]);
+    });
+
+    it("still finds and ends sessions indexed in the old layout, and moves a record that remembers its user to the new one", async () => {
+      const prefix = `old-${randomKey().slice(0, 8)}:`;
+      const { namespace: recording, puts } = recordingPuts();
+      const store = new CloudflareKvStore({ namespace: recording, prefix });
+      const [a, b] = [randomKey(), randomKey()];
+      // Written by hand as the earlier version wrote them: the raw id in the index key, and a
+      // record that remembers its user without the mark of the current layout.
+      for (const key of [a, b]) {
+        const saved = record({ user: EMAIL });
+        const until = saved.expiresAt + 86_400_000;
+        await namespace.put(`${prefix}user:${EMAIL}:${key}`, "", { expirationTtl: 3600 });
+        await namespace.put(`${prefix}${key}`, JSON.stringify({ ...saved, index: { user: EMAIL, until } }), {
+          expirationTtl: 3600,
+          metadata: { version: 1, expiresAt: saved.expiresAt },
+        });
+      }
+      assert.deepEqual((await store.keysOfUser(EMAIL)).sort(), [a, b].sort());
+      // A save that names no user: the record remembers its user and is indexed anew, by tag.
+      assert.equal(await store.save(b, record({ user: EMAIL, n: 1 }, 2), 1), true);
+      const tag = await userTag(EMAIL);
+      assert.deepEqual(puts, [`${prefix}users:${tag}:${b}`, `${prefix}${b}`]);
+      await namespace.delete(`${prefix}user:${EMAIL}:${b}`); // the old key lapses
+      assert.deepEqual((await store.keysOfUser(EMAIL)).sort(), [a, b].sort());
+      assert.equal((await listUserSessions(options(store), EMAIL)).length, 2);
+      assert.equal(await endUserSessions(options(store), { user: EMAIL }), 2);
+      assert.ok(isEnded(await store.load(a)));
+      assert.ok(isEnded(await store.load(b)));
+      assert.deepEqual(
+        await keysUnder(`${prefix}user:`),
+        [`${prefix}user:${EMAIL}:${a}`],
+        "only the hand-written key",
+      );
     });
   });
 

@@ -12,7 +12,7 @@
  * @module
  */
 import { ended as reportEnd } from "./audit.ts";
-import { type CommitResult, type Handle, timeoutsOf } from "./backend.ts";
+import { type CommitResult, type Handle, isLive, timeoutsOf } from "./backend.ts";
 import { storeError, TOMBSTONE_MS } from "./conflict.ts";
 import { SessionConfigError, SessionConflictError } from "./errors.ts";
 import type { EndReason } from "./events.ts";
@@ -117,8 +117,7 @@ function scopeOf(from: Session<object> | SessionOptions<object>, user: string | 
 }
 
 function belongs(scope: Scope, record: StoredSession | null, now: number): record is StoredSession {
-  return record !== null && !isEnded(record) && record.expiresAt > now &&
-    record.createdAt + timeoutsOf(scope.o, record.data[REMEMBER_KEY]).absoluteMs > now &&
+  return record !== null && !isEnded(record) && isLive(scope.o, record, now) &&
     record.data[scope.o.userKey!] === scope.user;
 }
 

@@ -4,7 +4,12 @@
  *
  * @module
  */
-import { SessionDataError, SessionTooLargeError, StoreUnavailableError } from "../errors.ts";
+import {
+  SessionConfigError,
+  SessionDataError,
+  SessionTooLargeError,
+  StoreUnavailableError,
+} from "../errors.ts";
 import {
   assertStorageKey,
   assertTouchArguments,
@@ -16,6 +21,7 @@ import {
   type StoredSession,
   touchExtends,
 } from "../store.ts";
+import { userTag } from "../user_tag.ts";
 import { v8SerializedStringSize } from "../v8_size.ts";
 
 /**
@@ -178,11 +184,12 @@ export interface DenoKvStoreOptions {
   /**
    * The key prefix: a session lives at `[...prefix, storageKey]`, its lease (`session.lock()`)
    * at `[...prefix, "lease", storageKey]` and its entry in a user's index at
-   * `[...prefix, "user", user, storageKey]`. Key parts are strings, numbers, bigints, booleans or
-   * `Uint8Array`s; encoded, the prefix may take at most 1,996 bytes, so that a lease's key stays
-   * within Deno KV's 2,048-byte limit (a string part takes its UTF-8 length plus 2). Give each
-   * store a prefix that is not the start of another store's prefix followed by `"lease"` or
-   * `"user"`.
+   * `[...prefix, "users", userTag(user), storageKey]` (the user's tag, never the id). Key parts
+   * are strings, numbers, bigints, booleans or `Uint8Array`s; encoded, the prefix may take at
+   * most 1,996 bytes, so that a lease's key stays within Deno KV's 2,048-byte limit (a string
+   * part takes its UTF-8 length plus 2), and at most 1,951 where sessions are indexed per user.
+   * Give each store a prefix that is not the start of another store's prefix followed by
+   * `"lease"`, `"users"` or `"user"`.
    * @default ["websession"]
    */
   prefix?: DenoKvKey;
@@ -234,9 +241,26 @@ const STORAGE_KEY_PART_BYTES = 45;
 const LEASE_PART = "lease";
 const LEASE_PART_BYTES = 7;
 
-/** The key part that holds the per-user index, `[...prefix, "user", user, storageKey]`. */
-const USER_PART = "user";
-const USER_PART_BYTES = 6;
+/**
+ * The key part that holds the per-user index, `[...prefix, "users", userTag(user), storageKey]`:
+ * the user's tag (the store kit's rule), never the id, so that listings show no personal data
+ * and an entry's key has one size whatever the id. Its encoded size, and an entry's after the
+ * prefix (the part, a 43-character tag, a storage key).
+ */
+const USERS_PART = "users";
+const INDEX_KEY_BYTES = 7 + 45 + STORAGE_KEY_PART_BYTES;
+
+/**
+ * The earlier layout, `[...prefix, "user", user, storageKey]` with the raw id, and its encoded
+ * size: `keysOfUser` still reads it (never writes it) so that sessions indexed before the
+ * upgrade are found. Remove that read (`#oldKeysOfUser`) and this part in `cleanup()` once the
+ * longest session lifetime (the larger of `absoluteTimeout` and `remember.absoluteTimeout`)
+ * has passed since the upgrade: by then every record indexed the old way has been written
+ * again (each commit of it writes its entry in the new layout) or has expired, and Deno KV has
+ * dropped its old entry, which expired with it.
+ */
+const OLD_USER_PART = "user";
+const OLD_USER_PART_BYTES = 6;
 
 /** The longest prefix, encoded: a lease's key must fit in Deno KV's key limit. */
 const MAX_PREFIX_BYTES = MAX_KEY_BYTES - STORAGE_KEY_PART_BYTES - LEASE_PART_BYTES;
@@ -278,8 +302,9 @@ const INDEXED_USER = "indexedUser";
  * entry's versionstamp, so of concurrent takers exactly one wins; a lease is free once `until`
  * has passed by the store's clock, and Deno KV drops the entry by itself (`expireIn`) later.
  *
- * Sessions per user: a save given an `index` also writes `[...prefix, "user", user, storageKey]`
- * in the same atomic commit as the record, so a key is listed by `keysOfUser` exactly when its
+ * Sessions per user: a save given an `index` also writes
+ * `[...prefix, "users", userTag(user), storageKey]` (the user's tag, see the store kit's
+ * `userTag`; never the id) in the same atomic commit as the record, so a key is listed by `keysOfUser` exactly when its
  * save landed. The record remembers the user it is indexed under, and every later write of it
  * (a save, a touch) rewrites the index entry in the same commit, with the record's expiry: the
  * entry lives as long as the record, and Deno KV drops both.
@@ -382,8 +407,10 @@ export class DenoKvStore implements SessionStore {
    *   rounds of read and commit.
    * @throws {TypeError} When `key` is not a storage key, the record's version or times are not
    *   finite numbers, or `index.user` is not a string.
-   * @throws {SessionDataError} When the data is not a JSON object (a `BigInt`, a cycle), or the
-   *   user's id is too long for an index key within Deno KV's 2,048-byte key limit; nothing is
+   * @throws {SessionDataError} When the data is not a JSON object (a `BigInt`, a cycle); nothing
+   *   is written.
+   * @throws {SessionConfigError} With `index`, when the prefix takes over 1,951 bytes encoded,
+   *   which leaves no room for an index key within Deno KV's 2,048-byte key limit; nothing is
    *   written.
    * @throws {SessionTooLargeError} When the record exceeds Deno KV's 64 KiB value limit; nothing
    *   is written.
@@ -547,34 +574,57 @@ export class DenoKvStore implements SessionStore {
 
   /**
    * The storage keys indexed under `user` whose records had not expired at their last write
-   * under that user: one listing of `[...prefix, "user", user]`. A key whose record was saved
-   * with that user in its `index` is listed for as long as the record lives; the list may also
-   * hold keys whose records have since ended, been destroyed or changed hands.
+   * under that user: one listing of `[...prefix, "users", userTag(user)]`, and one of the
+   * earlier layout's `[...prefix, "user", user]`, which sessions indexed before the upgrade
+   * still hold until they lapse (see `OLD_USER_PART` for when that read goes). A key whose
+   * record was saved with that user in its `index` is listed for as long as the record lives;
+   * the list may also hold keys whose records have since ended, been destroyed or changed hands.
    *
    * @param user The user's id.
-   * @returns The storage keys.
+   * @returns The storage keys, each once.
    * @throws {TypeError} When `user` is not a string.
    * @throws {StoreUnavailableError} When Deno KV fails.
    * @example
    * ```ts
    * import { DenoKvStore } from "websession/deno-kv";
+   * import { userTag } from "websession/store-kit";
    * import assert from "node:assert/strict";
    *
    * const kv = await Deno.openKv(":memory:");
    * const store = new DenoKvStore({ kv });
    * const now = Date.now();
-   * const record = { data: { user: "ada" }, version: 1, createdAt: now, expiresAt: now + 60_000 };
-   * await store.save("a".repeat(43), record, null, { user: "ada" });
+   * const record = { data: { user: "ada@example.com" }, version: 1, createdAt: now, expiresAt: now + 60_000 };
+   * await store.save("a".repeat(43), record, null, { user: "ada@example.com" });
    * await store.save("b".repeat(43), record, null); // not indexed
-   * assert.deepEqual(await store.keysOfUser("ada"), ["a".repeat(43)]);
-   * // Written in the record's own commit.
-   * assert.notEqual((await kv.get(["websession", "user", "ada", "a".repeat(43)])).versionstamp, null);
+   * assert.deepEqual(await store.keysOfUser("ada@example.com"), ["a".repeat(43)]);
+   * // Written in the record's own commit, under the user's tag, never the id.
+   * const tag = await userTag("ada@example.com");
+   * assert.notEqual((await kv.get(["websession", "users", tag, "a".repeat(43)])).versionstamp, null);
    * kv.close();
    * ```
    */
   async keysOfUser(user: string): Promise<string[]> {
     if (typeof user !== "string") throw new TypeError(`Invalid user: "${String(user)}" is not a string`);
-    const prefix = [...this.#prefix, USER_PART, user];
+    const [keys, old] = await Promise.all([
+      this.#listIndex([...this.#prefix, USERS_PART, await userTag(user)]),
+      this.#oldKeysOfUser(user),
+    ]);
+    return [...new Set([...keys, ...old])];
+  }
+
+  /**
+   * The keys indexed under `user` in the earlier layout, `[...prefix, "user", user, key]`: read,
+   * never written, until the longest session lifetime has passed since the upgrade (see
+   * `OLD_USER_PART`). An id too long for that layout was never indexed in it.
+   */
+  #oldKeysOfUser(user: string): Promise<string[]> {
+    const bytes = this.#prefixBytes + OLD_USER_PART_BYTES + keyPartSize(user) + STORAGE_KEY_PART_BYTES;
+    if (bytes > MAX_KEY_BYTES) return Promise.resolve([]);
+    return this.#listIndex([...this.#prefix, OLD_USER_PART, user]);
+  }
+
+  /** The storage keys of the live entries one key part under `prefix` (an index's listing). */
+  async #listIndex(prefix: DenoKvKey): Promise<string[]> {
     const now = this.#now();
     const keys: string[] = [];
     await this.#call("list", async () => {
@@ -610,7 +660,7 @@ export class DenoKvStore implements SessionStore {
         } else if (kind === 2 && entry.key[depth] === LEASE_PART) {
           const lease = leaseOf(entry.value);
           if (lease === null || lease.until <= now) stale.push({ entry, record: false });
-        } else if (kind === 3 && entry.key[depth] === USER_PART) {
+        } else if (kind === 3 && (entry.key[depth] === USERS_PART || entry.key[depth] === OLD_USER_PART)) {
           if (typeof entry.value !== "number" || entry.value <= now) stale.push({ entry, record: false });
         }
       }
@@ -673,15 +723,16 @@ export class DenoKvStore implements SessionStore {
     return decoded;
   }
 
-  /** The user's id, checked to fit in an index key. */
+  /** The user's id, checked to be a string; the prefix, checked to leave room for its index key. */
   #checkUser(user: unknown): string {
     if (typeof user !== "string") {
       throw new TypeError(`Invalid index: user "${String(user)}" is not a string`);
     }
-    const bytes = this.#prefixBytes + USER_PART_BYTES + keyPartSize(user) + STORAGE_KEY_PART_BYTES;
-    if (bytes > MAX_KEY_BYTES) {
-      throw new SessionDataError(
-        `User id too long for Deno KV's index: its key takes "${bytes}" bytes, at most "${MAX_KEY_BYTES}" fit`,
+    if (this.#prefixBytes + INDEX_KEY_BYTES > MAX_KEY_BYTES) {
+      throw new SessionConfigError(
+        `Invalid prefix: "${this.#prefixBytes}" bytes encoded leave no room for a user's index key within Deno KV's 2,048-byte key limit; at most "${
+          MAX_KEY_BYTES - INDEX_KEY_BYTES
+        }" bytes index sessions per user`,
       );
     }
     return user;
@@ -710,7 +761,7 @@ export class DenoKvStore implements SessionStore {
       operation = checked.set(kvKey, text, { expireIn: ttl });
     } else {
       operation = checked.set(kvKey, withUser(text, user), { expireIn: ttl })
-        .set([...this.#prefix, USER_PART, user, key], record.expiresAt, { expireIn: ttl });
+        .set([...this.#prefix, USERS_PART, await userTag(user), key], record.expiresAt, { expireIn: ttl });
     }
     const result = await this.#call("commit", () => operation.commit());
     if (!result.ok) return false;

@@ -2,9 +2,16 @@
 // another runtime there is no Deno KV, and the file says so with one skipped test.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { SessionDataError, SessionTooLargeError, StoreUnavailableError } from "../../src/errors.ts";
-import type { StoredSession } from "../../src/store.ts";
+import { endUserSessions, listUserSessions } from "../../mod.ts";
+import {
+  SessionConfigError,
+  SessionDataError,
+  SessionTooLargeError,
+  StoreUnavailableError,
+} from "../../src/errors.ts";
+import { isEnded, type StoredSession } from "../../src/store.ts";
 import { type DenoKvLike, DenoKvStore } from "../../src/stores/deno_kv.ts";
+import { userTag } from "../../src/user_tag.ts";
 import { sessionSuite } from "../conformance/session_suite.ts";
 import { storeSuite } from "../conformance/store_suite.ts";
 import { randomKey } from "../conformance/util.ts";
@@ -375,7 +382,8 @@ if (deno === undefined) {
         const saved = record({ user: "ada" });
         assert.equal(await store.save(key, saved, null, { user: "ada" }), true);
         assert.deepEqual(calls, { get: 0, commit: 1 });
-        assert.equal((await kv.get(["users", "user", "ada", key])).value, saved.expiresAt);
+        const ada = await userTag("ada");
+        assert.equal((await kv.get(["users", "users", ada, key])).value, saved.expiresAt);
         // The stored text names the user; load returns the record alone.
         assert.equal(JSON.parse((await kv.get(["users", key])).value as string).indexedUser, "ada");
         assert.deepEqual(await store.load(key), saved);
@@ -385,7 +393,7 @@ if (deno === undefined) {
         assert.deepEqual(await store.save(other, record({ user: "ada" }, 2), 7, { user: "ada" }), {
           current: (await store.load(other))!,
         });
-        assert.equal((await kv.get(["users", "user", "ada", other])).versionstamp, null);
+        assert.equal((await kv.get(["users", "users", ada, other])).versionstamp, null);
         assert.deepEqual(await store.keysOfUser("ada"), [key]);
       });
 
@@ -409,7 +417,8 @@ if (deno === undefined) {
         const store = new DenoKvStore({ kv: recording, prefix: ["carry"], now: () => now });
         const other = new DenoKvStore({ kv, prefix: ["carry"], now: () => now });
         const key = randomKey();
-        const entry = async () => (await kv.get(["carry", "user", "ada", key])).value;
+        const ada = await userTag("ada");
+        const entry = async () => (await kv.get(["carry", "users", ada, key])).value;
         await store.save(key, record({ user: "ada" }, 1, 60_000, now), null, { user: "ada" });
         // Updates without index: through the remembered versionstamp, then through a read.
         await store.save(key, record({ user: "ada", n: 1 }, 2, 90_000, now), 1);
@@ -425,29 +434,31 @@ if (deno === undefined) {
           ["record", 600_000],
           ["index", 600_000],
         ]);
-        assert.equal((await kv.get(["carry", "user", "ada", key])).value, now + 600_000);
+        assert.equal((await kv.get(["carry", "users", ada, key])).value, now + 600_000);
         assert.deepEqual(await store.keysOfUser("ada"), [key]);
         now += 600_000; // the record has expired: its entry is no longer listed
         assert.deepEqual(await store.keysOfUser("ada"), []);
       });
 
-      it("lists by whole key parts, and a user's id that does not fit is refused before writing", async () => {
+      it("lists by whole key parts, and a prefix with no room for an index key is refused before writing", async () => {
         const store = new DenoKvStore({ kv, prefix: ["parts"] });
         const [a, b] = [randomKey(), randomKey()];
         await store.save(a, record({ user: "ada" }), null, { user: "ada" });
         await store.save(b, record({ user: "adam" }), null, { user: "adam" });
         assert.deepEqual(await store.keysOfUser("ada"), [a]);
         assert.deepEqual(await store.keysOfUser("ad"), []);
-        // 7 bytes ("parts") + 6 ("user") + 1,990 (1,988 characters) + 45 = 2,048 fit; one more does not.
-        const long = "u".repeat(1_988);
+        // An index key is the prefix and 97 bytes ("users", a tag, a storage key): a prefix of
+        // 1,951 bytes encoded (1,949 characters) fits in 2,048, one more does not.
+        const roomy = new DenoKvStore({ kv, prefix: ["p".repeat(1_949)] });
         const c = randomKey();
-        assert.equal(await store.save(c, record({}), null, { user: long }), true);
-        assert.deepEqual(await store.keysOfUser(long), [c]);
+        assert.equal(await roomy.save(c, record({}), null, { user: "ada" }), true);
+        assert.deepEqual(await roomy.keysOfUser("ada"), [c]);
+        const strict = new DenoKvStore({ kv, prefix: ["p".repeat(1_950)] });
         const d = randomKey();
-        const error = await store.save(d, record({}), null, { user: long + "u" }).then(() => null, (e) => e);
-        assert.ok(error instanceof SessionDataError, `expected SessionDataError, got ${error}`);
-        assert.match(error.message, /User id too long for Deno KV's index: its key takes "2049" bytes/);
-        assert.equal(await store.load(d), null);
+        const error = await strict.save(d, record({}), null, { user: "ada" }).then(() => null, (e) => e);
+        assert.ok(error instanceof SessionConfigError, `expected SessionConfigError, got ${error}`);
+        assert.match(error.message, /Invalid prefix: "1952" bytes encoded leave no room/);
+        assert.equal(await strict.load(d), null);
       });
 
       it("leaves leases and index entries out of count, and cleanup drops the lapsed ones", async () => {
@@ -464,7 +475,91 @@ if (deno === undefined) {
         assert.equal(await store.cleanup(), 1, "one record; lapsed leases and index entries go uncounted");
         const left = [];
         for await (const entry of kv.list({ prefix: ["mixed"] })) left.push(entry.key.slice(1));
-        assert.deepEqual(left.sort(), [[live], ["lease", live], ["user", "ada", live]].sort());
+        assert.deepEqual(
+          left.sort(),
+          [[live], ["lease", live], ["users", await userTag("ada"), live]].sort(),
+        );
+      });
+    });
+
+    describe("sessions per user: the user's id never in a key", () => {
+      // An email with Unicode and ":" characters: personal data, and a separator elsewhere.
+      const EMAIL = "zoë.o'brien:ops@bücher.example";
+      const options = (store: DenoKvStore) => ({
+        store,
+        secrets: ["a secret of at least thirty-two characters"],
+        userKey: "user" as const,
+      });
+      /** Every key under `prefix`, as its parts after the prefix. */
+      async function keysUnder(prefix: string[]): Promise<unknown[][]> {
+        const keys: unknown[][] = [];
+        for await (const entry of kv.list({ prefix })) keys.push(entry.key.slice(prefix.length));
+        return keys;
+      }
+
+      it("names a user by its tag in every key, never by its id, and writes no entry of the old layout", async () => {
+        const prefix = ["hide", randomKey()];
+        const store = new DenoKvStore({ kv, prefix });
+        const [a, b] = [randomKey(), randomKey()];
+        await store.save(a, record({ user: EMAIL }), null, { user: EMAIL });
+        await store.save(b, record({ user: EMAIL }), null, { user: EMAIL });
+        assert.equal(await store.save(a, record({ user: EMAIL, n: 1 }, 2), 1), true);
+        assert.equal(await store.touch(b, Date.now() + 120_000, 1), true);
+        assert.deepEqual((await store.keysOfUser(EMAIL)).sort(), [a, b].sort());
+        assert.equal(await endUserSessions(options(store), { user: EMAIL }), 2);
+        const keys = await keysUnder(prefix);
+        const tag = await userTag(EMAIL);
+        assert.deepEqual(
+          keys.filter((key) => key[0] === "users").sort(),
+          [["users", tag, a], ["users", tag, b]].sort(),
+        );
+        for (const part of keys.flat()) {
+          assert.equal(typeof part, "string");
+          for (const piece of [EMAIL, "zoë", "bücher", "o'brien"]) {
+            assert.equal((part as string).includes(piece), false, `${JSON.stringify(piece)} shows in a key`);
+          }
+        }
+        assert.deepEqual(await keysUnder([...prefix, "user"]), [], "nothing written in the old layout");
+      });
+
+      it("indexes a user id longer than the old layout had room for", async () => {
+        const store = new DenoKvStore({ kv, prefix: ["long"] });
+        // The old layout, ["long", "user", id, key], fit ids of up to 1,990 bytes; this one has 4,055.
+        const user = `${"ü".repeat(2_000)}:${randomKey()}@example.com`;
+        const key = randomKey();
+        assert.equal(await store.save(key, record({ user }), null, { user }), true);
+        assert.deepEqual(await store.keysOfUser(user), [key]);
+        assert.deepEqual((await listUserSessions(options(store), user)).map((s) => s.key), [key]);
+      });
+
+      it("still finds and ends sessions indexed in the old layout, and a record that remembers its user moves to the new one", async () => {
+        const prefix = ["old", randomKey()];
+        const store = new DenoKvStore({ kv, prefix });
+        const [a, b] = [randomKey(), randomKey()];
+        // Written by hand as the earlier version wrote them: the raw id in the index entry's key,
+        // and a record that remembers its user.
+        for (const key of [a, b]) {
+          const saved = record({ user: EMAIL });
+          const text = JSON.stringify({ ...saved, indexedUser: EMAIL });
+          const result = await kv.atomic()
+            .set([...prefix, key], text, { expireIn: 60_000 })
+            .set([...prefix, "user", EMAIL, key], saved.expiresAt, { expireIn: 60_000 })
+            .commit();
+          assert.equal(result.ok, true);
+        }
+        assert.deepEqual((await store.keysOfUser(EMAIL)).sort(), [a, b].sort());
+        // A save that names no user: the record remembers its user, indexed now by its tag.
+        assert.equal(await store.save(b, record({ user: EMAIL, n: 1 }, 2), 1), true);
+        const tag = await userTag(EMAIL);
+        assert.notEqual((await kv.get([...prefix, "users", tag, b])).versionstamp, null);
+        await kv.delete([...prefix, "user", EMAIL, b]); // the old entry lapses
+        assert.deepEqual((await store.keysOfUser(EMAIL)).sort(), [a, b].sort());
+        assert.equal((await listUserSessions(options(store), EMAIL)).length, 2);
+        assert.equal(await endUserSessions(options(store), { user: EMAIL }), 2);
+        assert.ok(isEnded(await store.load(a)));
+        assert.ok(isEnded(await store.load(b)));
+        assert.equal((await listUserSessions(options(store), EMAIL)).length, 0);
+        assert.deepEqual(await keysUnder([...prefix, "user"]), [[EMAIL, a]], "only the hand-written entry");
       });
     });
 

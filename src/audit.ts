@@ -57,9 +57,10 @@ export function loggedOut(h: Handle, user: string | undefined): void {
  * import { cleanupSessions, MemoryStore, type SessionEvent } from "websession";
  * import assert from "node:assert/strict";
  *
- * const store = new MemoryStore();
- * const now = Date.now();
- * await store.save("k".repeat(43), { data: { n: 1 }, version: 1, createdAt: now - 10, expiresAt: now - 1 }, null);
+ * let clock = Date.now();
+ * const store = new MemoryStore({ now: () => clock });
+ * await store.save("k".repeat(43), { data: { n: 1 }, version: 1, createdAt: clock, expiresAt: clock + 1_000 }, null);
+ * clock += 2_000; // expired, still held until a cleanup
  * const events: SessionEvent[] = [];
  * const options = {
  *   store,

@@ -157,7 +157,6 @@ function composedCells(): Cell[] {
   if (LONG) {
     list.push(
       { store: "tiered", fault: "none", processes: 3 },
-      { store: "tiered", fault: "flush-cache", processes: 3 },
       { store: "tiered", fault: "pause-store", processes: 3 },
       { store: "tiered", fault: "cut-durable", processes: 3 },
       { store: "tiered", fault: "kill", processes: 3 },

@@ -157,8 +157,6 @@ for (const kind of kinds) {
 
     it("a remembered session older than the plain absolute timeout is still listed and ended per user", {
       skip: kind.name === "CookieStore" ? "a sealed cookie store has no per-user index" : false,
-      todo:
-        "src/users.ts belongs() still caps sessions at the plain absoluteTimeout: use isLive(o, record, now)",
     }, async () => {
       const { clock, browser, options } = await start(kind, { userKey: "user" });
       await browser.send("/login?remember=1");

@@ -86,7 +86,20 @@ function redact(s: UserSession): Redacted {
   return out;
 }
 
-/** Escapes text for HTML element content and double-quoted attribute values. */
+/**
+ * Escapes text for HTML element content and quoted attribute values (`&`, `<`, `>`, `"`, `'` as
+ * numeric character references): what the admin page does to every value it shows.
+ *
+ * @param text Any text.
+ * @returns The text, safe between tags and inside quoted attributes.
+ * @example
+ * ```ts
+ * import { escapeHtml } from "websession/admin";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(escapeHtml(`<img src=x onerror="alert('1')">`), "&#60;img src=x onerror=&#34;alert(&#39;1&#39;)&#34;&#62;");
+ * ```
+ */
 export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }

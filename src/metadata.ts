@@ -264,8 +264,3 @@ export async function handleOf(secret: string, storageKey: string): Promise<stri
   );
   return encodeBase64Url(new Uint8Array(mac, 0, 16));
 }
-
-/** Whether a value has the shape of a handle (22 base64url characters). */
-export function isHandle(value: unknown): value is string {
-  return typeof value === "string" && /^[A-Za-z0-9_-]{22}$/.test(value);
-}

@@ -66,8 +66,8 @@ function coreFiles() {
 }
 
 /**
- * Deno: the core, the adapters, the in-process stores, FileStore's suites, Deno KV, Redis,
- * PostgreSQL and Memcached.
+ * Deno: the core, the adapters, the in-process stores, FileStore's suites, Deno KV, the move from
+ * CookieStore (core code: the moving backend), Redis, PostgreSQL and Memcached.
  */
 export function denoFiles() {
   return [
@@ -78,6 +78,7 @@ export function denoFiles() {
     "tests/stores/cookie_test.ts",
     "tests/runtime/file_suites.ts",
     "tests/stores/deno_kv_test.ts",
+    "tests/stores/cookie_migration_test.ts",
     "tests/stores/redis_test.ts",
     "tests/stores/postgres_test.ts",
     "tests/stores/memcached_test.ts",
@@ -85,8 +86,8 @@ export function denoFiles() {
 }
 
 /**
- * Bun: the core, the adapters, the in-process stores, FileStore (SIGKILL case included), Redis,
- * PostgreSQL and Memcached.
+ * Bun: the core, the adapters, the in-process stores, FileStore (SIGKILL case included), the move
+ * from CookieStore (core code: the moving backend), Redis, PostgreSQL and Memcached.
  */
 export function bunFiles() {
   return [
@@ -96,6 +97,7 @@ export function bunFiles() {
     "tests/stores/memory_session_test.ts",
     "tests/stores/cookie_test.ts",
     "tests/stores/file_test.ts",
+    "tests/stores/cookie_migration_test.ts",
     "tests/stores/redis_test.ts",
     "tests/stores/postgres_test.ts",
     "tests/stores/memcached_test.ts",

@@ -19,6 +19,7 @@ import {
   toStoredSession,
   touchExtends,
 } from "../store.ts";
+import { userTag } from "../user_tag.ts";
 import { v8SerializedStringSize } from "../v8_size.ts";
 
 /**
@@ -361,7 +362,8 @@ interface Lease {
  * The same object holds the session's lease (`session.lock()`), in storage of its own beside the
  * record: taking and releasing it are decided in the object like a save, by the caller's clock,
  * and its alarm also removes a lease left behind, `alarmDelay` after it lapsed. An object named
- * `user:<id>` holds that user's index of sessions instead (see {@linkcode DurableObjectStore}).
+ * `users:<the user's tag>` holds that user's index of sessions instead (see
+ * {@linkcode DurableObjectStore}).
  *
  * It speaks a small JSON protocol over `fetch` (not RPC), so it needs no import from
  * `cloudflare:workers` and runs at any compatibility date.
@@ -645,7 +647,8 @@ export class SessionDurableObject {
  * take one, one to release it, each decided in the object by the application's clock.
  *
  * Sessions per user: one object cannot write another atomically, so a save given an `index`
- * first writes the key into the user's object (`idFromName("user:" + user)`), then saves: two
+ * first writes the key into the user's object (`idFromName("users:" + userTag(user))`: the
+ * user's tag, see the store kit's `userTag`, never the id), then saves: two
  * requests, the index entry first, so the index never misses a saved key. `keysOfUser` reads
  * the user's object, then asks each listed session's object whether its live record is still
  * indexed under that user (one request each, in parallel), and lists only those: a save that
@@ -750,7 +753,7 @@ export class DurableObjectStore implements SessionStore {
     }
     encode(record, user);
     if (user !== undefined) {
-      await this.#sendTo(userObject(user), { op: "index", key, token: crypto.randomUUID() });
+      await this.#sendTo(await userObject(user), { op: "index", key, token: crypto.randomUUID() });
     }
     const answer = await this.#send(
       key,
@@ -872,17 +875,20 @@ export class DurableObjectStore implements SessionStore {
 
   /**
    * The storage keys of a user's sessions: those in the user's index whose objects hold a live
-   * record, not ended, indexed under that user. One request to the user's object, then one to
-   * each listed session's object, in parallel; entries at least five minutes old whose session
-   * no longer qualifies are removed from the index on the way (one more request).
+   * record, not ended, indexed under that user. One request to the user's object, and one to its
+   * object of the earlier layout (`user:<id>`, which sessions indexed before the upgrade still
+   * list; see `OLD_USER_OBJECT` for when that read goes), then one to each listed session's
+   * object, in parallel; entries at least five minutes old whose session no longer qualifies are
+   * removed from their index on the way (one more request).
    *
    * @param user The user's id.
-   * @returns The storage keys.
+   * @returns The storage keys, each once.
    * @throws {TypeError} When `user` is not a string.
    * @throws {StoreUnavailableError} When an object cannot be reached or answers badly.
    * @example
    * ```ts
    * import { DurableObjectStore, SessionDurableObject } from "websession/durable-object";
+   * import { userTag } from "websession/store-kit";
    * import assert from "node:assert/strict";
    *
    * // One object per name, each over a Map (in a Worker: env.SESSIONS).
@@ -910,15 +916,24 @@ export class DurableObjectStore implements SessionStore {
    *   },
    * });
    * const now = Date.now();
-   * const record = { data: { user: "ada" }, version: 1, createdAt: now, expiresAt: now + 60_000 };
-   * await store.save("a".repeat(43), record, null, { user: "ada" });
-   * assert.deepEqual(await store.keysOfUser("ada"), ["a".repeat(43)]);
-   * assert.ok(objects.has("user:ada")); // the user's index lives in an object of its own
+   * const record = { data: { user: "ada@example.com" }, version: 1, createdAt: now, expiresAt: now + 60_000 };
+   * await store.save("a".repeat(43), record, null, { user: "ada@example.com" });
+   * assert.deepEqual(await store.keysOfUser("ada@example.com"), ["a".repeat(43)]);
+   * // The user's index lives in an object of its own, named by the user's tag, never the id.
+   * assert.ok(objects.has(`users:${await userTag("ada@example.com")}`));
    * ```
    */
   async keysOfUser(user: string): Promise<string[]> {
     if (typeof user !== "string") throw new TypeError(`Invalid user: "${String(user)}" is not a string`);
-    const name = userObject(user);
+    const [keys, old] = await Promise.all([
+      this.#keysIn(await userObject(user), user),
+      this.#keysIn(OLD_USER_OBJECT + user, user),
+    ]);
+    return [...new Set([...keys, ...old])];
+  }
+
+  /** The keys listed in the index object `name` whose session objects hold a live record of `user`. */
+  async #keysIn(name: string, user: string): Promise<string[]> {
     const answer = await this.#sendTo(name, { op: "keys" });
     const entries = (Array.isArray(answer.entries) ? answer.entries : []).filter(isIndexEntry);
     const owners = await Promise.all(entries.map((entry) => this.#send(entry.key, { op: "owner" })));
@@ -1015,10 +1030,24 @@ export class DurableObjectStore implements SessionStore {
   }
 }
 
-/** The name of the object that holds a user's index. */
-function userObject(user: string): string {
-  return `user:${user}`;
+/**
+ * The name of the object that holds a user's index: `users:` and the user's tag (the store
+ * kit's rule), never the id, so that no object name carries personal data or grows with the id.
+ */
+async function userObject(user: string): Promise<string> {
+  return `users:${await userTag(user)}`;
 }
+
+/**
+ * The earlier layout named a user's index object `user:` and the raw id; `keysOfUser` still
+ * reads it (never writes it) so that sessions indexed before the upgrade are found. The names
+ * never collide: "user:" is not a prefix of "users:". Remove that read once the longest session
+ * lifetime (the larger of `absoluteTimeout` and `remember.absoluteTimeout`) has passed since the
+ * upgrade: every session indexed the old way has then ended, or has been saved again, which
+ * indexes it in the user's new object (`withSession` names the user on every save of data
+ * holding it).
+ */
+const OLD_USER_OBJECT = "user:";
 
 function isIndexEntry(value: unknown): value is IndexEntry {
   const entry = value as Partial<IndexEntry> | null;

@@ -5,13 +5,15 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { DurableObjectNamespace } from "@cloudflare/workers-types";
 import type { Miniflare } from "miniflare";
+import { endUserSessions, listUserSessions } from "../../mod.ts";
 import { SessionDataError, SessionTooLargeError, StoreUnavailableError } from "../../src/errors.ts";
-import { ENDED_KEY, type StoredSession } from "../../src/store.ts";
+import { ENDED_KEY, isEnded, type StoredSession } from "../../src/store.ts";
 import {
   type DurableObjectNamespaceLike,
   DurableObjectStore,
   SessionDurableObject,
 } from "../../src/stores/durable_object.ts";
+import { userTag } from "../../src/user_tag.ts";
 import { randomKey, sleep } from "../conformance/util.ts";
 import { miniflareSuites as suites, startMiniflare, workerdStore } from "../workers/miniflare.ts";
 
@@ -388,6 +390,8 @@ describe("DurableObjectStore", () => {
 
   describe("sessions per user", () => {
     const someone = () => `user-${randomKey().slice(0, 10)}`;
+    /** The name of the object that holds a user's index: by the user's tag. */
+    const indexOf = async (user: string) => `users:${await userTag(user)}`;
 
     it("writes the key into the user's object before the save, and the record remembers its user", async () => {
       const { namespace: countedNamespace, fetches } = counted();
@@ -397,7 +401,7 @@ describe("DurableObjectStore", () => {
       const saved = record({ user });
       assert.equal(await indexed.save(key, saved, null, { user }), true);
       assert.equal(fetches(), 2, "the user's object, then the session's");
-      assert.deepEqual(Object.keys((await inspect(`user:${user}`)).index), [`index:${key}`]);
+      assert.deepEqual(Object.keys((await inspect(await indexOf(user))).index), [`index:${key}`]);
       assert.equal(JSON.parse((await inspect(key)).record!).indexedUser, user);
       assert.deepEqual(await indexed.load(key), saved, "loads return the record alone");
       // Later saves and touches carry no index: the record stays indexed under its user.
@@ -406,7 +410,11 @@ describe("DurableObjectStore", () => {
       assert.equal(JSON.parse((await inspect(key)).record!).indexedUser, user);
       const before = fetches();
       assert.deepEqual(await indexed.keysOfUser(user), [key]);
-      assert.equal(fetches(), before + 2, "the user's object, then each listed session's");
+      assert.equal(
+        fetches(),
+        before + 3,
+        "the user's object and its object of the old layout, then each listed session's",
+      );
     });
 
     it("lists only keys whose objects hold a live record of the user, and drops old entries that do not", async () => {
@@ -424,22 +432,24 @@ describe("DurableObjectStore", () => {
       await clocked.save(moved, record({ user: "eve" }, 2, hour, now), 1, { user: "eve" });
       assert.deepEqual(await clocked.keysOfUser(user), [live]);
       // Young entries stay: the save each was written for might still be on its way.
-      assert.equal(Object.keys((await inspect(`user:${user}`)).index).length, 4);
+      const index = await indexOf(user);
+      assert.equal(Object.keys((await inspect(index)).index).length, 4);
       now += 300_000;
       assert.deepEqual(await clocked.keysOfUser(user), [live]);
-      assert.deepEqual(Object.keys((await inspect(`user:${user}`)).index), [`index:${live}`]);
+      assert.deepEqual(Object.keys((await inspect(index)).index), [`index:${live}`]);
       assert.deepEqual(await clocked.keysOfUser("eve"), [moved]);
       now += hour; // every record has expired
       assert.deepEqual(await clocked.keysOfUser(user), []);
-      assert.deepEqual((await inspect(`user:${user}`)).index, {});
+      assert.deepEqual((await inspect(index)).index, {});
     });
 
     it("the user's object removes an entry only if it is still the one examined", async () => {
       const user = someone();
       const key = randomKey();
       await store.save(key, record({ user }), null, { user });
-      const { token } = (await inspect(`user:${user}`)).index[`index:${key}`]!;
-      const stub = namespace.get(namespace.idFromName(`user:${user}`));
+      const index = await indexOf(user);
+      const { token } = (await inspect(index)).index[`index:${key}`]!;
+      const stub = namespace.get(namespace.idFromName(index));
       const unindex = (entryToken: string) =>
         stub.fetch("https://do/unindex", {
           method: "POST",
@@ -447,16 +457,16 @@ describe("DurableObjectStore", () => {
           body: JSON.stringify({ op: "unindex", entries: [{ key, token: entryToken }] }),
         });
       assert.equal((await unindex("written since")).status, 200);
-      assert.ok(`index:${key}` in (await inspect(`user:${user}`)).index);
+      assert.ok(`index:${key}` in (await inspect(index)).index);
       await unindex(token);
-      assert.deepEqual((await inspect(`user:${user}`)).index, {});
+      assert.deepEqual((await inspect(index)).index, {});
     });
 
     it("saves nothing when the user's object cannot be reached", async () => {
       const broken: DurableObjectNamespaceLike<string> = {
         idFromName: (name) => name,
         get: (name) =>
-          name.startsWith("user:")
+          name.startsWith("user") // a user's object, by tag or of the old layout
             ? { fetch: () => Promise.reject(new Error("Network connection lost")) }
             : namespace.get(namespace.idFromName(name)),
       };
@@ -469,6 +479,107 @@ describe("DurableObjectStore", () => {
       assert.ok(error instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${error}`);
       assert.equal(await store.load(key), null);
       await assert.rejects(partial.keysOfUser("ada"), StoreUnavailableError);
+    });
+
+    // An email with Unicode and ":" characters: personal data, and the old layout's separator.
+    const EMAIL = "zoë.o'brien:ops@bücher.example";
+    const options = (store: DurableObjectStore) => ({
+      store,
+      secrets: ["a secret of at least thirty-two characters"],
+      userKey: "user" as const,
+    });
+    /** Forwards to the real namespace and records each operation with the name of its object. */
+    function recorded(): { namespace: DurableObjectNamespaceLike; sent: [string, string][] } {
+      const sent: [string, string][] = [];
+      return {
+        namespace: {
+          idFromName: (name) => ({ name, id: namespace.idFromName(name) }),
+          get(named) {
+            const { name, id } = named as { name: string; id: unknown };
+            const stub = namespace.get(id);
+            return {
+              fetch(url, init) {
+                sent.push([name, new URL(url).pathname.slice(1)]);
+                return stub.fetch(url, init);
+              },
+            };
+          },
+        },
+        sent,
+      };
+    }
+    /** Sends one operation to the object named `name`, as the store's earlier version did. */
+    async function send(name: string, operation: Record<string, unknown>): Promise<void> {
+      const stub = namespace.get(namespace.idFromName(name));
+      const response = await stub.fetch(`https://do/${operation.op}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ ...operation, now: Date.now() }),
+      });
+      assert.equal(response.status, 200);
+      await response.json();
+    }
+
+    it("names a user's object by its tag, never by its id, and writes nothing in the old layout", async () => {
+      const { namespace: recording, sent } = recorded();
+      const tagged = new DurableObjectStore({ namespace: recording });
+      const user = `${EMAIL}#${randomKey().slice(0, 8)}`;
+      const [a, b] = [randomKey(), randomKey()];
+      await tagged.save(a, record({ user }), null, { user });
+      await tagged.save(b, record({ user }), null, { user });
+      assert.equal(await tagged.save(a, record({ user, n: 1 }, 2), 1, { user }), true);
+      assert.equal(await tagged.touch(b, Date.now() + 600_000, 1), true);
+      assert.deepEqual((await tagged.keysOfUser(user)).sort(), [a, b].sort());
+      assert.equal(await endUserSessions(options(tagged), { user }), 2);
+      const index = await indexOf(user);
+      assert.deepEqual(Object.keys((await inspect(index)).index).sort(), [`index:${a}`, `index:${b}`].sort());
+      // Every object written to is named without the id; the old layout's object is only read.
+      for (const [name, op] of sent) {
+        const shows = ["zoë", "bücher", "o'brien", user].some((part) => name.includes(part));
+        if (shows) assert.deepEqual([name, op], [`user:${user}`, "keys"]);
+      }
+      assert.ok(sent.some(([name, op]) => name === index && op === "index"));
+      assert.deepEqual(await inspect(`user:${user}`), EMPTY, "nothing written in the old layout");
+    });
+
+    it("indexes a user id of any length under an object name of one length", async () => {
+      const { namespace: recording, sent } = recorded();
+      const tagged = new DurableObjectStore({ namespace: recording });
+      const user = `${"ü".repeat(4_000)}:${randomKey()}@example.com`;
+      const key = randomKey();
+      assert.equal(await tagged.save(key, record({ user }), null, { user }), true);
+      assert.deepEqual(await tagged.keysOfUser(user), [key]);
+      assert.deepEqual((await listUserSessions(options(tagged), user)).map((s) => s.key), [key]);
+      const [name] = sent.find(([, op]) => op === "index")!;
+      assert.equal(name, await indexOf(user));
+      assert.equal(name.length, "users:".length + 43);
+    });
+
+    it("still finds and ends sessions indexed in the old layout, and a record that remembers its user keeps working", async () => {
+      const user = `${EMAIL}#${randomKey().slice(0, 8)}`;
+      const [a, b] = [randomKey(), randomKey()];
+      // Written as the earlier version wrote them: the key in the object named by the raw id,
+      // then the record, which remembers its user.
+      for (const key of [a, b]) {
+        await send(`user:${user}`, { op: "index", key, token: crypto.randomUUID() });
+        await send(key, { op: "save", record: record({ user }), expectedVersion: null, user });
+      }
+      assert.deepEqual((await store.keysOfUser(user)).sort(), [a, b].sort());
+      // A save that names no user: the record keeps its user, and the old index still lists it.
+      assert.equal(await store.save(a, record({ user, n: 1 }, 2), 1), true);
+      // A save naming the user (as withSession's do) indexes it under the user's tag as well.
+      assert.equal(await store.save(b, record({ user, n: 1 }, 2), 1, { user }), true);
+      assert.deepEqual(Object.keys((await inspect(await indexOf(user))).index), [`index:${b}`]);
+      assert.deepEqual((await store.keysOfUser(user)).sort(), [a, b].sort(), "each key once");
+      assert.equal((await listUserSessions(options(store), user)).length, 2);
+      assert.equal(await endUserSessions(options(store), { user }), 2);
+      assert.ok(isEnded(await store.load(a)));
+      assert.ok(isEnded(await store.load(b)));
+      assert.deepEqual(
+        Object.keys((await inspect(`user:${user}`)).index).sort(),
+        [`index:${a}`, `index:${b}`].sort(),
+        "only the hand-written entries",
+      );
     });
 
     it("counts the user's id in the 128 KiB limit, and refuses a bad user, sending nothing", async () => {

@@ -229,6 +229,15 @@ async function act(
   return new Response(null, { status: 303, headers: { location: link(routes.base, { user }) } });
 }
 
+/**
+ * The CSRF options of the admin actions: `authorize` may trust what a browser sends by itself
+ * (HTTP Basic credentials, a client certificate, its address), so a request on the header
+ * transport is checked like any other.
+ */
+function adminCsrf(options: CsrfOptions | undefined): CsrfOptions {
+  return { ...options, exemptHeaderTransport: false };
+}
+
 function routesOf(basePath: unknown): Routes {
   if (typeof basePath !== "string" || !basePath.startsWith("/")) {
     throw new TypeError(`Invalid basePath: "${String(basePath)}" must be a path starting with "/"`);
@@ -305,7 +314,7 @@ export function createSessionAdmin<T extends object = SessionData>(
       return new Response("Method Not Allowed", { status: 405, headers: { allow } });
     }
     return problem(request, 404, "Not found");
-  }, csrfOptions);
+  }, adminCsrf(csrfOptions));
   return withSession(async function sessionAdmin(request: Request): Promise<Response> {
     const verdict = await authorize(request);
     if (verdict instanceof Response) return verdict;

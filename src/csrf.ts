@@ -18,7 +18,8 @@
  *
  * A request whose session travels in a header (the `transport` option: a native client's
  * `Authorization: Bearer`) passes: a browser never adds that header by itself, so a forged request
- * carries no victim's session.
+ * carries no victim's session. `exemptHeaderTransport: false` checks it too, for a handler that
+ * trusts a credential browsers do send by themselves (HTTP Basic, a client certificate).
  *
  * A refusal is `403 Forbidden` with a plain-text reason saying what to do. Tokens are bound to
  * the session id, so `session.regenerate()` on log in retires every token issued before it; each
@@ -182,6 +183,17 @@ export interface CsrfOptions {
    * @default a `403` with the refusal's message as plain text
    */
   onRefuse?: (refusal: CsrfRefusal, request: Request) => Response | Promise<Response>;
+  /**
+   * Let a request whose session travels in a header (the `transport` option) pass unchecked: a
+   * browser never adds that header by itself, so such a request carries no victim's session.
+   * Set `false` when the handler trusts a credential a browser does send by itself besides the
+   * session cookie (HTTP Basic or Digest credentials, a TLS client certificate, an address
+   * allowlist): a request without a session header (with `headerTransport({ cookie: false })`,
+   * every one) then counts as on the header while such a credential comes along. The admin
+   * handler (`websession/admin`) always checks.
+   * @default true
+   */
+  exemptHeaderTransport?: boolean;
 }
 
 interface ResolvedCsrfOptions {
@@ -191,6 +203,7 @@ interface ResolvedCsrfOptions {
   header: string;
   maxBodyBytes: number;
   onRefuse: (refusal: CsrfRefusal, request: Request) => Response | Promise<Response>;
+  exemptHeaderTransport: boolean;
 }
 
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -229,6 +242,10 @@ function resolveCsrfOptions(options: CsrfOptions): ResolvedCsrfOptions {
   if (options.onRefuse !== undefined && typeof options.onRefuse !== "function") {
     throw new TypeError("Invalid onRefuse: expected a function");
   }
+  const exempt = options.exemptHeaderTransport ?? true;
+  if (typeof exempt !== "boolean") {
+    throw new TypeError(`Invalid exemptHeaderTransport: "${String(exempt)}" is not true or false`);
+  }
   return {
     allowSameSite: options.allowSameSite === true,
     trusted,
@@ -236,6 +253,7 @@ function resolveCsrfOptions(options: CsrfOptions): ResolvedCsrfOptions {
     header,
     maxBodyBytes,
     onRefuse: options.onRefuse ?? defaultRefuse,
+    exemptHeaderTransport: exempt,
   };
 }
 
@@ -502,8 +520,9 @@ async function check(
   const verdict = judge(request, o);
   if (verdict === "pass") return undefined;
   // A session carried in a header (the `transport` option) is never sent by the browser on its
-  // own: a forged request carries no one's session but the forger's. Nothing to check.
-  if (onHeader()) return undefined;
+  // own: a forged request carries no one's session but the forger's. Nothing to check, unless
+  // the handler trusts a credential the browser does send by itself (exemptHeaderTransport).
+  if (o.exemptHeaderTransport && onHeader()) return undefined;
   if (verdict !== "token") return verdict;
   const token = await presentedToken(request, o);
   if (token === undefined || token === "") {

@@ -1,0 +1,105 @@
+// The sign-in features used together, through real HTTP (node:http on loopback): the header
+// transport with the admin handler, CSRF, step-up, remember me and sessions per user; what each
+// combination promised and a test of it. node:http keeps this file out of workerd.
+import { after, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { getSession, MemoryStore, type SessionOptions, withSession } from "../mod.ts";
+import { createSessionAdmin } from "../src/admin.ts";
+import { csrf } from "../src/csrf.ts";
+import { headerTransport } from "../src/transport.ts";
+import { serveFetch } from "./http/server.ts";
+
+const SECRET = "combinations test secret, 32 characters!";
+
+type Data = { user?: string };
+
+/** An API on the header transport (no cookies) that signs in `ada` and says who is signed in. */
+function api(options: SessionOptions<Data>) {
+  return withSession(async (req: Request) => {
+    const session = await getSession<Data>(req);
+    if (new URL(req.url).pathname === "/login") {
+      session.regenerate();
+      session.set("user", "ada");
+    }
+    return new Response(session.get("user") ?? "anonymous");
+  }, options);
+}
+
+async function serve(handler: (req: Request) => Promise<Response>): Promise<string> {
+  const server = await serveFetch(handler);
+  after(() => server.close());
+  return server.url;
+}
+
+describe("the admin handler on the header transport", () => {
+  it("refuses a cross-site post that carries the administrator's Basic credentials", async () => {
+    // The app's options spread into the admin handler, as the guide shows; the administrator
+    // signs in with HTTP Basic, which the browser then attaches to every request by itself.
+    const options: SessionOptions<Data> = {
+      store: new MemoryStore(),
+      secrets: SECRET,
+      userKey: "user",
+      transport: headerTransport(),
+    };
+    const basic = `Basic ${btoa("admin:admin password")}`;
+    const admin = createSessionAdmin({
+      ...options,
+      basePath: "/admin",
+      authorize: (req) => req.headers.get("authorization") === basic,
+    });
+    const app = api(options);
+    const base = await serve((req) => new URL(req.url).pathname.startsWith("/admin") ? admin(req) : app(req));
+    const token = (await fetch(`${base}/login`, { method: "POST" })).headers.get("session-token")!;
+    const me = async () =>
+      await (await fetch(`${base}/me`, { headers: { authorization: `Bearer ${token}` } })).text();
+    assert.equal(await me(), "ada");
+
+    // A form on another site posting to the admin page: the browser adds the Basic credentials.
+    const forged = await fetch(`${base}/admin/end-all?user=ada`, {
+      method: "POST",
+      headers: {
+        authorization: basic,
+        "sec-fetch-site": "cross-site",
+        origin: "https://evil.example",
+        "content-type": "application/x-www-form-urlencoded",
+      },
+      body: "x=1",
+    });
+    assert.equal(forged.status, 403);
+    await forged.body?.cancel();
+    // An old browser's forged post says nothing of where it comes from: it needs the token.
+    const bare = await fetch(`${base}/admin/end-all?user=ada`, {
+      method: "POST",
+      headers: { authorization: basic },
+    });
+    assert.equal(bare.status, 403);
+    await bare.body?.cancel();
+    assert.equal(await me(), "ada");
+
+    const own = await fetch(`${base}/admin/end-all?user=ada`, {
+      method: "POST",
+      headers: { authorization: basic, "sec-fetch-site": "same-origin" },
+    });
+    assert.deepEqual(await own.json(), { ended: 1 });
+    assert.equal(await me(), "anonymous");
+  });
+});
+
+describe("csrf exemptHeaderTransport", () => {
+  it("passes header sessions by default, checks them when false", async () => {
+    const options: SessionOptions<Data> = {
+      store: new MemoryStore(),
+      secrets: SECRET,
+      transport: headerTransport(),
+    };
+    const handler = () => new Response("done");
+    const exempt = await serve(withSession(csrf(handler), options));
+    const checked = await serve(withSession(csrf(handler, { exemptHeaderTransport: false }), options));
+    const forged = { method: "POST", headers: { "sec-fetch-site": "cross-site", authorization: "Bearer" } };
+    assert.equal((await fetch(`${exempt}/`, forged)).status, 200);
+    assert.equal((await fetch(`${checked}/`, forged)).status, 403);
+    const own = { method: "POST", headers: { "sec-fetch-site": "same-origin", authorization: "Bearer" } };
+    assert.equal((await fetch(`${checked}/`, own)).status, 200);
+    assert.throws(() => csrf(handler, { exemptHeaderTransport: "no" as never }), TypeError);
+  });
+});

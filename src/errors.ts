@@ -187,12 +187,19 @@ export class RecentAuthRequiredError extends SessionError {
   readonly authenticatedAt: number | undefined;
 
   /**
+   * The challenge's scheme: `Cookie`, or `Bearer` for a session that came as
+   * `Authorization: Bearer <token>` (the header transport): RFC 9470 §3's challenge as written.
+   */
+  readonly scheme: "Cookie" | "Bearer";
+
+  /**
    * Creates the error.
    *
    * @param maxAge The seconds since the last authentication the action allows.
    * @param authenticatedAt When the user last authenticated, in ms since the epoch, if ever.
+   * @param scheme The challenge's scheme (default `Cookie`).
    */
-  constructor(maxAge: number, authenticatedAt: number | undefined) {
+  constructor(maxAge: number, authenticatedAt: number | undefined, scheme: "Cookie" | "Bearer" = "Cookie") {
     super(
       authenticatedAt === undefined
         ? `Recent authentication required: this session never authenticated (allowed: ${maxAge} s)`
@@ -200,11 +207,12 @@ export class RecentAuthRequiredError extends SessionError {
     );
     this.maxAge = maxAge;
     this.authenticatedAt = authenticatedAt;
+    this.scheme = scheme;
   }
 
   /** The `WWW-Authenticate` value of the default answer (RFC 9470 §3's error and `max_age`). */
   get challenge(): string {
-    return `Cookie error="insufficient_user_authentication", error_description="Sign in again to continue", max_age="${
+    return `${this.scheme} error="insufficient_user_authentication", error_description="Sign in again to continue", max_age="${
       Math.floor(this.maxAge)
     }"`;
   }

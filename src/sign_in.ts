@@ -9,6 +9,7 @@
  *
  * @module
  */
+import type { Handle } from "./backend.ts";
 import { RecentAuthRequiredError } from "./errors.ts";
 import { kState, type Session } from "./session.ts";
 
@@ -91,7 +92,17 @@ export function requireRecentAuth<T extends object>(session: Session<T>, options
   const at = session.authenticatedAt;
   // RFC 9470 §3: max_age is the allowable elapsed time; exactly maxAge seconds still passes.
   if (at === undefined || session[kState].now() - at > maxAge * 1000) {
-    throw new RecentAuthRequiredError(maxAge, at);
+    throw new RecentAuthRequiredError(maxAge, at, schemeOf(session[kState] as unknown as Handle));
   }
   return at;
+}
+
+/**
+ * The challenge's scheme: `Bearer` when the session came as `Authorization: Bearer <token>` (the
+ * header transport; RFC 6750 §3 and RFC 9470 §3 challenge that scheme), else `Cookie`.
+ */
+function schemeOf(h: Handle): "Cookie" | "Bearer" {
+  return h.onHeader === true && h.o?.transport?.header.toLowerCase() === "authorization"
+    ? "Bearer"
+    : "Cookie";
 }

@@ -3,7 +3,7 @@
 // combination promised and a test of it. node:http keeps this file out of workerd.
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { getSession, MemoryStore, type SessionOptions, withSession } from "../mod.ts";
+import { getSession, MemoryStore, requireRecentAuth, type SessionOptions, withSession } from "../mod.ts";
 import { createSessionAdmin } from "../src/admin.ts";
 import { csrf } from "../src/csrf.ts";
 import { headerTransport } from "../src/transport.ts";
@@ -101,5 +101,38 @@ describe("csrf exemptHeaderTransport", () => {
     const own = { method: "POST", headers: { "sec-fetch-site": "same-origin", authorization: "Bearer" } };
     assert.equal((await fetch(`${checked}/`, own)).status, 200);
     assert.throws(() => csrf(handler, { exemptHeaderTransport: "no" as never }), TypeError);
+  });
+});
+
+describe("step-up on the header transport", () => {
+  it("challenges a Bearer token with the Bearer scheme (RFC 9470 §3), a named header with Cookie", async () => {
+    for (const [header, scheme] of [["Authorization", "Bearer"], ["X-Session", "Cookie"]] as const) {
+      const base = await serve(withSession(async (req: Request) => {
+        const session = await getSession<Data>(req);
+        if (new URL(req.url).pathname === "/login") {
+          session.regenerate({ remember: true });
+          session.set("user", "ada");
+          return new Response("in");
+        }
+        requireRecentAuth(session, { maxAge: 300 }); // never marked: refused
+        return new Response("done");
+      }, { store: new MemoryStore(), secrets: SECRET, transport: headerTransport({ header }) }));
+      const first: Record<string, string> = header === "Authorization"
+        ? { authorization: "Bearer" }
+        : { "x-session": "" };
+      const token = (await fetch(`${base}/login`, { method: "POST", headers: first })).headers.get(
+        "session-token",
+      )!;
+      const credential: Record<string, string> = header === "Authorization"
+        ? { authorization: `Bearer ${token}` }
+        : { "x-session": token };
+      const refused = await fetch(`${base}/delete`, { method: "POST", headers: credential });
+      assert.equal(refused.status, 401);
+      assert.equal(
+        refused.headers.get("www-authenticate"),
+        `${scheme} error="insufficient_user_authentication", error_description="Sign in again to continue", max_age="300"`,
+      );
+      await refused.body?.cancel();
+    }
   });
 });

@@ -168,6 +168,11 @@ export class MigratingStore implements SessionStore {
   /** Both stores' indexes of sessions per user, when both keep one. */
   readonly keysOfUser?: (user: string) => Promise<string[]>;
   /**
+   * `to`'s clock, when it has one: every end is stamped in `to`, and its grace judged there (a
+   * tombstone still in `from` is judged by it too, off by at most the two clocks' skew).
+   */
+  readonly time?: (key: string) => Promise<number>;
+  /**
    * The `CookieStore` sessions move from, when `from` is one (else `undefined`): `withSession`
    * and `openSession` move its sealed cookies into `to`. This store itself then is `to`.
    */
@@ -212,6 +217,7 @@ export class MigratingStore implements SessionStore {
       if (f.touch && to.touch) this.touch = (key, expiresAt, version) => this.#touch(key, expiresAt, version);
       if (to.cleanup) this.cleanup = async () => (await f.cleanup?.() ?? 0) + await to.cleanup!();
     }
+    if (to.time) this.time = (key) => to.time!(key);
     const t = to.capabilities;
     if (t.locks && to.lock && to.unlock) {
       this.lock = (key, owner, ttlMs) => to.lock!(key, owner, ttlMs);

@@ -538,13 +538,56 @@ export class SessionDurableObject {
     const delay = this.#alarmDelay();
     const now = Date.now();
     const stored = await this.#stored();
-    if (stored !== null && stored.expiresAt + delay <= now) await this.#dropRecord();
+    if (stored !== null && stored.expiresAt + delay <= now) {
+      const user = this.#user;
+      await this.#dropRecord();
+      // A tombstone lapsing is the end of an ended session's record, not a session expiring.
+      if (!isEnded(stored)) await this.#report(stored, user);
+    }
     const lease = await this.#heldLease();
     if (lease !== null && lease.until + delay <= now) {
       this.#lease = null;
       await this.#storage.delete(LEASE);
     }
     await this.#schedule();
+  }
+
+  /**
+   * Called by {@linkcode SessionDurableObject.alarm} after it deleted a session that expired
+   * (idle or absolute timeout) with nobody reading it again: the one place such an expiry can
+   * be seen, since this object runs apart from the application and its `onEvent`. Does nothing
+   * here; a subclass overrides it to count or audit expiries (write to a queue, Analytics
+   * Engine, a log). A tombstone of an ended session lapsing is not reported. What it throws is
+   * caught and logged with `console.error`; the deletion stands.
+   *
+   * @param session When the session was created and when it expired (ms since the epoch), and
+   *   the user it was indexed under, if any (the raw id, as the application gave it).
+   *
+   * @example
+   * ```ts
+   * import { SessionDurableObject } from "websession/durable-object";
+   * import assert from "node:assert/strict";
+   *
+   * export class Sessions extends SessionDurableObject {
+   *   override expired(session: { createdAt: number; expiresAt: number; user?: string }): void {
+   *     console.log(`a session of ${session.user ?? "a visitor"} expired`);
+   *   }
+   * }
+   * assert.equal(typeof Sessions.prototype.expired, "function");
+   * ```
+   */
+  expired(_session: { createdAt: number; expiresAt: number; user?: string }): void | Promise<void> {}
+
+  async #report(record: StoredSession, user: string | undefined): Promise<void> {
+    try {
+      await this.expired({
+        createdAt: record.createdAt,
+        expiresAt: record.expiresAt,
+        ...(user === undefined ? {} : { user }),
+      });
+    } catch (error) {
+      console.error("SessionDurableObject.expired threw:", error);
+    }
   }
 
   /** The record held, expired or not (`null` when none). */

@@ -25,6 +25,7 @@ interface InspectableStorage {
   get(key: string): Promise<unknown>;
   list(options: { prefix: string }): Promise<Map<string, unknown>>;
   getAlarm(): Promise<number | null>;
+  put(key: string, value: unknown): Promise<void>;
 }
 
 /**
@@ -50,9 +51,16 @@ export class TestSessionDurableObject extends SessionDurableObject {
       const record = (await this.#storage.get("record")) ?? null;
       const lease = (await this.#storage.get("lease")) ?? null;
       const index = Object.fromEntries(await this.#storage.list({ prefix: "index:" }));
-      return Response.json({ record, lease, index, alarm: await this.#storage.getAlarm() });
+      const expired = (await this.#storage.get("test:expired")) ?? [];
+      return Response.json({ record, lease, index, alarm: await this.#storage.getAlarm(), expired });
     }
     return await super.fetch(request);
+  }
+
+  /** Keeps what the alarm reported as expired, for `/inspect` (a user would count or audit it). */
+  override async expired(session: { createdAt: number; expiresAt: number; user?: string }): Promise<void> {
+    const seen = ((await this.#storage.get("test:expired")) ?? []) as unknown[];
+    await this.#storage.put("test:expired", [...seen, session]);
   }
 }
 

@@ -20,7 +20,7 @@ import { handleOf, META_KEY, metadataOf, nextMetadata } from "./metadata.ts";
 import { instrument } from "./instrument.ts";
 import { optionsOf } from "./open_session.ts";
 import type { ResolvedOptions, SessionOptions } from "./options.ts";
-import { FLASH_KEY, kState, REMEMBER_KEY, SERIALIZER_KEY, type Session } from "./session.ts";
+import { FLASH_KEY, isSignInKey, kState, REMEMBER_KEY, SERIALIZER_KEY, type Session } from "./session.ts";
 import {
   ENDED_AT_KEY,
   ENDED_BY_KEY,
@@ -77,7 +77,7 @@ export interface UserSession {
   lastSeenAt: number;
   /** When it expires unless used. */
   expiresAt: number;
-  /** Its values (flash values and metadata left out). */
+  /** Its values, as `toJSON()` gives them (flash values, metadata and the sign-in keys left out). */
   data: SessionData;
 }
 
@@ -194,7 +194,8 @@ async function describe(scope: Scope, key: string, record: StoredSession): Promi
     : undefined;
   for (const name in record.data) {
     if (
-      name !== FLASH_KEY && name !== META_KEY && name !== SERIALIZER_KEY && Object.hasOwn(record.data, name)
+      name !== FLASH_KEY && name !== META_KEY && name !== SERIALIZER_KEY && !isSignInKey(name) &&
+      Object.hasOwn(record.data, name)
     ) {
       Object.defineProperty(data, name, {
         value: serializer === undefined ? record.data[name] : serializer.deserialize(record.data[name]),

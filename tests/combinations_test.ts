@@ -3,7 +3,14 @@
 // combination promised and a test of it. node:http keeps this file out of workerd.
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { getSession, MemoryStore, requireRecentAuth, type SessionOptions, withSession } from "../mod.ts";
+import {
+  getSession,
+  listUserSessions,
+  MemoryStore,
+  requireRecentAuth,
+  type SessionOptions,
+  withSession,
+} from "../mod.ts";
 import { createSessionAdmin } from "../src/admin.ts";
 import { csrf } from "../src/csrf.ts";
 import { headerTransport } from "../src/transport.ts";
@@ -134,5 +141,22 @@ describe("step-up on the header transport", () => {
       );
       await refused.body?.cancel();
     }
+  });
+});
+
+describe("listUserSessions with remember me and step-up", () => {
+  it("shows a session's data as toJSON() does: no __remember or __authAt", async () => {
+    const options: SessionOptions<Data> = { store: new MemoryStore(), secrets: SECRET, userKey: "user" };
+    const base = await serve(withSession(async (req: Request) => {
+      const session = await getSession<Data>(req);
+      session.regenerate({ remember: true });
+      session.set("user", "ada");
+      session.markAuthenticated();
+      return Response.json(session.toJSON());
+    }, options));
+    const seen = await (await fetch(`${base}/login`, { method: "POST" })).json();
+    assert.deepEqual(seen, { user: "ada" });
+    const [listed] = await listUserSessions(options, "ada");
+    assert.deepEqual(listed!.data, { user: "ada" });
   });
 });

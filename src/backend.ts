@@ -87,6 +87,12 @@ export interface Backend {
 }
 
 /**
+ * A store that needs a backend of its own (a `MigratingStore` from a `CookieStore` moves sealed
+ * cookies) carries it under this key, so the core bundles no backend an application does not use.
+ */
+export const kBackend: unique symbol = Symbol.for("websession.backend");
+
+/**
  * Builds a handle for a new session; a backend then attaches it to a record.
  *
  * @param o The options.

@@ -12,19 +12,19 @@ import {
   type CookieSource,
   type Handle,
   hasWork,
+  kBackend,
   leaveTurn,
   newHandle,
 } from "./backend.ts";
-import { movesFromCookie, movingBackend } from "./backends/moving.ts";
 import { sealedBackend } from "./backends/sealed.ts";
 import { serverBackend } from "./backends/server.ts";
 import { SessionConflictError, SessionError } from "./errors.ts";
 import { emit } from "./events.ts";
-import { warnInsecure } from "./headers.ts";
+import { warnInsecure, withSessionHeaders } from "./headers.ts";
 import { type LockOptions, releaseAll, type SessionLock, takeLock } from "./lock.ts";
 import { createSessionId } from "./id.ts";
 import { type ResolvedOptions, resolveOptions, type SessionOptions } from "./options.ts";
-import { kState, Session, type SessionHost, type SessionState, splitData } from "./session.ts";
+import { isSignInKey, kState, Session, type SessionHost, type SessionState, splitData } from "./session.ts";
 import type { SessionData } from "./store.ts";
 
 /**
@@ -62,8 +62,8 @@ export type CookieInput =
 /** The backend for a store. */
 export function backendOf(o: ResolvedOptions): Backend {
   if (o.sealed) return sealedBackend;
-  // A MigratingStore from a CookieStore: sealed cookies move into the server store.
-  return movesFromCookie(o) ? movingBackend : serverBackend;
+  // A MigratingStore from a CookieStore brings the backend that moves sealed cookies.
+  return (o.store as { [kBackend]?: Backend })[kBackend] ?? serverBackend;
 }
 
 function sourceOf(input: CookieInput): CookieSource {
@@ -75,6 +75,49 @@ function sourceOf(input: CookieInput): CookieSource {
   throw new TypeError(
     "Invalid cookie input: expected a Request, Headers, a Cookie header string or a cookie jar",
   );
+}
+
+/**
+ * Where the session comes from: the cookie, or (`transport` option) a request header, which
+ * marks the handle as answered on the header.
+ */
+function sourceFor(h: Handle, input: CookieInput): CookieSource {
+  const t = h.o.transport;
+  if (t === undefined) return sourceOf(input);
+  const headers = input instanceof Request ? input.headers : input instanceof Headers ? input : undefined;
+  if (headers === undefined) {
+    if (t.cookie || input === null || input === undefined) {
+      h.onHeader = !t.cookie;
+      return sourceOf(input);
+    }
+    throw new TypeError(
+      "Invalid cookie input: the header transport reads the session from a Request or Headers",
+    );
+  }
+  const token = t.tokenOf(headers);
+  if (token === undefined) return sourceOf(input);
+  h.onHeader = true;
+  if (token === "") return null;
+  h.tokenIn = token;
+  const name = h.o.cookie.name;
+  return { get: (cookie: string) => cookie === name ? token : undefined };
+}
+
+/**
+ * Adds a committed session's response headers for the transport its request came in on:
+ * `Set-Cookie` and `Vary: Cookie`, or the `transport` option's response header.
+ */
+export function decorate(h: Handle, response: Response, cookies: readonly string[]): Response {
+  const t = h.o.transport;
+  if (t === undefined) return withSessionHeaders(response, cookies);
+  const token = h.tokenOut;
+  h.tokenOut = undefined;
+  return t.respond(response, h.onHeader, token, cookies);
+}
+
+/** `decorate` for an adapter holding the `Session`. Internal. */
+export function decorateSession(session: Session, response: Response, cookies: readonly string[]): Response {
+  return decorate(session[kState] as Handle, response, cookies);
 }
 
 function commitNow(h: Handle): Promise<CommitResult> {
@@ -185,7 +228,7 @@ export async function openHandle(
   h.owner = sink === undefined ? owner : sink.responded ? undefined : sink.owner;
   const start = o.onEvent === undefined ? 0 : performance.now();
   try {
-    await backendOf(o).open(h, sourceOf(input));
+    await backendOf(o).open(h, sourceFor(h, input));
   } catch (error) {
     // A failed load frees the session's next request at once.
     if (h.leases !== undefined) await releaseAll(h);
@@ -219,7 +262,11 @@ async function checkSchema(h: Handle): Promise<void> {
   let result;
   try {
     const values: SessionData = {};
-    for (const [key, value] of h.data) {
+    const serializer = o.serializer;
+    for (const [key, held] of h.data) {
+      if (isSignInKey(key)) continue; // the sign-in flow's, not the application's data
+      // Under a `serializer`, the schema sees the values as the handler does (a `Date`, a `Map`).
+      const value = serializer === undefined ? held : serializer.deserialize(held);
       Object.defineProperty(values, key, { value, enumerable: true, writable: true, configurable: true });
     }
     result = await o.schema!["~standard"].validate(values);
@@ -232,7 +279,14 @@ async function checkSchema(h: Handle): Promise<void> {
     new Session(h).destroy();
     h.ops = [];
   } else {
-    h.data = new Map(Object.entries(result.value));
+    const serializer = o.serializer;
+    const data = new Map(
+      serializer === undefined ? Object.entries(result.value) : Object.entries(result.value).map((
+        [key, value],
+      ): [string, unknown] => [key, serializer.serialize(value)]),
+    );
+    for (const [key, value] of h.data) if (isSignInKey(key)) data.set(key, value);
+    h.data = data;
   }
 }
 

@@ -28,14 +28,12 @@ import {
 } from "../backend.ts";
 import { indexOf, inGrace, storeError } from "../conflict.ts";
 import { encodeBase64Url } from "../id.ts";
-import type { ResolvedOptions } from "../options.ts";
-import {
-  type InvalidSeal,
-  isSealedStore,
-  type OpenedSession,
-  type SealedSessionStore,
-  type SessionStore,
-  type StoredSession,
+import type {
+  InvalidSeal,
+  OpenedSession,
+  SealedSessionStore,
+  SessionStore,
+  StoredSession,
 } from "../store.ts";
 import { serverBackend } from "./server.ts";
 
@@ -52,16 +50,6 @@ const MAX_CHUNKS = 64;
 /** Domain separation of moved ids from every other use of SHA-256 here. */
 const MOVED_ID_DOMAIN = "websession/moved-from-sealed-cookie/v1\u0000";
 const encoder = new TextEncoder();
-
-/**
- * Whether the options' store moves sessions out of sealed cookies.
- *
- * @param o The resolved options.
- */
-export function movesFromCookie(o: ResolvedOptions): boolean {
-  const from = (o.store as Partial<MovingStore>).sealedFrom;
-  return typeof from === "object" && from !== null && isSealedStore(from);
-}
 
 /**
  * The id a session moved out of a seal gets: the first 24 bytes of

@@ -20,6 +20,8 @@ import {
   type StoreCapabilities,
   type StoredSession,
 } from "../store.ts";
+import { type Backend, kBackend } from "../backend.ts";
+import { movingBackend } from "../backends/moving.ts";
 
 /**
  * The data key that marks the tombstone a move leaves in the old store: the session lives on
@@ -179,6 +181,8 @@ export class MigratingStore implements SessionStore {
   readonly sealedFrom: SealedSessionStore | undefined;
   /** With {@linkcode sealedFrom}: the sealed cookie's name, when not the session cookie's. */
   readonly fromCookie: string | undefined;
+  /** With {@linkcode sealedFrom}: the backend that moves sealed cookies (the core finds it here). */
+  readonly [kBackend]: Backend | undefined;
   #from: SessionStore;
   #to: SessionStore;
   #now: () => number;
@@ -205,6 +209,7 @@ export class MigratingStore implements SessionStore {
     this.#now = options.now ?? Date.now;
     this.sealedFrom = sealed ? from as SealedSessionStore : undefined;
     this.fromCookie = options.fromCookie;
+    this[kBackend] = sealed ? movingBackend : undefined;
     // A sealed `from` has no server copy: every call is `to`'s.
     this.#from = sealed ? to : from as SessionStore;
     if (sealed) {

@@ -9,8 +9,7 @@ import type { Handle } from "./backend.ts";
 import { storeError } from "./conflict.ts";
 import { emit, type EndReason } from "./events.ts";
 import { instrument } from "./instrument.ts";
-import { optionsOf } from "./open_session.ts";
-import type { ResolvedOptions, SessionOptions } from "./options.ts";
+import { optionsOf, type ResolvedOptions, type SessionOptions } from "./options.ts";
 import type { SessionData, SessionStore } from "./store.ts";
 
 /** The user a record's data holds under `userKey`, if any. */

@@ -23,7 +23,7 @@ import { emit } from "./events.ts";
 import { warnInsecure, withSessionHeaders } from "./headers.ts";
 import { type LockOptions, releaseAll, type SessionLock, takeLock } from "./lock.ts";
 import { createSessionId } from "./id.ts";
-import { type ResolvedOptions, resolveOptions, type SessionOptions } from "./options.ts";
+import { optionsOf, type ResolvedOptions, type SessionOptions } from "./options.ts";
 import { isSignInKey, kState, Session, type SessionHost, type SessionState, splitData } from "./session.ts";
 import type { SessionData } from "./store.ts";
 
@@ -290,17 +290,7 @@ async function checkSchema(h: Handle): Promise<void> {
   }
 }
 
-const resolvedOptions = new WeakMap<object, ResolvedOptions>();
-
-/** Resolves an options object once, however often it is passed. */
-export function optionsOf(options: SessionOptions<SessionData>): ResolvedOptions {
-  let o = resolvedOptions.get(options);
-  if (o === undefined) {
-    o = resolveOptions(options);
-    resolvedOptions.set(options, o);
-  }
-  return o;
-}
+export { optionsOf };
 
 /**
  * Opens the session named by a request's cookies, without `withSession`. Save it with

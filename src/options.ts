@@ -724,3 +724,15 @@ export function configError(error: unknown): SessionConfigError {
     cause: error,
   });
 }
+
+const resolvedOptions = new WeakMap<object, ResolvedOptions>();
+
+/** Resolves an options object once, however often it is passed. */
+export function optionsOf(options: SessionOptions<SessionData>): ResolvedOptions {
+  let o = resolvedOptions.get(options);
+  if (o === undefined) {
+    o = resolveOptions(options);
+    resolvedOptions.set(options, o);
+  }
+  return o;
+}

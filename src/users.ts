@@ -18,8 +18,7 @@ import { SessionConfigError, SessionConflictError } from "./errors.ts";
 import type { EndReason } from "./events.ts";
 import { handleOf, META_KEY, metadataOf, nextMetadata } from "./metadata.ts";
 import { instrument } from "./instrument.ts";
-import { optionsOf } from "./open_session.ts";
-import type { ResolvedOptions, SessionOptions } from "./options.ts";
+import { optionsOf, type ResolvedOptions, type SessionOptions } from "./options.ts";
 import { FLASH_KEY, isSignInKey, kState, REMEMBER_KEY, SERIALIZER_KEY, type Session } from "./session.ts";
 import {
   ENDED_AT_KEY,

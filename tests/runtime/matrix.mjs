@@ -41,6 +41,7 @@ export const NODE_ONLY = [
   "tests/package_test.ts",
   "tests/http_serializable_test.ts",
   "tests/readme_test.ts",
+  "tests/structure_test.ts",
   "tests/stores/tiered_test.ts",
   "tests/stores/migrating_test.ts",
 ];

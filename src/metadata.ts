@@ -126,15 +126,21 @@ export function resolveDeviceInfo(options: DeviceInfoOptions | undefined): Resol
 
 /**
  * A `clientAddress` rule for an app behind `hops` proxies of its own, each of which appends the
- * address it received from to `X-Forwarded-For` (the de facto header; RFC 7239 `Forwarded` is
- * the standard one, read here when `X-Forwarded-For` is absent). The client's address is the
- * entry `hops` from the right: entries further left were written by the client or by proxies
- * you do not run, and are never trusted. With fewer entries than `hops` the request did not
- * come through your proxies: no address.
+ * address it received from to one header: `X-Forwarded-For` (the de facto one, the default) or
+ * RFC 7239's `Forwarded` (its `for=` parameters; `options.header: "Forwarded"`). Only the header
+ * named is read: a client can send the other one too, and would choose the address if it were
+ * read as a fallback. The client's address is the entry `hops` from the right: entries further
+ * left were written by the client or by proxies you do not run, and are never trusted. With
+ * fewer entries than `hops` the request did not come through your proxies: no address. An entry
+ * that is not an IP address (an obfuscated `Forwarded` identifier, `unknown`, garbage) gives no
+ * address either; a port is dropped.
  *
  * @param hops How many proxies of yours stand in front of the app (1 or more).
+ * @param options `header`: the one your proxies append to (`"X-Forwarded-For"` or `"Forwarded"`,
+ *   case-insensitive; default `"X-Forwarded-For"`).
  * @returns The rule, for the `deviceInfo.clientAddress` option.
  * @throws {RangeError} When `hops` is not a positive integer.
+ * @throws {TypeError} When `header` is neither of the two.
  * @example
  * ```ts
  * import { trustedProxies } from "websession";
@@ -146,22 +152,53 @@ export function resolveDeviceInfo(options: DeviceInfoOptions | undefined): Resol
  * assert.equal(rule(req), "198.51.100.4");
  * assert.equal(trustedProxies(2)(req), "10.0.0.1");
  * assert.equal(trustedProxies(3)(req), undefined);
+ * // A proxy that writes RFC 7239's Forwarded; the client's own X-Forwarded-For is ignored.
+ * const rfc = new Request("https://example.com/", {
+ *   headers: { forwarded: 'for="[2001:db8::17]:4711"', "x-forwarded-for": "10.0.0.1" },
+ * });
+ * assert.equal(trustedProxies(1, { header: "Forwarded" })(rfc), "2001:db8::17");
  * ```
  */
-export function trustedProxies(hops: number): (request: Request) => string | undefined {
+export function trustedProxies(
+  hops: number,
+  options: { header?: "X-Forwarded-For" | "Forwarded" } = {},
+): (request: Request) => string | undefined {
   if (!Number.isSafeInteger(hops) || hops < 1) {
     throw new RangeError(`Invalid hops: "${String(hops)}" must be a positive integer`);
   }
+  const header = String(options?.header ?? "X-Forwarded-For").toLowerCase();
+  if (header !== "x-forwarded-for" && header !== "forwarded") {
+    throw new TypeError(
+      `Invalid header: "${String(options.header)}" is not "X-Forwarded-For" or "Forwarded"`,
+    );
+  }
   return function clientAddressBehindProxies(request: Request): string | undefined {
-    const forwarded = request.headers.get("x-forwarded-for");
-    const entries = forwarded !== null
-      ? forwarded.split(",")
-      : [...(request.headers.get("forwarded") ?? "").matchAll(/(?:^|[;,])\s*for=("[^"]*"|[^;,\s]*)/gi)]
-        .map((m) => m[1]!.replace(/^"|"$/g, "").replace(/^\[|\](?::\d+)?$/g, ""));
+    const value = request.headers.get(header);
+    if (value === null) return undefined;
+    const entries = header === "forwarded" ? forwardedFor(value) : value.split(",");
     if (entries.length < hops) return undefined;
-    const address = entries[entries.length - hops]!.trim();
-    return address === "" ? undefined : address;
+    return ipAddress(entries[entries.length - hops]!);
   };
+}
+
+/** The `for=` of each element of a `Forwarded` value (RFC 7239 §4), `""` where an element has none. */
+function forwardedFor(value: string): string[] {
+  const elements = value.match(/(?:[^,"]|"(?:[^"\\]|\\.)*")+|(?<=^|,)(?=,|$)/g) ?? [];
+  return elements.map((element) => {
+    const match = /(?:^|;)\s*for\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)/i.exec(element);
+    return match === null ? "" : match[1]!.replace(/^"|"$/g, "").replace(/\\(.)/g, "$1");
+  });
+}
+
+/** An entry as an IP address without a port (`[v6]:port`, `v4:port`), or `undefined`. */
+function ipAddress(entry: string): string | undefined {
+  let address = entry.trim();
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(address);
+  if (bracketed !== null) address = bracketed[1]!;
+  else if (/^[\d.]+:\d+$/.test(address)) address = address.slice(0, address.lastIndexOf(":"));
+  const ipv4 = /^(?:\d{1,3}\.){3}\d{1,3}$/.test(address);
+  const ipv6 = address.includes(":") && /^[0-9A-Fa-f:.]+(?:%[\w.-]+)?$/.test(address);
+  return ipv4 || ipv6 ? address : undefined;
 }
 
 /** The metadata as stored: `seen` in ms since the epoch, the device's fields as recorded. */

@@ -9,6 +9,7 @@ import {
   MemoryStore,
   requireRecentAuth,
   type SessionOptions,
+  trustedProxies,
   withSession,
 } from "../mod.ts";
 import { createSessionAdmin } from "../src/admin.ts";
@@ -158,5 +159,42 @@ describe("listUserSessions with remember me and step-up", () => {
     assert.deepEqual(seen, { user: "ada" });
     const [listed] = await listUserSessions(options, "ada");
     assert.deepEqual(listed!.data, { user: "ada" });
+  });
+});
+
+describe("trustedProxies", () => {
+  const address = (rule: (req: Request) => string | undefined, headers: Record<string, string>) =>
+    rule(new Request("https://example.com/", { headers }));
+
+  it("reads only the header the proxies write: a client's X-Forwarded-For never names the address", () => {
+    const rfc = trustedProxies(1, { header: "Forwarded" });
+    const spoofed = { forwarded: "for=198.51.100.4", "x-forwarded-for": "203.0.113.66" };
+    assert.equal(address(rfc, spoofed), "198.51.100.4");
+    // The default reads X-Forwarded-For alone: a client's Forwarded is no fallback either.
+    assert.equal(address(trustedProxies(1), { forwarded: "for=203.0.113.66" }), undefined);
+    assert.throws(() => trustedProxies(1, { header: "X-Real-IP" as never }), TypeError);
+  });
+
+  it("counts Forwarded elements, not for= parameters, and keeps only IP addresses without ports", () => {
+    const rfc = trustedProxies(1, { header: "Forwarded" });
+    // The proxy's element has no for=: the client's element is not taken in its place.
+    assert.equal(address(rfc, { forwarded: "for=203.0.113.66, proto=https;by=192.0.2.1" }), undefined);
+    assert.equal(address(rfc, { forwarded: 'for="192.0.2.43:47011"' }), "192.0.2.43");
+    assert.equal(
+      address(rfc, { forwarded: 'for="[2001:db8:cafe::17]:4711";proto=https' }),
+      "2001:db8:cafe::17",
+    );
+    assert.equal(
+      address(trustedProxies(2, { header: "Forwarded" }), {
+        forwarded: 'for=192.0.2.1;x="a,b", for=192.0.2.9',
+      }),
+      "192.0.2.1",
+    );
+    assert.equal(address(rfc, { forwarded: "for=_hidden" }), undefined);
+    const xff = trustedProxies(1);
+    assert.equal(address(xff, { "x-forwarded-for": "203.0.113.66, <b>x</b>" }), undefined);
+    assert.equal(address(xff, { "x-forwarded-for": "203.0.113.66, 198.51.100.4:5678" }), "198.51.100.4");
+    assert.equal(address(xff, { "x-forwarded-for": "203.0.113.66,  2001:DB8::1 " }), "2001:DB8::1");
+    assert.equal(address(xff, { "x-forwarded-for": "203.0.113.66, " }), undefined);
   });
 });

@@ -78,6 +78,14 @@ export interface SessionSerializer {
 const TAG = "$";
 /** The deepest nesting accepted, as for plain JSON values. */
 const MAX_DEPTH = 64;
+/**
+ * The most decimal digits a `BigInt` may have (sign aside): reading parses it, so the bound
+ * keeps a stored value from costing a request more than a moment. Checked when set as well, so
+ * that no value accepted then is refused when read.
+ */
+const MAX_BIGINT_DIGITS = 4096;
+/** The least `BigInt` with more than {@linkcode MAX_BIGINT_DIGITS} digits: 10^4096. */
+const BIGINT_BOUND = 10n ** BigInt(MAX_BIGINT_DIGITS);
 
 /** A JSON value. */
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -91,6 +99,15 @@ function define(target: Record<string, unknown>, key: string, value: unknown): v
   }
 }
 
+function tooDeep(): TypeError {
+  return new TypeError(`Invalid session value: nested deeper than ${MAX_DEPTH} levels`);
+}
+
+/**
+ * Encodes a value. Every tagged object counts as a level of nesting, scalars' tags included
+ * (`{ "$": "bigint" }` at the 65th level is as deep as reading allows no more): whatever is
+ * accepted here, `decode` reads back.
+ */
 function encode(value: unknown, depth: number, path: Set<object>): Json {
   switch (typeof value) {
     case "string":
@@ -98,16 +115,22 @@ function encode(value: unknown, depth: number, path: Set<object>): Json {
       return value;
     case "number":
       if (Number.isFinite(value) && !Object.is(value, -0)) return value;
+      if (depth >= MAX_DEPTH) throw tooDeep();
       return { [TAG]: "number", v: Object.is(value, -0) ? "-0" : String(value) };
-    case "bigint":
+    case "bigint": {
+      if (depth >= MAX_DEPTH) throw tooDeep();
+      // Compared before `toString()`, which costs as much as reading would.
+      if (value >= BIGINT_BOUND || value <= -BIGINT_BOUND) {
+        throw new TypeError(`Invalid session value: a BigInt of more than ${MAX_BIGINT_DIGITS} digits`);
+      }
       return { [TAG]: "bigint", v: value.toString() };
+    }
     case "undefined":
+      if (depth >= MAX_DEPTH) throw tooDeep();
       return { [TAG]: "undefined" };
     case "object":
       if (value === null) return null;
-      if (depth >= MAX_DEPTH) {
-        throw new TypeError(`Invalid session value: nested deeper than ${MAX_DEPTH} levels`);
-      }
+      if (depth >= MAX_DEPTH) throw tooDeep();
       if (path.has(value)) throw new TypeError("Invalid session value: it contains a cycle");
       path.add(value);
       try {
@@ -160,6 +183,9 @@ function encodeObject(value: object, depth: number, path: Set<object>): Json {
   throw new TypeError(`Invalid session value: a ${name || "class"} instance cannot be stored by richValues`);
 }
 
+/** A stored `BigInt`: its decimal digits, with a sign when negative. */
+const BIGINT_TEXT = new RegExp(`^-?\\d{1,${MAX_BIGINT_DIGITS}}$`);
+
 function unreadable(detail: string): SessionDataError {
   return new SessionDataError(`Session data cannot be read as richValues: ${detail}`);
 }
@@ -196,7 +222,7 @@ function decodeTagged(json: Record<string, unknown>, depth: number): unknown {
       if (v === "-0") return -0;
       break;
     case "bigint":
-      if (typeof v === "string" && /^-?\d{1,4096}$/.test(v)) return BigInt(v);
+      if (typeof v === "string" && BIGINT_TEXT.test(v)) return BigInt(v);
       break;
     case "Date": {
       if (v === null) return new Date(NaN);
@@ -240,7 +266,9 @@ function decodeTagged(json: Record<string, unknown>, depth: number): unknown {
  * own is wrapped as `{ "$": "object", "v": ... }`, so no data is ever taken for a tag).
  *
  * - Refused when set, with a `TypeError`: functions, symbols, other class instances (`RegExp`,
- *   typed arrays, subclasses of `Date` or `Map`, ...), cycles, nesting deeper than 64 levels.
+ *   typed arrays, subclasses of `Date` or `Map`, ...), cycles, a `BigInt` of more than 4096
+ *   digits, nesting deeper than 64 levels (each tagged value, `undefined` and `BigInt` included,
+ *   is a level). Whatever is accepted is read back.
  * - A value referenced twice is stored twice: it reads back as two equal copies.
  * - An object with a `null` prototype reads back as a plain object; symbol keys are dropped.
  * - Reading never executes code: only the tags above are known, matched by name; an unknown

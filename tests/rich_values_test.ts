@@ -77,6 +77,46 @@ describe("richValues", () => {
     }
   });
 
+  it("reads back whatever it accepts: a BigInt of up to 4096 digits, tagged scalars at the deepest level", () => {
+    const bound = 10n ** 4096n;
+    for (const big of [bound - 1n, 1n - bound]) assert.equal(throughJson(big), big);
+    for (const big of [bound, -bound, 2n ** 20_000n]) {
+      assert.throws(() => richValues.serialize(big), /more than 4096 digits/);
+    }
+    // Tagged scalars are objects in the store, a level of nesting each: the deepest accepted
+    // nesting of every container, around every tagged leaf, reads back; one more is refused.
+    const wraps = [
+      (x: unknown) => [x],
+      (x: unknown) => ({ $: x }),
+      (x: unknown) => new Map([[1, x]]),
+      (x: unknown) => new Map([[x, 1]]),
+      (x: unknown) => new Set([x]),
+    ];
+    for (const wrap of wraps) {
+      for (const leaf of [1n, undefined, NaN, -0, Infinity, new Date(0), "text"]) {
+        let value: unknown = leaf;
+        let levels = 0;
+        for (;;) {
+          const next = wrap(value);
+          try {
+            richValues.serialize(next);
+          } catch (error) {
+            assert.ok(error instanceof TypeError, String(error));
+            break;
+          }
+          value = next;
+          levels++;
+        }
+        assert.ok(levels >= 63, `${levels} levels`);
+        assert.deepEqual(
+          describeValue(throughJson(value)),
+          describeValue(value),
+          `${levels} levels of ${String(leaf)}`,
+        );
+      }
+    }
+  });
+
   it("reads inertly: unknown or prototype-named tags and malformed values are a SessionDataError", () => {
     for (
       const json of [

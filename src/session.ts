@@ -543,6 +543,7 @@ export class Session<T extends object = SessionData> {
    */
   get<K extends keyof T & string>(key: K): T[K] | undefined {
     const s = this.#s;
+    if (isSignInKey(key)) return undefined; // read with `remembered` and `authenticatedAt`
     if (s.flash.size > 0 && s.flash.has(key)) {
       const value = s.flash.get(key);
       s.flash.delete(key);
@@ -563,6 +564,7 @@ export class Session<T extends object = SessionData> {
    * @returns The value, or `undefined`.
    */
   peek<K extends keyof T & string>(key: K): T[K] | undefined {
+    if (isSignInKey(key)) return undefined;
     return readValue(this.#s, this.#s.data.get(key)) as T[K] | undefined;
   }
 
@@ -597,6 +599,7 @@ export class Session<T extends object = SessionData> {
    * @returns `true` when present.
    */
   has(key: keyof T & string): boolean {
+    if (isSignInKey(key)) return false;
     const s = this.#s;
     observe(s, key);
     if (s.flash.size > 0) observeFlash(s, key);

@@ -198,3 +198,39 @@ describe("trustedProxies", () => {
     assert.equal(address(xff, { "x-forwarded-for": "203.0.113.66, " }), undefined);
   });
 });
+
+describe("the sign-in keys stay reserved", () => {
+  it("get, peek and has do not show __remember or __authAt; set, update, delete and flash refuse them", async () => {
+    const base = await serve(withSession(async (req: Request) => {
+      // deno-lint-ignore no-explicit-any
+      const session = await getSession<any>(req);
+      session.regenerate({ remember: true });
+      session.markAuthenticated();
+      const refused = ["__remember", "__authAt"].flatMap((key) => [
+        () => session.set(key, 1),
+        () => session.update(key, () => 1),
+        () => session.delete(key),
+        () => session.flash(key, 1),
+      ]).filter((write) => {
+        try {
+          write();
+          return false;
+        } catch (error) {
+          return error instanceof TypeError;
+        }
+      }).length;
+      return Response.json({
+        shown: [session.get("__remember"), session.peek("__authAt"), session.get("__authAt")],
+        has: [session.has("__remember"), session.has("__authAt")],
+        kept: [session.remembered, typeof session.authenticatedAt],
+        refused,
+      });
+    }, { store: new MemoryStore(), secrets: SECRET }));
+    assert.deepEqual(await (await fetch(`${base}/login`, { method: "POST" })).json(), {
+      shown: [null, null, null],
+      has: [false, false],
+      kept: [true, "number"],
+      refused: 8,
+    });
+  });
+});

@@ -226,6 +226,8 @@ export async function openHandle(
   // Turns need someone to give them up at the end of the request: withSession, an adapter. A
   // session first opened after the response (from a streamed body) takes none: nothing would.
   h.owner = sink === undefined ? owner : sink.responded ? undefined : sink.owner;
+  // Known before loading: a request that cannot run again takes turns more readily.
+  if (sink !== undefined) h.canRerun = sink.canRerun;
   const start = o.onEvent === undefined ? 0 : performance.now();
   try {
     await backendOf(o).open(h, sourceFor(h, input));

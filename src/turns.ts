@@ -55,6 +55,8 @@ interface StoreTurns {
   written: Map<string, StoredSession>;
   /** The version this process last wrote per key, and when (bounded). */
   versions: Map<string, { version: number; at: number }>;
+  /** Last conflict seen on any key (ms): other processes write this store's sessions. */
+  contendedAt: number;
 }
 
 /** A turn held by a request: release it with {@linkcode releaseTurn}. */
@@ -73,7 +75,7 @@ function turnsOf(store: object): StoreTurns {
   if (turns === undefined) {
     byStore.set(
       store,
-      turns = { keys: new Map(), marks: new Map(), written: new Map(), versions: new Map() },
+      turns = { keys: new Map(), marks: new Map(), written: new Map(), versions: new Map(), contendedAt: 0 },
     );
   }
   return turns;
@@ -159,15 +161,29 @@ export function releaseTurn(turn: Turn): void {
 
 /** Notes a conflict on `key` (another process saved first): the key is contended for a while. */
 export function markContended(store: object, key: string): void {
-  const marks = turnsOf(store).marks;
+  const turns = turnsOf(store);
+  const marks = turns.marks;
+  const now = Date.now();
+  turns.contendedAt = now;
   marks.delete(key);
-  marks.set(key, Date.now());
+  marks.set(key, now);
   if (marks.size > MAX_MARKS) marks.delete(marks.keys().next().value!);
 }
 
 /** Whether a conflict was seen on `key` within {@linkcode CONTENDED_MS}. */
 export function isContended(store: object, key: string): boolean {
   const at = byStore.get(storeOf(store as SessionStore))?.marks.get(key);
+  return at !== undefined && Date.now() - at < CONTENDED_MS;
+}
+
+/**
+ * Whether a conflict was seen on any of the store's keys within {@linkcode CONTENDED_MS}: other
+ * processes write its sessions, so a request that cannot be run again (a `POST` under `merge`)
+ * takes the lease even on a session not yet seen contended, since its first collision could only
+ * be refused.
+ */
+export function isStoreContended(store: object): boolean {
+  const at = byStore.get(storeOf(store as SessionStore))?.contendedAt;
   return at !== undefined && Date.now() - at < CONTENDED_MS;
 }
 

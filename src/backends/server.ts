@@ -33,6 +33,7 @@ import { createSessionId } from "../id.ts";
 import {
   freshest,
   isContended,
+  isStoreContended,
   noteRead,
   noteVersion,
   noteWritten,
@@ -83,7 +84,11 @@ async function open(h: Handle, source: CookieSource): Promise<void> {
       const turn = takeTurn(store, verified.key, h.owner ?? h, TURN_WAIT_MS);
       h.turn = turn instanceof Promise ? await turn : turn;
       // Other processes write this session too: take turns with them through the store's lease.
-      if (h.turn !== undefined && isContended(store, verified.key)) {
+      // A request that cannot run again takes it once they write any session of the store.
+      if (
+        h.turn !== undefined &&
+        (isContended(store, verified.key) || (!h.canRerun && isStoreContended(store)))
+      ) {
         try {
           await takeTurnLease(h, verified.key, TURN_WAIT_MS);
         } catch (error) {

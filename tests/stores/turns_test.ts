@@ -191,4 +191,52 @@ describe("turns", () => {
     assert.ok(refused <= 24, `refused ${refused} of 120`);
     assert.deepEqual(perWave.slice(2), [0, 0, 0, 0], "none once both processes take turns");
   });
+
+  it("POSTs on sessions not yet seen contended, from two processes: once the store was, they take turns from the first", async (t) => {
+    const prefix = `websession-turns-${crypto.randomUUID()}:`;
+    const stores = [0, 1].map(() => {
+      const client = new IoRedis(REDIS_URL, { maxRetriesPerRequest: 1 });
+      clients.push(client);
+      return new RedisStore({ client, prefix });
+    });
+    const apps = stores.map((store) => app({ store, secrets: SECRET }));
+    let ok = 0;
+    let refused = 0;
+    let landed = 0;
+    // Each wave on a session of its own (a page firing parallel POSTs, across two processes):
+    // a POST cannot run again, so its first collision on a session could only be refused, unless
+    // it took the lease before loading.
+    const perWave: number[] = [];
+    for (let wave = 0; wave < 6; wave++) {
+      const first = new Client(apps[0]!.handler);
+      await first.text("/getset");
+      const cookie = first.jar.get("session")!;
+      const before = refused;
+      const answers = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => {
+          const browser = new Client(apps[i % 2]!.handler);
+          browser.jar.set("session", cookie);
+          return browser.fetch("/getset", { method: "POST" });
+        }),
+      );
+      let okHere = 0;
+      for (const answer of answers) {
+        if (answer.status === 200) okHere++;
+        else if (answer.status === 409) refused++;
+        else assert.fail(`unexpected status ${answer.status}`);
+        await answer.body?.cancel();
+      }
+      ok += okHere;
+      perWave.push(refused - before);
+      const final = Number(await first.text("/read"));
+      assert.equal(final, 1 + okHere, `wave ${wave}: every 2xx landed, no 409 did`);
+      landed += final - 1;
+    }
+    t.diagnostic(
+      `two processes, 6 new sessions x 20 POSTs: ${ok} 2xx, ${refused} 409 (by wave: ${perWave.join(" ")})`,
+    );
+    assert.equal(landed, ok);
+    // The first wave (or two) finds out that the other process writes this store's sessions.
+    assert.deepEqual(perWave.slice(2), [0, 0, 0, 0], "none once the store is known contended");
+  });
 });

@@ -12,8 +12,10 @@ import {
   trustedProxies,
   withSession,
 } from "../mod.ts";
+import { Redis as IoRedis } from "ioredis";
 import { createSessionAdmin } from "../src/admin.ts";
 import { csrf } from "../src/csrf.ts";
+import { RedisStore } from "../src/stores/redis.ts";
 import { headerTransport } from "../src/transport.ts";
 import { serveFetch } from "./http/server.ts";
 
@@ -233,4 +235,39 @@ describe("the sign-in keys stay reserved", () => {
       refused: 8,
     });
   });
+});
+
+describe("maxSessionsPerUser under concurrent sign-ins of one user", () => {
+  const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+  const RUN = crypto.randomUUID().slice(0, 8);
+
+  for (const limit of [1, 2]) {
+    it(`keeps exactly ${limit} of 20 sign-ins at once through three processes on Redis`, async () => {
+      // Three app servers, each with its own Redis connection: the sign-ins race for real.
+      const prefix = `websession-combinations-test:${RUN}:${limit}:`;
+      const clients = [0, 1, 2].map(() => new IoRedis(REDIS_URL));
+      after(() => clients.forEach((client) => client.disconnect()));
+      const optionsOf = (client: IoRedis): SessionOptions<Data> => ({
+        store: new RedisStore({ client, prefix }),
+        secrets: SECRET,
+        userKey: "user",
+        maxSessionsPerUser: limit,
+        transport: headerTransport(),
+      });
+      const bases = await Promise.all(clients.map((client) => serve(api(optionsOf(client)))));
+      const tokens = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
+        const login = await fetch(`${bases[i % 3]}/login`, { method: "POST" });
+        assert.equal(login.status, 200);
+        await login.body?.cancel();
+        return login.headers.get("session-token")!;
+      }));
+      assert.equal((await listUserSessions(optionsOf(clients[0]!), "ada")).length, limit);
+      let signedIn = 0;
+      for (const token of tokens) {
+        const me = await fetch(`${bases[0]}/me`, { headers: { authorization: `Bearer ${token}` } });
+        if (await me.text() === "ada") signedIn++;
+      }
+      assert.equal(signedIn, limit);
+    });
+  }
 });

@@ -8,7 +8,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Redis as IoRedis } from "ioredis";
 import pg from "pg";
-import { commitSession, getSession, openSession, withSession } from "../../mod.ts";
+import { commitSession, endUserSessions, getSession, openSession, withSession } from "../../mod.ts";
 import type { InvalidCookieReason, SessionOptions } from "../../src/options.ts";
 import { isEnded, type SessionStore } from "../../src/store.ts";
 import { storageKeyOf } from "../../src/id.ts";
@@ -250,6 +250,34 @@ for (const target of targets) {
       assert.equal(await to.load(everywhereKey), null);
       // Another user's seal still moves.
       assert.equal(JSON.parse((await kept.request("/read")).body).user, "fay");
+    });
+
+    it("log out everywhere while seals are left: endUser on the seals first, then endUserSessions", async () => {
+      const revocation = new MemoryStore();
+      const cookies = new CookieStore({ secrets: COOKIE_SECRET, revocation, userKey: "user" });
+      sealed(cookies);
+      const [phone, laptop, tablet] = [browser(), browser(), browser()];
+      for (const device of [phone, laptop, tablet]) await device.request("/login?user=gus");
+      const options = {
+        store: new MigratingStore({ from: cookies, to }),
+        secrets: SECRET,
+        userKey: "user" as const,
+      };
+      handler = app(options.store, { userKey: "user" });
+      const phoneSeal = phone.clone();
+      await phone.request("/read"); // moved
+      // endUserSessions alone ends the moved sessions only: a seal that has not moved yet still
+      // moves, signed in (the documented limit).
+      assert.equal(await endUserSessions(options, { user: "gus" }), 1);
+      assert.equal(JSON.parse((await phone.request("/read")).body).user, null);
+      assert.equal(JSON.parse((await phoneSeal.request("/read")).body).user, null, "a moved seal replayed");
+      assert.equal(JSON.parse((await laptop.request("/read")).body).user, "gus");
+      // The documented order: the seals first (none moves after it), then the moved sessions.
+      await cookies.endUser("gus");
+      assert.equal(await endUserSessions(options, { user: "gus" }), 1);
+      for (const device of [laptop, tablet]) {
+        assert.deepEqual(JSON.parse((await device.request("/read")).body), { user: null, list: [] });
+      }
     });
 
     it("an expired seal is not moved", async () => {

@@ -46,6 +46,9 @@ export interface RecentAuthOptions {
  * `WWW-Authenticate: Cookie error="insufficient_user_authentication", ..., max_age="<maxAge>"`
  * (RFC 9470 §3), so the client can ask for the password again and retry.
  *
+ * An authentication time ahead of the clock (a clock set back, or a server whose clock is ahead
+ * recorded it) counts as long ago as it is ahead: the step-up lasts at most `maxAge` either way.
+ *
  * The check looks at the session's authentication time: a concurrent request that changes it
  * (a re-authentication, a `clear()`) counts as a conflict for this request, as a `get` would.
  *
@@ -90,8 +93,11 @@ export function requireRecentAuth<T extends object>(session: Session<T>, options
     throw new RangeError(`Invalid maxAge: "${String(maxAge)}" must be a number of seconds from 0`);
   }
   const at = session.authenticatedAt;
-  // RFC 9470 §3: max_age is the allowable elapsed time; exactly maxAge seconds still passes.
-  if (at === undefined || session[kState].now() - at > maxAge * 1000) {
+  // RFC 9470 §3: max_age is the allowable elapsed time; exactly maxAge seconds still passes. A
+  // time ahead of the clock (a clock set back, another server's clock ahead) says nothing of how
+  // long ago it was: it counts as far off as it is, so a clock set back a day does not make a
+  // step-up last a day.
+  if (at === undefined || Math.abs(session[kState].now() - at) > maxAge * 1000) {
     throw new RecentAuthRequiredError(maxAge, at, schemeOf(session[kState] as unknown as Handle));
   }
   return at;

@@ -271,3 +271,33 @@ describe("maxSessionsPerUser under concurrent sign-ins of one user", () => {
     });
   }
 });
+
+describe("step-up across servers whose clocks differ", () => {
+  it("lasts at most maxAge when the authentication time is ahead of the clock", async () => {
+    // Two app servers on one store: the one that records the authentication runs `ahead` ms fast.
+    const store = new MemoryStore();
+    const real = Date.UTC(2030, 0, 1);
+    const app = (skew: number) =>
+      withSession(async (req: Request) => {
+        const session = await getSession<Data>(req);
+        if (new URL(req.url).pathname === "/login") {
+          session.regenerate();
+          session.set("user", "ada");
+          session.markAuthenticated();
+          return new Response("in");
+        }
+        requireRecentAuth(session, { maxAge: 300 });
+        return new Response("done");
+      }, { store, secrets: SECRET, now: () => real + skew });
+    for (const [ahead, status] of [[2_000, 200], [3_600_000, 401]] as const) {
+      const fast = await serve(app(ahead));
+      const exact = await serve(app(0));
+      const login = await fetch(`${fast}/login`, { method: "POST" });
+      const cookie = login.headers.get("set-cookie")!.split(";")[0]!;
+      await login.body?.cancel();
+      const sensitive = await fetch(`${exact}/delete`, { method: "POST", headers: { cookie } });
+      await sensitive.body?.cancel();
+      assert.equal(sensitive.status, status, `authenticated ${ahead} ms ahead`);
+    }
+  });
+});

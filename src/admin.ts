@@ -239,8 +239,14 @@ function adminCsrf(options: CsrfOptions | undefined): CsrfOptions {
 }
 
 function routesOf(basePath: unknown): Routes {
-  if (typeof basePath !== "string" || !basePath.startsWith("/")) {
-    throw new TypeError(`Invalid basePath: "${String(basePath)}" must be a path starting with "/"`);
+  // "//host" would be another host to a form's action and to the redirect's Location (RFC 3986
+  // §4.2: a network-path reference); "?", "#" and "\\" are no part of a path.
+  if (typeof basePath !== "string" || !/^\/(?!\/)[^?#\\\s]*$/.test(basePath)) {
+    throw new TypeError(
+      `Invalid basePath: "${
+        String(basePath)
+      }" must be a path starting with one "/" (no "?", "#", "\\" or spaces)`,
+    );
   }
   const base = basePath.length > 1 ? basePath.replace(/\/+$/, "") : "/";
   const under = base === "/" ? "" : base;

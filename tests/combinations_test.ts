@@ -301,3 +301,15 @@ describe("step-up across servers whose clocks differ", () => {
     }
   });
 });
+
+describe("createSessionAdmin basePath", () => {
+  it("refuses a basePath that a form action or a Location would read as another host", () => {
+    const options = { store: new MemoryStore(), secrets: SECRET, userKey: "user", authorize: () => true };
+    for (const basePath of ["//evil.example", "//evil.example/admin", "/admin?x", "/admin#x", "/a\\b"]) {
+      assert.throws(() => createSessionAdmin({ ...options, basePath }), TypeError, basePath);
+    }
+    for (const basePath of ["/", "/admin/sessions", "/admin/sessions/"]) {
+      assert.doesNotThrow(() => createSessionAdmin({ ...options, basePath }), basePath);
+    }
+  });
+});

@@ -309,6 +309,23 @@ function valueOf(data: SessionData | undefined, key: string): unknown {
 }
 
 /**
+ * `data` as a session under `serializer` holds it, for comparing: as it is when written in that
+ * format; plain JSON written before the serializer was set, with its values serialized and its
+ * format named. A record that a concurrent request only rewrote in the serializer's format (the
+ * switch to it) then compares equal to the plain one this request loaded. A record in another
+ * format is returned as it is (the merge refuses it).
+ */
+function heldForm(data: SessionData, serializer: SessionSerializer): SessionData {
+  if (Object.hasOwn(data, SERIALIZER_KEY)) return data;
+  try {
+    const held = splitData(data, serializer);
+    return joinData(held.data, held.flash, undefined, serializer);
+  } catch {
+    return data;
+  }
+}
+
+/**
  * Tells whether everything the handler looked at has the same value in `fresh` as in the
  * record it loaded: then replaying its operation log on `fresh` is the same as running it after
  * whatever wrote `fresh`, a serial order.
@@ -318,6 +335,10 @@ function valueOf(data: SessionData | undefined, key: string): unknown {
  * @param fresh The data now stored.
  */
 export function observationsHold(s: SessionState, loaded: SessionData, fresh: SessionData): boolean {
+  if (s.serializer !== undefined) {
+    loaded = heldForm(loaded, s.serializer);
+    fresh = heldForm(fresh, s.serializer);
+  }
   if (s.readAll) {
     for (const key in loaded) {
       if (

@@ -254,6 +254,49 @@ describe("Session with the richValues serializer", () => {
     }
   });
 
+  it("merges a POST whose record a concurrent request only rewrote in the serializer's format (switching it on)", async () => {
+    // A session stored as plain JSON before the switch: a price object with a "$" key of its own.
+    // One request reads (one key, or all of them) and waits; another, also under richValues,
+    // writes the record anew in its format (which wraps the price) without changing anything
+    // the first one read. The first one's POST then merges: 200, not 409.
+    const changes: Array<[string, (session: Awaited<ReturnType<typeof getSession<Data>>>) => void]> = [
+      ["a key it did not read", (session) => session.set("other", 2)],
+      ["a flash value, after reading every key", (session) => session.flash("other", 1)],
+      ["markAuthenticated(), after reading every key", (session) => session.markAuthenticated()],
+    ];
+    for (const [label, change] of changes) {
+      const store = new MemoryStore();
+      let hold: Promise<void> | undefined;
+      const price = { $: "USD", amount: 3 };
+      const before = app(store, (session) => void session.set("price" as never, price as never), {
+        serializer: undefined,
+      });
+      const after = app(store, async (session, path) => {
+        if (path === "/slow") {
+          const seen = label.startsWith("a key") ? session.get("price" as never) : session.toJSON();
+          await hold;
+          return session.set("user", JSON.stringify(seen));
+        }
+        change(session);
+      }, { locking: "explicit" });
+      const first = new Client(before.handler);
+      await first.text("/init");
+      const client = new Client(after.handler);
+      client.jar = new Map(first.jar);
+      const held = gate();
+      hold = held.promise;
+      const slow = client.clone().fetch("/slow", { method: "POST" });
+      await sleep(20);
+      hold = undefined;
+      assert.equal((await client.fetch("/change", { method: "POST" })).status, 200);
+      held.open();
+      assert.equal((await slow).status, 200, label);
+      const record = await store.load(await storageKeyOf(client.jar.get("session")!.split(".")[0]!));
+      assert.deepEqual(record?.data.price, { $: "object", v: price }, label);
+      assert.ok(typeof record?.data.user === "string", label);
+    }
+  });
+
   it("refuses (409) a POST whose observed Map changed, instead of merging over it", async () => {
     const store = new MemoryStore();
     let hold: Promise<void> | undefined;

@@ -142,7 +142,8 @@ describe("DurableObjectStore", () => {
   it("the alarm deletes an expired session that nobody reads again", async () => {
     const quick = new DurableObjectStore({ namespace: noDelay });
     const key = randomKey();
-    await quick.save(key, record({ a: 1 }, 1, 300), null);
+    // A second to live, so that it is still there when inspected even on a loaded machine.
+    await quick.save(key, record({ a: 1 }, 1, 1_000), null);
     assert.notEqual((await inspect(key, { within: noDelay })).record, null);
     const deadline = Date.now() + 10_000;
     while ((await inspect(key, { within: noDelay })).record !== null) {
@@ -155,14 +156,15 @@ describe("DurableObjectStore", () => {
   it("the alarm reports a session it deleted as expired to expired(), with its user; not an ended one", async () => {
     const quick = new DurableObjectStore({ namespace: noDelay });
     const key = randomKey();
-    const saved = record({ user: "ada" }, 1, 200);
-    await quick.save(key, saved, null, { user: "ada" });
+    // Two seconds to live: saved (and ended) well before they expire, even on a loaded machine.
+    const saved = record({ user: "ada" }, 1, 2_000);
+    assert.equal(await quick.save(key, saved, null, { user: "ada" }), true);
     const ended = randomKey();
     const live = record({ user: "bob" }, 1, 60_000);
     await quick.save(ended, live, null);
-    const tombstone = { ...record({ [ENDED_KEY]: true }, 2, 200), createdAt: live.createdAt };
+    const tombstone = { ...record({ [ENDED_KEY]: true }, 2, 2_000), createdAt: live.createdAt };
     assert.equal(await quick.save(ended, tombstone, live.version), true);
-    await sleep(300);
+    await sleep(Math.max(saved.expiresAt, tombstone.expiresAt) - Date.now() + 100);
     await inspect(key, { within: noDelay, alarm: true });
     await inspect(ended, { within: noDelay, alarm: true });
     assert.deepEqual(await reported(key, noDelay), [

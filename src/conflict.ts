@@ -138,9 +138,9 @@ export function inGrace(at: number | undefined, now: number): boolean {
  * The time by which the grace of an ended session is stamped and judged, in milliseconds since
  * the epoch: the store's clock (`store.time(key)`) where the store has one, so that application
  * servers whose clocks disagree judge the grace alike; else, or when the store cannot tell it
- * (an outage, an older Durable Object), the application's clock `now()`. Asked only when a
- * commit ends a session and when a load finds a tombstone to judge: never on an ordinary
- * request.
+ * (an outage, an older Durable Object, no answer within {@linkcode GRACE_CLOCK_WAIT_MS}), the
+ * application's clock `now()`. Asked only when a commit ends a session and when a load finds a
+ * tombstone to judge: never on an ordinary request.
  *
  * @param store The store (an instrumented one reports the call as a `time` store event).
  * @param key The storage key of the session.
@@ -149,15 +149,29 @@ export function inGrace(at: number | undefined, now: number): boolean {
  */
 export async function graceClock(store: SessionStore, key: string, now: () => number): Promise<number> {
   if (typeof store.time !== "function") return now();
+  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    const at = await store.time(key);
-    // A log out never fails for want of the time: a bad answer counts as none.
+    // A log out never waits long for the time: an answer later than GRACE_CLOCK_WAIT_MS counts
+    // as none, as does a bad one.
+    const late = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), GRACE_CLOCK_WAIT_MS);
+    });
+    const at = await Promise.race([store.time(key), late]);
     if (typeof at === "number" && Number.isFinite(at)) return at;
   } catch {
     // An outage of the clock alone: the application's clock judges, as without one.
+  } finally {
+    clearTimeout(timer);
   }
   return now();
 }
+
+/**
+ * How long, in milliseconds, {@linkcode graceClock} waits for the store's clock before the
+ * application's judges: a clock that hangs (a stalled connection, a server that never answers
+ * `TIME`) must not hold a log out.
+ */
+export const GRACE_CLOCK_WAIT_MS = 2_000;
 
 /**
  * Whether a tombstone found by a load marks a session ended by a request so recently (within

@@ -413,6 +413,27 @@ describe("Stores without a clock, and the clock's cost", () => {
     assert.equal(times(), 2, "one clock call to judge the tombstone");
   });
 
+  it("when the store's clock never answers, a log out still ends (the application's clock judges)", {
+    timeout: 60_000, // without the bound on the wait, the log out below never answered
+  }, async () => {
+    let asked = 0;
+    const store = Object.assign(new MemoryStore(), {
+      time: (): Promise<number> => {
+        asked++;
+        return new Promise<number>(() => {}); // a stalled connection
+      },
+    });
+    const app = appServer(store, Date.now);
+    const cookie = cookieOf(await app(post("/login")));
+    const logout = await app(post("/logout", cookie));
+    assert.equal(logout.status, 200);
+    assert.ok(asked > 0, "the store's clock was asked");
+    const tombstone = await store.load(await keyOf(cookie));
+    assert.ok(tombstone !== null && isEnded(tombstone));
+    assert.equal(typeof endedAt(tombstone), "number");
+    await assertInGrace(store, app, cookie);
+  });
+
   it("when the store's clock fails, a log out still works and the application's clock judges", async () => {
     const store = Object.assign(new MemoryStore(), {
       time: (): Promise<number> => Promise.reject(new Error("clock unreachable")),

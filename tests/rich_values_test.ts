@@ -395,6 +395,29 @@ describe("Session with the richValues serializer", () => {
     assert.deepEqual(JSON.parse(await client.text("/read")), { Date: new Date(1).toISOString() }); // intact
   });
 
+  it("turned off and on again: restores a browser that only read meanwhile, not one that wrote (its cookie was replaced)", async () => {
+    const store = new MemoryStore();
+    const route = (session: Awaited<ReturnType<typeof getSession<Data>>>, path: string) => {
+      if (path === "/init") session.set("at", new Date(1));
+      if (path === "/write") session.set("other", 1);
+      return session.get("at");
+    };
+    const on = app(store, route);
+    const off = app(store, route, { serializer: undefined });
+    const reader = new Client(on.handler);
+    await reader.text("/init");
+    const writer = new Client(on.handler);
+    await writer.text("/init");
+    for (const [browser, path] of [[reader, "/read"], [writer, "/write"]] as const) {
+      const during = new Client(off.handler);
+      during.jar = browser.jar;
+      assert.deepEqual(JSON.parse(await during.text(path)), { undefined: true });
+    }
+    assert.deepEqual(off.invalid.map((event) => event.reason), ["data", "data"]);
+    assert.deepEqual(JSON.parse(await reader.text("/read")), { Date: new Date(1).toISOString() });
+    assert.deepEqual(JSON.parse(await writer.text("/read")), { undefined: true });
+  });
+
   it("answers a write that meets a record in another format with a SessionDataError, and overwrites nothing", async () => {
     // A process without the serializer loaded a plain record; one with it saved meanwhile.
     const store = new MemoryStore();

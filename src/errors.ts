@@ -6,6 +6,33 @@
  */
 
 /**
+ * The stable codes of websession's errors, one per error class (`ERR_SESSION` is the base class's,
+ * for an error a store raises as a plain {@linkcode SessionError}). Messages may change; codes do not.
+ *
+ * @example
+ * ```ts
+ * import { SessionError, type SessionErrorCode } from "websession";
+ * import assert from "node:assert/strict";
+ *
+ * function statusFor(error: unknown): number {
+ *   if (!(error instanceof SessionError)) return 500;
+ *   const code: SessionErrorCode = error.code;
+ *   return code === "ERR_SESSION_CONFLICT" ? 409 : error.status;
+ * }
+ * assert.equal(statusFor(new SessionError("x")), 500);
+ * ```
+ */
+export type SessionErrorCode =
+  | "ERR_SESSION"
+  | "ERR_SESSION_CONFLICT"
+  | "ERR_SESSION_STORE_UNAVAILABLE"
+  | "ERR_SESSION_CONFIG"
+  | "ERR_SESSION_TOO_LARGE"
+  | "ERR_SESSION_STATE"
+  | "ERR_SESSION_DATA"
+  | "ERR_SESSION_RECENT_AUTH_REQUIRED";
+
+/**
  * Base class of every error websession raises.
  *
  * @example
@@ -20,7 +47,7 @@
  */
 export class SessionError extends Error {
   /** A stable machine-readable code, e.g. `ERR_SESSION_CONFLICT`. */
-  readonly code: string = "ERR_SESSION";
+  readonly code: SessionErrorCode = "ERR_SESSION";
   /** The HTTP status `withSession` answers with when this error reaches it. */
   readonly status: number = 500;
 

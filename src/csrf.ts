@@ -60,20 +60,16 @@
  * @module
  */
 import { getSession as getHonoSession } from "./adapters/hono.ts";
-import { encodeBase64Url } from "./id.ts";
-import { isCanonicalBase64Url } from "./signing.ts";
 import { kState, type Session } from "./session.ts";
 import type { SessionData } from "./store.ts";
 import { getSession, onHeaderTransport } from "./with_session.ts";
+import { presentedToken } from "./csrf/form.ts";
+import { csrfToken, verifyCsrfToken } from "./csrf/token.ts";
 
-/** The session key that holds the CSRF secret. */
-const KEY = "_csrf";
+export { csrfToken, verifyCsrfToken };
+
 /** Methods that must not change state (RFC 9110 §9.2.1): never checked. */
 const SAFE = new Set(["GET", "HEAD", "OPTIONS", "TRACE"]);
-const SECRET_PATTERN = /^[A-Za-z0-9_-]{43}$/;
-const TOKEN_PATTERN = /^[A-Za-z0-9_-]{86}$/;
-const LABEL = new TextEncoder().encode("websession csrf token\0");
-const encoder = new TextEncoder();
 
 /**
  * Why a request was refused.
@@ -308,206 +304,6 @@ function judge(request: Request, o: ResolvedCsrfOptions): "pass" | "token" | Csr
 /** Whether a session (Hono's `c.var.session`) came in on the header transport. */
 function sessionOnHeader(session: unknown): boolean {
   return (session as { [kState]?: { onHeader?: boolean } } | undefined)?.[kState]?.onHeader === true;
-}
-
-/** Reads at most `limit` bytes of a body; `complete` when the whole body fit. */
-async function readPrefix(
-  body: ReadableStream<Uint8Array>,
-  limit: number,
-): Promise<{ text: string; complete: boolean }> {
-  const reader = body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  let complete = false;
-  try {
-    while (size <= limit) {
-      const { done, value } = await reader.read();
-      if (done) {
-        complete = true;
-        break;
-      }
-      chunks.push(value);
-      size += value.byteLength;
-    }
-  } finally {
-    reader.cancel().catch(ignore); // only this copy of the body: the handler still reads its own
-  }
-  const bytes = new Uint8Array(Math.min(size, limit));
-  let at = 0;
-  for (const chunk of chunks) {
-    if (at >= bytes.length) break;
-    const part = chunk.subarray(0, bytes.length - at);
-    bytes.set(part, at);
-    at += part.byteLength;
-  }
-  // One character per byte keeps offsets; the token and the field name are ASCII.
-  return { text: new TextDecoder("latin1").decode(bytes), complete: complete && size <= limit };
-}
-
-function ignore(): void {}
-
-function urlEncodedField(text: string, complete: boolean, field: string): string | undefined {
-  const pairs = text.split("&");
-  if (!complete) pairs.pop(); // the last pair may be cut off
-  for (const pair of pairs) {
-    const eq = pair.indexOf("=");
-    const name = eq < 0 ? pair : pair.slice(0, eq);
-    try {
-      if (decodeURIComponent(name.replace(/\+/g, " ")) === field) {
-        return decodeURIComponent(pair.slice(eq + 1).replace(/\+/g, " "));
-      }
-    } catch {
-      // a malformed escape: not the field
-    }
-  }
-  return undefined;
-}
-
-function multipartField(text: string, contentType: string, field: string): string | undefined {
-  const match = /;\s*boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType);
-  const boundary = match?.[1] ?? match?.[2];
-  if (boundary === undefined) return undefined;
-  const delimiter = `--${boundary}`;
-  let at = text.indexOf(delimiter);
-  while (at !== -1 && !text.startsWith("--", at + delimiter.length)) {
-    const headersStart = text.indexOf("\r\n", at) + 2;
-    const headersEnd = text.indexOf("\r\n\r\n", headersStart);
-    if (headersStart < 2 || headersEnd < 0) return undefined;
-    const next = text.indexOf(`\r\n${delimiter}`, headersEnd + 4);
-    if (next < 0) return undefined; // the part is cut off by maxBodyBytes
-    for (const line of text.slice(headersStart, headersEnd).split("\r\n")) {
-      const disposition = /^content-disposition:\s*form-data\s*;(.*)$/i.exec(line)?.[1];
-      if (disposition === undefined) continue;
-      const name = /(?:^|;)\s*name="([^"]*)"/i.exec(disposition)?.[1];
-      if (name === field && !/(?:^|;)\s*filename\*?=/i.test(disposition)) {
-        return text.slice(headersEnd + 4, next);
-      }
-    }
-    at = next + 2;
-  }
-  return undefined;
-}
-
-/** The token the request presents: the header, else the form field of a form body. */
-async function presentedToken(request: Request, o: ResolvedCsrfOptions): Promise<string | undefined> {
-  const header = request.headers.get(o.header);
-  if (header !== null) return header.trim();
-  const type = request.headers.get("content-type") ?? "";
-  const kind = /^application\/x-www-form-urlencoded\s*(;|$)/i.test(type)
-    ? "urlencoded"
-    : /^multipart\/form-data\s*;/i.test(type)
-    ? "multipart"
-    : undefined;
-  if (kind === undefined || request.body === null || request.bodyUsed) return undefined;
-  const { text, complete } = await readPrefix(request.clone().body!, o.maxBodyBytes);
-  return kind === "urlencoded"
-    ? urlEncodedField(text, complete, o.field)
-    : multipartField(text, type, o.field);
-}
-
-function decodeBase64Url(text: string): Uint8Array<ArrayBuffer> {
-  const binary = atob(text.replace(/-/g, "+").replace(/_/g, "/"));
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-  return bytes;
-}
-
-function macKey(secret: string, usage: "sign" | "verify"): Promise<CryptoKey> {
-  return crypto.subtle.importKey("raw", decodeBase64Url(secret), { name: "HMAC", hash: "SHA-256" }, false, [
-    usage,
-  ]);
-}
-
-/** What the token's MAC covers: a label and the session id (so a new id retires old tokens). */
-function macInput(id: string): Uint8Array<ArrayBuffer> {
-  const idBytes = encoder.encode(id);
-  const data = new Uint8Array(LABEL.length + idBytes.length);
-  data.set(LABEL);
-  data.set(idBytes, LABEL.length);
-  return data;
-}
-
-/** A session of any data shape, seen through the one key this module uses. */
-type CsrfSession = Session<{ _csrf?: string }>;
-
-/**
- * Returns a CSRF token for the session, for a hidden `_csrf` form field or an `X-CSRF-Token`
- * header. The first call creates the session's CSRF secret (so the session is saved, and a
- * visitor gets a cookie); every call returns a freshly masked token, and all of them stay valid
- * until the session's id changes (`regenerate()` on log in, `destroy()`) or it ends.
- *
- * @param session The request's session (`getSession(req)`, `c.var.session`).
- * @returns The token: 86 base64url characters, safe in HTML attributes and headers.
- * @example
- * ```ts
- * import { getSession, MemoryStore, withSession } from "websession";
- * import { csrfToken, verifyCsrfToken } from "websession/csrf";
- * import assert from "node:assert/strict";
- *
- * const app = withSession(async (req: Request) => {
- *   const session = await getSession(req);
- *   const first = await csrfToken(session);
- *   const second = await csrfToken(session);
- *   assert.notEqual(first, second); // masked differently each time (BREACH)
- *   assert.ok(await verifyCsrfToken(session, first) && await verifyCsrfToken(session, second));
- *   session.regenerate(); // log in
- *   assert.equal(await verifyCsrfToken(session, first), false);
- *   return new Response(await csrfToken(session));
- * }, { store: new MemoryStore(), secrets: ["a secret of at least thirty-two characters"] });
- * assert.match(await (await app(new Request("https://example.com/"))).text(), /^[A-Za-z0-9_-]{86}$/);
- * ```
- */
-export async function csrfToken<T extends object>(session: Session<T>): Promise<string> {
-  const s = session as unknown as CsrfSession;
-  let secret = s.get(KEY);
-  if (typeof secret !== "string" || !SECRET_PATTERN.test(secret)) {
-    secret = encodeBase64Url(crypto.getRandomValues(new Uint8Array(32)));
-    s.set(KEY, secret);
-  }
-  const mac = new Uint8Array(
-    await crypto.subtle.sign("HMAC", await macKey(secret, "sign"), macInput(session.id)),
-  );
-  const masked = new Uint8Array(64);
-  crypto.getRandomValues(masked.subarray(0, 32));
-  for (let i = 0; i < 32; i++) masked[32 + i] = masked[i]! ^ mac[i]!;
-  return encodeBase64Url(masked);
-}
-
-/**
- * Tells whether `token` is a CSRF token of this session (of its current id), in constant time.
- * {@linkcode csrf} and {@linkcode csrfMiddleware} call it; call it yourself to check a token
- * that arrives another way. Never creates the session's secret.
- *
- * @param session The request's session.
- * @param token The presented token.
- * @returns `true` for a token from `csrfToken` on this session since its id last changed.
- * @example
- * ```ts
- * import { MemoryStore, openSession } from "websession";
- * import { csrfToken, verifyCsrfToken } from "websession/csrf";
- * import assert from "node:assert/strict";
- *
- * const options = { store: new MemoryStore(), secrets: ["a secret of at least thirty-two characters"] };
- * const session = await openSession(null, options);
- * assert.equal(await verifyCsrfToken(session, "A".repeat(86)), false); // no secret yet
- * const token = await csrfToken(session);
- * assert.equal(await verifyCsrfToken(session, token), true);
- * const altered = token.slice(0, 40) + (token[40] === "A" ? "B" : "A") + token.slice(41);
- * assert.equal(await verifyCsrfToken(session, altered), false);
- * ```
- */
-export async function verifyCsrfToken<T extends object>(
-  session: Session<T>,
-  token: string,
-): Promise<boolean> {
-  const secret = (session as unknown as CsrfSession).peek(KEY);
-  if (typeof secret !== "string" || !SECRET_PATTERN.test(secret)) return false;
-  if (typeof token !== "string" || !TOKEN_PATTERN.test(token) || !isCanonicalBase64Url(token)) return false;
-  const masked = decodeBase64Url(token);
-  const mac = new Uint8Array(32);
-  for (let i = 0; i < 32; i++) mac[i] = masked[i]! ^ masked[32 + i]!;
-  // crypto.subtle.verify compares in constant time.
-  return await crypto.subtle.verify("HMAC", await macKey(secret, "verify"), mac, macInput(session.id));
 }
 
 /** Checks a request; loads the session (through `sessionOf`) only when a token must be checked. */

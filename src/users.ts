@@ -12,13 +12,12 @@
  * @module
  */
 import { ended as reportEnd } from "./audit.ts";
-import { type CommitResult, type Handle, isLive, timeoutsOf } from "./backend.ts";
+import { type Handle, isLive, timeoutsOf } from "./backend.ts";
 import { storeError, TOMBSTONE_MS } from "./conflict.ts";
 import { SessionConfigError, SessionConflictError } from "./errors.ts";
 import type { EndReason } from "./events.ts";
-import { handleOf, META_KEY, metadataOf, nextMetadata } from "./metadata.ts";
+import { handleOf, META_KEY, metadataOf } from "./metadata.ts";
 import { instrument } from "./instrument.ts";
-import { userTag } from "./user_tag.ts";
 import { optionsOf, type ResolvedOptions, type SessionOptions } from "./options.ts";
 import { FLASH_KEY, isSignInKey, kState, REMEMBER_KEY, SERIALIZER_KEY, type Session } from "./session.ts";
 import {
@@ -81,7 +80,7 @@ export interface UserSession {
   data: SessionData;
 }
 
-interface Scope {
+export interface Scope {
   o: ResolvedOptions;
   store: SessionStore;
   user: string;
@@ -116,12 +115,12 @@ function scopeOf(from: Session<object> | SessionOptions<object>, user: string | 
   };
 }
 
-function belongs(scope: Scope, record: StoredSession | null, now: number): record is StoredSession {
+export function belongs(scope: Scope, record: StoredSession | null, now: number): record is StoredSession {
   return record !== null && !isEnded(record) && isLive(scope.o, record, now) &&
     record.data[scope.o.userKey!] === scope.user;
 }
 
-async function recordsOf(scope: Scope): Promise<Array<[string, StoredSession]>> {
+export async function recordsOf(scope: Scope): Promise<Array<[string, StoredSession]>> {
   let keys: string[];
   try {
     keys = await scope.store.keysOfUser!(scope.user);
@@ -308,7 +307,7 @@ function namedIn(
 }
 
 /** Ends the given records of the scope's user; each one ended is reported with `reason`. */
-async function endAll(
+export async function endAll(
   scope: Scope,
   targets: Array<[string, StoredSession]>,
   reason: EndReason,
@@ -343,7 +342,7 @@ async function endAll(
 const END_DEADLINE_MS = 10_000;
 
 /** Full-jitter exponential backoff before reading a record again: at most 100 ms. */
-function pause(attempt: number): Promise<void> {
+export function pause(attempt: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(100, 2 ** attempt)));
 }
 
@@ -392,89 +391,4 @@ async function end(scope: Scope, key: string, first: StoredSession): Promise<"en
       throw storeError("load", error);
     }
   }
-}
-
-/**
- * Sets the metadata the save about to be made writes (see `metadata.ts`): for a signed-in
- * session of options with `userKey`, when it was last seen and, with `deviceInfo`, its device.
- * Called only on a save the request makes anyway.
- */
-export function noteMeta(h: Handle, now: number): void {
-  const o = h.o;
-  h.meta = o.userKey !== undefined && typeof h.data.get(o.userKey) === "string"
-    ? nextMetadata(h.base?.data, o.deviceInfo, h.request, now) as SessionData
-    : undefined;
-}
-
-/**
- * A save gave a session its user (a sign-in): with `maxSessionsPerUser`, ends that user's oldest
- * sessions beyond the limit (never this one), remotely, each reported as an `end` event with
- * reason `limit`. Sign-ins of one user take turns at this on a store with leases
- * (`capabilities.locks`), so that two of them never end each other: each sees the ones before
- * it, and one that was ended meanwhile ends nothing.
- *
- * @returns `"done"`, or the store's failure (the sign-in is then answered with it: a limit that
- * could not be applied is not silently skipped).
- */
-export async function signedIn(h: Handle, user: string): Promise<CommitResult> {
-  const o = h.o;
-  const limit = o.maxSessionsPerUser;
-  const store = h.store as SessionStore;
-  if (
-    limit === undefined || o.sealed || !store.capabilities.users || typeof store.keysOfUser !== "function"
-  ) {
-    return "done";
-  }
-  const scope: Scope = { o, store, user, currentKey: h.key, request: h.request };
-  let release: (() => Promise<void>) | undefined;
-  try {
-    release = await userLease(store, user);
-    const live = await recordsOf(scope);
-    if (live.length <= limit) return "done";
-    // Ended by a sign-in that held the turn before this one: nothing more to end.
-    if (!live.some(([key]) => key === h.key) && !(await stillLive(scope, h.key!))) return "done";
-    const others = live.filter(([key]) => key !== h.key);
-    await endAll(scope, others.slice(0, live.length - limit), "limit");
-    return "done";
-  } catch (error) {
-    return storeError("end sessions over the limit", error);
-  } finally {
-    await release?.();
-  }
-}
-
-/** Whether a session is still its user's live one (an index may lag behind, or lose a key). */
-async function stillLive(scope: Scope, key: string): Promise<boolean> {
-  let record: StoredSession | null;
-  try {
-    record = await scope.store.load(key);
-  } catch (error) {
-    throw storeError("load", error);
-  }
-  return belongs(scope, record, scope.o.now());
-}
-
-/** How long the lease that orders one user's sign-ins lives at most, and is waited for (ms). */
-const USER_LEASE_MS = 5_000;
-
-/**
- * Takes the store's lease that orders the sign-ins of one user (named by a SHA-256 tag of a
- * label and the id, the shape of a storage key), waiting for it at most {@linkcode USER_LEASE_MS};
- * goes on without it on a store without leases, or when the wait runs out (a holder that
- * crashed). Returns its release, which never throws.
- */
-async function userLease(store: SessionStore, user: string): Promise<(() => Promise<void>) | undefined> {
-  if (!store.capabilities.locks || typeof store.lock !== "function" || typeof store.unlock !== "function") {
-    return undefined;
-  }
-  const key = await userTag(`maxSessionsPerUser\0${user}`);
-  const owner = crypto.randomUUID();
-  const start = performance.now();
-  for (let attempt = 1; performance.now() - start < USER_LEASE_MS; attempt++) {
-    if (await store.lock(key, owner, USER_LEASE_MS)) {
-      return () => store.unlock!(key, owner).catch(() => {}); // it expires by itself anyway
-    }
-    await pause(attempt);
-  }
-  return undefined;
 }

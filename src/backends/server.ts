@@ -42,7 +42,7 @@ import {
 } from "../turns.ts";
 import { takeTurnLease } from "../lock.ts";
 import { expiredOnLoad, loggedOut, userOf } from "../audit.ts";
-import { noteMeta, signedIn } from "../users.ts";
+import { noteMeta, signedIn } from "../users/sign_in.ts";
 import { splitData, stateData } from "../session.ts";
 import { isEnded, type SessionStore, type StoredSession, toStoredSession } from "../store.ts";
 

@@ -7,6 +7,19 @@
  *
  * @module
  */
+// Tombstones and the version-checked touch (store_rules.ts); the sealed contract (sealed_store.ts).
+export {
+  assertTouchArguments,
+  ENDED_AT_KEY,
+  ENDED_BY_KEY,
+  ENDED_KEY,
+  endedAt,
+  endedRemotely,
+  isEnded,
+  touchExtends,
+} from "./store_rules.ts";
+export { isSealedStore } from "./sealed_store.ts";
+export type { InvalidSeal, OpenedSession, SealedCookie, SealedSessionStore } from "./sealed_store.ts";
 
 /**
  * Session data: a JSON object.
@@ -182,179 +195,6 @@ export interface SaveConflict {
 export type SaveResult = boolean | SaveConflict;
 
 /**
- * The data key that marks an ended session's tombstone. When a session is destroyed or
- * regenerated, the core does not delete its record: it replaces it, by compare-and-set, with a
- * tombstone `{ [ENDED_KEY]: true }` that lives until the session would have expired, so that a
- * request still in flight with the old cookie learns that the session ended (and neither
- * resurrects it nor clears the browser's new cookie). Stores keep tombstones like any record;
- * a store that cannot compare-and-set should refuse to overwrite one (see `isEnded`).
- *
- * @example
- * ```ts
- * import { MemoryStore } from "websession";
- * import { ENDED_KEY, isEnded } from "websession/store-kit";
- * import assert from "node:assert/strict";
- *
- * const store = new MemoryStore();
- * const key = "k".repeat(43);
- * const now = Date.now();
- * const live = { data: { user: "ada" }, version: 1, createdAt: now, expiresAt: now + 60_000 };
- * await store.save(key, live, null);
- * // Ending the session replaces the record by compare-and-set; the store keeps the tombstone.
- * assert.equal(await store.save(key, { ...live, data: { [ENDED_KEY]: true }, version: 2 }, 1), true);
- * assert.equal(isEnded(await store.load(key)), true);
- * ```
- */
-export const ENDED_KEY = "__ended";
-
-/**
- * The tombstone's data key saying the session was ended from elsewhere (`endUserSessions`: "log
- * out everywhere", an administrator, a password reset), not by a request of its own browser. No
- * newer cookie of that browser exists to protect, so its next request may start a new session at
- * once (a browser's own log out or log in keeps its old cookie from doing so for a grace period).
- *
- * @example
- * ```ts
- * import { ENDED_BY_KEY, ENDED_KEY, endedRemotely } from "websession/store-kit";
- * import assert from "node:assert/strict";
- *
- * const now = Date.now();
- * const tombstone = { data: { [ENDED_KEY]: true, [ENDED_BY_KEY]: "remote" }, version: 2, createdAt: now, expiresAt: now + 60_000 };
- * assert.equal(endedRemotely(tombstone), true);
- * ```
- */
-export const ENDED_BY_KEY = "__endedBy";
-
-/**
- * Whether a tombstone says its session was ended from elsewhere (see {@linkcode ENDED_BY_KEY}).
- *
- * @example
- * ```ts
- * import { ENDED_KEY, endedRemotely } from "websession/store-kit";
- * import assert from "node:assert/strict";
- *
- * const now = Date.now();
- * assert.equal(endedRemotely({ data: { [ENDED_KEY]: true }, version: 2, createdAt: now, expiresAt: now + 1 }), false);
- * ```
- */
-export function endedRemotely(record: StoredSession): boolean {
-  return (record.data as Record<string, unknown>)[ENDED_BY_KEY] === "remote";
-}
-
-/**
- * The tombstone's data key holding when the session ended (ms since the epoch, the app's clock).
- *
- * @example
- * ```ts
- * import { ENDED_AT_KEY, ENDED_KEY, endedAt } from "websession/store-kit";
- * import assert from "node:assert/strict";
- *
- * const now = Date.now();
- * const data = { [ENDED_KEY]: true, [ENDED_AT_KEY]: now };
- * assert.equal(endedAt({ data, version: 2, createdAt: now, expiresAt: now + 60_000 }), now);
- * ```
- */
-export const ENDED_AT_KEY = "__endedAt";
-
-/**
- * When a tombstone says its session ended (ms since the epoch), if it says.
- *
- * @param record A tombstone.
- * @returns The time, or `undefined`.
- * @example
- * ```ts
- * import { ENDED_AT_KEY, ENDED_KEY, endedAt } from "websession/store-kit";
- * import assert from "node:assert/strict";
- *
- * const data = { [ENDED_KEY]: true, [ENDED_AT_KEY]: 1_700_000_000_000 };
- * assert.equal(endedAt({ data, version: 2, createdAt: 0, expiresAt: 1 }), 1_700_000_000_000);
- * ```
- */
-export function endedAt(record: StoredSession): number | undefined {
-  const at = (record.data as Record<string, unknown>)[ENDED_AT_KEY];
-  return typeof at === "number" && Number.isFinite(at) ? at : undefined;
-}
-
-/**
- * Tells whether a stored record is the tombstone of an ended session.
- *
- * @param record A record read from a store, or `null`.
- * @returns `true` for a tombstone.
- * @example
- * ```ts
- * import { ENDED_KEY, isEnded } from "websession/store-kit";
- * import assert from "node:assert/strict";
- *
- * const now = Date.now();
- * assert.equal(isEnded({ data: { [ENDED_KEY]: true }, version: 3, createdAt: now, expiresAt: now + 1 }), true);
- * assert.equal(isEnded({ data: { user: "ada" }, version: 3, createdAt: now, expiresAt: now + 1 }), false);
- * assert.equal(isEnded(null), false);
- * ```
- */
-export function isEnded(record: StoredSession | null | undefined): boolean {
-  return record != null && (record.data as Record<string, unknown>)[ENDED_KEY] === true;
-}
-
-/**
- * Checks the arguments of {@linkcode SessionStore.touch}: `expiresAt` a finite number,
- * `version` a positive integer. Stores call it before anything reaches the backend.
- *
- * @param expiresAt The new expiry, in milliseconds since the epoch.
- * @param version The version the caller read.
- * @throws {TypeError} When either has another shape (a caller of the earlier contract, which
- *   passed no version, is refused rather than served an unchecked touch).
- * @example
- * ```ts
- * import { assertTouchArguments } from "websession/store-kit";
- * import assert from "node:assert/strict";
- *
- * assertTouchArguments(Date.now() + 60_000, 3);
- * assert.throws(() => assertTouchArguments(Date.now() + 60_000, undefined as unknown as number), TypeError);
- * assert.throws(() => assertTouchArguments(NaN, 3), TypeError);
- * ```
- */
-export function assertTouchArguments(expiresAt: number, version: number): void {
-  if (typeof expiresAt !== "number" || !Number.isFinite(expiresAt)) {
-    throw new TypeError(`Invalid expiresAt: "${String(expiresAt)}" is not a finite number`);
-  }
-  if (!Number.isSafeInteger(version) || version < 1) {
-    throw new TypeError(`Invalid version: "${String(version)}" is not a positive integer`);
-  }
-}
-
-/**
- * Decides a touch on the record as it stands: `true` when `touch(key, expiresAt, version)` may
- * extend it, that is when it is at `version`, is not a tombstone and expires before
- * `expiresAt`. The caller passes only a live record (or `null`), and writes in the same atomic
- * step as the read it decided on.
- *
- * @param record The live record, or `null` when there is none.
- * @param expiresAt The expiry asked for.
- * @param version The version the caller named.
- * @returns Whether the touch extends the record.
- * @example
- * ```ts
- * import { ENDED_KEY, touchExtends } from "websession/store-kit";
- * import assert from "node:assert/strict";
- *
- * const now = Date.now();
- * const record = { data: { user: "ada" }, version: 2, createdAt: now, expiresAt: now + 60_000 };
- * assert.equal(touchExtends(record, now + 120_000, 2), true);
- * assert.equal(touchExtends(record, now + 120_000, 1), false); // replaced meanwhile
- * assert.equal(touchExtends(record, now + 30_000, 2), false); // never shortens
- * assert.equal(touchExtends({ ...record, data: { [ENDED_KEY]: true } }, now + 120_000, 2), false);
- * assert.equal(touchExtends(null, now + 120_000, 2), false);
- * ```
- */
-export function touchExtends(
-  record: StoredSession | null | undefined,
-  expiresAt: number,
-  version: number,
-): boolean {
-  return record != null && record.version === version && !isEnded(record) && expiresAt > record.expiresAt;
-}
-
-/**
  * A server-side session store.
  *
  * - `load` returns `null` for a missing or expired record, and throws when the store cannot
@@ -366,12 +206,8 @@ export function touchExtends(
  *   with the current record, and it throws on an outage. It throws a `SessionDataError`, and
  *   writes nothing, for data it cannot store faithfully (NUL in PostgreSQL `jsonb`, say).
  * - `destroy` is idempotent.
- * - `touch(key, expiresAt, version)` is a compare-and-set on the expiry alone: it moves the live
- *   record's `expiresAt` forward to `expiresAt`, without rewriting data or version, only when
- *   the record's version is `version`, it is not a tombstone (`isEnded`) and the new expiry is
- *   later than the stored one, all in one atomic step; it answers `true` then, and `false`
- *   (writing nothing) for a record that is missing, expired, at another version, ended, or
- *   already expiring at or after `expiresAt`. It never creates, revives, shortens or deletes.
+ * - `touch(key, expiresAt, version)` is a compare-and-set on the expiry alone (see
+ *   `touchExtends`): it never creates, revives, shortens or deletes.
  *
  * @example
  * ```ts
@@ -514,170 +350,6 @@ export interface SessionStore {
   time?(key: string): Promise<number>;
 }
 
-/**
- * A cookie the sealed store wants sent: `name=value`.
- *
- * @example
- * ```ts
- * import type { SealedCookie } from "websession/store-kit";
- * import { CookieStore } from "websession/cookie";
- * import assert from "node:assert/strict";
- *
- * const store = new CookieStore({
- *   secrets: ["a secret of at least thirty-two characters"],
- *   chunkSize: 500,
- *   compress: false,
- * });
- * const now = Date.now();
- * const record = { data: { note: "x".repeat(1000) }, version: 1, createdAt: now, expiresAt: now + 60_000 };
- * const cookies: SealedCookie[] = await store.seal("some-session-id", record, "session");
- * // Too long for one cookie of 500 characters: numbered chunks session.0, session.1, ...
- * assert.deepEqual(cookies.map((c) => c.name), cookies.map((_, i) => `session.${i}`));
- * assert.ok(cookies.length > 1 && cookies.every((c) => c.value.length <= 500));
- * ```
- */
-export interface SealedCookie {
-  /** The cookie name: the session cookie's name, or `name.N` for chunk N. */
-  name: string;
-  /** The cookie value, already safe for a cookie (base64url and `.`). */
-  value: string;
-}
-
-/**
- * A session opened from cookies by a {@linkcode SealedSessionStore}.
- *
- * @example
- * ```ts
- * import type { InvalidSeal, OpenedSession } from "websession/store-kit";
- * import { CookieStore } from "websession/cookie";
- * import assert from "node:assert/strict";
- *
- * const oldSecret = "the previous secret, 32 characters or more";
- * const newSecret = "the current secret, 32 characters or more.";
- * const now = Date.now();
- * const record = { data: { user: "ada" }, version: 1, createdAt: now, expiresAt: now + 60_000 };
- * const cookies = await new CookieStore({ secrets: [oldSecret] }).seal(
- *   "some-session-id",
- *   record,
- *   "session",
- * );
- * const jar = new Map(cookies.map((c) => [c.name, c.value]));
- *
- * // After a rotation the old secret still opens the cookie, which is marked stale for re-sealing.
- * const rotated = new CookieStore({ secrets: [newSecret, oldSecret] });
- * const result: OpenedSession | InvalidSeal | null = await rotated.open((name) => jar.get(name), "session");
- * // `null`: no session cookie; `{ invalid }`: a cookie that cannot be used; otherwise the session.
- * assert.ok(result !== null && !("invalid" in result), "the cookie opens");
- * const opened: OpenedSession = result;
- * assert.equal(opened.id, "some-session-id");
- * assert.deepEqual(opened.record, record);
- * assert.equal(opened.stale, true);
- * ```
- */
-export interface OpenedSession {
-  /** The session id carried inside the seal. */
-  id: string;
-  /** The record carried inside the seal. */
-  record: StoredSession;
-  /** The seal used a retired secret: `withSession` re-seals it on the next write. */
-  stale: boolean;
-}
-
-/**
- * Why a sealed store could not use the session cookies it was shown.
- *
- * - `"malformed"`: tampered, unknown key, expired, truncated, missing a chunk: a fresh session
- *   starts, as for any bad cookie.
- * - `"ended"`: the session was destroyed or regenerated (its revocation tombstone is live).
- * - `"superseded"`: an older seal of a session that has since been saved again (a replay).
- *
- * For `"ended"` and `"superseded"` the request is served as a fresh, empty session that sends no
- * `Set-Cookie` (the browser may already hold the newer cookie), and a change is refused with
- * `SessionConflictError`.
- *
- * @example
- * ```ts
- * import type { InvalidSeal } from "websession/store-kit";
- * import assert from "node:assert/strict";
- *
- * const seal: InvalidSeal = { invalid: "ended" };
- * assert.equal(seal.invalid, "ended");
- * ```
- */
-export interface InvalidSeal {
-  /** Why the cookies cannot be used. */
-  invalid: "malformed" | "ended" | "superseded";
-  /**
-   * When the session was ended or superseded (ms since the epoch, the app's clock), if known.
-   * A cookie presented long after that is treated as unknown rather than in flight, so a
-   * browser that missed the newer cookie is not locked out.
-   */
-  at?: number;
-  /**
-   * Ended from elsewhere (`CookieStore.endUser`: log out everywhere), not by a request of the
-   * browser itself: no newer cookie exists, so a new session may start at once (no grace).
-   */
-  remote?: boolean;
-  /** What the store found, for `onInvalidCookie` (an error, say). */
-  detail?: unknown;
-}
-
-/**
- * A store with no server copy: the record travels sealed in the cookie itself
- * (`CookieStore`). `withSession` asks it for the cookies to send instead of a storage key.
- * It can neither compare-and-set nor revoke on its own; its capabilities say so.
- *
- * @example
- * ```ts
- * import { getSession, type SealedSessionStore, withSession } from "websession";
- * import { isSealedStore } from "websession/store-kit";
- * import { CookieStore } from "websession/cookie";
- * import assert from "node:assert/strict";
- *
- * const store: SealedSessionStore = new CookieStore({
- *   secrets: ["a secret of at least thirty-two characters"],
- * });
- * assert.equal(isSealedStore(store), true);
- * assert.equal(store.capabilities.compareAndSet, false);
- *
- * // The session travels in the cookie: no server copy.
- * const handler = withSession(async (req: Request) => {
- *   const session = await getSession<{ cart?: string[] }>(req);
- *   if (req.method === "POST") session.set("cart", [...(session.get("cart") ?? []), "book"]);
- *   return new Response((session.get("cart") ?? []).join());
- * }, { store, secrets: ["a secret of at least thirty-two characters"] });
- * const added = await handler(new Request("https://example.com/", { method: "POST" }));
- * const cookie = added.headers.get("set-cookie")!.split(";")[0]!;
- * const read = await handler(new Request("https://example.com/", { headers: { cookie } }));
- * assert.equal(await read.text(), "book");
- * ```
- */
-export interface SealedSessionStore {
-  /** Marks the store as cookie-sealed. */
-  readonly sealed: true;
-  /** What this store guarantees (`compareAndSet: false`). */
-  readonly capabilities: StoreCapabilities & { revocation: boolean };
-  /**
-   * Opens the session from the request's cookies. `get(name)` returns a cookie's value.
-   * Returns `null` when there is no session cookie, an {@linkcode InvalidSeal} saying why a
-   * present cookie cannot be used, or the opened session. Throws only on an outage
-   * (`StoreUnavailableError`, from a revocation store); any other exception is a bug and is
-   * reported as one, never mistaken for a bad cookie.
-   */
-  open(
-    get: (name: string) => string | undefined,
-    name: string,
-  ): Promise<OpenedSession | InvalidSeal | null>;
-  /**
-   * Seals a record into the cookies to send. Cookies of the request named `name` or `name.N`
-   * that are not in the result are cleared by `withSession`.
-   * Throws `SessionTooLargeError` when the record does not fit.
-   */
-  seal(id: string, record: StoredSession, name: string): Promise<SealedCookie[]>;
-  /** Called when a session is destroyed or regenerated, for an optional revocation list. */
-  revoke?(id: string, record: StoredSession): Promise<void>;
-}
-
 const STORAGE_KEY = /^[A-Za-z0-9_-]{43}$/;
 
 /**
@@ -748,24 +420,6 @@ export function parseStoredSession(text: string): StoredSession | null {
   } catch {
     return null;
   }
-}
-
-/**
- * Tells whether a value is a {@linkcode SealedSessionStore} rather than a server store.
- *
- * @param store A store.
- * @returns `true` for a cookie-sealed store.
- * @example
- * ```ts
- * import { MemoryStore } from "websession";
- * import { isSealedStore } from "websession/store-kit";
- * import assert from "node:assert/strict";
- *
- * assert.equal(isSealedStore(new MemoryStore()), false);
- * ```
- */
-export function isSealedStore(store: SessionStore | SealedSessionStore): store is SealedSessionStore {
-  return (store as SealedSessionStore).sealed === true;
 }
 
 /**

@@ -1,0 +1,180 @@
+/**
+ * Rules every store follows on records: tombstones (how an ended session's record is marked and
+ * read) and the version-checked touch. Exported from `websession/store-kit` through `store.ts`.
+ *
+ * @module
+ */
+import type { StoredSession } from "./store.ts";
+
+/**
+ * The data key that marks an ended session's tombstone. When a session is destroyed or
+ * regenerated, the core does not delete its record: it replaces it, by compare-and-set, with a
+ * tombstone `{ [ENDED_KEY]: true }` that lives until the session would have expired, so that a
+ * request still in flight with the old cookie learns that the session ended (and neither
+ * resurrects it nor clears the browser's new cookie). Stores keep tombstones like any record;
+ * a store that cannot compare-and-set should refuse to overwrite one (see `isEnded`).
+ *
+ * @example
+ * ```ts
+ * import { MemoryStore } from "websession";
+ * import { ENDED_KEY, isEnded } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * const store = new MemoryStore();
+ * const key = "k".repeat(43);
+ * const now = Date.now();
+ * const live = { data: { user: "ada" }, version: 1, createdAt: now, expiresAt: now + 60_000 };
+ * await store.save(key, live, null);
+ * // Ending the session replaces the record by compare-and-set; the store keeps the tombstone.
+ * assert.equal(await store.save(key, { ...live, data: { [ENDED_KEY]: true }, version: 2 }, 1), true);
+ * assert.equal(isEnded(await store.load(key)), true);
+ * ```
+ */
+export const ENDED_KEY = "__ended";
+
+/**
+ * The tombstone's data key saying the session was ended from elsewhere (`endUserSessions`: "log
+ * out everywhere", an administrator, a password reset), not by a request of its own browser. No
+ * newer cookie of that browser exists to protect, so its next request may start a new session at
+ * once (a browser's own log out or log in keeps its old cookie from doing so for a grace period).
+ *
+ * @example
+ * ```ts
+ * import { ENDED_BY_KEY, ENDED_KEY, endedRemotely } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * const now = Date.now();
+ * const tombstone = { data: { [ENDED_KEY]: true, [ENDED_BY_KEY]: "remote" }, version: 2, createdAt: now, expiresAt: now + 60_000 };
+ * assert.equal(endedRemotely(tombstone), true);
+ * ```
+ */
+export const ENDED_BY_KEY = "__endedBy";
+
+/**
+ * Whether a tombstone says its session was ended from elsewhere (see {@linkcode ENDED_BY_KEY}).
+ *
+ * @example
+ * ```ts
+ * import { ENDED_KEY, endedRemotely } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * const now = Date.now();
+ * assert.equal(endedRemotely({ data: { [ENDED_KEY]: true }, version: 2, createdAt: now, expiresAt: now + 1 }), false);
+ * ```
+ */
+export function endedRemotely(record: StoredSession): boolean {
+  return (record.data as Record<string, unknown>)[ENDED_BY_KEY] === "remote";
+}
+
+/**
+ * The tombstone's data key holding when the session ended (ms since the epoch, the app's clock).
+ *
+ * @example
+ * ```ts
+ * import { ENDED_AT_KEY, ENDED_KEY, endedAt } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * const now = Date.now();
+ * const data = { [ENDED_KEY]: true, [ENDED_AT_KEY]: now };
+ * assert.equal(endedAt({ data, version: 2, createdAt: now, expiresAt: now + 60_000 }), now);
+ * ```
+ */
+export const ENDED_AT_KEY = "__endedAt";
+
+/**
+ * When a tombstone says its session ended (ms since the epoch), if it says.
+ *
+ * @param record A tombstone.
+ * @returns The time, or `undefined`.
+ * @example
+ * ```ts
+ * import { ENDED_AT_KEY, ENDED_KEY, endedAt } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * const data = { [ENDED_KEY]: true, [ENDED_AT_KEY]: 1_700_000_000_000 };
+ * assert.equal(endedAt({ data, version: 2, createdAt: 0, expiresAt: 1 }), 1_700_000_000_000);
+ * ```
+ */
+export function endedAt(record: StoredSession): number | undefined {
+  const at = (record.data as Record<string, unknown>)[ENDED_AT_KEY];
+  return typeof at === "number" && Number.isFinite(at) ? at : undefined;
+}
+
+/**
+ * Tells whether a stored record is the tombstone of an ended session.
+ *
+ * @param record A record read from a store, or `null`.
+ * @returns `true` for a tombstone.
+ * @example
+ * ```ts
+ * import { ENDED_KEY, isEnded } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * const now = Date.now();
+ * assert.equal(isEnded({ data: { [ENDED_KEY]: true }, version: 3, createdAt: now, expiresAt: now + 1 }), true);
+ * assert.equal(isEnded({ data: { user: "ada" }, version: 3, createdAt: now, expiresAt: now + 1 }), false);
+ * assert.equal(isEnded(null), false);
+ * ```
+ */
+export function isEnded(record: StoredSession | null | undefined): boolean {
+  return record != null && (record.data as Record<string, unknown>)[ENDED_KEY] === true;
+}
+
+/**
+ * Checks the arguments of {@linkcode SessionStore.touch}: `expiresAt` a finite number,
+ * `version` a positive integer. Stores call it before anything reaches the backend.
+ *
+ * @param expiresAt The new expiry, in milliseconds since the epoch.
+ * @param version The version the caller read.
+ * @throws {TypeError} When either has another shape (a caller of the earlier contract, which
+ *   passed no version, is refused rather than served an unchecked touch).
+ * @example
+ * ```ts
+ * import { assertTouchArguments } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * assertTouchArguments(Date.now() + 60_000, 3);
+ * assert.throws(() => assertTouchArguments(Date.now() + 60_000, undefined as unknown as number), TypeError);
+ * assert.throws(() => assertTouchArguments(NaN, 3), TypeError);
+ * ```
+ */
+export function assertTouchArguments(expiresAt: number, version: number): void {
+  if (typeof expiresAt !== "number" || !Number.isFinite(expiresAt)) {
+    throw new TypeError(`Invalid expiresAt: "${String(expiresAt)}" is not a finite number`);
+  }
+  if (!Number.isSafeInteger(version) || version < 1) {
+    throw new TypeError(`Invalid version: "${String(version)}" is not a positive integer`);
+  }
+}
+
+/**
+ * Decides a touch on the record as it stands: `true` when `touch(key, expiresAt, version)` may
+ * extend it, that is when it is at `version`, is not a tombstone and expires before
+ * `expiresAt`. The caller passes only a live record (or `null`), and writes in the same atomic
+ * step as the read it decided on.
+ *
+ * @param record The live record, or `null` when there is none.
+ * @param expiresAt The expiry asked for.
+ * @param version The version the caller named.
+ * @returns Whether the touch extends the record.
+ * @example
+ * ```ts
+ * import { ENDED_KEY, touchExtends } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * const now = Date.now();
+ * const record = { data: { user: "ada" }, version: 2, createdAt: now, expiresAt: now + 60_000 };
+ * assert.equal(touchExtends(record, now + 120_000, 2), true);
+ * assert.equal(touchExtends(record, now + 120_000, 1), false); // replaced meanwhile
+ * assert.equal(touchExtends(record, now + 30_000, 2), false); // never shortens
+ * assert.equal(touchExtends({ ...record, data: { [ENDED_KEY]: true } }, now + 120_000, 2), false);
+ * assert.equal(touchExtends(null, now + 120_000, 2), false);
+ * ```
+ */
+export function touchExtends(
+  record: StoredSession | null | undefined,
+  expiresAt: number,
+  version: number,
+): boolean {
+  return record != null && record.version === version && !isEnded(record) && expiresAt > record.expiresAt;
+}

@@ -215,67 +215,24 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
   if (!["merge", "retry", "reject", "overwrite"].includes(conflict)) {
     throw new TypeError(`Invalid conflict: "${conflict}" is not "merge", "retry", "reject" or "overwrite"`);
   }
-  const maxReplayBytes = options.maxReplayBytes ?? 1_048_576;
-  if (!Number.isSafeInteger(maxReplayBytes) || maxReplayBytes < 0) {
-    throw new RangeError(`Invalid maxReplayBytes: "${maxReplayBytes}" must be a whole number of bytes`);
-  }
+  const maxReplayBytes = count(
+    "maxReplayBytes",
+    options.maxReplayBytes ?? 1_048_576,
+    0,
+    "a whole number of bytes",
+  );
   const locking = options.locking ?? "implicit";
   if (locking !== "implicit" && locking !== "explicit") {
     throw new TypeError(`Invalid locking: "${String(locking)}" is not "implicit" or "explicit"`);
   }
-  const maxAttempts = options.maxAttempts ?? 30;
-  if (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1) {
-    throw new RangeError(`Invalid maxAttempts: "${maxAttempts}" must be a positive integer`);
-  }
-  const store = options.store ?? (defaultStore ??= new MemoryStore({ maxSessions: DEFAULT_STORE_SESSIONS }));
-  if (typeof store !== "object" || store === null) {
-    throw new TypeError("Invalid store: expected a store object");
-  }
-  const sealed = isSealedStore(store);
-  if (!sealed && (typeof store.load !== "function" || typeof store.save !== "function")) {
-    throw new TypeError("Invalid store: it has no load() and save() methods");
-  }
-  // A sealed store signs nothing here: its own secrets seal the cookie.
-  const secrets = sealed && options.secrets === undefined ? [] : resolveSecrets(options.secrets);
-  const signer = sealed && options.secrets === undefined
-    ? (unusedSigner ??= new Signer([createSessionId() + createSessionId()]))
-    : signerFor(secrets);
+  const maxAttempts = count("maxAttempts", options.maxAttempts ?? 30, 1, "a positive integer");
+  const { store, sealed, secrets, signer } = resolveStore(options);
   const schema = options.schema;
   if (schema !== undefined && typeof schema?.["~standard"]?.validate !== "function") {
     throw new TypeError("Invalid schema: expected a Standard Schema (zod, valibot, arktype, ...)");
   }
-  if (
-    options.userKey !== undefined && (typeof options.userKey !== "string" || options.userKey.startsWith("__"))
-  ) {
-    throw new TypeError(
-      `Invalid userKey: "${String(options.userKey)}" must be a session key (a string not starting with "__")`,
-    );
-  }
-  const maxSessionsPerUser = options.maxSessionsPerUser;
-  if (
-    maxSessionsPerUser !== undefined && (!Number.isSafeInteger(maxSessionsPerUser) || maxSessionsPerUser < 1)
-  ) {
-    throw new RangeError(
-      `Invalid maxSessionsPerUser: "${String(maxSessionsPerUser)}" must be a positive integer`,
-    );
-  }
-  if (
-    maxSessionsPerUser !== undefined &&
-    (options.userKey === undefined || !(store as SessionStore).capabilities?.users)
-  ) {
-    throw new TypeError(
-      "Invalid maxSessionsPerUser: it needs userKey and a store that indexes sessions per user",
-    );
-  }
-  const logger = options.logger ?? console;
-  if (typeof logger?.warn !== "function" || typeof logger?.error !== "function") {
-    throw new TypeError("Invalid logger: expected an object with warn() and error(), such as console");
-  }
-  for (const hook of ["onError", "onInvalidCookie", "now", "onEvent"] as const) {
-    if (options[hook] !== undefined && typeof options[hook] !== "function") {
-      throw new TypeError(`Invalid ${hook}: expected a function`);
-    }
-  }
+  const users = resolveUsers(options, store);
+  const logger = resolveLogger(options);
   return {
     store,
     sealed,
@@ -295,12 +252,70 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
     now: options.now ?? Date.now,
     logger,
     onEvent: options.onEvent,
-    userKey: typeof options.userKey === "string" ? options.userKey : undefined,
+    ...users,
     deviceInfo: resolveDeviceInfo(options.deviceInfo),
-    maxSessionsPerUser,
     secrets,
     warned: false,
   };
+}
+
+/** A whole number of at least `min`; a `RangeError` naming the option otherwise. */
+function count(name: string, value: number, min: number, what: string): number {
+  if (!Number.isSafeInteger(value) || value < min) {
+    throw new RangeError(`Invalid ${name}: "${value}" must be ${what}`);
+  }
+  return value;
+}
+
+/** The store (the embedded default when none is given), and the secrets that sign its cookie. */
+function resolveStore(options: SessionOptions<SessionData>) {
+  const store = options.store ?? (defaultStore ??= new MemoryStore({ maxSessions: DEFAULT_STORE_SESSIONS }));
+  if (typeof store !== "object" || store === null) {
+    throw new TypeError("Invalid store: expected a store object");
+  }
+  const sealed = isSealedStore(store);
+  if (!sealed && (typeof store.load !== "function" || typeof store.save !== "function")) {
+    throw new TypeError("Invalid store: it has no load() and save() methods");
+  }
+  // A sealed store signs nothing here: its own secrets seal the cookie.
+  const secrets = sealed && options.secrets === undefined ? [] : resolveSecrets(options.secrets);
+  const signer = sealed && options.secrets === undefined
+    ? (unusedSigner ??= new Signer([createSessionId() + createSessionId()]))
+    : signerFor(secrets);
+  return { store, sealed, secrets, signer };
+}
+
+/** `userKey` and `maxSessionsPerUser`, checked against each other and the store. */
+function resolveUsers(options: SessionOptions<SessionData>, store: SessionStore | SealedSessionStore) {
+  const { userKey, maxSessionsPerUser } = options;
+  if (userKey !== undefined && (typeof userKey !== "string" || userKey.startsWith("__"))) {
+    throw new TypeError(
+      `Invalid userKey: "${String(userKey)}" must be a session key (a string not starting with "__")`,
+    );
+  }
+  if (maxSessionsPerUser !== undefined) {
+    count("maxSessionsPerUser", maxSessionsPerUser, 1, "a positive integer");
+    if (userKey === undefined || !(store as SessionStore).capabilities?.users) {
+      throw new TypeError(
+        "Invalid maxSessionsPerUser: it needs userKey and a store that indexes sessions per user",
+      );
+    }
+  }
+  return { userKey: typeof userKey === "string" ? userKey : undefined, maxSessionsPerUser };
+}
+
+/** The logger, and a check that every hook given is a function. */
+function resolveLogger(options: SessionOptions<SessionData>): SessionLogger {
+  const logger = options.logger ?? console;
+  if (typeof logger?.warn !== "function" || typeof logger?.error !== "function") {
+    throw new TypeError("Invalid logger: expected an object with warn() and error(), such as console");
+  }
+  for (const hook of ["onError", "onInvalidCookie", "now", "onEvent"] as const) {
+    if (options[hook] !== undefined && typeof options[hook] !== "function") {
+      throw new TypeError(`Invalid ${hook}: expected a function`);
+    }
+  }
+  return logger;
 }
 
 function transportOf(transport: unknown, sealed: boolean): SessionTransport | undefined {

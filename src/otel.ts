@@ -195,44 +195,15 @@ interface Instruments {
  * ```
  */
 export function otelEvents(options: OtelEventsOptions = {}): EventHook {
-  for (const name of ["dbSystem", "collection"] as const) {
-    const value = options[name];
-    if (value !== undefined && (typeof value !== "string" || value === "")) {
-      throw new TypeError(`otelEvents option "${name}" must be a non-empty string: got ${describe(value)}`);
-    }
-  }
-  if (
-    options.attributes !== undefined &&
-    (typeof options.attributes !== "object" || options.attributes === null)
-  ) {
-    throw new TypeError(
-      `otelEvents option "attributes" must be an object: got ${describe(options.attributes)}`,
-    );
-  }
-  const storeAttributes: Attributes = { ...options.attributes };
-  if (options.dbSystem !== undefined) storeAttributes["db.system.name"] = options.dbSystem;
-  if (options.collection !== undefined) storeAttributes["db.collection.name"] = options.collection;
+  const storeAttributes = storeAttributesOf(options);
   const target = options.collection === undefined ? "" : ` ${options.collection}`;
   let instruments: Instruments | undefined;
 
   return function recordSessionEvent(event: SessionEvent): void {
     const i = instruments ??= createInstruments(options.tracer, options.meter);
     switch (event.type) {
-      case "store": {
-        const attributes: Attributes = { ...storeAttributes, "db.operation.name": event.operation };
-        const failed = "error" in event;
-        if (failed) attributes["error.type"] = errorType(event.error);
-        i.storeDuration.record(event.durationMs / 1000, attributes);
-        const end = performance.now();
-        const span = i.tracer.startSpan(
-          event.operation + target,
-          { kind: SpanKind.CLIENT, startTime: end - event.durationMs, attributes },
-          context.active(),
-        );
-        if (failed) span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(event.error) });
-        span.end(end);
-        return;
-      }
+      case "store":
+        return recordStoreCall(i, event, storeAttributes, target);
       case "load": {
         const found = { "websession.operation.name": "load", "websession.session.found": event.found };
         i.operationDuration.record(event.durationMs / 1000, found);
@@ -257,35 +228,86 @@ export function otelEvents(options: OtelEventsOptions = {}): EventHook {
         internalSpan(i.tracer, `websession.${event.type}`, event.durationMs, attributes);
         return;
       }
-      case "conflict": {
-        const attributes = {
-          "websession.conflict.policy": event.policy,
-          "websession.conflict.outcome": event.outcome,
-        };
-        i.conflicts.add(1, attributes);
-        activeSpanEvent("websession.conflict", {
-          ...attributes,
-          "websession.conflict.attempt": event.attempt,
-        });
-        return;
-      }
-      case "invalid-cookie": {
-        const attributes = { "websession.cookie.invalid_reason": event.reason };
-        i.invalidCookies.add(1, attributes);
-        activeSpanEvent("websession.cookie.invalid", attributes);
-        return;
-      }
-      case "end": {
-        const attributes = { "websession.session.end_reason": event.reason };
-        i.ended.add(1, attributes);
-        activeSpanEvent("websession.session.end", attributes);
-        return;
-      }
-      case "expire":
-        i.expired.add(event.count, { "websession.session.expiry_source": event.source });
-        return;
+      default:
+        return recordCount(i, event);
     }
   };
+}
+
+/** The options checked, and the attributes every store call carries. */
+function storeAttributesOf(options: OtelEventsOptions): Attributes {
+  for (const name of ["dbSystem", "collection"] as const) {
+    const value = options[name];
+    if (value !== undefined && (typeof value !== "string" || value === "")) {
+      throw new TypeError(`otelEvents option "${name}" must be a non-empty string: got ${describe(value)}`);
+    }
+  }
+  if (
+    options.attributes !== undefined &&
+    (typeof options.attributes !== "object" || options.attributes === null)
+  ) {
+    throw new TypeError(
+      `otelEvents option "attributes" must be an object: got ${describe(options.attributes)}`,
+    );
+  }
+  const attributes: Attributes = { ...options.attributes };
+  if (options.dbSystem !== undefined) attributes["db.system.name"] = options.dbSystem;
+  if (options.collection !== undefined) attributes["db.collection.name"] = options.collection;
+  return attributes;
+}
+
+/** A store call: `db.client.operation.duration` and a client span ending now. */
+function recordStoreCall(
+  i: Instruments,
+  event: Extract<SessionEvent, { type: "store" }>,
+  storeAttributes: Attributes,
+  target: string,
+): void {
+  const attributes: Attributes = { ...storeAttributes, "db.operation.name": event.operation };
+  const failed = "error" in event;
+  if (failed) attributes["error.type"] = errorType(event.error);
+  i.storeDuration.record(event.durationMs / 1000, attributes);
+  const end = performance.now();
+  const span = i.tracer.startSpan(
+    event.operation + target,
+    { kind: SpanKind.CLIENT, startTime: end - event.durationMs, attributes },
+    context.active(),
+  );
+  if (failed) span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(event.error) });
+  span.end(end);
+}
+
+/** The counted events (conflicts, invalid cookies, ends, expiries), with an event on the active span. */
+function recordCount(
+  i: Instruments,
+  event: Extract<SessionEvent, { type: "conflict" | "invalid-cookie" | "end" | "expire" }>,
+): void {
+  switch (event.type) {
+    case "conflict": {
+      const attributes = {
+        "websession.conflict.policy": event.policy,
+        "websession.conflict.outcome": event.outcome,
+      };
+      i.conflicts.add(1, attributes);
+      activeSpanEvent("websession.conflict", { ...attributes, "websession.conflict.attempt": event.attempt });
+      return;
+    }
+    case "invalid-cookie": {
+      const attributes = { "websession.cookie.invalid_reason": event.reason };
+      i.invalidCookies.add(1, attributes);
+      activeSpanEvent("websession.cookie.invalid", attributes);
+      return;
+    }
+    case "end": {
+      const attributes = { "websession.session.end_reason": event.reason };
+      i.ended.add(1, attributes);
+      activeSpanEvent("websession.session.end", attributes);
+      return;
+    }
+    case "expire":
+      i.expired.add(event.count, { "websession.session.expiry_source": event.source });
+      return;
+  }
 }
 
 function createInstruments(tracer: Tracer | undefined, meter: Meter | undefined): Instruments {

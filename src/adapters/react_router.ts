@@ -259,38 +259,44 @@ export function sessionMiddleware<T extends object = SessionData>(
     const holder: Holder = { options: raw, request, promise: undefined };
     context.set(sessionKey, holder);
     try {
-      let response: Response;
-      try {
-        response = expectResponse(await next());
-      } catch (error) {
-        if (isSessionError(error)) return sessionErrorResponse(o, error, request);
-        throw error;
-      }
-      if (holder.promise === undefined) return response;
-      let session: Session;
-      try {
-        session = await holder.promise;
-      } catch (error) {
-        // The store could not be read: whatever the loaders made of it, answer as onError says.
-        if (!isSessionError(error)) return response;
-        await response.body?.cancel().catch(ignore);
-        return sessionErrorResponse(o, error, request);
-      }
-      let cookies: string[];
-      try {
-        cookies = await commit(session);
-      } catch (error) {
-        if (!isSessionError(error)) throw error;
-        await response.body?.cancel().catch(ignore);
-        return sessionErrorResponse(o, error, request);
-      }
-      return decorateSession(session, response, cookies);
+      return await respond(holder, o, next);
     } finally {
       // The session's next request goes on, whatever happened here.
       const session = await holder.promise?.catch(ignore);
       if (session !== undefined) await closeSession(session);
     }
   };
+}
+
+/** Runs the rest of the chain, then commits the session if a loader or action opened it. */
+async function respond(holder: Holder, o: ResolvedOptions, next: () => Promise<unknown>): Promise<Response> {
+  const request = holder.request;
+  let response: Response;
+  try {
+    response = expectResponse(await next());
+  } catch (error) {
+    if (isSessionError(error)) return sessionErrorResponse(o, error, request);
+    throw error;
+  }
+  if (holder.promise === undefined) return response;
+  let session: Session;
+  try {
+    session = await holder.promise;
+  } catch (error) {
+    // The store could not be read: whatever the loaders made of it, answer as onError says.
+    if (!isSessionError(error)) return response;
+    await response.body?.cancel().catch(ignore);
+    return sessionErrorResponse(o, error, request);
+  }
+  let cookies: string[];
+  try {
+    cookies = await commit(session);
+  } catch (error) {
+    if (!isSessionError(error)) throw error;
+    await response.body?.cancel().catch(ignore);
+    return sessionErrorResponse(o, error, request);
+  }
+  return decorateSession(session, response, cookies);
 }
 
 function expectResponse(result: unknown): Response {

@@ -104,12 +104,10 @@ export interface MigratingStoreOptions {
  *    tombstone is replaced, by compare-and-set, with the `from` record as it was (a version
  *    further), and the error passes through (503): the user stays signed in, in `from`.
  *
- * Ending the `from` copy, rather than leaving it to expire, is what keeps every update: a
- * writer still on `from` (a process of the previous deploy, during a rolling deploy) is refused
- * by the tombstone instead of writing to a copy nobody reads again, and a later `destroy` or
- * eviction in `to` can never bring the `from` copy back. The price: while a rolling deploy is
- * under way, a request served by the previous deploy's code sees a moved session as ended (its
- * writes are refused with 409, no cookie is changed), until the new code serves that user.
+ * Ending the `from` copy keeps every update: a writer still on `from` (the previous deploy's
+ * code, during a rolling deploy) is refused by the tombstone rather than writing to a copy nobody
+ * reads again; that code sees a moved session as ended (409, no cookie changed). See
+ * docs/stores/migrating.md, "How a session moves".
  *
  * **From a `CookieStore`** (no server copy), this store is `to` itself, and `withSession` and
  * `openSession` do the move: a request with a sealed cookie and no signed id of a live session has
@@ -118,16 +116,12 @@ export interface MigratingStoreOptions {
  * seals of one session name one record, newer or ended since), and gets the signed id cookie, the
  * sealed ones cleared. See the docs page, "From CookieStore".
  *
- * A session ended in either store stays ended: a tombstone in `to` is read first, and one in
- * `from` is returned when `to` has nothing (ending such a session writes the tombstone in
- * `from`, where it lives).
+ * A session ended in either store stays ended (a tombstone in `to` is read first, then `from`'s).
  *
  * Capabilities: compare-and-set and native expiry when both stores have them; leases from `to`
  * (`lock`, `unlock`); sessions per user when both keep an index (`keysOfUser` lists both);
  * `touch` (in place, in the store that holds the session) when both have it; `cleanup` runs on
- * both when `to` has one (when `to` expires records by itself, go on calling `from.cleanup()`
- * where it was called before). There is no `count`: a moved session is a record in `to` and
- * a tombstone in `from`.
+ * both when `to` has one (else keep calling `from.cleanup()` as before); no `count`.
  *
  * @example
  * ```ts

@@ -18,8 +18,8 @@ import {
   type SessionStore,
   type StoreCapabilities,
   type StoredSession,
-  toStoredSession,
 } from "../store.ts";
+import { type Entry, entryOf, supersedes, wrap } from "./tiered/entry.ts";
 
 /**
  * Options of {@linkcode TieredStore}.
@@ -79,52 +79,21 @@ export interface TieredStoreOptions {
   now?: () => number;
 }
 
-/** What the cache holds under a key: the durable record, or a mark that it must not be trusted. */
-type Entry = { record: StoredSession } | { forgottenAt: number };
-
 /**
  * Keeps sessions in a durable store with a cache in front of it. Reads go to the cache and fall
  * back to the durable store, which refills the cache; writes are decided by the durable store's
  * compare-and-set, then copied into the cache.
  *
- * How versions gate the cache:
- * - Each cache entry holds the durable record (its data, version and expiry) inside a record of
- *   the cache's own, whose version serves only the cache's compare-and-set. A copy goes into
- *   the cache only through that compare-and-set, and only when the entry it replaces holds an
- *   older version (or the same version with an earlier expiry: a touch). So a refill that read
- *   version 3 and lands after a write of version 4 changes nothing, and a tombstone (an ended
- *   session) is replaced by nothing: the cache never brings an ended session back.
- * - `destroy` leaves a mark in the cache, not a hole: a refill that read the record before the
- *   destroy is refused by the mark (it started earlier, by the clock of the processes
- *   involved), and a later read falls through to the durable store.
- * - A cache entry is served for at most `cacheTtl` seconds, counted from before the durable
- *   read or write it copies, and never past the session's expiry.
- *
- * Faults:
- * - An evicted or flushed cache entry is a miss: the durable store answers and the entry is
- *   refilled. Nobody is logged out, and no update is lost (the durable store decided it).
- * - A cache outage is a miss too: reads go to the durable store, writes are decided there; the
- *   failure is logged, never answered with 503 or a fresh id. For `cacheRetryAfter` after a
- *   failure the cache is not tried.
- * - A durable outage throws, as any store does (`withSession` answers 503, never a fresh id),
- *   for everything that needs the durable store: a write, a touch, a read the cache cannot
- *   answer. A read the cache answers is still served (read-only pages stay up).
- *
- * How stale a read can be:
- * - With a cache that can compare-and-set (`RedisStore`, `MemcachedStore`, `MemoryStore`),
- *   never, except after a write the cache missed (it failed, or was skipped after a failure,
- *   while the cache kept an older entry): then a read-only request may be served that older
- *   entry for at most `cacheTtl`. A write never lands on it: the durable store refuses the
- *   stale version, the refusal refills the cache, and the request merges onto the fresh record.
- * - With Workers KV as the cache (no compare-and-set, eventually consistent), the cache's own
- *   check-then-write can let a slow refill replace a newer entry, and another location can read
- *   an entry up to about a minute behind. Since KV reports `staleReads`, this store does too:
- *   `withSession` carries the version the browser has seen in its cookie, and a cached entry
- *   older than that is skipped for the durable store. So a browser never sees its own session go
- *   back; a read-only request may see another browser's change of the last `cacheTtl` (or KV's
- *   propagation delay, whichever is longer) late; a write is never lost, since the durable store
- *   decides it; and an ended session may still read as live there for that long (a write to it
- *   is refused).
+ * The contract, in short (docs/stores/tiered.md gives the whole of it):
+ * - A copy goes into the cache only by the cache's own compare-and-set, and only over an entry
+ *   holding an older durable version (or the same version expiring earlier: a touch); a late
+ *   refill changes nothing, and an ended session is never brought back. `destroy` leaves a mark.
+ * - An evicted, flushed or unreachable cache is a miss: the durable store answers, nobody is
+ *   logged out, no update is lost; a cache failure is logged, never answered. A durable outage
+ *   throws (`withSession` answers 503, never a fresh id), except for reads the cache answers.
+ * - A read can be stale only after a write the cache missed, for at most `cacheTtl`; with Workers
+ *   KV as the cache, for KV's propagation delay too (the store then reports `staleReads`). A
+ *   write is never lost: the durable store decides it.
  *
  * Capabilities: compare-and-set, leases and sessions per user are the durable store's (and
  * `lock`, `unlock`, `keysOfUser`, `count` go to it); native expiry only when both have it
@@ -422,34 +391,4 @@ export class TieredStore implements SessionStore {
       { key: "TieredStore cache" },
     );
   }
-}
-
-/** The cache's record holding `entry`, one version past what it replaces. */
-function wrap(entry: Entry, held: StoredSession | null, createdAt: number, expiresAt: number): StoredSession {
-  return {
-    data: entry as unknown as Record<string, unknown>,
-    version: held === null ? 1 : held.version + 1,
-    createdAt,
-    expiresAt,
-  };
-}
-
-/** Reads a cache record back; `null` for one this store did not write. */
-function entryOf(held: StoredSession): Entry | null {
-  const data = held.data as Record<string, unknown>;
-  if (typeof data.forgottenAt === "number") return { forgottenAt: data.forgottenAt };
-  const record = toStoredSession(data.record);
-  return record === null ? null : { record };
-}
-
-/**
- * Whether `record`, read or written by a durable operation that started at `basis`, may replace
- * the cache's `entry`: a newer version; the same version, live, expiring later (a touch); or a
- * mark left before the operation started.
- */
-function supersedes(record: StoredSession, basis: number, entry: Entry): boolean {
-  if ("forgottenAt" in entry) return basis > entry.forgottenAt;
-  const held = entry.record;
-  if (record.version !== held.version) return record.version > held.version;
-  return !isEnded(held) && !isEnded(record) && record.expiresAt > held.expiresAt;
 }

@@ -139,7 +139,7 @@ export interface DenoKvLike {
 }
 
 /**
- * Options of {@linkcode DenoKvStore}.
+ * Options of {@linkcode DenoKvStore}; docs/stores/deno-kv.md has the table.
  *
  * @example
  * ```ts

@@ -89,7 +89,7 @@ export interface PostgresStoreLogger {
 }
 
 /**
- * Options of {@linkcode PostgresStore}.
+ * Options of {@linkcode PostgresStore}; docs/stores/postgres.md has the table.
  *
  * @example
  * ```ts

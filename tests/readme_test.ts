@@ -594,7 +594,11 @@ describe("the docs name every option, event and dependency", () => {
   it("of every store, on that store's page, which says what the store cannot do", () => {
     const dir = join(ROOT, "src", "stores");
     const seen: string[] = [];
-    for (const file of readdirSync(dir).filter((name) => name.endsWith(".ts"))) {
+    // A store's options may be declared in its folder (src/stores/<name>/) and exported from its main file.
+    const files = readdirSync(dir, { recursive: true, encoding: "utf8" }).filter((name) =>
+      name.endsWith(".ts")
+    );
+    for (const file of files) {
       const source = readFileSync(join(dir, file), "utf8");
       for (const [, store] of source.matchAll(/^export interface (\w+Store)Options \{/gm)) {
         seen.push(store!);

@@ -1,0 +1,112 @@
+/**
+ * The file store's leases: slot directories `<dir>/leases/<storage key>/`, where taking,
+ * extending, releasing or taking over an expired lease each claims the next slot, so of
+ * concurrent takers exactly one wins however long any of them stalls. Each holder gets a fencing
+ * token above every earlier holder's. Docs: docs/stores/file.md#leases.
+ *
+ * @module
+ */
+import { mkdir } from "node:fs/promises";
+import { dirname } from "node:path";
+import { ignore } from "./fs.ts";
+import type { Slots, Value } from "./slots.ts";
+
+/**
+ * A lease as {@linkcode FileStore.lease} reads it: who holds it, until when, and its fencing
+ * token. Docs: docs/stores/file.md#leases.
+ *
+ * @example
+ * ```ts
+ * import { FileStore, type FileLease } from "websession/file";
+ * import { mkdtemp, rm } from "node:fs/promises";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
+ * import assert from "node:assert/strict";
+ *
+ * const dir = await mkdtemp(join(tmpdir(), "websession-lease-"));
+ * const store = new FileStore({ dir });
+ * const key = "k".repeat(43);
+ * assert.equal(await store.lock(key, "owner-1", 30_000), true);
+ * const lease: FileLease | null = await store.lease(key);
+ * assert.equal(lease?.owner, "owner-1");
+ * assert.ok(lease!.token >= 1);
+ * await store.unlock(key, "owner-1");
+ * await rm(dir, { recursive: true });
+ * ```
+ */
+export interface FileLease {
+  /** Who holds it, as given to `lock()`. */
+  owner: string;
+  /** When it expires, in milliseconds since the epoch, by the store's clock. */
+  until: number;
+  /**
+   * The fencing token of this holder: larger than the token of every earlier holder of the
+   * lease (an extension keeps it). A write guarded by the lease passes it along; whatever
+   * receives the write refuses a token lower than the highest it has seen.
+   */
+  token: number;
+}
+
+/** What taking a lease needs besides its directory. */
+export interface Take {
+  slots: Slots;
+  owner: string;
+  ttlMs: number;
+  now: () => number;
+  /** Throws once the taker has kept losing its claims for too long. */
+  check: () => void;
+}
+
+/**
+ * The token a taker claims with: its own when it holds the lease (an extension), one above the
+ * last holder's, or, in a new directory, above the clock's microseconds and the closed
+ * directory's last token (`floor`), so tokens keep rising across directories.
+ */
+function tokenFor(seen: Value | null, n: number, owner: string, floor: number): number {
+  const token = typeof seen?.token === "number" ? seen.token : 0;
+  if (seen?.owner === owner) return token;
+  return n > 0 && token > 0 ? token + 1 : Math.max(Date.now() * 1000, floor);
+}
+
+/** Takes or extends the lease in `dir` for `owner`; `false` while another owner holds it. */
+export async function take(dir: string, { slots, owner, ttlMs, now, check }: Take): Promise<boolean> {
+  let floor = 0;
+  for (;; check()) {
+    const newest = await slots.newest(dir);
+    const seen = newest?.value ?? null;
+    if (seen?.closed === true) {
+      floor = Math.max(floor, (typeof seen.token === "number" ? seen.token : 0) + 1);
+      await slots.remove(dir);
+      continue;
+    }
+    const held = typeof seen?.owner === "string" && typeof seen.until === "number" && seen.until > now();
+    if (held && seen.owner !== owner) return false;
+    if (newest === null) await ignore(mkdir(dirname(dir), { mode: 0o700 }), "EEXIST");
+    if (newest === null) await ignore(mkdir(dir, { mode: 0o700 }), "EEXIST");
+    const n = newest?.n ?? 0;
+    const mine = tokenFor(seen, n, owner, floor);
+    const members = `"owner":${JSON.stringify(owner)},"until":${now() + ttlMs},"token":${mine}`;
+    if (await slots.claim(dir, n + 1, members) === "ok") {
+      if (n > 0) await slots.husk(dir, n);
+      return true;
+    }
+  }
+}
+
+/** Releases the lease in `dir` if, and only if, `owner` holds it (an expired one included). */
+export async function release(dir: string, slots: Slots, owner: string, check: () => void): Promise<void> {
+  for (;; check()) {
+    const newest = await slots.newest(dir);
+    if (newest === null || newest.value?.owner !== owner) return;
+    const outcome = await slots.claim(dir, newest.n + 1, `"released":true,"token":${newest.value.token}`);
+    if (outcome === "ok") return await slots.husk(dir, newest.n);
+  }
+}
+
+/** The live lease in `dir`; `null` when none is held. */
+export async function read(dir: string, slots: Slots, now: number): Promise<FileLease | null> {
+  const value = (await slots.newest(dir))?.value;
+  const { owner, until, token } = value ?? {};
+  if (typeof owner !== "string" || typeof until !== "number" || typeof token !== "number") return null;
+  return until > now ? { owner, until, token } : null;
+}

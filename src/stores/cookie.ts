@@ -216,10 +216,13 @@ export class CookieStore implements SealedSessionStore {
     if (single === undefined && head === undefined) return null;
     let decoded: Decoded;
     try {
-      const chunks = () => joinChunks(get, name, head!, this.#limits.maxCookies);
       if (head === undefined) decoded = await this.#opener.decode(single!);
-      else if (single === undefined) decoded = await this.#opener.decode(chunks());
-      else decoded = await this.#opener.decodeEither(single, chunks);
+      else {
+        const chunks = () => joinChunks(get, name, head, this.#limits.maxCookies);
+        decoded = await (single === undefined
+          ? this.#opener.decode(chunks())
+          : this.#opener.decodeEither(single, chunks));
+      }
     } catch (error) {
       if (error instanceof InvalidCookieError) return { invalid: "malformed", detail: error };
       throw error;

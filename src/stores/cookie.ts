@@ -196,8 +196,10 @@ export class CookieStore implements SealedSessionStore {
   }
 
   /**
-   * Opens the session from the request's cookies (`get` returns one by name).
+   * Opens the session from the request's cookies.
    *
+   * @param get Returns a request cookie's value by name.
+   * @param name The session cookie's name.
    * @returns `null` when the request carries no session cookie; `{ invalid: "malformed", detail }`
    *   when it cannot be opened (tampered, unknown secret, expired, truncated, a chunk missing;
    *   `detail` is an `Error` saying which); with a `revocation` store, `{ invalid: "ended", at }`
@@ -243,6 +245,9 @@ export class CookieStore implements SealedSessionStore {
    * else `name.0` ... `name.N-1`. With a `revocation` store, the record's version is recorded
    * there first (with `userKey`, under its user's generation).
    *
+   * @param id The session id, sealed with the record.
+   * @param record The record to seal; its `expiresAt` is enforced when opening.
+   * @param name The session cookie's name.
    * @returns The cookies to send, values made of base64url characters and `.`.
    * @throws {SessionTooLargeError} When the payload is over `maxPayloadBytes`, or the cookies
    *   would take more than `maxCookieHeaderBytes` or `maxCookies`; nothing is written.
@@ -276,6 +281,8 @@ export class CookieStore implements SealedSessionStore {
    * says when (`at`); no seal of it opens again. Does nothing without a `revocation` store; a
    * session already revoked keeps its first tombstone.
    *
+   * @param id The session id.
+   * @param record The session's record (its `expiresAt` bounds the tombstone's life).
    * @throws {StoreUnavailableError} When the revocation store cannot be read or written.
    */
   async revoke(id: string, record: StoredSession): Promise<void> {
@@ -288,6 +295,8 @@ export class CookieStore implements SealedSessionStore {
    * generation on in the `revocation` store. Their seals then open as `{ invalid: "ended" }`, and
    * a request in flight with one cannot seal it again. It cannot list a user's sessions.
    *
+   * @param user The user's id, as sessions hold it under `userKey`.
+   * @param options `except`: the id of the session to keep (`session.id` of the request that asks).
    * @throws {SessionConfigError} Without `userKey` (which needs a `revocation` store).
    * @throws {TypeError} When `user` or `except` is not a non-empty string.
    * @throws {StoreUnavailableError} When the revocation store fails or keeps refusing the write.

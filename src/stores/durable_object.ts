@@ -212,6 +212,7 @@ export class DurableObjectStore implements SessionStore {
   /**
    * Reads a record: `null` when missing or expired (by the application's clock).
    *
+   * @param key The storage key (a session's object is named by it).
    * @throws {TypeError} When `key` is not a storage key.
    * @throws {StoreUnavailableError} When the object cannot be reached or answers badly.
    */
@@ -228,6 +229,10 @@ export class DurableObjectStore implements SessionStore {
    * Compare-and-set, decided inside the session's object. With `index`, the key is first
    * written into the user's index, in the user's object (a second request, before the save).
    *
+   * @param key The storage key.
+   * @param record The record to store.
+   * @param expectedVersion The version the caller loaded, or `null` to create only if absent.
+   * @param index The user to index the key under, if any.
    * @returns `true` when written; when refused, a `SaveConflict` with the record the object
    *   decided on (`null` when absent or expired); plain `false` only from an object of an older
    *   version that does not report it.
@@ -268,6 +273,7 @@ export class DurableObjectStore implements SessionStore {
   /**
    * Removes a record; no error if it is absent. The session's lease, if any, is left alone.
    *
+   * @param key The storage key.
    * @throws {TypeError} When `key` is not a storage key.
    * @throws {StoreUnavailableError} When the object cannot be reached.
    */
@@ -280,6 +286,9 @@ export class DurableObjectStore implements SessionStore {
    * Extends a live record's expiry (ms since the epoch) and its alarm, data and version
    * unchanged, when it is at `version`, not ended and expires earlier; decided in the object.
    *
+   * @param key The storage key.
+   * @param expiresAt The new expiry, ms since the epoch.
+   * @param version The version the caller read.
    * @returns `true` when extended; `false` otherwise, nothing written (also from an object of an
    *   earlier version, which ignores `version` and may have extended it unchecked).
    * @throws {TypeError} When `key` is not a storage key, `expiresAt` is not finite or `version`
@@ -298,6 +307,9 @@ export class DurableObjectStore implements SessionStore {
    * taken unless another owner's lease is live by the application's clock; its holder takes it
    * again (extending it). Of concurrent takers exactly one wins.
    *
+   * @param key The storage key of the session.
+   * @param owner Who takes it; only this owner can release it.
+   * @param ttlMs How long the lease lasts unless released, in milliseconds.
    * @returns `true` when taken, `false` while another owner holds a live lease.
    * @throws {TypeError} When `key` is not a storage key or `owner` is not a string.
    * @throws {RangeError} When `ttlMs` is not a positive finite number.
@@ -316,6 +328,8 @@ export class DurableObjectStore implements SessionStore {
   /**
    * Releases the lease named `key` if, and only if, `owner` holds it.
    *
+   * @param key The storage key of the session.
+   * @param owner The owner that took it.
    * @throws {TypeError} When `key` is not a storage key or `owner` is not a string.
    * @throws {StoreUnavailableError} When the object cannot be reached.
    */
@@ -331,6 +345,7 @@ export class DurableObjectStore implements SessionStore {
    * indexed under that user. Entries at least five minutes old that no longer qualify are
    * removed on the way.
    *
+   * @param user The user's id.
    * @throws {TypeError} When `user` is not a string.
    * @throws {StoreUnavailableError} When an object cannot be reached or answers badly.
    */
@@ -343,6 +358,8 @@ export class DurableObjectStore implements SessionStore {
    * The clock of the session's object (its `Date.now()`, ms since the epoch), asked only to
    * stamp and judge the grace of an ended session (see `SessionStore.time`).
    *
+   * @param key The storage key: the object asked is that session's.
+   * @returns Milliseconds since the epoch by the object's clock.
    * @throws {TypeError} When `key` is not a storage key.
    * @throws {StoreUnavailableError} When the object cannot be reached or answers no time (an
    *   object of an earlier version answers `400`; the core then uses the application's clock).

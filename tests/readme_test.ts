@@ -571,7 +571,7 @@ describe("the docs name every option, event and dependency", () => {
 
   it("of withSession, in the table of docs/guides/options.md", () => {
     const table = section("docs/guides/options.md", "Options");
-    const names = fields("src/options.ts", "SessionOptions");
+    const names = fields("src/session_options.ts", "SessionOptions");
     assert.ok(names.length >= 16);
     for (const name of names) assert.match(table, new RegExp(`^\\| \`${name}\`\\s`, "m"), `option ${name}`);
   });

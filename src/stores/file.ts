@@ -26,7 +26,7 @@ import { MARKER, Records, serialize } from "./file/records.ts";
 import { Slots } from "./file/slots.ts";
 
 export type { FileLease } from "./file/leases.ts";
-export type { FileStoreLogger, FileStoreOptions } from "./file/options.ts";
+export type { FileStoreOptions } from "./file/options.ts";
 
 /** The directory of the per-user index, inside `dir`: `users/<SHA-256 of the user id>/<key>`. */
 const USERS = "users";

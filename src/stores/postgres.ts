@@ -22,13 +22,7 @@ import { isDataError, storableJson, userOf } from "./postgres/data.ts";
 import { quoteTable, type Statements, statements } from "./postgres/statements.ts";
 import type { PostgresStoreOptions } from "./postgres/types.ts";
 
-export type {
-  PostgresJsLike,
-  PostgresStoreLogger,
-  PostgresStoreOptions,
-  QueryLike,
-  SqlLike,
-} from "./postgres/types.ts";
+export type { PostgresJsLike, PostgresStoreOptions, QueryLike, SqlLike } from "./postgres/types.ts";
 
 /**
  * Keeps sessions in one PostgreSQL table (`id text primary key, data jsonb, version integer,

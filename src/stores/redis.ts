@@ -47,7 +47,7 @@ export type {
   UpstashRedisLike,
 } from "./redis/clients.ts";
 
-export type { RedisStoreLogger, RedisStoreOptions } from "./redis/options.ts";
+export type { RedisStoreOptions } from "./redis/options.ts";
 
 /**
  * Keeps sessions in Redis, one string key per session holding the record as JSON, with Redis'

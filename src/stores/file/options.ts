@@ -3,33 +3,7 @@
  *
  * @module
  */
-
-/**
- * Where a {@linkcode FileStore} writes its warnings: `console`, the `logger` given to
- * `withSession`, or any object with a `warn` method.
- *
- * @example
- * ```ts
- * import { FileStore, type FileStoreLogger } from "websession/file";
- * import assert from "node:assert/strict";
- * import { mkdtemp, rm, writeFile } from "node:fs/promises";
- * import { tmpdir } from "node:os";
- * import { join } from "node:path";
- *
- * const warnings: string[] = [];
- * const logger: FileStoreLogger = { warn: (message) => void warnings.push(String(message)) };
- * const dir = await mkdtemp(join(tmpdir(), "sessions-"));
- * const store = new FileStore({ dir, logger });
- * await writeFile(join(dir, `${"k".repeat(43)}.json`), "not json"); // a file of the earlier layout
- * assert.equal(await store.load("k".repeat(43)), null);
- * assert.match(warnings[0]!, /corrupt session file/);
- * await rm(dir, { recursive: true });
- * ```
- */
-export interface FileStoreLogger {
-  /** A warning: a file the store had to ignore. */
-  warn(...args: unknown[]): void;
-}
+import type { SessionLogger } from "../../session_options.ts";
 
 /**
  * Options of {@linkcode FileStore}. Docs: docs/stores/file.md (the options table).
@@ -87,7 +61,7 @@ export interface FileStoreOptions {
    * Where warnings go; pass `withSession`'s logger.
    * @default console
    */
-  logger?: FileStoreLogger;
+  logger?: Pick<SessionLogger, "warn">;
   /**
    * The clock, in milliseconds since the epoch: decides when records and leases expire.
    * @default Date.now

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { SessionLogger } from "../../session_options.ts";
 import { type Commands, commandsOf, type MemcacheClientLike } from "./client.ts";
 import {
   ITEM_OVERHEAD,
@@ -64,7 +65,7 @@ export interface MemcachedStoreOptions {
    * Where warnings go; pass `withSession`'s logger.
    * @default console
    */
-  logger?: { warn(...args: unknown[]): void };
+  logger?: Pick<SessionLogger, "warn">;
   /**
    * The clock, in milliseconds since the epoch, that alone decides whether a record has expired
    * (Memcached's own expiry only frees the memory, a little later).

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { SessionLogger } from "../../session_options.ts";
 /**
  * A client with `query(text, params)`: `pg` and Neon `Pool`/`Client` (resolving to
  * `{ rows }`), and `neon(url)` over HTTP (resolving to the rows).
@@ -56,37 +57,6 @@ export interface PostgresJsLike {
  * ```
  */
 export type SqlLike = QueryLike | PostgresJsLike;
-
-/**
- * Where a {@linkcode PostgresStore} writes its warnings: `console`, the `logger` given to
- * `withSession`, or any object with a `warn` method.
- *
- * @example
- * ```ts
- * import { PostgresStore, type PostgresStoreLogger } from "websession/postgres";
- * import pg from "pg";
- * import assert from "node:assert/strict";
- *
- * const pool = new pg.Pool({ connectionString: "postgres://postgres@127.0.0.1:5432/test" });
- * const warnings: string[] = [];
- * const logger: PostgresStoreLogger = { warn: (message) => void warnings.push(String(message)) };
- * const store = new PostgresStore({ client: pool, table: "websession_logger_example", logger });
- * await store.migrate();
- * const key = "l".repeat(43);
- * await pool.query(
- *   `INSERT INTO websession_logger_example VALUES ($1, '[]', 1, now(), now() + interval '1 minute')`,
- *   [key],
- * );
- * assert.equal(await store.load(key), null);
- * assert.match(warnings[0]!, /corrupt session row/);
- * await pool.query("DROP TABLE websession_logger_example, websession_logger_example_leases");
- * await pool.end();
- * ```
- */
-export interface PostgresStoreLogger {
-  /** A warning: a stored row the store had to ignore. */
-  warn(...args: unknown[]): void;
-}
 
 /**
  * Options of {@linkcode PostgresStore}; docs/stores/postgres.md has the table.
@@ -145,7 +115,7 @@ export interface PostgresStoreOptions {
    * `withSession`'s to route them with the rest.
    * @default console
    */
-  logger?: PostgresStoreLogger;
+  logger?: Pick<SessionLogger, "warn">;
   /**
    * The clock that decides expiry, in milliseconds since the epoch. Every statement that
    * compares `expires_at` (`load`, the liveness check of `save` and `touch`, `cleanup`,

@@ -3,34 +3,8 @@
  *
  * @module
  */
+import type { SessionLogger } from "../../session_options.ts";
 import { type Commands, commandsOf, type RedisLike } from "./clients.ts";
-
-/**
- * Where a {@linkcode RedisStore} writes its warnings: `console`, the `logger` given to
- * `withSession`, or any object with a `warn` method.
- *
- * @example
- * ```ts
- * import { RedisStore, type RedisStoreLogger } from "websession/redis";
- * import { Redis } from "ioredis";
- * import assert from "node:assert/strict";
- *
- * const client = new Redis("redis://127.0.0.1:6379", { maxRetriesPerRequest: 1 });
- * const warnings: string[] = [];
- * const logger: RedisStoreLogger = { warn: (message) => void warnings.push(String(message)) };
- * const store = new RedisStore({ client, prefix: "example-logger:", logger });
- * const key = "l".repeat(43);
- * await client.set(`example-logger:${key}`, "not a record", "PX", 60_000);
- * assert.equal(await store.load(key), null);
- * assert.match(warnings[0]!, /corrupt session record/);
- * await client.del(`example-logger:${key}`);
- * client.disconnect();
- * ```
- */
-export interface RedisStoreLogger {
-  /** A warning: a stored value the store had to ignore. */
-  warn(...args: unknown[]): void;
-}
 
 /**
  * Options of {@linkcode RedisStore}. Docs: docs/stores/redis.md (the options table).
@@ -83,7 +57,7 @@ export interface RedisStoreOptions {
    * Where warnings go; pass `withSession`'s logger.
    * @default console
    */
-  logger?: RedisStoreLogger;
+  logger?: Pick<SessionLogger, "warn">;
   /**
    * The clock that decides expiry, in ms since the epoch: a record is live while
    * `expiresAt > now()`, and a key lives `expiresAt - now()` ms (Redis' own clock is never

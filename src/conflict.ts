@@ -226,17 +226,30 @@ export function storeError(action: string, cause: unknown): SessionError {
  * @param now The clock.
  * @returns How it ended.
  */
-export async function commitToRecord(
+export function commitToRecord(
   store: SessionStore,
   key: string,
   p: Pending,
   maxAttempts: number,
   now: () => number,
 ): Promise<Outcome> {
-  if (p.held) return await compareAndSet(store, key, p, maxAttempts, now);
-  // Not in a turn of its own (openSession, locking "explicit", a late save): commits of one
-  // key in this process still go one at a time, each with its own I/O, so that they never
-  // fight for the record here.
+  // In its turn already: the promise is handed on (no frame of its own on the common path).
+  if (p.held) return compareAndSet(store, key, p, maxAttempts, now);
+  return commitInTurn(store, key, p, maxAttempts, now);
+}
+
+/**
+ * A commit not in a turn of its own (openSession, locking "explicit", a late save): commits of
+ * one key in this process still go one at a time, each with its own I/O, so that they never
+ * fight for the record here.
+ */
+async function commitInTurn(
+  store: SessionStore,
+  key: string,
+  p: Pending,
+  maxAttempts: number,
+  now: () => number,
+): Promise<Outcome> {
   const taken = takeTurn(store, key, p.s, TURN_WAIT_MS);
   const turn = taken instanceof Promise ? await taken : taken;
   try {

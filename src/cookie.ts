@@ -177,8 +177,9 @@ function unquote(value: string): string {
  * ```
  */
 export function readCookies(header: string | null, name: string): string[] {
-  const values: string[] = [];
-  if (header === null || header.length === 0) return values;
+  if (header === null || header.length === 0) return [];
+  // Made with its first value: an empty array's first `push` reserves room for 17.
+  let values: string[] | undefined;
   let index = header.indexOf(name);
   while (index !== -1) {
     // The name must start a pair: at the beginning, or after a separator and optional spaces.
@@ -189,13 +190,15 @@ export function readCookies(header: string | null, name: string): string[] {
     if ((before < 0 || isSeparator(header.charCodeAt(before))) && header.charCodeAt(after) === 61) {
       let end = after + 1;
       while (end < header.length && !isSeparator(header.charCodeAt(end))) end++;
-      values.push(unquote(header.slice(after + 1, end).trim()));
+      const value = unquote(header.slice(after + 1, end).trim());
+      if (values === undefined) values = [value];
+      else values.push(value);
       index = header.indexOf(name, end);
     } else {
       index = header.indexOf(name, index + 1);
     }
   }
-  return values;
+  return values ?? [];
 }
 
 /**

@@ -437,18 +437,28 @@ function checkValue(value: unknown, key: string, depth = 0, seen?: Set<object>):
   }
 }
 
+/**
+ * `list` with `item` added. A list that is empty becomes `[item]`: an empty array's first
+ * `push` reserves room for 17 items, and a request's logs mostly hold one or two.
+ */
+function appended<T>(list: T[] | undefined, item: T): T[] {
+  if (list === undefined || list.length === 0) return [item];
+  list.push(item);
+  return list;
+}
+
 function observe(s: SessionState, key: string): void {
   if (s.cleared || s.readAll || s.blind?.has(key)) return;
-  (s.reads ??= []).push(key);
+  s.reads = appended(s.reads, key);
 }
 
 function observeFlash(s: SessionState, key: string): void {
   if (s.cleared) return;
-  (s.flashReads ??= []).push(key);
+  s.flashReads = appended(s.flashReads, key);
 }
 
 function record(s: SessionState, op: Operation): void {
-  s.ops.push(op);
+  s.ops = appended(s.ops, op);
   s.host.changed(s);
 }
 
@@ -836,7 +846,7 @@ export class Session<T extends object = SessionData> {
     s.flash.clear();
     s.flashOut?.clear();
     s.cleared = true;
-    s.ops.push({ type: "clear" });
+    s.ops = appended(s.ops, { type: "clear" });
     this.#renew("destroy");
   }
 

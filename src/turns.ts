@@ -18,8 +18,10 @@
  *
  * Bounds: a waiter waits at most `waitMs`, then goes on without the turn (optimistic: the
  * compare-and-set and the conflict policy decide, as before turns existed); at most
- * `MAX_WAITERS` wait on one key (later arrivals go on at once); a key's entry lives only while a
- * request holds or waits for it, and conflict marks are kept for at most `MAX_MARKS` keys.
+ * `MAX_WAITERS` wait on one key (later arrivals go on at once); a key's entry stays after its
+ * turn is given up (the next request of the session takes it without touching the `Map`) while
+ * the store has at most `MAX_FREE` entries, and conflict marks are kept for at most `MAX_MARKS`
+ * keys.
  *
  * @module
  */
@@ -34,6 +36,8 @@ export const TURN_WAIT_MS = 10_000;
 export const MAX_WAITERS = 1_000;
 /** At most this many keys keep a conflict mark (oldest dropped first). */
 const MAX_MARKS = 4_096;
+/** A freed key keeps its entry while the store has at most this many (held ones included). */
+const MAX_FREE = 1_024;
 
 interface Waiter {
   owner: object;
@@ -41,10 +45,12 @@ interface Waiter {
 }
 
 interface KeyState {
+  /** Who holds the turn; `undefined`: free (the entry is kept for the key's next request). */
   owner: object | undefined;
   /** When the owner took the turn (ms, the process clock). */
   since: number;
-  waiters: Waiter[];
+  /** Requests waiting, once one has waited. */
+  waiters: Waiter[] | undefined;
 }
 
 interface StoreTurns {
@@ -99,9 +105,9 @@ export function takeTurn(
 ): Turn | Promise<Turn | undefined> {
   const turns = turnsOf(store);
   const now = Date.now();
-  let state = turns.keys.get(key);
+  const state = turns.keys.get(key);
   if (state === undefined) {
-    turns.keys.set(key, { owner, since: now, waiters: [] });
+    turns.keys.set(key, { owner, since: now, waiters: undefined });
     return { turns, key, owner };
   }
   if (state.owner === owner) return { turns, key, owner };
@@ -112,8 +118,8 @@ export function takeTurn(
     state.since = now;
     return { turns, key, owner };
   }
-  if (state.waiters.length >= MAX_WAITERS || waitMs === 0) return Promise.resolve(undefined);
-  return wait(turns, key, state = state!, owner, waitMs);
+  if ((state.waiters?.length ?? 0) >= MAX_WAITERS || waitMs === 0) return Promise.resolve(undefined);
+  return wait(turns, key, state, owner, waitMs);
 }
 
 function wait(
@@ -127,8 +133,8 @@ function wait(
     // The timer is this request's own pending I/O while it waits (workerd cancels a request
     // that waits on nothing of its own), and bounds the wait.
     const timer = setTimeout(function giveUp() {
-      const at = state.waiters.indexOf(waiter);
-      if (at >= 0) state.waiters.splice(at, 1);
+      const at = state.waiters!.indexOf(waiter);
+      if (at >= 0) state.waiters!.splice(at, 1);
       resolve(undefined);
     }, waitMs);
     const waiter: Waiter = {
@@ -138,7 +144,7 @@ function wait(
         resolve({ turns, key, owner });
       },
     };
-    state.waiters.push(waiter);
+    (state.waiters ??= []).push(waiter);
   });
 }
 
@@ -147,11 +153,14 @@ function wait(
  * key. Does nothing when `turn` no longer holds it.
  */
 export function releaseTurn(turn: Turn): void {
-  const state = turn.turns.keys.get(turn.key);
+  const keys = turn.turns.keys;
+  const state = keys.get(turn.key);
   if (state === undefined || state.owner !== turn.owner) return;
-  const next = state.waiters.shift();
+  const next = state.waiters?.shift();
   if (next === undefined) {
-    turn.turns.keys.delete(turn.key);
+    // Kept free for the session's next request, unless the store holds many entries already.
+    if (keys.size > MAX_FREE) keys.delete(turn.key);
+    else state.owner = undefined;
     return;
   }
   state.owner = next.owner;
@@ -189,7 +198,7 @@ export function isStoreContended(store: object): boolean {
 
 /** How many requests wait for `key` (for tests and instrumentation). */
 export function waitingFor(store: object, key: string): number {
-  return byStore.get(storeOf(store as SessionStore))?.keys.get(key)?.waiters.length ?? 0;
+  return byStore.get(storeOf(store as SessionStore))?.keys.get(key)?.waiters?.length ?? 0;
 }
 
 /**

@@ -100,7 +100,7 @@ export class MemoryStore implements SessionStore {
   #max: number;
   #now: () => number;
   /** Where the rolling expiry pass stands; a new pass starts when it is done. */
-  #cursor: Iterator<[string, Entry]> | undefined;
+  #cursor: MapIterator<Entry> | undefined;
 
   /**
    * Creates an empty store.
@@ -134,6 +134,11 @@ export class MemoryStore implements SessionStore {
     return entry;
   }
 
+  /** Throws unless `key` is a storage key; a key held already was checked when it was written. */
+  #checkKey(key: string): void {
+    if (!this.#records.has(key)) assertStorageKey(key);
+  }
+
   /** Removes a record and its place in the per-user index. */
   #drop(key: string, entry: Entry | undefined): void {
     this.#records.delete(key);
@@ -150,7 +155,7 @@ export class MemoryStore implements SessionStore {
   /** Reads a record; `null` when missing or expired. The record is a fresh copy. */
   load(key: string): Promise<StoredSession | null> {
     try {
-      assertStorageKey(key);
+      this.#checkKey(key);
       const entry = this.#entry(key, this.#now());
       return Promise.resolve(entry === undefined ? null : toRecord(entry));
     } catch (error) {
@@ -185,7 +190,7 @@ export class MemoryStore implements SessionStore {
     expectedVersion: number | null,
     user: string | undefined,
   ): SaveResult {
-    assertStorageKey(key);
+    this.#checkKey(key);
     const data = stringifyData(record.data);
     const now = this.#now();
     const current = this.#entry(key, now);
@@ -198,7 +203,15 @@ export class MemoryStore implements SessionStore {
       return true;
     }
     if (current?.user !== undefined && current.user !== user) this.#unindex(key, current);
-    const entry = new Entry(data, record.version, record.createdAt, record.expiresAt, user, isEnded(record));
+    const entry = new Entry(
+      key,
+      data,
+      record.version,
+      record.createdAt,
+      record.expiresAt,
+      user,
+      isEnded(record),
+    );
     if (user !== undefined) {
       let keys = this.#users.get(user);
       if (keys === undefined) this.#users.set(user, keys = new Set());
@@ -234,7 +247,7 @@ export class MemoryStore implements SessionStore {
    */
   touch(key: string, expiresAt: number, version: number): Promise<boolean> {
     try {
-      assertStorageKey(key);
+      this.#checkKey(key);
       assertTouchArguments(expiresAt, version);
     } catch (error) {
       return Promise.reject(error);
@@ -305,16 +318,14 @@ export class MemoryStore implements SessionStore {
 
   /** One step of the rolling pass: examines up to `SWEEP_STEP` records after the last one seen. */
   #sweepStep(now: number): void {
-    const cursor = (this.#cursor ??= this.#records.entries());
-    for (let i = 0; i < SWEEP_STEP; i++) {
-      const next = cursor.next();
-      if (next.done === true) {
-        this.#cursor = undefined; // the next write starts a new pass
-        return;
-      }
-      const [key, entry] = next.value;
-      if (entry.expiresAt <= now) this.#drop(key, entry);
+    // `for...of` resumes the pass where the last write left it (a Map iterator has no `return`,
+    // so `break` leaves it open) and, unlike `next()` calls, allocates no result per record.
+    let examined = 0;
+    for (const entry of (this.#cursor ??= this.#records.values())) {
+      if (entry.expiresAt <= now) this.#drop(entry.key, entry);
+      if (++examined === SWEEP_STEP) return;
     }
+    this.#cursor = undefined; // the next write starts a new pass
   }
 
   #sweepAll(): number {
@@ -340,6 +351,8 @@ export class MemoryStore implements SessionStore {
 
 /** One held record: its data as JSON text, its version and times as numbers. */
 class Entry {
+  /** The storage key it is held under. */
+  readonly key: string;
   readonly data: string;
   readonly version: number;
   readonly createdAt: number;
@@ -349,6 +362,7 @@ class Entry {
   /** The record is a tombstone (`isEnded`): a touch never extends it. */
   readonly ended: boolean;
   constructor(
+    key: string,
     data: string,
     version: number,
     createdAt: number,
@@ -356,6 +370,7 @@ class Entry {
     user: string | undefined,
     ended: boolean,
   ) {
+    this.key = key;
     this.data = data;
     this.version = version;
     this.createdAt = createdAt;

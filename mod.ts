@@ -55,7 +55,6 @@ export {
   StoreUnavailableError,
 } from "./src/errors.ts";
 export type { SessionErrorCode } from "./src/errors.ts";
-export { createSessionId, isSessionId, storageKeyOf } from "./src/id.ts";
 // Stores are configured by applications, so their types are here; what store authors need
 // (validators, the save contract) is in `websession/store-kit`.
 export type {

@@ -22,7 +22,15 @@ const cookie = await load<typeof import("../src/stores/cookie.ts")>("src/stores/
 const redis = await load<typeof import("../src/stores/redis.ts")>("src/stores/redis.ts");
 const postgres = await load<typeof import("../src/stores/postgres.ts")>("src/stores/postgres.ts");
 
-export const { withSession, getSession, MemoryStore, createSessionId, storageKeyOf } = core;
+// The id helpers are in websession/store-kit; revisions before that exported them from the core.
+const kit: Partial<typeof import("../src/store_kit.ts")> = await load<
+  Partial<typeof import("../src/store_kit.ts")>
+>(
+  "src/store_kit.ts",
+).catch(() => ({}));
+const ids = (kit.createSessionId ? kit : core) as typeof import("../src/store_kit.ts");
+export const { withSession, getSession, MemoryStore } = core;
+export const { createSessionId, storageKeyOf } = ids;
 export type MemoryStore = import("../mod.ts").MemoryStore;
 export type { SessionOptions, SessionStore } from "../mod.ts";
 export const { FileStore } = file;

@@ -46,7 +46,7 @@ export function encodeBase64Url(bytes: Uint8Array): string {
  * @returns A fresh id.
  * @example
  * ```ts
- * import { createSessionId, isSessionId } from "websession";
+ * import { createSessionId, isSessionId } from "websession/store-kit";
  * import assert from "node:assert/strict";
  *
  * const id = createSessionId();
@@ -74,7 +74,7 @@ export function createSessionId(): string {
  * @returns `true` for a well-formed id.
  * @example
  * ```ts
- * import { isSessionId } from "websession";
+ * import { isSessionId } from "websession/store-kit";
  * import assert from "node:assert/strict";
  *
  * assert.equal(isSessionId("../../etc/passwd"), false);
@@ -96,7 +96,7 @@ const encoder = new TextEncoder();
  * @throws {TypeError} When `id` is not a well-formed session id.
  * @example
  * ```ts
- * import { createSessionId, storageKeyOf } from "websession";
+ * import { createSessionId, storageKeyOf } from "websession/store-kit";
  * import assert from "node:assert/strict";
  *
  * const key = await storageKeyOf(createSessionId());

@@ -468,6 +468,47 @@ export {
 } from "./errors.ts";
 export {
   /**
+   * Creates a session id: 192 random bits as 32 base64url characters (what a cookie carries;
+   * a store never sees it, only its `storageKeyOf`).
+   *
+   * @example
+   * ```ts
+   * import { createSessionId, isSessionId } from "websession/store-kit";
+   * import assert from "node:assert/strict";
+   *
+   * assert.ok(isSessionId(createSessionId()));
+   * ```
+   */
+  createSessionId,
+  /**
+   * Tells whether a value has the exact shape of a session id (32 base64url characters).
+   *
+   * @example
+   * ```ts
+   * import { isSessionId } from "websession/store-kit";
+   * import assert from "node:assert/strict";
+   *
+   * assert.equal(isSessionId("../../etc/passwd"), false);
+   * ```
+   */
+  isSessionId,
+  /**
+   * The storage key of a session id, `SHA-256(id)` in base64url (43 characters): the only key a
+   * store is given, so a leaked store holds nothing that works as a cookie. Find a session's
+   * record with it (a test, a migration script). Throws a `TypeError` for a malformed id.
+   *
+   * @example
+   * ```ts
+   * import { createSessionId, storageKeyOf } from "websession/store-kit";
+   * import assert from "node:assert/strict";
+   *
+   * assert.match(await storageKeyOf(createSessionId()), /^[A-Za-z0-9_-]{43}$/);
+   * ```
+   */
+  storageKeyOf,
+} from "./id.ts";
+export {
+  /**
    * A user's tag, SHA-256 of the id's UTF-8 in base64url: what a store writes in key names
    * instead of the user's id (its index of a user's sessions).
    *

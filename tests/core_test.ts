@@ -3,19 +3,17 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import {
-  createSessionId,
   getSession,
-  isSessionId,
   MemoryStore,
   type Session,
   SessionConfigError,
   SessionConflictError,
   SessionError,
   type SessionEvent,
-  storageKeyOf,
   StoreUnavailableError,
   withSession,
 } from "../mod.ts";
+import { createSessionId, isSessionId, storageKeyOf } from "../src/store_kit.ts";
 import { parseCookies, readCookies, resolveCookieOptions, serializeCookie } from "../src/cookie.ts";
 import { GenerationalCache, Signer } from "../src/signing.ts";
 import { replay } from "../src/session.ts";

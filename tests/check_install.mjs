@@ -60,17 +60,19 @@ function checkRoot(start) {
   return false;
 }
 
-/** The toolchain's direct packages whose installed version is not the one its lock file names. */
+/**
+ * The toolchain's packages that its lock file names and its node_modules lacks, or holds at another
+ * version (by npm's own record of the install, node_modules/.package-lock.json). Packages for another
+ * platform (with `os` or `cpu`) and optional ones are not required.
+ */
 export function staleToolchain() {
-  const manifest = JSON.parse(readFileSync(join(TOOLCHAIN, "package.json"), "utf8"));
-  const lock = JSON.parse(readFileSync(join(TOOLCHAIN, "package-lock.json"), "utf8"));
-  const names = Object.keys({ ...manifest.dependencies, ...manifest.devDependencies });
-  return names.filter((name) => {
-    const locked = lock.packages?.[`node_modules/${name}`]?.version;
-    const file = join(TOOL_MODULES, name, "package.json");
-    if (!existsSync(file)) return true;
-    return JSON.parse(readFileSync(file, "utf8")).version !== locked;
-  });
+  const lock = JSON.parse(readFileSync(join(TOOLCHAIN, "package-lock.json"), "utf8")).packages ?? {};
+  const record = join(TOOL_MODULES, ".package-lock.json");
+  const installed = existsSync(record) ? JSON.parse(readFileSync(record, "utf8")).packages ?? {} : {};
+  return Object.entries(lock).filter(([path, entry]) =>
+    path !== "" && !entry.optional && !entry.devOptional && !entry.os && !entry.cpu &&
+    installed[path]?.version !== entry.version
+  ).map(([path]) => path);
 }
 
 /** `npm ci` in tests/toolchain, from its lock file. Throws when npm fails. */
@@ -81,8 +83,12 @@ export function installToolchain() {
   const npm = process.env.npm_execpath && /npm-cli\.js$/.test(process.env.npm_execpath)
     ? [process.execPath, [process.env.npm_execpath]]
     : ["npm", []];
+  // Without the npm_* variables of the npm that runs `npm test`: they carry the root's settings
+  // (npm_config_omit=peer from its .npmrc), and the toolchain needs its peers installed.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^npm_/i.test(name)));
   const result = spawnSync(npm[0], [...npm[1], "ci", "--no-audit", "--no-fund", "--loglevel=error"], {
     cwd: TOOLCHAIN,
+    env,
     stdio: "inherit",
   });
   if (result.status !== 0) {

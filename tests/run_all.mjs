@@ -6,7 +6,9 @@
 // Usage: node tests/run_all.mjs [section ...]
 //   sections: node, deploy, node-current, deno, bun, workerd, workerd-no-compat, browser (default: all)
 //   CURRENT_NODE=/path/to/node overrides the current Node found in node_modules.
-// Runtimes come from devDependencies (node_modules), never from the network at test time.
+// Runtimes come from the test toolchain (tests/toolchain, linked into node_modules): when it is not
+// installed yet, its `npm ci` runs first, once (tests/check_install.mjs); nothing else reaches the
+// network at test time.
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -14,6 +16,7 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bunFiles, denoFiles, NODE_ONLY, nodeFiles, ROOT, testFiles } from "./runtime/matrix.mjs";
+import { ensureToolchain } from "./check_install.mjs";
 
 /** No runtime may take longer than this; it is killed and counted as failed. */
 const SECTION_TIMEOUT_MS = 15 * 60_000;
@@ -324,6 +327,7 @@ async function missingServices() {
 }
 
 async function main() {
+  ensureToolchain();
   await missingServices();
   const asked = process.argv.slice(2);
   const unknown = asked.filter((name) => !(name in SECTIONS));

@@ -19,7 +19,7 @@ import { bunFiles, denoFiles, NODE_ONLY, nodeFiles, ROOT, testFiles } from "./ru
 import { ensureToolchain } from "./check_install.mjs";
 
 /** No runtime may take longer than this; it is killed and counted as failed. */
-const SECTION_TIMEOUT_MS = 15 * 60_000;
+const SECTION_TIMEOUT_MS = 25 * 60_000;
 const bin = (name) => join(ROOT, "node_modules", ".bin", name);
 
 /**

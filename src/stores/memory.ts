@@ -17,9 +17,8 @@ import {
 } from "../store.ts";
 
 /**
- * How many held records each write examines for expiry, continuing a rolling pass over the
- * store. Each write adds at most one record, so a pass ends within `size / (SWEEP_STEP - 1)`
- * writes, and the expired records held at any time stay a fraction of the live ones.
+ * How many held records each write examines for expiry, in a rolling pass: a pass ends within
+ * `size / (SWEEP_STEP - 1)` writes, so expired records stay a fraction of the live ones.
  */
 const SWEEP_STEP = 8;
 
@@ -61,18 +60,11 @@ export interface MemoryStoreOptions {
  * Keeps sessions in a `Map` in this process: fast, compare-and-set, lost on restart and not
  * shared between processes or isolates.
  *
- * - A record's data is held as JSON text beside its version and times: a loaded record is
- *   always a fresh copy, and data that is not plain JSON is refused with a `SessionDataError`
- *   when it is saved (a `BigInt`, a cycle), not when it is read back.
- * - A refused save reports the record it lost to (a {@linkcode SaveConflict}).
- * - `touch(key, expiresAt, version)` extends a record only while it is at that version and not
- *   ended, and never shortens it.
- * - Expired records are removed as the store is used, with no timer: every write (`save`,
- *   `touch`) also examines the next 8 held records of a rolling pass and drops those that have
- *   expired, so memory follows the live sessions however many have come and gone. `cleanup()`
- *   drops every expired record at once; `count()` counts after doing so. Nothing keeps a
- *   process alive.
- * - `maxSessions` bounds the store outright, dropping the least recently written session.
+ * - Data is held as JSON text (a load is a fresh copy; data that is not plain JSON is refused
+ *   with a `SessionDataError` on save). A refused save reports the record it lost to.
+ * - Expired records go as the store is used, with no timer (each write examines the next 8 of
+ *   a rolling pass); `cleanup()` drops them all at once. `maxSessions` bounds the store,
+ *   dropping the least recently written session. Docs: docs/stores/memory.md.
  *
  * @example
  * ```ts
@@ -117,10 +109,7 @@ export class MemoryStore implements SessionStore {
     this.#now = options.now ?? Date.now;
   }
 
-  /**
-   * How many records the store holds right now, including expired ones that no write has swept
-   * away yet (`count()` counts live sessions only). Cheap: reads the `Map`'s size.
-   */
+  /** Records held now, expired ones not yet swept included (`count()` counts live ones). */
   get size(): number {
     return this.#records.size;
   }

@@ -154,7 +154,7 @@ export class GenerationalCache<K, V> {
  *
  * @example
  * ```ts
- * import { createSessionId } from "websession";
+ * import { createSessionId } from "websession/store-kit";
  * import { Signer } from "./signing.ts";
  * import assert from "node:assert/strict";
  *

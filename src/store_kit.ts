@@ -19,6 +19,19 @@
  * @module
  */
 export {
+  /**
+   * Checks a record before a store writes it: a safe-integer version, finite times (else a
+   * `TypeError`), data a JSON object (else a `SessionDataError`).
+   *
+   * @example
+   * ```ts
+   * import { assertRecordShape } from "websession/store-kit";
+   * import assert from "node:assert/strict";
+   *
+   * assert.throws(() => assertRecordShape({ data: {}, version: 1.5, createdAt: 0, expiresAt: 1 }), TypeError);
+   * ```
+   */
+  assertRecordShape,
   /** Checks that a value is a server store: what a store made of stores asks of its parts. */
   assertServerStore,
   /**

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { SessionDataError } from "./errors.ts";
 import type { StoredSession } from "./store.ts";
 
 /**
@@ -177,4 +178,32 @@ export function touchExtends(
   version: number,
 ): boolean {
   return record != null && record.version === version && !isEnded(record) && expiresAt > record.expiresAt;
+}
+
+/**
+ * Checks a record a store is about to write: a safe-integer version, finite times, and data that is
+ * a JSON object. Call it before encoding, so nothing is written for a malformed record.
+ *
+ * @param record The record handed to `save`.
+ * @throws {TypeError} When the version or a time is not a finite number.
+ * @throws {SessionDataError} When `data` is not a plain object (an array, `null`, a primitive).
+ * @example
+ * ```ts
+ * import { assertRecordShape, SessionDataError } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * assertRecordShape({ data: { n: 1 }, version: 1, createdAt: 0, expiresAt: 60_000 });
+ * assert.throws(() => assertRecordShape({ data: [] as never, version: 1, createdAt: 0, expiresAt: 1 }), SessionDataError);
+ * ```
+ */
+export function assertRecordShape(record: StoredSession): void {
+  const { version, createdAt, expiresAt, data } = record;
+  if (!Number.isSafeInteger(version) || !Number.isFinite(createdAt) || !Number.isFinite(expiresAt)) {
+    throw new TypeError(
+      `Invalid record: version "${version}", createdAt "${createdAt}" and expiresAt "${expiresAt}" must be finite`,
+    );
+  }
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
+    throw new SessionDataError("Session data cannot be stored: not a JSON object");
+  }
 }

@@ -6,7 +6,13 @@
  * @module
  */
 import { SessionDataError, SessionTooLargeError } from "../../errors.ts";
-import { ENDED_KEY, isEnded, parseStoredSession, type StoredSession } from "../../store.ts";
+import {
+  assertRecordShape,
+  ENDED_KEY,
+  isEnded,
+  parseStoredSession,
+  type StoredSession,
+} from "../../store.ts";
 
 /** Workers KV refuses an `expirationTtl` under 60 seconds. */
 export const MIN_TTL_SECONDS = 60;
@@ -58,15 +64,7 @@ const HASHED_FIELD = "hashed";
  * written: well-formed numbers, JSON data, and a UTF-8 size within KV's value limit.
  */
 export function encode(record: StoredSession, index?: Indexed, destroyed = false): string {
-  const { version, createdAt, expiresAt, data } = record;
-  if (!Number.isSafeInteger(version) || !Number.isFinite(createdAt) || !Number.isFinite(expiresAt)) {
-    throw new TypeError(
-      `Invalid record: version "${version}", createdAt "${createdAt}" and expiresAt "${expiresAt}" must be finite`,
-    );
-  }
-  if (typeof data !== "object" || data === null || Array.isArray(data)) {
-    throw new SessionDataError("Session data cannot be stored: not a JSON object");
-  }
+  assertRecordShape(record);
   let text: string;
   try {
     const stored = index === undefined

@@ -5,7 +5,7 @@
  * @module
  */
 import { SessionDataError, SessionTooLargeError, StoreUnavailableError } from "../../errors.ts";
-import { parseStoredSession, type StoredSession } from "../../store.ts";
+import { assertRecordShape, parseStoredSession, type StoredSession } from "../../store.ts";
 import { v8SerializedStringSize } from "../../v8_size.ts";
 
 /** Attempts of a read-check-commit round when the entry moved under us without a conflict. */
@@ -44,15 +44,7 @@ export function withUser(text: string, user: string): string {
  * a V8-serialized size within Deno KV's value limit.
  */
 export function encode(record: StoredSession): string {
-  const { version, createdAt, expiresAt, data } = record;
-  if (!Number.isSafeInteger(version) || !Number.isFinite(createdAt) || !Number.isFinite(expiresAt)) {
-    throw new TypeError(
-      `Invalid record: version "${version}", createdAt "${createdAt}" and expiresAt "${expiresAt}" must be finite`,
-    );
-  }
-  if (typeof data !== "object" || data === null || Array.isArray(data)) {
-    throw new SessionDataError("Session data cannot be stored: not a JSON object");
-  }
+  assertRecordShape(record);
   let text: string;
   try {
     text = JSON.stringify(record);

@@ -6,7 +6,7 @@
  * @module
  */
 import { SessionDataError, SessionTooLargeError, StoreUnavailableError } from "../../errors.ts";
-import { type StoredSession, toStoredSession } from "../../store.ts";
+import { assertRecordShape, type StoredSession, toStoredSession } from "../../store.ts";
 import { v8SerializedStringSize } from "../../v8_size.ts";
 import type { DurableObjectResponseLike, DurableObjectStubLike } from "../durable_object.ts";
 
@@ -165,15 +165,7 @@ export function storedText(record: StoredSession, user: string | undefined): str
  * its JSON text.
  */
 export function encode(record: StoredSession, user?: string): string {
-  const { version, createdAt, expiresAt, data } = record;
-  if (!Number.isSafeInteger(version) || !Number.isFinite(createdAt) || !Number.isFinite(expiresAt)) {
-    throw new TypeError(
-      `Invalid record: version "${version}", createdAt "${createdAt}" and expiresAt "${expiresAt}" must be finite`,
-    );
-  }
-  if (typeof data !== "object" || data === null || Array.isArray(data)) {
-    throw new SessionDataError("Session data cannot be stored: not a JSON object");
-  }
+  assertRecordShape(record);
   let text: string;
   try {
     text = storedText(record, user);

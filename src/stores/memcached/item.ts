@@ -5,7 +5,7 @@
  * @module
  */
 import { SessionDataError, SessionTooLargeError } from "../../errors.ts";
-import { type StoredSession, toStoredSession } from "../../store.ts";
+import { assertRecordShape, type StoredSession, toStoredSession } from "../../store.ts";
 
 // Memcached reads an exptime over 30 days as an absolute Unix time, on the server's clock.
 const THIRTY_DAYS_S = 60 * 60 * 24 * 30;
@@ -116,16 +116,8 @@ function utf8Length(text: string): number {
  * its item (with room for an index mark) would not fit in `maxValueBytes`.
  */
 export function encodeData(record: StoredSession, maxValueBytes: number): string {
-  const { version, createdAt, expiresAt } = record;
-  if (!Number.isSafeInteger(version) || !Number.isFinite(createdAt) || !Number.isFinite(expiresAt)) {
-    throw new TypeError(
-      `Invalid record: version "${version}", createdAt "${createdAt}" and expiresAt "${expiresAt}" must be finite`,
-    );
-  }
+  assertRecordShape(record);
   const data = record.data;
-  if (typeof data !== "object" || data === null || Array.isArray(data)) {
-    throw new SessionDataError("Session data cannot be stored: not a JSON object");
-  }
   let value: string;
   try {
     value = JSON.stringify(data);

@@ -16,7 +16,6 @@ import {
   leaveTurn,
   newHandle,
 } from "./backend.ts";
-import { sealedBackend } from "./backends/sealed.ts";
 import { serverBackend } from "./backends/server.ts";
 import { SessionConflictError, SessionError } from "./errors.ts";
 import { emit } from "./events.ts";
@@ -59,10 +58,11 @@ export type CookieInput =
   | null
   | undefined;
 
-/** The backend for a store. */
+/**
+ * The backend for a store: the server backend, unless the store brings its own (a sealed store
+ * its sealed-cookie flow, a `MigratingStore` from a `CookieStore` the one that moves its cookies).
+ */
 export function backendOf(o: ResolvedOptions): Backend {
-  if (o.sealed) return sealedBackend;
-  // A MigratingStore from a CookieStore brings the backend that moves sealed cookies.
   return (o.store as { [kBackend]?: Backend })[kBackend] ?? serverBackend;
 }
 

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { kBackend } from "./backend.ts";
 import { resolveCookieOptions, type ResolvedCookieOptions } from "./cookie.ts";
 import { RecentAuthRequiredError, SessionConfigError } from "./errors.ts";
 import type { EventHook } from "./events.ts";
@@ -276,6 +277,9 @@ function resolveStore(options: SessionOptions<SessionData>) {
   const sealed = isSealedStore(store);
   if (!sealed && (typeof store.load !== "function" || typeof store.save !== "function")) {
     throw new TypeError("Invalid store: it has no load() and save() methods");
+  }
+  if (sealed && (store as { [kBackend]?: unknown })[kBackend] === undefined) {
+    throw new TypeError("Invalid store: a sealed store of your own is passed through sealedStore() from websession/store-kit");
   }
   // A sealed store signs nothing here: its own secrets seal the cookie.
   const secrets = sealed && options.secrets === undefined ? [] : resolveSecrets(options.secrets);

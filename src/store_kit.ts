@@ -536,3 +536,7 @@ export {
    */
   userTag,
 } from "./user_tag.ts";
+export {
+  /** Gives a sealed store of your own the sealed-cookie flow (`CookieStore` is built with it). */
+  sealedStore,
+} from "./backends/sealed.ts";

@@ -19,6 +19,7 @@ import { GenerationalCache, Signer } from "../src/signing.ts";
 import { replay } from "../src/session.ts";
 import { Client } from "./conformance/client.ts";
 import type { SealedSessionStore } from "../src/store.ts";
+import { sealedStore } from "../src/store_kit.ts";
 
 const SECRET = "unit test secret of at least 32 characters";
 
@@ -545,7 +546,7 @@ describe("responses", () => {
 
   it("need no secrets of their own with a sealed store, which seals with its own", async () => {
     // A sealed store for the core's contract only (no encryption): JSON in base64url.
-    const sealedStore: SealedSessionStore = {
+    const plain: SealedSessionStore = {
       sealed: true,
       capabilities: { compareAndSet: false, ttl: true, revocation: false },
       open(get, name) {
@@ -563,10 +564,13 @@ describe("responses", () => {
       },
     };
     assert.throws(() => withSession(() => new Response(), { store: new MemoryStore() }), /secrets/);
+    // Its flow comes with it (sealedStore), so an application without one bundles none of it.
+    assert.throws(() => withSession(() => new Response(), { store: { ...plain } }), /sealedStore\(\)/);
+    assert.throws(() => sealedStore({ sealed: true } as unknown as SealedSessionStore), /open\(\) and seal\(\)/);
     const client = new Client(withSession(async (req: Request) => {
       const session = await getSession<{ n: number }>(req);
       return new Response(String(session.update("n", (n = 0) => n + 1)));
-    }, { store: sealedStore }));
+    }, { store: sealedStore(plain) }));
     assert.equal(await client.text("/"), "1");
     assert.equal(await client.text("/"), "2");
   });

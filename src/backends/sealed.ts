@@ -21,6 +21,7 @@ import {
   hasData,
   invalid,
   isLive,
+  kBackend,
   setCookie,
   timeoutsOf,
 } from "../backend.ts";
@@ -28,7 +29,7 @@ import { inGrace, storeError } from "../conflict.ts";
 import { SessionError, SessionStateError } from "../errors.ts";
 import { emit } from "../events.ts";
 import { REMEMBER_KEY, splitData, stateData } from "../session.ts";
-import type { InvalidSeal, OpenedSession, SealedSessionStore } from "../store.ts";
+import { type InvalidSeal, isSealedStore, type OpenedSession, type SealedSessionStore } from "../store.ts";
 
 /** Chunks a sealed store may write: `name.0` … `name.63`. */
 const MAX_CHUNKS = 64;
@@ -184,3 +185,34 @@ async function commit(h: Handle): Promise<CommitResult> {
 
 /** The sealed-cookie backend. */
 export const sealedBackend: Backend = { open, commit };
+
+/**
+ * Gives a sealed store (`sealed: true`, `open`, `seal`) the flow that drives it: `withSession`
+ * and `openSession` find it on the store, so an application without a sealed store bundles none
+ * of it. `CookieStore` is built with it; a sealed store of your own is passed through it once.
+ *
+ * @param store A {@linkcode SealedSessionStore}.
+ * @returns The same object, marked.
+ * @throws {TypeError} When `store` is not a sealed store (`sealed: true`, `open()`, `seal()`).
+ *
+ * @example
+ * ```ts
+ * import { type SealedSessionStore, sealedStore } from "websession/store-kit";
+ * const store: SealedSessionStore = sealedStore({
+ *   sealed: true,
+ *   capabilities: { compareAndSet: false, ttl: true },
+ *   open: () => Promise.resolve(null),
+ *   seal: (_id, _record, name) => Promise.resolve([{ name, value: "sealed" }]),
+ * });
+ * ```
+ */
+export function sealedStore<S extends SealedSessionStore>(store: S): S {
+  if (
+    !isSealedStore(store) || typeof (store as SealedSessionStore).open !== "function" ||
+    typeof (store as SealedSessionStore).seal !== "function"
+  ) {
+    throw new TypeError("Invalid store: a sealed store has sealed: true, open() and seal()");
+  }
+  (store as { [kBackend]?: Backend })[kBackend] = sealedBackend;
+  return store;
+}

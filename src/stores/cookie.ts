@@ -6,6 +6,8 @@
  *
  * @module
  */
+import { type Backend, kBackend } from "../backend.ts";
+import { sealedBackend } from "../backends/sealed.ts";
 import { SessionConfigError, SessionTooLargeError } from "../errors.ts";
 import type {
   InvalidSeal,
@@ -150,6 +152,8 @@ export interface CookieStoreOptions {
 export class CookieStore implements SealedSessionStore {
   /** Marks the store as cookie-sealed. */
   readonly sealed = true as const;
+  /** The sealed-cookie flow `withSession` drives this store with (see `sealedStore`). */
+  readonly [kBackend]: Backend = sealedBackend;
   /**
    * Compare-and-set: no. Native expiry: yes (the seal carries it). Revocation: only with the
    * `revocation` option. Sessions per user (`users`): no; `endUser` ends them all with `userKey`.

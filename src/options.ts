@@ -279,7 +279,9 @@ function resolveStore(options: SessionOptions<SessionData>) {
     throw new TypeError("Invalid store: it has no load() and save() methods");
   }
   if (sealed && (store as { [kBackend]?: unknown })[kBackend] === undefined) {
-    throw new TypeError("Invalid store: a sealed store of your own is passed through sealedStore() from websession/store-kit");
+    throw new TypeError(
+      "Invalid store: a sealed store of your own is passed through sealedStore() from websession/store-kit",
+    );
   }
   // A sealed store signs nothing here: its own secrets seal the cookie.
   const secrets = sealed && options.secrets === undefined ? [] : resolveSecrets(options.secrets);

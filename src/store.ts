@@ -17,6 +17,7 @@ export {
   endedAt,
   endedRemotely,
   isEnded,
+  stringifyData,
   touchExtends,
 } from "./store_rules.ts";
 export { isSealedStore } from "./sealed_store.ts";

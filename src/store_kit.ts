@@ -540,3 +540,10 @@ export {
   /** Gives a sealed store of your own the sealed-cookie flow (`CookieStore` is built with it). */
   sealedStore,
 } from "./backends/sealed.ts";
+export {
+  /**
+   * A record's data as JSON text, for a store that writes JSON; a `SessionDataError` when the data
+   * is not a JSON object or cannot be stringified.
+   */
+  stringifyData,
+} from "./store_rules.ts";

@@ -207,3 +207,30 @@ export function assertRecordShape(record: StoredSession): void {
     throw new SessionDataError("Session data cannot be stored: not a JSON object");
   }
 }
+
+/**
+ * A record's data as JSON text, for a store that writes JSON.
+ *
+ * @param data The record's data.
+ * @returns `JSON.stringify(data)`.
+ * @throws {SessionDataError} When `data` is not a JSON object, cannot be stringified (a cycle, a
+ *   `BigInt`), or its `toJSON` makes it something other than an object.
+ */
+export function stringifyData(data: unknown): string {
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
+    throw new SessionDataError("Session data cannot be stored: it is not a JSON object");
+  }
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(data);
+  } catch (error) {
+    throw new SessionDataError(
+      `Session data cannot be stored as JSON: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
+  }
+  if (typeof text !== "string" || text[0] !== "{") {
+    throw new SessionDataError("Session data cannot be stored: it is not a JSON object");
+  }
+  return text;
+}

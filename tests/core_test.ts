@@ -566,7 +566,10 @@ describe("responses", () => {
     assert.throws(() => withSession(() => new Response(), { store: new MemoryStore() }), /secrets/);
     // Its flow comes with it (sealedStore), so an application without one bundles none of it.
     assert.throws(() => withSession(() => new Response(), { store: { ...plain } }), /sealedStore\(\)/);
-    assert.throws(() => sealedStore({ sealed: true } as unknown as SealedSessionStore), /open\(\) and seal\(\)/);
+    assert.throws(
+      () => sealedStore({ sealed: true } as unknown as SealedSessionStore),
+      /open\(\) and seal\(\)/,
+    );
     const client = new Client(withSession(async (req: Request) => {
       const session = await getSession<{ n: number }>(req);
       return new Response(String(session.update("n", (n = 0) => n + 1)));

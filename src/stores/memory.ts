@@ -3,7 +3,6 @@
  *
  * @module
  */
-import { SessionDataError } from "../errors.ts";
 import {
   assertStorageKey,
   assertTouchArguments,
@@ -14,6 +13,7 @@ import {
   type SessionStore,
   type StoreCapabilities,
   type StoredSession,
+  stringifyData,
 } from "../store.ts";
 
 /**
@@ -376,24 +376,4 @@ function toRecord(entry: Entry): StoredSession {
     createdAt: entry.createdAt,
     expiresAt: entry.expiresAt,
   };
-}
-
-/** `JSON.stringify` of a record's data, or a `SessionDataError` when it is not a JSON object. */
-function stringifyData(data: unknown): string {
-  if (typeof data !== "object" || data === null || Array.isArray(data)) {
-    throw new SessionDataError("Session data cannot be stored: it is not a JSON object");
-  }
-  let text: string | undefined;
-  try {
-    text = JSON.stringify(data);
-  } catch (error) {
-    throw new SessionDataError(
-      `Session data cannot be stored as JSON: ${error instanceof Error ? error.message : String(error)}`,
-      { cause: error },
-    );
-  }
-  if (typeof text !== "string" || text[0] !== "{") {
-    throw new SessionDataError("Session data cannot be stored: it is not a JSON object");
-  }
-  return text;
 }

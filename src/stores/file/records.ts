@@ -7,8 +7,13 @@
  */
 import { mkdir, open, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { SessionDataError } from "../../errors.ts";
-import { assertStorageKey, parseStoredSession, type StoredSession, toStoredSession } from "../../store.ts";
+import {
+  assertStorageKey,
+  parseStoredSession,
+  type StoredSession,
+  stringifyData,
+  toStoredSession,
+} from "../../store.ts";
 import { code, ignore, list, randomHex, readText } from "./fs.ts";
 import type { Claim, Slots, Value } from "./slots.ts";
 
@@ -32,21 +37,7 @@ export interface Current {
 /** A record as the JSON members of its slot; `SessionDataError` when its data is not a JSON object. */
 export function serialize(record: StoredSession): string {
   const { data, version, createdAt, expiresAt } = record;
-  if (typeof data !== "object" || data === null || Array.isArray(data)) {
-    throw new SessionDataError("Session data cannot be stored: it is not a JSON object");
-  }
-  let text: string | undefined;
-  try {
-    text = JSON.stringify(data);
-  } catch (error) {
-    throw new SessionDataError(
-      `Session data cannot be stored as JSON: ${error instanceof Error ? error.message : String(error)}`,
-      { cause: error },
-    );
-  }
-  if (typeof text !== "string" || text[0] !== "{") {
-    throw new SessionDataError("Session data cannot be stored: it is not a JSON object");
-  }
+  const text = stringifyData(data);
   return `"data":${text},"version":${JSON.stringify(version)},"createdAt":${
     JSON.stringify(createdAt)
   },"expiresAt":${JSON.stringify(expiresAt)}`;

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { SessionDataError, SessionTooLargeError } from "../../errors.ts";
-import { assertRecordShape, type StoredSession, toStoredSession } from "../../store.ts";
+import { SessionTooLargeError } from "../../errors.ts";
+import { assertRecordShape, type StoredSession, stringifyData, toStoredSession } from "../../store.ts";
 
 // Memcached reads an exptime over 30 days as an absolute Unix time, on the server's clock.
 const THIRTY_DAYS_S = 60 * 60 * 24 * 30;
@@ -117,19 +117,7 @@ function utf8Length(text: string): number {
  */
 export function encodeData(record: StoredSession, maxValueBytes: number): string {
   assertRecordShape(record);
-  const data = record.data;
-  let value: string;
-  try {
-    value = JSON.stringify(data);
-  } catch (error) {
-    throw new SessionDataError(
-      `Session data cannot be stored: not JSON-serializable: ${(error as Error).message}`,
-      { cause: error },
-    );
-  }
-  if (typeof value !== "string" || value[0] !== "{") {
-    throw new SessionDataError("Session data cannot be stored: not a JSON object");
-  }
+  const value = stringifyData(record.data);
   // UTF-8 takes 1 to 3 bytes per UTF-16 code unit: measure only when the bound is unclear.
   const limit = maxValueBytes - itemValue(record, "", undefined).length - MARK_RESERVE;
   if (value.length > limit || (value.length * 3 > limit && utf8Length(value) > limit)) {

@@ -6,6 +6,7 @@
  * @module
  */
 import { SessionDataError } from "../../errors.ts";
+import { stringifyData } from "../../store.ts";
 
 // What jsonb cannot hold, as JSON.stringify writes it: U+0000 as the escape \u0000, and a lone
 // surrogate (never a valid pair, which it writes as is) as a \udXXX escape. An escape counts
@@ -56,18 +57,7 @@ function what(char: string): string {
 
 // Throws SessionDataError for data JSON or jsonb cannot hold; returns the JSON text otherwise.
 export function storableJson(data: unknown): string {
-  if (typeof data !== "object" || data === null || Array.isArray(data)) {
-    throw new SessionDataError("Session data cannot be stored: it is not a JSON object");
-  }
-  let json: string;
-  try {
-    json = JSON.stringify(data);
-  } catch (error) {
-    throw new SessionDataError(
-      `Session data cannot be stored as JSON: ${error instanceof Error ? error.message : String(error)}`,
-      { cause: error },
-    );
-  }
+  const json = stringifyData(data);
   if (UNSTORABLE_ESCAPE.test(json)) {
     const detail = describeUnstorable(JSON.parse(json), "") ?? "a character it cannot hold";
     throw new SessionDataError(`Session data cannot be stored in PostgreSQL jsonb: ${detail}`);

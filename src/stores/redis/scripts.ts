@@ -5,7 +5,6 @@
  *
  * @module
  */
-import { SessionDataError } from "../../errors.ts";
 import { ENDED_KEY, type StoredSession } from "../../store.ts";
 
 // The stored value is the record as JSON with its fields in this fixed order, so that the Lua
@@ -22,20 +21,7 @@ export function encode(record: StoredSession, data: string): string {
 /** The user tag and index expiry a stored value ends with, if it was saved with an index. */
 export const INDEXED = /,"user":"([A-Za-z0-9_-]{43})","userUntil":(\d+)\}$/;
 
-/** `JSON.stringify` of a record's data, or a `SessionDataError` when it is not a JSON object. */
-export function stringifyData(data: unknown): string {
-  if (typeof data !== "object" || data === null || Array.isArray(data)) {
-    throw new SessionDataError("Session data cannot be stored: it is not a JSON object");
-  }
-  try {
-    return JSON.stringify(data);
-  } catch (error) {
-    throw new SessionDataError(
-      `Session data cannot be stored as JSON: ${error instanceof Error ? error.message : String(error)}`,
-      { cause: error },
-    );
-  }
-}
+export { stringifyData } from "../../store_rules.ts";
 
 // Lua: enters `member` in the user index `set` (a sorted set scored by until when each entry
 // must last, in ms by the application's clock) for at least `untilv`, drops entries that no

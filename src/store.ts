@@ -17,6 +17,8 @@ export {
   endedAt,
   endedRemotely,
   isEnded,
+  type StoreHookOptions,
+  storeHooks,
   stringifyData,
   touchExtends,
 } from "./store_rules.ts";

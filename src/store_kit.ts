@@ -547,3 +547,11 @@ export {
    */
   stringifyData,
 } from "./store_rules.ts";
+export {
+  /**
+   * Checks the options every store shares (`now`, `onCorrupt`, `logger`) and fills in their
+   * defaults: `Date.now`, and a warning to `logger` (by default `console`).
+   */
+  type StoreHookOptions,
+  storeHooks,
+} from "./store_rules.ts";

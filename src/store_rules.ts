@@ -234,3 +234,46 @@ export function stringifyData(data: unknown): string {
   }
   return text;
 }
+
+/** The options every store with a clock and a corrupt-record report takes. */
+export interface StoreHookOptions {
+  /** The clock that decides expiry, in ms since the epoch. */
+  now?: () => number;
+  /** Told of a stored value that is not a well-formed record (it then reads as missing). */
+  onCorrupt?: (key: string, error: Error) => void;
+  /** Where the default `onCorrupt` warns. */
+  logger?: { warn(...args: unknown[]): void };
+}
+
+/**
+ * Checks the options every store shares and fills in their defaults: `now` (`Date.now`) and
+ * `onCorrupt` (a warning to `logger`, by default `console`).
+ *
+ * @param options The store's options.
+ * @param what What a corrupt value is called in the warning (`"session record"`, `"session row"`).
+ * @returns The clock, and the report of a corrupt value.
+ * @throws {TypeError} When `now` or `onCorrupt` is not a function, or `logger` has no `warn()`.
+ */
+export function storeHooks(
+  options: StoreHookOptions,
+  what = "session record",
+): { now: () => number; onCorrupt: (key: string, error?: Error) => void } {
+  for (const name of ["now", "onCorrupt"] as const) {
+    if (options[name] !== undefined && typeof options[name] !== "function") {
+      throw new TypeError(`Invalid ${name}: "${String(options[name])}" is not a function`);
+    }
+  }
+  const logger = options.logger ?? console;
+  if (typeof logger?.warn !== "function") {
+    throw new TypeError("Invalid logger: expected an object with warn(), such as console");
+  }
+  const onCorrupt = options.onCorrupt as ((key: string, error?: Error) => void) | undefined;
+  return {
+    now: options.now ?? Date.now,
+    onCorrupt: onCorrupt ??
+      ((key, error) =>
+        logger.warn(
+          `websession: corrupt ${what} "${key}" read as missing${error ? `: ${error.message}` : ""}`,
+        )),
+  };
+}

@@ -15,6 +15,7 @@ import {
   type SessionStore,
   type StoreCapabilities,
   type StoredSession,
+  storeHooks,
   toStoredSession,
 } from "../store.ts";
 import { column, type Row, type Run, runnerOf } from "./postgres/client.ts";
@@ -93,17 +94,9 @@ export class PostgresStore implements SessionStore {
     this.#run = runnerOf(options.client);
     const names = quoteTable(options.table ?? "websession_sessions");
     this.#table = names.t;
-    if (options.now !== undefined && typeof options.now !== "function") {
-      throw new TypeError(`Invalid now: "${String(options.now)}" is not a function`);
-    }
-    const logger = options.logger ?? console;
-    if (typeof logger?.warn !== "function") {
-      throw new TypeError("Invalid logger: expected an object with warn(), such as console");
-    }
-    this.#onCorrupt = options.onCorrupt ??
-      ((key, error) =>
-        logger.warn(`websession: corrupt session row "${key}" read as missing: ${error.message}`));
-    this.#now = options.now ?? Date.now;
+    const { now, onCorrupt } = storeHooks(options, "session row");
+    this.#onCorrupt = onCorrupt;
+    this.#now = now;
     this.#sql = statements(names);
   }
 

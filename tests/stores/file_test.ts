@@ -64,7 +64,7 @@ describe("FileStore", () => {
     const warnings: unknown[] = [];
     await writeFile(join(dir, `${key}.json`), "not json");
     assert.equal(await new FileStore({ dir, logger: { warn: (w) => warnings.push(w) } }).load(key), null);
-    assert.match(String(warnings[0]), /corrupt session file: ".*\.json"$/);
+    assert.match(String(warnings[0]), /corrupt session file ".*\.json" read as missing$/);
   });
 
   it("survives writers killed with SIGKILL mid-write: never a torn record, cleanup leaves nothing", async () => {

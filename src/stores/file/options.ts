@@ -4,6 +4,7 @@
  * @module
  */
 import type { SessionLogger } from "../../session_options.ts";
+import { type StoreHookOptions, storeHooks } from "../../store.ts";
 
 /**
  * Options of {@linkcode FileStore}. Docs: docs/stores/file.md (the options table).
@@ -101,11 +102,6 @@ export function resolveOptions(options: FileStoreOptions): ResolvedOptions {
       throw new RangeError(`Invalid ${name}: "${value}" is not a positive number of milliseconds`);
     }
   }
-  const logger = options.logger ?? console;
-  if (typeof logger?.warn !== "function") {
-    throw new TypeError("Invalid logger: expected an object with warn(), such as console");
-  }
-  const onCorrupt = options.onCorrupt ??
-    ((path: string) => logger.warn(`websession: ignoring a corrupt session file: "${path}"`));
-  return { dir: options.dir, fsync, staleMs, timeoutMs, onCorrupt, now: options.now ?? Date.now };
+  const { now, onCorrupt } = storeHooks(options as StoreHookOptions, "session file");
+  return { dir: options.dir, fsync, staleMs, timeoutMs, onCorrupt, now };
 }

@@ -4,6 +4,7 @@
  * @module
  */
 import type { SessionLogger } from "../../session_options.ts";
+import { storeHooks } from "../../store.ts";
 import { type Commands, commandsOf, type MemcacheClientLike } from "./client.ts";
 import {
   ITEM_OVERHEAD,
@@ -113,15 +114,13 @@ export function resolveOptions(options: MemcachedStoreOptions): ResolvedOptions 
   if (!Number.isSafeInteger(maxItemSize) || maxItemSize < 1024) {
     throw new RangeError(`Invalid maxItemSize: "${maxItemSize}" must be an integer of at least 1024 bytes`);
   }
-  const logger = options.logger ?? console;
+  const { now, onCorrupt } = storeHooks(options);
   return {
     commands,
     prefix,
     maxValueBytes: maxItemSize - ITEM_OVERHEAD - prefix.length - KEY_LENGTH,
     maxIndexBytes: maxItemSize - ITEM_OVERHEAD - prefix.length - USER_INFIX.length - KEY_LENGTH,
-    onCorrupt: options.onCorrupt ?? function warnCorrupt(key, error) {
-      logger.warn(`websession: corrupt session record "${key}" read as missing: ${error.message}`);
-    },
-    now: options.now ?? Date.now,
+    onCorrupt,
+    now,
   };
 }

@@ -4,6 +4,7 @@
  * @module
  */
 import type { SessionLogger } from "../../session_options.ts";
+import { storeHooks } from "../../store.ts";
 import { type Commands, commandsOf, type RedisLike } from "./clients.ts";
 
 /**
@@ -94,20 +95,12 @@ export function resolveOptions(options: RedisStoreOptions): ResolvedOptions {
   if (options.cluster !== undefined && typeof options.cluster !== "boolean") {
     throw new TypeError(`Invalid cluster: "${String(options.cluster)}" is not a boolean`);
   }
-  if (options.now !== undefined && typeof options.now !== "function") {
-    throw new TypeError(`Invalid now: "${String(options.now)}" is not a function`);
-  }
-  const logger = options.logger ?? console;
-  if (typeof logger?.warn !== "function") {
-    throw new TypeError("Invalid logger: expected an object with warn(), such as console");
-  }
+  const { now, onCorrupt } = storeHooks(options);
   return {
     commands,
     prefix,
     cluster: options.cluster ?? commands.cluster,
-    onCorrupt: options.onCorrupt ??
-      ((key, error) =>
-        logger.warn(`websession: corrupt session record "${key}" read as missing: ${error.message}`)),
-    now: options.now ?? Date.now,
+    onCorrupt,
+    now,
   };
 }

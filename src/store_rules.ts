@@ -215,6 +215,16 @@ export function assertRecordShape(record: StoredSession): void {
  * @returns `JSON.stringify(data)`.
  * @throws {SessionDataError} When `data` is not a JSON object, cannot be stringified (a cycle, a
  *   `BigInt`), or its `toJSON` makes it something other than an object.
+ *
+ * @example
+ * ```ts
+ * import { SessionDataError } from "websession";
+ * import { stringifyData } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(stringifyData({ user: "ada" }), '{"user":"ada"}');
+ * assert.throws(() => stringifyData({ n: 1n }), SessionDataError);
+ * ```
  */
 export function stringifyData(data: unknown): string {
   if (typeof data !== "object" || data === null || Array.isArray(data)) {
@@ -235,7 +245,19 @@ export function stringifyData(data: unknown): string {
   return text;
 }
 
-/** The options every store with a clock and a corrupt-record report takes. */
+/**
+ * The options every store with a clock and a corrupt-record report takes (see `storeHooks`).
+ *
+ * @example
+ * ```ts
+ * import type { StoreHookOptions } from "websession/store-kit";
+ *
+ * interface MyStoreOptions extends StoreHookOptions {
+ *   url: string;
+ * }
+ * const options: MyStoreOptions = { url: "https://kv.example", now: Date.now };
+ * ```
+ */
 export interface StoreHookOptions {
   /** The clock that decides expiry, in ms since the epoch. */
   now?: () => number;
@@ -253,6 +275,19 @@ export interface StoreHookOptions {
  * @param what What a corrupt value is called in the warning (`"session record"`, `"session row"`).
  * @returns The clock, and the report of a corrupt value.
  * @throws {TypeError} When `now` or `onCorrupt` is not a function, or `logger` has no `warn()`.
+ *
+ * @example
+ * ```ts
+ * import { storeHooks } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * const warnings: unknown[] = [];
+ * const { now, onCorrupt } = storeHooks({ logger: { warn: (w) => void warnings.push(w) } });
+ * assert.equal(now, Date.now);
+ * onCorrupt("k".repeat(43), new SyntaxError("Unexpected token"));
+ * assert.match(String(warnings[0]), /corrupt session record "k+" read as missing: Unexpected token/);
+ * assert.throws(() => storeHooks({ now: 5 as unknown as () => number }), /Invalid now/);
+ * ```
  */
 export function storeHooks(
   options: StoreHookOptions,

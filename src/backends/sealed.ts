@@ -200,7 +200,7 @@ export const sealedBackend: Backend = { open, commit };
  * import { type SealedSessionStore, sealedStore } from "websession/store-kit";
  * const store: SealedSessionStore = sealedStore({
  *   sealed: true,
- *   capabilities: { compareAndSet: false, ttl: true },
+ *   capabilities: { compareAndSet: false, ttl: true, revocation: false },
  *   open: () => Promise.resolve(null),
  *   seal: (_id, _record, name) => Promise.resolve([{ name, value: "sealed" }]),
  * });

@@ -148,7 +148,11 @@ async function main(): Promise<void> {
   if (dist) {
     const dir = dirname(resolve(dist)) + "/";
     const head = await promisify(execFile)("git", ["log", "-1", "--format=%H %s"], { cwd: ROOT });
-    built = { commit: "working tree", subject: `${resolve(dist)}, built from ${head.stdout.trim()}`, dir };
+    built = {
+      commit: `${resolve(dist)}/`,
+      subject: `built from the working tree at ${head.stdout.trim()}`,
+      dir,
+    };
   } else {
     log("building the package (dist/) of the commit measured");
     const b = await buildRevision();

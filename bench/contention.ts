@@ -1,14 +1,14 @@
-// Contention: 100 concurrent update() writers on ONE session against the same 100 writers on 100
-// sessions (the same load, no contention) and one writer alone, per store and client: MemoryStore,
-// FileStore, RedisStore over ioredis, node-redis and @upstash/redis (through a bridge that
-// forwards to the same Redis), PostgresStore over pg, postgres.js and Neon's driver (its Pool over
-// WebSocket and neon() over HTTP, through a bridge that forwards to the same PostgreSQL). Under
-// the default policy (`merge`) on every store; `retry` and `reject` on MemoryStore too.
-//
-// Every store call the core makes is counted (a load, a save, a touch or a destroy is one round
-// trip on a remote store: one Lua script, one SQL statement). "Round trips per conflict" is the
-// calls the contended writers made beyond what the same writers made on separate sessions,
-// divided by the saves the store refused.
+// Contention on the built package: 30 requests in flight on ONE session, per store and client,
+// each subject on the same store object:
+// - websession, GET, the README's first example (`update("visits", n => n + 1)`): refused (409)
+//   count, handler runs per request, lost increments, p99;
+// - websession, POST, `get` then `set` (an observed key, not safe to re-run): refused %, p99;
+// - the lock subject (bench/lock_subject.mjs: a plain per-session lock taken before loading,
+//   CherryPy's implicit locking) under the same two loads: p99, the reference for websession's
+//   "turns".
+// And 3 processes x 10 requests in flight on one session sharing Redis (ioredis) and PostgreSQL
+// (pg), websession only (bench/contention_child.mjs). websession comes from the built package's
+// public entry points (bench/entry.mjs).
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,244 +17,149 @@ import { createClient } from "redis";
 import { Redis as UpstashRedis } from "@upstash/redis";
 import pg from "pg";
 import postgres from "postgres";
+import { MemcacheClient } from "memcache-client";
 import { neon, neonConfig, Pool as NeonPool } from "@neondatabase/serverless";
 import { WebSocket } from "ws";
 import { startUpstashBridge, type UpstashBridge } from "../tests/bridges/upstash.ts";
 import { type NeonBridge, startNeonBridge } from "../tests/bridges/neon.ts";
-import {
-  FileStore,
-  getSession,
-  MemoryStore,
-  PostgresStore,
-  type RedisLike,
-  RedisStore,
-  type SessionOptions,
-  type SessionStore,
-  type SqlLike,
-  withSession,
-} from "./websession.ts";
-import { cookiePool } from "./inprocess.ts";
-import { SECRET } from "./subjects.ts";
+import { load } from "./entry.mjs";
+import { Child } from "./measure.ts";
+// deno-lint-ignore no-explicit-any
+type Any = any;
 
-/** Latency figures in milliseconds. */
-export interface Latency {
+export const IN_FLIGHT = 30;
+const SECRET = "benchmark secret: at least thirty-two characters";
+const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+const MEMCACHED = process.env.MEMCACHED_SERVER ?? "127.0.0.1:11211";
+
+export interface Load {
+  requests: number;
+  refused: number;
+  errors: number;
+  runs: number;
+  lost: number;
   p50: number;
   p99: number;
   max: number;
 }
-
-/** Store calls, by kind. */
-export interface Calls {
-  loads: number;
-  saves: number;
-  /** Saves the store refused (a version conflict). */
-  refused: number;
-  other: number;
-}
-
-/** One store and policy. */
 export interface ContentionRow {
   store: string;
-  policy: "merge" | "retry" | "reject";
-  writers: number;
-  rounds: number;
-  /** Requests answered 200, and answered 409 (refused), on the one session. */
-  ok: number;
-  conflicts: number;
-  /** Acknowledged increments missing from the final count. */
-  lost: number;
-  /** Store calls of the contended writers, and of the same writers on separate sessions. */
-  contendedCalls: Calls;
-  spreadCalls: Calls;
-  /** Extra store calls per refused save; NaN when no save was refused. */
-  roundTripsPerConflict: number;
-  /** Store saves per request on the one session (1 = no retry). */
-  savesPerRequest: number;
-  contended: Latency;
-  /** The same number of concurrent writers, each on its own session. */
-  spread: Latency;
-  /** One writer at a time. */
-  alone: Latency;
+  processes: number;
+  websession: { get: Load; post: Load };
+  lock?: { get: Load; post: Load };
   error?: string;
 }
 
-export const WRITERS = 100;
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+function pct(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
 }
-
-function latency(samples: number[]): Latency {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted.at(-1)! };
-}
-
-/** Passes every call through to the store, counting them. */
-class CountingStore implements SessionStore {
-  readonly capabilities: SessionStore["capabilities"];
-  calls: Calls = { loads: 0, saves: 0, refused: 0, other: 0 };
-  touch?: SessionStore["touch"];
-  #inner: SessionStore;
-  constructor(inner: SessionStore) {
-    this.#inner = inner;
-    this.capabilities = inner.capabilities;
-    if (inner.touch) {
-      this.touch = (key, expiresAt, version) => {
-        this.calls.other++;
-        return inner.touch!(key, expiresAt, version);
-      };
-    }
-  }
-  load(key: string, minVersion?: number) {
-    this.calls.loads++;
-    return minVersion === undefined ? this.#inner.load(key) : this.#inner.load(key, minVersion);
-  }
-  async save(key: string, record: Parameters<SessionStore["save"]>[1], expected: number | null) {
-    this.calls.saves++;
-    const result = await this.#inner.save(key, record, expected);
-    if (result !== true) this.calls.refused++;
-    return result;
-  }
-  destroy(key: string) {
-    this.calls.other++;
-    return this.#inner.destroy(key);
-  }
-  snapshot(): Calls {
-    return { ...this.calls };
-  }
-}
-
-function minus(a: Calls, b: Calls): Calls {
+export function summarizeLoad(
+  samples: Array<{ ms: number; status: number }>,
+  runs: number,
+  lost: number,
+): Load {
+  const ms = samples.map((s) => s.ms).sort((a, b) => a - b);
   return {
-    loads: a.loads - b.loads,
-    saves: a.saves - b.saves,
-    refused: a.refused - b.refused,
-    other: a.other - b.other,
-  };
-}
-function plus(a: Calls, b: Calls): Calls {
-  return {
-    loads: a.loads + b.loads,
-    saves: a.saves + b.saves,
-    refused: a.refused + b.refused,
-    other: a.other + b.other,
-  };
-}
-const total = (c: Calls) => c.loads + c.saves + c.other;
-
-async function timed(
-  handler: (r: Request) => Promise<Response>,
-  cookie: string,
-): Promise<{ ms: number; status: number }> {
-  const start = performance.now();
-  const response = await handler(new Request("https://bench.example/count", { headers: { cookie } }));
-  await response.arrayBuffer();
-  return { ms: performance.now() - start, status: response.status };
-}
-
-async function one(
-  storeName: string,
-  inner: SessionStore,
-  policy: ContentionRow["policy"],
-  maxRounds: number,
-  budgetMs: number,
-): Promise<ContentionRow> {
-  const store = new CountingStore(inner);
-  const options: SessionOptions = { store, secrets: SECRET, conflict: policy, onError: () => {} };
-  const count = withSession(async (req: Request) => {
-    const session = await getSession<{ visits?: number }>(req);
-    return new Response(`visit ${session.update("visits", (n = 0) => n + 1)}`);
-  }, options);
-  const read = withSession(async (req: Request) => {
-    const session = await getSession<{ visits?: number }>(req);
-    return new Response(String(session.get("visits") ?? 0));
-  }, options);
-  const instance = { count, read, writes: () => undefined, close: () => Promise.resolve() };
-  const spreadPool = await cookiePool(instance, WRITERS);
-
-  const contended: number[] = [];
-  const spread: number[] = [];
-  const alone: number[] = [];
-  let contendedCalls: Calls = { loads: 0, saves: 0, refused: 0, other: 0 };
-  let spreadCalls: Calls = { loads: 0, saves: 0, refused: 0, other: 0 };
-  let ok = 0;
-  let conflicts = 0;
-  let lost = 0;
-  // Up to `maxRounds` rounds, fewer (but at least two when allowed) once `budgetMs` is spent.
-  const start = performance.now();
-  let rounds = 0;
-  for (; rounds < maxRounds; rounds++) {
-    if (rounds >= Math.min(2, maxRounds) && performance.now() - start > budgetMs) break;
-    // 100 writers on one fresh session.
-    const [cookie] = await cookiePool(instance, 1);
-    let before = store.snapshot();
-    const results = await Promise.all(Array.from({ length: WRITERS }, () => timed(count, cookie!)));
-    contendedCalls = plus(contendedCalls, minus(store.snapshot(), before));
-    for (const result of results) {
-      contended.push(result.ms);
-      if (result.status === 200) ok++;
-      else if (result.status === 409) conflicts++;
-      else throw new Error(`Contended writer answered ${result.status}`);
-    }
-    const final = Number(
-      await (await read(new Request("https://bench.example/read", { headers: { cookie: cookie! } }))).text(),
-    );
-    lost += 1 + results.filter((r) => r.status === 200).length - final;
-
-    // The same 100 writers, each on its own session.
-    before = store.snapshot();
-    const spreadResults = await Promise.all(spreadPool.map((c) => timed(count, c)));
-    spreadCalls = plus(spreadCalls, minus(store.snapshot(), before));
-    for (const result of spreadResults) spread.push(result.ms);
-    for (const c of spreadPool.slice(0, 10)) alone.push((await timed(count, c)).ms);
-  }
-  return {
-    store: storeName,
-    policy,
-    writers: WRITERS,
-    rounds,
-    ok,
-    conflicts,
+    requests: samples.length,
+    refused: samples.filter((s) => s.status === 409).length,
+    errors: samples.filter((s) => s.status !== 409 && s.status !== 200).length,
+    runs,
     lost,
-    contendedCalls,
-    spreadCalls,
-    roundTripsPerConflict: contendedCalls.refused > 0
-      ? (total(contendedCalls) - total(spreadCalls)) / contendedCalls.refused
-      : NaN,
-    savesPerRequest: contendedCalls.saves / (rounds * WRITERS),
-    contended: latency(contended),
-    spread: latency(spread),
-    alone: latency(alone),
+    p50: pct(ms, 50),
+    p99: pct(ms, 99),
+    max: ms.at(-1) ?? NaN,
   };
+}
+
+type Handler = (r: Request) => Promise<Response>;
+interface Subject {
+  get: Handler;
+  post: Handler;
+  read: Handler;
+  runs: () => number;
+}
+
+async function timed(handler: Handler, method: "GET" | "POST", cookie: string) {
+  const t0 = performance.now();
+  const response = await handler(
+    new Request("https://bench.example/count", {
+      method,
+      headers: { cookie },
+      ...(method === "POST" ? { body: "x" } : {}),
+    }),
+  );
+  await response.arrayBuffer();
+  return { ms: performance.now() - t0, status: response.status };
+}
+
+async function newCookie(subject: Subject): Promise<string> {
+  const response = await subject.get(new Request("https://bench.example/count"));
+  await response.arrayBuffer();
+  const cookie = response.headers.getSetCookie().map((h) => h.split(";", 1)[0]).join("; ");
+  if (!cookie) throw new Error(`no cookie (status ${response.status})`);
+  return cookie;
+}
+
+async function visits(subject: Subject, cookie: string): Promise<number> {
+  const r = await subject.read(new Request("https://bench.example/read", { headers: { cookie } }));
+  return Number(await r.text());
+}
+
+/** `rounds` rounds of IN_FLIGHT requests on one fresh session each. */
+async function measure(
+  subject: Subject,
+  method: "GET" | "POST",
+  rounds: number,
+  budgetMs: number,
+): Promise<Load> {
+  const samples: Array<{ ms: number; status: number }> = [];
+  let lost = 0;
+  const runs0 = subject.runs();
+  let requests = 0;
+  const t0 = performance.now();
+  for (let round = 0; round < rounds; round++) {
+    if (round >= 3 && performance.now() - t0 > budgetMs) break;
+    const cookie = await newCookie(subject);
+    const results = await Promise.all(
+      Array.from(
+        { length: IN_FLIGHT },
+        () => timed(subject[method === "GET" ? "get" : "post"], method, cookie),
+      ),
+    );
+    samples.push(...results);
+    requests += IN_FLIGHT;
+    lost += 1 + results.filter((r) => r.status === 200).length - (await visits(subject, cookie));
+  }
+  // Handler runs of the measured requests only: each round's session-creating request and final read
+  // run the handler once each.
+  const rounds_ = samples.length / IN_FLIGHT;
+  const runs = subject.runs() - runs0 - 2 * rounds_;
+  return summarizeLoad(samples, runs / requests, lost);
 }
 
 interface StoreSetup {
   name: string;
-  open(): Promise<{ store: SessionStore; close(): Promise<void> }>;
+  open(): Promise<{ store: Any; close(): Promise<void> }>;
 }
 
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
-const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
-
-/** Every store and client of the table. */
-function setups(
-  run: string,
-  bridges: { upstash(): Promise<UpstashBridge>; neon(): Promise<NeonBridge> },
-): StoreSetup[] {
-  const admin = () => new IoRedis(REDIS_URL, { maxRetriesPerRequest: 1 });
+function setups(run: string, stores: Record<string, Any>, bridges: {
+  upstash(): Promise<UpstashBridge>;
+  neon(): Promise<NeonBridge>;
+}): StoreSetup[] {
   const redis = (
     name: string,
-    connect: () => Promise<{ client: RedisLike; close(): Promise<void> }>,
+    connect: () => Promise<{ client: Any; close(): Promise<void> }>,
   ): StoreSetup => ({
     name,
     async open() {
       const { client, close } = await connect();
-      const prefix = `websession-bench-contention:${run}:${name.replace(/\W+/g, "")}:`;
+      const prefix = `websession-bench:${run}:${name.replace(/\W+/g, "")}:`;
       return {
-        store: new RedisStore({ client, prefix }),
+        store: new stores.RedisStore({ client, prefix }),
         async close() {
           await close();
-          const cleaner = admin();
+          const cleaner = new IoRedis(REDIS_URL, { maxRetriesPerRequest: 1 });
           let cursor = "0";
           do {
             const [next, keys] = await cleaner.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
@@ -268,13 +173,13 @@ function setups(
   });
   const sql = (
     name: string,
-    connect: () => Promise<{ client: SqlLike; close(): Promise<void> }>,
+    connect: () => Promise<{ client: Any; close(): Promise<void> }>,
   ): StoreSetup => ({
     name,
     async open() {
       const { client, close } = await connect();
       const table = `websession_bench_${run}_${name.replace(/\W+/g, "_").toLowerCase()}`.slice(0, 60);
-      const store = new PostgresStore({ client, table });
+      const store = new stores.PostgresStore({ client, table });
       await store.migrate();
       return {
         store,
@@ -290,13 +195,16 @@ function setups(
   return [
     {
       name: "MemoryStore",
-      open: () => Promise.resolve({ store: new MemoryStore(), close: () => Promise.resolve() }),
+      open: () => Promise.resolve({ store: new stores.MemoryStore(), close: async () => {} }),
     },
     {
       name: "FileStore",
       async open() {
-        const dir = await mkdtemp(join(tmpdir(), "websession-contention-"));
-        return { store: new FileStore({ dir }), close: () => rm(dir, { recursive: true, force: true }) };
+        const dir = await mkdtemp(join(tmpdir(), "websession-bench-"));
+        return {
+          store: new stores.FileStore({ dir }),
+          close: () => rm(dir, { recursive: true, force: true }),
+        };
       },
     },
     redis("RedisStore (ioredis)", () => {
@@ -305,12 +213,14 @@ function setups(
     }),
     redis("RedisStore (node-redis)", async () => {
       const client = await createClient({ url: REDIS_URL }).connect();
-      return { client: client as unknown as RedisLike, close: async () => void (await client.quit()) };
+      return { client, close: async () => void (await client.quit()) };
     }),
-    redis("RedisStore (@upstash/redis, HTTP)", async () => {
+    redis("RedisStore (@upstash/redis over the bridge)", async () => {
       const bridge = await bridges.upstash();
-      const client = new UpstashRedis({ url: bridge.url, token: bridge.token, enableTelemetry: false });
-      return { client: client as unknown as RedisLike, close: () => Promise.resolve() };
+      return {
+        client: new UpstashRedis({ url: bridge.url, token: bridge.token, enableTelemetry: false }),
+        close: async () => {},
+      };
     }),
     sql("PostgresStore (pg)", () => {
       const client = new pg.Pool({ connectionString: DATABASE_URL, max: 10 });
@@ -318,41 +228,168 @@ function setups(
     }),
     sql("PostgresStore (postgres.js)", () => {
       const client = postgres(DATABASE_URL, { max: 10, onnotice: () => {} });
-      return Promise.resolve({
-        client: client as unknown as SqlLike,
-        close: () => client.end({ timeout: 5 }),
-      });
+      return Promise.resolve({ client, close: () => client.end({ timeout: 5 }) });
     }),
-    sql("PostgresStore (Neon, WebSocket)", async () => {
+    sql("PostgresStore (Neon WebSocket over the bridge)", async () => {
       await bridges.neon();
       const client = new NeonPool({ connectionString: DATABASE_URL, max: 10 });
-      return { client: client as unknown as SqlLike, close: () => client.end() };
+      return { client, close: () => client.end() };
     }),
-    sql("PostgresStore (Neon, HTTP)", async () => {
+    sql("PostgresStore (Neon HTTP over the bridge)", async () => {
       await bridges.neon();
-      return { client: neon(DATABASE_URL) as unknown as SqlLike, close: () => Promise.resolve() };
+      return { client: neon(DATABASE_URL), close: async () => {} };
     }),
+    {
+      name: "MemcachedStore (memcache-client)",
+      open() {
+        const client = new MemcacheClient({ server: MEMCACHED, cmdTimeout: 5_000 });
+        return Promise.resolve({
+          store: new stores.MemcachedStore({ client, prefix: `websession-bench-${run}-` }),
+          close: () => Promise.resolve(void client.shutdown()),
+        });
+      },
+    },
   ];
 }
 
-/**
- * Runs every store and client under `merge`, and MemoryStore under `retry` and `reject` too.
- *
- * @param options `rounds`: at most this many rounds per store and policy; `budgetMs`: no new
- *   round starts after this much time on one store (two rounds at least); `only`: store names to
- *   run (all when absent).
- */
-export async function runContention(
-  options: { rounds: number; budgetMs: number; log: (line: string) => void; only?: string[] },
-): Promise<ContentionRow[]> {
-  const rows: ContentionRow[] = [];
+function websessionSubject(core: Any, store: Any): Subject {
+  let runs = 0;
+  const options = { store, secrets: SECRET, onError: () => {} };
+  return {
+    // The README's first example.
+    get: core.withSession(async (req: Request) => {
+      runs++;
+      const session = await core.getSession(req);
+      session.update("visits", (n = 0) => n + 1);
+      return new Response(`visit ${session.get("visits")}`);
+    }, options),
+    post: core.withSession(async (req: Request) => {
+      runs++;
+      const session = await core.getSession(req);
+      session.set("visits", (session.get("visits") ?? 0) + 1);
+      return new Response("ok");
+    }, options),
+    read: core.withSession(async (req: Request) => {
+      runs++;
+      return new Response(String((await core.getSession(req)).get("visits") ?? 0));
+    }, options),
+    runs: () => runs,
+  };
+}
+
+function lockSubject(createLockedSessions: Any, store: Any): Subject {
+  let runs = 0;
+  const sessions = createLockedSessions({ store, secret: SECRET });
+  return {
+    get: sessions.wrap((_req: Request, s: Any) => {
+      runs++;
+      s.update("visits", (n = 0) => n + 1);
+      return new Response(`visit ${s.get("visits")}`);
+    }),
+    post: sessions.wrap((_req: Request, s: Any) => {
+      runs++;
+      s.set("visits", (s.get("visits") ?? 0) + 1);
+      return new Response("ok");
+    }),
+    read: sessions.wrap((_req: Request, s: Any) => {
+      runs++;
+      return new Response(String(s.get("visits") ?? 0));
+    }),
+    runs: () => runs,
+  };
+}
+
+/** 3 processes x 10 in flight on one session, websession only. */
+async function multiProcess(
+  core: Any,
+  stores: Record<string, Any>,
+  pkg: string,
+  kind: "redis" | "postgres",
+  run: string,
+  rounds: number,
+): Promise<ContentionRow> {
+  const processes = 3;
+  const perProcess = IN_FLIGHT / processes;
+  const table = `websession_bench_mp_${run}`;
+  const prefix = `websession-bench-mp:${run}:`;
+  let client: Any;
+  let store: Any;
+  if (kind === "redis") {
+    client = new IoRedis(REDIS_URL, { maxRetriesPerRequest: 1 });
+    store = new stores.RedisStore({ client, prefix });
+  } else {
+    client = new pg.Pool({ connectionString: DATABASE_URL, max: 4 });
+    store = new stores.PostgresStore({ client, table });
+    await store.migrate();
+  }
+  const local = websessionSubject(core, store);
+  const children = Array.from(
+    { length: processes },
+    (_, i) =>
+      new Child(`process ${i + 1}`, "bench/contention_child.mjs", [], {
+        env: { BENCH_PKG: pkg, KIND: kind, PREFIX: prefix, TABLE: table, REDIS_URL, DATABASE_URL },
+      }),
+  );
+  try {
+    await Promise.all(children.map((c) => c.ready));
+    const result: Record<"get" | "post", Load> = {} as never;
+    for (const method of ["GET", "POST"] as const) {
+      const samples: Array<{ ms: number; status: number }> = [];
+      let runs = 0;
+      let lost = 0;
+      for (let round = 0; round < rounds; round++) {
+        const cookie = await newCookie(local);
+        const answers = await Promise.all(children.map((c) => c.ask({ method, cookie, n: perProcess })));
+        for (const a of answers) {
+          samples.push(...(a.samples as typeof samples));
+          runs += a.runs as number;
+        }
+        lost += 1 + samples.slice(-IN_FLIGHT).filter((s) => s.status === 200).length -
+          (await visits(local, cookie));
+      }
+      result[method === "GET" ? "get" : "post"] = summarizeLoad(samples, runs / samples.length, lost);
+    }
+    return {
+      store: kind === "redis" ? "RedisStore (ioredis)" : "PostgresStore (pg)",
+      processes,
+      websession: result,
+    };
+  } finally {
+    await Promise.all(children.map((c) => c.close()));
+    if (kind === "redis") {
+      const keys = await client.keys(`${prefix}*`);
+      if (keys.length > 0) await client.del(...keys);
+      client.disconnect();
+    } else {
+      await client.query(`DROP TABLE IF EXISTS "${table}"`);
+      await client.end();
+    }
+  }
+}
+
+export async function runContention(options: {
+  pkg: string;
+  rounds: number;
+  budgetMs: number;
+  multiRounds: number;
+  log: (line: string) => void;
+}): Promise<ContentionRow[]> {
+  const at = (specifier: string) => load(specifier, options.pkg);
+  const core = await at("websession");
+  const stores: Record<string, Any> = {
+    MemoryStore: core.MemoryStore,
+    FileStore: (await at("websession/file")).FileStore,
+    RedisStore: (await at("websession/redis")).RedisStore,
+    PostgresStore: (await at("websession/postgres")).PostgresStore,
+    MemcachedStore: (await at("websession/memcached")).MemcachedStore,
+  };
+  const { createLockedSessions } = await import(new URL("./lock_subject.mjs", import.meta.url).href);
   const run = crypto.randomUUID().slice(0, 8);
   let upstash: UpstashBridge | undefined;
   let neonBridge: NeonBridge | undefined;
   const bridges = {
     async upstash() {
-      upstash ??= await startUpstashBridge({ redisUrl: REDIS_URL });
-      return upstash;
+      return upstash ??= await startUpstashBridge({ redisUrl: REDIS_URL });
     },
     async neon() {
       if (neonBridge === undefined) {
@@ -371,27 +408,42 @@ export async function runContention(
       return neonBridge;
     },
   };
+  const rows: ContentionRow[] = [];
   try {
-    for (const setup of setups(run, bridges)) {
-      if (options.only && !options.only.includes(setup.name)) continue;
-      const policies = setup.name === "MemoryStore"
-        ? (["merge", "retry", "reject"] as const)
-        : (["merge"] as const);
-      for (const policy of policies) {
-        options.log(`  ${setup.name} ${policy}`);
-        let opened: Awaited<ReturnType<StoreSetup["open"]>> | undefined;
-        try {
-          opened = await setup.open();
-          rows.push(await one(setup.name, opened.store, policy, options.rounds, options.budgetMs));
-        } catch (error) {
-          const message = String((error as Error)?.message ?? error).slice(0, 300);
-          options.log(`  ${setup.name} ${policy}: ${message}`);
-          rows.push(
-            { store: setup.name, policy, writers: WRITERS, rounds: 0, error: message } as ContentionRow,
-          );
-        } finally {
-          await opened?.close().catch(() => {});
-        }
+    for (const setup of setups(run, stores, bridges)) {
+      options.log(`  ${setup.name}`);
+      let opened: Awaited<ReturnType<StoreSetup["open"]>> | undefined;
+      try {
+        opened = await setup.open();
+        const ws = websessionSubject(core, opened.store);
+        const lock = lockSubject(createLockedSessions, opened.store);
+        // Interleaved: websession and the lock subject alternate per load.
+        const wsGet = await measure(ws, "GET", options.rounds, options.budgetMs);
+        const lockGet = await measure(lock, "GET", options.rounds, options.budgetMs);
+        const wsPost = await measure(ws, "POST", options.rounds, options.budgetMs);
+        const lockPost = await measure(lock, "POST", options.rounds, options.budgetMs);
+        rows.push({
+          store: setup.name,
+          processes: 1,
+          websession: { get: wsGet, post: wsPost },
+          lock: { get: lockGet, post: lockPost },
+        });
+      } catch (error) {
+        const message = String((error as Error)?.message ?? error).slice(0, 300);
+        options.log(`  ${setup.name}: ${message}`);
+        rows.push({ store: setup.name, processes: 1, error: message } as ContentionRow);
+      } finally {
+        await opened?.close().catch(() => {});
+      }
+    }
+    for (const kind of ["redis", "postgres"] as const) {
+      options.log(`  3 processes sharing ${kind}`);
+      try {
+        rows.push(await multiProcess(core, stores, options.pkg, kind, run, options.multiRounds));
+      } catch (error) {
+        const message = String((error as Error)?.message ?? error).slice(0, 300);
+        options.log(`  3 processes ${kind}: ${message}`);
+        rows.push({ store: kind, processes: 3, error: message } as ContentionRow);
       }
     }
   } finally {

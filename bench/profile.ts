@@ -1,147 +1,113 @@
-// Profiling support. `node --cpu-prof --import tsx bench/profile.ts <subject> <scenario> <ms>`
-// runs one subject's scenario in a tight loop (what the benchmark times, without mitata). With
-// PROFILE_OUT=<file>, it profiles only the steady state after a warm-up (the same V8 CPU profiler,
-// started and stopped through node:inspector) and writes the .cpuprofile there. `summarize()`
-// turns a .cpuprofile into self-time tables.
-import { readFile, writeFile } from "node:fs/promises";
-import { Session } from "node:inspector/promises";
-import { fileURLToPath } from "node:url";
-import { cookiePool, type Scenario } from "./inprocess.ts";
-import { subjects } from "./subjects.ts";
+// A CPU profile of one scenario on the built package: websession's subject of bench/child.mjs
+// under `node --cpu-prof` running batches for a while (its `loop` command); then self time by area
+// and, for websession's own functions, self and inclusive time (the share of samples whose stack
+// holds the function).
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Child, type Scenario } from "./measure.ts";
 
-interface ProfileNode {
+interface Node {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
-  hitCount?: number;
   children?: number[];
 }
-interface CpuProfile {
-  nodes: ProfileNode[];
-  startTime: number;
-  endTime: number;
-  samples?: number[];
-  timeDeltas?: number[];
+export interface ProfileFigures {
+  requests: number;
+  seconds: number;
+  /** µs of sampled time per request. */
+  usPerRequest: number;
+  areas: Array<{ name: string; percent: number }>;
+  functions: Array<{ name: string; self: number; total: number }>;
+  topSelf: Array<{ name: string; percent: number }>;
 }
 
-/** Self time of one function, or of one group of files. */
-export interface ProfileEntry {
-  name: string;
-  percent: number;
-}
-
-/** A profile reduced to what a reader needs. */
-export interface ProfileSummary {
-  functions: ProfileEntry[];
-  groups: ProfileEntry[];
-}
-
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-
-/** The area a function belongs to: a websession file, undici, a part of Node, a package. */
-export function groupOf(url: string, name: string): string {
+function area(url: string, name: string): string {
   if (name === "(garbage collector)") return "garbage collection";
-  if (name === "(idle)") return "idle (waiting: thread pool, I/O)";
-  if (name === "(program)") return "V8/native (program)";
-  if (url.includes("/src/stores/")) return `websession ${url.slice(url.indexOf("/src/") + 1)}`;
-  if (url.includes(`${ROOT}src/`) || url.includes("/.tmp/source-") || url.endsWith("/mod.ts")) {
-    return `websession ${url.slice(url.indexOf("/src/") + 1)}`;
-  }
-  if (url.includes("/bench/")) return "benchmark harness";
-  if (url.includes("node:internal/deps/undici") || url.includes("undici")) {
-    return "undici (Request/Response/Headers)";
-  }
-  if (url.includes("node_modules/tsx") || url.includes("esbuild")) return "tsx loader";
-  if (url.includes("node_modules/mitata")) return "benchmark harness";
-  if (url.startsWith("node:internal/crypto") || url.includes("webcrypto")) return "node:crypto (Web Crypto)";
+  if (name === "(program)" || name === "(idle)") return `V8/native ${name}`;
+  const d = url.indexOf("/dist/");
+  if (d >= 0) return `websession ${url.slice(d + 6)}`;
+  if (url.includes("/bench/")) return "benchmark loop";
+  if (url.includes("undici")) return "undici (Request/Response/Headers)";
   if (url.startsWith("node:")) return `node internals (${url.split("/")[1] ?? url})`;
   if (url === "") return `native: ${name || "(anonymous)"}`;
-  const modules = url.lastIndexOf("node_modules/");
-  if (modules >= 0) {
-    return url.slice(modules + 13).split("/").slice(0, url.includes("node_modules/@") ? 2 : 1).join("/");
-  }
   return url;
 }
 
-/**
- * Self time by function and by group (websession file, undici, GC, idle...), in percent of the
- * profile's samples.
- */
-export async function summarize(path: string, top = 12): Promise<ProfileSummary> {
-  const profile = JSON.parse(await readFile(path, "utf8")) as CpuProfile;
-  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
-  const self = new Map<number, number>();
-  if (profile.samples && profile.timeDeltas) {
-    for (let i = 0; i < profile.samples.length; i++) {
-      const id = profile.samples[i]!;
-      self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i + 1] ?? profile.timeDeltas[i] ?? 0));
-    }
-  } else {
-    for (const node of profile.nodes) self.set(node.id, node.hitCount ?? 0);
+/** Profiles `scenario` for about `ms` of batches (harness loop and warm-up included). */
+export async function runProfile(pkg: string, scenario: Scenario, ms: number): Promise<ProfileFigures> {
+  const dir = await mkdtemp(join(tmpdir(), "websession-prof-"));
+  try {
+    const child = new Child("websession", "bench/child.mjs", ["websession"], {
+      env: { BENCH_PKG: pkg },
+      flags: ["--cpu-prof", `--cpu-prof-dir=${dir}`, "--cpu-prof-interval", "200"],
+    });
+    await child.ready;
+    const { requests } = await child.ask({ op: "loop", scenario, ms });
+    await child.close(); // the profile is written as the process exits
+    return await summarize(dir, requests as number);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
-  let total = 0;
-  for (const value of self.values()) total += value;
-  const functions = new Map<string, number>();
-  const groups = new Map<string, number>();
-  for (const [id, time] of self) {
-    const frame = byId.get(id)!.callFrame;
-    const file = frame.url.replace(`file://${ROOT}`, "").replace(/^file:\/\//, "");
-    const fname = `${frame.functionName || "(anonymous)"} ${
-      file ? `${file.split("/").slice(-2).join("/")}:${frame.lineNumber + 1}` : ""
-    }`.trim();
-    functions.set(fname, (functions.get(fname) ?? 0) + time);
-    const group = groupOf(frame.url, frame.functionName);
-    groups.set(group, (groups.get(group) ?? 0) + time);
-  }
-  const rank = (map: Map<string, number>, n: number) =>
-    [...map].sort((a, b) => b[1] - a[1]).slice(0, n).map(([name, time]) => ({
-      name,
-      percent: (100 * time) / total,
-    }));
-  return { functions: rank(functions, top), groups: rank(groups, top) };
 }
 
-async function main(): Promise<void> {
-  const [name, scenario, ms] = process.argv.slice(2) as [string, Scenario, string];
-  const subject = subjects().find((s) => s.name === name);
-  if (subject === undefined) throw new Error(`No subject "${name}"`);
-  const instance = await subject.open(false);
-  const pool = await cookiePool(instance, 64, subject.kind === "baseline");
-  const url = `https://bench.example/${scenario === "read" ? "read" : "count"}`;
-  const handler = scenario === "read" ? instance.read : instance.count;
-  let i = 0;
-  const loop = async (duration: number) => {
-    const end = performance.now() + duration;
-    while (performance.now() < end) {
-      if (scenario === "inflight16") {
-        const batch: Promise<Response>[] = [];
-        for (let k = 0; k < 16; k++) {
-          batch.push(handler(new Request(url, { headers: { cookie: pool[i++ % pool.length]! } })));
-        }
-        await Promise.all(batch);
-      } else {
-        const request = scenario === "new"
-          ? new Request(url)
-          : new Request(url, { headers: { cookie: pool[i++ % pool.length]! } });
-        (await handler(request)).headers.getSetCookie();
-      }
-    }
+async function summarize(dir: string, requests: number): Promise<ProfileFigures> {
+  const file = (await readdir(dir)).find((f) => f.endsWith(".cpuprofile"))!;
+  const profile = JSON.parse(await readFile(join(dir, file), "utf8")) as {
+    nodes: Node[];
+    samples: number[];
+    timeDeltas: number[];
+    startTime: number;
+    endTime: number;
   };
-  const out = process.env.PROFILE_OUT;
-  if (out === undefined) {
-    await loop(Number(ms));
-  } else {
-    await loop(Math.min(1000, Number(ms) / 4)); // warm-up, not profiled
-    const session = new Session();
-    session.connect();
-    await session.post("Profiler.enable");
-    await session.post("Profiler.setSamplingInterval", { interval: 100 });
-    await session.post("Profiler.start");
-    await loop(Number(ms));
-    const { profile } = await session.post("Profiler.stop");
-    session.disconnect();
-    await writeFile(out, JSON.stringify(profile));
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const label = (n: Node) => {
+    const f = n.callFrame;
+    const d = f.url.indexOf("/dist/");
+    const where = d >= 0 ? f.url.slice(d + 6) : f.url.split("/").slice(-2).join("/");
+    return `${f.functionName || "(anonymous)"} ${where ? `${where}:${f.lineNumber + 1}` : ""}`.trim();
+  };
+  let total = 0;
+  const areas = new Map<string, number>();
+  const self = new Map<string, number>();
+  const inclusive = new Map<string, number>();
+  for (let i = 0; i < profile.samples.length; i++) {
+    const t = profile.timeDeltas[i + 1] ?? profile.timeDeltas[i] ?? 0;
+    const node = byId.get(profile.samples[i]!)!;
+    if (node.callFrame.functionName === "(idle)") continue; // waiting for the harness's next command
+    total += t;
+    const a = area(node.callFrame.url, node.callFrame.functionName);
+    areas.set(a, (areas.get(a) ?? 0) + t);
+    self.set(label(node), (self.get(label(node)) ?? 0) + t);
+    const seen = new Set<string>();
+    for (let id: number | undefined = node.id; id !== undefined; id = parent.get(id)) {
+      const n = byId.get(id)!;
+      if (!n.callFrame.url.includes("/dist/")) continue;
+      const l = label(n);
+      if (seen.has(l)) continue;
+      seen.add(l);
+      inclusive.set(l, (inclusive.get(l) ?? 0) + t);
+    }
   }
-  await instance.close();
+  const pct = (x: number) => (100 * x) / total;
+  return {
+    requests,
+    seconds: (profile.endTime - profile.startTime) / 1e6,
+    usPerRequest: total / requests,
+    areas: [...areas].sort((a, b) => b[1] - a[1]).slice(0, 14).map(([name, t]) => ({
+      name,
+      percent: pct(t),
+    })),
+    functions: [...inclusive].sort((a, b) => b[1] - a[1]).slice(0, 30).map(([name, t]) => ({
+      name,
+      self: pct(self.get(name) ?? 0),
+      total: pct(t),
+    })),
+    topSelf: [...self].sort((a, b) => b[1] - a[1]).slice(0, 15).map(([name, t]) => ({
+      name,
+      percent: pct(t),
+    })),
+  };
 }
-
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) await main();

@@ -1,505 +1,259 @@
-// `npm run bench -- --legacy`: what a request costs with websession against a bare handler and the peers —
-// CPU time and bytes allocated per request in-process on Node, Deno and Bun, server CPU per
-// request over real HTTP at a fixed rate and at saturation, contention per store — plus the wall
-// time tables (mitata), where the time goes, MemoryStore's footprint and the concurrency figures;
-// computes the issue's targets, profiles what is missed, and writes bench/RESULTS.md.
+// `npm run bench`: what websession costs a request, on the BUILT package (the dist/ of one commit,
+// built by the repository's own build script, bench/dist.ts), reached only through its public entry
+// points (bench/entry.mjs), never TypeScript through a loader.
 //
-// Environment:
-//   BENCH_QUICK=1          a smoke run of a minute or so (the cost, HTTP and contention parts at
-//                          low precision), written to .tmp/RESULTS.quick.md
-//   BENCH_SOURCE=<rev>     measure that git revision's mod.ts and src/ instead of the working tree
-//                          (e.g. BENCH_SOURCE=HEAD while the working tree is being rewritten)
-//   BENCH_RATE=<req/s>     the fixed request rate of the HTTP part (default 2000)
-// Flags: --quick (= BENCH_QUICK=1), --all (every part), --out=<file>, --before=<file.json> (the
-// figures to compare the targets with; default bench/BEFORE.json when it exists),
-// --only=<parts> or --skip=<parts>, parts: cost,http,contention,memory,profiles (the default),
-// inprocess,ablation,reliability (with --all).
+// - In-process CPU per request on Node, Deno and Bun (bench/measure.ts over bench/child.mjs), and on
+//   workerd through Miniflare (bench/workerd.ts): the bare handler, a second bare process (bare vs
+//   bare: the machine's own spread), the floor (bench/floor.mjs: the least code doing the same
+//   observable work), websession, two subjects that price the copy rule, and on Node the peers
+//   (bench/subjects.mjs). Every figure is the median over >= 5 process sets of each set's median of
+//   paired rounds, with the min–max over the sets.
+// - Bytes allocated per request (Node): heap growth over large batches with no GC inside.
+// - Node HTTP at a fixed rate: server CPU per request, returning visitor, websession and a peer vs
+//   bare, fresh server processes (bench/server.mjs) per set.
+// - Contention: 30 in flight on one session per store, websession vs a plain per-session lock
+//   (bench/lock_subject.mjs), one process, and 3 processes sharing Redis / PostgreSQL.
+// - CPU profiles (`node --cpu-prof`) of the returning and the read-only visitor.
 //
-// Next to the Markdown file it writes the targets as JSON (same name, .json), so that a later run
-// can show them beside its own. The "before" figures were taken with
-//   BENCH_SOURCE=<commit> npm run bench -- --only=cost,http,contention --out=bench/BEFORE.md
-// and every later `npm run bench` shows bench/BEFORE.json's figures in its targets table.
-// The default run is bench/steer.ts (the built package, spreads over process sets, the floor, the
-// contention subject); `--legacy` runs the earlier harness below (peers, wall-time tables,
-// MemoryStore footprint) on the TypeScript sources.
-if (!process.argv.includes("--legacy")) {
-  await import("./steer.ts"); // exits when done
-}
-import { execFile, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { cpus, release, tmpdir, totalmem, type } from "node:os";
+// Writes bench/RESULTS.md and bench/RESULTS.json (or --out=<file.md>; BENCH_QUICK writes
+// .tmp/RESULTS.quick.md). Environment: BENCH_SOURCE=<rev> (default HEAD: the commit built and
+// measured), BENCH_QUICK=1 (a smoke run of every part at low precision), BENCH_SETS=<n> (process
+// sets, default 5), BENCH_RATE=<req/s> (default 2000). Flags: --only=<parts> / --skip=<parts>
+// (parts below), --dist=<dir> (measure a dist/ already built, e.g. this checkout's after
+// `npm run build`, instead of building a commit: quick steering figures with --only=alloc,deno,bun).
+import { execFile } from "node:child_process";
+import { readFile, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { resolveSource } from "./source.ts";
+import { buildRevision } from "./dist.ts";
+import { runContention } from "./contention.ts";
+import { Child, median, PEERS, ROOT, runAlloc, runCpu, type RuntimeCpu, SUBJECTS } from "./measure.ts";
+import { type ProfileFigures, runProfile } from "./profile.ts";
+import { type HttpFigures, render, type Results, targets } from "./report.ts";
+import { runWorkerd } from "./workerd.ts";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
+export const PARTS = ["node", "peers", "deno", "bun", "workerd", "alloc", "http", "contention", "profile"];
 const args = process.argv.slice(2);
-const quick = args.includes("--quick") || ["1", "true", "yes"].includes(process.env.BENCH_QUICK ?? "");
-const ALL_PARTS = [
-  "cost",
-  "http",
-  "contention",
-  "memory",
-  "profiles",
-  "inprocess",
-  "ablation",
-  "reliability",
-];
-// The default run measures what the issue asks in about ten minutes on the 2-core machine; --all adds
-// the wall-time tables of every library and store (mitata), "where the time goes" and the
-// concurrency suite's figures (about six minutes more).
-const DEFAULT_PARTS = ["cost", "http", "contention", "memory", "profiles"];
-const QUICK_PARTS = ["cost", "http", "contention"];
-const only = args.find((a) => a.startsWith("--only="))?.slice(7).split(",").filter(Boolean);
-const skip = new Set((args.find((a) => a.startsWith("--skip="))?.slice(7) ?? "").split(",").filter(Boolean));
-const parts = new Set(
-  (only ?? (args.includes("--all") ? ALL_PARTS : quick ? QUICK_PARTS : DEFAULT_PARTS)).filter((part) =>
-    !skip.has(part)
-  ),
-);
-const outArg = args.find((a) => a.startsWith("--out="))?.slice(6);
-const out = outArg
-  ? resolve(outArg)
-  : quick
-  ? join(ROOT, ".tmp", "RESULTS.quick.md")
-  : join(ROOT, "bench", "RESULTS.md");
-const jsonOut = out.replace(/\.md$/, "") + ".json";
-const beforeArg = args.find((a) => a.startsWith("--before="))?.slice(9);
-const beforeFile = beforeArg
-  ? resolve(beforeArg)
-  : existsSync(join(ROOT, "bench", "BEFORE.json"))
-  ? join(ROOT, "bench", "BEFORE.json")
-  : undefined;
-
-// The code under test is chosen before any bench module loads it (they import ./websession.ts).
-const source = await resolveSource();
-if (source.dir) process.env.BENCH_SOURCE_DIR = source.dir;
-
-const { countCryptoCalls, runAblation, runJobCosts, runStoreParts } = await import("./ablation.ts");
-const { runContention } = await import("./contention.ts");
-const { runCost } = await import("./cost.ts");
-const { runHttp } = await import("./http.ts");
-const { runInProcess } = await import("./inprocess.ts");
-const { phase, sample } = await import("./machine.ts");
-const { summarize } = await import("./profile.ts");
-const { render, targets } = await import("./report.ts");
-const { subjects, versionOf, websessionVersion } = await import("./subjects.ts");
-const { RUNTIMES } = await import("./runtimes.ts");
-type Run = import("./report.ts").Run;
-type HttpMode = import("./http.ts").HttpMode;
-type RuntimeName = import("./runtimes.ts").RuntimeName;
-type Step = import("./ablation.ts").Step;
-type MemoryFigure = import("./report.ts").MemoryFigure;
-type Reliability = import("./report.ts").Reliability;
-
+const flag = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+const quick = args.includes("--quick") || process.env.BENCH_QUICK === "1";
+const skip = new Set(flag("skip")?.split(",") ?? []);
+const parts = new Set((flag("only")?.split(",") ?? PARTS).filter((p) => !skip.has(p)));
+const out = flag("out")
+  ? resolve(flag("out")!)
+  : join(ROOT, quick ? ".tmp/RESULTS.quick.md" : "bench/RESULTS.md");
+const sets = Number(process.env.BENCH_SETS ?? (quick ? 2 : 5));
 const rate = Number(process.env.BENCH_RATE ?? 2000);
-const settings = quick
+/** Rounds, batch lengths and budgets of every part. */
+export const SETTINGS = quick
   ? {
-    cost: {
-      processes: 1,
-      rounds: 3,
-      batchMs: 20,
-      warmMs: 150,
-      allocRounds: 1,
-      allocRuntimes: ["Node"] as RuntimeName[],
-      subjects: [
-        "bare handler",
-        "websession, session never asked for",
-        "websession MemoryStore",
-        "react-router memory",
-      ],
-    },
-    http: {
-      rate,
-      seconds: 1.5,
-      rounds: 1,
-      saturationSeconds: 1,
-      saturationRounds: 1,
-      fixedModes: ["bare", "read", "returning"] as HttpMode[],
-      saturationModes: ["bare", "returning"] as HttpMode[],
-    },
-    contention: { rounds: 1, budgetMs: 3000 },
-    rounds: 1,
-    budgetMs: 100,
-    sessions: 100_000,
-    profileMs: 1500,
+    rounds: 3,
+    batchMs: 20,
+    warmMs: 150,
+    alloc: 2,
+    wSets: 1,
+    wRounds: 2,
+    wBatch: 80,
+    httpSec: 1,
+    httpRounds: 1,
+    cRounds: 3,
+    cBudget: 1000,
+    mRounds: 2,
+    profMs: 1500,
   }
   : {
-    cost: { processes: 3, rounds: 7, batchMs: 30, warmMs: 300, allocRounds: 3 } as {
-      processes: number;
-      rounds: number;
-      batchMs: number;
-      warmMs: number;
-      allocRounds: number;
-      allocRuntimes?: RuntimeName[];
-      subjects?: string[];
-    },
-    http: { rate, seconds: 2.5, rounds: 3, saturationSeconds: 2, saturationRounds: 1 },
-    contention: { rounds: 10, budgetMs: 5000 },
-    rounds: 2,
-    budgetMs: 250,
-    sessions: 1_000_000,
-    profileMs: 3000,
+    rounds: 5,
+    batchMs: 30,
+    warmMs: 300,
+    alloc: 5,
+    wSets: sets,
+    wRounds: 3,
+    wBatch: 150,
+    httpSec: 2,
+    httpRounds: 2,
+    cRounds: 10,
+    cBudget: 4000,
+    mRounds: 5,
+    profMs: 4000,
   };
+const S = SETTINGS;
 
 const started = performance.now();
 const log = (line: string) =>
   console.log(`[${((performance.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}`);
 
-function node(
-  argv: string[],
-  env: Record<string, string> = {},
-): Promise<{ stdout: string; stderr: string; code: number }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, argv, {
-      cwd: ROOT,
-      env: { ...process.env, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => void (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => void (stderr += chunk.toString()));
-    child.once("exit", (code) => resolve({ stdout, stderr, code: code ?? 1 }));
-  });
-}
-
-async function memory(): Promise<MemoryFigure> {
-  const { stdout, stderr, code } = await node([
-    "--expose-gc",
-    "--import",
-    "tsx",
-    "bench/memory.ts",
-    String(settings.sessions),
-  ]);
-  if (code !== 0) throw new Error(`memory run failed: ${stderr.slice(-500)}`);
-  return JSON.parse(stdout.trim().split("\n").at(-1)!) as MemoryFigure;
-}
-
-async function reliability(): Promise<Reliability> {
-  const begin = performance.now();
-  const { stdout } = await node([
-    "--import",
-    "tsx",
-    "--test",
-    "--test-reporter=tap",
-    "tests/concurrency_test.ts",
-  ]);
-  const lines = [...stdout.matchAll(/^\s*# ((?:MemoryStore|FileStore|RedisStore|PostgresStore).*)$/gm)].map((
-    m,
-  ) => m[1]!);
-  const passed = Number(/^# pass (\d+)/m.exec(stdout)?.[1] ?? 0);
-  const failed = Number(/^# fail (\d+)/m.exec(stdout)?.[1] ?? 0);
-  return { lines, passed, failed, seconds: (performance.now() - begin) / 1000 };
-}
-
-/** The core's flow step by step under one runtime (`bench/steps.ts`). */
-async function runtimeSteps(runtime: string): Promise<Step[]> {
-  const bin = (name: string) => join(ROOT, "node_modules", ".bin", name);
-  const [command, argv] = runtime === "Deno"
-    ? [bin("deno"), ["run", "-A", "bench/steps.ts"]]
-    : runtime === "Bun"
-    ? [bin("bun"), ["bench/steps.ts"]]
-    : [process.execPath, ["--import", "tsx", "bench/steps.ts"]];
-  const { stdout } = await promisify(execFile)(command, argv, {
-    cwd: ROOT,
-    env: { ...process.env, NO_COLOR: "1" },
-  });
-  const steps = JSON.parse(stdout.trim().split("\n").at(-1)!) as Array<{ name: string; us: number }>;
-  return steps.map((step) => ({ ...step, what: "" }));
-}
-
-async function profileScenario(subject: string, scenario: string, dir: string) {
-  const file = join(dir, `${subject.replace(/\W+/g, "_")}_${scenario}.cpuprofile`);
-  const { code, stderr } = await node([
-    "--import",
-    "tsx",
-    "bench/profile.ts",
-    subject,
-    scenario,
-    String(settings.profileMs),
-  ], { PROFILE_OUT: file });
-  if (code !== 0) throw new Error(`profile failed: ${stderr.slice(-300)}`);
-  return await summarize(file);
-}
-
-/**
- * Profiles the Node server (`session` or `bare`) while autocannon loads it: steady state only,
- * the server's profiler started after a warm-up load (SIGUSR2) and stopped at SIGTERM.
- */
-async function profileHttp(dir: string, mode: "session" | "bare") {
-  const { createRequire } = await import("node:module");
-  const autocannon = createRequire(import.meta.url)("autocannon") as (o: object) => Promise<unknown>;
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
-  const file = join(dir, `${mode}.cpuprofile`);
-  const child = spawn(process.execPath, ["--import", "tsx", "bench/servers/node.ts"], {
-    cwd: ROOT,
-    env: { ...process.env, MODE: mode, PORT: String(port), PROFILE_OUT: file },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  await new Promise<void>((resolve) =>
-    child.stdout!.on("data", (c: Buffer) => c.toString().includes("ready") && resolve())
-  );
-  const url = `http://127.0.0.1:${port}/`;
-  const cookies: string[] = [];
-  for (let i = 0; i < 16; i++) {
-    const response = await fetch(url);
-    await response.arrayBuffer();
-    // The bare server sets no cookie: its requests carry one anyway, so both parse the same header.
-    cookies.push(response.headers.getSetCookie()[0]?.split(";")[0] ?? "session=none");
+/** Server CPU per request at a fixed rate, per set: bare, websession and (with peers) react-router. */
+async function runHttp(pkg: string, modes: string[]): Promise<HttpFigures> {
+  const autocannon = createRequire(import.meta.url)("autocannon") as (
+    o: object,
+  ) => Promise<{ requests: { total: number }; non2xx: number }>;
+  const result: HttpFigures = { rate, modes, cpu: {}, achieved: {} };
+  for (let set = 1; set <= sets; set++) {
+    log(`  HTTP set ${set}/${sets}`);
+    const servers = modes.map((mode) =>
+      new Child(mode, "bench/server.mjs", [mode], { env: { BENCH_PKG: pkg } })
+    );
+    try {
+      const urls = (await Promise.all(servers.map((s) => s.ready))).map((r) =>
+        `http://127.0.0.1:${r.port}/count`
+      );
+      // 16 visitors per server, each with the cookie of its first request (the bare server sets
+      // none: its requests carry websession's, so that every server reads a cookie alike).
+      const cookies = await Promise.all(urls.map(async (url) => {
+        const jar: string[] = [];
+        for (let i = 0; i < 16; i++) {
+          const r = await fetch(url);
+          await r.arrayBuffer();
+          jar.push(r.headers.getSetCookie().map((c) => c.split(";", 1)[0]).join("; "));
+        }
+        return jar;
+      }));
+      const load = async (i: number, seconds: number, fixed: boolean) => {
+        const jar = cookies[i]![0] ? cookies[i]! : cookies[modes.indexOf("websession")]!;
+        let next = 0;
+        return await autocannon({
+          url: urls[i],
+          connections: 16,
+          duration: seconds,
+          ...(fixed ? { overallRate: rate } : {}),
+          setupClient: (c: { setHeaders(h: object): void }) => c.setHeaders({ cookie: jar[next++ % 16] }),
+        });
+      };
+      for (let i = 0; i < modes.length; i++) await load(i, 1, false); // warm-up
+      const per: number[][] = modes.map(() => []);
+      for (let round = 0; round < S.httpRounds; round++) {
+        const shift = (round + set) % modes.length;
+        for (const i of [...modes.keys()].map((k) => (k + shift) % modes.length)) {
+          const before = (await servers[i]!.ask({ op: "cpu" })).us as number;
+          const r = await load(i, S.httpSec, true);
+          const after = (await servers[i]!.ask({ op: "cpu" })).us as number;
+          if (r.non2xx > 0) throw new Error(`${modes[i]}: ${r.non2xx} non-2xx answers`);
+          per[i]!.push((after - before) / r.requests.total);
+          (result.achieved[modes[i]!] ??= []).push(r.requests.total / S.httpSec);
+        }
+      }
+      modes.forEach((mode, i) => (result.cpu[mode] ??= []).push(median(per[i]!)));
+    } finally {
+      await Promise.all(servers.map((s) => s.close()));
+    }
   }
-  const load = async (seconds: number) => {
-    let next = 0;
-    await autocannon({
-      url,
-      connections: 16,
-      duration: seconds,
-      setupClient: (client: { setHeaders(h: object): void }) =>
-        client.setHeaders({ cookie: cookies[next++ % cookies.length] }),
-    });
-  };
-  await load(1); // warm-up, not profiled
-  child.kill("SIGUSR2");
-  await new Promise((resolve) => setTimeout(resolve, 50));
-  await load(Math.ceil(settings.profileMs / 1000));
-  await new Promise<void>((resolve) => {
-    child.once("exit", () => resolve());
-    child.kill("SIGTERM");
-  });
-  return await summarize(file, 40);
+  return result;
 }
 
 async function main(): Promise<void> {
-  const list = subjects();
-  const first = sample();
-  const partial: Omit<Run, "targets" | "profiles"> = {
-    date: new Date().toISOString().replace("T", " ").slice(0, 16) + " UTC",
+  const load0 = loadavg();
+  const dist = flag("dist");
+  let built: { commit: string; subject: string; dir: string };
+  if (dist) {
+    const dir = dirname(resolve(dist)) + "/";
+    const head = await promisify(execFile)("git", ["log", "-1", "--format=%H %s"], { cwd: ROOT });
+    built = {
+      commit: `${resolve(dist)}/`,
+      subject: `built from the working tree at ${head.stdout.trim()}`,
+      dir,
+    };
+  } else {
+    log("building the package (dist/) of the commit measured");
+    const b = await buildRevision();
+    log(`  ${b.commit.slice(0, 7)} built in ${b.buildSeconds.toFixed(1)} s: ${b.dist}`);
+    built = { ...b, dir: b.dir + "/" };
+  }
+  const pkg = built.dir;
+  const results: Results = {
     quick,
-    source: source.label,
-    command: [
-      source.dir ? `BENCH_SOURCE=${process.env.BENCH_SOURCE}` : "",
-      quick ? "BENCH_QUICK=1" : "",
-      process.env.BENCH_RATE ? `BENCH_RATE=${rate}` : "",
-      "npm run bench",
-      args.length > 0 ? `-- ${args.join(" ")}` : "",
-    ].filter(Boolean).join(" "),
-    machine: {
-      cpu: cpus()[0]?.model ?? "?",
-      cores: cpus().length,
-      memoryGiB: totalmem() / 2 ** 30,
-      os: `${type()} ${release()}`,
-      node: process.version.slice(1),
-      load: [first.load, first.load],
-    },
+    sets,
+    settings: S,
+    parts: PARTS,
+    command: ["npm run bench", args.length ? `-- ${args.join(" ")}` : ""].filter(Boolean).join(" "),
+    commit: built.commit,
+    subject: built.subject,
+    load: [load0, load0],
+    minutes: 0,
+    cpu: new Map<string, RuntimeCpu>(),
+    contention: [],
+    profiles: new Map<string, ProfileFigures>(),
     phases: [],
-    versions: [
-      ["websession", websessionVersion],
-      ...[
-        "react-router",
-        "@remix-run/session",
-        "@remix-run/session-middleware",
-        "@remix-run/fetch-router",
-        "@remix-run/cookie",
-        "iron-session",
-        "h3",
-        "hono",
-        "hono-sessions",
-        "@hono/session",
-        "jose",
-        "ioredis",
-        "redis",
-        "@upstash/redis",
-        "pg",
-        "postgres",
-        "@neondatabase/serverless",
-        "mitata",
-        "autocannon",
-        "deno",
-        "bun",
-      ]
-        .map((name) => [name, versionOf(name)] as [string, string]),
-    ],
-    subjects: list,
-    seconds: 0,
-    settings: "",
   };
-  const described: string[] = [];
-  const timedPart = async (name: string, body: () => Promise<void>) => {
-    const start = sample();
+  const part = async (name: string, body: () => Promise<void>) => {
+    const t0 = performance.now();
+    const l0 = loadavg()[0]!;
     try {
       await body();
-    } catch (error) {
-      log(`  ${name} failed: ${String((error as Error)?.stack ?? error).slice(0, 500)}`);
+    } catch (e) {
+      log(`  ${name} failed: ${String((e as Error)?.stack ?? e).slice(0, 600)}`);
     }
-    partial.phases.push(phase(name, start, sample()));
+    const seconds = ((performance.now() - t0) / 1000).toFixed(0);
+    results.phases.push([name, seconds, l0.toFixed(2), loadavg()[0]!.toFixed(2)]);
   };
-
-  if (parts.has("cost")) {
-    const c = settings.cost;
-    described.push(
-      `in-process cost: ${c.processes} process(es) x ${c.rounds} rounds of ~${c.batchMs} ms batches per subject and ` +
-        `scenario, allocation ${c.allocRounds} batch(es)`,
-    );
-    log(`in-process CPU and allocation per request: Node, Deno, Bun`);
-    await timedPart("In-process CPU and allocation", async () => {
-      partial.cost = await runCost({ runtimes: RUNTIMES, ...c, log });
+  const common = { pkg, sets, rounds: S.rounds, batchMs: S.batchMs, warmMs: S.warmMs, log };
+  for (const runtime of ["Node", "Deno", "Bun"] as const) {
+    if (!parts.has(runtime.toLowerCase())) continue;
+    const subjects = runtime === "Node" && parts.has("peers") ? [...SUBJECTS, ...PEERS] : SUBJECTS;
+    await part(`${runtime} in-process CPU`, async () => {
+      results.cpu.set(runtime, await runCpu({ ...common, runtime, subjects }));
+    });
+  }
+  if (parts.has("workerd")) {
+    await part("workerd in-process CPU", async () => {
+      results.cpu.set(
+        "workerd",
+        await runWorkerd({ pkg, sets: S.wSets, rounds: S.wRounds, batchMs: S.wBatch, log }),
+      );
+    });
+  }
+  if (parts.has("alloc")) {
+    await part("Node allocation", async () => {
+      results.alloc = await runAlloc({ pkg, batches: S.alloc, warmMs: S.warmMs, subjects: SUBJECTS, log });
     });
   }
   if (parts.has("http")) {
-    const h = settings.http;
-    described.push(
-      `HTTP ${h.rounds} round(s) of ${h.seconds} s at ${h.rate} req/s per server, saturation ${h.saturationRounds} x ` +
-        `${h.saturationSeconds} s`,
-    );
-    log(`real HTTP on loopback at ${h.rate} req/s and at saturation: Node, Deno, Bun`);
-    await timedPart("HTTP", async () => {
-      partial.http = await runHttp({ runtimes: RUNTIMES, ...h, log });
-    });
+    const modes = ["bare", "websession", ...(parts.has("peers") ? ["react-router memory"] : [])];
+    await part(`Node HTTP at ${rate} req/s`, async () => void (results.http = await runHttp(pkg, modes)));
   }
   if (parts.has("contention")) {
-    described.push(
-      `contention up to ${settings.contention.rounds} rounds (${
-        settings.contention.budgetMs / 1000
-      } s) per store`,
-    );
-    log("contention: 100 writers on one session, per store");
-    await timedPart("Contention", async () => {
-      partial.contention = await runContention({ ...settings.contention, log });
-    });
-  }
-  if (parts.has("inprocess")) {
-    described.push(
-      `wall time (mitata) ${settings.rounds} round(s) of ${settings.budgetMs} ms per library and scenario`,
-    );
-    log(
-      `in-process wall time (mitata): ${list.length} libraries x 4 scenarios x ${settings.rounds} round(s)`,
-    );
-    await timedPart("In-process wall time (mitata)", async () => {
-      partial.inProcess = await runInProcess(list, {
-        rounds: settings.rounds,
-        budgetMs: settings.budgetMs,
+    await part("Contention", async () => {
+      results.contention = await runContention({
+        pkg,
+        rounds: S.cRounds,
+        budgetMs: S.cBudget,
+        multiRounds: S.mRounds,
         log,
       });
     });
   }
-  if (parts.has("ablation")) {
-    log("where the time goes: the core step by step, crypto calls per library");
-    await timedPart("Where the time goes", async () => {
-      const timing = { rounds: settings.rounds + 1, budgetMs: settings.budgetMs };
-      partial.ablation = await runAblation(timing);
-      partial.ablation.store = await runStoreParts(timing);
-      partial.ablation.jobs = await runJobCosts(timing);
-      partial.ablation.runtimes = new Map();
-      for (const runtime of RUNTIMES) {
-        try {
-          partial.ablation.runtimes.set(runtime, await runtimeSteps(runtime));
-        } catch (error) {
-          log(`  steps on ${runtime}: ${String(error).slice(0, 200)}`);
-        }
+  if (parts.has("profile")) {
+    await part("Profiles", async () => {
+      for (const scenario of ["returning", "read"] as const) {
+        log(`  profile: ${scenario}`);
+        results.profiles.set(scenario, await runProfile(pkg, scenario, S.profMs));
       }
-      partial.cryptoCalls = await countCryptoCalls(list.filter((s) => !/File|Redis|Postgres/.test(s.name)));
     });
   }
-  if (parts.has("memory")) {
-    described.push(`${settings.sessions.toLocaleString("en-US")} sessions for memory`);
-    log(`memory: ${settings.sessions.toLocaleString("en-US")} sessions in MemoryStore`);
-    await timedPart("MemoryStore footprint", async () => {
-      partial.memory = await memory();
-    });
-  }
-  if (parts.has("reliability")) {
-    log("reliability: tests/concurrency_test.ts");
-    await timedPart("Reliability (tests/concurrency_test.ts)", async () => {
-      partial.reliability = await reliability();
-    });
-  }
-  partial.settings = described.join("; ");
+  results.load[1] = loadavg();
+  results.minutes = (performance.now() - started) / 60000;
 
-  const run: Run = { ...partial, targets: targets(partial), profiles: new Map() };
-  if (parts.has("profiles")) {
-    await timedPart("Profiles of missed targets", async () => {
-      const dir = await mkdtemp(join(tmpdir(), "websession-profiles-"));
-      try {
-        const done = new Set<string>();
-        for (const target of run.targets) {
-          if (target.met !== false || target.profile === undefined) continue;
-          if ("http" in target.profile && target.profile.http !== "Node") continue; // only Node's server can be profiled alike
-          const key = "http" in target.profile
-            ? `http:${target.profile.http}`
-            : `${target.profile.subject}:${target.profile.scenario}`;
-          if (done.has(key)) continue;
-          done.add(key);
-          log(`profiling ${key}`);
-          try {
-            if ("http" in target.profile) {
-              // The bare server too, so that the difference can be split by area.
-              run.profiles.set(key, await profileHttp(await mkdtemp(join(dir, "http-")), "session"));
-              run.profiles.set(
-                `${key}:bare`,
-                await profileHttp(await mkdtemp(join(dir, "http-bare-")), "bare"),
-              );
-            } else {
-              run.profiles.set(
-                key,
-                await profileScenario(target.profile.subject, target.profile.scenario, dir),
-              );
-            }
-          } catch (error) {
-            log(`  ${String(error)}`);
-          }
-        }
-      } finally {
-        await rm(dir, { recursive: true, force: true });
-      }
-    });
-  }
-  run.machine.load[1] = sample().load;
-  run.seconds = (performance.now() - started) / 1000;
-  if (beforeFile !== undefined && beforeFile !== jsonOut) {
-    try {
-      run.before = JSON.parse(await readFile(beforeFile, "utf8"));
-    } catch (error) {
-      log(`  could not read ${beforeFile}: ${String(error).slice(0, 200)}`);
-    }
-  }
-  await mkdir(dirname(out), { recursive: true });
-  await writeFile(out, render(run));
+  // A section written by hand after a run (from the marker on) is kept, so that a later run does
+  // not silently drop the analysis.
+  const MARK = "<!-- written by hand below this line -->";
+  const previous = await readFile(out, "utf8").catch(() => "");
+  const kept = previous.includes(MARK) ? `\n${previous.slice(previous.indexOf(MARK))}` : "";
+  const list = targets(results);
+  await writeFile(out, render(results, list) + kept);
+  const json = out.replace(/\.md$/, ".json");
+  const { commit, command, contention, http, alloc } = results;
+  const date = new Date().toISOString();
   await writeFile(
-    jsonOut,
-    JSON.stringify(
-      {
-        date: run.date,
-        source: run.source,
-        command: run.command,
-        quick: run.quick,
-        load: run.machine.load,
-        targets: run.targets.map(({ id, text, measured, goal, met, value }) => ({
-          id,
-          text,
-          measured,
-          goal,
-          met,
-          value,
-        })),
-      },
-      null,
-      2,
-    ) + "\n",
+    json,
+    JSON.stringify({ date, commit, command, sets, targets: list, contention, http, alloc }, null, 2),
   );
   // The repository's formatter owns markdown and JSON under bench/: write what `deno fmt --check` accepts.
-  await promisify(execFile)(join(ROOT, "node_modules", ".bin", "deno"), ["fmt", "--quiet", out, jsonOut], {
+  await promisify(execFile)(join(ROOT, "node_modules", ".bin", "deno"), ["fmt", "--quiet", out, json], {
     cwd: ROOT,
-  }).catch((error) => log(`  deno fmt: ${String(error).slice(0, 200)}`));
-  log(`wrote ${out} and ${jsonOut}`);
-  for (const t of run.targets) {
-    log(
-      `${
-        t.met === undefined ? "n/a   " : t.met ? "met   " : "MISSED"
-      } ${t.text}: ${t.measured} (goal ${t.goal})`,
-    );
-  }
+  })
+    .catch((e) => log(`  deno fmt: ${String(e).slice(0, 200)}`));
+  log(`wrote ${out}`);
+  for (const t of list) log(`${t.met ? "met   " : "MISSED"} ${t.text}: ${t.measured} (goal ${t.goal})`);
 }
 
 await main();

@@ -1,24 +1,24 @@
 // One of several processes sharing a store (Redis through ioredis, or PostgreSQL through pg) for
-// the multi-process contention rows of bench/steer_contention.ts: on each line
+// the multi-process contention rows of bench/contention.ts: on each line
 // {"method","cookie","n"} it fires n concurrent requests of websession's README example (GET) or
 // get+set (POST) at one session and answers {"samples":[{ms,status}],"runs"}.
 import process from "node:process";
 import { createInterface } from "node:readline";
+import { load } from "./entry.mjs";
+import { SECRET } from "./subjects.mjs";
 
-const DIST = process.env.DIST_DIR;
-const SECRET = "benchmark secret: at least thirty-two characters";
-const core = await import(`file://${DIST}mod.js`);
+const core = await load("websession");
 let store;
 let close;
 if (process.env.KIND === "redis") {
   const { Redis } = await import("ioredis");
-  const { RedisStore } = await import(`file://${DIST}src/stores/redis.js`);
+  const { RedisStore } = await load("websession/redis");
   const client = new Redis(process.env.REDIS_URL, { maxRetriesPerRequest: 1 });
   store = new RedisStore({ client, prefix: process.env.PREFIX });
   close = () => client.disconnect();
 } else {
   const { default: pg } = await import("pg");
-  const { PostgresStore } = await import(`file://${DIST}src/stores/postgres.js`);
+  const { PostgresStore } = await load("websession/postgres");
   const client = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 10 });
   store = new PostgresStore({ client, table: process.env.TABLE });
   close = () => client.end();

@@ -1,93 +1,33 @@
-// One subject in its own process, on Node, Deno or Bun, loading websession from the *built*
-// package (DIST_DIR, a `dist/` directory) and no TypeScript at all: plain JavaScript that every
-// runtime runs without a loader. `bench/steer.ts` starts one process per subject and drives them
-// in turns over stdin (one JSON line in, one JSON line out), so that the subjects' batches are
-// interleaved in time while none shares a heap, a JIT or a garbage collector with another.
+// One subject in its own process, on Node, Deno or Bun: plain JavaScript that every runtime runs
+// without a loader, websession coming from the built package (bench/subjects.mjs). bench/measure.ts
+// starts one process per subject and drives them in turns over stdin (one JSON line in, one JSON
+// line out), so that the subjects' batches are interleaved in time while none shares a heap, a JIT
+// or a garbage collector with another.
 //
-// Usage: <runtime> bench/steer_child.mjs <subject>
-// Subjects: "bare", "bare (second process)", "bare + copy", "floor", "floor, cookie in place",
-// "websession".
+// Usage: <runtime> bench/child.mjs <subject> (the names in bench/subjects.mjs)
 // Scenarios: read (valid cookie, get, Response), returning (valid cookie, update, compare-and-set
 // save), new (no cookie, update, save, Set-Cookie).
 // Commands: {"op":"warm","ms":N} | {"op":"size","ms":N} -> {"n":{scenario:count}} |
 // {"op":"cpu","scenario":S,"n":N} -> {"cpuUs","wallUs"} (process.cpuUsage: user + system of every
 // thread) | {"op":"alloc","scenario":S,"n":N} -> {"bytes","gcs"} (needs --expose-gc and a young
-// generation big enough for a batch; see allocated()) | {"op":"calibrate"}.
+// generation big enough for a batch; see allocated()) | {"op":"calibrate"} |
+// {"op":"loop","scenario":S,"ms":N} -> {"requests"} (batches for N ms, for `node --cpu-prof`).
 import process from "node:process";
 import { createInterface } from "node:readline";
 import v8 from "node:v8";
-import { createFloor } from "./floor.mjs";
+import { open } from "./subjects.mjs";
 
-const SECRET = "benchmark secret: at least thirty-two characters";
 const SCENARIOS = ["read", "returning", "new"];
 const READ_URL = "https://bench.example/read";
 const COUNT_URL = "https://bench.example/count";
 const [name] = process.argv.slice(2);
 const runtime = "Deno" in globalThis ? "Deno" : "Bun" in globalThis ? "Bun" : "Node";
-const DIST = process.env.DIST_DIR;
 
 function send(message) {
   process.stdout.write(`${JSON.stringify(message)}\n`);
 }
 
-async function open() {
-  const bare = (_req) => new Response("ok");
-  switch (name) {
-    case "bare":
-    case "bare (second process)":
-      return { read: bare, count: bare, sets: false };
-    case "bare + copy": {
-      // The copy rule alone: the bare handler's Response copied and given a Set-Cookie.
-      const cookie =
-        "session=aaaaaaaaaaaaaaaaaaaaaaaa.bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb; Path=/; HttpOnly";
-      const copied = (req) => {
-        const response = bare(req);
-        const out = new Response(response.body, response);
-        out.headers.set("vary", "Cookie");
-        out.headers.append("set-cookie", cookie);
-        out.headers.set("cache-control", "private, no-store");
-        return out;
-      };
-      return { read: copied, count: copied, sets: false };
-    }
-    case "floor":
-    case "floor, cookie in place": {
-      const floor = createFloor({ secret: SECRET, copy: name === "floor" });
-      return {
-        read: floor.wrap((_req, session) => {
-          session.get("visits");
-          return new Response("ok");
-        }),
-        count: floor.wrap((_req, session) => {
-          session.update("visits", (n = 0) => n + 1);
-          return new Response("ok");
-        }),
-        sets: true,
-      };
-    }
-    case "websession": {
-      if (!DIST) throw new Error("DIST_DIR is not set");
-      const { getSession, MemoryStore, withSession } = await import(new URL("mod.js", `file://${DIST}`).href);
-      const options = { store: new MemoryStore(), secrets: SECRET };
-      return {
-        read: withSession(async (req) => {
-          const session = await getSession(req);
-          session.get("visits");
-          return new Response("ok");
-        }, options),
-        count: withSession(async (req) => {
-          const session = await getSession(req);
-          session.update("visits", (n = 0) => n + 1);
-          return new Response("ok");
-        }, options),
-        sets: true,
-      };
-    }
-  }
-  throw new Error(`Unknown subject: "${name}"`);
-}
-
-const handlers = await open();
+const handlers = await open(name);
 
 function fakeCookie() {
   const bytes = crypto.getRandomValues(new Uint8Array(48));
@@ -206,6 +146,12 @@ async function handle(command) {
       const estimate = Number.isFinite(probe.bytes) ? Math.max(probe.bytes, 1000) : 200_000;
       const n = Math.max(10, Math.min(command.n, Math.floor(96 * 2 ** 20 / estimate)));
       return { ...(await allocated(() => batch(command.scenario, n), n)), n };
+    }
+    case "loop": {
+      const end = performance.now() + command.ms;
+      let requests = 0;
+      for (; performance.now() < end; requests += 200) await batch(command.scenario, 200);
+      return { requests };
     }
     case "calibrate": {
       const fill = () => {

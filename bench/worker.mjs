@@ -1,8 +1,8 @@
-// The Worker the workerd rows run (bundled with esbuild by bench/steer_workerd.ts, imports the
-// built package): GET /batch?subject=S&scenario=C&n=N runs N requests of a scenario one after
+// The Worker the workerd rows run (bundled with esbuild by bench/workerd.ts, importing the built
+// package measured as "websession"): GET /batch?subject=S&scenario=C&n=N runs N requests of a scenario one after
 // another inside the isolate, on freshly built Requests, and answers "ok". CPU is read from
 // outside (workerd's threads in /proc): inside a Worker the clocks stand still while code runs.
-import { getSession, MemoryStore, withSession } from "websession-built"; // the built commit's dist/mod.js, by the bundler's alias
+import { getSession, MemoryStore, withSession } from "websession";
 import { createFloor } from "./floor.mjs";
 
 const SECRET = "benchmark secret: at least thirty-two characters";

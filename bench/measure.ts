@@ -1,14 +1,18 @@
-// In-process CPU and bytes per request on the built package, with figures one can steer by:
-// every ratio is a median over at least five separate process sets with its min–max, each
-// process set's figure being the median of its rounds, and every round pairing a subject's batch
-// with the bare handler's batch of the same round (run a fraction of a second apart, in rotating
-// order). A second bare process ("bare (second process)") gives the bare-versus-bare row: how far
-// two identical subjects drift apart on this machine, i.e. how much of any spread is the machine's.
-// `bench/steer_child.mjs` is the child (plain JavaScript, no loader).
-import { type ChildProcess, spawn } from "node:child_process";
+// The measuring helpers every part of the benchmark shares:
+// - `Child`: a process on Node, Deno or Bun that answers one JSON line per JSON line sent (the
+//   subjects of bench/child.mjs, the HTTP servers of bench/server.mjs, the contention processes);
+// - the in-process CPU pass and the allocation pass over bench/child.mjs;
+// - the figures one can steer by: every ratio a median over >= 5 separate process sets with its
+//   min–max, each set's figure the median of its rounds, each round pairing a subject's batch with
+//   the bare handler's batch of the same round (a fraction of a second apart, in rotating order).
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
-import { command, ROOT, type RuntimeName } from "./runtimes.ts";
+import { fileURLToPath } from "node:url";
 
+export const ROOT: string = fileURLToPath(new URL("..", import.meta.url));
+const BIN = `${ROOT}node_modules/.bin/`;
+
+export type RuntimeName = "Node" | "Deno" | "Bun";
 export const SCENARIOS = ["read", "returning", "new"] as const;
 export type Scenario = typeof SCENARIOS[number];
 export const SUBJECTS = [
@@ -19,7 +23,15 @@ export const SUBJECTS = [
   "floor, cookie in place",
   "websession",
 ] as const;
-export type SubjectName = typeof SUBJECTS[number];
+/** The peers of bench/subjects.mjs, measured beside the subjects on Node. */
+export const PEERS = [
+  "react-router memory",
+  "@remix-run/session memory",
+  "hono-sessions MemoryStore",
+  "@hono/session",
+  "iron-session",
+  "h3 useSession",
+] as const;
 
 export interface Batch {
   set: number;
@@ -29,14 +41,14 @@ export interface Batch {
 }
 
 export interface RuntimeCpu {
-  runtime: RuntimeName;
+  runtime: string;
   /** subject -> scenario -> batches */
   batches: Record<string, Record<string, Batch[]>>;
   errors: Record<string, string>;
+  version?: string;
 }
 
 export interface Alloc {
-  runtime: RuntimeName;
   /** subject -> scenario -> bytes per request, one per batch (NaN dropped) */
   bytes: Record<string, Record<string, number[]>>;
   calibration?: { bytes: number; expected: number };
@@ -44,24 +56,57 @@ export interface Alloc {
   errors: Record<string, string>;
 }
 
-class Child {
+/** A runtime's version, or "?" when it does not start. */
+export function versionOf(runtime: RuntimeName): string {
+  try {
+    if (runtime === "Node") return process.version.slice(1);
+    const out = execFileSync(`${BIN}${runtime.toLowerCase()}`, ["--version"], { encoding: "utf8" });
+    return /(\d+\.\d+\.\d+)/.exec(out)?.[1] ?? "?";
+  } catch {
+    return "?";
+  }
+}
+
+/** A process speaking one JSON line per JSON line; its first line says it is ready. */
+export class Child {
   readonly name: string;
   #process: ChildProcess;
   #waiting: Array<(line: string) => void> = [];
   #stderr = "";
   #exited: Promise<void>;
-  constructor(runtime: RuntimeName, name: string, dist: string, v8Flags: string[] = []) {
+  readonly ready: Promise<Record<string, unknown>>;
+
+  /**
+   * @param file A plain JavaScript file under the repository, run without a loader.
+   * @param options `env`: added to the environment (BENCH_PKG names the package measured);
+   *   `flags`: V8 flags (Node and Deno) or, on Node, any flag before the file.
+   */
+  constructor(
+    name: string,
+    file: string,
+    args: string[],
+    options: { runtime?: RuntimeName; env?: Record<string, string>; flags?: string[] } = {},
+  ) {
     this.name = name;
-    const [cmd, args] = runtime === "Node"
-      ? [process.execPath, [...v8Flags, "bench/steer_child.mjs", name]] // no loader: plain JavaScript
-      : command(runtime, "bench/steer_child.mjs", [name], { v8Flags });
-    this.#process = spawn(cmd, args, {
+    const flags = options.flags ?? [];
+    const [cmd, argv] = options.runtime === "Deno"
+      ? [`${BIN}deno`, [
+        "run",
+        "-A",
+        ...(flags.length ? [`--v8-flags=${flags.join(",")}`] : []),
+        file,
+        ...args,
+      ]]
+      : options.runtime === "Bun"
+      ? [`${BIN}bun`, [file, ...args]]
+      : [process.execPath, [...flags, file, ...args]];
+    this.#process = spawn(cmd, argv, {
       cwd: ROOT,
-      env: { ...process.env, DIST_DIR: dist, NO_COLOR: "1" },
+      env: { ...process.env, ...options.env, NO_COLOR: "1" },
       stdio: ["pipe", "pipe", "pipe"],
     });
     createInterface({ input: this.#process.stdout! }).on("line", (line) => {
-      if (line.startsWith("{")) this.#waiting.shift()?.(line);
+      if (line.startsWith("{")) this.#waiting.shift()?.(line); // not a library's own output
     });
     this.#process.stderr!.on("data", (c: Buffer) => void (this.#stderr = (this.#stderr + c).slice(-2000)));
     this.#exited = new Promise((resolve) =>
@@ -72,8 +117,10 @@ class Child {
         resolve();
       })
     );
+    this.ready = this.#next();
   }
-  next(): Promise<Record<string, unknown>> {
+
+  #next(): Promise<Record<string, unknown>> {
     return new Promise((resolve, reject) =>
       this.#waiting.push((line) => {
         const m = JSON.parse(line) as Record<string, unknown>;
@@ -82,11 +129,14 @@ class Child {
       })
     );
   }
+
   ask(message: Record<string, unknown>): Promise<Record<string, unknown>> {
-    const answer = this.next();
+    const answer = this.#next();
     this.#process.stdin!.write(`${JSON.stringify(message)}\n`);
     return answer;
   }
+
+  /** Ends its stdin (it exits), SIGKILL after 5 s. */
   async close(): Promise<void> {
     this.#process.stdin!.end();
     const timer = setTimeout(() => this.#process.kill("SIGKILL"), 5000);
@@ -95,16 +145,19 @@ class Child {
   }
 }
 
+/** Starts one bench/child.mjs per subject; the ones that fail to start land in `errors`. */
 async function openAll(
   runtime: RuntimeName,
   subjects: readonly string[],
-  dist: string,
+  pkg: string,
   errors: Record<string, string>,
-  v8Flags: string[] = [],
+  flags: string[] = [],
 ): Promise<Child[]> {
-  const children = subjects.filter((s) => !(s in errors)).map((s) => new Child(runtime, s, dist, v8Flags));
+  const children = subjects.filter((s) => !(s in errors)).map((s) =>
+    new Child(s, "bench/child.mjs", [s], { runtime, env: { BENCH_PKG: pkg }, flags })
+  );
   const ok = await Promise.all(children.map((c) =>
-    c.next().then(() => true, async (e) => {
+    c.ready.then(() => true, async (e) => {
       errors[c.name] = String((e as Error).message).slice(0, 300);
       await c.close();
       return false;
@@ -113,22 +166,21 @@ async function openAll(
   return children.filter((_, i) => ok[i]);
 }
 
-/** The CPU pass on one runtime. */
+/** The CPU pass on one runtime: `sets` process sets, `rounds` rotated rounds per scenario. */
 export async function runCpu(options: {
   runtime: RuntimeName;
-  dist: string;
+  pkg: string;
   sets: number;
   rounds: number;
   batchMs: number;
   warmMs: number;
-  subjects?: readonly string[];
+  subjects: readonly string[];
   log: (line: string) => void;
 }): Promise<RuntimeCpu> {
-  const subjects = options.subjects ?? SUBJECTS;
   const result: RuntimeCpu = { runtime: options.runtime, batches: {}, errors: {} };
   for (let set = 1; set <= options.sets; set++) {
     options.log(`  ${options.runtime} CPU: process set ${set}/${options.sets}`);
-    const children = await openAll(options.runtime, subjects, options.dist, result.errors);
+    const children = await openAll(options.runtime, options.subjects, options.pkg, result.errors);
     try {
       // Warm-up side by side (the JIT needs no quiet machine), then batch sizes one at a time.
       await Promise.all(children.map((c) => c.ask({ op: "warm", ms: options.warmMs })));
@@ -161,20 +213,18 @@ export async function runCpu(options: {
   return result;
 }
 
-/** The allocation pass (Node; Deno too): `batches` batches per subject and scenario. */
+/** The allocation pass (Node): `batches` batches per subject and scenario. */
 export async function runAlloc(options: {
-  runtime: RuntimeName;
-  dist: string;
+  pkg: string;
   batches: number;
   warmMs: number;
-  subjects?: readonly string[];
+  subjects: readonly string[];
   log: (line: string) => void;
 }): Promise<Alloc> {
-  const subjects = options.subjects ?? SUBJECTS;
-  const result: Alloc = { runtime: options.runtime, bytes: {}, dropped: 0, errors: {} };
-  options.log(`  ${options.runtime} allocation: ${subjects.length} subjects x ${options.batches} batches`);
+  const result: Alloc = { bytes: {}, dropped: 0, errors: {} };
+  options.log(`  Node allocation: ${options.subjects.length} subjects x ${options.batches} batches`);
   const flags = ["--expose-gc", "--max-semi-space-size=256", "--min-semi-space-size=256"];
-  const children = await openAll(options.runtime, subjects, options.dist, result.errors, flags);
+  const children = await openAll("Node", options.subjects, options.pkg, result.errors, flags);
   try {
     await Promise.all(children.map((c) => c.ask({ op: "warm", ms: options.warmMs })));
     const check = await children[0]?.ask({ op: "calibrate" }).catch(() => undefined);
@@ -184,11 +234,8 @@ export async function runAlloc(options: {
         for (const c of children) {
           try {
             const a = await c.ask({ op: "alloc", scenario, n: 2000 });
-            if (!Number.isFinite(a.bytes as number)) {
-              result.dropped++;
-              continue;
-            }
-            ((result.bytes[c.name] ??= {})[scenario] ??= []).push(a.bytes as number);
+            if (!Number.isFinite(a.bytes as number)) result.dropped++;
+            else ((result.bytes[c.name] ??= {})[scenario] ??= []).push(a.bytes as number);
           } catch (e) {
             result.errors[c.name] = `alloc ${scenario}: ${String((e as Error).message).slice(0, 300)}`;
           }
@@ -222,45 +269,38 @@ export function spreadOf(perSet: number[]): Spread {
 }
 
 /**
- * Pairs `subject` with `reference` round by round within each process set and reduces each pair
- * with `f` (e.g. reference / subject, or subject - reference); median per set, then spread.
+ * Pairs the batches of `names` round by round within each process set and reduces each tuple with
+ * `f` (e.g. bare / subject, or subject - bare); the median per set, then the spread over sets.
  */
 export function pairedSpread(
   cpu: RuntimeCpu,
-  subject: string,
-  reference: string,
+  names: string[],
   scenario: Scenario,
-  f: (subject: Batch, reference: Batch) => number,
-): Spread {
-  const mine = cpu.batches[subject]?.[scenario] ?? [];
-  const ref = cpu.batches[reference]?.[scenario] ?? [];
-  const sets = [...new Set(mine.map((b) => b.set))];
-  return spreadOf(sets.map((set) =>
-    median(
-      mine.filter((b) => b.set === set).flatMap((b) => {
-        const r = ref.find((x) => x.set === set && x.round === b.round);
-        return r === undefined ? [] : [f(b, r)];
-      }),
-    )
-  ));
-}
-
-/** The same with three subjects in one round (e.g. points between bare/floor and bare/websession). */
-export function tripleSpread(
-  cpu: RuntimeCpu,
-  names: [string, string, string],
-  scenario: Scenario,
-  f: (a: Batch, b: Batch, c: Batch) => number,
+  f: (...batches: Batch[]) => number,
 ): Spread {
   const lists = names.map((n) => cpu.batches[n]?.[scenario] ?? []);
   const sets = [...new Set(lists[0]!.map((b) => b.set))];
   return spreadOf(sets.map((set) =>
     median(
-      lists[0]!.filter((b) => b.set === set).flatMap((a) => {
-        const b = lists[1]!.find((x) => x.set === set && x.round === a.round);
-        const c = lists[2]!.find((x) => x.set === set && x.round === a.round);
-        return b && c ? [f(a, b, c)] : [];
+      lists[0]!.filter((b) => b.set === set).flatMap((first) => {
+        const tuple = lists.map((list) => list.find((x) => x.set === set && x.round === first.round));
+        return tuple.every((b) => b !== undefined) ? [f(...tuple)] : [];
       }),
     )
   ));
 }
+
+/** bare / subject, paired by round. */
+export const ratioOf = (cpu: RuntimeCpu, subject: string, scenario: Scenario, ref = "bare"): Spread =>
+  pairedSpread(cpu, [subject, ref], scenario, (s, r) => r!.cpuUs / s!.cpuUs);
+/** subject − bare in µs, paired by round. */
+export const addedOf = (cpu: RuntimeCpu, subject: string, scenario: Scenario, ref = "bare"): Spread =>
+  pairedSpread(cpu, [subject, ref], scenario, (s, r) => s!.cpuUs - r!.cpuUs);
+/** Points below the floor: 100 × (bare/floor − bare/websession), paired by round. */
+export const floorPoints = (cpu: RuntimeCpu, scenario: Scenario): Spread =>
+  pairedSpread(
+    cpu,
+    ["websession", "floor", "bare"],
+    scenario,
+    (w, fl, b) => 100 * (b!.cpuUs / fl!.cpuUs - b!.cpuUs / w!.cpuUs),
+  );

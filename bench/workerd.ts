@@ -1,4 +1,4 @@
-// workerd (Miniflare) in-process CPU per request: the Worker in bench/steer_worker.mjs runs
+// workerd (Miniflare) in-process CPU per request: the Worker in bench/worker.mjs runs
 // batches of requests inside the isolate; the CPU time of every thread of the workerd process is
 // read from /proc/<pid>/task/*/schedstat (nanoseconds) around each batch. The bare handler,
 // the floor and websession share one isolate (one Worker), their batches interleaved in rotating
@@ -6,8 +6,8 @@
 import { readdir, readFile } from "node:fs/promises";
 import { build } from "esbuild";
 import { Log, LogLevel, Miniflare } from "miniflare";
-import type { Batch, RuntimeCpu } from "./steer_cost.ts";
-import { ROOT } from "./runtimes.ts";
+import { entryPath } from "./entry.mjs";
+import { type Batch, ROOT, type RuntimeCpu } from "./measure.ts";
 
 const SUBJECTS = ["bare", "floor", "websession"];
 
@@ -40,27 +40,22 @@ async function cpuNs(pid: number): Promise<number> {
 }
 
 export async function runWorkerd(options: {
-  dist: string;
+  pkg: string;
   sets: number;
   rounds: number;
   batchMs: number;
   log: (line: string) => void;
-}): Promise<RuntimeCpu & { version: string }> {
-  const result: RuntimeCpu & { version: string } = {
-    runtime: "workerd" as never,
-    batches: {},
-    errors: {},
-    version: "?",
-  };
+}): Promise<RuntimeCpu> {
+  const result: RuntimeCpu = { runtime: "workerd", batches: {}, errors: {}, version: "?" };
   const bundled = await build({
-    entryPoints: [`${ROOT}bench/steer_worker.mjs`],
+    entryPoints: [`${ROOT}bench/worker.mjs`],
     bundle: true,
     format: "esm",
     platform: "neutral",
     conditions: ["workerd", "worker", "browser"],
     write: false,
     minify: false,
-    alias: { "websession-built": `${options.dist}mod.js` },
+    alias: { websession: entryPath(options.pkg, "websession") }, // the package measured, by its exports map
     logLevel: "silent",
   });
   const script = bundled.outputFiles[0]!.text;
@@ -118,14 +113,4 @@ export async function runWorkerd(options: {
     }
   }
   return result;
-}
-
-if (import.meta.url === `file://${process.argv[1]}`) {
-  const { buildRevision } = await import("./dist.ts");
-  const built = await buildRevision();
-  const r = await runWorkerd({ dist: built.dist, sets: 1, rounds: 2, batchMs: 100, log: console.log });
-  for (const [s, m] of Object.entries(r.batches)) {
-    for (const [c, b] of Object.entries(m)) console.log(s, c, b.map((x) => x.cpuUs.toFixed(2)).join(" "));
-  }
-  console.log(r.errors);
 }

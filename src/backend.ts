@@ -93,6 +93,26 @@ export interface Backend {
 export const kBackend: unique symbol = Symbol.for("websession.backend");
 
 /**
+ * What the core asks of the `transport` option, carried under this key by `headerTransport()`
+ * so that an application on cookies alone bundles none of it.
+ */
+export const kTransport: unique symbol = Symbol.for("websession.transport");
+
+/** The header transport's part of the request flow (see {@linkcode kTransport}). */
+export interface TransportFlow {
+  /** Refuses a store the transport cannot serve (a sealed one). */
+  check(sealed: boolean): void;
+  /** The request header the session travels in, as the application spelt it. */
+  header: string;
+  /** `SessionTransport.tokenOf`: `undefined` when the request's session is in the cookie. */
+  tokenOf(headers: Headers): string | undefined;
+  /** Where the request's session comes from; marks `h` as answered on the header when it is. */
+  source(h: Handle, input: unknown, cookieSource: (input: unknown) => CookieSource): CookieSource;
+  /** Adds the committed session's headers for the transport the request came in on. */
+  decorate(h: Handle, response: Response, cookies: readonly string[]): Response;
+}
+
+/**
  * Builds a handle for a new session; a backend then attaches it to a record.
  *
  * @param o The options.

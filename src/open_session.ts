@@ -77,30 +77,12 @@ function sourceOf(input: CookieInput): CookieSource {
   );
 }
 
-/**
- * Where the session comes from: the cookie, or (`transport` option) a request header, which
- * marks the handle as answered on the header.
- */
+/** Where the session comes from: the cookie, or the `transport` option's header. */
 function sourceFor(h: Handle, input: CookieInput): CookieSource {
-  const t = h.o.transport;
-  if (t === undefined) return sourceOf(input);
-  const headers = input instanceof Request ? input.headers : input instanceof Headers ? input : undefined;
-  if (headers === undefined) {
-    if (t.cookie || input === null || input === undefined) {
-      h.onHeader = !t.cookie;
-      return sourceOf(input);
-    }
-    throw new TypeError(
-      "Invalid cookie input: the header transport reads the session from a Request or Headers",
-    );
-  }
-  const token = t.tokenOf(headers);
-  if (token === undefined) return sourceOf(input);
-  h.onHeader = true;
-  if (token === "") return null;
-  h.tokenIn = token;
-  const name = h.o.cookie.name;
-  return { get: (cookie: string) => cookie === name ? token : undefined };
+  const flow = h.o.transport;
+  return flow === undefined
+    ? sourceOf(input)
+    : flow.source(h, input, sourceOf as (input: unknown) => CookieSource);
 }
 
 /**
@@ -108,11 +90,8 @@ function sourceFor(h: Handle, input: CookieInput): CookieSource {
  * `Set-Cookie` and `Vary: Cookie`, or the `transport` option's response header.
  */
 export function decorate(h: Handle, response: Response, cookies: readonly string[]): Response {
-  const t = h.o.transport;
-  if (t === undefined) return withSessionHeaders(response, cookies);
-  const token = h.tokenOut;
-  h.tokenOut = undefined;
-  return t.respond(response, h.onHeader, token, cookies);
+  const flow = h.o.transport;
+  return flow === undefined ? withSessionHeaders(response, cookies) : flow.decorate(h, response, cookies);
 }
 
 /** `decorate` for an adapter holding the `Session`. Internal. */

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { kBackend } from "./backend.ts";
+import { kBackend, kTransport, type TransportFlow } from "./backend.ts";
 import { resolveCookieOptions, type ResolvedCookieOptions } from "./cookie.ts";
 import { RecentAuthRequiredError, SessionConfigError } from "./errors.ts";
 import type { EventHook } from "./events.ts";
@@ -14,7 +14,6 @@ import { type ResolvedDeviceInfo, resolveDeviceInfo } from "./metadata.ts";
 import { refuseDuplicateSecrets, Signer } from "./signing.ts";
 import { isSealedStore, type SealedSessionStore, type SessionData, type SessionStore } from "./store.ts";
 import { MemoryStore } from "./stores/memory.ts";
-import type { SessionTransport } from "./transport.ts";
 import type { SessionSerializer } from "./serializer.ts";
 import type {
   ConflictPolicy,
@@ -75,7 +74,8 @@ export interface ResolvedOptions {
   signer: Signer;
   cookie: ResolvedCookieOptions;
   /** The header transport, when on. */
-  transport: SessionTransport | undefined;
+  /** The `transport` option's part of the flow (`undefined`: the cookie alone). */
+  transport: TransportFlow | undefined;
   idleMs: number;
   absoluteMs: number;
   touchAfterMs: number;
@@ -324,19 +324,14 @@ function resolveLogger(options: SessionOptions<SessionData>): SessionLogger {
   return logger;
 }
 
-function transportOf(transport: unknown, sealed: boolean): SessionTransport | undefined {
+function transportOf(transport: unknown, sealed: boolean): TransportFlow | undefined {
   if (transport === undefined) return undefined;
-  if (typeof (transport as SessionTransport | null)?.tokenOf !== "function") {
-    throw new TypeError(
-      'Invalid transport: expected headerTransport({ header: "Authorization" }) from websession/transport',
-    );
+  const flow = (transport as { [kTransport]?: TransportFlow } | null)?.[kTransport];
+  if (flow === undefined) {
+    throw new TypeError("Invalid transport: expected headerTransport() from websession/transport");
   }
-  if (sealed) {
-    throw new TypeError(
-      "Invalid transport: a CookieStore keeps the whole session in cookies; the header transport needs a server store",
-    );
-  }
-  return transport as SessionTransport;
+  flow.check(sealed);
+  return flow;
 }
 
 /** Wraps a configuration error raised while resolving per-request options. */

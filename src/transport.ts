@@ -10,7 +10,7 @@
  *
  * @module
  */
-import type { Handle } from "./backend.ts";
+import { type CookieSource, type Handle, kTransport, type TransportFlow } from "./backend.ts";
 import { addVary, makePrivate, withSessionHeaders } from "./headers.ts";
 import { kState, type Session } from "./session.ts";
 
@@ -182,26 +182,76 @@ export function headerTransport(options: TransportOptions = {}): SessionTranspor
   }
   const cookie = options.cookie === true;
   const bearer = header.toLowerCase() === "authorization";
-  return Object.freeze({
+  const tokenOf = (headers: Headers): string | undefined => {
+    const value = headers.get(header);
+    if (bearer && value !== null) {
+      const match = BEARER.exec(value);
+      if (match !== null) return (match[1] ?? "").trim();
+    } else if (value !== null) {
+      return value;
+    }
+    // No header, or credentials of another scheme: the cookie, where it is on.
+    return cookie ? undefined : "";
+  };
+  const respond = (
+    response: Response,
+    onHeader: boolean,
+    token: string | undefined,
+    cookies: readonly string[],
+  ) => {
+    if (!onHeader) return varyOn(withSessionHeaders(response, cookies), cookie ? header : undefined);
+    return withToken(response, cookie ? [header, "Cookie"] : [header], responseHeader, token);
+  };
+  const flow: TransportFlow = {
     header,
-    responseHeader,
-    cookie,
-    tokenOf(headers: Headers): string | undefined {
-      const value = headers.get(header);
-      if (bearer && value !== null) {
-        const match = BEARER.exec(value);
-        if (match !== null) return (match[1] ?? "").trim();
-      } else if (value !== null) {
-        return value;
-      }
-      // No header, or credentials of another scheme: the cookie, where it is on.
-      return cookie ? undefined : "";
+    check,
+    tokenOf,
+    source: (h, input, cookieSource) => sourceFor(h, input, cookieSource, tokenOf, cookie),
+    decorate(h, response, cookies) {
+      const token = h.tokenOut;
+      h.tokenOut = undefined;
+      return respond(response, h.onHeader, token, cookies);
     },
-    respond(response: Response, onHeader: boolean, token: string | undefined, cookies: readonly string[]) {
-      if (!onHeader) return varyOn(withSessionHeaders(response, cookies), cookie ? header : undefined);
-      return withToken(response, cookie ? [header, "Cookie"] : [header], responseHeader, token);
-    },
-  });
+  };
+  return Object.freeze({ header, responseHeader, cookie, tokenOf, respond, [kTransport]: flow });
+}
+
+function check(sealed: boolean): void {
+  if (sealed) {
+    throw new TypeError(
+      "Invalid transport: a CookieStore keeps the whole session in cookies; the header transport needs a server store",
+    );
+  }
+}
+
+/**
+ * Where a request's session comes from: its header (which marks `h` as answered on the header),
+ * or the cookie when it has none and the cookie is on.
+ */
+function sourceFor(
+  h: Handle,
+  input: unknown,
+  cookieSource: (input: unknown) => CookieSource,
+  tokenOf: (headers: Headers) => string | undefined,
+  cookie: boolean,
+): CookieSource {
+  const headers = input instanceof Request ? input.headers : input instanceof Headers ? input : undefined;
+  if (headers === undefined) {
+    if (cookie || input === null || input === undefined) {
+      h.onHeader = !cookie;
+      return cookieSource(input);
+    }
+    throw new TypeError(
+      "Invalid cookie input: the header transport reads the session from a Request or Headers",
+    );
+  }
+  const token = tokenOf(headers);
+  if (token === undefined) return cookieSource(input);
+  h.onHeader = true;
+  if (token === "") return null;
+  h.tokenIn = token;
+  const name = h.o.cookie.name;
+  return { get: (cookieName: string) => cookieName === name ? token : undefined };
 }
 
 /**

@@ -213,7 +213,11 @@ for (const [label, connect] of clients) {
       const client = new pg.Pool({ host: "127.0.0.1", port: await deadPort(), user: "postgres" });
       return { store: new PostgresStore({ client }), close: () => client.end() };
     },
-    leases: { badTtl: TypeError },
+    leases: {
+      badTtl: TypeError,
+      owner: async (ns, key) =>
+        (await admin.query(`SELECT owner FROM "${tableOf(ns)}_leases" WHERE key = $1`, [key])).rows[0]?.owner,
+    },
     users: { liveOnly: true, byClock: true },
   });
 

@@ -215,6 +215,7 @@ for (const [label, connect] of clients) {
     },
     leases: {
       badTtl: TypeError,
+      refusesEmptyOwner: true,
       owner: async (ns, key) =>
         (await admin.query(`SELECT owner FROM "${tableOf(ns)}_leases" WHERE key = $1`, [key])).rows[0]?.owner,
     },

@@ -15,6 +15,7 @@ import { userTag } from "../../src/user_tag.ts";
 import { sessionSuite } from "../conformance/session_suite.ts";
 import { storeSuite } from "../conformance/store_suite.ts";
 import { randomKey } from "../conformance/util.ts";
+import { storeCases } from "../conformance/store_cases.ts";
 
 interface DenoKvHandle extends DenoKvLike {
   close(): void;
@@ -74,6 +75,44 @@ if (deno === undefined) {
   sessionSuite("DenoKvStore", {
     open: async () => new DenoKvStore({ kv: sessionKv = await openKv() }),
     close: () => sessionKv?.close(),
+  });
+
+  let casesKv: DenoKvHandle | undefined;
+  const sharedKv = async () => (casesKv ??= await openKv());
+  storeCases("DenoKvStore", {
+    reportsCurrent: true,
+    expiredSave: true,
+    tombstoneTouch: true,
+    open: async (ns, options) => new DenoKvStore({ kv: await sharedKv(), prefix: [ns], ...options }),
+    close: () => casesKv?.close(),
+    raw: async (ns, key) => {
+      const { value } = await (await sharedKv()).get([ns, key]);
+      return typeof value === "string" ? JSON.parse(value) : undefined;
+    },
+    counted: async (ns) => {
+      const { kv, calls } = counted(await sharedKv());
+      return { store: new DenoKvStore({ kv, prefix: [ns] }), sent: () => calls.get + calls.commit };
+    },
+    unreachable: async () => {
+      const closed = await openKv();
+      const store = new DenoKvStore({ kv: closed });
+      closed.close();
+      return { store, close: () => {}, raises: true };
+    },
+    leases: {
+      badTtl: RangeError,
+      owner: async (ns, key) =>
+        ((await (await sharedKv()).get([ns, "lease", key])).value as { owner?: string } | null)?.owner,
+    },
+    users: {
+      liveOnly: true,
+      byClock: true,
+      rawKeys: async (ns) => {
+        const keys: string[] = [];
+        for await (const entry of (await sharedKv()).list({ prefix: [ns] })) keys.push(entry.key.join("/"));
+        return keys;
+      },
+    },
   });
 
   describe("DenoKvStore", () => {
@@ -166,25 +205,6 @@ if (deno === undefined) {
       assert.deepEqual(calls, { get: 1, commit: 2 });
     });
 
-    it("treats a record past expiresAt that Deno KV still holds as gone", async () => {
-      let now = Date.now();
-      const store = new DenoKvStore({ kv, prefix: ["clock"], now: () => now });
-      const key = randomKey();
-      await store.save(key, record({ old: true }, 1, 60_000, now), null);
-      assert.ok(await store.load(key));
-      now += 61_000; // the store's clock says expired; Deno KV's own expiry has not run
-      assert.notEqual((await kv.get(["clock", key])).versionstamp, null);
-      assert.equal(await store.load(key), null);
-      assert.deepEqual(await store.save(key, record({ old: true }, 2, 60_000, now), 1), { current: null });
-      assert.equal(await store.touch(key, now + 60_000, 1), false);
-      assert.equal(await store.load(key), null);
-      assert.equal(await store.count(), 0);
-      // A create may take the expired leftover's place.
-      assert.equal(await store.save(key, record({ fresh: true }, 1, 60_000, now), null), true);
-      assert.deepEqual((await store.load(key))?.data, { fresh: true });
-      assert.equal(await store.count(), 1);
-    });
-
     it("cleanup removes expired leftovers and keeps live records", async () => {
       let now = Date.now();
       const store = new DenoKvStore({ kv, prefix: ["sweep"], now: () => now });
@@ -256,28 +276,6 @@ if (deno === undefined) {
       }
     });
 
-    it("round-trips lone surrogates and NUL characters in values and keys", async () => {
-      const store = new DenoKvStore({ kv });
-      const key = randomKey();
-      const data = { lone: "\ud800", low: "x\udfffy", nul: "a\u0000b", "\u0000\ud800": ["\udbff"] };
-      await store.save(key, record(data), null);
-      assert.deepEqual((await store.load(key))?.data, data);
-    });
-
-    it("refuses data JSON cannot carry with SessionDataError, before anything is written", async () => {
-      const store = new DenoKvStore({ kv });
-      const key = randomKey();
-      const cyclic: Record<string, unknown> = {};
-      cyclic.self = cyclic;
-      for (const data of [{ big: 1n }, cyclic]) {
-        const error = await store.save(key, record(data), null).then(() => null, (e: unknown) => e);
-        assert.ok(error instanceof SessionDataError, `expected SessionDataError, got ${error}`);
-        assert.ok(!(error instanceof StoreUnavailableError));
-      }
-      await assert.rejects(store.save(key, { ...record({}), expiresAt: NaN }, null), TypeError);
-      assert.equal((await kv.get(["websession", key])).versionstamp, null);
-    });
-
     it("takes the longest prefix that leaves room for a lease's key, and refuses a longer one", async () => {
       // 1,994 characters encode to 1,996 bytes; with "lease" (7) and the storage key (45): 2,048.
       const longest = new DenoKvStore({ kv, prefix: ["p".repeat(1_994)] });
@@ -292,16 +290,6 @@ if (deno === undefined) {
         RangeError,
       );
       assert.throws(() => new DenoKvStore({ kv, prefix: [Symbol("sessions")] }), TypeError);
-    });
-
-    it("raises StoreUnavailableError, never null, when Deno KV fails", async () => {
-      const closed = await openKv();
-      const store = new DenoKvStore({ kv: closed });
-      closed.close();
-      const error = await store.load(randomKey()).then(() => null, (e: unknown) => e);
-      assert.ok(error instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${error}`);
-      assert.ok(error.cause instanceof Error);
-      await assert.rejects(store.save(randomKey(), record({}), null), StoreUnavailableError);
     });
 
     describe("leases", () => {
@@ -334,43 +322,6 @@ if (deno === undefined) {
         assert.equal(await store.count(), 0);
         await store.unlock(key, "a");
         assert.equal((await kv.get(["leases", "lease", key])).versionstamp, null);
-      });
-
-      it("decides by the store's clock: a lapsed lease is free before Deno KV drops it", async () => {
-        let now = Date.now();
-        const store = new DenoKvStore({ kv, prefix: ["lease-clock"], now: () => now });
-        const key = randomKey();
-        assert.equal(await store.lock(key, "a", 10_000), true);
-        assert.equal(await store.lock(key, "b", 10_000), false);
-        assert.equal(await store.lock(key, "a", 10_000), true, "its owner takes it again");
-        now += 9_999;
-        assert.equal(await store.lock(key, "b", 10_000), false);
-        now += 1;
-        assert.notEqual((await kv.get(["lease-clock", "lease", key])).versionstamp, null);
-        assert.equal(await store.lock(key, "b", 10_000), true);
-        await store.unlock(key, "a"); // no longer its owner
-        assert.equal(((await kv.get(["lease-clock", "lease", key])).value as { owner: string }).owner, "b");
-      });
-
-      it("of 20 takers across two store instances, exactly one wins", async () => {
-        const first = new DenoKvStore({ kv, prefix: ["lease-race"] });
-        const second = new DenoKvStore({ kv, prefix: ["lease-race"] });
-        const key = randomKey();
-        const taken = await Promise.all(
-          Array.from({ length: 20 }, (_, i) => (i % 2 ? first : second).lock(key, `owner-${i}`, 5_000)),
-        );
-        assert.equal(taken.filter(Boolean).length, 1);
-      });
-
-      it("refuses a bad owner or duration before reaching Deno KV", async () => {
-        const { kv: wrapped, calls } = counted(kv);
-        const store = new DenoKvStore({ kv: wrapped });
-        await assert.rejects(store.lock(randomKey(), 1 as never, 1_000), TypeError);
-        for (const ttl of [0, -1, NaN, Infinity]) {
-          await assert.rejects(store.lock(randomKey(), "a", ttl), RangeError);
-        }
-        await assert.rejects(store.lock("not a key", "a", 1_000), TypeError);
-        assert.deepEqual(calls, { get: 0, commit: 0 });
       });
     });
 

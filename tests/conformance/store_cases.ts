@@ -8,10 +8,18 @@
 // counts and lists is its own.
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { SessionDataError, StoreUnavailableError } from "../../src/errors.ts";
-import { ENDED_AT_KEY, ENDED_KEY, isEnded, type SaveResult, type SessionStore, type StoredSession } from "../../src/store.ts";
+import { SessionDataError, SessionTooLargeError, StoreUnavailableError } from "../../src/errors.ts";
+import {
+  ENDED_AT_KEY,
+  ENDED_KEY,
+  isEnded,
+  type SaveResult,
+  type SessionStore,
+  type StoredSession,
+} from "../../src/store.ts";
 import { NUMBERS, record, STORABLE, storeThroughSession, UNSTORABLE } from "../stores/remote_cases.ts";
 import { randomKey } from "./util.ts";
+import { endUserSessions, listUserSessions } from "../../mod.ts";
 
 /** What a case may ask of the store it opens. */
 export interface OpenOptions {
@@ -29,12 +37,16 @@ export interface StoreCaseHooks {
   open(ns: string, options?: OpenOptions): Store | Promise<Store>;
   /** Frees what the cases opened (tables, connections). */
   close?(): void | Promise<void>;
-  /** A refused save reports the current record (else it may answer plain `false`). */
-  reportsCurrent?: boolean;
+  /**
+   * A refused save reports the current record (else it may answer plain `false`; `"false"`: it
+   * always does, as Workers KV, which cannot compare-and-set).
+   */
+  reportsCurrent?: boolean | "false";
   /** The record under `key` as the backend holds it, parsed; `undefined` when it holds none. */
   raw?(ns: string, key: string): Promise<Record<string, unknown> | undefined>;
-  /** The milliseconds the backend's own expiry leaves the record under `key`. */
+  /** The milliseconds the backend's own expiry leaves the record under `key`, in steps of `ttlGrain`. */
   ttl?(ns: string, key: string): Promise<number | undefined>;
+  ttlGrain?: number;
   /** A store in `ns` whose every request to the backend is counted. */
   counted?(ns: string): Promise<{ store: Store; sent(): number }>;
   /** Clock skews (ms) under which expiry is checked to follow the store's clock alone. */
@@ -60,6 +72,11 @@ export interface StoreCaseHooks {
   unreachable?(): Promise<{ store: SessionStore; close(): void | Promise<void>; raises?: boolean }>;
   /** Whether the data's keys come back in the order they were saved (PostgreSQL `jsonb`: not). */
   keepsKeyOrder?: boolean;
+  /**
+   * Records at the store's size limit: each of `fits` is stored; each of `over` is refused with
+   * SessionTooLargeError (its message matching) before anything reaches the backend.
+   */
+  size?: { fits: StoredSession[]; over: [record: StoredSession, message?: RegExp][] };
   /** Whether the store keeps lone surrogates and U+0000 (else it refuses them: PostgreSQL). */
   keepsAnyText?: boolean;
   /** A save whose record has already expired deletes the record at the expected version. */
@@ -93,11 +110,23 @@ export interface StoreCaseHooks {
     liveOnly?: boolean;
     /** Index entries lapse by the store's clock (else by the backend's own expiry). */
     byClock?: boolean;
+    /** The storage keys the backend holds under the user's tag (the current layout), read raw. */
+    tagKeys?(ns: string, user: string): Promise<string[]>;
+    /** The layout of an earlier version, which names the user by its id: still read. */
+    oldLayout?: {
+      /** Writes the record and its index entry as the earlier version did. */
+      write(ns: string, user: string, key: string, record: StoredSession): Promise<void>;
+      /** The storage keys indexed under `user` in the old layout, read raw. */
+      entries(ns: string, user: string): Promise<string[]>;
+      /** Removes an old entry as if it lapsed (where a record that remembers its user moves). */
+      lapse?(ns: string, user: string, key: string): Promise<void>;
+    };
   };
 }
 
-function refused(result: SaveResult, current: StoredSession | null, reportsCurrent: boolean | undefined) {
-  if (reportsCurrent) assert.deepEqual(result, { current });
+function refused(result: SaveResult, current: StoredSession | null, reportsCurrent: boolean | "false") {
+  if (reportsCurrent === "false") assert.equal(result, false);
+  else if (reportsCurrent) assert.deepEqual(result, { current });
   else assert.notEqual(result, true);
 }
 
@@ -159,7 +188,9 @@ export function storeCases(name: string, hooks: StoreCaseHooks): void {
         await assert.rejects(store.save(key, { ...record({}), createdAt: NaN }, null), TypeError);
         await assert.rejects(store.save(key, { ...record({}), expiresAt: NaN }, null), TypeError);
       }
-      for (const [expiresAt, version] of [[NaN, 1], [Infinity, 1], [Date.now() + 60_000, 0], [Date.now(), 1.5]]) {
+      for (
+        const [expiresAt, version] of [[NaN, 1], [Infinity, 1], [Date.now() + 60_000, 0], [Date.now(), 1.5]]
+      ) {
         await assert.rejects(store.touch(key, expiresAt!, version!), TypeError);
       }
       if (counted) assert.equal(counted.sent(), 0);
@@ -193,16 +224,46 @@ export function storeCases(name: string, hooks: StoreCaseHooks): void {
           assert.equal(await store.save(key, saved, null), true, label);
           const loaded = await store.load(key);
           assert.deepEqual(loaded, saved, label);
-          if (hooks.keepsKeyOrder !== false) assert.deepEqual(Object.keys(loaded!.data), Object.keys(data), label);
+          if (hooks.keepsKeyOrder !== false) {
+            assert.deepEqual(Object.keys(loaded!.data), Object.keys(data), label);
+          }
           // The same through a refused save's report, and after a touch.
           const result = await store.save(key, record({}, 6), 5);
-          if (hooks.reportsCurrent) assert.deepEqual(result, { current: saved }, label);
-          else assert.notEqual(result, true, label);
+          if (hooks.reportsCurrent === true) assert.deepEqual(result, { current: saved }, label);
+          else refused(result, null, hooks.reportsCurrent ?? false);
           assert.equal(await store.touch(key, saved.expiresAt + 1_000, 1), true, label);
           assert.deepEqual((await store.load(key))?.data, data, label);
         }
       },
     );
+
+    const size = hooks.size;
+    if (size) {
+      it("refuses a record over its size limit before sending it, counting bytes, and stores the largest that fits", async () => {
+        const store = await hooks.open("size");
+        const kept = randomKey();
+        const small = record({ small: true });
+        assert.equal(await store.save(kept, small, null), true);
+        for (const fits of size.fits) {
+          const key = randomKey();
+          assert.equal(await store.save(key, fits, null), true, `${JSON.stringify(fits).length} characters`);
+          assert.deepEqual((await store.load(key))?.data, fits.data);
+        }
+        const counted = await hooks.counted?.("size");
+        for (const [over, message] of size.over) {
+          const key = randomKey();
+          const e = await error((counted?.store ?? store).save(key, over, null));
+          assert.ok(e instanceof SessionTooLargeError, `expected SessionTooLargeError, got ${e}`);
+          if (message) assert.match(e.message, message);
+          if (counted) assert.equal(counted.sent(), 0, "nothing may be sent");
+          assert.equal(await store.load(key), null);
+          if (hooks.raw) assert.equal(await hooks.raw("size", key), undefined);
+          // An update as large is refused too, and the record it would replace is kept.
+          await assert.rejects(store.save(kept, { ...over, version: 2 }, 1), SessionTooLargeError);
+          assert.deepEqual(await store.load(kept), small);
+        }
+      });
+    }
 
     if (hooks.keepsAnyText !== false) {
       it("keeps a lone surrogate and NUL that a handler stores through withSession", async () => {
@@ -223,9 +284,12 @@ export function storeCases(name: string, hooks: StoreCaseHooks): void {
           assert.ok(e instanceof Error, `expected an error, got ${e}`);
           if (raises) {
             assert.ok(e instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${e}`);
-            assert.ok(e.cause !== undefined);
+            assert.ok(e.cause instanceof Error, String(e.cause));
           }
-          await assert.rejects(store.save(randomKey(), record({}), null), raises ? StoreUnavailableError : Error);
+          await assert.rejects(
+            store.save(randomKey(), record({}), null),
+            raises ? StoreUnavailableError : Error,
+          );
           const { status, errors } = await storeThroughSession(store, "fine");
           assert.equal(status, 503);
           assert.ok(errors.length > 0 && errors.every((e) => e instanceof StoreUnavailableError));
@@ -250,13 +314,22 @@ export function storeCases(name: string, hooks: StoreCaseHooks): void {
         if (counts) assert.equal(await count(), 1);
         // The backend's time to live is counted on the store's clock, whatever the backend's says.
         const ttl = await hooks.ttl?.(ns, key);
-        if (hooks.ttl) assert.ok(ttl !== undefined && ttl > 0 && ttl <= 61_000, `ttl ${ttl} with a skew of ${skew} ms`);
+        if (hooks.ttl) {
+          assert.ok(
+            ttl !== undefined && ttl > 0 && ttl <= 60_000 + (hooks.ttlGrain ?? 0),
+            `ttl ${ttl} with a skew of ${skew} ms`,
+          );
+        }
 
         now = first.expiresAt - 1; // its last live millisecond
         assert.deepEqual(await store.load(key), first);
         if (counts) assert.equal(await count(), 1);
         if (cleans) assert.equal(await cleanup(), 0);
-        refused(await store.save(key, record({ a: 2 }, 1, 60_000, now), null), first, hooks.reportsCurrent);
+        refused(
+          await store.save(key, record({ a: 2 }, 1, 60_000, now), null),
+          first,
+          hooks.reportsCurrent ?? false,
+        );
         const second = record({ a: 2 }, 2, 60_000, now);
         assert.equal(await store.save(key, second, 1), true);
         assert.equal(await store.touch(key, second.expiresAt + 1, 2), true);
@@ -267,7 +340,11 @@ export function storeCases(name: string, hooks: StoreCaseHooks): void {
         if (hooks.raw) assert.ok(await hooks.raw(ns, key), "the backend still holds the record");
         assert.equal(await store.load(key), null);
         if (counts) assert.equal(await count(), 0);
-        refused(await store.save(key, record({ a: 3 }, 3, 60_000, now), 2), null, hooks.reportsCurrent);
+        refused(
+          await store.save(key, record({ a: 3 }, 3, 60_000, now), 2),
+          null,
+          hooks.reportsCurrent ?? false,
+        );
         assert.equal(await store.touch(key, now + 60_000, 2), false); // never revives it
         if (hooks.raw) assert.equal((await hooks.raw(ns, key))?.expiresAt, touched.expiresAt);
         now = touched.expiresAt - 1;
@@ -332,15 +409,20 @@ export function storeCases(name: string, hooks: StoreCaseHooks): void {
         const key = randomKey();
         const live = record({ a: 1 });
         await store.save(key, live, null);
-        const expired = { data: { a: 2 }, version: 2, createdAt: Date.now() - 10_000, expiresAt: Date.now() - 1 };
-        refused(await store.save(key, expired, 7), live, hooks.reportsCurrent);
-        refused(await store.save(key, expired, null), live, hooks.reportsCurrent);
+        const expired = {
+          data: { a: 2 },
+          version: 2,
+          createdAt: Date.now() - 10_000,
+          expiresAt: Date.now() - 1,
+        };
+        refused(await store.save(key, expired, 7), live, hooks.reportsCurrent ?? false);
+        refused(await store.save(key, expired, null), live, hooks.reportsCurrent ?? false);
         assert.ok(await store.load(key));
         assert.equal(await store.save(key, expired, 1), true);
         if (hooks.raw) assert.equal(await hooks.raw("expired", key), undefined);
         assert.equal(await store.save(key, expired, null), true);
         if (hooks.raw) assert.equal(await hooks.raw("expired", key), undefined);
-        refused(await store.save(key, expired, 1), null, hooks.reportsCurrent);
+        refused(await store.save(key, expired, 1), null, hooks.reportsCurrent ?? false);
       });
     }
 
@@ -357,13 +439,15 @@ export function storeCases(name: string, hooks: StoreCaseHooks): void {
         now += 10_000;
         assert.equal(await store.lock!(key, "first", 30_000), true, "the owner extends it");
         if (leases.byClock !== false) {
-          now += 25_000; // within the extended lease
+          now += 29_999; // the extended lease's last millisecond
           assert.equal(await store.lock!(key, "second", 30_000), false);
         }
         await store.unlock!(key, "second");
         if (leases.owner) assert.equal(await owner(key), "first", "only its owner releases it");
-        if (leases.byClock !== false) now += 5_000; // lapsed by the store's clock, whatever the backend's says
-        else await store.unlock!(key, "first");
+        if (leases.byClock !== false) {
+          now += 1; // lapsed by the store's clock, whatever the backend's says
+          if (leases.owner) assert.equal(await owner(key), "first", "the backend still holds it");
+        } else await store.unlock!(key, "first");
         assert.equal(await store.lock!(key, "second", 60_000), true);
         await store.unlock!(key, "first"); // no longer its owner: nothing happens
         if (leases.owner) assert.equal(await owner(key), "second");
@@ -391,8 +475,12 @@ export function storeCases(name: string, hooks: StoreCaseHooks): void {
         const store = counted?.store ?? opened;
         const owners = leases.refusesEmptyOwner ? ["", 1 as never] : [1 as never];
         for (const owner of owners) await assert.rejects(store.lock!(randomKey(), owner, 1_000), TypeError);
-        if (leases.checksUnlockOwner) await assert.rejects(store.unlock!(randomKey(), null as never), TypeError);
-        for (const ttl of [0, -1, NaN, Infinity]) await assert.rejects(store.lock!(randomKey(), "a", ttl), leases.badTtl);
+        if (leases.checksUnlockOwner) {
+          await assert.rejects(store.unlock!(randomKey(), null as never), TypeError);
+        }
+        for (const ttl of [0, -1, NaN, Infinity]) {
+          await assert.rejects(store.lock!(randomKey(), "a", ttl), leases.badTtl);
+        }
         if (leases.checksKey !== false) await assert.rejects(store.lock!("../x", "a", 1_000), TypeError);
         if (counted) assert.equal(counted.sent(), 0);
       });
@@ -417,7 +505,9 @@ export function storeCases(name: string, hooks: StoreCaseHooks): void {
         await store.save(randomKey(), record({}, 1, 60_000, now), null, { user: `${user}:b` });
         assert.deepEqual(await store.keysOfUser!(user.slice(0, -1)), []);
         now += 1_000; // b expires by the store's clock
-        if (users.liveOnly) assert.deepEqual(await store.keysOfUser!(user), [a], "no expired session is listed");
+        if (users.liveOnly) {
+          assert.deepEqual(await store.keysOfUser!(user), [a], "no expired session is listed");
+        }
         // Through later saves and touches, the key stays listed as long as its record lives.
         assert.equal(await store.save(a, record({ user, n: 1 }, 2, 60_000, now), 1, { user }), true);
         assert.equal(await store.touch(a, now + 600_000, 2), true);
@@ -432,19 +522,79 @@ export function storeCases(name: string, hooks: StoreCaseHooks): void {
         await assert.rejects(store.save(randomKey(), record({}), null, { user: 7 as never }), TypeError);
       });
 
-      it("indexes a user id of any length, with any characters, and never spells it in a key", async () => {
+      // An email with Unicode and ":" characters: personal data, and a separator of old layouts.
+      const EMAIL = "zoë.o'brien:ops@bücher.example";
+      const options = (store: SessionStore) => ({
+        store,
+        secrets: ["a secret of at least thirty-two characters"],
+        userKey: "user" as const,
+      });
+
+      it("names a user by its tag in every key, never by its id, and writes nothing in an old layout", async () => {
         const store = await hooks.open("names");
-        const user = `zoë.o'brien:ops@bücher.example ${"ü".repeat(2_000)} ${randomKey()}`;
+        const user = `${EMAIL}#${randomKey().slice(0, 8)}`;
         const [a, b] = [randomKey(), randomKey()];
-        assert.equal(await store.save(a, record({ user }), null, { user }), true);
-        assert.equal(await store.save(b, record({ user }), null, { user }), true);
+        await store.save(a, record({ user }), null, { user });
+        await store.save(b, record({ user }), null, { user });
+        assert.equal(await store.save(a, record({ user, n: 1 }, 2), 1, { user }), true);
+        assert.equal(await store.touch(b, Date.now() + 3 * 86_400_000, 1), true);
         assert.deepEqual((await store.keysOfUser!(user)).sort(), [a, b].sort());
+        assert.equal(await endUserSessions(options(store), { user }), 2);
+        if (users.tagKeys) assert.deepEqual((await users.tagKeys("names", user)).sort(), [a, b].sort());
         for (const name of await users.rawKeys?.("names") ?? []) {
-          for (const part of [user, "zoë", "bücher", encodeURIComponent("zoë"), "o'brien"]) {
+          for (const part of [user, EMAIL, "zoë", "bücher", encodeURIComponent("zoë"), "o'brien"]) {
             assert.equal(name.includes(part), false, `${JSON.stringify(part)} shows in the key ${name}`);
           }
         }
+        const old = users.oldLayout;
+        if (old) assert.deepEqual(await old.entries("names", user), [], "nothing written in the old layout");
       });
+
+      it("indexes a user id of any length", async () => {
+        const store = await hooks.open("long");
+        const user = `${"ü".repeat(4_000)}:${randomKey()}@example.com`;
+        const key = randomKey();
+        assert.equal(await store.save(key, record({ user }), null, { user }), true);
+        assert.deepEqual(await store.keysOfUser!(user), [key]);
+        assert.deepEqual((await listUserSessions(options(store), user)).map((s) => s.key), [key]);
+        if (users.tagKeys) assert.deepEqual(await users.tagKeys("long", user), [key]);
+        for (const name of await users.rawKeys?.("long") ?? []) {
+          assert.equal(name.includes("üü"), false, name);
+        }
+      });
+
+      const old = users.oldLayout;
+      if (old) {
+        it("still finds and ends sessions indexed in the old layout; a record that remembers its user keeps its place", async () => {
+          const store = await hooks.open("old");
+          const user = `${EMAIL}#${randomKey().slice(0, 8)}`;
+          const [a, b] = [randomKey(), randomKey()];
+          // Written by hand as the earlier version wrote them.
+          for (const key of [a, b]) await old.write("old", user, key, record({ user }));
+          assert.deepEqual((await store.keysOfUser!(user)).sort(), [a, b].sort());
+          // A save naming the user (as withSession's do) indexes it under the user's tag.
+          assert.equal(await store.save(a, record({ user, n: 1 }, 2), 1, { user }), true);
+          assert.ok((await users.tagKeys!("old", user)).includes(a));
+          // A save that names no user: the record remembers its user.
+          assert.equal(await store.save(b, record({ user, n: 1 }, 2), 1), true);
+          if (old.lapse) {
+            // Indexed anew by its tag, so that it outlives its old entry.
+            assert.ok((await users.tagKeys!("old", user)).includes(b));
+            await old.lapse("old", user, b);
+          }
+          assert.deepEqual((await store.keysOfUser!(user)).sort(), [a, b].sort(), "each key once");
+          assert.equal((await listUserSessions(options(store), user)).length, 2);
+          assert.equal(await endUserSessions(options(store), { user }), 2);
+          assert.ok(isEnded(await store.load(a)));
+          assert.ok(isEnded(await store.load(b)));
+          assert.equal((await listUserSessions(options(store), user)).length, 0);
+          assert.deepEqual(
+            (await old.entries("old", user)).sort(),
+            (old.lapse ? [a] : [a, b]).sort(),
+            "only the hand-written entries",
+          );
+        });
+      }
     }
   });
 }

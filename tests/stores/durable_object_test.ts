@@ -5,9 +5,8 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { DurableObjectNamespace } from "@cloudflare/workers-types";
 import type { Miniflare } from "miniflare";
-import { endUserSessions, listUserSessions } from "../../mod.ts";
-import { SessionDataError, SessionTooLargeError, StoreUnavailableError } from "../../src/errors.ts";
-import { ENDED_KEY, isEnded, type StoredSession } from "../../src/store.ts";
+import { SessionTooLargeError, StoreUnavailableError } from "../../src/errors.ts";
+import { ENDED_KEY, type StoredSession } from "../../src/store.ts";
 import {
   type DurableObjectNamespaceLike,
   DurableObjectStore,
@@ -72,7 +71,9 @@ async function inspectIn(within: DurableObjectNamespaceLike, key: string, alarm 
   return held;
 }
 /** Forwards to `namespace` and counts the requests that reach an object. */
-function countedIn(namespace: DurableObjectNamespaceLike): { namespace: DurableObjectNamespaceLike; fetches: () => number } {
+function countedIn(
+  namespace: DurableObjectNamespaceLike,
+): { namespace: DurableObjectNamespaceLike; fetches: () => number } {
   let fetches = 0;
   return {
     namespace: {
@@ -90,12 +91,49 @@ function countedIn(namespace: DurableObjectNamespaceLike): { namespace: DurableO
     fetches: () => fetches,
   };
 }
+/** The names of the objects each case's stores sent an operation other than a read of keys. */
+const written = new Map<string, string[]>();
+/** Forwards to the shared namespace, noting in `written` the objects written to. */
+async function recordedIn(ns: string): Promise<DurableObjectNamespaceLike> {
+  const namespace = await sharedNamespace();
+  const names = written.get(ns) ?? [];
+  written.set(ns, names);
+  return {
+    idFromName: (name) => ({ name, id: namespace.idFromName(name) }),
+    get(named) {
+      const { name, id } = named as { name: string; id: unknown };
+      const stub = namespace.get(id);
+      return {
+        fetch(url, init) {
+          if (new URL(url).pathname !== "/keys") names.push(name);
+          return stub.fetch(url, init);
+        },
+      };
+    },
+  };
+}
+/** Sends one operation to the object named `name`, as the store's earlier version did. */
+async function send(name: string, operation: Record<string, unknown>): Promise<void> {
+  const namespace = await sharedNamespace();
+  const response = await namespace.get(namespace.idFromName(name)).fetch(`https://do/${operation.op}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ ...operation, now: Date.now() }),
+  });
+  assert.equal(response.status, 200);
+  await response.json();
+}
+/** The storage keys in the index held by the object named `name`. */
+async function indexIn(name: string): Promise<string[]> {
+  const { index } = await inspectIn(await sharedNamespace(), name);
+  return Object.keys(index).map((entry) => entry.slice("index:".length));
+}
 // Objects are named by storage key, which every case draws at random: no namespace is needed.
 storeCases("DurableObjectStore (Miniflare binding from Node)", {
   reportsCurrent: true,
   expiredSave: true,
   tombstoneTouch: true,
-  open: async (_ns, options) => new DurableObjectStore({ namespace: await sharedNamespace(), ...options }),
+  open: async (ns, options) => new DurableObjectStore({ namespace: await recordedIn(ns), ...options }),
   close: () => shared?.mf.dispose(),
   raw: async (_ns, key) => {
     const { record } = await inspectIn(await sharedNamespace(), key);
@@ -104,6 +142,13 @@ storeCases("DurableObjectStore (Miniflare binding from Node)", {
   counted: async () => {
     const { namespace, fetches } = countedIn(await sharedNamespace());
     return { store: new DurableObjectStore({ namespace }), sent: fetches };
+  },
+  // 131,066 Latin-1 characters serialize to 131,072 bytes; any other character costs two bytes.
+  size: {
+    fits: [recordOfLength(131_066, "é"), recordOfLength(65_533, "✓")],
+    over: [[record({ blob: "x".repeat(2_200_000) })], [recordOfLength(131_067, "é")], [
+      recordOfLength(65_534, "✓"),
+    ]],
   },
   unreachable: async () => {
     const gone = await startMiniflare();
@@ -116,7 +161,21 @@ storeCases("DurableObjectStore (Miniflare binding from Node)", {
     checksUnlockOwner: true,
     owner: async (_ns, key) => (await inspectIn(await sharedNamespace(), key)).lease?.owner,
   },
-  users: { liveOnly: true, byClock: true },
+  users: {
+    liveOnly: true,
+    byClock: true,
+    // The old layout's object (`user:<id>`) is only read ("keys"), never written.
+    rawKeys: (ns) => Promise.resolve(written.get(ns) ?? []),
+    tagKeys: async (_ns, user) => await indexIn(`users:${await userTag(user)}`),
+    // The key in the object named by the raw id, then the record, which remembers its user.
+    oldLayout: {
+      write: async (_ns, user, key, saved) => {
+        await send(`user:${user}`, { op: "index", key, token: crypto.randomUUID() });
+        await send(key, { op: "save", record: saved, expectedVersion: null, user });
+      },
+      entries: (_ns, user) => indexIn(`user:${user}`),
+    },
+  },
 });
 
 describe("DurableObjectStore", () => {
@@ -294,36 +353,6 @@ describe("DurableObjectStore", () => {
     assert.equal(final?.data.n, 20);
     assert.equal(final?.version, 21);
     assert.ok(attempts.some((n) => n > 1), "expected some saves to lose the compare-and-set and retry");
-  });
-
-  it("raises SessionTooLargeError for a record over the storage value limit, and keeps the old one", async () => {
-    const key = randomKey();
-    await store.save(key, record({ small: true }), null);
-    await assert.rejects(
-      store.save(key, record({ blob: "x".repeat(2_200_000) }, 2), 1),
-      SessionTooLargeError,
-    );
-    const loaded = await store.load(key);
-    assert.deepEqual(loaded?.data, { small: true });
-    assert.equal(loaded?.version, 1);
-  });
-
-  it("stores the largest record that fits in 128 KiB and refuses one character more before sending it", async () => {
-    const { namespace: countedNamespace, fetches } = counted();
-    const sized = new DurableObjectStore({ namespace: countedNamespace });
-    // 131,066 Latin-1 characters serialize to 131,072 bytes; any other character costs two bytes.
-    for (const [fill, longest] of [["é", 131_066], ["✓", 65_533]] as const) {
-      const fits = recordOfLength(longest, fill);
-      const key = randomKey();
-      assert.equal(await sized.save(key, fits, null), true, `${longest} characters of "${fill}"`);
-      assert.deepEqual((await sized.load(key))?.data, fits.data);
-      const before = fetches();
-      await assert.rejects(
-        sized.save(randomKey(), recordOfLength(longest + 1, fill), null),
-        SessionTooLargeError,
-      );
-      assert.equal(fetches(), before, "nothing may be sent");
-    }
   });
 
   it("the object itself refuses a record over 128 KiB with 413, and keeps the old one", async () => {
@@ -507,107 +536,6 @@ describe("DurableObjectStore", () => {
       assert.ok(error instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${error}`);
       assert.equal(await store.load(key), null);
       await assert.rejects(partial.keysOfUser("ada"), StoreUnavailableError);
-    });
-
-    // An email with Unicode and ":" characters: personal data, and the old layout's separator.
-    const EMAIL = "zoë.o'brien:ops@bücher.example";
-    const options = (store: DurableObjectStore) => ({
-      store,
-      secrets: ["a secret of at least thirty-two characters"],
-      userKey: "user" as const,
-    });
-    /** Forwards to the real namespace and records each operation with the name of its object. */
-    function recorded(): { namespace: DurableObjectNamespaceLike; sent: [string, string][] } {
-      const sent: [string, string][] = [];
-      return {
-        namespace: {
-          idFromName: (name) => ({ name, id: namespace.idFromName(name) }),
-          get(named) {
-            const { name, id } = named as { name: string; id: unknown };
-            const stub = namespace.get(id);
-            return {
-              fetch(url, init) {
-                sent.push([name, new URL(url).pathname.slice(1)]);
-                return stub.fetch(url, init);
-              },
-            };
-          },
-        },
-        sent,
-      };
-    }
-    /** Sends one operation to the object named `name`, as the store's earlier version did. */
-    async function send(name: string, operation: Record<string, unknown>): Promise<void> {
-      const stub = namespace.get(namespace.idFromName(name));
-      const response = await stub.fetch(`https://do/${operation.op}`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ ...operation, now: Date.now() }),
-      });
-      assert.equal(response.status, 200);
-      await response.json();
-    }
-
-    it("names a user's object by its tag, never by its id, and writes nothing in the old layout", async () => {
-      const { namespace: recording, sent } = recorded();
-      const tagged = new DurableObjectStore({ namespace: recording });
-      const user = `${EMAIL}#${randomKey().slice(0, 8)}`;
-      const [a, b] = [randomKey(), randomKey()];
-      await tagged.save(a, record({ user }), null, { user });
-      await tagged.save(b, record({ user }), null, { user });
-      assert.equal(await tagged.save(a, record({ user, n: 1 }, 2), 1, { user }), true);
-      assert.equal(await tagged.touch(b, Date.now() + 600_000, 1), true);
-      assert.deepEqual((await tagged.keysOfUser(user)).sort(), [a, b].sort());
-      assert.equal(await endUserSessions(options(tagged), { user }), 2);
-      const index = await indexOf(user);
-      assert.deepEqual(Object.keys((await inspect(index)).index).sort(), [`index:${a}`, `index:${b}`].sort());
-      // Every object written to is named without the id; the old layout's object is only read.
-      for (const [name, op] of sent) {
-        const shows = ["zoë", "bücher", "o'brien", user].some((part) => name.includes(part));
-        if (shows) assert.deepEqual([name, op], [`user:${user}`, "keys"]);
-      }
-      assert.ok(sent.some(([name, op]) => name === index && op === "index"));
-      assert.deepEqual(await inspect(`user:${user}`), EMPTY, "nothing written in the old layout");
-    });
-
-    it("indexes a user id of any length under an object name of one length", async () => {
-      const { namespace: recording, sent } = recorded();
-      const tagged = new DurableObjectStore({ namespace: recording });
-      const user = `${"ü".repeat(4_000)}:${randomKey()}@example.com`;
-      const key = randomKey();
-      assert.equal(await tagged.save(key, record({ user }), null, { user }), true);
-      assert.deepEqual(await tagged.keysOfUser(user), [key]);
-      assert.deepEqual((await listUserSessions(options(tagged), user)).map((s) => s.key), [key]);
-      const [name] = sent.find(([, op]) => op === "index")!;
-      assert.equal(name, await indexOf(user));
-      assert.equal(name.length, "users:".length + 43);
-    });
-
-    it("still finds and ends sessions indexed in the old layout, and a record that remembers its user keeps working", async () => {
-      const user = `${EMAIL}#${randomKey().slice(0, 8)}`;
-      const [a, b] = [randomKey(), randomKey()];
-      // Written as the earlier version wrote them: the key in the object named by the raw id,
-      // then the record, which remembers its user.
-      for (const key of [a, b]) {
-        await send(`user:${user}`, { op: "index", key, token: crypto.randomUUID() });
-        await send(key, { op: "save", record: record({ user }), expectedVersion: null, user });
-      }
-      assert.deepEqual((await store.keysOfUser(user)).sort(), [a, b].sort());
-      // A save that names no user: the record keeps its user, and the old index still lists it.
-      assert.equal(await store.save(a, record({ user, n: 1 }, 2), 1), true);
-      // A save naming the user (as withSession's do) indexes it under the user's tag as well.
-      assert.equal(await store.save(b, record({ user, n: 1 }, 2), 1, { user }), true);
-      assert.deepEqual(Object.keys((await inspect(await indexOf(user))).index), [`index:${b}`]);
-      assert.deepEqual((await store.keysOfUser(user)).sort(), [a, b].sort(), "each key once");
-      assert.equal((await listUserSessions(options(store), user)).length, 2);
-      assert.equal(await endUserSessions(options(store), { user }), 2);
-      assert.ok(isEnded(await store.load(a)));
-      assert.ok(isEnded(await store.load(b)));
-      assert.deepEqual(
-        Object.keys((await inspect(`user:${user}`)).index).sort(),
-        [`index:${a}`, `index:${b}`].sort(),
-        "only the hand-written entries",
-      );
     });
 
     it("counts the user's id in the 128 KiB limit, and refuses a bad user, sending nothing", async () => {

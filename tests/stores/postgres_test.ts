@@ -9,8 +9,8 @@ import { neon, neonConfig, Pool as NeonPool } from "@neondatabase/serverless";
 import { WebSocket } from "ws";
 import { createServer } from "node:net";
 import { PostgresStore, type SqlLike } from "../../src/stores/postgres.ts";
-import { SessionDataError, StoreUnavailableError } from "../../src/errors.ts";
-import { ENDED_AT_KEY, ENDED_KEY, type SaveResult } from "../../src/store.ts";
+import { SessionDataError } from "../../src/errors.ts";
+import type { SaveResult } from "../../src/store.ts";
 import { storeSuite } from "../conformance/store_suite.ts";
 import { storeCases } from "../conformance/store_cases.ts";
 import { assertRoundTrips } from "../conformance/round_trips.ts";
@@ -18,11 +18,9 @@ import { sessionSuite } from "../conformance/session_suite.ts";
 import { randomKey, sleep } from "../conformance/util.ts";
 import { type NeonBridge, startNeonBridge } from "../bridges/neon.ts";
 import {
-  NUMBERS,
   raceOfCreates,
   raceOfReportedConflicts,
   record,
-  STORABLE,
   storeThroughSession,
   UNSTORABLE,
 } from "./remote_cases.ts";

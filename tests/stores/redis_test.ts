@@ -7,23 +7,13 @@ import { Redis as IoRedis } from "ioredis";
 import { createClient } from "redis";
 import { Redis as UpstashRedis } from "@upstash/redis";
 import { type RedisLike, RedisStore } from "../../src/stores/redis.ts";
-import { SessionDataError, StoreUnavailableError } from "../../src/errors.ts";
-import { ENDED_AT_KEY, ENDED_KEY, type SaveConflict } from "../../src/store.ts";
 import { storeSuite } from "../conformance/store_suite.ts";
 import { storeCases } from "../conformance/store_cases.ts";
 import { assertRoundTrips } from "../conformance/round_trips.ts";
 import { sessionSuite } from "../conformance/session_suite.ts";
 import { randomKey, sleep } from "../conformance/util.ts";
 import { startUpstashBridge, type UpstashBridge } from "../bridges/upstash.ts";
-import {
-  NUMBERS,
-  raceOfCreates,
-  raceOfReportedConflicts,
-  record,
-  STORABLE,
-  storeThroughSession,
-  UNSTORABLE,
-} from "./remote_cases.ts";
+import { raceOfCreates, raceOfReportedConflicts, record } from "./remote_cases.ts";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const RUN = crypto.randomUUID().slice(0, 8);
@@ -171,7 +161,8 @@ for (const [label, connect] of clients) {
     skews: [10 * 60_000, -10 * 60_000],
     checksTimes: false, // it writes a NaN createdAt as null, and then reads the record as corrupt
     countsByClock: false,
-    open: async (ns, options) => new RedisStore({ client: (await open()).client, prefix: prefixOf(ns), ...options }),
+    open: async (ns, options) =>
+      new RedisStore({ client: (await open()).client, prefix: prefixOf(ns), ...options }),
     close: async () => {
       await dropPrefix(prefix);
       await shared?.close();
@@ -196,7 +187,12 @@ for (const [label, connect] of clients) {
     },
     // A port nothing listens on: a real refused connection (once, through ioredis).
     unreachable: label === "ioredis" ? unreachable : undefined,
-    leases: { badTtl: TypeError, refusesEmptyOwner: true, byClock: false, owner: async (ns, key) => (await admin.get(`${prefixOf(ns)}lock:${key}`)) ?? undefined },
+    leases: {
+      badTtl: TypeError,
+      refusesEmptyOwner: true,
+      byClock: false,
+      owner: async (ns, key) => (await admin.get(`${prefixOf(ns)}lock:${key}`)) ?? undefined,
+    },
     users: {
       byClock: true,
       rawKeys: async (ns) => {
@@ -402,7 +398,6 @@ for (const [label, connect] of clients) {
       await clocked.save(long, record({ user }, 1, 60_000, now), null, { user });
       assert.deepEqual(await admin.zrange(await indexKeyOf(own, user), "0", "-1"), [long]);
     });
-
   });
 }
 

@@ -19,7 +19,7 @@ import {
 } from "../../src/store.ts";
 import { NUMBERS, record, STORABLE, storeThroughSession, UNSTORABLE } from "../stores/remote_cases.ts";
 import { randomKey } from "./util.ts";
-import { endUserSessions, listUserSessions } from "../../mod.ts";
+import { endUserSessions, getSession, listUserSessions, withSession } from "../../mod.ts";
 
 /** What a case may ask of the store it opens. */
 export interface OpenOptions {
@@ -110,6 +110,8 @@ export interface StoreCaseHooks {
     liveOnly?: boolean;
     /** Index entries lapse by the store's clock (else by the backend's own expiry). */
     byClock?: boolean;
+    /** A store in `ns` on a connection of its own, as another process would have one. */
+    apart?(ns: string): Promise<{ store: Store; close(): void | Promise<void> }>;
     /** The storage keys the backend holds under the user's tag (the current layout), read raw. */
     tagKeys?(ns: string, user: string): Promise<string[]>;
     /** The layout of an earlier version, which names the user by its id: still read. */
@@ -520,6 +522,53 @@ export function storeCases(name: string, hooks: StoreCaseHooks): void {
         }
         await assert.rejects(store.keysOfUser!(1 as never), TypeError);
         await assert.rejects(store.save(randomKey(), record({}), null, { user: 7 as never }), TypeError);
+      });
+
+      it("signs one user in 200 times at once through withSession: every sign-in lands and is listed", async () => {
+        const store = await hooks.open("crowd");
+        const user = `babbage-${randomKey()}`;
+        const options = {
+          store,
+          secrets: "a secret of at least thirty-two characters",
+          userKey: "user" as const,
+        };
+        const login = withSession(async (req: Request) => {
+          (await getSession<{ user?: string }>(req)).set("user", user);
+          return new Response("in");
+        }, options);
+        const responses = await Promise.all(
+          Array.from({ length: 200 }, () => login(new Request("https://app.example/login"))),
+        );
+        const statuses = new Map<number, number>();
+        for (const response of responses) {
+          statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
+        }
+        assert.deepEqual([...statuses], [[200, 200]], "every sign-in answered 200");
+        assert.equal(new Set(responses.map((r) => r.headers.get("set-cookie"))).size, 200);
+        assert.equal((await store.keysOfUser!(user)).length, 200);
+        assert.equal((await listUserSessions(options, user)).length, 200);
+      });
+
+      it("signs one user in 200 times at once from 8 processes' stores: every save lands and is listed", async () => {
+        const user = `byron-${randomKey()}`;
+        const keys = Array.from({ length: 200 }, () => randomKey());
+        const apart = users.apart ??
+          (async (ns: string) => ({ store: await hooks.open(ns), close: () => {} }));
+        const processes = await Promise.all(Array.from({ length: 8 }, () => apart("crowd")));
+        try {
+          const results = await Promise.allSettled(
+            keys.map((key, i) => processes[i % 8]!.store.save(key, record({ user }), null, { user })),
+          );
+          const failed = results.filter((r) => r.status === "rejected" || r.value !== true);
+          assert.equal(
+            failed.length,
+            0,
+            `failed: ${failed.length} of 200, first ${JSON.stringify(failed[0])}`,
+          );
+          assert.deepEqual((await processes[0]!.store.keysOfUser!(user)).sort(), [...keys].sort());
+        } finally {
+          for (const { close } of processes) await close();
+        }
       });
 
       // An email with Unicode and ":" characters: personal data, and a separator of old layouts.

@@ -12,7 +12,7 @@ import { PostgresStore, type SqlLike } from "../../src/stores/postgres.ts";
 import { SessionDataError } from "../../src/errors.ts";
 import type { SaveResult } from "../../src/store.ts";
 import { storeSuite } from "../conformance/store_suite.ts";
-import { storeCases } from "../conformance/store_cases.ts";
+import { type OpenOptions, storeCases } from "../conformance/store_cases.ts";
 import { assertRoundTrips } from "../conformance/round_trips.ts";
 import { sessionSuite } from "../conformance/session_suite.ts";
 import { randomKey, sleep } from "../conformance/util.ts";
@@ -163,9 +163,16 @@ for (const [label, connect] of clients) {
     },
   });
 
-  const tables = new Set<string>();
+  const tables = new Map<string, Promise<void>>();
   const tableOf = (ns: string) => `${table}_${ns}`;
   let shared: Connection;
+  /** A store on `connection` in the table of `ns`, made by migrate() once. */
+  const storeIn = async (connection: Connection, ns: string, options?: OpenOptions) => {
+    const store = new PostgresStore({ client: connection.client, table: tableOf(ns), ...options });
+    if (!tables.has(ns)) tables.set(ns, store.migrate());
+    await tables.get(ns);
+    return store;
+  };
   storeCases(`PostgresStore over ${label}`, {
     reportsCurrent: true,
     keepsAnyText: false,
@@ -173,15 +180,9 @@ for (const [label, connect] of clients) {
     expiredSave: true,
     tombstoneTouch: true,
     skews: [10 * 60_000, -10 * 60_000],
-    open: async (ns, options) => {
-      shared ??= await connect();
-      const store = new PostgresStore({ client: shared.client, table: tableOf(ns), ...options });
-      if (!tables.has(ns)) await store.migrate();
-      tables.add(ns);
-      return store;
-    },
+    open: async (ns, options) => storeIn(shared ??= await connect(), ns, options),
     close: async () => {
-      for (const ns of tables) await dropTables(tableOf(ns));
+      for (const ns of tables.keys()) await dropTables(tableOf(ns));
       await shared?.close();
     },
     raw: async (ns, key) => {
@@ -217,7 +218,14 @@ for (const [label, connect] of clients) {
       owner: async (ns, key) =>
         (await admin.query(`SELECT owner FROM "${tableOf(ns)}_leases" WHERE key = $1`, [key])).rows[0]?.owner,
     },
-    users: { liveOnly: true, byClock: true },
+    users: {
+      liveOnly: true,
+      byClock: true,
+      apart: async (ns) => {
+        const connection = await connect();
+        return { store: await storeIn(connection, ns), close: connection.close };
+      },
+    },
   });
 
   describe(`PostgresStore over ${label}: PostgreSQL specifics`, () => {

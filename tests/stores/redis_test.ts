@@ -195,6 +195,13 @@ for (const [label, connect] of clients) {
     },
     users: {
       byClock: true,
+      apart: async (ns) => {
+        const connection = await connect();
+        return {
+          store: new RedisStore({ client: connection.client, prefix: prefixOf(ns) }),
+          close: connection.close,
+        };
+      },
       rawKeys: async (ns) => {
         const keys: string[] = [];
         let cursor = "0";

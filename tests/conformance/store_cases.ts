@@ -19,6 +19,8 @@ import {
 } from "../../src/store.ts";
 import { NUMBERS, record, STORABLE, storeThroughSession, UNSTORABLE } from "../stores/remote_cases.ts";
 import { randomKey } from "./util.ts";
+import { sessionSuite } from "./session_suite.ts";
+import { storeSuite } from "./store_suite.ts";
 import { endUserSessions, getSession, listUserSessions, withSession } from "../../mod.ts";
 
 /** What a case may ask of the store it opens. */
@@ -42,6 +44,8 @@ export interface StoreCaseHooks {
    * always does, as Workers KV, which cannot compare-and-set).
    */
   reportsCurrent?: boolean | "false";
+  /** But a save that races another may be refused with plain `false` (Memcached's gets and cas). */
+  racesAnswerFalse?: boolean;
   /** The record under `key` as the backend holds it, parsed; `undefined` when it holds none. */
   raw?(ns: string, key: string): Promise<Record<string, unknown> | undefined>;
   /** The milliseconds the backend's own expiry leaves the record under `key`, in steps of `ttlGrain`. */
@@ -134,6 +138,17 @@ function refused(result: SaveResult, current: StoredSession | null, reportsCurre
 
 async function error(promise: Promise<unknown>): Promise<unknown> {
   return await promise.then(() => undefined, (e: unknown) => e);
+}
+
+/**
+ * The store contract, the session suite and the shared cases, on one set of hooks: each in a
+ * namespace of its own ("contract", "sessions", then one per case).
+ */
+export function storeSuites(name: string, hooks: StoreCaseHooks): void {
+  const reportsCurrent = hooks.reportsCurrent === true && !hooks.racesAnswerFalse;
+  storeSuite(name, { open: () => hooks.open("contract"), reportsCurrent });
+  sessionSuite(name, { open: () => hooks.open("sessions") });
+  storeCases(name, hooks);
 }
 
 /** Runs the shared cases for one store under `describe(name)`. */

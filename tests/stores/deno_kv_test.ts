@@ -6,10 +6,8 @@ import { SessionConfigError } from "../../src/errors.ts";
 import type { StoredSession } from "../../src/store.ts";
 import { type DenoKvLike, DenoKvStore } from "../../src/stores/deno_kv.ts";
 import { userTag } from "../../src/user_tag.ts";
-import { sessionSuite } from "../conformance/session_suite.ts";
-import { storeSuite } from "../conformance/store_suite.ts";
 import { randomKey } from "../conformance/util.ts";
-import { storeCases } from "../conformance/store_cases.ts";
+import { storeSuites } from "../conformance/store_cases.ts";
 
 interface DenoKvHandle extends DenoKvLike {
   close(): void;
@@ -59,18 +57,6 @@ if (deno === undefined) {
 } else {
   const openKv = (): Promise<DenoKvHandle> => deno.openKv(":memory:");
 
-  let storeKv: DenoKvHandle | undefined;
-  storeSuite("DenoKvStore", {
-    open: async () => new DenoKvStore({ kv: storeKv = await openKv() }),
-    close: () => storeKv?.close(),
-    reportsCurrent: true,
-  });
-  let sessionKv: DenoKvHandle | undefined;
-  sessionSuite("DenoKvStore", {
-    open: async () => new DenoKvStore({ kv: sessionKv = await openKv() }),
-    close: () => sessionKv?.close(),
-  });
-
   let casesKv: DenoKvHandle | undefined;
   const sharedKv = async () => (casesKv ??= await openKv());
   /** Every key under `prefix`, as its parts after the prefix. */
@@ -79,7 +65,7 @@ if (deno === undefined) {
     for await (const entry of (await sharedKv()).list({ prefix })) keys.push(entry.key.slice(prefix.length));
     return keys;
   };
-  storeCases("DenoKvStore", {
+  storeSuites("DenoKvStore", {
     reportsCurrent: true,
     expiredSave: true,
     tombstoneTouch: true,

@@ -7,10 +7,8 @@ import { MemcacheClient } from "memcache-client";
 import { type MemcacheClientLike, MemcachedStore } from "../../src/stores/memcached.ts";
 import type { SaveResult, StoredSession } from "../../src/store.ts";
 import { SessionTooLargeError } from "../../src/errors.ts";
-import { storeSuite } from "../conformance/store_suite.ts";
-import { storeCases } from "../conformance/store_cases.ts";
+import { storeSuites } from "../conformance/store_cases.ts";
 import { assertRoundTrips } from "../conformance/round_trips.ts";
-import { sessionSuite } from "../conformance/session_suite.ts";
 import { randomKey } from "../conformance/util.ts";
 import { Client } from "../conformance/client.ts";
 import { getSession, withSession } from "../../src/with_session.ts";
@@ -129,28 +127,11 @@ function recording(
 }
 
 const prefix = `websession-test:${RUN}:`;
-let suiteConnection: Connection;
-storeSuite("MemcachedStore over memcache-client", {
-  open: () => {
-    suiteConnection = open();
-    return new MemcachedStore({ client: suiteConnection.client, prefix });
-  },
-  close: () => suiteConnection.close(),
-});
-
-let sessionConnection: Connection;
-sessionSuite("MemcachedStore over memcache-client", {
-  open: () => {
-    sessionConnection = open();
-    return new MemcachedStore({ client: sessionConnection.client, prefix: `${prefix}sessions:` });
-  },
-  close: () => sessionConnection.close(),
-});
-
 const prefixOf = (ns: string) => `${prefix}cases:${ns}:`;
 let casesConnection: Connection | undefined;
-storeCases("MemcachedStore over memcache-client", {
-  reportsCurrent: true, // but for a change between its gets and cas: no race here
+storeSuites("MemcachedStore over memcache-client", {
+  reportsCurrent: true,
+  racesAnswerFalse: true, // a change between its gets and cas
   expiredSave: true,
   tombstoneTouch: true,
   open: (ns, options) =>

@@ -11,10 +11,8 @@ import { createServer } from "node:net";
 import { PostgresStore, type SqlLike } from "../../src/stores/postgres.ts";
 import { SessionDataError } from "../../src/errors.ts";
 import type { SaveResult } from "../../src/store.ts";
-import { storeSuite } from "../conformance/store_suite.ts";
-import { type OpenOptions, storeCases } from "../conformance/store_cases.ts";
+import { type OpenOptions, storeSuites } from "../conformance/store_cases.ts";
 import { assertRoundTrips } from "../conformance/round_trips.ts";
-import { sessionSuite } from "../conformance/session_suite.ts";
 import { randomKey, sleep } from "../conformance/util.ts";
 import { type NeonBridge, startNeonBridge } from "../bridges/neon.ts";
 import {
@@ -134,35 +132,6 @@ for (const [label, connect] of clients) {
   const slug = label.toLowerCase().replace(/[^a-z]+/g, "_").replace(/^_|_$/g, "");
   const table = `websession_test_${RUN}_${slug}`;
 
-  let suiteConnection: Connection;
-  storeSuite(`PostgresStore over ${label}`, {
-    reportsCurrent: true,
-    open: async () => {
-      suiteConnection = await connect();
-      const store = new PostgresStore({ client: suiteConnection.client, table });
-      await store.migrate();
-      return store;
-    },
-    close: async () => {
-      await dropTables(table);
-      await suiteConnection.close();
-    },
-  });
-
-  let sessionConnection: Connection;
-  sessionSuite(`PostgresStore over ${label}`, {
-    open: async () => {
-      sessionConnection = await connect();
-      const store = new PostgresStore({ client: sessionConnection.client, table: `${table}_sessions` });
-      await store.migrate();
-      return store;
-    },
-    close: async () => {
-      await dropTables(`${table}_sessions`);
-      await sessionConnection.close();
-    },
-  });
-
   const tables = new Map<string, Promise<void>>();
   const tableOf = (ns: string) => `${table}_${ns}`;
   let shared: Connection;
@@ -173,7 +142,7 @@ for (const [label, connect] of clients) {
     await tables.get(ns);
     return store;
   };
-  storeCases(`PostgresStore over ${label}`, {
+  storeSuites(`PostgresStore over ${label}`, {
     reportsCurrent: true,
     keepsAnyText: false,
     keepsKeyOrder: false,
@@ -221,10 +190,6 @@ for (const [label, connect] of clients) {
     users: {
       liveOnly: true,
       byClock: true,
-      apart: async (ns) => {
-        const connection = await connect();
-        return { store: await storeIn(connection, ns), close: connection.close };
-      },
     },
   });
 

@@ -7,10 +7,8 @@ import { Redis as IoRedis } from "ioredis";
 import { createClient } from "redis";
 import { Redis as UpstashRedis } from "@upstash/redis";
 import { type RedisLike, RedisStore } from "../../src/stores/redis.ts";
-import { storeSuite } from "../conformance/store_suite.ts";
-import { storeCases } from "../conformance/store_cases.ts";
+import { storeSuites } from "../conformance/store_cases.ts";
 import { assertRoundTrips } from "../conformance/round_trips.ts";
-import { sessionSuite } from "../conformance/session_suite.ts";
 import { randomKey, sleep } from "../conformance/util.ts";
 import { startUpstashBridge, type UpstashBridge } from "../bridges/upstash.ts";
 import { raceOfCreates, raceOfReportedConflicts, record } from "./remote_cases.ts";
@@ -126,35 +124,10 @@ async function indexKeyOf(prefix: string, user: string): Promise<string> {
 
 for (const [label, connect] of clients) {
   const prefix = `websession-test:${RUN}:${label.replace(/[^a-z]+/g, "-")}:`;
-  let suiteConnection: Connection;
-  storeSuite(`RedisStore over ${label}`, {
-    reportsCurrent: true,
-    open: async () => {
-      suiteConnection = await connect();
-      return new RedisStore({ client: suiteConnection.client, prefix });
-    },
-    close: async () => {
-      await dropPrefix(prefix);
-      await suiteConnection.close();
-    },
-  });
-
-  let sessionConnection: Connection;
-  sessionSuite(`RedisStore over ${label}`, {
-    open: async () => {
-      sessionConnection = await connect();
-      return new RedisStore({ client: sessionConnection.client, prefix: `${prefix}sessions:` });
-    },
-    close: async () => {
-      await dropPrefix(`${prefix}sessions:`);
-      await sessionConnection.close();
-    },
-  });
-
   const prefixOf = (ns: string) => `${prefix}${ns}:`;
   let shared: Connection | undefined;
   const open = async () => (shared ??= await connect());
-  storeCases(`RedisStore over ${label}`, {
+  storeSuites(`RedisStore over ${label}`, {
     reportsCurrent: true,
     expiredSave: true,
     tombstoneTouch: true,

@@ -128,6 +128,11 @@ async function deadPort(): Promise<number> {
 
 const SECRET = "round trip test secret, at least 32 characters";
 
+async function unreachable() {
+  const client = new pg.Pool({ host: "127.0.0.1", port: await deadPort(), user: "postgres" });
+  return { store: new PostgresStore({ client }), close: () => client.end() };
+}
+
 for (const [label, connect] of clients) {
   const slug = label.toLowerCase().replace(/[^a-z]+/g, "_").replace(/^_|_$/g, "");
   const table = `websession_test_${RUN}_${slug}`;
@@ -177,10 +182,8 @@ for (const [label, connect] of clients) {
       },
       warning: /corrupt session row/,
     },
-    unreachable: async () => {
-      const client = new pg.Pool({ host: "127.0.0.1", port: await deadPort(), user: "postgres" });
-      return { store: new PostgresStore({ client }), close: () => client.end() };
-    },
+    // A port nothing listens on: a real refused connection (once, through pg).
+    unreachable: label === "pg Pool" ? unreachable : undefined,
     leases: {
       badTtl: TypeError,
       refusesEmptyOwner: true,

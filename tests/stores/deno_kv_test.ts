@@ -2,19 +2,12 @@
 // another runtime there is no Deno KV, and the file says so with one skipped test.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { endUserSessions, listUserSessions } from "../../mod.ts";
-import {
-  SessionConfigError,
-  SessionDataError,
-  SessionTooLargeError,
-  StoreUnavailableError,
-} from "../../src/errors.ts";
-import { isEnded, type StoredSession } from "../../src/store.ts";
+import { SessionConfigError } from "../../src/errors.ts";
+import type { StoredSession } from "../../src/store.ts";
 import { type DenoKvLike, DenoKvStore } from "../../src/stores/deno_kv.ts";
 import { userTag } from "../../src/user_tag.ts";
-import { sessionSuite } from "../conformance/session_suite.ts";
-import { storeSuite } from "../conformance/store_suite.ts";
 import { randomKey } from "../conformance/util.ts";
+import { storeSuites } from "../conformance/store_cases.ts";
 
 interface DenoKvHandle extends DenoKvLike {
   close(): void;
@@ -64,16 +57,68 @@ if (deno === undefined) {
 } else {
   const openKv = (): Promise<DenoKvHandle> => deno.openKv(":memory:");
 
-  let storeKv: DenoKvHandle | undefined;
-  storeSuite("DenoKvStore", {
-    open: async () => new DenoKvStore({ kv: storeKv = await openKv() }),
-    close: () => storeKv?.close(),
+  let casesKv: DenoKvHandle | undefined;
+  const sharedKv = async () => (casesKv ??= await openKv());
+  /** Every key under `prefix`, as its parts after the prefix. */
+  const keysUnder = async (prefix: string[]): Promise<unknown[][]> => {
+    const keys: unknown[][] = [];
+    for await (const entry of (await sharedKv()).list({ prefix })) keys.push(entry.key.slice(prefix.length));
+    return keys;
+  };
+  storeSuites("DenoKvStore", {
     reportsCurrent: true,
-  });
-  let sessionKv: DenoKvHandle | undefined;
-  sessionSuite("DenoKvStore", {
-    open: async () => new DenoKvStore({ kv: sessionKv = await openKv() }),
-    close: () => sessionKv?.close(),
+    expiredSave: true,
+    tombstoneTouch: true,
+    open: async (ns, options) => new DenoKvStore({ kv: await sharedKv(), prefix: [ns], ...options }),
+    close: () => casesKv?.close(),
+    raw: async (ns, key) => {
+      const { value } = await (await sharedKv()).get([ns, key]);
+      return typeof value === "string" ? JSON.parse(value) : undefined;
+    },
+    counted: async (ns) => {
+      const { kv, calls } = counted(await sharedKv());
+      return { store: new DenoKvStore({ kv, prefix: [ns] }), sent: () => calls.get + calls.commit };
+    },
+    // 65,530 Latin-1 characters serialize to 65,536 bytes; any other character costs two bytes.
+    size: {
+      fits: [recordOfLength(65_530, "é"), recordOfLength(32_765, "✓")],
+      over: [
+        [record({ blob: "x".repeat(70_000) })],
+        [recordOfLength(65_531, "é"), /"65537" bytes serialized/],
+        [recordOfLength(32_766, "✓"), /"65538" bytes serialized/],
+      ],
+    },
+    unreachable: async () => {
+      const closed = await openKv();
+      const store = new DenoKvStore({ kv: closed });
+      closed.close();
+      return { store, close: () => {}, raises: true };
+    },
+    leases: {
+      badTtl: RangeError,
+      owner: async (ns, key) =>
+        ((await (await sharedKv()).get([ns, "lease", key])).value as { owner?: string } | null)?.owner,
+    },
+    users: {
+      liveOnly: true,
+      byClock: true,
+      rawKeys: async (ns) => (await keysUnder([ns])).map((key) => key.join("/")),
+      tagKeys: async (ns, user) =>
+        (await keysUnder([ns, "users", await userTag(user)])).map(([key]) => String(key)),
+      // The raw id in the index entry's key, and a record that remembers its user.
+      oldLayout: {
+        write: async (ns, user, key, saved) => {
+          const text = JSON.stringify({ ...saved, indexedUser: user });
+          const result = await (await sharedKv()).atomic()
+            .set([ns, key], text, { expireIn: 60_000 })
+            .set([ns, "user", user, key], saved.expiresAt, { expireIn: 60_000 })
+            .commit();
+          assert.equal(result.ok, true);
+        },
+        entries: async (ns, user) => (await keysUnder([ns, "user", user])).map(([key]) => String(key)),
+        lapse: async (ns, user, key) => await (await sharedKv()).delete([ns, "user", user, key]),
+      },
+    },
   });
 
   describe("DenoKvStore", () => {
@@ -166,25 +211,6 @@ if (deno === undefined) {
       assert.deepEqual(calls, { get: 1, commit: 2 });
     });
 
-    it("treats a record past expiresAt that Deno KV still holds as gone", async () => {
-      let now = Date.now();
-      const store = new DenoKvStore({ kv, prefix: ["clock"], now: () => now });
-      const key = randomKey();
-      await store.save(key, record({ old: true }, 1, 60_000, now), null);
-      assert.ok(await store.load(key));
-      now += 61_000; // the store's clock says expired; Deno KV's own expiry has not run
-      assert.notEqual((await kv.get(["clock", key])).versionstamp, null);
-      assert.equal(await store.load(key), null);
-      assert.deepEqual(await store.save(key, record({ old: true }, 2, 60_000, now), 1), { current: null });
-      assert.equal(await store.touch(key, now + 60_000, 1), false);
-      assert.equal(await store.load(key), null);
-      assert.equal(await store.count(), 0);
-      // A create may take the expired leftover's place.
-      assert.equal(await store.save(key, record({ fresh: true }, 1, 60_000, now), null), true);
-      assert.deepEqual((await store.load(key))?.data, { fresh: true });
-      assert.equal(await store.count(), 1);
-    });
-
     it("cleanup removes expired leftovers and keeps live records", async () => {
       let now = Date.now();
       const store = new DenoKvStore({ kv, prefix: ["sweep"], now: () => now });
@@ -225,59 +251,6 @@ if (deno === undefined) {
       assert.equal((await store.load(key))?.expiresAt, now + 3_600_000);
     });
 
-    it("raises SessionTooLargeError for a record over Deno KV's 64 KiB limit, and writes nothing", async () => {
-      const store = new DenoKvStore({ kv });
-      const key = randomKey();
-      await assert.rejects(store.save(key, record({ blob: "x".repeat(70_000) }), null), SessionTooLargeError);
-      assert.equal(await store.load(key), null);
-    });
-
-    it("stores the largest record Deno KV takes and refuses one character more before any commit", async () => {
-      const { kv: wrapped, calls } = counted(kv);
-      const store = new DenoKvStore({ kv: wrapped, prefix: ["size"] });
-      // 65,530 Latin-1 characters serialize to 65,536 bytes; any other character costs two bytes.
-      for (const [fill, longest, over] of [["é", 65_530, 65_537], ["✓", 32_765, 65_538]] as const) {
-        const fits = recordOfLength(longest, fill);
-        const key = randomKey();
-        assert.equal(await store.save(key, fits, null), true, `${longest} characters of "${fill}"`);
-        assert.deepEqual((await store.load(key))?.data, fits.data);
-
-        const other = randomKey();
-        const commits = calls.commit;
-        const error = await store.save(other, recordOfLength(longest + 1, fill), null).then(
-          () => null,
-          (e: unknown) => e,
-        );
-        assert.ok(error instanceof SessionTooLargeError, `expected SessionTooLargeError, got ${error}`);
-        assert.ok(error.message.includes(`"${over}" bytes serialized`), error.message);
-        assert.equal(calls.commit, commits, "nothing may reach Deno KV");
-        assert.deepEqual((await store.load(key))?.data, fits.data);
-        assert.equal(await store.load(other), null);
-      }
-    });
-
-    it("round-trips lone surrogates and NUL characters in values and keys", async () => {
-      const store = new DenoKvStore({ kv });
-      const key = randomKey();
-      const data = { lone: "\ud800", low: "x\udfffy", nul: "a\u0000b", "\u0000\ud800": ["\udbff"] };
-      await store.save(key, record(data), null);
-      assert.deepEqual((await store.load(key))?.data, data);
-    });
-
-    it("refuses data JSON cannot carry with SessionDataError, before anything is written", async () => {
-      const store = new DenoKvStore({ kv });
-      const key = randomKey();
-      const cyclic: Record<string, unknown> = {};
-      cyclic.self = cyclic;
-      for (const data of [{ big: 1n }, cyclic]) {
-        const error = await store.save(key, record(data), null).then(() => null, (e: unknown) => e);
-        assert.ok(error instanceof SessionDataError, `expected SessionDataError, got ${error}`);
-        assert.ok(!(error instanceof StoreUnavailableError));
-      }
-      await assert.rejects(store.save(key, { ...record({}), expiresAt: NaN }, null), TypeError);
-      assert.equal((await kv.get(["websession", key])).versionstamp, null);
-    });
-
     it("takes the longest prefix that leaves room for a lease's key, and refuses a longer one", async () => {
       // 1,994 characters encode to 1,996 bytes; with "lease" (7) and the storage key (45): 2,048.
       const longest = new DenoKvStore({ kv, prefix: ["p".repeat(1_994)] });
@@ -292,16 +265,6 @@ if (deno === undefined) {
         RangeError,
       );
       assert.throws(() => new DenoKvStore({ kv, prefix: [Symbol("sessions")] }), TypeError);
-    });
-
-    it("raises StoreUnavailableError, never null, when Deno KV fails", async () => {
-      const closed = await openKv();
-      const store = new DenoKvStore({ kv: closed });
-      closed.close();
-      const error = await store.load(randomKey()).then(() => null, (e: unknown) => e);
-      assert.ok(error instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${error}`);
-      assert.ok(error.cause instanceof Error);
-      await assert.rejects(store.save(randomKey(), record({}), null), StoreUnavailableError);
     });
 
     describe("leases", () => {
@@ -334,43 +297,6 @@ if (deno === undefined) {
         assert.equal(await store.count(), 0);
         await store.unlock(key, "a");
         assert.equal((await kv.get(["leases", "lease", key])).versionstamp, null);
-      });
-
-      it("decides by the store's clock: a lapsed lease is free before Deno KV drops it", async () => {
-        let now = Date.now();
-        const store = new DenoKvStore({ kv, prefix: ["lease-clock"], now: () => now });
-        const key = randomKey();
-        assert.equal(await store.lock(key, "a", 10_000), true);
-        assert.equal(await store.lock(key, "b", 10_000), false);
-        assert.equal(await store.lock(key, "a", 10_000), true, "its owner takes it again");
-        now += 9_999;
-        assert.equal(await store.lock(key, "b", 10_000), false);
-        now += 1;
-        assert.notEqual((await kv.get(["lease-clock", "lease", key])).versionstamp, null);
-        assert.equal(await store.lock(key, "b", 10_000), true);
-        await store.unlock(key, "a"); // no longer its owner
-        assert.equal(((await kv.get(["lease-clock", "lease", key])).value as { owner: string }).owner, "b");
-      });
-
-      it("of 20 takers across two store instances, exactly one wins", async () => {
-        const first = new DenoKvStore({ kv, prefix: ["lease-race"] });
-        const second = new DenoKvStore({ kv, prefix: ["lease-race"] });
-        const key = randomKey();
-        const taken = await Promise.all(
-          Array.from({ length: 20 }, (_, i) => (i % 2 ? first : second).lock(key, `owner-${i}`, 5_000)),
-        );
-        assert.equal(taken.filter(Boolean).length, 1);
-      });
-
-      it("refuses a bad owner or duration before reaching Deno KV", async () => {
-        const { kv: wrapped, calls } = counted(kv);
-        const store = new DenoKvStore({ kv: wrapped });
-        await assert.rejects(store.lock(randomKey(), 1 as never, 1_000), TypeError);
-        for (const ttl of [0, -1, NaN, Infinity]) {
-          await assert.rejects(store.lock(randomKey(), "a", ttl), RangeError);
-        }
-        await assert.rejects(store.lock("not a key", "a", 1_000), TypeError);
-        assert.deepEqual(calls, { get: 0, commit: 0 });
       });
     });
 
@@ -479,87 +405,6 @@ if (deno === undefined) {
           left.sort(),
           [[live], ["lease", live], ["users", await userTag("ada"), live]].sort(),
         );
-      });
-    });
-
-    describe("sessions per user: the user's id never in a key", () => {
-      // An email with Unicode and ":" characters: personal data, and a separator elsewhere.
-      const EMAIL = "zoë.o'brien:ops@bücher.example";
-      const options = (store: DenoKvStore) => ({
-        store,
-        secrets: ["a secret of at least thirty-two characters"],
-        userKey: "user" as const,
-      });
-      /** Every key under `prefix`, as its parts after the prefix. */
-      async function keysUnder(prefix: string[]): Promise<unknown[][]> {
-        const keys: unknown[][] = [];
-        for await (const entry of kv.list({ prefix })) keys.push(entry.key.slice(prefix.length));
-        return keys;
-      }
-
-      it("names a user by its tag in every key, never by its id, and writes no entry of the old layout", async () => {
-        const prefix = ["hide", randomKey()];
-        const store = new DenoKvStore({ kv, prefix });
-        const [a, b] = [randomKey(), randomKey()];
-        await store.save(a, record({ user: EMAIL }), null, { user: EMAIL });
-        await store.save(b, record({ user: EMAIL }), null, { user: EMAIL });
-        assert.equal(await store.save(a, record({ user: EMAIL, n: 1 }, 2), 1), true);
-        assert.equal(await store.touch(b, Date.now() + 120_000, 1), true);
-        assert.deepEqual((await store.keysOfUser(EMAIL)).sort(), [a, b].sort());
-        assert.equal(await endUserSessions(options(store), { user: EMAIL }), 2);
-        const keys = await keysUnder(prefix);
-        const tag = await userTag(EMAIL);
-        assert.deepEqual(
-          keys.filter((key) => key[0] === "users").sort(),
-          [["users", tag, a], ["users", tag, b]].sort(),
-        );
-        for (const part of keys.flat()) {
-          assert.equal(typeof part, "string");
-          for (const piece of [EMAIL, "zoë", "bücher", "o'brien"]) {
-            assert.equal((part as string).includes(piece), false, `${JSON.stringify(piece)} shows in a key`);
-          }
-        }
-        assert.deepEqual(await keysUnder([...prefix, "user"]), [], "nothing written in the old layout");
-      });
-
-      it("indexes a user id longer than the old layout had room for", async () => {
-        const store = new DenoKvStore({ kv, prefix: ["long"] });
-        // The old layout, ["long", "user", id, key], fit ids of up to 1,990 bytes; this one has 4,055.
-        const user = `${"ü".repeat(2_000)}:${randomKey()}@example.com`;
-        const key = randomKey();
-        assert.equal(await store.save(key, record({ user }), null, { user }), true);
-        assert.deepEqual(await store.keysOfUser(user), [key]);
-        assert.deepEqual((await listUserSessions(options(store), user)).map((s) => s.key), [key]);
-      });
-
-      it("still finds and ends sessions indexed in the old layout, and a record that remembers its user moves to the new one", async () => {
-        const prefix = ["old", randomKey()];
-        const store = new DenoKvStore({ kv, prefix });
-        const [a, b] = [randomKey(), randomKey()];
-        // Written by hand as the earlier version wrote them: the raw id in the index entry's key,
-        // and a record that remembers its user.
-        for (const key of [a, b]) {
-          const saved = record({ user: EMAIL });
-          const text = JSON.stringify({ ...saved, indexedUser: EMAIL });
-          const result = await kv.atomic()
-            .set([...prefix, key], text, { expireIn: 60_000 })
-            .set([...prefix, "user", EMAIL, key], saved.expiresAt, { expireIn: 60_000 })
-            .commit();
-          assert.equal(result.ok, true);
-        }
-        assert.deepEqual((await store.keysOfUser(EMAIL)).sort(), [a, b].sort());
-        // A save that names no user: the record remembers its user, indexed now by its tag.
-        assert.equal(await store.save(b, record({ user: EMAIL, n: 1 }, 2), 1), true);
-        const tag = await userTag(EMAIL);
-        assert.notEqual((await kv.get([...prefix, "users", tag, b])).versionstamp, null);
-        await kv.delete([...prefix, "user", EMAIL, b]); // the old entry lapses
-        assert.deepEqual((await store.keysOfUser(EMAIL)).sort(), [a, b].sort());
-        assert.equal((await listUserSessions(options(store), EMAIL)).length, 2);
-        assert.equal(await endUserSessions(options(store), { user: EMAIL }), 2);
-        assert.ok(isEnded(await store.load(a)));
-        assert.ok(isEnded(await store.load(b)));
-        assert.equal((await listUserSessions(options(store), EMAIL)).length, 0);
-        assert.deepEqual(await keysUnder([...prefix, "user"]), [[EMAIL, a]], "only the hand-written entry");
       });
     });
 

@@ -5,9 +5,8 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { DurableObjectNamespace } from "@cloudflare/workers-types";
 import type { Miniflare } from "miniflare";
-import { endUserSessions, listUserSessions } from "../../mod.ts";
-import { SessionDataError, SessionTooLargeError, StoreUnavailableError } from "../../src/errors.ts";
-import { ENDED_KEY, isEnded, type StoredSession } from "../../src/store.ts";
+import { SessionTooLargeError, StoreUnavailableError } from "../../src/errors.ts";
+import { ENDED_KEY, type StoredSession } from "../../src/store.ts";
 import {
   type DurableObjectNamespaceLike,
   DurableObjectStore,
@@ -15,6 +14,7 @@ import {
 } from "../../src/stores/durable_object.ts";
 import { userTag } from "../../src/user_tag.ts";
 import { randomKey, sleep } from "../conformance/util.ts";
+import { storeCases } from "../conformance/store_cases.ts";
 import { miniflareSuites as suites, startMiniflare, workerdStore } from "../workers/miniflare.ts";
 
 // A real binding's type fits the structural interface.
@@ -50,6 +50,134 @@ suites(
 );
 suites("DurableObjectStore (inside workerd)", (mf) => workerdStore(mf, "do"), { reportsCurrent: true });
 
+let shared: { mf: Miniflare; namespace: DurableObjectNamespaceLike } | undefined;
+async function sharedNamespace(): Promise<DurableObjectNamespaceLike> {
+  if (!shared) {
+    const mf = await startMiniflare();
+    shared = { mf, namespace: await mf.getDurableObjectNamespace("SESSIONS_DO") };
+  }
+  return shared.namespace;
+}
+/** What the session's object holds in storage, as the test Worker's `/inspect` tells it. */
+async function inspectIn(within: DurableObjectNamespaceLike, key: string, alarm = false): Promise<Inspected> {
+  // A plain request, which the structural stub type does not describe: the real stub takes it.
+  const stub = within.get(within.idFromName(key)) as unknown as {
+    fetch(url: string, init?: { method: string }): Promise<Response>;
+  };
+  const response = await stub.fetch(alarm ? "https://do/alarm" : "https://do/inspect", {
+    method: alarm ? "POST" : "GET",
+  });
+  const { expired: _reported, ...held } = (await response.json()) as Inspected & { expired: unknown[] };
+  return held;
+}
+/** Forwards to `namespace` and counts the requests that reach an object. */
+function countedIn(
+  namespace: DurableObjectNamespaceLike,
+): { namespace: DurableObjectNamespaceLike; fetches: () => number } {
+  let fetches = 0;
+  return {
+    namespace: {
+      idFromName: (name) => namespace.idFromName(name),
+      get(id) {
+        const stub = namespace.get(id);
+        return {
+          fetch(url, init) {
+            fetches++;
+            return stub.fetch(url, init);
+          },
+        };
+      },
+    },
+    fetches: () => fetches,
+  };
+}
+/** The names of the objects each case's stores sent an operation other than a read of keys. */
+const written = new Map<string, string[]>();
+/** Forwards to the shared namespace, noting in `written` the objects written to. */
+async function recordedIn(ns: string): Promise<DurableObjectNamespaceLike> {
+  const namespace = await sharedNamespace();
+  const names = written.get(ns) ?? [];
+  written.set(ns, names);
+  return {
+    idFromName: (name) => ({ name, id: namespace.idFromName(name) }),
+    get(named) {
+      const { name, id } = named as { name: string; id: unknown };
+      const stub = namespace.get(id);
+      return {
+        fetch(url, init) {
+          if (new URL(url).pathname !== "/keys") names.push(name);
+          return stub.fetch(url, init);
+        },
+      };
+    },
+  };
+}
+/** Sends one operation to the object named `name`, as the store's earlier version did. */
+async function send(name: string, operation: Record<string, unknown>): Promise<void> {
+  const namespace = await sharedNamespace();
+  const response = await namespace.get(namespace.idFromName(name)).fetch(`https://do/${operation.op}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ ...operation, now: Date.now() }),
+  });
+  assert.equal(response.status, 200);
+  await response.json();
+}
+/** The storage keys in the index held by the object named `name`. */
+async function indexIn(name: string): Promise<string[]> {
+  const { index } = await inspectIn(await sharedNamespace(), name);
+  return Object.keys(index).map((entry) => entry.slice("index:".length));
+}
+// Objects are named by storage key, which every case draws at random: no namespace is needed.
+storeCases("DurableObjectStore (Miniflare binding from Node)", {
+  reportsCurrent: true,
+  expiredSave: true,
+  tombstoneTouch: true,
+  open: async (ns, options) => new DurableObjectStore({ namespace: await recordedIn(ns), ...options }),
+  close: () => shared?.mf.dispose(),
+  raw: async (_ns, key) => {
+    const { record } = await inspectIn(await sharedNamespace(), key);
+    return record === null ? undefined : JSON.parse(record);
+  },
+  counted: async () => {
+    const { namespace, fetches } = countedIn(await sharedNamespace());
+    return { store: new DurableObjectStore({ namespace }), sent: fetches };
+  },
+  // 131,066 Latin-1 characters serialize to 131,072 bytes; any other character costs two bytes.
+  size: {
+    fits: [recordOfLength(131_066, "é"), recordOfLength(65_533, "✓")],
+    over: [[record({ blob: "x".repeat(2_200_000) })], [recordOfLength(131_067, "é")], [
+      recordOfLength(65_534, "✓"),
+    ]],
+  },
+  unreachable: async () => {
+    const gone = await startMiniflare();
+    const store = new DurableObjectStore({ namespace: await gone.getDurableObjectNamespace("SESSIONS_DO") });
+    await gone.dispose();
+    return { store, close: () => {}, raises: true };
+  },
+  leases: {
+    badTtl: RangeError,
+    checksUnlockOwner: true,
+    owner: async (_ns, key) => (await inspectIn(await sharedNamespace(), key)).lease?.owner,
+  },
+  users: {
+    liveOnly: true,
+    byClock: true,
+    // The old layout's object (`user:<id>`) is only read ("keys"), never written.
+    rawKeys: (ns) => Promise.resolve(written.get(ns) ?? []),
+    tagKeys: async (_ns, user) => await indexIn(`users:${await userTag(user)}`),
+    // The key in the object named by the raw id, then the record, which remembers its user.
+    oldLayout: {
+      write: async (_ns, user, key, saved) => {
+        await send(`user:${user}`, { op: "index", key, token: crypto.randomUUID() });
+        await send(key, { op: "save", record: saved, expectedVersion: null, user });
+      },
+      entries: (_ns, user) => indexIn(`user:${user}`),
+    },
+  },
+});
+
 describe("DurableObjectStore", () => {
   let mf: Miniflare;
   let namespace: DurableObjectNamespaceLike;
@@ -67,21 +195,11 @@ describe("DurableObjectStore", () => {
    * What the session's object holds in storage: its record text and its alarm. With `alarm`, the
    * object first runs its alarm handler, as the runtime would at the scheduled time.
    */
-  async function inspect(
-    key: string,
-    { within = namespace, alarm = false } = {},
-  ): Promise<Inspected> {
-    // A plain request, which the structural stub type does not describe: the real stub takes it.
-    const stub = within.get(within.idFromName(key)) as unknown as {
-      fetch(url: string, init?: { method: string }): Promise<Response>;
-    };
-    const response = await stub.fetch(
-      alarm ? "https://do/alarm" : "https://do/inspect",
-      { method: alarm ? "POST" : "GET" },
-    );
-    const { expired: _reported, ...held } = (await response.json()) as Inspected & { expired: unknown[] };
-    return held;
-  }
+  /**
+   * What the session's object holds in storage: its record text and its alarm. With `alarm`, the
+   * object first runs its alarm handler, as the runtime would at the scheduled time.
+   */
+  const inspect = (key: string, { within = namespace, alarm = false } = {}) => inspectIn(within, key, alarm);
 
   /** What the object's `expired()` hook was given by its alarms so far. */
   async function reported(key: string, within: DurableObjectNamespaceLike): Promise<unknown[]> {
@@ -92,25 +210,7 @@ describe("DurableObjectStore", () => {
     return ((await response.json()) as { expired: unknown[] }).expired;
   }
 
-  /** Forwards to the real namespace and counts the requests that reach an object. */
-  function counted(): { namespace: DurableObjectNamespaceLike; fetches: () => number } {
-    let fetches = 0;
-    return {
-      namespace: {
-        idFromName: (name) => namespace.idFromName(name),
-        get(id) {
-          const stub = namespace.get(id);
-          return {
-            fetch(url, init) {
-              fetches++;
-              return stub.fetch(url, init);
-            },
-          };
-        },
-      },
-      fetches: () => fetches,
-    };
-  }
+  const counted = () => countedIn(namespace);
 
   it("claims compare-and-set, expiry, leases and an index per user, and offers no count", () => {
     assert.deepEqual(store.capabilities, { compareAndSet: true, ttl: true, locks: true, users: true });
@@ -255,36 +355,6 @@ describe("DurableObjectStore", () => {
     assert.ok(attempts.some((n) => n > 1), "expected some saves to lose the compare-and-set and retry");
   });
 
-  it("raises SessionTooLargeError for a record over the storage value limit, and keeps the old one", async () => {
-    const key = randomKey();
-    await store.save(key, record({ small: true }), null);
-    await assert.rejects(
-      store.save(key, record({ blob: "x".repeat(2_200_000) }, 2), 1),
-      SessionTooLargeError,
-    );
-    const loaded = await store.load(key);
-    assert.deepEqual(loaded?.data, { small: true });
-    assert.equal(loaded?.version, 1);
-  });
-
-  it("stores the largest record that fits in 128 KiB and refuses one character more before sending it", async () => {
-    const { namespace: countedNamespace, fetches } = counted();
-    const sized = new DurableObjectStore({ namespace: countedNamespace });
-    // 131,066 Latin-1 characters serialize to 131,072 bytes; any other character costs two bytes.
-    for (const [fill, longest] of [["é", 131_066], ["✓", 65_533]] as const) {
-      const fits = recordOfLength(longest, fill);
-      const key = randomKey();
-      assert.equal(await sized.save(key, fits, null), true, `${longest} characters of "${fill}"`);
-      assert.deepEqual((await sized.load(key))?.data, fits.data);
-      const before = fetches();
-      await assert.rejects(
-        sized.save(randomKey(), recordOfLength(longest + 1, fill), null),
-        SessionTooLargeError,
-      );
-      assert.equal(fetches(), before, "nothing may be sent");
-    }
-  });
-
   it("the object itself refuses a record over 128 KiB with 413, and keeps the old one", async () => {
     const key = randomKey();
     const kept = record({ small: true });
@@ -298,30 +368,6 @@ describe("DurableObjectStore", () => {
     assert.equal(response.status, 413);
     assert.match(((await response.json()) as { error: string }).error, /"131073" bytes serialized/);
     assert.deepEqual(JSON.parse((await inspect(key)).record!), kept);
-  });
-
-  it("round-trips lone surrogates and NUL characters", async () => {
-    const key = randomKey();
-    const data = { lone: "\ud800", low: "x\udfffy", nul: "a\u0000b", "\u0000\ud800": ["\udbff"] };
-    await store.save(key, record(data), null);
-    assert.deepEqual((await store.load(key))?.data, data);
-    const conflict = await store.save(key, record({}, 2), 5);
-    assert.deepEqual(conflict !== true && conflict !== false ? conflict.current?.data : null, data);
-  });
-
-  it("refuses data JSON cannot carry with SessionDataError, and sends nothing", async () => {
-    const { namespace: countedNamespace, fetches } = counted();
-    const checked = new DurableObjectStore({ namespace: countedNamespace });
-    const cyclic: Record<string, unknown> = {};
-    cyclic.self = cyclic;
-    for (const data of [{ big: 1n }, cyclic]) {
-      const error = await checked.save(randomKey(), record(data), null).then(() => null, (e: unknown) => e);
-      assert.ok(error instanceof SessionDataError, `expected SessionDataError, got ${error}`);
-    }
-    await assert.rejects(checked.save(randomKey(), { ...record({}), expiresAt: NaN }, null), TypeError);
-    await assert.rejects(checked.touch(randomKey(), NaN, 1), TypeError);
-    await assert.rejects(checked.touch(randomKey(), Date.now() + 60_000, 0), TypeError);
-    assert.equal(fetches(), 0);
   });
 
   it("the object refuses malformed operations with 400", async () => {
@@ -344,16 +390,6 @@ describe("DurableObjectStore", () => {
       assert.equal(response.status, 400, body);
       assert.equal(typeof ((await response.json()) as { error: unknown }).error, "string");
     }
-  });
-
-  it("raises StoreUnavailableError, never null, when the object cannot be reached", async () => {
-    const gone = await startMiniflare();
-    const unreachable = new DurableObjectStore({
-      namespace: await gone.getDurableObjectNamespace("SESSIONS_DO"),
-    });
-    await gone.dispose();
-    const error = await unreachable.load(randomKey()).then(() => null, (e: unknown) => e);
-    assert.ok(error instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${error}`);
   });
 
   describe("leases", () => {
@@ -406,18 +442,6 @@ describe("DurableObjectStore", () => {
       assert.equal(after.lease, null);
       assert.deepEqual(JSON.parse(after.record!).data, { a: 1 });
       assert.equal(after.alarm, JSON.parse(after.record!).expiresAt);
-    });
-
-    it("refuses a bad owner or duration, and sends nothing", async () => {
-      const { namespace: countedNamespace, fetches } = counted();
-      const checked = new DurableObjectStore({ namespace: countedNamespace });
-      await assert.rejects(checked.lock(randomKey(), 1 as never, 1_000), TypeError);
-      await assert.rejects(checked.unlock(randomKey(), null as never), TypeError);
-      for (const ttl of [0, -5, NaN, Infinity]) {
-        await assert.rejects(checked.lock(randomKey(), "a", ttl), RangeError);
-      }
-      await assert.rejects(checked.lock("not a key", "a", 1_000), TypeError);
-      assert.equal(fetches(), 0);
     });
   });
 
@@ -512,107 +536,6 @@ describe("DurableObjectStore", () => {
       assert.ok(error instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${error}`);
       assert.equal(await store.load(key), null);
       await assert.rejects(partial.keysOfUser("ada"), StoreUnavailableError);
-    });
-
-    // An email with Unicode and ":" characters: personal data, and the old layout's separator.
-    const EMAIL = "zoë.o'brien:ops@bücher.example";
-    const options = (store: DurableObjectStore) => ({
-      store,
-      secrets: ["a secret of at least thirty-two characters"],
-      userKey: "user" as const,
-    });
-    /** Forwards to the real namespace and records each operation with the name of its object. */
-    function recorded(): { namespace: DurableObjectNamespaceLike; sent: [string, string][] } {
-      const sent: [string, string][] = [];
-      return {
-        namespace: {
-          idFromName: (name) => ({ name, id: namespace.idFromName(name) }),
-          get(named) {
-            const { name, id } = named as { name: string; id: unknown };
-            const stub = namespace.get(id);
-            return {
-              fetch(url, init) {
-                sent.push([name, new URL(url).pathname.slice(1)]);
-                return stub.fetch(url, init);
-              },
-            };
-          },
-        },
-        sent,
-      };
-    }
-    /** Sends one operation to the object named `name`, as the store's earlier version did. */
-    async function send(name: string, operation: Record<string, unknown>): Promise<void> {
-      const stub = namespace.get(namespace.idFromName(name));
-      const response = await stub.fetch(`https://do/${operation.op}`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ ...operation, now: Date.now() }),
-      });
-      assert.equal(response.status, 200);
-      await response.json();
-    }
-
-    it("names a user's object by its tag, never by its id, and writes nothing in the old layout", async () => {
-      const { namespace: recording, sent } = recorded();
-      const tagged = new DurableObjectStore({ namespace: recording });
-      const user = `${EMAIL}#${randomKey().slice(0, 8)}`;
-      const [a, b] = [randomKey(), randomKey()];
-      await tagged.save(a, record({ user }), null, { user });
-      await tagged.save(b, record({ user }), null, { user });
-      assert.equal(await tagged.save(a, record({ user, n: 1 }, 2), 1, { user }), true);
-      assert.equal(await tagged.touch(b, Date.now() + 600_000, 1), true);
-      assert.deepEqual((await tagged.keysOfUser(user)).sort(), [a, b].sort());
-      assert.equal(await endUserSessions(options(tagged), { user }), 2);
-      const index = await indexOf(user);
-      assert.deepEqual(Object.keys((await inspect(index)).index).sort(), [`index:${a}`, `index:${b}`].sort());
-      // Every object written to is named without the id; the old layout's object is only read.
-      for (const [name, op] of sent) {
-        const shows = ["zoë", "bücher", "o'brien", user].some((part) => name.includes(part));
-        if (shows) assert.deepEqual([name, op], [`user:${user}`, "keys"]);
-      }
-      assert.ok(sent.some(([name, op]) => name === index && op === "index"));
-      assert.deepEqual(await inspect(`user:${user}`), EMPTY, "nothing written in the old layout");
-    });
-
-    it("indexes a user id of any length under an object name of one length", async () => {
-      const { namespace: recording, sent } = recorded();
-      const tagged = new DurableObjectStore({ namespace: recording });
-      const user = `${"ü".repeat(4_000)}:${randomKey()}@example.com`;
-      const key = randomKey();
-      assert.equal(await tagged.save(key, record({ user }), null, { user }), true);
-      assert.deepEqual(await tagged.keysOfUser(user), [key]);
-      assert.deepEqual((await listUserSessions(options(tagged), user)).map((s) => s.key), [key]);
-      const [name] = sent.find(([, op]) => op === "index")!;
-      assert.equal(name, await indexOf(user));
-      assert.equal(name.length, "users:".length + 43);
-    });
-
-    it("still finds and ends sessions indexed in the old layout, and a record that remembers its user keeps working", async () => {
-      const user = `${EMAIL}#${randomKey().slice(0, 8)}`;
-      const [a, b] = [randomKey(), randomKey()];
-      // Written as the earlier version wrote them: the key in the object named by the raw id,
-      // then the record, which remembers its user.
-      for (const key of [a, b]) {
-        await send(`user:${user}`, { op: "index", key, token: crypto.randomUUID() });
-        await send(key, { op: "save", record: record({ user }), expectedVersion: null, user });
-      }
-      assert.deepEqual((await store.keysOfUser(user)).sort(), [a, b].sort());
-      // A save that names no user: the record keeps its user, and the old index still lists it.
-      assert.equal(await store.save(a, record({ user, n: 1 }, 2), 1), true);
-      // A save naming the user (as withSession's do) indexes it under the user's tag as well.
-      assert.equal(await store.save(b, record({ user, n: 1 }, 2), 1, { user }), true);
-      assert.deepEqual(Object.keys((await inspect(await indexOf(user))).index), [`index:${b}`]);
-      assert.deepEqual((await store.keysOfUser(user)).sort(), [a, b].sort(), "each key once");
-      assert.equal((await listUserSessions(options(store), user)).length, 2);
-      assert.equal(await endUserSessions(options(store), { user }), 2);
-      assert.ok(isEnded(await store.load(a)));
-      assert.ok(isEnded(await store.load(b)));
-      assert.deepEqual(
-        Object.keys((await inspect(`user:${user}`)).index).sort(),
-        [`index:${a}`, `index:${b}`].sort(),
-        "only the hand-written entries",
-      );
     });
 
     it("counts the user's id in the 128 KiB limit, and refuses a bad user, sending nothing", async () => {

@@ -9,19 +9,16 @@ import { neon, neonConfig, Pool as NeonPool } from "@neondatabase/serverless";
 import { WebSocket } from "ws";
 import { createServer } from "node:net";
 import { PostgresStore, type SqlLike } from "../../src/stores/postgres.ts";
-import { SessionDataError, StoreUnavailableError } from "../../src/errors.ts";
-import { ENDED_AT_KEY, ENDED_KEY, type SaveResult } from "../../src/store.ts";
-import { storeSuite } from "../conformance/store_suite.ts";
+import { SessionDataError } from "../../src/errors.ts";
+import type { SaveResult } from "../../src/store.ts";
+import { type OpenOptions, storeSuites } from "../conformance/store_cases.ts";
 import { assertRoundTrips } from "../conformance/round_trips.ts";
-import { sessionSuite } from "../conformance/session_suite.ts";
 import { randomKey, sleep } from "../conformance/util.ts";
 import { type NeonBridge, startNeonBridge } from "../bridges/neon.ts";
 import {
-  NUMBERS,
   raceOfCreates,
   raceOfReportedConflicts,
   record,
-  STORABLE,
   storeThroughSession,
   UNSTORABLE,
 } from "./remote_cases.ts";
@@ -131,36 +128,71 @@ async function deadPort(): Promise<number> {
 
 const SECRET = "round trip test secret, at least 32 characters";
 
+async function unreachable() {
+  const client = new pg.Pool({ host: "127.0.0.1", port: await deadPort(), user: "postgres" });
+  return { store: new PostgresStore({ client }), close: () => client.end() };
+}
+
 for (const [label, connect] of clients) {
   const slug = label.toLowerCase().replace(/[^a-z]+/g, "_").replace(/^_|_$/g, "");
   const table = `websession_test_${RUN}_${slug}`;
 
-  let suiteConnection: Connection;
-  storeSuite(`PostgresStore over ${label}`, {
+  const tables = new Map<string, Promise<void>>();
+  const tableOf = (ns: string) => `${table}_${ns}`;
+  let shared: Connection;
+  /** A store on `connection` in the table of `ns`, made by migrate() once. */
+  const storeIn = async (connection: Connection, ns: string, options?: OpenOptions) => {
+    const store = new PostgresStore({ client: connection.client, table: tableOf(ns), ...options });
+    if (!tables.has(ns)) tables.set(ns, store.migrate());
+    await tables.get(ns);
+    return store;
+  };
+  storeSuites(`PostgresStore over ${label}`, {
     reportsCurrent: true,
-    open: async () => {
-      suiteConnection = await connect();
-      const store = new PostgresStore({ client: suiteConnection.client, table });
-      await store.migrate();
-      return store;
-    },
+    keepsAnyText: false,
+    keepsKeyOrder: false,
+    expiredSave: true,
+    tombstoneTouch: true,
+    skews: [10 * 60_000, -10 * 60_000],
+    open: async (ns, options) => storeIn(shared ??= await connect(), ns, options),
     close: async () => {
-      await dropTables(table);
-      await suiteConnection.close();
+      for (const ns of tables.keys()) await dropTables(tableOf(ns));
+      await shared?.close();
     },
-  });
-
-  let sessionConnection: Connection;
-  sessionSuite(`PostgresStore over ${label}`, {
-    open: async () => {
-      sessionConnection = await connect();
-      const store = new PostgresStore({ client: sessionConnection.client, table: `${table}_sessions` });
-      await store.migrate();
-      return store;
+    raw: async (ns, key) => {
+      const { rows } = await admin.query(
+        `SELECT data, version, (extract(epoch FROM created_at) * 1000)::float8 AS "createdAt",
+         (extract(epoch FROM expires_at) * 1000)::float8 AS "expiresAt" FROM "${tableOf(ns)}" WHERE id = $1`,
+        [key],
+      );
+      return rows[0];
     },
-    close: async () => {
-      await dropTables(`${table}_sessions`);
-      await sessionConnection.close();
+    counted: async (ns) => {
+      shared ??= await connect();
+      const { client, sent } = recording(shared.client);
+      return { store: new PostgresStore({ client, table: tableOf(ns) }), sent: () => sent.length };
+    },
+    corrupt: {
+      forms: ["[1,2]", '"text"'],
+      write: async (ns, key, form) => {
+        await admin.query(
+          `INSERT INTO "${tableOf(ns)}" VALUES ($1, $2, 1, now(), now() + interval '1 hour')`,
+          [key, form],
+        );
+      },
+      warning: /corrupt session row/,
+    },
+    // A port nothing listens on: a real refused connection (once, through pg).
+    unreachable: label === "pg Pool" ? unreachable : undefined,
+    leases: {
+      badTtl: TypeError,
+      refusesEmptyOwner: true,
+      owner: async (ns, key) =>
+        (await admin.query(`SELECT owner FROM "${tableOf(ns)}_leases" WHERE key = $1`, [key])).rows[0]?.owner,
+    },
+    users: {
+      liveOnly: true,
+      byClock: true,
     },
   });
 
@@ -223,71 +255,6 @@ for (const [label, connect] of clients) {
       }
     });
 
-    it("lets a create replace an expired row with the same key, but never update it", async () => {
-      const key = randomKey();
-      await admin.query(
-        `INSERT INTO "${own}" VALUES ($1, '{"old":true}', 4, now() - interval '1 hour', now() - interval '1 second')`,
-        [key],
-      );
-      assert.equal(await store.load(key), null);
-      assert.deepEqual(await store.save(key, record({ a: 2 }, 5), 4), { current: null });
-      assert.equal(await store.touch(key, Date.now() + 60_000, 4), false);
-      assert.equal(await store.load(key), null);
-      assert.equal(await store.save(key, record({ fresh: true }), null), true);
-      const loaded = await store.load(key);
-      assert.deepEqual(loaded?.data, { fresh: true });
-      assert.equal(loaded?.version, 1);
-    });
-
-    it("an already expired save deletes the row at the expected version and is done", async () => {
-      const key = randomKey();
-      const live = record({ a: 1 });
-      await store.save(key, live, null);
-      const expired = {
-        data: { a: 2 },
-        version: 2,
-        createdAt: Date.now() - 10_000,
-        expiresAt: Date.now() - 1,
-      };
-      assert.deepEqual(await store.save(key, expired, 7), { current: live });
-      assert.deepEqual(await store.save(key, expired, null), { current: live });
-      assert.ok(await store.load(key));
-      assert.equal(await store.save(key, expired, 1), true);
-      const { rows } = await admin.query(`SELECT 1 FROM "${own}" WHERE id = $1`, [key]);
-      assert.equal(rows.length, 0);
-      assert.equal(await store.save(key, expired, null), true);
-      assert.deepEqual(await store.save(key, expired, 1), { current: null });
-    });
-
-    it("touch moves expires_at only", async () => {
-      const key = randomKey();
-      const saved = record({ keep: [1, "ü"] }, 1, 10_000);
-      await store.save(key, saved, null);
-      const later = saved.expiresAt + 3_600_000;
-      assert.equal(await store.touch(key, later, 1), true);
-      assert.deepEqual(await store.load(key), { ...saved, expiresAt: later });
-      // A tombstone is told by its data's top-level key, with its other keys in any order.
-      const ended = { ...saved, data: { [ENDED_AT_KEY]: Date.now(), [ENDED_KEY]: true }, version: 2 };
-      assert.equal(await store.save(key, ended, 1), true);
-      assert.equal(await store.touch(key, later + 60_000, 2), false);
-      assert.deepEqual(await store.load(key), ended);
-      // A nested one is data like any other.
-      const nested = randomKey();
-      const live = record({ note: { [ENDED_KEY]: true } }, 1, 10_000);
-      await store.save(nested, live, null);
-      assert.equal(await store.touch(nested, later, 1), true);
-    });
-
-    it("reads a corrupt row as missing and reports it", async () => {
-      const key = randomKey();
-      await admin.query(`INSERT INTO "${own}" VALUES ($1, '[1,2]', 1, now(), now() + interval '1 hour')`, [
-        key,
-      ]);
-      assert.equal(await store.load(key), null);
-      assert.deepEqual(corrupt.map(([k]) => k), [key]);
-      assert.ok(corrupt[0]![1] instanceof TypeError);
-    });
-
     it("refuses every lone surrogate and U+0000 with SessionDataError naming where, sending nothing", async () => {
       const { client, sent } = recording(connection.client);
       const counted = new PostgresStore({ client, table: own });
@@ -310,27 +277,6 @@ for (const [label, connect] of clients) {
       assert.deepEqual(await store.load(key), kept);
     });
 
-    it("keeps the valid neighbours of what it refuses, and numbers, exactly", async () => {
-      for (const [label, data] of [["neighbours", STORABLE], ["numbers", NUMBERS]] as const) {
-        const key = randomKey();
-        const saved = record(data);
-        assert.equal(await store.save(key, saved, null), true, label);
-        assert.deepEqual(await store.load(key), saved, label);
-        assert.deepEqual(await store.save(key, record({}, 3), 2), { current: saved }, label);
-      }
-    });
-
-    it("refuses data JSON cannot write with SessionDataError, sending nothing", async () => {
-      const { client, sent } = recording(connection.client);
-      const counted = new PostgresStore({ client, table: own });
-      const cycle: Record<string, unknown> = {};
-      cycle.self = cycle;
-      for (const data of [{ big: 1n }, cycle, [] as unknown as Record<string, unknown>]) {
-        await assert.rejects(counted.save(randomKey(), record(data), null), SessionDataError);
-      }
-      assert.deepEqual(sent, []);
-    });
-
     it("reports values PostgreSQL itself refuses as SessionDataError, writing nothing", async () => {
       const key = randomKey();
       const kept = record({ kept: true });
@@ -351,50 +297,6 @@ for (const [label, connect] of clients) {
         assert.ok(typeof (error.cause as { code?: unknown }).code === "string", label);
       }
       assert.deepEqual(await store.load(key), kept);
-    });
-
-    it("lets one clock decide expiry: the store's, 10 minutes ahead of or behind the database's", async () => {
-      for (const skew of [10 * 60_000, -10 * 60_000]) {
-        const table = `${own}_clock`;
-        let now = Date.now() + skew;
-        const clocked = new PostgresStore({ client: connection.client, table, now: () => now });
-        await clocked.migrate();
-        const key = randomKey();
-        const first = record({ a: 1 }, 1, 60_000, now);
-        assert.equal(await clocked.save(key, first, null), true);
-        assert.equal(await clocked.count(), 1);
-
-        now = first.expiresAt - 1; // its last live millisecond
-        assert.deepEqual(await clocked.load(key), first);
-        assert.equal(await clocked.count(), 1);
-        assert.equal(await clocked.cleanup(), 0);
-        assert.deepEqual(await clocked.save(key, record({ a: 2 }, 1, 60_000, now), null), { current: first });
-        const second = record({ a: 2 }, 2, 60_000, now);
-        assert.equal(await clocked.save(key, second, 1), true);
-        assert.equal(await clocked.touch(key, second.expiresAt + 1, 2), true);
-        const touched = { ...second, expiresAt: second.expiresAt + 1 };
-        assert.deepEqual(await clocked.load(key), touched);
-
-        now = touched.expiresAt; // expired by the store's clock, whatever the database's says
-        assert.equal(await clocked.load(key), null);
-        assert.equal(await clocked.count(), 0);
-        assert.deepEqual(await clocked.save(key, record({ a: 3 }, 3, 60_000, now), 2), { current: null });
-        assert.equal(await clocked.touch(key, now + 60_000, 2), false); // never revives it
-        now = touched.expiresAt - 1;
-        assert.deepEqual(await clocked.load(key), touched);
-        now = touched.expiresAt;
-        assert.equal(await clocked.cleanup(), 1);
-        assert.equal((await admin.query(`SELECT 1 FROM "${table}"`)).rows.length, 0);
-
-        // An expired row is replaced by a create as if absent.
-        const stale = record({ stale: true }, 4, 1, now);
-        assert.equal(await clocked.save(key, stale, null), true);
-        now = stale.expiresAt;
-        const fresh = record({ fresh: true }, 1, 60_000, now);
-        assert.equal(await clocked.save(key, fresh, null), true);
-        assert.deepEqual(await clocked.load(key), fresh);
-        await dropTables(table);
-      }
     });
 
     it("reports the row its compare-and-set was decided on: after waiting for a writer, that writer's row", async () => {
@@ -531,8 +433,6 @@ for (const [label, connect] of clients) {
       await clocked.cleanup();
       assert.deepEqual(sent, ["DELETE"]);
       assert.equal(await until(), undefined);
-      await assert.rejects(clocked.lock(key, "", 1_000), TypeError);
-      await assert.rejects(clocked.lock(key, "x", -1), TypeError);
     });
 
     it("indexes a user with the save statement itself, and lists live rows only", async () => {
@@ -568,26 +468,6 @@ for (const [label, connect] of clients) {
       await assert.rejects(clocked.keysOfUser("a\u0000b"), TypeError);
     });
 
-    it("writes its warnings to the logger it is given, and refuses one without warn()", async () => {
-      const warnings: unknown[][] = [];
-      const logged = new PostgresStore({
-        client: connection.client,
-        table: own,
-        logger: { warn: (...args) => void warnings.push(args) },
-      });
-      const key = randomKey();
-      await admin.query(`INSERT INTO "${own}" VALUES ($1, '"text"', 1, now(), now() + interval '1 hour')`, [
-        key,
-      ]);
-      assert.equal(await logged.load(key), null);
-      assert.equal(warnings.length, 1);
-      assert.match(String(warnings[0]![0]), /corrupt session row/);
-      assert.throws(
-        () => new PostgresStore({ client: connection.client, logger: {} as unknown as Console }),
-        TypeError,
-      );
-    });
-
     it("passes a driver error through", async () => {
       const missing = new PostgresStore({ client: connection.client, table: `${own}_missing` });
       await assert.rejects(missing.load(randomKey()), /does not exist/);
@@ -600,19 +480,6 @@ describe("PostgresStore over Neon", () => {
   it("went through the bridge on both transports", () => {
     assert.ok(bridge && bridge.connections > 0, "no WebSocket connection reached the bridge");
     assert.ok(bridge.requests > 0, "no HTTP query reached the bridge");
-  });
-});
-
-describe("PostgresStore through withSession when PostgreSQL cannot be reached", () => {
-  it("answers 503 with StoreUnavailableError", async () => {
-    const client = new pg.Pool({ host: "127.0.0.1", port: await deadPort(), user: "postgres" });
-    try {
-      const { status, errors } = await storeThroughSession(new PostgresStore({ client }), "fine");
-      assert.equal(status, 503);
-      assert.ok(errors.length > 0 && errors.every((error) => error instanceof StoreUnavailableError));
-    } finally {
-      await client.end();
-    }
   });
 });
 

@@ -9,6 +9,7 @@
  */
 // Tombstones and the version-checked touch (store_rules.ts); the sealed contract (sealed_store.ts).
 export {
+  assertLockArguments,
   assertRecordShape,
   assertTouchArguments,
   ENDED_AT_KEY,

@@ -555,3 +555,7 @@ export {
   type StoreHookOptions,
   storeHooks,
 } from "./store_rules.ts";
+export {
+  /** Checks a store's `lock` and `unlock` arguments: one rule (owner, duration) for every store. */
+  assertLockArguments,
+} from "./store_rules.ts";

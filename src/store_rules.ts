@@ -312,3 +312,36 @@ export function storeHooks(
         )),
   };
 }
+
+/**
+ * Checks the arguments of a store's `lock(key, owner, ttlMs)` and `unlock(key, owner)` (without
+ * `ttlMs`): one rule for every store.
+ *
+ * @param owner Who takes or releases the lock: a non-empty string.
+ * @param ttlMs How long the lock lasts unless released, in milliseconds: a positive finite number.
+ * @throws {TypeError} When `owner` is not a non-empty string, or `ttlMs` is given and is not a number.
+ * @throws {RangeError} When `ttlMs` is not positive and finite.
+ *
+ * @example
+ * ```ts
+ * import { assertLockArguments } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * assertLockArguments("request-1", 30_000);
+ * assert.throws(() => assertLockArguments("", 30_000), TypeError);
+ * assert.throws(() => assertLockArguments("request-1", 0), RangeError);
+ * ```
+ */
+export function assertLockArguments(owner: unknown, ...ttl: [ttlMs?: unknown]): void {
+  if (typeof owner !== "string" || owner === "") {
+    throw new TypeError(`Invalid owner: "${String(owner)}" is not a non-empty string`);
+  }
+  if (ttl.length === 0) return;
+  const ttlMs = ttl[0];
+  if (typeof ttlMs !== "number") {
+    throw new TypeError(`Invalid ttlMs: "${String(ttlMs)}" is not a number of milliseconds`);
+  }
+  if (!(ttlMs > 0) || !Number.isFinite(ttlMs)) {
+    throw new RangeError(`Invalid ttlMs: "${ttlMs}" is not a positive number of milliseconds`);
+  }
+}

@@ -5,6 +5,7 @@
  * @module
  */
 import {
+  assertLockArguments,
   assertStorageKey,
   assertTouchArguments,
   type SaveIndex,
@@ -26,7 +27,7 @@ import {
   listOldIndex,
   USERS_PART,
 } from "./deno_kv/keys.ts";
-import { checkLease, releaseLease, takeLease } from "./deno_kv/lease.ts";
+import { releaseLease, takeLease } from "./deno_kv/lease.ts";
 import { ATTEMPTS, decode, type Decoded, encode, kvCall, withUser } from "./deno_kv/record.ts";
 import type {
   DenoKvAtomicLike,
@@ -219,7 +220,7 @@ export class DenoKvStore implements SessionStore {
    * @param owner Who takes it; only this owner can release it.
    * @param ttlMs How long the lease lasts unless released, in milliseconds.
    * @returns `true` when taken, `false` while another owner holds a live lease.
-   * @throws {TypeError} When `key` is not a storage key or `owner` is not a string.
+   * @throws {TypeError} When `key` is not a storage key or `owner` is not a non-empty string.
    * @throws {RangeError} When `ttlMs` is not a positive finite number.
    * @throws {StoreUnavailableError} When Deno KV fails.
    * @example
@@ -242,7 +243,7 @@ export class DenoKvStore implements SessionStore {
    */
   async lock(key: string, owner: string, ttlMs: number): Promise<boolean> {
     assertStorageKey(key);
-    checkLease(owner, ttlMs);
+    assertLockArguments(owner, ttlMs);
     return await takeLease(this.#kv, [...this.#prefix, LEASE_PART, key], { owner, ttlMs, now: this.#now });
   }
 
@@ -257,6 +258,7 @@ export class DenoKvStore implements SessionStore {
    */
   async unlock(key: string, owner: string): Promise<void> {
     assertStorageKey(key);
+    assertLockArguments(owner);
     await releaseLease(this.#kv, [...this.#prefix, LEASE_PART, key], owner);
   }
 

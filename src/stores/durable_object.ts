@@ -7,6 +7,7 @@
  */
 import { StoreUnavailableError } from "../errors.ts";
 import {
+  assertLockArguments,
   assertStorageKey,
   assertTouchArguments,
   type SaveIndex,
@@ -311,16 +312,13 @@ export class DurableObjectStore implements SessionStore {
    * @param owner Who takes it; only this owner can release it.
    * @param ttlMs How long the lease lasts unless released, in milliseconds.
    * @returns `true` when taken, `false` while another owner holds a live lease.
-   * @throws {TypeError} When `key` is not a storage key or `owner` is not a string.
+   * @throws {TypeError} When `key` is not a storage key or `owner` is not a non-empty string.
    * @throws {RangeError} When `ttlMs` is not a positive finite number.
    * @throws {StoreUnavailableError} When the object cannot be reached.
    */
   async lock(key: string, owner: string, ttlMs: number): Promise<boolean> {
     assertStorageKey(key);
-    if (typeof owner !== "string") throw new TypeError(`Invalid owner: "${String(owner)}" is not a string`);
-    if (typeof ttlMs !== "number" || !(ttlMs > 0) || !Number.isFinite(ttlMs)) {
-      throw new RangeError(`Invalid ttlMs: "${String(ttlMs)}" must be a positive number of milliseconds`);
-    }
+    assertLockArguments(owner, ttlMs);
     const answer = await this.#send(key, { op: "lock", owner, ttlMs });
     return answer.ok === true;
   }
@@ -330,12 +328,12 @@ export class DurableObjectStore implements SessionStore {
    *
    * @param key The storage key of the session.
    * @param owner The owner that took it.
-   * @throws {TypeError} When `key` is not a storage key or `owner` is not a string.
+   * @throws {TypeError} When `key` is not a storage key or `owner` is not a non-empty string.
    * @throws {StoreUnavailableError} When the object cannot be reached.
    */
   async unlock(key: string, owner: string): Promise<void> {
     assertStorageKey(key);
-    if (typeof owner !== "string") throw new TypeError(`Invalid owner: "${String(owner)}" is not a string`);
+    assertLockArguments(owner);
     await this.#send(key, { op: "unlock", owner });
   }
 

@@ -8,6 +8,7 @@
 import { mkdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import {
+  assertLockArguments,
   assertStorageKey,
   assertTouchArguments,
   type SaveIndex,
@@ -217,12 +218,7 @@ export class FileStore implements SessionStore {
    */
   async lock(key: string, owner: string, ttlMs: number): Promise<boolean> {
     const dir = this.#leaseDir(key);
-    if (typeof owner !== "string" || owner === "") {
-      throw new TypeError("Invalid lease owner: expected a non-empty string");
-    }
-    if (typeof ttlMs !== "number" || !(ttlMs > 0) || !Number.isFinite(ttlMs)) {
-      throw new RangeError(`Invalid ttlMs: "${ttlMs}" is not a positive number of milliseconds`);
-    }
+    assertLockArguments(owner, ttlMs);
     await this.#mkdir();
     const check = this.#deadline(`taking the lease "${dir}"`);
     return await take(dir, { slots: this.#slots, owner, ttlMs, now: () => this.#now(), check });
@@ -234,11 +230,12 @@ export class FileStore implements SessionStore {
    *
    * @param key A storage key.
    * @param owner The owner given to `lock`.
-   * @throws {TypeError} When the key is malformed.
+   * @throws {TypeError} When the key is malformed or `owner` is not a non-empty string.
    * @throws {Error} When the file system fails.
    */
   async unlock(key: string, owner: string): Promise<void> {
     const dir = this.#leaseDir(key);
+    assertLockArguments(owner);
     await release(dir, this.#slots, owner, this.#deadline(`releasing the lease "${dir}"`));
   }
 

@@ -7,6 +7,7 @@
  * @module
  */
 import {
+  assertLockArguments,
   assertStorageKey,
   assertTouchArguments,
   type SaveIndex,
@@ -290,15 +291,12 @@ export class MemcachedStore implements SessionStore {
    * @param owner Who takes it; only this owner can release it.
    * @param ttlMs How long the lease lasts unless released, in milliseconds.
    * @returns `true` when taken, `false` when another owner holds a live lease.
-   * @throws {TypeError} When `key` is not a storage key or `owner` is not a string.
+   * @throws {TypeError} When `key` is not a storage key or `owner` is not a non-empty string.
    * @throws {RangeError} When `ttlMs` is not a positive finite number.
    */
   async lock(key: string, owner: string, ttlMs: number): Promise<boolean> {
     assertStorageKey(key);
-    if (typeof owner !== "string") throw new TypeError(`Invalid owner: "${String(owner)}" is not a string`);
-    if (!(ttlMs > 0) || !Number.isFinite(ttlMs)) {
-      throw new RangeError(`Invalid ttlMs: "${ttlMs}" must be a positive number of milliseconds`);
-    }
+    assertLockArguments(owner, ttlMs);
     return await takeLease(this.#commands, this.#prefix + key + LEASE_SUFFIX, owner, ttlMs, this.#now);
   }
 
@@ -312,6 +310,7 @@ export class MemcachedStore implements SessionStore {
    */
   async unlock(key: string, owner: string): Promise<void> {
     assertStorageKey(key);
+    assertLockArguments(owner);
     await releaseLease(this.#commands, this.#prefix + key + LEASE_SUFFIX, owner);
   }
 

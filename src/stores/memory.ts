@@ -4,6 +4,7 @@
  * @module
  */
 import {
+  assertLockArguments,
   assertStorageKey,
   assertTouchArguments,
   isEnded,
@@ -262,6 +263,7 @@ export class MemoryStore implements SessionStore {
   lock(key: string, owner: string, ttlMs: number): Promise<boolean> {
     try {
       assertStorageKey(key);
+      assertLockArguments(owner, ttlMs);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -280,6 +282,12 @@ export class MemoryStore implements SessionStore {
 
   /** Releases the lease named `key` if `owner` holds it. */
   unlock(key: string, owner: string): Promise<void> {
+    try {
+      assertStorageKey(key);
+      assertLockArguments(owner);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     if (this.#leases.get(key)?.owner === owner) this.#leases.delete(key);
     return Promise.resolve();
   }

@@ -7,6 +7,7 @@
  */
 import { SessionDataError } from "../errors.ts";
 import {
+  assertLockArguments,
   assertStorageKey,
   assertTouchArguments,
   ENDED_KEY,
@@ -218,15 +219,13 @@ export class PostgresStore implements SessionStore {
    * @param ttlMs Milliseconds after which the lease lapses, by the `now` clock, unless released
    *   (rounded up).
    * @returns `true` when taken, `false` while another owner holds a live one.
-   * @throws {TypeError} When `key` is not a storage key, `owner` is empty or `ttlMs` is not a
-   *   positive number. Driver errors pass through.
+   * @throws {TypeError} When `key` is not a storage key or `owner` is not a non-empty string.
+   * @throws {RangeError} When `ttlMs` is not a positive finite number. Driver errors pass
+   *   through.
    */
   async lock(key: string, owner: string, ttlMs: number): Promise<boolean> {
     assertStorageKey(key);
-    assertOwner(owner);
-    if (typeof ttlMs !== "number" || !(ttlMs > 0) || !Number.isFinite(ttlMs)) {
-      throw new TypeError(`Invalid ttlMs: "${String(ttlMs)}" is not a positive number of milliseconds`);
-    }
+    assertLockArguments(owner, ttlMs);
     const rows = await this.#run(this.#sql.lock, [key, owner, Math.floor(this.#now()), Math.ceil(ttlMs)]);
     return rows.length > 0;
   }
@@ -236,12 +235,12 @@ export class PostgresStore implements SessionStore {
    *
    * @param key The storage key the lease is named after.
    * @param owner Who took it.
-   * @throws {TypeError} When `key` is not a storage key or `owner` is empty. Driver errors pass
-   *   through.
+   * @throws {TypeError} When `key` is not a storage key or `owner` is not a non-empty string. Driver
+   *   errors pass through.
    */
   async unlock(key: string, owner: string): Promise<void> {
     assertStorageKey(key);
-    assertOwner(owner);
+    assertLockArguments(owner);
     await this.#run(this.#sql.unlock, [key, owner]);
   }
 
@@ -357,11 +356,5 @@ export class PostgresStore implements SessionStore {
       this.#onCorrupt(key, new TypeError(`Corrupt session row: not a well-formed record for id "${key}"`));
     }
     return record;
-  }
-}
-
-function assertOwner(owner: string): void {
-  if (typeof owner !== "string" || owner === "") {
-    throw new TypeError(`Invalid owner: "${String(owner)}" is not a non-empty string`);
   }
 }

@@ -6,6 +6,8 @@
  * @module
  */
 import {
+  assertLockArguments,
+  assertRecordShape,
   assertStorageKey,
   assertTouchArguments,
   parseStoredSession,
@@ -19,7 +21,6 @@ import {
 import { type Commands, countKeys, isNoScript, text, timeOf } from "./redis/clients.ts";
 import { type RedisStoreOptions, resolveOptions } from "./redis/options.ts";
 import {
-  assertOwner,
   encode,
   INDEX,
   INDEXED,
@@ -160,6 +161,7 @@ export class RedisStore implements SessionStore {
     index?: SaveIndex,
   ): Promise<SaveResult> {
     assertStorageKey(key);
+    assertRecordShape(record);
     const data = stringifyData(record.data);
     if (index !== undefined && typeof index?.user !== "string") {
       throw new TypeError(`Invalid index: "${String(index?.user)}" is not a user id`);
@@ -257,15 +259,13 @@ export class RedisStore implements SessionStore {
    * @param owner Who takes it: a unique, non-empty string.
    * @param ttlMs Milliseconds after which the lease lapses unless released (rounded up; at least 1).
    * @returns `true` when taken, `false` while another owner holds it.
-   * @throws {TypeError} When `key` is not a storage key, `owner` is empty or `ttlMs` is not a
-   *   positive number. Driver errors pass through.
+   * @throws {TypeError} When `key` is not a storage key or `owner` is not a non-empty string.
+   * @throws {RangeError} When `ttlMs` is not a positive finite number. Driver errors pass
+   *   through.
    */
   async lock(key: string, owner: string, ttlMs: number): Promise<boolean> {
     assertStorageKey(key);
-    assertOwner(owner);
-    if (typeof ttlMs !== "number" || !(ttlMs > 0) || !Number.isFinite(ttlMs)) {
-      throw new TypeError(`Invalid ttlMs: "${String(ttlMs)}" is not a positive number of milliseconds`);
-    }
+    assertLockArguments(owner, ttlMs);
     const reply = await this.#eval(this.#lock, [this.#leaseKey(key)], [owner, String(Math.ceil(ttlMs))]);
     if (reply !== 0 && reply !== 1) throw unexpectedReply(reply);
     return reply === 1;
@@ -276,12 +276,12 @@ export class RedisStore implements SessionStore {
    *
    * @param key The storage key the lease is named after.
    * @param owner Who took it.
-   * @throws {TypeError} When `key` is not a storage key or `owner` is empty. Driver errors pass
-   *   through.
+   * @throws {TypeError} When `key` is not a storage key or `owner` is not a non-empty string. Driver
+   *   errors pass through.
    */
   async unlock(key: string, owner: string): Promise<void> {
     assertStorageKey(key);
-    assertOwner(owner);
+    assertLockArguments(owner);
     const reply = await this.#eval(this.#unlock, [this.#leaseKey(key)], [owner]);
     if (reply !== 0 && reply !== 1) throw unexpectedReply(reply);
   }

@@ -95,7 +95,6 @@ if (deno === undefined) {
       return { store, close: () => {}, raises: true };
     },
     leases: {
-      badTtl: RangeError,
       owner: async (ns, key) =>
         ((await (await sharedKv()).get([ns, "lease", key])).value as { owner?: string } | null)?.owner,
     },

@@ -157,8 +157,6 @@ storeCases("DurableObjectStore (Miniflare binding from Node)", {
     return { store, close: () => {}, raises: true };
   },
   leases: {
-    badTtl: RangeError,
-    checksUnlockOwner: true,
     owner: async (_ns, key) => (await inspectIn(await sharedNamespace(), key)).lease?.owner,
   },
   users: {

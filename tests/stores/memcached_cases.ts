@@ -164,7 +164,6 @@ storeSuites("MemcachedStore over memcache-client", {
     read: (ns, key) => rawGet(prefixOf(ns) + key),
     keptOnCreate: true,
     warning: /corrupt session record/,
-    refusesBadLogger: false, // it takes a logger without warn()
   },
   unreachable: async () => {
     const server = createServer();
@@ -175,7 +174,6 @@ storeSuites("MemcachedStore over memcache-client", {
     return { store: new MemcachedStore({ client }), close: () => client.shutdown() };
   },
   leases: {
-    badTtl: RangeError,
     owner: async (ns, key) => {
       const text = await rawGet(`${prefixOf(ns)}${key}:lease`);
       return text === undefined ? undefined : JSON.parse(text).owner;

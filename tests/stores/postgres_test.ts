@@ -185,8 +185,6 @@ for (const [label, connect] of clients) {
     // A port nothing listens on: a real refused connection (once, through pg).
     unreachable: label === "pg Pool" ? unreachable : undefined,
     leases: {
-      badTtl: TypeError,
-      refusesEmptyOwner: true,
       owner: async (ns, key) =>
         (await admin.query(`SELECT owner FROM "${tableOf(ns)}_leases" WHERE key = $1`, [key])).rows[0]?.owner,
     },

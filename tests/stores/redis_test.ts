@@ -132,7 +132,6 @@ for (const [label, connect] of clients) {
     expiredSave: true,
     tombstoneTouch: true,
     skews: [10 * 60_000, -10 * 60_000],
-    checksTimes: false, // it writes a NaN createdAt as null, and then reads the record as corrupt
     countsByClock: false,
     open: async (ns, options) =>
       new RedisStore({ client: (await open()).client, prefix: prefixOf(ns), ...options }),
@@ -161,8 +160,6 @@ for (const [label, connect] of clients) {
     // A port nothing listens on: a real refused connection (once, through ioredis).
     unreachable: label === "ioredis" ? unreachable : undefined,
     leases: {
-      badTtl: TypeError,
-      refusesEmptyOwner: true,
       byClock: false,
       owner: async (ns, key) => (await admin.get(`${prefixOf(ns)}lock:${key}`)) ?? undefined,
     },

@@ -14,14 +14,6 @@ interface Lease {
   until: number;
 }
 
-/** Checks a lease's owner and duration. */
-export function checkLease(owner: unknown, ttlMs: unknown): void {
-  if (typeof owner !== "string") throw new TypeError(`Invalid owner: "${String(owner)}" is not a string`);
-  if (typeof ttlMs !== "number" || !(ttlMs > 0) || !Number.isFinite(ttlMs)) {
-    throw new RangeError(`Invalid ttlMs: "${String(ttlMs)}" must be a positive number of milliseconds`);
-  }
-}
-
 /** A stored lease, or `null` when the value is not one. */
 export function leaseOf(value: unknown): Lease | null {
   if (typeof value !== "object" || value === null) return null;

@@ -192,12 +192,6 @@ export function script(source: string): Script {
   return { source, sha1 };
 }
 
-export function assertOwner(owner: string): void {
-  if (typeof owner !== "string" || owner === "") {
-    throw new TypeError(`Invalid owner: "${String(owner)}" is not a non-empty string`);
-  }
-}
-
 export function unexpectedReply(reply: unknown): TypeError {
   return new TypeError(`Unexpected script reply from the Redis client: "${String(reply).slice(0, 64)}"`);
 }

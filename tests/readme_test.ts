@@ -36,6 +36,7 @@ import {
 import { checkLinks, type DocBlock, docFiles, parseDocs } from "../scripts/check_docs.ts";
 import { buildApiDocs, checkApiLinks } from "../scripts/api_docs.ts";
 import { entryPoints } from "../scripts/check_exports.ts";
+import { skipWithoutMemcached } from "./services.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const DOCS = docFiles(ROOT);
@@ -44,6 +45,8 @@ const read = (path: string): string => readFileSync(join(ROOT, path), "utf8");
 const fence = "```";
 
 mkdirSync(join(ROOT, ".tmp"), { recursive: true });
+// A block that talks to Memcached runs only where one answers (always under CI).
+const memcachedSkip = await skipWithoutMemcached();
 
 function show(block: ReadmeBlock, problems: readonly BlockProblem[]): string {
   return problems.map((p) => `${(block as DocBlock).doc}:${p.line}: ${p.message}`).join("\n");
@@ -87,7 +90,10 @@ describe("the blocks of the README and docs/", () => {
       assert.equal(show(block, errors.get(writtenOf(block)) ?? []), "");
     });
     if (block.mode === "run") {
-      it(`${describeBlock(block)}: runs on ${block.runtime}`, async () => {
+      const skip = /memcache/i.test(block.before.code + block.code + block.after.code)
+        ? memcachedSkip
+        : undefined;
+      it(`${describeBlock(block)}: runs on ${block.runtime}`, { skip }, async () => {
         assert.equal(
           show(block, errors.get(writtenOf(block)) ?? []),
           "",

@@ -17,6 +17,7 @@ import { FileStore } from "../src/stores/file.ts";
 import { RedisStore } from "../src/stores/redis.ts";
 import { PostgresStore } from "../src/stores/postgres.ts";
 import { MemcachedStore } from "../src/stores/memcached.ts";
+import { MEMCACHED_SERVER, skipWithoutMemcached } from "./services.ts";
 import { CookieStore } from "../src/stores/cookie.ts";
 import type { InvalidCookieEvent } from "../src/options.ts";
 import type { SessionStore } from "../src/store.ts";
@@ -527,9 +528,11 @@ describe("rich values through withSession over real HTTP", () => {
     }
   });
 
-  it("MemcachedStore", async () => {
+  it("MemcachedStore", async (t) => {
+    const skip = await skipWithoutMemcached();
+    if (skip !== undefined) return t.skip(skip);
     const client = new MemcacheClient({
-      server: process.env.MEMCACHED_SERVER ?? "127.0.0.1:11211",
+      server: MEMCACHED_SERVER,
       cmdTimeout: 5_000,
     });
     try {

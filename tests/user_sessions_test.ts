@@ -25,6 +25,7 @@ import {
 import { RedisStore } from "../src/stores/redis.ts";
 import { PostgresStore } from "../src/stores/postgres.ts";
 import { MemcachedStore } from "../src/stores/memcached.ts";
+import { MEMCACHED_SERVER, skipWithoutMemcached } from "./services.ts";
 import { storageKeyOf } from "../src/id.ts";
 import { otelEvents } from "../src/otel.ts";
 import { serveFetch } from "./http/server.ts";
@@ -33,7 +34,6 @@ const SECRET = "active sessions test secret, 32 characters";
 const RUN = crypto.randomUUID().slice(0, 8);
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
-const MEMCACHED = process.env.MEMCACHED_SERVER ?? "127.0.0.1:11211";
 
 /** A browser over real HTTP: a cookie jar and a user agent. */
 class Device {
@@ -105,7 +105,7 @@ interface StoreCase {
 
 const redis = new IoRedis(REDIS_URL, { maxRetriesPerRequest: 1 });
 const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 4 });
-const memcached = new MemcacheClient({ server: MEMCACHED, cmdTimeout: 5_000 });
+const memcached = new MemcacheClient({ server: MEMCACHED_SERVER, cmdTimeout: 5_000 });
 after(async () => {
   redis.disconnect();
   await pool.end();
@@ -138,8 +138,11 @@ const stores: StoreCase[] = [
   },
 ];
 
+// Memcached may be missing on a newcomer's machine (never under CI): its case is then skipped.
+const memcachedSkip = await skipWithoutMemcached();
 for (const c of stores) {
-  describe(`active sessions on ${c.name}`, () => {
+  const skip = c.name.startsWith("MemcachedStore") ? memcachedSkip : undefined;
+  describe(`active sessions on ${c.name}`, { skip }, () => {
     let store: SessionStore;
     after(() => c.close());
     const setup = async (more: Partial<SessionOptions<Data>> = {}) => {

@@ -211,6 +211,10 @@ function replayKind(o: ResolvedOptions, request: Request): "copy" | "body" | und
   return undefined;
 }
 
+/**
+ * Runs the handler and commits its session, and runs it again (with backoff) for as long as the
+ * commit asks for that and the request allows.
+ */
 async function run<A extends unknown[]>(
   handler: (request: Request, ...rest: A) => Response | Promise<Response>,
   o: ResolvedOptions,
@@ -236,77 +240,107 @@ async function run<A extends unknown[]>(
       responded: false,
     };
     attach(request, ctx);
-    let response: Response;
-    try {
-      response = await handler(request, ...rest);
-    } catch (error) {
-      // A session still opening (the handler threw while getSession() was pending) takes its
-      // turn when it opens: wait for it, so that the turn is given up below.
-      if (ctx.handle === undefined && ctx.promise !== undefined) await ctx.promise.catch(ignore);
-      if (ctx.handle?.leases !== undefined) await releaseAll(ctx.handle);
-      if (ctx.handle?.rerun === true && ctx.canRerun && canReplay(ctx)) {
-        // The turn stays with this request: it goes next.
-        next = replay(original, ctx);
-        await backoff(attempt);
-        continue;
-      }
-      ctx.responded = true;
-      if (ctx.handle !== undefined) {
-        ctx.handle.responded = true;
-        leaveTurn(ctx.handle);
-      }
-      if (error instanceof SessionError) return errorResponse(ctx, error);
-      throw error;
-    }
-    let h = ctx.handle;
-    if (h === undefined) {
-      if (ctx.promise === undefined) {
-        // Never asked: a session opened later (from a streamed body) saves late.
-        ctx.responded = true;
-        return response;
-      }
-      try {
-        await ctx.promise;
-      } catch {
-        // The handler was told (getSession rejected) and answered anyway: respect its answer.
-        ctx.responded = true;
-        if (ctx.handle !== undefined) leaveTurn(ctx.handle);
-        return response;
-      }
-      h = ctx.handle!;
-    }
-    // A body read past the bound, or before the session was asked for, cannot be replayed.
-    if (h.canRerun && !canReplay(ctx)) h.canRerun = false;
-    let result: CommitResult;
-    try {
-      result = h.rerun ? "rerun" : hasWork(h) ? await serialCommit(h) : "done";
-    } catch (error) {
-      leaveTurn(h);
-      throw error;
-    }
-    if (h.leases !== undefined) await releaseAll(h);
-    if (result === "rerun") {
-      if (ctx.canRerun && canReplay(ctx)) {
-        await response.body?.cancel().catch(ignore);
-        next = replay(original, ctx);
-        await backoff(attempt);
-        continue;
-      }
-      result = new SessionConflictError(
-        "Session was changed by a concurrent request and this request cannot be run again: not saved",
-      );
-    }
-    ctx.responded = true;
-    h.responded = true;
-    leaveTurn(h);
-    if (result !== "done") {
-      await response.body?.cancel().catch(ignore);
-      return errorResponse(ctx, result);
-    }
-    // Changes made while the commit ran are saved late.
-    if (hasWork(h)) scheduleLate(h);
-    return finish(h, response);
+    const answer = await runOnce(handler, ctx, rest);
+    if (answer !== "rerun") return answer;
+    next = replay(original, ctx);
+    await backoff(attempt);
   }
+}
+
+/** One run: the handler, then the commit of the session it asked for. `"rerun"`: run it again. */
+async function runOnce<A extends unknown[]>(
+  handler: (request: Request, ...rest: A) => Response | Promise<Response>,
+  ctx: Context,
+  rest: A,
+): Promise<Response | "rerun"> {
+  let response: Response;
+  try {
+    response = await handler(ctx.request, ...rest);
+  } catch (error) {
+    return afterThrow(ctx, error);
+  }
+  const h = ctx.handle ?? await opened(ctx);
+  if (h === undefined) return response;
+  return commitAndAnswer(ctx, h, response);
+}
+
+/**
+ * The handler threw. Runs it again when its session asks for that and the request allows;
+ * otherwise answers a `SessionError` through `onError` and throws anything else on.
+ */
+async function afterThrow(ctx: Context, error: unknown): Promise<Response | "rerun"> {
+  // A session still opening (the handler threw while getSession() was pending) takes its
+  // turn when it opens: wait for it, so that the turn is given up below.
+  if (ctx.handle === undefined && ctx.promise !== undefined) await ctx.promise.catch(ignore);
+  if (ctx.handle?.leases !== undefined) await releaseAll(ctx.handle);
+  if (ctx.handle?.rerun === true && ctx.canRerun && canReplay(ctx)) {
+    // The turn stays with this request: it goes next.
+    return "rerun";
+  }
+  ctx.responded = true;
+  if (ctx.handle !== undefined) {
+    ctx.handle.responded = true;
+    leaveTurn(ctx.handle);
+  }
+  if (error instanceof SessionError) return errorResponse(ctx, error);
+  throw error;
+}
+
+/**
+ * The handle of the session the handler asked for, once it has opened; `undefined` when there is
+ * nothing to commit and the handler's response stands as it is.
+ */
+async function opened(ctx: Context): Promise<Handle | undefined> {
+  if (ctx.promise === undefined) {
+    // Never asked: a session opened later (from a streamed body) saves late.
+    ctx.responded = true;
+    return undefined;
+  }
+  try {
+    await ctx.promise;
+  } catch {
+    // The handler was told (getSession rejected) and answered anyway: respect its answer.
+    ctx.responded = true;
+    if (ctx.handle !== undefined) leaveTurn(ctx.handle);
+    return undefined;
+  }
+  return ctx.handle!;
+}
+
+/**
+ * Commits the session and answers: the handler's response with the session's cookies, an error
+ * through `onError`, or `"rerun"` when the commit asks for the handler to run again and it can.
+ */
+async function commitAndAnswer(ctx: Context, h: Handle, response: Response): Promise<Response | "rerun"> {
+  // A body read past the bound, or before the session was asked for, cannot be replayed.
+  if (h.canRerun && !canReplay(ctx)) h.canRerun = false;
+  let result: CommitResult;
+  try {
+    result = h.rerun ? "rerun" : hasWork(h) ? await serialCommit(h) : "done";
+  } catch (error) {
+    leaveTurn(h);
+    throw error;
+  }
+  if (h.leases !== undefined) await releaseAll(h);
+  if (result === "rerun") {
+    if (ctx.canRerun && canReplay(ctx)) {
+      await response.body?.cancel().catch(ignore);
+      return "rerun";
+    }
+    result = new SessionConflictError(
+      "Session was changed by a concurrent request and this request cannot be run again: not saved",
+    );
+  }
+  ctx.responded = true;
+  h.responded = true;
+  leaveTurn(h);
+  if (result !== "done") {
+    await response.body?.cancel().catch(ignore);
+    return errorResponse(ctx, result);
+  }
+  // Changes made while the commit ran are saved late.
+  if (hasWork(h)) scheduleLate(h);
+  return finish(h, response);
 }
 
 function ignore(): void {}

@@ -30,6 +30,7 @@ import {
   endedAt,
   endedRemotely,
   isEnded,
+  type SaveConflict,
   type SaveIndex,
   type SaveResult,
   type SessionData,
@@ -259,6 +260,11 @@ async function commitInTurn(
   }
 }
 
+/**
+ * The compare-and-set loop: read the record when it is not known, stop when it is gone, let the
+ * policy decide when it changed, save on its version, and on a refusal go on from the record that
+ * won, up to `maxAttempts` saves.
+ */
 async function compareAndSet(
   store: SessionStore,
   key: string,
@@ -276,55 +282,18 @@ async function compareAndSet(
   for (let attempt = 1;; attempt++) {
     if (current === undefined) {
       try {
-        current = await store.load(key);
-        if (store.capabilities.staleReads === true) current = freshest(store, key, current);
-        if (current !== null) noteRead(store, key, current.version);
+        current = await loadCurrent(store, key);
       } catch (error) {
         return { kind: "failed", error: storeError("load", error) };
       }
     }
-    if (current !== null && current.expiresAt <= now()) {
-      // Expired while the request ran: nothing can land on it; a logout of it is done.
-      if (s.ending !== "destroy") return { kind: "refused", reason: current === base ? "expired" : "ended" };
-      current = null;
-    }
-    if (current === null || isEnded(current)) {
-      // The record is gone or ended: a logout of it is done already; nothing else can land.
-      if (s.ending === "destroy") {
-        return {
-          kind: "saved",
-          record: null,
-          found: current !== null ? "ended" : "missing",
-          landed: replay(s.ops, {}),
-          attempts: attempt,
-        };
-      }
-      return { kind: "refused", reason: "ended" };
-    }
-    const changed = current.version !== base.version;
+    const expired = current !== null && current.expiresAt <= now();
+    if (expired || current === null || isEnded(current)) return onGone(s, base, current, expired, attempt);
     let landed: Landed | undefined;
-    if (changed) {
-      // Only an expiry refresh: the request that won extended the session already.
-      if (!writes) return { kind: "refused", reason: "dropped" };
-      const verdict = decide(p, true, base.data, current.data);
-      if (p.hook !== undefined) {
-        emit(p.hook, {
-          type: "conflict",
-          policy: p.policy,
-          attempt,
-          outcome: verdict === "apply" ? "merged" : verdict === "rerun" ? "rerun" : "refused",
-          request: p.request,
-        });
-      }
-      if (verdict === "rerun") return { kind: "rerun" };
-      if (verdict === "refuse") return { kind: "refused", reason: "conflict" };
-      try {
-        landed = p.policy === "overwrite" ? undefined : replay(s.ops, current.data, s.serializer);
-      } catch (error) {
-        // The record is in another `serializer` format (a process configured otherwise wrote it):
-        // nothing to merge on; a `SessionDataError` that says so.
-        return { kind: "failed", error: storeError("merge", error) };
-      }
+    if (current.version !== base.version) {
+      const merged = mergeOnto(p, base, writes, current, attempt);
+      if (merged.kind !== "merged") return merged;
+      landed = merged.landed;
     }
     // The end of a session is stamped by the clock its grace is judged by (asked once a commit).
     if (s.ending !== undefined && endedAtStamp === undefined) {
@@ -348,13 +317,95 @@ async function compareAndSet(
     // first. Go on from the record that won.
     markContended(store, key);
     if (attempt >= maxAttempts) return { kind: "refused", reason: "conflict" };
-    const reported: StoredSession | null | undefined = result === false ? undefined : result.current;
-    if (reported !== undefined && reported !== null) noteRead(store, key, reported.version);
-    current = reported !== undefined && reported !== null && reported.version <= expected
-      ? undefined
-      : reported;
+    current = wonBy(store, key, result, expected);
     if (current === undefined || attempt > 1) await backoff(attempt);
   }
+}
+
+/** Reads the record under `key`: the freshest this process knows of, on a store with stale reads. */
+async function loadCurrent(store: SessionStore, key: string): Promise<StoredSession | null> {
+  let current = await store.load(key);
+  if (store.capabilities.staleReads === true) current = freshest(store, key, current);
+  if (current !== null) noteRead(store, key, current.version);
+  return current;
+}
+
+/**
+ * The record is gone, ended, or expired while the request ran: nothing can land on it, and a
+ * logout of it is done already.
+ */
+function onGone(
+  s: SessionState,
+  base: StoredSession,
+  current: StoredSession | null,
+  expired: boolean,
+  attempt: number,
+): Outcome {
+  if (expired && s.ending !== "destroy") {
+    return { kind: "refused", reason: current === base ? "expired" : "ended" };
+  }
+  if (s.ending !== "destroy") return { kind: "refused", reason: "ended" };
+  return {
+    kind: "saved",
+    record: null,
+    found: current !== null && !expired ? "ended" : "missing",
+    landed: replay(s.ops, {}),
+    attempts: attempt,
+  };
+}
+
+/**
+ * The record changed since the request read `base`: the policy decides on the one that won, and
+ * when it applies, the operation log is replayed on it; `landed` is then the maps to write
+ * (`undefined`: the request's own, for `overwrite`).
+ */
+function mergeOnto(
+  p: Pending,
+  base: StoredSession,
+  writes: boolean,
+  current: StoredSession,
+  attempt: number,
+): Outcome | { kind: "merged"; landed: Landed | undefined } {
+  const s = p.s;
+  // Only an expiry refresh: the request that won extended the session already.
+  if (!writes) return { kind: "refused", reason: "dropped" };
+  const verdict = decide(p, true, base.data, current.data);
+  if (p.hook !== undefined) {
+    emit(p.hook, {
+      type: "conflict",
+      policy: p.policy,
+      attempt,
+      outcome: verdict === "apply" ? "merged" : verdict === "rerun" ? "rerun" : "refused",
+      request: p.request,
+    });
+  }
+  if (verdict === "rerun") return { kind: "rerun" };
+  if (verdict === "refuse") return { kind: "refused", reason: "conflict" };
+  try {
+    return {
+      kind: "merged",
+      landed: p.policy === "overwrite" ? undefined : replay(s.ops, current.data, s.serializer),
+    };
+  } catch (error) {
+    // The record is in another `serializer` format (a process configured otherwise wrote it):
+    // nothing to merge on; a `SessionDataError` that says so.
+    return { kind: "failed", error: storeError("merge", error) };
+  }
+}
+
+/**
+ * The record a refused save lost to, as the refusal reported it; `undefined` when it must be read
+ * (not reported, or reported no newer than the version the save expected).
+ */
+function wonBy(
+  store: SessionStore,
+  key: string,
+  result: false | SaveConflict,
+  expected: number,
+): StoredSession | null | undefined {
+  const reported: StoredSession | null | undefined = result === false ? undefined : result.current;
+  if (reported !== undefined && reported !== null) noteRead(store, key, reported.version);
+  return reported !== undefined && reported !== null && reported.version <= expected ? undefined : reported;
 }
 
 /**

@@ -50,6 +50,8 @@ interface DocNode {
     kind: string;
     location: { filename: string; line: number };
     jsDoc?: { doc?: string; tags?: { kind: string }[] };
+    /** A `reference`: a re-export of a symbol another entry point documents, and where it is. */
+    def?: { target?: { filename: string; line: number } };
   }[];
 }
 
@@ -65,6 +67,17 @@ export function readDocs(root: string): DocEntry[] {
     env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
   });
   const parsed = JSON.parse(json) as { nodes: Record<string, { symbols: DocNode[] }> };
+  // A symbol that two entry points export is declared under one; the other holds a `reference`,
+  // which deno doc and JSR render with the declaration's own JSDoc: judge it by that.
+  const declared = new Map<string, DocNode["declarations"][number]>();
+  for (const module of Object.values(parsed.nodes)) {
+    for (const symbol of module.symbols) {
+      for (const declaration of symbol.declarations) {
+        const { filename, line } = declaration.location;
+        if (declaration.kind !== "reference") declared.set(`${filename}:${line}`, declaration);
+      }
+    }
+  }
   const seen = new Set<string>();
   const entries: DocEntry[] = [];
   for (const module of Object.values(parsed.nodes)) {
@@ -75,12 +88,16 @@ export function readDocs(root: string): DocEntry[] {
         const key = `${symbol.name}@${location}`;
         if (seen.has(key)) continue;
         seen.add(key);
-        const tags = declaration.jsDoc?.tags ?? [];
+        const target = declaration.def?.target;
+        const shown = target === undefined
+          ? declaration
+          : declared.get(`${target.filename}:${target.line}`) ?? declaration;
+        const tags = shown.jsDoc?.tags ?? [];
         entries.push({
           name: symbol.name,
-          kind: declaration.kind,
+          kind: shown.kind,
           location,
-          documented: (declaration.jsDoc?.doc ?? "").trim() !== "",
+          documented: (shown.jsDoc?.doc ?? "").trim() !== "",
           example: tags.some((tag) => tag.kind === "example"),
         });
       }

@@ -157,7 +157,8 @@ export class SessionStateError extends SessionError {
 /**
  * The session holds data its store cannot keep faithfully (a NUL character or a lone UTF-16
  * surrogate in PostgreSQL `jsonb`, for instance). Raised by the store before anything is
- * written; a programming error, never an outage. Answered with `500`.
+ * written; a programming error, never an outage, so a store never wraps it as
+ * `StoreUnavailableError`. Answered with `500`.
  *
  * @example
  * ```ts

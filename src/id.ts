@@ -41,7 +41,8 @@ export function encodeBase64Url(bytes: Uint8Array): string {
 
 /**
  * Creates a new session id: 192 random bits as 32 base64url characters. Randomness is drawn
- * from `crypto.getRandomValues` in batches.
+ * from `crypto.getRandomValues` in batches. The id is what a cookie carries; a store never sees
+ * it, only its {@linkcode storageKeyOf}.
  *
  * @returns A fresh id.
  * @example
@@ -89,7 +90,8 @@ const encoder = new TextEncoder();
 
 /**
  * Derives the storage key of a session id: `SHA-256(id)` in base64url (43 characters). Stores
- * are only ever given this key, so a leaked store holds nothing that works as a cookie.
+ * are only ever given this key, so a leaked store holds nothing that works as a cookie. Find a
+ * session's record with it (a test, a migration script).
  *
  * @param id A session id.
  * @returns The storage key.

@@ -111,15 +111,9 @@ export interface StoreCapabilities {
    * `load(key, minVersion)`, so the store can detect a stale read instead of serving it.
    */
   staleReads?: boolean;
-  /**
-   * The store can hold a lease on a session (`lock`/`unlock`) that expires by itself: what
-   * `session.lock()` needs (CherryPy's explicit locking).
-   */
+  /** Leases on a session that expire by themselves (`lock`/`unlock`): what `session.lock()` needs. */
   locks?: boolean;
-  /**
-   * The store keeps an index of each user's sessions (`save`'s `index`, `keysOfUser`): what
-   * sessions per user need.
-   */
+  /** An index of each user's sessions (`save`'s `index`, `keysOfUser`): what sessions per user need. */
   users?: boolean;
 }
 
@@ -151,10 +145,9 @@ export interface SaveIndex {
 
 /**
  * What a refused compare-and-set may report: the record that won, as the store holds it now.
- * `current` is `null` when the key is absent or its record has expired. A store returns it only
- * when it read it in the same atomic step that refused the save (a Lua script, one SQL
- * statement, one call into a Durable Object); otherwise it returns plain `false` and the core
- * reads the record again.
+ * A store returns it only when it read it in the same atomic step that refused the save (a Lua
+ * script, one SQL statement, one call into a Durable Object); otherwise it returns plain `false`
+ * and the core reads the record again.
  *
  * @example
  * ```ts

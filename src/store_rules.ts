@@ -68,7 +68,8 @@ export function endedRemotely(record: StoredSession): boolean {
 }
 
 /**
- * The tombstone's data key holding when the session ended (ms since the epoch, the app's clock).
+ * The tombstone's data key holding when the session ended (ms since the epoch, the app's clock);
+ * read it with {@linkcode endedAt}.
  *
  * @example
  * ```ts
@@ -102,7 +103,8 @@ export function endedAt(record: StoredSession): number | undefined {
 }
 
 /**
- * Tells whether a stored record is the tombstone of an ended session.
+ * Tells whether a stored record is the tombstone of an ended session. A store that cannot
+ * compare-and-set uses it to refuse to overwrite one.
  *
  * @param record A record read from a store, or `null`.
  * @returns `true` for a tombstone.
@@ -152,7 +154,8 @@ export function assertTouchArguments(expiresAt: number, version: number): void {
  * Decides a touch on the record as it stands: `true` when `touch(key, expiresAt, version)` may
  * extend it, that is when it is at `version`, is not a tombstone and expires before
  * `expiresAt`. The caller passes only a live record (or `null`), and writes in the same atomic
- * step as the read it decided on.
+ * step as the read it decided on (a single-threaded object, a checked commit). Stores that decide
+ * inside the backend (a Lua script, one SQL statement) write the same rule there.
  *
  * @param record The live record, or `null` when there is none.
  * @param expiresAt The expiry asked for.

@@ -110,7 +110,6 @@ async function open(h: Handle, source: CookieSource): Promise<void> {
 async function commit(h: Handle): Promise<CommitResult> {
   const o = h.o;
   const store = h.store as SealedSessionStore;
-  const name = o.cookie.name;
   const now = o.now();
   const extended = h.base === undefined ? undefined : dueExpiry(h, now);
   const writes = h.ops.length > 0 || h.ending !== undefined;
@@ -119,24 +118,8 @@ async function commit(h: Handle): Promise<CommitResult> {
     return new SessionStateError("A cookie-sealed session cannot change after the response was sent");
   }
   if (h.ending !== undefined && h.base !== undefined) {
-    const base = h.base;
-    try {
-      // A request in flight during the end may still seal a cookie living a full idle window.
-      const t = timeoutsOf(o, base.data[REMEMBER_KEY]);
-      const until = Math.max(base.expiresAt, expiryFrom(t, base.createdAt, now));
-      const tombstone = { data: {}, version: base.version, createdAt: base.createdAt, expiresAt: until };
-      const id = h.key!;
-      if (store.revoke !== undefined) {
-        await store.revoke!(id, tombstone);
-      }
-      if (o.onEvent !== undefined) emit(o.onEvent, { type: h.ending, durationMs: 0, request: h.request });
-    } catch (error) {
-      return storeError("revoke", error);
-    }
-    h.base = undefined;
-    h.key = undefined;
-    h.ending = undefined;
-    h.clearCookie = true;
+    const failed = await revoke(h, store, now);
+    if (failed !== undefined) return failed;
   }
   h.touchRequested = false;
   if (h.base === undefined && !hasData(h)) {
@@ -149,12 +132,51 @@ async function commit(h: Handle): Promise<CommitResult> {
   const expiresAt = h.base === undefined
     ? expiryFrom(handleTimeouts(h), h.createdAt, now)
     : extended ?? h.expiresAt;
+  return await seal(h, store, expiresAt, now);
+}
+
+/**
+ * Ends the sealed session the request loaded: the revocation store (if any) keeps a tombstone
+ * for as long as a cookie of it may live, and the cookies are cleared. Returns the store's
+ * failure, if it failed.
+ */
+async function revoke(h: Handle, store: SealedSessionStore, now: number): Promise<SessionError | undefined> {
+  const o = h.o;
+  const base = h.base!;
+  try {
+    // A request in flight during the end may still seal a cookie living a full idle window.
+    const t = timeoutsOf(o, base.data[REMEMBER_KEY]);
+    const until = Math.max(base.expiresAt, expiryFrom(t, base.createdAt, now));
+    const tombstone = { data: {}, version: base.version, createdAt: base.createdAt, expiresAt: until };
+    const id = h.key!;
+    if (store.revoke !== undefined) {
+      await store.revoke!(id, tombstone);
+    }
+    if (o.onEvent !== undefined) emit(o.onEvent, { type: h.ending!, durationMs: 0, request: h.request });
+  } catch (error) {
+    return storeError("revoke", error);
+  }
+  h.base = undefined;
+  h.key = undefined;
+  h.ending = undefined;
+  h.clearCookie = true;
+  return undefined;
+}
+
+/** Seals the record into the cookies to send, and clears the chunk cookies it no longer needs. */
+async function seal(
+  h: Handle,
+  store: SealedSessionStore,
+  expiresAt: number,
+  now: number,
+): Promise<CommitResult> {
+  const o = h.o;
   const record = { data: stateData(h), version: h.version + 1, createdAt: h.createdAt, expiresAt };
   let cookies;
   const start = o.onEvent === undefined ? 0 : performance.now();
   try {
     const id = h.id;
-    cookies = await store.seal(id, record, name);
+    cookies = await store.seal(id, record, o.cookie.name);
   } catch (error) {
     if (error instanceof SessionError) return error;
     throw error;

@@ -49,7 +49,20 @@ export interface FileLock {
   token: number;
 }
 
-/** @deprecated Use {@linkcode FileLock}. */
+/**
+ * The earlier name of {@linkcode FileLock}, kept for one release.
+ *
+ * @deprecated Use {@linkcode FileLock}.
+ * @example
+ * ```ts
+ * import type { FileLease, FileLock } from "websession/file";
+ * import assert from "node:assert/strict";
+ *
+ * const lock: FileLock = { owner: "owner-1", until: Date.now() + 30_000, token: 1 };
+ * const same: FileLease = lock; // the same type
+ * assert.equal(same.token, 1);
+ * ```
+ */
 export type FileLease = FileLock;
 
 /** What taking a lock needs besides its directory. */

@@ -22,7 +22,7 @@ export function lockOf(value: unknown): StoredLock | null {
 }
 
 /**
- * Takes the lock at `lockKey` for `owner` unless another owner's is live at `now()`: a read and
+ * Locks `lockKey` for `owner` unless another owner's lock is live at `now()`: a read and
  * a commit guarded by the versionstamp read, so of concurrent takers exactly one commits.
  */
 export async function takeLock(

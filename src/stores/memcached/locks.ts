@@ -11,7 +11,7 @@ import { exptimeOf } from "./item.ts";
 /** How many times a take retries when the lock keeps vanishing between `add` and `gets`. */
 const TAKE_ATTEMPTS = 3;
 
-/** Takes the lock item `item` for `owner` for `ttlMs` ms; `false` while another owner holds it. */
+/** Writes the lock item `item` for `owner` for `ttlMs` ms; `false` while another owner holds it. */
 export async function takeLock(
   commands: Commands,
   item: string,

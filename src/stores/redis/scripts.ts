@@ -145,8 +145,8 @@ return 1`;
 // KEYS[1]: a user's index. ARGV[1]: now. The storage keys whose entries may still be needed.
 export const USERS = `return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')`;
 
-// KEYS[1]: the lock's key. ARGV[1]: the owner. ARGV[2]: milliseconds to live. Takes the lock
-// when it is free or already the owner's (extending it); 0 while another owner holds it.
+// KEYS[1]: the lock's key. ARGV[1]: the owner. ARGV[2]: milliseconds to live. Sets it to the
+// owner when it is free or already the owner's (extending it); 0 while another owner holds it.
 export const LOCK = `local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])

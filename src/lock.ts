@@ -1,7 +1,8 @@
 /**
- * Explicit locks (CherryPy's `locking = 'explicit'`): a lease on a session for a critical
- * section whose side effects lie outside the session (charging a card once). Compare-and-set
- * stays what keeps the session's own data consistent; a lease is opt-in, for the rest.
+ * Explicit locks (CherryPy's `locking = 'explicit'`): a lock on a session for a critical
+ * section whose side effects lie outside the session (charging a card once). It is time-limited:
+ * the store lets it go after its `ttl` even if its holder never releases it. Compare-and-set
+ * stays what keeps the session's own data consistent; a lock is opt-in, for the rest.
  *
  * @module
  */
@@ -26,13 +27,13 @@ import { isEnded, type SessionStore } from "./store.ts";
  */
 export interface LockOptions {
   /**
-   * Seconds after which the lease expires by itself if it is not released (a crashed holder
+   * Seconds after which the lock expires by itself if it is not released (a crashed holder
    * never blocks longer).
    * @default 30
    */
   ttl?: number;
   /**
-   * Seconds to wait for a lease another request holds before giving up with
+   * Seconds to wait for a lock another request holds before giving up with
    * `SessionConflictError` (409); `0` refuses at once.
    * @default 10
    */
@@ -40,8 +41,9 @@ export interface LockOptions {
 }
 
 /**
- * A lease on a session, from `session.lock()`. Released by `release()` or at the end of the
- * request (or by `commitSession`), whichever comes first.
+ * A lock on a session, from `session.lock()`. Released by `release()` or at the end of the
+ * request (or by `commitSession`), whichever comes first; the store lets it go by itself once
+ * its `ttl` has passed.
  *
  * @example
  * ```ts
@@ -69,16 +71,17 @@ export interface LockOptions {
 export interface SessionLock {
   /** `true` until released. */
   readonly held: boolean;
-  /** Releases the lease; does nothing the second time. */
+  /** Releases the lock; does nothing the second time. */
   release(): Promise<void>;
 }
 
-class Lease implements SessionLock {
+/** A lock this request holds: taken from the store by `acquire`, in `h.leases` until released. */
+class RequestLock implements SessionLock {
   #h: Handle;
   #store: SessionStore;
   readonly key: string;
   readonly owner: string;
-  /** Takes not yet released: a lease is re-entrant within its request. */
+  /** Takes not yet released: a lock is re-entrant within its request. */
   count = 1;
   /** When it lapses unless extended (ms, the process clock). */
   until: number;
@@ -98,7 +101,7 @@ class Lease implements SessionLock {
     await this.#end();
   }
 
-  /** Releases the lease whatever its count (the end of the request). */
+  /** Releases the lock whatever its count (the end of the request). */
   async end(): Promise<void> {
     if (!this.held) return;
     this.count = 0;
@@ -107,8 +110,8 @@ class Lease implements SessionLock {
 
   async #end(): Promise<void> {
     this.held = false;
-    const leases = this.#h.leases;
-    if (leases !== undefined) leases.splice(leases.indexOf(this), 1);
+    const locks = this.#h.leases;
+    if (locks !== undefined) locks.splice(locks.indexOf(this), 1);
     try {
       await this.#store.unlock!(this.key, this.owner);
     } catch (error) {
@@ -126,10 +129,10 @@ function seconds(name: string, value: unknown, fallback: number): number {
 }
 
 /**
- * Takes a lease on the session's storage key, waiting (bounded) while another request holds it,
+ * Takes a lock on the session's storage key, waiting (bounded) while another request holds it,
  * then brings the session up to the record as it stands.
  *
- * @throws {SessionConfigError} When the store cannot hold a lease.
+ * @throws {SessionConfigError} When the store cannot hold a lock.
  * @throws {SessionConflictError} When another request kept it past `wait`.
  * @throws {StoreUnavailableError} When the store fails.
  */
@@ -141,14 +144,16 @@ export async function takeLock(h: Handle, options: LockOptions = {}): Promise<Se
   const ttlMs = Math.max(1, seconds("ttl", options.ttl, 30) * 1000);
   const waitMs = seconds("wait", options.wait, 10) * 1000;
   const key = h.key ?? h.minted?.key ?? await storageKeyOf(h.id);
-  const held = heldLease(h, key);
+  const held = heldLock(h, key);
   if (held !== undefined) {
     // Re-entrant: the request holds it already (an earlier lock(), or its turn across
     // processes). Counted; a longer ttl extends it, a shorter one never shortens it.
     const until = Date.now() + ttlMs;
     if (until > held.until) {
       try {
-        if (!await store.lock(key, held.owner, ttlMs)) throw new Error("the lease lapsed and was taken");
+        if (!await store.lock(key, held.owner, ttlMs)) {
+          throw new Error("it had expired and another owner took it");
+        }
       } catch (error) {
         throw storeError("extend a lock", error);
       }
@@ -157,8 +162,8 @@ export async function takeLock(h: Handle, options: LockOptions = {}): Promise<Se
     held.count++;
     return held;
   }
-  const lease = await acquire(h, store, key, ttlMs, waitMs);
-  if (lease === undefined) {
+  const lock = await acquire(h, store, key, ttlMs, waitMs);
+  if (lock === undefined) {
     throw new SessionConflictError(
       `Session is locked by another request: gave up after waiting ${waitMs / 1000} s`,
     );
@@ -166,27 +171,27 @@ export async function takeLock(h: Handle, options: LockOptions = {}): Promise<Se
   try {
     await catchUp(h, store);
   } catch (error) {
-    await lease.release().catch(() => {});
+    await lock.release().catch(() => {});
     throw error;
   }
-  return lease;
+  return lock;
 }
 
-function heldLease(h: Handle, key: string): Lease | undefined {
-  for (const lease of h.leases ?? []) {
-    if (lease instanceof Lease && lease.held && lease.key === key) return lease;
+function heldLock(h: Handle, key: string): RequestLock | undefined {
+  for (const lock of h.leases ?? []) {
+    if (lock instanceof RequestLock && lock.held && lock.key === key) return lock;
   }
   return undefined;
 }
 
-/** Takes the store's lease on `key`, waiting at most `waitMs`; `undefined` when it did not. */
+/** Takes a lock on `key` from the store, waiting at most `waitMs`; `undefined` when it did not. */
 async function acquire(
   h: Handle,
   store: SessionStore,
   key: string,
   ttlMs: number,
   waitMs: number,
-): Promise<Lease | undefined> {
+): Promise<RequestLock | undefined> {
   const owner = createSessionId();
   const start = Date.now();
   for (let attempt = 1;; attempt++) {
@@ -197,9 +202,9 @@ async function acquire(
       throw storeError("take a lock", error);
     }
     if (taken) {
-      const lease = new Lease(h, store, key, owner, Date.now() + ttlMs);
-      (h.leases ??= []).push(lease);
-      return lease;
+      const lock = new RequestLock(h, store, key, owner, Date.now() + ttlMs);
+      (h.leases ??= []).push(lock);
+      return lock;
     }
     if (Date.now() - start >= waitMs) return undefined;
     await backoff(Math.min(attempt, 8));
@@ -207,29 +212,30 @@ async function acquire(
 }
 
 /**
- * How long the store lease that makes a turn across processes lives at most (ms). Short on
- * purpose: the lease only orders requests (the compare-and-set keeps them correct), so a request
- * that runs longer merely stops excluding others, while a lease orphaned by a killed process or a
- * store outage (its release failed) would hold every other process's requests of the session for
- * as long as it lives.
+ * How long the lock that makes a turn across processes lives at most (ms). Short on purpose: it
+ * only orders requests (the compare-and-set keeps them correct), so a request that runs longer
+ * merely stops excluding others, while a lock orphaned by a killed process or a store outage (its
+ * release failed) would hold every other process's requests of the session for as long as it
+ * lives.
  */
-const TURN_LEASE_MS = 5_000;
+const TURN_LOCK_MS = 5_000;
 
 /**
- * Takes the turn across processes: the store's lease on the session's key, before loading, once
- * other processes were seen writing it (a conflict on the key). Waits at most `waitMs`, then
- * goes on without it (the compare-and-set still decides). Does nothing on a store without
- * leases. A later `session.lock()` of the request shares this lease.
+ * Takes the turn across processes: a lock on the session's key, before loading, once other
+ * processes were seen writing it (a conflict on the key). Waits at most `waitMs`, then goes on
+ * without it (the compare-and-set still decides). Does nothing on a store without locks. A later
+ * `session.lock()` of the request shares this lock. (Named `takeTurnLease` for its importer in
+ * `backends/server.ts`.)
  */
 export async function takeTurnLease(h: Handle, key: string, waitMs: number): Promise<void> {
   const store = h.store as SessionStore;
   if (typeof store.lock !== "function" || typeof store.unlock !== "function") return;
-  if (heldLease(h, key) !== undefined) return;
-  await acquire(h, store, key, TURN_LEASE_MS, waitMs);
+  if (heldLock(h, key) !== undefined) return;
+  await acquire(h, store, key, TURN_LOCK_MS, waitMs);
 }
 
 /**
- * Brings a loaded session up to the record as it stands once the lease is held: the critical
+ * Brings a loaded session up to the record as it stands once the lock is held: the critical
  * section must see what the previous holder wrote. Changes made before `lock()` are replayed on
  * it when that is a serial order (what they looked at is unchanged); otherwise the request is
  * refused.
@@ -262,15 +268,15 @@ async function catchUp(h: Handle, store: SessionStore): Promise<void> {
   if (landed.flashOut.size > 0) h.flashOut = landed.flashOut;
 }
 
-/** Releases every lease a request still holds (at the end of the request). */
+/** Releases every lock a request still holds (at the end of the request). */
 export async function releaseAll(h: Handle): Promise<void> {
-  const leases = h.leases;
-  if (leases === undefined || leases.length === 0) return;
-  for (const lease of [...leases]) {
+  const locks = h.leases;
+  if (locks === undefined || locks.length === 0) return;
+  for (const lock of [...locks]) {
     try {
-      await (lease instanceof Lease ? lease.end() : lease.release());
+      await (lock instanceof RequestLock ? lock.end() : lock.release());
     } catch {
-      // The lease expires by itself.
+      // It expires by itself.
     }
   }
 }

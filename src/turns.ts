@@ -188,8 +188,7 @@ export function isContended(store: object, key: string): boolean {
 /**
  * Whether a conflict was seen on any of the store's keys within {@linkcode CONTENDED_MS}: other
  * processes write its sessions, so a request that cannot be run again (a `POST` under `merge`)
- * takes the lease even on a session not yet seen contended, since its first collision could only
- * be refused.
+ * locks even a session not yet seen contended, since its first collision could only be refused.
  */
 export function isStoreContended(store: object): boolean {
   const at = byStore.get(storeOf(store as SessionStore))?.contendedAt;

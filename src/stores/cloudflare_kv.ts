@@ -82,7 +82,7 @@ export type {
  * ```
  */
 export class CloudflareKvStore implements SessionStore {
-  /** No compare-and-set, no leases; native expiry; stale reads; sessions per user (best effort). */
+  /** No compare-and-set, no locks; native expiry; stale reads; sessions per user (best effort). */
   readonly capabilities: StoreCapabilities = {
     compareAndSet: false,
     ttl: true,

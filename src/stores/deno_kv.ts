@@ -21,13 +21,13 @@ import {
   checkPrefix,
   checkUser,
   countLive,
-  LEASE_PART,
   listIndex,
   listLapsed,
   listOldIndex,
+  LOCK_PART,
   USERS_PART,
 } from "./deno_kv/keys.ts";
-import { releaseLease, takeLease } from "./deno_kv/lease.ts";
+import { releaseLock, takeLock } from "./deno_kv/lock.ts";
 import { ATTEMPTS, decode, type Decoded, encode, kvCall, withUser } from "./deno_kv/record.ts";
 import type {
   DenoKvAtomicLike,
@@ -51,7 +51,7 @@ export type {
  * `check({ key, versionstamp })`: a true compare-and-set, so concurrent writers on one session
  * never lose an update, and a destroyed session is never written back. Records are stored as
  * their JSON text (at most 64 KiB V8-serialized); each keeps its `expiresAt`, which the `now`
- * clock judges (Deno KV's `expireIn` only removes leftovers, later). Leases and the index of each
+ * clock judges (Deno KV's `expireIn` only removes leftovers, later). Locks and the index of each
  * user's sessions are entries of their own under the prefix. Round trips, limits and layout are on
  * docs/stores/deno-kv.md.
  *
@@ -77,7 +77,7 @@ export type {
 export class DenoKvStore implements SessionStore {
   /**
    * Compare-and-set: yes (atomic `check` on the versionstamp). Native expiry: yes (`expireIn`).
-   * Leases: yes (a checked commit on the lease entry). Sessions per user: yes (the index entry
+   * Locks: yes (a checked commit on the lock's entry). Sessions per user: yes (the index entry
    * is written in the record's own commit).
    */
   readonly capabilities: StoreCapabilities = { compareAndSet: true, ttl: true, locks: true, users: true };
@@ -93,7 +93,7 @@ export class DenoKvStore implements SessionStore {
    * @param options See {@linkcode DenoKvStoreOptions}.
    * @throws {TypeError} When `kv` does not look like a `Deno.Kv`, or `prefix` is not an array of
    *   key parts.
-   * @throws {RangeError} When `prefix` takes more than 1,996 bytes encoded: a lease's key would
+   * @throws {RangeError} When `prefix` takes more than 1,996 bytes encoded: a lock's key would
    *   pass Deno KV's 2,048-byte limit.
    */
   constructor(options: DenoKvStoreOptions) {
@@ -172,7 +172,7 @@ export class DenoKvStore implements SessionStore {
   }
 
   /**
-   * Removes a record; no error if it is absent. Its lease is left alone; its index entry lapses
+   * Removes a record; no error if it is absent. Its lock is left alone; its index entry lapses
    * with the record's old expiry.
    *
    * @param key The storage key.
@@ -212,14 +212,14 @@ export class DenoKvStore implements SessionStore {
   }
 
   /**
-   * Takes the lease named `key` for `owner` (`{ owner, until: now + ttlMs }`, a commit guarded by
-   * the versionstamp read) unless another owner's is live by the store's clock. Of concurrent
+   * Locks `key` for `owner` (`{ owner, until: now + ttlMs }`, a commit guarded by
+   * the versionstamp read) unless another owner's lock is live by the store's clock. Of concurrent
    * takers exactly one commits; the owner that holds it takes it again (extending it).
    *
    * @param key The storage key of the session.
    * @param owner Who takes it; only this owner can release it.
-   * @param ttlMs How long the lease lasts unless released, in milliseconds.
-   * @returns `true` when taken, `false` while another owner holds a live lease.
+   * @param ttlMs How long the lock lasts unless released, in milliseconds.
+   * @returns `true` when taken, `false` while another owner holds a live lock.
    * @throws {TypeError} When `key` is not a storage key or `owner` is not a non-empty string.
    * @throws {RangeError} When `ttlMs` is not a positive finite number.
    * @throws {StoreUnavailableError} When Deno KV fails.
@@ -244,11 +244,11 @@ export class DenoKvStore implements SessionStore {
   async lock(key: string, owner: string, ttlMs: number): Promise<boolean> {
     assertStorageKey(key);
     assertLockArguments(owner, ttlMs);
-    return await takeLease(this.#kv, [...this.#prefix, LEASE_PART, key], { owner, ttlMs, now: this.#now });
+    return await takeLock(this.#kv, [...this.#prefix, LOCK_PART, key], { owner, ttlMs, now: this.#now });
   }
 
   /**
-   * Releases the lease named `key` if, and only if, `owner` holds it: a lease another owner took
+   * Releases the lock named `key` if, and only if, `owner` holds it: a lock another owner took
    * in between is left alone.
    *
    * @param key The storage key of the session.
@@ -259,7 +259,7 @@ export class DenoKvStore implements SessionStore {
   async unlock(key: string, owner: string): Promise<void> {
     assertStorageKey(key);
     assertLockArguments(owner);
-    await releaseLease(this.#kv, [...this.#prefix, LEASE_PART, key], owner);
+    await releaseLock(this.#kv, [...this.#prefix, LOCK_PART, key], owner);
   }
 
   /**
@@ -283,10 +283,10 @@ export class DenoKvStore implements SessionStore {
   }
 
   /**
-   * Removes expired (and unreadable) records before Deno KV gets to them, with lapsed leases and
+   * Removes expired (and unreadable) records before Deno KV gets to them, with lapsed locks and
    * index entries. Optional: reads never return them meanwhile.
    *
-   * @returns How many records were removed (leases and index entries are not counted).
+   * @returns How many records were removed (locks and index entries are not counted).
    * @throws {StoreUnavailableError} When Deno KV fails.
    */
   async cleanup(): Promise<number> {

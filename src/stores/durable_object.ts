@@ -172,7 +172,7 @@ function malformed(): StoreUnavailableError {
 /**
  * Keeps each session in its own `SessionDurableObject` (`idFromName(key)`): strongly
  * consistent, each operation one request to the session's object, a save a true compare-and-set
- * decided there. Leases live in the session's object; a user's index of sessions in an object
+ * decided there. Locks live in the session's object; a user's index of sessions in an object
  * named by the user's tag (`users:` + `userTag(user)`), written before the save. No `count()`.
  * Docs (limits, clocks, sessions per user, upgrading): `docs/stores/durable-object.md`.
  *
@@ -192,7 +192,7 @@ function malformed(): StoreUnavailableError {
  * ```
  */
 export class DurableObjectStore implements SessionStore {
-  /** Compare-and-set, native expiry (alarm), leases and sessions per user: all yes. */
+  /** Compare-and-set, native expiry (alarm), locks and sessions per user: all yes. */
   readonly capabilities: StoreCapabilities = { compareAndSet: true, ttl: true, locks: true, users: true };
   #namespace: DurableObjectNamespaceLike;
   #now: () => number;
@@ -272,7 +272,7 @@ export class DurableObjectStore implements SessionStore {
   }
 
   /**
-   * Removes a record; no error if it is absent. The session's lease, if any, is left alone.
+   * Removes a record; no error if it is absent. The session's lock, if any, is left alone.
    *
    * @param key The storage key.
    * @throws {TypeError} When `key` is not a storage key.
@@ -304,14 +304,14 @@ export class DurableObjectStore implements SessionStore {
   }
 
   /**
-   * Takes the lease named `key` for `owner` for `ttlMs` milliseconds, in the session's object:
-   * taken unless another owner's lease is live by the application's clock; its holder takes it
+   * Locks `key` for `owner` for `ttlMs` milliseconds, in the session's object:
+   * taken unless another owner's lock is live by the application's clock; its holder takes it
    * again (extending it). Of concurrent takers exactly one wins.
    *
    * @param key The storage key of the session.
    * @param owner Who takes it; only this owner can release it.
-   * @param ttlMs How long the lease lasts unless released, in milliseconds.
-   * @returns `true` when taken, `false` while another owner holds a live lease.
+   * @param ttlMs How long the lock lasts unless released, in milliseconds.
+   * @returns `true` when taken, `false` while another owner holds a live lock.
    * @throws {TypeError} When `key` is not a storage key or `owner` is not a non-empty string.
    * @throws {RangeError} When `ttlMs` is not a positive finite number.
    * @throws {StoreUnavailableError} When the object cannot be reached.
@@ -324,7 +324,7 @@ export class DurableObjectStore implements SessionStore {
   }
 
   /**
-   * Releases the lease named `key` if, and only if, `owner` holds it.
+   * Releases the lock named `key` if, and only if, `owner` holds it.
    *
    * @param key The storage key of the session.
    * @param owner The owner that took it.

@@ -21,27 +21,30 @@ import {
 import { userTag } from "../user_tag.ts";
 import { cleanup, KEY, LEGACY_FILE } from "./file/cleanup.ts";
 import { ignore, list } from "./file/fs.ts";
-import { type FileLease, read, release, take } from "./file/leases.ts";
+import { type FileLock, read, release, take } from "./file/locks.ts";
 import { type FileStoreOptions, resolveOptions } from "./file/options.ts";
 import { MARKER, Records, serialize } from "./file/records.ts";
 import { Slots } from "./file/slots.ts";
 
-export type { FileLease } from "./file/leases.ts";
+export type { FileLease, FileLock } from "./file/locks.ts";
 export type { FileStoreOptions } from "./file/options.ts";
 
 /** The directory of the per-user index, inside `dir`: `users/<SHA-256 of the user id>/<key>`. */
 const USERS = "users";
-/** The directory of the leases, inside `dir`: `leases/<key>/<generation>.json`. */
-const LEASES = "leases";
+/**
+ * The directory of the locks, inside `dir`: `leases/<key>/<generation>.json` (the on-disk name of
+ * earlier versions; kept so that old and new processes share locks).
+ */
+const LOCKS = "leases";
 
 /**
  * Keeps sessions in a directory, every version of a record a file of its own
  * (`<dir>/<storage key>/<n>.json`). A save is a compare-and-set that no pause, crash or timeout
  * can break: it claims the next version's file name with `link()`, which fails when the name
  * exists, so of the writers that read one version exactly one writes the next. No writer waits
- * for another, and no correctness rests on time. Leases and the per-user index are files too.
+ * for another, and no correctness rests on time. Locks and the per-user index are files too.
  * Nothing expires by itself: call `cleanup()` from a timer. Needs a local disk (not NFS) shared
- * by one machine's processes. Docs (layout, leases, upgrades, limits): docs/stores/file.md.
+ * by one machine's processes. Docs (layout, locks, upgrades, limits): docs/stores/file.md.
  *
  * @example
  * ```ts
@@ -69,7 +72,7 @@ const LEASES = "leases";
 export class FileStore implements SessionStore {
   /**
    * Compare-and-set: yes (`link()` of the next version). Native expiry: no, see `cleanup()`.
-   * Leases: yes (slots too). Sessions per user: yes (marker files).
+   * Locks: yes (slots too). Sessions per user: yes (marker files).
    */
   readonly capabilities: StoreCapabilities = { compareAndSet: true, ttl: false, locks: true, users: true };
   #dir: string;
@@ -182,14 +185,14 @@ export class FileStore implements SessionStore {
   }
 
   /**
-   * Takes the lease named `key` for `owner`, for `ttlMs` milliseconds from now by the store's
-   * clock; `owner` taking it again extends it. Of concurrent takers, across processes, exactly
-   * one wins: each claims the lease's next generation with `link()`.
+   * Locks `key` for `owner`, for `ttlMs` milliseconds from now by the store's
+   * clock, after which it expires; `owner` taking it again extends it. Of concurrent takers,
+   * across processes, exactly one wins: each claims the lock's next generation with `link()`.
    *
    * @param key A storage key.
    * @param owner Who takes it: any non-empty string, compared exactly.
    * @param ttlMs How long it lasts unless released, in milliseconds.
-   * @returns `true` when taken or extended; `false` while another owner holds a live lease.
+   * @returns `true` when taken or extended; `false` while another owner holds a live lock.
    * @throws {TypeError} When the key is malformed or `owner` is not a non-empty string.
    * @throws {RangeError} When `ttlMs` is not a positive number.
    * @throws {Error} When the file system fails.
@@ -217,15 +220,15 @@ export class FileStore implements SessionStore {
    * ```
    */
   async lock(key: string, owner: string, ttlMs: number): Promise<boolean> {
-    const dir = this.#leaseDir(key);
+    const dir = this.#lockDir(key);
     assertLockArguments(owner, ttlMs);
     await this.#mkdir();
-    const check = this.#deadline(`taking the lease "${dir}"`);
+    const check = this.#deadline(`taking the lock "${dir}"`);
     return await take(dir, { slots: this.#slots, owner, ttlMs, now: () => this.#now(), check });
   }
 
   /**
-   * Releases the lease named `key` if, and only if, `owner` holds it (an expired lease it held
+   * Releases the lock named `key` if, and only if, `owner` holds it (an expired lock it held
    * included), by claiming its next generation; does nothing otherwise.
    *
    * @param key A storage key.
@@ -234,17 +237,17 @@ export class FileStore implements SessionStore {
    * @throws {Error} When the file system fails.
    */
   async unlock(key: string, owner: string): Promise<void> {
-    const dir = this.#leaseDir(key);
+    const dir = this.#lockDir(key);
     assertLockArguments(owner);
-    await release(dir, this.#slots, owner, this.#deadline(`releasing the lease "${dir}"`));
+    await release(dir, this.#slots, owner, this.#deadline(`releasing the lock "${dir}"`));
   }
 
   /**
-   * The live lease named `key`, with its fencing token; `null` when none is held. FileStore's
-   * own: the store contract has no place for a token (docs/stores/file.md#leases).
+   * The live lock named `key`, with its fencing token; `null` when none is held. FileStore's
+   * own: the store contract has no place for a token (docs/stores/file.md#locks).
    *
    * @param key A storage key.
-   * @returns The lease, or `null`.
+   * @returns The lock, or `null`.
    * @throws {TypeError} When the key is malformed.
    * @example
    * ```ts
@@ -259,17 +262,26 @@ export class FileStore implements SessionStore {
    * const store = new FileStore({ dir, now: () => clock });
    * const key = "k".repeat(43);
    * await store.lock(key, "a", 1_000);
-   * const first = (await store.lease(key))!.token;
-   * clock += 1_000; // a's lease expires: b takes it over, with a larger token
+   * const first = (await store.heldLock(key))!.token;
+   * clock += 1_000; // a's lock expires: b takes it over, with a larger token
    * await store.lock(key, "b", 1_000);
-   * const second = (await store.lease(key))!;
+   * const second = (await store.heldLock(key))!;
    * assert.equal(second.owner, "b");
    * assert.ok(second.token > first); // a write fenced with a's token is refused from now on
    * await rm(dir, { recursive: true });
    * ```
    */
-  async lease(key: string): Promise<FileLease | null> {
-    return await read(this.#leaseDir(key), this.#slots, this.#now());
+  async heldLock(key: string): Promise<FileLock | null> {
+    return await read(this.#lockDir(key), this.#slots, this.#now());
+  }
+
+  /**
+   * @deprecated Use {@linkcode FileStore.heldLock}.
+   * @param key A storage key.
+   * @returns The lock, or `null`.
+   */
+  async lease(key: string): Promise<FileLock | null> {
+    return await this.heldLock(key);
   }
 
   /**
@@ -311,10 +323,10 @@ export class FileStore implements SessionStore {
   }
 
   /**
-   * Removes expired, ended and corrupt sessions, expired and released leases, index markers
+   * Removes expired, ended and corrupt sessions, expired and released locks, index markers
    * whose record is gone (and emptied user directories), and what killed processes left
    * behind once older than `staleLockMs`: temporary files, directories half removed, empty
-   * session directories, and the lock, claim and lease files of the earlier layout.
+   * session directories, and the lock, claim and `.lease` files of the earlier layout.
    *
    * @returns How many sessions were removed.
    * @throws {Error} When the file system fails.
@@ -322,7 +334,7 @@ export class FileStore implements SessionStore {
   async cleanup(): Promise<number> {
     return await cleanup({
       dir: this.#dir,
-      leases: join(this.#dir, LEASES),
+      locks: join(this.#dir, LOCKS),
       users: join(this.#dir, USERS),
       slots: this.#slots,
       records: this.#records,
@@ -344,9 +356,9 @@ export class FileStore implements SessionStore {
     return live;
   }
 
-  #leaseDir(key: string): string {
+  #lockDir(key: string): string {
     assertStorageKey(key);
-    return join(this.#dir, LEASES, key);
+    return join(this.#dir, LOCKS, key);
   }
 
   /**

@@ -27,9 +27,9 @@ import {
   heldOf,
   type IndexMark,
   itemValue,
-  LEASE_SUFFIX,
+  LOCK_SUFFIX,
 } from "./memcached/item.ts";
-import { releaseLease, takeLease } from "./memcached/leases.ts";
+import { releaseLock, takeLock } from "./memcached/locks.ts";
 import { type MemcachedStoreOptions, resolveOptions } from "./memcached/options.ts";
 import { UserIndex } from "./memcached/user_index.ts";
 
@@ -73,7 +73,7 @@ const CREATE_ATTEMPTS = 3;
  */
 export class MemcachedStore implements SessionStore {
   /**
-   * Compare-and-set: yes (Memcached's CAS tokens). Native expiry: yes (exptime). Leases: yes
+   * Compare-and-set: yes (Memcached's CAS tokens). Native expiry: yes (exptime). Locks: yes
    * (`add`, and `cas` to take over an expired one or to release), as evictable as any item.
    * Sessions per user: yes (an index item per user, as evictable as any item).
    */
@@ -283,26 +283,26 @@ export class MemcachedStore implements SessionStore {
   }
 
   /**
-   * Takes the lease named `key` for `owner` for `ttlMs` milliseconds: `add` of a lease item, or
-   * `cas` over a lease expired by this process's clock or that `owner` holds (extending it). Of
-   * concurrent takers exactly one wins. An evicted lease can be taken by another owner early.
+   * Locks `key` for `owner` for `ttlMs` milliseconds: `add` of a lock item, or
+   * `cas` over a lock expired by this process's clock or that `owner` holds (extending it). Of
+   * concurrent takers exactly one wins. An evicted lock can be taken by another owner early.
    *
    * @param key The storage key.
    * @param owner Who takes it; only this owner can release it.
-   * @param ttlMs How long the lease lasts unless released, in milliseconds.
-   * @returns `true` when taken, `false` when another owner holds a live lease.
+   * @param ttlMs How long the lock lasts unless released, in milliseconds.
+   * @returns `true` when taken, `false` when another owner holds a live lock.
    * @throws {TypeError} When `key` is not a storage key or `owner` is not a non-empty string.
    * @throws {RangeError} When `ttlMs` is not a positive finite number.
    */
   async lock(key: string, owner: string, ttlMs: number): Promise<boolean> {
     assertStorageKey(key);
     assertLockArguments(owner, ttlMs);
-    return await takeLease(this.#commands, this.#prefix + key + LEASE_SUFFIX, owner, ttlMs, this.#now);
+    return await takeLock(this.#commands, this.#prefix + key + LOCK_SUFFIX, owner, ttlMs, this.#now);
   }
 
   /**
-   * Releases the lease named `key` if, and only if, `owner` holds it: `gets`, then `cas` of an
-   * already expired item, so a lease another owner took in between is left alone.
+   * Releases the lock named `key` if, and only if, `owner` holds it: `gets`, then `cas` of an
+   * already expired item, so a lock another owner took in between is left alone.
    *
    * @param key The storage key.
    * @param owner The owner that took it.
@@ -311,7 +311,7 @@ export class MemcachedStore implements SessionStore {
   async unlock(key: string, owner: string): Promise<void> {
     assertStorageKey(key);
     assertLockArguments(owner);
-    await releaseLease(this.#commands, this.#prefix + key + LEASE_SUFFIX, owner);
+    await releaseLock(this.#commands, this.#prefix + key + LOCK_SUFFIX, owner);
   }
 
   /**

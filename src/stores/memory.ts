@@ -86,8 +86,8 @@ export class MemoryStore implements SessionStore {
   /** Compare-and-set: yes (single-threaded `Map`). Native expiry: no; see the class notes. */
   readonly capabilities: StoreCapabilities = { compareAndSet: true, ttl: false, locks: true, users: true };
   #records = new Map<string, Entry>();
-  /** Leases (`lock`): owner and expiry by key, apart from the records. */
-  #leases = new Map<string, { owner: string; until: number }>();
+  /** Locks (`lock`): owner and expiry by key, apart from the records. */
+  #locks = new Map<string, { owner: string; until: number }>();
   /** Storage keys by user id; pruned of keys whose records are gone when listed. */
   #users = new Map<string, Set<string>>();
   #max: number;
@@ -257,7 +257,7 @@ export class MemoryStore implements SessionStore {
   }
 
   /**
-   * Takes the lease named `key` for `owner` for `ttlMs` milliseconds; `false` while another
+   * Locks `key` for `owner` for `ttlMs` milliseconds; `false` while another
    * owner holds a live one.
    */
   lock(key: string, owner: string, ttlMs: number): Promise<boolean> {
@@ -268,19 +268,19 @@ export class MemoryStore implements SessionStore {
       return Promise.reject(error);
     }
     const now = this.#now();
-    const held = this.#leases.get(key);
+    const held = this.#locks.get(key);
     if (held !== undefined && held.owner !== owner && held.until > now) return Promise.resolve(false);
-    // Leases a crashed holder never released go as new ones are taken.
+    // Locks a crashed holder never released go as new ones are taken.
     let checked = 0;
-    for (const [other, lease] of this.#leases) {
+    for (const [other, lock] of this.#locks) {
       if (++checked > SWEEP_STEP) break;
-      if (lease.until <= now) this.#leases.delete(other);
+      if (lock.until <= now) this.#locks.delete(other);
     }
-    this.#leases.set(key, { owner, until: now + ttlMs });
+    this.#locks.set(key, { owner, until: now + ttlMs });
     return Promise.resolve(true);
   }
 
-  /** Releases the lease named `key` if `owner` holds it. */
+  /** Releases the lock named `key` if `owner` holds it. */
   unlock(key: string, owner: string): Promise<void> {
     try {
       assertStorageKey(key);
@@ -288,7 +288,7 @@ export class MemoryStore implements SessionStore {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (this.#leases.get(key)?.owner === owner) this.#leases.delete(key);
+    if (this.#locks.get(key)?.owner === owner) this.#locks.delete(key);
     return Promise.resolve();
   }
 
@@ -328,7 +328,7 @@ export class MemoryStore implements SessionStore {
   #sweepAll(): number {
     const now = this.#now();
     let removed = 0;
-    for (const [key, lease] of this.#leases) if (lease.until <= now) this.#leases.delete(key);
+    for (const [key, lock] of this.#locks) if (lock.until <= now) this.#locks.delete(key);
     for (const [key, entry] of this.#records) {
       if (entry.expiresAt <= now) {
         this.#drop(key, entry);

@@ -118,7 +118,7 @@ export interface MigratingStoreOptions {
  *
  * A session ended in either store stays ended (a tombstone in `to` is read first, then `from`'s).
  *
- * Capabilities: compare-and-set and native expiry when both stores have them; leases from `to`
+ * Capabilities: compare-and-set and native expiry when both stores have them; locks from `to`
  * (`lock`, `unlock`); sessions per user when both keep an index (`keysOfUser` lists both);
  * `touch` (in place, in the store that holds the session) when both have it; `cleanup` runs on
  * both when `to` has one (else keep calling `from.cleanup()` as before); no `count`.
@@ -157,9 +157,9 @@ export class MigratingStore implements SessionStore {
    * expires records by itself, keep calling `from.cleanup()` where it was called before.
    */
   readonly cleanup?: () => Promise<number>;
-  /** `to`'s leases, when it has them. */
+  /** Locks in `to`, when it has them. */
   readonly lock?: (key: string, owner: string, ttlMs: number) => Promise<boolean>;
-  /** `to`'s leases, when it has them. */
+  /** Locks in `to`, when it has them. */
   readonly unlock?: (key: string, owner: string) => Promise<void>;
   /** Both stores' indexes of sessions per user, when both keep one. */
   readonly keysOfUser?: (user: string) => Promise<string[]>;

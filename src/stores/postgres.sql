@@ -1,6 +1,6 @@
 -- websession: the tables PostgresStore uses, for those who run migrations themselves.
 -- `await store.migrate()` runs the same statements. Replace websession_sessions with the
--- `table` option's value if you set one (the leases table and the indexes are named after it).
+-- `table` option's value if you set one (the lock table and the indexes are named after it).
 -- Times are kept to the microsecond, so the records' millisecond timestamps come back exactly;
 -- they are only ever compared with the application's clock, passed in as a parameter (never the
 -- server's now()). The database must use the UTF8 encoding.
@@ -18,7 +18,8 @@ ALTER TABLE "websession_sessions" ADD COLUMN IF NOT EXISTS user_id text;
 CREATE INDEX IF NOT EXISTS "websession_sessions_expires_at_idx" ON "websession_sessions" (expires_at);
 CREATE INDEX IF NOT EXISTS "websession_sessions_user_id_idx" ON "websession_sessions" (user_id)
   WHERE user_id IS NOT NULL;
--- Leases (session.lock()): until is in milliseconds since the epoch, by the application's clock.
+-- Locks (session.lock()), each lapsing at until: milliseconds since the epoch, by the application's
+-- clock. `_leases` is the name of earlier versions; kept so that old and new processes share locks.
 CREATE TABLE IF NOT EXISTS "websession_sessions_leases" (
   key text PRIMARY KEY,
   owner text NOT NULL,

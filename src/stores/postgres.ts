@@ -28,7 +28,7 @@ export type { PostgresJsLike, PostgresStoreOptions, QueryLike, SqlLike } from ".
 
 /**
  * Keeps sessions in one PostgreSQL table (`id text primary key, data jsonb, version integer,
- * created_at, expires_at timestamptz, user_id text`) and leases in `<table>_leases`; `migrate()`
+ * created_at, expires_at timestamptz, user_id text`) and locks in `<table>_leases`; `migrate()`
  * creates both (the statements of `postgres.sql`). Every operation is one parameterised
  * statement: no transaction, so it works over Neon's HTTP API. A save is the compare-and-set and,
  * when refused, the read of the row it lost to ({@linkcode SaveConflict}). One clock decides
@@ -58,7 +58,7 @@ export type { PostgresJsLike, PostgresStoreOptions, QueryLike, SqlLike } from ".
  * assert.deepEqual(refused.current, v1);
  * // jsonb cannot hold a lone surrogate: refused before the database, nothing written.
  * await assert.rejects(store.save(key, { ...v1, data: { a: "\ud800" }, version: 2 }, 1), SessionDataError);
- * // A lease: one owner at a time.
+ * // A lock: one owner at a time.
  * assert.equal(await store.lock(key, "request-1", 30_000), true);
  * assert.equal(await store.lock(key, "request-2", 30_000), false);
  * await store.unlock(key, "request-1");
@@ -72,7 +72,7 @@ export type { PostgresJsLike, PostgresStoreOptions, QueryLike, SqlLike } from ".
 export class PostgresStore implements SessionStore {
   /**
    * Compare-and-set: yes (one conditional statement). Native expiry: no, see `cleanup()`.
-   * Leases: yes. An index of each user's sessions: yes (`user_id`).
+   * Locks: yes. An index of each user's sessions: yes (`user_id`).
    */
   readonly capabilities: StoreCapabilities = { compareAndSet: true, ttl: false, locks: true, users: true };
   #run: Run;
@@ -115,7 +115,7 @@ export class PostgresStore implements SessionStore {
     }
     await this.#run(this.#sql.index, []);
     await this.#run(this.#sql.userIndex, []);
-    await this.#run(this.#sql.leasesTable, []);
+    await this.#run(this.#sql.locksTable, []);
   }
 
   /**
@@ -210,13 +210,13 @@ export class PostgresStore implements SessionStore {
   }
 
   /**
-   * Takes the lease named `key` for `owner` with one `INSERT … ON CONFLICT DO UPDATE … WHERE`:
+   * Locks `key` for `owner` with one `INSERT … ON CONFLICT DO UPDATE … WHERE`:
    * written when none is held, the held one has lapsed by the `now` clock, or it is the same
    * owner's (which extends it). Of concurrent takers exactly one wins.
    *
-   * @param key The storage key the lease is named after.
+   * @param key The storage key the lock is named after.
    * @param owner Who takes it: a unique, non-empty string.
-   * @param ttlMs Milliseconds after which the lease lapses, by the `now` clock, unless released
+   * @param ttlMs Milliseconds after which it expires, by the `now` clock, unless released
    *   (rounded up).
    * @returns `true` when taken, `false` while another owner holds a live one.
    * @throws {TypeError} When `key` is not a storage key or `owner` is not a non-empty string.
@@ -231,9 +231,9 @@ export class PostgresStore implements SessionStore {
   }
 
   /**
-   * Releases the lease named `key` if, and only if, `owner` holds it (one `DELETE`).
+   * Releases the lock named `key` if, and only if, `owner` holds it (one `DELETE`).
    *
-   * @param key The storage key the lease is named after.
+   * @param key The storage key the lock is named after.
    * @param owner Who took it.
    * @throws {TypeError} When `key` is not a storage key or `owner` is not a non-empty string. Driver
    *   errors pass through.
@@ -259,7 +259,7 @@ export class PostgresStore implements SessionStore {
   }
 
   /**
-   * Deletes, in one statement, every row expired by the `now` clock and every lapsed lease.
+   * Deletes, in one statement, every row expired by the `now` clock and every lapsed lock.
    *
    * @returns How many session rows were removed.
    * @throws Driver errors pass through.

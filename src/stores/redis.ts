@@ -55,8 +55,9 @@ export type { RedisStoreOptions } from "./redis/options.ts";
  * own expiry (no `cleanup()`). Each operation is one round trip: `load` one `GET`, `save` and
  * `touch` one Lua script each (`EVALSHA`, then `EVAL` once if Redis lost the script), `destroy`
  * one `DEL`. `save` is an atomic compare-and-set on the version; expiry is judged by the `now`
- * option's clock only. Leases (`lock`/`unlock`) and an index of each user's sessions
- * (`keysOfUser`) are scripts too. Docs (cluster, eviction, limits): docs/stores/redis.md.
+ * option's clock only. Locks (`lock`/`unlock`, each lapsing after its time to live) and an index
+ * of each user's sessions (`keysOfUser`) are scripts too. Docs (cluster, eviction, limits):
+ * docs/stores/redis.md.
  *
  * @example
  * ```ts
@@ -76,7 +77,7 @@ export type { RedisStoreOptions } from "./redis/options.ts";
  * // A writer that expected version 5 is refused, and told what is stored instead.
  * const refused = await store.save(key, { ...v1, data: { a: 2 }, version: 6 }, 5) as SaveConflict;
  * assert.deepEqual(refused.current, v1);
- * // A lease: one owner at a time.
+ * // A lock: one owner at a time.
  * assert.equal(await store.lock(key, "request-1", 30_000), true);
  * assert.equal(await store.lock(key, "request-2", 30_000), false);
  * await store.unlock(key, "request-1");
@@ -89,7 +90,7 @@ export type { RedisStoreOptions } from "./redis/options.ts";
  * ```
  */
 export class RedisStore implements SessionStore {
-  /** Compare-and-set (a Lua script), native expiry (`PX`), leases, an index of users' sessions. */
+  /** Compare-and-set (a Lua script), native expiry (`PX`), locks, an index of users' sessions. */
   readonly capabilities: StoreCapabilities = { compareAndSet: true, ttl: true, locks: true, users: true };
   #commands: Commands;
   #cluster: boolean;
@@ -252,12 +253,12 @@ export class RedisStore implements SessionStore {
   }
 
   /**
-   * Takes the lease named `key` for `owner` in one script (`prefix + "lock:" + key`, with a
+   * Locks `key` for `owner` in one script (`prefix + "lock:" + key`, with a
    * time to live) when no other owner holds it; the same owner extends it.
    *
-   * @param key The storage key the lease is named after.
+   * @param key The storage key the lock is named after.
    * @param owner Who takes it: a unique, non-empty string.
-   * @param ttlMs Milliseconds after which the lease lapses unless released (rounded up; at least 1).
+   * @param ttlMs Milliseconds after which it expires unless released (rounded up; at least 1).
    * @returns `true` when taken, `false` while another owner holds it.
    * @throws {TypeError} When `key` is not a storage key or `owner` is not a non-empty string.
    * @throws {RangeError} When `ttlMs` is not a positive finite number. Driver errors pass
@@ -266,15 +267,15 @@ export class RedisStore implements SessionStore {
   async lock(key: string, owner: string, ttlMs: number): Promise<boolean> {
     assertStorageKey(key);
     assertLockArguments(owner, ttlMs);
-    const reply = await this.#eval(this.#lock, [this.#leaseKey(key)], [owner, String(Math.ceil(ttlMs))]);
+    const reply = await this.#eval(this.#lock, [this.#lockKey(key)], [owner, String(Math.ceil(ttlMs))]);
     if (reply !== 0 && reply !== 1) throw unexpectedReply(reply);
     return reply === 1;
   }
 
   /**
-   * Releases the lease named `key` if, and only if, `owner` holds it (one script).
+   * Releases the lock named `key` if, and only if, `owner` holds it (one script).
    *
-   * @param key The storage key the lease is named after.
+   * @param key The storage key the lock is named after.
    * @param owner Who took it.
    * @throws {TypeError} When `key` is not a storage key or `owner` is not a non-empty string. Driver
    *   errors pass through.
@@ -282,7 +283,7 @@ export class RedisStore implements SessionStore {
   async unlock(key: string, owner: string): Promise<void> {
     assertStorageKey(key);
     assertLockArguments(owner);
-    const reply = await this.#eval(this.#unlock, [this.#leaseKey(key)], [owner]);
+    const reply = await this.#eval(this.#unlock, [this.#lockKey(key)], [owner]);
     if (reply !== 0 && reply !== 1) throw unexpectedReply(reply);
   }
 
@@ -335,7 +336,7 @@ export class RedisStore implements SessionStore {
     return await countKeys(this.#commands, this.#prefix);
   }
 
-  #leaseKey(key: string): string {
+  #lockKey(key: string): string {
     return `${this.#prefix}lock:${key}`;
   }
 

@@ -95,7 +95,7 @@ export interface TieredStoreOptions {
  *   KV as the cache, for KV's propagation delay too (the store then reports `staleReads`). A
  *   write is never lost: the durable store decides it.
  *
- * Capabilities: compare-and-set, leases and sessions per user are the durable store's (and
+ * Capabilities: compare-and-set, locks and sessions per user are the durable store's (and
  * `lock`, `unlock`, `keysOfUser`, `count` go to it); native expiry only when both have it
  * (`cleanup` runs on both); stale reads when either has them.
  *
@@ -130,7 +130,7 @@ export interface TieredStoreOptions {
  * ```
  */
 export class TieredStore implements SessionStore {
-  /** Compare-and-set, leases and users: the durable store's. See the class notes. */
+  /** Compare-and-set, locks and users: the durable store's. See the class notes. */
   readonly capabilities: StoreCapabilities;
   /** Present when the durable store has `touch`: durable first, then the cache. */
   readonly touch?: (key: string, expiresAt: number, version: number) => Promise<boolean>;
@@ -138,9 +138,9 @@ export class TieredStore implements SessionStore {
   readonly cleanup?: () => Promise<number>;
   /** The durable store's `count`, when it has one. */
   readonly count?: () => Promise<number>;
-  /** The durable store's leases, when it has them. */
+  /** Locks in the durable store, when it has them. */
   readonly lock?: (key: string, owner: string, ttlMs: number) => Promise<boolean>;
-  /** The durable store's leases, when it has them. */
+  /** Locks in the durable store, when it has them. */
   readonly unlock?: (key: string, owner: string) => Promise<void>;
   /** The durable store's index of sessions per user, when it has one. */
   readonly keysOfUser?: (user: string) => Promise<string[]>;

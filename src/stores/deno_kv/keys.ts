@@ -6,7 +6,7 @@
  */
 import { SessionConfigError } from "../../errors.ts";
 import { parseStoredSession } from "../../store.ts";
-import { leaseOf } from "./lease.ts";
+import { lockOf } from "./lock.ts";
 import { kvCall } from "./record.ts";
 import type { DenoKvEntryLike, DenoKvKey, DenoKvLike } from "./types.ts";
 
@@ -16,9 +16,12 @@ const MAX_KEY_BYTES = 2_048;
 /** The encoded size of the storage key part: a 43-character string, its type byte and end byte. */
 const STORAGE_KEY_PART_BYTES = 45;
 
-/** The key part that holds leases, `[...prefix, "lease", storageKey]`, and its encoded size. */
-export const LEASE_PART = "lease";
-const LEASE_PART_BYTES = 7;
+/**
+ * The key part that holds locks, `[...prefix, "lease", storageKey]`, and its encoded size
+ * (`"lease"`: the stored name of earlier versions; kept so that old and new processes share locks).
+ */
+export const LOCK_PART = "lease";
+const LOCK_PART_BYTES = 7;
 
 /**
  * The key part that holds the per-user index, `[...prefix, "users", userTag(user), storageKey]`:
@@ -40,10 +43,10 @@ const INDEX_KEY_BYTES = 7 + 45 + STORAGE_KEY_PART_BYTES;
 const OLD_USER_PART = "user";
 const OLD_USER_PART_BYTES = 6;
 
-/** The longest prefix, encoded: a lease's key must fit in Deno KV's key limit. */
-const MAX_PREFIX_BYTES = MAX_KEY_BYTES - STORAGE_KEY_PART_BYTES - LEASE_PART_BYTES;
+/** The longest prefix, encoded: a lock's key must fit in Deno KV's key limit. */
+const MAX_PREFIX_BYTES = MAX_KEY_BYTES - STORAGE_KEY_PART_BYTES - LOCK_PART_BYTES;
 
-/** The encoded size of `prefix`, checked to leave room for a lease's key. */
+/** The encoded size of `prefix`, checked to leave room for a lock's key. */
 export function checkPrefix(prefix: unknown): number {
   if (!Array.isArray(prefix)) {
     throw new TypeError(`Invalid prefix: "${String(prefix)}" is not an array of key parts`);
@@ -51,7 +54,7 @@ export function checkPrefix(prefix: unknown): number {
   const bytes = prefix.reduce((sum: number, part: unknown) => sum + keyPartSize(part), 0);
   if (bytes > MAX_PREFIX_BYTES) {
     throw new RangeError(
-      `Invalid prefix: "${bytes}" bytes encoded, at most "${MAX_PREFIX_BYTES}" leave room for a lease's key within Deno KV's 2048-byte key limit`,
+      `Invalid prefix: "${bytes}" bytes encoded, at most "${MAX_PREFIX_BYTES}" leave room for a lock's key within Deno KV's 2048-byte key limit`,
     );
   }
   return bytes;
@@ -100,13 +103,13 @@ export function listOldIndex(
   return listIndex(kv, [...prefix, OLD_USER_PART, user], now);
 }
 
-/** How many records under `prefix` are live at `now` (not leases, not index entries). */
+/** How many records under `prefix` are live at `now` (not locks, not index entries). */
 export async function countLive(kv: DenoKvLike, prefix: DenoKvKey, now: number): Promise<number> {
   const depth = prefix.length + 1;
   let live = 0;
   await kvCall("list", async () => {
     for await (const entry of kv.list({ prefix })) {
-      if (entry.key.length !== depth) continue; // a lease or an index entry
+      if (entry.key.length !== depth) continue; // a lock or an index entry
       const record = typeof entry.value === "string" ? parseStoredSession(entry.value) : null;
       if (record !== null && record.expiresAt > now) live++;
     }
@@ -120,7 +123,7 @@ export interface Lapsed {
   record: boolean;
 }
 
-/** The entries under `prefix` lapsed at `now`: expired or unreadable records, leases, index entries. */
+/** The entries under `prefix` lapsed at `now`: expired or unreadable records, locks, index entries. */
 export async function listLapsed(kv: DenoKvLike, prefix: DenoKvKey, now: number): Promise<Lapsed[]> {
   const lapsed: Lapsed[] = [];
   const depth = prefix.length;
@@ -130,9 +133,9 @@ export async function listLapsed(kv: DenoKvLike, prefix: DenoKvKey, now: number)
       if (kind === 1) {
         const record = typeof entry.value === "string" ? parseStoredSession(entry.value) : null;
         if (record === null || record.expiresAt <= now) lapsed.push({ entry, record: true });
-      } else if (kind === 2 && entry.key[depth] === LEASE_PART) {
-        const lease = leaseOf(entry.value);
-        if (lease === null || lease.until <= now) lapsed.push({ entry, record: false });
+      } else if (kind === 2 && entry.key[depth] === LOCK_PART) {
+        const lock = lockOf(entry.value);
+        if (lock === null || lock.until <= now) lapsed.push({ entry, record: false });
       } else if (kind === 3 && (entry.key[depth] === USERS_PART || entry.key[depth] === OLD_USER_PART)) {
         if (typeof entry.value !== "number" || entry.value <= now) lapsed.push({ entry, record: false });
       }

@@ -162,11 +162,11 @@ export interface DenoKvStoreOptions {
   /** The application's open KV database, e.g. `await Deno.openKv()` (required). */
   kv: DenoKvLike;
   /**
-   * The key prefix: a session lives at `[...prefix, storageKey]`, its lease (`session.lock()`)
+   * The key prefix: a session lives at `[...prefix, storageKey]`, its lock (`session.lock()`)
    * at `[...prefix, "lease", storageKey]` and its entry in a user's index at
    * `[...prefix, "users", userTag(user), storageKey]` (the user's tag, never the id). Key parts
    * are strings, numbers, bigints, booleans or `Uint8Array`s; encoded, the prefix may take at
-   * most 1,996 bytes, so that a lease's key stays within Deno KV's 2,048-byte limit (a string
+   * most 1,996 bytes, so that a lock's key stays within Deno KV's 2,048-byte limit (a string
    * part takes its UTF-8 length plus 2), and at most 1,951 where sessions are indexed per user.
    * Give each store a prefix that is not the start of another store's prefix followed by
    * `"lease"`, `"users"` or `"user"`.

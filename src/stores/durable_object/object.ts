@@ -10,12 +10,12 @@ import {
   INDEX_PREFIX,
   INDEXED_USER,
   type IndexEntry,
-  LEASE,
-  type Lease,
+  LOCK,
   MAX_VALUE_BYTES,
   type Operation,
   parseOperation,
   RECORD,
+  type StoredLock,
   storedText,
   tooLargeMessage,
 } from "./protocol.ts";
@@ -130,8 +130,8 @@ function answer(body: unknown, status = 200): Response {
  * `users:<the user's tag>`, one user's index of sessions. Requests to one object run one at a
  * time against its storage, so a save is a compare-and-set with no window for a lost update.
  * The record is stored as its JSON text (at most 128 KiB V8-serialized, the indexed user
- * included; larger is refused with `413` before anything is written); the session's lease
- * (`session.lock()`) is stored beside it. Expiry is decided by the caller's clock reading, sent
+ * included; larger is refused with `413` before anything is written); the session's lock
+ * (`session.lock()`, held until its `ttlMs` runs out) is stored beside it. Expiry is decided by the caller's clock reading, sent
  * with every operation; the alarm only collects garbage,
  * {@linkcode SessionDurableObject.alarmDelay} late. It speaks a small JSON protocol over `fetch`
  * (not RPC), so it needs no import from `cloudflare:workers` and runs at any compatibility date.
@@ -156,7 +156,7 @@ function answer(body: unknown, status = 200): Response {
  */
 export class SessionDurableObject {
   /**
-   * How long after a record's `expiresAt` (or a lease's end), by the object's own clock, its
+   * How long after a record's `expiresAt` (or a lock's end), by the object's own clock, its
    * alarm deletes it, in milliseconds. Reads and saves never return or keep an expired record
    * meanwhile (they decide by the application's clock); the delay only keeps the object's clock,
    * which may run ahead of the application's, from deleting a record the application still
@@ -170,8 +170,8 @@ export class SessionDurableObject {
   #record: StoredSession | null | undefined;
   /** The user the record is indexed under, carried to every later write of it. */
   #user: string | undefined;
-  /** `undefined` until read from storage; `null` when there is no lease. */
-  #lease: Lease | null | undefined;
+  /** `undefined` until read from storage; `null` when there is no lock. */
+  #storedLock: StoredLock | null | undefined;
 
   /**
    * Called by the Workers runtime.
@@ -269,19 +269,19 @@ export class SessionDurableObject {
   }
 
   async #lock(operation: Extract<Operation, { op: "lock" }>, now: number): Promise<Response> {
-    const held = await this.#heldLease();
+    const held = await this.#heldLock();
     if (held !== null && held.owner !== operation.owner && held.until > now) return answer({ ok: false });
-    const lease: Lease = { owner: operation.owner, until: now + operation.ttlMs };
-    this.#lease = lease;
-    await this.#storage.put(LEASE, lease);
+    const lock: StoredLock = { owner: operation.owner, until: now + operation.ttlMs };
+    this.#storedLock = lock;
+    await this.#storage.put(LOCK, lock);
     await this.#schedule();
     return answer({ ok: true });
   }
 
   async #unlock(operation: Extract<Operation, { op: "unlock" }>): Promise<Response> {
-    if ((await this.#heldLease())?.owner === operation.owner) {
-      this.#lease = null;
-      await this.#storage.delete(LEASE);
+    if ((await this.#heldLock())?.owner === operation.owner) {
+      this.#storedLock = null;
+      await this.#storage.delete(LOCK);
       await this.#schedule();
     }
     return answer({ ok: true });
@@ -315,7 +315,7 @@ export class SessionDurableObject {
 
   /**
    * Called by the runtime at the scheduled time, by the object's clock: deletes the record if it
-   * is still {@linkcode SessionDurableObject.alarmDelay} past its `expiresAt`, and the lease if it
+   * is still {@linkcode SessionDurableObject.alarmDelay} past its `expiresAt`, and the lock if it
    * is that far past its end, then schedules itself again for what remains.
    */
   async alarm(): Promise<void> {
@@ -328,10 +328,10 @@ export class SessionDurableObject {
       // A tombstone lapsing is the end of an ended session's record, not a session expiring.
       if (!isEnded(stored)) await this.#report(stored, user);
     }
-    const lease = await this.#heldLease();
-    if (lease !== null && lease.until + delay <= now) {
-      this.#lease = null;
-      await this.#storage.delete(LEASE);
+    const lock = await this.#heldLock();
+    if (lock !== null && lock.until + delay <= now) {
+      this.#storedLock = null;
+      await this.#storage.delete(LOCK);
     }
     await this.#schedule();
   }
@@ -397,17 +397,17 @@ export class SessionDurableObject {
     this.#user = typeof user === "string" ? user : undefined;
   }
 
-  /** The lease held, lapsed or not (`null` when none). */
-  async #heldLease(): Promise<Lease | null> {
-    if (this.#lease === undefined) {
-      const stored = (await this.#storage.get(LEASE)) as Partial<Lease> | undefined;
-      if (this.#lease === undefined) {
-        this.#lease = typeof stored?.owner === "string" && typeof stored.until === "number"
+  /** The lock held, lapsed or not (`null` when none). */
+  async #heldLock(): Promise<StoredLock | null> {
+    if (this.#storedLock === undefined) {
+      const stored = (await this.#storage.get(LOCK)) as Partial<StoredLock> | undefined;
+      if (this.#storedLock === undefined) {
+        this.#storedLock = typeof stored?.owner === "string" && typeof stored.until === "number"
           ? { owner: stored.owner, until: stored.until }
           : null;
       }
     }
-    return this.#lease;
+    return this.#storedLock;
   }
 
   /** The live record by the caller's clock: one at or past its `expiresAt` counts as absent. */
@@ -440,14 +440,14 @@ export class SessionDurableObject {
     await this.#storage.delete(RECORD);
   }
 
-  /** Sets the alarm for the first of the record and the lease to be collected, or none. */
+  /** Sets the alarm for the first of the record and the lock to be collected, or none. */
   async #schedule(): Promise<void> {
     const delay = this.#alarmDelay();
     const record = await this.#stored();
-    const lease = await this.#heldLease();
+    const lock = await this.#heldLock();
     const due = Math.min(
       record === null ? Infinity : record.expiresAt + delay,
-      lease === null ? Infinity : lease.until + delay,
+      lock === null ? Infinity : lock.until + delay,
     );
     if (due === Infinity) await this.#storage.deleteAlarm();
     else await this.#storage.setAlarm(due);

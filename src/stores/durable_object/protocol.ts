@@ -20,8 +20,8 @@ export interface IndexEntry {
   token: string;
 }
 
-/** A lease as the object keeps it: its owner and when it lapses by the application's clock (ms). */
-export interface Lease {
+/** A lock as the object keeps it: its owner and when it lapses by the application's clock (ms). */
+export interface StoredLock {
   owner: string;
   until: number;
 }
@@ -48,7 +48,11 @@ type OperationBody =
 export type Operation = { now?: number } & OperationBody;
 
 export const RECORD = "record";
-export const LEASE = "lease";
+/**
+ * The storage key of the session's lock (the stored name of earlier versions; kept so that old
+ * and new objects share locks).
+ */
+export const LOCK = "lease";
 /** A user's object keeps one entry per session key, under this prefix. */
 export const INDEX_PREFIX = "index:";
 /** The field of the stored JSON, beside the record's own, that names the user it is indexed under. */

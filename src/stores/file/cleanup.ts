@@ -1,6 +1,6 @@
 /**
  * The file store's `cleanup()`: expired, ended and corrupt sessions, expired and released
- * leases, index markers whose record is gone, and what killed processes left behind.
+ * locks, index markers whose record is gone, and what killed processes left behind.
  * Docs: docs/stores/file.md#cleanup.
  *
  * @module
@@ -12,11 +12,11 @@ import { ignore, list, readText } from "./fs.ts";
 import { MARKER, type Records } from "./records.ts";
 import type { Slots } from "./slots.ts";
 
-/** A storage key: the name of a session's or a lease's directory, or of a user's index. */
+/** A storage key: the name of a session's or a lock's directory, or of a user's index. */
 export const KEY = /^[A-Za-z0-9_-]{43}$/;
 /** A record of the earlier layout, one file per session: read, and migrated by the next save. */
 export const LEGACY_FILE = /^([A-Za-z0-9_-]{43})\.json$/;
-/** What the earlier layout's killed processes left: locks, claims, temporary and lease files. */
+/** What the earlier layout's killed processes left: locks, claims, temporary and `.lease` files. */
 const LEGACY_LITTER =
   /^[A-Za-z0-9_-]{43}\.(?:json\.lock|lease|[0-9a-f]{16}\.tmp|(?:json\.lock|lease)\..+\.break)$/;
 const TEMP_FILE = /^[0-9a-f]{16}\.tmp$/;
@@ -26,8 +26,8 @@ const TRASH_DIR = /^[A-Za-z0-9_-]{43}\.[0-9a-f]{16}\.trash$/;
 export interface Cleanup {
   /** The store's directory. */
   dir: string;
-  /** The directory of the leases, and of the per-user index. */
-  leases: string;
+  /** The directory of the locks, and of the per-user index. */
+  locks: string;
   users: string;
   slots: Slots;
   records: Records;
@@ -53,7 +53,7 @@ export async function cleanup(at: Cleanup): Promise<number> {
       await rm(path, { recursive: true, force: true });
     }
   }
-  await cleanLeases(at, old);
+  await cleanLocks(at, old);
   await cleanUsers(at);
   return removed;
 }
@@ -86,10 +86,10 @@ async function cleanLegacy(at: Cleanup, name: string, path: string): Promise<boo
   return !moved;
 }
 
-/** Ends expired and released leases, and removes what killed processes left of them. */
-async function cleanLeases(at: Cleanup, old: Old): Promise<void> {
-  for (const name of (await list(at.leases)) ?? []) {
-    const path = join(at.leases, name);
+/** Ends expired and released locks, and removes what killed processes left of them. */
+async function cleanLocks(at: Cleanup, old: Old): Promise<void> {
+  for (const name of (await list(at.locks)) ?? []) {
+    const path = join(at.locks, name);
     if (KEY.test(name)) {
       const newest = await at.slots.newest(path);
       const seen = newest?.value;

@@ -64,7 +64,7 @@ export interface FileStoreOptions {
    */
   logger?: Pick<SessionLogger, "warn">;
   /**
-   * The clock, in milliseconds since the epoch: decides when records and leases expire.
+   * The clock, in milliseconds since the epoch: decides when records and locks expire.
    * @default Date.now
    */
   now?: () => number;

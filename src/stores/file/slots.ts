@@ -1,5 +1,5 @@
 /**
- * Slot directories: the compare-and-set by `link()` that the file store's records and leases
+ * Slot directories: the compare-and-set by `link()` that the file store's records and locks
  * share. A directory holds one file per version, `<n>.json` (a "slot"); claiming slot `n + 1`
  * links a fully written temporary file under that name, which fails with `EEXIST` when any
  * other writer claimed it first. Docs: docs/stores/file.md.

@@ -18,11 +18,12 @@ const MAX_EXPTIME = 2 ** 31 - 1;
 export const ITEM_OVERHEAD = 256;
 export const MAX_KEY_BYTES = 250;
 export const KEY_LENGTH = 43;
-// A lease lives in an item of its own: the storage key and this suffix, which no storage key has.
-export const LEASE_SUFFIX = ":lease";
-export const MAX_PREFIX_BYTES = MAX_KEY_BYTES - KEY_LENGTH - LEASE_SUFFIX.length;
+// A lock lives in an item of its own: the storage key and this suffix, which no storage key has
+// (`:lease`: the stored name of earlier versions; kept so that old and new processes share locks).
+export const LOCK_SUFFIX = ":lease";
+export const MAX_PREFIX_BYTES = MAX_KEY_BYTES - KEY_LENGTH - LOCK_SUFFIX.length;
 // A user's index lives in an item of its own: this infix and SHA-256 of the user id (43
-// characters), no longer than a lease's key and never the shape of a storage key (no `:`).
+// characters), no longer than a lock's key and never the shape of a storage key (no `:`).
 export const USER_INFIX = "user:";
 // Room kept in a record's item for its index mark: `,"index":{"user":"<43>","until":<ms>}`.
 const MARK_RESERVE = 96;

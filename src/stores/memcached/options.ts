@@ -9,7 +9,7 @@ import { type Commands, commandsOf, type MemcacheClientLike } from "./client.ts"
 import {
   ITEM_OVERHEAD,
   KEY_LENGTH,
-  LEASE_SUFFIX,
+  LOCK_SUFFIX,
   MAX_KEY_BYTES,
   MAX_PREFIX_BYTES,
   PREFIX,
@@ -105,7 +105,7 @@ export function resolveOptions(options: MemcachedStoreOptions): ResolvedOptions 
       `Invalid prefix: "${String(prefix)}" must be printable ASCII without spaces or control characters`,
     );
   }
-  if (prefix.length + KEY_LENGTH + LEASE_SUFFIX.length > MAX_KEY_BYTES) {
+  if (prefix.length + KEY_LENGTH + LOCK_SUFFIX.length > MAX_KEY_BYTES) {
     throw new TypeError(
       `Invalid prefix: "${prefix}" is ${prefix.length} bytes; at most ${MAX_PREFIX_BYTES} fit in a Memcached key`,
     );

@@ -12,13 +12,14 @@ interface Names {
   t: string;
   index: string;
   userIndex: string;
-  leases: string;
+  /** The lock table, quoted: `<table>_leases`. */
+  locks: string;
 }
 
 /** The statements, by operation. */
 export type Statements =
   & ReturnType<typeof schema>
-  & ReturnType<typeof leases>
+  & ReturnType<typeof locks>
   & ReturnType<typeof reads>
   & ReturnType<typeof saves>
   & ReturnType<typeof expiredSaves>
@@ -27,9 +28,10 @@ export type Statements =
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
 /**
- * The table's name quoted, and the names of its indexes and leases table: `<table>_expires_at_idx`,
+ * The table's name quoted, and the names of its indexes and lock table: `<table>_expires_at_idx`,
  * `<table>_user_id_idx`, `<table>_leases` in the same schema, the table's name cut to fit
- * PostgreSQL's 63 characters with the suffix.
+ * PostgreSQL's 63 characters with the suffix. `_leases` is the name of earlier versions; kept so
+ * that old and new processes share locks.
  */
 export function quoteTable(table: string): Names {
   const parts = typeof table === "string" ? table.split(".") : [];
@@ -44,7 +46,7 @@ export function quoteTable(table: string): Names {
     t: parts.map((part) => `"${part}"`).join("."),
     index: `"${named("_expires_at_idx")}"`,
     userIndex: `"${named("_user_id_idx")}"`,
-    leases: [...parts.slice(0, -1), named("_leases")].map((part) => `"${part}"`).join("."),
+    locks: [...parts.slice(0, -1), named("_leases")].map((part) => `"${part}"`).join("."),
   };
 }
 
@@ -65,7 +67,7 @@ const FOUND = (from: string) =>
 export function statements(names: Names): Statements {
   return {
     ...schema(names),
-    ...leases(names),
+    ...locks(names),
     ...reads(names),
     ...saves(names),
     ...expiredSaves(names),
@@ -74,7 +76,7 @@ export function statements(names: Names): Statements {
 }
 
 /** What `migrate()` runs: the statements of `postgres.sql`. */
-function schema({ t, index, userIndex, leases }: Names) {
+function schema({ t, index, userIndex, locks }: Names) {
   return {
     table: `CREATE TABLE IF NOT EXISTS ${t} (id text PRIMARY KEY, data jsonb NOT NULL, ` +
       `version integer NOT NULL, created_at timestamptz NOT NULL, expires_at timestamptz NOT NULL, ` +
@@ -86,21 +88,21 @@ function schema({ t, index, userIndex, leases }: Names) {
     addUserColumn: `ALTER TABLE ${t} ADD COLUMN IF NOT EXISTS user_id text`,
     index: `CREATE INDEX IF NOT EXISTS ${index} ON ${t} (expires_at)`,
     userIndex: `CREATE INDEX IF NOT EXISTS ${userIndex} ON ${t} (user_id) WHERE user_id IS NOT NULL`,
-    leasesTable: `CREATE TABLE IF NOT EXISTS ${leases} (key text PRIMARY KEY, owner text NOT NULL, ` +
+    locksTable: `CREATE TABLE IF NOT EXISTS ${locks} (key text PRIMARY KEY, owner text NOT NULL, ` +
       `until bigint NOT NULL)`,
   };
 }
 
-/** Leases (`session.lock()`). */
-function leases({ leases }: Names) {
+/** Locks (`session.lock()`), each lapsing at its `until`. */
+function locks({ locks }: Names) {
   return {
     // $1 key, $2 owner, $3 now, $4 ttl (ms). Taken when free, lapsed by the app's clock, or
     // the owner's own (extended). A concurrent taker waits for the winner's row lock, then
     // re-checks the condition on the row the winner wrote: exactly one wins.
-    lock: `INSERT INTO ${leases} AS l (key, owner, until) VALUES ($1, $2, $3::bigint + $4::bigint) ` +
+    lock: `INSERT INTO ${locks} AS l (key, owner, until) VALUES ($1, $2, $3::bigint + $4::bigint) ` +
       `ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, until = excluded.until ` +
       `WHERE l.until <= $3::bigint OR l.owner = $2 RETURNING 1 AS taken`,
-    unlock: `DELETE FROM ${leases} WHERE key = $1 AND owner = $2`,
+    unlock: `DELETE FROM ${locks} WHERE key = $1 AND owner = $2`,
   };
 }
 
@@ -181,7 +183,7 @@ function expiredSaves({ t }: Names) {
 }
 
 /** Deletion, the expiry refresh, cleanup and the database's clock. */
-function maintenance({ t, leases }: Names) {
+function maintenance({ t, locks }: Names) {
   return {
     destroy: `DELETE FROM ${t} WHERE id = $1`,
     // $1 id, $2 new expiresAt, $3 now, $4 the version read, $5 the tombstone's data key. One
@@ -192,7 +194,7 @@ function maintenance({ t, leases }: Names) {
       `AND version = $4::bigint AND expires_at < ${TIME("$2")} ` +
       `AND (data -> $5::text) IS DISTINCT FROM 'true'::jsonb RETURNING 1 AS touched`,
     cleanup: `WITH removed AS (DELETE FROM ${t} WHERE expires_at <= ${TIME("$1")} RETURNING 1), ` +
-      `lapsed AS (DELETE FROM ${leases} WHERE until <= $2::bigint) ` +
+      `lapsed AS (DELETE FROM ${locks} WHERE until <= $2::bigint) ` +
       `SELECT count(*)::integer AS removed FROM removed`,
     // The database's clock, for the grace of an end only (see time()); float8 reaches every
     // client as a number.

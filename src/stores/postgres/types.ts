@@ -75,7 +75,7 @@ export type SqlLike = QueryLike | PostgresJsLike;
  *   onCorrupt: (key) => void corrupt.push(key),
  * };
  * const store = new PostgresStore(options);
- * await store.migrate(); // CREATE TABLE IF NOT EXISTS, its indexes and its leases table
+ * await store.migrate(); // CREATE TABLE IF NOT EXISTS, its indexes and its lock table
  * const key = "c".repeat(43);
  * await pool.query(
  *   `INSERT INTO public.websession_options_example VALUES ($1, '[]', 1, now(), now() + interval '1 minute')
@@ -99,7 +99,7 @@ export interface PostgresStoreOptions {
    * The table, optionally schema-qualified (`"sessions"`, `"auth.sessions"`). Each part is
    * letters, digits and `_`, not starting with a digit, at most 63 characters; it is quoted, so
    * the case is kept. What goes with it is named after it, in the same schema: its indexes
-   * `<table>_expires_at_idx` and `<table>_user_id_idx`, and the leases table `<table>_leases`
+   * `<table>_expires_at_idx` and `<table>_user_id_idx`, and the lock table `<table>_leases`
    * (the table's name cut to fit PostgreSQL's 63 characters with the suffix).
    * @default "websession_sessions"
    */
@@ -119,7 +119,7 @@ export interface PostgresStoreOptions {
   /**
    * The clock that decides expiry, in milliseconds since the epoch. Every statement that
    * compares `expires_at` (`load`, the liveness check of `save` and `touch`, `cleanup`,
-   * `count`, `keysOfUser`), and every lease statement, is handed `now()` as a parameter; the database's own `now()` is never used, so a
+   * `count`, `keysOfUser`), and every lock statement, is handed `now()` as a parameter; the database's own `now()` is never used, so a
    * skew between this machine's clock and the database server's neither ends sessions early
    * nor keeps them late. A record is live while `expiresAt > now()`. Give it the clock that
    * computes `expiresAt` (the one `withSession` uses), and run `cleanup()` where the clock

@@ -37,7 +37,7 @@ export interface RedisStoreOptions {
   client: RedisLike;
   /**
    * Prepended to every key: `prefix + key` (a session, `key` the 43-character storage key),
-   * `prefix + "lock:" + key` (a lease), `prefix + "user:{" + tag + "}"` (a user's index).
+   * `prefix + "lock:" + key` (a lock), `prefix + "user:{" + tag + "}"` (a user's index).
    * `count()` scans it: give each application its own.
    * @default "websession:"
    */

@@ -1,6 +1,6 @@
 /**
  * The stored value's layout and the Lua scripts of the Redis store: each script is one atomic
- * step (compare-and-set, touch, index entry, lease). Their contracts are in the comments above
+ * step (compare-and-set, touch, index entry, lock). Their contracts are in the comments above
  * each; the store's docs page says what they add up to.
  *
  * @module
@@ -145,14 +145,14 @@ return 1`;
 // KEYS[1]: a user's index. ARGV[1]: now. The storage keys whose entries may still be needed.
 export const USERS = `return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')`;
 
-// KEYS[1]: the lease's key. ARGV[1]: the owner. ARGV[2]: milliseconds to live. Takes the lease
-// when it is free or already the owner's (extending it); 0 while another owner holds it.
+// KEYS[1]: the lock's key. ARGV[1]: the owner. ARGV[2]: milliseconds to live. Sets it to the
+// owner when it is free or already the owner's (extending it); 0 while another owner holds it.
 export const LOCK = `local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1`;
 
-// KEYS[1]: the lease's key. ARGV[1]: the owner. Deletes the lease only if the owner holds it.
+// KEYS[1]: the lock's key. ARGV[1]: the owner. Deletes the lock only if the owner holds it.
 export const UNLOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
 return 0`;
 

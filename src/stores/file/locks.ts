@@ -1,8 +1,10 @@
 /**
- * The file store's leases: slot directories `<dir>/leases/<storage key>/`, where taking,
- * extending, releasing or taking over an expired lease each claims the next slot, so of
- * concurrent takers exactly one wins however long any of them stalls. Each holder gets a fencing
- * token above every earlier holder's. Docs: docs/stores/file.md#leases.
+ * Locks in the file store (`session.lock()`), each held until its `ttlMs` runs out: slot
+ * directories `<dir>/leases/<storage key>/` (`leases`: the on-disk name of earlier versions; kept
+ * so that old and new processes share locks), where taking, extending, releasing or taking over
+ * an expired lock each claims the next slot, so of concurrent takers exactly one wins however
+ * long any of them stalls. Each holder gets a fencing token above every earlier holder's. Docs:
+ * docs/stores/file.md#locks.
  *
  * @module
  */
@@ -12,42 +14,58 @@ import { ignore } from "./fs.ts";
 import type { Slots, Value } from "./slots.ts";
 
 /**
- * A lease as {@linkcode FileStore.lease} reads it: who holds it, until when, and its fencing
- * token. Docs: docs/stores/file.md#leases.
+ * A lock as {@linkcode FileStore.heldLock} reads it: who holds it, until when, and its fencing
+ * token. Docs: docs/stores/file.md#locks.
  *
  * @example
  * ```ts
- * import { FileStore, type FileLease } from "websession/file";
+ * import { FileStore, type FileLock } from "websession/file";
  * import { mkdtemp, rm } from "node:fs/promises";
  * import { tmpdir } from "node:os";
  * import { join } from "node:path";
  * import assert from "node:assert/strict";
  *
- * const dir = await mkdtemp(join(tmpdir(), "websession-lease-"));
+ * const dir = await mkdtemp(join(tmpdir(), "websession-lock-"));
  * const store = new FileStore({ dir });
  * const key = "k".repeat(43);
  * assert.equal(await store.lock(key, "owner-1", 30_000), true);
- * const lease: FileLease | null = await store.lease(key);
- * assert.equal(lease?.owner, "owner-1");
- * assert.ok(lease!.token >= 1);
+ * const lock: FileLock | null = await store.heldLock(key);
+ * assert.equal(lock?.owner, "owner-1");
+ * assert.ok(lock!.token >= 1);
  * await store.unlock(key, "owner-1");
  * await rm(dir, { recursive: true });
  * ```
  */
-export interface FileLease {
+export interface FileLock {
   /** Who holds it, as given to `lock()`. */
   owner: string;
   /** When it expires, in milliseconds since the epoch, by the store's clock. */
   until: number;
   /**
    * The fencing token of this holder: larger than the token of every earlier holder of the
-   * lease (an extension keeps it). A write guarded by the lease passes it along; whatever
+   * lock (an extension keeps it). A write guarded by the lock passes it along; whatever
    * receives the write refuses a token lower than the highest it has seen.
    */
   token: number;
 }
 
-/** What taking a lease needs besides its directory. */
+/**
+ * The earlier name of {@linkcode FileLock}, kept for one release.
+ *
+ * @deprecated Use {@linkcode FileLock}.
+ * @example
+ * ```ts
+ * import type { FileLease, FileLock } from "websession/file";
+ * import assert from "node:assert/strict";
+ *
+ * const lock: FileLock = { owner: "owner-1", until: Date.now() + 30_000, token: 1 };
+ * const same: FileLease = lock; // the same type
+ * assert.equal(same.token, 1);
+ * ```
+ */
+export type FileLease = FileLock;
+
+/** What taking a lock needs besides its directory. */
 export interface Take {
   slots: Slots;
   owner: string;
@@ -58,7 +76,7 @@ export interface Take {
 }
 
 /**
- * The token a taker claims with: its own when it holds the lease (an extension), one above the
+ * The token a taker claims with: its own when it holds the lock (an extension), one above the
  * last holder's, or, in a new directory, above the clock's microseconds and the closed
  * directory's last token (`floor`), so tokens keep rising across directories.
  */
@@ -68,7 +86,7 @@ function tokenFor(seen: Value | null, n: number, owner: string, floor: number): 
   return n > 0 && token > 0 ? token + 1 : Math.max(Date.now() * 1000, floor);
 }
 
-/** Takes or extends the lease in `dir` for `owner`; `false` while another owner holds it. */
+/** Takes or extends the lock in `dir` for `owner`; `false` while another owner holds it. */
 export async function take(dir: string, { slots, owner, ttlMs, now, check }: Take): Promise<boolean> {
   let floor = 0;
   for (;; check()) {
@@ -93,7 +111,7 @@ export async function take(dir: string, { slots, owner, ttlMs, now, check }: Tak
   }
 }
 
-/** Releases the lease in `dir` if, and only if, `owner` holds it (an expired one included). */
+/** Releases the lock in `dir` if, and only if, `owner` holds it (an expired one included). */
 export async function release(dir: string, slots: Slots, owner: string, check: () => void): Promise<void> {
   for (;; check()) {
     const newest = await slots.newest(dir);
@@ -103,8 +121,8 @@ export async function release(dir: string, slots: Slots, owner: string, check: (
   }
 }
 
-/** The live lease in `dir`; `null` when none is held. */
-export async function read(dir: string, slots: Slots, now: number): Promise<FileLease | null> {
+/** The live lock in `dir`; `null` when none is held. */
+export async function read(dir: string, slots: Slots, now: number): Promise<FileLock | null> {
   const value = (await slots.newest(dir))?.value;
   const { owner, until, token } = value ?? {};
   if (typeof owner !== "string" || typeof until !== "number" || typeof token !== "number") return null;

@@ -149,7 +149,7 @@ export function newHandle(
     cleared: false,
     ending: undefined,
     touchRequested: false,
-    leases: undefined,
+    locks: undefined,
     minted: undefined,
     idRead: false,
     now: o.now,

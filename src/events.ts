@@ -108,7 +108,7 @@ export type EndReason = "logout" | "user" | "admin" | "limit";
  * The store call a `store` event reports: the name of the store method called.
  *
  * - Server stores: `load`, `save` (also a tombstone that ends a session), `destroy`, `touch`,
- *   `lock` and `unlock` (the lease of `session.lock()`), `keysOfUser` (the index read of
+ *   `lock` and `unlock` (the lock of `session.lock()`), `keysOfUser` (the index read of
  *   `listUserSessions` and `endUserSessions`), `cleanup`, `count`.
  * - Sealed stores (`CookieStore`): `open`, `seal`, `revoke`.
  *

@@ -3,7 +3,7 @@
  * does what the given one does and tells the `onEvent` hook about every call it makes, with its
  * latency and, on failure, the error. Every store call the library makes goes through it when a
  * hook is set, so the hook (and `websession/otel`) sees loads, saves, touches, tombstones,
- * leases and index reads alike, and no call site has to remember to time itself.
+ * locks and index reads alike, and no call site has to remember to time itself.
  *
  * @module
  */

@@ -75,7 +75,7 @@ export interface SessionLock {
   release(): Promise<void>;
 }
 
-/** A lock this request holds: taken from the store by `acquire`, in `h.leases` until released. */
+/** A lock this request holds: taken from the store by `acquire`, in `h.locks` until released. */
 class RequestLock implements SessionLock {
   #h: Handle;
   #store: SessionStore;
@@ -110,7 +110,7 @@ class RequestLock implements SessionLock {
 
   async #end(): Promise<void> {
     this.held = false;
-    const locks = this.#h.leases;
+    const locks = this.#h.locks;
     if (locks !== undefined) locks.splice(locks.indexOf(this), 1);
     try {
       await this.#store.unlock!(this.key, this.owner);
@@ -178,7 +178,7 @@ export async function takeLock(h: Handle, options: LockOptions = {}): Promise<Se
 }
 
 function heldLock(h: Handle, key: string): RequestLock | undefined {
-  for (const lock of h.leases ?? []) {
+  for (const lock of h.locks ?? []) {
     if (lock instanceof RequestLock && lock.held && lock.key === key) return lock;
   }
   return undefined;
@@ -203,7 +203,7 @@ async function acquire(
     }
     if (taken) {
       const lock = new RequestLock(h, store, key, owner, Date.now() + ttlMs);
-      (h.leases ??= []).push(lock);
+      (h.locks ??= []).push(lock);
       return lock;
     }
     if (Date.now() - start >= waitMs) return undefined;
@@ -224,10 +224,10 @@ const TURN_LOCK_MS = 5_000;
  * Takes the turn across processes: a lock on the session's key, before loading, once other
  * processes were seen writing it (a conflict on the key). Waits at most `waitMs`, then goes on
  * without it (the compare-and-set still decides). Does nothing on a store without locks. A later
- * `session.lock()` of the request shares this lock. (Named `takeTurnLease` for its importer in
+ * `session.lock()` of the request shares this lock. (Named `takeTurnLock` for its importer in
  * `backends/server.ts`.)
  */
-export async function takeTurnLease(h: Handle, key: string, waitMs: number): Promise<void> {
+export async function takeTurnLock(h: Handle, key: string, waitMs: number): Promise<void> {
   const store = h.store as SessionStore;
   if (typeof store.lock !== "function" || typeof store.unlock !== "function") return;
   if (heldLock(h, key) !== undefined) return;
@@ -270,7 +270,7 @@ async function catchUp(h: Handle, store: SessionStore): Promise<void> {
 
 /** Releases every lock a request still holds (at the end of the request). */
 export async function releaseAll(h: Handle): Promise<void> {
-  const locks = h.leases;
+  const locks = h.locks;
   if (locks === undefined || locks.length === 0) return;
   for (const lock of [...locks]) {
     try {

@@ -212,7 +212,7 @@ export async function openHandle(
     await backendOf(o).open(h, sourceFor(h, input));
   } catch (error) {
     // A failed load frees the session's next request at once.
-    if (h.leases !== undefined) await releaseAll(h);
+    if (h.locks !== undefined) await releaseAll(h);
     leaveTurn(h);
     throw error;
   }
@@ -335,7 +335,7 @@ export async function openTurnSession(
  */
 export async function closeSession(session: Session<SessionData>): Promise<void> {
   const h = session[kState] as Handle;
-  if (h.leases !== undefined) await releaseAll(h);
+  if (h.locks !== undefined) await releaseAll(h);
   leaveTurn(h);
 }
 
@@ -380,7 +380,7 @@ export async function commitSession<T extends object>(session: Session<T>): Prom
       if (result instanceof SessionError) throw result;
     }
   } finally {
-    if (h.leases !== undefined) await releaseAll(h);
+    if (h.locks !== undefined) await releaseAll(h);
     leaveTurn(h);
   }
   const cookies = h.setCookies === undefined ? [] : [...h.setCookies.values()];

@@ -26,7 +26,7 @@
  *
  * `db.operation.name` is the store method called, one span per call whatever made it (a
  * request, `listUserSessions`, `endUserSessions`, `session.lock()`): `load`, `save` (a
- * tombstone that ends a session too), `destroy`, `touch`, `lock` and `unlock` (the lease of
+ * tombstone that ends a session too), `destroy`, `touch`, `lock` and `unlock` (the lock of
  * `session.lock()`), `keysOfUser` (the index read of sessions per user), `time` (the store's
  * clock, read only for the grace of an ended session), `cleanup`, `count` (server stores); `open`, `seal`, `revoke` (`CookieStore`). `error.type` is the error's `name` (`SessionDataError`,
  * `ReplyError`), or its string `code` when the name is the generic `Error` (`ECONNREFUSED`),

@@ -413,15 +413,15 @@ export class Session<T extends object = SessionData> {
   }
 
   /**
-   * Takes a lease on this session (CherryPy's explicit locking), for a critical section whose
+   * Takes a time-limited lock on this session (CherryPy's explicit locking), for a critical section whose
    * side effects lie outside the session: a second request's `lock()` waits (at most `wait`
    * seconds) until this one releases it, at the end of the request at the latest, or until
    * `ttl` seconds pass if this process dies. The session's own data needs no lock: concurrent
    * requests already end as if serial.
    *
    * @param options `ttl` and `wait`, in seconds.
-   * @returns The lease.
-   * @throws {SessionConfigError} When the store cannot hold a lease (`capabilities.locks`).
+   * @returns The lock.
+   * @throws {SessionConfigError} When the store cannot hold a lock (`capabilities.locks`).
    * @throws {SessionConflictError} When another request held it past `wait`.
    * @throws {StoreUnavailableError} When the store fails.
    */

@@ -96,8 +96,8 @@ export interface SessionState {
   /** The request destroyed or regenerated the record in `base`. */
   ending?: Ending;
   touchRequested: boolean;
-  /** Leases held (`lock()`), released at the end of the request. */
-  leases?: SessionLock[];
+  /** Locks held (`lock()`), released at the end of the request. */
+  locks?: SessionLock[];
   /** The id was signed ahead of time: its cookie value and storage key. */
   minted?: { id: string; value: string; key: string };
   /** The handler read `session.id` (a minted id that was read is never handed out again). */

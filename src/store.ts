@@ -111,7 +111,7 @@ export interface StoreCapabilities {
    * `load(key, minVersion)`, so the store can detect a stale read instead of serving it.
    */
   staleReads?: boolean;
-  /** Leases on a session that expire by themselves (`lock`/`unlock`): what `session.lock()` needs. */
+  /** Locks on a session that expire by themselves (`lock`/`unlock`): what `session.lock()` needs. */
   locks?: boolean;
   /** An index of each user's sessions (`save`'s `index`, `keysOfUser`): what sessions per user need. */
   users?: boolean;
@@ -294,13 +294,13 @@ export interface SessionStore {
   /** How many live sessions the store holds. */
   count?(): Promise<number>;
   /**
-   * Takes a lease named `key` for `owner`, expiring by itself after `ttlMs` milliseconds unless
+   * Takes a lock named `key` for `owner`, expiring by itself after `ttlMs` milliseconds unless
    * released (a crashed holder never blocks for longer). Returns `true` when taken, `false` when
-   * another owner holds a live one. Leases live apart from records (a lease and a record under
+   * another owner holds a live one. Locks live apart from records (a lock and a record under
    * the same key never collide). Atomic: of concurrent takers exactly one wins.
    */
   lock?(key: string, owner: string, ttlMs: number): Promise<boolean>;
-  /** Releases the lease named `key` if, and only if, `owner` holds it. */
+  /** Releases the lock named `key` if, and only if, `owner` holds it. */
   unlock?(key: string, owner: string): Promise<void>;
   /**
    * The storage keys indexed under a user (stores with `capabilities.users`). May include keys

@@ -272,7 +272,7 @@ async function afterThrow(ctx: Context, error: unknown): Promise<Response | "rer
   // A session still opening (the handler threw while getSession() was pending) takes its
   // turn when it opens: wait for it, so that the turn is given up below.
   if (ctx.handle === undefined && ctx.promise !== undefined) await ctx.promise.catch(ignore);
-  if (ctx.handle?.leases !== undefined) await releaseAll(ctx.handle);
+  if (ctx.handle?.locks !== undefined) await releaseAll(ctx.handle);
   if (ctx.handle?.rerun === true && ctx.canRerun && canReplay(ctx)) {
     // The turn stays with this request: it goes next.
     return "rerun";
@@ -321,7 +321,7 @@ async function commitAndAnswer(ctx: Context, h: Handle, response: Response): Pro
     leaveTurn(h);
     throw error;
   }
-  if (h.leases !== undefined) await releaseAll(h);
+  if (h.locks !== undefined) await releaseAll(h);
   if (result === "rerun") {
     if (ctx.canRerun && canReplay(ctx)) {
       await response.body?.cancel().catch(ignore);

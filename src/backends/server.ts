@@ -47,7 +47,7 @@ import {
   takeTurn,
   TURN_WAIT_MS,
 } from "../turns.ts";
-import { takeTurnLease } from "../lock.ts";
+import { takeTurnLock } from "../lock.ts";
 import { expiredOnLoad, loggedOut, userOf } from "../audit.ts";
 import { noteMeta, signedIn } from "../users/sign_in.ts";
 import { splitData, stateData } from "../session.ts";
@@ -115,11 +115,11 @@ async function waitTurn(h: Handle, store: SessionStore, key: string): Promise<vo
   leaveTurn(h);
   const turn = takeTurn(store, key, h.owner ?? h, TURN_WAIT_MS);
   h.turn = turn instanceof Promise ? await turn : turn;
-  // Other processes write this session too: take turns with them through the store's lease.
+  // Other processes write this session too: take turns with them through the store's lock.
   // A request that cannot run again takes it once they write any session of the store.
   if (h.turn !== undefined && (isContended(store, key) || (!h.canRerun && isStoreContended(store)))) {
     try {
-      await takeTurnLease(h, key, TURN_WAIT_MS);
+      await takeTurnLock(h, key, TURN_WAIT_MS);
     } catch (error) {
       leaveTurn(h);
       throw error;

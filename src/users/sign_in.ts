@@ -26,7 +26,7 @@ export function noteMeta(h: Handle, now: number): void {
 /**
  * A save gave a session its user (a sign-in): with `maxSessionsPerUser`, ends that user's oldest
  * sessions beyond the limit (never this one), remotely, each reported as an `end` event with
- * reason `limit`. Sign-ins of one user take turns at this on a store with leases
+ * reason `limit`. Sign-ins of one user take turns at this on a store with locks
  * (`capabilities.locks`), so that two of them never end each other: each sees the ones before
  * it, and one that was ended meanwhile ends nothing.
  *
@@ -45,7 +45,7 @@ export async function signedIn(h: Handle, user: string): Promise<CommitResult> {
   const scope: Scope = { o, store, user, currentKey: h.key, request: h.request };
   let release: (() => Promise<void>) | undefined;
   try {
-    release = await userLease(store, user);
+    release = await userLock(store, user);
     const live = await recordsOf(scope);
     if (live.length <= limit) return "done";
     // Ended by a sign-in that held the turn before this one: nothing more to end.
@@ -71,24 +71,24 @@ async function stillLive(scope: Scope, key: string): Promise<boolean> {
   return belongs(scope, record, scope.o.now());
 }
 
-/** How long the lease that orders one user's sign-ins lives at most, and is waited for (ms). */
-const USER_LEASE_MS = 5_000;
+/** How long the lock that orders one user's sign-ins lives at most, and is waited for (ms). */
+const USER_LOCK_MS = 5_000;
 
 /**
- * Takes the store's lease that orders the sign-ins of one user (named by a SHA-256 tag of a
- * label and the id, the shape of a storage key), waiting for it at most {@linkcode USER_LEASE_MS};
- * goes on without it on a store without leases, or when the wait runs out (a holder that
+ * Takes the store's lock that orders the sign-ins of one user (named by a SHA-256 tag of a
+ * label and the id, the shape of a storage key), waiting for it at most {@linkcode USER_LOCK_MS};
+ * goes on without it on a store without locks, or when the wait runs out (a holder that
  * crashed). Returns its release, which never throws.
  */
-async function userLease(store: SessionStore, user: string): Promise<(() => Promise<void>) | undefined> {
+async function userLock(store: SessionStore, user: string): Promise<(() => Promise<void>) | undefined> {
   if (!store.capabilities.locks || typeof store.lock !== "function" || typeof store.unlock !== "function") {
     return undefined;
   }
   const key = await userTag(`maxSessionsPerUser\0${user}`);
   const owner = crypto.randomUUID();
   const start = performance.now();
-  for (let attempt = 1; performance.now() - start < USER_LEASE_MS; attempt++) {
-    if (await store.lock(key, owner, USER_LEASE_MS)) {
+  for (let attempt = 1; performance.now() - start < USER_LOCK_MS; attempt++) {
+    if (await store.lock(key, owner, USER_LOCK_MS)) {
       return () => store.unlock!(key, owner).catch(() => {}); // it expires by itself anyway
     }
     await pause(attempt);

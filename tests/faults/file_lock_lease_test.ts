@@ -145,7 +145,7 @@ describe("FileStore leases across processes", () => {
       await running;
       await sleep(Math.random() * 20);
       await doomed.kill();
-      const until = (await store.lease(key))?.until ?? null;
+      const until = (await store.heldLock(key))?.until ?? null;
       if (until !== null) known++;
       if ((await readdir(join(dir, "leases", key)).catch(() => [])).some((name) => name.endsWith(".tmp"))) {
         litter++;

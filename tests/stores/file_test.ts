@@ -108,11 +108,11 @@ describe("FileStore", () => {
     const tokens: number[] = [];
     const take = async (owner: string) => {
       assert.equal(await store.lock(key, owner, 1_000), true);
-      tokens.push((await store.lease(key))!.token);
+      tokens.push((await store.heldLock(key))!.token);
     };
     await take("a");
     assert.equal(await store.lock(key, "a", 5_000), true, "re-taken by its owner: extended");
-    assert.equal((await store.lease(key))!.token, tokens[0], "an extension keeps the token");
+    assert.equal((await store.heldLock(key))!.token, tokens[0], "an extension keeps the token");
     clock += 5_000;
     await take("b"); // a's lease expired: taken over
     await store.unlock(key, "b");

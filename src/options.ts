@@ -5,6 +5,7 @@
  * @module
  */
 import { kBackend, kTransport, type TransportFlow } from "./backend.ts";
+import { kCodec } from "./session_state.ts";
 import { resolveCookieOptions, type ResolvedCookieOptions } from "./cookie.ts";
 import { RecentAuthRequiredError, SessionConfigError } from "./errors.ts";
 import type { EventHook } from "./events.ts";
@@ -108,22 +109,16 @@ export interface ResolvedOptions {
  *
  * @param value The option value.
  * @returns The serializer, or `undefined` when unset.
- * @throws {TypeError} When it is not an object with `serialize` and `deserialize` functions and
- *   an optional non-empty string `format`.
+ * @throws {TypeError} When it was not made by `defineSerializer()` (which checks its parts).
  */
 function resolveSerializer(value: unknown): SessionSerializer | undefined {
   if (value === undefined) return undefined;
-  const serializer = value as Partial<SessionSerializer> | null;
-  const format = serializer?.format;
-  if (
-    typeof serializer?.serialize !== "function" || typeof serializer.deserialize !== "function" ||
-    (format !== undefined && (typeof format !== "string" || format === ""))
-  ) {
+  if ((value as { [kCodec]?: unknown } | null)?.[kCodec] === undefined) {
     throw new TypeError(
-      "Invalid serializer: expected an object with serialize() and deserialize() and an optional format name, such as richValues",
+      "Invalid serializer: expected richValues or one made by defineSerializer() from websession/serializer",
     );
   }
-  return serializer as SessionSerializer;
+  return value as SessionSerializer;
 }
 
 let defaultStore: MemoryStore | undefined;

@@ -30,6 +30,8 @@
  * @module
  */
 import { SessionDataError } from "./errors.ts";
+import { joinData, splitData } from "./session_data.ts";
+import { kCodec, SERIALIZER_KEY, type SerializerCodec } from "./session_state.ts";
 
 /**
  * The `serializer` option of `withSession`: turns each session value into a JSON value for the
@@ -40,17 +42,20 @@ import { SessionDataError } from "./errors.ts";
  * refused there; `deserialize` runs on every read (`get`, `peek`, `values`, ...), so a value
  * read is a fresh copy, and changing it in place changes nothing stored (call `set`).
  *
+ * Make one with {@linkcode defineSerializer} (`richValues` is made with it): the `serializer`
+ * option takes only those, so the code that runs it is bundled only where one is imported.
+ *
  * @example
  * ```ts
- * import type { SessionSerializer } from "websession/serializer";
+ * import { defineSerializer, type SessionSerializer } from "websession/serializer";
  * import assert from "node:assert/strict";
  *
  * // Dates only, as their ISO strings in an object tagged "d".
- * const dates: SessionSerializer = {
+ * const dates: SessionSerializer = defineSerializer({
  *   format: "dates/1",
  *   serialize: (value) => value instanceof Date ? { d: value.toISOString() } : value,
  *   deserialize: (json) => typeof json === "object" && json !== null && "d" in json ? new Date(String(json.d)) : json,
- * };
+ * });
  * assert.deepEqual(dates.serialize(new Date(0)), { d: "1970-01-01T00:00:00.000Z" });
  * ```
  */
@@ -72,6 +77,94 @@ export interface SessionSerializer {
    * @throws {SessionDataError} When the JSON is not in the serializer's format.
    */
   deserialize(json: unknown): unknown;
+}
+
+/**
+ * Makes a serializer the `serializer` option takes: checks its parts and gives it what the core
+ * runs with it (reading records written in its format or in plain JSON, refusing any other
+ * format, comparing and replaying held values).
+ *
+ * @param spec `serialize`, `deserialize` and an optional `format` name (default `"custom"`).
+ * @returns A frozen {@linkcode SessionSerializer}.
+ * @throws {TypeError} When `serialize` or `deserialize` is not a function, or `format` is given
+ *   and is not a non-empty string.
+ *
+ * @example
+ * ```ts
+ * import { getSession, MemoryStore, withSession } from "websession";
+ * import { defineSerializer } from "websession/serializer";
+ * import assert from "node:assert/strict";
+ *
+ * const dates = defineSerializer({
+ *   format: "dates/1",
+ *   serialize: (value) => value instanceof Date ? { d: value.toISOString() } : value,
+ *   deserialize: (json) => typeof json === "object" && json !== null && "d" in json ? new Date(String(json.d)) : json,
+ * });
+ * const app = withSession(async (req: Request) => {
+ *   const session = await getSession<{ since?: Date }>(req);
+ *   session.update("since", (since = new Date(0)) => since);
+ *   return new Response(session.get("since")!.toISOString());
+ * }, { store: new MemoryStore(), secrets: "at least 32 characters of secret....", serializer: dates });
+ * assert.equal(await (await app(new Request("https://example.com/"))).text(), "1970-01-01T00:00:00.000Z");
+ * assert.throws(() => defineSerializer({ format: "", serialize: (v) => v, deserialize: (v) => v }), TypeError);
+ * ```
+ */
+export function defineSerializer(spec: SessionSerializer): SessionSerializer {
+  const format = spec?.format ?? "custom";
+  if (
+    typeof spec?.serialize !== "function" || typeof spec.deserialize !== "function" ||
+    typeof format !== "string" || format === ""
+  ) {
+    throw new TypeError(
+      "Invalid serializer: expected serialize() and deserialize() and an optional format name",
+    );
+  }
+  const serializer: SessionSerializer = {
+    format,
+    serialize: (value) => spec.serialize(value),
+    deserialize: (json) => spec.deserialize(json),
+  };
+  // Not enumerable: a spread copy of a serializer is not one (it was not checked).
+  Object.defineProperty(serializer, kCodec, { value: codecFor(serializer, format) });
+  return Object.freeze(serializer);
+}
+
+/** What the core runs with `serializer` (see `SerializerCodec`). */
+function codecFor(serializer: SessionSerializer, format: string): SerializerCodec {
+  const codec: SerializerCodec = {
+    format,
+    converterOf(data) {
+      if (!Object.hasOwn(data, SERIALIZER_KEY)) return (value) => serializer.serialize(value);
+      if (data[SERIALIZER_KEY] !== format) {
+        throw new SessionDataError(
+          `Session data is in the serializer format ${
+            JSON.stringify(data[SERIALIZER_KEY])
+          }, but the serializer "${format}" is set: set the \`serializer\` option that wrote it`,
+        );
+      }
+      return undefined;
+    },
+    // Plain JSON written before the serializer was set, as it would be held: a record that a
+    // concurrent request only rewrote in this format (the switch to it) then compares equal to
+    // the plain one this request loaded. A record in another format stays as it is (the merge
+    // refuses it).
+    heldForm(data) {
+      if (Object.hasOwn(data, SERIALIZER_KEY)) return data;
+      try {
+        const held = splitData(data, serializer);
+        return joinData(held.data, held.flash, undefined, serializer);
+      } catch {
+        return data;
+      }
+    },
+    onHeld(fn) {
+      return function updateHeld(held: unknown): unknown {
+        const next = fn(held === undefined ? undefined : serializer.deserialize(held));
+        return next === undefined ? undefined : serializer.serialize(next);
+      };
+    },
+  };
+  return codec;
 }
 
 /** The key of the tag in a tagged object: `{ "$": "Date", "v": "2026-01-01T00:00:00.000Z" }`. */
@@ -288,7 +381,7 @@ function decodeTagged(json: Record<string, unknown>, depth: number): unknown {
  * assert.deepEqual(richValues.deserialize(json), value);
  * ```
  */
-export const richValues: SessionSerializer = {
+export const richValues: SessionSerializer = defineSerializer({
   format: "rich/1",
   serialize(value: unknown): unknown {
     return encode(value, 0, new Set());
@@ -296,4 +389,4 @@ export const richValues: SessionSerializer = {
   deserialize(json: unknown): unknown {
     return decode(json, 0);
   },
-};
+});

@@ -13,6 +13,7 @@ import { joinData } from "./session_data.ts";
 import {
   appended,
   AUTH_AT_KEY,
+  codecOf,
   type Ending,
   isSignInKey,
   kState,
@@ -22,7 +23,7 @@ import {
   REMEMBER_KEY,
   type SessionState,
 } from "./session_state.ts";
-import { checkKey, holdValue, onHeld, readValue, signInKeys, visible } from "./session_values.ts";
+import { checkKey, holdValue, readValue, signInKeys, visible } from "./session_values.ts";
 
 // A session's state and operation log (session_state.ts) and its stored data and replay
 // (session_data.ts) live beside it; the core imports them from here.
@@ -245,7 +246,7 @@ export class Session<T extends object = SessionData> {
     record(s, {
       type: "update",
       key,
-      fn: serializer === undefined ? replayed : onHeld(serializer, replayed),
+      fn: serializer === undefined ? replayed : codecOf(serializer).onHeld(replayed),
     });
     return value;
   }

@@ -10,6 +10,7 @@ import type { SessionSerializer } from "./serializer.ts";
 import { SessionDataError } from "./errors.ts";
 import { META_KEY } from "./metadata.ts";
 import {
+  codecOf,
   FLASH_KEY,
   isSignInKey,
   type Operation,
@@ -42,7 +43,7 @@ export function splitData(
   data: SessionData,
   serializer?: SessionSerializer,
 ): { data: Map<string, unknown>; flash: Map<string, unknown> } {
-  const convert = serializer === undefined ? undefined : converterOf(data, serializer);
+  const convert = serializer === undefined ? undefined : codecOf(serializer).converterOf(data);
   const map = new Map<string, unknown>();
   let flash: Map<string, unknown> | undefined;
   for (const key in data) {
@@ -56,7 +57,7 @@ export function splitData(
         if (convert !== undefined) { for (const [k, v] of flash) flash.set(k, convert(v)); }
       }
     } else if (key === SERIALIZER_KEY) {
-      if (serializer === undefined) throw formatMismatch(value, undefined);
+      if (serializer === undefined) throw noSerializer(value);
     } else {
       map.set(key, convert === undefined ? value : convert(value));
     }
@@ -64,30 +65,12 @@ export function splitData(
   return { data: map, flash: flash ?? NO_FLASH };
 }
 
-/** The format name a serializer writes under {@linkcode SERIALIZER_KEY}. */
-function formatOf(serializer: SessionSerializer): string {
-  return serializer.format ?? "custom";
-}
-
-/**
- * How stored values become what a session with `serializer` holds: as they are when the data
- * is in its format; serialized when the data is plain JSON written before it was set.
- */
-function converterOf(
-  data: SessionData,
-  serializer: SessionSerializer,
-): ((value: unknown) => unknown) | undefined {
-  if (!Object.hasOwn(data, SERIALIZER_KEY)) return (value) => serializer.serialize(value);
-  const format = data[SERIALIZER_KEY];
-  if (format !== formatOf(serializer)) throw formatMismatch(format, serializer);
-  return undefined;
-}
-
-function formatMismatch(format: unknown, serializer: SessionSerializer | undefined): SessionDataError {
+/** Data in a serializer's format, read with none: never misread as plain JSON. */
+function noSerializer(format: unknown): SessionDataError {
   return new SessionDataError(
-    `Session data is in the serializer format ${JSON.stringify(format)}, but ${
-      serializer === undefined ? "no serializer" : `the serializer "${formatOf(serializer)}"`
-    } is set: set the \`serializer\` option that wrote it`,
+    `Session data is in the serializer format ${
+      JSON.stringify(format)
+    }, but no serializer is set: set the \`serializer\` option that wrote it`,
   );
 }
 
@@ -118,7 +101,7 @@ export function joinData(
   serializer?: SessionSerializer,
 ): SessionData {
   const out: SessionData = {};
-  if (serializer !== undefined) out[SERIALIZER_KEY] = formatOf(serializer);
+  if (serializer !== undefined) out[SERIALIZER_KEY] = codecOf(serializer).format;
   for (const [key, value] of data) define(out, key, value);
   if ((flash !== undefined && flash.size > 0) || (flashOut !== undefined && flashOut.size > 0)) {
     const all: SessionData = {};
@@ -200,23 +183,6 @@ function valueOf(data: SessionData | undefined, key: string): unknown {
 }
 
 /**
- * `data` as a session under `serializer` holds it, for comparing: as it is when written in that
- * format; plain JSON written before the serializer was set, with its values serialized and its
- * format named. A record that a concurrent request only rewrote in the serializer's format (the
- * switch to it) then compares equal to the plain one this request loaded. A record in another
- * format is returned as it is (the merge refuses it).
- */
-function heldForm(data: SessionData, serializer: SessionSerializer): SessionData {
-  if (Object.hasOwn(data, SERIALIZER_KEY)) return data;
-  try {
-    const held = splitData(data, serializer);
-    return joinData(held.data, held.flash, undefined, serializer);
-  } catch {
-    return data;
-  }
-}
-
-/**
  * Tells whether everything the handler looked at has the same value in `fresh` as in the
  * record it loaded: then replaying its operation log on `fresh` is the same as running it after
  * whatever wrote `fresh`, a serial order.
@@ -227,8 +193,9 @@ function heldForm(data: SessionData, serializer: SessionSerializer): SessionData
  */
 export function observationsHold(s: SessionState, loaded: SessionData, fresh: SessionData): boolean {
   if (s.serializer !== undefined) {
-    loaded = heldForm(loaded, s.serializer);
-    fresh = heldForm(fresh, s.serializer);
+    const codec = codecOf(s.serializer);
+    loaded = codec.heldForm(loaded);
+    fresh = codec.heldForm(fresh);
   }
   if (s.readAll) {
     for (const key in loaded) {

@@ -19,6 +19,32 @@ export const FLASH_KEY = "__flash";
 export const SERIALIZER_KEY = "__serializer";
 
 /**
+ * Under this key a serializer made by `defineSerializer()` (`websession/serializer`) carries the
+ * code the core runs with it, so an application without a serializer bundles none of it.
+ */
+export const kCodec: unique symbol = Symbol.for("websession.serializer");
+
+/** What a `serializer` brings to the core (see {@linkcode kCodec}). */
+export interface SerializerCodec {
+  /** The format name records written with it carry under {@linkcode SERIALIZER_KEY}. */
+  readonly format: string;
+  /**
+   * How stored values become held ones: `undefined` when `data` is in this format (as they are),
+   * `serialize` for plain JSON written before it was set. Throws `SessionDataError` on another format.
+   */
+  converterOf(data: SessionData): ((value: unknown) => unknown) | undefined;
+  /** `data` as a session under this serializer holds it, for comparing (see `observationsHold`). */
+  heldForm(data: SessionData): SessionData;
+  /** An `update` function on held (serialized) values, for the replay on a fresh record. */
+  onHeld(fn: (value: unknown) => unknown): (held: unknown) => unknown;
+}
+
+/** The codec a checked `serializer` option carries. */
+export function codecOf(serializer: SessionSerializer): SerializerCodec {
+  return (serializer as unknown as { [kCodec]: SerializerCodec })[kCodec];
+}
+
+/**
  * The record key holding the log in's "remember me" choice (`true` or `false`; absent: none made),
  * set by `regenerate({ remember })`. `set` refuses it; `keys()`, `size` and `toJSON()` leave it out.
  */

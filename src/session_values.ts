@@ -90,17 +90,6 @@ export function holdValue(s: SessionState, key: string, value: unknown): unknown
   return s.serializer.serialize(value);
 }
 
-/** An `update` function on held (serialized) values, for the replay on a fresh record. */
-export function onHeld(
-  serializer: SessionSerializer,
-  fn: (value: unknown) => unknown,
-): (held: unknown) => unknown {
-  return function updateHeld(held: unknown): unknown {
-    const next = fn(held === undefined ? undefined : serializer.deserialize(held));
-    return next === undefined ? undefined : serializer.serialize(next);
-  };
-}
-
 /** How many of a data map's keys are sign-in keys. */
 export function signInKeys(data: Map<string, unknown>): number {
   return (data.has(REMEMBER_KEY) ? 1 : 0) + (data.has(AUTH_AT_KEY) ? 1 : 0);

@@ -12,7 +12,7 @@ import { Redis as IoRedis } from "ioredis";
 import pg from "pg";
 import { MemcacheClient } from "memcache-client";
 import { getSession, MemoryStore, SessionDataError, withSession } from "../mod.ts";
-import { richValues, type SessionSerializer } from "../src/serializer.ts";
+import { defineSerializer, richValues, type SessionSerializer } from "../src/serializer.ts";
 import { FileStore } from "../src/stores/file.ts";
 import { RedisStore } from "../src/stores/redis.ts";
 import { PostgresStore } from "../src/stores/postgres.ts";
@@ -374,12 +374,12 @@ describe("Session with the richValues serializer", () => {
   });
 
   it("refuses, never misreads, a record in another serializer's format", async () => {
-    const dates: SessionSerializer = {
+    const dates: SessionSerializer = defineSerializer({
       format: "dates/1",
       serialize: (value) => value instanceof Date ? { d: value.toISOString() } : value,
       deserialize: (json) =>
         typeof json === "object" && json !== null && "d" in json ? new Date(String(json.d)) : json,
-    };
+    });
     const store = new MemoryStore();
     const rich = app(
       store,
@@ -463,6 +463,16 @@ describe("Session with the richValues serializer", () => {
     ) {
       await assert.rejects(async () => await handler(bad), TypeError);
     }
+    // A serializer of one's own is made by defineSerializer, which checks it (and a plain object
+    // of the right shape is refused: the core runs a serializer only through what it carries).
+    const plain = { format: "plain/1", serialize: (v: unknown) => v, deserialize: (v: unknown) => v };
+    await assert.rejects(async () => await handler(plain), /defineSerializer\(\)/);
+    for (const spec of [{ ...plain, format: "" }, { ...plain, format: 1 }, { ...plain, serialize: 1 }]) {
+      assert.throws(() => defineSerializer(spec as never), TypeError);
+    }
+    const made = defineSerializer(plain);
+    assert.ok(Object.isFrozen(made));
+    await handler(made);
   });
 });
 

@@ -46,7 +46,11 @@ export interface BundleFigure {
 export const ALLOWED_PACKAGES: ReadonlyMap<string, readonly string[]> = new Map([["./cookie", ["jose"]]]);
 
 /** External imports each subpath may keep (as a prefix); every other subpath may keep none. */
-export const ALLOWED_EXTERNALS: ReadonlyMap<string, readonly string[]> = new Map([["./file", ["node:"]]]);
+export const ALLOWED_EXTERNALS: ReadonlyMap<string, readonly string[]> = new Map([
+  ["./file", ["node:"]],
+  // The conformance suite is for a store's tests: it runs on node:test and node:assert.
+  ["./conformance", ["node:"]],
+]);
 
 /** Optional peer dependencies each subpath may import; every other subpath, the core included, none. */
 export const ALLOWED_PEERS: ReadonlyMap<string, readonly string[]> = new Map([

@@ -23,6 +23,7 @@ import { WebSocket } from "ws";
 import { startUpstashBridge, type UpstashBridge } from "../tests/bridges/upstash.ts";
 import { type NeonBridge, startNeonBridge } from "../tests/bridges/neon.ts";
 import { load } from "./entry.mjs";
+import { timed } from "./timed.mjs";
 import { Child } from "./measure.ts";
 // deno-lint-ignore no-explicit-any
 type Any = any;
@@ -78,19 +79,6 @@ interface Subject {
   post: Handler;
   read: Handler;
   runs: () => number;
-}
-
-async function timed(handler: Handler, method: "GET" | "POST", cookie: string) {
-  const t0 = performance.now();
-  const response = await handler(
-    new Request("https://bench.example/count", {
-      method,
-      headers: { cookie },
-      ...(method === "POST" ? { body: "x" } : {}),
-    }),
-  );
-  await response.arrayBuffer();
-  return { ms: performance.now() - t0, status: response.status };
 }
 
 async function newCookie(subject: Subject): Promise<string> {

@@ -6,6 +6,7 @@ import process from "node:process";
 import { createInterface } from "node:readline";
 import { load } from "./entry.mjs";
 import { SECRET } from "./subjects.mjs";
+import { timed } from "./timed.mjs";
 
 const core = await load("websession");
 let store;
@@ -42,18 +43,9 @@ process.stdout.write(JSON.stringify({ ready: true }) + "\n");
 for await (const line of createInterface({ input: process.stdin })) {
   const { method, cookie, n } = JSON.parse(line);
   const before = runs;
-  const samples = await Promise.all(Array.from({ length: n }, async () => {
-    const t0 = performance.now();
-    const response = await (method === "GET" ? get : post)(
-      new Request("https://bench.example/count", {
-        method,
-        headers: { cookie },
-        ...(method === "POST" ? { body: "x" } : {}),
-      }),
-    );
-    await response.arrayBuffer();
-    return { ms: performance.now() - t0, status: response.status };
-  }));
+  const samples = await Promise.all(
+    Array.from({ length: n }, () => timed(method === "GET" ? get : post, method, cookie)),
+  );
   process.stdout.write(JSON.stringify({ samples, runs: runs - before }) + "\n");
 }
 await close();

@@ -1,6 +1,6 @@
 // The session conformance suite: drives withSession with plain Requests against a real store.
 // Every server store runs it; cases that need compare-and-set are skipped by capability.
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it as test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { getSession, withSession } from "../../src/with_session.ts";
 import { commitSession, openSession } from "../../src/open_session.ts";
@@ -70,6 +70,33 @@ function requestFree(
     return session;
   };
   return { handler, get };
+}
+
+/**
+ * How long a case may run before it fails. Node's test runner waits for a case forever, and a
+ * request left waiting on a gate that never opens (or on a store that never answers) keeps it
+ * waiting while a client with open connections keeps the process alive: a case that hangs must
+ * fail with a message, not take the rest of the run's time. (The workerd runner bounds every
+ * case to the same 60 s.)
+ */
+const CASE_TIMEOUT_MS = 60_000;
+
+/** `it`, bounded by {@linkcode CASE_TIMEOUT_MS}. */
+function it(name: string, fn: (t: TestContext) => void | Promise<void>): void {
+  test(name, { timeout: CASE_TIMEOUT_MS }, fn);
+}
+
+/** Resolves to what `pending` resolves to, or fails with `what` once `ms` have passed. */
+async function within<T>(pending: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([pending, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 const SECRET = "test secret: at least thirty-two characters long";
@@ -862,19 +889,45 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
 
     it("serializes a side effect outside the session under session.lock()", async (t) => {
       if (!inner.capabilities.locks) return t.skip("store cannot hold a lock");
+      fresh();
+      // The first request reaches the store's lock late, as on a loaded machine: the case must
+      // not depend on how soon it takes it.
+      let slowed = false;
+      const store: SessionStore = {
+        ...c.store,
+        async lock(key, owner, ttlMs) {
+          if (!slowed) {
+            slowed = true;
+            await sleep(100);
+          }
+          return await c.store.lock!(key, owner, ttlMs);
+        },
+      };
       const hold = gate();
-      const { client, charges, handler } = await returning({}, { hold: hold.promise });
-      const first = client.clone().fetch("/charge", { method: "POST" }); // takes the lease, waits
-      await sleep(30);
-      const refused = await client.clone().fetch("/charge?wait=0", { method: "POST" });
-      assert.equal(refused.status, 409, "wait: 0 refuses at once while the lease is held");
-      const second = client.clone().fetch("/charge", { method: "POST" }); // waits for the lease
-      await sleep(30);
-      hold.open();
-      assert.equal(await (await first).text(), "charged");
-      assert.equal(await (await second).text(), "already paid");
-      assert.equal(charges(), 1, "charged once");
-      void handler;
+      const { handler, charges } = app(store, {}, { hold: hold.promise });
+      const client = new Client(handler);
+      await client.text("/count");
+      try {
+        const first = client.clone().fetch("/charge", { method: "POST" }); // takes the lock, waits
+        // Only once the first request holds the lock (it has charged and waits on the gate): a
+        // request sent earlier could take the lock itself and then wait on the gate, which
+        // opens only after its answer.
+        await until(() => Promise.resolve(charges() === 1), 10_000);
+        const refused = await within(
+          client.clone().fetch("/charge?wait=0", { method: "POST" }),
+          5_000,
+          "a request with wait: 0 while the lock is held",
+        );
+        assert.equal(refused.status, 409, "wait: 0 refuses at once while the lock is held");
+        const second = client.clone().fetch("/charge", { method: "POST" }); // waits for the lock
+        await sleep(30);
+        hold.open();
+        assert.equal(await (await first).text(), "charged");
+        assert.equal(await (await second).text(), "already paid");
+        assert.equal(charges(), 1, "charged once");
+      } finally {
+        hold.open(); // never leaves a request waiting on the gate
+      }
     });
 
     it("lists a user's sessions and ends the others, even for requests in flight", async (t) => {

@@ -4,7 +4,6 @@
  *
  * @module
  */
-import type { SessionSerializer } from "./serializer.ts";
 import { META_KEY } from "./metadata.ts";
 import {
   AUTH_AT_KEY,

@@ -226,42 +226,61 @@ async function run<A extends unknown[]>(
   let next: { request: Request; record: BodyRecord | undefined } = kind === "body"
     ? watched(original, original.body, o.maxReplayBytes)
     : { request: original, record: undefined };
+  // The steps of the common path are no async functions of their own: each async frame is an
+  // allocation per request (bench/RESULTS.md, bytes allocated per request).
   for (let attempt = 1;; attempt++) {
-    const { request, record } = next;
-    const ctx: Context = {
-      o,
-      owner: original,
-      request,
-      record,
-      waitUntil,
-      canRerun: kind !== undefined && attempt < o.maxAttempts,
-      promise: undefined,
-      handle: undefined,
-      responded: false,
-    };
-    attach(request, ctx);
-    const answer = await runOnce(handler, ctx, rest);
+    const ctx = contextFor(o, original, next, waitUntil, kind !== undefined && attempt < o.maxAttempts);
+    let answer: Response | "rerun";
+    let response: Response;
+    try {
+      response = await handler(ctx.request, ...rest);
+    } catch (error) {
+      answer = await afterThrow(ctx, error);
+      if (answer !== "rerun") return answer;
+      next = replay(original, ctx);
+      await backoff(attempt);
+      continue;
+    }
+    const h = ctx.handle ?? (ctx.promise === undefined ? neverAsked(ctx) : await opened(ctx));
+    if (h === undefined) return response;
+    // A body read past the bound, or before the session was asked for, cannot be replayed.
+    if (h.canRerun && !canReplay(ctx)) h.canRerun = false;
+    let result: CommitResult;
+    try {
+      result = h.rerun ? "rerun" : hasWork(h) ? await serialCommit(h) : "done";
+    } catch (error) {
+      leaveTurn(h);
+      throw error;
+    }
+    const answered = answerCommit(ctx, h, response, result);
+    answer = answered instanceof Promise ? await answered : answered;
     if (answer !== "rerun") return answer;
     next = replay(original, ctx);
     await backoff(attempt);
   }
 }
 
-/** One run: the handler, then the commit of the session it asked for. `"rerun"`: run it again. */
-async function runOnce<A extends unknown[]>(
-  handler: (request: Request, ...rest: A) => Response | Promise<Response>,
-  ctx: Context,
-  rest: A,
-): Promise<Response | "rerun"> {
-  let response: Response;
-  try {
-    response = await handler(ctx.request, ...rest);
-  } catch (error) {
-    return afterThrow(ctx, error);
-  }
-  const h = ctx.handle ?? await opened(ctx);
-  if (h === undefined) return response;
-  return commitAndAnswer(ctx, h, response);
+/** The per-request context of one run of the handler, attached to its request. */
+function contextFor(
+  o: ResolvedOptions,
+  original: Request,
+  next: { request: Request; record: BodyRecord | undefined },
+  waitUntil: ((promise: Promise<unknown>) => void) | undefined,
+  canRerun: boolean,
+): Context {
+  const ctx: Context = {
+    o,
+    owner: original,
+    request: next.request,
+    record: next.record,
+    waitUntil,
+    canRerun,
+    promise: undefined,
+    handle: undefined,
+    responded: false,
+  };
+  attach(next.request, ctx);
+  return ctx;
 }
 
 /**
@@ -286,16 +305,17 @@ async function afterThrow(ctx: Context, error: unknown): Promise<Response | "rer
   throw error;
 }
 
+/** The handler never asked for its session: its response stands (a session opened later saves late). */
+function neverAsked(ctx: Context): undefined {
+  ctx.responded = true;
+  return undefined;
+}
+
 /**
- * The handle of the session the handler asked for, once it has opened; `undefined` when there is
- * nothing to commit and the handler's response stands as it is.
+ * The handle of the session still opening when the handler returned, once it has opened;
+ * `undefined` when it failed and the handler's response stands as it is.
  */
 async function opened(ctx: Context): Promise<Handle | undefined> {
-  if (ctx.promise === undefined) {
-    // Never asked: a session opened later (from a streamed body) saves late.
-    ctx.responded = true;
-    return undefined;
-  }
   try {
     await ctx.promise;
   } catch {
@@ -308,19 +328,34 @@ async function opened(ctx: Context): Promise<Handle | undefined> {
 }
 
 /**
- * Commits the session and answers: the handler's response with the session's cookies, an error
+ * Answers after the commit: the handler's response with the session's cookies; on the paths
+ * that release locks, cancel a body or answer an error, {@linkcode answerLater}'s promise.
+ */
+function answerCommit(
+  ctx: Context,
+  h: Handle,
+  response: Response,
+  result: CommitResult,
+): Response | "rerun" | Promise<Response | "rerun"> {
+  if (h.locks !== undefined || result !== "done") return answerLater(ctx, h, response, result);
+  ctx.responded = true;
+  h.responded = true;
+  leaveTurn(h);
+  // Changes made while the commit ran are saved late.
+  if (hasWork(h)) scheduleLate(h);
+  return finish(h, response);
+}
+
+/**
+ * {@linkcode answerCommit} with locks to release, or a result that is not `"done"`: an error
  * through `onError`, or `"rerun"` when the commit asks for the handler to run again and it can.
  */
-async function commitAndAnswer(ctx: Context, h: Handle, response: Response): Promise<Response | "rerun"> {
-  // A body read past the bound, or before the session was asked for, cannot be replayed.
-  if (h.canRerun && !canReplay(ctx)) h.canRerun = false;
-  let result: CommitResult;
-  try {
-    result = h.rerun ? "rerun" : hasWork(h) ? await serialCommit(h) : "done";
-  } catch (error) {
-    leaveTurn(h);
-    throw error;
-  }
+async function answerLater(
+  ctx: Context,
+  h: Handle,
+  response: Response,
+  result: CommitResult,
+): Promise<Response | "rerun"> {
   if (h.locks !== undefined) await releaseAll(h);
   if (result === "rerun") {
     if (ctx.canRerun && canReplay(ctx)) {

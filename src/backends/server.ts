@@ -9,8 +9,6 @@ import {
   type Backend,
   clearCookie,
   type CommitResult,
-  type CookieSource,
-  cookieValues,
   dueExpiry,
   endedConflict,
   expiredConflict,
@@ -18,45 +16,21 @@ import {
   type Handle,
   handleTimeouts,
   hasData,
-  invalid,
-  isLive,
   lateCreation,
-  leaveTurn,
   persistentCookie,
   policyConflict,
   setCookie,
 } from "../backend.ts";
-import {
-  commitToRecord,
-  endedInFlight,
-  indexOf,
-  type Landed,
-  type Outcome,
-  storeError,
-} from "../conflict.ts";
+import { commitToRecord, indexOf, type Landed, type Outcome, storeError } from "../conflict.ts";
 import { SessionConflictError } from "../errors.ts";
 import { emit } from "../events.ts";
 import { createSessionId } from "../id.ts";
-import {
-  freshest,
-  isContended,
-  isStoreContended,
-  noteRead,
-  noteVersion,
-  noteWritten,
-  takeTurn,
-  TURN_WAIT_MS,
-} from "../turns.ts";
-import { takeTurnLock } from "../lock.ts";
-import { expiredOnLoad, loggedOut, userOf } from "../audit.ts";
+import { noteVersion, noteWritten } from "../turns.ts";
+import { loggedOut, userOf } from "../audit.ts";
 import { noteMeta, signedIn } from "../users/sign_in.ts";
-import { splitData, stateData } from "../session.ts";
-import { isEnded, type SessionStore, type StoredSession, toStoredSession } from "../store.ts";
-
-/** The longest signed cookie value this library writes is 76 characters; allow slack. */
-const MAX_SIGNED_VALUE = 256;
-/** At most this many values of a duplicated session cookie are tried. */
-const MAX_CANDIDATES = 4;
+import { stateData } from "../session.ts";
+import { open } from "./server_open.ts";
+import type { SessionStore, StoredSession } from "../store.ts";
 
 function adopt(h: Handle, landed: Landed | undefined): void {
   if (landed !== undefined) {
@@ -65,127 +39,6 @@ function adopt(h: Handle, landed: Landed | undefined): void {
     h.flashOut = landed.flashOut;
   }
   h.ops = [];
-}
-
-async function open(h: Handle, source: CookieSource): Promise<void> {
-  const o = h.o;
-  const values = cookieValues(source, o.cookie.name);
-  if (values.length === 0) return fresh(h);
-  const store = h.store as SessionStore;
-  // A browser sends several values when it holds cookies of this name for other Domains or
-  // Paths (an older deploy's, a sibling subdomain's): use the one that names a live session.
-  for (let i = 0; i < values.length && i < MAX_CANDIDATES; i++) {
-    const value = values[i]!;
-    if (value.length > MAX_SIGNED_VALUE) {
-      invalid(h, "oversized");
-      continue;
-    }
-    const verified = o.signer.cached(value) ?? await o.signer.verify(value);
-    if (typeof verified === "string") {
-      invalid(h, verified);
-      continue;
-    }
-    if (o.turns && h.owner !== undefined && h.turn?.key !== verified.key) {
-      await waitTurn(h, store, verified.key);
-    }
-    const record = await liveRecord(h, store, verified);
-    if (record === undefined) continue;
-    let split;
-    try {
-      split = splitData(record.data, o.serializer);
-    } catch (error) {
-      // In another `serializer` format (or written with one, read without): never misread.
-      invalid(h, "data", error);
-      continue;
-    }
-    attachRecord(h, verified.id, record, verified.key);
-    h.data = split.data;
-    h.flash = split.flash;
-    h.cookieValue = value;
-    h.cookieVersion = record.version;
-    h.rotated = verified.rotated;
-    h.endedElsewhere = false;
-    return;
-  }
-  fresh(h);
-}
-
-/** Waits for this session's other requests in flight here, so that it loads what they wrote. */
-async function waitTurn(h: Handle, store: SessionStore, key: string): Promise<void> {
-  leaveTurn(h);
-  const turn = takeTurn(store, key, h.owner ?? h, TURN_WAIT_MS);
-  h.turn = turn instanceof Promise ? await turn : turn;
-  // Other processes write this session too: take turns with them through the store's lock.
-  // A request that cannot run again takes it once they write any session of the store.
-  if (h.turn !== undefined && (isContended(store, key) || (!h.canRerun && isStoreContended(store)))) {
-    try {
-      await takeTurnLock(h, key, TURN_WAIT_MS);
-    } catch (error) {
-      leaveTurn(h);
-      throw error;
-    }
-  }
-}
-
-/**
- * Loads the record a verified cookie names. `undefined` when there is none this request can use
- * (unreadable, ended, expired or missing); the cookie is then noted invalid.
- */
-async function liveRecord(
-  h: Handle,
-  store: SessionStore,
-  verified: { key: string; version?: number },
-): Promise<StoredSession | undefined> {
-  let record: StoredSession | null;
-  try {
-    record = await loadRecord(store, verified);
-    if (store.capabilities.staleReads === true) record = freshest(store, verified.key, record);
-    if (record !== null) noteRead(store, verified.key, record.version);
-  } catch (error) {
-    throw storeError("load", error);
-  }
-  const now = h.o.now();
-  if (record !== null && toStoredSession(record) === null) {
-    // Not a record this library wrote (a version that is no positive integer, say): unusable.
-    invalid(h, "unknown");
-    return undefined;
-  }
-  if (record !== null && isEnded(record) && record.expiresAt > now) {
-    // Ended by another request: a request in flight at the time may change nothing and
-    // send no cookie; long after, the browser evidently missed the new cookie. "Long" is
-    // judged by the store's clock where it has one (the end was stamped by it too).
-    if (await endedInFlight(store, verified.key, record, h.o.now)) h.endedElsewhere = true;
-    invalid(h, "ended");
-    return undefined;
-  }
-  if (record === null || !isLive(h.o, record, now)) {
-    if (record !== null && !isEnded(record)) expiredOnLoad(h);
-    invalid(h, "unknown");
-    return undefined;
-  }
-  return record;
-}
-
-/** Stores with stale reads are told the version the client has already seen. */
-function loadRecord(
-  store: SessionStore,
-  verified: { key: string; version?: number },
-): Promise<StoredSession | null> {
-  return store.capabilities.staleReads && verified.version !== undefined
-    ? store.load(verified.key, verified.version)
-    : store.load(verified.key);
-}
-
-function fresh(h: Handle): void {
-  // A new session takes an id signed ahead of time when one is ready.
-  const o = h.o;
-  if (!(o.store as SessionStore).capabilities.staleReads) {
-    const minted = o.signer.take();
-    if (minted !== undefined) {
-      h.minted = minted;
-      h.id = minted.id;
-    }
-  }
 }
 
 /** What a commit of a loaded record is due to do, decided before it starts. */
@@ -202,7 +55,18 @@ interface Due {
   refreshCookie: boolean;
 }
 
-async function commit(h: Handle): Promise<CommitResult> {
+// No `async` on the steps of the common path that only hand a promise on: each async frame is
+// an allocation per request (see bench/RESULTS.md, bytes allocated per request).
+function commit(h: Handle): Promise<CommitResult> {
+  try {
+    return Promise.resolve(startCommit(h));
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/** Decides what the commit does, and starts it. */
+function startCommit(h: Handle): CommitResult | Promise<CommitResult> {
   const o = h.o;
   const store = h.store as SessionStore;
   const now = o.now();
@@ -210,7 +74,7 @@ async function commit(h: Handle): Promise<CommitResult> {
     // A new id needs a Set-Cookie that can no longer be sent: change nothing.
     return lateCreation();
   }
-  if (h.base === undefined) return await create(h, store, now);
+  if (h.base === undefined) return create(h, store, now);
   const extended = dueExpiry(h, now);
   const due: Due = {
     now,
@@ -220,9 +84,9 @@ async function commit(h: Handle): Promise<CommitResult> {
     refreshCookie: extended !== undefined && persistentCookie(h) && !h.responded,
   };
   if (due.writes || h.rotated || (extended !== undefined && store.touch === undefined)) {
-    return await saveRecord(h, store, due);
+    return saveRecord(h, store, due);
   }
-  if (extended !== undefined) return await touchRecord(h, store, due, extended);
+  if (extended !== undefined) return touchRecord(h, store, due, extended);
   return "done";
 }
 
@@ -326,7 +190,25 @@ function ended(
 }
 
 /** The record is saved: the session goes on from it, its cookie signed again or refreshed. */
-async function saved(
+function saved(
+  h: Handle,
+  store: SessionStore,
+  record: StoredSession,
+  due: Due,
+  userBefore: string | undefined,
+): CommitResult | Promise<CommitResult> {
+  const o = h.o;
+  h.base = record;
+  h.version = record.version;
+  h.expiresAt = record.expiresAt;
+  if (due.resign) return resigned(h, store, record, due, userBefore);
+  if (due.refreshCookie) setCookie(h, o.cookie.name, h.cookieValue!, record.expiresAt, due.now);
+  const user = userOf(o, record.data);
+  return user === undefined || user === userBefore ? "done" : signedIn(h, user);
+}
+
+/** `saved`, with the cookie signed again (a retired secret, a version to carry). */
+async function resigned(
   h: Handle,
   store: SessionStore,
   record: StoredSession,
@@ -334,21 +216,11 @@ async function saved(
   userBefore: string | undefined,
 ): Promise<CommitResult> {
   const o = h.o;
-  h.base = record;
-  h.version = record.version;
-  h.expiresAt = record.expiresAt;
-  if (due.resign) {
-    const issued = await o.signer.issue(
-      h.id,
-      store.capabilities.staleReads ? record.version : undefined,
-    );
-    h.cookieValue = issued.value;
-    h.cookieVersion = record.version;
-    h.rotated = false;
-    setCookie(h, o.cookie.name, issued.value, record.expiresAt, due.now);
-  } else if (due.refreshCookie) {
-    setCookie(h, o.cookie.name, h.cookieValue!, record.expiresAt, due.now);
-  }
+  const issued = await o.signer.issue(h.id, store.capabilities.staleReads ? record.version : undefined);
+  h.cookieValue = issued.value;
+  h.cookieVersion = record.version;
+  h.rotated = false;
+  setCookie(h, o.cookie.name, issued.value, record.expiresAt, due.now);
   const user = userOf(o, record.data);
   return user === undefined || user === userBefore ? "done" : await signedIn(h, user);
 }

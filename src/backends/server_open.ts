@@ -1,0 +1,186 @@
+/**
+ * The server-store backend's `open`: the cookie's signed id verified, this session's turn taken
+ * (and the store's lock when other processes write it), its record loaded and checked.
+ *
+ * @module
+ */
+import {
+  attachRecord,
+  type CookieSource,
+  cookieValues,
+  type Handle,
+  invalid,
+  isLive,
+  leaveTurn,
+} from "../backend.ts";
+import { endedInFlight, storeError } from "../conflict.ts";
+import {
+  freshest,
+  isContended,
+  isStoreContended,
+  noteRead,
+  takeTurn,
+  type Turn,
+  TURN_WAIT_MS,
+} from "../turns.ts";
+import { takeTurnLock } from "../lock.ts";
+import { expiredOnLoad } from "../audit.ts";
+import { splitData } from "../session.ts";
+import { isEnded, type SessionStore, type StoredSession, toStoredSession } from "../store.ts";
+
+/** The longest signed cookie value this library writes is 76 characters; allow slack. */
+const MAX_SIGNED_VALUE = 256;
+/** At most this many values of a duplicated session cookie are tried. */
+const MAX_CANDIDATES = 4;
+
+/** Reads the request's cookie, verifies it, takes the session's turn and loads its record. */
+export async function open(h: Handle, source: CookieSource): Promise<void> {
+  const o = h.o;
+  const values = cookieValues(source, o.cookie.name);
+  if (values.length === 0) return fresh(h);
+  const store = h.store as SessionStore;
+  // A browser sends several values when it holds cookies of this name for other Domains or
+  // Paths (an older deploy's, a sibling subdomain's): use the one that names a live session.
+  for (let i = 0; i < values.length && i < MAX_CANDIDATES; i++) {
+    const value = values[i]!;
+    if (value.length > MAX_SIGNED_VALUE) {
+      invalid(h, "oversized");
+      continue;
+    }
+    const verified = o.signer.cached(value) ?? await o.signer.verify(value);
+    if (typeof verified === "string") {
+      invalid(h, verified);
+      continue;
+    }
+    if (o.turns && h.owner !== undefined && h.turn?.key !== verified.key) {
+      const waited = waitTurn(h, store, verified.key);
+      if (waited !== undefined) await waited;
+    }
+    let loaded: StoredSession | null;
+    try {
+      loaded = await loadRecord(store, verified);
+    } catch (error) {
+      throw storeError("load", error);
+    }
+    let record = liveRecord(h, store, verified.key, loaded);
+    if (record instanceof Promise) record = await record;
+    if (record === undefined) continue;
+    let split;
+    try {
+      split = splitData(record.data, o.serializer);
+    } catch (error) {
+      // In another `serializer` format (or written with one, read without): never misread.
+      invalid(h, "data", error);
+      continue;
+    }
+    attachRecord(h, verified.id, record, verified.key);
+    h.data = split.data;
+    h.flash = split.flash;
+    h.cookieValue = value;
+    h.cookieVersion = record.version;
+    h.rotated = verified.rotated;
+    h.endedElsewhere = false;
+    return;
+  }
+  fresh(h);
+}
+
+/**
+ * Waits for this session's other requests in flight here, so that it loads what they wrote;
+ * `undefined` when the turn is this request's at once (the common case: nothing to await).
+ */
+function waitTurn(h: Handle, store: SessionStore, key: string): Promise<void> | undefined {
+  leaveTurn(h);
+  const turn = takeTurn(store, key, h.owner ?? h, TURN_WAIT_MS);
+  if (turn instanceof Promise) return turn.then((taken) => tookTurn(h, store, key, taken));
+  return tookTurn(h, store, key, turn);
+}
+
+function tookTurn(
+  h: Handle,
+  store: SessionStore,
+  key: string,
+  turn: Turn | undefined,
+): Promise<void> | undefined {
+  h.turn = turn;
+  // Other processes write this session too: take turns with them through the store's lock.
+  // A request that cannot run again takes it once they write any session of the store.
+  if (turn !== undefined && (isContended(store, key) || (!h.canRerun && isStoreContended(store)))) {
+    return takeTurnLock(h, key, TURN_WAIT_MS).catch((error) => {
+      leaveTurn(h);
+      throw error;
+    });
+  }
+  return undefined;
+}
+
+/**
+ * The record a verified cookie names, as loaded, if this request can use it; `undefined` when
+ * it is unreadable, ended, expired or missing (the cookie is then noted invalid).
+ */
+function liveRecord(
+  h: Handle,
+  store: SessionStore,
+  key: string,
+  loaded: StoredSession | null,
+): StoredSession | undefined | Promise<undefined> {
+  let record = loaded;
+  try {
+    if (store.capabilities.staleReads === true) record = freshest(store, key, record);
+    if (record !== null) noteRead(store, key, record.version);
+  } catch (error) {
+    throw storeError("load", error);
+  }
+  const now = h.o.now();
+  if (record !== null && toStoredSession(record) === null) {
+    // Not a record this library wrote (a version that is no positive integer, say): unusable.
+    invalid(h, "unknown");
+    return undefined;
+  }
+  if (record !== null && isEnded(record) && record.expiresAt > now) {
+    // Ended by another request: a request in flight at the time may change nothing and
+    // send no cookie; long after, the browser evidently missed the new cookie. "Long" is
+    // judged by the store's clock where it has one (the end was stamped by it too).
+    return endedRecord(h, store, key, record);
+  }
+  if (record === null || !isLive(h.o, record, now)) {
+    if (record !== null && !isEnded(record)) expiredOnLoad(h);
+    invalid(h, "unknown");
+    return undefined;
+  }
+  return record;
+}
+
+/** A record ended by another request: the cookie is noted invalid (see `liveRecord`). */
+async function endedRecord(
+  h: Handle,
+  store: SessionStore,
+  key: string,
+  record: StoredSession,
+): Promise<undefined> {
+  if (await endedInFlight(store, key, record, h.o.now)) h.endedElsewhere = true;
+  invalid(h, "ended");
+  return undefined;
+}
+
+/** Stores with stale reads are told the version the client has already seen. */
+function loadRecord(
+  store: SessionStore,
+  verified: { key: string; version?: number },
+): Promise<StoredSession | null> {
+  return store.capabilities.staleReads && verified.version !== undefined
+    ? store.load(verified.key, verified.version)
+    : store.load(verified.key);
+}
+
+function fresh(h: Handle): void {
+  // A new session takes an id signed ahead of time when one is ready.
+  const o = h.o;
+  if (!(o.store as SessionStore).capabilities.staleReads) {
+    const minted = o.signer.take();
+    if (minted !== undefined) {
+      h.minted = minted;
+      h.id = minted.id;
+    }
+  }
+}

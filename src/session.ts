@@ -31,7 +31,6 @@ export {
   AUTH_AT_KEY,
   type Ending,
   FLASH_KEY,
-  hasWrites,
   isSignInKey,
   kState,
   type Operation,

@@ -139,11 +139,6 @@ export interface SessionState {
 /** Symbol under which a `Session` exposes its state to the core. */
 export const kState: unique symbol = Symbol("websession.state");
 
-/** Whether the request changed the session's data (as opposed to only reading or touching it). */
-export function hasWrites(s: SessionState): boolean {
-  return s.ops.length > 0 || s.ending !== undefined;
-}
-
 /**
  * `list` with `item` added. A list that is empty becomes `[item]`: an empty array's first
  * `push` reserves room for 17 items, and a request's logs mostly hold one or two.

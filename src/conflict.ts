@@ -12,7 +12,8 @@
  */
 import { SessionError, StoreUnavailableError } from "./errors.ts";
 import type { ConflictPolicy } from "./options.ts";
-import { joinData, observationsHold, replay, type SessionState, withMeta } from "./session.ts";
+import type { SessionState } from "./session_state.ts";
+import { joinData, observationsHold, replay, withMeta } from "./session_data.ts";
 import { emit, type EventHook } from "./events.ts";
 import {
   freshest,

@@ -60,7 +60,8 @@
  * @module
  */
 import { getSession as getHonoSession } from "./adapters/hono.ts";
-import { kState, type Session } from "./session.ts";
+import type { Session } from "./session.ts";
+import { kState } from "./session_state.ts";
 import type { SessionData } from "./store.ts";
 import { getSession, onHeaderTransport } from "./with_session.ts";
 import { presentedToken } from "./csrf/form.ts";

@@ -10,7 +10,7 @@ import type { Handle } from "./backend.ts";
 import { backoff, storeError } from "./conflict.ts";
 import { SessionConfigError, SessionConflictError } from "./errors.ts";
 import { createSessionId, storageKeyOf } from "./id.ts";
-import { observationsHold, replay } from "./session.ts";
+import { observationsHold, replay } from "./session_data.ts";
 import { isEnded, type SessionStore } from "./store.ts";
 
 /**

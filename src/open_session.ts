@@ -23,7 +23,9 @@ import { warnInsecure, withSessionHeaders } from "./headers.ts";
 import { type LockOptions, releaseAll, type SessionLock, takeLock } from "./lock.ts";
 import { createSessionId } from "./id.ts";
 import { optionsOf, type ResolvedOptions, type SessionOptions } from "./options.ts";
-import { isSignInKey, kState, Session, type SessionHost, type SessionState, splitData } from "./session.ts";
+import { Session } from "./session.ts";
+import { isSignInKey, kState, type SessionHost, type SessionState } from "./session_state.ts";
+import { splitData } from "./session_data.ts";
 import type { SessionData } from "./store.ts";
 
 /**

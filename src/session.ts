@@ -27,19 +27,6 @@ import { checkKey, holdValue, readValue, signInKeys, visible } from "./session_v
 
 // A session's state and operation log (session_state.ts) and its stored data and replay
 // (session_data.ts) live beside it; the core imports them from here.
-export {
-  AUTH_AT_KEY,
-  type Ending,
-  FLASH_KEY,
-  isSignInKey,
-  kState,
-  type Operation,
-  REMEMBER_KEY,
-  SERIALIZER_KEY,
-  type SessionHost,
-  type SessionState,
-} from "./session_state.ts";
-export { joinData, observationsHold, replay, splitData, stateData, withMeta } from "./session_data.ts";
 
 /**
  * One request's session. Obtain it with `await getSession(req)` inside a handler wrapped by

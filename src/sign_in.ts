@@ -11,7 +11,8 @@
  */
 import type { Handle } from "./backend.ts";
 import { RecentAuthRequiredError } from "./errors.ts";
-import { kState, type Session } from "./session.ts";
+import type { Session } from "./session.ts";
+import { kState } from "./session_state.ts";
 
 /**
  * Options of {@linkcode requireRecentAuth}.

@@ -12,7 +12,8 @@
  */
 import { type CookieSource, type Handle, kTransport, type TransportFlow } from "./backend.ts";
 import { addVary, makePrivate, withSessionHeaders } from "./headers.ts";
-import { kState, type Session } from "./session.ts";
+import type { Session } from "./session.ts";
+import { kState } from "./session_state.ts";
 
 /**
  * Options of {@linkcode headerTransport}: the session travels in a request header and a response

@@ -19,7 +19,8 @@ import type { EndReason } from "./events.ts";
 import { handleOf, META_KEY, metadataOf } from "./metadata.ts";
 import { instrument } from "./instrument.ts";
 import { optionsOf, type ResolvedOptions, type SessionOptions } from "./options.ts";
-import { FLASH_KEY, isSignInKey, kState, REMEMBER_KEY, SERIALIZER_KEY, type Session } from "./session.ts";
+import type { Session } from "./session.ts";
+import { FLASH_KEY, isSignInKey, kState, REMEMBER_KEY, SERIALIZER_KEY } from "./session_state.ts";
 import {
   ENDED_AT_KEY,
   ENDED_BY_KEY,

@@ -16,7 +16,7 @@ import {
 import { createSessionId, isSessionId, storageKeyOf } from "../src/store_kit.ts";
 import { parseCookies, readCookies, resolveCookieOptions, serializeCookie } from "../src/cookie.ts";
 import { GenerationalCache, Signer } from "../src/signing.ts";
-import { replay } from "../src/session.ts";
+import { replay } from "../src/session_data.ts";
 import { Client } from "./conformance/client.ts";
 import type { SealedSessionStore } from "../src/store.ts";
 import { sealedStore } from "../src/store_kit.ts";

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { getSession, withSession } from "../src/with_session.ts";
 import { storageKeyOf } from "../src/id.ts";
-import { FLASH_KEY } from "../src/session.ts";
+import { FLASH_KEY } from "../src/session_state.ts";
 import { isEnded } from "../src/store.ts";
 import { MemoryStore } from "../src/stores/memory.ts";
 import type { ConflictPolicy } from "../src/options.ts";

@@ -28,7 +28,8 @@ import {
 import { inGrace, storeError } from "../conflict.ts";
 import { SessionError, SessionStateError } from "../errors.ts";
 import { emit } from "../events.ts";
-import { REMEMBER_KEY, splitData, stateData } from "../session.ts";
+import { REMEMBER_KEY } from "../session_state.ts";
+import { splitData, stateData } from "../session_data.ts";
 import { type InvalidSeal, isSealedStore, type OpenedSession, type SealedSessionStore } from "../store.ts";
 
 /** Chunks a sealed store may write: `name.0` … `name.63`. */

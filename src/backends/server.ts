@@ -28,7 +28,7 @@ import { createSessionId } from "../id.ts";
 import { noteVersion, noteWritten } from "../turns.ts";
 import { loggedOut, userOf } from "../audit.ts";
 import { noteMeta, signedIn } from "../users/sign_in.ts";
-import { stateData } from "../session.ts";
+import { stateData } from "../session_data.ts";
 import { open } from "./server_open.ts";
 import type { SessionStore, StoredSession } from "../store.ts";
 

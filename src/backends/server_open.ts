@@ -25,7 +25,7 @@ import {
 } from "../turns.ts";
 import { takeTurnLock } from "../lock.ts";
 import { expiredOnLoad } from "../audit.ts";
-import { splitData } from "../session.ts";
+import { splitData } from "../session_data.ts";
 import { isEnded, type SessionStore, type StoredSession, toStoredSession } from "../store.ts";
 
 /** The longest signed cookie value this library writes is 76 characters; allow slack. */

@@ -7,7 +7,8 @@
  */
 import type { SessionOptions } from "../../options.ts";
 import { commitSession as commit, openSession, optionsOf } from "../../open_session.ts";
-import { kState, type Session } from "../../session.ts";
+import type { Session } from "../../session.ts";
+import { kState } from "../../session_state.ts";
 import type { SessionData } from "../../store.ts";
 import { isSessionError, plainErrorResponse } from "../response.ts";
 

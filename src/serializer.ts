@@ -31,6 +31,7 @@
  */
 import { SessionDataError } from "./errors.ts";
 import { joinData, splitData } from "./session_data.ts";
+import { checkValue } from "./session_values.ts";
 import { kCodec, SERIALIZER_KEY, type SerializerCodec } from "./session_state.ts";
 
 /**
@@ -50,13 +51,13 @@ import { kCodec, SERIALIZER_KEY, type SerializerCodec } from "./session_state.ts
  * import { defineSerializer, type SessionSerializer } from "websession/serializer";
  * import assert from "node:assert/strict";
  *
- * // Dates only, as their ISO strings in an object tagged "d".
+ * // Top-level Dates, as their ISO strings in an object tagged "$date".
  * const dates: SessionSerializer = defineSerializer({
  *   format: "dates/1",
- *   serialize: (value) => value instanceof Date ? { d: value.toISOString() } : value,
- *   deserialize: (json) => typeof json === "object" && json !== null && "d" in json ? new Date(String(json.d)) : json,
+ *   serialize: (value) => value instanceof Date ? { $date: value.toISOString() } : value,
+ *   deserialize: (json) => typeof json === "object" && json !== null && "$date" in json ? new Date(String(json.$date)) : json,
  * });
- * assert.deepEqual(dates.serialize(new Date(0)), { d: "1970-01-01T00:00:00.000Z" });
+ * assert.deepEqual(dates.serialize(new Date(0)), { $date: "1970-01-01T00:00:00.000Z" });
  * ```
  */
 export interface SessionSerializer {
@@ -97,8 +98,8 @@ export interface SessionSerializer {
  *
  * const dates = defineSerializer({
  *   format: "dates/1",
- *   serialize: (value) => value instanceof Date ? { d: value.toISOString() } : value,
- *   deserialize: (json) => typeof json === "object" && json !== null && "d" in json ? new Date(String(json.d)) : json,
+ *   serialize: (value) => value instanceof Date ? { $date: value.toISOString() } : value,
+ *   deserialize: (json) => typeof json === "object" && json !== null && "$date" in json ? new Date(String(json.$date)) : json,
  * });
  * const app = withSession(async (req: Request) => {
  *   const session = await getSession<{ since?: Date }>(req);
@@ -110,6 +111,14 @@ export interface SessionSerializer {
  * ```
  */
 export function defineSerializer(spec: SessionSerializer): SessionSerializer {
+  return makeSerializer(spec, true);
+}
+
+/**
+ * {@linkcode defineSerializer}; with `checked`, what `serialize` returns is checked to be plain
+ * JSON (a value it passes on unchanged, a `Set` say, would otherwise be stored as `{}`).
+ */
+function makeSerializer(spec: SessionSerializer, checked: boolean): SessionSerializer {
   const format = spec?.format ?? "custom";
   if (
     typeof spec?.serialize !== "function" || typeof spec.deserialize !== "function" ||
@@ -121,12 +130,28 @@ export function defineSerializer(spec: SessionSerializer): SessionSerializer {
   }
   const serializer: SessionSerializer = {
     format,
-    serialize: (value) => spec.serialize(value),
+    serialize: checked
+      ? (value) => plainJson(spec.serialize(value), format)
+      : (value) => spec.serialize(value),
     deserialize: (json) => spec.deserialize(json),
   };
   // Not enumerable: a spread copy of a serializer is not one (it was not checked).
   Object.defineProperty(serializer, kCodec, { value: codecFor(serializer, format) });
   return Object.freeze(serializer);
+}
+
+/** `json`, checked to be plain JSON that every store keeps as it is. */
+function plainJson(json: unknown, format: string): unknown {
+  try {
+    checkValue(json, format);
+  } catch (error) {
+    throw new TypeError(
+      `Invalid session value: the serializer "${format}" made something that is not plain JSON (${
+        (error as Error).message.replace(/^Invalid session value for "[^"]*": /, "")
+      }); serialize() must turn every value it is given into plain JSON`,
+    );
+  }
+  return json;
 }
 
 /** What the core runs with `serializer` (see `SerializerCodec`). */
@@ -381,7 +406,7 @@ function decodeTagged(json: Record<string, unknown>, depth: number): unknown {
  * assert.deepEqual(richValues.deserialize(json), value);
  * ```
  */
-export const richValues: SessionSerializer = defineSerializer({
+export const richValues: SessionSerializer = makeSerializer({
   format: "rich/1",
   serialize(value: unknown): unknown {
     return encode(value, 0, new Set());
@@ -389,4 +414,4 @@ export const richValues: SessionSerializer = defineSerializer({
   deserialize(json: unknown): unknown {
     return decode(json, 0);
   },
-});
+}, false);

@@ -30,7 +30,7 @@ export function checkKey(key: unknown): asserts key is string {
  * arrays, no `NaN` or `Infinity`, no `BigInt`, functions, symbols, class instances (`Date`,
  * `Map`, ...) or cycles.
  */
-function checkValue(value: unknown, key: string, depth = 0, seen?: Set<object>): void {
+export function checkValue(value: unknown, key: string, depth = 0, seen?: Set<object>): void {
   switch (typeof value) {
     case "string":
     case "boolean":

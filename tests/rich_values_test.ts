@@ -376,9 +376,9 @@ describe("Session with the richValues serializer", () => {
   it("refuses, never misreads, a record in another serializer's format", async () => {
     const dates: SessionSerializer = defineSerializer({
       format: "dates/1",
-      serialize: (value) => value instanceof Date ? { d: value.toISOString() } : value,
+      serialize: (value) => value instanceof Date ? { $date: value.toISOString() } : value,
       deserialize: (json) =>
-        typeof json === "object" && json !== null && "d" in json ? new Date(String(json.d)) : json,
+        typeof json === "object" && json !== null && "$date" in json ? new Date(String(json.$date)) : json,
     });
     const store = new MemoryStore();
     const rich = app(
@@ -473,6 +473,15 @@ describe("Session with the richValues serializer", () => {
     const made = defineSerializer(plain);
     assert.ok(Object.isFrozen(made));
     await handler(made);
+    // What serialize() returns must be plain JSON: a value it passes on unchanged is refused when
+    // set, never stored as something else (a Set as {}, a nested Date as a string).
+    for (const value of [new Set([1]), { at: new Date(0) }, [1, undefined], () => 1, NaN]) {
+      assert.throws(
+        () => made.serialize(value),
+        /serializer "plain\/1" made something that is not plain JSON/,
+      );
+    }
+    assert.deepEqual(made.serialize({ a: [1, "b", null] }), { a: [1, "b", null] });
   });
 });
 

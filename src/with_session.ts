@@ -85,7 +85,7 @@ export function getSession<T extends object = SessionData>(request: Request): Pr
   if (ctx === undefined) {
     return Promise.reject(
       new TypeError(
-        "getSession() needs a request that went through withSession(): wrap the handler with withSession",
+        "getSession() needs the very Request withSession() handed to the handler (not a copy or a clone): wrap the handler with withSession and pass its request",
       ),
     );
   }
@@ -234,6 +234,7 @@ async function run<A extends unknown[]>(
     let response: Response;
     try {
       response = await handler(ctx.request, ...rest);
+      if (typeof response?.headers?.get !== "function") throw notAResponse(response);
     } catch (error) {
       answer = await afterThrow(ctx, error);
       if (answer !== "rerun") return answer;
@@ -258,6 +259,12 @@ async function run<A extends unknown[]>(
     next = replay(original, ctx);
     await backoff(attempt);
   }
+}
+
+/** The handler answered something other than a `Response` (a forgotten `return`, say). */
+function notAResponse(value: unknown): TypeError {
+  const what = value === null || value === undefined ? String(value) : `a ${typeof value}`;
+  return new TypeError(`The handler wrapped by withSession() returned ${what}, not a Response`);
 }
 
 /** The per-request context of one run of the handler, attached to its request. */

@@ -356,6 +356,24 @@ describe("Session", () => {
       (e: Error) => e instanceof TypeError && /withSession/.test(e.message),
     );
   });
+
+  it("says so when a handler asks with a copy of its request, or answers something that is no Response", async () => {
+    const options = { store: new MemoryStore(), secrets: "a secret of at least thirty-two characters" };
+    const copied = withSession(async (req: Request) => {
+      await getSession(req.clone());
+      return new Response("unreachable");
+    }, options);
+    await assert.rejects(copied(new Request("https://x.example/")), /not a copy or a clone/);
+    for (const answer of [undefined, "text", { status: 200 }]) {
+      const store = new MemoryStore();
+      const handler = withSession(async (req: Request) => {
+        (await getSession<{ n?: number }>(req)).set("n", 1);
+        return answer as unknown as Response;
+      }, { ...options, store });
+      await assert.rejects(handler(new Request("https://x.example/")), /returned .*, not a Response/);
+      assert.equal(await store.count(), 0, "nothing saved for a request that was not answered");
+    }
+  });
 });
 
 describe("replay", () => {

@@ -26,6 +26,7 @@ import {
   TURN_WAIT_MS,
 } from "./turns.ts";
 import {
+  checkedSaveResult,
   ENDED_AT_KEY,
   ENDED_KEY,
   endedAt,
@@ -305,7 +306,7 @@ async function compareAndSet(
     const expected: number = current.version;
     let result: SaveResult;
     try {
-      result = await store.save(key, record, expected, index);
+      result = checkedSaveResult(await store.save(key, record, expected, index));
     } catch (error) {
       return { kind: "failed", error: storeError("save", error) };
     }

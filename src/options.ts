@@ -273,6 +273,13 @@ function resolveStore(options: SessionOptions<SessionData>) {
   if (!sealed && (typeof store.load !== "function" || typeof store.save !== "function")) {
     throw new TypeError("Invalid store: it has no load() and save() methods");
   }
+  if (
+    typeof (store as SessionStore).capabilities !== "object" || (store as SessionStore).capabilities === null
+  ) {
+    throw new TypeError(
+      "Invalid store: it has no capabilities object (see SessionStore in websession/store-kit)",
+    );
+  }
   if (sealed && (store as { [kBackend]?: unknown })[kBackend] === undefined) {
     throw new TypeError(
       "Invalid store: a sealed store of your own is passed through sealedStore() from websession/store-kit",

@@ -85,10 +85,11 @@ export interface SessionSerializer {
  * runs with it (reading records written in its format or in plain JSON, refusing any other
  * format, comparing and replaying held values).
  *
- * @param spec `serialize`, `deserialize` and an optional `format` name (default `"custom"`).
+ * @param spec `serialize`, `deserialize` and a `format` name, written into every record it makes: two
+ *   serializers must not share one, or each would misread the other's records.
  * @returns A frozen {@linkcode SessionSerializer}.
- * @throws {TypeError} When `serialize` or `deserialize` is not a function, or `format` is given
- *   and is not a non-empty string.
+ * @throws {TypeError} When `serialize` or `deserialize` is not a function, or `format` is not a
+ *   non-empty string.
  *
  * @example
  * ```ts
@@ -110,7 +111,7 @@ export interface SessionSerializer {
  * assert.throws(() => defineSerializer({ format: "", serialize: (v) => v, deserialize: (v) => v }), TypeError);
  * ```
  */
-export function defineSerializer(spec: SessionSerializer): SessionSerializer {
+export function defineSerializer(spec: SessionSerializer & { readonly format: string }): SessionSerializer {
   return makeSerializer(spec, true);
 }
 
@@ -119,13 +120,13 @@ export function defineSerializer(spec: SessionSerializer): SessionSerializer {
  * JSON (a value it passes on unchanged, a `Set` say, would otherwise be stored as `{}`).
  */
 function makeSerializer(spec: SessionSerializer, checked: boolean): SessionSerializer {
-  const format = spec?.format ?? "custom";
+  const format = spec?.format;
   if (
     typeof spec?.serialize !== "function" || typeof spec.deserialize !== "function" ||
     typeof format !== "string" || format === ""
   ) {
     throw new TypeError(
-      "Invalid serializer: expected serialize() and deserialize() and an optional format name",
+      'Invalid serializer: expected serialize(), deserialize() and a format name such as "dates/1"',
     );
   }
   const serializer: SessionSerializer = {

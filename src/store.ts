@@ -12,6 +12,7 @@ export {
   assertLockArguments,
   assertRecordShape,
   assertTouchArguments,
+  checkedSaveResult,
   ENDED_AT_KEY,
   ENDED_BY_KEY,
   ENDED_KEY,

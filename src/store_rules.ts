@@ -348,3 +348,25 @@ export function assertLockArguments(owner: unknown, ...ttl: [ttlMs?: unknown]): 
     throw new RangeError(`Invalid ttlMs: "${ttlMs}" is not a positive number of milliseconds`);
   }
 }
+
+/**
+ * A store's `save` answer, checked: `true`, `false` or a `SaveConflict` (`{ current }`). A store
+ * that answers anything else breaks the contract; the core reports it as a failed save (a
+ * `StoreUnavailableError`, logged) rather than take it for a refusal and answer 409.
+ *
+ * @param result What `save` resolved to.
+ * @returns `result`.
+ * @throws {TypeError} When it is none of those.
+ */
+export function checkedSaveResult<R>(result: R): R {
+  if (result === true || result === false) return result;
+  const current = (result as { current?: unknown } | null)?.current;
+  if (typeof result === "object" && result !== null && (current === null || typeof current === "object")) {
+    return result;
+  }
+  throw new TypeError(
+    `The store's save() answered ${
+      typeof result === "string" ? JSON.stringify(result) : String(result)
+    }: expected true, false or { current } (see SessionStore in websession/store-kit)`,
+  );
+}

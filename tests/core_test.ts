@@ -357,6 +357,30 @@ describe("Session", () => {
     );
   });
 
+  it("refuses a store that breaks the contract, never taking its answer for a refusal", async () => {
+    const secrets = "a secret of at least thirty-two characters";
+    const base = new MemoryStore();
+    const noCapabilities = { load: (k: string) => base.load(k), save: () => Promise.resolve(true) };
+    assert.throws(
+      () => withSession(() => new Response(), { store: noCapabilities as never, secrets }),
+      /capabilities/,
+    );
+    for (const answer of [undefined, "yes", 1, { other: 1 }]) {
+      const errors: unknown[] = [];
+      const broken = Object.assign(Object.create(base), { save: () => Promise.resolve(answer) });
+      const handler = withSession(async (req: Request) => {
+        (await getSession<{ n?: number }>(req)).set("n", 1);
+        return new Response("ok");
+      }, { store: broken, secrets, logger: { warn: () => {}, error: (e) => void errors.push(e) } });
+      const response = await handler(new Request("https://x.example/"));
+      assert.equal(response.status, 503, `save() answered ${String(answer)}`);
+      assert.match(
+        String((errors[0] as Error)?.cause ?? errors[0]),
+        /save\(\) answered .*expected true, false or \{ current \}/,
+      );
+    }
+  });
+
   it("says so when a handler asks with a copy of its request, or answers something that is no Response", async () => {
     const options = { store: new MemoryStore(), secrets: "a secret of at least thirty-two characters" };
     const copied = withSession(async (req: Request) => {

@@ -467,7 +467,10 @@ describe("Session with the richValues serializer", () => {
     // of the right shape is refused: the core runs a serializer only through what it carries).
     const plain = { format: "plain/1", serialize: (v: unknown) => v, deserialize: (v: unknown) => v };
     await assert.rejects(async () => await handler(plain), /defineSerializer\(\)/);
-    for (const spec of [{ ...plain, format: "" }, { ...plain, format: 1 }, { ...plain, serialize: 1 }]) {
+    const { format: _unnamed, ...unnamed } = plain;
+    for (
+      const spec of [{ ...plain, format: "" }, { ...plain, format: 1 }, { ...plain, serialize: 1 }, unnamed]
+    ) {
       assert.throws(() => defineSerializer(spec as never), TypeError);
     }
     const made = defineSerializer(plain);

@@ -30,7 +30,7 @@ import { loggedOut, userOf } from "../audit.ts";
 import { noteMeta, signedIn } from "../users/sign_in.ts";
 import { stateData } from "../session_data.ts";
 import { open } from "./server_open.ts";
-import type { SessionStore, StoredSession } from "../store.ts";
+import { checkedSaveResult, type SessionStore, type StoredSession } from "../store.ts";
 
 function adopt(h: Handle, landed: Landed | undefined): void {
   if (landed !== undefined) {
@@ -274,7 +274,7 @@ async function create(h: Handle, store: SessionStore, now: number): Promise<Comm
     let result;
     const index = indexOf(record.data, o.userKey);
     try {
-      result = await store.save(issued.key, record, null, index);
+      result = checkedSaveResult(await store.save(issued.key, record, null, index));
     } catch (error) {
       return storeError("save", error);
     }

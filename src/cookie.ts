@@ -89,10 +89,21 @@ const COOKIE_VALUE = /^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*$/;
  *
  * @param options The cookie options.
  * @returns Resolved options with the attribute suffix prebuilt.
- * @throws {TypeError} On an invalid name, path or domain, `SameSite=None` or `Partitioned`
- * without `Secure`, or a `__Host-`/`__Secure-` name whose rules are not met.
+ * @throws {TypeError} When `options` is not an object, a flag is not a boolean; on an invalid
+ * name, path or domain, `SameSite=None` or `Partitioned` without `Secure`, or a
+ * `__Host-`/`__Secure-` name whose rules are not met.
  */
 export function resolveCookieOptions(options: CookieOptions = {}): ResolvedCookieOptions {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`Invalid cookie: expected an object such as { name: "sid" }, got ${typeof options}`);
+  }
+  for (const flag of ["secure", "httpOnly", "partitioned", "persistent"] as const) {
+    if (options[flag] !== undefined && typeof options[flag] !== "boolean") {
+      throw new TypeError(
+        `Invalid cookie ${flag}: expected true or false, got ${JSON.stringify(options[flag])}`,
+      );
+    }
+  }
   const {
     name = "session",
     path = "/",

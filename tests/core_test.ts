@@ -357,6 +357,15 @@ describe("Session", () => {
     );
   });
 
+  it("refuses cookie options of the wrong type (a string for the object, a string for a flag)", () => {
+    const secrets = "a secret of at least thirty-two characters";
+    const make = (cookie: unknown) => withSession(() => new Response(), { secrets, cookie: cookie as never });
+    assert.throws(() => make("sid"), /Invalid cookie: expected an object/);
+    assert.throws(() => make({ secure: "false" }), /Invalid cookie secure: expected true or false/);
+    assert.throws(() => make({ httpOnly: 0 }), /Invalid cookie httpOnly/);
+    make({ secure: false, httpOnly: true, persistent: false });
+  });
+
   it("refuses a store that breaks the contract, never taking its answer for a refusal", async () => {
     const secrets = "a secret of at least thirty-two characters";
     const base = new MemoryStore();

@@ -29,6 +29,8 @@ import { Child } from "./measure.ts";
 type Any = any;
 
 export const IN_FLIGHT = 30;
+/** Unmeasured rounds per subject and load before the measured ones. */
+const WARM_ROUNDS = 3;
 const SECRET = "benchmark secret: at least thirty-two characters";
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
@@ -94,36 +96,51 @@ async function visits(subject: Subject, cookie: string): Promise<number> {
   return Number(await r.text());
 }
 
-/** `rounds` rounds of IN_FLIGHT requests on one fresh session each. */
-async function measure(
-  subject: Subject,
+/** One round: IN_FLIGHT requests on one fresh session; the samples and the increments lost. */
+async function round(subject: Subject, method: "GET" | "POST") {
+  const cookie = await newCookie(subject);
+  const results = await Promise.all(
+    Array.from({ length: IN_FLIGHT }, () => timed(subject[method === "GET" ? "get" : "post"], method, cookie)),
+  );
+  const lost = 1 + results.filter((r) => r.status === 200).length - (await visits(subject, cookie));
+  return { results, lost };
+}
+
+/**
+ * websession and the lock subject under one load, round by round in turn (so that neither gets the
+ * quieter half of the machine's minute), each after `WARM_ROUNDS` unmeasured rounds (so that neither
+ * pays the compiler's first runs in its figures; measured first and cold, websession's p99 on
+ * MemoryStore once read 6x the lock's, while warm the two cost the same per request).
+ * `rounds` rounds of IN_FLIGHT requests on one fresh session each.
+ */
+async function measurePair(
+  subjects: [Subject, Subject],
   method: "GET" | "POST",
   rounds: number,
   budgetMs: number,
-): Promise<Load> {
-  const samples: Array<{ ms: number; status: number }> = [];
-  let lost = 0;
-  const runs0 = subject.runs();
-  let requests = 0;
+): Promise<[Load, Load]> {
+  for (let i = 0; i < WARM_ROUNDS; i++) for (const subject of subjects) await round(subject, method);
+  const tallies = subjects.map((subject) => ({
+    samples: [] as Array<{ ms: number; status: number }>,
+    lost: 0,
+    runs0: subject.runs(),
+  }));
   const t0 = performance.now();
-  for (let round = 0; round < rounds; round++) {
-    if (round >= 3 && performance.now() - t0 > budgetMs) break;
-    const cookie = await newCookie(subject);
-    const results = await Promise.all(
-      Array.from(
-        { length: IN_FLIGHT },
-        () => timed(subject[method === "GET" ? "get" : "post"], method, cookie),
-      ),
-    );
-    samples.push(...results);
-    requests += IN_FLIGHT;
-    lost += 1 + results.filter((r) => r.status === 200).length - (await visits(subject, cookie));
+  for (let r = 0; r < rounds; r++) {
+    if (r >= 3 && performance.now() - t0 > budgetMs) break;
+    for (const [i, subject] of subjects.entries()) {
+      const { results, lost } = await round(subject, method);
+      tallies[i].samples.push(...results);
+      tallies[i].lost += lost;
+    }
   }
-  // Handler runs of the measured requests only: each round's session-creating request and final read
-  // run the handler once each.
-  const rounds_ = samples.length / IN_FLIGHT;
-  const runs = subject.runs() - runs0 - 2 * rounds_;
-  return summarizeLoad(samples, runs / requests, lost);
+  return subjects.map((subject, i) => {
+    const { samples, lost, runs0 } = tallies[i];
+    // Handler runs of the measured requests only: each round's session-creating request and final
+    // read run the handler once each.
+    const runs = subject.runs() - runs0 - 2 * (samples.length / IN_FLIGHT);
+    return summarizeLoad(samples, runs / samples.length, lost);
+  }) as [Load, Load];
 }
 
 interface StoreSetup {
@@ -405,11 +422,8 @@ export async function runContention(options: {
         opened = await setup.open();
         const ws = websessionSubject(core, opened.store);
         const lock = lockSubject(createLockedSessions, opened.store);
-        // Interleaved: websession and the lock subject alternate per load.
-        const wsGet = await measure(ws, "GET", options.rounds, options.budgetMs);
-        const lockGet = await measure(lock, "GET", options.rounds, options.budgetMs);
-        const wsPost = await measure(ws, "POST", options.rounds, options.budgetMs);
-        const lockPost = await measure(lock, "POST", options.rounds, options.budgetMs);
+        const [wsGet, lockGet] = await measurePair([ws, lock], "GET", options.rounds, options.budgetMs);
+        const [wsPost, lockPost] = await measurePair([ws, lock], "POST", options.rounds, options.budgetMs);
         rows.push({
           store: setup.name,
           processes: 1,

@@ -96,12 +96,16 @@ const last = (output, pattern) => {
   return all.length > 0 ? Number(all.at(-1)[1]) : 0;
 };
 
-/** Counts from node:test's spec reporter summary ("ℹ pass 12"). */
+/** Counts from node:test's spec reporter summary ("ℹ pass 12"), and the names under "failing tests". */
 function nodeCounts(output) {
+  const failing = output.split(/^✖ failing tests:$/m)[1] ?? "";
   return {
     pass: last(output, /^ℹ pass (\d+)$/gm),
     fail: last(output, /^ℹ fail (\d+)$/gm) + last(output, /^ℹ cancelled (\d+)$/gm),
     skip: last(output, /^ℹ skipped (\d+)$/gm) + last(output, /^ℹ todo (\d+)$/gm),
+    names: [...failing.matchAll(/^(?:test at (\S+)\n)?✖ (.+?)(?: \([\d.]+m?s\))?$/gm)].map((m) =>
+      m[1] ? `${m[1].replace(/:\d+:\d+$/, "")}: ${m[2]}` : m[2]
+    ),
   };
 }
 
@@ -121,14 +125,17 @@ function denoCounts(junitPath) {
     const parts = name.split(" &gt; ");
     for (let i = 1; i < parts.length; i++) parents.add(parts.slice(0, i).join(" &gt; "));
   }
-  const counts = { pass: 0, fail: 0, skip: 0 };
+  const counts = { pass: 0, fail: 0, skip: 0, names: [] };
   for (const c of cases) {
     if (parents.has(c.name)) {
       // A suite: only its own failure counts (a hook or the file failed), not its children's.
       if (/<failure/.test(c.body) && !/test steps? failed/.test(c.body)) counts.fail++;
       continue;
     }
-    if (/<failure|<error/.test(c.body)) counts.fail++;
+    if (/<failure|<error/.test(c.body)) {
+      counts.fail++;
+      counts.names.push(c.name.replaceAll(" &gt; ", " > "));
+    }
     else if (/<skipped/.test(c.body)) counts.skip++;
     else counts.pass++;
   }
@@ -141,16 +148,18 @@ function bunCounts(output) {
     pass: last(output, /^\s*(\d+) pass$/gm),
     fail: last(output, /^\s*(\d+) fail$/gm) + last(output, /^\s*(\d+) errors?$/gm),
     skip: last(output, /^\s*(\d+) skip$/gm) + last(output, /^\s*(\d+) todo$/gm),
+    names: [...output.matchAll(/^\(fail\) (.+?)(?: \[[\d.]+m?s\])?$/gm)].map((m) => m[1]),
   };
 }
 
-/** Counts from a runner that ends with "label: N passed, N failed, N skipped". */
+/** Counts from a runner that ends with "label: N passed, N failed, N skipped" and says "FAIL name". */
 function plainCounts(output) {
   const all = [...output.matchAll(/(\d+) passed, (\d+) failed(?:, (\d+) skipped)?\s*$/gm)];
   const m = all.at(-1);
+  const names = [...output.matchAll(/^\s*(?:FAIL|not ok \d+ -|✖) (.+)$/gm)].map((n) => n[1]);
   return m
-    ? { pass: Number(m[1]), fail: Number(m[2]), skip: Number(m[3] ?? 0) }
-    : { pass: 0, fail: 0, skip: 0 };
+    ? { pass: Number(m[1]), fail: Number(m[2]), skip: Number(m[3] ?? 0), names }
+    : { pass: 0, fail: 0, skip: 0, names };
 }
 
 function banner(title) {
@@ -186,13 +195,13 @@ async function section(title, command, args, count) {
       notes.length ? ` -- ${notes.join("; ")}` : ""
     }`,
   );
-  return { title, seconds, ...counts };
+  return { title, seconds, ...counts, names: counts.names ?? [] };
 }
 
 function skipped(title, reason) {
   banner(title);
   console.log(`# ${title}: skipped: ${reason}`);
-  return { title, seconds: "0.0", pass: 0, fail: 0, skip: 1, note: reason };
+  return { title, seconds: "0.0", pass: 0, fail: 0, skip: 1, note: reason, names: [] };
 }
 
 const SECTIONS = {
@@ -358,6 +367,8 @@ async function main() {
       }`,
     );
   }
+  const failing = results.flatMap((r) => r.fail > 0 ? r.names.map((name) => `  ${r.title}: ${name}`) : []);
+  if (failing.length > 0) console.log(`Failing tests:\n${failing.join("\n")}`);
   console.log(`${total.pass} passed, ${total.fail} failed, ${total.skip} skipped`);
   process.exitCode = total.fail > 0 ? 1 : 0;
 }

@@ -100,7 +100,10 @@ async function visits(subject: Subject, cookie: string): Promise<number> {
 async function round(subject: Subject, method: "GET" | "POST") {
   const cookie = await newCookie(subject);
   const results = await Promise.all(
-    Array.from({ length: IN_FLIGHT }, () => timed(subject[method === "GET" ? "get" : "post"], method, cookie)),
+    Array.from(
+      { length: IN_FLIGHT },
+      () => timed(subject[method === "GET" ? "get" : "post"], method, cookie),
+    ),
   );
   const lost = 1 + results.filter((r) => r.status === 200).length - (await visits(subject, cookie));
   return { results, lost };
@@ -130,12 +133,12 @@ async function measurePair(
     if (r >= 3 && performance.now() - t0 > budgetMs) break;
     for (const [i, subject] of subjects.entries()) {
       const { results, lost } = await round(subject, method);
-      tallies[i].samples.push(...results);
-      tallies[i].lost += lost;
+      tallies[i]!.samples.push(...results);
+      tallies[i]!.lost += lost;
     }
   }
   return subjects.map((subject, i) => {
-    const { samples, lost, runs0 } = tallies[i];
+    const { samples, lost, runs0 } = tallies[i]!;
     // Handler runs of the measured requests only: each round's session-creating request and final
     // read run the handler once each.
     const runs = subject.runs() - runs0 - 2 * (samples.length / IN_FLIGHT);

@@ -312,11 +312,28 @@ function resolveUsers(options: SessionOptions<SessionData>, store: SessionStore 
   return { userKey: typeof userKey === "string" ? userKey : undefined, maxSessionsPerUser };
 }
 
-/** The logger, and a check that every hook given is a function. */
+/** The names `SessionOptions` has: any other is a typo or an option of another library. */
+const KNOWN =
+  "store secrets cookie transport idleTimeout absoluteTimeout remember touchAfter conflict locking maxAttempts maxReplayBytes onError onInvalidCookie schema serializer userKey deviceInfo maxSessionsPerUser now onEvent logger"
+    .split(" ");
+
+/** A name with case, `-`, `_` and a final `s` ignored: `secret`, `idle_timeout`, `idleTimeOut`. */
+const loose = (name: string) => name.toLowerCase().replace(/[-_]|s$/g, "");
+
+/**
+ * The logger, a check that every hook given is a function, and a warning naming each option
+ * websession does not know (it is ignored; a misspelt `idleTimeOut` would otherwise leave the
+ * default in force without a word).
+ */
 function resolveLogger(options: SessionOptions<SessionData>): SessionLogger {
   const logger = options.logger ?? console;
   if (typeof logger?.warn !== "function" || typeof logger?.error !== "function") {
     throw new TypeError("Invalid logger: expected an object with warn() and error(), such as console");
+  }
+  for (const name of Object.keys(options)) {
+    if (KNOWN.includes(name)) continue;
+    const near = KNOWN.find((known) => loose(known) === loose(name));
+    logger.warn(`websession: unknown option "${name}" is ignored${near ? ` (did you mean "${near}"?)` : ""}`);
   }
   for (const hook of ["onError", "onInvalidCookie", "now", "onEvent"] as const) {
     if (options[hook] !== undefined && typeof options[hook] !== "function") {

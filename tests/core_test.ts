@@ -159,6 +159,23 @@ describe("options", () => {
     assert.throws(() => withSession("nope" as never, { secrets: SECRET }), TypeError);
   });
 
+  it("warn once, at start-up, about an option they do not know, naming the one meant", async () => {
+    const lines: string[] = [];
+    const logger = { warn: (line: string) => void lines.push(line), error: () => {} };
+    const options = { secrets: SECRET, logger, idleTimeOut: 60, secret: SECRET, cookieName: "sid" };
+    const handler = withSession(() => new Response("ok"), options as never);
+    assert.deepEqual(lines, [
+      'websession: unknown option "idleTimeOut" is ignored (did you mean "idleTimeout"?)',
+      'websession: unknown option "secret" is ignored (did you mean "secrets"?)',
+      'websession: unknown option "cookieName" is ignored',
+    ]);
+    await handler(new Request("https://app.example/"));
+    await handler(new Request("https://app.example/"));
+    assert.equal(lines.length, 3, "said when resolved, not per request");
+    withSession(() => new Response("ok"), { secrets: SECRET, logger, idleTimeout: 60 });
+    assert.equal(lines.length, 3, "no word about known options");
+  });
+
   it("answer 500 with a SessionConfigError when an options function returns bad options", async () => {
     const errors: unknown[] = [];
     const original = console.error;

@@ -135,8 +135,7 @@ function denoCounts(junitPath) {
     if (/<failure|<error/.test(c.body)) {
       counts.fail++;
       counts.names.push(c.name.replaceAll(" &gt; ", " > "));
-    }
-    else if (/<skipped/.test(c.body)) counts.skip++;
+    } else if (/<skipped/.test(c.body)) counts.skip++;
     else counts.pass++;
   }
   return counts;

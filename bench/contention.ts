@@ -6,6 +6,9 @@
 // - the lock subject (bench/lock_subject.mjs: a plain per-session lock taken before loading,
 //   CherryPy's implicit locking) under the same two loads: p99, the reference for websession's
 //   "turns".
+// The rounds and subjects are bench/contention_rounds.mjs's, run in this process for the stores
+// Node reaches, in Deno for DenoKvStore (bench/contention_deno.mjs), and for DurableObjectStore in
+// a Worker in Miniflare that this process sends each request to (bench/contention_workerd.ts).
 // And 3 processes x 10 requests in flight on one session sharing Redis (ioredis) and PostgreSQL
 // (pg), websession only (bench/contention_child.mjs). websession comes from the built package's
 // public entry points (bench/entry.mjs).
@@ -22,16 +25,23 @@ import { neon, neonConfig, Pool as NeonPool } from "@neondatabase/serverless";
 import { WebSocket } from "ws";
 import { startUpstashBridge, type UpstashBridge } from "../tests/bridges/upstash.ts";
 import { type NeonBridge, startNeonBridge } from "../tests/bridges/neon.ts";
+import {
+  IN_FLIGHT,
+  lockSubject,
+  measurePair,
+  newCookie,
+  type Subject,
+  type Tally,
+  visits,
+  websessionSubject,
+} from "./contention_rounds.mjs";
+import { openDurableObjects } from "./contention_workerd.ts";
 import { load } from "./entry.mjs";
-import { timed } from "./timed.mjs";
 import { Child } from "./measure.ts";
 // deno-lint-ignore no-explicit-any
 type Any = any;
 
-export const IN_FLIGHT = 30;
-/** Unmeasured rounds per subject and load before the measured ones. */
-const WARM_ROUNDS = 3;
-const SECRET = "benchmark secret: at least thirty-two characters";
+export { IN_FLIGHT };
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const MEMCACHED = process.env.MEMCACHED_SERVER ?? "127.0.0.1:11211";
@@ -75,90 +85,34 @@ export function summarizeLoad(
   };
 }
 
-type Handler = (r: Request) => Promise<Response>;
-interface Subject {
-  get: Handler;
-  post: Handler;
-  read: Handler;
-  runs: () => number;
-}
-
-async function newCookie(subject: Subject): Promise<string> {
-  const response = await subject.get(new Request("https://bench.example/count"));
-  await response.arrayBuffer();
-  const cookie = response.headers.getSetCookie().map((h) => h.split(";", 1)[0]).join("; ");
-  if (!cookie) throw new Error(`no cookie (status ${response.status})`);
-  return cookie;
-}
-
-async function visits(subject: Subject, cookie: string): Promise<number> {
-  const r = await subject.read(new Request("https://bench.example/read", { headers: { cookie } }));
-  return Number(await r.text());
-}
-
-/** One round: IN_FLIGHT requests on one fresh session; the samples and the increments lost. */
-async function round(subject: Subject, method: "GET" | "POST") {
-  const cookie = await newCookie(subject);
-  const results = await Promise.all(
-    Array.from(
-      { length: IN_FLIGHT },
-      () => timed(subject[method === "GET" ? "get" : "post"], method, cookie),
-    ),
-  );
-  const lost = 1 + results.filter((r) => r.status === 200).length - (await visits(subject, cookie));
-  return { results, lost };
-}
-
-/**
- * websession and the lock subject under one load, round by round in turn (so that neither gets the
- * quieter half of the machine's minute), each after `WARM_ROUNDS` unmeasured rounds (so that neither
- * pays the compiler's first runs in its figures; measured first and cold, websession's p99 on
- * MemoryStore once read 6x the lock's, while warm the two cost the same per request).
- * `rounds` rounds of IN_FLIGHT requests on one fresh session each.
- */
-async function measurePair(
-  subjects: [Subject, Subject],
-  method: "GET" | "POST",
-  rounds: number,
-  budgetMs: number,
-): Promise<[Load, Load]> {
-  for (let i = 0; i < WARM_ROUNDS; i++) for (const subject of subjects) await round(subject, method);
-  const tallies = subjects.map((subject) => ({
-    samples: [] as Array<{ ms: number; status: number }>,
-    lost: 0,
-    runs0: subject.runs(),
-  }));
-  const t0 = performance.now();
-  for (let r = 0; r < rounds; r++) {
-    if (r >= 3 && performance.now() - t0 > budgetMs) break;
-    for (const [i, subject] of subjects.entries()) {
-      const { results, lost } = await round(subject, method);
-      tallies[i]!.samples.push(...results);
-      tallies[i]!.lost += lost;
-    }
-  }
-  return subjects.map((subject, i) => {
-    const { samples, lost, runs0 } = tallies[i]!;
-    // Handler runs of the measured requests only: each round's session-creating request and final
-    // read run the handler once each.
-    const runs = subject.runs() - runs0 - 2 * (samples.length / IN_FLIGHT);
-    return summarizeLoad(samples, runs / samples.length, lost);
-  }) as [Load, Load];
-}
-
+/** A store opened in this process. */
 interface StoreSetup {
   name: string;
   open(): Promise<{ store: Any; close(): Promise<void> }>;
 }
 
-function setups(run: string, stores: Record<string, Any>, bridges: {
+/** A row of both subjects, wherever they run: `measure` answers websession's tally, then the lock's. */
+interface PairSetup {
+  name: string;
+  open(): Promise<{
+    measure(method: "GET" | "POST", rounds: number, budgetMs: number): Promise<[Tally, Tally]>;
+    close(): Promise<void>;
+  }>;
+}
+
+interface Bridges {
   upstash(): Promise<UpstashBridge>;
   neon(): Promise<NeonBridge>;
-}): StoreSetup[] {
-  const redis = (
-    name: string,
-    connect: () => Promise<{ client: Any; close(): Promise<void> }>,
-  ): StoreSetup => ({
+}
+
+/** A RedisStore through the client `connect` gives, under a prefix of its own (removed after). */
+function redisSetup(
+  run: string,
+  stores: Record<string, Any>,
+  name: string,
+  connect: () => Promise<{ client: Any; close(): Promise<void> }>,
+): StoreSetup {
+  return {
     name,
     async open() {
       const { client, close } = await connect();
@@ -178,11 +132,17 @@ function setups(run: string, stores: Record<string, Any>, bridges: {
         },
       };
     },
-  });
-  const sql = (
-    name: string,
-    connect: () => Promise<{ client: Any; close(): Promise<void> }>,
-  ): StoreSetup => ({
+  };
+}
+
+/** A PostgresStore through the client `connect` gives, in a table of its own (dropped after). */
+function sqlSetup(
+  run: string,
+  stores: Record<string, Any>,
+  name: string,
+  connect: () => Promise<{ client: Any; close(): Promise<void> }>,
+): StoreSetup {
+  return {
     name,
     async open() {
       const { client, close } = await connect();
@@ -199,7 +159,11 @@ function setups(run: string, stores: Record<string, Any>, bridges: {
         },
       };
     },
-  });
+  };
+}
+
+/** MemoryStore and FileStore: no client to choose. */
+function localSetups(stores: Record<string, Any>): StoreSetup[] {
   return [
     {
       name: "MemoryStore",
@@ -215,6 +179,15 @@ function setups(run: string, stores: Record<string, Any>, bridges: {
         };
       },
     },
+  ];
+}
+
+/** Redis and PostgreSQL through each client (the serverless ones over the bridges), Memcached. */
+function clientSetups(run: string, stores: Record<string, Any>, bridges: Bridges): StoreSetup[] {
+  const redis = (name: string, connect: Parameters<typeof redisSetup>[3]) =>
+    redisSetup(run, stores, name, connect);
+  const sql = (name: string, connect: Parameters<typeof sqlSetup>[3]) => sqlSetup(run, stores, name, connect);
+  return [
     redis("RedisStore (ioredis)", () => {
       const client = new IoRedis(REDIS_URL, { maxRetriesPerRequest: 1 });
       return Promise.resolve({ client, close: () => Promise.resolve(client.disconnect()) });
@@ -260,51 +233,109 @@ function setups(run: string, stores: Record<string, Any>, bridges: {
   ];
 }
 
-function websessionSubject(core: Any, store: Any): Subject {
-  let runs = 0;
-  const options = { store, secrets: SECRET, onError: () => {} };
+/** Both subjects in this process over one store object. */
+function inProcess(setup: StoreSetup, core: Any): PairSetup {
   return {
-    // The README's first example.
-    get: core.withSession(async (req: Request) => {
-      runs++;
-      const session = await core.getSession(req);
-      session.update("visits", (n = 0) => n + 1);
-      return new Response(`visit ${session.get("visits")}`);
-    }, options),
-    post: core.withSession(async (req: Request) => {
-      runs++;
-      const session = await core.getSession(req);
-      session.set("visits", (session.get("visits") ?? 0) + 1);
-      return new Response("ok");
-    }, options),
-    read: core.withSession(async (req: Request) => {
-      runs++;
-      return new Response(String((await core.getSession(req)).get("visits") ?? 0));
-    }, options),
-    runs: () => runs,
+    name: setup.name,
+    async open() {
+      const opened = await setup.open();
+      const subjects: [Subject, Subject] = [websessionSubject(core, opened.store), lockSubject(opened.store)];
+      return {
+        measure: (method, rounds, budgetMs) => measurePair(subjects, method, rounds, budgetMs),
+        close: opened.close,
+      };
+    },
   };
 }
 
-function lockSubject(createLockedSessions: Any, store: Any): Subject {
-  let runs = 0;
-  const sessions = createLockedSessions({ store, secret: SECRET });
+/** Both subjects in Deno over one DenoKvStore (bench/contention_deno.mjs), on Deno KV in a temp file. */
+function denoKv(pkg: string): PairSetup {
   return {
-    get: sessions.wrap((_req: Request, s: Any) => {
-      runs++;
-      s.update("visits", (n = 0) => n + 1);
-      return new Response(`visit ${s.get("visits")}`);
-    }),
-    post: sessions.wrap((_req: Request, s: Any) => {
-      runs++;
-      s.set("visits", (s.get("visits") ?? 0) + 1);
-      return new Response("ok");
-    }),
-    read: sessions.wrap((_req: Request, s: Any) => {
-      runs++;
-      return new Response(String(s.get("visits") ?? 0));
-    }),
-    runs: () => runs,
+    name: "DenoKvStore (Deno)",
+    async open() {
+      const child = new Child("Deno KV", "bench/contention_deno.mjs", [], {
+        runtime: "Deno",
+        runtimeArgs: ["--unstable-kv"],
+        env: { BENCH_PKG: pkg },
+      });
+      try {
+        await child.ready;
+      } catch (error) {
+        await child.close();
+        throw error;
+      }
+      return {
+        measure: async (method, rounds, budgetMs) =>
+          (await child.ask({ method, rounds, budgetMs })).tallies as [Tally, Tally],
+        close: () => child.close(),
+      };
+    },
   };
+}
+
+/** Both subjects in one Worker over one DurableObjectStore, in Miniflare (bench/contention_workerd.ts). */
+function durableObjects(pkg: string): PairSetup {
+  return { name: "DurableObjectStore (Miniflare)", open: () => openDurableObjects(pkg) };
+}
+
+/** One row: GET then POST, each websession and the lock in alternating rounds; an error row on failure. */
+async function pairRow(
+  setup: PairSetup,
+  options: { rounds: number; budgetMs: number; log: (line: string) => void },
+): Promise<ContentionRow> {
+  options.log(`  ${setup.name}`);
+  let opened: Awaited<ReturnType<PairSetup["open"]>> | undefined;
+  try {
+    opened = await setup.open();
+    const loads = [];
+    for (const method of ["GET", "POST"] as const) {
+      const tallies = await opened.measure(method, options.rounds, options.budgetMs);
+      loads.push(tallies.map((t) => summarizeLoad(t.samples, t.runs, t.lost)));
+    }
+    const [[wsGet, lockGet], [wsPost, lockPost]] = loads as [[Load, Load], [Load, Load]];
+    return {
+      store: setup.name,
+      processes: 1,
+      websession: { get: wsGet, post: wsPost },
+      lock: { get: lockGet, post: lockPost },
+    };
+  } catch (error) {
+    const message = String((error as Error)?.message ?? error).slice(0, 300);
+    options.log(`  ${setup.name}: ${message}`);
+    return { store: setup.name, processes: 1, error: message } as ContentionRow;
+  } finally {
+    await opened?.close().catch(() => {});
+  }
+}
+
+/** The store of the multi-process rows, opened here too (for the sessions' creation and reading). */
+async function sharedStore(
+  stores: Record<string, Any>,
+  kind: "redis" | "postgres",
+  names: { prefix: string; table: string },
+): Promise<{ store: Any; close(): Promise<void> }> {
+  if (kind === "redis") {
+    const client = new IoRedis(REDIS_URL, { maxRetriesPerRequest: 1 });
+    return {
+      store: new stores.RedisStore({ client, prefix: names.prefix }),
+      async close() {
+        const keys = await client.keys(`${names.prefix}*`);
+        if (keys.length > 0) await client.del(...keys);
+        client.disconnect();
+      },
+    };
+  }
+  const client = new pg.Pool({ connectionString: DATABASE_URL, max: 4 });
+  const close = async () => {
+    await client.query(`DROP TABLE IF EXISTS "${names.table}"`);
+    await client.end();
+  };
+  const store = new stores.PostgresStore({ client, table: names.table });
+  await store.migrate().catch(async (error: unknown) => {
+    await close().catch(() => {});
+    throw error;
+  });
+  return { store, close };
 }
 
 /** 3 processes x 10 in flight on one session, websession only. */
@@ -317,26 +348,20 @@ async function multiProcess(
   rounds: number,
 ): Promise<ContentionRow> {
   const processes = 3;
-  const perProcess = IN_FLIGHT / processes;
-  const table = `websession_bench_mp_${run}`;
-  const prefix = `websession-bench-mp:${run}:`;
-  let client: Any;
-  let store: Any;
-  if (kind === "redis") {
-    client = new IoRedis(REDIS_URL, { maxRetriesPerRequest: 1 });
-    store = new stores.RedisStore({ client, prefix });
-  } else {
-    client = new pg.Pool({ connectionString: DATABASE_URL, max: 4 });
-    store = new stores.PostgresStore({ client, table });
-    await store.migrate();
-  }
-  const local = websessionSubject(core, store);
+  const names = { table: `websession_bench_mp_${run}`, prefix: `websession-bench-mp:${run}:` };
+  const shared = await sharedStore(stores, kind, names);
+  const local = websessionSubject(core, shared.store);
+  const env = {
+    BENCH_PKG: pkg,
+    KIND: kind,
+    PREFIX: names.prefix,
+    TABLE: names.table,
+    REDIS_URL,
+    DATABASE_URL,
+  };
   const children = Array.from(
     { length: processes },
-    (_, i) =>
-      new Child(`process ${i + 1}`, "bench/contention_child.mjs", [], {
-        env: { BENCH_PKG: pkg, KIND: kind, PREFIX: prefix, TABLE: table, REDIS_URL, DATABASE_URL },
-      }),
+    (_, i) => new Child(`process ${i + 1}`, "bench/contention_child.mjs", [], { env }),
   );
   try {
     await Promise.all(children.map((c) => c.ready));
@@ -347,7 +372,8 @@ async function multiProcess(
       let lost = 0;
       for (let round = 0; round < rounds; round++) {
         const cookie = await newCookie(local);
-        const answers = await Promise.all(children.map((c) => c.ask({ method, cookie, n: perProcess })));
+        const n = IN_FLIGHT / processes;
+        const answers = await Promise.all(children.map((c) => c.ask({ method, cookie, n })));
         for (const a of answers) {
           samples.push(...(a.samples as typeof samples));
           runs += a.runs as number;
@@ -357,45 +383,19 @@ async function multiProcess(
       }
       result[method === "GET" ? "get" : "post"] = summarizeLoad(samples, runs / samples.length, lost);
     }
-    return {
-      store: kind === "redis" ? "RedisStore (ioredis)" : "PostgresStore (pg)",
-      processes,
-      websession: result,
-    };
+    const store = kind === "redis" ? "RedisStore (ioredis)" : "PostgresStore (pg)";
+    return { store, processes, websession: result };
   } finally {
     await Promise.all(children.map((c) => c.close()));
-    if (kind === "redis") {
-      const keys = await client.keys(`${prefix}*`);
-      if (keys.length > 0) await client.del(...keys);
-      client.disconnect();
-    } else {
-      await client.query(`DROP TABLE IF EXISTS "${table}"`);
-      await client.end();
-    }
+    await shared.close();
   }
 }
 
-export async function runContention(options: {
-  pkg: string;
-  rounds: number;
-  budgetMs: number;
-  multiRounds: number;
-  log: (line: string) => void;
-}): Promise<ContentionRow[]> {
-  const at = (specifier: string) => load(specifier, options.pkg);
-  const core = await at("websession");
-  const stores: Record<string, Any> = {
-    MemoryStore: core.MemoryStore,
-    FileStore: (await at("websession/file")).FileStore,
-    RedisStore: (await at("websession/redis")).RedisStore,
-    PostgresStore: (await at("websession/postgres")).PostgresStore,
-    MemcachedStore: (await at("websession/memcached")).MemcachedStore,
-  };
-  const { createLockedSessions } = await import(new URL("./lock_subject.mjs", import.meta.url).href);
-  const run = crypto.randomUUID().slice(0, 8);
+/** The Upstash and Neon bridges, each started on first use. */
+function lazyBridges(): Bridges & { close(): Promise<void> } {
   let upstash: UpstashBridge | undefined;
   let neonBridge: NeonBridge | undefined;
-  const bridges = {
+  return {
     async upstash() {
       return upstash ??= await startUpstashBridge({ redisUrl: REDIS_URL });
     },
@@ -415,32 +415,39 @@ export async function runContention(options: {
       }
       return neonBridge;
     },
+    async close() {
+      await upstash?.close();
+      await neonBridge?.close();
+    },
   };
+}
+
+export async function runContention(options: {
+  pkg: string;
+  rounds: number;
+  budgetMs: number;
+  multiRounds: number;
+  log: (line: string) => void;
+}): Promise<ContentionRow[]> {
+  const at = (specifier: string) => load(specifier, options.pkg);
+  const core = await at("websession");
+  const stores: Record<string, Any> = {
+    MemoryStore: core.MemoryStore,
+    FileStore: (await at("websession/file")).FileStore,
+    RedisStore: (await at("websession/redis")).RedisStore,
+    PostgresStore: (await at("websession/postgres")).PostgresStore,
+    MemcachedStore: (await at("websession/memcached")).MemcachedStore,
+  };
+  const run = crypto.randomUUID().slice(0, 8);
+  const bridges = lazyBridges();
   const rows: ContentionRow[] = [];
   try {
-    for (const setup of setups(run, stores, bridges)) {
-      options.log(`  ${setup.name}`);
-      let opened: Awaited<ReturnType<StoreSetup["open"]>> | undefined;
-      try {
-        opened = await setup.open();
-        const ws = websessionSubject(core, opened.store);
-        const lock = lockSubject(createLockedSessions, opened.store);
-        const [wsGet, lockGet] = await measurePair([ws, lock], "GET", options.rounds, options.budgetMs);
-        const [wsPost, lockPost] = await measurePair([ws, lock], "POST", options.rounds, options.budgetMs);
-        rows.push({
-          store: setup.name,
-          processes: 1,
-          websession: { get: wsGet, post: wsPost },
-          lock: { get: lockGet, post: lockPost },
-        });
-      } catch (error) {
-        const message = String((error as Error)?.message ?? error).slice(0, 300);
-        options.log(`  ${setup.name}: ${message}`);
-        rows.push({ store: setup.name, processes: 1, error: message } as ContentionRow);
-      } finally {
-        await opened?.close().catch(() => {});
-      }
-    }
+    const pairs = [
+      ...[...localSetups(stores), ...clientSetups(run, stores, bridges)].map((s) => inProcess(s, core)),
+      denoKv(options.pkg),
+      durableObjects(options.pkg),
+    ];
+    for (const setup of pairs) rows.push(await pairRow(setup, options));
     for (const kind of ["redis", "postgres"] as const) {
       options.log(`  3 processes sharing ${kind}`);
       try {
@@ -452,8 +459,7 @@ export async function runContention(options: {
       }
     }
   } finally {
-    await upstash?.close();
-    await neonBridge?.close();
+    await bridges.close();
   }
   return rows;
 }

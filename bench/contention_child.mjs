@@ -5,7 +5,7 @@
 import process from "node:process";
 import { createInterface } from "node:readline";
 import { load } from "./entry.mjs";
-import { SECRET } from "./subjects.mjs";
+import { websessionSubject } from "./contention_rounds.mjs";
 import { timed } from "./timed.mjs";
 
 const core = await load("websession");
@@ -24,29 +24,16 @@ if (process.env.KIND === "redis") {
   store = new PostgresStore({ client, table: process.env.TABLE });
   close = () => client.end();
 }
-let runs = 0;
-const options = { store, secrets: SECRET, onError: () => {} };
-const get = core.withSession(async (req) => {
-  runs++;
-  const session = await core.getSession(req);
-  session.update("visits", (n = 0) => n + 1);
-  return new Response(`visit ${session.get("visits")}`);
-}, options);
-const post = core.withSession(async (req) => {
-  runs++;
-  const session = await core.getSession(req);
-  session.set("visits", (session.get("visits") ?? 0) + 1);
-  return new Response("ok");
-}, options);
+const { get, post, runs } = websessionSubject(core, store);
 
 process.stdout.write(JSON.stringify({ ready: true }) + "\n");
 for await (const line of createInterface({ input: process.stdin })) {
   const { method, cookie, n } = JSON.parse(line);
-  const before = runs;
+  const before = runs();
   const samples = await Promise.all(
     Array.from({ length: n }, () => timed(method === "GET" ? get : post, method, cookie)),
   );
-  process.stdout.write(JSON.stringify({ samples, runs: runs - before }) + "\n");
+  process.stdout.write(JSON.stringify({ samples, runs: runs() - before }) + "\n");
 }
 await close();
 process.exit(0);

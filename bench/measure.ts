@@ -73,33 +73,43 @@ export class Child {
   #process: ChildProcess;
   #waiting: Array<(line: string) => void> = [];
   #stderr = "";
+  /** Why it is gone, once it has exited. */
+  #gone: string | undefined;
   #exited: Promise<void>;
   readonly ready: Promise<Record<string, unknown>>;
 
   /**
    * @param file A plain JavaScript file under the repository, run without a loader.
    * @param options `env`: added to the environment (BENCH_PKG names the package measured);
-   *   `flags`: V8 flags (Node and Deno) or, on Node, any flag before the file.
+   *   `flags`: V8 flags (Node and Deno) or, on Node, any flag before the file; `runtimeArgs`:
+   *   arguments of the runtime before the file (e.g. Deno's `--unstable-kv`).
    */
   constructor(
     name: string,
     file: string,
     args: string[],
-    options: { runtime?: RuntimeName; env?: Record<string, string>; flags?: string[] } = {},
+    options: {
+      runtime?: RuntimeName;
+      env?: Record<string, string>;
+      flags?: string[];
+      runtimeArgs?: string[];
+    } = {},
   ) {
     this.name = name;
     const flags = options.flags ?? [];
+    const before = options.runtimeArgs ?? [];
     const [cmd, argv] = options.runtime === "Deno"
       ? [`${BIN}deno`, [
         "run",
         "-A",
         ...(flags.length ? [`--v8-flags=${flags.join(",")}`] : []),
+        ...before,
         file,
         ...args,
       ]]
       : options.runtime === "Bun"
-      ? [`${BIN}bun`, [file, ...args]]
-      : [process.execPath, [...flags, file, ...args]];
+      ? [`${BIN}bun`, [...before, file, ...args]]
+      : [process.execPath, [...flags, ...before, file, ...args]];
     this.#process = spawn(cmd, argv, {
       cwd: ROOT,
       env: { ...process.env, ...options.env, NO_COLOR: "1" },
@@ -109,11 +119,13 @@ export class Child {
       if (line.startsWith("{")) this.#waiting.shift()?.(line); // not a library's own output
     });
     this.#process.stderr!.on("data", (c: Buffer) => void (this.#stderr = (this.#stderr + c).slice(-2000)));
+    // A runtime that does not start (ENOENT) emits "error" and "close", never "exit".
+    this.#process.on("error", (e) => void (this.#stderr += `${e.message}\n`));
+    this.#process.stdin!.on("error", () => {}); // EPIPE once it is gone: "close" reports it
     this.#exited = new Promise((resolve) =>
-      this.#process.once("exit", (code) => {
-        for (const w of this.#waiting.splice(0)) {
-          w(JSON.stringify({ error: `exited with ${code}: ${this.#stderr.slice(-600)}` }));
-        }
+      this.#process.once("close", (code) => {
+        this.#gone = `exited with ${code}: ${this.#stderr.slice(-600)}`;
+        for (const w of this.#waiting.splice(0)) w(JSON.stringify({ error: this.#gone }));
         resolve();
       })
     );
@@ -121,6 +133,7 @@ export class Child {
   }
 
   #next(): Promise<Record<string, unknown>> {
+    if (this.#gone !== undefined) return Promise.reject(new Error(this.#gone));
     return new Promise((resolve, reject) =>
       this.#waiting.push((line) => {
         const m = JSON.parse(line) as Record<string, unknown>;

@@ -10,6 +10,32 @@ import { entryPath } from "./entry.mjs";
 import { type Batch, ROOT, type RuntimeCpu } from "./measure.ts";
 
 const SUBJECTS = ["bare", "floor", "websession"];
+export const COMPATIBILITY_DATE = "2026-05-01";
+
+/**
+ * A Worker of the benchmark (`entry`, under the repository) as one ES module, bundled as a Worker
+ * build would (workerd conditions), `websession` and its subpaths resolved to the package
+ * measured at `pkg`, by its exports map.
+ */
+export async function bundleWorker(entry: string, pkg: string): Promise<string> {
+  const bundled = await build({
+    entryPoints: [`${ROOT}${entry}`],
+    bundle: true,
+    format: "esm",
+    platform: "neutral",
+    conditions: ["workerd", "worker", "browser"],
+    write: false,
+    minify: false,
+    plugins: [{
+      name: "websession-built",
+      setup(b) {
+        b.onResolve({ filter: /^websession(\/|$)/ }, (a) => ({ path: entryPath(pkg, a.path) }));
+      },
+    }],
+    logLevel: "silent",
+  });
+  return bundled.outputFiles[0]!.text;
+}
 
 async function workerdPids(): Promise<number[]> {
   const pids: number[] = [];
@@ -47,18 +73,7 @@ export async function runWorkerd(options: {
   log: (line: string) => void;
 }): Promise<RuntimeCpu> {
   const result: RuntimeCpu = { runtime: "workerd", batches: {}, errors: {}, version: "?" };
-  const bundled = await build({
-    entryPoints: [`${ROOT}bench/worker.mjs`],
-    bundle: true,
-    format: "esm",
-    platform: "neutral",
-    conditions: ["workerd", "worker", "browser"],
-    write: false,
-    minify: false,
-    alias: { websession: entryPath(options.pkg, "websession") }, // the package measured, by its exports map
-    logLevel: "silent",
-  });
-  const script = bundled.outputFiles[0]!.text;
+  const script = await bundleWorker("bench/worker.mjs", options.pkg);
   try {
     result.version = JSON.parse(await readFile(`${ROOT}node_modules/miniflare/package.json`, "utf8")).version;
   } catch { /* unknown */ }
@@ -66,7 +81,7 @@ export async function runWorkerd(options: {
     options.log(`  workerd CPU: process set ${set}/${options.sets}`);
     const mf = new Miniflare({
       modules: [{ type: "ESModule", path: "worker.js", contents: script }],
-      compatibilityDate: "2026-05-01",
+      compatibilityDate: COMPATIBILITY_DATE,
       log: new Log(LogLevel.WARN),
       cf: false,
     });

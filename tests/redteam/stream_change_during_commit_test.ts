@@ -78,3 +78,22 @@ it("a change made by a streamed body while an existing session's save is in flig
   assert.equal(data.a, 2);
   assert.equal(data.b, data.a, `b's update of the second request was silently lost: ${JSON.stringify(data)}`);
 });
+
+it("a change made while an explicit save() is in flight is saved (plain MemoryStore, no stream)", async () => {
+  const errors: unknown[] = [];
+  const handler = withSession(async (req: Request) => {
+    const session = await getSession<{ a?: number; x?: number }>(req);
+    if (new URL(req.url).pathname === "/read") return new Response(JSON.stringify(session.toJSON()));
+    session.set("a", 1);
+    const saving = session.save();
+    session.update("x", (n = 0) => n + 1); // made after save() started, before it finished
+    await saving;
+    return new Response("ok");
+  }, { store: new MemoryStore(), secrets: [SECRET], onError: (e) => { errors.push(e); } });
+  const first = await handler(new Request("https://example.com/"));
+  const cookie = first.headers.get("set-cookie")!.split(";")[0]!;
+  assert.equal((await handler(new Request("https://example.com/", { headers: { cookie } }))).status, 200);
+  const read = await handler(new Request("https://example.com/read", { headers: { cookie } }));
+  assert.deepEqual(errors, []);
+  assert.deepEqual(JSON.parse(await read.text()), { a: 1, x: 2 }, "the second request's update of x was lost");
+});

@@ -318,7 +318,7 @@ export function policyConflict(policy: string): SessionConflictError {
 /** A new session's cookie can no longer be sent. */
 export function lateCreation(): SessionStateError {
   return new SessionStateError(
-    "Session changed after the response was sent: a new or regenerated session needs a Set-Cookie header; call getSession() and change the session before returning the response",
+    "Session changed after the response was sent: a new, regenerated or ended session needs a Set-Cookie header; call getSession() and change the session before returning the response",
   );
 }
 

@@ -98,6 +98,12 @@ export type Outcome =
     found?: "ended" | "missing";
     /** The maps the session holds now; `undefined`: its own, unchanged (no merge was needed). */
     landed: Landed | undefined;
+    /**
+     * How many of the operation log's entries the saved record holds: those recorded while the
+     * commit waited on the store (a streamed body, code after an unawaited `save()`) are not in
+     * it and stay for the next commit.
+     */
+    included: number;
     attempts: number;
   }
   | { kind: "rerun" }
@@ -291,15 +297,18 @@ async function compareAndSet(
     }
     const expired = current !== null && current.expiresAt <= now();
     if (expired || current === null || isEnded(current)) return onGone(s, base, current, expired, attempt);
+    // The end of a session is stamped by the clock its grace is judged by (asked once a commit).
+    if (s.ending !== undefined && endedAtStamp === undefined) {
+      endedAtStamp = await graceClock(store, key, now);
+    }
+    // From here to the save, one synchronous step: the record holds exactly the first
+    // `included` operations, whatever the handler does while the store answers.
+    const included = s.ops.length;
     let landed: Landed | undefined;
     if (current.version !== base.version) {
       const merged = mergeOnto(p, base, writes, current, attempt);
       if (merged.kind !== "merged") return merged;
       landed = merged.landed;
-    }
-    // The end of a session is stamped by the clock its grace is judged by (asked once a commit).
-    if (s.ending !== undefined && endedAtStamp === undefined) {
-      endedAtStamp = await graceClock(store, key, now);
     }
     const record = recordFor(p, current, landed, now(), endedAtStamp);
     const index = s.ending === undefined ? indexOf(record.data, p.userKey) : undefined;
@@ -313,7 +322,7 @@ async function compareAndSet(
     if (result === true) {
       if (store.capabilities.staleReads === true) noteWritten(store, key, record);
       noteVersion(store, key, record.version);
-      return { kind: "saved", record, landed, attempts: attempt };
+      return { kind: "saved", record, landed, included, attempts: attempt };
     }
     // Refused: another request (another process, or one that did not wait its turn) saved
     // first. Go on from the record that won.
@@ -352,6 +361,7 @@ function onGone(
     record: null,
     found: current !== null && !expired ? "ended" : "missing",
     landed: replay(s.ops, {}),
+    included: s.ops.length,
     attempts: attempt,
   };
 }
@@ -391,7 +401,11 @@ function mergeOnto(
   } catch (error) {
     // The record is in another `serializer` format (a process configured otherwise wrote it):
     // nothing to merge on; a `SessionDataError` that says so.
-    return { kind: "failed", error: storeError("merge", error) };
+    if (error instanceof SessionError) return { kind: "failed", error };
+    // An `update` function that throws on the value the other request stored (of another
+    // shape, say): the changes cannot be merged. A conflict, not a store outage: the handler
+    // runs again on the fresh value where it can (and meets its own error there), else 409.
+    return p.canRerun ? { kind: "rerun" } : { kind: "refused", reason: "conflict" };
   }
 }
 

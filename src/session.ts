@@ -181,7 +181,10 @@ export class Session<T extends object = SessionData> {
   }
 
   /**
-   * Deletes a key.
+   * Deletes a key. Looks at the key, as `has` does: its answer tells whether the value was
+   * there, so two concurrent requests can never both take a one-time value (a nonce, an OAuth
+   * `state`) by `if (session.delete(key))`; one of them runs again or is refused. To remove a
+   * key without looking, `set(key, undefined)`.
    *
    * @param key The key.
    * @returns `true` when a value was removed.
@@ -189,6 +192,7 @@ export class Session<T extends object = SessionData> {
   delete(key: keyof T & string): boolean {
     checkKey(key);
     const s = this.#s;
+    observe(s, key);
     const had = s.data.delete(key);
     (s.blind ??= new Set()).add(key);
     record(s, { type: "delete", key });

@@ -139,7 +139,26 @@ export function replay(
   serializer?: SessionSerializer,
 ): { data: Map<string, unknown>; flash: Map<string, unknown>; flashOut: Map<string, unknown> } {
   const { data, flash } = splitData(fresh, serializer);
-  const flashOut = new Map<string, unknown>();
+  const landed = { data, flash, flashOut: new Map<string, unknown>() };
+  applyOps(ops, landed);
+  return landed;
+}
+
+/** The operations a commit that held the first `included` did not save (none: a fresh list). */
+export function laterOps(s: SessionState, included: number): Operation[] {
+  return s.ops.length > included ? s.ops.slice(included) : [];
+}
+
+/** Applies operations to a session's maps, in order. */
+export function applyOps(
+  ops: readonly Operation[],
+  maps: {
+    data: Map<string, unknown>;
+    flash: Map<string, unknown>;
+    flashOut: Map<string, unknown> | undefined;
+  },
+): void {
+  const { data, flash } = maps;
   for (const op of ops) {
     switch (op.type) {
       case "set":
@@ -151,20 +170,19 @@ export function replay(
       case "clear":
         data.clear();
         flash.clear();
-        flashOut.clear();
+        maps.flashOut?.clear();
         break;
       case "update":
         setValue(data, op.key, op.fn(data.get(op.key)));
         break;
       case "flash":
-        flashOut.set(op.key, op.value);
+        (maps.flashOut ??= new Map()).set(op.key, op.value);
         break;
       case "consume":
         flash.delete(op.key);
         break;
     }
   }
-  return { data, flash, flashOut };
 }
 
 function same(a: unknown, b: unknown): boolean {

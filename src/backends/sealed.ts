@@ -29,7 +29,7 @@ import { inGrace, storeError } from "../conflict.ts";
 import { SessionError, SessionStateError } from "../errors.ts";
 import { emit } from "../events.ts";
 import { REMEMBER_KEY } from "../session_state.ts";
-import { splitData, stateData } from "../session_data.ts";
+import { laterOps, splitData, stateData } from "../session_data.ts";
 import { type InvalidSeal, isSealedStore, type OpenedSession, type SealedSessionStore } from "../store.ts";
 
 /** Chunks a sealed store may write: `name.0` … `name.63`. */
@@ -172,6 +172,7 @@ async function seal(
   now: number,
 ): Promise<CommitResult> {
   const o = h.o;
+  const included = h.ops.length;
   const record = { data: stateData(h), version: h.version + 1, createdAt: h.createdAt, expiresAt };
   let cookies;
   const start = o.onEvent === undefined ? 0 : performance.now();
@@ -200,7 +201,9 @@ async function seal(
     });
   }
   attachRecord(h, h.id, record, h.id);
-  h.ops = [];
+  // Changes made while the cookie was sealed are not in it: the next commit's (refused then,
+  // after the response).
+  h.ops = laterOps(h, included);
   h.rotated = false;
   h.clearCookie = false;
   return "done";

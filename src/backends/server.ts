@@ -28,17 +28,24 @@ import { createSessionId } from "../id.ts";
 import { noteVersion, noteWritten } from "../turns.ts";
 import { loggedOut, userOf } from "../audit.ts";
 import { noteMeta, signedIn } from "../users/sign_in.ts";
-import { stateData } from "../session_data.ts";
+import { applyOps, laterOps, stateData } from "../session_data.ts";
 import { open } from "./server_open.ts";
 import { checkedSaveResult, type SessionStore, type StoredSession } from "../store.ts";
 
-function adopt(h: Handle, landed: Landed | undefined): void {
+/**
+ * The session goes on from what was saved: the merged maps when the save merged, and the
+ * operations recorded while the store answered (not in the record) kept for the next commit,
+ * applied again on the merged maps.
+ */
+function adopt(h: Handle, landed: Landed | undefined, included: number): void {
+  const later = laterOps(h, included);
   if (landed !== undefined) {
     h.data = landed.data;
     h.flash = landed.flash;
     h.flashOut = landed.flashOut;
+    if (later.length > 0) applyOps(later, h);
   }
-  h.ops = [];
+  h.ops = later;
 }
 
 /** What a commit of a loaded record is due to do, decided before it starts. */
@@ -70,8 +77,14 @@ function startCommit(h: Handle): CommitResult | Promise<CommitResult> {
   const o = h.o;
   const store = h.store as SessionStore;
   const now = o.now();
-  if (h.responded && h.isNew && hasData(h) && (h.base === undefined || h.ending !== undefined)) {
-    // A new id needs a Set-Cookie that can no longer be sent: change nothing.
+  if (
+    h.responded &&
+    ((h.isNew && hasData(h) && (h.base === undefined || h.ending !== undefined)) ||
+      (h.ending !== undefined && h.base !== undefined))
+  ) {
+    // A new id needs a Set-Cookie that can no longer be sent, and so does an end (the cookie
+    // to clear; left in the browser, the ended record's grace would refuse its next log in as
+    // a request in flight during the end): change nothing.
     return lateCreation();
   }
   if (h.base === undefined) return create(h, store, now);
@@ -131,11 +144,13 @@ async function saveRecord(h: Handle, store: SessionStore, due: Due): Promise<Com
       },
     );
   }
-  adopt(h, outcome.landed);
+  adopt(h, outcome.landed, outcome.included);
   // What this request wrote is stored: running the handler again would apply it twice.
   // A later conflict refuses only what comes after (see `Session.save()`).
   if (due.writes) h.canRerun = false;
-  if (h.ending === undefined) return saved(h, store, outcome.record!, due, userBefore);
+  // What this commit set out to do, not what the handler asked for meanwhile (a `destroy()`
+  // while the store answered is the next commit's).
+  if (ending === undefined) return saved(h, store, outcome.record!, due, userBefore);
   ended(h, outcome.found, ending, userBefore);
   // What the ended record carried over (regenerate) or what was set afterwards (destroy).
   return create(h, store, due.now);
@@ -151,10 +166,10 @@ function notSaved(h: Handle, outcome: Exclude<Outcome, { kind: "saved" }>, write
   }
   if (!writes) {
     // Only a refresh or a re-sign: the session ended meanwhile, or a write extended it
-    // already. Nothing to say, no cookie to send.
+    // already. Nothing to say, no cookie to send; changes made while the store answered are
+    // the next commit's (refused there if the session ended).
     if (outcome.reason !== "dropped") h.base = undefined;
-    h.ops = [];
-    return "done";
+    return h.ops.length > 0 && outcome.reason !== "dropped" ? endedConflict() : "done";
   }
   return outcome.reason === "ended"
     ? endedConflict()
@@ -186,7 +201,8 @@ function ended(
   if (ending === "destroy" && found === undefined) loggedOut(h, userBefore);
   h.base = undefined;
   h.key = undefined;
-  h.ending = undefined;
+  // An end asked for while this one was written is the next commit's.
+  if (h.ending === ending) h.ending = undefined;
 }
 
 /** The record is saved: the session goes on from it, its cookie signed again or refreshed. */
@@ -270,6 +286,7 @@ async function create(h: Handle, store: SessionStore, now: number): Promise<Comm
       : await o.signer.issue(h.id, store.capabilities.staleReads ? 1 : undefined);
     h.minted = undefined;
     noteMeta(h, now);
+    const included = h.ops.length;
     const record: StoredSession = { data: stateData(h), version: 1, createdAt: h.createdAt, expiresAt };
     let result;
     const index = indexOf(record.data, o.userKey);
@@ -293,7 +310,7 @@ async function create(h: Handle, store: SessionStore, now: number): Promise<Comm
         });
       }
       attachRecord(h, h.id, record, issued.key);
-      h.ops = [];
+      h.ops = laterOps(h, included);
       h.cookieValue = issued.value;
       h.cookieVersion = 1;
       h.clearCookie = false;

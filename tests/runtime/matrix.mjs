@@ -58,6 +58,7 @@ export function nodeFiles() {
     ...testFiles("tests/stores"),
     ...testFiles("tests/adapters"),
     ...testFiles("tests/faults"),
+    ...testFiles("tests/races"),
     ...testFiles("tests/runtime"),
   ];
 }

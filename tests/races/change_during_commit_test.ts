@@ -1,17 +1,12 @@
-// Red team: a change made by a streamed body while the handler's commit is in flight is lost.
-//
-// The docs (concurrency.md, session.md): "Changes made while a streamed body is still being
-// produced are saved as they happen", and with-session.ts: "Changes made while the commit ran
-// are saved late". A store with any latency (every remote store) leaves a window between the
-// handler's return and the end of its compare-and-set; a stream that changes the session in it
-// has its change silently dropped: the commit clears the whole operation log after its await
-// (src/backends/server.ts `adopt`, `create`: `h.ops = []`), so `hasWork(h)` is false afterwards
-// and no late save is scheduled. No error is reported (`onError` is not called).
+// A change made while a save is in flight (a streamed body while the handler's commit waits on the
+// store, code after an unawaited `save()`) is not in that save: it is kept and saved by the next
+// commit, late when the response has gone (docs/guides/concurrency.md). Once, the commit cleared
+// the whole operation log when its store call returned, and such a change was lost without a word.
 import { it } from "node:test";
 import assert from "node:assert/strict";
 import { getSession, MemoryStore, withSession } from "../../mod.ts";
 
-const SECRET = "red team secret of at least thirty-two chars";
+const SECRET = "a secret of at least thirty-two characters";
 
 /** A MemoryStore with the latency of a network store, telling when a save is in flight. */
 class SlowStore extends MemoryStore {
@@ -41,7 +36,13 @@ function app(store: SlowStore, errors: unknown[]) {
       },
     });
     return new Response(body);
-  }, { store, secrets: [SECRET], onError: (e) => { errors.push(e); } });
+  }, {
+    store,
+    secrets: [SECRET],
+    onError: (e) => {
+      errors.push(e);
+    },
+  });
 }
 
 async function settle(): Promise<void> {
@@ -89,11 +90,21 @@ it("a change made while an explicit save() is in flight is saved (plain MemorySt
     session.update("x", (n = 0) => n + 1); // made after save() started, before it finished
     await saving;
     return new Response("ok");
-  }, { store: new MemoryStore(), secrets: [SECRET], onError: (e) => { errors.push(e); } });
+  }, {
+    store: new MemoryStore(),
+    secrets: [SECRET],
+    onError: (e) => {
+      errors.push(e);
+    },
+  });
   const first = await handler(new Request("https://example.com/"));
   const cookie = first.headers.get("set-cookie")!.split(";")[0]!;
   assert.equal((await handler(new Request("https://example.com/", { headers: { cookie } }))).status, 200);
   const read = await handler(new Request("https://example.com/read", { headers: { cookie } }));
   assert.deepEqual(errors, []);
-  assert.deepEqual(JSON.parse(await read.text()), { a: 1, x: 2 }, "the second request's update of x was lost");
+  assert.deepEqual(
+    JSON.parse(await read.text()),
+    { a: 1, x: 2 },
+    "the second request's update of x was lost",
+  );
 });

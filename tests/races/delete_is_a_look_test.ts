@@ -1,25 +1,16 @@
-// Red team: `session.delete(key)` returns whether a value was removed, but the merge does not
-// count that as a look at the key. Two concurrent requests that each "consume" a one-time value
-// with `if (session.delete("nonce"))` both see `true`, and the second is merged (replayed) onto
-// the first's record instead of being re-run or refused: the one-time value is used twice, an
-// outcome no serial order gives (in any serial order the second sees `false`).
-//
-// Docs: concurrency.md "concurrent requests end as if they had run one after another in some
-// order, or a request is refused with SessionConflictError (409)"; session.md lists `delete` as
-// Map-like access (Map.prototype.delete's answer depends on the key's presence). Cause:
-// src/session.ts `delete()` adds the key to `blind` and records the op but never calls
-// `observe(s, key)` although its return value reveals the loaded presence of the key, so
-// `observationsHold` (src/session_data.ts) lets the replay through.
-//
-// Reproduced two ways: `locking: "explicit"` in one process (MemoryStore), and two "processes"
-// (two RedisStore objects over one Redis, as two servers would have) with the default locking.
+// `session.delete(key)` answers whether a value was removed: a look at the key, as `has` is. Two
+// concurrent requests that each consume a one-time value with `if (session.delete("nonce"))`
+// never both see `true` (no serial order gives that): the second runs again or is refused. Once,
+// `delete` did not count as a look and the second was merged onto the first's record.
+// Two ways: `locking: "explicit"` in one process (MemoryStore), and two processes (two RedisStore
+// objects over one Redis, as two servers would have) with the default locking.
 import { after, it } from "node:test";
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { getSession, MemoryStore, type SessionOptions, type SessionStore, withSession } from "../../mod.ts";
 import { RedisStore } from "../../src/stores/redis.ts";
 
-const SECRET = "red team secret of at least thirty-two chars";
+const SECRET = "a secret of at least thirty-two characters";
 type Data = { nonce?: string; credits?: number };
 
 /** Both requests have loaded and deleted before either commits. */
@@ -59,7 +50,9 @@ async function race(one: (r: Request) => Promise<Response>, two: (r: Request) =>
     h(new Request("https://example.com/redeem", { method: "POST", headers: { cookie } }));
   const answers = await Promise.all([post(one), post(two)]);
   const statuses = answers.map((r) => r.status);
-  const data = JSON.parse(await (await one(new Request("https://example.com/read", { headers: { cookie } }))).text());
+  const data = JSON.parse(
+    await (await one(new Request("https://example.com/read", { headers: { cookie } }))).text(),
+  );
   return { statuses, data };
 }
 

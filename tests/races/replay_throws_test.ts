@@ -1,13 +1,6 @@
-// Red team (low): an `update(key, fn)` whose `fn` throws when it is replayed on a concurrent
-// request's value (another process stored a value of another shape) is answered as
-// `StoreUnavailableError` (503, "Session store failed to merge: <the application's message>").
-// The store did not fail: errors.md says 503 means "the store failed", and the documented
-// handling (retry later, alert on store outages) is wrong for it; the request's changes could
-// not be merged, which is a conflict (409) or the application's own error.
-//
-// Cause: src/conflict.ts `mergeOnto` catches anything `replay` throws (meant for a record in
-// another serializer format) and wraps it with `storeError("merge", error)`, which turns every
-// non-SessionError into StoreUnavailableError.
+// An `update(key, fn)` whose `fn` throws when replayed on a concurrent request's value (of another
+// shape) cannot be merged: a conflict (the handler runs again where it can, else 409), never a
+// store outage (503 StoreUnavailableError tells clients to retry later and monitoring to page).
 // Two processes are two RedisStore objects over one Redis (turns are per store object).
 import { after, it } from "node:test";
 import assert from "node:assert/strict";
@@ -15,9 +8,9 @@ import { Redis } from "ioredis";
 import { getSession, type SessionError, StoreUnavailableError, withSession } from "../../mod.ts";
 import { RedisStore } from "../../src/stores/redis.ts";
 
-const SECRET = "red team secret of at least thirty-two chars";
+const SECRET = "a secret of at least thirty-two characters";
 const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
-const prefix = `redteam-replay-${crypto.randomUUID().slice(0, 8)}:`;
+const prefix = `races-replay-${crypto.randomUUID().slice(0, 8)}:`;
 after(async () => {
   const keys = await redis.keys(`${prefix}*`);
   if (keys.length > 0) await redis.del(...keys);
@@ -49,7 +42,7 @@ it("an update() function that throws on replay is not reported as a store outage
       store: new RedisStore({ client: redis, prefix }),
       secrets: [SECRET],
       onError: (e) => {
-        errors.push(e);
+        errors.push(e as SessionError);
       },
       logger: { warn() {}, error() {} } as never,
     });

@@ -106,7 +106,7 @@ export function counted(inner: SessionStore): Counted {
         return await inner.touch!(key, expiresAt, version);
       },
     }),
-    // Leases and the per-user index pass through uncounted.
+    // Locks and the per-user index pass through uncounted.
     ...(inner.lock && inner.unlock && {
       async lock(key: string, owner: string, ttlMs: number) {
         fail();

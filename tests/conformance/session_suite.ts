@@ -208,7 +208,7 @@ function makeApp(
       case "/show":
         return new Response(session.get("msg") ?? "none");
       case "/charge": {
-        // A side effect outside the session, made once under a lease.
+        // A side effect outside the session, made once under a lock.
         const lock = await session.lock({ wait: Number(url.searchParams.get("wait") ?? 10) });
         const paid = session.get("paid") === true;
         if (!paid) {

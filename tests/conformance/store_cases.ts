@@ -1,7 +1,7 @@
 // The cases that several stores' own tests used to write out each in its own words, written
 // once: corrupt records and the logger, data errors, the text a store keeps, outages, expiry by
-// the store's clock, touch, expired saves, leases and sessions per user. A store's test file
-// calls `storeCases` with hooks that reach behind the store (its raw records, its leases, a
+// the store's clock, touch, expired saves, locks and sessions per user. A store's test file
+// calls `storeCases` with hooks that reach behind the store (its raw records, its locks, a
 // counted client); a case whose hook a store does not give is not run for it.
 //
 // Each case opens its stores in a namespace of its own (`ns`: a prefix, a table), so that what it
@@ -88,12 +88,12 @@ export interface StoreCaseHooks {
    * saved (`"kept"`: loads as ended, with an expiry the store chose).
    */
   tombstoneTouch?: boolean | "kept";
-  /** Leases: the error a bad duration raises, and the lease's owner as the backend holds it. */
-  leases?: {
-    /** Checks a lease key made of a storage key that is none. */
+  /** Locks: the error a bad duration raises, and the lock's owner as the backend holds it. */
+  locks?: {
+    /** Checks a lock key made of a storage key that is none. */
     checksKey?: boolean;
     owner?(ns: string, key: string): Promise<string | undefined>;
-    /** A lease lapses by the store's clock (else by the backend's own time to live). */
+    /** A lock lapses by the store's clock (else by the backend's own time to live). */
     byClock?: boolean;
   };
   /** count() follows the store's clock (else it counts what the backend still holds). */
@@ -430,38 +430,38 @@ export function storeCases(name: string, hooks: StoreCaseHooks): void {
       });
     }
 
-    const leases = hooks.leases;
-    if (leases) {
-      it("keeps a lease by the store's clock, extended and released by its owner only, writing no record", async () => {
+    const locks = hooks.locks;
+    if (locks) {
+      it("keeps a lock by the store's clock, extended and released by its owner only, writing no record", async () => {
         let now = Date.now();
-        const store = await hooks.open("lease", { now: () => now });
-        const owner = (key: string) => leases.owner?.("lease", key);
+        const store = await hooks.open("lock", { now: () => now });
+        const owner = (key: string) => locks.owner?.("lock", key);
         const key = randomKey();
         assert.equal(await store.lock!(key, "first", 30_000), true);
-        if (leases.owner) assert.equal(await owner(key), "first");
+        if (locks.owner) assert.equal(await owner(key), "first");
         assert.equal(await store.lock!(key, "second", 30_000), false);
         now += 10_000;
         assert.equal(await store.lock!(key, "first", 30_000), true, "the owner extends it");
-        if (leases.byClock !== false) {
-          now += 29_999; // the extended lease's last millisecond
+        if (locks.byClock !== false) {
+          now += 29_999; // the extended lock's last millisecond
           assert.equal(await store.lock!(key, "second", 30_000), false);
         }
         await store.unlock!(key, "second");
-        if (leases.owner) assert.equal(await owner(key), "first", "only its owner releases it");
-        if (leases.byClock !== false) {
+        if (locks.owner) assert.equal(await owner(key), "first", "only its owner releases it");
+        if (locks.byClock !== false) {
           now += 1; // lapsed by the store's clock, whatever the backend's says
-          if (leases.owner) assert.equal(await owner(key), "first", "the backend still holds it");
+          if (locks.owner) assert.equal(await owner(key), "first", "the backend still holds it");
         } else await store.unlock!(key, "first");
         assert.equal(await store.lock!(key, "second", 60_000), true);
         await store.unlock!(key, "first"); // no longer its owner: nothing happens
-        if (leases.owner) assert.equal(await owner(key), "second");
+        if (locks.owner) assert.equal(await owner(key), "second");
         assert.equal(await store.lock!(key, "first", 60_000), false);
         await store.unlock!(key, "second");
-        if (leases.owner) assert.equal(await owner(key), undefined);
+        if (locks.owner) assert.equal(await owner(key), undefined);
         assert.equal(await store.lock!(key, "first", 60_000), true);
-        // The record under the same key is apart from the lease.
+        // The record under the same key is apart from the lock.
         assert.equal(await store.load(key), null);
-        if (hooks.raw) assert.equal(await hooks.raw("lease", key), undefined);
+        if (hooks.raw) assert.equal(await hooks.raw("lock", key), undefined);
       });
 
       it("of 20 takers across two store instances, exactly one wins", async () => {
@@ -474,8 +474,8 @@ export function storeCases(name: string, hooks: StoreCaseHooks): void {
       });
 
       it("refuses a bad owner or duration before reaching the backend", async () => {
-        const opened = await hooks.open("lease");
-        const counted = await hooks.counted?.("lease");
+        const opened = await hooks.open("lock");
+        const counted = await hooks.counted?.("lock");
         const store = counted?.store ?? opened;
         // One rule for every store (assertLockArguments in the store kit).
         for (const owner of ["", 1 as never]) {
@@ -486,7 +486,7 @@ export function storeCases(name: string, hooks: StoreCaseHooks): void {
         for (const ttl of [0, -1, NaN, Infinity]) {
           await assert.rejects(store.lock!(randomKey(), "a", ttl), RangeError);
         }
-        if (leases.checksKey !== false) await assert.rejects(store.lock!("../x", "a", 1_000), TypeError);
+        if (locks.checksKey !== false) await assert.rejects(store.lock!("../x", "a", 1_000), TypeError);
         if (counted) assert.equal(counted.sent(), 0);
       });
     }

@@ -889,7 +889,7 @@ async function injectFault(cell: Cell, deployment: Deployment): Promise<void> {
       victim.child.kill("SIGKILL");
       break;
     case "stop-server":
-      // Longer than FileStore's stale-lock time (and than any lease the other stores hold).
+      // Longer than FileStore's stale-lock time (and than any lock the other stores hold).
       await pauseProcess(victim.child, PAUSE_MS);
       break;
     case "pause-store":

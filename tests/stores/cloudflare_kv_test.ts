@@ -135,7 +135,7 @@ describe("CloudflareKvStore", () => {
   });
   after(() => mf.dispose());
 
-  it("says plainly that it cannot compare-and-set or hold a lease, and that reads may be stale", async () => {
+  it("says plainly that it cannot compare-and-set or hold a lock, and that reads may be stale", async () => {
     const store = new CloudflareKvStore({ namespace });
     assert.deepEqual(store.capabilities, {
       compareAndSet: false,

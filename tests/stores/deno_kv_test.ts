@@ -94,7 +94,7 @@ if (deno === undefined) {
       closed.close();
       return { store, close: () => {}, raises: true };
     },
-    leases: {
+    locks: {
       owner: async (ns, key) =>
         ((await (await sharedKv()).get([ns, "lease", key])).value as { owner?: string } | null)?.owner,
     },
@@ -250,7 +250,7 @@ if (deno === undefined) {
       assert.equal((await store.load(key))?.expiresAt, now + 3_600_000);
     });
 
-    it("takes the longest prefix that leaves room for a lease's key, and refuses a longer one", async () => {
+    it("takes the longest prefix that leaves room for a lock's key, and refuses a longer one", async () => {
       // 1,994 characters encode to 1,996 bytes; with "lease" (7) and the storage key (45): 2,048.
       const longest = new DenoKvStore({ kv, prefix: ["p".repeat(1_994)] });
       const key = randomKey();
@@ -266,8 +266,8 @@ if (deno === undefined) {
       assert.throws(() => new DenoKvStore({ kv, prefix: [Symbol("sessions")] }), TypeError);
     });
 
-    describe("leases", () => {
-      it('keeps a lease at [...prefix, "lease", key] as { owner, until }, with expireIn', async () => {
+    describe("locks", () => {
+      it('keeps a lock at [...prefix, "lease", key] as { owner, until }, with expireIn', async () => {
         const expireIns: (number | undefined)[] = [];
         const recording: DenoKvLike = {
           get: (key) => kv.get(key),
@@ -284,18 +284,18 @@ if (deno === undefined) {
           list: (selector) => kv.list(selector),
         };
         const now = 5_000_000;
-        const store = new DenoKvStore({ kv: recording, prefix: ["leases"], now: () => now });
+        const store = new DenoKvStore({ kv: recording, prefix: ["locks"], now: () => now });
         const key = randomKey();
         assert.equal(await store.lock(key, "a", 1_500.5), true);
-        assert.deepEqual((await kv.get(["leases", "lease", key])).value, {
+        assert.deepEqual((await kv.get(["locks", "lease", key])).value, {
           owner: "a",
           until: now + 1_500.5,
         });
         assert.deepEqual(expireIns, [1_501]);
-        assert.equal((await kv.get(["leases", key])).versionstamp, null, "no record written");
+        assert.equal((await kv.get(["locks", key])).versionstamp, null, "no record written");
         assert.equal(await store.count(), 0);
         await store.unlock(key, "a");
-        assert.equal((await kv.get(["leases", "lease", key])).versionstamp, null);
+        assert.equal((await kv.get(["locks", "lease", key])).versionstamp, null);
       });
     });
 
@@ -386,7 +386,7 @@ if (deno === undefined) {
         assert.equal(await strict.load(d), null);
       });
 
-      it("leaves leases and index entries out of count, and cleanup drops the lapsed ones", async () => {
+      it("leaves locks and index entries out of count, and cleanup drops the lapsed ones", async () => {
         let now = Date.now();
         const store = new DenoKvStore({ kv, prefix: ["mixed"], now: () => now });
         const [live, dead] = [randomKey(), randomKey()];
@@ -397,7 +397,7 @@ if (deno === undefined) {
         assert.equal(await store.count(), 2);
         now += 61_000;
         assert.equal(await store.count(), 1);
-        assert.equal(await store.cleanup(), 1, "one record; lapsed leases and index entries go uncounted");
+        assert.equal(await store.cleanup(), 1, "one record; lapsed locks and index entries go uncounted");
         const left = [];
         for await (const entry of kv.list({ prefix: ["mixed"] })) left.push(entry.key.slice(1));
         assert.deepEqual(

@@ -36,12 +36,12 @@ const DELAY = SessionDurableObject.alarmDelay;
 /** What an object's storage holds, as the test Worker's `/inspect` tells it. */
 interface Inspected {
   record: string | null;
-  lease: { owner: string; until: number } | null;
+  lock: { owner: string; until: number } | null;
   index: Record<string, { at: number; token: string }>;
   alarm: number | null;
 }
 
-const EMPTY: Inspected = { record: null, lease: null, index: {}, alarm: null };
+const EMPTY: Inspected = { record: null, lock: null, index: {}, alarm: null };
 
 suites(
   "DurableObjectStore (Miniflare binding from Node)",
@@ -156,8 +156,8 @@ storeCases("DurableObjectStore (Miniflare binding from Node)", {
     await gone.dispose();
     return { store, close: () => {}, raises: true };
   },
-  leases: {
-    owner: async (_ns, key) => (await inspectIn(await sharedNamespace(), key)).lease?.owner,
+  locks: {
+    owner: async (_ns, key) => (await inspectIn(await sharedNamespace(), key)).lock?.owner,
   },
   users: {
     liveOnly: true,
@@ -210,7 +210,7 @@ describe("DurableObjectStore", () => {
 
   const counted = () => countedIn(namespace);
 
-  it("claims compare-and-set, expiry, leases and an index per user, and offers no count", () => {
+  it("claims compare-and-set, expiry, locks and an index per user, and offers no count", () => {
     assert.deepEqual(store.capabilities, { compareAndSet: true, ttl: true, locks: true, users: true });
     assert.equal("count" in store, false);
   });
@@ -390,26 +390,26 @@ describe("DurableObjectStore", () => {
     }
   });
 
-  describe("leases", () => {
-    it("keeps the lease in the session's object, apart from the record", async () => {
+  describe("locks", () => {
+    it("keeps the lock in the session's object, apart from the record", async () => {
       const key = randomKey();
       const start = Date.now();
       assert.equal(await store.lock(key, "a", 30_000), true);
       let seen = await inspect(key);
-      assert.equal(seen.record, null, "a lease writes no record");
-      assert.equal(seen.lease?.owner, "a");
-      assert.ok(seen.lease!.until >= start + 30_000);
-      assert.equal(seen.alarm, seen.lease!.until + DELAY);
+      assert.equal(seen.record, null, "a lock writes no record");
+      assert.equal(seen.lock?.owner, "a");
+      assert.ok(seen.lock!.until >= start + 30_000);
+      assert.equal(seen.alarm, seen.lock!.until + DELAY);
       assert.equal(await store.save(key, record({ a: 1 }, 1, 600_000), null), true);
       seen = await inspect(key);
-      assert.equal(seen.alarm, seen.lease!.until + DELAY, "the alarm is set for the first to collect");
+      assert.equal(seen.alarm, seen.lock!.until + DELAY, "the alarm is set for the first to collect");
       await store.destroy(key);
       seen = await inspect(key);
       assert.equal(seen.record, null);
-      assert.equal(seen.lease?.owner, "a", "destroy leaves the lease alone");
+      assert.equal(seen.lock?.owner, "a", "destroy leaves the lock alone");
       assert.equal(await store.lock(key, "b", 30_000), false);
       await store.unlock(key, "b"); // not its owner
-      assert.equal((await inspect(key)).lease?.owner, "a");
+      assert.equal((await inspect(key)).lock?.owner, "a");
       await store.unlock(key, "a");
       assert.deepEqual(await inspect(key), EMPTY);
     });
@@ -420,24 +420,24 @@ describe("DurableObjectStore", () => {
       const key = randomKey();
       assert.equal(await store.lock(key, "a", 60_000), true);
       assert.equal(await store.lock(key, "b", 60_000), false);
-      assert.equal(await ahead.lock(key, "b", 60_000), true, "an hour from now, a's lease has lapsed");
+      assert.equal(await ahead.lock(key, "b", 60_000), true, "an hour from now, a's lock has lapsed");
       assert.equal(
         await store.lock(key, "a", 60_000),
         false,
-        "b's lease lasts until an hour and a minute from now",
+        "b's lock lasts until an hour and a minute from now",
       );
     });
 
-    it("the alarm removes a lease left behind once it has lapsed, and keeps the record", async () => {
+    it("the alarm removes a lock left behind once it has lapsed, and keeps the record", async () => {
       const quick = new DurableObjectStore({ namespace: noDelay });
       const key = randomKey();
       await quick.save(key, record({ a: 1 }, 1, 600_000), null);
       assert.equal(await quick.lock(key, "crashed", 200), true);
       const before = await inspect(key, { within: noDelay });
-      assert.equal(before.alarm, before.lease!.until);
+      assert.equal(before.alarm, before.lock!.until);
       await sleep(300);
       const after = await inspect(key, { within: noDelay, alarm: true });
-      assert.equal(after.lease, null);
+      assert.equal(after.lock, null);
       assert.deepEqual(JSON.parse(after.record!).data, { a: 1 });
       assert.equal(after.alarm, JSON.parse(after.record!).expiresAt);
     });

@@ -100,7 +100,7 @@ describe("FileStore", () => {
     assert.deepEqual((await readdir(join(dir, key))).filter((name) => name.endsWith(".tmp")), []);
   });
 
-  it("gives each lease holder a larger fencing token, across takeovers, releases and cleanup", async () => {
+  it("gives each lock holder a larger fencing token, across takeovers, releases and cleanup", async () => {
     const dir = await tempDir();
     let clock = 1_000_000;
     const store = new FileStore({ dir, now: () => clock });
@@ -114,12 +114,12 @@ describe("FileStore", () => {
     assert.equal(await store.lock(key, "a", 5_000), true, "re-taken by its owner: extended");
     assert.equal((await store.heldLock(key))!.token, tokens[0], "an extension keeps the token");
     clock += 5_000;
-    await take("b"); // a's lease expired: taken over
+    await take("b"); // a's lock expired: taken over
     await store.unlock(key, "b");
     await take("c");
     clock += 2_000;
     assert.equal(await store.cleanup(), 0);
-    assert.deepEqual(await readdir(join(dir, "leases")), [], "cleanup removed the expired lease");
+    assert.deepEqual(await readdir(join(dir, "leases")), [], "cleanup removed the expired lock");
     await take("d");
     assert.ok(tokens.every((token, i) => i === 0 || token > tokens[i - 1]!), String(tokens));
   });

@@ -173,7 +173,7 @@ storeSuites("MemcachedStore over memcache-client", {
     const client = new MemcacheClient({ server: `127.0.0.1:${port}`, cmdTimeout: 1_000 });
     return { store: new MemcachedStore({ client }), close: () => client.shutdown() };
   },
-  leases: {
+  locks: {
     owner: async (ns, key) => {
       const text = await rawGet(`${prefixOf(ns)}${key}:lease`);
       return text === undefined ? undefined : JSON.parse(text).owner;
@@ -310,7 +310,7 @@ describe("MemcachedStore over memcache-client: Memcached specifics", () => {
     assert.equal(await store.save(key, record({ ok: 1 }), null), true);
   });
 
-  it("keeps a lease in an item of its own, expiring by this process's clock, extended by its owner", async () => {
+  it("keeps a lock in an item of its own, expiring by this process's clock, extended by its owner", async () => {
     const key = randomKey();
     let now = Date.now();
     const clocked = new MemcachedStore({ client: connection.client, prefix: own, now: () => now });
@@ -320,7 +320,7 @@ describe("MemcachedStore over memcache-client: Memcached specifics", () => {
       expiresAt: now + 60_000,
     });
     assert.equal(await rawGet(own + key), undefined, "no record was written");
-    // Its owner takes it again: the lease is extended, not refused.
+    // Its owner takes it again: the lock is extended, not refused.
     assert.equal(await clocked.lock(key, "a", 120_000), true);
     assert.equal(JSON.parse((await rawGet(`${own}${key}:lease`))!).expiresAt, now + 120_000);
     assert.equal(await clocked.lock(key, "b", 60_000), false);
@@ -533,7 +533,7 @@ describe("MemcachedStore construction", () => {
         String(prefix),
       );
     }
-    // 201 + 43 for the storage key + 6 for a lease's suffix: Memcached's 250 bytes.
+    // 201 + 43 for the storage key + 6 for a lock's suffix (`:lease`): Memcached's 250 bytes.
     assert.ok(new MemcachedStore({ client, prefix: "x".repeat(201) }));
     assert.throws(() => new MemcachedStore({ client, maxItemSize: 100 }), RangeError);
     assert.throws(() => new MemcachedStore({ client, maxItemSize: 1.5e6 + 0.5 }), RangeError);

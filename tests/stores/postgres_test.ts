@@ -112,7 +112,7 @@ async function waitsForLock(table: string, pending: Promise<unknown>): Promise<b
   assert.fail(`a statement on "${table}" neither waited for a lock nor ended`);
 }
 
-// Drops a store's table and its leases table.
+// Drops a store's table and its table of locks (`<table>_leases`).
 async function dropTables(table: string): Promise<void> {
   await admin.query(`DROP TABLE IF EXISTS "${table}", "${table}_leases"`);
 }
@@ -184,7 +184,7 @@ for (const [label, connect] of clients) {
     },
     // A port nothing listens on: a real refused connection (once, through pg).
     unreachable: label === "pg Pool" ? unreachable : undefined,
-    leases: {
+    locks: {
       owner: async (ns, key) =>
         (await admin.query(`SELECT owner FROM "${tableOf(ns)}_leases" WHERE key = $1`, [key])).rows[0]?.owner,
     },
@@ -403,7 +403,7 @@ for (const [label, connect] of clients) {
       );
     });
 
-    it("keeps leases in <table>_leases by the store's clock, one statement each", async () => {
+    it("keeps locks in <table>_leases by the store's clock, one statement each", async () => {
       let now = Date.now();
       const { client, sent } = recording(connection.client);
       const clocked = new PostgresStore({ client, table: own, now: () => now });
@@ -424,7 +424,7 @@ for (const [label, connect] of clients) {
       await clocked.unlock(key, "second");
       assert.equal(await until(), undefined);
       assert.deepEqual(sent, ["INSERT", "INSERT", "INSERT", "DELETE", "INSERT", "DELETE"]);
-      // cleanup() removes lapsed leases with the expired rows, in the same statement.
+      // cleanup() removes lapsed locks with the expired rows, in the same statement.
       assert.equal(await clocked.lock(key, "third", 1_000), true);
       now += 1_000;
       sent.length = 0;
@@ -552,7 +552,7 @@ describe("PostgresStore tables", () => {
   it("brings a table made by an earlier version up to date, and locks no up-to-date table", async () => {
     const table = `websession_test_${RUN}_older`;
     try {
-      // The table as migrate() made it before sessions per user and leases.
+      // The table as migrate() made it before sessions per user and locks.
       await admin.query(
         `CREATE TABLE "${table}" (id text PRIMARY KEY, data jsonb NOT NULL, version integer NOT NULL, ` +
           `created_at timestamptz NOT NULL, expires_at timestamptz NOT NULL)`,
@@ -600,11 +600,11 @@ describe("PostgresStore tables", () => {
         `${table}_pkey`,
         `${table}_user_id_idx`,
       ]);
-      const leases = await admin.query(
+      const locks = await admin.query(
         `SELECT column_name, data_type FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position`,
         [`${table}_leases`],
       );
-      assert.deepEqual(leases.rows.map((row) => [row.column_name, row.data_type]), [
+      assert.deepEqual(locks.rows.map((row) => [row.column_name, row.data_type]), [
         ["key", "text"],
         ["owner", "text"],
         ["until", "bigint"],

@@ -188,7 +188,7 @@ for (const [label, connect] of clients) {
       for (const key of keys) assert.equal(await counting.save(key, record({}), null), true);
       const masters = new Set(await Promise.all(keys.map((key) => masterOf(`${own}count:${key}`))));
       assert.equal(masters.size, 3, "the 30 sessions are spread over the 3 masters");
-      // A lease and a user's index under the same prefix are not sessions.
+      // A lock and a user's index under the same prefix are not sessions.
       assert.equal(await counting.lock(keys[0]!, "owner", 60_000), true);
       assert.equal(await counting.save(keys[1]!, record({ u: 1 }, 2), 1, { user: "ada" }), true);
       assert.equal(await counting.count(), 30);

@@ -159,7 +159,7 @@ for (const [label, connect] of clients) {
     },
     // A port nothing listens on: a real refused connection (once, through ioredis).
     unreachable: label === "ioredis" ? unreachable : undefined,
-    leases: {
+    locks: {
       byClock: false,
       owner: async (ns, key) => (await admin.get(`${prefixOf(ns)}lock:${key}`)) ?? undefined,
     },
@@ -276,14 +276,14 @@ for (const [label, connect] of clients) {
       const keys = [randomKey(), randomKey(), randomKey()];
       for (const [i, key] of keys.entries()) await glob.save(key, record({ i }), null);
       await sibling.save(randomKey(), record({}), null);
-      // Leases and users' indexes under the prefix are not sessions.
+      // Locks and users' indexes under the prefix are not sessions.
       assert.equal(await glob.lock(keys[0]!, "owner", 60_000), true);
       assert.equal(await glob.save(keys[1]!, record({ user: "ada" }, 2), 1, { user: "ada" }), true);
       assert.equal(await glob.count(), 3);
       assert.equal(await sibling.count(), 1);
     });
 
-    it("keeps a lease under prefix lock:key with a time to live, extended only by its owner", async () => {
+    it("keeps a lock under prefix lock:key with a time to live, extended only by its owner", async () => {
       const { client, sent } = recording(connection.client);
       const counted = new RedisStore({ client, prefix: own });
       const key = randomKey();

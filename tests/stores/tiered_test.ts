@@ -390,7 +390,7 @@ describe("TieredStore: faults", () => {
     assert.deepEqual(await store.load(key), v3);
   });
 
-  it("says what it can do: the durable store's compare-and-set, leases and users", () => {
+  it("says what it can do: the durable store's compare-and-set, locks and users", () => {
     const store = new TieredStore({ cache: new MemoryStore(), durable: new MemoryStore() });
     assert.deepEqual(store.capabilities, {
       compareAndSet: true,

@@ -1,6 +1,6 @@
 // Turns: requests of one session wait for each other instead of being refused. In one process
 // through the in-process queue; across processes, once a conflict has been seen on the session,
-// through the store's lease. Two "processes" here are two RedisStore objects over one Redis (turns
+// through the store's lock. Two "processes" here are two RedisStore objects over one Redis (turns
 // are per store object, as they are per process), each behind its own withSession.
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -103,7 +103,7 @@ describe("turns never outlive their request", () => {
     assert.equal(await browser.text("/read"), "ok");
   });
 
-  it("session.lock() taken twice and released once: the end of the request releases the lease", async () => {
+  it("session.lock() taken twice and released once: the end of the request releases the lock", async () => {
     const store = new MemoryStore();
     const handler = withSession(async (req: Request) => {
       const session = await getSession<Data>(req);
@@ -121,7 +121,7 @@ describe("turns never outlive their request", () => {
     assert.equal(
       await store.lock(await keyOf(browser), "someone else", 1_000),
       true,
-      "the lease was released",
+      "the lock was released",
     );
   });
 });
@@ -160,7 +160,7 @@ describe("turns", () => {
     let ok = 0;
     let refused = 0;
     // Waves of 10 requests per process at once: the first wave finds out that the other process
-    // writes the session; later ones take turns through the store's lease.
+    // writes the session; later ones take turns through the store's lock.
     const perWave: number[] = [];
     for (let wave = 0; wave < 6; wave++) {
       const before = refused;
@@ -187,7 +187,7 @@ describe("turns", () => {
     );
     assert.equal(final, 1 + ok, "every 2xx landed, no 409 did");
     // Only collisions before each process has seen the other write the session may be refused
-    // (the first wave or two; without leases about half are: 56-58 of 120).
+    // (the first wave or two; without locks about half are: 56-58 of 120).
     assert.ok(refused <= 24, `refused ${refused} of 120`);
     // Once both take turns, a refusal needs a turn that outwaited its bound on a loaded machine
     // (seen once in a wave of 20 with the other core busy): rare, never a loss (asserted above).
@@ -211,7 +211,7 @@ describe("turns", () => {
     let landed = 0;
     // Each wave on a session of its own (a page firing parallel POSTs, across two processes):
     // a POST cannot run again, so its first collision on a session could only be refused, unless
-    // it took the lease before loading.
+    // it took the lock before loading.
     const perWave: number[] = [];
     for (let wave = 0; wave < 6; wave++) {
       const first = new Client(apps[0]!.handler);

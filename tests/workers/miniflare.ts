@@ -65,7 +65,7 @@ function revive(error: NonNullable<Answer["error"]>): Error {
  * A SessionStore whose every call runs inside workerd: the store named `name` ("kv" or "do")
  * of the test Worker executes it against the Worker's own bindings. Errors come back as the
  * same classes (TypeError, RangeError, StoreUnavailableError, SessionTooLargeError,
- * SessionDataError); a refused save's `SaveConflict` comes back as it was answered. Leases and the
+ * SessionDataError); a refused save's `SaveConflict` comes back as it was answered. Locks and the
  * per-user index are bridged too, where the store offers them.
  */
 export async function workerdStore(mf: Miniflare, name: "kv" | "do"): Promise<SessionStore> {

@@ -30,7 +30,7 @@ interface InspectableStorage {
 
 /**
  * The session object as a user would export it, plus `GET /inspect`, which tells what the
- * object's storage holds (its record text, lease, index entries and alarm), so tests can see what the alarm and
+ * object's storage holds (its record text, lock, index entries and alarm), so tests can see what the alarm and
  * destroy leave behind without going through the store, and `POST /alarm`, which runs the alarm
  * handler now (as the runtime would at the scheduled time) and then inspects.
  */
@@ -49,10 +49,10 @@ export class TestSessionDurableObject extends SessionDurableObject {
       (request.method === "GET" && path === "/inspect") || (request.method === "POST" && path === "/alarm")
     ) {
       const record = (await this.#storage.get("record")) ?? null;
-      const lease = (await this.#storage.get("lease")) ?? null;
+      const lock = (await this.#storage.get("lease")) ?? null;
       const index = Object.fromEntries(await this.#storage.list({ prefix: "index:" }));
       const expired = (await this.#storage.get("test:expired")) ?? [];
-      return Response.json({ record, lease, index, alarm: await this.#storage.getAlarm(), expired });
+      return Response.json({ record, lock, index, alarm: await this.#storage.getAlarm(), expired });
     }
     return await super.fetch(request);
   }

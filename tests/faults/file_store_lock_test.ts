@@ -1,16 +1,16 @@
-// FileStore's leases (session.lock()) across processes: two worker processes, each with its
-// own FileStore on one directory, take one lease over and over, and each holder proves it is
-// alone by creating a marker file exclusively while it holds the lease. Some holders walk away
-// without releasing (their lease expires 20 ms later), so expired leases are taken over by
+// FileStore's locks (session.lock()) across processes: two worker processes, each with its
+// own FileStore on one directory, take one lock over and over, and each holder proves it is
+// alone by creating a marker file exclusively while it holds the lock. Some holders walk away
+// without releasing (their lock expires 20 ms later), so expired locks are taken over by
 // many contenders at once. No two holders may ever be inside together.
 //
 // The kill loop: a third process contends until it is killed with SIGKILL wherever it is
-// (holding the lease, mid-takeover, mid-write of a lease generation); the two workers then
-// contend again. Neither may take the lease before the killed holder's lease expired, both must
+// (holding the lock, mid-takeover, mid-write of a lock generation); the two workers then
+// contend again. Neither may take the lock before the killed holder's lock expired, both must
 // get it after, and cleanup() leaves nothing.
 //
-// CI runs 40 rounds per contender and 3 kills; FILE_LEASE_ROUNDS=1000 FILE_LEASE_KILLS=50 runs
-// the full size, a few minutes.
+// CI runs 40 rounds per contender and 3 kills; `npm run test:file-store-lock`
+// (FILE_STORE_LOCK_ROUNDS=1000 FILE_STORE_LOCK_KILLS=50) runs the full size, a few minutes.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -21,10 +21,10 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { FileStore } from "../../src/stores/file.ts";
 import { randomKey, sleep } from "../conformance/util.ts";
-import { insidePath, type LeaseJob, type LeaseOutcome } from "./file_lock_lease.ts";
+import { insidePath, type LockJob, type LockOutcome } from "./file_store_lock.ts";
 
-const ROUNDS = Number(process.env.FILE_LEASE_ROUNDS ?? 40);
-const KILLS = Number(process.env.FILE_LEASE_KILLS ?? 3);
+const ROUNDS = Number(process.env.FILE_STORE_LOCK_ROUNDS ?? 40);
+const KILLS = Number(process.env.FILE_STORE_LOCK_KILLS ?? 3);
 const STALE_LOCK_MS = 1_000;
 const LOCK_TIMEOUT_MS = 20_000;
 const DOOMED_TTL_MS = 1_500;
@@ -35,33 +35,33 @@ function node(): string {
   return runtime.Deno || runtime.Bun ? "node" : process.execPath;
 }
 
-/** A worker process that runs lease jobs (tests/faults/file_lock_lease_worker.ts). */
+/** A worker process that runs lock jobs (tests/faults/file_store_lock_worker.ts). */
 class Worker {
   #child = spawn(node(), [
     "--import",
     "tsx",
-    fileURLToPath(new URL("./file_lock_lease_worker.ts", import.meta.url)),
+    fileURLToPath(new URL("./file_store_lock_worker.ts", import.meta.url)),
   ], { stdio: ["pipe", "pipe", "inherit"] });
-  #done = new Map<number, (outcome: LeaseOutcome) => void>();
+  #done = new Map<number, (outcome: LockOutcome) => void>();
   #running = new Map<number, () => void>();
   readonly exited = new Promise<void>((resolve) => this.#child.once("exit", () => resolve()));
 
   constructor() {
     createInterface({ input: this.#child.stdout! }).on("line", (line) => {
-      const message = JSON.parse(line) as { id: number; running?: true; outcome?: LeaseOutcome };
+      const message = JSON.parse(line) as { id: number; running?: true; outcome?: LockOutcome };
       if (message.running) this.#running.get(message.id)?.();
       else this.#done.get(message.id)?.(message.outcome!);
     });
   }
 
   /** Sends a job; `running` resolves on its announcement, `done` with its outcome. */
-  run(job: LeaseJob): { running: Promise<void>; done: Promise<LeaseOutcome> } {
+  run(job: LockJob): { running: Promise<void>; done: Promise<LockOutcome> } {
     const running = new Promise<void>((resolve, reject) => {
       this.#running.set(job.id, resolve);
       void this.exited.then(() => reject(new Error("The worker exited before it announced")));
     });
     running.catch(() => {});
-    const done = new Promise<LeaseOutcome>((resolve) => this.#done.set(job.id, resolve));
+    const done = new Promise<LockOutcome>((resolve) => this.#done.set(job.id, resolve));
     const line = JSON.stringify({ ...job, rounds: Number.isFinite(job.rounds) ? job.rounds : null });
     this.#child.stdin!.write(`${line}\n`);
     return { running, done };
@@ -78,13 +78,13 @@ class Worker {
   }
 }
 
-/** What cleanup() leaves of a directory: nothing but the (empty) leases directory. */
+/** What cleanup() leaves of a directory: nothing but the (empty) directory of the locks, `leases/`. */
 async function leftovers(dir: string): Promise<string[]> {
   const names = (await readdir(dir)).filter((name) => name !== "leases");
   return [...names, ...await readdir(join(dir, "leases")).catch(() => [])];
 }
 
-describe("FileStore leases across processes", () => {
+describe("FileStore locks across processes", () => {
   const dirs: string[] = [];
   const workers: Worker[] = [];
   let jobs = 0;
@@ -96,11 +96,11 @@ describe("FileStore leases across processes", () => {
     for (const dir of dirs) await rm(dir, { recursive: true, force: true });
   });
   async function tempDir(): Promise<string> {
-    const dir = await mkdtemp(join(tmpdir(), "websession-lease-"));
+    const dir = await mkdtemp(join(tmpdir(), "websession-store-lock-"));
     dirs.push(dir);
     return dir;
   }
-  function job(dir: string, key: string, rounds: number, more: Partial<LeaseJob> = {}): LeaseJob {
+  function job(dir: string, key: string, rounds: number, more: Partial<LockJob> = {}): LockJob {
     return {
       id: ++jobs,
       dir,
@@ -115,23 +115,23 @@ describe("FileStore leases across processes", () => {
     };
   }
 
-  it(`gives the lease to one holder at a time, released or expired (${ROUNDS} rounds per contender)`, async () => {
+  it(`gives the lock to one holder at a time, released or expired (${ROUNDS} rounds per contender)`, async () => {
     const dir = await tempDir();
     const key = randomKey();
     const outcomes = await Promise.all(workers.map((worker) => worker.run(job(dir, key, ROUNDS)).done));
     const total = (name: "taken" | "overlaps" | "abandoned") =>
       outcomes.reduce((sum, outcome) => sum + outcome[name], 0);
-    console.log(`# ${total("taken")} leases taken, ${total("abandoned")} left to expire and taken over`);
+    console.log(`# ${total("taken")} locks taken, ${total("abandoned")} left to expire and taken over`);
     assert.deepEqual(outcomes.flatMap((outcome) => outcome.errors), []);
     assert.equal(total("overlaps"), 0, "never two holders at once");
     assert.equal(total("taken"), 2 * 3 * ROUNDS);
-    assert.ok(total("abandoned") > 0, "expired leases were taken over");
-    await sleep(50); // the last lease left to expire has expired
+    assert.ok(total("abandoned") > 0, "expired locks were taken over");
+    await sleep(50); // the last lock left to expire has expired
     await new FileStore({ dir, staleLockMs: STALE_LOCK_MS }).cleanup();
-    assert.deepEqual(await leftovers(dir), [], "no lease or temp file left after cleanup");
+    assert.deepEqual(await leftovers(dir), [], "no lock or temp file left after cleanup");
   });
 
-  it(`lets a killed holder's lease expire, then gives it to one survivor at a time (${KILLS} kills)`, async () => {
+  it(`lets a killed holder's lock expire, then gives it to one survivor at a time (${KILLS} kills)`, async () => {
     const dir = await tempDir();
     const key = randomKey();
     const store = new FileStore({ dir, staleLockMs: STALE_LOCK_MS });
@@ -160,16 +160,16 @@ describe("FileStore leases across processes", () => {
       assert.equal(outcomes.reduce((sum, outcome) => sum + outcome.taken, 0), 2 * 2 * 2);
       if (until !== null) {
         for (const outcome of outcomes) {
-          assert.ok(outcome.firstAt! >= until, "nobody took the killed holder's lease before it expired");
+          assert.ok(outcome.firstAt! >= until, "nobody took the killed holder's lock before it expired");
         }
       }
     }
     console.log(
-      `# ${KILLS} kills: ${known} left a live lease that expired before it was taken, ` +
+      `# ${KILLS} kills: ${known} left a live lock that expired before it was taken, ` +
         `${litter} a temporary file`,
     );
     await sleep(STALE_LOCK_MS + 100);
     await store.cleanup();
-    assert.deepEqual(await leftovers(dir), [], "no lease or temp file left after cleanup");
+    assert.deepEqual(await leftovers(dir), [], "no lock or temp file left after cleanup");
   });
 });

@@ -1,45 +1,45 @@
-// What one process does in the cross-process lease fault test (tests/faults/file_lock_lease_test.ts),
-// the same in every worker (tests/faults/file_lock_lease_worker.ts): contenders take one lease
+// What one process does in the cross-process lock fault test (tests/faults/file_store_lock_test.ts),
+// the same in every worker (tests/faults/file_store_lock_worker.ts): contenders take one lock
 // over and over, and each holder proves it is alone by creating a marker file exclusively for
-// as long as it holds the lease.
+// as long as it holds the lock.
 import { open, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { SessionStore } from "../../src/store.ts";
 
-/** A message to a worker: run `contenders` loops on the lease `key` in `dir`, at once. */
-export interface LeaseJob {
+/** A message to a worker: run `contenders` loops on the lock `key` in `dir`, at once. */
+export interface LockJob {
   id: number;
   dir: string;
   key: string;
   /** Contending loops in the worker, each with its own owners. */
   contenders: number;
-  /** Leases each loop takes before it stops; `Infinity` until killed. */
+  /** Locks each loop takes before it stops; `Infinity` until killed. */
   rounds: number;
-  /** The ttl of a held lease, in ms. */
+  /** The ttl of a held lock, in ms. */
   ttlMs: number;
-  /** Of the leases taken, how many are left to expire (after 20 ms) instead of released. */
+  /** Of the locks taken, how many are left to expire (after 20 ms) instead of released. */
   abandonRate: number;
   staleLockMs: number;
   lockTimeoutMs: number;
-  /** Tell the test once this many leases were taken in the worker (for a kill at a random point). */
+  /** Tell the test once this many locks were taken in the worker (for a kill at a random point). */
   announceAfter?: number;
 }
 
 /** What a worker reports. */
-export interface LeaseOutcome {
-  /** Leases taken. */
+export interface LockOutcome {
+  /** Locks taken. */
   taken: number;
   /** Times a holder found another holder inside (the marker existed): two holders at once. */
   overlaps: number;
-  /** Leases left to expire. */
+  /** Locks left to expire. */
   abandoned: number;
-  /** When the first lease was taken (ms since the epoch, measured right after `lock` returned). */
+  /** When the first lock was taken (ms since the epoch, measured right after `lock` returned). */
   firstAt: number | null;
-  /** Errors thrown by the store, and owners refused their own lease. */
+  /** Errors thrown by the store, and owners refused their own lock. */
   errors: string[];
 }
 
-/** The marker a holder creates exclusively while it holds the lease. */
+/** The marker a holder creates exclusively while it holds the lock. */
 export function insidePath(dir: string): string {
   return join(dir, "inside");
 }
@@ -48,13 +48,13 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Runs a job's contenders on one store; `onTaken` is told after each lease taken. */
-export async function contendForLease(
+/** Runs a job's contenders on one store; `onTaken` is told after each lock taken. */
+export async function contendForLock(
   store: SessionStore,
-  job: LeaseJob,
+  job: LockJob,
   onTaken: (taken: number) => void = () => {},
-): Promise<LeaseOutcome> {
-  const outcome: LeaseOutcome = { taken: 0, overlaps: 0, abandoned: 0, firstAt: null, errors: [] };
+): Promise<LockOutcome> {
+  const outcome: LockOutcome = { taken: 0, overlaps: 0, abandoned: 0, firstAt: null, errors: [] };
   const inside = insidePath(job.dir);
   const prefix = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   async function contender(c: number): Promise<void> {
@@ -89,7 +89,7 @@ export async function contendForLease(
         }
         if (Math.random() < job.abandonRate) {
           outcome.abandoned++;
-          // Walks away, as a crashed holder would: the lease expires 20 ms from now.
+          // Walks away, as a crashed holder would: the lock expires 20 ms from now.
           if (!(await store.lock!(job.key, owner, 20))) outcome.errors.push(`${owner}: shortening refused`);
         } else {
           await store.unlock!(job.key, owner);

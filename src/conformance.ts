@@ -441,7 +441,7 @@ function contractCases7(store: SessionStore): void {
 
 /** Store contract cases, part 8 (see {@linkcode storeSuite}). */
 function contractCases8(store: SessionStore): void {
-  it("holds a lease for one owner at a time, released only by its owner, expiring by itself", async (t) => {
+  it("holds a lock for one owner at a time, released only by its owner, expiring by itself", async (t) => {
     if (!store.capabilities.locks || !store.lock || !store.unlock) {
       return t.skip("store cannot hold a lock");
     }
@@ -455,7 +455,7 @@ function contractCases8(store: SessionStore): void {
     assert.equal(await store.lock!(key, other, 5_000), false);
     await store.unlock!(key, holder);
     assert.equal(await store.lock!(key, other, 400), true, "free once its owner released it");
-    // A lease and a record under the same key do not collide.
+    // A lock and a record under the same key do not collide.
     assert.equal(await store.save(key, record({ a: 1 }), null), true);
     assert.deepEqual((await store.load(key))?.data, { a: 1 });
     await sleep(1_100);

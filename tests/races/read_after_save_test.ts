@@ -8,9 +8,9 @@
 // or `locking: "explicit"`) is silently overwritten: the second save merges the withdrawal onto
 // the deposit's record, the deposit is lost, both requests answer 200. No serial order gives it.
 //
-// Suspected cause: the observation bookkeeping (`blind`, `cleared`, in src/session_state.ts:156
+// Suspected cause: the observation bookkeeping (`blind`, `cleared`, in src/session_state.ts:152
 // `observe()`) is relative to the record the request loaded, but after a save the request goes on
-// from the record it saved (src/backends/server.ts:38 `adopt()`, :170 `saved()` sets `h.base`)
+// from the record it saved (src/backends/server.ts:40 `adopt()`, :209 `saved()` sets `h.base`)
 // while `blind` and `cleared` are never reset. A key written blindly (or everything, after
 // `clear()`) before the save stays "not a look" after it, so the second commit's merge
 // (src/conflict.ts `observationsHold`) never sees that the value it read was overwritten.

@@ -241,6 +241,9 @@ export async function takeTurnLock(h: Handle, key: string, waitMs: number): Prom
  * refused.
  */
 async function catchUp(h: Handle, store: SessionStore): Promise<void> {
+  // A save of this request still in flight writes a record of its own making: wait for it (its
+  // operations leave the log when it lands), or they would be replayed on it a second time.
+  if (h.chain !== undefined) await h.chain.then(ignore, ignore);
   if (h.base === undefined || h.key === undefined) return;
   let fresh;
   try {
@@ -267,6 +270,8 @@ async function catchUp(h: Handle, store: SessionStore): Promise<void> {
   h.flash = landed.flash;
   if (landed.flashOut.size > 0) h.flashOut = landed.flashOut;
 }
+
+function ignore(): void {}
 
 /** Releases every lock a request still holds (at the end of the request). */
 export async function releaseAll(h: Handle): Promise<void> {

@@ -18,6 +18,7 @@ import { SessionConfigError, SessionConflictError } from "./errors.ts";
 import type { EndReason } from "./events.ts";
 import { handleOf, META_KEY, metadataOf } from "./metadata.ts";
 import { instrument } from "./instrument.ts";
+import { userTag } from "./user_tag.ts";
 import { optionsOf, type ResolvedOptions, type SessionOptions } from "./options.ts";
 import type { Session } from "./session.ts";
 import { FLASH_KEY, isSignInKey, kState, REMEMBER_KEY, SERIALIZER_KEY } from "./session_state.ts";
@@ -282,12 +283,20 @@ export async function endUserSessions(
     throw new TypeError(`Invalid reason: "${String(reason)}" is not "user" or "admin"`);
   }
   const named = namedIn(scope, options.keys, options.handles);
-  const targets: Array<[string, StoredSession]> = [];
-  for (const [key, record] of await recordsOf(scope)) {
-    if (options.exceptCurrent && key === scope.currentKey) continue;
-    if (named === undefined || await named(key)) targets.push([key, record]);
+  // A `regenerate()` of one of the user's sessions holds this lock across its two writes (the
+  // old record's end, the new record): read between them, the index would hold neither, and the
+  // new session would outlive this call.
+  const release = await userLock(scope.store, scope.user);
+  try {
+    const targets: Array<[string, StoredSession]> = [];
+    for (const [key, record] of await recordsOf(scope)) {
+      if (options.exceptCurrent && key === scope.currentKey) continue;
+      if (named === undefined || await named(key)) targets.push([key, record]);
+    }
+    return await endAll(scope, targets, reason);
+  } finally {
+    await release?.();
   }
-  return await endAll(scope, targets, reason);
 }
 
 function isSession(from: unknown): boolean {
@@ -392,4 +401,36 @@ async function end(scope: Scope, key: string, first: StoredSession): Promise<"en
       throw storeError("load", error);
     }
   }
+}
+
+/**
+ * How long the lock that orders what changes one user's set of sessions (sign-ins under
+ * `maxSessionsPerUser`, a `regenerate()` of a signed-in session, `endUserSessions`) lives at
+ * most, and is waited for (ms).
+ */
+const USER_LOCK_MS = 5_000;
+
+/**
+ * Takes the store's lock that orders the changes of one user's sessions (named by a SHA-256 tag of a
+ * label and the id, the shape of a storage key), waiting for it at most {@linkcode USER_LOCK_MS};
+ * goes on without it on a store without locks, or when the wait runs out (a holder that
+ * crashed). Returns its release, which never throws.
+ */
+export async function userLock(
+  store: SessionStore,
+  user: string,
+): Promise<(() => Promise<void>) | undefined> {
+  if (!store.capabilities.locks || typeof store.lock !== "function" || typeof store.unlock !== "function") {
+    return undefined;
+  }
+  const key = await userTag(`maxSessionsPerUser\0${user}`);
+  const owner = crypto.randomUUID();
+  const start = performance.now();
+  for (let attempt = 1; performance.now() - start < USER_LOCK_MS; attempt++) {
+    if (await store.lock(key, owner, USER_LOCK_MS)) {
+      return () => store.unlock!(key, owner).catch(() => {}); // it expires by itself anyway
+    }
+    await pause(attempt);
+  }
+  return undefined;
 }

@@ -308,7 +308,10 @@ async function afterThrow(ctx: Context, error: unknown): Promise<Response | "rer
     ctx.handle.responded = true;
     leaveTurn(ctx.handle);
   }
-  if (error instanceof SessionError) return errorResponse(ctx, error);
+  if (error instanceof SessionError) {
+    const answer = await errorResponse(ctx, error);
+    return ctx.handle === undefined ? answer : finish(ctx.handle, answer);
+  }
   throw error;
 }
 
@@ -378,7 +381,9 @@ async function answerLater(
   leaveTurn(h);
   if (result !== "done") {
     await response.body?.cancel().catch(ignore);
-    return errorResponse(ctx, result);
+    // What an earlier `save()` of this request stored keeps its cookie (a log in, a log out):
+    // the browser must hold what the store holds, whatever failed after.
+    return finish(h, await errorResponse(ctx, result));
   }
   // Changes made while the commit ran are saved late.
   if (hasWork(h)) scheduleLate(h);

@@ -27,6 +27,7 @@ import { emit } from "../events.ts";
 import { createSessionId } from "../id.ts";
 import { noteVersion, noteWritten } from "../turns.ts";
 import { loggedOut, userOf } from "../audit.ts";
+import { userLock } from "../users.ts";
 import { noteMeta, signedIn } from "../users/sign_in.ts";
 import { applyOps, laterOps, stateData } from "../session_data.ts";
 import { open } from "./server_open.ts";
@@ -108,10 +109,30 @@ function startCommit(h: Handle): CommitResult | Promise<CommitResult> {
  * compare-and-set: a cookie is never sent for a session another request ended.
  */
 async function saveRecord(h: Handle, store: SessionStore, due: Due): Promise<CommitResult> {
+  const userBefore = userOf(h.o, h.base!.data);
+  if (h.ending !== "regenerate" || userBefore === undefined) return writeRecord(h, store, due, userBefore);
+  // A regenerate of a signed-in session ends one record and creates another: `endUserSessions`
+  // takes the same lock, so it finds the one or the other, never neither (read between the two
+  // writes, the user's index would hold no session, and the new one would outlive it).
+  const release = await userLock(store, userBefore);
+  try {
+    return await writeRecord(h, store, due, userBefore, release);
+  } finally {
+    await release?.();
+  }
+}
+
+/** {@linkcode saveRecord}'s writes; `release` gives up the user's lock once the new record is in. */
+async function writeRecord(
+  h: Handle,
+  store: SessionStore,
+  due: Due,
+  userBefore: string | undefined,
+  release?: () => Promise<void>,
+): Promise<CommitResult> {
   const o = h.o;
   const start = o.onEvent === undefined ? 0 : performance.now();
   const ending = h.ending;
-  const userBefore = userOf(o, h.base!.data);
   noteMeta(h, due.now);
   const outcome = await commitToRecord(
     store,
@@ -153,7 +174,7 @@ async function saveRecord(h: Handle, store: SessionStore, due: Due): Promise<Com
   if (ending === undefined) return saved(h, store, outcome.record!, due, userBefore);
   ended(h, outcome.found, ending, userBefore);
   // What the ended record carried over (regenerate) or what was set afterwards (destroy).
-  return create(h, store, due.now);
+  return create(h, store, due.now, release);
 }
 
 /** A commit that did not save: what the request is told. */
@@ -273,7 +294,12 @@ async function touchRecord(
 }
 
 /** A session with no stored record: created if it holds anything, under a fresh signed id. */
-async function create(h: Handle, store: SessionStore, now: number): Promise<CommitResult> {
+async function create(
+  h: Handle,
+  store: SessionStore,
+  now: number,
+  release?: () => Promise<void>,
+): Promise<CommitResult> {
   const o = h.o;
   h.touchRequested = false;
   if (!hasData(h)) return nothingToCreate(h, now);
@@ -315,6 +341,7 @@ async function create(h: Handle, store: SessionStore, now: number): Promise<Comm
       h.cookieVersion = 1;
       h.clearCookie = false;
       setCookie(h, o.cookie.name, issued.value, expiresAt, now);
+      await release?.(); // the limit's sign-in takes the user's lock anew
       return index === undefined ? "done" : await signedIn(h, index.user);
     }
     if (tries >= 3) {

@@ -9,8 +9,7 @@ import type { CommitResult, Handle } from "../backend.ts";
 import { storeError } from "../conflict.ts";
 import { nextMetadata } from "../metadata.ts";
 import type { SessionData, SessionStore, StoredSession } from "../store.ts";
-import { userTag } from "../user_tag.ts";
-import { belongs, endAll, pause, recordsOf, type Scope } from "../users.ts";
+import { belongs, endAll, recordsOf, type Scope, userLock } from "../users.ts";
 /**
  * Sets the metadata the save about to be made writes (see `metadata.ts`): for a signed-in
  * session of options with `userKey`, when it was last seen and, with `deviceInfo`, its device.
@@ -69,29 +68,4 @@ async function stillLive(scope: Scope, key: string): Promise<boolean> {
     throw storeError("load", error);
   }
   return belongs(scope, record, scope.o.now());
-}
-
-/** How long the lock that orders one user's sign-ins lives at most, and is waited for (ms). */
-const USER_LOCK_MS = 5_000;
-
-/**
- * Takes the store's lock that orders the sign-ins of one user (named by a SHA-256 tag of a
- * label and the id, the shape of a storage key), waiting for it at most {@linkcode USER_LOCK_MS};
- * goes on without it on a store without locks, or when the wait runs out (a holder that
- * crashed). Returns its release, which never throws.
- */
-async function userLock(store: SessionStore, user: string): Promise<(() => Promise<void>) | undefined> {
-  if (!store.capabilities.locks || typeof store.lock !== "function" || typeof store.unlock !== "function") {
-    return undefined;
-  }
-  const key = await userTag(`maxSessionsPerUser\0${user}`);
-  const owner = crypto.randomUUID();
-  const start = performance.now();
-  for (let attempt = 1; performance.now() - start < USER_LOCK_MS; attempt++) {
-    if (await store.lock(key, owner, USER_LOCK_MS)) {
-      return () => store.unlock!(key, owner).catch(() => {}); // it expires by itself anyway
-    }
-    await pause(attempt);
-  }
-  return undefined;
 }

@@ -46,7 +46,9 @@ async function run(
   const start = await handler(new Request("https://example.com/start", { method: "POST" }));
   const cookie = start.headers.get("set-cookie")!.split(";")[0]!;
   store.slow = true;
-  const response = await handler(new Request("https://example.com/go", { method: "POST", headers: { cookie } }));
+  const response = await handler(
+    new Request("https://example.com/go", { method: "POST", headers: { cookie } }),
+  );
   const body = await response.text();
   await new Promise((resolve) => setTimeout(resolve, 150)); // late saves of a streamed body
   store.slow = false;

@@ -35,7 +35,12 @@ type Handler = (r: Request) => Promise<Response>;
  * `/open` sets the balance (after `clear()` when asked), saves, waits while `/deposit` runs,
  * then withdraws 30 from the balance it reads.
  */
-function app(options: SessionOptions<Data>, withClear: boolean, afterSave: () => void, deposited: Promise<void>) {
+function app(
+  options: SessionOptions<Data>,
+  withClear: boolean,
+  afterSave: () => void,
+  deposited: Promise<void>,
+) {
   return withSession(async (req: Request) => {
     const session = await getSession<Data>(req);
     const path = new URL(req.url).pathname;
@@ -68,11 +73,16 @@ async function race(one: Handler, two: Handler, afterSave: Promise<void>, deposi
   assert.equal(b.status, 200);
   depositDone();
   const ra = await a;
-  const final = JSON.parse(await (await one(new Request("https://example.com/read", { headers: { cookie } }))).text());
+  const final = JSON.parse(
+    await (await one(new Request("https://example.com/read", { headers: { cookie } }))).text(),
+  );
   // Serial orders: open, deposit (balance 120), or deposit between the saves (120 too); or the
   // withdrawal is refused with 409 (balance 150).
   const ok = ra.status === 200 ? final.balance === 120 : ra.status === 409 && final.balance === 150;
-  assert.ok(ok, `the deposit was silently lost: /open answered ${ra.status}, stored ${JSON.stringify(final)}`);
+  assert.ok(
+    ok,
+    `the deposit was silently lost: /open answered ${ra.status}, stored ${JSON.stringify(final)}`,
+  );
 }
 
 for (const withClear of [false, true]) {

@@ -81,26 +81,36 @@ async function scenario(ending: "regenerate" | "destroy") {
 it("regenerate() + save(), then the end commit fails: the saved session's cookie is still sent", async () => {
   const { status, sent, jar, handler } = await scenario("regenerate");
   assert.equal(status, 503);
-  const read = JSON.parse(await (await handler(new Request("https://example.com/read", { headers: { cookie: jar } }))).text());
+  const read = JSON.parse(
+    await (await handler(new Request("https://example.com/read", { headers: { cookie: jar } }))).text(),
+  );
   assert.ok(
     sent.length > 0 && read.user === "ada",
-    `the saved log in never reached the browser (no Set-Cookie on the ${status}); its old cookie reads ${JSON.stringify(read)}: the cart is gone`,
+    `the saved log in never reached the browser (no Set-Cookie on the ${status}); its old cookie reads ${
+      JSON.stringify(read)
+    }: the cart is gone`,
   );
 });
 
 it("regenerate() + save(), then the end commit fails: the next log in is not refused", async () => {
   const { jar, handler } = await scenario("regenerate");
-  const again = await handler(new Request("https://example.com/login", { method: "POST", headers: { cookie: jar } }));
+  const again = await handler(
+    new Request("https://example.com/login", { method: "POST", headers: { cookie: jar } }),
+  );
   assert.equal(again.status, 200, "logging in again is refused for the ended record's grace");
 });
 
 it("destroy() + save(), then the end commit fails: the ended session's cookie is cleared", async () => {
   const { status, sent, jar, handler } = await scenario("destroy");
   assert.equal(status, 503);
-  const again = await handler(new Request("https://example.com/login", { method: "POST", headers: { cookie: jar } }));
+  const again = await handler(
+    new Request("https://example.com/login", { method: "POST", headers: { cookie: jar } }),
+  );
   assert.equal(
     again.status,
     200,
-    `log out landed but its cookie was not cleared (Set-Cookie: ${JSON.stringify(sent)}): the next log in is refused`,
+    `log out landed but its cookie was not cleared (Set-Cookie: ${
+      JSON.stringify(sent)
+    }): the next log in is refused`,
   );
 });

@@ -47,17 +47,29 @@ it("a log in whose session limit cannot be applied does not lose the visitor's s
     session.regenerate(); // log in
     session.set("user", "ada");
     return new Response("signed in");
-  }, { store, secrets: [SECRET], userKey: "user", maxSessionsPerUser: 3, onError: (e) => void errors.push(e) });
+  }, {
+    store,
+    secrets: [SECRET],
+    userKey: "user",
+    maxSessionsPerUser: 3,
+    onError: (e) => void errors.push(e),
+  });
 
   const first = await handler(new Request("https://example.com/cart", { method: "POST" }));
   const cookie = first.headers.get("set-cookie")!.split(";")[0]!;
   store.fail = true;
-  const login = await handler(new Request("https://example.com/login", { method: "POST", headers: { cookie } }));
+  const login = await handler(
+    new Request("https://example.com/login", { method: "POST", headers: { cookie } }),
+  );
   store.fail = false;
   const sent = login.headers.getSetCookie();
   const jar = sent.length > 0 ? sent[0]!.split(";")[0]! : cookie;
-  const read = JSON.parse(await (await handler(new Request("https://example.com/read", { headers: { cookie: jar } }))).text());
-  const again = await handler(new Request("https://example.com/login", { method: "POST", headers: { cookie: jar } }));
+  const read = JSON.parse(
+    await (await handler(new Request("https://example.com/read", { headers: { cookie: jar } }))).text(),
+  );
+  const again = await handler(
+    new Request("https://example.com/login", { method: "POST", headers: { cookie: jar } }),
+  );
   const live = (await store.keysOfUser("ada")).length;
 
   // Either the log in did not happen (old session intact, retry works) or it did and its cookie

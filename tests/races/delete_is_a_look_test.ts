@@ -71,7 +71,7 @@ const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
 after(() => redis.disconnect());
 
 it("two processes on one Redis: a one-time value consumed by delete() is redeemed once", async () => {
-  const prefix = `redteam-delete-${crypto.randomUUID().slice(0, 8)}:`;
+  const prefix = `races-delete-${crypto.randomUUID().slice(0, 8)}:`;
   const storeA: SessionStore = new RedisStore({ client: redis, prefix });
   const storeB: SessionStore = new RedisStore({ client: redis, prefix });
   const arrive = barrier(2);

@@ -103,7 +103,7 @@ const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
 after(() => redis.disconnect());
 
 it("two processes on one Redis, default locking: a key set before save() and read after it is a look", async () => {
-  const prefix = `redteam2-readsave-${crypto.randomUUID().slice(0, 8)}:`;
+  const prefix = `races-readsave-${crypto.randomUUID().slice(0, 8)}:`;
   const storeA: SessionStore = new RedisStore({ client: redis, prefix });
   const storeB: SessionStore = new RedisStore({ client: redis, prefix });
   const saved = gate();

@@ -249,6 +249,9 @@ async function run<A extends unknown[]>(
     let result: CommitResult;
     try {
       result = h.rerun ? "rerun" : hasWork(h) ? await serialCommit(h) : "done";
+      // An end asked for while the commit ran (a streamed body) needs its cookie in this
+      // response: committed now, not late.
+      if (result === "done" && h.ending !== undefined) result = await serialCommit(h);
     } catch (error) {
       leaveTurn(h);
       throw error;

@@ -307,10 +307,12 @@ async function create(
   const expiresAt = expiryFrom(handleTimeouts(h), h.createdAt, now);
   const start = o.onEvent === undefined ? 0 : performance.now();
   for (let tries = 1;; tries++) {
-    const issued = h.minted !== undefined && h.minted.id === h.id
+    const id = h.id;
+    const issued = h.minted !== undefined && h.minted.id === id
       ? h.minted
-      : await o.signer.issue(h.id, store.capabilities.staleReads ? 1 : undefined);
+      : await o.signer.issue(id, store.capabilities.staleReads ? 1 : undefined);
     h.minted = undefined;
+    if (h.id !== id) continue; // renewed while its id was signed: nothing written, sign the new one
     noteMeta(h, now);
     const included = h.ops.length;
     const record: StoredSession = { data: stateData(h), version: 1, createdAt: h.createdAt, expiresAt };
@@ -335,12 +337,14 @@ async function create(
           request: h.request,
         });
       }
-      attachRecord(h, h.id, record, issued.key);
+      const renewed = h.id === id ? undefined : { id: h.id, createdAt: h.createdAt, cleared: h.cleared };
+      attachRecord(h, id, record, issued.key);
       h.ops = laterOps(h, included);
       h.cookieValue = issued.value;
       h.cookieVersion = 1;
       h.clearCookie = false;
       setCookie(h, o.cookie.name, issued.value, expiresAt, now);
+      if (renewed !== undefined) endAfterCreate(h, renewed);
       await release?.(); // the limit's sign-in takes the user's lock anew
       return index === undefined ? "done" : await signedIn(h, index.user);
     }
@@ -349,6 +353,17 @@ async function create(
     }
     h.id = createSessionId();
   }
+}
+
+/**
+ * The handler ended the session (`destroy()`, `regenerate()`) while its first record was being
+ * written: the record stands, so the next commit ends it, as it would have ended a loaded one.
+ */
+function endAfterCreate(h: Handle, renewed: { id: string; createdAt: number; cleared: boolean }): void {
+  h.ending = renewed.cleared ? "destroy" : "regenerate";
+  h.id = renewed.id;
+  h.isNew = true;
+  h.createdAt = renewed.createdAt;
 }
 
 /** Nothing to store: the cookie of an ended session is cleared, an unseen minted id goes back. */

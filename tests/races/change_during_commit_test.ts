@@ -11,7 +11,10 @@ const SECRET = "a secret of at least thirty-two characters";
 /** A MemoryStore with the latency of a network store, telling when a save is in flight. */
 class SlowStore extends MemoryStore {
   saving: (() => void) | undefined;
+  /** Every key a record was first created under, in order. */
+  created: string[] = [];
   override async save(...args: Parameters<MemoryStore["save"]>) {
+    if (args[2] === null) this.created.push(args[0]);
     this.saving?.();
     await new Promise((r) => setTimeout(r, 20));
     return super.save(...args);
@@ -108,3 +111,44 @@ it("a change made while an explicit save() is in flight is saved (plain MemorySt
     "the second request's update of x was lost",
   );
 });
+
+for (const [end, expected] of [["destroy", "no live session"], ["regenerate", "a new id"]] as const) {
+  it(`${end}() by a streamed body while a new session's first save is in flight ends that record: ${expected}`, async () => {
+    const store = new SlowStore();
+    const errors: unknown[] = [];
+    const handler = withSession(async (req: Request) => {
+      const session = await getSession<Data>(req);
+      if (new URL(req.url).pathname === "/read") return new Response(JSON.stringify(session.toJSON()));
+      session.set("a", 1);
+      const inFlight = new Promise<void>((resolve) => (store.saving = resolve));
+      const body = new ReadableStream<Uint8Array>({
+        async start(controller) {
+          await inFlight; // the first record is being written
+          store.saving = undefined;
+          session[end]();
+          controller.enqueue(new TextEncoder().encode("streamed"));
+          controller.close();
+        },
+      });
+      return new Response(body);
+    }, { store, secrets: [SECRET], onError: (e) => void errors.push(e) });
+    const response = await handler(new Request("https://example.com/"));
+    assert.equal(await response.text(), "streamed");
+    await settle();
+    assert.deepEqual(errors, []);
+    // The record written before the end is ended (a tombstone), whatever the response says.
+    const first = await store.load(store.created[0]!);
+    assert.equal(first?.data.__ended, true, `the first record is ended: ${JSON.stringify(first?.data)}`);
+    const last = response.headers.getSetCookie().at(-1)!;
+    if (end === "destroy") {
+      assert.match(last, /Max-Age=0|Expires=Thu, 01 Jan 1970/, `the cookie is cleared: ${last}`);
+      assert.equal(store.created.length, 1, "nothing else was created");
+    } else {
+      const read = await handler(
+        new Request("https://example.com/read", { headers: { cookie: last.split(";")[0]! } }),
+      );
+      assert.deepEqual(JSON.parse(await read.text()), { a: 1 }, "the new id carries the data");
+      assert.equal(store.created.length, 2, "the new id's record");
+    }
+  });
+}

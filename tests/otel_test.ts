@@ -603,8 +603,10 @@ describe("websession/otel: store calls outside a request's own load and save", (
       "load sessions",
       "load sessions",
       "load sessions",
+      "lock sessions",
       "save sessions",
       "save sessions",
+      "unlock sessions",
     ]);
     for (const span of spans) {
       assert.equal(span.kind, SpanKind.CLIENT);

@@ -342,6 +342,31 @@ export async function closeSession(session: Session<SessionData>): Promise<void>
 }
 
 /**
+ * Drops what the handler asked of the session and has not been saved (an adapter whose framework
+ * answered a handler's error itself): the commit that follows then writes nothing, as when the
+ * handler throws through `withSession`. What an earlier `save()` stored stays stored.
+ */
+export function discardChanges(session: Session<SessionData>): void {
+  const h = session[kState] as Handle;
+  h.ops = [];
+  h.ending = undefined;
+  h.rotated = false;
+  h.touchRequested = false;
+}
+
+/**
+ * The `Set-Cookie` values the session's saves queued that no commit handed out yet, taken: an
+ * adapter answering a failed commit adds them to its error response, so that what an earlier
+ * `save()` stored (a log in, a log out) reaches the browser.
+ */
+export function takeCookies(session: Session<SessionData>): string[] {
+  const h = session[kState] as Handle;
+  const cookies = h.setCookies === undefined ? [] : [...h.setCookies.values()];
+  h.setCookies = undefined;
+  return cookies;
+}
+
+/**
  * Saves a session opened with {@linkcode openSession} (compare-and-set and the conflict policy)
  * and returns the `Set-Cookie` header values to send, possibly none. Call it once the session's
  * changes are made; calling it again sends what changed since.

@@ -87,12 +87,20 @@ export function again(
 }
 
 /**
- * A copy of `original`'s method, URL and headers with another body. Built from parts, not with
+ * A copy of `original`'s method, URL, headers, abort signal (and Workers' `cf`) with another body. Built from parts, not with
  * `clone()` or `new Request(original)`: servers such as srvx hand over Request subclasses the
  * constructor cannot copy, and `clone()` makes Deno warn about the request's abort signal.
  */
 function rebuild(original: Request, body: BodyInit | null): Request {
-  const init: RequestInit & { duplex?: "half" } = { method: original.method, headers: original.headers };
+  // The client's abort signal goes with it (a long poll stops when the client leaves, and gives
+  // up its turn), and on Workers the request's `cf` (location, TLS details).
+  const init: RequestInit & { duplex?: "half"; cf?: unknown } = {
+    method: original.method,
+    headers: original.headers,
+    signal: original.signal,
+  };
+  const cf = (original as { cf?: unknown }).cf;
+  if (cf !== undefined) init.cf = cf;
   if (body !== null) {
     init.body = body;
     init.duplex = "half";

@@ -58,7 +58,7 @@ interface StoreTurns {
   /** Last conflict seen per key (ms): the key is contended across processes. */
   marks: Map<string, number>;
   /** Stores with stale reads: the newest record this process wrote per key (bounded). */
-  written: Map<string, StoredSession>;
+  written: Map<string, { record: StoredSession; at: number }>;
   /** The version this process last wrote per key, and when (bounded). */
   versions: Map<string, { version: number; at: number }>;
   /** Last conflict seen on any key (ms): other processes write this store's sessions. */
@@ -208,15 +208,27 @@ export function waitingFor(store: object, key: string): number {
 export function noteWritten(store: object, key: string, record: StoredSession): void {
   const written = turnsOf(store).written;
   written.delete(key);
-  written.set(key, record);
+  written.set(key, { record, at: Date.now() });
   if (written.size > MAX_MARKS) written.delete(written.keys().next().value!);
 }
 
-/** The newer of a loaded record and the one this process last wrote under `key`. */
+/**
+ * How long a record this process wrote is preferred to an older answer of the store (ms): Workers
+ * KV's propagation, about a minute. Past it the store's answer stands, `null` included (a record
+ * deleted by `store.destroy(key)` stays gone).
+ */
+const STALE_READ_MS = 60_000;
+
+/** The newer of a loaded record and the one this process wrote under `key` within STALE_READ_MS. */
 export function freshest(store: object, key: string, loaded: StoredSession | null): StoredSession | null {
   const mine = byStore.get(storeOf(store as SessionStore))?.written.get(key);
-  if (mine === undefined || (loaded !== null && loaded.version >= mine.version)) return loaded;
-  return mine;
+  if (mine === undefined || (loaded !== null && loaded.version >= mine.record.version)) return loaded;
+  return Date.now() - mine.at > STALE_READ_MS ? loaded : mine.record;
+}
+
+/** Forgets what this process wrote under `key` (the store deleted it: `destroy`). */
+export function forgetWritten(store: object, key: string): void {
+  byStore.get(storeOf(store as SessionStore))?.written.delete(key);
 }
 
 /** Notes that this process wrote `version` of `key` now. */

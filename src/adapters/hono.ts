@@ -39,8 +39,17 @@
  */
 import type { Context, MiddlewareHandler, Next } from "hono";
 import { configError, type SessionOptions } from "../options.ts";
-import { closeSession, commitSession, decorateSession, openTurnSession, optionsOf } from "../open_session.ts";
+import {
+  closeSession,
+  commitSession,
+  decorateSession,
+  discardChanges,
+  openTurnSession,
+  optionsOf,
+  takeCookies,
+} from "../open_session.ts";
 import type { Session } from "../session.ts";
+import type { SessionError } from "../errors.ts";
 import type { SessionData } from "../store.ts";
 import { getSession as getRequestSession } from "../with_session.ts";
 import { isSessionError, plainErrorResponse, sessionErrorResponse } from "./response.ts";
@@ -186,16 +195,27 @@ export function sessionMiddleware<T extends object = SessionData>(
     }
     try {
       c.set("session", session);
+      // An error answered here keeps the cookie of what an earlier save() of the request stored.
+      const answer = async (error: SessionError) =>
+        replace(
+          c,
+          decorateSession(session, await sessionErrorResponse(o, error, request), takeCookies(session)),
+        );
       try {
         await next();
       } catch (error) {
-        if (isSessionError(error)) return replace(c, await sessionErrorResponse(o, error, request));
+        if (isSessionError(error)) return answer(error);
         throw error;
       }
       if (c.error !== undefined) {
-        // The app's onError answered a handler's error: nothing is saved. A session error
+        // The app's onError answered a handler's error: nothing more is saved. A session error
         // (session.save() in a handler) is answered as the session's onError says.
-        if (isSessionError(c.error)) replace(c, await sessionErrorResponse(o, c.error, request));
+        if (isSessionError(c.error)) return answer(c.error);
+        const cookies = takeCookies(session);
+        if (cookies.length > 0) {
+          const decorated = decorateSession(session, c.res, cookies);
+          if (decorated !== c.res) replace(c, decorated);
+        }
         return;
       }
       let cookies: string[];
@@ -204,7 +224,7 @@ export function sessionMiddleware<T extends object = SessionData>(
       } catch (error) {
         if (!isSessionError(error)) throw error;
         await c.res.body?.cancel().catch(ignore);
-        replace(c, await sessionErrorResponse(o, error, request));
+        await answer(error);
         return;
       }
       const response = c.res;
@@ -234,6 +254,9 @@ async function fromWithSession(c: Context, next: Next): Promise<Response | void>
   }
   c.set("session", session);
   await next();
+  // The app's onError answered a handler's error: nothing is saved (withSession, which commits
+  // after this, sees only the error page).
+  if (c.error !== undefined) discardChanges(session);
 }
 
 function ignore(): void {}

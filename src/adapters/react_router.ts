@@ -59,6 +59,7 @@ import {
   decorateSession,
   openTurnSession,
   optionsOf,
+  takeCookies,
 } from "../open_session.ts";
 import type { Session } from "../session.ts";
 import type { SessionData } from "../store.ts";
@@ -294,7 +295,8 @@ async function respond(holder: Holder, o: ResolvedOptions, next: () => Promise<u
   } catch (error) {
     if (!isSessionError(error)) throw error;
     await response.body?.cancel().catch(ignore);
-    return sessionErrorResponse(o, error, request);
+    // What an earlier save() of the request stored keeps its cookie.
+    return decorateSession(session, await sessionErrorResponse(o, error, request), takeCookies(session));
   }
   return decorateSession(session, response, cookies);
 }

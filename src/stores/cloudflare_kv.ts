@@ -18,6 +18,7 @@ import {
   type StoredSession,
   touchExtends,
 } from "../store.ts";
+import { forgetWritten } from "../turns.ts";
 import { userTag } from "../user_tag.ts";
 import {
   checkPrefix,
@@ -222,6 +223,8 @@ export class CloudflareKvStore implements SessionStore {
    */
   async destroy(key: string): Promise<void> {
     assertStorageKey(key);
+    // Sessions of this isolate no longer prefer the record it wrote to KV's answer (see `staleReads`).
+    forgetWritten(this, key);
     const found = await this.#read(key);
     const stored = found.kind === "record" ? found.record : null;
     if (stored !== null && isEnded(stored)) return;

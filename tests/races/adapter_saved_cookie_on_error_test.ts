@@ -36,7 +36,11 @@ class FlakyStore extends MemoryStore {
 }
 
 type Data = { user?: string; cart?: string[]; last?: number };
-type Fetch = (path: string, cookie?: string, headers?: Record<string, string>) => Promise<Response>;
+type Fetch = (
+  path: string,
+  cookie?: string,
+  headers?: Record<string, string>,
+) => Response | Promise<Response>;
 
 function honoApp(store: MemoryStore): Fetch {
   const app = new Hono<SessionEnv<Data>>();
@@ -87,7 +91,11 @@ function routerApp(store: MemoryStore): Fetch {
   };
 }
 
-async function scenario(make: (store: MemoryStore) => Fetch, headers: Record<string, string>, failIn: number) {
+async function scenario(
+  make: (store: MemoryStore) => Fetch,
+  headers: Record<string, string>,
+  failIn: number,
+) {
   const store = new FlakyStore();
   const fetch = make(store);
   const first = await fetch("/cart");

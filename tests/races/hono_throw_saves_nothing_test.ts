@@ -37,7 +37,8 @@ async function walk(fetch: (request: Request) => Promise<Response>) {
   const start = await fetch(new Request("https://example.com/start", { method: "POST" }));
   const cookie = start.headers.get("set-cookie")!.split(";")[0]!;
   const pay = await fetch(new Request("https://example.com/pay", { method: "POST", headers: { cookie } }));
-  const credits = await (await fetch(new Request("https://example.com/credits", { headers: { cookie } }))).json();
+  const credits = await (await fetch(new Request("https://example.com/credits", { headers: { cookie } })))
+    .json();
   return { status: pay.status, credits };
 }
 

@@ -22,8 +22,10 @@ export {
   type StoreHookOptions,
   storeHooks,
   stringifyData,
+  toStoredSession,
   touchExtends,
 } from "./store_rules.ts";
+import { toStoredSession } from "./store_rules.ts";
 export { isSealedStore } from "./sealed_store.ts";
 export type { InvalidSeal, OpenedSession, SealedCookie, SealedSessionStore } from "./sealed_store.ts";
 
@@ -370,33 +372,6 @@ export function assertStorageKey(key: string): void {
   if (typeof key !== "string" || !STORAGE_KEY.test(key)) {
     throw new TypeError(`Invalid storage key: "${String(key).slice(0, 64)}"`);
   }
-}
-
-/**
- * Checks that a value read back from a store is a well-formed record, and returns it typed.
- * Stores use it on everything they parse so that a corrupt record reads as missing (and is
- * reported) instead of crashing a request.
- *
- * @param value Anything, typically the result of `JSON.parse`.
- * @returns The record, or `null` when the shape is wrong.
- * @example
- * ```ts
- * import { toStoredSession } from "websession/store-kit";
- * import assert from "node:assert/strict";
- *
- * assert.equal(toStoredSession({ data: [], version: 1 }), null);
- * const ok = { data: {}, version: 1, createdAt: 0, expiresAt: 1 };
- * assert.deepEqual(toStoredSession(ok), ok);
- * ```
- */
-export function toStoredSession(value: unknown): StoredSession | null {
-  if (typeof value !== "object" || value === null) return null;
-  const record = value as Record<string, unknown>;
-  const { data, version, createdAt, expiresAt } = record;
-  if (typeof data !== "object" || data === null || Array.isArray(data)) return null;
-  if (!Number.isSafeInteger(version) || (version as number) < 1) return null;
-  if (!Number.isFinite(createdAt) || !Number.isFinite(expiresAt)) return null;
-  return value as StoredSession;
 }
 
 /**

@@ -350,7 +350,8 @@ export function assertLockArguments(owner: unknown, ...ttl: [ttlMs?: unknown]): 
 }
 
 /**
- * A store's `save` answer, checked: `true`, `false` or a `SaveConflict` (`{ current }`). A store
+ * A store's `save` answer, checked: `true`, `false` or a `SaveConflict` (`{ current }`, `current` a
+ * well-formed record or `null`: what the core merges onto, so checked as a loaded record is). A store
  * that answers anything else breaks the contract; the core reports it as a failed save (a
  * `StoreUnavailableError`, logged) rather than take it for a refusal and answer 409.
  *
@@ -361,12 +362,45 @@ export function assertLockArguments(owner: unknown, ...ttl: [ttlMs?: unknown]): 
 export function checkedSaveResult<R>(result: R): R {
   if (result === true || result === false) return result;
   const current = (result as { current?: unknown } | null)?.current;
-  if (typeof result === "object" && result !== null && (current === null || typeof current === "object")) {
+  if (
+    typeof result === "object" && result !== null &&
+    (current === null || toStoredSession(current) !== null)
+  ) {
     return result;
   }
+  const what = typeof result === "string"
+    ? JSON.stringify(result)
+    : typeof result === "object" && result !== null
+    ? "{ current } whose current is not a record" // version not a whole number, data missing, ...
+    : String(result);
   throw new TypeError(
-    `The store's save() answered ${
-      typeof result === "string" ? JSON.stringify(result) : String(result)
-    }: expected true, false or { current } (see SessionStore in websession/store-kit)`,
+    `The store's save() answered ${what}: expected true, false or { current } with current a record or null (see SessionStore in websession/store-kit)`,
   );
+}
+
+/**
+ * Checks that a value read back from a store is a well-formed record, and returns it typed.
+ * Stores use it on everything they parse so that a corrupt record reads as missing (and is
+ * reported) instead of crashing a request.
+ *
+ * @param value Anything, typically the result of `JSON.parse`.
+ * @returns The record, or `null` when the shape is wrong.
+ * @example
+ * ```ts
+ * import { toStoredSession } from "websession/store-kit";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(toStoredSession({ data: [], version: 1 }), null);
+ * const ok = { data: {}, version: 1, createdAt: 0, expiresAt: 1 };
+ * assert.deepEqual(toStoredSession(ok), ok);
+ * ```
+ */
+export function toStoredSession(value: unknown): StoredSession | null {
+  if (typeof value !== "object" || value === null) return null;
+  const record = value as Record<string, unknown>;
+  const { data, version, createdAt, expiresAt } = record;
+  if (typeof data !== "object" || data === null || Array.isArray(data)) return null;
+  if (!Number.isSafeInteger(version) || (version as number) < 1) return null;
+  if (!Number.isFinite(createdAt) || !Number.isFinite(expiresAt)) return null;
+  return value as StoredSession;
 }

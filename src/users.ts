@@ -23,10 +23,12 @@ import { optionsOf, type ResolvedOptions, type SessionOptions } from "./options.
 import type { Session } from "./session.ts";
 import { FLASH_KEY, isSignInKey, kState, REMEMBER_KEY, SERIALIZER_KEY } from "./session_state.ts";
 import {
+  checkedSaveResult,
   ENDED_AT_KEY,
   ENDED_BY_KEY,
   ENDED_KEY,
   isEnded,
+  type SaveResult,
   type SessionData,
   type SessionStore,
   type StoredSession,
@@ -380,15 +382,15 @@ async function end(scope: Scope, key: string, first: StoredSession): Promise<"en
       createdAt: record.createdAt,
       expiresAt: Math.max(record.expiresAt, now + TOMBSTONE_MS),
     };
-    let result;
+    let result: SaveResult;
     try {
-      result = await store.save(key, tombstone, record.version);
+      result = checkedSaveResult(await store.save(key, tombstone, record.version));
     } catch (error) {
       throw storeError("save", error);
     }
     if (result === true) return "ended";
     if (o.now() >= deadline || performance.now() >= wallDeadline) return "stuck";
-    const reported = result === false ? undefined : result.current;
+    const reported: StoredSession | null | undefined = result === false ? undefined : result.current;
     if (reported === null) return "gone"; // the store says no live record is left
     if (reported !== undefined && reported.version > record.version) {
       record = reported; // what won: try again on it at once

@@ -8,6 +8,7 @@ import {
   assertServerStore,
   assertStorageKey,
   assertTouchArguments,
+  checkedSaveResult,
   ENDED_AT_KEY,
   ENDED_KEY,
   endedAt,
@@ -314,7 +315,7 @@ export class MigratingStore implements SessionStore {
       createdAt: left.createdAt,
       expiresAt: left.expiresAt,
     };
-    const claimed = await from.save(key, tombstone, expectedVersion);
+    const claimed = checkedSaveResult(await from.save(key, tombstone, expectedVersion));
     if (claimed !== true) {
       // Another request moved or changed it first: a record `from` read in the same step is
       // what won, unless it is a move (then `to` holds the session: the caller reads again).

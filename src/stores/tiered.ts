@@ -12,6 +12,7 @@ import {
   assertServerStore,
   assertStorageKey,
   assertTouchArguments,
+  checkedSaveResult,
   isEnded,
   type SaveIndex,
   type SaveResult,
@@ -258,9 +259,11 @@ export class TieredStore implements SessionStore {
   ): Promise<SaveResult> {
     assertStorageKey(key);
     const basis = this.#now();
-    const result = index === undefined
-      ? await this.#durable.save(key, record, expectedVersion)
-      : await this.#durable.save(key, record, expectedVersion, index);
+    const result = checkedSaveResult(
+      index === undefined
+        ? await this.#durable.save(key, record, expectedVersion)
+        : await this.#durable.save(key, record, expectedVersion, index),
+    );
     if (result === true) {
       await this.#fill(key, record, basis);
     } else if (result !== false) {

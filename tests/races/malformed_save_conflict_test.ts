@@ -43,7 +43,7 @@ function misreporting(shape: (current: Record<string, unknown>) => unknown) {
       await memory.save(key, { ...now, data: { ...now.data, other: true }, version: now.version + 1 }, now.version);
       const refused = await memory.save(key, record, expected, index);
       assert.notEqual(refused, true);
-      return shape((refused as { current: Record<string, unknown> }).current) as never;
+      return shape((refused as unknown as { current: Record<string, unknown> }).current) as never;
     },
   };
   return { store, handed, arm: () => void (armed = true) };

@@ -7,6 +7,7 @@
  */
 import { SessionConflictError, SessionError, StoreUnavailableError } from "../../errors.ts";
 import {
+  checkedSaveResult,
   ENDED_KEY,
   type InvalidSeal,
   isEnded,
@@ -357,7 +358,7 @@ export class Revocation {
 
   async #save(key: string, record: StoredSession, expected: number | null): Promise<SaveResult> {
     try {
-      return await this.#store.save(key, record, expected);
+      return checkedSaveResult(await this.#store.save(key, record, expected));
     } catch (error) {
       throw unavailable("Revocation store failed to save", error);
     }

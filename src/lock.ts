@@ -83,7 +83,7 @@ class RequestLock implements SessionLock {
   readonly owner: string;
   /** Takes not yet released: a lock is re-entrant within its request. */
   count = 1;
-  /** When it lapses unless extended (ms, the process clock). */
+  /** When it lapses unless extended (ms, `performance.now()`: a clock that never steps). */
   until: number;
   held = true;
 
@@ -148,7 +148,7 @@ export async function takeLock(h: Handle, options: LockOptions = {}): Promise<Se
   if (held !== undefined) {
     // Re-entrant: the request holds it already (an earlier lock(), or its turn across
     // processes). Counted; a longer ttl extends it, a shorter one never shortens it.
-    const until = Date.now() + ttlMs;
+    const until = performance.now() + ttlMs;
     if (until > held.until) {
       try {
         if (!await store.lock(key, held.owner, ttlMs)) {
@@ -193,7 +193,7 @@ async function acquire(
   waitMs: number,
 ): Promise<RequestLock | undefined> {
   const owner = createSessionId();
-  const start = Date.now();
+  const start = performance.now();
   for (let attempt = 1;; attempt++) {
     let taken: boolean;
     try {
@@ -202,11 +202,11 @@ async function acquire(
       throw storeError("take a lock", error);
     }
     if (taken) {
-      const lock = new RequestLock(h, store, key, owner, Date.now() + ttlMs);
+      const lock = new RequestLock(h, store, key, owner, performance.now() + ttlMs);
       (h.locks ??= []).push(lock);
       return lock;
     }
-    if (Date.now() - start >= waitMs) return undefined;
+    if (performance.now() - start >= waitMs) return undefined;
     await backoff(Math.min(attempt, 8));
   }
 }

@@ -47,7 +47,7 @@ interface Waiter {
 interface KeyState {
   /** Who holds the turn; `undefined`: free (the entry is kept for the key's next request). */
   owner: object | undefined;
-  /** When the owner took the turn (ms, the process clock). */
+  /** When the owner took the turn (ms, `performance.now()`: waits are timed by a clock that never steps). */
   since: number;
   /** Requests waiting, once one has waited. */
   waiters: Waiter[] | undefined;
@@ -81,7 +81,13 @@ function turnsOf(store: object): StoreTurns {
   if (turns === undefined) {
     byStore.set(
       store,
-      turns = { keys: new Map(), marks: new Map(), written: new Map(), versions: new Map(), contendedAt: 0 },
+      turns = {
+        keys: new Map(),
+        marks: new Map(),
+        written: new Map(),
+        versions: new Map(),
+        contendedAt: -Infinity, // never (the clock starts near 0 with the process)
+      },
     );
   }
   return turns;
@@ -104,7 +110,7 @@ export function takeTurn(
   waitMs: number,
 ): Turn | Promise<Turn | undefined> {
   const turns = turnsOf(store);
-  const now = Date.now();
+  const now = performance.now();
   const state = turns.keys.get(key);
   if (state === undefined) {
     turns.keys.set(key, { owner, since: now, waiters: undefined });
@@ -164,7 +170,7 @@ export function releaseTurn(turn: Turn): void {
     return;
   }
   state.owner = next.owner;
-  state.since = Date.now();
+  state.since = performance.now();
   next.wake();
 }
 
@@ -172,7 +178,7 @@ export function releaseTurn(turn: Turn): void {
 export function markContended(store: object, key: string): void {
   const turns = turnsOf(store);
   const marks = turns.marks;
-  const now = Date.now();
+  const now = performance.now();
   turns.contendedAt = now;
   marks.delete(key);
   marks.set(key, now);
@@ -182,7 +188,7 @@ export function markContended(store: object, key: string): void {
 /** Whether a conflict was seen on `key` within {@linkcode CONTENDED_MS}. */
 export function isContended(store: object, key: string): boolean {
   const at = byStore.get(storeOf(store as SessionStore))?.marks.get(key);
-  return at !== undefined && Date.now() - at < CONTENDED_MS;
+  return at !== undefined && performance.now() - at < CONTENDED_MS;
 }
 
 /**
@@ -192,7 +198,7 @@ export function isContended(store: object, key: string): boolean {
  */
 export function isStoreContended(store: object): boolean {
   const at = byStore.get(storeOf(store as SessionStore))?.contendedAt;
-  return at !== undefined && Date.now() - at < CONTENDED_MS;
+  return at !== undefined && performance.now() - at < CONTENDED_MS;
 }
 
 /** How many requests wait for `key` (for tests and instrumentation). */
@@ -208,7 +214,7 @@ export function waitingFor(store: object, key: string): number {
 export function noteWritten(store: object, key: string, record: StoredSession): void {
   const written = turnsOf(store).written;
   written.delete(key);
-  written.set(key, { record, at: Date.now() });
+  written.set(key, { record, at: performance.now() });
   if (written.size > MAX_MARKS) written.delete(written.keys().next().value!);
 }
 
@@ -223,7 +229,7 @@ const STALE_READ_MS = 60_000;
 export function freshest(store: object, key: string, loaded: StoredSession | null): StoredSession | null {
   const mine = byStore.get(storeOf(store as SessionStore))?.written.get(key);
   if (mine === undefined || (loaded !== null && loaded.version >= mine.record.version)) return loaded;
-  return Date.now() - mine.at > STALE_READ_MS ? loaded : mine.record;
+  return performance.now() - mine.at > STALE_READ_MS ? loaded : mine.record;
 }
 
 /** Forgets what this process wrote under `key` (the store deleted it: `destroy`). */
@@ -235,7 +241,7 @@ export function forgetWritten(store: object, key: string): void {
 export function noteVersion(store: object, key: string, version: number): void {
   const versions = turnsOf(store).versions;
   versions.delete(key);
-  versions.set(key, { version, at: Date.now() });
+  versions.set(key, { version, at: performance.now() });
   if (versions.size > MAX_MARKS) versions.delete(versions.keys().next().value!);
 }
 
@@ -246,7 +252,7 @@ export function noteVersion(store: object, key: string, version: number): void {
  */
 export function noteRead(store: object, key: string, version: number): void {
   const mine = byStore.get(storeOf(store as SessionStore))?.versions.get(key);
-  if (mine !== undefined && version > mine.version && Date.now() - mine.at < CONTENDED_MS) {
+  if (mine !== undefined && version > mine.version && performance.now() - mine.at < CONTENDED_MS) {
     markContended(store, key);
   }
 }

@@ -25,6 +25,7 @@ import {
 } from "../turns.ts";
 import { takeTurnLock } from "../lock.ts";
 import { expiredOnLoad } from "../audit.ts";
+import { META_KEY } from "../metadata.ts";
 import { splitData } from "../session_data.ts";
 import { isEnded, type SessionStore, type StoredSession, toStoredSession } from "../store.ts";
 
@@ -78,11 +79,18 @@ export async function open(h: Handle, source: CookieSource): Promise<void> {
     h.flash = split.flash;
     h.cookieValue = value;
     h.cookieVersion = record.version;
-    h.rotated = verified.rotated;
+    // A record written before `userKey` was set is in no user's index: saved again (once, with
+    // its cookie signed anew), so that `endUserSessions` finds it.
+    h.rotated = verified.rotated || unindexed(o.userKey, record.data);
     h.endedElsewhere = false;
     return;
   }
   fresh(h);
+}
+
+/** Whether `data` holds a user under `userKey` but was not written with it (no metadata). */
+function unindexed(userKey: string | undefined, data: StoredSession["data"]): boolean {
+  return userKey !== undefined && typeof data[userKey] === "string" && !Object.hasOwn(data, META_KEY);
 }
 
 /**

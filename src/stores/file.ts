@@ -21,7 +21,7 @@ import {
 import { userTag } from "../user_tag.ts";
 import { cleanup, KEY, LEGACY_FILE } from "./file/cleanup.ts";
 import { ignore, list } from "./file/fs.ts";
-import { type FileLock, read, release, take } from "./file/locks.ts";
+import { type FileLock, type LockPaths, read, release, take } from "./file/locks.ts";
 import { type FileStoreOptions, resolveOptions } from "./file/options.ts";
 import { MARKER, Records, serialize } from "./file/records.ts";
 import { Slots } from "./file/slots.ts";
@@ -32,10 +32,12 @@ export type { FileStoreOptions } from "./file/options.ts";
 /** The directory of the per-user index, inside `dir`: `users/<SHA-256 of the user id>/<key>`. */
 const USERS = "users";
 /**
- * The directory of the locks, inside `dir`: `leases/<key>/<generation>.json` (the on-disk name of
- * earlier versions; kept so that old and new processes share locks).
+ * The directory of the locks, inside `dir`: `locks/<key>/<generation>/<n>.json`, each generation
+ * named once; and `locks/tokens/`, the last token of removed generations.
  */
-const LOCKS = "leases";
+const LOCKS = "locks";
+/** The locks of the earlier layout, `leases/<key>/<n>.json`: honoured while held, then removed. */
+const LEASES = "leases";
 
 /**
  * Keeps sessions in a directory, every version of a record a file of its own
@@ -220,11 +222,11 @@ export class FileStore implements SessionStore {
    * ```
    */
   async lock(key: string, owner: string, ttlMs: number): Promise<boolean> {
-    const dir = this.#lockDir(key);
+    const paths = this.#lockPaths(key);
     assertLockArguments(owner, ttlMs);
     await this.#mkdir();
-    const check = this.#deadline(`taking the lock "${dir}"`);
-    return await take(dir, { slots: this.#slots, owner, ttlMs, now: () => this.#now(), check });
+    const check = this.#deadline(`taking the lock "${paths.dir}"`);
+    return await take(paths, { slots: this.#slots, owner, ttlMs, now: () => this.#now(), check });
   }
 
   /**
@@ -237,9 +239,9 @@ export class FileStore implements SessionStore {
    * @throws {Error} When the file system fails.
    */
   async unlock(key: string, owner: string): Promise<void> {
-    const dir = this.#lockDir(key);
+    const paths = this.#lockPaths(key);
     assertLockArguments(owner);
-    await release(dir, this.#slots, owner, this.#deadline(`releasing the lock "${dir}"`));
+    await release(paths, this.#slots, owner, this.#deadline(`releasing the lock "${paths.dir}"`));
   }
 
   /**
@@ -272,7 +274,7 @@ export class FileStore implements SessionStore {
    * ```
    */
   async heldLock(key: string): Promise<FileLock | null> {
-    return await read(this.#lockDir(key), this.#slots, this.#now());
+    return await read(this.#lockPaths(key), this.#slots, this.#now());
   }
 
   /**
@@ -335,6 +337,7 @@ export class FileStore implements SessionStore {
     return await cleanup({
       dir: this.#dir,
       locks: join(this.#dir, LOCKS),
+      leases: join(this.#dir, LEASES),
       users: join(this.#dir, USERS),
       slots: this.#slots,
       records: this.#records,
@@ -356,9 +359,10 @@ export class FileStore implements SessionStore {
     return live;
   }
 
-  #lockDir(key: string): string {
+  #lockPaths(key: string): LockPaths {
     assertStorageKey(key);
-    return join(this.#dir, LOCKS, key);
+    const locks = join(this.#dir, LOCKS);
+    return { dir: join(locks, key), tokens: join(locks, "tokens"), legacy: join(this.#dir, LEASES, key) };
   }
 
   /**

@@ -56,7 +56,11 @@ it("FileStore: cleanup() on a full disk still removes expired sessions", async (
       removed = String(error);
     }
     const left = (await readdir(dir)).filter((name) => keys.includes(name));
-    assert.deepEqual(left, [], `cleanup() answered ${removed} and left ${left.length} expired sessions on the full disk`);
+    assert.deepEqual(
+      left,
+      [],
+      `cleanup() answered ${removed} and left ${left.length} expired sessions on the full disk`,
+    );
   } finally {
     (fsp as { open: unknown }).open = realOpen;
     syncBuiltinESMExports();

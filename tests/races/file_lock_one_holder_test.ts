@@ -22,7 +22,7 @@ import assert from "node:assert/strict";
 import { createRequire, syncBuiltinESMExports } from "node:module";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, sep } from "node:path";
 
 const require = createRequire(import.meta.url);
 const fsp = require("node:fs/promises") as typeof import("node:fs/promises");
@@ -52,11 +52,14 @@ it("FileStore: a stalled cleanup() never lets two owners hold one lock", async (
   const now = () => clock;
   try {
     const key = "L".repeat(43);
+    // The lock's directory: the earlier layout's `leases/<key>`, or a generation of it,
+    // `locks/<key>/<generation>` (a name never used twice).
     const lockDir = join(dir, "leases", key);
+    const isLockDir = (path: string) => path === lockDir || path.startsWith(join(dir, "locks", key) + sep);
     // Stall 1: the cleaning process, just before it renames the closed lock directory away.
-    const first = stallRename((from, to) => from === lockDir && to.endsWith(".trash"));
-    // Stall 2: the same process, after the rename, before it puts a live directory back.
-    const second = stallRename((from, to) => from.endsWith(".trash") && to === lockDir);
+    const first = stallRename((from, to) => isLockDir(from) && to.endsWith(".trash"));
+    // Stall 2: the same process, after the rename, before it puts a live directory back (if it ever does).
+    const second = stallRename((from, to) => from.endsWith(".trash") && isLockDir(to));
     const cleaner = fsp.rename;
     let stage = 0;
     (fsp as { rename: unknown }).rename = (from: string, to: string) => {
@@ -67,7 +70,12 @@ it("FileStore: a stalled cleanup() never lets two owners hold one lock", async (
     syncBuiltinESMExports();
     const { FileStore } = await import("../../src/stores/file.ts");
     const corrupt: string[] = [];
-    const processA = new FileStore({ dir, now, fsync: false, onCorrupt: (p: string) => void corrupt.push(p) });
+    const processA = new FileStore({
+      dir,
+      now,
+      fsync: false,
+      onCorrupt: (p: string) => void corrupt.push(p),
+    });
     const processB = new FileStore({ dir, now, fsync: false });
     const processC = new FileStore({ dir, now, fsync: false });
     const processD = new FileStore({ dir, now, fsync: false });
@@ -86,7 +94,7 @@ it("FileStore: a stalled cleanup() never lets two owners hold one lock", async (
     // The cleaning process wakes, renames C's live directory away, and stalls before putting it back.
     stage = 2;
     first.release();
-    await second.arrived;
+    await Promise.race([second.arrived, cleaning]);
     stage = 0;
     const seen = await processD.heldLock(key);
     const taken = await processD.lock(key, "d", 60_000);

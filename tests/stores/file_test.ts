@@ -119,7 +119,7 @@ describe("FileStore", () => {
     await take("c");
     clock += 2_000;
     assert.equal(await store.cleanup(), 0);
-    assert.deepEqual(await readdir(join(dir, "leases")), [], "cleanup removed the expired lock");
+    assert.deepEqual(await readdir(join(dir, "locks")), ["tokens"], "cleanup removed the expired lock");
     await take("d");
     assert.ok(tokens.every((token, i) => i === 0 || token > tokens[i - 1]!), String(tokens));
   });

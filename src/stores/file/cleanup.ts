@@ -9,6 +9,7 @@ import { rm, rmdir, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { parseStoredSession } from "../../store.ts";
 import { ignore, list, readText } from "./fs.ts";
+import { cleanLock, keepToken, pruneTokens } from "./locks.ts";
 import { MARKER, type Records } from "./records.ts";
 import type { Slots } from "./slots.ts";
 
@@ -26,8 +27,9 @@ const TRASH_DIR = /^[A-Za-z0-9_-]{43}\.[0-9a-f]{16}\.trash$/;
 export interface Cleanup {
   /** The store's directory. */
   dir: string;
-  /** The directory of the locks, and of the per-user index. */
+  /** The directory of the locks, of the earlier layout's locks, and of the per-user index. */
   locks: string;
+  leases: string;
   users: string;
   slots: Slots;
   records: Records;
@@ -36,14 +38,29 @@ export interface Cleanup {
   staleMs: number;
 }
 
-/** Runs every step; resolves to how many sessions were removed. */
+/**
+ * Runs every step on every entry: an entry that fails (unreadable, say) is skipped, and the
+ * first error is thrown once the rest is done. Resolves to how many sessions were removed.
+ */
 export async function cleanup(at: Cleanup): Promise<number> {
   const old = async (path: string): Promise<boolean> => {
     const info = await stat(path).catch(() => null);
     return info !== null && Date.now() - info.mtimeMs > at.staleMs;
   };
+  const errors: unknown[] = [];
+  const each = async (names: string[] | null, step: (name: string) => Promise<unknown>) => {
+    for (const name of names ?? []) await step(name).catch((error) => void errors.push(error));
+  };
+  const listed = async (dir: string): Promise<string[] | null> => {
+    try {
+      return await list(dir);
+    } catch (error) {
+      errors.push(error);
+      return null;
+    }
+  };
   let removed = 0;
-  for (const name of (await list(at.dir)) ?? []) {
+  await each(await listed(at.dir), async (name) => {
     const path = join(at.dir, name);
     if (KEY.test(name)) {
       if (await cleanSession(at, name, path, old)) removed++;
@@ -52,9 +69,20 @@ export async function cleanup(at: Cleanup): Promise<number> {
     } else if ((TRASH_DIR.test(name) || LEGACY_LITTER.test(name)) && await old(path)) {
       await rm(path, { recursive: true, force: true });
     }
-  }
-  await cleanLocks(at, old);
-  await cleanUsers(at);
+  });
+  const tokens = join(at.locks, "tokens");
+  await each(await listed(at.locks), async (name) => {
+    const path = join(at.locks, name);
+    if (KEY.test(name)) {
+      await cleanLock({ dir: path, tokens, legacy: join(at.leases, name) }, at.slots, at.now(), old);
+    } else if (TRASH_DIR.test(name) && await old(path)) {
+      await rm(path, { recursive: true, force: true });
+    }
+  });
+  await pruneTokens(tokens).catch((error) => void errors.push(error));
+  await each(await listed(at.leases), (name) => cleanLegacyLock(at, name, tokens, old));
+  await each(await listed(at.users), (name) => cleanUser(at, name));
+  if (errors.length > 0) throw errors[0];
   return removed;
 }
 
@@ -86,40 +114,39 @@ async function cleanLegacy(at: Cleanup, name: string, path: string): Promise<boo
   return !moved;
 }
 
-/** Ends expired and released locks, and removes what killed processes left of them. */
-async function cleanLocks(at: Cleanup, old: Old): Promise<void> {
-  for (const name of (await list(at.locks)) ?? []) {
-    const path = join(at.locks, name);
-    if (KEY.test(name)) {
-      const newest = await at.slots.newest(path);
-      const seen = newest?.value;
-      if (newest === null) continue;
-      if (seen?.closed === true) {
-        await at.slots.remove(path);
-      } else if (
-        newest.n > 0
-          ? seen?.released === true || !(typeof seen?.until === "number" && seen.until > at.now())
-          : await old(path)
-      ) {
-        await at.slots.close(path, newest.n, typeof seen?.token === "number" ? `,"token":${seen.token}` : "");
-      }
-    } else if (TRASH_DIR.test(name) && await old(path)) {
-      await rm(path, { recursive: true, force: true });
+/** Ends an expired or released lock of the earlier layout (`leases/`), keeping its last token. */
+async function cleanLegacyLock(at: Cleanup, name: string, tokens: string, old: Old): Promise<void> {
+  const path = join(at.leases, name);
+  if (KEY.test(name)) {
+    const newest = await at.slots.newest(path);
+    const seen = newest?.value;
+    if (newest === null) return;
+    const token = typeof seen?.token === "number" ? seen.token : 0;
+    if (seen?.closed === true) {
+      await keepToken(tokens, token);
+      await at.slots.remove(path);
+    } else if (
+      newest.n > 0
+        ? seen?.released === true || !(typeof seen?.until === "number" && seen.until > at.now())
+        : await old(path)
+    ) {
+      await keepToken(tokens, token);
+      await at.slots.close(path, newest.n, token > 0 ? `,"token":${token}` : "");
     }
+  } else if (TRASH_DIR.test(name) && await old(path)) {
+    await rm(path, { recursive: true, force: true });
   }
 }
 
-/** Prunes every user's index markers, and removes the emptied index directories. */
-async function cleanUsers(at: Cleanup): Promise<void> {
-  for (const name of (await list(at.users)) ?? []) {
-    if (!KEY.test(name)) continue;
-    const dir = join(at.users, name);
-    const markers = (await list(dir)) ?? [];
-    const keys = new Set(
-      markers.map((marker) => MARKER.exec(marker)?.[1]).filter((key) => key !== undefined),
-    );
-    for (const key of keys) await at.records.prune(dir, key, markers);
-    // Only an empty directory goes; a save marking a key in it meanwhile creates it again.
-    await rmdir(dir).catch(() => {});
-  }
+/** Prunes a user's index markers, and removes the index directory once empty. */
+async function cleanUser(at: Cleanup, name: string): Promise<void> {
+  if (!KEY.test(name)) return;
+  const dir = join(at.users, name);
+  const markers = (await list(dir)) ?? [];
+  const keys = new Set(
+    markers.map((marker) => MARKER.exec(marker)?.[1]).filter((key) => key !== undefined),
+  );
+  for (const key of keys) await at.records.prune(dir, key, markers);
+  // Only an empty directory goes; a save marking a key in it meanwhile creates it again.
+  await rmdir(dir).catch(() => {});
 }

@@ -103,8 +103,8 @@ export class Records {
       // A directory with no version yet may be a record of the earlier layout being moved.
       if (newest !== null && newest.n > 0) {
         const { n, value, corrupt } = newest;
-        let record = value === null ? null : recordOf(value);
         const closed = value?.closed === true;
+        let record = value === null || closed ? null : recordOf(value);
         if (corrupt || (value !== null && !closed && record === null)) {
           this.#onCorrupt(join(dir, `${n}.json`));
           record = null;

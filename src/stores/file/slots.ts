@@ -16,6 +16,8 @@ export const SLOT_FILE = /^([1-9][0-9]{0,15})\.json$/;
 const HEAD = "head";
 /** An empty file that superseded slots are made links of, so that they keep no data or inode. */
 const HUSK = "husk";
+/** The codes of a full disk (or quota): what needs no space still works. */
+const FULL = ["ENOSPC", "EDQUOT"];
 /** How many slots a reader steps up from a stale head before it lists the directory instead. */
 const PROBES = 8;
 
@@ -101,7 +103,11 @@ export class Slots {
       if (parsed === null || parsed.n !== n) {
         // Emptied as superseded between the two reads, or not a slot at all.
         if (await readText(join(dir, `${n + 1}.json`)) !== undefined && attempt < 100) continue;
-        return { n, value: null, corrupt: text !== "" };
+        // A link of the slot below (or of an emptied one): the closing mark of a full disk.
+        if (parsed !== null && parsed.n < n) {
+          return { n, value: { ...parsed.value, closed: true }, corrupt: false };
+        }
+        return { n, value: text === "" ? { closed: true } : null, corrupt: text !== "" };
       }
       return { n, value: parsed.value, corrupt: false };
     }
@@ -153,11 +159,35 @@ export class Slots {
     }
   }
 
-  /** Ends a slot directory whose newest slot is `n`: claims `n + 1` with a closing mark, then removes it. */
-  async close(dir: string, n: number, members = ""): Promise<Claim> {
-    const outcome = await this.claim(dir, n + 1, `"closed":true${members}`);
-    if (outcome === "ok") await this.remove(dir);
+  /**
+   * Ends a slot directory whose newest slot is `n`: claims `n + 1` with a closing mark, then
+   * removes it (unless `keep`). On a full disk, where the mark cannot be written, slot `n` is
+   * linked as `n + 1` instead (a link needs no space, and is the same compare-and-set): a slot
+   * holding an earlier slot's content reads as closed.
+   */
+  async close(dir: string, n: number, members = "", keep = false): Promise<Claim> {
+    let outcome: Claim;
+    try {
+      outcome = await this.claim(dir, n + 1, `"closed":true${members}`);
+    } catch (error) {
+      if (n === 0 || !FULL.includes(code(error) ?? "")) throw error;
+      outcome = await this.#linkClosed(dir, n);
+    }
+    if (outcome === "ok" && !keep) await this.remove(dir);
     return outcome;
+  }
+
+  /** Claims slot `n + 1` as a link of slot `n`: a closing mark that takes no space. */
+  async #linkClosed(dir: string, n: number): Promise<Claim> {
+    try {
+      await link(join(dir, `${n}.json`), join(dir, `${n + 1}.json`));
+    } catch (error) {
+      if (code(error) === "EEXIST") return "taken";
+      if (code(error) === "ENOENT") return "gone";
+      throw error;
+    }
+    if (this.#fsync) await syncDir(dir).catch(() => {});
+    return "ok";
   }
 
   /**

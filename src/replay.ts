@@ -92,12 +92,10 @@ export function again(
  * constructor cannot copy, and `clone()` makes Deno warn about the request's abort signal.
  */
 function rebuild(original: Request, body: BodyInit | null): Request {
-  // The client's abort signal goes with it (a long poll stops when the client leaves, and gives
-  // up its turn), and on Workers the request's `cf` (location, TLS details).
+  // On Workers the request's `cf` (location, TLS details) goes with it.
   const init: RequestInit & { duplex?: "half"; cf?: unknown } = {
     method: original.method,
     headers: original.headers,
-    signal: original.signal,
   };
   const cf = (original as { cf?: unknown }).cf;
   if (cf !== undefined) init.cf = cf;
@@ -105,5 +103,10 @@ function rebuild(original: Request, body: BodyInit | null): Request {
     init.body = body;
     init.duplex = "half";
   }
-  return new Request(original.url, init);
+  const request = new Request(original.url, init);
+  // So does the client's abort signal (a long poll stops when the client leaves, and gives up its
+  // turn), read from the original only when the handler reads it: Deno.serve warns at the
+  // application's users when a request's signal is read at all.
+  Object.defineProperty(request, "signal", { get: () => original.signal, configurable: true });
+  return request;
 }

@@ -807,7 +807,8 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
       assert.equal(answered.status, 409, "what it read changed after its save: the rest is refused");
       // No new session, nothing cleared: at most the cookie of what the early save stored (on a
       // store with stale reads it carries the version that save wrote).
-      const id = (value: string | undefined) => value?.split(";")[0]!.replace(/^session=/, "").split(".")[0];
+      const id = (value: string | undefined) =>
+        (value ?? "").split(";")[0]!.replace(/^session=/, "").split(".")[0];
       for (const cookie of answered.headers.getSetCookie()) {
         assert.equal(id(cookie), id(client.jar.get("session")), `the same session, not another: ${cookie}`);
         assert.doesNotMatch(cookie, /Max-Age=0/);

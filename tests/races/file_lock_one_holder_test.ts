@@ -60,7 +60,6 @@ it("FileStore: a stalled cleanup() never lets two owners hold one lock", async (
     const first = stallRename((from, to) => isLockDir(from) && to.endsWith(".trash"));
     // Stall 2: the same process, after the rename, before it puts a live directory back (if it ever does).
     const second = stallRename((from, to) => from.endsWith(".trash") && isLockDir(to));
-    const cleaner = fsp.rename;
     let stage = 0;
     (fsp as { rename: unknown }).rename = (from: string, to: string) => {
       if (stage === 1) return first.patched(from, to);

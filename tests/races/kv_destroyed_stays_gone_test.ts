@@ -23,10 +23,10 @@ const SECRET = "a secret of at least thirty-two characters";
 /** A consistent KV namespace (one location): the end is there at once. */
 function namespace(values: Map<string, string>): KvNamespaceLike {
   return {
-    get: async (key: string) => values.get(key) ?? null,
-    put: async (key: string, value: string) => void values.set(key, value),
-    delete: async (key: string) => void values.delete(key),
-    list: async () => ({ keys: [...values.keys()].map((name) => ({ name })), list_complete: true }),
+    get: (key: string) => Promise.resolve(values.get(key) ?? null),
+    put: (key: string, value: string) => Promise.resolve(void values.set(key, value)),
+    delete: (key: string) => Promise.resolve(void values.delete(key)),
+    list: () => Promise.resolve({ keys: [...values.keys()].map((name) => ({ name })), list_complete: true }),
   } as KvNamespaceLike;
 }
 

@@ -40,7 +40,11 @@ function misreporting(shape: (current: Record<string, unknown>) => unknown) {
       if (!armed) return await memory.save(key, record, expected, index);
       armed = false;
       const now = (await memory.load(key))!;
-      await memory.save(key, { ...now, data: { ...now.data, other: true }, version: now.version + 1 }, now.version);
+      await memory.save(
+        key,
+        { ...now, data: { ...now.data, other: true }, version: now.version + 1 },
+        now.version,
+      );
       const refused = await memory.save(key, record, expected, index);
       assert.notEqual(refused, true);
       return shape((refused as unknown as { current: Record<string, unknown> }).current) as never;
@@ -61,7 +65,8 @@ async function run(shape: (current: Record<string, unknown>) => unknown) {
   arm();
   let outcome: number | string;
   try {
-    outcome = (await app(new Request("https://example.com/", { method: "POST", headers: { cookie } }))).status;
+    outcome =
+      (await app(new Request("https://example.com/", { method: "POST", headers: { cookie } }))).status;
   } catch (error) {
     outcome = `withSession rejected: ${error}`;
   }
@@ -80,8 +85,10 @@ it("a SaveConflict whose current is an array is a clear store error, not a crash
   assert.equal((errors[0] as Error)?.name, "StoreUnavailableError");
 });
 
-it("a SaveConflict whose version is a string is never merged onto (no version \"31\")", async () => {
+it('a SaveConflict whose version is a string is never merged onto (no version "31")', async () => {
   const { handed } = await run((current) => ({ current: { ...current, version: String(current.version) } }));
-  const bad = handed.filter((h) => typeof h.version !== "number" || (h.expected !== null && typeof h.expected !== "number"));
+  const bad = handed.filter((h) =>
+    typeof h.version !== "number" || (h.expected !== null && typeof h.expected !== "number")
+  );
   assert.deepEqual(bad, [], `the core handed the store ${JSON.stringify(bad)}`);
 });

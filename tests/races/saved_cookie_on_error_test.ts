@@ -26,8 +26,8 @@ const SECRET = "a secret of at least thirty-two characters";
 /** Fails the n-th save from when it is armed (a connection reset). */
 class FlakyStore extends MemoryStore {
   failIn = 0;
-  override async save(...args: Parameters<MemoryStore["save"]>) {
-    if (this.failIn > 0 && --this.failIn === 0) throw new Error("connection reset");
+  override save(...args: Parameters<MemoryStore["save"]>) {
+    if (this.failIn > 0 && --this.failIn === 0) return Promise.reject(new Error("connection reset"));
     return super.save(...args);
   }
 }

@@ -73,6 +73,17 @@ export interface Handle extends SessionState {
   tokenIn: string | undefined;
   /** Header transport: the token to send (`""`: the session ended, drop it). */
   tokenOut: string | undefined;
+  /** Who waits for the session to open (withSession's context), told when it has. */
+  sink: HandleSink | undefined;
+}
+
+/** Where `openHandle` leaves the handle it built, for the wrapper that waits on it. */
+export interface HandleSink {
+  handle: Handle | undefined;
+  /** Who takes turns for the request (the same object across re-runs). */
+  owner: object;
+  canRerun: boolean;
+  responded: boolean;
 }
 
 /** How a commit ended: done, run the handler again, or an error to answer with. */
@@ -80,8 +91,11 @@ export type CommitResult = "done" | "rerun" | SessionError;
 
 /** A kind of backend. */
 export interface Backend {
-  /** Reads the request's cookie, verifies and loads; fills `h`. Throws on an outage. */
-  open(h: Handle, source: CookieSource): Promise<void>;
+  /**
+   * Reads the request's cookie, verifies and loads; fills `h` and resolves to it. Rejects on an
+   * outage, having given up what it took (the turn, the store's lock: see `openFailed`).
+   */
+  open(h: Handle, source: CookieSource): Promise<Handle>;
   /** Saves what changed and sets the cookies to send. */
   commit(h: Handle): Promise<CommitResult>;
 }
@@ -175,6 +189,7 @@ export function newHandle(
     onHeader: false,
     tokenIn: undefined,
     tokenOut: undefined,
+    sink: undefined,
   };
 }
 

@@ -11,6 +11,7 @@ import {
   type CommitResult,
   type CookieSource,
   type Handle,
+  type HandleSink,
   hasWork,
   kBackend,
   leaveTurn,
@@ -25,7 +26,7 @@ import { createSessionId } from "./id.ts";
 import { optionsOf, type ResolvedOptions, type SessionOptions } from "./options.ts";
 import { Session } from "./session.ts";
 import { isSignInKey, kState, type SessionHost, type SessionState } from "./session_state.ts";
-import { splitData } from "./session_data.ts";
+import { NO_FLASH } from "./session_data.ts";
 import type { SessionData } from "./store.ts";
 
 /**
@@ -180,21 +181,13 @@ const plainHost: SessionHost = {
   },
 };
 
-/** Where `openHandle` leaves the handle it built, for the wrapper that waits on it. */
-export interface HandleSink {
-  handle: Handle | undefined;
-  /** Who takes turns for the request (the same object across re-runs). */
-  owner: object;
-  canRerun: boolean;
-  responded: boolean;
-}
-
 /**
- * Opens a session: reads the cookie, verifies, loads, checks the schema.
+ * Opens a session: reads the cookie, verifies, loads, checks the schema. Each step hands the
+ * handle on (no `async` frame of its own, no closure: each is an allocation per request).
  *
  * @throws {StoreUnavailableError} When the store cannot be read.
  */
-export async function openHandle(
+export function openHandle(
   o: ResolvedOptions,
   host: SessionHost,
   input: CookieInput,
@@ -209,29 +202,39 @@ export async function openHandle(
   h.owner = sink === undefined ? owner : sink.responded ? undefined : sink.owner;
   // Known before loading: a request that cannot run again takes turns more readily.
   if (sink !== undefined) h.canRerun = sink.canRerun;
+  h.sink = sink;
   const start = o.onEvent === undefined ? 0 : performance.now();
+  let opening: Promise<Handle>;
   try {
-    await backendOf(o).open(h, sourceFor(h, input));
+    // A failed open has given up what it took (see `Backend.open`).
+    opening = backendOf(o).open(h, sourceFor(h, input));
   } catch (error) {
-    // A failed load frees the session's next request at once.
-    if (h.locks !== undefined) await releaseAll(h);
-    leaveTurn(h);
-    throw error;
+    return Promise.reject(error);
   }
-  if (o.onEvent !== undefined) {
-    emit(o.onEvent, {
-      type: "load",
-      found: h.base !== undefined,
-      durationMs: performance.now() - start,
-      request,
-    });
-  }
+  if (o.onEvent !== undefined) opening = opening.then((h) => loaded(h, start));
+  return opening.then(opened);
+}
+
+function loaded(h: Handle, start: number): Handle {
+  const found = h.base !== undefined;
+  emit(h.o.onEvent!, { type: "load", found, durationMs: performance.now() - start, request: h.request });
+  return h;
+}
+
+/** The session opened: a new one gets its maps and id, a loaded one its schema check. */
+function opened(h: Handle): Session | Promise<Session> {
   if (h.data === undefined) {
     h.data = new Map();
-    h.flash = splitData({}).flash;
+    h.flash = NO_FLASH;
   }
   if (h.id === "") h.id = createSessionId();
-  if (o.schema !== undefined && h.base !== undefined) await checkSchema(h);
+  if (h.o.schema !== undefined && h.base !== undefined) return checkSchema(h).then(handOver);
+  return handOver(h);
+}
+
+/** The opened session goes to whoever waits on it (withSession's context). */
+function handOver(h: Handle): Session {
+  const sink = h.sink;
   if (sink !== undefined) {
     h.canRerun = sink.canRerun;
     h.responded = sink.responded;
@@ -240,7 +243,7 @@ export async function openHandle(
   return new Session(h);
 }
 
-async function checkSchema(h: Handle): Promise<void> {
+async function checkSchema(h: Handle): Promise<Handle> {
   const o = h.o;
   let result;
   try {
@@ -271,6 +274,7 @@ async function checkSchema(h: Handle): Promise<void> {
     for (const [key, value] of h.data) if (isSignInKey(key)) data.set(key, value);
     h.data = data;
   }
+  return h;
 }
 
 export { optionsOf };

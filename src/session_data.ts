@@ -27,7 +27,7 @@ class NoFlash extends Map<string, unknown> {
     throw new TypeError("The shared empty flash map cannot hold values");
   }
 }
-const NO_FLASH: Map<string, unknown> = new NoFlash();
+export const NO_FLASH: Map<string, unknown> = new NoFlash();
 
 /**
  * Builds a session's data and flash maps from a stored `data` object.

@@ -8,20 +8,13 @@
  *
  * @module
  */
-import { type CommitResult, type Handle, hasWork, leaveTurn } from "./backend.ts";
+import { type CommitResult, type Handle, type HandleSink, hasWork, leaveTurn } from "./backend.ts";
 import { backoff } from "./conflict.ts";
 import { SessionConfigError, SessionConflictError, SessionError } from "./errors.ts";
 import { configError, type ResolvedOptions, resolveOptions, type SessionOptions } from "./options.ts";
 import { warnInsecure } from "./headers.ts";
 import { releaseAll } from "./lock.ts";
-import {
-  decorate,
-  type HandleSink,
-  openHandle,
-  requestHost,
-  scheduleLate,
-  serialCommit,
-} from "./open_session.ts";
+import { decorate, openHandle, requestHost, scheduleLate, serialCommit } from "./open_session.ts";
 import { logError } from "./log.ts";
 import { again, type BodyRecord, replayable, startRecording, watched } from "./replay.ts";
 import type { Session } from "./session.ts";

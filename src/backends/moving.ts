@@ -27,6 +27,7 @@ import {
   isLive,
 } from "../backend.ts";
 import { indexOf, inGrace, storeError } from "../conflict.ts";
+import { openFailed } from "../lock.ts";
 import { encodeBase64Url } from "../id.ts";
 import type {
   InvalidSeal,
@@ -89,12 +90,25 @@ function readSeal(source: CookieSource, fromName: string, name: string): Seal | 
   return { get: (cookie) => jar.get(cookie), names: [...jar.keys()] };
 }
 
-async function open(h: Handle, source: CookieSource): Promise<void> {
+/** Opens the session; resolves to `h`. A failed open gives up what it took (see `Backend.open`). */
+async function open(h: Handle, source: CookieSource): Promise<Handle> {
+  try {
+    await openFrom(h, source);
+  } catch (error) {
+    return openFailed(h, error);
+  }
+  return h;
+}
+
+async function openFrom(h: Handle, source: CookieSource): Promise<void> {
   const o = h.o;
   const store = o.store as MovingStore;
   const name = o.cookie.name;
   const seal = readSeal(source, store.fromCookie ?? name, name);
-  if (seal === undefined) return await serverBackend.open(h, source);
+  if (seal === undefined) {
+    await serverBackend.open(h, source);
+    return;
+  }
   h.presented = seal.names;
   const values = cookieValues(source, name);
   const signed = values.filter((v) => SIGNED_VALUE.test(v));

@@ -55,13 +55,14 @@ function present(source: CookieSource, name: string): { names: string[]; jars: A
   return { names, jars: differ ? [first, last] : [first] };
 }
 
-async function open(h: Handle, source: CookieSource): Promise<void> {
+/** Opens the sealed cookies; resolves to `h`. Takes no turn: a failed open has nothing to give up. */
+async function open(h: Handle, source: CookieSource): Promise<Handle> {
   const o = h.o;
   const store = h.store as SealedSessionStore;
   const name = o.cookie.name;
   const { names, jars } = present(source, name);
   h.presented = names;
-  if (names.length === 0) return;
+  if (names.length === 0) return h;
   for (const jar of jars) {
     let opened: OpenedSession | InvalidSeal | null;
     try {
@@ -104,8 +105,9 @@ async function open(h: Handle, source: CookieSource): Promise<void> {
     h.flash = split.flash;
     h.rotated = opened.stale;
     h.endedElsewhere = false;
-    return;
+    return h;
   }
+  return h;
 }
 
 async function commit(h: Handle): Promise<CommitResult> {

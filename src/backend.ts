@@ -167,6 +167,7 @@ export function newHandle(
     minted: undefined,
     idRead: false,
     now: o.now,
+    meta: undefined,
     serializer: o.serializer,
     o,
     request,

@@ -1,8 +1,8 @@
 /**
  * What the request flow needs from a backend, and what both backends share. There are two
  * kinds: a server store behind a signed id (`backends/server.ts`) and a sealed cookie store
- * (`backends/sealed.ts`). The flow (`open_session.ts`, `with_session.ts`) never branches on
- * the kind.
+ * (`backends/sealed.ts`). The flow (`open_session.ts`, `with_session.ts`, `request_run.ts`)
+ * never branches on the kind.
  *
  * @module
  */

@@ -343,5 +343,5 @@ export function leaveTurn(h: Handle): void {
   const turn = h.turn;
   if (turn === undefined) return;
   h.turn = undefined;
-  releaseTurn(turn);
+  releaseTurn(turn, h.owner ?? h);
 }

@@ -264,7 +264,7 @@ async function commitInTurn(
   try {
     return await compareAndSet(store, key, p, maxAttempts, now);
   } finally {
-    if (turn !== undefined) releaseTurn(turn);
+    if (turn !== undefined) releaseTurn(turn, p.s);
   }
 }
 

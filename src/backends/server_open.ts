@@ -27,7 +27,7 @@ import { openFailed, takeTurnLock } from "../lock.ts";
 import { expiredOnLoad } from "../audit.ts";
 import { META_KEY } from "../metadata.ts";
 import { splitData } from "../session_data.ts";
-import type { VerifiedCookie } from "../signing.ts";
+import type { SignatureFailure, VerifiedCookie } from "../signing.ts";
 import { isEnded, type SessionStore, type StoredSession, toStoredSession } from "../store.ts";
 
 /** The longest signed cookie value this library writes is 76 characters; allow slack. */
@@ -38,41 +38,101 @@ const MAX_CANDIDATES = 4;
 /**
  * Reads the request's cookie, verifies it, takes the session's turn and loads its record.
  * Resolves to `h`; a failed open gives up what it took (see `Backend.open`).
+ *
+ * No `async` frame on the common path (the verification cached, the turn free): each step hands
+ * the next one on, and the load gets one step chained. Each step catches its own errors into
+ * `openFailed`, so that whatever fails gives up the turn and locks.
  */
-export async function open(h: Handle, source: CookieSource): Promise<Handle> {
+export function open(h: Handle, source: CookieSource): Promise<Handle> {
+  let values: string[];
   try {
-    const values = cookieValues(source, h.o.cookie.name);
-    // A browser sends several values when it holds cookies of this name for other Domains or
-    // Paths (an older deploy's, a sibling subdomain's): use the one that names a live session.
-    for (let i = 0; i < values.length && i < MAX_CANDIDATES; i++) {
+    values = cookieValues(source, h.o.cookie.name);
+  } catch (error) {
+    return openFailed(h, error);
+  }
+  return tryFrom(h, values, 0);
+}
+
+/**
+ * Tries the cookie values from the `i`-th on. A browser sends several values when it holds
+ * cookies of this name for other Domains or Paths (an older deploy's, a sibling subdomain's):
+ * the first that names a live session is used; none does: a fresh session.
+ */
+function tryFrom(h: Handle, values: string[], i: number): Promise<Handle> {
+  try {
+    for (; i < values.length && i < MAX_CANDIDATES; i++) {
       const value = values[i]!;
       if (value.length > MAX_SIGNED_VALUE) {
         invalid(h, "oversized");
         continue;
       }
-      const verified = h.o.signer.cached(value) ?? await h.o.signer.verify(value);
-      if (typeof verified === "string") {
-        invalid(h, verified);
-        continue;
-      }
-      if (h.o.turns && h.owner !== undefined && h.turn?.key !== verified.key) {
-        const waited = waitTurn(h, verified.key);
-        if (waited !== undefined) await waited;
-      }
-      let loaded: StoredSession | null;
-      try {
-        loaded = await loadRecord(h.store as SessionStore, verified);
-      } catch (error) {
-        throw storeError("load", error);
-      }
-      let record = liveRecord(h, verified.key, loaded);
-      if (record instanceof Promise) record = await record;
-      if (record !== undefined && use(h, value, verified, record)) return h;
+      const verified = h.o.signer.cached(value);
+      return verified === undefined ? verify(h, values, i) : tryVerified(h, values, i, verified);
     }
-    return fresh(h);
+    return Promise.resolve(fresh(h));
   } catch (error) {
     return openFailed(h, error);
   }
+}
+
+/** A value not verified before: its signature checked (WebCrypto), then tried. */
+async function verify(h: Handle, values: string[], i: number): Promise<Handle> {
+  let verified: VerifiedCookie | SignatureFailure;
+  try {
+    verified = await h.o.signer.verify(values[i]!);
+    if (typeof verified === "string") invalid(h, verified);
+  } catch (error) {
+    return openFailed(h, error);
+  }
+  return typeof verified === "string" ? tryFrom(h, values, i + 1) : tryVerified(h, values, i, verified);
+}
+
+/** A verified value: the session's turn taken (waited for when another request holds it), then the load. */
+function tryVerified(h: Handle, values: string[], i: number, verified: VerifiedCookie): Promise<Handle> {
+  let waited: Promise<void> | undefined;
+  try {
+    if (h.o.turns && h.owner !== undefined && h.turn?.key !== verified.key) {
+      waited = waitTurn(h, verified.key);
+    }
+  } catch (error) {
+    return openFailed(h, error);
+  }
+  if (waited === undefined) return load(h, values, i, verified);
+  return waited.then(() => load(h, values, i, verified), (error) => openFailed(h, error));
+}
+
+function load(h: Handle, values: string[], i: number, verified: VerifiedCookie): Promise<Handle> {
+  let loading: Promise<StoredSession | null>;
+  try {
+    loading = loadRecord(h.store as SessionStore, verified);
+  } catch (error) {
+    return openFailed(h, storeError("load", error));
+  }
+  return loading.then(
+    (loaded) => loadedRecord(h, values, i, verified, loaded),
+    (error) => openFailed(h, storeError("load", error)),
+  );
+}
+
+/** The record is loaded: used when it is live and readable, else the next value is tried. */
+function loadedRecord(
+  h: Handle,
+  values: string[],
+  i: number,
+  verified: VerifiedCookie,
+  loaded: StoredSession | null,
+): Handle | Promise<Handle> {
+  let record: StoredSession | undefined | Promise<undefined>;
+  try {
+    record = liveRecord(h, verified.key, loaded);
+    if (record instanceof Promise) {
+      return record.then(() => tryFrom(h, values, i + 1), (error) => openFailed(h, error));
+    }
+    if (record !== undefined && use(h, values[i]!, verified, record)) return h;
+  } catch (error) {
+    return openFailed(h, error);
+  }
+  return tryFrom(h, values, i + 1);
 }
 
 /**

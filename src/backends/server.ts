@@ -21,7 +21,8 @@ import {
   policyConflict,
   setCookie,
 } from "../backend.ts";
-import { commitToRecord, indexOf, type Landed, type Outcome, type Pending, storeError } from "../conflict.ts";
+import { indexOf, type Landed, type Outcome, type Pending, storeError } from "../conflict.ts";
+import { commitToRecord } from "../compare_and_set.ts";
 import { SessionConflictError } from "../errors.ts";
 import { emit } from "../events.ts";
 import { createSessionId } from "../id.ts";

@@ -10,7 +10,7 @@ import { readCookies, serializeCookie } from "./cookie.ts";
 import { emit } from "./events.ts";
 import { SessionConflictError, type SessionError, SessionStateError } from "./errors.ts";
 import type { InvalidCookieReason, ResolvedOptions, Timeouts } from "./options.ts";
-import { REMEMBER_KEY, type SessionHost, type SessionState } from "./session_state.ts";
+import { NO_OPS, REMEMBER_KEY, type SessionHost, type SessionState } from "./session_state.ts";
 import { instrument } from "./instrument.ts";
 import type { SealedSessionStore, SessionStore, StoredSession } from "./store.ts";
 import { releaseTurn, type Turn } from "./turns.ts";
@@ -155,7 +155,7 @@ export function newHandle(
     data: undefined as unknown as Map<string, unknown>,
     flash: undefined as unknown as Map<string, unknown>,
     flashOut: undefined,
-    ops: [],
+    ops: NO_OPS,
     reads: undefined,
     flashReads: undefined,
     readAll: false,

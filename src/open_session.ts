@@ -25,7 +25,7 @@ import { type LockOptions, releaseAll, type SessionLock, takeLock } from "./lock
 import { createSessionId } from "./id.ts";
 import { optionsOf, type ResolvedOptions, type SessionOptions } from "./options.ts";
 import { Session } from "./session.ts";
-import { isSignInKey, kState, type SessionHost, type SessionState } from "./session_state.ts";
+import { isSignInKey, kState, NO_OPS, type SessionHost, type SessionState } from "./session_state.ts";
 import { NO_FLASH } from "./session_data.ts";
 import type { SessionData } from "./store.ts";
 
@@ -263,7 +263,7 @@ async function checkSchema(h: Handle): Promise<Handle> {
     o.onInvalidCookie?.({ reason: "data", request: h.request, detail: result.issues });
     // The stored data is unusable: this request ends that session and starts a fresh one.
     new Session(h).destroy();
-    h.ops = [];
+    h.ops = NO_OPS;
   } else {
     const serializer = o.serializer;
     const data = new Map(
@@ -352,7 +352,7 @@ export async function closeSession(session: Session<SessionData>): Promise<void>
  */
 export function discardChanges(session: Session<SessionData>): void {
   const h = session[kState] as Handle;
-  h.ops = [];
+  h.ops = NO_OPS;
   h.ending = undefined;
   h.rotated = false;
   h.touchRequested = false;

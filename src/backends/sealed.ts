@@ -28,7 +28,7 @@ import {
 import { inGrace, storeError } from "../conflict.ts";
 import { SessionError, SessionStateError } from "../errors.ts";
 import { emit } from "../events.ts";
-import { REMEMBER_KEY } from "../session_state.ts";
+import { NO_OPS, REMEMBER_KEY } from "../session_state.ts";
 import { laterOps, splitData, stateData } from "../session_data.ts";
 import { type InvalidSeal, isSealedStore, type OpenedSession, type SealedSessionStore } from "../store.ts";
 
@@ -126,7 +126,7 @@ async function commit(h: Handle): Promise<CommitResult> {
   }
   h.touchRequested = false;
   if (h.base === undefined && !hasData(h)) {
-    h.ops = [];
+    h.ops = NO_OPS;
     if (h.clearCookie) { for (const cookie of h.presented ?? []) clearCookie(h, cookie, now); }
     return "done";
   }

@@ -32,6 +32,7 @@ import { userLock } from "../users.ts";
 import { noteMeta, signedIn } from "../users/sign_in.ts";
 import { applyOps, laterOps, stateData } from "../session_data.ts";
 import { open } from "./server_open.ts";
+import { NO_OPS } from "../session_state.ts";
 import { checkedSaveResult, type SessionStore, type StoredSession } from "../store.ts";
 
 /**
@@ -398,7 +399,7 @@ function endAfterCreate(h: Handle, renewed: { id: string; createdAt: number; cle
 /** Nothing to store: the cookie of an ended session is cleared, an unseen minted id goes back. */
 function nothingToCreate(h: Handle, now: number): "done" {
   const o = h.o;
-  h.ops = [];
+  h.ops = NO_OPS;
   if (h.clearCookie && !h.responded) clearCookie(h, o.cookie.name, now);
   // An id minted ahead of time that nobody saw goes back for the next visitor.
   if (h.minted !== undefined && h.minted.id === h.id && !h.idRead) o.signer.recycle(h.minted);

@@ -196,23 +196,24 @@ export function openHandle(
   sink?: HandleSink,
   owner?: object,
 ): Promise<Session> {
-  const h = newHandle(o, host, "", request, waitUntil);
-  // Turns need someone to give them up at the end of the request: withSession, an adapter. A
-  // session first opened after the response (from a streamed body) takes none: nothing would.
-  h.owner = sink === undefined ? owner : sink.responded ? undefined : sink.owner;
-  // Known before loading: a request that cannot run again takes turns more readily.
-  if (sink !== undefined) h.canRerun = sink.canRerun;
-  h.sink = sink;
-  const start = o.onEvent === undefined ? 0 : performance.now();
-  let opening: Promise<Handle>;
   try {
+    const h = newHandle(o, host, "", request, waitUntil);
+    // Turns need someone to give them up at the end of the request: withSession, an adapter. A
+    // session first opened after the response (from a streamed body) takes none: nothing would.
+    h.owner = sink === undefined ? owner : sink.responded ? undefined : sink.owner;
+    // Known before loading: a request that cannot run again takes turns more readily.
+    if (sink !== undefined) h.canRerun = sink.canRerun;
+    h.sink = sink;
+    const start = o.onEvent === undefined ? 0 : performance.now();
     // A failed open has given up what it took (see `Backend.open`).
-    opening = backendOf(o).open(h, sourceFor(h, input));
+    let opening = backendOf(o).open(h, sourceFor(h, input));
+    if (o.onEvent !== undefined) opening = opening.then((h) => loaded(h, start));
+    return opening.then(opened);
   } catch (error) {
+    // As from an async function: a failure before the open (an invalid input, a clock that
+    // throws) is a rejection; nothing was taken yet.
     return Promise.reject(error);
   }
-  if (o.onEvent !== undefined) opening = opening.then((h) => loaded(h, start));
-  return opening.then(opened);
 }
 
 function loaded(h: Handle, start: number): Handle {

@@ -90,19 +90,29 @@ export function run<A extends unknown[]>(
   original: Request,
   rest: A,
 ): Promise<Response> {
-  const kind = replayKind(o, original);
-  const watch = kind === "body" ? watched(original, original.body, o.maxReplayBytes) : undefined;
-  return attempt(contextFor(
-    handler as Context["handler"],
-    o,
-    original,
-    rest,
-    findWaitUntil(rest),
-    1,
-    watch?.request ?? original,
-    watch?.record,
-    kind !== undefined && 1 < o.maxAttempts,
-  ));
+  let first: Context;
+  try {
+    const kind = replayKind(o, original);
+    const watch = kind === "body" ? watched(original, original.body, o.maxReplayBytes) : undefined;
+    const request = watch?.request ?? original;
+    const canRerun = kind !== undefined && 1 < o.maxAttempts;
+    const waitUntil = findWaitUntil(rest);
+    first = contextFor(
+      handler as Context["handler"],
+      o,
+      original,
+      rest,
+      waitUntil,
+      1,
+      request,
+      watch?.record,
+      canRerun,
+    );
+  } catch (error) {
+    // As from an async function: a failure is a rejection.
+    return Promise.reject(error);
+  }
+  return attempt(first);
 }
 
 // The steps of the common path are no async functions of their own: each async frame is an

@@ -52,18 +52,25 @@ import {
  * @param p The commit.
  * @param maxAttempts Saves to try before refusing.
  * @param now The clock.
- * @returns How it ended.
+ * @param then The commit's next step, on how it ended: run as the compare-and-set's last step
+ *   when the request holds its turn (no step of its own chained on the common path), else once
+ *   the commit's turn is given up.
+ * @returns What `then` returns.
  */
-export function commitToRecord(
+export function commitToRecord<R>(
   store: SessionStore,
   key: string,
   p: Pending,
   maxAttempts: number,
   now: () => number,
-): Promise<Outcome> {
-  // In its turn already: the promise is handed on (no frame of its own on the common path).
-  if (p.held) return compareAndSet(store, key, p, maxAttempts, now);
-  return commitInTurn(store, key, p, maxAttempts, now);
+  then: (outcome: Outcome, p: Pending) => R | Promise<R>,
+): Promise<R> {
+  if (p.held) return compareAndSet(store, key, p, maxAttempts, now, then);
+  return commitInTurn(store, key, p, maxAttempts, now).then((outcome) => then(outcome, p));
+}
+
+function asIs(outcome: Outcome): Outcome {
+  return outcome;
 }
 
 /**
@@ -81,14 +88,14 @@ async function commitInTurn(
   const taken = takeTurn(store, key, p.s, TURN_WAIT_MS);
   const turn = taken instanceof Promise ? await taken : taken;
   try {
-    return await compareAndSet(store, key, p, maxAttempts, now);
+    return await compareAndSet(store, key, p, maxAttempts, now, asIs);
   } finally {
     if (turn !== undefined) releaseTurn(turn, p.s);
   }
 }
 
 /** One compare-and-set across its attempts: what stays the same from one to the next. */
-interface Cas {
+interface Cas<R> {
   store: SessionStore;
   key: string;
   p: Pending;
@@ -100,6 +107,13 @@ interface Cas {
   writes: boolean;
   /** When a commit that ends the session ended it, by the grace's clock (see `graceClock`). */
   endedAt: number | undefined;
+  /** The commit's next step, on how it ended. */
+  then: (outcome: Outcome, p: Pending) => R | Promise<R>;
+}
+
+/** The compare-and-set ended: its last step is the commit's next one. */
+function ended<R>(cas: Cas<R>, outcome: Outcome): R | Promise<R> {
+  return cas.then(outcome, cas.p);
 }
 
 /**
@@ -108,18 +122,19 @@ interface Cas {
  * won, up to `maxAttempts` saves.
  *
  * No `async` frame on the common path (the first save lands): each attempt hands the next step
- * on, and the save gets one step chained.
+ * on, the save gets one step chained, and the commit's next step (`then`) runs in it.
  */
-function compareAndSet(
+function compareAndSet<R>(
   store: SessionStore,
   key: string,
   p: Pending,
   maxAttempts: number,
   now: () => number,
-): Promise<Outcome> {
+  then: (outcome: Outcome, p: Pending) => R | Promise<R>,
+): Promise<R> {
   const s = p.s;
   const writes = s.ops.length > 0 || s.ending !== undefined;
-  const cas: Cas = { store, key, p, maxAttempts, now, base: s.base!, writes, endedAt: undefined };
+  const cas: Cas<R> = { store, key, p, maxAttempts, now, base: s.base!, writes, endedAt: undefined, then };
   try {
     // The record the first save replaces: the one the data was derived from.
     return attemptOn(cas, cas.base, 1);
@@ -129,17 +144,17 @@ function compareAndSet(
 }
 
 /** One attempt, on `current`: the record the save replaces (`undefined`: read it first). */
-function attemptOn(cas: Cas, current: StoredSession | null | undefined, attempt: number): Promise<Outcome> {
+function attemptOn<R>(cas: Cas<R>, current: StoredSession | null | undefined, attempt: number): Promise<R> {
   if (current === undefined) {
     return loadCurrent(cas.store, cas.key).then(
       (loaded) => attemptOn(cas, loaded, attempt),
-      (error): Outcome => ({ kind: "failed", error: storeError("load", error) }),
+      (error) => ended(cas, { kind: "failed", error: storeError("load", error) }),
     );
   }
   const s = cas.p.s;
   const expired = current !== null && current.expiresAt <= cas.now();
   if (expired || current === null || isEnded(current)) {
-    return Promise.resolve(onGone(s, cas.base, current, expired, attempt));
+    return Promise.resolve(ended(cas, onGone(s, cas.base, current, expired, attempt)));
   }
   // The end of a session is stamped by the clock its grace is judged by (asked once a commit).
   if (s.ending !== undefined && cas.endedAt === undefined) {
@@ -152,7 +167,7 @@ function attemptOn(cas: Cas, current: StoredSession | null | undefined, attempt:
 }
 
 /** Saves on `current`'s version, the policy's merge applied first when the record changed. */
-function save(cas: Cas, current: StoredSession, attempt: number): Promise<Outcome> {
+function save<R>(cas: Cas<R>, current: StoredSession, attempt: number): Promise<R> {
   const { p, store, key } = cas;
   const s = p.s;
   // From here to the save, one synchronous step: the record holds exactly the first
@@ -161,7 +176,7 @@ function save(cas: Cas, current: StoredSession, attempt: number): Promise<Outcom
   let landed: Landed | undefined;
   if (current.version !== cas.base.version) {
     const merged = mergeOnto(p, cas.base, cas.writes, current, attempt);
-    if (merged.kind !== "merged") return Promise.resolve(merged);
+    if (merged.kind !== "merged") return Promise.resolve(ended(cas, merged));
     landed = merged.landed;
   }
   const record = recordFor(p, current, landed, cas.now(), cas.endedAt);
@@ -170,12 +185,12 @@ function save(cas: Cas, current: StoredSession, attempt: number): Promise<Outcom
   try {
     saving = store.save(key, record, current.version, index);
   } catch (error) {
-    return Promise.resolve(saveFailed(error));
+    return Promise.resolve(ended(cas, saveFailed(error)));
   }
   return saving.then(
     (answer) =>
       answered(cas, current, attempt, { kind: "saved", record, landed, included, attempts: attempt }, answer),
-    saveFailed,
+    (error) => ended(cas, saveFailed(error)),
   );
 }
 
@@ -188,27 +203,27 @@ function saveFailed(error: unknown): Outcome {
  * request (another process, or one that did not wait its turn) saved first: the next attempt
  * goes on from the record that won.
  */
-function answered(
-  cas: Cas,
+function answered<R>(
+  cas: Cas<R>,
   current: StoredSession,
   attempt: number,
   saved: Outcome & { kind: "saved" },
   answer: SaveResult,
-): Outcome | Promise<Outcome> {
+): R | Promise<R> {
   const { store, key } = cas;
   let result: SaveResult;
   try {
     result = checkedSaveResult(answer);
   } catch (error) {
-    return saveFailed(error);
+    return ended(cas, saveFailed(error));
   }
   if (result === true) {
     if (store.capabilities.staleReads === true) noteWritten(store, key, saved.record!);
     noteVersion(store, key, saved.record!.version);
-    return saved;
+    return ended(cas, saved);
   }
   markContended(store, key);
-  if (attempt >= cas.maxAttempts) return { kind: "refused", reason: "conflict" };
+  if (attempt >= cas.maxAttempts) return ended(cas, { kind: "refused", reason: "conflict" });
   const next = wonBy(store, key, result, current.version);
   if (next !== undefined && attempt === 1) return attemptOn(cas, next, attempt + 1);
   return backoff(attempt).then(() => attemptOn(cas, next, attempt + 1));

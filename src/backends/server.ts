@@ -165,19 +165,15 @@ function writeRecord(h: Handle, store: SessionStore, due: Due): Promise<CommitRe
   const o = h.o;
   if (o.onEvent !== undefined) due.start = performance.now();
   noteMeta(h, due.now);
-  // No `async` frame: the compare-and-set's promise is handed on with one step chained.
-  return commitToRecord(store, h.key!, due, o.maxAttempts, o.now).then((outcome) =>
-    afterSave(h, store, due, outcome)
-  );
+  // No `async` frame, no step of its own: the compare-and-set runs afterSave as its last step.
+  return commitToRecord(store, h.key!, due, o.maxAttempts, o.now, afterSave);
 }
 
-/** The compare-and-set answered: the session goes on from what it saved. */
-function afterSave(
-  h: Handle,
-  store: SessionStore,
-  due: Due,
-  outcome: Outcome,
-): CommitResult | Promise<CommitResult> {
+/** The compare-and-set ended: the session goes on from what it saved. */
+function afterSave(outcome: Outcome, p: Pending): CommitResult | Promise<CommitResult> {
+  const due = p as Due;
+  const h = due.s as Handle;
+  const store = h.store as SessionStore;
   const o = h.o;
   const ending = due.ending;
   if (outcome.kind !== "saved") return notSaved(h, outcome, due.writes);

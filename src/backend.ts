@@ -92,10 +92,11 @@ export type CommitResult = "done" | "rerun" | SessionError;
 /** A kind of backend. */
 export interface Backend {
   /**
-   * Reads the request's cookie, verifies and loads; fills `h` and resolves to it. Rejects on an
+   * Reads the request's cookie, verifies and loads; fills `h`, then runs `then` on it as its last
+   * step (no step of its own chained after it) and resolves to what that returns. Rejects on an
    * outage, having given up what it took (the turn, the store's lock: see `openFailed`).
    */
-  open(h: Handle, source: CookieSource): Promise<Handle>;
+  open<R>(h: Handle, source: CookieSource, then: (h: Handle) => R | Promise<R>): Promise<R>;
   /** Saves what changed and sets the cookies to send. */
   commit(h: Handle): Promise<CommitResult>;
 }

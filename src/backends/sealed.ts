@@ -55,14 +55,14 @@ function present(source: CookieSource, name: string): { names: string[]; jars: A
   return { names, jars: differ ? [first, last] : [first] };
 }
 
-/** Opens the sealed cookies; resolves to `h`. Takes no turn: a failed open has nothing to give up. */
-async function open(h: Handle, source: CookieSource): Promise<Handle> {
+/** Opens the sealed cookies, then runs `then` on `h`. Takes no turn: a failed open has nothing to give up. */
+async function open<R>(h: Handle, source: CookieSource, then: (h: Handle) => R | Promise<R>): Promise<R> {
   const o = h.o;
   const store = h.store as SealedSessionStore;
   const name = o.cookie.name;
   const { names, jars } = present(source, name);
   h.presented = names;
-  if (names.length === 0) return h;
+  if (names.length === 0) return then(h);
   for (const jar of jars) {
     let opened: OpenedSession | InvalidSeal | null;
     try {
@@ -105,9 +105,9 @@ async function open(h: Handle, source: CookieSource): Promise<Handle> {
     h.flash = split.flash;
     h.rotated = opened.stale;
     h.endedElsewhere = false;
-    return h;
+    return then(h);
   }
-  return h;
+  return then(h);
 }
 
 async function commit(h: Handle): Promise<CommitResult> {

@@ -36,29 +36,32 @@ const MAX_SIGNED_VALUE = 256;
 const MAX_CANDIDATES = 4;
 
 /**
- * Reads the request's cookie, verifies it, takes the session's turn and loads its record.
- * Resolves to `h`; a failed open gives up what it took (see `Backend.open`).
+ * Reads the request's cookie, verifies it, takes the session's turn and loads its record, then
+ * runs `then` on `h`; a failed open gives up what it took (see `Backend.open`).
  *
  * No `async` frame on the common path (the verification cached, the turn free): each step hands
- * the next one on, and the load gets one step chained. Each step catches its own errors into
- * `openFailed`, so that whatever fails gives up the turn and locks.
+ * the next one on, the load gets one step chained, and `then` runs in it. Each step catches its
+ * own errors into `openFailed`, so that whatever fails gives up the turn and locks.
  */
-export function open(h: Handle, source: CookieSource): Promise<Handle> {
+export function open<R>(h: Handle, source: CookieSource, then: Then<R>): Promise<R> {
   let values: string[];
   try {
     values = cookieValues(source, h.o.cookie.name);
   } catch (error) {
     return openFailed(h, error);
   }
-  return tryFrom(h, values, 0);
+  return tryFrom(h, values, 0, then);
 }
+
+/** What runs on the opened handle (see `Backend.open`). */
+type Then<R> = (h: Handle) => R | Promise<R>;
 
 /**
  * Tries the cookie values from the `i`-th on. A browser sends several values when it holds
  * cookies of this name for other Domains or Paths (an older deploy's, a sibling subdomain's):
  * the first that names a live session is used; none does: a fresh session.
  */
-function tryFrom(h: Handle, values: string[], i: number): Promise<Handle> {
+function tryFrom<R>(h: Handle, values: string[], i: number, then: Then<R>): Promise<R> {
   try {
     for (; i < values.length && i < MAX_CANDIDATES; i++) {
       const value = values[i]!;
@@ -67,16 +70,17 @@ function tryFrom(h: Handle, values: string[], i: number): Promise<Handle> {
         continue;
       }
       const verified = h.o.signer.cached(value);
-      return verified === undefined ? verify(h, values, i) : tryVerified(h, values, i, verified);
+      return verified === undefined ? verify(h, values, i, then) : tryVerified(h, values, i, verified, then);
     }
-    return Promise.resolve(fresh(h));
+    fresh(h);
   } catch (error) {
     return openFailed(h, error);
   }
+  return Promise.resolve(then(h));
 }
 
 /** A value not verified before: its signature checked (WebCrypto), then tried. */
-async function verify(h: Handle, values: string[], i: number): Promise<Handle> {
+async function verify<R>(h: Handle, values: string[], i: number, then: Then<R>): Promise<R> {
   let verified: VerifiedCookie | SignatureFailure;
   try {
     verified = await h.o.signer.verify(values[i]!);
@@ -84,11 +88,19 @@ async function verify(h: Handle, values: string[], i: number): Promise<Handle> {
   } catch (error) {
     return openFailed(h, error);
   }
-  return typeof verified === "string" ? tryFrom(h, values, i + 1) : tryVerified(h, values, i, verified);
+  return typeof verified === "string"
+    ? tryFrom(h, values, i + 1, then)
+    : tryVerified(h, values, i, verified, then);
 }
 
 /** A verified value: the session's turn taken (waited for when another request holds it), then the load. */
-function tryVerified(h: Handle, values: string[], i: number, verified: VerifiedCookie): Promise<Handle> {
+function tryVerified<R>(
+  h: Handle,
+  values: string[],
+  i: number,
+  verified: VerifiedCookie,
+  then: Then<R>,
+): Promise<R> {
   let waited: Promise<void> | undefined;
   try {
     if (h.o.turns && h.owner !== undefined && h.turn?.key !== verified.key) {
@@ -97,11 +109,17 @@ function tryVerified(h: Handle, values: string[], i: number, verified: VerifiedC
   } catch (error) {
     return openFailed(h, error);
   }
-  if (waited === undefined) return load(h, values, i, verified);
-  return waited.then(() => load(h, values, i, verified), (error) => openFailed(h, error));
+  if (waited === undefined) return load(h, values, i, verified, then);
+  return waited.then(() => load(h, values, i, verified, then), (error) => openFailed(h, error));
 }
 
-function load(h: Handle, values: string[], i: number, verified: VerifiedCookie): Promise<Handle> {
+function load<R>(
+  h: Handle,
+  values: string[],
+  i: number,
+  verified: VerifiedCookie,
+  then: Then<R>,
+): Promise<R> {
   let loading: Promise<StoredSession | null>;
   try {
     loading = loadRecord(h.store as SessionStore, verified);
@@ -109,30 +127,31 @@ function load(h: Handle, values: string[], i: number, verified: VerifiedCookie):
     return openFailed(h, storeError("load", error));
   }
   return loading.then(
-    (loaded) => loadedRecord(h, values, i, verified, loaded),
+    (loaded) => loadedRecord(h, values, i, verified, loaded, then),
     (error) => openFailed(h, storeError("load", error)),
   );
 }
 
 /** The record is loaded: used when it is live and readable, else the next value is tried. */
-function loadedRecord(
+function loadedRecord<R>(
   h: Handle,
   values: string[],
   i: number,
   verified: VerifiedCookie,
   loaded: StoredSession | null,
-): Handle | Promise<Handle> {
-  let record: StoredSession | undefined | Promise<undefined>;
+  then: Then<R>,
+): R | Promise<R> {
+  let used: boolean;
   try {
-    record = liveRecord(h, verified.key, loaded);
+    const record = liveRecord(h, verified.key, loaded);
     if (record instanceof Promise) {
-      return record.then(() => tryFrom(h, values, i + 1), (error) => openFailed(h, error));
+      return record.then(() => tryFrom(h, values, i + 1, then), (error) => openFailed(h, error));
     }
-    if (record !== undefined && use(h, values[i]!, verified, record)) return h;
+    used = record !== undefined && use(h, values[i]!, verified, record);
   } catch (error) {
     return openFailed(h, error);
   }
-  return tryFrom(h, values, i + 1);
+  return used ? then(h) : tryFrom(h, values, i + 1, then);
 }
 
 /**
@@ -253,7 +272,7 @@ function loadRecord(
     : store.load(verified.key);
 }
 
-function fresh(h: Handle): Handle {
+function fresh(h: Handle): void {
   // A new session takes an id signed ahead of time when one is ready.
   const o = h.o;
   if (!(o.store as SessionStore).capabilities.staleReads) {
@@ -263,5 +282,4 @@ function fresh(h: Handle): Handle {
       h.id = minted.id;
     }
   }
-  return h;
 }

@@ -1,8 +1,8 @@
 /**
  * What the request flow needs from a backend, and what both backends share. There are two
  * kinds: a server store behind a signed id (`backends/server.ts`) and a sealed cookie store
- * (`backends/sealed.ts`). The flow (`open_session.ts`, `with_session.ts`) never branches on
- * the kind.
+ * (`backends/sealed.ts`). The flow (`open_session.ts`, `with_session.ts`, `request_run.ts`)
+ * never branches on the kind.
  *
  * @module
  */
@@ -10,7 +10,7 @@ import { readCookies, serializeCookie } from "./cookie.ts";
 import { emit } from "./events.ts";
 import { SessionConflictError, type SessionError, SessionStateError } from "./errors.ts";
 import type { InvalidCookieReason, ResolvedOptions, Timeouts } from "./options.ts";
-import { REMEMBER_KEY, type SessionHost, type SessionState } from "./session_state.ts";
+import { NO_OPS, REMEMBER_KEY, type SessionHost, type SessionState } from "./session_state.ts";
 import { instrument } from "./instrument.ts";
 import type { SealedSessionStore, SessionStore, StoredSession } from "./store.ts";
 import { releaseTurn, type Turn } from "./turns.ts";
@@ -73,6 +73,17 @@ export interface Handle extends SessionState {
   tokenIn: string | undefined;
   /** Header transport: the token to send (`""`: the session ended, drop it). */
   tokenOut: string | undefined;
+  /** Who waits for the session to open (withSession's context), told when it has. */
+  sink: HandleSink | undefined;
+}
+
+/** Where `openHandle` leaves the handle it built, for the wrapper that waits on it. */
+export interface HandleSink {
+  handle: Handle | undefined;
+  /** Who takes turns for the request (the same object across re-runs). */
+  owner: object;
+  canRerun: boolean;
+  responded: boolean;
 }
 
 /** How a commit ended: done, run the handler again, or an error to answer with. */
@@ -80,8 +91,12 @@ export type CommitResult = "done" | "rerun" | SessionError;
 
 /** A kind of backend. */
 export interface Backend {
-  /** Reads the request's cookie, verifies and loads; fills `h`. Throws on an outage. */
-  open(h: Handle, source: CookieSource): Promise<void>;
+  /**
+   * Reads the request's cookie, verifies and loads; fills `h`, then runs `then` on it as its last
+   * step (no step of its own chained after it) and resolves to what that returns. Rejects on an
+   * outage, having given up what it took (the turn, the store's lock: see `openFailed`).
+   */
+  open<R>(h: Handle, source: CookieSource, then: (h: Handle) => R | Promise<R>): Promise<R>;
   /** Saves what changed and sets the cookies to send. */
   commit(h: Handle): Promise<CommitResult>;
 }
@@ -141,7 +156,7 @@ export function newHandle(
     data: undefined as unknown as Map<string, unknown>,
     flash: undefined as unknown as Map<string, unknown>,
     flashOut: undefined,
-    ops: [],
+    ops: NO_OPS,
     reads: undefined,
     flashReads: undefined,
     readAll: false,
@@ -153,6 +168,7 @@ export function newHandle(
     minted: undefined,
     idRead: false,
     now: o.now,
+    meta: undefined,
     serializer: o.serializer,
     o,
     request,
@@ -175,6 +191,7 @@ export function newHandle(
     onHeader: false,
     tokenIn: undefined,
     tokenOut: undefined,
+    sink: undefined,
   };
 }
 
@@ -327,5 +344,5 @@ export function leaveTurn(h: Handle): void {
   const turn = h.turn;
   if (turn === undefined) return;
   h.turn = undefined;
-  releaseTurn(turn);
+  releaseTurn(turn, h.owner ?? h);
 }

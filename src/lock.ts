@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { Handle } from "./backend.ts";
+import { type Handle, leaveTurn } from "./backend.ts";
 import { backoff, storeError } from "./conflict.ts";
 import { SessionConfigError, SessionConflictError } from "./errors.ts";
 import { createSessionId, storageKeyOf } from "./id.ts";
@@ -284,4 +284,14 @@ export async function releaseAll(h: Handle): Promise<void> {
       // It expires by itself.
     }
   }
+}
+
+/**
+ * A failed open gives up what it took (the store's lock, the turn): the session's next request
+ * goes on at once. Throws `error` on.
+ */
+export async function openFailed(h: Handle, error: unknown): Promise<never> {
+  if (h.locks !== undefined) await releaseAll(h);
+  leaveTurn(h);
+  throw error;
 }

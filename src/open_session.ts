@@ -11,6 +11,7 @@ import {
   type CommitResult,
   type CookieSource,
   type Handle,
+  type HandleSink,
   hasWork,
   kBackend,
   leaveTurn,
@@ -24,8 +25,8 @@ import { type LockOptions, releaseAll, type SessionLock, takeLock } from "./lock
 import { createSessionId } from "./id.ts";
 import { optionsOf, type ResolvedOptions, type SessionOptions } from "./options.ts";
 import { Session } from "./session.ts";
-import { isSignInKey, kState, type SessionHost, type SessionState } from "./session_state.ts";
-import { splitData } from "./session_data.ts";
+import { isSignInKey, kState, NO_OPS, type SessionHost, type SessionState } from "./session_state.ts";
+import { NO_FLASH } from "./session_data.ts";
 import type { SessionData } from "./store.ts";
 
 /**
@@ -180,21 +181,14 @@ const plainHost: SessionHost = {
   },
 };
 
-/** Where `openHandle` leaves the handle it built, for the wrapper that waits on it. */
-export interface HandleSink {
-  handle: Handle | undefined;
-  /** Who takes turns for the request (the same object across re-runs). */
-  owner: object;
-  canRerun: boolean;
-  responded: boolean;
-}
-
 /**
- * Opens a session: reads the cookie, verifies, loads, checks the schema.
+ * Opens a session: reads the cookie, verifies, loads, checks the schema. The backend runs
+ * `opened` as its last step (no `async` frame of its own, no step chained, no closure: each is
+ * an allocation per request).
  *
  * @throws {StoreUnavailableError} When the store cannot be read.
  */
-export async function openHandle(
+export function openHandle(
   o: ResolvedOptions,
   host: SessionHost,
   input: CookieInput,
@@ -203,35 +197,45 @@ export async function openHandle(
   sink?: HandleSink,
   owner?: object,
 ): Promise<Session> {
-  const h = newHandle(o, host, "", request, waitUntil);
-  // Turns need someone to give them up at the end of the request: withSession, an adapter. A
-  // session first opened after the response (from a streamed body) takes none: nothing would.
-  h.owner = sink === undefined ? owner : sink.responded ? undefined : sink.owner;
-  // Known before loading: a request that cannot run again takes turns more readily.
-  if (sink !== undefined) h.canRerun = sink.canRerun;
-  const start = o.onEvent === undefined ? 0 : performance.now();
   try {
-    await backendOf(o).open(h, sourceFor(h, input));
+    const h = newHandle(o, host, "", request, waitUntil);
+    // Turns need someone to give them up at the end of the request: withSession, an adapter. A
+    // session first opened after the response (from a streamed body) takes none: nothing would.
+    h.owner = sink === undefined ? owner : sink.responded ? undefined : sink.owner;
+    // Known before loading: a request that cannot run again takes turns more readily.
+    if (sink !== undefined) h.canRerun = sink.canRerun;
+    h.sink = sink;
+    const start = o.onEvent === undefined ? 0 : performance.now();
+    // A failed open has given up what it took (see `Backend.open`); `opened` is its last step.
+    const then = o.onEvent === undefined ? opened : (h: Handle) => opened(loaded(h, start));
+    return backendOf(o).open(h, sourceFor(h, input), then);
   } catch (error) {
-    // A failed load frees the session's next request at once.
-    if (h.locks !== undefined) await releaseAll(h);
-    leaveTurn(h);
-    throw error;
+    // As from an async function: a failure before the open (an invalid input, a clock that
+    // throws) is a rejection; nothing was taken yet.
+    return Promise.reject(error);
   }
-  if (o.onEvent !== undefined) {
-    emit(o.onEvent, {
-      type: "load",
-      found: h.base !== undefined,
-      durationMs: performance.now() - start,
-      request,
-    });
-  }
+}
+
+function loaded(h: Handle, start: number): Handle {
+  const found = h.base !== undefined;
+  emit(h.o.onEvent!, { type: "load", found, durationMs: performance.now() - start, request: h.request });
+  return h;
+}
+
+/** The session opened: a new one gets its maps and id, a loaded one its schema check. */
+function opened(h: Handle): Session | Promise<Session> {
   if (h.data === undefined) {
     h.data = new Map();
-    h.flash = splitData({}).flash;
+    h.flash = NO_FLASH;
   }
   if (h.id === "") h.id = createSessionId();
-  if (o.schema !== undefined && h.base !== undefined) await checkSchema(h);
+  if (h.o.schema !== undefined && h.base !== undefined) return checkSchema(h).then(handOver);
+  return handOver(h);
+}
+
+/** The opened session goes to whoever waits on it (withSession's context). */
+function handOver(h: Handle): Session {
+  const sink = h.sink;
   if (sink !== undefined) {
     h.canRerun = sink.canRerun;
     h.responded = sink.responded;
@@ -240,7 +244,7 @@ export async function openHandle(
   return new Session(h);
 }
 
-async function checkSchema(h: Handle): Promise<void> {
+async function checkSchema(h: Handle): Promise<Handle> {
   const o = h.o;
   let result;
   try {
@@ -260,7 +264,7 @@ async function checkSchema(h: Handle): Promise<void> {
     o.onInvalidCookie?.({ reason: "data", request: h.request, detail: result.issues });
     // The stored data is unusable: this request ends that session and starts a fresh one.
     new Session(h).destroy();
-    h.ops = [];
+    h.ops = NO_OPS;
   } else {
     const serializer = o.serializer;
     const data = new Map(
@@ -271,6 +275,7 @@ async function checkSchema(h: Handle): Promise<void> {
     for (const [key, value] of h.data) if (isSignInKey(key)) data.set(key, value);
     h.data = data;
   }
+  return h;
 }
 
 export { optionsOf };
@@ -348,7 +353,7 @@ export async function closeSession(session: Session<SessionData>): Promise<void>
  */
 export function discardChanges(session: Session<SessionData>): void {
   const h = session[kState] as Handle;
-  h.ops = [];
+  h.ops = NO_OPS;
   h.ending = undefined;
   h.rotated = false;
   h.touchRequested = false;

@@ -13,6 +13,7 @@ import {
   codecOf,
   FLASH_KEY,
   isSignInKey,
+  NO_OPS,
   type Operation,
   SERIALIZER_KEY,
   type SessionState,
@@ -27,7 +28,7 @@ class NoFlash extends Map<string, unknown> {
     throw new TypeError("The shared empty flash map cannot hold values");
   }
 }
-const NO_FLASH: Map<string, unknown> = new NoFlash();
+export const NO_FLASH: Map<string, unknown> = new NoFlash();
 
 /**
  * Builds a session's data and flash maps from a stored `data` object.
@@ -146,14 +147,15 @@ export function replay(
 
 /**
  * After a save that held the first `included` operations: the others stay for the next commit
- * (returned: a fresh list), and what the request reads from now on is a look at the record it
- * saved. What it wrote blindly or cleared before is in that record, so reading it now depends on
- * it: a concurrent change to it must make the next commit re-run or refuse, not merge over it.
+ * (returned: a fresh list, or the shared empty one), and what the request reads from now on is a
+ * look at the record it saved. What it wrote blindly or cleared before is in that record, so
+ * reading it now depends on it: a concurrent change to it must make the next commit re-run or
+ * refuse, not merge over it.
  */
 export function laterOps(s: SessionState, included: number): Operation[] {
   s.blind = undefined;
   s.cleared = false;
-  return s.ops.length > included ? s.ops.slice(included) : [];
+  return s.ops.length > included ? s.ops.slice(included) : NO_OPS;
 }
 
 /** Applies operations to a session's maps, in order. */

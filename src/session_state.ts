@@ -140,6 +140,13 @@ export interface SessionState {
 export const kState: unique symbol = Symbol("websession.state");
 
 /**
+ * The operation log of a session that has done nothing (yet, or since its last commit), shared:
+ * a log is only ever added to through {@linkcode appended}, which never pushes onto an empty list.
+ * Frozen, so that anything else that would is caught.
+ */
+export const NO_OPS: Operation[] = Object.freeze([]) as unknown as Operation[];
+
+/**
  * `list` with `item` added. A list that is empty becomes `[item]`: an empty array's first
  * `push` reserves room for 17 items, and a request's logs mostly hold one or two.
  */

@@ -45,6 +45,9 @@ interface Waiter {
 }
 
 interface KeyState {
+  /** The turns of the store it belongs to, and its key. */
+  turns: StoreTurns;
+  key: string;
   /** Who holds the turn; `undefined`: free (the entry is kept for the key's next request). */
   owner: object | undefined;
   /** When the owner took the turn (ms, `performance.now()`: waits are timed by a clock that never steps). */
@@ -59,18 +62,19 @@ interface StoreTurns {
   marks: Map<string, number>;
   /** Stores with stale reads: the newest record this process wrote per key (bounded). */
   written: Map<string, { record: StoredSession; at: number }>;
-  /** The version this process last wrote per key, and when (bounded). */
+  /** The version this process last wrote per key, and when (bounded; most recent last). */
   versions: Map<string, { version: number; at: number }>;
+  /** The key last noted in `versions` (its entry is the last already). */
+  lastVersioned: string | undefined;
   /** Last conflict seen on any key (ms): other processes write this store's sessions. */
   contendedAt: number;
 }
 
-/** A turn held by a request: release it with {@linkcode releaseTurn}. */
-export interface Turn {
-  turns: StoreTurns;
-  key: string;
-  owner: object;
-}
+/**
+ * A turn held by a request: its key's state (no object of its own per request), released with
+ * {@linkcode releaseTurn} by the owner that took it.
+ */
+export type Turn = KeyState;
 
 const byStore = new WeakMap<object, StoreTurns>();
 
@@ -86,6 +90,7 @@ function turnsOf(store: object): StoreTurns {
         marks: new Map(),
         written: new Map(),
         versions: new Map(),
+        lastVersioned: undefined,
         contendedAt: -Infinity, // never (the clock starts near 0 with the process)
       },
     );
@@ -113,24 +118,23 @@ export function takeTurn(
   const now = performance.now();
   const state = turns.keys.get(key);
   if (state === undefined) {
-    turns.keys.set(key, { owner, since: now, waiters: undefined });
-    return { turns, key, owner };
+    const taken: KeyState = { turns, key, owner, since: now, waiters: undefined };
+    turns.keys.set(key, taken);
+    return taken;
   }
-  if (state.owner === owner) return { turns, key, owner };
+  if (state.owner === owner) return state;
   if (state.owner === undefined || now - state.since > waitMs) {
     // Free, or held past any wait (a holder that never committed): take it. Correctness never
     // rests on this: the compare-and-set still decides.
     state.owner = owner;
     state.since = now;
-    return { turns, key, owner };
+    return state;
   }
   if ((state.waiters?.length ?? 0) >= MAX_WAITERS || waitMs === 0) return Promise.resolve(undefined);
-  return wait(turns, key, state, owner, waitMs);
+  return wait(state, owner, waitMs);
 }
 
 function wait(
-  turns: StoreTurns,
-  key: string,
   state: KeyState,
   owner: object,
   waitMs: number,
@@ -147,7 +151,7 @@ function wait(
       owner,
       wake() {
         clearTimeout(timer);
-        resolve({ turns, key, owner });
+        resolve(state);
       },
     };
     (state.waiters ??= []).push(waiter);
@@ -156,12 +160,12 @@ function wait(
 
 /**
  * Hands the turn to the next waiter (which then does its own loading and saving), or frees the
- * key. Does nothing when `turn` no longer holds it.
+ * key. Does nothing when `owner` no longer holds `turn`.
  */
-export function releaseTurn(turn: Turn): void {
+export function releaseTurn(turn: Turn, owner: object): void {
   const keys = turn.turns.keys;
   const state = keys.get(turn.key);
-  if (state === undefined || state.owner !== turn.owner) return;
+  if (state !== turn || state.owner !== owner) return;
   const next = state.waiters?.shift();
   if (next === undefined) {
     // Kept free for the session's next request, unless the store holds many entries already.
@@ -239,9 +243,18 @@ export function forgetWritten(store: object, key: string): void {
 
 /** Notes that this process wrote `version` of `key` now. */
 export function noteVersion(store: object, key: string, version: number): void {
-  const versions = turnsOf(store).versions;
+  const turns = turnsOf(store);
+  const versions = turns.versions;
+  const last = turns.lastVersioned === key ? versions.get(key) : undefined;
+  if (last !== undefined) {
+    // Its entry is the last already: updated in place (no churn of the map).
+    last.version = version;
+    last.at = performance.now();
+    return;
+  }
   versions.delete(key);
   versions.set(key, { version, at: performance.now() });
+  turns.lastVersioned = key;
   if (versions.size > MAX_MARKS) versions.delete(versions.keys().next().value!);
 }
 

@@ -27,6 +27,7 @@ import {
   isLive,
 } from "../backend.ts";
 import { indexOf, inGrace, storeError } from "../conflict.ts";
+import { openFailed } from "../lock.ts";
 import { encodeBase64Url } from "../id.ts";
 import type {
   InvalidSeal,
@@ -89,18 +90,40 @@ function readSeal(source: CookieSource, fromName: string, name: string): Seal | 
   return { get: (cookie) => jar.get(cookie), names: [...jar.keys()] };
 }
 
-async function open(h: Handle, source: CookieSource): Promise<void> {
+/** Opens the session, then runs `then` on it. A failed open gives up what it took (see `Backend.open`). */
+async function open<R>(h: Handle, source: CookieSource, then: (h: Handle) => R | Promise<R>): Promise<R> {
+  try {
+    await openFrom(h, source);
+  } catch (error) {
+    return openFailed(h, error);
+  }
+  return then(h);
+}
+
+/** The server backend's open, as a step of this one. */
+function openSigned(h: Handle, source: CookieSource): Promise<Handle> {
+  return serverBackend.open(h, source, asIs);
+}
+
+function asIs(h: Handle): Handle {
+  return h;
+}
+
+async function openFrom(h: Handle, source: CookieSource): Promise<void> {
   const o = h.o;
   const store = o.store as MovingStore;
   const name = o.cookie.name;
   const seal = readSeal(source, store.fromCookie ?? name, name);
-  if (seal === undefined) return await serverBackend.open(h, source);
+  if (seal === undefined) {
+    await openSigned(h, source);
+    return;
+  }
   h.presented = seal.names;
   const values = cookieValues(source, name);
   const signed = values.filter((v) => SIGNED_VALUE.test(v));
   if (signed.length > 0) {
     // A signed id of a live session wins over any sealed cookie left beside it.
-    await serverBackend.open(h, signed.length === values.length ? source : asHeader(name, signed));
+    await openSigned(h, signed.length === values.length ? source : asHeader(name, signed));
     if (h.base !== undefined) return;
   }
   let opened: OpenedSession | InvalidSeal | null;
@@ -110,7 +133,7 @@ async function open(h: Handle, source: CookieSource): Promise<void> {
     throw storeError("open the sealed session", error);
   }
   if (opened === null || !usable(h, opened)) {
-    if (signed.length === 0) await serverBackend.open(h, null); // a fresh session
+    if (signed.length === 0) await openSigned(h, null); // a fresh session
     return;
   }
   await move(h, opened);
@@ -165,7 +188,7 @@ async function move(h: Handle, opened: OpenedSession): Promise<void> {
   } catch (error) {
     throw storeError("save", error);
   }
-  await serverBackend.open(h, asHeader(o.cookie.name, [issued.value]));
+  await openSigned(h, asHeader(o.cookie.name, [issued.value]));
   // The browser has no signed id yet: the commit sends it, through the compare-and-set, so a
   // session ended meanwhile gets no cookie.
   if (h.base !== undefined) h.rotated = true;

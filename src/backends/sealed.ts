@@ -28,7 +28,7 @@ import {
 import { inGrace, storeError } from "../conflict.ts";
 import { SessionError, SessionStateError } from "../errors.ts";
 import { emit } from "../events.ts";
-import { REMEMBER_KEY } from "../session_state.ts";
+import { NO_OPS, REMEMBER_KEY } from "../session_state.ts";
 import { laterOps, splitData, stateData } from "../session_data.ts";
 import { type InvalidSeal, isSealedStore, type OpenedSession, type SealedSessionStore } from "../store.ts";
 
@@ -55,13 +55,14 @@ function present(source: CookieSource, name: string): { names: string[]; jars: A
   return { names, jars: differ ? [first, last] : [first] };
 }
 
-async function open(h: Handle, source: CookieSource): Promise<void> {
+/** Opens the sealed cookies, then runs `then` on `h`. Takes no turn: a failed open has nothing to give up. */
+async function open<R>(h: Handle, source: CookieSource, then: (h: Handle) => R | Promise<R>): Promise<R> {
   const o = h.o;
   const store = h.store as SealedSessionStore;
   const name = o.cookie.name;
   const { names, jars } = present(source, name);
   h.presented = names;
-  if (names.length === 0) return;
+  if (names.length === 0) return then(h);
   for (const jar of jars) {
     let opened: OpenedSession | InvalidSeal | null;
     try {
@@ -104,8 +105,9 @@ async function open(h: Handle, source: CookieSource): Promise<void> {
     h.flash = split.flash;
     h.rotated = opened.stale;
     h.endedElsewhere = false;
-    return;
+    return then(h);
   }
+  return then(h);
 }
 
 async function commit(h: Handle): Promise<CommitResult> {
@@ -124,7 +126,7 @@ async function commit(h: Handle): Promise<CommitResult> {
   }
   h.touchRequested = false;
   if (h.base === undefined && !hasData(h)) {
-    h.ops = [];
+    h.ops = NO_OPS;
     if (h.clearCookie) { for (const cookie of h.presented ?? []) clearCookie(h, cookie, now); }
     return "done";
   }

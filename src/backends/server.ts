@@ -21,7 +21,8 @@ import {
   policyConflict,
   setCookie,
 } from "../backend.ts";
-import { commitToRecord, indexOf, type Landed, type Outcome, storeError } from "../conflict.ts";
+import { indexOf, type Landed, type Outcome, type Pending, storeError } from "../conflict.ts";
+import { commitToRecord } from "../compare_and_set.ts";
 import { SessionConflictError } from "../errors.ts";
 import { emit } from "../events.ts";
 import { createSessionId } from "../id.ts";
@@ -31,6 +32,7 @@ import { userLock } from "../users.ts";
 import { noteMeta, signedIn } from "../users/sign_in.ts";
 import { applyOps, laterOps, stateData } from "../session_data.ts";
 import { open } from "./server_open.ts";
+import { NO_OPS } from "../session_state.ts";
 import { checkedSaveResult, type SessionStore, type StoredSession } from "../store.ts";
 
 /**
@@ -49,8 +51,11 @@ function adopt(h: Handle, landed: Landed | undefined, included: number): void {
   h.ops = later;
 }
 
-/** What a commit of a loaded record is due to do, decided before it starts. */
-interface Due {
+/**
+ * What a commit of a loaded record is due to do, decided before it starts; a save asks it of the
+ * record (`Pending`) as it is. One object per commit.
+ */
+interface Due extends Pending {
   /** The clock when the commit started. */
   now: number;
   /** The new expiry, when a refresh is due. */
@@ -61,6 +66,14 @@ interface Due {
   resign: boolean;
   /** A persistent cookie is sent again with the extended expiry. */
   refreshCookie: boolean;
+  /** What this commit set out to do, not what the handler asks for meanwhile. */
+  ending: Handle["ending"];
+  /** The user the session had before the save (`userKey`). */
+  userBefore: string | undefined;
+  /** When the save started (`performance.now()`, with `onEvent`). */
+  start: number;
+  /** Gives up the user's lock a regenerate holds across its two writes (see `saveRecord`). */
+  release: (() => Promise<void>) | undefined;
 }
 
 // No `async` on the steps of the common path that only hand a promise on: each async frame is
@@ -91,11 +104,23 @@ function startCommit(h: Handle): CommitResult | Promise<CommitResult> {
   if (h.base === undefined) return create(h, store, now);
   const extended = dueExpiry(h, now);
   const due: Due = {
+    s: h,
+    policy: o.conflict,
+    canRerun: h.canRerun && !h.responded,
+    expiresAt: extended ?? h.expiresAt,
+    held: h.turn !== undefined && h.turn.key === h.key,
+    userKey: o.userKey,
+    hook: o.onEvent,
+    request: h.request,
     now,
     extended,
     writes: h.ops.length > 0 || h.ending !== undefined,
     resign: !h.responded && (h.rotated || store.capabilities.staleReads === true),
     refreshCookie: extended !== undefined && persistentCookie(h) && !h.responded,
+    ending: h.ending,
+    userBefore: undefined,
+    start: 0,
+    release: undefined,
   };
   if (due.writes || h.rotated || (extended !== undefined && store.touch === undefined)) {
     return saveRecord(h, store, due);
@@ -108,51 +133,52 @@ function startCommit(h: Handle): CommitResult | Promise<CommitResult> {
  * Everything that writes the record, or sends its cookie again, goes through the
  * compare-and-set: a cookie is never sent for a session another request ended.
  */
-async function saveRecord(h: Handle, store: SessionStore, due: Due): Promise<CommitResult> {
-  const userBefore = userOf(h.o, h.base!.data);
-  if (h.ending !== "regenerate" || userBefore === undefined) return writeRecord(h, store, due, userBefore);
-  // A regenerate of a signed-in session ends one record and creates another: `endUserSessions`
-  // takes the same lock, so it finds the one or the other, never neither (read between the two
-  // writes, the user's index would hold no session, and the new one would outlive it).
-  const release = await userLock(store, userBefore);
+function saveRecord(h: Handle, store: SessionStore, due: Due): Promise<CommitResult> {
+  due.userBefore = userOf(h.o, h.base!.data);
+  if (due.ending === "regenerate" && due.userBefore !== undefined) return lockedRegenerate(h, store, due);
+  return writeRecord(h, store, due);
+}
+
+/**
+ * A regenerate of a signed-in session ends one record and creates another: `endUserSessions`
+ * takes the same lock, so it finds the one or the other, never neither (read between the two
+ * writes, the user's index would hold no session, and the new one would outlive it).
+ */
+async function lockedRegenerate(h: Handle, store: SessionStore, due: Due): Promise<CommitResult> {
+  const release = await userLock(store, due.userBefore!);
   try {
-    return await writeRecord(h, store, due, userBefore, release);
+    // What the save asks of the record is read once the lock is held, as the save then starts.
+    due.canRerun = h.canRerun && !h.responded;
+    due.expiresAt = due.extended ?? h.expiresAt;
+    due.held = h.turn !== undefined && h.turn.key === h.key;
+    due.request = h.request;
+    due.ending = h.ending;
+    due.release = release;
+    return await writeRecord(h, store, due);
   } finally {
     await release?.();
   }
 }
 
-/** {@linkcode saveRecord}'s writes; `release` gives up the user's lock once the new record is in. */
-async function writeRecord(
-  h: Handle,
-  store: SessionStore,
-  due: Due,
-  userBefore: string | undefined,
-  release?: () => Promise<void>,
-): Promise<CommitResult> {
+/** {@linkcode saveRecord}'s writes; `due.release` gives up the user's lock once the new record is in. */
+function writeRecord(h: Handle, store: SessionStore, due: Due): Promise<CommitResult> {
   const o = h.o;
-  const start = o.onEvent === undefined ? 0 : performance.now();
-  const ending = h.ending;
+  if (o.onEvent !== undefined) due.start = performance.now();
   noteMeta(h, due.now);
-  const outcome = await commitToRecord(
-    store,
-    h.key!,
-    {
-      s: h,
-      policy: o.conflict,
-      canRerun: h.canRerun && !h.responded,
-      expiresAt: due.extended ?? h.expiresAt,
-      held: h.turn !== undefined && h.turn.key === h.key,
-      userKey: o.userKey,
-      hook: o.onEvent,
-      request: h.request,
-    },
-    o.maxAttempts,
-    o.now,
-  );
+  // No `async` frame, no step of its own: the compare-and-set runs afterSave as its last step.
+  return commitToRecord(store, h.key!, due, o.maxAttempts, o.now, afterSave);
+}
+
+/** The compare-and-set ended: the session goes on from what it saved. */
+function afterSave(outcome: Outcome, p: Pending): CommitResult | Promise<CommitResult> {
+  const due = p as Due;
+  const h = due.s as Handle;
+  const store = h.store as SessionStore;
+  const o = h.o;
+  const ending = due.ending;
   if (outcome.kind !== "saved") return notSaved(h, outcome, due.writes);
   if (o.onEvent !== undefined) {
-    const durationMs = performance.now() - start;
+    const durationMs = performance.now() - due.start;
     emit(
       o.onEvent,
       ending !== undefined ? { type: ending, durationMs, request: h.request } : {
@@ -171,10 +197,10 @@ async function writeRecord(
   if (due.writes) h.canRerun = false;
   // What this commit set out to do, not what the handler asked for meanwhile (a `destroy()`
   // while the store answered is the next commit's).
-  if (ending === undefined) return saved(h, store, outcome.record!, due, userBefore);
-  ended(h, outcome.found, ending, userBefore);
+  if (ending === undefined) return saved(h, store, outcome.record!, due, due.userBefore);
+  ended(h, outcome.found, ending, due.userBefore);
   // What the ended record carried over (regenerate) or what was set afterwards (destroy).
-  return create(h, store, due.now, release);
+  return create(h, store, due.now, due.release);
 }
 
 /** A commit that did not save: what the request is told. */
@@ -369,7 +395,7 @@ function endAfterCreate(h: Handle, renewed: { id: string; createdAt: number; cle
 /** Nothing to store: the cookie of an ended session is cleared, an unseen minted id goes back. */
 function nothingToCreate(h: Handle, now: number): "done" {
   const o = h.o;
-  h.ops = [];
+  h.ops = NO_OPS;
   if (h.clearCookie && !h.responded) clearCookie(h, o.cookie.name, now);
   // An id minted ahead of time that nobody saw goes back for the next visitor.
   if (h.minted !== undefined && h.minted.id === h.id && !h.idRead) o.signer.recycle(h.minted);

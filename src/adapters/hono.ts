@@ -195,45 +195,52 @@ export function sessionMiddleware<T extends object = SessionData>(
     }
     try {
       c.set("session", session);
-      // An error answered here keeps the cookie of what an earlier save() of the request stored.
-      const answer = async (error: SessionError) =>
-        replace(
-          c,
-          decorateSession(session, await sessionErrorResponse(o, error, request), takeCookies(session)),
-        );
-      try {
-        await next();
-      } catch (error) {
-        if (isSessionError(error)) return answer(error);
-        throw error;
-      }
-      if (c.error !== undefined) {
-        // The app's onError answered a handler's error: nothing more is saved. A session error
-        // (session.save() in a handler) is answered as the session's onError says.
-        if (isSessionError(c.error)) return answer(c.error);
-        const cookies = takeCookies(session);
-        if (cookies.length > 0) {
-          const decorated = decorateSession(session, c.res, cookies);
-          if (decorated !== c.res) replace(c, decorated);
-        }
-        return;
-      }
-      let cookies: string[];
-      try {
-        cookies = await commitSession(session);
-      } catch (error) {
-        if (!isSessionError(error)) throw error;
-        await c.res.body?.cancel().catch(ignore);
-        await answer(error);
-        return;
-      }
-      const response = c.res;
-      const decorated = decorateSession(session, response, cookies);
-      if (decorated !== response) replace(c, decorated);
+      await runAndCommit(c, next, session, (error) => sessionErrorResponse(o, error, request));
     } finally {
       await closeSession(session); // the session's next request goes on
     }
   };
+}
+
+/**
+ * Runs the rest of the app and commits the session into its response. An error answered here
+ * keeps the cookie of what an earlier `save()` of the request stored.
+ */
+async function runAndCommit(
+  c: Context,
+  next: Next,
+  session: Session,
+  errorResponse: (error: SessionError) => Promise<Response>,
+): Promise<void> {
+  const answer = async (error: SessionError) =>
+    replace(c, decorateSession(session, await errorResponse(error), takeCookies(session)));
+  try {
+    await next();
+  } catch (error) {
+    if (isSessionError(error)) return answer(error);
+    throw error;
+  }
+  if (c.error !== undefined) {
+    // The app's onError answered a handler's error: nothing more is saved. A session error
+    // (session.save() in a handler) is answered as the session's onError says.
+    if (isSessionError(c.error)) return answer(c.error);
+    return decorate(c, session, takeCookies(session));
+  }
+  let cookies: string[];
+  try {
+    cookies = await commitSession(session);
+  } catch (error) {
+    if (!isSessionError(error)) throw error;
+    await c.res.body?.cancel().catch(ignore);
+    return answer(error);
+  }
+  decorate(c, session, cookies);
+}
+
+/** Adds the session's cookies (and `Vary: Cookie`) to `c.res`. */
+function decorate(c: Context, session: Session, cookies: string[]): void {
+  const decorated = decorateSession(session, c.res, cookies);
+  if (decorated !== c.res) replace(c, decorated);
 }
 
 /** The middleware without options: the session is the one `withSession` opened for the request. */

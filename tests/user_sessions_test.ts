@@ -255,7 +255,10 @@ for (const c of stores) {
     it("keeps at most maxSessionsPerUser: a sign-in beyond it ends the oldest, reported as limit", async () => {
       const { base, user, events } = await setup({ maxSessionsPerUser: 2 });
       const devices = ["One", "Two", "Three"].map((agent) => new Device(base, agent));
-      for (const device of devices) await device.text(`/login?user=${user}`);
+      for (const device of devices) {
+        await device.text(`/login?user=${user}`);
+        await new Promise((resolve) => setTimeout(resolve, 3)); // the oldest: not in one millisecond
+      }
       const listed = await listUserSessions({ store, secrets: SECRET, userKey: "user" }, user);
       assert.deepEqual(listed.map((d) => d.userAgent), ["Two", "Three"]);
       assert.equal(await devices[0]!.text("/whoami"), "nobody"); // the remote-end treatment: a fresh session

@@ -159,7 +159,10 @@ for (const [name, makeStore] of stores) {
       const base = await serve(makeStore());
       const user = `ada-${crypto.randomUUID().slice(0, 8)}`;
       const browsers = ["A", "B", "C"].map((agent) => new Browser(base, agent));
-      for (const browser of browsers) await browser.text(`/login?user=${user}`);
+      for (const browser of browsers) {
+        await browser.text(`/login?user=${user}`);
+        await new Promise((resolve) => setTimeout(resolve, 3)); // listed oldest first: not in one millisecond
+      }
       const admin = tool(base);
       const { sessions } = await (await admin.get(`/admin?user=${user}`)).json();
       const ended = await admin.post(`/admin/end?user=${user}&handle=${sessions[0].handle}`);

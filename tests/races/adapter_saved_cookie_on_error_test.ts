@@ -20,20 +20,12 @@ import { it } from "node:test";
 import assert from "node:assert/strict";
 import { Hono } from "hono";
 import { RouterContextProvider } from "react-router";
-import { MemoryStore, SessionConflictError } from "../../mod.ts";
+import { type MemoryStore, SessionConflictError } from "../../mod.ts";
+import { FlakyStore } from "./flaky_store.ts";
 import { type SessionEnv, sessionMiddleware as honoSession } from "../../src/adapters/hono.ts";
 import { getSession, sessionMiddleware as routerSession } from "../../src/adapters/react_router.ts";
 
 const SECRET = "a secret of at least thirty-two characters";
-
-/** Fails the n-th save from when it is armed (a connection reset). */
-class FlakyStore extends MemoryStore {
-  failIn = 0;
-  override save(...args: Parameters<MemoryStore["save"]>) {
-    if (this.failIn > 0 && --this.failIn === 0) return Promise.reject(new Error("connection reset"));
-    return super.save(...args);
-  }
-}
 
 type Data = { user?: string; cart?: string[]; last?: number };
 type Fetch = (

@@ -19,18 +19,10 @@
 // throws after a `save()`.
 import { it } from "node:test";
 import assert from "node:assert/strict";
-import { getSession, MemoryStore, withSession } from "../../mod.ts";
+import { getSession, withSession } from "../../mod.ts";
+import { FlakyStore } from "./flaky_store.ts";
 
 const SECRET = "a secret of at least thirty-two characters";
-
-/** Fails the n-th save from when it is armed (a connection reset). */
-class FlakyStore extends MemoryStore {
-  failIn = 0;
-  override save(...args: Parameters<MemoryStore["save"]>) {
-    if (this.failIn > 0 && --this.failIn === 0) return Promise.reject(new Error("connection reset"));
-    return super.save(...args);
-  }
-}
 
 type Data = { user?: string; cart?: string[]; last?: number };
 

@@ -29,6 +29,7 @@ export { commitSession, type CookieInput, openSession } from "./src/open_session
 export type { EndReason, EventHook, SessionEvent } from "./src/events.ts";
 export type { LockOptions, SessionLock } from "./src/lock.ts";
 export { endUserSessions, listUserSessions, type UserSession } from "./src/users.ts";
+export { type UserSessions, userSessions, type UserSessionsOptions } from "./src/users/options.ts";
 export { cleanupSessions } from "./src/audit.ts";
 export { type DeviceInfo, type DeviceInfoOptions, trustedProxies } from "./src/metadata.ts";
 export { Session } from "./src/session.ts";

@@ -32,6 +32,8 @@ export interface BundleFigure {
   gzip: number;
   /** Bundled source files under the package root, relative, with `/` separators. */
   files: string[];
+  /** Of `files`, those that left code in the bundle (the rest were read, and shaken out whole). */
+  bundled: string[];
   /** npm packages bundled in (from `node_modules`). */
   packages: string[];
   /** Imports left external (e.g. `node:fs/promises`, `@opentelemetry/api`). */
@@ -56,6 +58,33 @@ export const ALLOWED_EXTERNALS: ReadonlyMap<string, readonly string[]> = new Map
 export const ALLOWED_PEERS: ReadonlyMap<string, readonly string[]> = new Map([
   ["./otel", ["@opentelemetry/api"]],
 ]);
+
+/**
+ * Features an application turns on by importing them (an option value that carries its code, or
+ * a subpath): none of their files may be in the core's or the minimal Worker's bundle. Sessions
+ * per user (`userSessions()`), the header transport, rich values, CSRF, the testing kit, the admin
+ * handler, OpenTelemetry and step-up checks.
+ */
+export const FEATURE_FILES: readonly string[] = [
+  "src/users.ts",
+  "src/users/",
+  "src/metadata.ts",
+  "src/user_tag.ts",
+  "src/transport.ts",
+  "src/serializer.ts",
+  "src/csrf.ts",
+  "src/csrf/",
+  "src/testing.ts",
+  "src/admin.ts",
+  "src/otel.ts",
+  "src/sign_in.ts",
+];
+
+/**
+ * The minimal Worker's budget, gzip bytes: a change that makes every Worker heavier has to
+ * raise it on purpose (bench/RESULTS.md and the docs give the figures it is compared with).
+ */
+export const WORKER_GZIP_BUDGET = 19_500;
 
 const WORKER_ENTRY = `
 import { getSession, MemoryStore, withSession } from "./mod.ts";
@@ -113,6 +142,14 @@ async function bundle(
     .filter((path) => packageOf(path) === undefined)
     .map((path) => relative(root, path).split(sep).join("/"))
     .sort();
+  const kept = new Set(
+    Object.values(metafile.outputs).flatMap((out) =>
+      Object.entries(out.inputs).filter(([, input]) => input.bytesInOutput > 0).map(([path]) =>
+        relative(root, resolve(process.cwd(), path)).split(sep).join("/")
+      )
+    ),
+  );
+  const bundled = files.filter((file) => kept.has(file));
   const packages = [...new Set(absolute.map(packageOf).filter((p): p is string => p !== undefined))].sort();
   const externals = [
     ...new Set(
@@ -133,6 +170,7 @@ async function bundle(
     raw: output.contents.byteLength,
     gzip: gzipSync(output.contents, { level: 9 }).byteLength,
     files,
+    bundled,
     packages,
     externals,
     peers,
@@ -199,6 +237,18 @@ export function checkBundles(figures: readonly BundleFigure[]): string[] {
         }
       }
       if (/jose/i.test(figure.code)) problems.push(`"${figure.name}" mentions "jose" in its code`);
+    }
+    if (figure.name === "worker") {
+      for (const file of figure.bundled) {
+        if (
+          FEATURE_FILES.some((feature) => feature.endsWith("/") ? file.startsWith(feature) : file === feature)
+        ) {
+          problems.push(`"${figure.name}" bundles "${file}", a feature only an import of it should bring`);
+        }
+      }
+    }
+    if (figure.name === "worker" && figure.gzip > WORKER_GZIP_BUDGET) {
+      problems.push(`"worker" is ${figure.gzip} B gzip, over its budget of ${WORKER_GZIP_BUDGET} B`);
     }
   }
   return problems;

@@ -27,18 +27,18 @@ import { getSession, withSession } from "./with_session.ts";
 
 /**
  * Options of {@linkcode createSessionAdmin}: the options your app's `withSession` uses (the same
- * store, secrets and `userKey`), plus who may use it.
+ * store, secrets and `users`), plus who may use it.
  *
  * @example
  * ```ts
- * import { MemoryStore } from "websession";
+ * import { MemoryStore, userSessions } from "websession";
  * import type { SessionAdminOptions } from "websession/admin";
  * import assert from "node:assert/strict";
  *
  * const options: SessionAdminOptions = {
  *   store: new MemoryStore(),
  *   secrets: ["a secret of at least thirty-two characters"],
- *   userKey: "user",
+ *   users: userSessions({ userKey: "user" }),
  *   basePath: "/admin/sessions",
  *   authorize: (req) => req.headers.get("authorization") === "Bearer admin-token",
  * };
@@ -257,7 +257,7 @@ function routesOf(basePath: unknown): Routes {
  * Creates the admin handler: a fetch handler `(request) => Promise<Response>` to mount at
  * `basePath` (its routes are in the module documentation). It runs inside `withSession` with the
  * given options, so the administrator's own session is at hand for `authorize` and for the CSRF
- * token of its forms; use the same store, secrets and `userKey` as the app.
+ * token of its forms; use the same store, secrets and `users` as the app.
  *
  * @param options The app's session options, `authorize`, `basePath`, `csrf`.
  * @returns The handler.
@@ -265,14 +265,14 @@ function routesOf(basePath: unknown): Routes {
  * session or CSRF options.
  * @example
  * ```ts
- * import { getSession, MemoryStore, withSession } from "websession";
+ * import { getSession, MemoryStore, userSessions, withSession } from "websession";
  * import { createSessionAdmin } from "websession/admin";
  * import assert from "node:assert/strict";
  *
  * const options = {
  *   store: new MemoryStore(),
  *   secrets: ["a secret of at least thirty-two characters"],
- *   userKey: "user",
+ *   users: userSessions({ userKey: "user" }),
  * };
  * const app = withSession(async (req: Request) => {
  *   (await getSession(req)).set("user", "ada");

@@ -128,6 +128,26 @@ export interface TransportFlow {
 }
 
 /**
+ * What the core asks of the `users` option, carried under this key by `userSessions()` so that an
+ * application without sessions per user bundles none of it (the index, the metadata, the limit).
+ */
+export const kUsers: unique symbol = Symbol.for("websession.users");
+
+/** Sessions per user's part of the commit (see {@linkcode kUsers}). */
+export interface UsersFlow {
+  /** The session key that holds the user's id. */
+  userKey: string;
+  /** `maxSessionsPerUser`, checked (needs a store with `capabilities.users`). */
+  maxSessionsPerUser: number | undefined;
+  /** Sets `h.meta` for the save about to be made: last seen and, with `deviceInfo`, the device. */
+  noteMeta(h: Handle, now: number): void;
+  /** A save gave the session its user: applies `maxSessionsPerUser`. */
+  signedIn(h: Handle, user: string): Promise<CommitResult>;
+  /** Takes the lock that orders the changes of one user's sessions; its release, if held. */
+  lock(store: SessionStore, user: string): Promise<(() => Promise<void>) | undefined>;
+}
+
+/**
  * Builds a handle for a new session; a backend then attaches it to a record.
  *
  * @param o The options.

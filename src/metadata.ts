@@ -17,8 +17,8 @@
 import { encodeBase64Url } from "./id.ts";
 import type { SessionData } from "./store.ts";
 
-/** The record key under which session metadata is stored. `set` refuses it. */
-export const META_KEY = "__meta";
+export { META_KEY } from "./session_state.ts";
+import { META_KEY } from "./session_state.ts";
 
 /** Longest user agent kept, in UTF-16 code units (longer ones are cut). */
 export const MAX_USER_AGENT = 256;
@@ -46,12 +46,12 @@ export interface DeviceInfo {
 }
 
 /**
- * The `deviceInfo` option: what to record about the device of each session (opt-in; nothing is
+ * The `deviceInfo` option of `userSessions()`: what to record about the device of each session (opt-in; nothing is
  * recorded without it, besides when the session was last seen).
  *
  * @example
  * ```ts
- * import { MemoryStore, trustedProxies, withSession, type DeviceInfoOptions } from "websession";
+ * import { type DeviceInfoOptions, MemoryStore, trustedProxies, userSessions, withSession } from "websession";
  * import assert from "node:assert/strict";
  *
  * const deviceInfo: DeviceInfoOptions = {
@@ -65,8 +65,7 @@ export interface DeviceInfo {
  * const handler = withSession(() => new Response("ok"), {
  *   store: new MemoryStore(),
  *   secrets: ["a secret of at least thirty-two characters"],
- *   userKey: "user",
- *   deviceInfo,
+ *   users: userSessions({ userKey: "user", deviceInfo }),
  * });
  * assert.equal((await handler(new Request("https://example.com/"))).status, 200);
  * ```

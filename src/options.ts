@@ -4,14 +4,13 @@
  *
  * @module
  */
-import { kBackend, kTransport, type TransportFlow } from "./backend.ts";
+import { kBackend, kTransport, kUsers, type TransportFlow, type UsersFlow } from "./backend.ts";
 import { kCodec } from "./session_state.ts";
 import { resolveCookieOptions, type ResolvedCookieOptions } from "./cookie.ts";
 import { RecentAuthRequiredError, SessionConfigError } from "./errors.ts";
 import type { EventHook } from "./events.ts";
 import { createSessionId } from "./id.ts";
 import { logError } from "./log.ts";
-import { type ResolvedDeviceInfo, resolveDeviceInfo } from "./metadata.ts";
 import { refuseDuplicateSecrets, Signer } from "./signing.ts";
 import { isSealedStore, type SealedSessionStore, type SessionData, type SessionStore } from "./store.ts";
 import { MemoryStore } from "./stores/memory.ts";
@@ -92,9 +91,10 @@ export interface ResolvedOptions {
   schema?: StandardSchemaV1<unknown, SessionData>;
   /** The `serializer` option, checked. */
   serializer: SessionSerializer | undefined;
+  /** The `users` option's part of the flow (`undefined`: no sessions per user). */
+  users: UsersFlow | undefined;
+  /** `users.userKey`: the session key that holds the user's id. */
   userKey: string | undefined;
-  deviceInfo: ResolvedDeviceInfo | undefined;
-  maxSessionsPerUser: number | undefined;
   /** The secrets that sign (the first names session handles); empty with a sealed store. */
   secrets: readonly string[];
   now: () => number;
@@ -248,8 +248,8 @@ export function resolveOptions(options: SessionOptions<SessionData>): ResolvedOp
     now: options.now ?? Date.now,
     logger,
     onEvent: options.onEvent,
-    ...users,
-    deviceInfo: resolveDeviceInfo(options.deviceInfo),
+    users,
+    userKey: users?.userKey,
     secrets,
     warned: false,
   };
@@ -293,28 +293,34 @@ function resolveStore(options: SessionOptions<SessionData>) {
   return { store, sealed, secrets, signer };
 }
 
-/** `userKey` and `maxSessionsPerUser`, checked against each other and the store. */
-function resolveUsers(options: SessionOptions<SessionData>, store: SessionStore | SealedSessionStore) {
-  const { userKey, maxSessionsPerUser } = options;
-  if (userKey !== undefined && (typeof userKey !== "string" || userKey.startsWith("__"))) {
-    throw new TypeError(
-      `Invalid userKey: "${String(userKey)}" must be a session key (a string not starting with "__")`,
-    );
-  }
-  if (maxSessionsPerUser !== undefined) {
-    count("maxSessionsPerUser", maxSessionsPerUser, 1, "a positive integer");
-    if (userKey === undefined || !(store as SessionStore).capabilities?.users) {
+/**
+ * The `users` option, checked against the store. The options it took over (`userKey`,
+ * `deviceInfo`, `maxSessionsPerUser` before 0.2) are refused by name: ignored, "log out
+ * everywhere" would silently end nothing.
+ */
+function resolveUsers(
+  options: SessionOptions<SessionData>,
+  store: SessionStore | SealedSessionStore,
+): UsersFlow | undefined {
+  for (const moved of ["userKey", "deviceInfo", "maxSessionsPerUser"]) {
+    if (Object.hasOwn(options, moved)) {
       throw new TypeError(
-        "Invalid maxSessionsPerUser: it needs userKey and a store that indexes sessions per user",
+        `Invalid ${moved}: it moved into the users option: users: userSessions({ ${moved} })`,
       );
     }
   }
-  return { userKey: typeof userKey === "string" ? userKey : undefined, maxSessionsPerUser };
+  if (options.users === undefined) return undefined;
+  const flow = (options.users as { [kUsers]?: UsersFlow } | null)?.[kUsers];
+  if (flow === undefined) throw new TypeError("Invalid users: expected userSessions() from websession");
+  if (flow.maxSessionsPerUser !== undefined && !(store as SessionStore).capabilities?.users) {
+    throw new TypeError("Invalid maxSessionsPerUser: it needs a store that indexes sessions per user");
+  }
+  return flow;
 }
 
 /** The names `SessionOptions` has: any other is a typo or an option of another library. */
 const KNOWN =
-  "store secrets cookie transport idleTimeout absoluteTimeout remember touchAfter conflict locking maxAttempts maxReplayBytes onError onInvalidCookie schema serializer userKey deviceInfo maxSessionsPerUser now onEvent logger"
+  "store secrets cookie transport idleTimeout absoluteTimeout remember touchAfter conflict locking maxAttempts maxReplayBytes onError onInvalidCookie schema serializer users now onEvent logger"
     .split(" ");
 
 /** A name with case, `-`, `_` and a final `s` ignored: `secret`, `idle_timeout`, `idleTimeOut`. */

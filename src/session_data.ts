@@ -8,11 +8,11 @@
 import type { SessionData } from "./store.ts";
 import type { SessionSerializer } from "./serializer.ts";
 import { SessionDataError } from "./errors.ts";
-import { META_KEY } from "./metadata.ts";
 import {
   codecOf,
   FLASH_KEY,
   isSignInKey,
+  META_KEY,
   NO_OPS,
   type Operation,
   SERIALIZER_KEY,

@@ -6,7 +6,7 @@
  */
 import type { CookieOptions } from "./cookie.ts";
 import type { EventHook } from "./events.ts";
-import type { DeviceInfoOptions } from "./metadata.ts";
+import type { UserSessions } from "./users/options.ts";
 import type { SealedSessionStore, SessionData, SessionStore } from "./store.ts";
 import type { SessionTransport } from "./transport.ts";
 import type { SessionSerializer } from "./serializer.ts";
@@ -324,27 +324,14 @@ export interface SessionOptions<T extends object = SessionData> {
    */
   serializer?: SessionSerializer;
   /**
-   * The session key that holds the user's id (a string), for sessions per user: stores that
-   * can (`capabilities.users`) keep an index of each user's sessions, written with the save that
-   * sets the key, so that `listUserSessions` and `endUserSessions` can list and end them ("sign
-   * out other devices", "log out everywhere after a password change").
+   * Sessions per user, made by `userSessions({ userKey, deviceInfo?, maxSessionsPerUser? })`:
+   * stores that can (`capabilities.users`) index each user's sessions, so that
+   * `listUserSessions` and `endUserSessions` can list and end them ("sign out other devices",
+   * "log out everywhere after a password change"). See `UserSessionsOptions` and
+   * docs/guides/users.md.
+   * @default undefined (no index per user)
    */
-  userKey?: string;
-  /**
-   * What to record about the device of each signed-in session (with `userKey`), for an "active
-   * sessions" page: its user agent, its client address (read by a rule you give, never blindly
-   * from `X-Forwarded-For`), and a hook to redact them. Written only with saves the request makes
-   * anyway. See {@linkcode DeviceInfoOptions} and docs/guides/active-sessions.md.
-   * @default none: only when each session was last seen
-   */
-  deviceInfo?: DeviceInfoOptions;
-  /**
-   * At most this many live sessions per user (with `userKey` and a store with
-   * `capabilities.users`): a sign-in beyond it ends the user's oldest sessions (by creation), as
-   * an administrator would, each reported as an `end` event with reason `limit`.
-   * @default no limit
-   */
-  maxSessionsPerUser?: number;
+  users?: UserSessions;
   /**
    * The clock in milliseconds since the epoch (injectable for tests).
    * @default Date.now

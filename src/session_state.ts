@@ -12,6 +12,9 @@ import type { SessionSerializer } from "./serializer.ts";
 /** The record key under which flash values are stored. `set` refuses it. */
 export const FLASH_KEY = "__flash";
 
+/** The record key under which session metadata is stored (see `metadata.ts`). `set` refuses it. */
+export const META_KEY = "__meta";
+
 /**
  * The record key naming the `serializer` format its values are in (absent: plain JSON). `set`
  * refuses it.

@@ -4,11 +4,11 @@
  *
  * @module
  */
-import { META_KEY } from "./metadata.ts";
 import {
   AUTH_AT_KEY,
   FLASH_KEY,
   isSignInKey,
+  META_KEY,
   REMEMBER_KEY,
   SERIALIZER_KEY,
   type SessionState,

@@ -265,8 +265,8 @@ function browserCookie(setCookie: string, host: string, receivedAt: number): Bro
  *
  * @typeParam T The shape of the session data.
  * @param options The app's session options (`withSession`'s, `sessionMiddleware`'s).
- * @param data What the session holds once signed in, such as `{ user: "ada" }`; with a
- * `userKey` option, include that key to index the session under its user.
+ * @param data What the session holds once signed in, such as `{ user: "ada" }`; with the
+ * `users` option, include its `userKey` to index the session under its user.
  * @param signInOptions Where the browser will visit, for {@linkcode SignedIn.cookies}.
  * @returns The `Cookie` header, the `Set-Cookie` values, and the cookies for Playwright.
  * @throws {TypeError} When `data` is not an object with at least one value, holds a value that

@@ -1,7 +1,7 @@
 /**
  * Sessions per user: list a user's live sessions and end them — all of them ("log out
  * everywhere" after a password change) or all but the current one ("sign out other devices").
- * Needs the `userKey` option and a store that indexes sessions per user (`capabilities.users`).
+ * Needs the `users` option (`userSessions()`) and a store that indexes sessions per user (`capabilities.users`).
  *
  * An ended session is ended like a logout: its record becomes a tombstone by compare-and-set, so
  * a request still in flight with its cookie can change nothing and sends no cookie.
@@ -97,7 +97,7 @@ function scopeOf(from: Session<object> | SessionOptions<object>, user: string | 
   const o = h?.o ?? optionsOf(from as SessionOptions<SessionData>);
   if (o.userKey === undefined) {
     throw new SessionConfigError(
-      "Sessions per user need the userKey option: the session key that holds the user's id",
+      "Sessions per user need the users option: users: userSessions({ userKey })",
     );
   }
   const store = o.store as SessionStore;
@@ -152,18 +152,18 @@ export async function recordsOf(scope: Scope): Promise<Array<[string, StoredSess
  * (for an admin page or a password reset, outside any request).
  * @param user The user's id; defaults to the session's own user.
  * @returns The sessions.
- * @throws {SessionConfigError} Without `userKey`, or when the store keeps no index per user.
+ * @throws {SessionConfigError} Without the `users` option, or when the store keeps no index per user.
  * @throws {TypeError} When no user is given and the session holds none.
  * @throws {StoreUnavailableError} When the store fails.
  * @example
  * ```ts
- * import { getSession, listUserSessions, MemoryStore, withSession } from "websession";
+ * import { getSession, listUserSessions, MemoryStore, userSessions, withSession } from "websession";
  * import assert from "node:assert/strict";
  *
  * const options = {
  *   store: new MemoryStore(),
  *   secrets: ["a secret of at least thirty-two characters"],
- *   userKey: "user" as const,
+ *   users: userSessions({ userKey: "user" }),
  * };
  * const login = withSession(async (req: Request) => {
  *   const session = await getSession<{ user?: string; agent?: string }>(req);
@@ -242,19 +242,19 @@ async function describe(scope: Scope, key: string, record: StoredSession): Promi
  *
  * @returns How many sessions were ended (by this call; those already ended or expired meanwhile
  * are not counted).
- * @throws {SessionConfigError} Without `userKey`, or when the store keeps no index per user.
+ * @throws {SessionConfigError} Without the `users` option, or when the store keeps no index per user.
  * @throws {SessionConflictError} When other requests won every compare-and-set on a session for
  * 10 seconds: that session is still live (the others were ended; the message says how many).
  * @throws {StoreUnavailableError} When the store fails.
  * @example
  * ```ts
- * import { endUserSessions, getSession, listUserSessions, MemoryStore, withSession } from "websession";
+ * import { endUserSessions, getSession, listUserSessions, MemoryStore, userSessions, withSession } from "websession";
  * import assert from "node:assert/strict";
  *
  * const options = {
  *   store: new MemoryStore(),
  *   secrets: ["a secret of at least thirty-two characters"],
- *   userKey: "user" as const,
+ *   users: userSessions({ userKey: "user" }),
  * };
  * const app = withSession(async (req: Request) => {
  *   const session = await getSession<{ user?: string }>(req);

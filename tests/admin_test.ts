@@ -10,6 +10,7 @@ import { getSession, MemoryStore, type SessionOptions, type SessionStore, withSe
 import { createSessionAdmin, escapeHtml } from "../src/admin.ts";
 import { RedisStore } from "../src/stores/redis.ts";
 import { serveFetch } from "./http/server.ts";
+import { userSessions } from "../src/users/options.ts";
 
 const SECRET = "admin handler test secret, 32 characters";
 const TOKEN = "Bearer admin-token-for-tests";
@@ -23,8 +24,7 @@ async function serve(store: SessionStore) {
   const options: SessionOptions<Data> = {
     store,
     secrets: SECRET,
-    userKey: "user",
-    deviceInfo: { userAgent: true },
+    users: userSessions({ userKey: "user", deviceInfo: { userAgent: true } }),
   };
   const app = withSession(async (req: Request) => {
     const session = await getSession<Data>(req);
@@ -196,7 +196,7 @@ for (const [name, makeStore] of stores) {
 
 describe("createSessionAdmin options", () => {
   it("needs authorize, and a basePath that is a path", () => {
-    const options = { store: new MemoryStore(), secrets: SECRET, userKey: "user" };
+    const options = { store: new MemoryStore(), secrets: SECRET, users: userSessions({ userKey: "user" }) };
     assert.throws(() => createSessionAdmin({ ...options } as never), /authorize/);
     assert.throws(
       () => createSessionAdmin({ ...options, authorize: () => true, basePath: "admin" }),

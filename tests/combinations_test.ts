@@ -18,6 +18,7 @@ import { csrf } from "../src/csrf.ts";
 import { RedisStore } from "../src/stores/redis.ts";
 import { headerTransport } from "../src/transport.ts";
 import { serveFetch } from "./http/server.ts";
+import { userSessions } from "../src/users/options.ts";
 
 const SECRET = "combinations test secret, 32 characters!";
 
@@ -48,7 +49,7 @@ describe("the admin handler on the header transport", () => {
     const options: SessionOptions<Data> = {
       store: new MemoryStore(),
       secrets: SECRET,
-      userKey: "user",
+      users: userSessions({ userKey: "user" }),
       transport: headerTransport(),
     };
     const basic = `Basic ${btoa("admin:admin password")}`;
@@ -149,7 +150,11 @@ describe("step-up on the header transport", () => {
 
 describe("listUserSessions with remember me and step-up", () => {
   it("shows a session's data as toJSON() does: no __remember or __authAt", async () => {
-    const options: SessionOptions<Data> = { store: new MemoryStore(), secrets: SECRET, userKey: "user" };
+    const options: SessionOptions<Data> = {
+      store: new MemoryStore(),
+      secrets: SECRET,
+      users: userSessions({ userKey: "user" }),
+    };
     const base = await serve(withSession(async (req: Request) => {
       const session = await getSession<Data>(req);
       session.regenerate({ remember: true });
@@ -250,8 +255,7 @@ describe("maxSessionsPerUser under concurrent sign-ins of one user", () => {
       const optionsOf = (client: IoRedis): SessionOptions<Data> => ({
         store: new RedisStore({ client, prefix }),
         secrets: SECRET,
-        userKey: "user",
-        maxSessionsPerUser: limit,
+        users: userSessions({ userKey: "user", maxSessionsPerUser: limit }),
         transport: headerTransport(),
       });
       const bases = await Promise.all(clients.map((client) => serve(api(optionsOf(client)))));
@@ -304,7 +308,12 @@ describe("step-up across servers whose clocks differ", () => {
 
 describe("createSessionAdmin basePath", () => {
   it("refuses a basePath that a form action or a Location would read as another host", () => {
-    const options = { store: new MemoryStore(), secrets: SECRET, userKey: "user", authorize: () => true };
+    const options = {
+      store: new MemoryStore(),
+      secrets: SECRET,
+      users: userSessions({ userKey: "user" }),
+      authorize: () => true,
+    };
     for (const basePath of ["//evil.example", "//evil.example/admin", "/admin?x", "/admin#x", "/a\\b"]) {
       assert.throws(() => createSessionAdmin({ ...options, basePath }), TypeError, basePath);
     }

@@ -17,6 +17,7 @@ import { instrument, storeOf } from "../src/instrument.ts";
 import type { StoreOperation } from "../src/events.ts";
 import { StoreUnavailableError } from "../src/errors.ts";
 import { Client } from "./conformance/client.ts";
+import { userSessions } from "../src/users/options.ts";
 
 const SECRET = "events test secret of at least 32 characters";
 
@@ -59,7 +60,7 @@ function app() {
   const options = {
     store,
     secrets: SECRET,
-    userKey: "user" as const,
+    users: userSessions({ userKey: "user" }),
     idleTimeout: 3600,
     touchAfter: 60,
     // A browser-session cookie: an extended expiry is a touch, with no cookie to send again.
@@ -185,7 +186,7 @@ describe("store events: one per store call", () => {
     const options = {
       store: broken,
       secrets: SECRET,
-      userKey: "user",
+      users: userSessions({ userKey: "user" }),
       onEvent: (e: SessionEvent) => void events.push(e),
     };
     await assert.rejects(listUserSessions(options, "ada"), StoreUnavailableError);

@@ -33,6 +33,7 @@ import {
 } from "../src/adapters/react_router.ts";
 import { csrf, csrfMiddleware } from "../src/csrf.ts";
 import { type RunningServer, serveFetch } from "./http/server.ts";
+import { userSessions } from "../src/users/options.ts";
 
 const OLD_SECRET = "header transport test: the old secret, 32+ chars";
 const NEW_SECRET = "header transport test: the new secret, 32+ chars";
@@ -263,7 +264,7 @@ for (const { name, open } of stores) {
         store: opened.store,
         secrets: [OLD_SECRET],
         transport: headerTransport(),
-        userKey: "user",
+        users: userSessions({ userKey: "user" }),
       };
       const server = await serveFetch(withSession(app, options));
       servers.push(server);

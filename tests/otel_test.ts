@@ -45,6 +45,7 @@ import { CookieStore } from "../src/stores/cookie.ts";
 import type { SaveResult } from "../src/store.ts";
 import { otelEvents } from "../src/otel.ts";
 import { endUserSessions, listUserSessions } from "../src/users.ts";
+import { userSessions } from "../src/users/options.ts";
 
 const SECRET = "otel test secret of at least 32 characters";
 const NOW = 1_800_000_000_000;
@@ -581,7 +582,7 @@ describe("websession/otel: store calls outside a request's own load and save", (
     const options = {
       store: new MemoryStore(),
       secrets: [SECRET],
-      userKey: "user" as const,
+      users: userSessions({ userKey: "user" }),
       onEvent: otelEvents({ tracer, meter, dbSystem: "memory", collection: "sessions" }),
     };
     const login = withSession(async (req: Request) => {

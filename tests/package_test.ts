@@ -253,6 +253,27 @@ describe("npm and JSR packages", { timeout: 120_000 }, () => {
     assert.ok(problems.includes('"." bundles the store "src/stores/cookie.ts"'), problems.join("\n"));
   });
 
+  it("fails the bundle guard when the core flow calls sessions per user instead of the option", async () => {
+    const copy = await copyPackage("websession-users-bundle-");
+    temporary.push(copy);
+    const server = join(copy, "src", "backends", "server.ts");
+    const source = await readFile(server, "utf8");
+    assert.ok(source.includes("o.users?.noteMeta(h, due.now);"));
+    await writeFile(
+      server,
+      `import { noteMeta } from "../users/sign_in.ts";\n${
+        source.replace("o.users?.noteMeta(h, due.now);", "noteMeta(h, due.now, undefined);")
+      }`,
+    );
+    const problems = checkBundles(await measureBundles(copy));
+    assert.ok(
+      problems.includes(
+        '"worker" bundles "src/users/sign_in.ts", a feature only an import of it should bring',
+      ),
+      problems.join("\n"),
+    );
+  });
+
   it("documents every exported symbol, with an example on every function, class and type", () => {
     const entries = readDocs(dir);
     assert.ok(entries.some((entry) => entry.name === "withSession" && entry.example));

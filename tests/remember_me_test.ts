@@ -10,6 +10,7 @@ import { endUserSessions, getSession, listUserSessions, MemoryStore, withSession
 import { TestClock } from "../src/testing.ts";
 import type { RunningServer } from "./http/server.ts";
 import { Browser, DAY, Gates, maxAgeOf, SECRET, serve, signInApp, storeKinds } from "./sign_in_app.ts";
+import { userSessions } from "../src/users/options.ts";
 
 /** Plain defaults: idleTimeout 3600 s + touchAfter 1800 s. */
 const PLAIN_MAX_AGE = 5400;
@@ -158,7 +159,7 @@ for (const kind of kinds) {
     it("a remembered session older than the plain absolute timeout is still listed and ended per user", {
       skip: kind.name === "CookieStore" ? "a sealed cookie store has no per-user index" : false,
     }, async () => {
-      const { clock, browser, options } = await start(kind, { userKey: "user" });
+      const { clock, browser, options } = await start(kind, { users: userSessions({ userKey: "user" }) });
       await browser.send("/login?remember=1");
       for (let day = 0; day < 8; day++) {
         clock.advance(DAY);

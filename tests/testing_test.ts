@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { getSession, listUserSessions, type SessionOptions, withSession } from "../mod.ts";
 import { CookieStore } from "../src/stores/cookie.ts";
 import { MemoryStore, signIn, TestClock } from "../src/testing.ts";
+import { userSessions } from "../src/users/options.ts";
 
 const SECRET = "testing kit secret of at least 32 characters";
 type Data = { user?: string; role?: string };
@@ -97,7 +98,11 @@ describe("signIn", () => {
   });
 
   it("indexes the session under its user with a userKey", async () => {
-    const options: SessionOptions<Data> = { store: new MemoryStore(), secrets: SECRET, userKey: "user" };
+    const options: SessionOptions<Data> = {
+      store: new MemoryStore(),
+      secrets: SECRET,
+      users: userSessions({ userKey: "user" }),
+    };
     await signIn<Data>(options, { user: "ada" });
     await signIn<Data>(options, { user: "ada", role: "admin" });
     await signIn<Data>(options, { user: "bob" });

@@ -29,6 +29,7 @@ import { MEMCACHED_SERVER, skipWithoutMemcached } from "./services.ts";
 import { storageKeyOf } from "../src/id.ts";
 import { otelEvents } from "../src/otel.ts";
 import { serveFetch } from "./http/server.ts";
+import { userSessions } from "../src/users/options.ts";
 
 const SECRET = "active sessions test secret, 32 characters";
 const RUN = crypto.randomUUID().slice(0, 8);
@@ -145,22 +146,25 @@ for (const c of stores) {
   describe(`active sessions on ${c.name}`, { skip }, () => {
     let store: SessionStore;
     after(() => c.close());
-    const setup = async (more: Partial<SessionOptions<Data>> = {}) => {
+    const setup = async (more: Partial<SessionOptions<Data>> = {}, limit?: number) => {
       store ??= await c.open();
       assert.equal(store.capabilities.users, true, `${c.name} indexes sessions per user`);
       const events: SessionEvent[] = [];
       const options: SessionOptions<Data> = {
         store,
         secrets: SECRET,
-        userKey: "user",
-        deviceInfo: {
-          userAgent: true,
-          clientAddress: trustedProxies(1),
-          redact: ({ userAgent, clientAddress }) => ({
-            userAgent,
-            clientAddress: clientAddress?.replace(/\.\d+$/, ".0"),
-          }),
-        },
+        users: userSessions({
+          userKey: "user",
+          deviceInfo: {
+            userAgent: true,
+            clientAddress: trustedProxies(1),
+            redact: ({ userAgent, clientAddress }) => ({
+              userAgent,
+              clientAddress: clientAddress?.replace(/\.\d+$/, ".0"),
+            }),
+          },
+          maxSessionsPerUser: limit,
+        }),
         onEvent: (event) => void events.push(event),
         ...more,
       };
@@ -208,7 +212,11 @@ for (const c of stores) {
       assert.equal(await phone.text(`/end?handle=${other.handle}`), "1");
       assert.equal(await laptop.text("/whoami"), "nobody");
       assert.equal(await phone.text("/whoami"), user);
-      assert.equal((await listUserSessions({ store, secrets: SECRET, userKey: "user" }, user)).length, 1);
+      assert.equal(
+        (await listUserSessions({ store, secrets: SECRET, users: userSessions({ userKey: "user" }) }, user))
+          .length,
+        1,
+      );
       // A handle that names no session of this user ends nothing.
       assert.equal(await phone.text(`/end?handle=${"A".repeat(22)}`), "0");
       assert.deepEqual(
@@ -253,13 +261,17 @@ for (const c of stores) {
     });
 
     it("keeps at most maxSessionsPerUser: a sign-in beyond it ends the oldest, reported as limit", async () => {
-      const { base, user, events } = await setup({ maxSessionsPerUser: 2 });
+      const { base, user, events } = await setup({}, 2);
       const devices = ["One", "Two", "Three"].map((agent) => new Device(base, agent));
       for (const device of devices) {
         await device.text(`/login?user=${user}`);
         await new Promise((resolve) => setTimeout(resolve, 3)); // the oldest: not in one millisecond
       }
-      const listed = await listUserSessions({ store, secrets: SECRET, userKey: "user" }, user);
+      const listed = await listUserSessions({
+        store,
+        secrets: SECRET,
+        users: userSessions({ userKey: "user" }),
+      }, user);
       assert.deepEqual(listed.map((d) => d.userAgent), ["Two", "Three"]);
       assert.equal(await devices[0]!.text("/whoami"), "nobody"); // the remote-end treatment: a fresh session
       assert.equal(await devices[0]!.text("/count"), "1");
@@ -336,9 +348,8 @@ describe("session metadata and the merge", () => {
     const options: SessionOptions<Data> = {
       store: new MemoryStore(),
       secrets: SECRET,
-      userKey: "user",
+      users: userSessions({ userKey: "user", deviceInfo: { userAgent: true } }),
       locking: "explicit", // the held request stands for another process
-      deviceInfo: { userAgent: true },
     };
     const handler = withSession(async (req: Request) => {
       const session = await getSession<Data>(req);
@@ -377,7 +388,7 @@ describe("session metadata and the merge", () => {
       const session = await getSession<Record<string, unknown>>(req);
       assert.throws(() => session.set("__meta", { seen: 0 }), /reserved/);
       return new Response("ok");
-    }, { store: new MemoryStore(), secrets: SECRET, userKey: "user" });
+    }, { store: new MemoryStore(), secrets: SECRET, users: userSessions({ userKey: "user" }) });
     assert.equal((await handler(new Request("https://example.com/"))).status, 200);
     assert.throws(() => trustedProxies(0), RangeError);
     const store = new MemoryStore();
@@ -386,11 +397,37 @@ describe("session metadata and the merge", () => {
         async () => await listUserSessions({ store, secrets: SECRET, ...options }, "ada"),
         error,
       );
-    await refused({ userKey: "user", maxSessionsPerUser: 0 }, /^RangeError: Invalid maxSessionsPerUser/);
-    await refused({ maxSessionsPerUser: 2 }, /^TypeError: Invalid maxSessionsPerUser: it needs userKey/);
-    await refused(
-      { userKey: "user", deviceInfo: { clientAddress: "x-forwarded-for" as never } },
+    assert.throws(
+      () => userSessions({ userKey: "user", maxSessionsPerUser: 0 }),
+      /^RangeError: Invalid maxSessionsPerUser/,
+    );
+    assert.throws(
+      () => userSessions({ userKey: "user", deviceInfo: { clientAddress: "x-forwarded-for" as never } }),
       /^TypeError: Invalid deviceInfo.clientAddress/,
+    );
+    for (const key of ["", "__user", 5]) {
+      assert.throws(() => userSessions({ userKey: key as string }), /^TypeError: Invalid userKey/);
+    }
+    // The options sessions per user took before `users`: refused by name, never ignored.
+    for (const moved of ["userKey", "deviceInfo", "maxSessionsPerUser"]) {
+      await refused(
+        { [moved]: "user" } as never,
+        new RegExp(`^TypeError: Invalid ${moved}: it moved into the users option`),
+      );
+    }
+    await refused(
+      { users: { userKey: "user" } as never },
+      /^TypeError: Invalid users: expected userSessions\(\)/,
+    );
+    const unindexed = {
+      ...store,
+      load: store.load.bind(store),
+      save: store.save.bind(store),
+      capabilities: { ...store.capabilities, users: false },
+    };
+    await refused(
+      { store: unindexed as never, users: userSessions({ userKey: "user", maxSessionsPerUser: 2 }) },
+      /^TypeError: Invalid maxSessionsPerUser: it needs a store that indexes sessions per user/,
     );
   });
 });
@@ -412,7 +449,7 @@ describe("end and expire events in OpenTelemetry", () => {
     const options: SessionOptions<Data> = {
       store: new MemoryStore(),
       secrets: SECRET,
-      userKey: "user",
+      users: userSessions({ userKey: "user" }),
       absoluteTimeout: 60,
       now: () => now,
       onEvent: otelEvents({ meter }),

@@ -28,8 +28,6 @@ import { emit } from "../events.ts";
 import { createSessionId } from "../id.ts";
 import { noteVersion, noteWritten } from "../turns.ts";
 import { loggedOut, userOf } from "../audit.ts";
-import { userLock } from "../users.ts";
-import { noteMeta, signedIn } from "../users/sign_in.ts";
 import { applyOps, laterOps, stateData } from "../session_data.ts";
 import { open } from "./server_open.ts";
 import { NO_OPS } from "../session_state.ts";
@@ -145,7 +143,7 @@ function saveRecord(h: Handle, store: SessionStore, due: Due): Promise<CommitRes
  * writes, the user's index would hold no session, and the new one would outlive it).
  */
 async function lockedRegenerate(h: Handle, store: SessionStore, due: Due): Promise<CommitResult> {
-  const release = await userLock(store, due.userBefore!);
+  const release = await h.o.users!.lock(store, due.userBefore!);
   try {
     // What the save asks of the record is read once the lock is held, as the save then starts.
     due.canRerun = h.canRerun && !h.responded;
@@ -164,7 +162,7 @@ async function lockedRegenerate(h: Handle, store: SessionStore, due: Due): Promi
 function writeRecord(h: Handle, store: SessionStore, due: Due): Promise<CommitResult> {
   const o = h.o;
   if (o.onEvent !== undefined) due.start = performance.now();
-  noteMeta(h, due.now);
+  o.users?.noteMeta(h, due.now);
   // No `async` frame, no step of its own: the compare-and-set runs afterSave as its last step.
   return commitToRecord(store, h.key!, due, o.maxAttempts, o.now, afterSave);
 }
@@ -267,7 +265,7 @@ function saved(
   if (due.resign) return resigned(h, store, record, due, userBefore);
   if (due.refreshCookie) setCookie(h, o.cookie.name, h.cookieValue!, record.expiresAt, due.now);
   const user = userOf(o, record.data);
-  return user === undefined || user === userBefore ? "done" : signedIn(h, user);
+  return user === undefined || user === userBefore ? "done" : o.users!.signedIn(h, user);
 }
 
 /** `saved`, with the cookie signed again (a retired secret, a version to carry). */
@@ -285,7 +283,7 @@ async function resigned(
   h.rotated = false;
   setCookie(h, o.cookie.name, issued.value, record.expiresAt, due.now);
   const user = userOf(o, record.data);
-  return user === undefined || user === userBefore ? "done" : await signedIn(h, user);
+  return user === undefined || user === userBefore ? "done" : await o.users!.signedIn(h, user);
 }
 
 /**
@@ -339,7 +337,7 @@ async function create(
       : await o.signer.issue(id, store.capabilities.staleReads ? 1 : undefined);
     h.minted = undefined;
     if (h.id !== id) continue; // renewed while its id was signed: nothing written, sign the new one
-    noteMeta(h, now);
+    o.users?.noteMeta(h, now);
     const included = h.ops.length;
     const record: StoredSession = { data: stateData(h), version: 1, createdAt: h.createdAt, expiresAt };
     let result;
@@ -372,7 +370,7 @@ async function create(
       setCookie(h, o.cookie.name, issued.value, expiresAt, now);
       if (renewed !== undefined) endAfterCreate(h, renewed);
       await release?.(); // the limit's sign-in takes the user's lock anew
-      return index === undefined ? "done" : await signedIn(h, index.user);
+      return index === undefined ? "done" : await o.users!.signedIn(h, index.user);
     }
     if (tries >= 3) {
       return new SessionConflictError("Could not create a session: its id was taken three times");

@@ -25,8 +25,8 @@ import {
 } from "../turns.ts";
 import { openFailed, takeTurnLock } from "../lock.ts";
 import { expiredOnLoad } from "../audit.ts";
-import { META_KEY } from "../metadata.ts";
 import { splitData } from "../session_data.ts";
+import { META_KEY } from "../session_state.ts";
 import type { SignatureFailure, VerifiedCookie } from "../signing.ts";
 import { isEnded, type SessionStore, type StoredSession, toStoredSession } from "../store.ts";
 

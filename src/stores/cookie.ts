@@ -99,7 +99,7 @@ export interface CookieStoreOptions {
    */
   revocation?: SessionStore;
   /**
-   * The session key that holds the user's id, as in `withSession`'s `userKey`. Needs a
+   * The session key that holds the user's id, as in `userSessions({ userKey })` of `withSession`'s `users`. Needs a
    * `revocation` store, where a generation per user (keyed by a hash of the user id) lets
    * `endUser(user)` end every seal of the user's sessions made before. Costs a second
    * revocation-store read per request carrying a session that holds a user, and reads before

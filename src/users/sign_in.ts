@@ -7,18 +7,18 @@
  */
 import type { CommitResult, Handle } from "../backend.ts";
 import { storeError } from "../conflict.ts";
-import { nextMetadata } from "../metadata.ts";
+import { nextMetadata, type ResolvedDeviceInfo } from "../metadata.ts";
 import type { SessionData, SessionStore, StoredSession } from "../store.ts";
 import { belongs, endAll, recordsOf, type Scope, userLock } from "../users.ts";
 /**
  * Sets the metadata the save about to be made writes (see `metadata.ts`): for a signed-in
- * session of options with `userKey`, when it was last seen and, with `deviceInfo`, its device.
+ * session of options with `users`, when it was last seen and, with `deviceInfo`, its device.
  * Called only on a save the request makes anyway.
  */
-export function noteMeta(h: Handle, now: number): void {
+export function noteMeta(h: Handle, now: number, deviceInfo: ResolvedDeviceInfo | undefined): void {
   const o = h.o;
   h.meta = o.userKey !== undefined && typeof h.data.get(o.userKey) === "string"
-    ? nextMetadata(h.base?.data, o.deviceInfo, h.request, now) as SessionData
+    ? nextMetadata(h.base?.data, deviceInfo, h.request, now) as SessionData
     : undefined;
 }
 
@@ -34,7 +34,7 @@ export function noteMeta(h: Handle, now: number): void {
  */
 export async function signedIn(h: Handle, user: string): Promise<CommitResult> {
   const o = h.o;
-  const limit = o.maxSessionsPerUser;
+  const limit = o.users?.maxSessionsPerUser;
   const store = h.store as SessionStore;
   if (
     limit === undefined || o.sealed || !store.capabilities.users || typeof store.keysOfUser !== "function"

@@ -4,6 +4,7 @@
 // device is signed out for real), and a page on another site that posts the "end all" form is
 // refused by the CSRF check (Chromium's own Sec-Fetch-Site), ending nothing.
 // Chromium comes from `.ci/install_chromium.sh`; without it the test is skipped, except under CI.
+import { userSessions } from "../../src/users/options.ts";
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
@@ -60,8 +61,7 @@ else {
       const options: SessionOptions<Data> = {
         store: new MemoryStore(),
         secrets: "browser admin test secret, 32 characters",
-        userKey: "user",
-        deviceInfo: { userAgent: true },
+        users: userSessions({ userKey: "user", deviceInfo: { userAgent: true } }),
         cookie: { secure: false }, // plain http on 127.0.0.1
       };
       const app = withSession(async (req: Request) => {

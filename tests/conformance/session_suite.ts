@@ -16,6 +16,7 @@ import { isEnded } from "../../src/store.ts";
 import { Client, type Counted, counted, gate } from "./client.ts";
 import { sleep } from "./util.ts";
 import { assertRichValuesRoundTrip } from "./rich_values.ts";
+import { userSessions } from "../../src/users/options.ts";
 
 export interface SessionSuiteOptions {
   open: () => SessionStore | Promise<SessionStore>;
@@ -941,14 +942,14 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
       if (!inner.capabilities.users) return t.skip("store keeps no index per user");
       fresh();
       const hold = gate();
-      const options = { userKey: "user" as const };
+      const options = { users: userSessions({ userKey: "user" }) };
       const { handler } = app(c.store, options, { hold: hold.promise });
       const user = `ada-${crypto.randomUUID().slice(0, 8)}`;
       const phone = new Client(handler);
       const laptop = new Client(handler);
       const tablet = new Client(handler);
       for (const device of [phone, laptop, tablet]) await device.text(`/login?user=${user}`);
-      const sessionOptions = { store: c.store, secrets: SECRET, userKey: "user" as const };
+      const sessionOptions = { store: c.store, secrets: SECRET, users: userSessions({ userKey: "user" }) };
       // A session that gets its user by an update (no regenerate) is indexed too.
       const kiosk = new Client(handler);
       await kiosk.text("/count");

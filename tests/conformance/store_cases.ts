@@ -22,6 +22,7 @@ import { randomKey } from "./util.ts";
 import { sessionSuite } from "./session_suite.ts";
 import { storeSuite } from "./store_suite.ts";
 import { endUserSessions, getSession, listUserSessions, withSession } from "../../mod.ts";
+import { userSessions } from "../../src/users/options.ts";
 
 /** What a case may ask of the store it opens. */
 export interface OpenOptions {
@@ -533,7 +534,7 @@ export function storeCases(name: string, hooks: StoreCaseHooks): void {
         const options = {
           store,
           secrets: "a secret of at least thirty-two characters",
-          userKey: "user" as const,
+          users: userSessions({ userKey: "user" }),
         };
         const login = withSession(async (req: Request) => {
           (await getSession<{ user?: string }>(req)).set("user", user);
@@ -579,7 +580,7 @@ export function storeCases(name: string, hooks: StoreCaseHooks): void {
       const options = (store: SessionStore) => ({
         store,
         secrets: ["a secret of at least thirty-two characters"],
-        userKey: "user" as const,
+        users: userSessions({ userKey: "user" }),
       });
 
       it("names a user by its tag in every key, never by its id, and writes nothing in an old layout", async () => {

@@ -2,6 +2,7 @@
 // request wrote meanwhile): the library must not make Deno warn about the request's abort
 // signal, as Request.clone() does. Prints `listening <port>`.
 import { getSession, MemoryStore, withSession } from "../../mod.ts";
+import { userSessions } from "../../src/users/options.ts";
 
 interface DenoLike {
   serve(
@@ -36,7 +37,7 @@ const app = withSession(async (req: Request) => {
   secrets: "deno re-run test secret, 32 characters or more",
   cookie: { secure: false },
   locking: "explicit",
-  userKey: "u",
+  users: userSessions({ userKey: "u" }),
 });
 
 deno.serve({

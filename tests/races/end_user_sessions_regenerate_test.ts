@@ -27,6 +27,7 @@ import {
   type StoredSession,
   withSession,
 } from "../../mod.ts";
+import { userSessions } from "../../src/users/options.ts";
 
 const SECRET = "a secret of at least thirty-two characters";
 
@@ -49,7 +50,7 @@ it("log out everywhere racing a regenerate() of one of the user's sessions leave
   const options: SessionOptions<Data> = {
     store,
     secrets: [SECRET],
-    userKey: "user",
+    users: userSessions({ userKey: "user" }),
     onError: (e) => void errors.push(e),
   };
   const handler = withSession(async (req: Request) => {

@@ -20,6 +20,7 @@
 import { it } from "node:test";
 import assert from "node:assert/strict";
 import { getSession, MemoryStore, withSession } from "../../mod.ts";
+import { userSessions } from "../../src/users/options.ts";
 
 const SECRET = "a secret of at least thirty-two characters";
 
@@ -50,8 +51,7 @@ it("a log in whose session limit cannot be applied does not lose the visitor's s
   }, {
     store,
     secrets: [SECRET],
-    userKey: "user",
-    maxSessionsPerUser: 3,
+    users: userSessions({ userKey: "user", maxSessionsPerUser: 3 }),
     onError: (e) => void errors.push(e),
   });
 

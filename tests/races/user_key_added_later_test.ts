@@ -22,6 +22,7 @@
 import { it } from "node:test";
 import assert from "node:assert/strict";
 import { endUserSessions, getSession, listUserSessions, MemoryStore, withSession } from "../../mod.ts";
+import { userSessions } from "../../src/users/options.ts";
 
 const SECRET = "a secret of at least thirty-two characters";
 
@@ -40,7 +41,7 @@ it("a session signed in before userKey was set is ended by endUserSessions after
   // Deploy 1: no sessions per user yet.
   const before = withSession(app, { store, secrets: SECRET, now });
   // Deploy 2, same store and secret: sessions per user, for "log out everywhere".
-  const options = { store, secrets: SECRET, now, userKey: "user" };
+  const options = { store, secrets: SECRET, now, users: userSessions({ userKey: "user" }) };
   const after = withSession(app, options);
 
   const login = await before(new Request("https://example.com/login", { method: "POST" }));

@@ -21,6 +21,7 @@ import { movedSessionId } from "../../src/backends/moving.ts";
 import { type RunningServer, serveFetch } from "../http/server.ts";
 import { JarClient } from "../http/client.ts";
 import { sessionSuite } from "../conformance/session_suite.ts";
+import { userSessions } from "../../src/users/options.ts";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
@@ -261,9 +262,9 @@ for (const target of targets) {
       const options = {
         store: new MigratingStore({ from: cookies, to }),
         secrets: SECRET,
-        userKey: "user" as const,
+        users: userSessions({ userKey: "user" }),
       };
-      handler = app(options.store, { userKey: "user" });
+      handler = app(options.store, { users: userSessions({ userKey: "user" }) });
       const phoneSeal = phone.clone();
       await phone.request("/read"); // moved
       // endUserSessions alone ends the moved sessions only: a seal that has not moved yet still

@@ -20,6 +20,7 @@ import { RedisStore } from "../../src/stores/redis.ts";
 import { isEnded } from "../../src/store.ts";
 import { storageKeyOf } from "../../src/id.ts";
 import { Client } from "../conformance/client.ts";
+import { userSessions } from "../../src/users/options.ts";
 
 const SECRET = "log out everywhere test secret, 32 characters";
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -37,7 +38,7 @@ async function keyOf(client: Client): Promise<string> {
 async function logOutEverywhereUnderWrites(store: SessionStore): Promise<void> {
   const user = `ada-${RUN}-${crypto.randomUUID().slice(0, 8)}`;
   // maxAttempts 2: the commits' own compare-and-set gives up early; ending a session must not.
-  const options = { store, secrets: SECRET, userKey: "user" as const, maxAttempts: 2 };
+  const options = { store, secrets: SECRET, users: userSessions({ userKey: "user" }), maxAttempts: 2 };
   const handler = withSession(async (req: Request) => {
     const session = await getSession<{ user?: string; n?: number }>(req);
     if (new URL(req.url).pathname === "/login") session.set("user", user);
@@ -136,7 +137,7 @@ describe("endUserSessions that cannot win", () => {
         return await memory.save(key, record, expected, index);
       },
     };
-    const options = { store, secrets: SECRET, userKey: "user" as const, now: () => clock };
+    const options = { store, secrets: SECRET, users: userSessions({ userKey: "user" }), now: () => clock };
     const login = withSession(async (req: Request) => {
       const session = await getSession<{ user?: string; device?: string }>(req);
       session.set("user", "ada");

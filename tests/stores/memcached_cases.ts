@@ -12,6 +12,7 @@ import { assertRoundTrips } from "../conformance/round_trips.ts";
 import { randomKey } from "../conformance/util.ts";
 import { Client } from "../conformance/client.ts";
 import { getSession, withSession } from "../../src/with_session.ts";
+import { userSessions } from "../../src/users/options.ts";
 
 const [HOST, PORT] = (process.env.MEMCACHED_SERVER ?? "127.0.0.1:11211").split(":") as [string, string];
 const SERVER = `${HOST}:${PORT}`;
@@ -483,7 +484,7 @@ describe("MemcachedStore over memcache-client: Memcached specifics", () => {
       if (path === "/login") session.set("user", `turing-${RUN}`);
       if (path === "/inc") session.update("n", (n = 0) => n + 1);
       return new Response(String(session.get("n") ?? 0));
-    }, { store: counted, secrets: SECRET, userKey: "user" });
+    }, { store: counted, secrets: SECRET, users: userSessions({ userKey: "user" }) });
     const browser = new Client(handler);
     const expect = async (path: string, calls: string[]) => {
       sent.length = 0;

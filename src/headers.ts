@@ -148,6 +148,8 @@ const LOCAL = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$|\.localhost$/;
  * the site then starts a new session on every request, silently. Say so once.
  */
 export function warnInsecure(o: ResolvedOptions, request: Request): void {
+  // Most requests are https: no URL to parse (this runs on every response that sets a cookie).
+  if (request.url.startsWith("https:")) return;
   const url = new URL(request.url);
   if (url.protocol !== "http:" || LOCAL.test(url.hostname)) return;
   if (/^https$/i.test(request.headers.get("x-forwarded-proto") ?? "")) return;

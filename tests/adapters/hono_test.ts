@@ -356,6 +356,8 @@ describe("hono: errors", () => {
     const failed = await browser.fetch("/fail", { method: "POST" });
     assert.equal(failed.status, 500);
     assert.deepEqual(failed.headers.getSetCookie(), []);
+    // The error page was made for a request whose session was open: a shared cache keys it by cookie.
+    assert.equal(failed.headers.get("vary"), "Cookie");
     assert.deepEqual(await (await browser.fetch("/api/visits")).json(), { visits: 1, user: null });
   });
 

@@ -49,9 +49,7 @@ import {
  *
  * @param store The store.
  * @param key The storage key.
- * @param p The commit.
- * @param maxAttempts Saves to try before refusing.
- * @param now The clock.
+ * @param p The commit (its `maxAttempts`; the session's clock, `p.s.now`).
  * @param then The commit's next step, on how it ended: run as the compare-and-set's last step
  *   when the request holds its turn (no step of its own chained on the common path), else once
  *   the commit's turn is given up.
@@ -61,12 +59,10 @@ export function commitToRecord<R>(
   store: SessionStore,
   key: string,
   p: Pending,
-  maxAttempts: number,
-  now: () => number,
   then: (outcome: Outcome, p: Pending) => R | Promise<R>,
 ): Promise<R> {
-  if (p.held) return compareAndSet(store, key, p, maxAttempts, now, then);
-  return commitInTurn(store, key, p, maxAttempts, now).then((outcome) => then(outcome, p));
+  if (p.held) return compareAndSet(store, key, p, then);
+  return commitInTurn(store, key, p).then((outcome) => then(outcome, p));
 }
 
 function asIs(outcome: Outcome): Outcome {
@@ -78,17 +74,11 @@ function asIs(outcome: Outcome): Outcome {
  * one key in this process still go one at a time, each with its own I/O, so that they never
  * fight for the record here.
  */
-async function commitInTurn(
-  store: SessionStore,
-  key: string,
-  p: Pending,
-  maxAttempts: number,
-  now: () => number,
-): Promise<Outcome> {
+async function commitInTurn(store: SessionStore, key: string, p: Pending): Promise<Outcome> {
   const taken = takeTurn(store, key, p.s, TURN_WAIT_MS);
   const turn = taken instanceof Promise ? await taken : taken;
   try {
-    return await compareAndSet(store, key, p, maxAttempts, now, asIs);
+    return await compareAndSet(store, key, p, asIs);
   } finally {
     if (turn !== undefined) releaseTurn(turn, p.s);
   }
@@ -99,7 +89,7 @@ interface Cas<R> {
   store: SessionStore;
   key: string;
   p: Pending;
-  maxAttempts: number;
+  /** The clock (the session's). */
   now: () => number;
   /** The record the request's data derives from. */
   base: StoredSession;
@@ -128,13 +118,11 @@ function compareAndSet<R>(
   store: SessionStore,
   key: string,
   p: Pending,
-  maxAttempts: number,
-  now: () => number,
   then: (outcome: Outcome, p: Pending) => R | Promise<R>,
 ): Promise<R> {
   const s = p.s;
   const writes = s.ops.length > 0 || s.ending !== undefined;
-  const cas: Cas<R> = { store, key, p, maxAttempts, now, base: s.base!, writes, endedAt: undefined, then };
+  const cas: Cas<R> = { store, key, p, now: s.now, base: s.base!, writes, endedAt: undefined, then };
   try {
     // The record the first save replaces: the one the data was derived from.
     return attemptOn(cas, cas.base, 1);
@@ -223,7 +211,7 @@ function answered<R>(
     return ended(cas, saved);
   }
   markContended(store, key);
-  if (attempt >= cas.maxAttempts) return ended(cas, { kind: "refused", reason: "conflict" });
+  if (attempt >= cas.p.maxAttempts) return ended(cas, { kind: "refused", reason: "conflict" });
   const next = wonBy(store, key, result, current.version);
   if (next !== undefined && attempt === 1) return attemptOn(cas, next, attempt + 1);
   return backoff(attempt).then(() => attemptOn(cas, next, attempt + 1));

@@ -49,6 +49,8 @@ export interface Pending {
   expiresAt: number;
   /** The request holds the turn on this key already (taken before it loaded). */
   held: boolean;
+  /** Saves to try before refusing (the `maxAttempts` option). */
+  maxAttempts: number;
   /** The session key holding the user's id, for stores that index sessions per user. */
   userKey?: string;
   /** The instrumentation hook, and the request it reports. */

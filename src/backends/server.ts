@@ -107,6 +107,7 @@ function startCommit(h: Handle): CommitResult | Promise<CommitResult> {
     canRerun: h.canRerun && !h.responded,
     expiresAt: extended ?? h.expiresAt,
     held: h.turn !== undefined && h.turn.key === h.key,
+    maxAttempts: o.maxAttempts,
     userKey: o.userKey,
     hook: o.onEvent,
     request: h.request,
@@ -164,7 +165,7 @@ function writeRecord(h: Handle, store: SessionStore, due: Due): Promise<CommitRe
   if (o.onEvent !== undefined) due.start = performance.now();
   o.users?.noteMeta(h, due.now);
   // No `async` frame, no step of its own: the compare-and-set runs afterSave as its last step.
-  return commitToRecord(store, h.key!, due, o.maxAttempts, o.now, afterSave);
+  return commitToRecord(store, h.key!, due, afterSave);
 }
 
 /** The compare-and-set ended: the session goes on from what it saved. */

@@ -1,6 +1,7 @@
 // A tiny cookie-jar client for driving a wrapped handler with plain Requests, the way a browser
 // would: it sends back what Set-Cookie gave it and drops cookies that were expired.
-import type { SessionStore } from "../../src/store.ts";
+import type { SealedSessionStore, SessionStore, StoredSession } from "../../src/store.ts";
+import { sealedStore } from "../../src/backends/sealed.ts";
 
 // deno-lint-ignore no-explicit-any -- handlers take any trailing arguments (env, ctx, info)
 export type Handler = (request: Request, ...rest: any[]) => Promise<Response>;
@@ -55,8 +56,8 @@ export class Client {
 }
 
 /** Counts the calls a store receives, passing each through to the real store. */
-export interface Counted {
-  store: SessionStore;
+export interface Counted<S extends SessionStore | SealedSessionStore = SessionStore> {
+  store: S;
   calls: { load: number; save: number; destroy: number; touch: number };
   reset(): void;
   /** While set, every call fails as if the backend were down. */
@@ -124,6 +125,51 @@ export function counted(inner: SessionStore): Counted {
       },
     }),
   };
+  return counter;
+}
+
+/**
+ * Counts the calls a sealed store receives, as a server store's: an `open` is a load, a `seal` a
+ * save, a `revoke` a destroy (it has no touch).
+ */
+export function countedSealed(inner: SealedSessionStore): Counted<SealedSessionStore> {
+  const calls = { load: 0, save: 0, destroy: 0, touch: 0 };
+  const counter: Counted<SealedSessionStore> = {
+    calls,
+    down: false,
+    reset() {
+      calls.load =
+        calls.save =
+        calls.destroy =
+        calls.touch =
+          0;
+    },
+    store: undefined as unknown as SealedSessionStore,
+  };
+  const fail = () => {
+    if (counter.down) throw new Error("connection refused (simulated outage)");
+  };
+  counter.store = sealedStore({
+    sealed: true,
+    capabilities: inner.capabilities,
+    async open(get, name) {
+      calls.load++;
+      fail();
+      return await inner.open(get, name);
+    },
+    async seal(id, record, name) {
+      calls.save++;
+      fail();
+      return await inner.seal(id, record, name);
+    },
+    ...(inner.revoke && {
+      async revoke(id: string, record: StoredSession) {
+        calls.destroy++;
+        fail();
+        return await inner.revoke!(id, record);
+      },
+    }),
+  });
   return counter;
 }
 

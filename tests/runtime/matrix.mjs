@@ -51,11 +51,20 @@ export function adapterFiles() {
   return testFiles("tests/adapters");
 }
 
+/**
+ * CookieStore's tests: its own file, and one per program of its source folder (src/stores/cookie/),
+ * in tests/stores/cookie/. They run wherever the store's file runs.
+ */
+export function cookieStoreFiles() {
+  return ["tests/stores/cookie_test.ts", ...testFiles("tests/stores/cookie")];
+}
+
 /** Node: everything, in these folders. */
 export function nodeFiles() {
   return [
     ...testFiles("tests"),
     ...testFiles("tests/stores"),
+    ...testFiles("tests/stores/cookie"),
     ...testFiles("tests/adapters"),
     ...testFiles("tests/faults"),
     ...testFiles("tests/races"),
@@ -77,7 +86,7 @@ export function denoFiles() {
     ...adapterFiles(),
     "tests/stores/memory_test.ts",
     "tests/stores/memory_session_test.ts",
-    "tests/stores/cookie_test.ts",
+    ...cookieStoreFiles(),
     "tests/runtime/file_suites.ts",
     "tests/stores/deno_kv_test.ts",
     "tests/stores/cookie_migration_test.ts",
@@ -97,7 +106,7 @@ export function bunFiles() {
     ...adapterFiles(),
     "tests/stores/memory_test.ts",
     "tests/stores/memory_session_test.ts",
-    "tests/stores/cookie_test.ts",
+    ...cookieStoreFiles(),
     "tests/stores/file_test.ts",
     "tests/stores/cookie_migration_test.ts",
     "tests/stores/redis_test.ts",
@@ -177,7 +186,7 @@ export function workerdFiles() {
       ...adapterFiles(),
       "tests/stores/memory_test.ts",
       "tests/stores/memory_session_test.ts",
-      "tests/stores/cookie_test.ts",
+      ...cookieStoreFiles(),
     ]
   ) {
     const reason = workerdBlocker(file);

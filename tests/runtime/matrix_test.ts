@@ -66,6 +66,15 @@ describe("test matrix", () => {
     assert.match(workerdBlocker("tests/adapters/hono_test.ts") ?? "", /^imports @hono\/node-server: /);
   });
 
+  it("runs CookieStore's tests of its programs (tests/stores/cookie/) wherever its own file runs", () => {
+    const programs = testsUnder("tests/stores/cookie");
+    assert.ok(programs.includes("tests/stores/cookie/chunks_test.ts"));
+    for (const runtime of ["node", "deno", "bun", "workerd"]) {
+      assert.ok(lists[runtime]!.includes("tests/stores/cookie_test.ts"), runtime);
+      assert.deepEqual(programs.filter((file) => !lists[runtime]!.includes(file)), [], runtime);
+    }
+  });
+
   it("runs the fault tests under Node only", () => {
     const faults = testsUnder("tests/faults");
     assert.ok(faults.length > 0);

@@ -34,6 +34,17 @@ async function sha256(text: string): Promise<string> {
   );
 }
 
+/** A browser at two visits of the app over a revocation store, all on one clock the case moves. */
+async function twoVisits(): Promise<{ client: Client; clock: { now: number } }> {
+  const clock = { now: 1_700_000_000_000 };
+  const now = () => clock.now;
+  const store = new CookieStore({ secrets: SECRET_A, revocation: new MemoryStore({ now }), now });
+  const client = new Client(app(store, [], { now }));
+  await client.text("/");
+  await client.text("/");
+  return { client, clock };
+}
+
 describe("CookieStore: revocation", () => {
   describe("revocation store: only the latest seal of a live session opens", () => {
     it("refuses an older seal of a live session as superseded: no rollback by replay", async () => {
@@ -448,24 +459,15 @@ describe("CookieStore: revocation", () => {
     });
 
     it("with a revocation store, a browser that lost a response is refused writes only while it could be in flight, then starts afresh", async () => {
-      let now = 1_700_000_000_000;
-      const clock = () => now;
-      const store = new CookieStore({
-        secrets: SECRET_A,
-        revocation: new MemoryStore({ now: clock }),
-        now: clock,
-      });
-      const client = new Client(app(store, [], { now: clock }));
-      await client.text("/");
-      await client.text("/");
+      const { client, clock } = await twoVisits();
       const lost = client.clone(); // the browser never got the response to the next write
       assert.equal(await client.text("/"), "3");
-      now += 1_000; // a request in flight when the newer cookie was sealed, or a double submit
+      clock.now += 1_000; // a request in flight when the newer cookie was sealed, or a double submit
       const inFlight = await lost.fetch("/");
       await inFlight.text();
       assert.equal(inFlight.status, 409, "refused while the newer cookie may be on its way");
       assert.deepEqual(inFlight.headers.getSetCookie(), []);
-      now += ENDED_GRACE_MS; // long after: the browser evidently missed the newer cookie
+      clock.now += ENDED_GRACE_MS; // long after: the browser evidently missed the newer cookie
       const afresh = await lost.fetch("/");
       assert.equal(afresh.status, 200);
       assert.equal(await afresh.text(), "1", "a fresh session, never the superseded data");
@@ -477,21 +479,12 @@ describe("CookieStore: revocation", () => {
     });
 
     it("with a revocation store, a copy of the cookie presented long after logout starts a fresh, empty session", async () => {
-      let now = 1_700_000_000_000;
-      const clock = () => now;
-      const store = new CookieStore({
-        secrets: SECRET_A,
-        revocation: new MemoryStore({ now: clock }),
-        now: clock,
-      });
-      const client = new Client(app(store, [], { now: clock }));
-      await client.text("/");
-      await client.text("/");
+      const { client, clock } = await twoVisits();
       const copy = client.clone();
       await client.text("/logout");
-      now += ENDED_GRACE_MS - 1;
+      clock.now += ENDED_GRACE_MS - 1;
       assert.equal((await copy.fetch("/")).status, 409, "within the grace: taken for a request in flight");
-      now += 1;
+      clock.now += 1;
       assert.equal(await copy.text("/"), "1", "after it: a new session, without the ended one's data");
     });
 

@@ -1,7 +1,8 @@
 // Throwaway Redis and PostgreSQL servers for outage tests: each on its own free port and temp
 // directory, stopped and restarted at will, removed at the end. The shared servers on the usual
 // ports are never touched. Data survives a stop (Redis: append-only file synced on every write;
-// PostgreSQL: its WAL), so "every session intact after a restart" is a real claim.
+// PostgreSQL: its WAL), so "every session intact after a restart" is a real claim; a Redis started
+// as a cache (`persist: false`) keeps nothing.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { chownSync, existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -68,8 +69,11 @@ function track(child: ChildProcess): ChildProcess {
   return child;
 }
 
-/** Starts a throwaway `redis-server` that keeps its data across restarts. */
-export async function throwawayRedis(): Promise<Throwaway> {
+/**
+ * Starts a throwaway `redis-server` that keeps its data across restarts; with `persist: false`,
+ * one that keeps nothing (a cache, empty after a restart).
+ */
+export async function throwawayRedis({ persist = true }: { persist?: boolean } = {}): Promise<Throwaway> {
   const dir = await mkdtemp(join(tmpdir(), "websession-redis-"));
   const port = await freePort();
   const args = [
@@ -80,7 +84,7 @@ export async function throwawayRedis(): Promise<Throwaway> {
     "--save",
     "",
     "--appendonly",
-    "yes",
+    persist ? "yes" : "no",
     "--appendfsync",
     "always",
     "--dir",

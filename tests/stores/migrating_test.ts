@@ -4,15 +4,8 @@
 // ended sessions stay ended, and a move that fails halfway leaves the user signed in.
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { createServer } from "node:net";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Redis as IoRedis } from "ioredis";
-import { getSession, withSession } from "../../src/with_session.ts";
-import type { SessionError } from "../../src/errors.ts";
-import { isEnded, type SessionStore } from "../../src/store.ts";
+import { isEnded } from "../../src/store.ts";
 import { storageKeyOf } from "../../src/id.ts";
 import { MemoryStore } from "../../src/stores/memory.ts";
 import { FileStore } from "../../src/stores/file.ts";
@@ -21,31 +14,14 @@ import { MigratingStore, MOVED_KEY } from "../../src/stores/migrating.ts";
 import { storeSuite } from "../conformance/store_suite.ts";
 import { sessionSuite } from "../conformance/session_suite.ts";
 import { Client } from "../conformance/client.ts";
-import { sleep } from "../conformance/util.ts";
+import { throwawayRedis } from "../faults/servers.ts";
+import { app, dropPrefix, failFast, ready, REDIS_URL, tempDir } from "./composed.ts";
 
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const RUN = crypto.randomUUID().slice(0, 8);
-const SECRET = "migrating store test secret, at least 32 chars";
-const quiet = { warn() {}, error() {} };
 
 const redis = new IoRedis(REDIS_URL, { maxRetriesPerRequest: 1 });
-const dirs: string[] = [];
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), "websession-migrating-"));
-  dirs.push(dir);
-  return dir;
-}
-async function dropPrefix(prefix: string): Promise<void> {
-  let cursor = "0";
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-    if (keys.length > 0) await redis.del(...keys);
-    cursor = next;
-  } while (cursor !== "0");
-}
 after(async () => {
-  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
-  await dropPrefix(`migrating-test:${RUN}:`);
+  await dropPrefix(redis, `migrating-test:${RUN}:`);
   redis.disconnect();
 });
 
@@ -62,26 +38,6 @@ storeSuite("MigratingStore (FileStore to Redis)", { open: fileToRedis, reportsCu
 sessionSuite("MigratingStore (FileStore to Redis)", { open: fileToRedis });
 storeSuite("MigratingStore (MemoryStore to Redis)", { open: memoryToRedis, reportsCurrent: true });
 sessionSuite("MigratingStore (MemoryStore to Redis)", { open: memoryToRedis });
-
-/** The app: `/count` increments, `/read` reads, `/logout` ends the session. */
-function app(store: SessionStore) {
-  return withSession(async (req: Request) => {
-    const session = await getSession<{ visits?: number }>(req);
-    const path = new URL(req.url).pathname;
-    if (path === "/count") return new Response(String(session.update("visits", (v = 0) => v + 1)));
-    if (path === "/logout") {
-      session.destroy();
-      return new Response("bye");
-    }
-    return new Response(String(session.get("visits") ?? "none"));
-  }, {
-    store,
-    secrets: SECRET,
-    logger: quiet,
-    onError: (error: unknown) =>
-      new Response((error as SessionError).name, { status: (error as SessionError).status }),
-  });
-}
 
 /** The storage key of a client's session (the id is the signed cookie's first part). */
 function keyOf(client: Client): Promise<string> {
@@ -209,17 +165,9 @@ describe("MigratingStore: switching stores", () => {
   });
 
   it("a move whose `to` fails answers 503 and leaves the user signed in, in from", async () => {
-    const port = await freePort();
-    let server = await startRedis(port);
-    const client = new IoRedis({
-      port,
-      host: "127.0.0.1",
-      maxRetriesPerRequest: 0,
-      enableOfflineQueue: false,
-      retryStrategy: () => 50,
-    });
+    const server = await throwawayRedis({ persist: false });
+    const client = await failFast(server.port);
     try {
-      await ready(client);
       const from = new MemoryStore();
       const user = new Client(app(from));
       assert.equal(await user.text("/count"), "1");
@@ -233,61 +181,13 @@ describe("MigratingStore: switching stores", () => {
       assert.equal(failed.status, 503);
       assert.equal(failed.headers.get("set-cookie"), null);
       assert.equal((await from.load(await keyOf(switched)))?.data.visits, 1, "given back to from");
-      server = await startRedis(port);
+      await server.start();
       await ready(client);
       assert.equal(await switched.text("/count"), "2");
       assert.equal(switched.jar.get("session"), cookie);
     } finally {
       client.disconnect();
-      await server.stop();
+      await server.destroy();
     }
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** A private redis-server keeping nothing on disk; `stop()` ends exactly this process. */
-async function startRedis(port: number): Promise<{ stop(): Promise<void> }> {
-  const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
-  const child = spawn("redis-server", args, { stdio: "ignore" });
-  const probe = new IoRedis({
-    port,
-    host: "127.0.0.1",
-    lazyConnect: true,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-  });
-  for (let i = 0;; i++) {
-    try {
-      await probe.connect();
-      await probe.ping();
-      break;
-    } catch (error) {
-      if (i > 100) throw error;
-      await sleep(50);
-    }
-  }
-  probe.disconnect();
-  return {
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once("exit", () => resolve());
-        child.kill("SIGKILL");
-      }),
-  };
-}
-
-async function ready(client: IoRedis): Promise<void> {
-  for (let i = 0; i < 200 && client.status !== "ready"; i++) await sleep(20);
-  assert.equal(client.status, "ready");
-}

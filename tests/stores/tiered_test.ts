@@ -4,15 +4,8 @@
 // outage, a late refill, an ended session, a write the cache missed.
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { createServer } from "node:net";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Redis as IoRedis } from "ioredis";
 import pg from "pg";
-import { getSession, withSession } from "../../src/with_session.ts";
-import type { SessionError } from "../../src/errors.ts";
 import { ENDED_KEY, isEnded, type SessionStore, type StoredSession } from "../../src/store.ts";
 import { MemoryStore } from "../../src/stores/memory.ts";
 import { FileStore } from "../../src/stores/file.ts";
@@ -26,19 +19,12 @@ import { sessionSuite } from "../conformance/session_suite.ts";
 import { Client, gate } from "../conformance/client.ts";
 import { randomKey, sleep } from "../conformance/util.ts";
 import { startMiniflare } from "../workers/miniflare.ts";
+import { throwawayRedis } from "../faults/servers.ts";
+import { app, dropPrefix, failFast, quiet, ready, REDIS_URL, tempDir } from "./composed.ts";
 
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const RUN = crypto.randomUUID().slice(0, 8);
-const SECRET = "tiered store test secret, at least 32 characters";
-const quiet = { warn() {}, error() {} };
 
-const dirs: string[] = [];
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), "websession-tiered-"));
-  dirs.push(dir);
-  return dir;
-}
 const redis = new IoRedis(REDIS_URL, { maxRetriesPerRequest: 1 });
 const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 10 });
 const tables: string[] = [];
@@ -49,17 +35,8 @@ async function table(name: string): Promise<PostgresStore> {
   await store.migrate();
   return store;
 }
-async function dropPrefix(prefix: string): Promise<void> {
-  let cursor = "0";
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-    if (keys.length > 0) await redis.del(...keys);
-    cursor = next;
-  } while (cursor !== "0");
-}
 after(async () => {
-  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
-  await dropPrefix(`tiered-test:${RUN}:`);
+  await dropPrefix(redis, `tiered-test:${RUN}:`);
   for (const name of tables) await pool.query(`DROP TABLE IF EXISTS "${name}", "${name}_leases"`);
   redis.disconnect();
   await pool.end();
@@ -106,93 +83,6 @@ for (const suite of [storeSuite, sessionSuite]) {
   });
 }
 
-/** The app the fault cases drive: `/count` increments, `/read` reads, `/logout` ends. */
-function app(store: SessionStore) {
-  return withSession(async (req: Request) => {
-    const session = await getSession<{ visits?: number }>(req);
-    const path = new URL(req.url).pathname;
-    if (path === "/count") return new Response(String(session.update("visits", (v = 0) => v + 1)));
-    if (path === "/logout") {
-      session.destroy();
-      return new Response("bye");
-    }
-    return new Response(String(session.get("visits") ?? "none"));
-  }, {
-    store,
-    secrets: SECRET,
-    logger: quiet,
-    onError: (error: unknown) =>
-      new Response((error as SessionError).name, { status: (error as SessionError).status }),
-  });
-}
-
-/** A free TCP port on loopback. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** A private redis-server on `port`, nothing kept on disk; `stop()` ends exactly this process. */
-async function startRedis(port: number, dir?: string): Promise<{ stop(): Promise<void> }> {
-  // With `dir`, every write is on disk before it is answered (a durable store that survives a
-  // restart); without, nothing is kept (a cache).
-  const persistence = dir === undefined
-    ? ["--appendonly", "no"]
-    : ["--appendonly", "yes", "--appendfsync", "always", "--dir", dir];
-  const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", ...persistence];
-  const child = spawn("redis-server", args, { stdio: "ignore" });
-  const probe = new IoRedis({
-    port,
-    host: "127.0.0.1",
-    lazyConnect: true,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-  });
-  for (let i = 0;; i++) {
-    try {
-      await probe.connect();
-      await probe.ping();
-      break;
-    } catch (error) {
-      if (i > 100) throw error;
-      await sleep(50);
-    }
-  }
-  probe.disconnect();
-  return {
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once("exit", () => resolve());
-        child.kill("SIGKILL");
-      }),
-  };
-}
-
-/** An ioredis client that fails at once while its server is down, and reconnects by itself. */
-async function failFast(port: number): Promise<IoRedis> {
-  const client = new IoRedis({
-    port,
-    host: "127.0.0.1",
-    maxRetriesPerRequest: 0,
-    enableOfflineQueue: false,
-    retryStrategy: () => 50,
-  });
-  await ready(client);
-  return client;
-}
-
-async function ready(client: IoRedis): Promise<void> {
-  for (let i = 0; i < 200 && client.status !== "ready"; i++) await sleep(20);
-  assert.equal(client.status, "ready");
-}
-
 describe("TieredStore: faults", () => {
   it("a cache flushed mid-traffic logs nobody out and loses no update", async () => {
     const prefix = `tiered-test:${RUN}:flush:`;
@@ -209,7 +99,7 @@ describe("TieredStore: faults", () => {
       const traffic = clients.flatMap((client) =>
         Array.from({ length: 10 }, () => client.clone().fetch("/count"))
       );
-      await dropPrefix(prefix); // the flush lands while the wave is in flight
+      await dropPrefix(redis, prefix); // the flush lands while the wave is in flight
       const statuses = await Promise.all(traffic.map(async (response) => (await response).status));
       assert.deepEqual(new Set(statuses), new Set([200]));
     }
@@ -220,9 +110,8 @@ describe("TieredStore: faults", () => {
   });
 
   it("a cache outage is served by the durable store: no 503, no fresh id, and the cache is used again after", async () => {
-    const port = await freePort();
-    let server = await startRedis(port);
-    const client = await failFast(port);
+    const server = await throwawayRedis({ persist: false });
+    const client = await failFast(server.port);
     const errors: unknown[] = [];
     try {
       const durable = await table("outage");
@@ -245,24 +134,22 @@ describe("TieredStore: faults", () => {
       assert.equal(await browser.text("/read"), "6");
       assert.equal(browser.jar.get("session"), cookie);
       assert.ok(errors.length >= 1, "the cache failure was logged");
-      server = await startRedis(port); // empty, as a restarted cache without persistence is
+      await server.start(); // empty, as a restarted cache without persistence is
       await ready(client);
       assert.equal(await browser.text("/count"), "7");
       assert.equal(await client.dbsize(), 1, "refilled once the cache is back");
       assert.equal(browser.jar.get("session"), cookie);
     } finally {
       client.disconnect();
-      await server.stop();
+      await server.destroy();
     }
   });
 
   it("a durable outage answers 503, never a fresh id, and the data is intact afterwards", async () => {
     // The durable store is a private redis-server here that writes every command to disk before
     // answering, so that this test alone can stop it and start it again with its data.
-    const port = await freePort();
-    const dir = await tempDir();
-    let server = await startRedis(port, dir);
-    const client = await failFast(port);
+    const server = await throwawayRedis();
+    const client = await failFast(server.port);
     try {
       const durable = new RedisStore({ client, prefix: "durable:" });
       const cache = new MemoryStore();
@@ -281,14 +168,14 @@ describe("TieredStore: faults", () => {
       const miss = await other.fetch("/read");
       assert.equal(miss.status, 503);
       assert.equal(miss.headers.get("set-cookie"), null, "no fresh id on a read either");
-      server = await startRedis(port, dir);
+      await server.start();
       await ready(client);
       assert.equal(await browser.text("/count"), "2");
       assert.equal(await other.text("/read"), "2");
       assert.equal(browser.jar.get("session"), cookie);
     } finally {
       client.disconnect();
-      await server.stop();
+      await server.destroy();
     }
   });
 
@@ -320,7 +207,7 @@ describe("TieredStore: faults", () => {
     const key = randomKey();
     const v1 = record({ user: "ada", n: 1 });
     assert.equal(await store.save(key, v1, null), true);
-    await dropPrefix(prefix); // evicted: the next read refills
+    await dropPrefix(redis, prefix); // evicted: the next read refills
     const hold = gate();
     const loaded = gate();
     const slow = new TieredStore({

@@ -13,10 +13,10 @@ import type { InvalidCookieReason, SessionOptions } from "../../src/options.ts";
 import { isEnded, type SessionStore } from "../../src/store.ts";
 import { storageKeyOf } from "../../src/id.ts";
 import { MemoryStore } from "../../src/stores/memory.ts";
-import { CookieStore } from "../../src/stores/cookie.ts";
+import { CookieStore, type CookieStoreOptions } from "../../src/stores/cookie.ts";
 import { RedisStore } from "../../src/stores/redis.ts";
 import { PostgresStore } from "../../src/stores/postgres.ts";
-import { MigratingStore } from "../../src/stores/migrating.ts";
+import { MigratingStore, type MigratingStoreOptions } from "../../src/stores/migrating.ts";
 import { movedSessionId } from "../../src/backends/moving.ts";
 import { type RunningServer, serveFetch } from "../http/server.ts";
 import { JarClient } from "../http/client.ts";
@@ -152,16 +152,20 @@ for (const target of targets) {
         onInvalidCookie: (event) => void reasons.push(event.reason),
       }));
     const browser = () => new JarClient(server.url, []);
-
-    it("keeps a signed-in browser's data and user, sends the signed id and clears the sealed chunks", async () => {
-      const cookies = new CookieStore({ secrets: COOKIE_SECRET, chunkSize: 300 });
+    /** A browser signed in as `user` on the sealed app, and the server key its seal moves to. */
+    const signedIn = async (user: string, options: Partial<CookieStoreOptions> = {}) => {
+      const cookies = new CookieStore({ secrets: COOKIE_SECRET, ...options });
       sealed(cookies);
       const tab = browser();
-      await tab.request("/login?user=ada");
+      await tab.request(`/login?user=${user}`);
+      return { cookies, tab, key: await movedKey(cookies, tab.jar) };
+    };
+
+    it("keeps a signed-in browser's data and user, sends the signed id and clears the sealed chunks", async () => {
+      const { cookies, tab, key } = await signedIn("ada", { chunkSize: 300 });
       await tab.request("/append?x=before");
       const chunks = sealNames(tab.jar);
       assert.ok(chunks.length > 1, `the seal takes several chunks: ${chunks}`);
-      const key = await movedKey(cookies, tab.jar);
 
       switched(cookies);
       const read = await tab.request("/read");
@@ -183,12 +187,8 @@ for (const target of targets) {
     });
 
     it("ten concurrent requests with one seal end in one server session, every write kept", async () => {
-      const cookies = new CookieStore({ secrets: COOKIE_SECRET });
-      sealed(cookies);
-      const tab = browser();
-      await tab.request("/login?user=bob");
+      const { cookies, tab, key } = await signedIn("bob");
       await tab.request("/append?x=sealed");
-      const key = await movedKey(cookies, tab.jar);
 
       switched(cookies);
       const tabs = Array.from({ length: 10 }, () => tab.clone());
@@ -203,13 +203,9 @@ for (const target of targets) {
     });
 
     it("a seal replayed after a later write or a log out brings back no old data", async () => {
-      const cookies = new CookieStore({ secrets: COOKIE_SECRET });
-      sealed(cookies);
-      const tab = browser();
-      await tab.request("/login?user=cy");
+      const { cookies, tab, key } = await signedIn("cy");
       await tab.request("/append?x=old");
       const replay = tab.clone(); // a copy of the sealed cookie, taken before the switch
-      const key = await movedKey(cookies, tab.jar);
 
       switched(cookies);
       await tab.request("/append?x=new");
@@ -303,11 +299,7 @@ for (const target of targets) {
     });
 
     it("a tampered seal is rejected", async () => {
-      const cookies = new CookieStore({ secrets: COOKIE_SECRET });
-      sealed(cookies);
-      const tab = browser();
-      await tab.request("/login?user=hal");
-      const key = await movedKey(cookies, tab.jar);
+      const { cookies, tab, key } = await signedIn("hal");
       const value = tab.jar.get("session")!;
       const at = value.length - 30; // inside the ciphertext
       tab.jar.set("session", value.slice(0, at) + (value[at] === "A" ? "B" : "A") + value.slice(at + 1));
@@ -407,26 +399,18 @@ describe("CookieStore to a server store: openSession, cookie names, options", ()
   });
 
   it("refuses a fromCookie without a CookieStore, or one that is no cookie name", () => {
-    assert.throws(
-      () => new MigratingStore({ from: new MemoryStore(), to: new MemoryStore(), fromCookie: "x" }),
-      /Invalid fromCookie: only a CookieStore/,
-    );
-    assert.throws(
-      () =>
-        new MigratingStore({
-          from: new CookieStore({ secrets: COOKIE_SECRET }),
-          to: new MemoryStore(),
-          fromCookie: "a b",
-        }),
-      /Invalid fromCookie: "a b" is not a cookie name/,
-    );
-    assert.throws(
-      () =>
-        new MigratingStore({
-          from: new MemoryStore(),
-          to: new CookieStore({ secrets: COOKIE_SECRET }) as never,
-        }),
-      /Invalid to: expected a server SessionStore/,
-    );
+    const sealer = new CookieStore({ secrets: COOKIE_SECRET });
+    const refused: Array<[MigratingStoreOptions, RegExp]> = [
+      [
+        { from: new MemoryStore(), to: new MemoryStore(), fromCookie: "x" },
+        /Invalid fromCookie: only a CookieStore/,
+      ],
+      [
+        { from: sealer, to: new MemoryStore(), fromCookie: "a b" },
+        /Invalid fromCookie: "a b" is not a cookie name/,
+      ],
+      [{ from: new MemoryStore(), to: sealer as never }, /Invalid to: expected a server SessionStore/],
+    ];
+    for (const [options, message] of refused) assert.throws(() => new MigratingStore(options), message);
   });
 });

@@ -15,14 +15,11 @@ import type { AddressInfo } from "node:net";
 import { CookieStore } from "../../src/stores/cookie.ts";
 import { getSession, withSession } from "../../mod.ts";
 import { randomKey } from "../conformance/util.ts";
+import { ID, randomText, record } from "./cookie/seals.ts";
 
 const SECRET = "a secret of at least thirty-two characters";
 /** About 12.5 KB of data deflate gains little on: more than the default budget lets through. */
-const BLOB = (() => {
-  let text = "";
-  while (text.length < 12_500) text += randomKey();
-  return text.slice(0, 12_500);
-})();
+const BLOB = randomText(12_500);
 /** What a browser typically sends besides the session: other cookies of the site (~1.9 KB)... */
 const OTHER_COOKIES = [
   `_ga=GA1.1.${"1234567890".repeat(2)}.1700000000`,
@@ -157,12 +154,7 @@ describe("CookieStore behind node:http with its default header limit", () => {
   it("answers 431 to the ~17 KB of cookies a raised budget seals for ~12.5 KB of incompressible data", async () => {
     // Deflate off stands for data it cannot shrink (already compressed or encrypted values).
     const raised = new CookieStore({ secrets: SECRET, maxCookieHeaderBytes: 32_768, compress: false });
-    const now = Date.now();
-    const cookies = await raised.seal(
-      "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-      { data: { blob: BLOB }, version: 1, createdAt: now, expiresAt: now + 60_000 },
-      "session",
-    );
+    const cookies = await raised.seal(ID, record({ blob: BLOB }), "session");
     const pairs = cookies.map((c) => `${c.name}=${c.value}`);
     assert.ok(pairs.join("; ").length > 16 * 1024, `${pairs.join("; ").length} bytes`);
     const response = await read(pairs);

@@ -119,6 +119,69 @@ function recording(
 const prefix = `websession-test:${RUN}:`;
 const prefixOf = (ns: string) => `${prefix}cases:${ns}:`;
 let casesConnection: Connection | undefined;
+/** Records each command the store sends with the kind of item it is for: a record, an index, a lock. */
+function named(client: MemcacheClientLike): { client: MemcacheClientLike; sent: string[] } {
+  const sent: string[] = [];
+  const kind = (item: string) =>
+    /:user:[\w-]{43}$/.test(item) ? "index" : item.endsWith(":lease") ? "lock" : "record";
+  const proxy = new Proxy(client as object, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver);
+      if (!COMMANDS.includes(String(property)) || typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        sent.push(`${String(property)} ${kind(String(args[0]))}`);
+        return Reflect.apply(value, target, args);
+      };
+    },
+  });
+  return { client: proxy as MemcacheClientLike, sent };
+}
+const indexItem = async (ns: string, user: string) => `${prefixOf(ns)}user:${await tagOf(user)}`;
+// Before storeSuites, whose close frees the connection these use too.
+lockUserCases("MemcachedStore over memcache-client", {
+  reportsCurrent: true,
+  open: (ns, now) =>
+    new MemcachedStore({ client: (casesConnection ??= open()).client, prefix: prefixOf(ns), now }),
+  counted: (ns, now) => {
+    const { client, sent } = named((casesConnection ??= open()).client);
+    return Promise.resolve({ store: new MemcachedStore({ client, prefix: prefixOf(ns), now }), sent });
+  },
+  raw: (ns, key) => rawGet(prefixOf(ns) + key),
+  // A lock is an item of its own, prefix + key + ":lease", holding { owner, expiresAt }.
+  locks: {
+    byClock: true,
+    entry: async (ns, key) => {
+      const text = await rawGet(`${prefixOf(ns)}${key}:lease`);
+      if (text === undefined) return undefined;
+      const { owner, expiresAt } = JSON.parse(text);
+      return { owner, until: expiresAt };
+    },
+  },
+  // An item per user, named by its tag, of storage keys and until when each entry lasts: half the
+  // record's remaining life past its expiry. It is written before the record, which notes it.
+  users: {
+    byClock: true,
+    prunes: true,
+    badIds: [""],
+    until: (expiresAt, now) => expiresAt + Math.ceil((expiresAt - now) / 2),
+    entries: async (ns, user) => JSON.parse((await rawGet(await indexItem(ns, user))) ?? "{}"),
+    note: async (ns, key) => {
+      const index = JSON.parse((await rawGet(prefixOf(ns) + key)) ?? "{}").index;
+      return index && { tag: index.user, until: index.until };
+    },
+    expiry: {
+      left: async (ns, user) => 1000 * ((await rawTtl(await indexItem(ns, user))) ?? NaN),
+      slack: 2_000, // whole seconds, rounded up
+    },
+    sends: {
+      save: ["gets index", "add index", "add record"],
+      update: ["gets record", "cas record"],
+      reindex: ["gets record", "gets index", "cas index", "cas record"],
+      plain: ["add record", "gets record", "cas record"],
+    },
+  },
+});
+
 storeSuites("MemcachedStore over memcache-client", {
   reportsCurrent: true,
   racesAnswerFalse: true, // a change between its gets and cas
@@ -177,71 +240,6 @@ storeSuites("MemcachedStore over memcache-client", {
         store: new MemcachedStore({ client: connection.client, prefix: prefixOf(ns) }),
         close: () => connection.close(),
       });
-    },
-  },
-});
-
-// Locks and users' indexes, on a connection of their own (the suites above close theirs).
-let locking: Connection | undefined;
-const mine = () => (locking ??= open());
-/** Records each command the store sends with the kind of item it is for: a record, an index, a lock. */
-function named(client: MemcacheClientLike): { client: MemcacheClientLike; sent: string[] } {
-  const sent: string[] = [];
-  const kind = (item: string) =>
-    /:user:[\w-]{43}$/.test(item) ? "index" : item.endsWith(":lease") ? "lock" : "record";
-  const proxy = new Proxy(client as object, {
-    get(target, property, receiver) {
-      const value = Reflect.get(target, property, receiver);
-      if (!COMMANDS.includes(String(property)) || typeof value !== "function") return value;
-      return (...args: unknown[]) => {
-        sent.push(`${String(property)} ${kind(String(args[0]))}`);
-        return Reflect.apply(value, target, args);
-      };
-    },
-  });
-  return { client: proxy as MemcacheClientLike, sent };
-}
-const indexItem = async (ns: string, user: string) => `${prefixOf(ns)}user:${await tagOf(user)}`;
-lockUserCases("MemcachedStore over memcache-client", {
-  reportsCurrent: true,
-  open: (ns, now) => new MemcachedStore({ client: mine().client, prefix: prefixOf(ns), now }),
-  counted: (ns, now) => {
-    const { client, sent } = named(mine().client);
-    return Promise.resolve({ store: new MemcachedStore({ client, prefix: prefixOf(ns), now }), sent });
-  },
-  close: () => locking?.close(),
-  raw: (ns, key) => rawGet(prefixOf(ns) + key),
-  // A lock is an item of its own, prefix + key + ":lease", holding { owner, expiresAt }.
-  locks: {
-    byClock: true,
-    entry: async (ns, key) => {
-      const text = await rawGet(`${prefixOf(ns)}${key}:lease`);
-      if (text === undefined) return undefined;
-      const { owner, expiresAt } = JSON.parse(text);
-      return { owner, until: expiresAt };
-    },
-  },
-  // An item per user, named by its tag, of storage keys and until when each entry lasts: half the
-  // record's remaining life past its expiry. It is written before the record, which notes it.
-  users: {
-    byClock: true,
-    prunes: true,
-    badIds: [""],
-    until: (expiresAt, now) => expiresAt + Math.ceil((expiresAt - now) / 2),
-    entries: async (ns, user) => JSON.parse((await rawGet(await indexItem(ns, user))) ?? "{}"),
-    note: async (ns, key) => {
-      const index = JSON.parse((await rawGet(prefixOf(ns) + key)) ?? "{}").index;
-      return index && { tag: index.user, until: index.until };
-    },
-    expiry: {
-      left: async (ns, user) => 1000 * ((await rawTtl(await indexItem(ns, user))) ?? NaN),
-      slack: 2_000, // whole seconds, rounded up
-    },
-    sends: {
-      save: ["gets index", "add index", "add record"],
-      update: ["gets record", "cas record"],
-      reindex: ["gets record", "gets index", "cas index", "cas record"],
-      plain: ["add record", "gets record", "cas record"],
     },
   },
 });

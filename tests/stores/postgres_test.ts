@@ -148,6 +148,46 @@ for (const [label, connect] of clients) {
     await tables.get(ns);
     return store;
   };
+  // Before storeSuites, whose close drops the tables and the connection these use too.
+  lockUserCases(`PostgresStore over ${label}`, {
+    reportsCurrent: true,
+    sweeps: true,
+    open: async (ns, now) => storeIn(shared ??= await connect(), ns, { now }),
+    counted: async (ns, now) => {
+      await storeIn(shared ??= await connect(), ns);
+      const { client, sent } = recording(shared.client);
+      return { store: new PostgresStore({ client, table: tableOf(ns), now }), sent };
+    },
+    raw: async (ns, key) =>
+      (await admin.query(`SELECT id FROM "${tableOf(ns)}" WHERE id = $1`, [key])).rows[0],
+    // A lock is a row of <table>_leases, until when by the store's clock.
+    locks: {
+      byClock: true,
+      until: (now, ttl) => now + Math.ceil(ttl),
+      entry: async (ns, key) => {
+        const { rows } = await admin.query(
+          `SELECT owner, until FROM "${tableOf(ns)}_leases" WHERE key = $1`,
+          [key],
+        );
+        return rows[0] && { owner: rows[0].owner, until: Number(rows[0].until) };
+      },
+      sends: { lock: ["INSERT"], unlock: ["DELETE"], cleanup: ["DELETE"] },
+    },
+    // The index is the row's user_id, set by the save statement itself.
+    users: {
+      liveOnly: true,
+      current: true,
+      byClock: true,
+      remembers: false,
+      badIds: ["a\u0000b"],
+      entries: async (ns, user) => {
+        const { rows } = await admin.query(`SELECT id FROM "${tableOf(ns)}" WHERE user_id = $1`, [user]);
+        return Object.fromEntries(rows.map((row) => [row.id, null]));
+      },
+      sends: { save: ["INSERT"], list: ["SELECT"], update: ["UPDATE"] },
+    },
+  });
+
   storeSuites(`PostgresStore over ${label}`, {
     reportsCurrent: true,
     keepsAnyText: false,
@@ -192,51 +232,6 @@ for (const [label, connect] of clients) {
     users: {
       liveOnly: true,
       byClock: true,
-    },
-  });
-
-  // Locks and users' indexes, on a connection of their own (the suites above close theirs).
-  let locking: Connection | undefined;
-  lockUserCases(`PostgresStore over ${label}`, {
-    reportsCurrent: true,
-    sweeps: true,
-    open: async (ns, now) => storeIn(locking ??= await connect(), ns, { now }),
-    counted: async (ns, now) => {
-      await storeIn(locking ??= await connect(), ns);
-      const { client, sent } = recording(locking.client);
-      return { store: new PostgresStore({ client, table: tableOf(ns), now }), sent };
-    },
-    close: async () => {
-      for (const ns of tables.keys()) await dropTables(tableOf(ns));
-      await locking?.close();
-    },
-    raw: async (ns, key) =>
-      (await admin.query(`SELECT id FROM "${tableOf(ns)}" WHERE id = $1`, [key])).rows[0],
-    // A lock is a row of <table>_leases, until when by the store's clock.
-    locks: {
-      byClock: true,
-      until: (now, ttl) => now + Math.ceil(ttl),
-      entry: async (ns, key) => {
-        const { rows } = await admin.query(
-          `SELECT owner, until FROM "${tableOf(ns)}_leases" WHERE key = $1`,
-          [key],
-        );
-        return rows[0] && { owner: rows[0].owner, until: Number(rows[0].until) };
-      },
-      sends: { lock: ["INSERT"], unlock: ["DELETE"], cleanup: ["DELETE"] },
-    },
-    // The index is the row's user_id, set by the save statement itself.
-    users: {
-      liveOnly: true,
-      current: true,
-      byClock: true,
-      remembers: false,
-      badIds: ["a\u0000b"],
-      entries: async (ns, user) => {
-        const { rows } = await admin.query(`SELECT id FROM "${tableOf(ns)}" WHERE user_id = $1`, [user]);
-        return Object.fromEntries(rows.map((row) => [row.id, null]));
-      },
-      sends: { save: ["INSERT"], list: ["SELECT"], update: ["UPDATE"] },
     },
   });
 

@@ -121,6 +121,53 @@ for (const [label, connect] of clients) {
   const prefixOf = (ns: string) => `${prefix}${ns}:`;
   let shared: Connection | undefined;
   const open = async () => (shared ??= await connect());
+  // Before storeSuites, whose close drops the prefix and the connection these use too.
+  const indexKey = async (ns: string, user: string) => `${prefixOf(ns)}user:{${await tagOf(user)}}`;
+  lockUserCases(`RedisStore over ${label}`, {
+    reportsCurrent: true,
+    open: async (ns, now) => new RedisStore({ client: (await open()).client, prefix: prefixOf(ns), now }),
+    counted: async (ns, now) => {
+      const { client, sent } = recording((await open()).client);
+      return { store: new RedisStore({ client, prefix: prefixOf(ns), now }), sent };
+    },
+    raw: async (ns, key) => (await admin.get(prefixOf(ns) + key)) ?? undefined,
+    // A lock is its owner under prefix lock:key, with Redis' own time to live.
+    locks: {
+      byClock: false,
+      entry: async (ns, key) => {
+        const owner = await admin.get(`${prefixOf(ns)}lock:${key}`);
+        return owner === null ? undefined : { owner };
+      },
+      expiry: { left: (ns, key) => admin.pttl(`${prefixOf(ns)}lock:${key}`), slack: 5_000 },
+      sends: { lock: ["EVALSHA"], unlock: ["EVALSHA"] },
+    },
+    // A sorted set per user, named by its tag, scored by until when each entry lasts: as long
+    // again as the record has left. The record notes the tag and that time.
+    users: {
+      byClock: true,
+      prunes: true,
+      remembers: false,
+      until: (expiresAt, now) => 2 * expiresAt - now,
+      entries: async (ns, user) => {
+        const flat = await admin.zrange(await indexKey(ns, user), "0", "-1", "WITHSCORES");
+        return Object.fromEntries(flat.flatMap((key, i) => i % 2 ? [] : [[key, Number(flat[i + 1])]]));
+      },
+      note: async (ns, key) => {
+        const text = await admin.get(prefixOf(ns) + key);
+        const noted = text === null ? null : /,"user":"([\w-]{43})","userUntil":(\d+)\}$/.exec(text);
+        return noted === null ? undefined : { tag: noted[1], until: Number(noted[2]) };
+      },
+      expiry: { left: async (ns, user) => await admin.pttl(await indexKey(ns, user)), slack: 5_000 },
+      sends: {
+        save: ["EVALSHA"],
+        list: ["EVALSHA"],
+        update: ["EVALSHA"],
+        reindex: ["EVALSHA", "EVALSHA", "EVALSHA"], // asks, extends the entry, touches
+        plain: ["EVALSHA", "EVALSHA"],
+      },
+    },
+  });
+
   storeSuites(`RedisStore over ${label}`, {
     reportsCurrent: true,
     expiredSave: true,
@@ -175,59 +222,6 @@ for (const [label, connect] of clients) {
           cursor = next;
         } while (cursor !== "0");
         return keys;
-      },
-    },
-  });
-
-  // Locks and users' indexes, on a connection of their own (the suites above close theirs).
-  let locking: Connection | undefined;
-  const mine = async () => (locking ??= await connect());
-  const indexKey = async (ns: string, user: string) => `${prefixOf(ns)}user:{${await tagOf(user)}}`;
-  lockUserCases(`RedisStore over ${label}`, {
-    reportsCurrent: true,
-    open: async (ns, now) => new RedisStore({ client: (await mine()).client, prefix: prefixOf(ns), now }),
-    counted: async (ns, now) => {
-      const { client, sent } = recording((await mine()).client);
-      return { store: new RedisStore({ client, prefix: prefixOf(ns), now }), sent };
-    },
-    close: async () => {
-      await dropPrefix(prefix);
-      await locking?.close();
-    },
-    raw: async (ns, key) => (await admin.get(prefixOf(ns) + key)) ?? undefined,
-    // A lock is its owner under prefix lock:key, with Redis' own time to live.
-    locks: {
-      byClock: false,
-      entry: async (ns, key) => {
-        const owner = await admin.get(`${prefixOf(ns)}lock:${key}`);
-        return owner === null ? undefined : { owner };
-      },
-      expiry: { left: (ns, key) => admin.pttl(`${prefixOf(ns)}lock:${key}`), slack: 5_000 },
-      sends: { lock: ["EVALSHA"], unlock: ["EVALSHA"] },
-    },
-    // A sorted set per user, named by its tag, scored by until when each entry lasts: as long
-    // again as the record has left. The record notes the tag and that time.
-    users: {
-      byClock: true,
-      prunes: true,
-      remembers: false,
-      until: (expiresAt, now) => 2 * expiresAt - now,
-      entries: async (ns, user) => {
-        const flat = await admin.zrange(await indexKey(ns, user), "0", "-1", "WITHSCORES");
-        return Object.fromEntries(flat.flatMap((key, i) => i % 2 ? [] : [[key, Number(flat[i + 1])]]));
-      },
-      note: async (ns, key) => {
-        const text = await admin.get(prefixOf(ns) + key);
-        const noted = text === null ? null : /,"user":"([\w-]{43})","userUntil":(\d+)\}$/.exec(text);
-        return noted === null ? undefined : { tag: noted[1], until: Number(noted[2]) };
-      },
-      expiry: { left: async (ns, user) => await admin.pttl(await indexKey(ns, user)), slack: 5_000 },
-      sends: {
-        save: ["EVALSHA"],
-        list: ["EVALSHA"],
-        update: ["EVALSHA"],
-        reindex: ["EVALSHA", "EVALSHA", "EVALSHA"], // asks, extends the entry, touches
-        plain: ["EVALSHA", "EVALSHA"],
       },
     },
   });

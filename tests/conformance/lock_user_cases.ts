@@ -45,7 +45,7 @@ export interface LockHooks {
   entry?(ns: string, key: string): Promise<{ owner: string; until?: number } | undefined>;
   /** Until when a lock taken at `now` for `ttl` ms lasts, as the store writes it. @default now + ttl */
   until?(now: number, ttl: number): number;
-  /** The ms the backend's own expiry leaves the lock: at most its duration rounded up, `slack` less at most. */
+  /** The ms the backend's own expiry leaves the lock: its duration rounded up, `slack` less at most. */
   expiry?: { left(ns: string, key: string): Promise<number | undefined>; slack: number };
   /** A lock lapses by the store's clock, while the backend still holds it (else by its own expiry). */
   byClock: boolean;
@@ -64,7 +64,7 @@ export interface UserHooks {
   until?(expiresAt: number, now: number): number;
   /** The entry is written again once the record would expire later than `until - margin`. @default 0 */
   margin?: number;
-  /** What the stored record notes of its index (the user, or its tag, and until when); `undefined`: nothing. */
+  /** What the stored record notes of its index (the user or its tag, until when); `undefined`: none. */
   note?(ns: string, key: string): Promise<{ user?: string; tag?: string; until?: number } | undefined>;
   /** The ms the backend's own expiry leaves the user's entry for `key`: what it must last, within `slack`. */
   expiry?: { left(ns: string, user: string, key: string): Promise<number | undefined>; slack: number };

@@ -25,9 +25,12 @@ function record(data: Record<string, unknown>, version = 1, ttl = 60_000, now = 
   return { data, version, createdAt: now, expiresAt: now + ttl };
 }
 
-/** A record whose JSON text is exactly `length` characters, padded with `fill`. */
+/**
+ * A record whose JSON text is exactly `length` characters, padded with `fill`. It lives an hour:
+ * the size hook below makes its records when the file loads, minutes before its case runs.
+ */
 function recordOfLength(length: number, fill: string): StoredSession {
-  const base = record({ blob: "" });
+  const base = record({ blob: "" }, 1, 3_600_000);
   const pad = length - JSON.stringify(base).length;
   return { ...base, data: { blob: fill.repeat(pad) } };
 }
@@ -129,7 +132,10 @@ async function indexIn(name: string): Promise<string[]> {
   const { index } = await inspectIn(await sharedNamespace(), name);
   return Object.keys(index).map((entry) => entry.slice("index:".length));
 }
-/** The shared namespace, naming in `sent` the object of each request: a user's index (by tag, or of the old layout) or a session's. */
+/**
+ * The shared namespace, naming in `sent` the object each request goes to: a user's index (by
+ * tag, or of the old layout) or a session's.
+ */
 async function naming(sent: string[]): Promise<DurableObjectNamespaceLike> {
   const namespace = await sharedNamespace();
   return {

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { FileStore } from "../../src/stores/file.ts";
 import { sessionSuite } from "../conformance/session_suite.ts";
 import { storeSuite } from "../conformance/store_suite.ts";
+import { lockUserCases } from "../conformance/lock_user_cases.ts";
 
 const dirs: string[] = [];
 /** A fresh temporary directory, removed when the tests end. */
@@ -22,3 +23,16 @@ after(async () => {
 
 storeSuite("FileStore", { open: async () => new FileStore({ dir: await tempDir() }), reportsCurrent: true });
 sessionSuite("FileStore", { open: async () => new FileStore({ dir: await tempDir() }) });
+
+// The lock and index cases, each namespace a directory of its own, shared by the stores opened on it.
+const dirsOf = new Map<string, Promise<string>>();
+lockUserCases("FileStore", {
+  reportsCurrent: true,
+  sweeps: true,
+  open: async (ns, now) => {
+    if (!dirsOf.has(ns)) dirsOf.set(ns, tempDir());
+    return new FileStore({ dir: await dirsOf.get(ns)!, now });
+  },
+  locks: { byClock: true },
+  users: { liveOnly: true, byClock: true },
+});

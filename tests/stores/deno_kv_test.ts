@@ -2,12 +2,12 @@
 // another runtime there is no Deno KV, and the file says so with one skipped test.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { SessionConfigError } from "../../src/errors.ts";
 import type { StoredSession } from "../../src/store.ts";
 import { type DenoKvLike, DenoKvStore } from "../../src/stores/deno_kv.ts";
 import { userTag } from "../../src/user_tag.ts";
 import { randomKey } from "../conformance/util.ts";
 import { storeSuites } from "../conformance/store_cases.ts";
+import { lockUserCases, tagOf } from "../conformance/lock_user_cases.ts";
 
 interface DenoKvHandle extends DenoKvLike {
   close(): void;
@@ -65,6 +65,90 @@ if (deno === undefined) {
     for await (const entry of (await sharedKv()).list({ prefix })) keys.push(entry.key.slice(prefix.length));
     return keys;
   };
+  /** The expireIn each key was last written with: Deno KV does not tell it. */
+  const expireIns = new Map<string, number | undefined>();
+  /** The shared KV, noting each write's expireIn and, in `sent`, each get and commit. */
+  const noting = async (sent?: string[]): Promise<DenoKvLike> => {
+    const kv = await sharedKv();
+    return {
+      get(key) {
+        sent?.push("get");
+        return kv.get(key);
+      },
+      atomic() {
+        const operation = kv.atomic();
+        const [set, commit] = [operation.set.bind(operation), operation.commit.bind(operation)];
+        operation.set = (key, value, options) => {
+          expireIns.set(JSON.stringify(key), options?.expireIn);
+          return set(key, value, options);
+        };
+        operation.commit = () => {
+          sent?.push("commit");
+          return commit();
+        };
+        return operation;
+      },
+      delete: (key) => kv.delete(key),
+      list: (selector) => kv.list(selector),
+    };
+  };
+  const expireIn = (key: unknown[]) => Promise.resolve(expireIns.get(JSON.stringify(key)));
+  // Before storeSuites, whose close closes the KV these use too.
+  lockUserCases("DenoKvStore", {
+    reportsCurrent: true,
+    sweeps: true,
+    open: async (ns, now) => new DenoKvStore({ kv: await noting(), prefix: [ns], now }),
+    counted: async (ns, now) => {
+      const sent: string[] = [];
+      return { store: new DenoKvStore({ kv: await noting(sent), prefix: [ns], now }), sent };
+    },
+    raw: async (ns, key) => (await (await sharedKv()).get([ns, key])).value ?? undefined,
+    // A lock is { owner, until } at [...prefix, "lease", key], with expireIn.
+    locks: {
+      byClock: true,
+      entry: async (ns, key) =>
+        ((await (await sharedKv()).get([ns, "lease", key])).value ?? undefined) as
+          | { owner: string }
+          | undefined,
+      expiry: { left: (ns, key) => expireIn([ns, "lease", key]), slack: 0 },
+    },
+    // An entry per key at [...prefix, "users", tag, key] holding the record's expiresAt, written in
+    // the record's own commit and expiring with it. The record names its user.
+    users: {
+      liveOnly: true,
+      byClock: true,
+      until: (expiresAt) => expiresAt,
+      entries: async (ns, user) => {
+        const prefix = [ns, "users", await tagOf(user)];
+        const entries: Record<string, number | null> = {};
+        for await (const { key, value } of (await sharedKv()).list({ prefix })) {
+          entries[String(key[prefix.length])] = value as number;
+        }
+        return entries;
+      },
+      note: async (ns, key) => {
+        const { value } = await (await sharedKv()).get([ns, key]);
+        const user = typeof value === "string" ? JSON.parse(value).indexedUser : undefined;
+        return user === undefined ? undefined : { user };
+      },
+      expiry: {
+        left: async (ns, user, key) => await expireIn([ns, "users", await tagOf(user), key]),
+        slack: 0,
+      },
+      sends: { save: ["commit"] },
+      // An index key is the prefix and 97 bytes ("users", a tag, a storage key): a prefix of
+      // 1,951 bytes encoded (1,949 characters) fits in 2,048, one more does not.
+      room: {
+        fits: async () => new DenoKvStore({ kv: await sharedKv(), prefix: ["p".repeat(1_949)] }),
+        over: async () => {
+          const sent: string[] = [];
+          return { store: new DenoKvStore({ kv: await noting(sent), prefix: ["p".repeat(1_950)] }), sent };
+        },
+        message: /Invalid prefix: "1952" bytes encoded leave no room/,
+      },
+    },
+  });
+
   storeSuites("DenoKvStore", {
     reportsCurrent: true,
     expiredSave: true,
@@ -264,147 +348,6 @@ if (deno === undefined) {
         RangeError,
       );
       assert.throws(() => new DenoKvStore({ kv, prefix: [Symbol("sessions")] }), TypeError);
-    });
-
-    describe("locks", () => {
-      it('keeps a lock at [...prefix, "lease", key] as { owner, until }, with expireIn', async () => {
-        const expireIns: (number | undefined)[] = [];
-        const recording: DenoKvLike = {
-          get: (key) => kv.get(key),
-          atomic() {
-            const operation = kv.atomic();
-            const set = operation.set.bind(operation);
-            operation.set = (key, value, options) => {
-              expireIns.push(options?.expireIn);
-              return set(key, value, options);
-            };
-            return operation;
-          },
-          delete: (key) => kv.delete(key),
-          list: (selector) => kv.list(selector),
-        };
-        const now = 5_000_000;
-        const store = new DenoKvStore({ kv: recording, prefix: ["locks"], now: () => now });
-        const key = randomKey();
-        assert.equal(await store.lock(key, "a", 1_500.5), true);
-        assert.deepEqual((await kv.get(["locks", "lease", key])).value, {
-          owner: "a",
-          until: now + 1_500.5,
-        });
-        assert.deepEqual(expireIns, [1_501]);
-        assert.equal((await kv.get(["locks", key])).versionstamp, null, "no record written");
-        assert.equal(await store.count(), 0);
-        await store.unlock(key, "a");
-        assert.equal((await kv.get(["locks", "lease", key])).versionstamp, null);
-      });
-    });
-
-    describe("sessions per user", () => {
-      it("writes the index entry in the record's own commit, and nothing on a refused save", async () => {
-        const { kv: wrapped, calls } = counted(kv);
-        const store = new DenoKvStore({ kv: wrapped, prefix: ["users"] });
-        const key = randomKey();
-        const saved = record({ user: "ada" });
-        assert.equal(await store.save(key, saved, null, { user: "ada" }), true);
-        assert.deepEqual(calls, { get: 0, commit: 1 });
-        const ada = await userTag("ada");
-        assert.equal((await kv.get(["users", "users", ada, key])).value, saved.expiresAt);
-        // The stored text names the user; load returns the record alone.
-        assert.equal(JSON.parse((await kv.get(["users", key])).value as string).indexedUser, "ada");
-        assert.deepEqual(await store.load(key), saved);
-
-        const other = randomKey();
-        await store.save(other, record({}), null);
-        assert.deepEqual(await store.save(other, record({ user: "ada" }, 2), 7, { user: "ada" }), {
-          current: (await store.load(other))!,
-        });
-        assert.equal((await kv.get(["users", "users", ada, other])).versionstamp, null);
-        assert.deepEqual(await store.keysOfUser("ada"), [key]);
-      });
-
-      it("keeps a key indexed through later saves and touches, its entry expiring with the record", async () => {
-        const expireIns: [string, number | undefined][] = [];
-        const recording: DenoKvLike = {
-          get: (key) => kv.get(key),
-          atomic() {
-            const operation = kv.atomic();
-            const set = operation.set.bind(operation);
-            operation.set = (key, value, options) => {
-              expireIns.push([key.length === 2 ? "record" : "index", options?.expireIn]);
-              return set(key, value, options);
-            };
-            return operation;
-          },
-          delete: (key) => kv.delete(key),
-          list: (selector) => kv.list(selector),
-        };
-        let now = 7_000_000;
-        const store = new DenoKvStore({ kv: recording, prefix: ["carry"], now: () => now });
-        const other = new DenoKvStore({ kv, prefix: ["carry"], now: () => now });
-        const key = randomKey();
-        const ada = await userTag("ada");
-        const entry = async () => (await kv.get(["carry", "users", ada, key])).value;
-        await store.save(key, record({ user: "ada" }, 1, 60_000, now), null, { user: "ada" });
-        // Updates without index: through the remembered versionstamp, then through a read.
-        await store.save(key, record({ user: "ada", n: 1 }, 2, 90_000, now), 1);
-        assert.equal(await entry(), now + 90_000);
-        await other.save(key, record({ user: "ada", n: 2 }, 3, 120_000, now), 2);
-        assert.equal(await entry(), now + 120_000);
-        assert.equal(await store.touch(key, now + 600_000, 3), true);
-        assert.deepEqual(expireIns, [
-          ["record", 60_000],
-          ["index", 60_000],
-          ["record", 90_000],
-          ["index", 90_000],
-          ["record", 600_000],
-          ["index", 600_000],
-        ]);
-        assert.equal((await kv.get(["carry", "users", ada, key])).value, now + 600_000);
-        assert.deepEqual(await store.keysOfUser("ada"), [key]);
-        now += 600_000; // the record has expired: its entry is no longer listed
-        assert.deepEqual(await store.keysOfUser("ada"), []);
-      });
-
-      it("lists by whole key parts, and a prefix with no room for an index key is refused before writing", async () => {
-        const store = new DenoKvStore({ kv, prefix: ["parts"] });
-        const [a, b] = [randomKey(), randomKey()];
-        await store.save(a, record({ user: "ada" }), null, { user: "ada" });
-        await store.save(b, record({ user: "adam" }), null, { user: "adam" });
-        assert.deepEqual(await store.keysOfUser("ada"), [a]);
-        assert.deepEqual(await store.keysOfUser("ad"), []);
-        // An index key is the prefix and 97 bytes ("users", a tag, a storage key): a prefix of
-        // 1,951 bytes encoded (1,949 characters) fits in 2,048, one more does not.
-        const roomy = new DenoKvStore({ kv, prefix: ["p".repeat(1_949)] });
-        const c = randomKey();
-        assert.equal(await roomy.save(c, record({}), null, { user: "ada" }), true);
-        assert.deepEqual(await roomy.keysOfUser("ada"), [c]);
-        const strict = new DenoKvStore({ kv, prefix: ["p".repeat(1_950)] });
-        const d = randomKey();
-        const error = await strict.save(d, record({}), null, { user: "ada" }).then(() => null, (e) => e);
-        assert.ok(error instanceof SessionConfigError, `expected SessionConfigError, got ${error}`);
-        assert.match(error.message, /Invalid prefix: "1952" bytes encoded leave no room/);
-        assert.equal(await strict.load(d), null);
-      });
-
-      it("leaves locks and index entries out of count, and cleanup drops the lapsed ones", async () => {
-        let now = Date.now();
-        const store = new DenoKvStore({ kv, prefix: ["mixed"], now: () => now });
-        const [live, dead] = [randomKey(), randomKey()];
-        await store.save(live, record({ user: "ada" }, 1, 600_000, now), null, { user: "ada" });
-        await store.save(dead, record({ user: "ada" }, 1, 60_000, now), null, { user: "ada" });
-        await store.lock(live, "a", 600_000);
-        await store.lock(dead, "a", 1_000);
-        assert.equal(await store.count(), 2);
-        now += 61_000;
-        assert.equal(await store.count(), 1);
-        assert.equal(await store.cleanup(), 1, "one record; lapsed locks and index entries go uncounted");
-        const left = [];
-        for await (const entry of kv.list({ prefix: ["mixed"] })) left.push(entry.key.slice(1));
-        assert.deepEqual(
-          left.sort(),
-          [[live], ["lease", live], ["users", await userTag("ada"), live]].sort(),
-        );
-      });
     });
 
     it("rejects a missing kv and a non-array prefix at construction", () => {

@@ -8,6 +8,7 @@ import { type MemcacheClientLike, MemcachedStore } from "../../src/stores/memcac
 import type { SaveResult, StoredSession } from "../../src/store.ts";
 import { SessionTooLargeError } from "../../src/errors.ts";
 import { storeSuites } from "../conformance/store_cases.ts";
+import { lockUserCases, tagOf } from "../conformance/lock_user_cases.ts";
 import { assertRoundTrips } from "../conformance/round_trips.ts";
 import { randomKey } from "../conformance/util.ts";
 import { Client } from "../conformance/client.ts";
@@ -60,18 +61,6 @@ async function rawTtl(item: string): Promise<number | undefined> {
   const answer = await raw(`mg ${item} t\r\n`);
   const match = /^HD t(-?\d+)/.exec(answer);
   return match ? Number(match[1]) : undefined;
-}
-
-/** SHA-256 of a user id in base64url, computed here apart from the store: its index's name. */
-async function hashOf(user: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(user)));
-  return Buffer.from(digest).toString("base64url");
-}
-
-/** The entries of a user's index item as Memcached holds them (storage key → until, in ms). */
-async function rawIndex(prefix: string, user: string): Promise<Record<string, number> | undefined> {
-  const value = await rawGet(`${prefix}user:${await hashOf(user)}`);
-  return value === undefined ? undefined : JSON.parse(value);
 }
 
 async function rawSet(item: string, value: string, exptime = 60): Promise<void> {
@@ -130,6 +119,69 @@ function recording(
 const prefix = `websession-test:${RUN}:`;
 const prefixOf = (ns: string) => `${prefix}cases:${ns}:`;
 let casesConnection: Connection | undefined;
+/** Records each command the store sends with the kind of item it is for: a record, an index, a lock. */
+function named(client: MemcacheClientLike): { client: MemcacheClientLike; sent: string[] } {
+  const sent: string[] = [];
+  const kind = (item: string) =>
+    /:user:[\w-]{43}$/.test(item) ? "index" : item.endsWith(":lease") ? "lock" : "record";
+  const proxy = new Proxy(client as object, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver);
+      if (!COMMANDS.includes(String(property)) || typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        sent.push(`${String(property)} ${kind(String(args[0]))}`);
+        return Reflect.apply(value, target, args);
+      };
+    },
+  });
+  return { client: proxy as MemcacheClientLike, sent };
+}
+const indexItem = async (ns: string, user: string) => `${prefixOf(ns)}user:${await tagOf(user)}`;
+// Before storeSuites, whose close frees the connection these use too.
+lockUserCases("MemcachedStore over memcache-client", {
+  reportsCurrent: true,
+  open: (ns, now) =>
+    new MemcachedStore({ client: (casesConnection ??= open()).client, prefix: prefixOf(ns), now }),
+  counted: (ns, now) => {
+    const { client, sent } = named((casesConnection ??= open()).client);
+    return Promise.resolve({ store: new MemcachedStore({ client, prefix: prefixOf(ns), now }), sent });
+  },
+  raw: (ns, key) => rawGet(prefixOf(ns) + key),
+  // A lock is an item of its own, prefix + key + ":lease", holding { owner, expiresAt }.
+  locks: {
+    byClock: true,
+    entry: async (ns, key) => {
+      const text = await rawGet(`${prefixOf(ns)}${key}:lease`);
+      if (text === undefined) return undefined;
+      const { owner, expiresAt } = JSON.parse(text);
+      return { owner, until: expiresAt };
+    },
+  },
+  // An item per user, named by its tag, of storage keys and until when each entry lasts: half the
+  // record's remaining life past its expiry. It is written before the record, which notes it.
+  users: {
+    byClock: true,
+    prunes: true,
+    badIds: [""],
+    until: (expiresAt, now) => expiresAt + Math.ceil((expiresAt - now) / 2),
+    entries: async (ns, user) => JSON.parse((await rawGet(await indexItem(ns, user))) ?? "{}"),
+    note: async (ns, key) => {
+      const index = JSON.parse((await rawGet(prefixOf(ns) + key)) ?? "{}").index;
+      return index && { tag: index.user, until: index.until };
+    },
+    expiry: {
+      left: async (ns, user) => 1000 * ((await rawTtl(await indexItem(ns, user))) ?? NaN),
+      slack: 2_000, // whole seconds, rounded up
+    },
+    sends: {
+      save: ["gets index", "add index", "add record"],
+      update: ["gets record", "cas record"],
+      reindex: ["gets record", "gets index", "cas index", "cas record"],
+      plain: ["add record", "gets record", "cas record"],
+    },
+  },
+});
+
 storeSuites("MemcachedStore over memcache-client", {
   reportsCurrent: true,
   racesAnswerFalse: true, // a change between its gets and cas
@@ -311,135 +363,13 @@ describe("MemcachedStore over memcache-client: Memcached specifics", () => {
     assert.equal(await store.save(key, record({ ok: 1 }), null), true);
   });
 
-  it("keeps a lock in an item of its own, expiring by this process's clock, extended by its owner", async () => {
-    const key = randomKey();
-    let now = Date.now();
-    const clocked = new MemcachedStore({ client: connection.client, prefix: own, now: () => now });
-    assert.equal(await clocked.lock(key, "a", 60_000), true);
-    assert.deepEqual(JSON.parse((await rawGet(`${own}${key}:lease`))!), {
-      owner: "a",
-      expiresAt: now + 60_000,
-    });
-    assert.equal(await rawGet(own + key), undefined, "no record was written");
-    // Its owner takes it again: the lock is extended, not refused.
-    assert.equal(await clocked.lock(key, "a", 120_000), true);
-    assert.equal(JSON.parse((await rawGet(`${own}${key}:lease`))!).expiresAt, now + 120_000);
-    assert.equal(await clocked.lock(key, "b", 60_000), false);
-    // Expired by this process's clock, though Memcached still holds the item: free.
-    now += 121_000;
-    assert.ok(await rawGet(`${own}${key}:lease`));
-    assert.equal(await clocked.lock(key, "b", 60_000), true);
-    await clocked.unlock(key, "a"); // no longer its owner: nothing happens
-    assert.equal(JSON.parse((await rawGet(`${own}${key}:lease`))!).owner, "b");
-    await clocked.unlock(key, "b");
-    assert.equal(await rawGet(`${own}${key}:lease`), undefined);
-  });
-
-  it("enters a session in its user's index item, named by a hash of the user id, before writing the record", async () => {
+  it("names a user's index item by the hash of the id: a 201-byte prefix and a long id still make a key", async () => {
     const user = `ada ${RUN} with spaces, ünïcode and more: ${"x".repeat(400)}`;
+    const longest = new MemcachedStore({ client: connection.client, prefix: "p".repeat(201) });
     const key = randomKey();
-    let now = 1_700_000_000_000;
-    const order: string[] = [];
-    const { client, sent } = recording(connection.client);
-    const spy = new Proxy(client as object, {
-      get(target, property, receiver) {
-        const value = Reflect.get(target, property, receiver);
-        if (typeof value !== "function" || !["add", "cas"].includes(String(property))) return value;
-        return (...args: unknown[]) => {
-          order.push(`${String(property)} ${String(args[0]).slice(own.length, own.length + 5)}`);
-          return Reflect.apply(value, target, args);
-        };
-      },
-    }) as MemcacheClientLike;
-    const clocked = new MemcachedStore({ client: spy, prefix: own, now: () => now });
-    // A 201-byte prefix with a long user id still makes a key Memcached takes: the id is hashed.
-    const longest = new MemcachedStore({
-      client: connection.client,
-      prefix: "p".repeat(201),
-      now: () => now,
-    });
-    const saved = { data: { user }, version: 1, createdAt: now, expiresAt: now + 60_000 };
-    assert.equal(await clocked.save(key, saved, null, { user }), true);
-    assert.deepEqual(sent, ["gets", "add", "add"], "gets and add of the index, then add of the record");
-    assert.deepEqual(order, ["add user:", `add ${key.slice(0, 5)}`], "the index is written first");
-    // The entry lasts half the record's remaining life past its expiry; the record notes it.
-    assert.deepEqual(await rawIndex(own, user), { [key]: now + 90_000 });
-    const item = JSON.parse((await rawGet(own + key))!);
-    assert.deepEqual(item.index, { user: await hashOf(user), until: now + 90_000 });
-    assert.deepEqual(await clocked.load(key), saved, "the mark never shows in a loaded record");
-    assert.deepEqual(await clocked.keysOfUser(user), [key]);
-    assert.equal(await longest.save(key, saved, null, { user }), true);
+    assert.equal(await longest.save(key, record({ user }), null, { user }), true);
     assert.deepEqual(await longest.keysOfUser(user), [key]);
     await longest.destroy(key);
-    now += 90_000; // the entry's until: listed no more
-    assert.deepEqual(await clocked.keysOfUser(user), []);
-    await assert.rejects(clocked.keysOfUser(""), TypeError);
-    await assert.rejects(clocked.save(randomKey(), saved, null, { user: "" }), TypeError);
-  });
-
-  it("extends the entry before a save or touch moves expiresAt past it, with or without the user, and not otherwise", async () => {
-    const user = `grace-${randomKey()}`;
-    const key = randomKey();
-    let now = 1_700_000_000_000;
-    const { client, sent } = recording(connection.client);
-    const clocked = new MemcachedStore({ client, prefix: own, now: () => now });
-    const at = (version: number, expiresAt: number) => ({ data: { user }, version, createdAt: 1, expiresAt });
-    assert.equal(await clocked.save(key, at(1, now + 60_000), null, { user }), true); // until now + 90 s
-    // Sliding expiry within the entry's life: the record alone, as without an index.
-    now += 20_000;
-    sent.length = 0;
-    assert.equal(await clocked.save(key, at(2, now + 60_000), 1, { user }), true);
-    assert.equal(await clocked.save(key, at(3, now + 70_000), 2), true);
-    assert.deepEqual(sent, ["gets", "cas", "gets", "cas"]);
-    // Past it, a save without the user (a logout's tombstone, say) extends the entry first.
-    now += 20_000;
-    sent.length = 0;
-    assert.equal(await clocked.save(key, at(4, now + 60_000), 3), true);
-    assert.deepEqual(
-      sent,
-      ["gets", "gets", "cas", "cas"],
-      "record read, index read and written, record written",
-    );
-    assert.deepEqual(await rawIndex(own, user), { [key]: now + 90_000 });
-    assert.equal(JSON.parse((await rawGet(own + key))!).index.until, now + 90_000);
-    // And so does a touch.
-    now += 40_000;
-    sent.length = 0;
-    assert.equal(await clocked.touch(key, now + 600_000, 4), true);
-    assert.deepEqual(sent, ["gets", "gets", "cas", "cas"]);
-    assert.deepEqual(await rawIndex(own, user), { [key]: now + 900_000 });
-    assert.deepEqual((await clocked.load(key))?.data, { user });
-    now += 800_000;
-    assert.deepEqual(await clocked.keysOfUser(user), [key], "listed as long as the touched record lives");
-    // A session never saved with a user stays out of every index, touched or not.
-    const plain = randomKey();
-    sent.length = 0;
-    await clocked.save(plain, at(1, now + 60_000), null);
-    await clocked.touch(plain, now + 120_000, 1);
-    assert.deepEqual(sent, ["add", "gets", "cas"]);
-    assert.equal(JSON.parse((await rawGet(own + plain))!).index, undefined);
-  });
-
-  it("drops expired entries when it writes the index, and sets the item's exptime from its longest entry", async () => {
-    const user = `hopper-${randomKey()}`;
-    let now = Date.now();
-    const clocked = new MemcachedStore({ client: connection.client, prefix: own, now: () => now });
-    const [short, long, later] = [randomKey(), randomKey(), randomKey()];
-    const saved = (ttl: number) => ({ data: { user }, version: 1, createdAt: now, expiresAt: now + ttl });
-    await clocked.save(short, saved(10_000), null, { user }); // until now + 15 s
-    await clocked.save(long, saved(600_000), null, { user }); // until now + 900 s
-    assert.deepEqual((await clocked.keysOfUser(user)).sort(), [long, short].sort());
-    const ttl = await rawTtl(`${own}user:${await hashOf(user)}`);
-    assert.ok(ttl !== undefined && ttl >= 899 && ttl <= 902, `TTL ${ttl}`);
-    now += 15_000;
-    assert.deepEqual(await clocked.keysOfUser(user), [long]);
-    assert.deepEqual(
-      Object.keys((await rawIndex(own, user))!).sort(),
-      [long, short].sort(),
-      "kept until a write",
-    );
-    await clocked.save(later, saved(60_000), null, { user });
-    assert.deepEqual(Object.keys((await rawIndex(own, user))!).sort(), [long, later].sort());
   });
 
   it("refuses, writing nothing of the record, a session whose user's index would not fit one item", async () => {
@@ -465,7 +395,7 @@ describe("MemcachedStore over memcache-client: Memcached specifics", () => {
 
   it("reads a corrupt index as empty and reports it; the next save starts it afresh", async () => {
     const user = `corrupt-${randomKey()}`;
-    const name = `user:${await hashOf(user)}`;
+    const name = `user:${await tagOf(user)}`;
     await rawSet(own + name, JSON.stringify({ "not a key": 1 }));
     const reported = corrupt.length;
     assert.deepEqual(await store.keysOfUser(user), []);

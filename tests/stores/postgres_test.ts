@@ -12,6 +12,7 @@ import { PostgresStore, type SqlLike } from "../../src/stores/postgres.ts";
 import { SessionDataError } from "../../src/errors.ts";
 import type { SaveResult } from "../../src/store.ts";
 import { type OpenOptions, storeSuites } from "../conformance/store_cases.ts";
+import { lockUserCases } from "../conformance/lock_user_cases.ts";
 import { assertRoundTrips } from "../conformance/round_trips.ts";
 import { randomKey, sleep } from "../conformance/util.ts";
 import { type NeonBridge, startNeonBridge } from "../bridges/neon.ts";
@@ -147,6 +148,46 @@ for (const [label, connect] of clients) {
     await tables.get(ns);
     return store;
   };
+  // Before storeSuites, whose close drops the tables and the connection these use too.
+  lockUserCases(`PostgresStore over ${label}`, {
+    reportsCurrent: true,
+    sweeps: true,
+    open: async (ns, now) => storeIn(shared ??= await connect(), ns, { now }),
+    counted: async (ns, now) => {
+      await storeIn(shared ??= await connect(), ns);
+      const { client, sent } = recording(shared.client);
+      return { store: new PostgresStore({ client, table: tableOf(ns), now }), sent };
+    },
+    raw: async (ns, key) =>
+      (await admin.query(`SELECT id FROM "${tableOf(ns)}" WHERE id = $1`, [key])).rows[0],
+    // A lock is a row of <table>_leases, until when by the store's clock.
+    locks: {
+      byClock: true,
+      until: (now, ttl) => now + Math.ceil(ttl),
+      entry: async (ns, key) => {
+        const { rows } = await admin.query(
+          `SELECT owner, until FROM "${tableOf(ns)}_leases" WHERE key = $1`,
+          [key],
+        );
+        return rows[0] && { owner: rows[0].owner, until: Number(rows[0].until) };
+      },
+      sends: { lock: ["INSERT"], unlock: ["DELETE"], cleanup: ["DELETE"] },
+    },
+    // The index is the row's user_id, set by the save statement itself.
+    users: {
+      liveOnly: true,
+      current: true,
+      byClock: true,
+      remembers: false,
+      badIds: ["a\u0000b"],
+      entries: async (ns, user) => {
+        const { rows } = await admin.query(`SELECT id FROM "${tableOf(ns)}" WHERE user_id = $1`, [user]);
+        return Object.fromEntries(rows.map((row) => [row.id, null]));
+      },
+      sends: { save: ["INSERT"], list: ["SELECT"], update: ["UPDATE"] },
+    },
+  });
+
   storeSuites(`PostgresStore over ${label}`, {
     reportsCurrent: true,
     keepsAnyText: false,
@@ -401,69 +442,6 @@ for (const [label, connect] of clients) {
         },
         label.startsWith("neon()") ? () => bridge!.requests : undefined,
       );
-    });
-
-    it("keeps locks in <table>_leases by the store's clock, one statement each", async () => {
-      let now = Date.now();
-      const { client, sent } = recording(connection.client);
-      const clocked = new PostgresStore({ client, table: own, now: () => now });
-      const key = randomKey();
-      const until = async () =>
-        (await admin.query(`SELECT owner, until FROM "${own}_leases" WHERE key = $1`, [key])).rows[0];
-      assert.equal(await clocked.lock(key, "first", 30_000), true);
-      assert.deepEqual(await until(), { owner: "first", until: String(now + 30_000) });
-      assert.equal(await clocked.lock(key, "second", 30_000), false);
-      now += 10_000;
-      assert.equal(await clocked.lock(key, "first", 30_000), true, "the owner extends it");
-      assert.deepEqual(await until(), { owner: "first", until: String(now + 30_000) });
-      await clocked.unlock(key, "second");
-      assert.equal((await until())?.owner, "first", "only its owner releases it");
-      now += 30_000; // lapsed by the store's clock, whatever the database's says
-      assert.equal(await clocked.lock(key, "second", 1_000), true);
-      assert.equal((await until())?.owner, "second");
-      await clocked.unlock(key, "second");
-      assert.equal(await until(), undefined);
-      assert.deepEqual(sent, ["INSERT", "INSERT", "INSERT", "DELETE", "INSERT", "DELETE"]);
-      // cleanup() removes lapsed locks with the expired rows, in the same statement.
-      assert.equal(await clocked.lock(key, "third", 1_000), true);
-      now += 1_000;
-      sent.length = 0;
-      await clocked.cleanup();
-      assert.deepEqual(sent, ["DELETE"]);
-      assert.equal(await until(), undefined);
-    });
-
-    it("indexes a user with the save statement itself, and lists live rows only", async () => {
-      let now = Date.now();
-      const { client, sent } = recording(connection.client);
-      const clocked = new PostgresStore({ client, table: own, now: () => now });
-      const user = `ada-${randomKey().slice(0, 8)}`;
-      const userOf = async (key: string) =>
-        (await admin.query(`SELECT user_id FROM "${own}" WHERE id = $1`, [key])).rows[0]?.user_id;
-      const [a, b] = [randomKey(), randomKey()];
-      assert.equal(await clocked.save(a, record({ user }, 1, 60_000, now), null, { user }), true);
-      assert.equal(await clocked.save(b, record({ user }, 1, 1_000, now), null, { user }), true);
-      assert.deepEqual(sent.splice(0), ["INSERT", "INSERT"], "one statement each");
-      assert.equal(await userOf(a), user);
-      assert.deepEqual([...await clocked.keysOfUser(user)].sort(), [a, b].sort());
-      assert.deepEqual(sent.splice(0), ["SELECT"]);
-      now += 1_000; // b expires by the store's clock
-      assert.deepEqual(await clocked.keysOfUser(user), [a]);
-      // An update indexes in the same statement; one without an index clears it (logged out).
-      assert.equal(await clocked.save(a, record({}, 2, 60_000, now), 1), true);
-      assert.equal(await userOf(a), null);
-      assert.deepEqual(await clocked.keysOfUser(user), []);
-      assert.equal(
-        await clocked.save(a, record({ user: "grace" }, 3, 60_000, now), 2, { user: "grace" }),
-        true,
-      );
-      assert.deepEqual(sent.splice(0).filter((verb) => verb !== "SELECT"), ["UPDATE", "UPDATE"]);
-      assert.deepEqual(await clocked.keysOfUser("grace"), [a]);
-      // A refused save changes nothing.
-      assert.notEqual(await clocked.save(a, record({ user }, 3, 60_000, now), 2, { user }), true);
-      assert.equal(await userOf(a), "grace");
-      // A user id text cannot hold is refused before the database.
-      await assert.rejects(clocked.keysOfUser("a\u0000b"), TypeError);
     });
 
     it("passes a driver error through", async () => {

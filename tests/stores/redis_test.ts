@@ -8,6 +8,7 @@ import { createClient } from "redis";
 import { Redis as UpstashRedis } from "@upstash/redis";
 import { type RedisLike, RedisStore } from "../../src/stores/redis.ts";
 import { storeSuites } from "../conformance/store_cases.ts";
+import { lockUserCases, tagOf } from "../conformance/lock_user_cases.ts";
 import { assertRoundTrips } from "../conformance/round_trips.ts";
 import { randomKey, sleep } from "../conformance/util.ts";
 import { startUpstashBridge, type UpstashBridge } from "../bridges/upstash.ts";
@@ -115,18 +116,58 @@ async function unreachable() {
   return { store: new RedisStore({ client }), close: () => client.disconnect() };
 }
 
-/** Where a store keeps `user`'s index: `prefix user:{base64url SHA-256 of the user id}`. */
-async function indexKeyOf(prefix: string, user: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(user)));
-  const tag = btoa(String.fromCharCode(...digest)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-  return `${prefix}user:{${tag}}`;
-}
-
 for (const [label, connect] of clients) {
   const prefix = `websession-test:${RUN}:${label.replace(/[^a-z]+/g, "-")}:`;
   const prefixOf = (ns: string) => `${prefix}${ns}:`;
   let shared: Connection | undefined;
   const open = async () => (shared ??= await connect());
+  // Before storeSuites, whose close drops the prefix and the connection these use too.
+  const indexKey = async (ns: string, user: string) => `${prefixOf(ns)}user:{${await tagOf(user)}}`;
+  lockUserCases(`RedisStore over ${label}`, {
+    reportsCurrent: true,
+    open: async (ns, now) => new RedisStore({ client: (await open()).client, prefix: prefixOf(ns), now }),
+    counted: async (ns, now) => {
+      const { client, sent } = recording((await open()).client);
+      return { store: new RedisStore({ client, prefix: prefixOf(ns), now }), sent };
+    },
+    raw: async (ns, key) => (await admin.get(prefixOf(ns) + key)) ?? undefined,
+    // A lock is its owner under prefix lock:key, with Redis' own time to live.
+    locks: {
+      byClock: false,
+      entry: async (ns, key) => {
+        const owner = await admin.get(`${prefixOf(ns)}lock:${key}`);
+        return owner === null ? undefined : { owner };
+      },
+      expiry: { left: (ns, key) => admin.pttl(`${prefixOf(ns)}lock:${key}`), slack: 5_000 },
+      sends: { lock: ["EVALSHA"], unlock: ["EVALSHA"] },
+    },
+    // A sorted set per user, named by its tag, scored by until when each entry lasts: as long
+    // again as the record has left. The record notes the tag and that time.
+    users: {
+      byClock: true,
+      prunes: true,
+      remembers: false,
+      until: (expiresAt, now) => 2 * expiresAt - now,
+      entries: async (ns, user) => {
+        const flat = await admin.zrange(await indexKey(ns, user), "0", "-1", "WITHSCORES");
+        return Object.fromEntries(flat.flatMap((key, i) => i % 2 ? [] : [[key, Number(flat[i + 1])]]));
+      },
+      note: async (ns, key) => {
+        const text = await admin.get(prefixOf(ns) + key);
+        const noted = text === null ? null : /,"user":"([\w-]{43})","userUntil":(\d+)\}$/.exec(text);
+        return noted === null ? undefined : { tag: noted[1], until: Number(noted[2]) };
+      },
+      expiry: { left: async (ns, user) => await admin.pttl(await indexKey(ns, user)), slack: 5_000 },
+      sends: {
+        save: ["EVALSHA"],
+        list: ["EVALSHA"],
+        update: ["EVALSHA"],
+        reindex: ["EVALSHA", "EVALSHA", "EVALSHA"], // asks, extends the entry, touches
+        plain: ["EVALSHA", "EVALSHA"],
+      },
+    },
+  });
+
   storeSuites(`RedisStore over ${label}`, {
     reportsCurrent: true,
     expiredSave: true,
@@ -281,99 +322,6 @@ for (const [label, connect] of clients) {
       assert.equal(await glob.save(keys[1]!, record({ user: "ada" }, 2), 1, { user: "ada" }), true);
       assert.equal(await glob.count(), 3);
       assert.equal(await sibling.count(), 1);
-    });
-
-    it("keeps a lock under prefix lock:key with a time to live, extended only by its owner", async () => {
-      const { client, sent } = recording(connection.client);
-      const counted = new RedisStore({ client, prefix: own });
-      const key = randomKey();
-      await counted.lock(randomKey(), "warm", 1_000); // the scripts are known from here on
-      await counted.unlock(randomKey(), "warm");
-      sent.length = 0;
-      assert.equal(await counted.lock(key, "first", 30_000), true);
-      assert.equal(await admin.get(`${own}lock:${key}`), "first");
-      const ttl = await admin.pttl(`${own}lock:${key}`);
-      assert.ok(ttl > 25_000 && ttl <= 30_000, `PTTL ${ttl}`);
-      assert.equal(await counted.lock(key, "second", 30_000), false);
-      assert.equal(await counted.lock(key, "first", 90_000), true, "the owner extends it");
-      assert.ok((await admin.pttl(`${own}lock:${key}`)) > 60_000);
-      await counted.unlock(key, "second");
-      assert.equal(await admin.get(`${own}lock:${key}`), "first", "only its owner releases it");
-      await counted.unlock(key, "first");
-      assert.equal(await admin.exists(`${own}lock:${key}`), 0);
-      assert.deepEqual(sent, ["EVALSHA", "EVALSHA", "EVALSHA", "EVALSHA", "EVALSHA"], "one script each");
-      // The record under the same key is a different Redis key.
-      assert.equal(await admin.exists(own + key), 0);
-    });
-
-    it("indexes a user's session in the save script itself, in a sorted set named by a hash of the user", async () => {
-      const { client, sent } = recording(connection.client);
-      const counted = new RedisStore({ client, prefix: own });
-      const user = `ada-${randomKey().slice(0, 8)}@example.com`;
-      const index = await indexKeyOf(own, user);
-      await counted.save(randomKey(), record({}), null, { user: "warm" });
-      await counted.keysOfUser("warm");
-      const key = randomKey();
-      const now = Date.now();
-      sent.length = 0;
-      assert.equal(await counted.save(key, record({ user }, 1, 60_000, now), null, { user }), true);
-      const saved = Date.now();
-      assert.deepEqual(sent, ["EVALSHA"], "one round trip");
-      // The entry lasts as long again as the record has left, and the set as long as its entry.
-      const score = Number(await admin.zscore(index, key));
-      assert.ok(score >= 2 * (now + 60_000) - saved && score <= now + 120_000, `score ${score}`);
-      assert.ok((await admin.pttl(index)) > 110_000);
-      assert.ok(JSON.parse((await admin.get(own + key))!).userUntil >= score - 1);
-      sent.length = 0;
-      assert.deepEqual(await counted.keysOfUser(user), [key]);
-      assert.deepEqual(sent, ["EVALSHA"], "one round trip");
-      // A refused save writes no entry.
-      const other = randomKey();
-      await counted.save(other, record({}), null);
-      assert.notEqual(await counted.save(other, record({ user }, 2), 7, { user }), true);
-      assert.equal(await admin.zscore(index, other), null);
-      // The record reads back without what it notes of its index.
-      assert.deepEqual(await counted.load(key), record({ user }, 1, 60_000, now));
-    });
-
-    it("extends a user's index entry before a touch moves the record's expiry past it", async () => {
-      let now = Date.now();
-      const { client, sent } = recording(connection.client);
-      const clocked = new RedisStore({ client, prefix: own, now: () => now });
-      const user = `user-${randomKey().slice(0, 12)}`;
-      const key = randomKey();
-      const saved = record({ user }, 1, 60_000, now);
-      assert.equal(await clocked.save(key, saved, null, { user }), true);
-      // Every script is known from here on: a touch far ahead of a warm-up session's index entry.
-      const warm = randomKey();
-      await clocked.save(warm, record({ user: "warm" }, 1, 60_000, now), null, { user: "warm" });
-      assert.equal(await clocked.touch(warm, now + 600_000, 1), true);
-      sent.length = 0;
-      now += 50_000;
-      assert.equal(await clocked.touch(key, now + 60_000, 1), true); // within the entry's 120 s: one script
-      assert.deepEqual(sent.splice(0), ["EVALSHA"]);
-      now += 50_000;
-      assert.equal(await clocked.touch(key, now + 60_000, 1), true); // past it: asks, extends the entry, touches
-      assert.deepEqual(sent.splice(0), ["EVALSHA", "EVALSHA", "EVALSHA"]);
-      for (let step = 0; step < 10; step++) {
-        now += 50_000;
-        assert.equal(await clocked.touch(key, now + 60_000, 1), true);
-        assert.deepEqual(await clocked.keysOfUser(user), [key]);
-      }
-      assert.deepEqual(await clocked.load(key), { ...saved, expiresAt: now + 60_000 });
-    });
-
-    it("drops index entries no record can need any more as the index is written", async () => {
-      let now = Date.now();
-      const clocked = new RedisStore({ client: connection.client, prefix: own, now: () => now });
-      const user = `user-${randomKey().slice(0, 12)}`;
-      const [short, long] = [randomKey(), randomKey()];
-      await clocked.save(short, record({ user }, 1, 1_000, now), null, { user });
-      assert.deepEqual(await clocked.keysOfUser(user), [short]);
-      now += 2_500; // past what the short session's entry had to last (2 s)
-      assert.deepEqual(await clocked.keysOfUser(user), []);
-      await clocked.save(long, record({ user }, 1, 60_000, now), null, { user });
-      assert.deepEqual(await admin.zrange(await indexKeyOf(own, user), "0", "-1"), [long]);
     });
   });
 }

@@ -166,8 +166,15 @@ export interface SealedSessionStore {
    * Throws `SessionTooLargeError` when the record does not fit.
    */
   seal(id: string, record: StoredSession, name: string): Promise<SealedCookie[]>;
-  /** Called when a session is destroyed or regenerated, for an optional revocation list. */
-  revoke?(id: string, record: StoredSession): Promise<void>;
+  /**
+   * Called when a session is destroyed or regenerated, for an optional revocation list. Answers
+   * what it found: `"ended"` when another request ended the session first (a log in that
+   * regenerated it), `"missing"` when the list held nothing of it (it may have been ended, and its
+   * tombstone outlived); either way the request's cookie is left alone, as a server store's logout
+   * that finds its record ended or gone leaves it: the browser may hold a newer session's cookie.
+   * Nothing (`undefined`): revoked by this call, its cookies are cleared.
+   */
+  revoke?(id: string, record: StoredSession): Promise<void | "ended" | "missing">;
 }
 
 /**

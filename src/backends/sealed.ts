@@ -140,21 +140,20 @@ async function commit(h: Handle): Promise<CommitResult> {
 
 /**
  * Ends the sealed session the request loaded: the revocation store (if any) keeps a tombstone
- * for as long as a cookie of it may live, and the cookies are cleared. Returns the store's
- * failure, if it failed.
+ * for as long as a cookie of it may live, and the cookies are cleared unless another request
+ * ended it first. Returns the store's failure, if it failed.
  */
 async function revoke(h: Handle, store: SealedSessionStore, now: number): Promise<SessionError | undefined> {
   const o = h.o;
   const base = h.base!;
+  let found: "ended" | "missing" | undefined;
   try {
     // A request in flight during the end may still seal a cookie living a full idle window.
     const t = timeoutsOf(o, base.data[REMEMBER_KEY]);
     const until = Math.max(base.expiresAt, expiryFrom(t, base.createdAt, now));
     const tombstone = { data: {}, version: base.version, createdAt: base.createdAt, expiresAt: until };
     const id = h.key!;
-    if (store.revoke !== undefined) {
-      await store.revoke!(id, tombstone);
-    }
+    if (store.revoke !== undefined) found = await store.revoke(id, tombstone) ?? undefined;
     if (o.onEvent !== undefined) emit(o.onEvent, { type: h.ending!, durationMs: 0, request: h.request });
   } catch (error) {
     return storeError("revoke", error);
@@ -162,7 +161,14 @@ async function revoke(h: Handle, store: SealedSessionStore, now: number): Promis
   h.base = undefined;
   h.key = undefined;
   h.ending = undefined;
-  h.clearCookie = true;
+  if (found === undefined) {
+    h.clearCookie = true;
+  } else {
+    // Ended first by another request (a log in), or its tombstone outlived: the browser may
+    // hold a newer session's cookie. This end changes no cookie, and what was set after it
+    // cannot land (as on a server store, `ended()` in server.ts).
+    h.endedElsewhere = true;
+  }
   return undefined;
 }
 

@@ -8,7 +8,9 @@
 import { SessionConflictError, SessionError, StoreUnavailableError } from "../../errors.ts";
 import {
   checkedSaveResult,
+  ENDED_BY_KEY,
   ENDED_KEY,
+  endedRemotely,
   type InvalidSeal,
   isEnded,
   type SaveResult,
@@ -181,23 +183,32 @@ export class Revocation {
     entry.revocationKey = key;
   }
 
-  /** Replaces a session's record by a tombstone (see `CookieStore.revoke`). */
-  async revoke(id: string, record: StoredSession): Promise<void> {
+  /**
+   * Replaces a session's record by a tombstone (see `CookieStore.revoke`): `"ended"` when it was
+   * one already, `"missing"` when there was no record (the tombstone is written all the same).
+   */
+  async revoke(id: string, record: StoredSession): Promise<void | "ended" | "missing"> {
     const key = await revocationKey(id);
     let current = await this.#load(key);
     for (let attempt = 0; attempt < MAX_REVOCATION_ATTEMPTS; attempt++) {
-      if (isEnded(current)) return;
+      if (isEnded(current)) return "ended";
       const now = this.#now();
       const expiresAt = Math.max(record.expiresAt, current?.expiresAt ?? 0);
-      if (expiresAt <= now) return; // every seal of it is refused as expired already
+      if (expiresAt <= now) return current === null ? "missing" : undefined; // refused as expired already
       const tombstone: StoredSession = {
-        data: { [ENDED_KEY]: true, at: now },
+        // Nothing of the session was recorded (its record lapsed, or the store lost it): the
+        // browser may hold a newer cookie, which this end leaves alone, or this one, which then
+        // must not be refused as "in flight" during the grace: ended with no grace, as from
+        // elsewhere.
+        data: current === null
+          ? { [ENDED_KEY]: true, at: now, [ENDED_BY_KEY]: "remote" }
+          : { [ENDED_KEY]: true, at: now },
         version: (current?.version ?? 0) + 1,
         createdAt: current?.createdAt ?? now,
         expiresAt,
       };
       const result = await this.#save(key, tombstone, current?.version ?? null);
-      if (result === true) return;
+      if (result === true) return current === null ? "missing" : undefined;
       current = result === false ? await this.#load(key) : result.current;
     }
     throw new StoreUnavailableError(
@@ -243,6 +254,7 @@ export class Revocation {
       return {
         invalid: "ended",
         at: atOf(latest),
+        ...(endedRemotely(latest) ? { remote: true } : {}),
         detail: invalid("the session was destroyed or regenerated"),
       };
     }

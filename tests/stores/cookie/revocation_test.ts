@@ -444,6 +444,37 @@ describe("CookieStore: revocation", () => {
       assert.equal(await copy.text("/"), "2");
     });
 
+    it("with a revocation store that lost the session's record, logout still ends it, and changes no cookie", async () => {
+      // The record lapsed or was evicted: nothing says whether a log in replaced this session
+      // meanwhile, so the browser may hold a newer cookie. Ended all the same, without the grace
+      // that would refuse this browser's next write as one in flight.
+      class Forgetful extends MemoryStore {
+        readonly keys = new Set<string>();
+        override save(...args: Parameters<MemoryStore["save"]>): ReturnType<MemoryStore["save"]> {
+          this.keys.add(args[0]);
+          return super.save(...args);
+        }
+      }
+      const revocation = new Forgetful();
+      const client = new Client(app(new CookieStore({ secrets: SECRET_A, revocation })));
+      await client.text("/");
+      await client.text("/");
+      for (const key of revocation.keys) await revocation.destroy(key);
+      const copy = client.clone();
+      const logout = await client.fetch("/logout");
+      assert.equal(logout.status, 200);
+      assert.deepEqual(
+        logout.headers.getSetCookie(),
+        [],
+        "no cookie cleared: a newer one may be the browser's",
+      );
+      assert.equal(await copy.text("/read"), "0", "the old seal opens no more");
+      const write = await copy.fetch("/");
+      assert.equal(write.status, 200, "no grace: the next write starts a new session at once");
+      assert.equal(await write.text(), "1");
+      assert.equal(write.headers.getSetCookie().length, 1);
+    });
+
     it("with a revocation store, a replayed older cookie neither opens nor rolls the session back", async () => {
       const handler = app(new CookieStore({ secrets: SECRET_A, revocation: new MemoryStore() }));
       const client = new Client(handler);

@@ -43,6 +43,7 @@
 import { commitSession, openSession } from "./open_session.ts";
 import type { SessionOptions } from "./options.ts";
 import type { SessionData } from "./store.ts";
+import { takeSessionToken } from "./transport.ts";
 
 export {
   /**
@@ -218,6 +219,15 @@ export interface SignedIn {
   setCookie: string[];
   /** The same cookies for Playwright: `await context.addCookies(cookies)`. */
   cookies: BrowserCookie[];
+  /**
+   * With the `transport` option (`headerTransport` from `websession/transport`), the session's
+   * token for a native client: send it as `Authorization: Bearer <token>` (or as the value of
+   * the transport's own header). It is the signed value the cookie carries. On a header-only
+   * transport (no `cookie: true`) there is no cookie: `cookie` is `""`, `setCookie` and
+   * `cookies` are empty, and this is how the client reaches the session. Absent without the
+   * option.
+   */
+  token?: string;
 }
 
 /** Whether a `Set-Cookie` value removes its cookie (a sealed store clears chunks it no longer uses). */
@@ -261,16 +271,23 @@ function browserCookie(setCookie: string, host: string, receivedAt: number): Bro
  *
  * Pass the app's own options object (the same store instance): a session in another store, or a
  * cookie signed with other secrets, is unknown to the app. With the default store (no `store`
- * option) the app must run in the same process as the test.
+ * option) the app must run in the same process as the test. An app served elsewhere (another
+ * process, a Worker in Miniflare) shares its sessions through its store's backend: give
+ * `signIn` options with a store over that same backend and the app's secrets.
+ *
+ * With the `transport` option, the result also holds the `token` a native client sends in its
+ * header.
  *
  * @typeParam T The shape of the session data.
  * @param options The app's session options (`withSession`'s, `sessionMiddleware`'s).
  * @param data What the session holds once signed in, such as `{ user: "ada" }`; with the
  * `users` option, include its `userKey` to index the session under its user.
  * @param signInOptions Where the browser will visit, for {@linkcode SignedIn.cookies}.
- * @returns The `Cookie` header, the `Set-Cookie` values, and the cookies for Playwright.
+ * @returns The `Cookie` header, the `Set-Cookie` values, the cookies for Playwright, and with
+ * the `transport` option the token.
  * @throws {TypeError} When `data` is not an object with at least one value, holds a value that
- * is not plain JSON, or the options are invalid.
+ * the options' `serializer` cannot store (without one, a value that is not plain JSON), or the
+ * options are invalid.
  * @throws {StoreUnavailableError} When the store cannot be written.
  * @example
  * ```ts
@@ -318,9 +335,17 @@ export async function signIn<T extends object = SessionData>(
   const setCookie = await commitSession(session);
   const receivedAt = Date.now();
   const kept = setCookie.filter((value) => !removes(value));
-  return {
+  const signed: SignedIn = {
     cookie: kept.map((value) => value.split(";", 1)[0]!).join("; "),
     setCookie,
     cookies: kept.map((value) => browserCookie(value, host, receivedAt)),
   };
+  const transport = options.transport;
+  if (transport !== undefined) {
+    // Cookies on too: the session was committed on the cookie, whose value is the token. Else it
+    // was committed on the header, and the token is what a response would carry.
+    const token = transport.cookie ? signed.cookies[0]?.value : takeSessionToken(session);
+    if (token !== undefined) signed.token = token;
+  }
+  return signed;
 }

@@ -6,7 +6,9 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { getSession, listUserSessions, type SessionOptions, withSession } from "../mod.ts";
 import { CookieStore } from "../src/stores/cookie.ts";
+import { richValues } from "../src/serializer.ts";
 import { MemoryStore, signIn, TestClock } from "../src/testing.ts";
+import { headerTransport } from "../src/transport.ts";
 import { userSessions } from "../src/users/options.ts";
 
 const SECRET = "testing kit secret of at least 32 characters";
@@ -117,6 +119,69 @@ describe("signIn", () => {
     const signed = await signIn<Data>(options, { user: "ada", role: "reader" });
     assert.ok(signed.cookies.length >= 1);
     assert.equal(await (await visit(appFor(options), signed.cookie)).text(), "ada:reader");
+  });
+
+  it("gives the token of an app on the header transport (native clients), with cookies off or on", async () => {
+    const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+    const signedId = /^[A-Za-z0-9_-]{32}\.[A-Za-z0-9_-]{43}$/;
+    // Header only: no cookie at all, and the token is how the client reaches the session.
+    const native: SessionOptions<Data> = {
+      store: new MemoryStore(),
+      secrets: SECRET,
+      transport: headerTransport(),
+    };
+    const signed = await signIn<Data>(native, { user: "ada", role: "native" });
+    assert.deepEqual([signed.cookie, signed.setCookie, signed.cookies], ["", [], []]);
+    assert.match(signed.token ?? "", signedId);
+    const app = appFor(native);
+    const read = await app(new Request("https://api.example.com/", { headers: bearer(signed.token!) }));
+    assert.equal(await read.text(), "ada:native");
+    assert.equal(read.headers.get("session-token"), null); // nothing new to hand out
+    assert.equal((await app(new Request("https://api.example.com/"))).status, 401);
+
+    // Cookies on too: the cookie for the browser, the token (the cookie's value) for the native client.
+    const both: SessionOptions<Data> = {
+      store: new MemoryStore(),
+      secrets: SECRET,
+      transport: headerTransport({ header: "X-Session", cookie: true }),
+    };
+    const twice = await signIn<Data>(both, { user: "bob" });
+    assert.match(twice.cookie, /^session=/);
+    assert.equal(twice.token, twice.cookies[0]!.value);
+    const web = appFor(both);
+    assert.equal(await (await visit(web, twice.cookie)).text(), "bob:");
+    const header = await web(
+      new Request("https://api.example.com/", { headers: { "x-session": twice.token! } }),
+    );
+    assert.equal(await header.text(), "bob:");
+
+    // Without the option: no token.
+    assert.equal(
+      (await signIn<Data>({ store: new MemoryStore(), secrets: SECRET }, { user: "ada" })).token,
+      undefined,
+    );
+  });
+
+  it("stores rich values with the serializer option", async () => {
+    type Rich = { user?: string; since?: Date; tags?: Set<string> };
+    const options: SessionOptions<Rich> = {
+      store: new MemoryStore(),
+      secrets: SECRET,
+      serializer: richValues,
+    };
+    const since = new Date("2030-01-01T00:00:00Z");
+    const { cookie } = await signIn<Rich>(options, { user: "ada", since, tags: new Set(["a", "b"]) });
+    const app = withSession(async (request: Request) => {
+      const session = await getSession<Rich>(request);
+      const seen = session.get("since");
+      const tags = session.get("tags");
+      return Response.json([
+        seen instanceof Date ? seen.toISOString() : null,
+        tags instanceof Set ? [...tags] : null,
+      ]);
+    }, options);
+    const response = await visit(app, cookie);
+    assert.deepEqual(await response.json(), [since.toISOString(), ["a", "b"]]);
   });
 
   it("refuses data that holds nothing to store, or values that are not plain JSON", async () => {

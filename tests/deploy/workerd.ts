@@ -21,22 +21,31 @@ export const SECRET = "deploy cells: a test secret of 32+ characters";
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 
-let bundled: Promise<string> | undefined;
+const bundles = new Map<string, Promise<string>>();
 
-/** The Worker as one ES module, built as a Worker build would (workerd conditions). */
-export function workerScript(): Promise<string> {
-  bundled ??= build({
-    entryPoints: [fileURLToPath(new URL("./worker.ts", import.meta.url))],
-    bundle: true,
-    format: "esm",
-    platform: "neutral",
-    mainFields: ["module", "main"],
-    conditions: ["workerd", "worker", "browser"],
-    target: "es2022",
-    write: false,
-    logLevel: "silent",
-  }).then((result) => result.outputFiles[0]!.text);
+/** A Worker of this folder as one ES module, built as a Worker build would (workerd conditions). */
+export function bundleWorker(entry: string): Promise<string> {
+  let bundled = bundles.get(entry);
+  if (bundled === undefined) {
+    bundled = build({
+      entryPoints: [fileURLToPath(new URL(entry, import.meta.url))],
+      bundle: true,
+      format: "esm",
+      platform: "neutral",
+      mainFields: ["module", "main"],
+      conditions: ["workerd", "worker", "browser"],
+      target: "es2022",
+      write: false,
+      logLevel: "silent",
+    }).then((result) => result.outputFiles[0]!.text);
+    bundles.set(entry, bundled);
+  }
   return bundled;
+}
+
+/** The deployment Worker (worker.ts) as one ES module. */
+export function workerScript(): Promise<string> {
+  return bundleWorker("./worker.ts");
 }
 
 /** A served Worker: send requests into it, read its stats, stop it. */

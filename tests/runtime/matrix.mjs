@@ -12,6 +12,7 @@
 // - The adapter tests (tests/adapters/*_test.ts: Hono, React Router) run under Node, Deno and
 //   Bun, and in workerd those that nothing keeps out (see `workerdBlocker`).
 // - The fault tests (tests/faults/*_test.ts) kill servers and processes: Node only.
+// - tests/vitest/vitest_test.ts runs Vitest on the files beside it (`*.test.ts`): Node only.
 // - The framework recipe tests (tests/frameworks/) build and serve whole apps; they have their own
 //   entry and are not listed here.
 import { existsSync, readdirSync, readFileSync } from "node:fs";
@@ -59,7 +60,7 @@ export function cookieStoreFiles() {
   return ["tests/stores/cookie_test.ts", ...testFiles("tests/stores/cookie")];
 }
 
-/** Node: everything, in these folders. */
+/** Node: everything, in these folders (tests/vitest: the one that runs `vitest run` there). */
 export function nodeFiles() {
   return [
     ...testFiles("tests"),
@@ -69,6 +70,7 @@ export function nodeFiles() {
     ...testFiles("tests/faults"),
     ...testFiles("tests/races"),
     ...testFiles("tests/runtime"),
+    ...testFiles("tests/vitest"),
   ];
 }
 

@@ -1,7 +1,7 @@
 // Which test files run where (tests/runtime/matrix.mjs), checked against the test folders: the
-// adapter tests run under Node, Deno and Bun; the fault tests under Node only; the framework
-// recipe tests (tests/frameworks/) under none of these entries; and workerd leaves out, with the
-// reason, every file that imports something it cannot run.
+// adapter tests run under Node, Deno and Bun; the fault tests and the one that runs Vitest under
+// Node only; the framework recipe tests (tests/frameworks/) under none of these entries; and
+// workerd leaves out, with the reason, every file that imports something it cannot run.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readdirSync } from "node:fs";
@@ -81,6 +81,17 @@ describe("test matrix", () => {
     assert.deepEqual(faults.filter((file) => !lists["node"]!.includes(file)), []);
     for (const runtime of ["deno", "bun", "workerd", "workerd (skipped)"]) {
       assert.deepEqual(lists[runtime]!.filter((file) => file.startsWith("tests/faults/")), [], runtime);
+    }
+  });
+
+  it("runs Vitest from Node only, and never a Vitest file as a node:test file", () => {
+    assert.deepEqual(testsUnder("tests/vitest"), ["tests/vitest/vitest_test.ts"]);
+    assert.ok(lists["node"]!.includes("tests/vitest/vitest_test.ts"));
+    for (const [runtime, files] of Object.entries(lists)) {
+      assert.deepEqual(files.filter((file) => file.endsWith(".test.ts")), [], runtime);
+    }
+    for (const runtime of ["deno", "bun", "workerd", "workerd (skipped)"]) {
+      assert.deepEqual(lists[runtime]!.filter((file) => file.startsWith("tests/vitest/")), [], runtime);
     }
   });
 

@@ -131,7 +131,10 @@ const STORES: [string, () => OpenStore | Promise<OpenStore>][] = [
   ["MemoryStore", () => ({ store: new MemoryStore(), close: () => {} })],
   ["FileStore", async () => {
     const dir = await mkdtemp(join(tmpdir(), "websession-http-"));
-    return { store: new FileStore({ dir }), close: () => rm(dir, { recursive: true, force: true }) };
+    return {
+      store: new FileStore({ dir }),
+      close: () => rm(dir, { recursive: true, force: true, maxRetries: 5 }),
+    };
   }],
   ["RedisStore over ioredis", () => {
     const client = new IoRedis(REDIS_URL, { maxRetriesPerRequest: 1 });

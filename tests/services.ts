@@ -3,7 +3,7 @@
 // with a reason named in one line; under CI=true they are never skipped (CI installs them, and a
 // missing server must fail the run rather than pass it quietly).
 import { spawnSync } from "node:child_process";
-import { connect } from "node:net";
+import { connect, createServer } from "node:net";
 import process from "node:process";
 
 /** Where the shared Memcached listens (`MEMCACHED_SERVER`, `host:port`). */
@@ -52,4 +52,13 @@ export async function skipWithoutMemcached(): Promise<string | undefined> {
 export function skipWithoutMemcachedProgram(): string | undefined {
   if (process.env.CI || memcachedInstalled()) return undefined;
   return `no memcached program (${INSTALL})`;
+}
+
+/** A port on 127.0.0.1 that nothing listens on: connecting to it is a real refused connection. */
+export async function deadPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
 }

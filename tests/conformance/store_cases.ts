@@ -1,8 +1,10 @@
 // The cases that several stores' own tests used to write out each in its own words, written
 // once: corrupt records and the logger, data errors, the text a store keeps, outages, expiry by
-// the store's clock, touch, expired saves, locks and sessions per user. A store's test file
-// calls `storeCases` with hooks that reach behind the store (its raw records, its locks, a
-// counted client); a case whose hook a store does not give is not run for it.
+// the store's clock, touch, expired saves, locks and sessions per user; then what the backend
+// holds and when it drops it, compare-and-set answers, round trips, driver errors, namespaces
+// and construction. A store's test file calls `storeCases` with hooks that reach behind the
+// store (its raw records, its locks, a counted client); a case whose hook a store does not give
+// is not run for it.
 //
 // Each case opens its stores in a namespace of its own (`ns`: a prefix, a table), so that what it
 // counts and lists is its own.
@@ -15,10 +17,20 @@ import {
   isEnded,
   type SaveResult,
   type SessionStore,
+  type StoreCapabilities,
   type StoredSession,
 } from "../../src/store.ts";
-import { NUMBERS, record, STORABLE, storeThroughSession, UNSTORABLE } from "../stores/remote_cases.ts";
-import { randomKey } from "./util.ts";
+import {
+  NUMBERS,
+  raceOfCreates,
+  raceOfReportedConflicts,
+  record,
+  STORABLE,
+  storeThroughSession,
+  UNSTORABLE,
+} from "../stores/remote_cases.ts";
+import { assertRoundTrips, type ExpectedCalls } from "./round_trips.ts";
+import { randomKey, sleep } from "./util.ts";
 import { sessionSuite } from "./session_suite.ts";
 import { storeSuite } from "./store_suite.ts";
 import { endUserSessions, getSession, listUserSessions, withSession } from "../../mod.ts";
@@ -52,7 +64,7 @@ export interface StoreCaseHooks {
   /** The milliseconds the backend's own expiry leaves the record under `key`, in steps of `ttlGrain`. */
   ttl?(ns: string, key: string): Promise<number | undefined>;
   ttlGrain?: number;
-  /** A store in `ns` whose every request to the backend is counted. */
+  /** A store in `ns` whose every request to the backend is counted (else `calls.open` counts). */
   counted?(ns: string): Promise<{ store: Store; sent(): number }>;
   /** Clock skews (ms) under which expiry is checked to follow the store's clock alone. */
   skews?: number[];
@@ -80,7 +92,10 @@ export interface StoreCaseHooks {
    * SessionTooLargeError (its message matching) before anything reaches the backend.
    */
   size?: { fits: StoredSession[]; over: [record: StoredSession, message?: RegExp][] };
-  /** Whether the store keeps lone surrogates and U+0000 (else it refuses them: PostgreSQL). */
+  /**
+   * Whether the store keeps lone surrogates and U+0000 (else it refuses them: PostgreSQL, whose
+   * `count()` then shows that nothing was written).
+   */
   keepsAnyText?: boolean;
   /** A save whose record has already expired deletes the record at the expected version. */
   expiredSave?: boolean;
@@ -99,6 +114,54 @@ export interface StoreCaseHooks {
   };
   /** count() follows the store's clock (else it counts what the backend still holds). */
   countsByClock?: boolean;
+  /** `ttl` reads the very lifetime the store gave the backend (a recorded `expireIn`). */
+  ttlExact?: boolean;
+  /** The backend drops a record by its own time to live within a step of `ttlGrain` (else lazily). */
+  vanishes?: boolean;
+  /** A create racing another may be refused with plain `false` (PostgreSQL: a row its statement cannot see). */
+  createsAnswerFalse?: boolean;
+  /**
+   * The backend calls of a store in `ns`, recorded by name (a command, a statement's verb), and
+   * those each kind of request costs; `requests` counts the requests of an HTTP bridge between,
+   * which must equal the calls.
+   */
+  calls?: {
+    open(ns: string): Promise<{ store: Store; sent: string[]; requests?: () => number }>;
+    expected: ExpectedCalls & {
+      /**
+       * A create refused by a live record, and an update refused by a stale or missing one (by
+       * default, what a create and an update cost).
+       */
+      refusedCreate?: string[];
+      refusedUpdate?: string[];
+    };
+  };
+  /**
+   * Makes the backend fail every operation on `key` in `ns` with an error of its own, whose
+   * message matches `message`; `intact` tells that the store left what caused it as it was.
+   */
+  driverError?: {
+    cause(ns: string, key: string): Promise<void>;
+    message: RegExp;
+    intact?(ns: string, key: string): Promise<boolean>;
+  };
+  /** Values past what the backend can hold (a version past its integer, an expiry past its time). */
+  outOfRange?: { version: number; expiresAt: number };
+  /** Every store opened reaches the same records, whatever its namespace (Durable Objects). */
+  oneNamespace?: boolean;
+  /** A store given no namespace option, and the record it keeps under `key` in its default one. */
+  byDefault?: {
+    open(): Store | Promise<Store>;
+    raw(key: string): Promise<Record<string, unknown> | undefined>;
+  };
+  /** The capabilities a store claims, and the optional methods it must not have. */
+  claims?: { capabilities: StoreCapabilities; lacks: string[] };
+  /**
+   * Constructions each refused with the error named (TypeError when none is), or taken (`null`:
+   * the edge of what it takes).
+   */
+  badOptions?:
+    readonly (readonly [label: string, construct: () => unknown, error?: ErrorConstructor | null])[];
   /** Sessions per user: every raw key name in `ns`, to show no user id is spelled in one. */
   users?: {
     rawKeys?(ns: string): Promise<string[]>;
@@ -122,10 +185,17 @@ export interface StoreCaseHooks {
   };
 }
 
-function refused(result: SaveResult, current: StoredSession | null, reportsCurrent: boolean | "false") {
-  if (reportsCurrent === "false") assert.equal(result, false);
-  else if (reportsCurrent) assert.deepEqual(result, { current });
-  else assert.notEqual(result, true);
+function refused(
+  result: SaveResult,
+  current: StoredSession | null,
+  reportsCurrent: boolean | "false",
+  message?: string,
+) {
+  // With no message, assert's own (undefined is its default).
+  const says = message as string;
+  if (reportsCurrent === "false") assert.equal(result, false, says);
+  else if (reportsCurrent) assert.deepEqual(result, { current }, says);
+  else assert.notEqual(result, true, says);
 }
 
 async function error(promise: Promise<unknown>): Promise<unknown> {
@@ -145,10 +215,22 @@ export function storeSuites(name: string, hooks: StoreCaseHooks): void {
 
 /** Runs the shared cases for one store under `describe(name)`. */
 export function storeCases(name: string, hooks: StoreCaseHooks): void {
+  const calls = hooks.calls;
+  if (hooks.counted === undefined && calls !== undefined) {
+    hooks = {
+      ...hooks,
+      counted: async (ns) => {
+        const { store, sent } = await calls.open(ns);
+        return { store, sent: () => sent.length };
+      },
+    };
+  }
   describe(`${name}: shared store cases`, () => {
     after(async () => {
       await hooks.close?.();
     });
+
+    backendCases(hooks);
 
     const corrupt = hooks.corrupt;
     if (corrupt) {
@@ -317,6 +399,9 @@ export function storeCases(name: string, hooks: StoreCaseHooks): void {
         const first = record({ a: 1 }, 1, 60_000, now);
         assert.equal(await store.save(key, first, null), true);
         if (counts) assert.equal(await count(), 1);
+        // A store on the backend's own clock reads the record by that clock: live or expired.
+        const plain = await hooks.open(ns);
+        assert.deepEqual(await plain.load(key), first.expiresAt > Date.now() ? first : null, `skew ${skew}`);
         // The backend's time to live is counted on the store's clock, whatever the backend's says.
         const ttl = await hooks.ttl?.(ns, key);
         if (hooks.ttl) {
@@ -650,4 +735,309 @@ export function storeCases(name: string, hooks: StoreCaseHooks): void {
       }
     }
   });
+}
+
+/**
+ * The cases about the backend behind the store: what it holds and when it drops it, the answers
+ * of its compare-and-set, what each request costs, its own errors, namespaces and construction.
+ */
+function backendCases(hooks: StoreCaseHooks): void {
+  const reportsCurrent = hooks.reportsCurrent ?? false;
+  const raw = hooks.raw;
+  if (raw) {
+    it("stores the record as JSON under its key in its namespace, with the backend's own expiry from expiresAt, moved by touch", async () => {
+      const now = Date.now();
+      const store = await hooks.open("stored", { now: () => now });
+      const key = randomKey();
+      const saved = record({ user: "ada", n: [1, { x: null }] }, 1, 30_000, now);
+      assert.equal(await store.save(key, saved, null), true);
+      assert.deepEqual(await raw("stored", key), saved);
+      // A time to live in whole steps may have lost a step; one in milliseconds, the time the
+      // round trips took (5 s at most).
+      const lasts = async (lifetime: number) => {
+        const ttl = await hooks.ttl!("stored", key);
+        const [least, most] = hooks.ttlExact
+          ? [lifetime, lifetime]
+          : [lifetime - (hooks.ttlGrain ?? 5_000), lifetime + (hooks.ttlGrain ?? 0)];
+        assert.ok(ttl !== undefined && ttl >= least && ttl <= most, `ttl ${ttl} for ${lifetime} ms`);
+      };
+      if (hooks.ttl) await lasts(30_000);
+      assert.equal(await store.touch(key, now + 3_600_000, 1), true);
+      if (hooks.ttl) await lasts(3_600_000);
+    });
+  }
+
+  if (raw && hooks.vanishes) {
+    it("lets the backend drop a record by the time to live the store's clock set, whatever the backend's clock says", async () => {
+      for (const skew of hooks.skews ?? [0]) {
+        const ns = `vanish${skew < 0 ? "behind" : skew > 0 ? "ahead" : ""}`;
+        const store = await hooks.open(ns, { now: () => Date.now() + skew });
+        const [long, short] = [randomKey(), randomKey()];
+        await store.save(long, record({}, 1, 60_000, Date.now() + skew), null);
+        await store.save(short, record({}, 1, 300, Date.now() + skew), null);
+        await sleep(400 + 2 * (hooks.ttlGrain ?? 0));
+        assert.equal(await raw(ns, short), undefined, `skew ${skew}: the backend still holds it`);
+        assert.equal(await store.load(short), null);
+        assert.ok(await store.load(long));
+        // count() agrees with load under the skew.
+        if (store.count) assert.equal(await store.count(), 1);
+      }
+    });
+  }
+
+  it("refuses a create over a live record, a stale version and a missing record, one request after another, reporting what it refused on", async () => {
+    const recorded = await hooks.calls?.open("refusals");
+    const store = recorded?.store ?? await hooks.open("refusals");
+    /** Checks a refused save's answer and, where calls are recorded, what it cost. */
+    const refuses = async (
+      save: () => Promise<SaveResult>,
+      current: StoredSession | null,
+      kind: "create" | "update",
+      message: string,
+    ) => {
+      recorded?.sent.splice(0);
+      refused(await save(), current, reportsCurrent, message);
+      if (!recorded) return;
+      const { expected } = hooks.calls!;
+      const cost = (kind === "create" ? expected.refusedCreate : expected.refusedUpdate) ?? expected[kind];
+      assert.deepEqual(recorded.sent, cost, `the cost of ${message}`);
+    };
+    // Every script or statement is known to the backend from here on.
+    const warm = randomKey();
+    await store.save(warm, record({ warm: true }), null);
+    await store.save(warm, record({ warm: true }, 2), 7);
+    await store.touch(warm, Date.now() + 120_000, 1);
+    await store.destroy(warm);
+    const key = randomKey();
+    await refuses(() => store.save(key, record({ n: 2 }, 2), 1), null, "update", "an update of no record");
+    assert.equal(await store.load(key), null);
+    const first = record({ n: 1 });
+    assert.equal(await store.save(key, first, null), true);
+    await refuses(
+      () => store.save(key, record({ n: 9 }), null),
+      first,
+      "create",
+      "a create over a live record",
+    );
+    const second = { ...first, data: { n: 2 }, version: 2 };
+    assert.equal(await store.save(key, second, 1), true);
+    await refuses(
+      () => store.save(key, record({ n: 9 }, 2), 1),
+      second,
+      "update",
+      "an update of version 1 again",
+    );
+    await refuses(
+      () => store.save(key, record({ n: 9 }, 8), 7),
+      second,
+      "update",
+      "an update of a version never written",
+    );
+    assert.deepEqual(await store.load(key), second);
+    await store.destroy(key);
+    await refuses(
+      () => store.save(key, record({ n: 3 }, 3), 2),
+      null,
+      "update",
+      "an update of a destroyed record",
+    );
+    await refuses(() => store.save(key, record({ n: 3 }, 4), 3), null, "update", "a later update of it");
+    assert.equal(await store.load(key), null);
+  });
+
+  if (hooks.reportsCurrent === true && !hooks.racesAnswerFalse) {
+    it("reports, to each of 20 racing writers, a record newer than the one it expected, and to each losing create the winner", async () => {
+      const store = await hooks.open("race");
+      const refusals = await raceOfReportedConflicts(store, randomKey());
+      assert.ok(refusals > 0, "no writer was refused");
+      const reported = await raceOfCreates(store, randomKey(), hooks.createsAnswerFalse ?? false);
+      if (!hooks.createsAnswerFalse) assert.equal(reported, 19);
+    });
+  }
+
+  it("serialises 20 racing read-modify-write increments on one session: none is lost", async (t) => {
+    const store = await hooks.open("increments");
+    if (!store.capabilities.compareAndSet) return t.skip("store cannot compare-and-set");
+    const key = randomKey();
+    await store.save(key, record({ n: 0 }), null);
+    async function increment(): Promise<number> {
+      for (let attempt = 1;; attempt++) {
+        const current = (await store.load(key))!;
+        const next = {
+          ...current,
+          data: { n: (current.data.n as number) + 1 },
+          version: current.version + 1,
+        };
+        if ((await store.save(key, next, current.version)) === true) return attempt;
+      }
+    }
+    const attempts = await Promise.all(Array.from({ length: 20 }, increment));
+    const final = await store.load(key);
+    assert.equal(final?.data.n, 20);
+    assert.equal(final?.version, 21);
+    assert.ok(attempts.some((n) => n > 1), "expected some saves to lose the compare-and-set and retry");
+  });
+
+  const calls = hooks.calls;
+  if (calls) {
+    it("costs one read per request that reads a valid session, one write per changed request, nothing else", async () => {
+      const { store, sent, requests } = await calls.open("costs");
+      // Every script or statement is known to the backend from here on.
+      const warm = randomKey();
+      await store.save(warm, record({}), null);
+      assert.equal(await store.touch(warm, Date.now() + 3_600_000, 1), true);
+      await store.destroy(warm);
+      await assertRoundTrips(
+        store,
+        sent,
+        "round trip test secret, at least 32 characters",
+        calls.expected,
+        requests,
+      );
+    });
+  }
+
+  const driverError = hooks.driverError;
+  if (driverError) {
+    it("lets a real driver error through instead of falling back or hiding it", async () => {
+      const store = await hooks.open("driver");
+      const key = randomKey();
+      await driverError.cause("driver", key);
+      await assert.rejects(store.load(key), driverError.message);
+      await assert.rejects(store.save(key, record({ a: 1 }), null), driverError.message);
+      await assert.rejects(store.touch(key, Date.now() + 60_000, 1), driverError.message);
+      if (driverError.intact) assert.ok(await driverError.intact("driver", key));
+    });
+  }
+
+  if (hooks.keepsAnyText === false) {
+    it("refuses every lone surrogate and U+0000 with SessionDataError naming where, sending nothing", async () => {
+      const store = await hooks.open("unstorable");
+      const counted = (await hooks.counted?.("unstorable"))!;
+      const key = randomKey();
+      const kept = record({ kept: true });
+      assert.equal(await store.save(key, kept, null), true);
+      for (const [label, data, place] of UNSTORABLE) {
+        for (const [expected, version] of [[null, 1], [1, 2]] as const) {
+          const e = await error(counted.store.save(randomKey(), record(data, version), expected));
+          assert.ok(e instanceof SessionDataError, `${label}: ${e}`);
+          assert.ok(e.message.includes(place), `${label}: ${e.message}`);
+        }
+        await assert.rejects(counted.store.save(key, record(data, 2), 1), SessionDataError, label);
+      }
+      assert.equal(counted.sent(), 0);
+      assert.deepEqual(await store.load(key), kept);
+    });
+
+    it("answers data it cannot hold with SessionDataError (500) through withSession, writing nothing", async () => {
+      const store = await hooks.open("refused");
+      for (const value of ["\ud800", { nested: ["\udc00\ud800"] }, "a\u0000b"]) {
+        const { status, errors } = await storeThroughSession(store, value);
+        assert.equal(status, 500);
+        assert.equal(errors.length, 1);
+        assert.ok(errors[0] instanceof SessionDataError, String(errors[0]));
+      }
+      assert.equal(await store.count!(), 0);
+      const { status, readBack } = await storeThroughSession(store, "\ud83d\ude00 fine");
+      assert.equal(status, 200);
+      assert.equal(JSON.parse(readBack!), "\ud83d\ude00 fine");
+    });
+  }
+
+  const outOfRange = hooks.outOfRange;
+  if (outOfRange) {
+    it("reports values the backend itself refuses as SessionDataError, with its error in cause, writing nothing", async () => {
+      const store = await hooks.open("range");
+      const key = randomKey();
+      const kept = record({ kept: true });
+      await store.save(key, kept, null);
+      const cases: [string, () => Promise<SaveResult>][] = [
+        ["a version past its integer", () => store.save(randomKey(), record({}, outOfRange.version), null)],
+        ["an update to a version past its integer", () => store.save(key, record({}, outOfRange.version), 1)],
+        [
+          "an expiry past its time",
+          () => store.save(randomKey(), { ...record({}), expiresAt: outOfRange.expiresAt }, null),
+        ],
+      ];
+      for (const [label, save] of cases) {
+        const e = await error(save());
+        assert.ok(e instanceof SessionDataError, `${label}: ${e}`);
+        assert.ok(typeof (e.cause as { code?: unknown }).code === "string", label);
+      }
+      assert.deepEqual(await store.load(key), kept);
+    });
+  }
+
+  if (!hooks.oneNamespace) {
+    it("keeps each namespace apart, whatever characters its name holds: load, save, count and cleanup see their own", async () => {
+      let now = Date.now();
+      const names = ["g*[?]\\", "gx[?]\\"]; // a glob that would match its sibling
+      const [own, sibling] = [
+        await hooks.open(names[0]!, { now: () => now }),
+        await hooks.open(names[1]!, { now: () => now }),
+      ];
+      const keys = [randomKey(), randomKey(), randomKey()];
+      for (const [i, key] of keys.entries()) {
+        assert.equal(await own.save(key, record({ i }, 1, 60_000, now), null), true);
+      }
+      assert.equal(await sibling.load(keys[0]!), null);
+      assert.equal(await sibling.save(keys[0]!, record({ who: "sibling" }, 1, 60_000, now), null), true);
+      assert.deepEqual((await own.load(keys[0]!))?.data, { i: 0 });
+      // Locks and users' indexes in a namespace are not sessions.
+      if (own.lock) assert.equal(await own.lock(keys[0]!, "owner", 60_000), true);
+      if (own.keysOfUser) {
+        assert.equal(
+          await own.save(keys[1]!, record({ user: "ada" }, 2, 60_000, now), 1, { user: "ada" }),
+          true,
+        );
+      }
+      if (own.count) assert.equal(await own.count(), 3);
+      if (sibling.count) assert.equal(await sibling.count(), 1);
+      if (own.cleanup && sibling.cleanup) {
+        const lapsing = randomKey();
+        assert.equal(await sibling.save(lapsing, record({}, 1, 1_000, now), null), true);
+        now += 1_000;
+        assert.equal(await own.cleanup(), 0, "a sibling's expired record is not its own");
+        if (hooks.raw) assert.ok(await hooks.raw(names[1]!, lapsing));
+        assert.equal(await sibling.cleanup(), 1);
+      }
+    });
+  }
+
+  const byDefault = hooks.byDefault;
+  if (byDefault) {
+    it("keeps records in its default namespace when given none, and out of it when given one", async () => {
+      const [named, bare] = [await hooks.open("named"), await byDefault.open()];
+      const [key, other] = [randomKey(), randomKey()];
+      const saved = record({ d: 1 });
+      assert.equal(await named.save(other, saved, null), true);
+      assert.equal(await byDefault.raw(other), undefined);
+      assert.equal(await bare.save(key, saved, null), true);
+      try {
+        assert.deepEqual(await byDefault.raw(key), saved);
+      } finally {
+        await bare.destroy(key);
+      }
+    });
+  }
+
+  const claims = hooks.claims;
+  if (claims) {
+    it("claims exactly its capabilities, and has none of the methods it lacks", async () => {
+      const store = await hooks.open("claims");
+      assert.deepEqual(store.capabilities, claims.capabilities);
+      for (const method of claims.lacks) assert.equal(method in store, false, method);
+    });
+  }
+
+  const badOptions = hooks.badOptions;
+  if (badOptions) {
+    it("refuses bad options at construction", async () => {
+      await hooks.open("options"); // the backend's client or binding, for the constructions below
+      for (const [label, construct, expected] of badOptions) {
+        if (expected === null) assert.ok(construct(), label);
+        else assert.throws(construct, expected ?? TypeError, label);
+      }
+    });
+  }
 }

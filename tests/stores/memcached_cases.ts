@@ -2,18 +2,22 @@
 // memcache-client.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { connect, createServer } from "node:net";
+import { connect } from "node:net";
 import { MemcacheClient } from "memcache-client";
-import { type MemcacheClientLike, MemcachedStore } from "../../src/stores/memcached.ts";
-import type { SaveResult, StoredSession } from "../../src/store.ts";
+import {
+  type MemcacheClientLike,
+  MemcachedStore,
+  type MemcachedStoreOptions,
+} from "../../src/stores/memcached.ts";
 import { SessionTooLargeError } from "../../src/errors.ts";
 import { storeSuites } from "../conformance/store_cases.ts";
 import { lockUserCases, tagOf } from "../conformance/lock_user_cases.ts";
-import { assertRoundTrips } from "../conformance/round_trips.ts";
 import { randomKey } from "../conformance/util.ts";
 import { Client } from "../conformance/client.ts";
 import { getSession, withSession } from "../../src/with_session.ts";
 import { userSessions } from "../../src/users/options.ts";
+import { deadPort } from "../services.ts";
+import { record } from "./remote_cases.ts";
 
 const [HOST, PORT] = (process.env.MEMCACHED_SERVER ?? "127.0.0.1:11211").split(":") as [string, string];
 const SERVER = `${HOST}:${PORT}`;
@@ -56,6 +60,12 @@ async function rawGet(item: string): Promise<string | undefined> {
   return bytes.toString("utf8");
 }
 
+/** The record in an item, parsed, or `undefined` on a miss. */
+async function rawRecord(item: string): Promise<Record<string, unknown> | undefined> {
+  const text = await rawGet(item);
+  return text === undefined ? undefined : JSON.parse(text);
+}
+
 /** The item's remaining time to live in seconds (`-1`: never expires), or `undefined` on a miss. */
 async function rawTtl(item: string): Promise<number | undefined> {
   const answer = await raw(`mg ${item} t\r\n`);
@@ -76,15 +86,6 @@ interface Connection {
 function open(): Connection {
   const client = new MemcacheClient({ server: SERVER, cmdTimeout: 5_000 });
   return { client, close: () => client.shutdown() };
-}
-
-function record(data: Record<string, unknown>, version = 1, ttl = 60_000): StoredSession {
-  const now = Date.now();
-  return { data, version, createdAt: now, expiresAt: now + ttl };
-}
-
-function isConflict(result: SaveResult): result is { current: StoredSession | null } {
-  return typeof result === "object" && result !== null;
 }
 
 const COMMANDS = ["get", "gets", "add", "cas", "delete"];
@@ -119,6 +120,10 @@ function recording(
 const prefix = `websession-test:${RUN}:`;
 const prefixOf = (ns: string) => `${prefix}cases:${ns}:`;
 let casesConnection: Connection | undefined;
+const casesClient = () => (casesConnection ??= open()).client;
+/** Constructs a store on the cases' client with `options`. */
+const memcached = (options: Partial<MemcachedStoreOptions>) => () =>
+  new MemcachedStore({ client: casesClient(), ...options });
 /** Records each command the store sends with the kind of item it is for: a record, an index, a lock. */
 function named(client: MemcacheClientLike): { client: MemcacheClientLike; sent: string[] } {
   const sent: string[] = [];
@@ -187,25 +192,47 @@ storeSuites("MemcachedStore over memcache-client", {
   racesAnswerFalse: true, // a change between its gets and cas
   expiredSave: true,
   tombstoneTouch: true,
-  open: (ns, options) =>
-    new MemcachedStore({ client: (casesConnection ??= open()).client, prefix: prefixOf(ns), ...options }),
+  vanishes: true,
+  open: (ns, options) => new MemcachedStore({ client: casesClient(), prefix: prefixOf(ns), ...options }),
   close: () => casesConnection?.close(),
-  raw: async (ns, key) => {
-    const text = await rawGet(prefixOf(ns) + key);
-    return text === undefined ? undefined : JSON.parse(text);
-  },
+  raw: (ns, key) => rawRecord(prefixOf(ns) + key),
   ttl: async (ns, key) => {
     const ttl = await rawTtl(prefixOf(ns) + key);
     return ttl === undefined ? undefined : ttl * 1000;
   },
   ttlGrain: 1_000, // whole seconds, rounded up
-  counted: (ns) => {
-    const { client, sent } = recording((casesConnection ??= open()).client);
-    return Promise.resolve({
-      store: new MemcachedStore({ client, prefix: prefixOf(ns) }),
-      sent: () => sent.length,
-    });
+  calls: {
+    open: (ns) => {
+      const { client, sent } = recording(casesClient());
+      return Promise.resolve({ store: new MemcachedStore({ client, prefix: prefixOf(ns) }), sent });
+    },
+    expected: {
+      create: ["add"],
+      read: ["get"],
+      update: ["gets", "cas"],
+      refusedCreate: ["add", "gets"],
+      refusedUpdate: ["gets"],
+    },
   },
+  byDefault: { open: memcached({}), raw: (key) => rawRecord(`websession:${key}`) },
+  claims: {
+    capabilities: { compareAndSet: true, ttl: true, locks: true, users: true },
+    lacks: ["count", "cleanup"],
+  },
+  badOptions: [
+    ["a client of no known shape", memcached({ client: {} as never })],
+    ["no client", memcached({ client: null as never })],
+    // A callback-style client (memcached's `del`) is not taken for this one.
+    ["callbacks", memcached({ client: { get() {}, gets() {}, add() {}, cas() {}, del() {} } as never })],
+    // Memcached could not take these as part of a key.
+    ...["has space:", "tab\t", "line\n", "del\u007f", "ü:", "x".repeat(202), 5].map((prefix) =>
+      [`prefix ${JSON.stringify(prefix)}`, memcached({ prefix: prefix as string })] as const
+    ),
+    // 201 + 43 for the storage key + 6 for a lock's suffix (`:lease`): Memcached's 250 bytes.
+    ["the longest prefix", memcached({ prefix: "x".repeat(201) }), null],
+    ["a tiny maxItemSize", memcached({ maxItemSize: 100 }), RangeError],
+    ["a fractional maxItemSize", memcached({ maxItemSize: 1.5e6 + 0.5 }), RangeError],
+  ],
   // Three bytes a character in UTF-8: refused by its byte length, not its length in JavaScript.
   size: {
     fits: [record({ big: "x".repeat(1024 * 1024 - 1024) })],
@@ -219,11 +246,7 @@ storeSuites("MemcachedStore over memcache-client", {
     warning: /corrupt session record/,
   },
   unreachable: async () => {
-    const server = createServer();
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const { port } = server.address() as { port: number };
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    const client = new MemcacheClient({ server: `127.0.0.1:${port}`, cmdTimeout: 1_000 });
+    const client = new MemcacheClient({ server: `127.0.0.1:${await deadPort()}`, cmdTimeout: 1_000 });
     return { store: new MemcachedStore({ client }), close: () => client.shutdown() };
   },
   locks: {
@@ -260,15 +283,6 @@ describe("MemcachedStore over memcache-client: Memcached specifics", () => {
   });
   after(() => connection.close());
 
-  it("stores the record as JSON under prefix + key, with a relative exptime from expiresAt", async () => {
-    const key = randomKey();
-    const saved = record({ user: "ada", n: [1, { x: null }] }, 1, 30_000);
-    assert.equal(await store.save(key, saved, null), true);
-    assert.deepEqual(JSON.parse((await rawGet(own + key))!), saved);
-    const ttl = await rawTtl(own + key);
-    assert.ok(ttl !== undefined && ttl >= 29 && ttl <= 31, `TTL ${ttl}`);
-  });
-
   it("sends an absolute exptime past 30 days, with slack, and still expires by expiresAt", async () => {
     const key = randomKey();
     const days = 40;
@@ -279,22 +293,6 @@ describe("MemcachedStore over memcache-client: Memcached specifics", () => {
     const expected = days * 86_400 + 3_600;
     assert.ok(ttl !== undefined && Math.abs(ttl - expected) <= 5, `TTL ${ttl}, expected about ${expected}`);
     assert.deepEqual((await store.load(key))?.data, { long: true });
-  });
-
-  it("reports the record read by gets when it refuses on it", async () => {
-    const key = randomKey();
-    const first = record({ n: 1 });
-    await store.save(key, first, null);
-    const refused = await store.save(key, record({ n: 9 }), null);
-    assert.ok(isConflict(refused));
-    assert.deepEqual(refused.current, first);
-    const second = { ...first, data: { n: 2 }, version: 2 };
-    assert.equal(await store.save(key, second, 1), true);
-    const stale = await store.save(key, record({ n: 9 }, 2), 1);
-    assert.ok(isConflict(stale));
-    assert.deepEqual(stale.current, second);
-    await store.destroy(key);
-    assert.deepEqual(await store.save(key, record({ n: 9 }, 3), 2), { current: null });
   });
 
   it("answers false, writing nothing, when the item changes between gets and cas", async () => {
@@ -425,62 +423,5 @@ describe("MemcachedStore over memcache-client: Memcached specifics", () => {
     await expect("/read", ["get"]);
     await expect("/inc", ["get", "gets", "cas"]);
     await expect("/inc", ["get", "gets", "cas"]);
-  });
-
-  it("costs one get per request that reads, one add per new session, gets + cas per change", async () => {
-    const { client, sent } = recording(connection.client);
-    await assertRoundTrips(new MemcachedStore({ client, prefix: own }), sent, SECRET, {
-      create: ["add"],
-      read: ["get"],
-      update: ["gets", "cas"],
-    });
-  });
-});
-
-describe("MemcachedStore construction", () => {
-  let connection: Connection;
-  before(() => {
-    connection = open();
-  });
-  after(() => connection.close());
-
-  it("refuses a client without get, gets, add, cas and delete", () => {
-    assert.throws(() => new MemcachedStore({ client: {} as MemcacheClientLike }), TypeError);
-    assert.throws(() => new MemcachedStore({ client: null as unknown as MemcacheClientLike }), TypeError);
-    // A callback-style client (memcached's `del`) is not taken for this one.
-    const callbacks = { get() {}, gets() {}, add() {}, cas() {}, del() {} };
-    assert.throws(
-      () => new MemcachedStore({ client: callbacks as unknown as MemcacheClientLike }),
-      TypeError,
-    );
-  });
-
-  it("refuses a prefix Memcached could not take as part of a key, and a tiny maxItemSize", () => {
-    const { client } = connection;
-    for (const prefix of ["has space:", "tab\t", "line\n", "del\u007f", "ü:", "x".repeat(202), 5]) {
-      assert.throws(
-        () => new MemcachedStore({ client, prefix: prefix as string }),
-        TypeError,
-        String(prefix),
-      );
-    }
-    // 201 + 43 for the storage key + 6 for a lock's suffix (`:lease`): Memcached's 250 bytes.
-    assert.ok(new MemcachedStore({ client, prefix: "x".repeat(201) }));
-    assert.throws(() => new MemcachedStore({ client, maxItemSize: 100 }), RangeError);
-    assert.throws(() => new MemcachedStore({ client, maxItemSize: 1.5e6 + 0.5 }), RangeError);
-  });
-
-  it("uses the websession: prefix by default and claims compare-and-set and native expiry", async () => {
-    const store = new MemcachedStore({ client: connection.client });
-    assert.deepEqual(store.capabilities, { compareAndSet: true, ttl: true, locks: true, users: true });
-    assert.equal("count" in store, false);
-    assert.equal("cleanup" in store, false);
-    const key = randomKey();
-    await store.save(key, record({ d: 1 }), null);
-    try {
-      assert.ok(await rawGet(`websession:${key}`));
-    } finally {
-      await store.destroy(key);
-    }
   });
 });

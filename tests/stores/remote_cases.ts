@@ -1,6 +1,7 @@
-// Cases shared by the Redis and PostgreSQL store tests: the characters a store may fail to keep
+// Helpers shared by the server stores' tests: records, the characters a store may fail to keep
 // (and their valid neighbours), a race of writers that checks every reported current record,
-// and the requests that tell a data error from an outage through withSession.
+// the requests that tell a data error from an outage through withSession, and a client that
+// records the calls a store makes through it.
 import assert from "node:assert/strict";
 import { getSession, withSession } from "../../src/with_session.ts";
 import type { SaveConflict, SaveResult, SessionStore, StoredSession } from "../../src/store.ts";
@@ -13,6 +14,60 @@ export function record(
   now = Date.now(),
 ): StoredSession {
   return { data, version, createdAt: now, expiresAt: now + ttl };
+}
+
+/**
+ * A record whose JSON text is exactly `length` characters, padded with `fill`. It lives an hour:
+ * a size hook makes its records when the file loads, minutes before its case runs.
+ */
+export function recordOfLength(length: number, fill: string): StoredSession {
+  const base = record({ blob: "" }, 1, 3_600_000);
+  const pad = length - JSON.stringify(base).length;
+  return { ...base, data: { blob: fill.repeat(pad) } };
+}
+
+/**
+ * Wraps a driver's client so that every call the store makes through it is recorded in `sent`,
+ * by the name `nameOf` gives it (a command, a statement's verb); calls it names `undefined` go
+ * through unrecorded.
+ */
+export function recordingClient<T extends object>(
+  client: T,
+  nameOf: (property: string, args: unknown[]) => string | undefined,
+): { client: T; sent: string[] } {
+  const sent: string[] = [];
+  const proxy = new Proxy(client, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver);
+      if (typeof property !== "string" || typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        const name = nameOf(property, args);
+        if (name !== undefined) sent.push(name);
+        return Reflect.apply(value, target, args);
+      };
+    },
+  });
+  return { client: proxy, sent };
+}
+
+/**
+ * The Redis command a call through a client sends (ioredis `call`, node-redis `sendCommand` on one
+ * node or a cluster, the script and key methods of each client), upper case; `undefined` for any
+ * other property.
+ */
+export function redisCommandOf(property: string, args: unknown[]): string | undefined {
+  const names: Record<string, () => string> = {
+    call: () => String(args[0]),
+    // A cluster's sendCommand takes the key and whether it reads only before the command.
+    sendCommand: () => String((args.find(Array.isArray) as string[])[0]),
+    evalSha: () => "EVALSHA",
+    evalsha: () => "EVALSHA",
+    eval: () => "EVAL",
+    get: () => "GET",
+    del: () => "DEL",
+    scan: () => "SCAN",
+  };
+  return Object.hasOwn(names, property) ? names[property]!().toUpperCase() : undefined;
 }
 
 /**

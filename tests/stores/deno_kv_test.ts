@@ -2,28 +2,17 @@
 // another runtime there is no Deno KV, and the file says so with one skipped test.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import type { StoredSession } from "../../src/store.ts";
-import { type DenoKvLike, DenoKvStore } from "../../src/stores/deno_kv.ts";
+import { type DenoKvLike, DenoKvStore, type DenoKvStoreOptions } from "../../src/stores/deno_kv.ts";
 import { userTag } from "../../src/user_tag.ts";
 import { randomKey } from "../conformance/util.ts";
 import { storeSuites } from "../conformance/store_cases.ts";
 import { lockUserCases, tagOf } from "../conformance/lock_user_cases.ts";
+import { record, recordOfLength } from "./remote_cases.ts";
 
 interface DenoKvHandle extends DenoKvLike {
   close(): void;
 }
 const deno = (globalThis as unknown as { Deno?: { openKv(path: string): Promise<DenoKvHandle> } }).Deno;
-
-function record(data: Record<string, unknown>, version = 1, ttl = 60_000, now = Date.now()): StoredSession {
-  return { data, version, createdAt: now, expiresAt: now + ttl };
-}
-
-/** A record whose JSON text is exactly `length` characters, padded with `fill`. */
-function recordOfLength(length: number, fill: string): StoredSession {
-  const base = record({ blob: "" });
-  const pad = length - JSON.stringify(base).length;
-  return { ...base, data: { blob: fill.repeat(pad) } };
-}
 
 /** Forwards every call to the real KV and counts the calls that reach it. */
 function counted(kv: DenoKvLike): { kv: DenoKvLike; calls: { get: number; commit: number } } {
@@ -65,7 +54,7 @@ if (deno === undefined) {
     for await (const entry of (await sharedKv()).list({ prefix })) keys.push(entry.key.slice(prefix.length));
     return keys;
   };
-  /** The expireIn each key was last written with: Deno KV does not tell it. */
+  /** The expireIn each key was last written with (by a commit that held): Deno KV does not tell it. */
   const expireIns = new Map<string, number | undefined>();
   /** The shared KV, noting each write's expireIn and, in `sent`, each get and commit. */
   const noting = async (sent?: string[]): Promise<DenoKvLike> => {
@@ -78,13 +67,16 @@ if (deno === undefined) {
       atomic() {
         const operation = kv.atomic();
         const [set, commit] = [operation.set.bind(operation), operation.commit.bind(operation)];
+        const written: [string, number | undefined][] = [];
         operation.set = (key, value, options) => {
-          expireIns.set(JSON.stringify(key), options?.expireIn);
+          written.push([JSON.stringify(key), options?.expireIn]);
           return set(key, value, options);
         };
-        operation.commit = () => {
+        operation.commit = async () => {
           sent?.push("commit");
-          return commit();
+          const result = await commit();
+          for (const [key, expireIn] of result.ok ? written : []) expireIns.set(key, expireIn);
+          return result;
         };
         return operation;
       },
@@ -93,6 +85,13 @@ if (deno === undefined) {
     };
   };
   const expireIn = (key: unknown[]) => Promise.resolve(expireIns.get(JSON.stringify(key)));
+  const rawAt = async (key: string[]) => {
+    const { value } = await (await sharedKv()).get(key);
+    return typeof value === "string" ? JSON.parse(value) : undefined;
+  };
+  /** Constructs a store on the cases' KV (open by then) with `options`. */
+  const kvWith = (options: Partial<DenoKvStoreOptions>) => () =>
+    new DenoKvStore({ kv: casesKv!, ...options });
   // Before storeSuites, whose close closes the KV these use too.
   lockUserCases("DenoKvStore", {
     reportsCurrent: true,
@@ -153,16 +152,38 @@ if (deno === undefined) {
     reportsCurrent: true,
     expiredSave: true,
     tombstoneTouch: true,
-    open: async (ns, options) => new DenoKvStore({ kv: await sharedKv(), prefix: [ns], ...options }),
+    open: async (ns, options) => new DenoKvStore({ kv: await noting(), prefix: [ns], ...options }),
     close: () => casesKv?.close(),
-    raw: async (ns, key) => {
-      const { value } = await (await sharedKv()).get([ns, key]);
-      return typeof value === "string" ? JSON.parse(value) : undefined;
+    raw: (ns, key) => rawAt([ns, key]),
+    // The expireIn the store wrote, so that Deno KV drops the key by itself.
+    ttl: (ns, key) => expireIn([ns, key]),
+    ttlExact: true,
+    calls: {
+      open: async (ns) => {
+        const sent: string[] = [];
+        return { store: new DenoKvStore({ kv: await noting(sent), prefix: [ns] }), sent };
+      },
+      expected: {
+        create: ["commit"],
+        read: ["get"],
+        update: ["commit"],
+        refusedCreate: ["commit", "get"],
+        refusedUpdate: ["get"],
+      },
     },
-    counted: async (ns) => {
-      const { kv, calls } = counted(await sharedKv());
-      return { store: new DenoKvStore({ kv, prefix: [ns] }), sent: () => calls.get + calls.commit };
+    byDefault: {
+      open: async () => new DenoKvStore({ kv: await sharedKv() }),
+      raw: (key) => rawAt(["websession", key]),
     },
+    claims: { capabilities: { compareAndSet: true, ttl: true, locks: true, users: true }, lacks: [] },
+    badOptions: [
+      ["no kv", () => new DenoKvStore({} as never)],
+      ["a prefix that is no array", kvWith({ prefix: "websession" as never })],
+      ["a prefix part of no key type", kvWith({ prefix: [Symbol("sessions")] })],
+      // No room left for a lock's key: see the longest prefix it takes below.
+      ["a prefix one byte too long", kvWith({ prefix: ["p".repeat(1_995)] }), RangeError],
+      ["a prefix too long in two parts", kvWith({ prefix: ["p".repeat(997), "p".repeat(997)] }), RangeError],
+    ],
     // 65,530 Latin-1 characters serialize to 65,536 bytes; any other character costs two bytes.
     size: {
       fits: [recordOfLength(65_530, "é"), recordOfLength(32_765, "✓")],
@@ -210,29 +231,6 @@ if (deno === undefined) {
       kv = await openKv();
     });
     after(() => kv.close());
-
-    it("stores the record as JSON text under [...prefix, key]", async () => {
-      const store = new DenoKvStore({ kv, prefix: ["app", "sessions"] });
-      const key = randomKey();
-      const saved = record({ user: "ada" });
-      await store.save(key, saved, null);
-      const entry = await kv.get(["app", "sessions", key]);
-      assert.equal(typeof entry.value, "string");
-      assert.deepEqual(JSON.parse(entry.value as string), saved);
-      assert.equal((await kv.get(["websession", key])).versionstamp, null);
-    });
-
-    it("keeps prefixes apart, for load and for count", async () => {
-      const a = new DenoKvStore({ kv, prefix: ["tenant-a"] });
-      const b = new DenoKvStore({ kv, prefix: ["tenant-b"] });
-      const key = randomKey();
-      await a.save(key, record({ who: "a" }), null);
-      assert.equal(await b.load(key), null);
-      assert.equal(await b.save(key, record({ who: "b" }), null), true);
-      assert.equal((await a.load(key))?.data.who, "a");
-      assert.equal(await a.count(), 1);
-      assert.equal(await b.count(), 1);
-    });
 
     it("updates after a load in one commit and no read", async () => {
       const { kv: wrapped, calls } = counted(kv);
@@ -283,17 +281,6 @@ if (deno === undefined) {
       assert.equal((await kv.get(["websession", key])).versionstamp, null);
     });
 
-    it("refuses a create over a live record in one read and no commit when it has seen the record", async () => {
-      const { kv: wrapped, calls } = counted(kv);
-      const store = new DenoKvStore({ kv: wrapped, prefix: ["create"] });
-      const key = randomKey();
-      const first = record({ n: 1 });
-      await store.save(key, first, null);
-      // A create always tries its one commit first; the refusal is then decided by a read.
-      assert.deepEqual(await store.save(key, record({ n: 2 }), null), { current: first });
-      assert.deepEqual(calls, { get: 1, commit: 2 });
-    });
-
     it("cleanup removes expired leftovers and keeps live records", async () => {
       let now = Date.now();
       const store = new DenoKvStore({ kv, prefix: ["sweep"], now: () => now });
@@ -309,32 +296,7 @@ if (deno === undefined) {
       assert.equal(await store.count(), 1);
     });
 
-    it("writes with expireIn set from expiresAt, so Deno KV drops the key by itself", async () => {
-      const expireIns: (number | undefined)[] = [];
-      const recording: DenoKvLike = {
-        get: (key) => kv.get(key),
-        atomic() {
-          const operation = kv.atomic();
-          const set = operation.set.bind(operation);
-          operation.set = (key, value, options) => {
-            expireIns.push(options?.expireIn);
-            return set(key, value, options);
-          };
-          return operation;
-        },
-        delete: (key) => kv.delete(key),
-        list: (selector) => kv.list(selector),
-      };
-      const now = 1_000_000;
-      const store = new DenoKvStore({ kv: recording, prefix: ["ttl"], now: () => now });
-      const key = randomKey();
-      await store.save(key, record({}, 1, 90_000, now), null);
-      assert.equal(await store.touch(key, now + 3_600_000, 1), true);
-      assert.deepEqual(expireIns, [90_000, 3_600_000]);
-      assert.equal((await store.load(key))?.expiresAt, now + 3_600_000);
-    });
-
-    it("takes the longest prefix that leaves room for a lock's key, and refuses a longer one", async () => {
+    it("takes the longest prefix that leaves room for a lock's key", async () => {
       // 1,994 characters encode to 1,996 bytes; with "lease" (7) and the storage key (45): 2,048.
       const longest = new DenoKvStore({ kv, prefix: ["p".repeat(1_994)] });
       const key = randomKey();
@@ -342,17 +304,6 @@ if (deno === undefined) {
       assert.deepEqual((await longest.load(key))?.data, { a: 1 });
       assert.equal(await longest.lock(key, "owner", 5_000), true);
       assert.equal(await longest.count(), 1);
-      assert.throws(() => new DenoKvStore({ kv, prefix: ["p".repeat(1_995)] }), RangeError);
-      assert.throws(
-        () => new DenoKvStore({ kv, prefix: ["p".repeat(997), "p".repeat(997)] }),
-        RangeError,
-      );
-      assert.throws(() => new DenoKvStore({ kv, prefix: [Symbol("sessions")] }), TypeError);
-    });
-
-    it("rejects a missing kv and a non-array prefix at construction", () => {
-      assert.throws(() => new DenoKvStore({} as never), TypeError);
-      assert.throws(() => new DenoKvStore({ kv, prefix: "websession" as never }), TypeError);
     });
   });
 }

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import type { DurableObjectNamespace } from "@cloudflare/workers-types";
 import type { Miniflare } from "miniflare";
 import { SessionTooLargeError, StoreUnavailableError } from "../../src/errors.ts";
-import { ENDED_KEY, type StoredSession } from "../../src/store.ts";
+import { ENDED_KEY } from "../../src/store.ts";
 import {
   type DurableObjectNamespaceLike,
   DurableObjectStore,
@@ -17,23 +17,10 @@ import { randomKey, sleep } from "../conformance/util.ts";
 import { storeCases } from "../conformance/store_cases.ts";
 import { lockUserCases, tagOf } from "../conformance/lock_user_cases.ts";
 import { miniflareSuites as suites, startMiniflare, workerdStore } from "../workers/miniflare.ts";
+import { record, recordOfLength } from "./remote_cases.ts";
 
 // A real binding's type fits the structural interface.
 const _fits: (binding: DurableObjectNamespace) => DurableObjectNamespaceLike = (binding) => binding;
-
-function record(data: Record<string, unknown>, version = 1, ttl = 60_000, now = Date.now()): StoredSession {
-  return { data, version, createdAt: now, expiresAt: now + ttl };
-}
-
-/**
- * A record whose JSON text is exactly `length` characters, padded with `fill`. It lives an hour:
- * the size hook below makes its records when the file loads, minutes before its case runs.
- */
-function recordOfLength(length: number, fill: string): StoredSession {
-  const base = record({ blob: "" }, 1, 3_600_000);
-  const pad = length - JSON.stringify(base).length;
-  return { ...base, data: { blob: fill.repeat(pad) } };
-}
 
 const DELAY = SessionDurableObject.alarmDelay;
 
@@ -74,11 +61,11 @@ async function inspectIn(within: DurableObjectNamespaceLike, key: string, alarm 
   const { expired: _reported, ...held } = (await response.json()) as Inspected & { expired: unknown[] };
   return held;
 }
-/** Forwards to `namespace` and counts the requests that reach an object. */
+/** Forwards to `namespace` and counts the requests that reach an object (`sent`: their operations). */
 function countedIn(
   namespace: DurableObjectNamespaceLike,
-): { namespace: DurableObjectNamespaceLike; fetches: () => number } {
-  let fetches = 0;
+): { namespace: DurableObjectNamespaceLike; fetches: () => number; sent: string[] } {
+  const sent: string[] = [];
   return {
     namespace: {
       idFromName: (name) => namespace.idFromName(name),
@@ -86,13 +73,14 @@ function countedIn(
         const stub = namespace.get(id);
         return {
           fetch(url, init) {
-            fetches++;
+            sent.push(new URL(url).pathname.slice(1));
             return stub.fetch(url, init);
           },
         };
       },
     },
-    fetches: () => fetches,
+    fetches: () => sent.length,
+    sent,
   };
 }
 /** The names of the objects each case's stores sent an operation other than a read of keys. */
@@ -188,16 +176,29 @@ storeCases("DurableObjectStore (Miniflare binding from Node)", {
   reportsCurrent: true,
   expiredSave: true,
   tombstoneTouch: true,
+  oneNamespace: true,
+  // The application's clock an hour ahead of the objects', and 90 s behind: a record expired by
+  // the objects' clock less than alarmDelay ago is still live for it, and its alarm keeps it.
+  skews: [3_600_000, -90_000],
   open: async (ns, options) => new DurableObjectStore({ namespace: await recordedIn(ns), ...options }),
   close: () => shared?.mf.dispose(),
   raw: async (_ns, key) => {
     const { record } = await inspectIn(await sharedNamespace(), key);
     return record === null ? undefined : JSON.parse(record);
   },
-  counted: async () => {
-    const { namespace, fetches } = countedIn(await sharedNamespace());
-    return { store: new DurableObjectStore({ namespace }), sent: fetches };
+  calls: {
+    open: async () => {
+      const { namespace, sent } = countedIn(await sharedNamespace());
+      return { store: new DurableObjectStore({ namespace }), sent };
+    },
+    // Each in one request, a refusal reporting the record it lost to.
+    expected: { create: ["save"], read: ["load"], update: ["save"] },
   },
+  claims: { capabilities: { compareAndSet: true, ttl: true, locks: true, users: true }, lacks: ["count"] },
+  badOptions: [
+    ["no namespace", () => new DurableObjectStore({} as never)],
+    ["a namespace without idFromName", () => new DurableObjectStore({ namespace: { get() {} } as never })],
+  ],
   // 131,066 Latin-1 characters serialize to 131,072 bytes; any other character costs two bytes.
   size: {
     fits: [recordOfLength(131_066, "é"), recordOfLength(65_533, "✓")],
@@ -248,10 +249,6 @@ describe("DurableObjectStore", () => {
    * What the session's object holds in storage: its record text and its alarm. With `alarm`, the
    * object first runs its alarm handler, as the runtime would at the scheduled time.
    */
-  /**
-   * What the session's object holds in storage: its record text and its alarm. With `alarm`, the
-   * object first runs its alarm handler, as the runtime would at the scheduled time.
-   */
   const inspect = (key: string, { within = namespace, alarm = false } = {}) => inspectIn(within, key, alarm);
 
   /** What the object's `expired()` hook was given by its alarms so far. */
@@ -264,11 +261,6 @@ describe("DurableObjectStore", () => {
   }
 
   const counted = () => countedIn(namespace);
-
-  it("claims compare-and-set, expiry, locks and an index per user, and offers no count", () => {
-    assert.deepEqual(store.capabilities, { compareAndSet: true, ttl: true, locks: true, users: true });
-    assert.equal("count" in store, false);
-  });
 
   it("keeps each session in its own object, with an alarm a minute after expiresAt", async () => {
     assert.equal(DELAY, 60_000);
@@ -353,59 +345,6 @@ describe("DurableObjectStore", () => {
     const touched = await inspect(live, { within: noDelay, alarm: true });
     assert.equal(JSON.parse(touched.record!).version, 1);
     assert.equal(touched.alarm, JSON.parse(touched.record!).expiresAt);
-  });
-
-  it("decides expiry by the application's clock, which travels with each operation", async () => {
-    const hour = 3_600_000;
-    // The application's clock an hour ahead of the object's: the record has expired for it.
-    const ahead = new DurableObjectStore({ namespace, now: () => Date.now() + hour });
-    const key = randomKey();
-    await store.save(key, record({ a: 1 }), null);
-    assert.equal(await ahead.load(key), null);
-    assert.deepEqual(await ahead.save(key, record({ a: 2 }, 2), 1), { current: null });
-    assert.notEqual((await inspect(key)).record, null, "an expired record is left to the alarm");
-
-    // An hour behind: a record past expiresAt by the object's clock is still live for it.
-    const behind = new DurableObjectStore({ namespace, now: () => Date.now() - hour });
-    const late = randomKey();
-    const stale = record({ b: 1 }, 1, -1_000);
-    assert.equal(await behind.save(late, stale, null), true);
-    assert.deepEqual((await behind.load(late))?.data, { b: 1 });
-    assert.equal(await store.load(late), null);
-    assert.equal(await behind.save(late, { ...stale, data: { b: 2 }, version: 2 }, 1), true);
-  });
-
-  it("reports the record it lost to in the same request", async () => {
-    const { namespace: countedNamespace, fetches } = counted();
-    const reporting = new DurableObjectStore({ namespace: countedNamespace });
-    const key = randomKey();
-    const first = record({ n: 1 });
-    await reporting.save(key, first, null);
-    const before = fetches();
-    assert.deepEqual(await reporting.save(key, record({ n: 2 }, 2), 7), { current: first });
-    assert.deepEqual(await reporting.save(randomKey(), record({ n: 2 }, 2), 1), { current: null });
-    assert.equal(fetches(), before + 2);
-  });
-
-  it("serialises 20 racing read-modify-write increments on one session: none is lost", async () => {
-    const key = randomKey();
-    await store.save(key, record({ n: 0 }), null);
-    async function increment(): Promise<number> {
-      for (let attempt = 1;; attempt++) {
-        const current = (await store.load(key))!;
-        const next = {
-          ...current,
-          data: { n: (current.data.n as number) + 1 },
-          version: current.version + 1,
-        };
-        if ((await store.save(key, next, current.version)) === true) return attempt;
-      }
-    }
-    const attempts = await Promise.all(Array.from({ length: 20 }, increment));
-    const final = await store.load(key);
-    assert.equal(final?.data.n, 20);
-    assert.equal(final?.version, 21);
-    assert.ok(attempts.some((n) => n > 1), "expected some saves to lose the compare-and-set and retry");
   });
 
   it("the object itself refuses a record over 128 KiB with 413, and keeps the old one", async () => {
@@ -550,10 +489,5 @@ describe("DurableObjectStore", () => {
       await assert.rejects(sized.save(randomKey(), fits, null, { user: "ada" }), SessionTooLargeError);
       assert.equal(fetches(), 0);
     });
-  });
-
-  it("rejects a missing namespace at construction", () => {
-    assert.throws(() => new DurableObjectStore({} as never), TypeError);
-    assert.throws(() => new DurableObjectStore({ namespace: { get() {} } as never }), TypeError);
   });
 });

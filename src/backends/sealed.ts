@@ -26,7 +26,7 @@ import {
   timeoutsOf,
 } from "../backend.ts";
 import { inGrace, storeError } from "../conflict.ts";
-import { SessionError, SessionStateError } from "../errors.ts";
+import { SessionConflictError, SessionError, SessionStateError } from "../errors.ts";
 import { emit } from "../events.ts";
 import { NO_OPS, REMEMBER_KEY } from "../session_state.ts";
 import { laterOps, splitData, stateData } from "../session_data.ts";
@@ -135,7 +135,14 @@ async function commit(h: Handle): Promise<CommitResult> {
   const expiresAt = h.base === undefined
     ? expiryFrom(handleTimeouts(h), h.createdAt, now)
     : extended ?? h.expiresAt;
-  return await seal(h, store, expiresAt, now);
+  const result = await seal(h, store, expiresAt, now);
+  if (!writes && result instanceof SessionConflictError && h.ops.length === 0) {
+    // Only a refresh or a re-seal, lost to a request that wrote or ended the session meanwhile
+    // (the revocation store refused it): dropped, no cookie, as a server store's refresh that
+    // loses. A read is served as it ran, before that request.
+    return "done";
+  }
+  return result;
 }
 
 /**

@@ -163,9 +163,16 @@ export interface SealedSessionStore {
   /**
    * Seals a record into the cookies to send. Cookies of the request named `name` or `name.N`
    * that are not in the result are cleared by `withSession`.
-   * Throws `SessionTooLargeError` when the record does not fit.
+   * Throws `SessionTooLargeError` when the record does not fit. `options.replaces`: the id of
+   * the session this seal takes over from (a `regenerate()`, revoked just before), whose data it
+   * carries on: a store that ends a user's sessions seals it as that session stood when revoked.
    */
-  seal(id: string, record: StoredSession, name: string): Promise<SealedCookie[]>;
+  seal(
+    id: string,
+    record: StoredSession,
+    name: string,
+    options?: { replaces?: string },
+  ): Promise<SealedCookie[]>;
   /**
    * Called when a session is destroyed or regenerated, for an optional revocation list. Answers
    * what it found: `"ended"` when another request ended the session first (a log in that

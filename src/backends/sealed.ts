@@ -120,7 +120,10 @@ async function commit(h: Handle): Promise<CommitResult> {
     if (!writes && extended === undefined) return "done";
     return new SessionStateError("A cookie-sealed session cannot change after the response was sent");
   }
+  // A regenerate's new seal carries the data of the session it ends on.
+  let replaces: string | undefined;
   if (h.ending !== undefined && h.base !== undefined) {
+    if (h.ending === "regenerate") replaces = h.key;
     const failed = await revoke(h, store, now);
     if (failed !== undefined) return failed;
   }
@@ -135,7 +138,7 @@ async function commit(h: Handle): Promise<CommitResult> {
   const expiresAt = h.base === undefined
     ? expiryFrom(handleTimeouts(h), h.createdAt, now)
     : extended ?? h.expiresAt;
-  const result = await seal(h, store, expiresAt, now);
+  const result = await seal(h, store, expiresAt, now, replaces);
   if (!writes && result instanceof SessionConflictError && h.ops.length === 0) {
     // Only a refresh or a re-seal, lost to a request that wrote or ended the session meanwhile
     // (the revocation store refused it): dropped, no cookie, as a server store's refresh that
@@ -185,6 +188,7 @@ async function seal(
   store: SealedSessionStore,
   expiresAt: number,
   now: number,
+  replaces: string | undefined,
 ): Promise<CommitResult> {
   const o = h.o;
   const included = h.ops.length;
@@ -193,7 +197,9 @@ async function seal(
   const start = o.onEvent === undefined ? 0 : performance.now();
   try {
     const id = h.id;
-    cookies = await store.seal(id, record, o.cookie.name);
+    cookies = await (replaces === undefined
+      ? store.seal(id, record, o.cookie.name)
+      : store.seal(id, record, o.cookie.name, { replaces }));
   } catch (error) {
     if (error instanceof SessionError) return error;
     throw error;

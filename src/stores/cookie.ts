@@ -252,6 +252,9 @@ export class CookieStore implements SealedSessionStore {
    * @param id The session id, sealed with the record.
    * @param record The record to seal; its `expiresAt` is enforced when opening.
    * @param name The session cookie's name.
+   * @param options `replaces`: the id of the session a `regenerate()` ended for this one (with
+   *   `userKey`, this seal is then live only under the user's generation that session was ended
+   *   under: a `endUser` since ends it too).
    * @returns The cookies to send, values made of base64url characters and `.`.
    * @throws {SessionTooLargeError} When the payload is over `maxPayloadBytes`, or the cookies
    *   would take more than `maxCookieHeaderBytes` or `maxCookies`; nothing is written.
@@ -260,7 +263,12 @@ export class CookieStore implements SealedSessionStore {
    *   every session of the user the session held when last sealed).
    * @throws {StoreUnavailableError} When the revocation store cannot be written.
    */
-  async seal(id: string, record: StoredSession, name: string): Promise<SealedCookie[]> {
+  async seal(
+    id: string,
+    record: StoredSession,
+    name: string,
+    options?: { replaces?: string },
+  ): Promise<SealedCookie[]> {
     const text = JSON.stringify({ id, record });
     const plaintext = encoder.encode(text);
     if (plaintext.byteLength > this.#maxPayload) {
@@ -274,7 +282,9 @@ export class CookieStore implements SealedSessionStore {
     const token = await sealPayload(sealing, plaintext, this.#compressAt);
     const cookies = splitToken(token, name, this.#limits);
     const entry: CachedToken = { text, stale: false };
-    if (fingerprints !== undefined) await this.#revocation!.record(fingerprints, record, entry);
+    if (fingerprints !== undefined) {
+      await this.#revocation!.record(fingerprints, record, entry, options?.replaces);
+    }
     this.#opener.remember(token, entry);
     return cookies;
   }

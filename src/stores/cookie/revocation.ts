@@ -117,6 +117,18 @@ function expectedFor(
   return current.version; // the store is behind this seal's lineage: catch it up
 }
 
+/**
+ * The generation a new seal of a user is made under: the user's current one (`current`), or,
+ * for a regenerate's seal carrying on a session of the same user (`replaced`, that session's
+ * tombstone), the generation that session was live under when it was revoked, if older: an
+ * `endUser` between the two writes then ends the new seal too, as it would have ended the old.
+ */
+function carriedGeneration(current: number, replaced: StoredSession | null, user: string): number {
+  if (replaced === null || !isEnded(replaced) || replaced.data.user !== user) return current;
+  const g = replaced.data.g;
+  return typeof g === "number" && Number.isFinite(g) ? Math.min(current, g) : current;
+}
+
 /** The record moving a user's generation on, keeping the session `keep` names, if any. */
 function nextGeneration(current: StoredSession | null, keep: string | undefined, now: number): StoredSession {
   const previous = generationOf(current);
@@ -166,17 +178,27 @@ export class Revocation {
    * refusing a session whose user's sessions were ended since it was last sealed), and notes
    * the keys in the seal's cache entry.
    */
-  async record(fingerprints: Fingerprints, record: StoredSession, entry: CachedToken): Promise<void> {
+  async record(
+    fingerprints: Fingerprints,
+    record: StoredSession,
+    entry: CachedToken,
+    replaces?: string,
+  ): Promise<void> {
     const [key, digest, userGeneration] = await fingerprints;
     if (this.#userKey === undefined) {
       await this.#publish(key, digest, record, {}, undefined);
     } else {
-      const [current, generation] = await Promise.all([
+      const [current, generation, replaced] = await Promise.all([
         this.#load(key),
         userGeneration === undefined ? null : this.#load(userGeneration),
+        replaces === undefined || userGeneration === undefined
+          ? null
+          : revocationKey(replaces).then((replacedKey) => this.#load(replacedKey)),
       ]);
       await this.#refuseEndedUser(key, current, userGeneration, generation);
-      const mark = userGeneration === undefined ? {} : { user: userGeneration, g: generationOf(generation) };
+      const mark = userGeneration === undefined
+        ? {}
+        : { user: userGeneration, g: carriedGeneration(generationOf(generation), replaced, userGeneration) };
       await this.#publish(key, digest, record, mark, current);
       entry.generationKey = userGeneration ?? null;
     }
@@ -192,6 +214,9 @@ export class Revocation {
     let current = await this.#load(key);
     for (let attempt = 0; attempt < MAX_REVOCATION_ATTEMPTS; attempt++) {
       if (isEnded(current)) return "ended";
+      // Every session of its user was ended (`endUser`) while the request ran: ended already.
+      const under = await this.#generationUnder(key, current);
+      if (under === "ended") return "ended";
       const now = this.#now();
       const expiresAt = Math.max(record.expiresAt, current?.expiresAt ?? 0);
       if (expiresAt <= now) return current === null ? "missing" : undefined; // refused as expired already
@@ -199,10 +224,10 @@ export class Revocation {
         // Nothing of the session was recorded (its record lapsed, or the store lost it): the
         // browser may hold a newer cookie, which this end leaves alone, or this one, which then
         // must not be refused as "in flight" during the grace: ended with no grace, as from
-        // elsewhere.
+        // elsewhere. Else the user's generation it was live under, for a regenerate's new seal.
         data: current === null
           ? { [ENDED_KEY]: true, at: now, [ENDED_BY_KEY]: "remote" }
-          : { [ENDED_KEY]: true, at: now },
+          : { [ENDED_KEY]: true, at: now, ...under },
         version: (current?.version ?? 0) + 1,
         createdAt: current?.createdAt ?? now,
         expiresAt,
@@ -279,6 +304,22 @@ export class Revocation {
       }
     }
     return undefined;
+  }
+
+  /**
+   * The user's generation a session's live seal (`current`, its record here) is still under, as
+   * `{ user, g }` for its tombstone; `"ended"` when every session of its user was ended since it
+   * was sealed; nothing when it holds no user (or the store has no `userKey`).
+   */
+  async #generationUnder(
+    key: string,
+    current: StoredSession | null,
+  ): Promise<{ user: string; g: number } | "ended" | undefined> {
+    const user = current?.data.user;
+    if (this.#userKey === undefined || current === null || typeof user !== "string") return undefined;
+    const generation = await this.#load(user);
+    if (!sealedUnder(current, generation, key)) return "ended";
+    return { user, g: generationOf(generation) };
   }
 
   /** Computes the keys a decoded seal is checked under, unless its cache entry has them. */

@@ -166,12 +166,16 @@ export interface SealedSessionStore {
    * Throws `SessionTooLargeError` when the record does not fit. `options.replaces`: the id of
    * the session this seal takes over from (a `regenerate()`, revoked just before), whose data it
    * carries on: a store that ends a user's sessions seals it as that session stood when revoked.
+   * `options.repeatable` (default `true`): a concurrent seal of the same version with the same
+   * data stands for this one (an expiry refresh, a re-seal, a `set` made twice); `false`: this
+   * seal carries a change that one does not (two increments from the same value), so a store
+   * that compares and sets refuses it then (`SessionConflictError`).
    */
   seal(
     id: string,
     record: StoredSession,
     name: string,
-    options?: { replaces?: string },
+    options?: { replaces?: string; repeatable?: boolean },
   ): Promise<SealedCookie[]>;
   /**
    * Called when a session is destroyed or regenerated, for an optional revocation list. Answers

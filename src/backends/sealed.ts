@@ -29,8 +29,14 @@ import { inGrace, storeError } from "../conflict.ts";
 import { SessionConflictError, SessionError, SessionStateError } from "../errors.ts";
 import { emit } from "../events.ts";
 import { NO_OPS, REMEMBER_KEY } from "../session_state.ts";
-import { laterOps, splitData, stateData } from "../session_data.ts";
-import { type InvalidSeal, isSealedStore, type OpenedSession, type SealedSessionStore } from "../store.ts";
+import { joinData, laterOps, observationsHold, replay, splitData, stateData } from "../session_data.ts";
+import {
+  type InvalidSeal,
+  isSealedStore,
+  type OpenedSession,
+  type SealedSessionStore,
+  type SessionData,
+} from "../store.ts";
 
 /** Chunks a sealed store may write: `name.0` … `name.63`. */
 const MAX_CHUNKS = 64;
@@ -193,13 +199,16 @@ async function seal(
   const o = h.o;
   const included = h.ops.length;
   const record = { data: stateData(h), version: h.version + 1, createdAt: h.createdAt, expiresAt };
+  // Changes the revocation store must not take for a concurrent seal of the same data.
+  const repeatable = h.base === undefined || included === 0 || !store.capabilities.revocation ||
+    repeats(h, record.data);
   let cookies;
   const start = o.onEvent === undefined ? 0 : performance.now();
   try {
     const id = h.id;
-    cookies = await (replaces === undefined
+    cookies = await (replaces === undefined && repeatable
       ? store.seal(id, record, o.cookie.name)
-      : store.seal(id, record, o.cookie.name, { replaces }));
+      : store.seal(id, record, o.cookie.name, { replaces, repeatable }));
   } catch (error) {
     if (error instanceof SessionError) return error;
     throw error;
@@ -228,6 +237,25 @@ async function seal(
   h.rotated = false;
   h.clearCookie = false;
   return "done";
+}
+
+/**
+ * Whether the request's changes, made again after a concurrent request that sealed this very
+ * data, leave it as it is: what the handler looked at is the same there as in what it loaded,
+ * and its operations replayed on it change nothing (a `set` made twice, not an `update` that adds
+ * one). Only then does a concurrent seal of the same version and data stand for this one: the
+ * two requests end as if run one after the other. Two increments from the same value do not.
+ */
+function repeats(h: Handle, data: SessionData): boolean {
+  const o = h.o;
+  if (!observationsHold(h, h.base!.data, data)) return false;
+  try {
+    const again = replay(h.ops, data, o.serializer);
+    return JSON.stringify(joinData(again.data, again.flash, again.flashOut, o.serializer)) ===
+      JSON.stringify(data);
+  } catch {
+    return false; // an update function that throws on the other's data: not the same
+  }
 }
 
 /** The sealed-cookie backend. */

@@ -254,7 +254,9 @@ export class CookieStore implements SealedSessionStore {
    * @param name The session cookie's name.
    * @param options `replaces`: the id of the session a `regenerate()` ended for this one (with
    *   `userKey`, this seal is then live only under the user's generation that session was ended
-   *   under: a `endUser` since ends it too).
+   *   under: a `endUser` since ends it too); `repeatable` (default `true`): with a `revocation`
+   *   store, whether a concurrent seal of this version with the same data stands for this one
+   *   (`false`: the seal carries a change of its own, and is then refused as a conflict).
    * @returns The cookies to send, values made of base64url characters and `.`.
    * @throws {SessionTooLargeError} When the payload is over `maxPayloadBytes`, or the cookies
    *   would take more than `maxCookieHeaderBytes` or `maxCookies`; nothing is written.
@@ -267,7 +269,7 @@ export class CookieStore implements SealedSessionStore {
     id: string,
     record: StoredSession,
     name: string,
-    options?: { replaces?: string },
+    options?: { replaces?: string; repeatable?: boolean },
   ): Promise<SealedCookie[]> {
     const text = JSON.stringify({ id, record });
     const plaintext = encoder.encode(text);
@@ -283,7 +285,7 @@ export class CookieStore implements SealedSessionStore {
     const cookies = splitToken(token, name, this.#limits);
     const entry: CachedToken = { text, stale: false };
     if (fingerprints !== undefined) {
-      await this.#revocation!.record(fingerprints, record, entry, options?.replaces);
+      await this.#revocation!.record(fingerprints, record, entry, options);
     }
     this.#opener.remember(token, entry);
     return cookies;

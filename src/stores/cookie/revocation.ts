@@ -92,14 +92,16 @@ function changed(version: number): SessionConflictError {
 /**
  * The version the next attempt to record `record` expects, given the record as it stands
  * (`undefined`: not read; the version before this one is assumed), or `"done"` when another
- * request sealed this very version with the same data. Throws `SessionConflictError` when the
- * session ended or moved past this seal.
+ * request sealed this very version with the same data and this seal is `repeatable` (see
+ * `SealedSessionStore.seal`). Throws `SessionConflictError` when the session ended or moved past
+ * this seal, or another request sealed this version first and this one is not repeatable.
  */
 function expectedFor(
   current: StoredSession | null | undefined,
   record: StoredSession,
   digest: string,
   assumed: number | null,
+  repeatable: boolean,
 ): number | null | "done" {
   // Unknown to the store (sealed before it was configured, or lost): create.
   if (current === null) return null;
@@ -110,8 +112,10 @@ function expectedFor(
   if (current.version > record.version) throw changed(current.version);
   if (current.version === record.version) {
     // Another request sealed this version first. With the same data (concurrent expiry
-    // refreshes, re-seals after a rotation) either seal is the session as it stands.
-    if ((current.data as { digest?: unknown }).digest === digest) return "done";
+    // refreshes, re-seals after a rotation, a setting saved twice) either seal is the session as
+    // it stands, unless this one carries a change that one does not make (two increments from
+    // the same value: `repeatable` false).
+    if (repeatable && (current.data as { digest?: unknown }).digest === digest) return "done";
     throw changed(current.version);
   }
   return current.version; // the store is behind this seal's lineage: catch it up
@@ -182,11 +186,12 @@ export class Revocation {
     fingerprints: Fingerprints,
     record: StoredSession,
     entry: CachedToken,
-    replaces?: string,
+    options: { replaces?: string; repeatable?: boolean } = {},
   ): Promise<void> {
     const [key, digest, userGeneration] = await fingerprints;
+    const { replaces, repeatable = true } = options;
     if (this.#userKey === undefined) {
-      await this.#publish(key, digest, record, {}, undefined);
+      await this.#publish(key, digest, record, {}, undefined, repeatable);
     } else {
       const [current, generation, replaced] = await Promise.all([
         this.#load(key),
@@ -199,7 +204,7 @@ export class Revocation {
       const mark = userGeneration === undefined
         ? {}
         : { user: userGeneration, g: carriedGeneration(generationOf(generation), replaced, userGeneration) };
-      await this.#publish(key, digest, record, mark, current);
+      await this.#publish(key, digest, record, mark, current, repeatable);
       entry.generationKey = userGeneration ?? null;
     }
     entry.revocationKey = key;
@@ -363,7 +368,7 @@ export class Revocation {
    * Records `record.version` as the live seal of the session under `key`, by compare-and-set on
    * the version before it; `digest` fingerprints the data, `mark` names the user's generation the
    * seal was made under. `known` is the record as just read (`undefined`: not read; the first
-   * attempt then assumes the version before this one).
+   * attempt then assumes the version before this one). `repeatable`: see `expectedFor`.
    */
   async #publish(
     key: string,
@@ -371,6 +376,7 @@ export class Revocation {
     record: StoredSession,
     mark: { user?: string; g?: number },
     known: StoredSession | null | undefined,
+    repeatable: boolean,
   ): Promise<void> {
     const latest: StoredSession = {
       data: { digest, at: this.#now(), ...mark },
@@ -381,7 +387,7 @@ export class Revocation {
     let expected: number | null = record.version > 1 ? record.version - 1 : null;
     let current = known;
     for (let attempt = 0; attempt < MAX_REVOCATION_ATTEMPTS; attempt++) {
-      const next = expectedFor(current, record, digest, expected);
+      const next = expectedFor(current, record, digest, expected, repeatable);
       if (next === "done") return;
       expected = next;
       const result = await this.#save(key, latest, expected);

@@ -183,9 +183,16 @@ export interface SealedSessionStore {
    * regenerated it), `"missing"` when the list held nothing of it (it may have been ended, and its
    * tombstone outlived); either way the request's cookie is left alone, as a server store's logout
    * that finds its record ended or gone leaves it: the browser may hold a newer session's cookie.
-   * Nothing (`undefined`): revoked by this call, its cookies are cleared.
+   * Nothing (`undefined`): revoked by this call, its cookies are cleared. `options.carried`: the
+   * session's data goes on under a new id (a `regenerate()`): a store that compares and sets
+   * throws `SessionConflictError` when a seal newer than `record.version` was made meanwhile (its
+   * change would be lost), and revokes nothing.
    */
-  revoke?(id: string, record: StoredSession): Promise<void | "ended" | "missing">;
+  revoke?(
+    id: string,
+    record: StoredSession,
+    options?: { carried?: boolean },
+  ): Promise<void | "ended" | "missing">;
 }
 
 /**

@@ -169,7 +169,12 @@ async function revoke(h: Handle, store: SealedSessionStore, now: number): Promis
     const until = Math.max(base.expiresAt, expiryFrom(t, base.createdAt, now));
     const tombstone = { data: {}, version: base.version, createdAt: base.createdAt, expiresAt: until };
     const id = h.key!;
-    if (store.revoke !== undefined) found = await store.revoke(id, tombstone) ?? undefined;
+    if (store.revoke !== undefined) {
+      // A regenerate carries the data on: a change sealed since it was loaded would be lost.
+      found = await (h.ending === "regenerate"
+        ? store.revoke(id, tombstone, { carried: true })
+        : store.revoke(id, tombstone)) ?? undefined;
+    }
     if (o.onEvent !== undefined) emit(o.onEvent, { type: h.ending!, durationMs: 0, request: h.request });
   } catch (error) {
     return storeError("revoke", error);

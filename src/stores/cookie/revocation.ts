@@ -213,12 +213,15 @@ export class Revocation {
   /**
    * Replaces a session's record by a tombstone (see `CookieStore.revoke`): `"ended"` when it was
    * one already, `"missing"` when there was no record (the tombstone is written all the same).
+   * `carried`: refused (`SessionConflictError`) when a seal newer than `record.version` is recorded.
    */
-  async revoke(id: string, record: StoredSession): Promise<void | "ended" | "missing"> {
+  async revoke(id: string, record: StoredSession, carried = false): Promise<void | "ended" | "missing"> {
     const key = await revocationKey(id);
     let current = await this.#load(key);
     for (let attempt = 0; attempt < MAX_REVOCATION_ATTEMPTS; attempt++) {
       if (isEnded(current)) return "ended";
+      // A regenerate carries on the data of `record.version`: a newer seal's change would be lost.
+      if (carried && current !== null && current.version > record.version) throw changed(current.version);
       // Every session of its user was ended (`endUser`) while the request ran: ended already.
       const under = await this.#generationUnder(key, current);
       if (under === "ended") return "ended";

@@ -184,14 +184,14 @@ export interface SealedSessionStore {
    * tombstone outlived); either way the request's cookie is left alone, as a server store's logout
    * that finds its record ended or gone leaves it: the browser may hold a newer session's cookie.
    * Nothing (`undefined`): revoked by this call, its cookies are cleared. `options.carried`: the
-   * session's data goes on under a new id (a `regenerate()`): a store that compares and sets
-   * throws `SessionConflictError` when a seal newer than `record.version` was made meanwhile (its
-   * change would be lost), and revokes nothing.
+   * data, as the request loaded it, that goes on under a new id (a `regenerate()`): a store that
+   * compares and sets throws `SessionConflictError` when a seal newer than `record.version`, of
+   * other data, was made meanwhile (its change would be lost), and revokes nothing.
    */
   revoke?(
     id: string,
     record: StoredSession,
-    options?: { carried?: boolean },
+    options?: { carried?: StoredSession["data"] },
   ): Promise<void | "ended" | "missing">;
 }
 

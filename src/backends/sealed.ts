@@ -172,7 +172,7 @@ async function revoke(h: Handle, store: SealedSessionStore, now: number): Promis
     if (store.revoke !== undefined) {
       // A regenerate carries the data on: a change sealed since it was loaded would be lost.
       found = await (h.ending === "regenerate"
-        ? store.revoke(id, tombstone, { carried: true })
+        ? store.revoke(id, tombstone, { carried: base.data })
         : store.revoke(id, tombstone)) ?? undefined;
     }
     if (o.onEvent !== undefined) emit(o.onEvent, { type: h.ending!, durationMs: 0, request: h.request });

@@ -299,22 +299,22 @@ export class CookieStore implements SealedSessionStore {
    *
    * @param id The session id.
    * @param record The session's record (its `expiresAt` bounds the tombstone's life).
-   * @param options `carried`: the session's data goes on under a new id (a `regenerate()`): refused
-   *   when a seal newer than `record.version` was recorded meanwhile.
+   * @param options `carried`: the data, as loaded, that goes on under a new id (a `regenerate()`):
+   *   refused when a seal newer than `record.version`, of other data, was recorded meanwhile.
    * @returns `"ended"` when the session was revoked already (by a log in that regenerated it,
    *   say), `"missing"` when the revocation store held nothing of it (a tombstone is written
    *   anyway); nothing when revoked by this call or without a `revocation` store. See
    *   `SealedSessionStore.revoke`.
    * @throws {SessionConflictError} With `carried`, when another request sealed a newer version
-   *   of the session meanwhile: nothing is revoked.
+   *   of the session, of other data, meanwhile: nothing is revoked.
    * @throws {StoreUnavailableError} When the revocation store cannot be read or written.
    */
   async revoke(
     id: string,
     record: StoredSession,
-    options?: { carried?: boolean },
+    options?: { carried?: StoredSession["data"] },
   ): Promise<void | "ended" | "missing"> {
-    return await this.#revocation?.revoke(id, record, options?.carried === true);
+    return await this.#revocation?.revoke(id, record, options?.carried);
   }
 
   /**

@@ -72,3 +72,45 @@ it("a log in racing a write of its session on CookieStore with revocation loses 
     })`,
   );
 });
+
+it("a log in racing another tab's expiry refresh (nothing changed) is served", async () => {
+  let clock = Date.now();
+  const now = () => clock;
+  const store = new CookieStore({ secrets: [SECRET], revocation: new MemoryStore({ now }), now });
+  const state: { hold: Promise<void> | undefined } = { hold: undefined };
+  const errors: unknown[] = [];
+  const handler = withSession(async (req: Request) => {
+    const session = await getSession<Data>(req);
+    switch (new URL(req.url).pathname) {
+      case "/add":
+        session.update("cart", (cart = []) => [...cart, "book"]);
+        break;
+      case "/login":
+        await state.hold;
+        session.regenerate();
+        session.set("user", "ada");
+        break;
+    }
+    return Response.json(session.toJSON());
+  }, { store, now, onError: (e) => void errors.push(e) });
+
+  const first = await handler(new Request("https://example.com/add", { method: "POST" }));
+  const cookie = first.headers.get("set-cookie")!.split(";")[0]!;
+  clock += 31 * 60_000; // past touchAfter: the other tab's read refreshes the expiry (a new seal)
+  let release!: () => void;
+  state.hold = new Promise((resolve) => (release = resolve));
+  const signingIn = handler(
+    new Request("https://example.com/login", { method: "POST", headers: { cookie } }),
+  );
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  state.hold = undefined;
+  const read = await handler(new Request("https://example.com/", { headers: { cookie } }));
+  assert.equal(read.headers.getSetCookie().length, 1, "the read refreshed the expiry");
+  release();
+  const login = await signingIn;
+  assert.equal(
+    login.status,
+    200,
+    `the log in was answered ${login.status}: ${errors.map(String).join("; ")}`,
+  );
+});

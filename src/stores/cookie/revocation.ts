@@ -213,15 +213,29 @@ export class Revocation {
   /**
    * Replaces a session's record by a tombstone (see `CookieStore.revoke`): `"ended"` when it was
    * one already, `"missing"` when there was no record (the tombstone is written all the same).
-   * `carried`: refused (`SessionConflictError`) when a seal newer than `record.version` is recorded.
+   * `carried` (the data a regenerate carries on, as loaded): refused (`SessionConflictError`) when
+   * a seal newer than `record.version`, of other data, is recorded.
    */
-  async revoke(id: string, record: StoredSession, carried = false): Promise<void | "ended" | "missing"> {
-    const key = await revocationKey(id);
+  async revoke(
+    id: string,
+    record: StoredSession,
+    carried?: StoredSession["data"],
+  ): Promise<void | "ended" | "missing"> {
+    const [key, loaded] = await Promise.all([
+      revocationKey(id),
+      carried === undefined ? undefined : dataDigest(carried),
+    ]);
     let current = await this.#load(key);
     for (let attempt = 0; attempt < MAX_REVOCATION_ATTEMPTS; attempt++) {
       if (isEnded(current)) return "ended";
-      // A regenerate carries on the data of `record.version`: a newer seal's change would be lost.
-      if (carried && current !== null && current.version > record.version) throw changed(current.version);
+      // A regenerate carries on the data it loaded: a newer seal of other data would be lost
+      // (one of the same data, an expiry refresh, loses nothing).
+      if (
+        loaded !== undefined && current !== null && current.version > record.version &&
+        (current.data as { digest?: unknown }).digest !== loaded
+      ) {
+        throw changed(current.version);
+      }
       // Every session of its user was ended (`endUser`) while the request ran: ended already.
       const under = await this.#generationUnder(key, current);
       if (under === "ended") return "ended";

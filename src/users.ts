@@ -244,7 +244,9 @@ async function describe(scope: Scope, key: string, record: StoredSession): Promi
  * are not counted).
  * @throws {SessionConfigError} Without the `users` option, or when the store keeps no index per user.
  * @throws {SessionConflictError} When other requests won every compare-and-set on a session for
- * 10 seconds: that session is still live (the others were ended; the message says how many).
+ * 10 seconds: that session is still live (the others were ended; the message says how many). With
+ * `exceptCurrent`, when the current session was ended meanwhile (a log out, a `regenerate()` of it
+ * in another process): nothing is ended.
  * @throws {StoreUnavailableError} When the store fails.
  * @example
  * ```ts
@@ -290,6 +292,7 @@ export async function endUserSessions(
   // new session would outlive this call.
   const release = await userLock(scope.store, scope.user);
   try {
+    if (options.exceptCurrent && scope.currentKey !== undefined) await refuseEndedCurrent(scope);
     const targets: Array<[string, StoredSession]> = [];
     for (const [key, record] of await recordsOf(scope)) {
       if (options.exceptCurrent && key === scope.currentKey) continue;
@@ -298,6 +301,26 @@ export async function endUserSessions(
     return await endAll(scope, targets, reason);
   } finally {
     await release?.();
+  }
+}
+
+/**
+ * "All but the current one" needs the current session live: ended meanwhile (a `regenerate()` of
+ * it in another process, which holds the user's lock across its two writes, or a log out), its
+ * successor would be taken for another device and ended. As with any change of a session ended
+ * meanwhile, the request is refused.
+ */
+async function refuseEndedCurrent(scope: Scope): Promise<void> {
+  let record: StoredSession | null;
+  try {
+    record = await scope.store.load(scope.currentKey!);
+  } catch (error) {
+    throw storeError("load", error);
+  }
+  if (record === null || isEnded(record) || !isLive(scope.o, record, scope.o.now())) {
+    throw new SessionConflictError(
+      "Session was ended by a concurrent request (log out or log in): the other sessions were not ended",
+    );
   }
 }
 

@@ -58,14 +58,16 @@ function generationOf(record: StoredSession | null): number {
  * Whether a seal, as its session's record in the revocation store describes it (`null`: not
  * recorded, generation 0), is still under its user's current generation (`generation`, `null`
  * when the user's sessions were never ended): made since the generation moved on, or the
- * session `endUser` kept when it did.
+ * session `endUser` kept when it did (or the seal a `regenerate()` made of it: `from`).
  */
 function sealedUnder(sealed: StoredSession | null, generation: StoredSession | null, key: string): boolean {
   const current = generationOf(generation);
   const g = generationOf(sealed);
   if (g >= current) return true;
   const { keep, kept } = generation!.data;
-  return keep === key && typeof kept === "number" && g >= kept;
+  // The kept session, or the seal a regenerate made of it (`from`).
+  const named = keep === key || (typeof keep === "string" && keep === sealed?.data.from);
+  return named && typeof kept === "number" && g >= kept;
 }
 
 /** When a revocation record was written (ms since the epoch), if it says. */
@@ -122,15 +124,30 @@ function expectedFor(
 }
 
 /**
- * The generation a new seal of a user is made under: the user's current one (`current`), or,
- * for a regenerate's seal carrying on a session of the same user (`replaced`, that session's
- * tombstone), the generation that session was live under when it was revoked, if older: an
- * `endUser` between the two writes then ends the new seal too, as it would have ended the old.
+ * What a seal of a user's session records beside its version: the user's generation key, the
+ * generation it is made under, and the session it was regenerated from (`from`), if any.
+ *
+ * The generation is the user's current one (`generation`) or, for a regenerate's seal carrying
+ * on a session of the same user (`replaced`, that session's tombstone under `replacedKey`), the
+ * generation that session was live under when it was revoked, if older: an `endUser` between
+ * the two writes then ends the new seal too, as it would have ended the old. `from` names that
+ * session (kept by every later seal of this one, `previous` the record as it stands), so that an
+ * `endUser` keeping it (`except`) keeps its successor: the same browser, rotated.
  */
-function carriedGeneration(current: number, replaced: StoredSession | null, user: string): number {
-  if (replaced === null || !isEnded(replaced) || replaced.data.user !== user) return current;
-  const g = replaced.data.g;
-  return typeof g === "number" && Number.isFinite(g) ? Math.min(current, g) : current;
+function markOf(
+  user: string,
+  generation: number,
+  previous: StoredSession | null,
+  replaced: StoredSession | null,
+  replacedKey: string | undefined,
+): { user: string; g: number; from?: string } {
+  if (replaced !== null && isEnded(replaced) && replaced.data.user === user) {
+    const g = replaced.data.g;
+    const carried = typeof g === "number" && Number.isFinite(g) ? Math.min(generation, g) : generation;
+    return { user, g: carried, from: replacedKey! };
+  }
+  const from = previous !== null && !isEnded(previous) ? previous.data.from : undefined;
+  return typeof from === "string" ? { user, g: generation, from } : { user, g: generation };
 }
 
 /** The record moving a user's generation on, keeping the session `keep` names, if any. */
@@ -193,17 +210,18 @@ export class Revocation {
     if (this.#userKey === undefined) {
       await this.#publish(key, digest, record, {}, undefined, repeatable);
     } else {
+      const replacedKey = replaces === undefined || userGeneration === undefined
+        ? undefined
+        : await revocationKey(replaces);
       const [current, generation, replaced] = await Promise.all([
         this.#load(key),
         userGeneration === undefined ? null : this.#load(userGeneration),
-        replaces === undefined || userGeneration === undefined
-          ? null
-          : revocationKey(replaces).then((replacedKey) => this.#load(replacedKey)),
+        replacedKey === undefined ? null : this.#load(replacedKey),
       ]);
       await this.#refuseEndedUser(key, current, userGeneration, generation);
       const mark = userGeneration === undefined
         ? {}
-        : { user: userGeneration, g: carriedGeneration(generationOf(generation), replaced, userGeneration) };
+        : markOf(userGeneration, generationOf(generation), current, replaced, replacedKey);
       await this.#publish(key, digest, record, mark, current, repeatable);
       entry.generationKey = userGeneration ?? null;
     }
@@ -391,7 +409,7 @@ export class Revocation {
     key: string,
     digest: string,
     record: StoredSession,
-    mark: { user?: string; g?: number },
+    mark: { user?: string; g?: number; from?: string },
     known: StoredSession | null | undefined,
     repeatable: boolean,
   ): Promise<void> {

@@ -124,7 +124,10 @@ export function belongs(scope: Scope, record: StoredSession | null, now: number)
     record.data[scope.o.userKey!] === scope.user;
 }
 
-export async function recordsOf(scope: Scope): Promise<Array<[string, StoredSession]>> {
+export async function recordsOf(
+  scope: Scope,
+  loaded?: Map<string, StoredSession | null>,
+): Promise<Array<[string, StoredSession]>> {
   let keys: string[];
   try {
     keys = await scope.store.keysOfUser!(scope.user);
@@ -140,6 +143,7 @@ export async function recordsOf(scope: Scope): Promise<Array<[string, StoredSess
     } catch (error) {
       throw storeError("load", error);
     }
+    loaded?.set(key, record);
     if (belongs(scope, record, now)) found.push([key, record]);
   }));
   return found.sort((a, b) => a[1].createdAt - b[1].createdAt);
@@ -292,9 +296,11 @@ export async function endUserSessions(
   // new session would outlive this call.
   const release = await userLock(scope.store, scope.user);
   try {
-    if (options.exceptCurrent && scope.currentKey !== undefined) await refuseEndedCurrent(scope);
+    const loaded = new Map<string, StoredSession | null>();
+    const live = await recordsOf(scope, loaded);
+    if (options.exceptCurrent && scope.currentKey !== undefined) await refuseEndedCurrent(scope, loaded);
     const targets: Array<[string, StoredSession]> = [];
-    for (const [key, record] of await recordsOf(scope)) {
+    for (const [key, record] of live) {
       if (options.exceptCurrent && key === scope.currentKey) continue;
       if (named === undefined || await named(key)) targets.push([key, record]);
     }
@@ -308,14 +314,18 @@ export async function endUserSessions(
  * "All but the current one" needs the current session live: ended meanwhile (a `regenerate()` of
  * it in another process, which holds the user's lock across its two writes, or a log out), its
  * successor would be taken for another device and ended. As with any change of a session ended
- * meanwhile, the request is refused.
+ * meanwhile, the request is refused. `loaded`: the records the listing read, by key.
  */
-async function refuseEndedCurrent(scope: Scope): Promise<void> {
-  let record: StoredSession | null;
-  try {
-    record = await scope.store.load(scope.currentKey!);
-  } catch (error) {
-    throw storeError("load", error);
+async function refuseEndedCurrent(scope: Scope, loaded: Map<string, StoredSession | null>): Promise<void> {
+  const key = scope.currentKey!;
+  let record = loaded.get(key);
+  if (record === undefined) {
+    // Not in the user's index (written before `users` was set): read it.
+    try {
+      record = await scope.store.load(key);
+    } catch (error) {
+      throw storeError("load", error);
+    }
   }
   if (record === null || isEnded(record) || !isLive(scope.o, record, scope.o.now())) {
     throw new SessionConflictError(

@@ -6,7 +6,7 @@
  */
 import { kUsers, type UsersFlow } from "../backend.ts";
 import { type DeviceInfoOptions, resolveDeviceInfo } from "../metadata.ts";
-import { userLock } from "../users.ts";
+import { userLock } from "./lock.ts";
 import { noteMeta, signedIn } from "./sign_in.ts";
 
 /**

@@ -9,7 +9,8 @@ import type { CommitResult, Handle } from "../backend.ts";
 import { storeError } from "../conflict.ts";
 import { nextMetadata, type ResolvedDeviceInfo } from "../metadata.ts";
 import type { SessionData, SessionStore, StoredSession } from "../store.ts";
-import { belongs, endAll, recordsOf, type Scope, userLock } from "../users.ts";
+import { belongs, endAll, recordsOf, type Scope } from "../users.ts";
+import { userLock } from "./lock.ts";
 /**
  * Sets the metadata the save about to be made writes (see `metadata.ts`): for a signed-in
  * session of options with `users`, when it was last seen and, with `deviceInfo`, its device.

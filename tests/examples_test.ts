@@ -7,15 +7,14 @@
 // from websession/hono, the session in c.var.session) under `deno serve` and Bun.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { Log, LogLevel, Miniflare } from "miniflare";
+import { answersHttp, freePort, start } from "./spawn.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const bin = (name: string) => join(ROOT, "node_modules", ".bin", name);
@@ -31,45 +30,6 @@ interface Running {
   output(): string;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Resolves once `base` answers any HTTP request; rejects if `exited()` or after the timeout. */
-async function waitUntilAnswering(
-  base: string,
-  exited: () => string | undefined,
-  output: () => string,
-): Promise<void> {
-  const end = Date.now() + START_TIMEOUT_MS;
-  for (;;) {
-    const gone = exited();
-    if (gone !== undefined) throw new Error(`The example exited (${gone}) before answering:\n${output()}`);
-    try {
-      const response = await fetch(`${base}/favicon.ico`, { signal: AbortSignal.timeout(2_000) });
-      await response.body?.cancel();
-      return;
-    } catch {
-      if (Date.now() > end) {
-        throw new Error(`The example did not answer within ${START_TIMEOUT_MS} ms:\n${output()}`);
-      }
-      await sleep(100);
-    }
-  }
-}
-
 /** Starts `command` in its own process group, with PORT set, and waits until it answers. */
 async function startProcess(
   command: string,
@@ -77,58 +37,15 @@ async function startProcess(
   env: Record<string, string> = {},
 ): Promise<Running> {
   const port = await freePort();
-  const child: ChildProcess = spawn(command, args(port), {
+  const base = `http://127.0.0.1:${port}`;
+  const child = await start(command, args(port), {
     cwd: ROOT,
-    env: {
-      ...process.env,
-      NO_COLOR: "1",
-      DENO_NO_UPDATE_CHECK: "1",
-      PORT: String(port),
-      SESSION_SECRET: SECRET,
-      ...env,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: true,
+    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", PORT: String(port), SESSION_SECRET: SECRET, ...env },
+    group: true,
+    ready: () => answersHttp(`${base}/favicon.ico`),
+    timeoutMs: START_TIMEOUT_MS,
   });
-  let output = "";
-  child.stdout!.on("data", (chunk) => (output += chunk));
-  child.stderr!.on("data", (chunk) => (output += chunk));
-  let exit: string | undefined;
-  const exited = new Promise<void>((resolve) => {
-    child.once("exit", (code, signal) => {
-      exit = `code ${code}, signal ${signal}`;
-      resolve();
-    });
-    child.once("error", (error) => {
-      exit = error.message;
-      resolve();
-    });
-  });
-  const signalGroup = (signal: NodeJS.Signals) => {
-    try {
-      process.kill(-child.pid!, signal);
-    } catch {
-      // already gone
-    }
-  };
-  const running: Running = {
-    base: `http://127.0.0.1:${port}`,
-    output: () => output,
-    async stop() {
-      if (exit !== undefined) return;
-      signalGroup("SIGTERM");
-      const timer = setTimeout(() => signalGroup("SIGKILL"), 5_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
-  try {
-    await waitUntilAnswering(running.base, () => exit, running.output);
-  } catch (error) {
-    await running.stop();
-    throw error;
-  }
-  return running;
+  return { base, output: () => child.output(), stop: () => child.stop() };
 }
 
 /** Bundles the Worker example and serves it from Miniflare on a loopback port. */

@@ -3,12 +3,13 @@
 // `redis-cli --cluster create`. Nothing is kept on disk but the nodes' cluster config. `stop()`
 // ends every node this helper started (by the child process it spawned) and removes the
 // directories; a process that exits without calling it still kills its nodes.
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { rmSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { answers, type Child, start } from "../spawn.ts";
 
 /** A node of the cluster as `CLUSTER NODES` describes it. */
 export interface ClusterNode {
@@ -118,9 +119,10 @@ function parseNodes(text: string): ClusterNode[] {
   });
 }
 
-const started = new Set<ChildProcess>();
 const directories = new Set<string>();
-let exitHook = false;
+process.once("exit", () => {
+  for (const dir of directories) rmSync(dir, { recursive: true, force: true });
+});
 
 /**
  * Starts a Redis Cluster of `masters` masters with `replicas` replicas each on free loopback
@@ -135,38 +137,12 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   const ports = await freePorts(count);
   const dir = await mkdtemp(join(tmpdir(), "websession-redis-cluster-"));
   directories.add(dir);
-  const children: ChildProcess[] = [];
-  if (!exitHook) {
-    exitHook = true;
-    const killAll = () => {
-      for (const child of started) child.kill("SIGKILL");
-      for (const dir of directories) rmSync(dir, { recursive: true, force: true });
-    };
-    process.on("exit", killAll);
-    // A test runner that gives up on this process ends it with a signal, which skips "exit".
-    for (const signal of ["SIGINT", "SIGTERM"] as const) {
-      process.once(signal, () => {
-        killAll();
-        process.exit(128 + (signal === "SIGINT" ? 2 : 15));
-      });
-    }
-  }
+  const children: Child[] = [];
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
     stopped = true;
-    await Promise.all(children.map((child) =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
-        child.once("exit", () => {
-          clearTimeout(timer);
-          started.delete(child);
-          resolve();
-        });
-        child.kill("SIGTERM");
-      })
-    ));
+    await Promise.all(children.map((child) => child.stop()));
     await rm(dir, { recursive: true, force: true });
     directories.delete(dir);
   };
@@ -204,7 +180,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     for (const port of ports) {
       const home = join(dir, String(port));
       await mkdir(home);
-      const child = spawn(server, [
+      const child = await start(server, [
         "--port",
         String(port),
         "--bind",
@@ -229,16 +205,8 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
         "no",
         "--logfile",
         join(home, "redis.log"),
-      ], { stdio: "ignore" });
+      ], { ready: () => answers(port, "PING\r\n", "+PONG") });
       children.push(child);
-      started.add(child);
-      child.once("exit", () => started.delete(child));
-    }
-    for (const port of ports) {
-      await until(
-        `the node on port ${port} to answer`,
-        async () => (await command(port, "PING")).trim() === "PONG",
-      );
     }
     await run(cli, [
       "--cluster",

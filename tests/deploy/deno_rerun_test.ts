@@ -3,15 +3,15 @@
 // Request.clone() triggers: a library must not make the runtime warn at the application's users.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { start } from "../spawn.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
 test("Deno.serve: a re-run request makes Deno print no warning", { timeout: 60_000 }, async () => {
   const deno = join(ROOT, "node_modules", ".bin", "deno");
-  const child = spawn(deno, [
+  const child = await start(deno, [
     "run",
     "--allow-net",
     "--allow-env",
@@ -19,21 +19,11 @@ test("Deno.serve: a re-run request makes Deno print no warning", { timeout: 60_0
     "tests/deploy/deno_rerun_server.ts",
   ], {
     cwd: ROOT,
-    env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
-    stdio: ["ignore", "pipe", "pipe"],
+    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+    ready: /listening (\d+)/,
   });
-  let output = "";
-  child.stderr!.on("data", (chunk) => (output += chunk));
   try {
-    const port = await new Promise<number>((resolve, reject) => {
-      child.stdout!.on("data", (chunk) => {
-        output += chunk;
-        const match = /listening (\d+)/.exec(output);
-        if (match) resolve(Number(match[1]));
-      });
-      child.once("exit", (code) => reject(new Error(`deno exited ${code}: ${output}`)));
-    });
-    const base = `http://127.0.0.1:${port}`;
+    const base = `http://127.0.0.1:${child.match![1]}`;
     const first = await fetch(`${base}/`);
     const cookie = first.headers.get("set-cookie")!.split(";")[0]!;
     assert.equal(await first.text(), "1");
@@ -42,8 +32,8 @@ test("Deno.serve: a re-run request makes Deno print no warning", { timeout: 60_0
     assert.equal(again.status, 200);
     assert.equal(await again.text(), "101", "the re-run read what the other write left");
     await new Promise((resolve) => setTimeout(resolve, 200));
-    assert.doesNotMatch(output, /legacy behavior|request\.signal/i);
+    assert.doesNotMatch(child.output(), /legacy behavior|request\.signal/i);
   } finally {
-    child.kill("SIGKILL");
+    await child.stop("SIGKILL");
   }
 });

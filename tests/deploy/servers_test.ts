@@ -4,7 +4,6 @@
 // concurrent requests of one session. The same scenario and assertions as the Workers cells.
 //
 //   node --import tsx --test tests/deploy/servers_test.ts      (DEPLOY_LONG=1: more rounds)
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +13,7 @@ import type { Stats } from "./app.ts";
 import { assertCell } from "./cell.ts";
 import { runScenario, scenarioSize } from "./driver.ts";
 import { dropPrefix, SECRET } from "./workerd.ts";
+import { start as startChild } from "../spawn.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const bin = (name: string) => join(ROOT, "node_modules", ".bin", name);
@@ -26,41 +26,15 @@ interface Server {
 }
 
 /** Starts `command args` and waits (at most 60 s) for its `listening <port>` line. */
-function start(command: string, args: string[], env: Record<string, string>): Promise<Server> {
-  return new Promise((resolve, reject) => {
-    const child: ChildProcess = spawn(command, args, {
-      cwd: ROOT,
-      env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", DEPLOY_SECRET: SECRET, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`${command} did not start within 60 s: ${output}`));
-    }, 60_000);
-    const stop = () =>
-      new Promise<void>((done) => {
-        if (child.exitCode !== null || child.signalCode !== null) return done();
-        child.once("exit", () => done());
-        child.kill("SIGTERM");
-      });
-    child.stdout!.on("data", (chunk: Buffer) => {
-      output += chunk;
-      const match = /listening (\d+)/.exec(output);
-      if (match) {
-        clearTimeout(timer);
-        resolve({ base: `http://127.0.0.1:${match[1]}`, stop });
-      }
-    });
-    child.stderr!.on("data", (chunk: Buffer) => {
-      output += chunk;
-      if (process.env.DEPLOY_VERBOSE === "1") process.stderr.write(chunk);
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${command} exited with ${code} before listening: ${output}`));
-    });
+async function start(command: string, args: string[], env: Record<string, string>): Promise<Server> {
+  const child = await startChild(command, args, {
+    cwd: ROOT,
+    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", DEPLOY_SECRET: SECRET, ...env },
+    ready: /listening (\d+)/,
+    timeoutMs: 60_000,
+    echo: process.env.DEPLOY_VERBOSE === "1",
   });
+  return { base: `http://127.0.0.1:${child.match![1]}`, stop: () => child.stop() };
 }
 
 async function cell(t: import("node:test").TestContext, name: string, server: Server): Promise<void> {

@@ -6,9 +6,7 @@
 // install it and skips; under CI=true a missing wrangler fails it.
 //
 //   node --import tsx --test tests/deploy/wrangler_test.ts
-import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -17,6 +15,7 @@ import type { Stats } from "./app.ts";
 import { assertCell, HUNG } from "./cell.ts";
 import { runScenario, scenarioSize } from "./driver.ts";
 import { COMPATIBILITY_DATE, SECRET, workerScript } from "./workerd.ts";
+import { freePort, start } from "../spawn.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 /** wrangler's own script (`WRANGLER=/path/to/wrangler.js` overrides). */
@@ -34,17 +33,6 @@ const CURRENT_NODE = join(
   "node",
 );
 const NODE = process.env.CURRENT_NODE ?? (existsSync(CURRENT_NODE) ? CURRENT_NODE : process.execPath);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 const WRANGLER_TOML = `name = "websession-deploy"
 main = "worker.js"
@@ -66,7 +54,7 @@ new_sqlite_classes = ["SessionDurableObject"]
 /** Starts `wrangler dev` on a free port in `dir`; resolves once it says it is ready (60 s at most). */
 async function wranglerDev(dir: string, state: string): Promise<{ base: string; stop(): Promise<void> }> {
   const port = await freePort();
-  const child: ChildProcess = spawn(NODE, [
+  const child = await start(NODE, [
     WRANGLER,
     "dev",
     "--port",
@@ -78,41 +66,13 @@ async function wranglerDev(dir: string, state: string): Promise<{ base: string; 
   ], {
     cwd: dir,
     // Output goes to pipes, never into `dir`: wrangler reloads on any change there.
-    env: { ...process.env, CI: "1", WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: true,
+    env: { CI: "1", WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
+    group: true, // wrangler and the workerd it started
+    ready: /Ready on http/,
+    timeoutMs: 60_000,
+    echo: process.env.DEPLOY_VERBOSE === "1",
   });
-  const stop = () =>
-    new Promise<void>((done) => {
-      if (child.exitCode !== null || child.signalCode !== null) return done();
-      child.once("exit", () => done());
-      try {
-        process.kill(-child.pid!, "SIGTERM"); // wrangler and the workerd it started
-      } catch {
-        child.kill("SIGTERM");
-      }
-    });
-  return await new Promise((resolve, reject) => {
-    let output = "";
-    const timer = setTimeout(() => {
-      void stop();
-      reject(new Error(`wrangler dev was not ready within 60 s: ${output.slice(-2000)}`));
-    }, 60_000);
-    const read = (chunk: Buffer) => {
-      output += chunk;
-      if (process.env.DEPLOY_VERBOSE === "1") process.stderr.write(chunk);
-      if (/Ready on http/.test(output)) {
-        clearTimeout(timer);
-        resolve({ base: `http://127.0.0.1:${port}`, stop });
-      }
-    };
-    child.stdout!.on("data", read);
-    child.stderr!.on("data", read);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`wrangler dev exited with ${code}: ${output.slice(-2000)}`));
-    });
-  });
+  return { base: `http://127.0.0.1:${port}`, stop: () => child.stop() };
 }
 
 test(

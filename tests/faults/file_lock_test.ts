@@ -19,60 +19,50 @@
 // tests/faults/file_pause_test.ts (`FILE_PAUSE_STOPS=400`).
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtemp, readdir, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { FileStore } from "../../src/stores/file.ts";
 import { isEnded } from "../../src/store.ts";
 import { randomKey, sleep } from "../conformance/util.ts";
 import { contend, type Job, type Outcome, type Role } from "./file_lock.ts";
+import { NODE, start } from "../spawn.ts";
 
 const TRIALS = Number(process.env.FILE_LOCK_TRIALS ?? 50);
 const KILLS = Number(process.env.FILE_LOCK_KILLS ?? 5);
 const STALE_LOCK_MS = 2_000;
 const LOCK_TIMEOUT_MS = 20_000;
 
-/** The Node that runs the workers, whatever runtime runs this file. */
-function node(): string {
-  const runtime = globalThis as { Deno?: unknown; Bun?: unknown };
-  return runtime.Deno || runtime.Bun ? "node" : process.execPath;
+/** A worker process that runs jobs (tests/faults/file_lock_worker.ts). */
+interface Worker {
+  run(job: Job): Promise<Outcome[]>;
+  close(): Promise<void>;
 }
 
-/** A worker process that runs jobs (tests/faults/file_lock_worker.ts). */
-class Worker {
-  #child = spawn(node(), [
+async function worker(): Promise<Worker> {
+  const waiting = new Map<number, (results: Outcome[]) => void>();
+  const child = await start(NODE, [
     "--import",
     "tsx",
     fileURLToPath(new URL("./file_lock_worker.ts", import.meta.url)),
   ], {
-    stdio: ["pipe", "pipe", "inherit"],
-  });
-  #waiting = new Map<number, (results: Outcome[]) => void>();
-
-  constructor() {
-    const lines = createInterface({ input: this.#child.stdout! });
-    lines.on("line", (line) => {
+    stdin: true,
+    echo: true,
+    onLine(line) {
       const { id, results } = JSON.parse(line) as { id: number; results: Outcome[] };
-      this.#waiting.get(id)?.(results);
-      this.#waiting.delete(id);
-    });
-  }
-
-  run(job: Job): Promise<Outcome[]> {
-    return new Promise((resolve) => {
-      this.#waiting.set(job.id, resolve);
-      this.#child.stdin!.write(`${JSON.stringify(job)}\n`);
-    });
-  }
-
-  async close(): Promise<void> {
-    const exited = new Promise((resolve) => this.#child.once("exit", resolve));
-    this.#child.stdin!.end();
-    await exited;
-  }
+      waiting.get(id)?.(results);
+      waiting.delete(id);
+    },
+  });
+  return {
+    run: (job) =>
+      new Promise((resolve) => {
+        waiting.set(job.id, resolve);
+        child.write(`${JSON.stringify(job)}\n`);
+      }),
+    close: () => child.end(),
+  };
 }
 
 describe("FileStore under lock faults", () => {
@@ -88,8 +78,8 @@ describe("FileStore under lock faults", () => {
 
   describe("concurrent writers and a logout on a session, new or of the earlier layout", () => {
     const workers: Worker[] = [];
-    before(() => {
-      workers.push(new Worker(), new Worker());
+    before(async () => {
+      workers.push(await worker(), await worker());
     });
     after(async () => {
       await Promise.all(workers.map((worker) => worker.close()));
@@ -191,7 +181,7 @@ describe("FileStore under lock faults", () => {
     for (let kill = 0; kill < KILLS; kill++) {
       // A child saves in a tight loop with big records, waiting now and then on a lock this
       // test holds; it is killed wherever it is.
-      const child = spawn(node(), [
+      const child = await start(NODE, [
         "--import",
         "tsx",
         "--input-type=module",
@@ -212,14 +202,9 @@ describe("FileStore under lock faults", () => {
           if (i === 3) console.log("running");
         }
       `,
-      ], { stdio: ["ignore", "pipe", "inherit"] });
-      await new Promise<void>((resolve, reject) => {
-        child.stdout!.once("data", () => resolve());
-        child.once("exit", (code) => reject(new Error(`The writer exited with ${code} before it ran`)));
-      });
+      ], { ready: /running/, echo: true });
       await sleep(Math.floor(Math.random() * 40));
-      child.kill("SIGKILL");
-      await new Promise((resolve) => child.once("exit", resolve));
+      await child.stop("SIGKILL");
       if ((await readdir(join(dir, key))).some((name) => name.endsWith(".tmp"))) leftTemps++;
 
       const loaded = await store.load(key);

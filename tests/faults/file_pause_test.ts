@@ -10,33 +10,18 @@
 // runs the same test against another version of the store.
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import type { SessionStore } from "../../src/store.ts";
 import { randomKey, sleep } from "../conformance/util.ts";
+import { NODE, start } from "../spawn.ts";
 
 const STOPS = Number(process.env.FILE_PAUSE_STOPS ?? 12);
 const STALE_LOCK_MS = 100;
 const STOPPED_MS = 2 * STALE_LOCK_MS;
 const STORE = process.env.FILE_PAUSE_STORE ?? new URL("../../src/stores/file.ts", import.meta.url).href;
-
-/** The Node that runs the workers, whatever runtime runs this file. */
-function node(): string {
-  const runtime = globalThis as { Deno?: unknown; Bun?: unknown };
-  return runtime.Deno || runtime.Bun ? "node" : process.execPath;
-}
-
-/** A worker process and what it said. */
-interface Worker {
-  child: ChildProcess;
-  acked: string[];
-  errors: string[];
-  exited: Promise<void>;
-}
 
 describe("FileStore with processes stopped and killed mid-write", () => {
   const dirs: string[] = [];
@@ -57,26 +42,25 @@ describe("FileStore with processes stopped and killed mid-write", () => {
       null,
     );
 
-    const workers: Worker[] = ["a", "b", "c"].map((id) => {
+    const workers = await Promise.all(["a", "b", "c"].map(async (id) => {
+      const acked: string[] = [];
+      const errors: string[] = [];
       const args = { dir, key, id, staleLockMs: STALE_LOCK_MS, store: STORE };
-      const child = spawn(node(), [
+      const child = await start(NODE, [
         "--import",
         "tsx",
         fileURLToPath(new URL("./file_pause_worker.ts", import.meta.url)),
         JSON.stringify(args),
-      ], { stdio: ["pipe", "pipe", "inherit"] });
-      const worker: Worker = {
-        child,
-        acked: [],
-        errors: [],
-        exited: new Promise((resolve) => child.once("exit", () => resolve())),
-      };
-      createInterface({ input: child.stdout! }).on("line", (line) => {
-        if (line.startsWith("ack ")) worker.acked.push(line.slice(4));
-        else worker.errors.push(line);
+      ], {
+        stdin: true,
+        echo: true,
+        onLine(line) {
+          if (line.startsWith("ack ")) acked.push(line.slice(4));
+          else errors.push(line);
+        },
       });
-      return worker;
-    });
+      return { child, acked, errors };
+    }));
     try {
       for (let waited = 0; workers.some((worker) => worker.acked.length < 5); waited += 10) {
         if (waited > 30_000) {
@@ -87,22 +71,19 @@ describe("FileStore with processes stopped and killed mid-write", () => {
       let live = [...workers];
       for (let stop = 0; stop < STOPS; stop++) {
         if (stop === Math.floor(STOPS / 2)) {
-          const killed = live.pop()!;
-          killed.child.kill("SIGKILL");
-          await killed.exited;
+          await live.pop()!.child.stop("SIGKILL");
         }
         await sleep(Math.random() * 20);
         const stopped = live[Math.floor(Math.random() * live.length)]!.child;
-        stopped.kill("SIGSTOP");
+        stopped.signal("SIGSTOP");
         await sleep(STOPPED_MS + Math.random() * STOPPED_MS);
-        stopped.kill("SIGCONT");
+        stopped.signal("SIGCONT");
       }
       await sleep(50);
-      for (const worker of live) worker.child.stdin!.end();
-      await Promise.all(live.map((worker) => worker.exited));
+      await Promise.all(live.map((worker) => worker.child.end()));
       live = [];
     } finally {
-      for (const worker of workers) worker.child.kill("SIGKILL");
+      for (const worker of workers) worker.child.signal("SIGKILL");
     }
 
     const list = (await store.load(key))!.data.list as string[];

@@ -13,15 +13,14 @@
 // (FILE_STORE_LOCK_ROUNDS=1000 FILE_STORE_LOCK_KILLS=50) runs the full size, a few minutes.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { FileStore } from "../../src/stores/file.ts";
 import { randomKey, sleep } from "../conformance/util.ts";
 import { insidePath, type LockJob, type LockOutcome } from "./file_store_lock.ts";
+import { NODE, start } from "../spawn.ts";
 
 const ROUNDS = Number(process.env.FILE_STORE_LOCK_ROUNDS ?? 40);
 const KILLS = Number(process.env.FILE_STORE_LOCK_KILLS ?? 3);
@@ -29,53 +28,42 @@ const STALE_LOCK_MS = 1_000;
 const LOCK_TIMEOUT_MS = 20_000;
 const DOOMED_TTL_MS = 1_500;
 
-/** The Node that runs the workers, whatever runtime runs this file. */
-function node(): string {
-  const runtime = globalThis as { Deno?: unknown; Bun?: unknown };
-  return runtime.Deno || runtime.Bun ? "node" : process.execPath;
+/** A worker process that runs lock jobs (tests/faults/file_store_lock_worker.ts). */
+interface Worker {
+  /** Sends a job; `running` resolves on its announcement, `done` with its outcome. */
+  run(job: LockJob): { running: Promise<void>; done: Promise<LockOutcome> };
+  kill(): Promise<void>;
+  close(): Promise<void>;
 }
 
-/** A worker process that runs lock jobs (tests/faults/file_store_lock_worker.ts). */
-class Worker {
-  #child = spawn(node(), [
-    "--import",
-    "tsx",
-    fileURLToPath(new URL("./file_store_lock_worker.ts", import.meta.url)),
-  ], { stdio: ["pipe", "pipe", "inherit"] });
-  #done = new Map<number, (outcome: LockOutcome) => void>();
-  #running = new Map<number, () => void>();
-  readonly exited = new Promise<void>((resolve) => this.#child.once("exit", () => resolve()));
-
-  constructor() {
-    createInterface({ input: this.#child.stdout! }).on("line", (line) => {
+async function worker(): Promise<Worker> {
+  const done = new Map<number, (outcome: LockOutcome) => void>();
+  const running = new Map<number, () => void>();
+  const file = fileURLToPath(new URL("./file_store_lock_worker.ts", import.meta.url));
+  const child = await start(NODE, ["--import", "tsx", file], {
+    stdin: true,
+    echo: true,
+    onLine(line) {
       const message = JSON.parse(line) as { id: number; running?: true; outcome?: LockOutcome };
-      if (message.running) this.#running.get(message.id)?.();
-      else this.#done.get(message.id)?.(message.outcome!);
-    });
-  }
-
-  /** Sends a job; `running` resolves on its announcement, `done` with its outcome. */
-  run(job: LockJob): { running: Promise<void>; done: Promise<LockOutcome> } {
-    const running = new Promise<void>((resolve, reject) => {
-      this.#running.set(job.id, resolve);
-      void this.exited.then(() => reject(new Error("The worker exited before it announced")));
-    });
-    running.catch(() => {});
-    const done = new Promise<LockOutcome>((resolve) => this.#done.set(job.id, resolve));
-    const line = JSON.stringify({ ...job, rounds: Number.isFinite(job.rounds) ? job.rounds : null });
-    this.#child.stdin!.write(`${line}\n`);
-    return { running, done };
-  }
-
-  kill(): Promise<void> {
-    this.#child.kill("SIGKILL");
-    return this.exited;
-  }
-
-  async close(): Promise<void> {
-    this.#child.stdin!.end();
-    await this.exited;
-  }
+      if (message.running) running.get(message.id)?.();
+      else done.get(message.id)?.(message.outcome!);
+    },
+  });
+  return {
+    run(job) {
+      const announced = new Promise<void>((resolve, reject) => {
+        running.set(job.id, resolve);
+        void child.exited.then(() => reject(new Error("The worker exited before it announced")));
+      });
+      announced.catch(() => {});
+      const outcome = new Promise<LockOutcome>((resolve) => done.set(job.id, resolve));
+      const line = JSON.stringify({ ...job, rounds: Number.isFinite(job.rounds) ? job.rounds : null });
+      child.write(`${line}\n`);
+      return { running: announced, done: outcome };
+    },
+    kill: () => child.stop("SIGKILL"),
+    close: () => child.end(),
+  };
 }
 
 /** What cleanup() leaves of a directory: nothing but the (empty) directory of the locks, `leases/`. */
@@ -92,8 +80,8 @@ describe("FileStore locks across processes", () => {
   const dirs: string[] = [];
   const workers: Worker[] = [];
   let jobs = 0;
-  before(() => {
-    workers.push(new Worker(), new Worker());
+  before(async () => {
+    workers.push(await worker(), await worker());
   });
   after(async () => {
     await Promise.all(workers.map((worker) => worker.close()));
@@ -142,7 +130,7 @@ describe("FileStore locks across processes", () => {
     let known = 0;
     let litter = 0;
     for (let kill = 0; kill < KILLS; kill++) {
-      const doomed = new Worker();
+      const doomed = await worker();
       const { running } = doomed.run(
         job(dir, key, Infinity, { ttlMs: DOOMED_TTL_MS, announceAfter: 1 + Math.floor(Math.random() * 20) }),
       );

@@ -8,8 +8,6 @@
 // and after the restart a returning browser gets a new id, never its old one back.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
-import { createServer, Socket } from "node:net";
 import { MemcacheClient } from "memcache-client";
 import { getSession, withSession } from "../../src/with_session.ts";
 import { MemcachedStore } from "../../src/stores/memcached.ts";
@@ -18,29 +16,10 @@ import { randomKey, sleep } from "../conformance/util.ts";
 import { outageScenario } from "./outage.ts";
 import type { Throwaway } from "./servers.ts";
 import { skipWithoutMemcachedProgram } from "../services.ts";
+import { answers, type Child, freePort, start as startChild } from "../spawn.ts";
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-/** Resolves `true` once the server answers `version` (a paused server accepts but never answers). */
-function answers(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = new Socket();
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(500, () => done(false));
-    socket.once("error", () => done(false));
-    socket.once("data", (chunk) => done(String(chunk).startsWith("VERSION")));
-    socket.connect(port, "127.0.0.1", () => socket.write("version\r\n"));
-  });
-}
+/** Whether the server answers `version` (a paused server accepts but never answers). */
+const answering = (port: number) => answers(port, "version\r\n", "VERSION");
 
 async function until(check: () => Promise<boolean>, what: string, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
@@ -49,11 +28,6 @@ async function until(check: () => Promise<boolean>, what: string, ms = 10_000): 
     await sleep(25);
   }
 }
-
-const children = new Set<ChildProcess>();
-process.once("exit", () => {
-  for (const child of children) child.kill("SIGKILL");
-});
 
 interface ThrowawayMemcached extends Throwaway {
   /** Pauses the server (SIGSTOP): it keeps its items and its port, and answers nothing. */
@@ -67,28 +41,14 @@ async function throwawayMemcached(): Promise<ThrowawayMemcached> {
   const port = await freePort();
   const args = ["-l", "127.0.0.1", "-p", String(port), "-U", "0", "-m", "64"];
   if (process.getuid?.() === 0) args.unshift("-u", "root");
-  let child: ChildProcess | undefined;
+  let child: Child | undefined;
 
   async function start(): Promise<void> {
-    const started = spawn("memcached", args, { stdio: ["ignore", "pipe", "pipe"] });
-    child = started;
-    children.add(started);
-    started.once("exit", () => children.delete(started));
-    started.stdout?.resume();
-    started.stderr?.resume();
-    await until(async () => {
-      if (started.exitCode !== null) throw new Error(`memcached exited with code ${started.exitCode}`);
-      return await answers(port);
-    }, `memcached on port ${port}`);
+    child = await startChild("memcached", args, { ready: () => answering(port) });
   }
   async function stop(): Promise<void> {
-    const running = child;
-    if (!running) return;
+    await child?.stop("SIGKILL");
     child = undefined;
-    if (running.exitCode !== null || running.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => running.once("exit", () => resolve()));
-    running.kill("SIGKILL");
-    await exited;
   }
   await start();
   return {
@@ -96,17 +56,14 @@ async function throwawayMemcached(): Promise<ThrowawayMemcached> {
     start,
     stop,
     async pause() {
-      child?.kill("SIGSTOP");
-      await until(async () => !(await answers(port)), "memcached to pause");
+      child?.signal("SIGSTOP");
+      await until(async () => !(await answering(port)), "memcached to pause");
     },
     async resume() {
-      child?.kill("SIGCONT");
-      await until(() => answers(port), `memcached on port ${port} to resume`);
+      child?.signal("SIGCONT");
+      await until(() => answering(port), `memcached on port ${port} to resume`);
     },
-    async destroy() {
-      child?.kill("SIGCONT");
-      await stop();
-    },
+    destroy: stop,
   };
 }
 

@@ -3,12 +3,12 @@
 // ports are never touched. Data survives a stop (Redis: append-only file synced on every write;
 // PostgreSQL: its WAL), so "every session intact after a restart" is a real claim; a Redis started
 // as a cache (`persist: false`) keeps nothing.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { chownSync, existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { answers, type Child, freePort, start as startChild } from "../spawn.ts";
 
 /** A server the test controls. */
 export interface Throwaway {
@@ -20,53 +20,6 @@ export interface Throwaway {
   start(): Promise<void>;
   /** Stops it and removes its directory. */
   destroy(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = new Socket();
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
-    socket.connect(port, "127.0.0.1");
-  });
-}
-
-async function waitFor(check: () => Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => child.once("exit", () => resolve()));
-}
-
-const children = new Set<ChildProcess>();
-process.once("exit", () => {
-  for (const child of children) child.kill("SIGKILL");
-});
-
-function track(child: ChildProcess): ChildProcess {
-  children.add(child);
-  child.once("exit", () => children.delete(child));
-  // Keep its output out of the test report, but drain it so the pipe never blocks the server.
-  child.stdout?.resume();
-  child.stderr?.resume();
-  return child;
 }
 
 /**
@@ -94,16 +47,13 @@ export async function throwawayRedis({ persist = true }: { persist?: boolean } =
     "--protected-mode",
     "no",
   ];
-  let child: ChildProcess | undefined;
+  let child: Child | undefined;
 
   async function start(): Promise<void> {
-    child = track(spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] }));
-    await waitFor(() => canConnect(port), `redis-server on port ${port}`);
+    child = await startChild("redis-server", args, { ready: () => answers(port) });
   }
   async function stop(): Promise<void> {
-    if (!child) return;
-    child.kill("SIGKILL");
-    await exited(child);
+    await child?.stop("SIGKILL");
     child = undefined;
   }
   await start();
@@ -168,15 +118,12 @@ export async function throwawayPostgres(): Promise<Throwaway> {
     "-c",
     "max_connections=50",
   ]);
-  let child: ChildProcess | undefined;
+  let child: Child | undefined;
 
   async function start(): Promise<void> {
-    child = track(spawn(postgres.file, postgres.args, { stdio: ["ignore", "pipe", "pipe"] }));
-    const started = child;
-    await waitFor(async () => {
-      if (started.exitCode !== null) throw new Error(`postgres exited with code ${started.exitCode}`);
-      return await canConnect(port) && ready();
-    }, `postgres on port ${port}`);
+    child = await startChild(postgres.file, postgres.args, {
+      ready: async () => await answers(port) && ready(),
+    });
   }
   function ready(): boolean {
     try {
@@ -189,9 +136,7 @@ export async function throwawayPostgres(): Promise<Throwaway> {
     }
   }
   async function stop(signal: NodeJS.Signals = "SIGQUIT"): Promise<void> {
-    if (!child) return;
-    child.kill(signal); // SIGQUIT: immediate shutdown, as abrupt as PostgreSQL allows
-    await exited(child);
+    await child?.stop(signal); // SIGQUIT: immediate shutdown, as abrupt as PostgreSQL allows
     child = undefined;
   }
   await start();

@@ -9,7 +9,6 @@
 // server without building again.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   cpSync,
@@ -21,9 +20,9 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
-import { createServer } from "node:net";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { answersHttp, freePort, run, start } from "../spawn.ts";
 
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -36,46 +35,21 @@ export function bin(name: string): string {
   return join(ROOT, "node_modules", ".bin", name);
 }
 
-/** A free TCP port on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Runs a command to completion; rejects with its output when it fails. */
-export function runCommand(
+export async function runCommand(
   command: string,
   args: string[],
   { cwd, env = {} }: { cwd: string; env?: Record<string, string> },
 ): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      cwd,
-      env: { ...process.env, NO_COLOR: "1", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
-    child.stdout.on("data", (chunk) => (output += chunk));
-    child.stderr.on("data", (chunk) => (output += chunk));
-    child.on("error", reject);
-    child.on("exit", (code, signal) => {
-      if (code === 0) resolve(output);
-      else {reject(
-          new Error(`${command} ${args.join(" ")} failed (code ${code}, signal ${signal}):\n${output}`),
-        );}
-    });
-  });
+  const { code, signal, output } = await run(command, args, { cwd, env: { NO_COLOR: "1", ...env } });
+  if (code !== 0) {
+    throw new Error(`${command} ${args.join(" ")} failed (code ${code}, signal ${signal}):\n${output}`);
+  }
+  return output;
 }
 
 function filesUnder(dir: string, skip: ReadonlySet<string>): string[] {
@@ -187,69 +161,24 @@ export async function startServer(
   { cwd, env = {}, probe = "/api/visits" }: { cwd: string; env?: Record<string, string>; probe?: string },
 ): Promise<Running> {
   const port = await freePort();
-  const child: ChildProcess = spawn(command, args, {
+  const base = `http://127.0.0.1:${port}`;
+  const child = await start(command, args, {
     cwd,
     env: {
-      ...process.env,
       NO_COLOR: "1",
       PORT: String(port),
       HOST: "127.0.0.1",
       HOSTNAME: "127.0.0.1",
       // The origin a server behind no proxy is reached at (SvelteKit's adapter-node needs it).
-      ORIGIN: `http://127.0.0.1:${port}`,
+      ORIGIN: base,
       SESSION_SECRET: SECRET,
       ...env,
     },
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: true,
+    group: true,
+    ready: () => answersHttp(base + probe),
+    timeoutMs: START_TIMEOUT_MS,
   });
-  let output = "";
-  child.stdout!.on("data", (chunk) => (output += chunk));
-  child.stderr!.on("data", (chunk) => (output += chunk));
-  let exit: string | undefined;
-  const exited = new Promise<void>((resolve) => {
-    child.once("exit", (code, signal) => {
-      exit = `code ${code}, signal ${signal}`;
-      resolve();
-    });
-    child.once("error", (error) => {
-      exit = error.message;
-      resolve();
-    });
-  });
-  const signalGroup = (signal: NodeJS.Signals) => {
-    try {
-      process.kill(-child.pid!, signal);
-    } catch {
-      // already gone
-    }
-  };
-  const running: Running = {
-    base: `http://127.0.0.1:${port}`,
-    output: () => output,
-    async stop() {
-      if (exit !== undefined) return;
-      signalGroup("SIGTERM");
-      const timer = setTimeout(() => signalGroup("SIGKILL"), 5_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
-  const end = Date.now() + START_TIMEOUT_MS;
-  for (;;) {
-    if (exit !== undefined) throw new Error(`The server exited (${exit}) before answering:\n${output}`);
-    try {
-      const response = await fetch(running.base + probe, { signal: AbortSignal.timeout(5_000) });
-      await response.body?.cancel();
-      return running;
-    } catch {
-      if (Date.now() > end) {
-        await running.stop();
-        throw new Error(`The server did not answer within ${START_TIMEOUT_MS} ms:\n${output}`);
-      }
-      await sleep(200);
-    }
-  }
+  return { base, output: () => child.output(), stop: () => child.stop() };
 }
 
 /** One response, body read. */

@@ -32,9 +32,7 @@
 // cell's history and exchanges there as JSON.
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -51,6 +49,7 @@ import { CookieStore } from "../../src/stores/cookie.ts";
 import { movedSessionId } from "../../src/backends/moving.ts";
 import { checkHistory, type CheckResult, formatResult, type MicroOp, type Op } from "./checker.ts";
 import { skipWithoutMemcached, skipWithoutMemcachedProgram } from "../services.ts";
+import { answers, type Child, freePort, start } from "../spawn.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -179,86 +178,21 @@ function cellName(cell: Cell): string {
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-const children = new Set<ChildProcess>();
-process.once("exit", () => {
-  for (const child of children) {
-    try {
-      child.kill("SIGCONT");
-      child.kill("SIGKILL");
-    } catch {
-      // gone
-    }
-  }
-});
-
-function track(child: ChildProcess): ChildProcess {
-  children.add(child);
-  child.once("exit", () => children.delete(child));
-  return child;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Resolves once `probe` answers on the port (`+PONG` / `VERSION`). */
-async function answering(port: number, probe: string, expect: string): Promise<void> {
-  const end = Date.now() + 10_000;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = new Socket();
-      const done = (v: boolean) => {
-        socket.destroy();
-        resolve(v);
-      };
-      socket.setTimeout(500, () => done(false));
-      socket.once("error", () => done(false));
-      socket.once("data", (chunk) => done(String(chunk).startsWith(expect)));
-      socket.connect(port, "127.0.0.1", () => socket.write(probe));
-    });
-    if (ok) return;
-    if (Date.now() > end) throw new Error(`Nothing answers on port ${port}`);
-    await sleep(25);
-  }
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => child.once("exit", () => resolve()));
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode === null && child.signalCode === null) {
-    child.kill("SIGCONT");
-    child.kill("SIGKILL");
-  }
-  await exited(child);
-}
 
 /** A store server of the cell's own, which may be paused. */
 interface Private {
   address: string;
-  child: ChildProcess;
+  child: Child;
 }
 
 async function privateRedis(): Promise<Private> {
   const port = await freePort();
-  const child = track(
-    spawn(
-      "redis-server",
-      ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-      {
-        stdio: ["ignore", "ignore", "ignore"],
-      },
-    ),
+  const child = await start(
+    "redis-server",
+    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    { ready: () => answers(port, "PING\r\n", "+PONG") },
   );
-  await answering(port, "PING\r\n", "+PONG");
   return { address: `redis://127.0.0.1:${port}`, child };
 }
 
@@ -266,40 +200,24 @@ async function privateMemcached(): Promise<Private> {
   const port = await freePort();
   const args = ["-l", "127.0.0.1", "-p", String(port), "-U", "0", "-m", "64"];
   if (process.getuid?.() === 0) args.unshift("-u", "root");
-  const child = track(spawn("memcached", args, { stdio: ["ignore", "ignore", "ignore"] }));
-  await answering(port, "version\r\n", "VERSION");
+  const child = await start("memcached", args, { ready: () => answers(port, "version\r\n", "VERSION") });
   return { address: `127.0.0.1:${port}`, child };
 }
 
 interface AppServer {
   url: string;
-  child: ChildProcess;
+  child: Child;
   alive: boolean;
 }
 
 async function startServer(env: Record<string, string>): Promise<AppServer> {
-  const child = track(
-    spawn(process.execPath, ["--import", "tsx", join("tests", "history", "server.ts")], {
-      cwd: ROOT,
-      env: { ...process.env, ...env, NODE_OPTIONS: "" },
-      stdio: ["ignore", "pipe", "pipe"],
-    }),
-  );
-  let errors = "";
-  child.stderr!.on("data", (chunk: Buffer) => {
-    errors += chunk;
+  const child = await start(process.execPath, ["--import", "tsx", join("tests", "history", "server.ts")], {
+    cwd: ROOT,
+    env: { ...env, NODE_OPTIONS: "" },
+    ready: /listening (\d+)/,
+    timeoutMs: 60_000,
   });
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = "";
-    child.stdout!.on("data", (chunk: Buffer) => {
-      out += chunk;
-      const match = /listening (\d+)/.exec(out);
-      if (match) resolve(Number(match[1]));
-    });
-    child.once("exit", (code) => reject(new Error(`server exited with ${code}: ${errors}`)));
-  });
-  child.stdout!.resume();
-  return { url: `http://127.0.0.1:${port}`, child, alive: true };
+  return { url: `http://127.0.0.1:${child.match![1]}`, child, alive: true };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -354,7 +272,7 @@ async function deploy(cell: Cell): Promise<Deployment> {
           const redis = await privateRedis();
           env.HISTORY_REDIS_URL = redis.address;
           pauseStore = () => pauseProcess(redis.child, PAUSE_MS);
-          cleanups.push(() => stopChild(redis.child));
+          cleanups.push(() => redis.child.stop("SIGKILL"));
         } else {
           env.HISTORY_REDIS_URL = REDIS_URL;
           cleanups.push(() => dropPrefix(env.HISTORY_PREFIX!));
@@ -366,7 +284,7 @@ async function deploy(cell: Cell): Promise<Deployment> {
           const memcached = await privateMemcached();
           env.HISTORY_MEMCACHED = memcached.address;
           pauseStore = () => pauseProcess(memcached.child, PAUSE_MS);
-          cleanups.push(() => stopChild(memcached.child));
+          cleanups.push(() => memcached.child.stop("SIGKILL"));
         } else {
           env.HISTORY_MEMCACHED = MEMCACHED;
         }
@@ -380,7 +298,7 @@ async function deploy(cell: Cell): Promise<Deployment> {
         // The cache is a Redis of the cell's own: flushing it touches nobody else's data.
         const cache = await privateRedis();
         env.HISTORY_CACHE_URL = cache.address;
-        cleanups.push(() => stopChild(cache.child));
+        cleanups.push(() => cache.child.stop("SIGKILL"));
         pauseStore = () => pauseProcess(cache.child, PAUSE_MS);
         flushCache = () => flushAll(cache.address);
         break;
@@ -407,7 +325,7 @@ async function deploy(cell: Cell): Promise<Deployment> {
         })),
     );
     const servers = started.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
-    cleanups.push(async () => void (await Promise.all(servers.map((s) => stopChild(s.child)))));
+    cleanups.push(async () => void (await Promise.all(servers.map((s) => s.child.stop("SIGKILL")))));
     const failed = started.find((r) => r.status === "rejected");
     if (failed) throw failed.reason;
     const from = MOVED_FROM[cell.store];
@@ -419,7 +337,7 @@ async function deploy(cell: Cell): Promise<Deployment> {
       ...(from === undefined ? {} : {
         previous: async () => {
           const server = await startServer({ ...env, HISTORY_STORE: from });
-          cleanups.push(() => stopChild(server.child));
+          cleanups.push(() => server.child.stop("SIGKILL"));
           return server;
         },
         moves: movesOf(from, env, cleanups),
@@ -485,7 +403,7 @@ async function movedFromOf(
   if (cell.fault === "pause-store") {
     const redis = await privateRedis();
     env.HISTORY_REDIS_URL = redis.address;
-    cleanups.push(() => stopChild(redis.child));
+    cleanups.push(() => redis.child.stop("SIGKILL"));
     return () => pauseProcess(redis.child, PAUSE_MS);
   }
   env.HISTORY_REDIS_URL = REDIS_URL;
@@ -543,10 +461,10 @@ async function flushAll(address: string): Promise<void> {
   }
 }
 
-async function pauseProcess(child: ChildProcess, ms: number): Promise<void> {
-  child.kill("SIGSTOP");
+async function pauseProcess(child: Child, ms: number): Promise<void> {
+  child.signal("SIGSTOP");
   await sleep(ms);
-  child.kill("SIGCONT");
+  child.signal("SIGCONT");
 }
 
 async function dropPrefix(prefix: string): Promise<void> {
@@ -786,7 +704,7 @@ async function runCell(
       const created = await driver.send(b, 0, "append", "POST", previous ? { server: previous } : {});
       assert.equal(created.status, 200, "the session was created");
     }
-    if (previous !== undefined) await stopChild(previous.child);
+    if (previous !== undefined) await previous.child.stop("SIGKILL");
     const seeded = browsers.map((b) => b.jar.get("session")!);
 
     for (let wave = 0; wave < WAVES; wave++) {
@@ -886,7 +804,7 @@ async function injectFault(cell: Cell, deployment: Deployment): Promise<void> {
   switch (cell.fault) {
     case "kill":
       victim.alive = false;
-      victim.child.kill("SIGKILL");
+      victim.child.signal("SIGKILL");
       break;
     case "stop-server":
       // Longer than FileStore's stale-lock time (and than any lock the other stores hold).

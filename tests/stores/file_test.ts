@@ -2,9 +2,9 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { readdir, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { spawn } from "node:child_process";
 import { FileStore } from "../../src/stores/file.ts";
 import { randomKey, sleep } from "../conformance/util.ts";
+import { NODE, start } from "../spawn.ts";
 
 // Importing the shared suites runs them here too.
 import { tempDir } from "../runtime/file_suites.ts";
@@ -72,7 +72,6 @@ describe("FileStore", () => {
     const key = randomKey();
     const store = new FileStore({ dir, staleLockMs: 100 });
     await store.save(key, record({ n: 0 }), null);
-    const runtime = globalThis as { Deno?: unknown; Bun?: unknown };
     const script = `const { FileStore } = await import(${
       JSON.stringify(new URL("../../src/stores/file.ts", import.meta.url).href)
     });
@@ -84,14 +83,12 @@ describe("FileStore", () => {
         await store.save(key, { data: { n: v, big }, version: v + 1, createdAt: now, expiresAt: now + 60000 }, v);
         if (v === 5) console.log("running");
       }`;
-    const node = runtime.Deno || runtime.Bun ? "node" : process.execPath;
-    const child = spawn(node, ["--import", "tsx", "--input-type=module", "-e", script], {
-      stdio: ["ignore", "pipe", "inherit"],
+    const child = await start(NODE, ["--import", "tsx", "--input-type=module", "-e", script], {
+      ready: /running/,
+      echo: true,
     });
-    await new Promise<void>((resolve) => child.stdout!.once("data", () => resolve()));
     await sleep(50);
-    child.kill("SIGKILL");
-    await new Promise((resolve) => child.once("exit", resolve));
+    await child.stop("SIGKILL");
     const loaded = (await store.load(key))!;
     assert.equal(loaded.data.n, loaded.version - 1, "never a torn or mixed record");
     assert.equal(await store.save(key, record({ n: -1 }, loaded.version + 1), loaded.version), true);

@@ -5,8 +5,8 @@
 // full size (`npm run test:memory`): 5 rounds of 20,000 sessions, and 1,000,000 new visitors.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { start } from "../spawn.ts";
 
 const FULL = process.env.MEMORY_FULL === "1";
 const script = fileURLToPath(new URL("./memory_growth.ts", import.meta.url));
@@ -18,21 +18,20 @@ interface Growth {
   rss?: number;
 }
 
-function run(...args: string[]): Promise<Growth> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--expose-gc", "--import", "tsx", script, ...args], {
-      stdio: ["ignore", "pipe", "inherit"],
-    });
-    let out = "";
-    child.stdout.on("data", (chunk) => (out += chunk));
-    child.once("error", reject);
-    child.once("exit", (code) => {
-      if (code !== 0) return reject(new Error(`memory_growth.ts ${args.join(" ")} exited with ${code}`));
-      const line = out.trim().split("\n").at(-1)!;
-      console.log(`# ${line}`);
-      resolve(JSON.parse(line) as Growth);
-    });
+async function run(...args: string[]): Promise<Growth> {
+  let last = "";
+  const child = await start(process.execPath, ["--expose-gc", "--import", "tsx", script, ...args], {
+    echo: true,
+    onLine(line) {
+      last = line;
+    },
   });
+  await child.exited;
+  if (child.exit!.code !== 0) {
+    throw new Error(`memory_growth.ts ${args.join(" ")} exited with ${child.exit!.code}`);
+  }
+  console.log(`# ${last}`);
+  return JSON.parse(last) as Growth;
 }
 
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;

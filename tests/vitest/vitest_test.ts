@@ -5,11 +5,11 @@
 //   node --import tsx --test tests/vitest/vitest_test.ts
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { run } from "../spawn.ts";
 
 const HERE = fileURLToPath(new URL(".", import.meta.url));
 const VITEST = fileURLToPath(new URL("../../node_modules/vitest/vitest.mjs", import.meta.url));
@@ -23,24 +23,6 @@ interface Report {
   testResults: { name: string; assertionResults: { fullName: string; status: string }[] }[];
 }
 
-function run(args: string[]): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1", CI: "1" };
-    delete env.NODE_OPTIONS;
-    delete env.FORCE_COLOR;
-    const child = spawn(process.execPath, [VITEST, ...args], {
-      cwd: HERE,
-      env,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
-    child.stdout.on("data", (chunk) => (output += chunk));
-    child.stderr.on("data", (chunk) => (output += chunk));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, output }));
-  });
-}
-
 describe("websession/testing under Vitest", () => {
   it("vitest run passes every test of tests/vitest", { timeout: 120_000 }, async () => {
     const version = JSON.parse(
@@ -50,7 +32,15 @@ describe("websession/testing under Vitest", () => {
     const dir = await mkdtemp(join(tmpdir(), "websession-vitest-"));
     try {
       const report = join(dir, "report.json");
-      const { code, output } = await run(["run", "--reporter=json", `--outputFile=${report}`]);
+      const { code, output } = await run(process.execPath, [
+        VITEST,
+        "run",
+        "--reporter=json",
+        `--outputFile=${report}`,
+      ], {
+        cwd: HERE,
+        env: { NO_COLOR: "1", CI: "1", NODE_OPTIONS: undefined, FORCE_COLOR: undefined },
+      });
       assert.equal(code, 0, output);
       const result = JSON.parse(await readFile(report, "utf8")) as Report;
       assert.equal(result.success, true, output);

@@ -177,7 +177,6 @@ async function start(paths: LockPaths, taker: Take, legacy: Newest | null): Prom
   const others = (await generations(slots, paths.dir)).filter((generation) => generation.path !== path);
   if (others.some(isOpen) || await highest(paths, others, await slots.newest(paths.legacy)) >= token) {
     await slots.close(path, 1, `,"token":${token}`, true);
-    await new Promise((resolve) => setTimeout(resolve, Math.random() * 5));
     return false;
   }
   if (await slots.claim(path, 2, members()) !== "ok") return false; // closed meanwhile, as expired
@@ -188,7 +187,7 @@ async function start(paths: LockPaths, taker: Take, legacy: Newest | null): Prom
 /** Takes or extends the lock for `owner`; `false` while another owner holds it. */
 export async function take(paths: LockPaths, taker: Take): Promise<boolean> {
   const { slots, owner, ttlMs, now, check } = taker;
-  for (;; check()) {
+  for (let lost = 0;; check()) {
     const legacy = await slots.newest(paths.legacy);
     if (held(legacy?.value, now()) && legacy.value.owner !== owner) return false;
     const live = (await generations(slots, paths.dir)).filter(isOpen);
@@ -211,7 +210,12 @@ export async function take(paths: LockPaths, taker: Take): Promise<boolean> {
     for (const { path, newest } of pending) {
       await slots.close(path, 1, `,"token":${tokenOf(newest.value)}`, true);
     }
-    if (pending.length === 0 && await start(paths, taker, legacy)) return true;
+    if (pending.length === 0) {
+      if (await start(paths, taker, legacy)) return true;
+      // Rivals that started together all see one another and all step back: wait a random
+      // while, longer after each round lost (at most 100 ms), so that one of them goes first.
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(100, 5 * 2 ** lost++)));
+    }
   }
 }
 

@@ -22,25 +22,13 @@ import {
   endUserSessions,
   getSession,
   listUserSessions,
-  MemoryStore,
   type SessionOptions,
-  type StoredSession,
   withSession,
 } from "../../mod.ts";
 import { userSessions } from "../../src/users/options.ts";
+import { HookStore } from "./hook_store.ts";
 
 const SECRET = "a secret of at least thirty-two characters";
-
-/** Runs a hook after a save has landed, before its answer reaches the library (a round trip). */
-class HookStore extends MemoryStore {
-  afterSave: ((record: StoredSession) => Promise<void>) | undefined;
-  override async save(...args: Parameters<MemoryStore["save"]>) {
-    const result = await super.save(...args);
-    const hook = this.afterSave;
-    if (hook !== undefined) await hook(args[1]);
-    return result;
-  }
-}
 
 type Data = { user?: string; n?: number };
 

@@ -18,21 +18,11 @@
 // never asks whether its user's sessions were ended since it was sealed.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { getSession, MemoryStore, type StoredSession, withSession } from "../../mod.ts";
+import { getSession, withSession } from "../../mod.ts";
 import { CookieStore } from "../../src/stores/cookie.ts";
+import { HookStore } from "./hook_store.ts";
 
 const SECRET = "a secret of at least thirty-two characters";
-
-/** Runs a hook after a save has landed, before its answer reaches the caller (a round trip). */
-class HookStore extends MemoryStore {
-  afterSave: ((record: StoredSession) => Promise<void>) | undefined;
-  override async save(...args: Parameters<MemoryStore["save"]>) {
-    const result = await super.save(...args);
-    const hook = this.afterSave;
-    if (hook !== undefined) await hook(args[1]);
-    return result;
-  }
-}
 
 type Data = { user?: string; n?: number };
 

@@ -25,6 +25,7 @@ import { signIn } from "../../src/testing.ts";
 import { headerTransport } from "../../src/transport.ts";
 import { startUpstashBridge, type UpstashBridge } from "../bridges/upstash.ts";
 import { type Data, describeRich, richFor } from "./reach_values.ts";
+import { nodeNamespace } from "../workers/miniflare.ts";
 import { bundleWorker, COMPATIBILITY_DATE, dropPrefix, SECRET } from "./workerd.ts";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -86,7 +87,7 @@ async function serveReach(store: string, bindings: Record<string, string> = {}):
     },
     async nodeStore() {
       if (store === "do") {
-        const namespace = await mf.getDurableObjectNamespace("SESSIONS_DO", "reach");
+        const namespace = await nodeNamespace(mf, "SESSIONS_DO", "reach");
         return new DurableObjectStore({ namespace });
       }
       const namespace = await mf.getKVNamespace("SESSIONS_KV", "reach");

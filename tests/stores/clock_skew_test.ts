@@ -44,7 +44,7 @@ import { randomKey } from "../conformance/util.ts";
 import { startUpstashBridge, type UpstashBridge } from "../bridges/upstash.ts";
 import { type NeonBridge, startNeonBridge } from "../bridges/neon.ts";
 import { MEMCACHED_SERVER, skipWithoutMemcached } from "../services.ts";
-import { startMiniflare } from "../workers/miniflare.ts";
+import { nodeNamespace, startMiniflare } from "../workers/miniflare.ts";
 
 const SECRET = "clock skew test secret, at least 32 characters";
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -235,7 +235,7 @@ const backends: Backend[] = [
     name: "Durable Object (Miniflare)",
     async start() {
       miniflare ??= await startMiniflare();
-      const namespace = await miniflare.getDurableObjectNamespace("SESSIONS_DO");
+      const namespace = await nodeNamespace(miniflare, "SESSIONS_DO");
       return (now) => new DurableObjectStore({ namespace, now });
     },
     stop: async () => {

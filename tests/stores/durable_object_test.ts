@@ -16,7 +16,12 @@ import { userTag } from "../../src/user_tag.ts";
 import { randomKey, sleep } from "../conformance/util.ts";
 import { storeCases } from "../conformance/store_cases.ts";
 import { lockUserCases, tagOf } from "../conformance/lock_user_cases.ts";
-import { miniflareSuites as suites, startMiniflare, workerdStore } from "../workers/miniflare.ts";
+import {
+  miniflareSuites as suites,
+  nodeNamespace,
+  startMiniflare,
+  workerdStore,
+} from "../workers/miniflare.ts";
 import { record, recordOfLength } from "./remote_cases.ts";
 
 // A real binding's type fits the structural interface.
@@ -36,7 +41,7 @@ const EMPTY: Inspected = { record: null, lock: null, index: {}, alarm: null };
 
 suites(
   "DurableObjectStore (Miniflare binding from Node)",
-  async (mf) => new DurableObjectStore({ namespace: await mf.getDurableObjectNamespace("SESSIONS_DO") }),
+  async (mf) => new DurableObjectStore({ namespace: await nodeNamespace(mf, "SESSIONS_DO") }),
   { reportsCurrent: true },
 );
 suites("DurableObjectStore (inside workerd)", (mf) => workerdStore(mf, "do"), { reportsCurrent: true });
@@ -45,7 +50,7 @@ let shared: { mf: Miniflare; namespace: DurableObjectNamespaceLike } | undefined
 async function sharedNamespace(): Promise<DurableObjectNamespaceLike> {
   if (!shared) {
     const mf = await startMiniflare();
-    shared = { mf, namespace: await mf.getDurableObjectNamespace("SESSIONS_DO") };
+    shared = { mf, namespace: await nodeNamespace(mf, "SESSIONS_DO") };
   }
   return shared.namespace;
 }
@@ -208,7 +213,7 @@ storeCases("DurableObjectStore (Miniflare binding from Node)", {
   },
   unreachable: async () => {
     const gone = await startMiniflare();
-    const store = new DurableObjectStore({ namespace: await gone.getDurableObjectNamespace("SESSIONS_DO") });
+    const store = new DurableObjectStore({ namespace: await nodeNamespace(gone, "SESSIONS_DO") });
     await gone.dispose();
     return { store, close: () => {}, raises: true };
   },
@@ -239,8 +244,8 @@ describe("DurableObjectStore", () => {
   let store: DurableObjectStore;
   before(async () => {
     mf = await startMiniflare();
-    namespace = await mf.getDurableObjectNamespace("SESSIONS_DO");
-    noDelay = await mf.getDurableObjectNamespace("SESSIONS_DO_NO_DELAY");
+    namespace = await nodeNamespace(mf, "SESSIONS_DO");
+    noDelay = await nodeNamespace(mf, "SESSIONS_DO_NO_DELAY");
     store = new DurableObjectStore({ namespace });
   });
   after(() => mf.dispose());

@@ -18,7 +18,7 @@ import { storeSuite } from "../conformance/store_suite.ts";
 import { sessionSuite } from "../conformance/session_suite.ts";
 import { Client, gate } from "../conformance/client.ts";
 import { randomKey, sleep } from "../conformance/util.ts";
-import { startMiniflare } from "../workers/miniflare.ts";
+import { nodeNamespace, startMiniflare } from "../workers/miniflare.ts";
 import { throwawayRedis } from "../faults/servers.ts";
 import { app, dropPrefix, failFast, quiet, ready, REDIS_URL, tempDir } from "./composed.ts";
 
@@ -75,7 +75,7 @@ for (const suite of [storeSuite, sessionSuite]) {
       mf = await startMiniflare();
       return new TieredStore({
         cache: new CloudflareKvStore({ namespace: await mf.getKVNamespace("SESSIONS_KV") }),
-        durable: new DurableObjectStore({ namespace: await mf.getDurableObjectNamespace("SESSIONS_DO") }),
+        durable: new DurableObjectStore({ namespace: await nodeNamespace(mf, "SESSIONS_DO") }),
         logger: quiet,
       });
     },

@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { Miniflare } from "miniflare";
 import { SessionDataError, SessionTooLargeError, StoreUnavailableError } from "../../src/errors.ts";
+import type { DurableObjectNamespaceLike } from "../../src/stores/durable_object.ts";
 import type { SaveResult, SessionStore, StoreCapabilities, StoredSession } from "../../src/store.ts";
 import { sessionSuite } from "../conformance/session_suite.ts";
 import { storeSuite, type StoreSuiteOptions } from "../conformance/store_suite.ts";
@@ -45,6 +46,40 @@ export async function startMiniflare(): Promise<Miniflare> {
   });
   await mf.ready;
   return mf;
+}
+
+/**
+ * A Durable Object namespace of `mf`, reached from Node through Miniflare's binding proxy, whose
+ * stubs stay referenced until their `fetch` settles. The proxy frees an object inside workerd
+ * once its Node stand-in is garbage collected (in batches, 100 ms later); a stub dropped right
+ * after `stub.fetch(...)` was called (as `namespace.get(id).fetch(...)` does) can be freed
+ * while that call still waits for a connection, and the call then fails inside the proxy
+ * ("false == true"). Seen with 200 calls at once on a current Node; a Worker's own binding
+ * has no such proxy.
+ */
+export async function nodeNamespace(
+  mf: Miniflare,
+  binding: string,
+  worker?: string,
+): Promise<DurableObjectNamespaceLike> {
+  const namespace = await mf.getDurableObjectNamespace(binding, worker);
+  const inFlight = new Set<unknown>();
+  return {
+    idFromName: (name) => namespace.idFromName(name),
+    get(id) {
+      const stub = namespace.get(id as never);
+      return {
+        async fetch(url, init) {
+          inFlight.add(stub);
+          try {
+            return await stub.fetch(url, init as never) as never;
+          } finally {
+            inFlight.delete(stub);
+          }
+        },
+      };
+    },
+  };
 }
 
 interface Answer {

@@ -18,101 +18,74 @@
 // never asks whether its user's sessions were ended since it was sealed.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { getSession, withSession } from "../../mod.ts";
 import { CookieStore } from "../../src/stores/cookie.ts";
 import { HookStore } from "./hook_store.ts";
-
-const SECRET = "a secret of at least thirty-two characters";
+import { cookieOf, during, raceApp, request, said, SECRET, whoIs } from "./race_app.ts";
 
 type Data = { user?: string; n?: number };
 
 function app() {
   const revocation = new HookStore();
   const store = new CookieStore({ secrets: [SECRET], revocation, userKey: "user" });
-  const errors: unknown[] = [];
-  const state: { hold: Promise<void> | undefined } = { hold: undefined };
-  const handler = withSession(async (req: Request) => {
-    const session = await getSession<Data>(req);
-    switch (new URL(req.url).pathname) {
-      case "/login":
-        session.regenerate();
-        session.set("user", "ada");
-        return new Response("signed in");
-      case "/read":
-        return new Response(session.get("user") ?? "anonymous");
-      default: // /elevate: a privilege change rotates the id
-        await state.hold;
-        session.regenerate();
-        session.update("n", (n = 0) => n + 1);
-        return new Response("rotated");
-    }
-  }, { store, onError: (e) => void errors.push(e) });
-  return { handler, store, revocation, errors, state };
+  const race = raceApp<Data>({ store }, {
+    // A privilege change rotates the id, after waiting at the hold.
+    "/elevate": async (session, _request, app) => {
+      await app.hold.passed();
+      session.regenerate();
+      session.update("n", (n = 0) => n + 1);
+      return new Response("rotated");
+    },
+  });
+  return { ...race, store, revocation };
 }
 
-/** Who the cookies `response` sets open as, through `handler`. */
-async function issuedTo(
-  handler: (req: Request) => Promise<Response>,
-  response: Response,
-): Promise<string> {
+/** Who the cookies `response` sets open as. */
+async function issuedTo(race: ReturnType<typeof app>, response: Response): Promise<string> {
   const issued = response.headers.getSetCookie().map((c) => c.split(";", 1)[0]!).filter((c) =>
     !c.endsWith("=")
   );
-  if (issued.length === 0) return "(no cookie)";
-  const read = await handler(
-    new Request("https://example.com/read", { headers: { cookie: issued.join("; ") } }),
-  );
-  return await read.text();
+  return issued.length === 0 ? "(no cookie)" : await whoIs(race, issued.join("; "));
 }
 
 describe("CookieStore endUser racing a regenerate() of one of the user's sessions", () => {
   it("leaves no session of the user when it runs while the regenerate's handler runs", async () => {
-    const { handler, store, errors, state } = app();
-    const login = await handler(new Request("https://example.com/login", { method: "POST" }));
-    const cookie = login.headers.get("set-cookie")!.split(";")[0]!;
-    let release!: () => void;
-    state.hold = new Promise((resolve) => (release = resolve));
-    const elevating = handler(
-      new Request("https://example.com/elevate", { method: "POST", headers: { cookie } }),
+    const race = app();
+    const cookie = cookieOf(await race.handler(request("/login")));
+    const { first: elevate } = await during(
+      race,
+      () => race.handler(request("/elevate", cookie)),
+      () => race.store.endUser("ada"), // log out everywhere, done
     );
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    await store.endUser("ada"); // log out everywhere, done
-    release();
-    const elevate = await elevating;
     assert.equal(
-      await issuedTo(handler, elevate),
+      await issuedTo(race, elevate),
       "(no cookie)",
-      `after endUser returned, /elevate answered ${elevate.status} with a cookie signed in as the user (onError: ${
-        errors.map(String).join("; ")
+      `after endUser returned, /elevate answered ${elevate.status} with a cookie signed in as the user (${
+        said(race)
       })`,
     );
     assert.equal(elevate.status, 409);
   });
 
   it("leaves no session of the user when it runs between the old seal's end and the new seal", async () => {
-    const { handler, store, revocation, errors } = app();
-    const login = await handler(new Request("https://example.com/login", { method: "POST" }));
-    const cookie = login.headers.get("set-cookie")!.split(";")[0]!;
+    const race = app();
+    const cookie = cookieOf(await race.handler(request("/login")));
     // Log out everywhere right after the regenerate's tombstone lands, before the new seal.
     let everywhere: Promise<void> | undefined;
-    revocation.afterSave = async (record) => {
+    race.revocation.afterSave = async (record) => {
       if (record.data.__ended === true && everywhere === undefined) {
-        revocation.afterSave = undefined;
-        everywhere = store.endUser("ada");
+        race.revocation.afterSave = undefined;
+        everywhere = race.store.endUser("ada");
         await everywhere;
       }
     };
-    const elevate = await handler(
-      new Request("https://example.com/elevate", { method: "POST", headers: { cookie } }),
-    );
+    const elevate = await race.handler(request("/elevate", cookie));
     assert.ok(everywhere !== undefined, "the regenerate wrote its tombstone");
     await everywhere;
-    const reads = await issuedTo(handler, elevate);
     assert.notEqual(
-      reads,
+      await issuedTo(race, elevate),
       "ada",
-      `after endUser returned, /elevate answered ${elevate.status} with a cookie signed in as the user (onError: ${
-        errors.map(String).join("; ")
+      `after endUser returned, /elevate answered ${elevate.status} with a cookie signed in as the user (${
+        said(race)
       })`,
     );
   });

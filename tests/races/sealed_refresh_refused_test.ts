@@ -18,90 +18,58 @@
 // (src/backends/server.ts `notSaved`, `touchRecord`).
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { getSession, MemoryStore, withSession } from "../../mod.ts";
+import { MemoryStore } from "../../mod.ts";
 import { CookieStore } from "../../src/stores/cookie.ts";
-
-const SECRET = "a secret of at least thirty-two characters";
-
-type Data = { user?: string; note?: string };
+import { cookieOf, during, raceApp, request, said, SECRET } from "./race_app.ts";
 
 /**
- * A CookieStore app with a revocation store on a clock of its own. `/read` only reads, and waits
- * on `hold` (when set) after reading, so that another request runs while it is in flight.
+ * A CookieStore app with a revocation store on a clock of its own. Any path but the default
+ * routes and `/note` only reads, and waits at the hold after reading, so that another request
+ * runs while it is in flight.
  */
 function app() {
   let clock = Date.now();
   const now = () => clock;
   const store = new CookieStore({ secrets: [SECRET], revocation: new MemoryStore({ now }), now });
-  const errors: unknown[] = [];
-  const state: { hold: Promise<void> | undefined } = { hold: undefined };
-  const handler = withSession(async (req: Request) => {
-    const session = await getSession<Data>(req);
-    switch (new URL(req.url).pathname) {
-      case "/login":
-        session.regenerate();
-        session.set("user", "ada");
-        return new Response("signed in");
-      case "/logout":
-        session.destroy();
-        return new Response("signed out");
-      case "/note":
-        session.set("note", "written in the other tab");
-        return new Response("noted");
-      default: {
-        const user = session.get("user") ?? "anonymous";
-        await state.hold;
-        return new Response(user);
-      }
-    }
-  }, { store, now, onError: (e) => void errors.push(e) });
-  return {
-    handler,
-    errors,
-    state,
-    advance: (ms: number) => void (clock += ms),
-  };
+  const race = raceApp<{ user?: string; note?: string }>({ store, now }, {
+    "/note": (session) => {
+      session.set("note", "written in the other tab");
+      return new Response("noted");
+    },
+    "*": async (session, _request, app) => {
+      const user = session.get("user") ?? "anonymous";
+      await app.hold.passed();
+      return new Response(user);
+    },
+  });
+  return { ...race, advance: (ms: number) => void (clock += ms) };
 }
 
-/** Signs in, lets the session idle past `touchAfter`, then runs `other` while a GET /read is in flight. */
+/** Signs in, lets the session idle past `touchAfter`, then runs `path` while a GET /read is in flight. */
 async function readDuring(path: string) {
-  const { handler, errors, state, advance } = app();
-  const login = await handler(new Request("https://example.com/login", { method: "POST" }));
-  const cookie = login.headers.get("set-cookie")!.split(";")[0]!;
-  advance(31 * 60_000); // past touchAfter (half the one-hour idleTimeout): the read refreshes the expiry
-  let release!: () => void;
-  state.hold = new Promise((resolve) => (release = resolve));
-  const reading = handler(new Request("https://example.com/read", { headers: { cookie } }));
-  await new Promise((resolve) => setTimeout(resolve, 20));
-  state.hold = undefined;
-  const other = await handler(
-    new Request(`https://example.com${path}`, { method: "POST", headers: { cookie } }),
+  const race = app();
+  const cookie = cookieOf(await race.handler(request("/login")));
+  race.advance(31 * 60_000); // past touchAfter (half the one-hour idleTimeout): the read refreshes the expiry
+  const { first: read, meanwhile: other } = await during(
+    race,
+    () => race.handler(request("/read", cookie, "GET")),
+    () => race.handler(request(path, cookie)),
   );
   assert.equal(other.status, 200);
-  release();
-  const read = await reading;
-  return { read, body: await read.text(), errors };
+  return { read, body: await read.text(), said: said(race) };
 }
 
 describe("CookieStore with revocation: a read-only request whose refresh loses a race", () => {
   it("is served when another tab wrote meanwhile", async () => {
-    const { read, body, errors } = await readDuring("/note");
-    assert.equal(
-      read.status,
-      200,
-      `the read-only GET was answered ${read.status}: ${errors.map(String).join("; ")}`,
-    );
+    const { read, body, said } = await readDuring("/note");
+    assert.equal(read.status, 200, `the read-only GET was answered ${read.status} (${said})`);
     assert.equal(body, "ada");
     assert.deepEqual(read.headers.getSetCookie(), [], "a refresh that lost sends no cookie");
   });
 
   it("is served when another tab logged out meanwhile", async () => {
-    const { read, body, errors } = await readDuring("/logout");
-    assert.equal(
-      read.status,
-      200,
-      `the read-only GET was answered ${read.status}: ${errors.map(String).join("; ")}`,
-    );
+    const { read, body, said } = await readDuring("/logout");
+    assert.equal(read.status, 200, `the read-only GET was answered ${read.status} (${said})`);
     assert.equal(body, "ada");
     assert.deepEqual(read.headers.getSetCookie(), [], "no cookie for a session logged out meanwhile");
   });

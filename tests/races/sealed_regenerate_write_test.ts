@@ -12,105 +12,69 @@
 //
 // Suspected cause: src/stores/cookie/revocation.ts `revoke()` writes the tombstone over whatever
 // seal is recorded, by compare-and-set on *its* version, never asking whether it is the version
-// the request loaded; the new id then carries the data as loaded, without the change sealed
-// meanwhile. A server store's regenerate is a compare-and-set on the version loaded, and merges.
 import { it } from "node:test";
 import assert from "node:assert/strict";
-import { getSession, MemoryStore, withSession } from "../../mod.ts";
+import { MemoryStore, type Session } from "../../mod.ts";
 import { CookieStore } from "../../src/stores/cookie.ts";
-
-const SECRET = "a secret of at least thirty-two characters";
+import { cookieOf, during, type RaceApp, raceApp, request, said, SECRET } from "./race_app.ts";
 
 type Data = { user?: string; cart?: string[] };
 
-it("a log in racing a write of its session on CookieStore with revocation loses no acknowledged change", async () => {
-  const store = new CookieStore({ secrets: [SECRET], revocation: new MemoryStore() });
-  const state: { hold: Promise<void> | undefined } = { hold: undefined };
-  const errors: unknown[] = [];
-  const handler = withSession(async (req: Request) => {
-    const session = await getSession<Data>(req);
-    switch (new URL(req.url).pathname) {
-      case "/add":
-        session.update("cart", (cart = []) => [...cart, "book"]);
-        break;
-      case "/login":
-        await state.hold;
-        session.regenerate();
-        session.set("user", "ada");
-        break;
-    }
-    return Response.json(session.toJSON());
-  }, { store, onError: (e) => void errors.push(e) });
+const json = (session: Session<Data>) => Response.json(session.toJSON());
 
-  const first = await handler(new Request("https://example.com/add", { method: "POST" }));
-  const cookie = first.headers.get("set-cookie")!.split(";")[0]!;
-  let release!: () => void;
-  state.hold = new Promise((resolve) => (release = resolve));
-  const signingIn = handler(
-    new Request("https://example.com/login", { method: "POST", headers: { cookie } }),
+/** `/add` puts a book in the cart; `/login` waits at the hold, then signs in; any other path reads. */
+function app(now?: () => number) {
+  const store = new CookieStore({ secrets: [SECRET], revocation: new MemoryStore({ now }), now });
+  return raceApp<Data>({ store, now }, {
+    "/add": (session) => (session.update("cart", (cart = []) => [...cart, "book"]), json(session)),
+    "/login": async (session, _request, app) => {
+      await app.hold.passed();
+      session.regenerate();
+      session.set("user", "ada");
+      return json(session);
+    },
+    "*": json,
+  });
+}
+
+/** Runs a log in with `cookie` while `meanwhile` runs: both responses. */
+function loginDuring(race: RaceApp, cookie: string, meanwhile: () => Promise<Response>) {
+  return during(race, () => race.handler(request("/login", cookie)), meanwhile);
+}
+
+it("a log in racing a write of its session on CookieStore with revocation loses no acknowledged change", async () => {
+  const race = app();
+  const cookie = cookieOf(await race.handler(request("/add")));
+  const { first: login, meanwhile: add } = await loginDuring(
+    race,
+    cookie,
+    () => race.handler(request("/add", cookie)),
   );
-  await new Promise((resolve) => setTimeout(resolve, 20));
-  state.hold = undefined;
-  const add = await handler(new Request("https://example.com/add", { method: "POST", headers: { cookie } }));
   assert.equal(add.status, 200);
-  release();
-  const login = await signingIn;
   // Refused with 409 and nothing of the log in landed (no server copy to merge it on): allowed.
   if (login.status === 409) {
     assert.deepEqual(login.headers.getSetCookie(), []);
     return;
   }
   assert.equal(login.status, 200);
-  const signedIn = login.headers.getSetCookie()[0]!.split(";")[0]!;
-  const read = await (await handler(new Request("https://example.com/", { headers: { cookie: signedIn } })))
-    .json();
+  const read = await (await race.handler(request("/", cookieOf(login), "GET"))).json();
   assert.deepEqual(
     read,
     { cart: ["book", "book"], user: "ada" },
-    `both answered 200, yet the signed-in session holds ${JSON.stringify(read)} (onError: ${
-      errors.map(String).join("; ")
-    })`,
+    `both answered 200, yet the signed-in session holds ${JSON.stringify(read)} (${said(race)})`,
   );
 });
 
 it("a log in racing another tab's expiry refresh (nothing changed) is served", async () => {
   let clock = Date.now();
-  const now = () => clock;
-  const store = new CookieStore({ secrets: [SECRET], revocation: new MemoryStore({ now }), now });
-  const state: { hold: Promise<void> | undefined } = { hold: undefined };
-  const errors: unknown[] = [];
-  const handler = withSession(async (req: Request) => {
-    const session = await getSession<Data>(req);
-    switch (new URL(req.url).pathname) {
-      case "/add":
-        session.update("cart", (cart = []) => [...cart, "book"]);
-        break;
-      case "/login":
-        await state.hold;
-        session.regenerate();
-        session.set("user", "ada");
-        break;
-    }
-    return Response.json(session.toJSON());
-  }, { store, now, onError: (e) => void errors.push(e) });
-
-  const first = await handler(new Request("https://example.com/add", { method: "POST" }));
-  const cookie = first.headers.get("set-cookie")!.split(";")[0]!;
+  const race = app(() => clock);
+  const cookie = cookieOf(await race.handler(request("/add")));
   clock += 31 * 60_000; // past touchAfter: the other tab's read refreshes the expiry (a new seal)
-  let release!: () => void;
-  state.hold = new Promise((resolve) => (release = resolve));
-  const signingIn = handler(
-    new Request("https://example.com/login", { method: "POST", headers: { cookie } }),
+  const { first: login, meanwhile: read } = await loginDuring(
+    race,
+    cookie,
+    () => race.handler(request("/", cookie, "GET")),
   );
-  await new Promise((resolve) => setTimeout(resolve, 20));
-  state.hold = undefined;
-  const read = await handler(new Request("https://example.com/", { headers: { cookie } }));
   assert.equal(read.headers.getSetCookie().length, 1, "the read refreshed the expiry");
-  release();
-  const login = await signingIn;
-  assert.equal(
-    login.status,
-    200,
-    `the log in was answered ${login.status}: ${errors.map(String).join("; ")}`,
-  );
+  assert.equal(login.status, 200, `the log in was answered ${login.status} (${said(race)})`);
 });

@@ -13,111 +13,78 @@
 //
 // Suspected cause: src/stores/cookie/revocation.ts keeps exactly the session whose id `except`
 // names (`sealedUnder`: `keep === key`); the seal a `regenerate()` made of that session carries
-// its data and its browser on, under another key, and is ended with the other devices.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { getSession, withSession } from "../../mod.ts";
 import { CookieStore } from "../../src/stores/cookie.ts";
 import { HookStore } from "./hook_store.ts";
-
-const SECRET = "a secret of at least thirty-two characters";
-
-type Data = { user?: string };
+import { cookieOf, raceApp, request, said, SECRET, whoIs } from "./race_app.ts";
 
 function app() {
   const revocation = new HookStore();
   const store = new CookieStore({ secrets: [SECRET], revocation, userKey: "user" });
-  const errors: unknown[] = [];
-  const state: { hold: Promise<void> | undefined } = { hold: undefined };
-  const handler = withSession(async (req: Request) => {
-    const session = await getSession<Data>(req);
-    switch (new URL(req.url).pathname) {
-      case "/login":
-        session.regenerate();
-        session.set("user", "ada");
-        return new Response("signed in");
-      case "/elevate":
-        session.regenerate();
-        return new Response("rotated");
-      case "/others": {
-        const user = session.get("user")!;
-        await state.hold;
-        await store.endUser(user, { except: session.id }); // sign out other devices
-        return new Response("others signed out");
-      }
-      default:
-        return new Response(session.get("user") ?? "anonymous");
-    }
-  }, { store, onError: (e) => void errors.push(e) });
-  return { handler, revocation, errors, state };
+  const race = raceApp<{ user?: string }>({ store }, {
+    "/others": async (session, _request, app) => {
+      const user = session.get("user")!;
+      await app.hold.passed();
+      await store.endUser(user, { except: session.id }); // sign out other devices
+      return new Response("others signed out");
+    },
+  });
+  return { ...race, revocation };
 }
 
-async function read(handler: (req: Request) => Promise<Response>, cookie: string): Promise<string> {
-  return await (await handler(new Request("https://example.com/", { headers: { cookie } }))).text();
+/** Signs the phone in, then this browser; starts "sign out other devices" on this browser, held. */
+async function signOutOthersHeld(race: ReturnType<typeof app>) {
+  const phone = cookieOf(await race.handler(request("/login")));
+  const cookie = cookieOf(await race.handler(request("/login")));
+  const release = race.hold.close();
+  const signingOut = race.handler(request("/others", cookie));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  race.hold.open();
+  return { phone, cookie, release, signingOut };
+}
+
+/** The browser that asked, on its rotated cookie, is signed in; the phone is not. */
+async function assertKept(
+  race: ReturnType<typeof app>,
+  { rotated, phone, others }: { rotated: string; phone: string; others: Response },
+) {
+  assert.equal(
+    await whoIs(race, rotated),
+    "ada",
+    `"sign out other devices" answered ${others.status} and signed out the browser that asked (${
+      said(race)
+    })`,
+  );
+  assert.equal(await whoIs(race, phone), "anonymous");
 }
 
 describe("CookieStore endUser(user, { except }) racing a regenerate() of the kept session", () => {
   it("keeps the browser signed in when the regenerate lands first", async () => {
-    const { handler, errors, state } = app();
-    const phone = await handler(new Request("https://example.com/login", { method: "POST" }));
-    const login = await handler(new Request("https://example.com/login", { method: "POST" }));
-    const cookie = login.headers.get("set-cookie")!.split(";")[0]!;
-    let release!: () => void;
-    state.hold = new Promise((resolve) => (release = resolve));
-    const signingOut = handler(
-      new Request("https://example.com/others", { method: "POST", headers: { cookie } }),
-    );
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    const elevate = await handler(
-      new Request("https://example.com/elevate", { method: "POST", headers: { cookie } }),
-    );
-    const rotated = elevate.headers.get("set-cookie")!.split(";")[0]!;
+    const race = app();
+    const { phone, cookie, release, signingOut } = await signOutOthersHeld(race);
+    const rotated = cookieOf(await race.handler(request("/elevate", cookie)));
     release();
     const others = await signingOut;
-    assert.equal(
-      await read(handler, rotated),
-      "ada",
-      `"sign out other devices" answered ${others.status} and signed out the browser that asked (onError: ${
-        errors.map(String).join("; ")
-      })`,
-    );
-    assert.equal(await read(handler, phone.headers.get("set-cookie")!.split(";")[0]!), "anonymous");
+    await assertKept(race, { rotated, phone, others });
   });
 
   it("keeps the browser signed in when it runs between the regenerate's two writes", async () => {
-    const { handler, revocation, errors, state } = app();
-    const phone = await handler(new Request("https://example.com/login", { method: "POST" }));
-    const login = await handler(new Request("https://example.com/login", { method: "POST" }));
-    const cookie = login.headers.get("set-cookie")!.split(";")[0]!;
-    let release!: () => void;
-    state.hold = new Promise((resolve) => (release = resolve));
-    const signingOut = handler(
-      new Request("https://example.com/others", { method: "POST", headers: { cookie } }),
-    );
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    const race = app();
+    const { phone, cookie, release, signingOut } = await signOutOthersHeld(race);
     // The sign-out, loaded before, writes right after the regenerate's tombstone lands.
     let ran = false;
-    revocation.afterSave = async (record) => {
+    race.revocation.afterSave = async (record) => {
       if (record.data.__ended === true && !ran) {
         ran = true;
-        revocation.afterSave = undefined;
+        race.revocation.afterSave = undefined;
         release();
         await signingOut;
       }
     };
-    const elevate = await handler(
-      new Request("https://example.com/elevate", { method: "POST", headers: { cookie } }),
-    );
+    const rotated = cookieOf(await race.handler(request("/elevate", cookie)));
     assert.ok(ran, "the regenerate wrote its tombstone");
     const others = await signingOut;
-    const rotated = elevate.headers.get("set-cookie")!.split(";")[0]!;
-    assert.equal(
-      await read(handler, rotated),
-      "ada",
-      `"sign out other devices" answered ${others.status} and signed out the browser that asked (onError: ${
-        errors.map(String).join("; ")
-      })`,
-    );
-    assert.equal(await read(handler, phone.headers.get("set-cookie")!.split(";")[0]!), "anonymous");
+    await assertKept(race, { rotated, phone, others });
   });
 });

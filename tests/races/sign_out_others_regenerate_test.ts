@@ -19,17 +19,9 @@
 import { after, it } from "node:test";
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
-import {
-  endUserSessions,
-  getSession,
-  listUserSessions,
-  type SessionOptions,
-  userSessions,
-  withSession,
-} from "../../mod.ts";
+import { endUserSessions, listUserSessions, type SessionOptions, userSessions } from "../../mod.ts";
 import { RedisStore } from "../../src/stores/redis.ts";
-
-const SECRET = "a secret of at least thirty-two characters";
+import { cookieOf, during, raceApp, request, SECRET, whoIs } from "./race_app.ts";
 
 const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
 after(() => redis.disconnect());
@@ -44,49 +36,28 @@ it("sign out other devices racing a regenerate() of the asking session in anothe
     secrets: SECRET,
     users: userSessions({ userKey: "user" }),
   }));
-  const state: { hold: Promise<void> | undefined } = { hold: undefined };
   const [one, two] = options.map((o) =>
-    withSession(async (req: Request) => {
-      const session = await getSession<Data>(req);
-      switch (new URL(req.url).pathname) {
-        case "/login":
-          session.regenerate();
-          session.set("user", "ada");
-          return new Response("signed in");
-        case "/elevate":
-          session.regenerate();
-          return new Response("rotated");
-        case "/others": {
-          session.get("user");
-          await state.hold;
-          return new Response(String(await endUserSessions(session, { exceptCurrent: true })));
-        }
-        default:
-          return new Response(session.get("user") ?? "anonymous");
-      }
-    }, o)
+    raceApp<Data>(o, {
+      "/others": async (session, _request, app) => {
+        session.get("user");
+        await app.hold.passed();
+        return new Response(String(await endUserSessions(session, { exceptCurrent: true })));
+      },
+    })
   );
   try {
-    await one!(new Request("https://example.com/login", { method: "POST" })); // the phone
-    const login = await one!(new Request("https://example.com/login", { method: "POST" })); // this browser
-    const cookie = login.headers.get("set-cookie")!.split(";")[0]!;
-
-    let release!: () => void;
-    state.hold = new Promise((resolve) => (release = resolve));
-    const signingOut = one!(
-      new Request("https://example.com/others", { method: "POST", headers: { cookie } }),
+    await one!.handler(request("/login")); // the phone
+    const cookie = cookieOf(await one!.handler(request("/login"))); // this browser
+    const { first: others, meanwhile: rotated } = await during(
+      one!,
+      () => one!.handler(request("/others", cookie)),
+      async () => {
+        const elevate = await two!.handler(request("/elevate", cookie));
+        assert.equal(elevate.status, 200);
+        return cookieOf(elevate);
+      },
     );
-    await new Promise((resolve) => setTimeout(resolve, 30));
-    const elevate = await two!(
-      new Request("https://example.com/elevate", { method: "POST", headers: { cookie } }),
-    );
-    assert.equal(elevate.status, 200);
-    const rotated = elevate.headers.get("set-cookie")!.split(";")[0]!;
-    release();
-    const others = await signingOut;
-
-    const browser = await (await one!(new Request("https://example.com/", { headers: { cookie: rotated } })))
-      .text();
+    const browser = await whoIs(one!, rotated);
     const live = await listUserSessions(options[0]!, "ada");
     assert.equal(
       browser,

@@ -50,8 +50,14 @@ export interface Handle extends SessionState {
   rotated: boolean;
   /** Sealed stores: the names of the session cookies the request carried. */
   presented: string[] | undefined;
-  /** The cookie named a session another request ended: no `Set-Cookie`, no writes. */
-  endedElsewhere: boolean;
+  /**
+   * The cookie named a session another request ended while this one was in flight: the browser
+   * may hold a newer session's cookie already, so no `Set-Cookie` and no writes. `"destroyed"`:
+   * ended by the browser's own log out, so a log in (`renewed`) may still start a new session:
+   * nothing of the old one lives on, and its new cookie replaces whatever the browser holds on
+   * purpose (a response that arrived late can have put the logged-out cookie back).
+   */
+  endedElsewhere: boolean | "destroyed";
   /** This request ended the session its cookie named: clear the cookie unless replaced. */
   clearCookie: boolean;
   /** The response has been returned: later changes are saved late, without cookies. */
@@ -332,6 +338,11 @@ export function clearCookie(h: Handle, name: string, now: number): void {
 }
 
 /** The changes of a request whose session another request ended meanwhile. */
+/** Whether a request that would start a new session is refused by {@linkcode Handle.endedElsewhere}. */
+export function endedRefuses(h: Handle): boolean {
+  return h.endedElsewhere !== false && !(h.endedElsewhere === "destroyed" && h.renewed === true);
+}
+
 export function endedConflict(): SessionConflictError {
   return new SessionConflictError(
     "Session was ended by a concurrent request (log out or log in): this request's changes were not saved",

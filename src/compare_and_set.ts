@@ -33,6 +33,7 @@ import {
 import {
   checkedSaveResult,
   ENDED_AT_KEY,
+  ENDED_BY_KEY,
   ENDED_KEY,
   isEnded,
   type SaveConflict,
@@ -325,7 +326,9 @@ function recordFor(
   const expiresAt = p.expiresAt > current.expiresAt ? p.expiresAt : current.expiresAt;
   if (s.ending !== undefined) {
     return {
-      data: { [ENDED_KEY]: true, [ENDED_AT_KEY]: endedAt },
+      data: s.ending === "destroy"
+        ? { [ENDED_KEY]: true, [ENDED_AT_KEY]: endedAt, [ENDED_BY_KEY]: "destroy" }
+        : { [ENDED_KEY]: true, [ENDED_AT_KEY]: endedAt },
       version: current.version + 1,
       createdAt: current.createdAt,
       expiresAt: Math.max(expiresAt, at + TOMBSTONE_MS),

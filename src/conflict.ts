@@ -17,6 +17,7 @@ import type { SessionState } from "./session_state.ts";
 import { observationsHold } from "./session_data.ts";
 import type { EventHook } from "./events.ts";
 import {
+  ENDED_BY_KEY,
   endedAt,
   endedRemotely,
   type SaveIndex,
@@ -192,6 +193,15 @@ export async function endedInFlight(
   const at = endedAt(record);
   if (at === undefined) return false;
   return inGrace(at, await graceClock(store, key, now));
+}
+
+/**
+ * What a request whose cookie names the tombstone `record`, ended in flight, may still do:
+ * `"destroyed"` when the browser's own log out ended it (a log in may go on: no data of the
+ * session lives on), else `true` (see `Handle.endedElsewhere`).
+ */
+export function endedKind(record: StoredSession): true | "destroyed" {
+  return (record.data as Record<string, unknown>)[ENDED_BY_KEY] === "destroy" ? "destroyed" : true;
 }
 
 /** Full-jitter exponential backoff (ms ceiling 0.5 · 2^attempt, at most 250). */

@@ -110,6 +110,12 @@ export interface InvalidSeal {
    * browser itself: no newer cookie exists, so a new session may start at once (no grace).
    */
   remote?: boolean;
+  /**
+   * Ended by the browser's own log out (`destroy()`; a `regenerate()` carries the data on and
+   * is no log out): within the grace, that cookie may still log in, since nothing of the session
+   * lives on that a new one could hide.
+   */
+  destroyed?: boolean;
   /** What the store found, for `onInvalidCookie` (an error, say). */
   detail?: unknown;
 }

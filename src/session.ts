@@ -328,6 +328,7 @@ export class Session<T extends object = SessionData> {
       }
       this.#setSignIn(REMEMBER_KEY, remember);
     }
+    this.#s.renewed = true;
     this.#renew("regenerate");
   }
 

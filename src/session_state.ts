@@ -124,6 +124,8 @@ export interface SessionState {
   cleared: boolean;
   /** The request destroyed or regenerated the record in `base`. */
   ending?: Ending;
+  /** `regenerate()` ran: a log in, which asks for a new identity on purpose. */
+  renewed?: boolean;
   touchRequested: boolean;
   /** Locks held (`lock()`), released at the end of the request. */
   locks?: SessionLock[];

@@ -38,6 +38,8 @@ export const ENDED_KEY = "__ended";
  * out everywhere", an administrator, a password reset), not by a request of its own browser. No
  * newer cookie of that browser exists to protect, so its next request may start a new session at
  * once (a browser's own log out or log in keeps its old cookie from doing so for a grace period).
+ * `"destroy"` says the browser's own log out (`destroy()`) ended it: within the grace, its old
+ * cookie may still log in (`regenerate()`), since no data of the session lives on anywhere.
  *
  * @example
  * ```ts

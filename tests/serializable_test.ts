@@ -105,19 +105,25 @@ interface Model {
   alive: boolean;
   data: Data;
   flash: Data;
-  /** The data of the session a regenerate moved to. */
-  moved?: Data;
+  /** Ended by a destroy (a log out), not by a regenerate. */
+  destroyed: boolean;
+  /** The data of the session each answered regenerate (by step index) moved to. */
+  moved: Map<number, Data>;
 }
 
 /** Runs one step on the model; `undefined` when it would have been refused. */
 function apply(model: Model, step: Step, index: number): string | undefined {
   if (!model.alive) {
-    // The cookie names an ended session: a fresh, empty session whose changes are refused.
+    // The cookie names an ended session: a fresh, empty session whose changes are refused, but
+    // for a log in (regenerate) after a log out: nothing of the old session lives on to hide.
     switch (step.kind) {
+      case "regenerate":
+        if (!model.destroyed) return undefined;
+        model.moved.set(index, { u: index });
+        return "ok";
       case "getset":
       case "update":
       case "flash":
-      case "regenerate":
         return undefined;
       case "consume":
         return "none";
@@ -154,12 +160,16 @@ function apply(model: Model, step: Step, index: number): string | undefined {
     }
     case "regenerate": {
       data.u = index;
-      model.moved = { ...data, ...(Object.keys(flash).length > 0 ? { [FLASH_KEY]: { ...flash } } : {}) };
+      model.moved.set(index, {
+        ...data,
+        ...(Object.keys(flash).length > 0 ? { [FLASH_KEY]: { ...flash } } : {}),
+      });
       model.alive = false;
       return "ok";
     }
     case "destroy":
       model.alive = false;
+      model.destroyed = true;
       return "ok";
     case "read":
       return canonical(data);
@@ -214,18 +224,25 @@ async function check(steps: Step[], conflict: ConflictPolicy): Promise<void> {
     else assert.deepEqual(response.cookies, [], "a refused request sends no cookie");
   });
   const record = await store.load(key);
-  let movedRecord: Data | undefined;
+  // The session each answered regenerate moved to, by its step's index (as the handler saw it).
+  const movedRecords = new Map<number, Data | undefined>();
   for (const i of answered) {
     if (steps[i]!.kind !== "regenerate") continue;
     const issued = responses[i]!.cookies.find((c) => /^session=[^;]/.test(c));
     if (issued === undefined) continue;
     const moved = await store.load(await storageKeyOf(issued.slice("session=".length).split(".")[0]!));
-    movedRecord = moved?.data;
+    movedRecords.set(i + 1, moved?.data);
   }
 
   const tried: string[] = [];
   for (const order of permutations(answered)) {
-    const model: Model = { alive: true, data: { n: 1 }, flash: { f: "initial" } };
+    const model: Model = {
+      alive: true,
+      destroyed: false,
+      data: { n: 1 },
+      flash: { f: "initial" },
+      moved: new Map(),
+    };
     let fits = true;
     for (const i of order) {
       const body = apply(model, steps[i]!, i + 1);
@@ -248,7 +265,10 @@ async function check(steps: Step[], conflict: ConflictPolicy): Promise<void> {
     } else if (!isEnded(record)) {
       continue;
     }
-    if (model.moved !== undefined && canonical(movedRecord) !== canonical(model.moved)) continue;
+    if (
+      movedRecords.size !== model.moved.size ||
+      [...model.moved].some(([i, data]) => canonical(movedRecords.get(i)) !== canonical(data))
+    ) continue;
     return;
   }
   assert.fail(

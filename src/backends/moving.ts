@@ -148,7 +148,7 @@ function usable(h: Handle, opened: OpenedSession | InvalidSeal): opened is Opene
       opened.invalid !== "malformed" && opened.remote !== true &&
       (opened.at === undefined || inGrace(opened.at, o.now()))
     ) {
-      h.endedElsewhere = true;
+      h.endedElsewhere = opened.destroyed === true ? "destroyed" : true;
     }
     invalid(h, opened.invalid, opened.detail);
     return false;

@@ -15,6 +15,7 @@ import {
   cookieValues,
   dueExpiry,
   endedConflict,
+  endedRefuses,
   expiryFrom,
   type Handle,
   handleTimeouts,
@@ -87,7 +88,7 @@ async function open<R>(h: Handle, source: CookieSource, then: (h: Handle) => R |
         // `at` is the application's clock where the seal was superseded (a sealed store has no
         // clock of its own to ask), so the grace is off by the application servers' skew.
         if (opened.remote !== true && (opened.at === undefined || inGrace(opened.at, o.now()))) {
-          h.endedElsewhere = true;
+          h.endedElsewhere = opened.destroyed === true ? "destroyed" : true;
         }
         invalid(h, opened.invalid, opened.detail);
       }
@@ -139,7 +140,7 @@ async function commit(h: Handle): Promise<CommitResult> {
     if (h.clearCookie) { for (const cookie of h.presented ?? []) clearCookie(h, cookie, now); }
     return "done";
   }
-  if (h.base === undefined && h.endedElsewhere) return endedConflict();
+  if (h.base === undefined && endedRefuses(h)) return endedConflict();
   if (h.base !== undefined && !writes && extended === undefined && !h.rotated) return "done";
   const expiresAt = h.base === undefined
     ? expiryFrom(handleTimeouts(h), h.createdAt, now)

@@ -11,6 +11,7 @@ import {
   type CommitResult,
   dueExpiry,
   endedConflict,
+  endedRefuses,
   expiredConflict,
   expiryFrom,
   type Handle,
@@ -328,7 +329,7 @@ async function create(
   const o = h.o;
   h.touchRequested = false;
   if (!hasData(h)) return nothingToCreate(h, now);
-  if (h.endedElsewhere) return endedConflict();
+  if (endedRefuses(h)) return endedConflict();
   const expiresAt = expiryFrom(handleTimeouts(h), h.createdAt, now);
   const start = o.onEvent === undefined ? 0 : performance.now();
   for (let tries = 1;; tries++) {

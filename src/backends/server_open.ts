@@ -13,7 +13,7 @@ import {
   isLive,
   leaveTurn,
 } from "../backend.ts";
-import { endedInFlight, storeError } from "../conflict.ts";
+import { endedInFlight, endedKind, storeError } from "../conflict.ts";
 import {
   freshest,
   isContended,
@@ -257,7 +257,7 @@ async function endedRecord(
   key: string,
   record: StoredSession,
 ): Promise<undefined> {
-  if (await endedInFlight(store, key, record, h.o.now)) h.endedElsewhere = true;
+  if (await endedInFlight(store, key, record, h.o.now)) h.endedElsewhere = endedKind(record);
   invalid(h, "ended");
   return undefined;
 }

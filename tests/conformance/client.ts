@@ -1,6 +1,6 @@
 // A tiny cookie-jar client for driving a wrapped handler with plain Requests, the way a browser
 // would: it sends back what Set-Cookie gave it and drops cookies that were expired.
-import type { SealedSessionStore, SessionStore, StoredSession } from "../../src/store.ts";
+import type { SealedSessionStore, SessionStore } from "../../src/store.ts";
 import { sealedStore } from "../../src/backends/sealed.ts";
 
 // deno-lint-ignore no-explicit-any -- handlers take any trailing arguments (env, ctx, info)
@@ -157,16 +157,18 @@ export function countedSealed(inner: SealedSessionStore): Counted<SealedSessionS
       fail();
       return await inner.open(get, name);
     },
-    async seal(id, record, name) {
+    // Every argument passed on, the optional ones included (what a seal replaces, the data a
+    // regenerate carries on): the store's protections rest on them.
+    async seal(...args: Parameters<SealedSessionStore["seal"]>) {
       calls.save++;
       fail();
-      return await inner.seal(id, record, name);
+      return await inner.seal(...args);
     },
     ...(inner.revoke && {
-      async revoke(id: string, record: StoredSession) {
+      async revoke(...args: Parameters<NonNullable<SealedSessionStore["revoke"]>>) {
         calls.destroy++;
         fail();
-        return await inner.revoke!(id, record);
+        return await inner.revoke!(...args);
       },
     }),
   });

@@ -853,6 +853,34 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
       assert.equal(await client.text("/read"), "1", "the logged-in browser keeps its session");
     });
 
+    it("lets a browser whose logged-out cookie came back log in at once, and nothing else", async (t) => {
+      if (!cas() && !revocation()) return t.skip("store cannot compare-and-set");
+      const { client } = await returning();
+      await client.text("/login?user=ada");
+      const back = client.clone(); // the cookie a response that arrived late puts back
+      assert.equal((await client.fetch("/logout", { method: "POST" })).status, 200);
+      const write = await back.clone().fetch("/count", { method: "POST" });
+      assert.equal(write.status, 409, "a write that is no log in: taken for a request in flight");
+      assert.deepEqual(write.headers.getSetCookie(), []);
+      const login = await back.fetch("/login?user=bob", { method: "POST" });
+      assert.equal(login.status, 200, "a log in starts a new session: nothing of the old one lives on");
+      assert.equal(login.headers.getSetCookie().length >= 1, true);
+      assert.equal(await back.text("/whoami"), "bob");
+      assert.equal(await back.text("/read"), "none", "none of the logged-out session's data");
+    });
+
+    it("refuses a log in with a cookie another log in replaced: its data lives on in the newer session", async (t) => {
+      if (!cas() && !revocation()) return t.skip("store cannot compare-and-set");
+      const { client } = await returning(); // visits: 1
+      const before = client.clone(); // a second click on "log in", sent before the first answered
+      await client.text("/login?user=ada");
+      const again = await before.fetch("/login?user=ada", { method: "POST" });
+      assert.equal(again.status, 409, "a new session would hide the data the first log in carried on");
+      assert.deepEqual(again.headers.getSetCookie(), []);
+      assert.equal(await client.text("/read"), "1");
+      assert.equal(await client.text("/whoami"), "ada");
+    });
+
     it("never applies an early save() twice: a later conflict refuses only what came after", async (t) => {
       if (!cas()) return t.skip("store cannot compare-and-set");
       const hold = gate();

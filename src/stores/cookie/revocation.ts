@@ -267,6 +267,8 @@ export class Revocation {
         // elsewhere. Else the user's generation it was live under, for a regenerate's new seal.
         data: current === null
           ? { [ENDED_KEY]: true, at: now, [ENDED_BY_KEY]: "remote" }
+          : carried === undefined
+          ? { [ENDED_KEY]: true, at: now, ...under, [ENDED_BY_KEY]: "destroy" }
           : { [ENDED_KEY]: true, at: now, ...under },
         version: (current?.version ?? 0) + 1,
         createdAt: current?.createdAt ?? now,
@@ -320,6 +322,7 @@ export class Revocation {
         invalid: "ended",
         at: atOf(latest),
         ...(endedRemotely(latest) ? { remote: true } : {}),
+        ...((latest.data as Record<string, unknown>)[ENDED_BY_KEY] === "destroy" ? { destroyed: true } : {}),
         detail: invalid("the session was destroyed or regenerated"),
       };
     }

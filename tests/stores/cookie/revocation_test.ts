@@ -9,6 +9,7 @@ import { CookieStore } from "../../../src/stores/cookie.ts";
 import { MemoryStore } from "../../../src/stores/memory.ts";
 import { SessionConflictError, SessionTooLargeError, StoreUnavailableError } from "../../../src/errors.ts";
 import {
+  ENDED_BY_KEY,
   ENDED_KEY,
   type InvalidSeal,
   isEnded,
@@ -175,7 +176,9 @@ describe("CookieStore: revocation", () => {
       assert.equal((await opens(store, other)).id, otherId, "only that session");
       const tombstone = await revocation.load(await sha256(ID));
       assert.ok(isEnded(tombstone));
-      assert.deepEqual(tombstone!.data, { [ENDED_KEY]: true, at: now });
+      // A revoke that carries no data on is a log out: its old seal may still log in.
+      assert.deepEqual(tombstone!.data, { [ENDED_KEY]: true, at: now, [ENDED_BY_KEY]: "destroy" });
+      assert.equal((await store.open(getter(v2), "session") as { destroyed?: boolean }).destroyed, true);
       await store.revoke(ID, record({}, now, 5000, 0)); // idempotent
       await assert.rejects(store.seal(ID, record({ n: 3 }, now, 5000, 3), "session"), {
         name: "SessionConflictError",

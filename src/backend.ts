@@ -12,7 +12,7 @@ import { SessionConflictError, type SessionError, SessionStateError } from "./er
 import type { InvalidCookieReason, ResolvedOptions, Timeouts } from "./options.ts";
 import { NO_OPS, REMEMBER_KEY, type SessionHost, type SessionState } from "./session_state.ts";
 import { instrument } from "./instrument.ts";
-import type { SealedSessionStore, SessionStore, StoredSession } from "./store.ts";
+import type { OpenedSession, SealedSessionStore, SessionStore, StoredSession } from "./store.ts";
 import { releaseTurn, type Turn } from "./turns.ts";
 
 /** Where a request's cookies are read from: its `Cookie` header, or a framework's cookie jar. */
@@ -50,6 +50,8 @@ export interface Handle extends SessionState {
   rotated: boolean;
   /** Sealed stores: the names of the session cookies the request carried. */
   presented: string[] | undefined;
+  /** Sealed stores: the seal presented, authentic but superseded by a newer one of its session. */
+  superseded: OpenedSession | undefined;
   /**
    * The cookie named a session another request ended while this one was in flight: the browser
    * may hold a newer session's cookie already, so no `Set-Cookie` and no writes. `"destroyed"`:
@@ -205,6 +207,7 @@ export function newHandle(
     cookieVersion: undefined,
     rotated: false,
     presented: undefined,
+    superseded: undefined,
     endedElsewhere: false,
     clearCookie: false,
     responded: false,
@@ -340,7 +343,7 @@ export function clearCookie(h: Handle, name: string, now: number): void {
 /** The changes of a request whose session another request ended meanwhile. */
 /** Whether a request that would start a new session is refused by {@linkcode Handle.endedElsewhere}. */
 export function endedRefuses(h: Handle): boolean {
-  return h.endedElsewhere !== false && !(h.endedElsewhere === "destroyed" && h.renewed === true);
+  return h.endedElsewhere !== false && !(h.endedElsewhere === "destroyed" && h.renewed === "regenerate");
 }
 
 export function endedConflict(): SessionConflictError {

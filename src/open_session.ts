@@ -355,6 +355,7 @@ export function discardChanges(session: Session<SessionData>): void {
   const h = session[kState] as Handle;
   h.ops = NO_OPS;
   h.ending = undefined;
+  h.renewed = undefined;
   h.rotated = false;
   h.touchRequested = false;
 }

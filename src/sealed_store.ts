@@ -116,6 +116,12 @@ export interface InvalidSeal {
    * lives on that a new one could hide.
    */
   destroyed?: boolean;
+  /**
+   * For `"superseded"`: the seal as it opened, authentic but no longer the latest of its
+   * session. A log out (`destroy()`) with it still ends that session, as a log out on a server
+   * store ends the session its cookie names whatever version it read.
+   */
+  session?: OpenedSession;
   /** What the store found, for `onInvalidCookie` (an error, say). */
   detail?: unknown;
 }

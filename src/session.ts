@@ -328,7 +328,6 @@ export class Session<T extends object = SessionData> {
       }
       this.#setSignIn(REMEMBER_KEY, remember);
     }
-    this.#s.renewed = true;
     this.#renew("regenerate");
   }
 
@@ -373,6 +372,7 @@ export class Session<T extends object = SessionData> {
 
   #renew(ending: Ending): void {
     const s = this.#s;
+    s.renewed = ending;
     if (s.base !== undefined && s.ending === undefined) s.ending = ending;
     else if (ending === "destroy" && s.ending !== undefined) s.ending = "destroy";
     s.id = createSessionId();

@@ -124,8 +124,11 @@ export interface SessionState {
   cleared: boolean;
   /** The request destroyed or regenerated the record in `base`. */
   ending?: Ending;
-  /** `regenerate()` ran: a log in, which asks for a new identity on purpose. */
-  renewed?: boolean;
+  /**
+   * The last of `regenerate()` (a log in: a new identity on purpose) and `destroy()` (a log out)
+   * this request called, whether or not it loaded a record.
+   */
+  renewed?: Ending;
   touchRequested: boolean;
   /** Locks held (`lock()`), released at the end of the request. */
   locks?: SessionLock[];

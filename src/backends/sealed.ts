@@ -90,6 +90,7 @@ async function open<R>(h: Handle, source: CookieSource, then: (h: Handle) => R |
         if (opened.remote !== true && (opened.at === undefined || inGrace(opened.at, o.now()))) {
           h.endedElsewhere = opened.destroyed === true ? "destroyed" : true;
         }
+        if (opened.invalid === "superseded") h.superseded = opened.session;
         invalid(h, opened.invalid, opened.detail);
       }
       continue;
@@ -121,6 +122,9 @@ async function commit(h: Handle): Promise<CommitResult> {
   const o = h.o;
   const store = h.store as SealedSessionStore;
   const now = o.now();
+  if (h.superseded !== undefined && h.base === undefined && h.renewed === "destroy" && !h.responded) {
+    endSuperseded(h);
+  }
   const extended = h.base === undefined ? undefined : dueExpiry(h, now);
   const writes = h.ops.length > 0 || h.ending !== undefined;
   if (h.responded) {
@@ -153,6 +157,21 @@ async function commit(h: Handle): Promise<CommitResult> {
     return "done";
   }
   return result;
+}
+
+/**
+ * A log out whose seal another request of the same session superseded meanwhile (a write in
+ * another tab whose response has not reached the browser yet) ends that session all the same:
+ * the seal is authentic, only not the latest, and a log out needs none of its data. Without
+ * this, the log out answered as done while the newer seal, arriving later, kept the browser
+ * signed in.
+ */
+function endSuperseded(h: Handle): void {
+  const { id, record } = h.superseded!;
+  h.superseded = undefined;
+  attachRecord(h, id, record, id);
+  h.ending = "destroy";
+  h.endedElsewhere = false;
 }
 
 /**

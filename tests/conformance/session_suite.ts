@@ -869,6 +869,18 @@ export function sessionSuite(name: string, options: SessionSuiteOptions): void {
       assert.equal(await back.text("/read"), "none", "none of the logged-out session's data");
     });
 
+    it("ends the session on a log out whose cookie another tab's write replaced meanwhile", async (t) => {
+      if (!cas() && !revocation()) return t.skip("store cannot compare-and-set");
+      const { client } = await returning();
+      await client.text("/login?user=ada");
+      const behind = client.clone(); // the log out's tab: the write's response has not reached it
+      assert.equal((await client.fetch("/count", { method: "POST" })).status, 200);
+      const logout = await behind.fetch("/logout", { method: "POST" });
+      assert.equal(logout.status, 200);
+      assert.match(logout.headers.getSetCookie()[0] ?? "", /Max-Age=0/, "the log out clears the cookie");
+      assert.equal(await client.text("/whoami"), "none", "the write's newer cookie opens nothing");
+    });
+
     it("refuses a log in with a cookie another log in replaced: its data lives on in the newer session", async (t) => {
       if (!cas() && !revocation()) return t.skip("store cannot compare-and-set");
       const { client } = await returning(); // visits: 1

@@ -330,6 +330,7 @@ export class Revocation {
       return {
         invalid: "superseded",
         at: atOf(latest),
+        session: opened,
         detail: invalid(`version "${opened.record.version}" was superseded by version "${latest.version}"`),
       };
     }

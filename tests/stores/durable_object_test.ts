@@ -27,7 +27,10 @@ suites(
 );
 suites("DurableObjectStore (inside workerd)", (mf) => workerdStore(mf, "do"), { reportsCurrent: true });
 
-/** A store whose requests are named in `sent` by the object each goes to: a user's index (by tag, or of the old layout) or a session's. */
+/**
+ * A store whose requests are named in `sent` by the object each goes to: a user's index (by tag,
+ * or of the old layout) or a session's.
+ */
 async function counted(now?: () => number) {
   const sent: string[] = [];
   const kind = (name: string) =>

@@ -8,7 +8,7 @@
 // Each case opens its stores in a namespace of its own (`ns`: a prefix, a table).
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { SessionConfigError } from "../../src/errors.ts";
+import { SessionConfigError, StoreUnavailableError } from "../../src/errors.ts";
 import type { SaveResult, SessionStore, StoredSession } from "../../src/store.ts";
 import { record } from "../stores/remote_cases.ts";
 import { randomKey } from "./util.ts";
@@ -82,6 +82,8 @@ export interface UserHooks {
   entryFirst?: boolean;
   /** User ids besides non-strings that the store refuses with TypeError, sending nothing. */
   badIds?: string[];
+  /** A store in `ns` whose users' index cannot be reached while its records can. */
+  indexDown?(ns: string, now: () => number): Promise<Store>;
   /** Stores on the longest prefix that leaves room for an index key, and on one byte more. */
   room?: { fits(): Store | Promise<Store>; over(): Promise<Counted>; message: RegExp };
   /**
@@ -460,6 +462,21 @@ function userCases(
     }
     assert.deepEqual(sent, []);
   });
+
+  const indexDown = users.indexDown;
+  if (indexDown) {
+    it("saves nothing and lists nothing when the users' index cannot be reached: StoreUnavailableError", async () => {
+      const [store, partial] = [
+        await hooks.open("indexdown", Date.now),
+        await indexDown("indexdown", Date.now),
+      ];
+      const key = randomKey();
+      const e = await error(partial.save(key, record({ user: "ada" }), null, { user: "ada" }));
+      assert.ok(e instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${e}`);
+      assert.equal(await store.load(key), null);
+      await assert.rejects(partial.keysOfUser!("ada"), StoreUnavailableError);
+    });
+  }
 
   const room = users.room;
   if (room) {

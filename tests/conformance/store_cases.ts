@@ -91,7 +91,12 @@ export interface StoreCaseHooks {
    * Records at the store's size limit: each of `fits` is stored; each of `over` is refused with
    * SessionTooLargeError (its message matching) before anything reaches the backend.
    */
-  size?: { fits: StoredSession[]; over: [record: StoredSession, message?: RegExp][] };
+  size?: {
+    fits: StoredSession[];
+    over: [record: StoredSession, message?: RegExp][];
+    /** The user's id counts in the limit: the first of `fits`, saved with a user, is refused too. */
+    userCounts?: boolean;
+  };
   /**
    * Whether the store keeps lone surrogates and U+0000 (else it refuses them: PostgreSQL, whose
    * `count()` then shows that nothing was written).
@@ -348,6 +353,16 @@ export function storeCases(name: string, hooks: StoreCaseHooks): void {
           // An update as large is refused too, and the record it would replace is kept.
           await assert.rejects(store.save(kept, { ...over, version: 2 }, 1), SessionTooLargeError);
           assert.deepEqual(await store.load(kept), small);
+        }
+        if (size.userCounts) {
+          const key = randomKey();
+          const e = await error((counted?.store ?? store).save(key, size.fits[0]!, null, { user: "ada" }));
+          assert.ok(
+            e instanceof SessionTooLargeError,
+            `with a user: expected SessionTooLargeError, got ${e}`,
+          );
+          if (counted) assert.equal(counted.sent(), 0, "nothing may be sent");
+          assert.equal(await store.load(key), null);
         }
       });
     }
@@ -1023,10 +1038,17 @@ function backendCases(hooks: StoreCaseHooks): void {
 
   const claims = hooks.claims;
   if (claims) {
-    it("claims exactly its capabilities, and has none of the methods it lacks", async () => {
+    it("claims exactly its capabilities, and has none of the methods it lacks; without locks, session.lock() refuses", async () => {
       const store = await hooks.open("claims");
       assert.deepEqual(store.capabilities, claims.capabilities);
       for (const method of claims.lacks) assert.equal(method in store, false, method);
+      if (claims.capabilities.locks) return;
+      // So session.lock() refuses, as a configuration error, instead of pretending.
+      const handler = withSession(async (req: Request) => {
+        const refusal = await (await getSession(req)).lock().then(() => null, (e: unknown) => e);
+        return new Response((refusal as { code?: string } | null)?.code ?? "locked");
+      }, { store, secrets: ["a secret of at least thirty-two characters"] });
+      assert.equal(await (await handler(new Request("https://app.example/"))).text(), "ERR_SESSION_CONFIG");
     });
   }
 

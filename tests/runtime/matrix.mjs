@@ -60,12 +60,29 @@ export function cookieStoreFiles() {
   return ["tests/stores/cookie_test.ts", ...testFiles("tests/stores/cookie")];
 }
 
+/**
+ * CloudflareKvStore's and DurableObjectStore's tests: each store's own file, and one per program
+ * of its source folder (src/stores/cloudflare_kv/, src/stores/durable_object/) in a folder named
+ * after the store. They reach Miniflare from Node, so they run under every Node; inside workerd,
+ * the shared suites run on the bindings themselves (tests/runtime/workerd_bindings.ts).
+ */
+export function workersStoreFiles() {
+  return [
+    "tests/stores/cloudflare_kv_test.ts",
+    ...testFiles("tests/stores/cloudflare_kv"),
+    "tests/stores/durable_object_test.ts",
+    ...testFiles("tests/stores/durable_object"),
+  ];
+}
+
 /** Node: everything, in these folders (tests/vitest: the one that runs `vitest run` there). */
 export function nodeFiles() {
   return [
     ...testFiles("tests"),
     ...testFiles("tests/stores"),
     ...testFiles("tests/stores/cookie"),
+    ...testFiles("tests/stores/cloudflare_kv"),
+    ...testFiles("tests/stores/durable_object"),
     ...testFiles("tests/adapters"),
     ...testFiles("tests/faults"),
     ...testFiles("tests/races"),

@@ -9,10 +9,12 @@ import { join } from "node:path";
 import {
   bunFiles,
   denoFiles,
+  NODE_ONLY,
   nodeFiles,
   ROOT,
   workerdBlocker,
   workerdFiles,
+  workersStoreFiles,
   // @ts-expect-error: a plain JavaScript module shared with tests/run_all.mjs
 } from "./matrix.mjs";
 
@@ -73,6 +75,18 @@ describe("test matrix", () => {
       assert.ok(lists[runtime]!.includes("tests/stores/cookie_test.ts"), runtime);
       assert.deepEqual(programs.filter((file) => !lists[runtime]!.includes(file)), [], runtime);
     }
+  });
+
+  it("runs the Workers stores' tests of their programs under Node 20 and the current Node, as their own files", () => {
+    const files = workersStoreFiles() as string[];
+    for (const store of ["cloudflare_kv", "durable_object"]) {
+      const programs = testsUnder(`tests/stores/${store}`);
+      assert.ok(programs.length > 0, store);
+      assert.ok(files.includes(`tests/stores/${store}_test.ts`), store);
+      assert.deepEqual(programs.filter((file) => !files.includes(file)), [], store);
+    }
+    // The current Node runs Node's files but NODE_ONLY.
+    assert.deepEqual(files.filter((file) => !lists["node"]!.includes(file) || NODE_ONLY.includes(file)), []);
   });
 
   it("runs the fault tests under Node only", () => {

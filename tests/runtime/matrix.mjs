@@ -60,12 +60,30 @@ export function cookieStoreFiles() {
   return ["tests/stores/cookie_test.ts", ...testFiles("tests/stores/cookie")];
 }
 
+/**
+ * PostgresStore's tests: its own file (the shared suites), and one per program of its source
+ * folder (src/stores/postgres/), in tests/stores/postgres/. They run wherever the store's file runs.
+ */
+export function postgresStoreFiles() {
+  return ["tests/stores/postgres_test.ts", ...testFiles("tests/stores/postgres")];
+}
+
+/**
+ * MemcachedStore's tests: its own file (the shared suites), and one per program of its source
+ * folder (src/stores/memcached/), in tests/stores/memcached/. They run wherever the store's file runs.
+ */
+export function memcachedStoreFiles() {
+  return ["tests/stores/memcached_test.ts", ...testFiles("tests/stores/memcached")];
+}
+
 /** Node: everything, in these folders (tests/vitest: the one that runs `vitest run` there). */
 export function nodeFiles() {
   return [
     ...testFiles("tests"),
     ...testFiles("tests/stores"),
     ...testFiles("tests/stores/cookie"),
+    ...testFiles("tests/stores/postgres"),
+    ...testFiles("tests/stores/memcached"),
     ...testFiles("tests/adapters"),
     ...testFiles("tests/faults"),
     ...testFiles("tests/races"),
@@ -93,8 +111,8 @@ export function denoFiles() {
     "tests/stores/deno_kv_test.ts",
     "tests/stores/cookie_migration_test.ts",
     "tests/stores/redis_test.ts",
-    "tests/stores/postgres_test.ts",
-    "tests/stores/memcached_test.ts",
+    ...postgresStoreFiles(),
+    ...memcachedStoreFiles(),
   ];
 }
 
@@ -112,8 +130,8 @@ export function bunFiles() {
     "tests/stores/file_test.ts",
     "tests/stores/cookie_migration_test.ts",
     "tests/stores/redis_test.ts",
-    "tests/stores/postgres_test.ts",
-    "tests/stores/memcached_test.ts",
+    ...postgresStoreFiles(),
+    ...memcachedStoreFiles(),
   ];
 }
 

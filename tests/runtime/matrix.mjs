@@ -76,6 +76,15 @@ export function memcachedStoreFiles() {
   return ["tests/stores/memcached_test.ts", ...testFiles("tests/stores/memcached")];
 }
 
+/**
+ * DenoKvStore's tests: its own file (the shared suites), and one per program of its source folder
+ * (src/stores/deno_kv/), in tests/stores/deno_kv/. Elsewhere than Deno, each says so with one
+ * skipped test.
+ */
+export function denoKvStoreFiles() {
+  return ["tests/stores/deno_kv_test.ts", ...testFiles("tests/stores/deno_kv")];
+}
+
 /** Node: everything, in these folders (tests/vitest: the one that runs `vitest run` there). */
 export function nodeFiles() {
   return [
@@ -84,6 +93,8 @@ export function nodeFiles() {
     ...testFiles("tests/stores/cookie"),
     ...testFiles("tests/stores/postgres"),
     ...testFiles("tests/stores/memcached"),
+    ...testFiles("tests/stores/redis"),
+    ...testFiles("tests/stores/deno_kv"),
     ...testFiles("tests/adapters"),
     ...testFiles("tests/faults"),
     ...testFiles("tests/races"),
@@ -108,7 +119,7 @@ export function denoFiles() {
     "tests/stores/memory_session_test.ts",
     ...cookieStoreFiles(),
     "tests/runtime/file_suites.ts",
-    "tests/stores/deno_kv_test.ts",
+    ...denoKvStoreFiles(),
     "tests/stores/cookie_migration_test.ts",
     "tests/stores/redis_test.ts",
     ...postgresStoreFiles(),

@@ -68,6 +68,7 @@ lockUserCases("MemcachedStore over memcache-client", {
       update: ["gets record", "cas record"],
       reindex: ["gets record", "gets index", "cas index", "cas record"],
       plain: ["add record", "gets record", "cas record"],
+      read: ["get record"],
     },
   },
 });

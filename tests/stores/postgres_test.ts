@@ -70,7 +70,7 @@ for (const [label, connect] of clients) {
         const { rows } = await admin().query(`SELECT id FROM "${tableOf(ns)}" WHERE user_id = $1`, [user]);
         return Object.fromEntries(rows.map((row) => [row.id, null]));
       },
-      sends: { save: ["INSERT"], list: ["SELECT"], update: ["UPDATE"] },
+      sends: { save: ["INSERT"], list: ["SELECT"], update: ["UPDATE"], read: ["SELECT"] },
     },
   });
 

@@ -1,18 +1,13 @@
 // The commands of src/stores/memcached/client.ts against the real Memcached: a change or a
-// deletion between gets and cas, the server's own too-large refusal, and the commands a session costs.
+// deletion between gets and cas, and the server's own too-large refusal.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { MemcachedStore } from "../../../src/stores/memcached.ts";
 import { SessionTooLargeError } from "../../../src/errors.ts";
 import { randomKey } from "../../conformance/util.ts";
-import { Client } from "../../conformance/client.ts";
-import { getSession, withSession } from "../../../src/with_session.ts";
-import { userSessions } from "../../../src/users/options.ts";
 import { skipWithoutMemcached } from "../../services.ts";
 import { record } from "../remote_cases.ts";
-import { ownStore, raw, rawGet, rawSet, recording, RUN } from "./items.ts";
-
-const SECRET = "round trip test secret, at least 32 characters";
+import { ownStore, raw, rawGet, rawSet, recording } from "./items.ts";
 
 const skip = await skipWithoutMemcached();
 if (skip) it("MemcachedStore over memcache-client: commands", { skip }, () => {});
@@ -80,29 +75,6 @@ else {
       assert.equal(await store.load(key), null);
       // The connection is still good.
       assert.equal(await store.save(key, record({ ok: 1 }), null), true);
-    });
-
-    it("costs gets and add of the index and add of the record at login; then one get per read, gets + cas per change", async () => {
-      const { connection, own } = opened;
-      const { client, sent } = recording(connection.client);
-      const counted = new MemcachedStore({ client, prefix: own });
-      const handler = withSession(async (req: Request) => {
-        const session = await getSession<{ user?: string; n?: number }>(req);
-        const path = new URL(req.url).pathname;
-        if (path === "/login") session.set("user", `turing-${RUN}`);
-        if (path === "/inc") session.update("n", (n = 0) => n + 1);
-        return new Response(String(session.get("n") ?? 0));
-      }, { store: counted, secrets: SECRET, users: userSessions({ userKey: "user" }) });
-      const browser = new Client(handler);
-      const expect = async (path: string, calls: string[]) => {
-        sent.length = 0;
-        await browser.text(path);
-        assert.deepEqual(sent, calls, path);
-      };
-      await expect("/login", ["gets", "add", "add"]);
-      await expect("/read", ["get"]);
-      await expect("/inc", ["get", "gets", "cas"]);
-      await expect("/inc", ["get", "gets", "cas"]);
     });
   });
 }

@@ -10,7 +10,10 @@ import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { SessionConfigError, StoreUnavailableError } from "../../src/errors.ts";
 import type { SaveResult, SessionStore, StoredSession } from "../../src/store.ts";
+import { getSession, withSession } from "../../src/with_session.ts";
+import { userSessions } from "../../src/users/options.ts";
 import { record } from "../stores/remote_cases.ts";
+import { Client } from "./client.ts";
 import { randomKey } from "./util.ts";
 
 type Store = SessionStore & Required<Pick<SessionStore, "touch">>;
@@ -89,9 +92,10 @@ export interface UserHooks {
   /**
    * What a store sends: a create with a user (`save`), a listing (`list`), a refused save with a
    * user (`refused`), a save or touch its entry outlasts (`update`) or one it does not
-   * (`reindex`), the create and touch of a session with no user (`plain`).
+   * (`reindex`), the create and touch of a session with no user (`plain`), the load of a session
+   * (`read`).
    */
-  sends?: { [kind in "save" | "list" | "refused" | "update" | "reindex" | "plain"]?: string[] };
+  sends?: { [kind in "save" | "list" | "refused" | "update" | "reindex" | "plain" | "read"]?: string[] };
 }
 
 /** A user's tag, computed here apart from the stores: SHA-256 of the id, in unpadded base64url. */
@@ -492,6 +496,33 @@ function userCases(
       assert.match(refusal.message, room.message);
       assert.deepEqual(sent, [], "nothing sent");
       assert.equal(await strict.load(key), null);
+    });
+  }
+  if (sends.save && sends.read && sends.update) {
+    it("costs the indexed create at a sign-in through withSession; then one read per read, read and update per change", async () => {
+      const { store, sent } = await opened("costs", Date.now);
+      const user = `turing-${randomKey().slice(0, 8)}`;
+      const handler = withSession(async (req: Request) => {
+        const session = await getSession<{ user?: string; n?: number }>(req);
+        const path = new URL(req.url).pathname;
+        if (path === "/login") session.set("user", user);
+        if (path === "/inc") session.update("n", (n = 0) => n + 1);
+        return new Response(String(session.get("n") ?? 0));
+      }, {
+        store,
+        secrets: "round trip test secret, at least 32 characters",
+        users: userSessions({ userKey: "user" }),
+      });
+      const browser = new Client(handler);
+      const expect = async (path: string, calls: string[]) => {
+        sent.length = 0;
+        await browser.text(path);
+        assert.deepEqual(sent, calls, path);
+      };
+      await expect("/login", sends.save!);
+      await expect("/read", sends.read!);
+      await expect("/inc", [...sends.read!, ...sends.update!]);
+      await expect("/inc", [...sends.read!, ...sends.update!]);
     });
   }
 }

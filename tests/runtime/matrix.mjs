@@ -75,6 +75,31 @@ export function workersStoreFiles() {
   ];
 }
 
+/**
+ * PostgresStore's tests: its own file (the shared suites), and one per program of its source
+ * folder (src/stores/postgres/), in tests/stores/postgres/. They run wherever the store's file runs.
+ */
+export function postgresStoreFiles() {
+  return ["tests/stores/postgres_test.ts", ...testFiles("tests/stores/postgres")];
+}
+
+/**
+ * MemcachedStore's tests: its own file (the shared suites), and one per program of its source
+ * folder (src/stores/memcached/), in tests/stores/memcached/. They run wherever the store's file runs.
+ */
+export function memcachedStoreFiles() {
+  return ["tests/stores/memcached_test.ts", ...testFiles("tests/stores/memcached")];
+}
+
+/**
+ * DenoKvStore's tests: its own file (the shared suites), and one per program of its source folder
+ * (src/stores/deno_kv/), in tests/stores/deno_kv/. Elsewhere than Deno, each says so with one
+ * skipped test.
+ */
+export function denoKvStoreFiles() {
+  return ["tests/stores/deno_kv_test.ts", ...testFiles("tests/stores/deno_kv")];
+}
+
 /** Node: everything, in these folders (tests/vitest: the one that runs `vitest run` there). */
 export function nodeFiles() {
   return [
@@ -83,6 +108,10 @@ export function nodeFiles() {
     ...testFiles("tests/stores/cookie"),
     ...testFiles("tests/stores/cloudflare_kv"),
     ...testFiles("tests/stores/durable_object"),
+    ...testFiles("tests/stores/postgres"),
+    ...testFiles("tests/stores/memcached"),
+    ...testFiles("tests/stores/redis"),
+    ...testFiles("tests/stores/deno_kv"),
     ...testFiles("tests/adapters"),
     ...testFiles("tests/faults"),
     ...testFiles("tests/races"),
@@ -107,11 +136,11 @@ export function denoFiles() {
     "tests/stores/memory_session_test.ts",
     ...cookieStoreFiles(),
     "tests/runtime/file_suites.ts",
-    "tests/stores/deno_kv_test.ts",
+    ...denoKvStoreFiles(),
     "tests/stores/cookie_migration_test.ts",
     "tests/stores/redis_test.ts",
-    "tests/stores/postgres_test.ts",
-    "tests/stores/memcached_test.ts",
+    ...postgresStoreFiles(),
+    ...memcachedStoreFiles(),
   ];
 }
 
@@ -129,8 +158,8 @@ export function bunFiles() {
     "tests/stores/file_test.ts",
     "tests/stores/cookie_migration_test.ts",
     "tests/stores/redis_test.ts",
-    "tests/stores/postgres_test.ts",
-    "tests/stores/memcached_test.ts",
+    ...postgresStoreFiles(),
+    ...memcachedStoreFiles(),
   ];
 }
 

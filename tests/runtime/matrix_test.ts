@@ -89,6 +89,23 @@ describe("test matrix", () => {
     assert.deepEqual(files.filter((file) => !lists["node"]!.includes(file) || NODE_ONLY.includes(file)), []);
   });
 
+  it("runs the tests of a store's programs (tests/stores/<store>/) exactly where the store's own file runs", () => {
+    const stores = [
+      ["postgres", "tests/stores/postgres_test.ts"],
+      ["memcached", "tests/stores/memcached_test.ts"],
+      ["deno_kv", "tests/stores/deno_kv_test.ts"],
+      ["redis", "tests/stores/redis_cluster_test.ts"],
+    ] as const;
+    for (const [folder, own] of stores) {
+      const programs = testsUnder(`tests/stores/${folder}`);
+      assert.ok(programs.length > 0, folder);
+      for (const [runtime, files] of Object.entries(lists)) {
+        const expected = files.includes(own) ? programs : [];
+        assert.deepEqual(programs.filter((file) => files.includes(file)), expected, `${runtime}: ${folder}`);
+      }
+    }
+  });
+
   it("runs the fault tests under Node only", () => {
     const faults = testsUnder("tests/faults");
     assert.ok(faults.length > 0);

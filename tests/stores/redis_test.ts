@@ -141,6 +141,7 @@ for (const [label, connect] of clients) {
         update: ["EVALSHA"],
         reindex: ["EVALSHA", "EVALSHA", "EVALSHA"], // asks, extends the entry, touches
         plain: ["EVALSHA", "EVALSHA"],
+        read: ["GET"],
       },
     },
   });

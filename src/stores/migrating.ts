@@ -380,8 +380,7 @@ function bothCapabilities(from: SessionStore, to: SessionStore): StoreCapabiliti
     ttl: f.ttl && t.ttl,
     staleReads: f.staleReads === true || t.staleReads === true,
     locks: t.locks === true,
-    users: f.users === true && t.users === true && from.keysOfUser !== undefined &&
-      to.keysOfUser !== undefined,
+    users: f.users === true && t.users === true && !!from.keysOfUser && !!to.keysOfUser,
   };
 }
 

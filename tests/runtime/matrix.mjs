@@ -44,6 +44,7 @@ export const NODE_ONLY = [
   "tests/readme_test.ts",
   "tests/structure_test.ts",
   "tests/stores/tiered_test.ts",
+  ...testFiles("tests/stores/tiered"),
   "tests/stores/migrating_test.ts",
 ];
 
@@ -112,6 +113,7 @@ export function nodeFiles() {
     ...testFiles("tests/stores/memcached"),
     ...testFiles("tests/stores/redis"),
     ...testFiles("tests/stores/deno_kv"),
+    ...testFiles("tests/stores/tiered"),
     ...testFiles("tests/adapters"),
     ...testFiles("tests/faults"),
     ...testFiles("tests/races"),

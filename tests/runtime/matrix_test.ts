@@ -95,6 +95,7 @@ describe("test matrix", () => {
       ["memcached", "tests/stores/memcached_test.ts"],
       ["deno_kv", "tests/stores/deno_kv_test.ts"],
       ["redis", "tests/stores/redis_cluster_test.ts"],
+      ["tiered", "tests/stores/tiered_test.ts"],
     ] as const;
     for (const [folder, own] of stores) {
       const programs = testsUnder(`tests/stores/${folder}`);

@@ -44,8 +44,22 @@ export const NODE_ONLY = [
   "tests/readme_test.ts",
   "tests/structure_test.ts",
   "tests/stores/tiered_test.ts",
+  ...testFiles("tests/stores/tiered"),
   "tests/stores/migrating_test.ts",
+  "tests/stores/migrating/migrating_test.ts",
 ];
+
+/**
+ * The move from CookieStore: its own file (the shared session suite through the moving backend,
+ * and the move through openSession, cookie names, options), and the tests of the moving backend
+ * (src/backends/moving.ts) in tests/stores/migrating/moving_test.ts. Core code: they run under
+ * Node, Deno and Bun. The rest of tests/stores/migrating/ (src/stores/migrating.ts) runs where
+ * tests/stores/migrating_test.ts runs: Node 20 only, as tests/stores/tiered/ with
+ * tests/stores/tiered_test.ts.
+ */
+export function cookieMigrationFiles() {
+  return ["tests/stores/cookie_migration_test.ts", "tests/stores/migrating/moving_test.ts"];
+}
 
 /** The adapter tests: each framework adapter with the real framework. */
 export function adapterFiles() {
@@ -112,6 +126,8 @@ export function nodeFiles() {
     ...testFiles("tests/stores/memcached"),
     ...testFiles("tests/stores/redis"),
     ...testFiles("tests/stores/deno_kv"),
+    ...testFiles("tests/stores/tiered"),
+    ...testFiles("tests/stores/migrating"),
     ...testFiles("tests/adapters"),
     ...testFiles("tests/faults"),
     ...testFiles("tests/races"),
@@ -137,7 +153,7 @@ export function denoFiles() {
     ...cookieStoreFiles(),
     "tests/runtime/file_suites.ts",
     ...denoKvStoreFiles(),
-    "tests/stores/cookie_migration_test.ts",
+    ...cookieMigrationFiles(),
     "tests/stores/redis_test.ts",
     ...postgresStoreFiles(),
     ...memcachedStoreFiles(),
@@ -156,7 +172,7 @@ export function bunFiles() {
     "tests/stores/memory_session_test.ts",
     ...cookieStoreFiles(),
     "tests/stores/file_test.ts",
-    "tests/stores/cookie_migration_test.ts",
+    ...cookieMigrationFiles(),
     "tests/stores/redis_test.ts",
     ...postgresStoreFiles(),
     ...memcachedStoreFiles(),

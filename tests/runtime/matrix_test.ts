@@ -90,19 +90,36 @@ describe("test matrix", () => {
   });
 
   it("runs the tests of a store's programs (tests/stores/<store>/) exactly where the store's own file runs", () => {
-    const stores = [
+    // A folder whose files belong to two files of their own names them: tests/stores/migrating/
+    // holds the moving backend's tests (the move from CookieStore, under Node, Deno and Bun) and
+    // MigratingStore's (Node 20 only).
+    const stores: [folder: string, own: string, only?: string[]][] = [
       ["postgres", "tests/stores/postgres_test.ts"],
       ["memcached", "tests/stores/memcached_test.ts"],
       ["deno_kv", "tests/stores/deno_kv_test.ts"],
       ["redis", "tests/stores/redis_cluster_test.ts"],
-    ] as const;
-    for (const [folder, own] of stores) {
-      const programs = testsUnder(`tests/stores/${folder}`);
+      ["tiered", "tests/stores/tiered_test.ts"],
+      ["migrating", "tests/stores/cookie_migration_test.ts", ["tests/stores/migrating/moving_test.ts"]],
+      ["migrating", "tests/stores/migrating_test.ts", ["tests/stores/migrating/migrating_test.ts"]],
+    ];
+    const claimed = new Set<string>();
+    for (const [folder, own, only] of stores) {
+      const programs = only ?? testsUnder(`tests/stores/${folder}`);
       assert.ok(programs.length > 0, folder);
+      assert.deepEqual(
+        programs.filter((file) => !testsUnder(`tests/stores/${folder}`).includes(file)),
+        [],
+        folder,
+      );
+      for (const file of programs) claimed.add(file);
       for (const [runtime, files] of Object.entries(lists)) {
         const expected = files.includes(own) ? programs : [];
         assert.deepEqual(programs.filter((file) => files.includes(file)), expected, `${runtime}: ${folder}`);
       }
+    }
+    // Every file in such a folder is one of its store's.
+    for (const folder of new Set(stores.map(([folder]) => folder))) {
+      assert.deepEqual(testsUnder(`tests/stores/${folder}`).filter((file) => !claimed.has(file)), [], folder);
     }
   });
 

@@ -7,11 +7,10 @@ import { createClient } from "redis";
 import { Redis as UpstashRedis } from "@upstash/redis";
 import { type RedisLike, RedisStore } from "../../src/stores/redis.ts";
 import { storeSuites } from "../conformance/store_cases.ts";
-import { lockUserCases, tagOf } from "../conformance/lock_user_cases.ts";
+import { lockUserCases } from "../conformance/lock_user_cases.ts";
 import { startUpstashBridge, type UpstashBridge } from "../bridges/upstash.ts";
 import { deadPort } from "../services.ts";
-import { redisHooks } from "./redis_hooks.ts";
-import { recordingClient, redisCommandOf } from "./remote_cases.ts";
+import { redisHooks, redisLockUserHooks } from "./redis_hooks.ts";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const RUN = crypto.randomUUID().slice(0, 8);
@@ -75,11 +74,6 @@ const clients: [string, () => Connection | Promise<Connection>][] = [
   })],
 ];
 
-// Wraps a client so that every command the store sends through it is recorded by name.
-function recording(client: RedisLike): { client: RedisLike; sent: string[] } {
-  return recordingClient(client, redisCommandOf);
-}
-
 async function unreachable() {
   const client = new IoRedis({
     host: "127.0.0.1",
@@ -99,52 +93,10 @@ for (const [label, connect] of clients) {
   let shared: Connection | undefined;
   const open = async () => (shared ??= await connect());
   // Before storeSuites, whose close drops the prefix and the connection these use too.
-  const indexKey = async (ns: string, user: string) => `${prefixOf(ns)}user:{${await tagOf(user)}}`;
-  lockUserCases(`RedisStore over ${label}`, {
-    reportsCurrent: true,
-    open: async (ns, now) => new RedisStore({ client: (await open()).client, prefix: prefixOf(ns), now }),
-    counted: async (ns, now) => {
-      const { client, sent } = recording((await open()).client);
-      return { store: new RedisStore({ client, prefix: prefixOf(ns), now }), sent };
-    },
-    raw: async (ns, key) => (await admin.get(prefixOf(ns) + key)) ?? undefined,
-    // A lock is its owner under prefix lock:key, with Redis' own time to live.
-    locks: {
-      byClock: false,
-      entry: async (ns, key) => {
-        const owner = await admin.get(`${prefixOf(ns)}lock:${key}`);
-        return owner === null ? undefined : { owner };
-      },
-      expiry: { left: (ns, key) => admin.pttl(`${prefixOf(ns)}lock:${key}`), slack: 5_000 },
-      sends: { lock: ["EVALSHA"], unlock: ["EVALSHA"] },
-    },
-    // A sorted set per user, named by its tag, scored by until when each entry lasts: as long
-    // again as the record has left. The record notes the tag and that time.
-    users: {
-      byClock: true,
-      prunes: true,
-      remembers: false,
-      until: (expiresAt, now) => 2 * expiresAt - now,
-      entries: async (ns, user) => {
-        const flat = await admin.zrange(await indexKey(ns, user), "0", "-1", "WITHSCORES");
-        return Object.fromEntries(flat.flatMap((key, i) => i % 2 ? [] : [[key, Number(flat[i + 1])]]));
-      },
-      note: async (ns, key) => {
-        const text = await admin.get(prefixOf(ns) + key);
-        const noted = text === null ? null : /,"user":"([\w-]{43})","userUntil":(\d+)\}$/.exec(text);
-        return noted === null ? undefined : { tag: noted[1], until: Number(noted[2]) };
-      },
-      expiry: { left: async (ns, user) => await admin.pttl(await indexKey(ns, user)), slack: 5_000 },
-      sends: {
-        save: ["EVALSHA"],
-        list: ["EVALSHA"],
-        update: ["EVALSHA"],
-        reindex: ["EVALSHA", "EVALSHA", "EVALSHA"], // asks, extends the entry, touches
-        plain: ["EVALSHA", "EVALSHA"],
-        read: ["GET"],
-      },
-    },
-  });
+  lockUserCases(
+    `RedisStore over ${label}`,
+    redisLockUserHooks({ admin: () => admin, prefix, client: async () => (await open()).client }),
+  );
 
   storeSuites(`RedisStore over ${label}`, {
     ...redisHooks({

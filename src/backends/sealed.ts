@@ -169,7 +169,10 @@ async function commit(h: Handle): Promise<CommitResult> {
 function endSuperseded(h: Handle): void {
   const { id, record } = h.superseded!;
   h.superseded = undefined;
-  attachRecord(h, id, record, id);
+  // The record to end, as `revoke` reads it; the request keeps the new identity `destroy()` gave
+  // it, under which anything set after the log out starts a session of its own.
+  h.base = record;
+  h.key = id;
   h.ending = "destroy";
   h.endedElsewhere = false;
 }

@@ -20,10 +20,18 @@ import { CookieStore } from "../../src/stores/cookie.ts";
 import { cookieOf, raceApp, request, said, SECRET, whoIs } from "./race_app.ts";
 
 function app() {
-  const store = new CookieStore({ secrets: [SECRET], revocation: new MemoryStore() });
-  return raceApp<{ user?: string; n?: number }>({ store }, {
+  const store = new CookieStore({ secrets: [SECRET], revocation: new MemoryStore(), userKey: "user" });
+  const race = raceApp<{ user?: string; n?: number; notice?: string }>({ store }, {
     "/add": (session) => (session.update("n", (n = 0) => n + 1), new Response("added")),
+    // A log out that leaves a notice for the next page: a session of its own, under a new id.
+    "/bye": (session) => {
+      session.destroy();
+      session.set("notice", "bye");
+      return new Response("signed out");
+    },
+    "/notice": (session) => new Response(session.get("notice") ?? "none"),
   });
+  return { ...race, store };
 }
 
 describe("CookieStore with revocation: a log out overtaken by another tab's write", () => {
@@ -50,6 +58,28 @@ describe("CookieStore with revocation: a log out overtaken by another tab's writ
     assert.equal(refused.status, 409, "a write that is no log in: taken for a request in flight");
     assert.deepEqual(refused.headers.getSetCookie(), []);
     const login = await race.handler(request("/login", latest));
+    assert.equal(login.status, 200, `the log in was answered ${login.status} (${said(race)})`);
+    assert.equal(await whoIs(race, cookieOf(login)), "ada");
+  });
+
+  it("leaves the log out's notice in a session of its own, under a new id", async () => {
+    const race = app();
+    const signedIn = cookieOf(await race.handler(request("/login")));
+    const write = await race.handler(request("/add", signedIn));
+    const bye = await race.handler(request("/bye", signedIn));
+    assert.equal(bye.status, 200, `the log out with a notice was answered ${bye.status} (${said(race)})`);
+    const notice = cookieOf(bye);
+    assert.equal(await (await race.handler(request("/notice", notice, "GET"))).text(), "bye");
+    assert.equal(await whoIs(race, notice), "anonymous");
+    assert.equal(await whoIs(race, cookieOf(write)), "anonymous", "the logged-out session stays ended");
+  });
+
+  it("lets a browser log in at once after log out everywhere, whichever seal of its session it holds", async () => {
+    const race = app();
+    const signedIn = cookieOf(await race.handler(request("/login")));
+    assert.equal((await race.handler(request("/add", signedIn))).status, 200); // its response is slow
+    await race.store.endUser("ada"); // log out everywhere: no grace, nothing newer of the browser's
+    const login = await race.handler(request("/login", signedIn));
     assert.equal(login.status, 200, `the log in was answered ${login.status} (${said(race)})`);
     assert.equal(await whoIs(race, cookieOf(login)), "ada");
   });

@@ -70,6 +70,16 @@ function sealedUnder(sealed: StoredSession | null, generation: StoredSession | n
   return named && typeof kept === "number" && g >= kept;
 }
 
+/** A seal of a session ended with every session of its user (`endUser`), as `check` answers. */
+function remotelyEnded(generation: StoredSession): InvalidSeal {
+  return {
+    invalid: "ended",
+    at: atOf(generation),
+    remote: true,
+    detail: invalid("every session of its user was ended"),
+  };
+}
+
 /** When a revocation record was written (ms since the epoch), if it says. */
 function atOf(record: StoredSession): number | undefined {
   const at = record.data.at;
@@ -327,6 +337,11 @@ export class Revocation {
       };
     }
     if (latest !== null && latest.version > opened.record.version) {
+      // Its session's newest seal was ended with every session of its user (`endUser`): ended
+      // from elsewhere, with no grace, whichever seal of it comes.
+      if (generation !== null && !sealedUnder(latest, generation, entry.revocationKey!)) {
+        return remotelyEnded(generation);
+      }
       return {
         invalid: "superseded",
         at: atOf(latest),
@@ -338,14 +353,7 @@ export class Revocation {
       // The generation this seal was made under: what the store recorded for its version, else
       // none (sealed before the store knew it): ended by any generation.
       const sealed = latest !== null && latest.version === opened.record.version ? latest : null;
-      if (!sealedUnder(sealed, generation, entry.revocationKey!)) {
-        return {
-          invalid: "ended",
-          at: atOf(generation),
-          remote: true,
-          detail: invalid("every session of its user was ended"),
-        };
-      }
+      if (!sealedUnder(sealed, generation, entry.revocationKey!)) return remotelyEnded(generation);
     }
     return undefined;
   }

@@ -21,6 +21,7 @@ import { RedisStore } from "../src/stores/redis.ts";
 import { PostgresStore } from "../src/stores/postgres.ts";
 import { Client } from "./conformance/client.ts";
 import { sleep } from "./conformance/util.ts";
+import { storeTables } from "./services.ts";
 
 const SECRET = "concurrency suite secret, thirty-two characters+";
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -97,7 +98,7 @@ const backends: Backend[] = [
         return store;
       },
       close: async () => {
-        await pool!.query(`DROP TABLE IF EXISTS "${table}"`);
+        await pool!.query(`DROP TABLE IF EXISTS ${storeTables(table)}`);
         await pool!.end();
       },
     };

@@ -12,6 +12,7 @@ import { sessionSuite } from "../conformance/session_suite.ts";
 import { storeSuite } from "../conformance/store_suite.ts";
 import { env } from "./workerd_env.ts";
 import type { RemoteBindings } from "./workerd_remote_backends.ts";
+import { storeTables } from "../services.ts";
 
 /** The remote-store bindings, next to the runner's own. */
 function remote(): RemoteBindings {
@@ -85,7 +86,7 @@ for (const [label, options] of upstashVariants) {
         return store;
       },
       close: async () => {
-        await sql.query(`DROP TABLE IF EXISTS "${table}", "${table}_leases"`);
+        await sql.query(`DROP TABLE IF EXISTS ${storeTables(table)}`);
       },
     };
   };

@@ -43,7 +43,7 @@ import { MigratingStore } from "../../src/stores/migrating.ts";
 import { randomKey } from "../conformance/util.ts";
 import { startUpstashBridge, type UpstashBridge } from "../bridges/upstash.ts";
 import { type NeonBridge, startNeonBridge } from "../bridges/neon.ts";
-import { MEMCACHED_SERVER, skipWithoutMemcached } from "../services.ts";
+import { MEMCACHED_SERVER, skipWithoutMemcached, storeTables } from "../services.ts";
 import { nodeNamespace, startMiniflare } from "../workers/miniflare.ts";
 
 const SECRET = "clock skew test secret, at least 32 characters";
@@ -186,11 +186,11 @@ function postgresBackend(name: string, connect: () => { client: unknown; close()
       close = async () => {
         await new PostgresStore({ client: connection.client as pg.Pool, table }).migrate();
         await (connection.client as pg.Pool).query?.(
-          `DROP TABLE IF EXISTS "${table}", "${table}_leases"`,
+          `DROP TABLE IF EXISTS ${storeTables(table)}`,
           [],
         );
         await (connection.client as { unsafe?: (q: string) => Promise<unknown> }).unsafe?.(
-          `DROP TABLE IF EXISTS "${table}", "${table}_leases"`,
+          `DROP TABLE IF EXISTS ${storeTables(table)}`,
         );
         await connection.close();
       };

@@ -11,7 +11,7 @@ import { WebSocket } from "ws";
 import { PostgresStore, type SqlLike } from "../../../src/stores/postgres.ts";
 import { sleep } from "../../conformance/util.ts";
 import { type NeonBridge, startNeonBridge } from "../../bridges/neon.ts";
-import { deadPort } from "../../services.ts";
+import { deadPort, storeTables } from "../../services.ts";
 import { recordingClient } from "../remote_cases.ts";
 
 export const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
@@ -119,7 +119,7 @@ export async function waitsForLock(table: string, pending: Promise<unknown>): Pr
 
 /** Drops a store's table and its table of locks (`<table>_leases`). */
 export async function dropTables(table: string): Promise<void> {
-  await admin().query(`DROP TABLE IF EXISTS "${table}", "${table}_leases"`);
+  await admin().query(`DROP TABLE IF EXISTS ${storeTables(table)}`);
 }
 
 /** A store over a port nothing listens on: a real refused connection. */

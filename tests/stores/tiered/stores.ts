@@ -6,6 +6,7 @@ import pg from "pg";
 import type { StoredSession } from "../../../src/store.ts";
 import { PostgresStore } from "../../../src/stores/postgres.ts";
 import { dropPrefix, REDIS_URL } from "../composed.ts";
+import { storeTables } from "../../services.ts";
 
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 /** Part of every prefix and table a test file uses, so that runs never meet. */
@@ -25,7 +26,7 @@ export async function table(name: string): Promise<PostgresStore> {
 }
 after(async () => {
   await dropPrefix(redis, `tiered-test:${RUN}:`);
-  for (const name of tables) await pool.query(`DROP TABLE IF EXISTS "${name}", "${name}_leases"`);
+  for (const name of tables) await pool.query(`DROP TABLE IF EXISTS ${storeTables(name)}`);
   redis.disconnect();
   await pool.end();
 });

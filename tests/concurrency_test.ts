@@ -20,8 +20,7 @@ import { FileStore } from "../src/stores/file.ts";
 import { RedisStore } from "../src/stores/redis.ts";
 import { PostgresStore } from "../src/stores/postgres.ts";
 import { Client } from "./conformance/client.ts";
-import { sleep } from "./conformance/util.ts";
-import { storeTables } from "./services.ts";
+import { sleep, storeTables } from "./conformance/util.ts";
 
 const SECRET = "concurrency suite secret, thirty-two characters+";
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";

@@ -62,12 +62,3 @@ export async function deadPort(): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
 }
-
-/**
- * The tables a `PostgresStore` on `table` creates, quoted for a `DROP TABLE` list: the table and
- * its lock table, `<table>_leases` with the table's name cut to fit PostgreSQL's 63 characters
- * (as src/stores/postgres/statements.ts names it; `"<table>_leases"` misses a long name's).
- */
-export function storeTables(table: string): string {
-  return `"${table}", "${table.slice(0, 63 - "_leases".length)}_leases"`;
-}

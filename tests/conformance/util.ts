@@ -13,3 +13,12 @@ export function randomKey(): string {
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/**
+ * The tables a `PostgresStore` on `table` creates, quoted for a `DROP TABLE` list: the table and
+ * its lock table, `<table>_leases` with the table's name cut to fit PostgreSQL's 63 characters
+ * (as src/stores/postgres/statements.ts names it; `"<table>_leases"` misses a long name's).
+ */
+export function storeTables(table: string): string {
+  return `"${table}", "${table.slice(0, 63 - "_leases".length)}_leases"`;
+}

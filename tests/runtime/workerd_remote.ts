@@ -12,7 +12,7 @@ import { sessionSuite } from "../conformance/session_suite.ts";
 import { storeSuite } from "../conformance/store_suite.ts";
 import { env } from "./workerd_env.ts";
 import type { RemoteBindings } from "./workerd_remote_backends.ts";
-import { storeTables } from "../services.ts";
+import { storeTables } from "../conformance/util.ts";
 
 /** The remote-store bindings, next to the runner's own. */
 function remote(): RemoteBindings {

@@ -40,10 +40,10 @@ import { MemcachedStore } from "../../src/stores/memcached.ts";
 import { DurableObjectStore } from "../../src/stores/durable_object.ts";
 import { TieredStore } from "../../src/stores/tiered.ts";
 import { MigratingStore } from "../../src/stores/migrating.ts";
-import { randomKey } from "../conformance/util.ts";
+import { randomKey, storeTables } from "../conformance/util.ts";
 import { startUpstashBridge, type UpstashBridge } from "../bridges/upstash.ts";
 import { type NeonBridge, startNeonBridge } from "../bridges/neon.ts";
-import { MEMCACHED_SERVER, skipWithoutMemcached, storeTables } from "../services.ts";
+import { MEMCACHED_SERVER, skipWithoutMemcached } from "../services.ts";
 import { nodeNamespace, startMiniflare } from "../workers/miniflare.ts";
 
 const SECRET = "clock skew test secret, at least 32 characters";

@@ -20,7 +20,7 @@ import { MigratingStore } from "../../../src/stores/migrating.ts";
 import { movedSessionId } from "../../../src/backends/moving.ts";
 import type { Client } from "../../conformance/client.ts";
 import { dropPrefix, quiet, REDIS_URL, tempDir } from "../composed.ts";
-import { storeTables } from "../../services.ts";
+import { storeTables } from "../../conformance/util.ts";
 
 /** Part of every prefix and table a test file uses, so that runs never meet. */
 export const RUN = crypto.randomUUID().slice(0, 8);

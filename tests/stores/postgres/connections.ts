@@ -9,9 +9,9 @@ import postgres from "postgres";
 import { neon, neonConfig, Pool as NeonPool } from "@neondatabase/serverless";
 import { WebSocket } from "ws";
 import { PostgresStore, type SqlLike } from "../../../src/stores/postgres.ts";
-import { sleep } from "../../conformance/util.ts";
+import { sleep, storeTables } from "../../conformance/util.ts";
 import { type NeonBridge, startNeonBridge } from "../../bridges/neon.ts";
-import { deadPort, storeTables } from "../../services.ts";
+import { deadPort } from "../../services.ts";
 import { recordingClient } from "../remote_cases.ts";
 
 export const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";

@@ -6,7 +6,7 @@ import pg from "pg";
 import type { StoredSession } from "../../../src/store.ts";
 import { PostgresStore } from "../../../src/stores/postgres.ts";
 import { dropPrefix, REDIS_URL } from "../composed.ts";
-import { storeTables } from "../../services.ts";
+import { storeTables } from "../../conformance/util.ts";
 
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 /** Part of every prefix and table a test file uses, so that runs never meet. */
